@@ -1,0 +1,235 @@
+"""The `mnistlab` command: argv in, exit code out. A thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mnistlab.errors import MnistlabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mnistlab.config import DEVICES
+    from mnistlab.datasets import DATASETS
+    from mnistlab.models import list_models
+
+    parser = _Parser(prog="mnistlab", description="Train, time and profile small models on MNIST-family data.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("env", help="torch version, devices, CPU threads")
+
+    data = sub.add_parser("data", help="fetch, inspect and show a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    for name, help_ in (("fetch", "fetch and verify the files"), ("info", "counts, shapes, label histogram, mean/std"),
+                        ("show", "write a PNG grid of samples with their labels")):
+        p = data_sub.add_parser(name, help=help_)
+        p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
+        _add_data_dir(p)
+        if name == "fetch":
+            p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
+        if name == "info":
+            p.add_argument("--json", action="store_true")
+        if name == "show":
+            p.add_argument("--out", default=None, help="PNG path (default: <dataset>-samples.png)")
+            p.add_argument("--count", type=_positive_int, default=32)
+
+    p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
+    p.add_argument("model", choices=list_models())
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+
+    t = sub.add_parser("train", help="train a model, or resume a run")
+    t.add_argument("--model", choices=list_models())
+    t.add_argument("--dataset", choices=list(DATASETS))
+    t.add_argument("--epochs", type=_positive_int, help="epochs (with --resume: how many more)")
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=_float)
+    t.add_argument("--momentum", type=_float)
+    t.add_argument("--val-fraction", type=_float)
+    t.add_argument("--seed", type=_nonneg_int)
+    t.add_argument("--device", choices=list(DEVICES))
+    t.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE")
+    t.add_argument("--subset", type=_positive_int, help="use only the first N samples of each split")
+    t.add_argument("--max-steps", type=_positive_int, help="at most N optimizer steps per epoch")
+    t.add_argument("--deterministic", action="store_true", default=None)
+    _add_data_dir(t)
+    t.add_argument("--run-dir", help="the run directory to create (default: a new one under runs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
+    e.add_argument("run_dir")
+    e.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    e.add_argument("--device", choices=list(DEVICES), default="auto")
+    e.add_argument("--json", action="store_true")
+    _add_data_dir(e)
+
+    pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
+    return parser
+
+
+_TRAIN_KEYS = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "val_fraction", "seed", "device",
+               "early_stop", "subset", "max_steps", "deterministic", "data_dir")
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from mnistlab.envinfo import environment, format_environment
+
+    print(format_environment(environment()))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from mnistlab.datainfo import dataset_info, format_info
+    from mnistlab.datasets import data_root, get_dataset
+    from mnistlab.fetch import fetch
+
+    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
+    if args.data_command == "fetch":
+        fetch(spec, root, log=lambda m: print(m, file=sys.stderr), web=not args.no_web)
+        print(spec.raw_dir(root))
+        return 0
+    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    if args.data_command == "info":
+        info = dataset_info(spec, root)
+        print(json.dumps(info, indent=2) if args.json else format_info(info))
+        return 0
+    from mnistlab.loader import read_split
+    from mnistlab.plots import plot_samples
+
+    train = read_split(spec, root, train=True)
+    out = Path(args.out or f"{spec.name}-samples.png")
+    plot_samples(train.images.numpy(), train.labels.numpy(), spec.classes, out, n=args.count)
+    print(out)
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from mnistlab.summary import summarize
+
+    print(summarize(args.model, args.batch_size).format())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mnistlab.config import TrainConfig
+    from mnistlab.runner import train
+
+    given = {k: getattr(args, k) for k in _TRAIN_KEYS if getattr(args, k) is not None}
+    if args.resume:
+        if args.run_dir:
+            raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
+        run = train(resume=args.resume, overrides=given, progress=not args.no_progress)
+    else:
+        run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress)
+    print(run.path)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mnistlab.checkpoint import load_checkpoint, load_model_state
+    from mnistlab.config import TrainConfig, resolve_device
+    from mnistlab.datasets import data_root, get_dataset
+    from mnistlab.evaluate import evaluate
+    from mnistlab.fetch import fetch
+    from mnistlab.loader import make_test_loader
+    from mnistlab.models import create_model
+    from mnistlab.rundir import open_run
+
+    run = open_run(args.run_dir)
+    cfg = TrainConfig.from_dict(run.config())
+    ckpt = run / f"{args.checkpoint}.pt"
+    state = load_checkpoint(ckpt)
+    device = resolve_device(args.device)
+    model = create_model(cfg.model)
+    load_model_state(model, state, ckpt)
+    spec = get_dataset(cfg.dataset)
+    root = data_root(args.data_dir or cfg.data_dir)
+    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    result = evaluate(model.to(device), make_test_loader(spec, root, device), len(spec.classes))
+    if args.json:
+        print(json.dumps({**result.to_dict(), "checkpoint": args.checkpoint, "epoch": int(state["epoch"])}, indent=2))
+        return 0
+    print(f"{run.path} ({cfg.model} on {cfg.dataset}, {args.checkpoint}.pt after epoch {int(state['epoch'])}, {device})")
+    print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
+          f"in {result.seconds:.2f} s")
+    print("per-class accuracy:")
+    for i, (name, acc) in enumerate(zip(spec.classes, result.per_class_accuracy)):
+        print(f"  {i} {name:<12} {acc:.2%}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print("      " + "".join(f"{j:>6}" for j in range(len(spec.classes))))
+    for i, row in enumerate(result.confusion):
+        print(f"  {i:>2}  " + "".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from mnistlab.plots import plot_runs
+    from mnistlab.rundir import open_run
+
+    runs = [open_run(p) for p in args.run_dirs]
+    for run in runs:
+        if not run.metrics():
+            raise MnistlabError(f"{run.path}: no finished epoch to plot yet")
+    default = runs[0] / ("loss.png" if len(runs) == 1 else "compare.png")
+    print(plot_runs(runs, Path(args.out) if args.out else default))
+    return 0
+
+
+_COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
+             "eval": _cmd_eval, "plot": _cmd_plot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except MnistlabError as e:
+        print(f"mnistlab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mnistlab: interrupted", file=sys.stderr)
+        return 130

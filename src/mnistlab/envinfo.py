@@ -1,0 +1,65 @@
+"""What machine and software a run used (notebook cell 2, and each run's env.json)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    from mnistlab import __version__
+
+    mps = getattr(torch.backends, "mps", None)
+    cuda = torch.cuda.is_available()
+    return {
+        "mnistlab": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "mps_available": bool(mps and mps.is_available()),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def format_environment(env: dict[str, Any]) -> str:
+    lines = [
+        f"torch {env['torch']} (CUDA build: {env['cuda_version'] or 'none'}), numpy {env['numpy']}, "
+        f"python {env['python']}, mnistlab {env['mnistlab']}",
+        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} threads)",
+        f"CUDA available: {env['cuda_available']}" + (f" ({', '.join(env['cuda_devices'])})" if env["cuda_devices"] else ""),
+        f"MPS available: {env['mps_available']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Errors that reach the user as one line and exit code 2 (never a traceback)."""
+
+from __future__ import annotations
+
+
+class MnistlabError(Exception):
+    """Base class: anything the user can fix (bad input, bad data, missing files)."""
+
+    exit_code = 2
+
+
+class ConfigError(MnistlabError):
+    """An option or setting is out of range or of the wrong kind."""
+
+
+class DataError(MnistlabError):
+    """A data file is missing, corrupt, truncated or fails its checksum."""
+
+
+class CheckpointError(MnistlabError):
+    """A checkpoint or run directory cannot be used."""
+
+
+class DivergenceError(MnistlabError):
+    """Training produced a non-finite loss."""

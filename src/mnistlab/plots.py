@@ -1,0 +1,64 @@
+"""Figures, drawn from run directories alone (never from a live training)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mnistlab.rundir import RunDir  # noqa: E402
+
+
+def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
+    """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, run in enumerate(runs):
+        rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
+        epochs = [int(r["epoch"]) for r in rows]
+        color = f"C{i % 10}"
+        label = "" if len(runs) == 1 else f"{run.name}: "
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color, label=f"{label}train")
+        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color, label=f"{label}validation")
+        ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color, label=run.name)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy loss (log scale)")
+    ax_loss.set_title(title or "Training and validation loss")
+    ax_loss.grid(True, which="both", alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_acc.set_title("Validation accuracy")
+    ax_acc.grid(True, alpha=0.3)
+    if len(runs) > 1:
+        ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32) -> Path:
+    """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
+    n = min(n, len(images))
+    cols = min(8, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{int(labels[i])}: {classes[int(labels[i])]}" if classes[int(labels[i])] != str(int(labels[i]))
+                         else str(int(labels[i])), fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,148 @@
+"""The run directory: the only place a run writes, and everything needed to rebuild
+its plots and report without training again.
+
+Every file is written to a temporary name and renamed, so a killed process leaves
+either the old or the new version of a file, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.errors import CheckpointError
+
+CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
+LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
+METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
+                 "epoch_seconds", "samples_per_s", "steps", "global_step"]
+STEP_FIELDS = ["step", "epoch", "train_loss"]
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    """Rows with every value as a number (all our CSV columns are numeric)."""
+    try:
+        with open(path, newline="") as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found") from None
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: malformed CSV ({e})") from None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.path / CONFIG)
+
+    def metrics(self) -> list[dict[str, float]]:
+        return read_csv(self.path / METRICS) if (self.path / METRICS).exists() else []
+
+    def steps(self) -> list[dict[str, float]]:
+        return read_csv(self.path / STEPS) if (self.path / STEPS).exists() else []
+
+    def test(self) -> dict[str, Any] | None:
+        return read_json(self.path / TEST) if (self.path / TEST).exists() else None
+
+    def env(self) -> dict[str, Any]:
+        return read_json(self.path / ENV) if (self.path / ENV).exists() else {}
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / STATUS) if (self.path / STATUS).exists() else {}
+
+
+def open_run(path: str | os.PathLike) -> RunDir:
+    """An existing run directory, or a clear error."""
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no such run directory")
+    if not (p / CONFIG).is_file():
+        raise CheckpointError(f"{p}: not a mnistlab run directory (no {CONFIG})")
+    return RunDir(p)
+
+
+def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:
+    """A new, empty run directory. An explicit path may exist only if it is empty; otherwise a
+    fresh name under `base` (timestamp plus a random suffix, so two runs started in the same
+    second, even in two processes, never share one)."""
+    if explicit is not None:
+        p = Path(explicit)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise CheckpointError(f"{p}: already exists and is not empty; "
+                                  f"use --resume {p} to continue it, or choose another --run-dir")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
+        return RunDir(p)
+    base = Path(base)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"{base}: cannot create ({e.strerror})") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        p = base / f"{stem}-{stamp}-{secrets.token_hex(3)}"
+        try:
+            p.mkdir()  # exclusive: fails if another process took the name
+            return RunDir(p)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
+    raise CheckpointError(f"{base}: could not find a free run directory name")

@@ -1,0 +1,184 @@
+"""A training run: data, model, epochs, checkpoints and the run directory, start or resume.
+
+The per-step work lives in `train.py`; this module decides when things are saved.
+Order per epoch: train, validate, best.pt (if better), last.pt (with the whole history),
+then metrics.csv and steps.csv rewritten from that history. A run killed at any point
+resumes from last.pt and rewrites the CSVs, so they never run ahead of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mnistlab import rundir as rd_files
+from mnistlab.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from mnistlab.config import TrainConfig, resolve_device
+from mnistlab.datasets import data_root, get_dataset
+from mnistlab.envinfo import environment
+from mnistlab.errors import CheckpointError, ConfigError, DivergenceError
+from mnistlab.evaluate import evaluate
+from mnistlab.fetch import fetch
+from mnistlab.loader import make_splits
+from mnistlab.models import create_model
+from mnistlab.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
+from mnistlab.train import train_epoch
+
+Log = Callable[[str], None]
+DEFAULT_RUNS_DIR = "runs"
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+
+
+def _set_status(run: RunDir, state: str, **extra: Any) -> None:
+    write_json(run / rd_files.STATUS, {"state": state, **extra})
+
+
+def _describe_device(name: str, device: torch.device) -> str:
+    if name == "auto":
+        why = {"cuda": "CUDA is available", "mps": "MPS is available", "cpu": "no CUDA or MPS device"}[device.type]
+        return f"device: {device.type} (auto: {why})"
+    return f"device: {device.type}"
+
+
+def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> None:
+    """A resumed run keeps its settings; only epochs and the device may be given again."""
+    for key, value in overrides.items():
+        if key in ("epochs", "device") or value is None:
+            continue
+        if getattr(stored, key) != value:
+            raise ConfigError(f"cannot resume with {key}={value!r}: the run was started with "
+                              f"{key}={getattr(stored, key)!r}")
+
+
+def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
+          runs_base: str | os.PathLike = DEFAULT_RUNS_DIR, resume: str | os.PathLike | None = None,
+          overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True) -> RunDir:
+    """Train a new run (`config`) or continue one (`resume`); return its run directory.
+
+    With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
+    finishes the epochs it was started with.
+    """
+    overrides = dict(overrides or {})
+    if resume is not None:
+        run = open_run(resume)
+        cfg = TrainConfig.from_dict(run.config())
+        check_resume_overrides(cfg, overrides)
+        state = load_checkpoint(run / rd_files.LAST)
+        if state.get("config", {}).get("model") != cfg.model:
+            raise CheckpointError(f"{run / rd_files.LAST}: was written by model "
+                                  f"{state.get('config', {}).get('model')!r}, the run is {cfg.model!r}")
+        done = int(state["epoch"])
+        if overrides.get("epochs") is not None:
+            cfg = cfg.replace(epochs=done + overrides["epochs"])
+        elif run.status().get("state") == "finished":
+            raise ConfigError(f"{run.path}: already finished ({done} epochs); "
+                              f"pass --epochs N to train N more")
+        if overrides.get("device") is not None:
+            cfg = cfg.replace(device=overrides["device"])
+    else:
+        cfg = config or TrainConfig()
+        state = None
+        done = 0
+
+    device = resolve_device(cfg.device)
+    spec = get_dataset(cfg.dataset)
+    root = data_root(cfg.data_dir)
+    fetch(spec, root, log=log)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
+                         seed=cfg.seed, device=device, subset=cfg.subset)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model).to(device)
+    optimizer = _make_optimizer(model, cfg)
+    if state is None:
+        run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+        history: list[dict[str, float]] = []
+        step_log: list[dict[str, float]] = []
+        best_val, best_epoch = math.inf, 0
+    else:
+        load_model_state(model, state, run / rd_files.LAST)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        history, step_log = list(state["history"]), list(state["step_log"])
+        best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+        log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
+    write_json(run / rd_files.CONFIG, cfg.to_dict())
+    write_json(run / rd_files.ENV, {**environment(), "device": str(device)})
+    write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+    write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+    _set_status(run, "running", epochs_done=done)
+    log(_describe_device(cfg.device, device))
+    log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
+        f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}")
+
+    def checkpoint_state(epoch: int) -> dict[str, Any]:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "global_step": int(history[-1]["global_step"]) if history else 0,
+            "config": cfg.to_dict(), "history": history, "step_log": step_log,
+            "best_val_loss": best_val, "best_epoch": best_epoch, "rng_cpu": torch.get_rng_state(),
+        }
+
+    global_step = int(history[-1]["global_step"]) if history else 0
+    stopped_early = False
+    try:
+        for epoch in range(done + 1, cfg.epochs + 1):
+            steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
+            with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
+                      desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
+                stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
+                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar)
+            global_step += stats.steps
+            val = evaluate(model, splits.val, len(spec.classes))
+            row = {
+                "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
+                "val_accuracy": val.accuracy, "train_seconds": stats.seconds, "val_seconds": val.seconds,
+                "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples / stats.seconds,
+                "steps": stats.steps, "global_step": global_step,
+            }
+            history.append(row)
+            step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
+            if val.loss < best_val:
+                best_val, best_epoch = val.loss, epoch
+                save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
+            save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch))
+            write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+            write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+            log(f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
+                f"val acc {val.accuracy:.2%}  {row['epoch_seconds']:.2f} s "
+                f"(train {stats.seconds:.2f} s, {row['samples_per_s']:,.0f} samples/s)")
+            if cfg.early_stop is not None and epoch - best_epoch >= cfg.early_stop:
+                log(f"early stop: no better validation loss for {cfg.early_stop} epochs "
+                    f"(best {best_val:.4f} at epoch {best_epoch}; best.pt kept)")
+                stopped_early = True
+                break
+    except DivergenceError as e:
+        _set_status(run, "diverged", message=str(e), epochs_done=len(history), best_epoch=best_epoch)
+        raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
+                              else f"{e}; {run.path}: no epoch finished, no checkpoint written") from None
+    except KeyboardInterrupt:
+        _set_status(run, "interrupted", epochs_done=len(history))
+        log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
+        raise
+
+    test = evaluate(model, splits.test, len(spec.classes))
+    write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
+                                     "classes": list(spec.classes)})
+    log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
+        f"in {test.seconds:.2f} s")
+    _set_status(run, "finished", epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)
+    from mnistlab.plots import plot_runs
+
+    plot_runs([run], Path(run.path) / "loss.png")
+    return run

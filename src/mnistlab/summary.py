@@ -1,0 +1,39 @@
+"""A model tour, as the notebook's MyModule cell: tree, state_dict shapes, counts, output shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mnistlab.models import count_parameters, create_model
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    tree: str
+    parameters: list[tuple[str, tuple[int, ...], int]]  # (state_dict key, shape, numel)
+    total: int
+    trainable: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def format(self) -> str:
+        width = max(len(n) for n, _, _ in self.parameters)
+        lines = [f"== {self.name} ==", self.tree, "", "state_dict:"]
+        lines += [f"  {n:<{width}}  {str(list(s)):<12} {c:>9,}" for n, s, c in self.parameters]
+        lines += [f"parameters: {self.total:,} ({self.trainable:,} trainable)",
+                  f"output shape for input {list(self.input_shape)}: {list(self.output_shape)}"]
+        return "\n".join(lines)
+
+
+def summarize(name: str, batch_size: int = 1) -> ModelSummary:
+    model = create_model(name)
+    with torch.no_grad():
+        out = model(torch.zeros(batch_size, *INPUT_SHAPE))
+    params = [(k, tuple(v.shape), v.numel()) for k, v in model.state_dict().items()]
+    return ModelSummary(name, str(model), params, count_parameters(model), count_parameters(model, True),
+                        (batch_size, *INPUT_SHAPE), tuple(out.shape))

@@ -1,0 +1,75 @@
+"""The training loop for one epoch. No file I/O here: results go back to the caller."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.errors import DivergenceError
+from mnistlab.evaluate import synchronize
+from mnistlab.loader import DeviceLoader
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float  # mean of the step losses, as the notebook reports it
+    steps: int
+    samples: int
+    seconds: float  # wall time of the training part of the epoch
+    step_log: list[tuple[int, float]]  # (global step, loss) every `log_every` steps
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
+                epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
+                progress=None) -> EpochStats:
+    """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
+
+    Step losses stay on the device until the epoch ends, so that the GPU is not made to
+    wait every step; they are read every `log_every` steps for the log and the bar.
+    Raises DivergenceError naming the epoch and the first step whose loss is not finite.
+    """
+    model.train()
+    device = loader.device
+    losses: list[torch.Tensor] = []
+    step_log: list[tuple[int, float]] = []
+    samples = 0
+    synchronize(device)
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(loader.batches(epoch)):
+        if max_steps is not None and i >= max_steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        samples += len(y)
+        if i % log_every == 0:
+            value = loss.item()
+            step_log.append((global_step + i + 1, value))
+            if not torch.isfinite(loss):
+                _diverged(losses, epoch, global_step)
+            if progress is not None:
+                progress.set_postfix(loss=f"{value:.4f}", refresh=False)
+        if progress is not None:
+            progress.update(len(y))
+    all_losses = torch.stack(losses)
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    if not bool(torch.isfinite(all_losses).all()):
+        _diverged(losses, epoch, global_step)
+    return EpochStats(epoch, float(all_losses.double().mean()), len(losses), samples, seconds, step_log)
+
+
+def _diverged(losses: list[torch.Tensor], epoch: int, global_step: int) -> None:
+    values = torch.stack(losses).cpu()
+    bad = int((~torch.isfinite(values)).nonzero()[0, 0])
+    raise DivergenceError(
+        f"training diverged: the loss became {values[bad].item()} at epoch {epoch}, "
+        f"step {global_step + bad + 1}; lower --lr"
+    )
