@@ -125,7 +125,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from mnistlab.datainfo import dataset_info, format_info
     from mnistlab.datasets import data_root, get_dataset
-    from mnistlab.fetch import fetch
+    from mnistlab.fetching import fetch
 
     spec, root = get_dataset(args.dataset), data_root(args.data_dir)
     if args.data_command == "fetch":
@@ -173,8 +173,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mnistlab.checkpoint import load_checkpoint, load_model_state
     from mnistlab.config import TrainConfig, resolve_device
     from mnistlab.datasets import data_root, get_dataset
-    from mnistlab.evaluate import evaluate
-    from mnistlab.fetch import fetch
+    from mnistlab.evaluation import evaluate
+    from mnistlab.fetching import fetch
     from mnistlab.loader import make_test_loader
     from mnistlab.models import create_model
     from mnistlab.rundir import open_run

@@ -6,6 +6,7 @@ uint32 per dimension, then the data, big-endian, row-major.
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX header ({len(data)} of {header_len} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = _DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on absurd headers
     actual = len(data) - header_len
     if actual != expected:
         kind = "truncated" if actual < expected else "has trailing bytes"

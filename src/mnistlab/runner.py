@@ -23,12 +23,12 @@ from mnistlab.config import TrainConfig, resolve_device
 from mnistlab.datasets import data_root, get_dataset
 from mnistlab.envinfo import environment
 from mnistlab.errors import CheckpointError, ConfigError, DivergenceError
-from mnistlab.evaluate import evaluate
-from mnistlab.fetch import fetch
+from mnistlab.evaluation import evaluate
+from mnistlab.fetching import fetch
 from mnistlab.loader import make_splits
 from mnistlab.models import create_model
 from mnistlab.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
-from mnistlab.train import train_epoch
+from mnistlab.trainloop import train_epoch
 
 Log = Callable[[str], None]
 DEFAULT_RUNS_DIR = "runs"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.errors import DivergenceError
-from mnistlab.evaluate import synchronize
+from mnistlab.evaluation import synchronize
 from mnistlab.loader import DeviceLoader
 
 

@@ -1,0 +1,51 @@
+"""The notebook's own input pipeline, kept as a baseline to measure against.
+
+A per-sample Dataset returns Normalize(ToTensor(PIL image)) and a DataLoader(batch_size=64,
+shuffle=True) collates them; the training loop moves each batch to the device. With
+torchvision importable, its transforms are used; otherwise an equivalent built on
+Pillow (the same steps: PIL image, uint8 -> float/255, then normalise), labelled so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from mnistlab.loader import RawSplit
+
+
+def _torchvision_transform(mean: float, std: float):
+    try:
+        from torchvision import transforms
+    except Exception:  # absent, or broken beside this torch build
+        return None
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+
+
+class PILSampleDataset(Dataset):
+    """torchvision.datasets.MNIST's __getitem__: one sample at a time, through a PIL image."""
+
+    def __init__(self, split: RawSplit, mean: float, std: float, prefer_torchvision: bool = True) -> None:
+        self.images, self.labels = split.images, split.labels
+        self.mean, self.std = mean, std
+        self.transform = _torchvision_transform(mean, std) if prefer_torchvision else None
+        self.implementation = "torchvision transforms" if self.transform else "Pillow equivalent (no torchvision)"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = Image.fromarray(self.images[i].numpy())  # 2-D uint8 -> mode "L"
+        if self.transform is not None:
+            return self.transform(img), int(self.labels[i])
+        # ToTensor: HxW uint8 -> 1xHxW float in [0, 1]; then Normalize
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).unsqueeze(0).float().div(255)
+        return x.sub_(self.mean).div_(self.std), int(self.labels[i])
+
+
+def reference_loader(split: RawSplit, mean: float, std: float, batch_size: int = 64, seed: int = 0,
+                     prefer_torchvision: bool = True) -> DataLoader:
+    ds = PILSampleDataset(split, mean, std, prefer_torchvision)
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

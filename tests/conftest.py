@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny MNIST-shaped dataset written as real IDX files, with its own pins."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab import datasets
+from mnistlab.datasets import DatasetSpec, FileSpec
+from mnistlab.idx import encode_idx
+
+TINY_TRAIN, TINY_TEST = 640, 200
+
+
+def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake digits: class k lights a 6x6 block at a position set by k, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
+        images[i, r:r + 6, c:c + 6] = 230
+    return images, labels
+
+
+def write_tiny_dataset(root: Path, name: str = "tiny") -> DatasetSpec:
+    raw = root / "TINY" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    tr_x, tr_y = make_images(TINY_TRAIN, 1)
+    te_x, te_y = make_images(TINY_TEST, 2)
+    specs = []
+    for fname, arr in (("train-images-idx3-ubyte", tr_x), ("train-labels-idx1-ubyte", tr_y),
+                       ("t10k-images-idx3-ubyte", te_x), ("t10k-labels-idx1-ubyte", te_y)):
+        data = encode_idx(arr)
+        (raw / fname).write_bytes(data)
+        specs.append(FileSpec(fname, hashlib.sha256(data).hexdigest(), len(data)))
+    return DatasetSpec(name=name, folder="TINY", train_images=specs[0], train_labels=specs[1],
+                       test_images=specs[2], test_labels=specs[3], mean=0.2, std=0.3,
+                       classes=tuple(str(i) for i in range(10)), mirrors=())
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch) -> tuple[DatasetSpec, Path]:
+    """A registered dataset 'tiny' under tmp_path/data; MNISTLAB_DATA points there."""
+    root = tmp_path / "data"
+    spec = write_tiny_dataset(root)
+    monkeypatch.setitem(datasets.DATASETS, "tiny", spec)
+    monkeypatch.setenv("MNISTLAB_DATA", str(root))
+    monkeypatch.chdir(tmp_path)
+    return spec, root

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from mnistlab.errors import ConfigError
+from mnistlab.models import count_parameters, create_model, list_models
+from mnistlab.summary import summarize
+
+EXPECTED_PARAMS = {"mlp": 109_386, "cnn": 101_578}
+
+
+def test_registry_holds_the_notebook_models():
+    assert set(EXPECTED_PARAMS) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_backward_and_shape(name):
+    model = create_model(name)
+    out = model(torch.randn(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_counts(name):
+    model = create_model(name)
+    assert count_parameters(model) == count_parameters(model, trainable_only=True)
+    if name in EXPECTED_PARAMS:
+        assert count_parameters(model) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_summary_lists_state_dict_and_output_shape(name):
+    s = summarize(name, batch_size=3)
+    assert s.output_shape == (3, 10)
+    assert sum(n for _, _, n in s.parameters) == s.total
+    text = s.format()
+    assert f"{s.total:,}" in text and "output shape for input [3, 1, 28, 28]: [3, 10]" in text
+
+
+def test_unknown_model():
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of: mlp, cnn"):
+        create_model("resnet")
