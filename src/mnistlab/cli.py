@@ -108,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
+    pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
+    pr.add_argument("models", nargs="+", choices=list_models(), metavar="MODEL")
+    pr.add_argument("--batch-size", type=_positive_int, default=1)
+    pr.add_argument("--json", action="store_true")
+
+    from mnistlab.bench import PIPELINES
+
+    b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
+    b.add_argument("--models", nargs="+", choices=list_models(), default=list_models())
+    b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
+                   help="default: cpu, and cuda / mps when present")
+    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
+    b.add_argument("--steps", type=_nonneg_int, default=100, help="timed steps per repeat (0: a whole epoch)")
+    b.add_argument("--repeats", type=_positive_int, default=3)
+    b.add_argument("--warmup", type=_nonneg_int, default=10)
+    b.add_argument("--batch-size", type=_positive_int, default=64)
+    b.add_argument("--dataset", default="mnist", choices=list(DATASETS))
+    b.add_argument("--out", help="the run directory to create (default: a new one under runs/)")
+    _add_data_dir(b)
     return parser
 
 
@@ -219,8 +238,53 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from mnistlab.profiling import MACS_VS_FLOPS, format_profile, profile_model
+
+    profiles = [profile_model(m, args.batch_size) for m in args.models]
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return 0
+    for p in profiles:
+        print(format_profile(p))
+        print()
+    print(MACS_VS_FLOPS)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mnistlab.bench import default_devices, format_table, observations, plot_bench, run_bench, target_checks
+    from mnistlab.config import resolve_device
+    from mnistlab.datasets import data_root, get_dataset
+    from mnistlab.fetching import fetch
+    from mnistlab.loader import read_split, split_train_val
+    from mnistlab.rundir import create_run_dir, write_bytes_atomic, write_json
+
+    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
+    devices = args.devices or default_devices()
+    for d in devices:
+        resolve_device(d)  # fail before any work on a device that is not there
+    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
+    run = create_run_dir(args.out, "runs", "bench")
+    result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
+                       batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
+                       warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
+    table = format_table(result)
+    notes = observations(result)
+    checks = target_checks(result)
+    text = "\n".join([table, "", *notes, "", *(f"{'PASS' if ok else 'FAIL'}  {line}" for line, ok in checks)])
+    write_json(run / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
+    write_bytes_atomic(run / "bench.txt", (text + "\n").encode())
+    plot_bench(result, run / "bench.png")
+    print(text)
+    print(run.path)
+    return 0
+
+
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
-             "eval": _cmd_eval, "plot": _cmd_plot}
+             "eval": _cmd_eval, "plot": _cmd_plot,
+             "profile": _cmd_profile, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from mnistlab.models import create_model, list_models
+from mnistlab.profiling import MACS_VS_FLOPS, format_profile, profile_model
+
+
+def test_mlp_reference_values_at_batch_1():
+    p = profile_model("mlp")
+    assert (p.parameters, p.macs, p.forward_flops, p.train_step_flops) == (109_386, 109_184, 218_368, 454_400)
+    assert p.thop_number == p.macs
+    assert [(lp.name, lp.macs) for lp in p.layers] == [("fc1", 100_352), ("fc2", 8_192), ("fc3", 640)]
+    assert [lp.output_shape for lp in p.layers] == [[1, 128], [1, 64], [1, 10]]
+
+
+def test_cnn_parameters_and_output_shapes():
+    p = profile_model("cnn")
+    assert p.parameters == 101_578
+    shapes = {lp.name: lp.output_shape for lp in p.layers}
+    assert shapes["net.0"] == [1, 32, 28, 28] and shapes["net.4"] == [1, 128, 7, 7] and shapes["net.6"] == [1, 128, 1, 1]
+    # the first layer computes no input gradient: its step is 2x forward, the others 3x
+    first = p.layers[0]
+    assert first.train_flops == 2 * first.flops and p.layers[2].train_flops == 3 * p.layers[2].flops
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_counts_scale_with_batch_and_layers_sum_to_total(name):
+    p1, p8 = profile_model(name, 1), profile_model(name, 8)
+    assert p8.forward_flops == 8 * p1.forward_flops and p8.train_step_flops == 8 * p1.train_step_flops
+    assert sum(lp.flops for lp in p1.layers) == p1.forward_flops
+    assert sum(lp.train_flops for lp in p1.layers) == p1.train_step_flops
+    assert p1.forward_flops == 2 * p1.macs and p1.backward_flops > p1.forward_flops
+    assert sum(lp.parameters for lp in p1.layers) == p1.parameters
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_macs_agree_with_thop(name):
+    thop = pytest.importorskip("thop")
+    model = create_model(name)
+    total, params, layers = thop.profile(model, inputs=(torch.randn(1, 1, 28, 28),), verbose=False,
+                                         ret_layer_info=True)
+    p = profile_model(name)
+    assert int(total) == p.macs == p.thop_number and int(params) == p.parameters
+
+    def flatten(info, prefix=""):
+        for k, (ops, _, children) in info.items():
+            path = f"{prefix}{k}"
+            if children:
+                yield from flatten(children, path + ".")
+            else:
+                yield path, int(ops)
+
+    assert dict(flatten(layers)) == {lp.name: lp.macs for lp in p.layers}
+
+
+def test_format_says_macs_are_not_flops():
+    text = format_profile(profile_model("mlp"))
+    assert "109,184" in text and "thop prints as 'FLOPs'" in text and "454,400" in text
+    assert "thop, fvcore and ptflops" in MACS_VS_FLOPS
