@@ -27,7 +27,7 @@ from mnistlab.fetching import fetch
 from mnistlab.loader import make_splits, read_split, split_train_val
 from mnistlab.models import create_model
 from mnistlab.reference import reference_loader
-from mnistlab.trainloop import train_epoch
+from mnistlab.trainloop import make_optimizer, train_epoch
 
 FLOOR = 1.15
 
@@ -35,7 +35,7 @@ FLOOR = 1.15
 def fresh(cfg: TrainConfig):
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
-    return model, torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    return model, make_optimizer(model, cfg.lr, cfg.momentum)
 
 
 def bare_epoch(cfg, batches) -> float:

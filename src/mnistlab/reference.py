@@ -40,9 +40,15 @@ class PILSampleDataset(Dataset):
         img = Image.fromarray(self.images[i].numpy())  # 2-D uint8 -> mode "L"
         if self.transform is not None:
             return self.transform(img), int(self.labels[i])
-        # ToTensor: HxW uint8 -> 1xHxW float in [0, 1]; then Normalize
-        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).unsqueeze(0).float().div(255)
-        return x.sub_(self.mean).div_(self.std), int(self.labels[i])
+        # the steps torchvision takes. ToTensor: copy out of the image, HxWxC -> CxHxW, /255
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(img.size[1], img.size[0], 1)
+        x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+        # Normalize (not in place): per-channel mean and std as tensors, on a copy
+        mean = torch.as_tensor([self.mean], dtype=x.dtype).view(-1, 1, 1)
+        std = torch.as_tensor([self.std], dtype=x.dtype).view(-1, 1, 1)
+        if (std == 0).any():  # torchvision's guard, kept for its cost
+            raise ValueError("std evaluated to zero")
+        return x.clone().sub_(mean).div_(std), int(self.labels[i])
 
 
 def reference_loader(split: RawSplit, mean: float, std: float, batch_size: int = 64, seed: int = 0,

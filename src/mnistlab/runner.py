@@ -28,14 +28,10 @@ from mnistlab.fetching import fetch
 from mnistlab.loader import make_splits
 from mnistlab.models import create_model
 from mnistlab.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
-from mnistlab.trainloop import train_epoch
+from mnistlab.trainloop import make_optimizer, train_epoch
 
 Log = Callable[[str], None]
 DEFAULT_RUNS_DIR = "runs"
-
-
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
 
 
 def _set_status(run: RunDir, state: str, **extra: Any) -> None:
@@ -100,7 +96,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model).to(device)
-    optimizer = _make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
     if state is None:
         run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
         history: list[dict[str, float]] = []
