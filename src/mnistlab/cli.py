@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", default="mnist", choices=list(DATASETS))
     b.add_argument("--out", help="the run directory to create (default: a new one under runs/)")
     _add_data_dir(b)
+
+    lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
+    lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
+    lab.add_argument("--device", choices=list(DEVICES), default="auto", help="the GPU to compare with the CPU")
+    lab.add_argument("--out", help="the lab directory to create (default: a new one under runs/)")
+    lab.add_argument("--no-progress", action="store_true")
+    _add_data_dir(lab)
+
+    rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
+    rep.add_argument("dirs", nargs="+")
+    rep.add_argument("--out", help="where to write report.md/.html (default: the lab or first directory)")
     return parser
 
 
@@ -282,9 +293,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from mnistlab.lab import run_lab
+
+    page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
+                   progress=not args.no_progress)
+    print(page)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mnistlab.report import build_report
+
+    md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
+    print(md)
+    print(page)
+    return 0
+
+
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench}
+             "profile": _cmd_profile, "bench": _cmd_bench, "lab": _cmd_lab, "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

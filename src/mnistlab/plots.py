@@ -49,7 +49,8 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
     n = min(n, len(images))
     cols = min(8, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
+    size = 2.6 if n == 1 else 1.3  # a single sample is shown large
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * 1.15 * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -23,7 +23,7 @@ from mnistlab.errors import CheckpointError
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
-                 "epoch_seconds", "samples_per_s", "steps", "global_step"]
+                 "epoch_seconds", "samples_per_s", "steps", "global_step", "session"]
 STEP_FIELDS = ["step", "epoch", "train_loss"]
 
 

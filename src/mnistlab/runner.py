@@ -127,6 +127,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         }
 
     global_step = int(history[-1]["global_step"]) if history else 0
+    session = int(history[-1].get("session", 1)) + 1 if history else 1  # one per train/resume invocation
     stopped_early = False
     try:
         for epoch in range(done + 1, cfg.epochs + 1):
@@ -141,7 +142,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
                 "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
                 "val_accuracy": val.accuracy, "train_seconds": stats.seconds, "val_seconds": val.seconds,
                 "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples / stats.seconds,
-                "steps": stats.steps, "global_step": global_step,
+                "steps": stats.steps, "global_step": global_step, "session": session,
             }
             history.append(row)
             step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)

@@ -1,0 +1,103 @@
+"""A tiny document model rendered to Markdown and to self-contained HTML (images inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h2(self, text: str) -> None:
+        self.blocks.append(("h2", text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def bullets(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", list(items)))
+
+    def table(self, headers: list[str], rows: list[list[object]]) -> None:
+        self.blocks.append(("table", headers, [[str(c) for c in r] for r in rows]))
+
+    def image(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", Path(path), caption))
+
+    def pre(self, text: str) -> None:
+        self.blocks.append(("pre", text))
+
+    def to_markdown(self, base: Path) -> str:
+        out = [f"# {self.title}", ""]
+        for b in self.blocks:
+            kind = b[0]
+            if kind == "h2":
+                out += [f"## {b[1]}", ""]
+            elif kind == "p":
+                out += [b[1], ""]
+            elif kind == "ul":
+                out += [f"- {i}" for i in b[1]] + [""]
+            elif kind == "table":
+                out += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
+                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b[2]] + [""]
+            elif kind == "img":
+                rel = b[1].relative_to(base) if b[1].is_relative_to(base) else b[1]
+                out += [f"![{b[2]}]({rel.as_posix()})", "", f"*{b[2]}*", ""]
+            elif kind == "pre":
+                out += ["```", b[1], "```", ""]
+        return "\n".join(out)
+
+    def to_html(self) -> str:
+        e = html.escape
+        body = [f"<h1>{e(self.title)}</h1>"]
+        for b in self.blocks:
+            kind = b[0]
+            if kind == "h2":
+                body.append(f"<h2>{e(b[1])}</h2>")
+            elif kind == "p":
+                body.append(f"<p>{e(b[1])}</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+            elif kind == "table":
+                head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+                rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "img":
+                data = base64.b64encode(b[1].read_bytes()).decode()
+                body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{e(b[2])}</figcaption></figure>")
+            elif kind == "pre":
+                body.append(f"<pre>{e(b[1])}</pre>")
+        return _PAGE.format(title=e(self.title), body="\n".join(body))
+
+
+# self-contained: inline style, inline images, and a check a browser test can read
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+h1 {{ border-bottom: 2px solid #444; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #ccc; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }} th {{ background: #f0f0f0; }}
+td:first-child, th:first-child {{ text-align: left; }}
+figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
+figcaption {{ font-size: 13px; color: #555; }}
+pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }}
+</style></head>
+<body>
+{body}
+<script>
+window.addEventListener("load", function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) {{ return !(i.complete && i.naturalWidth > 0); }}).length;
+  document.body.setAttribute("data-images", imgs.length);
+  document.body.setAttribute("data-broken-images", broken);
+}});
+</script>
+</body></html>
+"""

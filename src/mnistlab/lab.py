@@ -1,0 +1,118 @@
+"""`mnistlab lab`: the notebook's whole experiment plan in one command, then the report.
+
+Plan: environment; the data; both models; the MLP for N epochs on the CPU, then resumed
+for N more; the same MLP on the GPU when there is one; the CNN on the CPU and the GPU;
+profile and bench; the report. Every step writes into one lab directory, and the report
+is rebuilt from it (`mnistlab report LAB_DIR`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnistlab.bench import plot_bench, run_bench, target_checks
+from mnistlab.config import TrainConfig, resolve_device
+from mnistlab.datainfo import dataset_info
+from mnistlab.datasets import data_root, get_dataset
+from mnistlab.envinfo import environment
+from mnistlab.fetching import fetch
+from mnistlab.loader import read_split, split_train_val
+from mnistlab.plots import plot_samples
+from mnistlab.report import LAB_FILE, build_report
+from mnistlab.rundir import create_run_dir, write_json
+from mnistlab.runner import train
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    mlp_epochs: int  # then resumed for as many more
+    cnn_epochs: int
+    cnn_cpu_max_steps: int | None  # step limit per epoch for the CNN on the CPU
+    bench_steps: int
+    bench_repeats: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> LabPlan:
+        if quick:
+            # the notebook's CNN recipe needs ~400 steps to leave its initial plateau
+            return cls(mlp_epochs=5, cnn_epochs=2, cnn_cpu_max_steps=400, bench_steps=30, bench_repeats=2)
+        return cls(mlp_epochs=10, cnn_epochs=2, cnn_cpu_max_steps=None, bench_steps=100, bench_repeats=3)
+
+
+def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None = None,
+            data_dir: str | None = None, dataset: str = "mnist", subset: int | None = None,
+            log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Run the plan; return the path of report.html. `subset` shrinks the data (tests only)."""
+    plan = LabPlan.for_mode(quick)
+    accel = resolve_device(device)
+    accel = accel if accel.type != "cpu" else None
+    spec, root = get_dataset(dataset), data_root(data_dir)
+    lab = create_run_dir(out, "runs", "lab" + ("-quick" if quick else ""))
+    t_start = time.perf_counter()
+    total_steps = 8
+
+    def step(i: int, what: str) -> None:
+        log(f"\n[{i}/{total_steps}] {what}  ({time.perf_counter() - t_start:.0f} s so far)")
+
+    step(1, "environment")
+    env = environment()
+    log(f"torch {env['torch']}, CUDA {env['cuda_available']}, CPU {env['cpu']} ({env['torch_threads']} threads)")
+
+    step(2, f"data: {spec.name}")
+    fetch(spec, root, log=log)
+    info = dataset_info(spec, root)
+    train_raw = read_split(spec, root, train=True)
+    plot_samples(train_raw.images[:1].numpy(), train_raw.labels[:1].numpy(), spec.classes, lab / "first-sample.png", n=1)
+    plot_samples(train_raw.images.numpy(), train_raw.labels.numpy(), spec.classes, lab / "samples.png", n=32)
+    log(f"{info['train_samples']:,} train / {info['test_samples']:,} test, first label {info['first_train_label']}")
+
+    step(3, "models: mlp and cnn (see the report)")
+    base = TrainConfig(dataset=spec.name, data_dir=data_dir, subset=subset, device="cpu")
+    runs: list[str] = []
+    record = {"quick": quick, "plan": plan.__dict__, "env": env, "data": info, "split": "48k/12k (0.2)",
+              "seed": base.seed, "models": ["mlp", "cnn"], "runs": runs, "bench": None}
+    write_json(lab / LAB_FILE, record)
+
+    def train_into(name: str, cfg: TrainConfig, resume_epochs: int | None = None) -> None:
+        train(cfg, run_dir=lab / name, log=log, progress=progress)
+        runs.append(name)
+        write_json(lab / LAB_FILE, record)
+        if resume_epochs:
+            log(f"resuming {name} for {resume_epochs} more epochs")
+            train(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress)
+
+    step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
+    train_into("mlp-cpu", base.replace(model="mlp", epochs=plan.mlp_epochs), resume_epochs=plan.mlp_epochs)
+
+    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel else "MLP on the GPU: no GPU here, skipped")
+    if accel:
+        train_into(f"mlp-{accel.type}", base.replace(model="mlp", epochs=plan.mlp_epochs, device=accel.type))
+
+    step(6, f"CNN: {plan.cnn_epochs} epochs on the CPU" + (f" and on {accel.type}" if accel else "")
+         + (f" (CPU limited to {plan.cnn_cpu_max_steps} steps per epoch)" if plan.cnn_cpu_max_steps else ""))
+    train_into("cnn-cpu", base.replace(model="cnn", epochs=plan.cnn_epochs, max_steps=plan.cnn_cpu_max_steps))
+    if accel:
+        train_into(f"cnn-{accel.type}", base.replace(model="cnn", epochs=plan.cnn_epochs, device=accel.type))
+
+    step(7, f"bench: {plan.bench_repeats} x {plan.bench_steps} steps per cell")
+    tr, _ = split_train_val(train_raw, base.val_fraction, base.seed)
+    if subset:
+        tr = tr.__class__(tr.images[:subset], tr.labels[:subset])
+    devices = ["cpu"] + ([accel.type] if accel else [])
+    result = run_bench(tr, spec, models=["mlp", "cnn"], devices=devices, pipelines=["reference", "resident"],
+                       steps=plan.bench_steps, repeats=plan.bench_repeats, log=log)
+    bench_dir = create_run_dir(lab / "bench", lab.path, "bench")
+    checks = target_checks(result)
+    write_json(bench_dir / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
+    plot_bench(result, bench_dir / "bench.png")
+    record["bench"] = "bench"
+    write_json(lab / LAB_FILE, record)
+
+    step(8, "report")
+    md, page = build_report([lab.path])
+    log(f"report: {page}\n        {md}\nlab finished in {time.perf_counter() - t_start:.0f} s")
+    return page
+
