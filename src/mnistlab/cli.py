@@ -52,9 +52,10 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mnistlab.config import DEVICES
-    from mnistlab.datasets import DATASETS
+    from mnistlab.datasets import all_datasets
     from mnistlab.models import list_models
 
+    datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
     parser = _Parser(prog="mnistlab", description="Train, time and profile small models on MNIST-family data.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("fetch", "fetch and verify the files"), ("info", "counts, shapes, label histogram, mean/std"),
                         ("show", "write a PNG grid of samples with their labels")):
         p = data_sub.add_parser(name, help=help_)
-        p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
+        p.add_argument("--dataset", default="mnist", choices=datasets)
         _add_data_dir(p)
         if name == "fetch":
             p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     t.add_argument("--model", choices=list_models())
-    t.add_argument("--dataset", choices=list(DATASETS))
+    t.add_argument("--dataset", choices=datasets)
     t.add_argument("--epochs", type=_positive_int, help="epochs (with --resume: how many more)")
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--lr", type=_float)
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=3)
     b.add_argument("--warmup", type=_nonneg_int, default=10)
     b.add_argument("--batch-size", type=_positive_int, default=64)
-    b.add_argument("--dataset", default="mnist", choices=list(DATASETS))
+    b.add_argument("--dataset", default="mnist", choices=datasets)
     b.add_argument("--out", help="the run directory to create (default: a new one under runs/)")
     _add_data_dir(b)
 
@@ -317,8 +318,8 @@ _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except MnistlabError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
@@ -326,3 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mnistlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the last net: a file problem not caught nearer its source
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"mnistlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from mnistlab.datasets import DATASETS
+from mnistlab.datasets import all_datasets
 from mnistlab.errors import ConfigError
 from mnistlab.models import list_models
 
@@ -40,7 +40,8 @@ class TrainConfig:
                 raise ConfigError(msg)
 
         need(self.model in list_models(), f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
-        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
+        datasets = all_datasets()
+        need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
         need(self.device in DEVICES, f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         for name in ("epochs", "batch_size", "seed", "log_every"):
             need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),

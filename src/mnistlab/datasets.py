@@ -6,6 +6,7 @@ Adding a dataset is adding a row. The on-disk layout matches torchvision's
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,41 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def get_dataset(name: str) -> DatasetSpec:
+EXTRA_DATASETS_ENV_VAR = "MNISTLAB_DATASETS_FILE"
+
+
+def spec_from_dict(d: dict) -> DatasetSpec:
+    """A dataset row from JSON: the DatasetSpec fields, with each file as {name, sha256, size}."""
     try:
-        return DATASETS[name]
+        files = {k: FileSpec(**d[k]) for k in ("train_images", "train_labels", "test_images", "test_labels")}
+        return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(d["mean"]), std=float(d["std"]),
+                           classes=tuple(d["classes"]), mirrors=tuple(d.get("mirrors", ())), **files)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"dataset row {d.get('name', '?')!r} is malformed ({e!r})") from None
+
+
+def _extra_datasets() -> dict[str, DatasetSpec]:
+    """Rows from the JSON file named by $MNISTLAB_DATASETS_FILE: more datasets without code."""
+    path = os.environ.get(EXTRA_DATASETS_ENV_VAR)
+    if not path:
+        return {}
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"${EXTRA_DATASETS_ENV_VAR}={path}: cannot read ({e})") from None
+    return {spec.name: spec for spec in map(spec_from_dict, rows)}
+
+
+def all_datasets() -> dict[str, DatasetSpec]:
+    return {**DATASETS, **_extra_datasets()}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    table = all_datasets()
+    try:
+        return table[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(table)}") from None
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:

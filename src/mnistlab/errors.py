@@ -23,3 +23,7 @@ class CheckpointError(MnistlabError):
 
 class DivergenceError(MnistlabError):
     """Training produced a non-finite loss."""
+
+
+class StorageError(MnistlabError):
+    """A result could not be written (disk full, read-only folder); what was written before is intact."""

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.datasets import DatasetSpec, FileSpec
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, StorageError
+from mnistlab.faults import kill_point
 from mnistlab.idx import encode_idx
 
 Log = Callable[[str], None]
@@ -71,16 +72,23 @@ def check_file(path: Path, spec: FileSpec) -> None:
 
 def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
     """Write `data` to `dest` through a verified temporary file and an atomic rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise StorageError(f"{dest.parent}: cannot write ({e.strerror})") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data[: len(data) // 2])
+            kill_point(f"write:{dest.name}")
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
         check_file(tmp, spec)
         os.replace(tmp, dest)
+    except OSError as e:
+        raise StorageError(f"{dest}: cannot write ({e.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -102,7 +110,10 @@ def _from_local_gz(spec: DatasetSpec, missing: list[FileSpec], log: Log, root: P
     for f in missing:
         gz = spec.raw_dir(root) / (f.name + ".gz")
         if gz.is_file():
-            out[f.name] = gzip.decompress(gz.read_bytes())
+            try:
+                out[f.name] = gzip.decompress(gz.read_bytes())
+            except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+                raise DataError(f"{gz}: not a valid gzip file ({e})") from None
     return out
 
 
@@ -235,15 +246,11 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
     for name, source in sources:
         try:
             got = source(spec, missing, log)
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, zipfile.BadZipFile, DataError) as e:
             log(f"  {name}: failed ({e})")
-            tried.append(name)
+            tried.append(f"{name} (failed: {e})")
             continue
-        except DataError as e:
-            log(f"  {name}: rejected ({e})")
-            tried.append(name)
-            continue
-        done = []
+        done, rejected = [], []
         for f in missing:
             if f.name in got:
                 try:
@@ -251,12 +258,10 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
                     done.append(f)
                 except DataError as e:
                     log(f"  {name}: {f.name} rejected ({e})")
-        if done:
-            log(f"  {name}: wrote {len(done)} verified file(s)")
-        else:
-            log(f"  {name}: had none of the missing files")
+                    rejected.append(f"{f.name} rejected: {e}")
+        log(f"  {name}: wrote {len(done)} verified file(s)" if done else f"  {name}: had none of the missing files")
         missing = [f for f in missing if f not in done]
-        tried.append(name)
+        tried.append(f"{name} ({'; '.join(rejected)})" if rejected else name)
         if not missing:
             log(f"{spec.name}: all files verified in {raw}")
             return raw

@@ -50,7 +50,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(
             f"{name}: {kind}: header {shape} needs {expected} data bytes, file has {actual}"
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
+    try:
+        arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
+    except ValueError:  # e.g. an empty array whose other dimensions overflow numpy's size limit
+        raise DataError(f"{name}: impossible IDX dimensions {shape}") from None
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 

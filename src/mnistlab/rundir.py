@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import CheckpointError
+from mnistlab.errors import CheckpointError, StorageError
+from mnistlab.faults import kill_point
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
@@ -29,13 +30,22 @@ STEP_FIELDS = ["step", "epoch", "train_loss"]
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write ({e.strerror}); files written before are intact") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data[: len(data) // 2])
+            kill_point(f"write:{path.name}")
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot write ({e.strerror}); the previous version, if any, "
+                           f"is intact") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -112,8 +122,20 @@ def open_run(path: str | os.PathLike) -> RunDir:
     if not p.is_dir():
         raise CheckpointError(f"{p}: no such run directory")
     if not (p / CONFIG).is_file():
-        raise CheckpointError(f"{p}: not a mnistlab run directory (no {CONFIG})")
+        hint = "; a run killed while starting can be started again with --run-dir" if _only_leftovers(p) else ""
+        raise CheckpointError(f"{p}: not a mnistlab run directory (no {CONFIG}){hint}")
+    remove_leftovers(p)
     return RunDir(p)
+
+
+def _only_leftovers(p: Path) -> bool:
+    return all(f.name.startswith(".") and f.name.endswith(".tmp") for f in p.iterdir())
+
+
+def remove_leftovers(p: Path) -> None:
+    """Temporary files of writes that a kill interrupted: never read, safe to delete."""
+    for f in p.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
 
 
 def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:
@@ -122,13 +144,14 @@ def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, 
     second, even in two processes, never share one)."""
     if explicit is not None:
         p = Path(explicit)
-        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        if p.exists() and (not p.is_dir() or not _only_leftovers(p)):
             raise CheckpointError(f"{p}: already exists and is not empty; "
                                   f"use --resume {p} to continue it, or choose another --run-dir")
         try:
             p.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
+        remove_leftovers(p)
         return RunDir(p)
     base = Path(base)
     try:

@@ -1,9 +1,10 @@
 """A training run: data, model, epochs, checkpoints and the run directory, start or resume.
 
-The per-step work lives in `train.py`; this module decides when things are saved.
-Order per epoch: train, validate, best.pt (if better), last.pt (with the whole history),
-then metrics.csv and steps.csv rewritten from that history. A run killed at any point
-resumes from last.pt and rewrites the CSVs, so they never run ahead of the checkpoint.
+The per-step work lives in `trainloop.py`; this module decides when things are saved.
+Order per epoch: train, validate, metrics.csv and steps.csv (rewritten whole), best.pt (if
+better), last.pt (with the whole history). Every file is replaced atomically, so a run killed
+at any point is readable (eval, plot), and --resume rewinds the CSVs to last.pt's history
+before going on, so a CSV row written ahead of its checkpoint is trained again, identically.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mnistlab.datasets import data_root, get_dataset
 from mnistlab.envinfo import environment
 from mnistlab.errors import CheckpointError, ConfigError, DivergenceError
 from mnistlab.evaluation import evaluate
+from mnistlab.faults import kill_point
 from mnistlab.fetching import fetch
 from mnistlab.loader import make_splits
 from mnistlab.models import create_model
@@ -55,6 +57,30 @@ def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> No
                               f"{key}={getattr(stored, key)!r}")
 
 
+def _plan_resume(path: str | os.PathLike, overrides: dict[str, Any]) -> tuple[RunDir, TrainConfig, dict | None]:
+    """The run, its settings with the allowed overrides, and its last checkpoint (None: start again)."""
+    run = open_run(path)
+    cfg = TrainConfig.from_dict(run.config())
+    check_resume_overrides(cfg, overrides)
+    if overrides.get("device") is not None:
+        cfg = cfg.replace(device=overrides["device"])
+    if not (run / rd_files.LAST).exists() and not run.metrics():
+        # stopped before its first checkpoint: nothing was saved, so it starts again in place
+        if overrides.get("epochs") is not None:
+            cfg = cfg.replace(epochs=overrides["epochs"])
+        return run, cfg, None
+    state = load_checkpoint(run / rd_files.LAST)
+    written_by = state.get("config", {}).get("model")
+    if written_by != cfg.model:
+        raise CheckpointError(f"{run / rd_files.LAST}: was written by model {written_by!r}, the run is {cfg.model!r}")
+    done = int(state["epoch"])
+    if overrides.get("epochs") is not None:
+        cfg = cfg.replace(epochs=done + overrides["epochs"])
+    elif run.status().get("state") == "finished":
+        raise ConfigError(f"{run.path}: already finished ({done} epochs); pass --epochs N to train N more")
+    return run, cfg, state
+
+
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
           runs_base: str | os.PathLike = DEFAULT_RUNS_DIR, resume: str | os.PathLike | None = None,
           overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True) -> RunDir:
@@ -65,25 +91,10 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     """
     overrides = dict(overrides or {})
     if resume is not None:
-        run = open_run(resume)
-        cfg = TrainConfig.from_dict(run.config())
-        check_resume_overrides(cfg, overrides)
-        state = load_checkpoint(run / rd_files.LAST)
-        if state.get("config", {}).get("model") != cfg.model:
-            raise CheckpointError(f"{run / rd_files.LAST}: was written by model "
-                                  f"{state.get('config', {}).get('model')!r}, the run is {cfg.model!r}")
-        done = int(state["epoch"])
-        if overrides.get("epochs") is not None:
-            cfg = cfg.replace(epochs=done + overrides["epochs"])
-        elif run.status().get("state") == "finished":
-            raise ConfigError(f"{run.path}: already finished ({done} epochs); "
-                              f"pass --epochs N to train N more")
-        if overrides.get("device") is not None:
-            cfg = cfg.replace(device=overrides["device"])
+        run, cfg, state = _plan_resume(resume, overrides)
     else:
-        cfg = config or TrainConfig()
-        state = None
-        done = 0
+        run, cfg, state = None, config or TrainConfig(), None
+    done = int(state["epoch"]) if state else 0
 
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
@@ -97,8 +108,9 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
-    if state is None:
+    if run is None:
         run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+    if state is None:
         history: list[dict[str, float]] = []
         step_log: list[dict[str, float]] = []
         best_val, best_epoch = math.inf, 0
@@ -137,6 +149,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
                 stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
                                     log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar)
             global_step += stats.steps
+            kill_point("epoch-end")
             val = evaluate(model, splits.val, len(spec.classes))
             row = {
                 "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
@@ -146,12 +159,13 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
             }
             history.append(row)
             step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
+            write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+            write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
             if val.loss < best_val:
                 best_val, best_epoch = val.loss, epoch
                 save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
             save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch))
-            write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
-            write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+            kill_point("after-checkpoint")
             log(f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val acc {val.accuracy:.2%}  {row['epoch_seconds']:.2f} s "
                 f"(train {stats.seconds:.2f} s, {row['samples_per_s']:,.0f} samples/s)")
@@ -169,6 +183,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
         raise
 
+    kill_point("final-eval")
     test = evaluate(model, splits.test, len(spec.classes))
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})

@@ -1,0 +1,110 @@
+"""kill -9 during training, at named moments and at random ones: --resume then ends exactly where an
+uninterrupted run ends, and every survivor can be evaluated and plotted."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mnistlab.rundir import open_run
+
+from .conftest import is_one_line_error, mnistlab
+
+TRAIN = ["train", "--dataset", "tiny", "--epochs", "4", "--deterministic", "--device", "cpu", "--no-progress"]
+COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
+
+
+def final_numbers(run_path):
+    run = open_run(run_path)
+    test = run.test()
+    return ([{k: r[k] for k in COMPARED} for r in run.metrics()], run.steps(),
+            (test["loss"], test["accuracy"], test["confusion"]))
+
+
+@pytest.fixture
+def reference(tiny_env):
+    p = mnistlab([*TRAIN, "--run-dir", str(tiny_env["tmp"] / "reference")], tiny_env["env"])
+    assert p.returncode == 0, p.stderr
+    return final_numbers(tiny_env["tmp"] / "reference")
+
+
+def survivor_is_readable(run_dir, env) -> None:
+    """eval and plot work on a run with a finished epoch; without one they say so clearly."""
+    has_epoch = (run_dir / "last.pt").exists()
+    for args in (["eval", str(run_dir), "--device", "cpu"], ["plot", str(run_dir), "--out", str(run_dir / "p.png")]):
+        p = mnistlab(args, env)
+        assert p.returncode == 0 if has_epoch else is_one_line_error(p), (args, p.stderr)
+
+
+def resume_until_finished(run_dir, env) -> None:
+    p = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env)
+    assert p.returncode == 0, p.stderr
+
+
+KILL_POINTS = ["write:config.json", "epoch-end:1", "write:best.pt:1", "write:last.pt:1", "after-checkpoint:1",
+               "write:metrics.csv:2", "epoch-end:3", "write:last.pt:3", "write:steps.csv:4", "final-eval",
+               "write:test.json"]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, point):
+    env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
+    p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at=point)
+    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-500:])
+    survivor_is_readable(run_dir, env)
+    if (run_dir / "config.json").exists():
+        resume_until_finished(run_dir, env)
+    else:  # killed while the run directory was being set up: start it again, same command
+        p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env)
+        assert p.returncode == 0, p.stderr
+    assert not list(run_dir.glob(".*.tmp"))  # a killed write's temporary file is cleaned up on resume
+    assert final_numbers(run_dir) == reference
+    reliability.record("Killed with SIGKILL during training, then --resume",
+                       f"at `{point}`", "nothing lost: final metrics equal an uninterrupted run's")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, seed):
+    env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
+    t0 = time.perf_counter()
+    p = mnistlab([*TRAIN, "--run-dir", str(tiny_env["tmp"] / "timing")], env)
+    whole = time.perf_counter() - t0
+    assert p.returncode == 0
+    delay = random.Random(seed).uniform(0.3 * whole, 1.0 * whole)
+    proc = subprocess.Popen([sys.executable, "-m", "mnistlab", *TRAIN, "--run-dir", str(run_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not (run_dir / "config.json").exists():  # killed before the run directory was set up
+        p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env)
+        assert p.returncode == 0, p.stderr
+    else:
+        survivor_is_readable(run_dir, env)
+        if open_run(run_dir).status().get("state") != "finished":
+            resume_until_finished(run_dir, env)
+    assert final_numbers(run_dir) == reference
+    reliability.record("Killed with SIGKILL during training, then --resume",
+                       "at a random moment (seeded)", "nothing lost: final metrics equal an uninterrupted run's")
+
+
+def test_diverging_run_stops_clearly_and_keeps_best(tiny_env, reliability):
+    env, tmp = tiny_env["env"], tiny_env["tmp"]
+    p = mnistlab(["train", "--dataset", "tiny", "--epochs", "5", "--lr", "100", "--no-progress",
+                  "--run-dir", str(tmp / "lr100")], env)
+    assert is_one_line_error(p) and "diverged" in p.stderr and "at epoch 1, step" in p.stderr
+    assert "no checkpoint written" in p.stderr
+    reliability.record("Diverging runs", "`--lr 100` (diverges in epoch 1)", "clear error naming epoch and step")
+    p = mnistlab(["train", "--dataset", "tiny", "--epochs", "5", "--lr", "2", "--no-progress",
+                  "--run-dir", str(tmp / "lr2")], env)
+    assert is_one_line_error(p) and "at epoch 2, step" in p.stderr and "best.pt from epoch 1 kept" in p.stderr
+    assert open_run(tmp / "lr2").status()["state"] == "diverged"
+    p = mnistlab(["eval", str(tmp / "lr2"), "--checkpoint", "best", "--json"], env)
+    assert p.returncode == 0 and '"epoch": 1' in p.stdout
+    reliability.record("Diverging runs", "`--lr 2` (diverges in epoch 2)",
+                       "clear error naming epoch and step; best.pt of epoch 1 kept and usable")
