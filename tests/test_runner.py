@@ -112,10 +112,10 @@ def test_early_stop_keeps_best(tiny, tmp_path, monkeypatch):
 
 
 def test_resume_refuses_other_settings_and_missing_checkpoint(tiny, tmp_path):
-    run = runner.train(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
+    run = runner.train(cfg(epochs=2), run_dir=tmp_path / "r", **quiet())
     with pytest.raises(ConfigError, match="cannot resume with model='cnn'"):
         runner.train(resume=run.path, overrides={"model": "cnn", "epochs": 1}, **quiet())
-    (run / "last.pt").unlink()
+    (run / "last.pt").unlink()  # two epochs recorded: a lost checkpoint is an error, not a restart
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
     with pytest.raises(CheckpointError, match="not a mnistlab run directory"):

@@ -64,8 +64,8 @@ def _plan_resume(path: str | os.PathLike, overrides: dict[str, Any]) -> tuple[Ru
     check_resume_overrides(cfg, overrides)
     if overrides.get("device") is not None:
         cfg = cfg.replace(device=overrides["device"])
-    if not (run / rd_files.LAST).exists() and not run.metrics():
-        # stopped before its first checkpoint: nothing was saved, so it starts again in place
+    if not (run / rd_files.LAST).exists() and len(run.metrics()) <= 1:
+        # stopped before its first last.pt (metrics.csv is written just before it): it starts again in place
         if overrides.get("epochs") is not None:
             cfg = cfg.replace(epochs=overrides["epochs"])
         return run, cfg, None

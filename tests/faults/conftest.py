@@ -64,6 +64,10 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def tiny_env(tmp_path) -> dict:
     """A tiny dataset that separate processes can see, through $MNISTLAB_DATASETS_FILE."""
+    return make_tiny_env(tmp_path)
+
+
+def make_tiny_env(tmp_path: Path) -> dict:
     root = tmp_path / "data"
     spec = write_tiny_dataset(root)
     row = asdict(spec)

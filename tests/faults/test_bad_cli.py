@@ -52,8 +52,9 @@ def test_bad_option(tiny, capsys, reliability, name):
     code, err = exit_code_and_err(CASES[name], capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "error" in lines[0] and "Traceback" not in err, err
-    kind = name[name.rindex("(") + 1:-1]
-    reliability.record("Command line", f"an option's {kind} value (every numeric and choice option of "
+    kind = {"missing value": "no value", "wrong type": "a value of the wrong type",
+            "out of range": "a value out of range"}[name[name.rindex("(") + 1:-1]]
+    reliability.record("Command line", f"an option given {kind} (every numeric and choice option of "
                        f"train, bench, profile, summary, lab, eval, data show)", "clear error (exit 2, one line)")
 
 
