@@ -269,7 +269,9 @@ def observations(result: BenchResult) -> list[str]:
             "input-bound": f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in",
             "compute-bound": f"compute-bound: it runs at {c.utilisation:.0%} of the measured matmul peak",
             "overhead-bound": (f"overhead-bound: only {c.utilisation:.1%} of the measured matmul peak, so the time goes "
-                               f"to per-operation costs (Python, dispatch, kernel launches), not arithmetic"),
+                               f"to per-operation costs (Python, dispatch, "
+                               + ("kernel launches" if c.device != "cpu" else "matrices too small to keep the cores busy")
+                               + "), not arithmetic"),
         }[_bound(c)]
         out.append(f"{c.key}: {c.share(dom):.0%} of each step is {PHASE_WORDS[dom]}; "
                    f"{c.step_median_s * 1e3:.2f} ms per step, {c.samples_per_s:,.0f} samples/s; {why}.")
@@ -326,10 +328,10 @@ def format_table(result: BenchResult) -> str:
 
 
 def plot_bench(result: BenchResult, out) -> None:
-    from mnistlab.plots import plt
+    from mnistlab.plots import plt, save_figure
 
     cells = result.cells
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 2.0))
     left = [0.0] * len(cells)
     for i, p in enumerate(PHASES):
         vals = [100 * c.share(p) for c in cells]
@@ -341,10 +343,8 @@ def plot_bench(result: BenchResult, out) -> None:
     ax.set_xlabel("share of a training step (%)")
     ax.set_title("Where each training step's time goes")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
+    save_figure(fig, out)
 
 
 def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
@@ -364,3 +364,18 @@ def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
             checks.append((f"cnn on cpu is compute-bound: {c.utilisation:.0%} of the measured matmul peak "
                            f"(threshold {COMPUTE_BOUND_UTILISATION:.0%})", c.utilisation >= COMPUTE_BOUND_UTILISATION))
     return checks
+
+
+def write_bench(result: BenchResult, out_dir) -> str:
+    """bench.json, bench.txt and bench.png into `out_dir`; returns the text (peaks, table, sentences, targets)."""
+    from mnistlab.rundir import write_bytes_atomic, write_json
+
+    checks = target_checks(result)
+    peaks = [f"{d}: {name}, measured float32 matmul peak {result.peaks[d] / 1e9:,.1f} GFLOP/s"
+             for d, name in result.devices.items()]
+    text = "\n".join([*peaks, format_table(result), "", *observations(result), "",
+                      *(f"{'PASS' if ok else 'FAIL'}  {line}" for line, ok in checks)])
+    write_json(out_dir / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
+    write_bytes_atomic(out_dir / "bench.txt", (text + "\n").encode())
+    plot_bench(result, out_dir / "bench.png")
+    return text

@@ -19,24 +19,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
+        return v
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+_positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
 
 
 def _float(text: str) -> float:
@@ -228,7 +226,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
           f"in {result.seconds:.2f} s")
     print("per-class accuracy:")
-    for i, (name, acc) in enumerate(zip(spec.classes, result.per_class_accuracy)):
+    for i, (name, acc) in enumerate(zip(spec.classes, result.per_class_accuracy, strict=True)):
         print(f"  {i} {name:<12} {acc:.2%}")
     print("confusion matrix (rows: true class, columns: predicted):")
     print("      " + "".join(f"{j:>6}" for j in range(len(spec.classes))))
@@ -265,12 +263,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from mnistlab.bench import default_devices, format_table, observations, plot_bench, run_bench, target_checks
+    from mnistlab.bench import default_devices, run_bench, write_bench
     from mnistlab.config import resolve_device
     from mnistlab.datasets import data_root, get_dataset
     from mnistlab.fetching import fetch
     from mnistlab.loader import read_split, split_train_val
-    from mnistlab.rundir import create_run_dir, write_bytes_atomic, write_json
+    from mnistlab.rundir import create_run_dir
 
     spec, root = get_dataset(args.dataset), data_root(args.data_dir)
     devices = args.devices or default_devices()
@@ -282,13 +280,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
                        batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
                        warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
-    table = format_table(result)
-    notes = observations(result)
-    checks = target_checks(result)
-    text = "\n".join([table, "", *notes, "", *(f"{'PASS' if ok else 'FAIL'}  {line}" for line, ok in checks)])
-    write_json(run / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
-    write_bytes_atomic(run / "bench.txt", (text + "\n").encode())
-    plot_bench(result, run / "bench.png")
+    text = write_bench(result, run)
     print(text)
     print(run.path)
     return 0

@@ -37,7 +37,7 @@ def dataset_info(spec: DatasetSpec, root: Path) -> dict[str, Any]:
 def format_info(info: dict[str, Any]) -> str:
     classes = info["classes"]
     hist = "\n".join(f"  {i} {classes[i]:<12} {a:>6} {b:>6}"
-                     for i, (a, b) in enumerate(zip(info["train_label_counts"], info["test_label_counts"])))
+                     for i, (a, b) in enumerate(zip(info["train_label_counts"], info["test_label_counts"], strict=True)))
     return "\n".join([
         f"{info['dataset']} in {info['raw_dir']}",
         f"samples: {info['train_samples']:,} train, {info['test_samples']:,} test",

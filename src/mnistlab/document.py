@@ -55,10 +55,12 @@ class Document:
     def to_html(self) -> str:
         e = html.escape
         body = [f"<h1>{e(self.title)}</h1>"]
+        sections = 0
         for b in self.blocks:
             kind = b[0]
             if kind == "h2":
-                body.append(f"<h2>{e(b[1])}</h2>")
+                sections += 1
+                body.append(f'<h2 id="s{sections}">{e(b[1])}</h2>')
             elif kind == "p":
                 body.append(f"<p>{e(b[1])}</p>")
             elif kind == "ul":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -25,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.datasets import DatasetSpec, FileSpec
+from mnistlab.atomicfile import remove_leftovers, write_atomic
 from mnistlab.errors import DataError, StorageError
-from mnistlab.faults import kill_point
 from mnistlab.idx import encode_idx
 
 Log = Callable[[str], None]
@@ -74,30 +73,9 @@ def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
     """Write `data` to `dest` through a verified temporary file and an atomic rename."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as e:
         raise StorageError(f"{dest.parent}: cannot write ({e.strerror})") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data[: len(data) // 2])
-            kill_point(f"write:{dest.name}")
-            f.write(data[len(data) // 2:])
-            f.flush()
-            os.fsync(f.fileno())
-        check_file(tmp, spec)
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise StorageError(f"{dest}: cannot write ({e.strerror})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_parts(raw: Path) -> None:
-    # leftovers of a fetch that was killed before its rename
-    if raw.is_dir():
-        for part in raw.glob(".*.part"):
-            part.unlink(missing_ok=True)
+    write_atomic(dest, data, verify=lambda tmp: check_file(tmp, spec), suffix=".part")
 
 
 # A source maps the names of still-missing files to their uncompressed bytes
@@ -229,7 +207,7 @@ def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
 def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
     """Make sure all of `spec`'s files are in `root`, verified; return the raw folder."""
     raw = spec.raw_dir(root)
-    _remove_stale_parts(raw)
+    remove_leftovers(raw, ".part")  # of a fetch killed before its rename
     missing = verify_present(spec, root)
     if not missing:
         log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.bench import plot_bench, run_bench, target_checks
+from mnistlab.bench import run_bench, write_bench
 from mnistlab.config import TrainConfig, resolve_device
 from mnistlab.datainfo import dataset_info
 from mnistlab.datasets import data_root, get_dataset
@@ -104,10 +104,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     devices = ["cpu"] + ([accel.type] if accel else [])
     result = run_bench(tr, spec, models=["mlp", "cnn"], devices=devices, pipelines=["reference", "resident"],
                        steps=plan.bench_steps, repeats=plan.bench_repeats, log=log)
-    bench_dir = create_run_dir(lab / "bench", lab.path, "bench")
-    checks = target_checks(result)
-    write_json(bench_dir / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
-    plot_bench(result, bench_dir / "bench.png")
+    write_bench(result, create_run_dir(lab / "bench", lab.path, "bench"))
     record["bench"] = "bench"
     write_json(lab / LAB_FILE, record)
 

@@ -36,12 +36,7 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     ax_acc.grid(True, alpha=0.3)
     if len(runs) > 1:
         ax_acc.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32) -> Path:
@@ -57,6 +52,10 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
             ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
             ax.set_title(f"{int(labels[i])}: {classes[int(labels[i])]}" if classes[int(labels[i])] != str(int(labels[i]))
                          else str(int(labels[i])), fontsize=8)
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

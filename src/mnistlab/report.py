@@ -21,6 +21,7 @@ from mnistlab.rundir import RunDir, read_json
 from mnistlab.summary import summarize
 
 LAB_FILE = "lab.json"
+OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
 FIGURES = "figures"
 
 
@@ -48,12 +49,16 @@ def training_observations(run: RunDir) -> list[str]:
         out.append(f"{run.name}: validation loss was lowest at epoch {b} ({best['val_loss']:.4f}) and did not "
                    f"improve in the {n - b} epochs after it (epoch {n}: {last['val_loss']:.4f}); training longer "
                    f"does not help, and early stopping (--early-stop {max(1, min(3, n - b))}) would keep epoch {b}.")
-    gap = last["val_loss"] - last["train_loss"]
-    out.append(f"{run.name}: at the end the validation loss is {gap:+.4f} from the training loss "
-               f"({last['val_loss'] / last['train_loss']:.2f}x); "
-               + ("the model fits the training data better than unseen data, the start of overfitting."
-                  if gap > 0 and last["val_loss"] / last["train_loss"] > 1.5 else
-                  "the two are close: no sign of overfitting yet."))
+    gap, ratio = last["val_loss"] - last["train_loss"], last["val_loss"] / last["train_loss"]
+    if gap <= 0:
+        verdict = ("validation loss is below the training loss (which is averaged over an epoch of still-changing "
+                   "weights): no sign of overfitting.")
+    elif ratio > OVERFIT_RATIO:
+        verdict = "the model fits the training data clearly better than unseen data: it has started to overfit."
+    else:
+        verdict = "the two are close: no sign of overfitting yet."
+    out.append(f"{run.name}: at the end the validation loss is {last['val_loss']:.4f} against a training loss of "
+               f"{last['train_loss']:.4f} ({ratio:.2f}x); {verdict}")
     return out
 
 

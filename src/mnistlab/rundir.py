@@ -12,14 +12,13 @@ import io
 import json
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import CheckpointError, StorageError
-from mnistlab.faults import kill_point
+from mnistlab.atomicfile import remove_leftovers, write_atomic
+from mnistlab.errors import CheckpointError
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
@@ -29,26 +28,7 @@ STEP_FIELDS = ["step", "epoch", "train_loss"]
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise StorageError(f"{path}: cannot write ({e.strerror}); files written before are intact") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data[: len(data) // 2])
-            kill_point(f"write:{path.name}")
-            f.write(data[len(data) // 2:])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise StorageError(f"{path}: cannot write ({e.strerror}); the previous version, if any, "
-                           f"is intact") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -130,12 +110,6 @@ def open_run(path: str | os.PathLike) -> RunDir:
 
 def _only_leftovers(p: Path) -> bool:
     return all(f.name.startswith(".") and f.name.endswith(".tmp") for f in p.iterdir())
-
-
-def remove_leftovers(p: Path) -> None:
-    """Temporary files of writes that a kill interrupted: never read, safe to delete."""
-    for f in p.glob(".*.tmp"):
-        f.unlink(missing_ok=True)
 
 
 def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:

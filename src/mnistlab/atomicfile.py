@@ -1,0 +1,46 @@
+"""Writing a file so that a crash leaves the old version or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistlab.errors import StorageError
+from mnistlab.faults import kill_point
+
+
+def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None = None,
+                 suffix: str = ".tmp") -> None:
+    """Write to a temporary file beside `path`, fsync, optionally `verify` it, then rename.
+
+    A disk or permission failure is a StorageError; whatever `verify` raises propagates,
+    and the temporary file is removed in every case.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write ({e.strerror}); files written before are intact") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data[: len(data) // 2])
+            kill_point(f"write:{path.name}")
+            f.write(data[len(data) // 2:])
+            f.flush()
+            os.fsync(f.fileno())
+        if verify is not None:
+            verify(Path(tmp))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write ({e.strerror}); the previous version, if any, is intact") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path, suffix: str = ".tmp") -> None:
+    """Temporary files of writes that a kill interrupted: never read, safe to delete."""
+    if Path(folder).is_dir():
+        for f in Path(folder).glob(f".*{suffix}"):
+            f.unlink(missing_ok=True)
