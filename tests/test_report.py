@@ -57,3 +57,30 @@ def test_report_in_a_real_browser(lab_dir, tmp_path):
     for number in (f"{acc:.2%}", "109,386", "101,578", "454,400"):
         assert number in text
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def _fake_run(path, model, device, val_losses, train_seconds):
+    from mnistlab.config import TrainConfig
+    from mnistlab.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
+
+    path.mkdir(parents=True)
+    write_json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
+    write_json(path / "env.json", {"device": device})
+    rows = [{"epoch": i + 1, "train_loss": 0.5 / (i + 1), "val_loss": v, "val_accuracy": 0.9, "train_seconds": t,
+             "val_seconds": 0.1, "epoch_seconds": t + 0.1, "samples_per_s": 1000, "steps": 10,
+             "global_step": 10 * (i + 1), "session": 1} for i, (v, t) in enumerate(zip(val_losses, train_seconds))]
+    write_csv(path / "metrics.csv", METRIC_FIELDS, rows)
+    return RunDir(path)
+
+
+def test_observations_follow_the_numbers(tmp_path):
+    from mnistlab.report import device_comparisons, training_observations
+
+    falling = _fake_run(tmp_path / "a", "mlp", "cpu", [0.5, 0.4, 0.3, 0.2], [2.0] * 4)
+    assert "still falling at the last epoch" in training_observations(falling)[0]
+    turned = _fake_run(tmp_path / "b", "mlp", "cuda:0", [0.5, 0.3, 0.35, 0.4], [0.5] * 4)
+    notes = training_observations(turned)
+    assert "lowest at epoch 2" in notes[0] and "early stopping" in notes[0]
+    assert "started to overfit" in notes[1]  # 0.4 against 0.125
+    (line,) = device_comparisons([falling, turned])
+    assert line == "mlp: an epoch on cuda took 0.50 s against 2.00 s on the CPU: cuda is 4.0x faster."

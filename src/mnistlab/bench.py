@@ -310,12 +310,13 @@ def observations(result: BenchResult) -> list[str]:
 
 
 def format_table(result: BenchResult) -> str:
-    head = (f"{'cell':<24} {'epoch s':>9} {'ms/step':>9} {'samples/s':>11} "
+    head = (f"{'cell':<24} {'epoch s min':>11} {'median':>8} {'ms/step':>9} {'samples/s':>11} "
             + " ".join(f"{p:>9}" for p in PHASES) + f" {'GFLOP/s':>9} {'util':>6}")
     lines = [head, "-" * len(head)]
     for c in result.cells:
         shares = " ".join(f"{c.share(p):>9.0%}" for p in PHASES)
-        lines.append(f"{c.key:<24} {c.epoch_s_median:>8.2f}{'*' if c.extrapolated else ' '} "
+        star = "*" if c.extrapolated else " "
+        lines.append(f"{c.key:<24} {c.epoch_s_min:>10.2f}{star} {c.epoch_s_median:>7.2f}{star} "
                      f"{c.step_median_s * 1e3:>9.3f} {c.samples_per_s:>11,.0f} {shares} "
                      f"{c.achieved_flops_per_s / 1e9:>9.1f} {c.utilisation:>6.1%}")
     if any(c.extrapolated for c in result.cells):
@@ -323,7 +324,7 @@ def format_table(result: BenchResult) -> str:
         lines.append(f"* epoch time extrapolated from {n} timed steps to a full epoch "
                      f"({result.cells[0].steps_per_epoch} steps of {result.cells[0].batch_size})")
     lines.append("phase columns: share of the instrumented step (a synchronisation at each phase boundary); "
-                 "epoch and step times: free-running medians")
+                 "epoch times: minimum and median of the free-running repeats; ms/step, samples/s: medians")
     return "\n".join(lines)
 
 

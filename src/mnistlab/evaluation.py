@@ -41,11 +41,12 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10) -> E
     model.eval()
     synchronize(device)
     t0 = time.perf_counter()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     for x, y in loader.batches():
         out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+        loss_sum += F.cross_entropy(out, y, reduction="sum").to(acc_dtype)
         confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
     cm = confusion.view(num_classes, num_classes).cpu()  # the one sync
     seconds = time.perf_counter() - t0

@@ -66,12 +66,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
                 progress.set_postfix(loss=f"{value:.4f}", refresh=False)
         if progress is not None:
             progress.update(len(y))
-    all_losses = torch.stack(losses)
+    all_losses = torch.stack(losses).cpu().double()  # one transfer per epoch; MPS has no float64
     synchronize(device)
     seconds = time.perf_counter() - t0
     if not bool(torch.isfinite(all_losses).all()):
         _diverged(losses, epoch, global_step)
-    return EpochStats(epoch, float(all_losses.double().mean()), len(losses), samples, seconds, step_log)
+    return EpochStats(epoch, float(all_losses.mean()), len(losses), samples, seconds, step_log)
 
 
 def _diverged(losses: list[torch.Tensor], epoch: int, global_step: int) -> None:
