@@ -1,6 +1,6 @@
 """How much does mnistlab's trainer add to the bare work of an epoch?
 
-Times, in one process and interleaved, one MLP epoch through `mnistlab.trainloop.train_epoch`
+Times, in one process and interleaved, one MLP epoch through `mnistlab.training.loop.train_epoch`
 (device-resident loader, progress bar, step log) and the bare loop (forward, backward,
 step on batches sliced beforehand), and prints the ratio; the floor is 1.15. Then times
 part of an epoch of the notebook's own pipeline (PIL per sample + DataLoader) on the same
@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mnistlab.config import TrainConfig
-from mnistlab.datasets import data_root, get_dataset
-from mnistlab.envinfo import cpu_name
-from mnistlab.fetching import fetch
-from mnistlab.loader import make_splits, read_split, split_train_val
-from mnistlab.models import create_model
-from mnistlab.reference import reference_loader
-from mnistlab.trainloop import make_optimizer, train_epoch
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.core.environment import cpu_name
+from mnistlab.data.fetching import fetch
+from mnistlab.data.loader import make_splits, read_split, split_train_val
+from mnistlab.training.models import create_model
+from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.training.loop import make_optimizer, train_epoch
 
 FLOOR = 1.15
 

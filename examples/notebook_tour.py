@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import mnistlab
-from mnistlab.envinfo import environment, format_environment
+from mnistlab.core.environment import environment, format_environment
 
 STEPS = int(os.environ.get("MNISTLAB_EXAMPLE_STEPS", "0")) or None
 DATASET = os.environ.get("MNISTLAB_EXAMPLE_DATASET", "mnist")

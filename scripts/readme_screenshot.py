@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnistlab.browser import render
+from mnistlab.report.headless_browser import render
 
 
 def main(argv: list[str]) -> int:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import datasets
-from mnistlab.datasets import DatasetSpec, FileSpec
-from mnistlab.idx import encode_idx
+from mnistlab.data import datasets
+from mnistlab.data.datasets import DatasetSpec, FileSpec
+from mnistlab.data.idx import encode_idx
 
 TINY_TRAIN, TINY_TEST = 640, 200
 

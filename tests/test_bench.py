@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from mnistlab.bench import PHASES, format_table, observations, run_bench, target_checks
+from mnistlab.measure.bench import PHASES, format_table, observations, run_bench, target_checks
 from mnistlab.cli import main
-from mnistlab.loader import read_split
+from mnistlab.data.loader import read_split
 
 
 @pytest.fixture

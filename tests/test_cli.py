@@ -57,7 +57,7 @@ def test_train_eval_plot_resume(tiny, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["train", "--model", "resnet"], "invalid choice"),
+    (["train", "--model", "resnet"], "unknown model"),
     (["train", "--batch-size", "0"], "must be at least 1"),
     (["train", "--epochs", "-2"], "must be at least 1"),
     (["train", "--epochs", "two"], "expected a whole number"),
@@ -65,7 +65,7 @@ def test_train_eval_plot_resume(tiny, capsys, tmp_path):
     (["train", "--val-fraction", "0", "--dataset", "tiny"], "val fraction"),
     (["train", "--lr", "abc"], "expected a number"),
     (["train", "--lr", "-1", "--dataset", "tiny"], "learning rate"),
-    (["train", "--dataset", "cifar"], "invalid choice"),
+    (["train", "--dataset", "cifar"], "unknown dataset"),
     (["train", "--device", "tpu"], "invalid choice"),
     (["train", "--resume", "no/such/run"], "no such run directory"),
     (["eval", "no/such/run"], "no such run directory"),

@@ -1,9 +1,8 @@
 import pytest
-import torch
 
-from mnistlab.config import TrainConfig, resolve_device
-from mnistlab.datasets import DEFAULT_DATA_DIR, data_root, get_dataset
-from mnistlab.errors import ConfigError
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.datasets import DEFAULT_DATA_DIR, data_root, get_dataset
+from mnistlab.core.errors import ConfigError
 
 
 def test_defaults_are_the_notebooks():
@@ -31,14 +30,6 @@ def test_dict_roundtrip_and_unknown_keys():
         TrainConfig.from_dict({**c.to_dict(), "optimiser": "adam"})
 
 
-def test_device_resolution():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA GPU"):
-            resolve_device("cuda")
-
-
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("MNISTLAB_DATA", raising=False)
     assert data_root(None) == DEFAULT_DATA_DIR
@@ -47,3 +38,9 @@ def test_data_root_precedence(monkeypatch, tmp_path):
     assert data_root(tmp_path / "x") == tmp_path / "x"
     with pytest.raises(ConfigError, match="unknown dataset"):
         get_dataset("svhn")
+
+
+def test_every_field_has_help_for_its_option():
+    import dataclasses
+
+    assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))

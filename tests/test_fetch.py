@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from mnistlab import fetching as fetch_mod
-from mnistlab.errors import DataError
-from mnistlab.fetching import check_file, fetch, install_bytes, mnist_from_pickle
-from mnistlab.idx import parse_idx
+from mnistlab.data import fetching as fetch_mod
+from mnistlab.core.errors import DataError
+from mnistlab.data.fetching import check_file, fetch, install_bytes, mnist_from_pickle
+from mnistlab.data.idx import parse_idx
 
 
 def test_present_files_are_verified(tiny):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from mnistlab import runner
-from mnistlab.config import TrainConfig
-from mnistlab.loader import DeviceLoader, RawSplit
+from mnistlab.training import runner
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.loader import DeviceLoader, RawSplit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
 

@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mnistlab.errors import DataError
-from mnistlab.idx import encode_idx, parse_idx, read_idx
+from mnistlab.core.errors import DataError
+from mnistlab.data.idx import encode_idx, parse_idx, read_idx
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

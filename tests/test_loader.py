@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab.errors import DataError
-from mnistlab.idx import encode_idx
-from mnistlab.loader import DeviceLoader, RawSplit, make_splits, read_split, split_train_val
+from mnistlab.core.errors import DataError
+from mnistlab.data.idx import encode_idx
+from mnistlab.data.loader import DeviceLoader, RawSplit, make_splits, read_split, split_train_val
 
 from conftest import TINY_TEST, TINY_TRAIN, write_tiny_dataset
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from mnistlab.errors import ConfigError
-from mnistlab.models import count_parameters, create_model, list_models
-from mnistlab.summary import summarize
+from mnistlab.core.errors import ConfigError
+from mnistlab.training.models import count_parameters, create_model, list_models
+from mnistlab.measure.summary import summarize
 
 EXPECTED_PARAMS = {"mlp": 109_386, "cnn": 101_578}
 

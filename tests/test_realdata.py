@@ -2,11 +2,11 @@
 
 import pytest
 
-from mnistlab import runner
-from mnistlab.config import TrainConfig
-from mnistlab.datasets import data_root, get_dataset
-from mnistlab.fetching import fetch
-from mnistlab.loader import read_split
+from mnistlab.training import runner
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.data.fetching import fetch
+from mnistlab.data.loader import read_split
 
 pytestmark = pytest.mark.realdata
 

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from mnistlab.browser import find_chromium, render
+from mnistlab.report.headless_browser import find_chromium, render
 from mnistlab.cli import main
 from mnistlab.lab import run_lab
-from mnistlab.rundir import open_run
+from mnistlab.core.rundir import open_run
 
 
 @pytest.fixture
@@ -60,8 +60,8 @@ def test_report_in_a_real_browser(lab_dir, tmp_path):
 
 
 def _fake_run(path, model, device, val_losses, train_seconds):
-    from mnistlab.config import TrainConfig
-    from mnistlab.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
+    from mnistlab.training.config import TrainConfig
+    from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
 
     path.mkdir(parents=True)
     write_json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
@@ -74,7 +74,7 @@ def _fake_run(path, model, device, val_losses, train_seconds):
 
 
 def test_observations_follow_the_numbers(tmp_path):
-    from mnistlab.report import device_comparisons, training_observations
+    from mnistlab.report.builder import device_comparisons, training_observations
 
     falling = _fake_run(tmp_path / "a", "mlp", "cpu", [0.5, 0.4, 0.3, 0.2], [2.0] * 4)
     assert "still falling at the last epoch" in training_observations(falling)[0]

@@ -1,30 +1,55 @@
-"""mnistlab: train, time and profile small models on MNIST-family datasets, on CPU and GPU."""
+"""mnistlab: train, time and profile small models on MNIST-family datasets, on CPU and GPU.
 
-__version__ = "0.1.0"
+Importing the package costs nothing: each public name is imported on first use (PEP 562), so the
+command line answers `--help` without loading torch.
+"""
 
-from mnistlab.config import TrainConfig, resolve_device  # noqa: E402
-from mnistlab.datasets import DATASETS, data_root, get_dataset  # noqa: E402
-from mnistlab.errors import CheckpointError, ConfigError, DataError, DivergenceError, MnistlabError  # noqa: E402
-from mnistlab.evaluation import evaluate  # noqa: E402
-from mnistlab.fetching import fetch  # noqa: E402
-from mnistlab.loader import DeviceLoader, make_splits  # noqa: E402
-from mnistlab.models import count_parameters, create_model, list_models  # noqa: E402
-from mnistlab.rundir import RunDir, open_run  # noqa: E402
-from mnistlab.runner import train  # noqa: E402
-from mnistlab.bench import format_table as format_bench_table  # noqa: E402
-from mnistlab.bench import observations as bench_observations  # noqa: E402
-from mnistlab.bench import run_bench  # noqa: E402
-from mnistlab.lab import run_lab  # noqa: E402
-from mnistlab.loader import read_split, split_train_val  # noqa: E402
-from mnistlab.plots import plot_runs  # noqa: E402
-from mnistlab.profiling import MACS_VS_FLOPS, format_profile, profile_model  # noqa: E402
-from mnistlab.report import build_report, training_observations  # noqa: E402
-from mnistlab.summary import summarize  # noqa: E402
+from __future__ import annotations
 
-__all__ = [
-    "MACS_VS_FLOPS", "bench_observations", "build_report", "format_bench_table", "format_profile", "plot_runs",
-    "profile_model", "read_split", "run_bench", "run_lab", "split_train_val", "summarize", "training_observations",
-    "DATASETS", "CheckpointError", "ConfigError", "DataError", "DeviceLoader", "DivergenceError", "MnistlabError",
-    "RunDir", "TrainConfig", "count_parameters", "create_model", "data_root", "evaluate", "fetch", "get_dataset",
-    "list_models", "make_splits", "open_run", "resolve_device", "train",
-]
+import importlib
+from typing import Any
+
+# public name -> module that defines it (layers: core <- data <- training <- measure <- report <- lab)
+_EXPORTS = {
+    "MnistlabError": "mnistlab.core.errors", "ConfigError": "mnistlab.core.errors",
+    "DataError": "mnistlab.core.errors", "CheckpointError": "mnistlab.core.errors",
+    "DivergenceError": "mnistlab.core.errors", "StorageError": "mnistlab.core.errors",
+    "resolve_device": "mnistlab.core.device",
+    "RunDir": "mnistlab.core.rundir", "open_run": "mnistlab.core.rundir",
+    "DATASETS": "mnistlab.data.datasets", "data_root": "mnistlab.data.datasets", "get_dataset": "mnistlab.data.datasets",
+    "fetch": "mnistlab.data.fetching",
+    "DeviceLoader": "mnistlab.data.loader", "make_splits": "mnistlab.data.loader",
+    "read_split": "mnistlab.data.loader", "split_train_val": "mnistlab.data.loader",
+    "TrainConfig": "mnistlab.training.config",
+    "count_parameters": "mnistlab.training.models", "create_model": "mnistlab.training.models",
+    "list_models": "mnistlab.training.models",
+    "evaluate": "mnistlab.training.evaluation",
+    "train": "mnistlab.training.runner",
+    "MACS_VS_FLOPS": "mnistlab.measure.profiling", "format_profile": "mnistlab.measure.profiling",
+    "profile_model": "mnistlab.measure.profiling",
+    "run_bench": "mnistlab.measure.bench", "bench_observations": "mnistlab.measure.bench",
+    "format_bench_table": "mnistlab.measure.bench",
+    "summarize": "mnistlab.measure.summary",
+    "plot_runs": "mnistlab.report.plots",
+    "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.builder",
+    "run_lab": "mnistlab.lab",
+}
+_RENAMED = {"bench_observations": "observations", "format_bench_table": "format_table"}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from mnistlab.core.version import package_version
+
+        return package_version()
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    globals()[name] = value  # cached: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mnistlab.errors import MnistlabError
+from mnistlab.core.errors import MnistlabError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,12 +49,37 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
 
 
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, with its help text; unset options stay None (the config's
+    default applies, and on --resume the run's stored value)."""
+    from mnistlab.training.config import TrainConfig
+
+    defaults = TrainConfig.__dataclass_fields__
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        meta = dict(f.metadata)
+        help_ = meta.pop("help")
+        default = defaults[f.name].default
+        shown = help_ if default is None or default is False else f"{help_} (default: {default})"
+        kind = str(f.type).split(" | ")[0]
+        if kind == "bool":
+            p.add_argument(flag, action="store_true", default=None, help=help_)
+        elif kind == "int":
+            nonneg = f.name == "seed"
+            p.add_argument(flag, type=_nonneg_int if nonneg else _positive_int, help=shown, **meta)
+        elif kind == "float":
+            p.add_argument(flag, type=_float, help=shown, **meta)
+        else:
+            p.add_argument(flag, help=shown, **meta)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from mnistlab.config import DEVICES
-    from mnistlab.datasets import all_datasets
-    from mnistlab.models import list_models
+    """The whole command line. Nothing here imports torch: `--help` answers at once."""
+    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, PIPELINES, RUNS_DIR
+    from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
+    models = ", ".join(BUILTIN_MODELS)
     parser = _Parser(prog="mnistlab", description="Train, time and profile small models on MNIST-family data.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -75,25 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--count", type=_positive_int, default=32)
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
-    p.add_argument("model", choices=list_models())
+    p.add_argument("model", help=f"model name ({models})")
     p.add_argument("--batch-size", type=_positive_int, default=1)
 
     t = sub.add_parser("train", help="train a model, or resume a run")
-    t.add_argument("--model", choices=list_models())
-    t.add_argument("--dataset", choices=datasets)
-    t.add_argument("--epochs", type=_positive_int, help="epochs (with --resume: how many more)")
-    t.add_argument("--batch-size", type=_positive_int)
-    t.add_argument("--lr", type=_float)
-    t.add_argument("--momentum", type=_float)
-    t.add_argument("--val-fraction", type=_float)
-    t.add_argument("--seed", type=_nonneg_int)
-    t.add_argument("--device", choices=list(DEVICES))
-    t.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE")
-    t.add_argument("--subset", type=_positive_int, help="use only the first N samples of each split")
-    t.add_argument("--max-steps", type=_positive_int, help="at most N optimizer steps per epoch")
-    t.add_argument("--deterministic", action="store_true", default=None)
-    _add_data_dir(t)
-    t.add_argument("--run-dir", help="the run directory to create (default: a new one under runs/)")
+    _add_config_options(t)
+    t.add_argument("--run-dir", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -108,29 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
-    pr.add_argument("models", nargs="+", choices=list_models(), metavar="MODEL")
+    pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models})")
     pr.add_argument("--batch-size", type=_positive_int, default=1)
     pr.add_argument("--json", action="store_true")
 
-    from mnistlab.bench import PIPELINES
-
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
-    b.add_argument("--models", nargs="+", choices=list_models(), default=list_models())
+    b.add_argument("--models", nargs="+", default=list(BUILTIN_MODELS), help=f"model names (default: {models})")
     b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
                    help="default: cpu, and cuda / mps when present")
     b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
     b.add_argument("--steps", type=_nonneg_int, default=100, help="timed steps per repeat (0: a whole epoch)")
     b.add_argument("--repeats", type=_positive_int, default=3)
     b.add_argument("--warmup", type=_nonneg_int, default=10)
-    b.add_argument("--batch-size", type=_positive_int, default=64)
+    b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
     b.add_argument("--dataset", default="mnist", choices=datasets)
-    b.add_argument("--out", help="the run directory to create (default: a new one under runs/)")
+    b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     _add_data_dir(b)
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
     lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
     lab.add_argument("--device", choices=list(DEVICES), default="auto", help="the GPU to compare with the CPU")
-    lab.add_argument("--out", help="the lab directory to create (default: a new one under runs/)")
+    lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
     lab.add_argument("--no-progress", action="store_true")
     _add_data_dir(lab)
 
@@ -140,21 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TRAIN_KEYS = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "val_fraction", "seed", "device",
-               "early_stop", "subset", "max_steps", "deterministic", "data_dir")
-
-
 def _cmd_env(args: argparse.Namespace) -> int:
-    from mnistlab.envinfo import environment, format_environment
+    from mnistlab.core.environment import environment, format_environment
 
     print(format_environment(environment()))
     return 0
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from mnistlab.datainfo import dataset_info, format_info
-    from mnistlab.datasets import data_root, get_dataset
-    from mnistlab.fetching import fetch
+    from mnistlab.data.info import dataset_info, format_info
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.fetching import fetch
 
     spec, root = get_dataset(args.dataset), data_root(args.data_dir)
     if args.data_command == "fetch":
@@ -166,8 +173,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         info = dataset_info(spec, root)
         print(json.dumps(info, indent=2) if args.json else format_info(info))
         return 0
-    from mnistlab.loader import read_split
-    from mnistlab.plots import plot_samples
+    from mnistlab.data.loader import read_split
+    from mnistlab.report.plots import plot_samples
 
     train = read_split(spec, root, train=True)
     out = Path(args.out or f"{spec.name}-samples.png")
@@ -177,36 +184,40 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from mnistlab.summary import summarize
+    from mnistlab.measure.summary import summarize
 
     print(summarize(args.model, args.batch_size).format())
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mnistlab.config import TrainConfig
-    from mnistlab.runner import train
+    from mnistlab.report.plots import plot_runs
+    from mnistlab.training.config import TrainConfig
+    from mnistlab.training.runner import train
 
-    given = {k: getattr(args, k) for k in _TRAIN_KEYS if getattr(args, k) is not None}
+    keys = [f.name for f in dataclasses.fields(TrainConfig)]
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     if args.resume:
         if args.run_dir:
             raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
         run = train(resume=args.resume, overrides=given, progress=not args.no_progress)
     else:
         run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress)
+    plot_runs([run], run / "loss.png")
     print(run.path)
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from mnistlab.checkpoint import load_checkpoint, load_model_state
-    from mnistlab.config import TrainConfig, resolve_device
-    from mnistlab.datasets import data_root, get_dataset
-    from mnistlab.evaluation import evaluate
-    from mnistlab.fetching import fetch
-    from mnistlab.loader import make_test_loader
-    from mnistlab.models import create_model
-    from mnistlab.rundir import open_run
+    from mnistlab.training.checkpoint import load_checkpoint, load_model_state
+    from mnistlab.core.device import resolve_device
+    from mnistlab.training.config import TrainConfig
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.training.evaluation import evaluate
+    from mnistlab.data.fetching import fetch
+    from mnistlab.data.loader import make_test_loader
+    from mnistlab.training.models import create_model
+    from mnistlab.core.rundir import open_run
 
     run = open_run(args.run_dir)
     cfg = TrainConfig.from_dict(run.config())
@@ -236,8 +247,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from mnistlab.plots import plot_runs
-    from mnistlab.rundir import open_run
+    from mnistlab.report.plots import plot_runs
+    from mnistlab.core.rundir import open_run
 
     runs = [open_run(p) for p in args.run_dirs]
     for run in runs:
@@ -249,7 +260,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from mnistlab.profiling import MACS_VS_FLOPS, format_profile, profile_model
+    from mnistlab.measure.profiling import MACS_VS_FLOPS, format_profile, profile_model
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
@@ -263,24 +274,30 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from mnistlab.bench import default_devices, run_bench, write_bench
-    from mnistlab.config import resolve_device
-    from mnistlab.datasets import data_root, get_dataset
-    from mnistlab.fetching import fetch
-    from mnistlab.loader import read_split, split_train_val
-    from mnistlab.rundir import create_run_dir
+    from mnistlab.core.defaults import RUNS_DIR
+    from mnistlab.core.device import available_devices, resolve_device
+    from mnistlab.measure.bench import run_bench, write_bench
+    from mnistlab.report.plots import plot_bench
+    from mnistlab.training.models import create_model
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.fetching import fetch
+    from mnistlab.data.loader import read_split, split_train_val
+    from mnistlab.core.rundir import create_run_dir
 
     spec, root = get_dataset(args.dataset), data_root(args.data_dir)
-    devices = args.devices or default_devices()
+    devices = args.devices or available_devices()
+    for m in args.models:
+        create_model(m)  # an unknown name fails before any data or timing work
     for d in devices:
         resolve_device(d)  # fail before any work on a device that is not there
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
-    run = create_run_dir(args.out, "runs", "bench")
+    run = create_run_dir(args.out, RUNS_DIR, "bench")
     result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
                        batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
                        warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
     text = write_bench(result, run)
+    plot_bench(result, run / "bench.png")
     print(text)
     print(run.path)
     return 0
@@ -296,7 +313,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from mnistlab.report import build_report
+    from mnistlab.report.builder import build_report
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
     print(md)

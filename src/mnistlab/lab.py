@@ -13,17 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.bench import run_bench, write_bench
-from mnistlab.config import TrainConfig, resolve_device
-from mnistlab.datainfo import dataset_info
-from mnistlab.datasets import data_root, get_dataset
-from mnistlab.envinfo import environment
-from mnistlab.fetching import fetch
-from mnistlab.loader import read_split, split_train_val
-from mnistlab.plots import plot_samples
-from mnistlab.report import LAB_FILE, build_report
-from mnistlab.rundir import create_run_dir, write_json
-from mnistlab.runner import train
+from mnistlab.measure.bench import run_bench, write_bench
+from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
+from mnistlab.core.device import resolve_device
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.info import dataset_info
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.core.environment import environment
+from mnistlab.data.fetching import fetch
+from mnistlab.data.loader import read_split, split_train_val
+from mnistlab.report.plots import plot_bench, plot_samples
+from mnistlab.report.builder import LAB_FILE, build_report
+from mnistlab.core.rundir import create_run_dir, write_json
+from mnistlab.training.runner import train
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     accel = resolve_device(device)
     accel = accel if accel.type != "cpu" else None
     spec, root = get_dataset(dataset), data_root(data_dir)
-    lab = create_run_dir(out, "runs", "lab" + ("-quick" if quick else ""))
+    lab = create_run_dir(out, RUNS_DIR, "lab" + ("-quick" if quick else ""))
     t_start = time.perf_counter()
     total_steps = 8
 
@@ -73,7 +75,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     base = TrainConfig(dataset=spec.name, data_dir=data_dir, subset=subset, device="cpu")
     runs: list[str] = []
     record = {"quick": quick, "plan": plan.__dict__, "env": env, "data": info, "split": "48k/12k (0.2)",
-              "seed": base.seed, "models": ["mlp", "cnn"], "runs": runs, "bench": None}
+              "seed": base.seed, "models": list(BUILTIN_MODELS), "runs": runs, "bench": None}
     write_json(lab / LAB_FILE, record)
 
     def train_into(name: str, cfg: TrainConfig, resume_epochs: int | None = None) -> None:
@@ -102,9 +104,11 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     if subset:
         tr = tr.__class__(tr.images[:subset], tr.labels[:subset])
     devices = ["cpu"] + ([accel.type] if accel else [])
-    result = run_bench(tr, spec, models=["mlp", "cnn"], devices=devices, pipelines=["reference", "resident"],
+    result = run_bench(tr, spec, models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES),
                        steps=plan.bench_steps, repeats=plan.bench_repeats, log=log)
-    write_bench(result, create_run_dir(lab / "bench", lab.path, "bench"))
+    bench_dir = create_run_dir(lab / "bench", lab.path, "bench")
+    write_bench(result, bench_dir)
+    plot_bench(result, bench_dir / "bench.png")
     record["bench"] = "bench"
     write_json(lab / LAB_FILE, record)
 

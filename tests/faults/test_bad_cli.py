@@ -12,7 +12,7 @@ from mnistlab.cli import build_parser, main
 OPTIONS = {
     "train": {"--epochs": ("ten", "0"), "--batch-size": ("1.5", "0"), "--lr": ("fast", "-0.1"),
               "--momentum": ("x", "1.5"), "--val-fraction": ("half", "1.0"), "--seed": ("s", "-1"),
-              "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"),
+              "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"), "--log-every": ("often", "0"),
               "--model": (None, "resnet"), "--dataset": (None, "cifar10"), "--device": (None, "tpu")},
     "bench": {"--steps": ("many", "-1"), "--repeats": ("r", "0"), "--warmup": ("w", "-2"),
               "--batch-size": ("b", "0"), "--models": (None, "vit"), "--devices": (None, "auto"),

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mnistlab.idx import encode_idx
+from mnistlab.data.idx import encode_idx
 
 from .conftest import is_one_line_error, mnistlab
 

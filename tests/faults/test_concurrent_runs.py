@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mnistlab.rundir import open_run
+from mnistlab.core.rundir import open_run
 
 
 def test_two_runs_at_once(tiny_env, reliability):

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnistlab.errors import DataError
-from mnistlab.idx import parse_idx
+from mnistlab.core.errors import DataError
+from mnistlab.data.idx import parse_idx
 
 EXAMPLES = 3000
 HEADERS = [b"\x00\x00\x08\x01", b"\x00\x00\x08\x03", b"\x00\x00\x0d\x02", b"\x00\x00\x0e\x01", b"\x00\x00\x0b\x04",

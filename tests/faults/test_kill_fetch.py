@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from mnistlab.errors import DataError
-from mnistlab.fetching import check_file
+from mnistlab.core.errors import DataError
+from mnistlab.data.verify import check_file
 
 from .conftest import mnistlab
 

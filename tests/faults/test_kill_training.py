@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mnistlab.rundir import open_run
+from mnistlab.core.rundir import open_run
 
 from .conftest import is_one_line_error, make_tiny_env, mnistlab
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from mnistlab.errors import CheckpointError
-from mnistlab.rundir import write_bytes_atomic
+from mnistlab.core.errors import CheckpointError
+from mnistlab.core.atomicfile import write_atomic
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
-    write_bytes_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

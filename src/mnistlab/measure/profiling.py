@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.models import count_parameters, create_model
-from mnistlab.summary import INPUT_SHAPE
+from mnistlab.training.models import count_parameters, create_model
+from mnistlab.measure.summary import INPUT_SHAPE
 
 MACS_VS_FLOPS = (
     "A MAC (multiply-accumulate) is 2 FLOPs (a multiply and an add); thop, fvcore and ptflops "

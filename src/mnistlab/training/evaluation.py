@@ -10,15 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.loader import DeviceLoader
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a clock read afterwards means something."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+from mnistlab.core.device import synchronize
+from mnistlab.data.loader import DeviceLoader
 
 
 @dataclass(frozen=True)

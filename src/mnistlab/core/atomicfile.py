@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mnistlab.errors import StorageError
-from mnistlab.faults import kill_point
+from mnistlab.core.errors import StorageError
+from mnistlab.core.faults import kill_point
 
 
 def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None = None,
@@ -21,6 +21,7 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
     except OSError as e:
         raise StorageError(f"{path}: cannot write ({e.strerror}); files written before are intact") from None
     try:
@@ -39,8 +40,15 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
         Path(tmp).unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def remove_leftovers(folder: Path, suffix: str = ".tmp") -> None:
-    """Temporary files of writes that a kill interrupted: never read, safe to delete."""
+    """Temporary files of writes that a kill interrupted: never read, safe to delete, but only by
+    the process that holds the folder's lock (another process may be writing one right now)."""
     if Path(folder).is_dir():
         for f in Path(folder).glob(f".*{suffix}"):
             f.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import DataError
+from mnistlab.core.errors import DataError
 
 # type code -> big-endian numpy dtype
 _DTYPES: dict[int, np.dtype] = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mnistlab.models import count_parameters, create_model
+from mnistlab.training.models import count_parameters, create_model
 
 INPUT_SHAPE = (1, 28, 28)
 

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from mnistlab.loader import RawSplit
+from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
+from mnistlab.data.loader import RawSplit
 
 
 def _torchvision_transform(mean: float, std: float):
@@ -27,10 +28,10 @@ def _torchvision_transform(mean: float, std: float):
 class PILSampleDataset(Dataset):
     """torchvision.datasets.MNIST's __getitem__: one sample at a time, through a PIL image."""
 
-    def __init__(self, split: RawSplit, mean: float, std: float, prefer_torchvision: bool = True) -> None:
+    def __init__(self, split: RawSplit, mean: float, std: float) -> None:
         self.images, self.labels = split.images, split.labels
         self.mean, self.std = mean, std
-        self.transform = _torchvision_transform(mean, std) if prefer_torchvision else None
+        self.transform = _torchvision_transform(mean, std)
         self.implementation = "torchvision transforms" if self.transform else "Pillow equivalent (no torchvision)"
 
     def __len__(self) -> int:
@@ -51,7 +52,7 @@ class PILSampleDataset(Dataset):
         return x.clone().sub_(mean).div_(std), int(self.labels[i])
 
 
-def reference_loader(split: RawSplit, mean: float, std: float, batch_size: int = 64, seed: int = 0,
-                     prefer_torchvision: bool = True) -> DataLoader:
-    ds = PILSampleDataset(split, mean, std, prefer_torchvision)
+def reference_loader(split: RawSplit, mean: float, std: float, batch_size: int = DEFAULT_BATCH_SIZE,
+                     seed: int = 0) -> DataLoader:
+    ds = PILSampleDataset(split, mean, std)
     return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

@@ -11,14 +11,15 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mnistlab.bench import PHASES
-from mnistlab.document import Document
-from mnistlab.envinfo import format_environment
-from mnistlab.errors import CheckpointError
-from mnistlab.plots import plot_runs
-from mnistlab.profiling import MACS_VS_FLOPS, profile_model
-from mnistlab.rundir import RunDir, read_json
-from mnistlab.summary import summarize
+from mnistlab.measure.bench import PHASES
+from mnistlab.report.document import Document
+from mnistlab.core.environment import format_environment
+from mnistlab.core.errors import CheckpointError
+from mnistlab.report.plots import plot_runs
+from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.rundir import RunDir, read_json
+from mnistlab.measure.summary import summarize
 
 LAB_FILE = "lab.json"
 OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
@@ -235,8 +236,6 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     doc.bullets(notes or ["No training runs or benchmarks to observe."])
 
     md, page = out_dir / "report.md", out_dir / "report.html"
-    from mnistlab.rundir import write_bytes_atomic
-
-    write_bytes_atomic(md, doc.to_markdown(out_dir).encode())
-    write_bytes_atomic(page, doc.to_html().encode())
+    write_atomic(md, doc.to_markdown(out_dir).encode())
+    write_atomic(page, doc.to_html().encode())
     return md, page

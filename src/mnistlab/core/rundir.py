@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.atomicfile import remove_leftovers, write_atomic
-from mnistlab.errors import CheckpointError
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.lock import LOCK_FILE
+from mnistlab.core.errors import CheckpointError
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
@@ -27,12 +28,8 @@ METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_secon
 STEP_FIELDS = ["step", "epoch", "train_loss"]
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    write_atomic(path, data)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
@@ -40,7 +37,7 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    write_bytes_atomic(path, buf.getvalue().encode())
+    write_atomic(path, buf.getvalue().encode())
 
 
 def read_json(path: Path) -> Any:
@@ -74,9 +71,6 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
-    def exists(self) -> bool:
-        return (self.path / CONFIG).is_file()
-
     def config(self) -> dict[str, Any]:
         return read_json(self.path / CONFIG)
 
@@ -97,25 +91,24 @@ class RunDir:
 
 
 def open_run(path: str | os.PathLike) -> RunDir:
-    """An existing run directory, or a clear error."""
+    """An existing run directory, or a clear error. Opening changes nothing: readers never write."""
     p = Path(path)
     if not p.is_dir():
         raise CheckpointError(f"{p}: no such run directory")
     if not (p / CONFIG).is_file():
         hint = "; a run killed while starting can be started again with --run-dir" if _only_leftovers(p) else ""
         raise CheckpointError(f"{p}: not a mnistlab run directory (no {CONFIG}){hint}")
-    remove_leftovers(p)
     return RunDir(p)
 
 
 def _only_leftovers(p: Path) -> bool:
-    return all(f.name.startswith(".") and f.name.endswith(".tmp") for f in p.iterdir())
+    return all(f.name == LOCK_FILE or (f.name.startswith(".") and f.name.endswith(".tmp")) for f in p.iterdir())
 
 
 def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:
     """A new, empty run directory. An explicit path may exist only if it is empty; otherwise a
     fresh name under `base` (timestamp plus a random suffix, so two runs started in the same
-    second, even in two processes, never share one)."""
+    second, even in two processes, never share one). The caller locks it before cleaning it."""
     if explicit is not None:
         p = Path(explicit)
         if p.exists() and (not p.is_dir() or not _only_leftovers(p)):
@@ -125,7 +118,6 @@ def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, 
             p.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
-        remove_leftovers(p)
         return RunDir(p)
     base = Path(base)
     try:

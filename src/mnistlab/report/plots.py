@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mnistlab.rundir import RunDir  # noqa: E402
+from mnistlab.core.rundir import RunDir  # noqa: E402
+from mnistlab.measure.bench import PHASES, BenchResult  # noqa: E402
 
 
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
@@ -36,6 +37,25 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     ax_acc.grid(True, alpha=0.3)
     if len(runs) > 1:
         ax_acc.legend(fontsize=8)
+    return save_figure(fig, out)
+
+
+def plot_bench(result: BenchResult, out: Path) -> Path:
+    """Share of each training step by phase, one bar per bench cell."""
+    cells = result.cells
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 2.0))
+    left = [0.0] * len(cells)
+    for i, p in enumerate(PHASES):
+        vals = [100 * c.share(p) for c in cells]
+        ax.barh([c.key for c in cells], vals, left=left, color=f"C{i}", label=p)
+        left = [a + b for a, b in zip(left, vals)]
+    for y, c in enumerate(cells):
+        ax.text(101, y, f"{c.step_median_s * 1e3:.2f} ms/step", va="center", fontsize=8)
+    ax.set_xlim(0, 125)
+    ax.set_xlabel("share of a training step (%)")
+    ax.set_title("Where each training step's time goes")
+    ax.invert_yaxis()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
     return save_figure(fig, out)
 
 

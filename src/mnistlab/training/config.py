@@ -7,38 +7,41 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, DEVICES
+from mnistlab.core.errors import ConfigError
+from mnistlab.data.datasets import all_datasets
 
-from mnistlab.datasets import all_datasets
-from mnistlab.errors import ConfigError
-from mnistlab.models import list_models
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+def _opt(default: Any, help: str, **meta: Any) -> Any:
+    """A field with the help text its command-line option shows (the CLI is built from these)."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "mlp"
-    dataset: str = "mnist"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.5
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    early_stop: int | None = None  # patience in epochs without a better validation loss
-    data_dir: str | None = None
-    subset: int | None = None  # keep the first N samples of each split (quick runs, tests)
-    max_steps: int | None = None  # cap on optimizer steps per epoch (quick runs)
-    log_every: int = 100  # record the train loss every N steps, as the notebook does
-    deterministic: bool = False
+    model: str = _opt("mlp", "model name from the registry")
+    dataset: str = _opt("mnist", "dataset name")
+    epochs: int = _opt(10, "epochs to train (with --resume: how many more)")
+    batch_size: int = _opt(DEFAULT_BATCH_SIZE, "samples per optimizer step")
+    lr: float = _opt(0.01, "SGD learning rate")
+    momentum: float = _opt(0.5, "SGD momentum, in [0, 1)")
+    val_fraction: float = _opt(0.2, "share of the official training set held out for validation")
+    seed: int = _opt(0, "seed of the split, the initial weights and the batch order")
+    device: str = _opt("auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES)
+    early_stop: int | None = _opt(None, "stop after this many epochs without a better validation loss",
+                                  metavar="PATIENCE")
+    data_dir: str | None = _opt(None, "data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
+    subset: int | None = _opt(None, "keep only the first N samples of each split (quick runs, tests)", metavar="N")
+    max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
+    log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")
+    deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
 
     def __post_init__(self) -> None:
+        from mnistlab.training.models import list_models  # torch: only when a config is built
+
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
-
         need(self.model in list_models(), f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
         datasets = all_datasets()
         need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
@@ -73,21 +76,3 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then the CPU; an explicit device must exist."""
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps and mps.is_available())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if has_mps else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: this torch build sees no CUDA GPU "
-                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
-    if name == "mps" and not has_mps:
-        raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu")
-    if name not in DEVICES:
-        raise ConfigError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
-    return torch.device(name)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
 

@@ -12,39 +12,36 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from mnistlab import rundir as rd_files
-from mnistlab.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from mnistlab.config import TrainConfig, resolve_device
-from mnistlab.datasets import data_root, get_dataset
-from mnistlab.envinfo import environment
-from mnistlab.errors import CheckpointError, ConfigError, DivergenceError
-from mnistlab.evaluation import evaluate
-from mnistlab.faults import kill_point
-from mnistlab.fetching import fetch
-from mnistlab.loader import make_splits
-from mnistlab.models import create_model
-from mnistlab.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
-from mnistlab.trainloop import make_optimizer, train_epoch
+from mnistlab.core import rundir as rd_files
+from mnistlab.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from mnistlab.core.defaults import RUNS_DIR
+from mnistlab.core.device import describe_choice, resolve_device
+from mnistlab.training.config import TrainConfig
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.core.environment import environment
+from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
+from mnistlab.training.evaluation import evaluate
+from mnistlab.core.faults import kill_point
+from mnistlab.data.fetching import fetch
+from mnistlab.data.datasets import DatasetSpec
+from mnistlab.data.loader import Splits, make_splits
+from mnistlab.training.models import create_model
+from mnistlab.core.atomicfile import remove_leftovers
+from mnistlab.core.lock import FolderLock
+from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
+from mnistlab.training.loop import make_optimizer, train_epoch
 
 Log = Callable[[str], None]
-DEFAULT_RUNS_DIR = "runs"
 
 
 def _set_status(run: RunDir, state: str, **extra: Any) -> None:
     write_json(run / rd_files.STATUS, {"state": state, **extra})
-
-
-def _describe_device(name: str, device: torch.device) -> str:
-    if name == "auto":
-        why = {"cuda": "CUDA is available", "mps": "MPS is available", "cpu": "no CUDA or MPS device"}[device.type]
-        return f"device: {device.type} (auto: {why})"
-    return f"device: {device.type}"
 
 
 def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> None:
@@ -57,9 +54,8 @@ def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> No
                               f"{key}={getattr(stored, key)!r}")
 
 
-def _plan_resume(path: str | os.PathLike, overrides: dict[str, Any]) -> tuple[RunDir, TrainConfig, dict | None]:
-    """The run, its settings with the allowed overrides, and its last checkpoint (None: start again)."""
-    run = open_run(path)
+def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
+    """The run's settings with the allowed overrides, and its last checkpoint (None: start again)."""
     cfg = TrainConfig.from_dict(run.config())
     check_resume_overrides(cfg, overrides)
     if overrides.get("device") is not None:
@@ -68,7 +64,7 @@ def _plan_resume(path: str | os.PathLike, overrides: dict[str, Any]) -> tuple[Ru
         # stopped before its first last.pt (metrics.csv is written just before it): it starts again in place
         if overrides.get("epochs") is not None:
             cfg = cfg.replace(epochs=overrides["epochs"])
-        return run, cfg, None
+        return cfg, None
     state = load_checkpoint(run / rd_files.LAST)
     written_by = state.get("config", {}).get("model")
     if written_by != cfg.model:
@@ -78,24 +74,46 @@ def _plan_resume(path: str | os.PathLike, overrides: dict[str, Any]) -> tuple[Ru
         cfg = cfg.replace(epochs=done + overrides["epochs"])
     elif run.status().get("state") == "finished":
         raise ConfigError(f"{run.path}: already finished ({done} epochs); pass --epochs N to train N more")
-    return run, cfg, state
+    return cfg, state
 
 
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
-          runs_base: str | os.PathLike = DEFAULT_RUNS_DIR, resume: str | os.PathLike | None = None,
+          runs_base: str | os.PathLike = RUNS_DIR, resume: str | os.PathLike | None = None,
           overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True) -> RunDir:
     """Train a new run (`config`) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
-    finishes the epochs it was started with.
+    finishes the epochs it was started with. The run directory is locked while training:
+    a second trainer on it gets a one-line error naming this one's pid.
     """
     overrides = dict(overrides or {})
     if resume is not None:
-        run, cfg, state = _plan_resume(resume, overrides)
-    else:
-        run, cfg, state = None, config or TrainConfig(), None
-    done = int(state["epoch"]) if state else 0
+        run = open_run(resume)
+        with FolderLock(run.path, what="run"):
+            remove_leftovers(run.path)  # the owner alone cleans up after a killed writer
+            cfg, state = _plan_resume(run, overrides)
+            return _train_locked(run, cfg, state, _prepare(cfg, log), log, progress)
+    cfg = config or TrainConfig()
+    prepared = _prepare(cfg, log)  # data errors surface before a run directory exists
+    run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+    with FolderLock(run.path, what="run"):
+        if (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first and finished
+            raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
+        remove_leftovers(run.path)
+        return _train_locked(run, cfg, None, prepared, log, progress)
 
+
+@dataclass
+class _Prepared:
+    device: torch.device
+    spec: DatasetSpec
+    splits: Splits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
+    """Device, verified data on it, and a freshly seeded model and optimizer."""
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
@@ -104,12 +122,15 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         torch.use_deterministic_algorithms(True)
     splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, device=device, subset=cfg.subset)
-
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model).to(device)
-    optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
-    if run is None:
-        run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
+
+
+def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
+                  progress: bool) -> RunDir:
+    device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
+    done = int(state["epoch"]) if state else 0
     if state is None:
         history: list[dict[str, float]] = []
         step_log: list[dict[str, float]] = []
@@ -126,7 +147,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
     _set_status(run, "running", epochs_done=done)
-    log(_describe_device(cfg.device, device))
+    log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
         f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}")
 
@@ -190,7 +211,4 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
         f"in {test.seconds:.2f} s")
     _set_status(run, "finished", epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)
-    from mnistlab.plots import plot_runs
-
-    plot_runs([run], Path(run.path) / "loss.png")
     return run

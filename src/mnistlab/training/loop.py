@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.errors import DivergenceError
-from mnistlab.evaluation import synchronize
-from mnistlab.loader import DeviceLoader
+from mnistlab.core.errors import DivergenceError
+from mnistlab.core.device import synchronize
+from mnistlab.data.loader import DeviceLoader
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float) -> torch.optim.Optimizer:
@@ -24,7 +24,6 @@ def make_optimizer(model: nn.Module, lr: float, momentum: float) -> torch.optim.
 
 @dataclass(frozen=True)
 class EpochStats:
-    epoch: int  # 1-based
     train_loss: float  # mean of the step losses, as the notebook reports it
     steps: int
     samples: int
@@ -71,7 +70,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
     seconds = time.perf_counter() - t0
     if not bool(torch.isfinite(all_losses).all()):
         _diverged(losses, epoch, global_step)
-    return EpochStats(epoch, float(all_losses.mean()), len(losses), samples, seconds, step_log)
+    return EpochStats(float(all_losses.mean()), len(losses), samples, seconds, step_log)
 
 
 def _diverged(losses: list[torch.Tensor], epoch: int, global_step: int) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from mnistlab.datasets import DatasetSpec
-from mnistlab.loader import read_split
+from mnistlab.data.datasets import DatasetSpec
+from mnistlab.data.loader import read_split
 
 
 def dataset_info(spec: DatasetSpec, root: Path) -> dict[str, Any]:

@@ -13,22 +13,23 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mnistlab.config import resolve_device
-from mnistlab.datasets import DatasetSpec
-from mnistlab.evaluation import synchronize
-from mnistlab.loader import DeviceLoader, RawSplit
-from mnistlab.models import create_model
-from mnistlab.profiling import profile_model
-from mnistlab.reference import reference_loader
-from mnistlab.trainloop import make_optimizer
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
+from mnistlab.core.device import device_name, resolve_device, synchronize
+from mnistlab.core.rundir import write_json
+from mnistlab.data.datasets import DatasetSpec
+from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.training.models import create_model
+from mnistlab.measure.profiling import profile_model
+from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.training.loop import make_optimizer
 
-PIPELINES = ("reference", "resident")
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
 PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
                "forward": "the forward pass", "backward": "the backward pass", "optimizer": "the optimizer step"}
@@ -52,7 +53,6 @@ class Cell:
     instrumented_step_s: float  # mean per step of the instrumented pass, outer timer
     train_step_flops: int  # for one batch
     peak_flops_per_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -152,7 +152,7 @@ def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, 
 
 
 def bench_cell(model_name: str, device: torch.device, pipeline: str, split: RawSplit, spec: DatasetSpec, *,
-               batch_size: int = 64, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
+               batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
                peak: float, seed: int = 0) -> Cell:
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
@@ -199,16 +199,6 @@ def bench_cell(model_name: str, device: torch.device, pipeline: str, split: RawS
                 train_step_flops=profile_model(model_name, batch_size).train_step_flops, peak_flops_per_s=peak)
 
 
-def default_devices() -> list[str]:
-    devs = ["cpu"]
-    if torch.cuda.is_available():
-        devs.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps and mps.is_available():
-        devs.append("mps")
-    return devs
-
-
 @dataclass
 class BenchResult:
     cells: list[Cell]
@@ -224,18 +214,8 @@ class BenchResult:
                 "cells": [c.to_dict() for c in self.cells], "observations": observations(self)}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        from mnistlab.envinfo import cpu_name
-
-        return f"{cpu_name()} ({torch.get_num_threads()} threads)"
-    return device.type
-
-
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
-              batch_size: int = 64, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
+              batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
               log: Callable[[str], None] = print) -> BenchResult:
     devs = [resolve_device(d) for d in devices]
     peaks, names, cells = {}, {}, []
@@ -328,26 +308,6 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-def plot_bench(result: BenchResult, out) -> None:
-    from mnistlab.plots import plt, save_figure
-
-    cells = result.cells
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 2.0))
-    left = [0.0] * len(cells)
-    for i, p in enumerate(PHASES):
-        vals = [100 * c.share(p) for c in cells]
-        ax.barh([c.key for c in cells], vals, left=left, color=f"C{i}", label=p)
-        left = [a + b for a, b in zip(left, vals)]
-    for y, c in enumerate(cells):
-        ax.text(101, y, f"{c.step_median_s * 1e3:.2f} ms/step", va="center", fontsize=8)
-    ax.set_xlim(0, 125)
-    ax.set_xlabel("share of a training step (%)")
-    ax.set_title("Where each training step's time goes")
-    ax.invert_yaxis()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
-    save_figure(fig, out)
-
-
 def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
     """The project's speed floors, as ratios measured side by side in this run."""
     checks = []
@@ -368,15 +328,13 @@ def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
 
 
 def write_bench(result: BenchResult, out_dir) -> str:
-    """bench.json, bench.txt and bench.png into `out_dir`; returns the text (peaks, table, sentences, targets)."""
-    from mnistlab.rundir import write_bytes_atomic, write_json
-
+    """bench.json and bench.txt into `out_dir`; returns the text (peaks, table, sentences, targets).
+    The figure is the report layer's (`report.plots.plot_bench`)."""
     checks = target_checks(result)
     peaks = [f"{d}: {name}, measured float32 matmul peak {result.peaks[d] / 1e9:,.1f} GFLOP/s"
              for d, name in result.devices.items()]
     text = "\n".join([*peaks, format_table(result), "", *observations(result), "",
                       *(f"{'PASS' if ok else 'FAIL'}  {line}" for line, ok in checks)])
     write_json(out_dir / "bench.json", {**result.to_dict(), "targets": [{"check": c, "pass": ok} for c, ok in checks]})
-    write_bytes_atomic(out_dir / "bench.txt", (text + "\n").encode())
-    plot_bench(result, out_dir / "bench.png")
+    write_atomic(out_dir / "bench.txt", (text + "\n").encode())
     return text

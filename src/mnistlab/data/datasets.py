@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 DATA_ENV_VAR = "MNISTLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/mnistlab").expanduser()
