@@ -1,5 +1,6 @@
 """The benchmark scripts still run (on tiny data; their timings are only meaningful on real data)."""
 
+
 import importlib.util
 from pathlib import Path
 
@@ -12,5 +13,16 @@ def test_trainer_overhead_benchmark_runs(tiny, capsys):
     spec.loader.exec_module(module)
     code = module.main(["--dataset", "tiny", "--repeats", "2", "--reference-steps", "3"])
     out = capsys.readouterr().out
-    assert code in (0, 1)  # 1 means the ratio missed its floor, which tiny data says nothing about
+    ratio = float(out.split("ratio trainer / bare (medians):")[1].split()[0])
+    assert code == (0 if ratio <= module.FLOOR else 1)  # the exit code is the floor's verdict, nothing else
     assert "ratio trainer / bare (medians)" in out and "notebook pipeline" in out and "8 steps" in out
+
+
+def test_startup_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("startup", SCRIPT.parent / "startup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--repeats", "1"])
+    out = capsys.readouterr().out
+    helps = [float(ln.split("median")[1].split()[0]) for ln in out.splitlines() if ln.startswith("mnistlab")]
+    assert len(helps) == 2 and code == (0 if max(helps) < module.TARGET_S else 1)

@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
+from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
+from mnistlab.core.rundir import open_run
 from mnistlab.training import runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig
-from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
-from mnistlab.core.rundir import open_run
 
 
 def cfg(**kw):
@@ -32,7 +32,9 @@ def test_a_run_writes_its_whole_directory(tiny, tmp_path):
     steps = run.steps()
     assert steps[0]["step"] == 1 and all(s["train_loss"] > 0 for s in steps)
     test = run.test()
-    assert test["total"] == 200 and len(test["confusion"]) == 10 and 0 <= test["accuracy"] <= 1
+    confusion = torch.tensor(test["confusion"])
+    assert test["total"] == 200 == int(confusion.sum()) and confusion.shape == (10, 10)
+    assert test["correct"] == int(confusion.diagonal().sum()) and test["accuracy"] == test["correct"] / 200
     assert run.status()["state"] == "finished"
     env = run.env()
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"

@@ -24,3 +24,83 @@ def test_two_runs_at_once(tiny_env, reliability):
     assert sorted(p.name for p in (base / "runs").iterdir()) == sorted(d.split("/")[-1] for d in dirs)
     reliability.record("Concurrency", "two runs started at the same moment, same runs/ folder",
                        "distinct run directories; each holds only its own run")
+
+
+COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
+
+
+def _numbers(run_path):
+    run = open_run(run_path)
+    return [{k: r[k] for k in COMPARED} for r in run.metrics()], run.steps(), run.test()["confusion"]
+
+
+def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monkeypatch):
+    """plot, eval and report on a run that is training (a natural thing to do) change nothing in it:
+    the run finishes, with the numbers of a run left alone."""
+    from mnistlab.cli import main
+
+    for var in ("MNISTLAB_DATA", "MNISTLAB_DATASETS_FILE"):  # the in-process readers see the tiny dataset too
+        monkeypatch.setenv(var, tiny_env["env"][var])
+    args = ["train", "--dataset", "tiny", "--epochs", "150", "--deterministic", "--device", "cpu", "--no-progress"]
+    watched, alone = tiny_env["tmp"] / "watched", tiny_env["tmp"] / "alone"
+    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", *args, "--run-dir", str(d)], env=tiny_env["env"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in (watched, alone)]
+    out = tmp_path / "readers"
+    out.mkdir()
+    reads = 0
+    while procs[0].poll() is None:
+        if (watched / "metrics.csv").exists():
+            # exit codes vary with the moment (no epoch yet, no checkpoint yet); what matters is the trainer
+            main(["plot", str(watched), "--out", str(out / "p.png")])
+            main(["eval", str(watched), "--device", "cpu", "--json"])
+            main(["report", str(watched), "--out", str(out)])
+            reads += 1
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    assert reads >= 3, "the readers never overlapped the training; make it longer"
+    assert open_run(watched).status()["state"] == "finished"
+    assert _numbers(watched) == _numbers(alone)
+    reliability.record("Concurrency", f"plot, eval and report in a loop on a run while it trains ({reads} rounds)",
+                       "the run finishes with the numbers of a run left alone; readers delete nothing")
+
+
+def test_second_trainer_on_a_run_is_refused_naming_the_first(tiny_env, reliability):
+    from .conftest import is_one_line_error
+
+    run_dir = tiny_env["tmp"] / "run"
+    first = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--epochs", "200",
+                              "--no-progress", "--run-dir", str(run_dir)], env=tiny_env["env"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (run_dir / "last.pt").exists():
+            assert first.poll() is None, first.communicate()[1][-800:]
+        second = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(run_dir), "--epochs", "1",
+                                 "--no-progress"], env=tiny_env["env"], capture_output=True, text=True, timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert is_one_line_error(second) and f"in use by process {first.pid}" in second.stderr, second.stderr
+    reliability.record("Concurrency", "a second --resume of a run that is training",
+                       "clear error naming the holder's pid; the first run goes on")
+
+
+def test_two_fetches_at_once_both_succeed(tiny_env, reliability):
+    import gzip
+
+    spec, root = tiny_env["spec"], tiny_env["root"]
+    raw = spec.raw_dir(root)
+    for f in spec.files:  # only the .gz copies remain: both fetches must decompress, verify and install
+        (raw / (f.name + ".gz")).write_bytes(gzip.compress((raw / f.name).read_bytes()))
+        (raw / f.name).unlink()
+    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", "data", "fetch", "--dataset", "tiny", "--no-web"],
+                              env=tiny_env["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    from mnistlab.data.verify import check_file
+
+    for f in spec.files:
+        check_file(raw / f.name, f)
+    assert not list(raw.glob(".*.part"))
+    reliability.record("Concurrency", "two data fetches of one folder at the same moment",
+                       "both succeed (the second waits for the first); only verified files")
