@@ -145,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--no-progress", action="store_true")
     _add_data_dir(lab)
 
+    sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
+    sw.add_argument("--study", required=True, help="the study's name (also names its folder: runs/sweep-NAME)")
+    sw.add_argument("--trials", type=_positive_int, required=True,
+                    help="completed or pruned trials the study must reach (the same command continues it)")
+    sw.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[:log] | NAME=A,B,C",
+                    help="a parameter to vary, e.g. lr=1e-3:1e-1:log, momentum=0.5,0.9, batch_size=32,64,128")
+    sw.add_argument("--direction", choices=["minimize", "maximize"], default="minimize",
+                    help="minimize: the best validation loss; maximize: the best validation accuracy")
+    sw.add_argument("--pruner", choices=["none", "median"], default="none",
+                    help="median: stop a trial whose validation loss is worse than the median at the same epoch")
+    sw.add_argument("--storage", help="an Optuna storage URL shared by workers (default: SQLite in the sweep folder)")
+    sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
+    _add_config_options(sw)
+
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+")
     rep.add_argument("--out", help="where to write report.md/.html (default: the lab or first directory)")
@@ -312,8 +326,30 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mnistlab.sweep import ParamSpec, SweepPlan, format_results, run_sweep, sweep_results
+    from mnistlab.training.config import TrainConfig
+
+    keys = [f.name for f in dataclasses.fields(TrainConfig)]
+    base = TrainConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    plan = SweepPlan(study=args.study, trials=args.trials, params=tuple(ParamSpec.parse(p) for p in args.param),
+                     base=base, direction=args.direction, pruner=args.pruner, storage=args.storage)
+    sweep_dir = run_sweep(plan, out=args.out, log=lambda m: print(m, file=sys.stderr))
+    print(format_results(*sweep_results(sweep_dir)))
+    print(sweep_dir)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from mnistlab.report.builder import build_report
+
+    if len(args.dirs) == 1 and (Path(args.dirs[0]) / "sweep.json").is_file():
+        from mnistlab.report.sweep_report import build_sweep_report
+
+        md, page = build_sweep_report(args.dirs[0], args.out)
+        print(md)
+        print(page)
+        return 0
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
     print(md)
@@ -323,7 +359,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench, "lab": _cmd_lab, "report": _cmd_report}
+             "profile": _cmd_profile, "bench": _cmd_bench, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

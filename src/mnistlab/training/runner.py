@@ -38,6 +38,7 @@ from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, wr
 from mnistlab.training.loop import make_optimizer, train_epoch
 
 Log = Callable[[str], None]
+EpochHook = Callable[[dict[str, float]], bool]
 
 
 def _set_status(run: RunDir, state: str, **extra: Any) -> None:
@@ -79,12 +80,14 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
 
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
           runs_base: str | os.PathLike = RUNS_DIR, resume: str | os.PathLike | None = None,
-          overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True) -> RunDir:
+          overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True,
+          on_epoch: EpochHook | None = None) -> RunDir:
     """Train a new run (`config`) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
     finishes the epochs it was started with. The run directory is locked while training:
-    a second trainer on it gets a one-line error naming this one's pid.
+    a second trainer on it gets a one-line error naming this one's pid. `on_epoch(row)` sees each
+    epoch's metrics once they are saved; if it returns True the run stops there, `pruned` (a sweep's pruner).
     """
     overrides = dict(overrides or {})
     if resume is not None:
@@ -92,7 +95,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         with FolderLock(run.path, what="run"):
             remove_leftovers(run.path)  # the owner alone cleans up after a killed writer
             cfg, state = _plan_resume(run, overrides)
-            return _train_locked(run, cfg, state, _prepare(cfg, log), log, progress)
+            return _train_locked(run, cfg, state, _prepare(cfg, log), log, progress, on_epoch)
     cfg = config or TrainConfig()
     prepared = _prepare(cfg, log)  # data errors surface before a run directory exists
     run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
@@ -100,7 +103,7 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         if (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first and finished
             raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
         remove_leftovers(run.path)
-        return _train_locked(run, cfg, None, prepared, log, progress)
+        return _train_locked(run, cfg, None, prepared, log, progress, on_epoch)
 
 
 @dataclass
@@ -128,7 +131,7 @@ def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                  progress: bool) -> RunDir:
+                  progress: bool, on_epoch: EpochHook | None) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
     if state is None:
@@ -195,6 +198,10 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
                     f"(best {best_val:.4f} at epoch {best_epoch}; best.pt kept)")
                 stopped_early = True
                 break
+            if on_epoch is not None and on_epoch(row):
+                _set_status(run, "pruned", epochs_done=len(history), best_epoch=best_epoch)
+                log(f"pruned after epoch {epoch}: the sweep's pruner stopped it (no test evaluation)")
+                return run
     except DivergenceError as e:
         _set_status(run, "diverged", message=str(e), epochs_done=len(history), best_epoch=best_epoch)
         raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch

@@ -1,0 +1,61 @@
+"""The report of a sweep: every trial in a table, and the objective against each swept parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.report.document import Document
+from mnistlab.report.plots import plt, save_figure
+from mnistlab.sweep import best_trial, sweep_results
+
+STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
+
+
+def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
+    """One panel per parameter: each trial's best objective (log axis for a log-scaled parameter)."""
+    specs = record["params"]
+    objective = record["objective"]
+    fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 3.6), squeeze=False)
+    for ax, spec in zip(axes[0], specs):
+        name = spec["name"]
+        for state, color in STATE_COLORS.items():
+            pts = [(r.params[name], getattr(r, f"best_{objective}")) for r in rows
+                   if r.state == state and name in r.params and getattr(r, f"best_{objective}") is not None]
+            if pts:
+                xs = [str(x) for x, _ in pts] if spec["choices"] else [x for x, _ in pts]
+                ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
+        if spec.get("log"):
+            ax.set_xscale("log")
+        ax.set_xlabel(name + (" (log scale)" if spec.get("log") else ""))
+        ax.set_ylabel(f"best {objective.replace('_', ' ')}")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Sweep {record['study']}: {record['direction']} {objective}")
+    return save_figure(fig, out)
+
+
+def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    sweep_dir = Path(sweep_dir)
+    record, rows = sweep_results(sweep_dir)
+    out_dir = Path(out_dir or sweep_dir)
+    doc = Document(f"mnistlab sweep {record['study']}")
+    counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
+    doc.p(f"Objective: {record['direction']} {record['objective']} (the best epoch of each trial). "
+          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f". Storage: {record['storage']}.")
+    names = list(dict.fromkeys(k for r in rows for k in r.params))
+    doc.table(["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
+              [[r.number, *(r.params.get(n, "-") for n in names),
+                "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
+                "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
+                r.epochs, f"{r.seconds:.1f}", r.state, Path(r.run_dir).name if r.run_dir else "-"] for r in rows])
+    best = best_trial(record, rows)
+    doc.p(f"Best trial: {best.number}, run directory {best.run_dir}." if best else "No trial has completed yet.")
+    if rows:
+        fig = plot_objective(record, rows, out_dir / "figures" / "sweep-objective.png")
+        doc.image(fig, "Each trial's best objective against each swept parameter")
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    write_atomic(md, doc.to_markdown(out_dir).encode())
+    write_atomic(page, doc.to_html().encode())
+    return md, page

@@ -1,0 +1,54 @@
+"""A sweep killed with SIGKILL and started again, and two sweep workers on one SQLite study."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mnistlab.sweep import sweep_results
+from tests.test_sweep import SWEEP
+
+from .conftest import make_tiny_env
+
+
+@pytest.fixture
+def env(tmp_path):
+    return make_tiny_env(tmp_path)
+
+
+def _sweep_proc(env, *extra, kill_at=None):
+    e = dict(env["env"])
+    if kill_at:
+        e["MNISTLAB_KILL_AT"] = kill_at
+    return subprocess.Popen([sys.executable, "-m", "mnistlab", *SWEEP, *extra], env=e, cwd=env["tmp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_sweep_continues_with_the_same_command(env, reliability):
+    # 2 epochs per trial: the third epoch checkpoint is trial 1's first; kill -9 right after it
+    p = _sweep_proc(env, kill_at="after-checkpoint:3")
+    p.communicate(timeout=300)
+    assert p.returncode == -9
+    p = _sweep_proc(env)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-800:]
+    record, rows = sweep_results(env["tmp"] / "runs" / "sweep-s")
+    states = [r.state for r in rows]
+    assert states.count("complete") + states.count("pruned") == 3 and states[1] == "fail", states
+    assert "marked failed" in err
+    reliability.record("Sweeps", "kill -9 in the middle of a trial, then the same command",
+                       "finished trials kept, the interrupted one marked failed, the study reaches N trials")
+
+
+def test_two_workers_share_one_sqlite_study(env, reliability):
+    procs = [_sweep_proc(env, "--trials", "4") for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    record, rows = sweep_results(env["tmp"] / "runs" / "sweep-s")
+    done = [r for r in rows if r.state in ("complete", "pruned")]
+    assert len(done) >= 4 and not [r for r in rows if r.state == "fail"]
+    assert len({r.run_dir for r in rows}) == len(rows)  # one run directory per trial, never shared
+    reliability.record("Sweeps", "two worker processes on one SQLite study at once",
+                       "both finish; every trial has its own run directory; no trial lost")
