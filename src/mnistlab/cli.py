@@ -205,6 +205,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from mnistlab.core.distributed import is_writer
     from mnistlab.report.plots import plot_runs
     from mnistlab.training.config import TrainConfig
     from mnistlab.training.runner import train
@@ -217,8 +218,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = train(resume=args.resume, overrides=given, progress=not args.no_progress)
     else:
         run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress)
-    plot_runs([run], run / "loss.png")
-    print(run.path)
+    if is_writer():  # under torchrun, rank 0 alone draws and prints
+        plot_runs([run], run / "loss.png")
+        print(run.path)
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistlab.core.defaults import EVAL_BATCH_SIZE
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.core.errors import DataError
 from mnistlab.data.verify import check_file
@@ -68,18 +69,24 @@ class DeviceLoader:
     x is float32 (B, 1, H, W), normalised; y is int64 (B,). The order of each epoch
     comes from a CPU generator seeded with (seed, epoch), so a resumed run sees the
     same batches as an uninterrupted one, on any device.
+
+    `shard=(rank, size)`: in a data-parallel job each process takes every size-th sample of each
+    batch (batch_size stays the global batch); a last batch with fewer samples than processes is
+    skipped by all of them alike.
     """
 
     def __init__(self, split: RawSplit, mean: float, std: float, batch_size: int,
-                 device: torch.device | str, shuffle: bool, seed: int = 0) -> None:
+                 device: torch.device | str, shuffle: bool, seed: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         device = torch.device(device)
         # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize
         x = split.images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
         self.x, self.y = x, split.labels.to(device)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
+        self.rank, self.world_size = shard
 
-    def __len__(self) -> int:  # batches per epoch, the last partial one kept
-        return -(-len(self.y) // self.batch_size)
+    def __len__(self) -> int:  # batches per epoch, the last partial one kept (if every process gets a sample)
+        full, rest = divmod(len(self.y), self.batch_size)
+        return full + (rest >= self.world_size)
 
     @property
     def num_samples(self) -> int:
@@ -95,6 +102,10 @@ class DeviceLoader:
         idx = self.order(epoch)
         for start in range(0, len(idx), self.batch_size):
             b = idx[start:start + self.batch_size]
+            if self.world_size > 1:
+                if len(b) < self.world_size:
+                    break
+                b = b[self.rank::self.world_size]
             # index_select: about half the cost of advanced indexing for these small gathers
             yield torch.index_select(self.x, 0, b), torch.index_select(self.y, 0, b)
 
@@ -110,11 +121,12 @@ class Splits:
 
 
 def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction: float, seed: int,
-                device: torch.device | str, eval_batch_size: int = 1000,
-                subset: int | None = None) -> Splits:
+                device: torch.device | str, eval_batch_size: int = EVAL_BATCH_SIZE,
+                subset: int | None = None, shard: tuple[int, int] = (0, 1)) -> Splits:
     """Read, split and move to `device` the train/val/test loaders of a dataset.
 
-    `subset` keeps only the first N samples of each split (quick runs and tests).
+    `subset` keeps only the first N samples of each split (quick runs and tests); `shard` splits every
+    batch of all three over the processes of a data-parallel job (see DeviceLoader).
     """
     train_val = read_split(spec, root, train=True)
     test = read_split(spec, root, train=False)
@@ -122,12 +134,12 @@ def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction:
     if subset:
         train, val, test = (RawSplit(s.images[:subset], s.labels[:subset]) for s in (train, val, test))
     return Splits(
-        train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed),
-        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False),
-        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False),
+        train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed, shard=shard),
+        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard),
+        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard),
     )
 
 
 def make_test_loader(spec: DatasetSpec, root: Path, device: torch.device | str,
-                     batch_size: int = 1000) -> DeviceLoader:
+                     batch_size: int = EVAL_BATCH_SIZE) -> DeviceLoader:
     return DeviceLoader(read_split(spec, root, train=False), spec.mean, spec.std, batch_size, device, shuffle=False)

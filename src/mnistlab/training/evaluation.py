@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.device import synchronize
+from mnistlab.core.distributed import all_reduce_sum_
 from mnistlab.data.loader import DeviceLoader
 
 
@@ -29,7 +30,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10) -> EvalResult:
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10, distributed: bool = False) -> EvalResult:
+    """Loss and confusion over the loader's samples; `distributed`: each process holds a shard of
+    every batch (DeviceLoader's `shard`), and the sums are added over the job before reading them."""
     device = loader.device
     model.eval()
     synchronize(device)
@@ -41,6 +44,9 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10) -> E
         out = model(x)
         loss_sum += F.cross_entropy(out, y, reduction="sum").to(acc_dtype)
         confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
+    if distributed:
+        all_reduce_sum_(loss_sum)
+        all_reduce_sum_(confusion)
     cm = confusion.view(num_classes, num_classes).cpu()  # the one sync
     seconds = time.perf_counter() - t0
     model.train()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from mnistlab.core.errors import DivergenceError
 from mnistlab.core.device import synchronize
+from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.data.loader import DeviceLoader
 
 
@@ -33,17 +35,20 @@ class EpochStats:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
                 epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
-                progress=None) -> EpochStats:
+                progress=None, distributed: bool = False) -> EpochStats:
     """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
 
     Step losses stay on the device until the epoch ends, so that the GPU is not made to
     wait every step; they are read every `log_every` steps for the log and the bar.
     Raises DivergenceError naming the epoch and the first step whose loss is not finite.
+    `distributed`: the step losses are averaged over the job's processes at the end of the epoch (the
+    loss of each global batch, as one process would log it), and only then checked, so that every
+    process takes the same decision.
     """
     model.train()
     device = loader.device
     losses: list[torch.Tensor] = []
-    step_log: list[tuple[int, float]] = []
+    logged: list[int] = []  # indices of the steps whose loss goes into the step log
     samples = 0
     synchronize(device)
     t0 = time.perf_counter()
@@ -57,19 +62,23 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
         losses.append(loss.detach())
         samples += len(y)
         if i % log_every == 0:
+            logged.append(i)
             value = loss.item()
-            step_log.append((global_step + i + 1, value))
-            if not torch.isfinite(loss):
+            if not distributed and not math.isfinite(value):  # .item() already synced: no second sync
                 _diverged(losses, epoch, global_step)
             if progress is not None:
                 progress.set_postfix(loss=f"{value:.4f}", refresh=False)
         if progress is not None:
             progress.update(len(y))
-    all_losses = torch.stack(losses).cpu().double()  # one transfer per epoch; MPS has no float64
+    stacked = torch.stack(losses)
+    if distributed:
+        all_reduce_mean_(stacked)
+    all_losses = stacked.cpu().double()  # one transfer per epoch; MPS has no float64
     synchronize(device)
     seconds = time.perf_counter() - t0
     if not bool(torch.isfinite(all_losses).all()):
-        _diverged(losses, epoch, global_step)
+        _diverged(list(all_losses), epoch, global_step)
+    step_log = [(global_step + i + 1, float(all_losses[i])) for i in logged]
     return EpochStats(float(all_losses.mean()), len(losses), samples, seconds, step_log)
 
 

@@ -9,13 +9,17 @@ before going on, so a CSV row written ahead of its checkpoint is trained again, 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.distributed import destroy_process_group, is_initialized
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mnistlab.core import rundir as rd_files
@@ -33,6 +37,7 @@ from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import Splits, make_splits
 from mnistlab.training.models import create_model
 from mnistlab.core.atomicfile import remove_leftovers
+from mnistlab.core.distributed import World, barrier, init_process_group, world
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
 from mnistlab.training.loop import make_optimizer, train_epoch
@@ -88,22 +93,45 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     finishes the epochs it was started with. The run directory is locked while training:
     a second trainer on it gets a one-line error naming this one's pid. `on_epoch(row)` sees each
     epoch's metrics once they are saved; if it returns True the run stops there, `pruned` (a sweep's pruner).
+
+    Started by torchrun, each process trains on its shard of every batch (DistributedDataParallel);
+    rank 0 alone owns the run directory, writes and prints.
     """
     overrides = dict(overrides or {})
-    if resume is not None:
-        run = open_run(resume)
-        with FolderLock(run.path, what="run"):
-            remove_leftovers(run.path)  # the owner alone cleans up after a killed writer
-            cfg, state = _plan_resume(run, overrides)
-            return _train_locked(run, cfg, state, _prepare(cfg, log), log, progress, on_epoch)
-    cfg = config or TrainConfig()
-    prepared = _prepare(cfg, log)  # data errors surface before a run directory exists
-    run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+    w = world()
+    if not w.is_main:
+        log, progress = (lambda m: None), False
+    try:
+        if resume is not None:
+            run = open_run(resume)
+            with _ownership(run, w):
+                cfg, state = _plan_resume(run, overrides)
+                return _train_locked(run, cfg, state, _prepare(cfg, log, w), log, progress, on_epoch, w)
+        cfg = config or TrainConfig()
+        prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
+        # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
+        run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}") if w.is_main else _ELSEWHERE
+        with _ownership(run, w):
+            if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
+                raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
+            return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w)
+    finally:
+        if w.distributed and is_initialized():
+            destroy_process_group()
+
+
+_ELSEWHERE = RunDir(Path("(rank 0 writes the run directory)"))
+
+
+@contextlib.contextmanager
+def _ownership(run: RunDir, w: World) -> Iterator[None]:
+    """Rank 0 locks the run directory and, as its owner, removes what a killed writer left."""
+    if not w.is_main:
+        yield
+        return
     with FolderLock(run.path, what="run"):
-        if (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first and finished
-            raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
         remove_leftovers(run.path)
-        return _train_locked(run, cfg, None, prepared, log, progress, on_epoch)
+        yield
 
 
 @dataclass
@@ -115,24 +143,41 @@ class _Prepared:
     optimizer: torch.optim.Optimizer
 
 
-def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
+def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
     """Device, verified data on it, and a freshly seeded model and optimizer."""
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
-    fetch(spec, root, log=log)
+    if w.distributed:
+        if cfg.batch_size % w.size:
+            raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch: it must divide evenly over "
+                              f"{w.size} processes")
+        if device.type == "cuda":
+            device = torch.device("cuda", w.local_rank)
+            torch.cuda.set_device(device)
+        init_process_group(w, device.type)
+        log(f"data parallel: {w.size} processes, {cfg.batch_size // w.size} samples each per step of "
+            f"{cfg.batch_size} ({'NCCL' if device.type == 'cuda' else 'gloo'})")
+    if w.is_main:
+        fetch(spec, root, log=log)
+    barrier()  # the others verify what rank 0 fetched
+    if not w.is_main:
+        fetch(spec, root, log=log)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed, device=device, subset=cfg.subset)
+                         seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model).to(device)
     return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                  progress: bool, on_epoch: EpochHook | None) -> RunDir:
+                  progress: bool, on_epoch: EpochHook | None, w: World) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
+    # the wrapper averages gradients over the processes; checkpoints keep the plain model
+    step_model = model if not w.distributed else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     done = int(state["epoch"]) if state else 0
     if state is None:
         history: list[dict[str, float]] = []
@@ -170,15 +215,16 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
-                stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
-                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar)
+                stats = train_epoch(step_model, optimizer, splits.train, epoch=epoch, global_step=global_step,
+                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar,
+                                    distributed=w.distributed)
             global_step += stats.steps
             kill_point("epoch-end")
-            val = evaluate(model, splits.val, len(spec.classes))
+            val = evaluate(model, splits.val, len(spec.classes), distributed=w.distributed)
             row = {
                 "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
                 "val_accuracy": val.accuracy, "train_seconds": stats.seconds, "val_seconds": val.seconds,
-                "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples / stats.seconds,
+                "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples * w.size / stats.seconds,
                 "steps": stats.steps, "global_step": global_step, "session": session,
             }
             history.append(row)
@@ -212,7 +258,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
         raise
 
     kill_point("final-eval")
-    test = evaluate(model, splits.test, len(spec.classes))
+    test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "

@@ -1,0 +1,75 @@
+"""torchrun with 2 CPU processes (gloo): the same losses as one process at the same global batch, rank 0
+alone writes, and a run started with N processes resumes with another N."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mnistlab.core.rundir import open_run
+
+from .conftest import make_tiny_env, mnistlab
+
+TRAIN = ["train", "--dataset", "tiny", "--device", "cpu", "--deterministic", "--no-progress", "--log-every", "1"]
+
+
+def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    # --standalone: a free local port for the rendezvous, so parallel test runs never collide
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                           str(nproc), "-m", "mnistlab", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process for 3 epochs; 2 processes for 2 epochs, then resumed by one process for 1 more."""
+    env = make_tiny_env(tmp_path_factory.mktemp("ddp"))
+    one, two = env["tmp"] / "one", env["tmp"] / "two"
+    p = mnistlab([*TRAIN, "--epochs", "3", "--run-dir", str(one)], env["env"])
+    assert p.returncode == 0, p.stderr[-800:]
+    p = torchrun(2, [*TRAIN, "--epochs", "2", "--run-dir", str(two)], env["env"])
+    assert p.returncode == 0, p.stderr[-1500:]
+    ddp_log = p.stdout + p.stderr
+    resumed = mnistlab(["train", "--resume", str(two), "--epochs", "1", "--no-progress"], env["env"])
+    assert resumed.returncode == 0, resumed.stderr[-800:]
+    return env, open_run(one), open_run(two), ddp_log
+
+
+def test_two_processes_give_the_losses_of_one(runs, reliability):
+    _, one, two, _ = runs
+    a, b = one.steps(), two.steps()
+    assert len(a) == len(b) == 24  # 512 samples / 64 per step, 3 epochs, every step logged
+    for x, y in zip(a, b):
+        assert x["step"] == y["step"]
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5, abs=1e-6)
+    for x, y in zip(one.metrics(), two.metrics()):  # validation reduced over the two processes' shards
+        assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-5) and y["val_accuracy"] == x["val_accuracy"]
+    assert two.test()["total"] == one.test()["total"] == 200
+    assert two.test()["accuracy"] == one.test()["accuracy"]
+    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)", "losses against one process at batch 64",
+                       "equal up to float rounding (rel 1e-5) at every step; validation and test reduced over ranks")
+
+
+def test_rank_zero_alone_writes_and_prints(runs):
+    _, _, two, log = runs
+    assert log.count("epoch 1/2") == 1 and "data parallel: 2 processes, 32 samples each" in log
+    assert sorted(p.name for p in two.path.glob("*.csv")) == ["metrics.csv", "steps.csv"]
+    sessions = [int(r["session"]) for r in two.metrics()]
+    assert sessions == [1, 1, 2]  # two epochs by the 2-process job, one by the single process that resumed it
+
+
+def test_resume_with_another_number_of_processes(runs, reliability):
+    _, one, two, _ = runs
+    x, y = one.metrics()[-1], two.metrics()[-1]
+    assert y["epoch"] == 3 and y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
+    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)", "started with 2 processes, resumed with 1",
+                       "continues where it stopped; equals a 1-process run up to float rounding")
+
+
+def test_batch_that_does_not_divide_is_one_line(runs):
+    env = runs[0]
+    p = torchrun(2, [*TRAIN, "--epochs", "1", "--batch-size", "63", "--run-dir", str(env["tmp"] / "odd")], env["env"])
+    # each rank says it in one line and exits 2 (torchrun then reports the failed workers its own way)
+    assert p.returncode != 0
+    assert "mnistlab: error: --batch-size 63 is the global batch: it must divide evenly over 2 processes" in p.stderr
