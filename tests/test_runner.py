@@ -101,8 +101,8 @@ def test_early_stop_keeps_best(tiny, tmp_path, monkeypatch):
     real = runner.evaluate
     calls = {"n": 0}
 
-    def worse_after_first(model, loader, n):
-        res = real(model, loader, n)
+    def worse_after_first(model, loader, n, **kw):
+        res = real(model, loader, n, **kw)
         if not loader.shuffle and loader.num_samples == 128:  # the validation split (128 of 640)
             calls["n"] += 1
             return res.__class__(**{**res.to_dict(), "loss": float(calls["n"])})
