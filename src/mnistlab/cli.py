@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
     b.add_argument("--dataset", default="mnist", choices=datasets)
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
+                   help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU)")
     _add_data_dir(b)
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
@@ -304,6 +306,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     devices = args.devices or available_devices()
     for m in args.models:
         create_model(m)  # an unknown name fails before any data or timing work
+    if args.nproc:
+        return _bench_scaling(args, devices[0])
     for d in devices:
         resolve_device(d)  # fail before any work on a device that is not there
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
@@ -314,6 +318,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                        warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
     text = write_bench(result, run)
     plot_bench(result, run / "bench.png")
+    print(text)
+    print(run.path)
+    return 0
+
+
+def _bench_scaling(args: argparse.Namespace, device: str) -> int:
+    from mnistlab.core.atomicfile import write_atomic
+    from mnistlab.core.defaults import RUNS_DIR
+    from mnistlab.core.device import resolve_device
+    from mnistlab.core.environment import environment
+    from mnistlab.core.rundir import create_run_dir, write_json
+    from mnistlab.measure.scaling import format_scaling, measure_scaling, scaling_observations
+
+    resolve_device(device)
+    cells = [c for m in args.models for c in measure_scaling(m, device, [1, args.nproc], batch=args.batch_size,
+                                                               steps=args.steps or 50, repeats=args.repeats)]
+    run = create_run_dir(args.out, RUNS_DIR, "scaling")
+    text = format_scaling(cells)
+    write_json(run / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
+                                      "observations": scaling_observations(cells)})
+    write_atomic(run / "scaling.txt", (text + "\n").encode())
     print(text)
     print(run.path)
     return 0
