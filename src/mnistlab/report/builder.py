@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.measure.bench import PHASES
 from mnistlab.report.document import Document
 from mnistlab.core.environment import format_environment
@@ -270,7 +271,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         doc.h2("Q1. The data: what is the sample, what is the label, their shapes and dtypes")
         doc.p(f"Answer: the first training element is a pair: the sample, an image of shape {d['image_shape']} "
               f"stored as {d['stored_dtype']} and given to the model as {d['model_input']['shape']} "
-              f"{d['model_input']['dtype']} (a batch of 64 is [64, {', '.join(map(str, d['model_input']['shape']))}]), "
+              f"{d['model_input']['dtype']} (a batch of {DEFAULT_BATCH_SIZE} is [{DEFAULT_BATCH_SIZE}, {', '.join(map(str, d['model_input']['shape']))}]), "
               f"and the label, an {d['label_dtype']} class index, here {d['first_train_label']}.")
         doc.table(["dataset", "train", "test", "image", "on disk", "model input", "labels", "first label"],
                   [[d["dataset"], f"{d['train_samples']:,}", f"{d['test_samples']:,}", str(d["image_shape"]),
@@ -287,8 +288,10 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         classes = d.get("classes") or [str(i) for i in range(len(counts[0] or []))]
         if counts[0] and counts[1] and len(counts[0]) == len(counts[1]) == len(classes):
             few, many = min(range(len(classes)), key=counts[0].__getitem__), max(range(len(classes)), key=counts[0].__getitem__)
-            doc.p(f"Label histogram: the classes are close to balanced; the rarest training label is "
-                  f"{classes[few]} ({counts[0][few]:,}) and the most common {classes[many]} ({counts[0][many]:,}).")
+            skew = counts[0][many] / max(1, counts[0][few])
+            doc.p(f"Label histogram: the classes are {'close to balanced' if skew <= 1.25 else 'not balanced'}: the "
+                  f"rarest training label is {classes[few]} ({counts[0][few]:,}) and the most common "
+                  f"{classes[many]} ({counts[0][many]:,}), {skew:.2f}x as many.")
             doc.table(["label", "train", "test"], [[c, f"{a:,}", f"{b:,}"] for c, a, b in zip(classes, *counts)])
             doc.image(plot_label_histogram(classes, counts[0], counts[1], figs / "labels.png"),
                       "Label histogram of the training and test sets")
@@ -357,8 +360,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     gpu_devices = sorted({_dev(r) for r in runs} - {"cpu"})
     doc.h2("Q6. Is the MLP faster on the GPU, and is the speed-up what you would expect?")
     comp = device_comparisons(runs, "mlp")
-    doc.p("Answer: " + (" ".join(comp) if comp else
-                        "not measured here: no GPU run. What limits the MLP on this machine is measured below.")
+    doc.p("Answer: " + (" ".join(comp) if comp else "not measured here: no GPU run.")
           + (" What limits each MLP cell, measured by the bench:" if bench else ""))
     doc.bullets(_bench_lines(bench, "mlp"))
 
@@ -369,8 +371,9 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         test = cnn.test()
         cap = _capped(cnn)
         doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
-        doc.p(f"Answer: the CNN has {prof['cnn'].parameters:,} parameters, "
-              f"{prof['mlp'].parameters / prof['cnn'].parameters:.1f}x fewer than the MLP's {prof['mlp'].parameters:,}, "
+        fewer = 1 - prof["cnn"].parameters / prof["mlp"].parameters
+        doc.p(f"Answer: the CNN has {prof['cnn'].parameters:,} parameters, {fewer:.0%} "
+              f"{'fewer' if fewer > 0 else 'more'} than the MLP's {prof['mlp'].parameters:,}, "
               f"yet one sample's forward pass needs {prof['cnn'].macs:,} MACs, "
               f"{prof['cnn'].macs / prof['mlp'].macs:.0f}x the MLP's. {len(rows)} epochs on the CPU"
               + (f" ({cap} steps each)" if cap else "") + f": {epoch_timing(rows).words()}"
@@ -399,9 +402,11 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     cells = {(c["pipeline"], c["device"], c["model"]): c for c in bench["cells"]} if bench else {}
     m_cell, c_cell = cells.get(("resident", "cpu", "mlp")), cells.get(("resident", "cpu", "cnn"))
     if m_cell and c_cell:
+        more = c_cell["utilisation"] > m_cell["utilisation"]
         doc.p(f"On the CPU the CNN's step runs at {c_cell['utilisation']:.0%} of the measured matmul peak and the "
-              f"MLP's at {m_cell['utilisation']:.0%}: the CNN gives a device arithmetic to do, the MLP mostly "
-              f"per-operation overhead, which is why a GPU helps the CNN more than the MLP.")
+              f"MLP's at {m_cell['utilisation']:.0%}"
+              + (": the CNN's time goes more to arithmetic, the MLP's more to per-operation costs, so a device "
+                 "with more arithmetic throughput has more of the CNN's step to speed up." if more else "."))
     doc.bullets(_bench_lines(bench, "cnn"))
 
     shown = {x.name for x in [mlp, cnn, *gpu_mlp[:1], *gpu_cnn[:1]] if x}
