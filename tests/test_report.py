@@ -137,3 +137,28 @@ def test_report_rejects_a_damaged_bench_json(lab_dir, tmp_path, capsys):
     assert main(["report", str(bench), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error:") and "bench.json" in err and len(err.splitlines()) == 1
+
+
+def test_readme_figures_come_from_the_lab(lab_dir, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme_figures.py"
+    spec = importlib.util.spec_from_file_location("readme_figures", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(lab_dir)]) == 0
+    out = capsys.readouterr().out
+    acc = open_run(lab_dir / "mlp-cpu").test()["accuracy"]
+    assert f"{acc:.2%}" in out and "resident/cpu/mlp" in out and "over 2 repeats" in out and "logical cores" in out
+    assert module.main([str(lab_dir / "figures")]) == 2
+
+
+def test_report_files_keep_the_umask(lab_dir):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("report.md", "report.html", "lab.json", "figures/labels.png", "first-sample.png"):
+        assert stat.S_IMODE((lab_dir / name).stat().st_mode) == 0o666 & ~mask, name

@@ -178,6 +178,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         fetch(spec, root, log=lambda m: print(m, file=sys.stderr), web=not args.no_web)
         print(spec.raw_dir(root))
         return 0
+    if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
+        raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     if args.data_command == "info":
         info = dataset_info(spec, root)
@@ -347,7 +349,7 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a real file (captured in tests): nothing to flush
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured): nothing to flush
         pass
 
 
