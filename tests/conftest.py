@@ -51,3 +51,17 @@ def tiny(tmp_path, monkeypatch) -> tuple[DatasetSpec, Path]:
     monkeypatch.setenv("MNISTLAB_DATA", str(root))
     monkeypatch.chdir(tmp_path)
     return spec, root
+
+
+@pytest.fixture(scope="module")
+def tiny_module(tmp_path_factory) -> tuple[DatasetSpec, Path]:
+    """The `tiny` dataset for a whole test module, so that its expensive fixtures (a bench, a lab)
+    are computed once and shared; a test that changes what it holds must copy it first."""
+    base = tmp_path_factory.mktemp("tiny-module")
+    root = base / "data"
+    spec = write_tiny_dataset(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(datasets.DATASETS, "tiny", spec)
+        mp.setenv("MNISTLAB_DATA", str(root))
+        mp.chdir(base)
+        yield spec, root

@@ -1,6 +1,8 @@
 """The CLI, in-process: every command, and bad input as exit code 2 with one line."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ def run_cli(capsys, *argv):
 
 def one_line_error(err):
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    return len(lines) == 1 and lines[0].startswith("mnistlab") and "Traceback" not in err
+    return len(lines) == 1 and lines[0].startswith("mnistlab: error: ") and "Traceback" not in err
 
 
 def test_env(capsys):
@@ -27,6 +29,40 @@ def test_env(capsys):
 def test_summary(capsys):
     code, out, _ = run_cli(capsys, "summary", "cnn")
     assert code == 0 and "101,578" in out and "net.0.weight" in out and "[32, 1, 3, 3]" in out
+    table = out.split("state_dict:\n")[1].split("\nparameters:")[0].splitlines()
+    assert len({len(ln) for ln in table}) == 1, table  # the counts' column is right-aligned under its header
+    assert len({ln.index("[") for ln in table[1:]}) == 1  # shapes start in one column
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from mnistlab.cli import build_parser
+
+    def walk(parser, name):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub_name, sub in a.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+            elif not isinstance(a, argparse._HelpAction):
+                yield name, a
+
+    missing = [f"{name} {a.option_strings or a.dest}" for name, a in walk(build_parser(), "mnistlab") if not a.help]
+    assert not missing, missing
+
+
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["profile", "mlp", "--json"]) == 141
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""
 
 
 def test_data_commands(tiny, capsys, tmp_path):
@@ -36,8 +72,19 @@ def test_data_commands(tiny, capsys, tmp_path):
     info = json.loads(out)
     assert code == 0 and info["train_samples"] == 640 and sum(info["train_label_counts"]) == 640
     assert info["image_shape"] == [28, 28] and info["stored_dtype"] == "uint8"
-    code, out, _ = run_cli(capsys, "data", "show", "--dataset", "tiny", "--out", str(tmp_path / "s.png"), "--count", "8")
+    code, out, _ = run_cli(capsys, "data", "info", "--dataset", "tiny")
+    hist = out.split("label histogram:\n")[1].splitlines()
+    assert hist[0].split() == ["class", "train", "test"] and hist[4].split()[0] == "3" and len(hist[4].split()) == 3
+    old = os.umask(0o022)
+    try:
+        code, out, _ = run_cli(capsys, "data", "show", "--dataset", "tiny", "--out", str(tmp_path / "s.png"),
+                               "--count", "8")
+    finally:
+        os.umask(old)
     assert code == 0 and (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE((tmp_path / "s.png").stat().st_mode) == 0o644  # the umask's mode, not 0600
+    code, _, err = run_cli(capsys, "data", "show", "--dataset", "tiny", "--out", str(tmp_path / "no" / "dir" / "s.png"))
+    assert code == 2 and "no such directory" in err and one_line_error(err) and not (tmp_path / "no").exists()
 
 
 def test_train_eval_plot_resume(tiny, capsys, tmp_path):
@@ -45,10 +92,16 @@ def test_train_eval_plot_resume(tiny, capsys, tmp_path):
                            "--run-dir", str(tmp_path / "r"))
     assert code == 0 and out.strip().splitlines()[-1] == str(tmp_path / "r")
     assert "epoch 2/2" in out and "test: loss" in out
-    code, out, _ = run_cli(capsys, "train", "--resume", str(tmp_path / "r"), "--epochs", "1", "--no-progress")
+    code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path / "r"), "--epochs", "1", "--no-progress")
     assert code == 0 and "resuming" in out and "epoch 3/3" in out
+    assert "epoch times: first (cold) epoch of each of 2 sessions" in err and "steady state" in err
+    env = json.loads((tmp_path / "r" / "env.json").read_text())
+    assert env["load_start"]["cpu_count"] >= 1 and env["load_end"]["time"] >= env["load_start"]["time"]
     code, out, _ = run_cli(capsys, "eval", str(tmp_path / "r"), "--device", "cpu")
     assert code == 0 and "confusion matrix" in out and "per-class accuracy" in out
+    per_class = out.split("per-class accuracy:\n")[1].splitlines()[:10]
+    assert [ln.split()[0] for ln in per_class] == [str(i) for i in range(10)]
+    assert all(len(ln.split()) == 2 for ln in per_class)  # "3  97.00%", not "3 3  97.00%"
     code, out, _ = run_cli(capsys, "eval", str(tmp_path / "r"), "--checkpoint", "best", "--json")
     assert code == 0 and json.loads(out)["total"] == 200
     run_cli(capsys, "train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r2"))

@@ -1,5 +1,6 @@
 """The lab end to end on tiny data, the report rebuilt from its directory, and a real browser's view of it."""
 
+import json
 import re
 
 import pytest
@@ -10,9 +11,12 @@ from mnistlab.lab import run_lab
 from mnistlab.core.rundir import open_run
 
 
-@pytest.fixture
-def lab_dir(tiny, tmp_path):
-    page = run_lab(quick=True, device="cpu", out=tmp_path / "lab", dataset="tiny", log=lambda m: None, progress=False)
+@pytest.fixture(scope="module")
+def lab_dir(tiny_module, tmp_path_factory):
+    """One quick lab for the whole module (the expensive part); tests only read it or write beside it."""
+    out = tmp_path_factory.mktemp("lab") / "lab"
+    page = run_lab(quick=True, device="cpu", out=out, dataset="tiny", log=lambda m: None, progress=False)
+    assert page.is_absolute()
     return page.parent
 
 
@@ -27,6 +31,14 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
     assert f"{acc:.2%}" in md
     assert "mlp-cpu-loss-5.png" in md and "mlp-cpu-loss.png" in md  # after 5 and after 10 epochs
     assert "validation loss" in md and "of each step is" in md and "no GPU on this machine" in md
+    for q in range(1, 11):  # every notebook question, in order, each answered
+        assert f"## Q{q}. " in md, q
+    assert [md.index(f"## Q{q}. ") for q in range(1, 11)] == sorted(md.index(f"## Q{q}. ") for q in range(1, 11))
+    assert md.count("Answer: ") >= 10
+    assert "PASS" not in md and "FAIL" not in md and "floor" not in md
+    assert "epoch (400 steps)" in md or "epoch (" in md  # capped CNN epochs labelled in their table
+    assert "(cold)" in md and "steady state" in md and "mean train s/epoch" not in md
+    assert "Label histogram" in md and "labels.png" in md and "mlp-cpu-epoch-times.png" in md
     html = (lab_dir / "report.html").read_text()
     assert 'src="data:image/png;base64,' in html and 'src="figures' not in html and "http" not in html.split("<body")[1]
 
@@ -76,11 +88,77 @@ def _fake_run(path, model, device, val_losses, train_seconds):
 def test_observations_follow_the_numbers(tmp_path):
     from mnistlab.report.builder import device_comparisons, training_observations
 
-    falling = _fake_run(tmp_path / "a", "mlp", "cpu", [0.5, 0.4, 0.3, 0.2], [2.0] * 4)
+    falling = _fake_run(tmp_path / "a", "mlp", "cpu", [0.5, 0.4, 0.3, 0.2], [9.0, 2.0, 2.0, 2.0])
     assert "still falling at the last epoch" in training_observations(falling)[0]
-    turned = _fake_run(tmp_path / "b", "mlp", "cuda:0", [0.5, 0.3, 0.35, 0.4], [0.5] * 4)
+    turned = _fake_run(tmp_path / "b", "mlp", "cuda:0", [0.5, 0.3, 0.35, 0.4], [3.0, 0.5, 0.5, 0.5])
     notes = training_observations(turned)
     assert "lowest at epoch 2" in notes[0] and "early stopping" in notes[0]
     assert "started to overfit" in notes[1]  # 0.4 against 0.125
     (line,) = device_comparisons([falling, turned])
-    assert line == "mlp: an epoch on cuda took 0.50 s against 2.00 s on the CPU: cuda is 4.0x faster."
+    # steady-state epochs only (the cold first epochs, 9 s and 3 s, are left out), per step (10 steps each)
+    assert line.startswith("mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
+                           "cuda is 4.0x faster (medians of the steady-state epochs")
+
+
+def test_device_comparison_is_per_step_on_equal_work(tmp_path):
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.report.builder import device_comparisons
+
+    cpu = _fake_run(tmp_path / "cpu", "cnn", "cpu", [0.5, 0.4], [4.0, 4.0])
+    gpu = _fake_run(tmp_path / "gpu", "cnn", "cuda:0", [0.5, 0.4], [1.0, 1.0])
+    rows = read_csv(gpu / "metrics.csv")
+    for r in rows:
+        r["steps"] = 40  # a full epoch on the GPU, 10 capped steps on the CPU: same seconds, 4x the work
+    write_csv(gpu / "metrics.csv", METRIC_FIELDS, rows)
+    (line,) = device_comparisons([cpu, gpu])
+    assert "25.00 ms against 400.00 ms" in line and "16.0x faster" in line
+
+
+def test_epoch_timing_separates_cold_epochs_and_marks_resumes():
+    from mnistlab.measure.epochs import epoch_timing, resume_points
+
+    rows = [{"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": s}
+            for e, t, s in [(1, 19.7, 1), (2, 0.5, 1), (3, 0.6, 1), (4, 3.0, 2), (5, 0.4, 2)]]
+    t = epoch_timing(rows)
+    assert t.cold_epochs == [1, 4] and t.steady_epochs == [2, 3, 5] and t.steady_median == 0.5
+    assert "steady state 0.50 s per epoch (0.40\u20130.60 s over 3 epochs)" in t.words()
+    assert resume_points(rows) == [3.5]
+    assert "no steady-state epoch" in epoch_timing(rows[:1]).words()
+
+
+def test_report_rejects_a_damaged_bench_json(lab_dir, tmp_path, capsys):
+    import shutil
+
+    bench = tmp_path / "bench"
+    shutil.copytree(lab_dir / "bench", bench)
+    data = json.loads((bench / "bench.json").read_text())
+    del data["cells"][0]["step_s"]
+    (bench / "bench.json").write_text(json.dumps(data))
+    assert main(["report", str(bench), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error:") and "bench.json" in err and len(err.splitlines()) == 1
+
+
+def test_readme_figures_come_from_the_lab(lab_dir, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme_figures.py"
+    spec = importlib.util.spec_from_file_location("readme_figures", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(lab_dir)]) == 0
+    out = capsys.readouterr().out
+    acc = open_run(lab_dir / "mlp-cpu").test()["accuracy"]
+    assert f"{acc:.2%}" in out and "resident/cpu/mlp" in out and "over 2 repeats" in out and "logical cores" in out
+    assert module.main([str(lab_dir / "figures")]) == 2
+
+
+def test_report_files_keep_the_umask(lab_dir):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("report.md", "report.html", "lab.json", "figures/labels.png", "first-sample.png"):
+        assert stat.S_IMODE((lab_dir / name).stat().st_mode) == 0o666 & ~mask, name

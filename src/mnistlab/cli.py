@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,11 @@ from mnistlab.core.errors import MnistlabError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit code 2."""
+    """argparse, but a bad option is one line on stderr, with the same prefix as every other error
+    (`mnistlab: error:`), and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
 
@@ -90,19 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("fetch", "fetch and verify the files"), ("info", "counts, shapes, label histogram, mean/std"),
                         ("show", "write a PNG grid of samples with their labels")):
         p = data_sub.add_parser(name, help=help_)
-        p.add_argument("--dataset", default="mnist", choices=datasets)
+        p.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
         _add_data_dir(p)
         if name == "fetch":
             p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
         if name == "info":
-            p.add_argument("--json", action="store_true")
+            p.add_argument("--json", action="store_true", help="print the figures as JSON")
         if name == "show":
-            p.add_argument("--out", default=None, help="PNG path (default: <dataset>-samples.png)")
-            p.add_argument("--count", type=_positive_int, default=32)
+            p.add_argument("--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)")
+            p.add_argument("--count", type=_positive_int, default=32, help="how many samples (default: 32)")
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
     p.add_argument("model", help=f"model name ({models})")
-    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch of the example input (default: 1)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
@@ -111,30 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
-    e.add_argument("run_dir")
-    e.add_argument("--checkpoint", choices=["last", "best"], default="last")
-    e.add_argument("--device", choices=list(DEVICES), default="auto")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("run_dir", help="a run directory written by mnistlab train")
+    e.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                   help="last.pt (the last epoch) or best.pt (lowest validation loss) (default: last)")
+    e.add_argument("--device", choices=list(DEVICES), default="auto",
+                   help="auto: CUDA, then MPS, then the CPU (default: auto)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_data_dir(e)
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
-    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
     pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models})")
-    pr.add_argument("--batch-size", type=_positive_int, default=1)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--batch-size", type=_positive_int, default=1, help="batch to count for (default: 1)")
+    pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
     b.add_argument("--models", nargs="+", default=list(BUILTIN_MODELS), help=f"model names (default: {models})")
     b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
                    help="default: cpu, and cuda / mps when present")
-    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
-    b.add_argument("--steps", type=_nonneg_int, default=100, help="timed steps per repeat (0: a whole epoch)")
-    b.add_argument("--repeats", type=_positive_int, default=3)
-    b.add_argument("--warmup", type=_nonneg_int, default=10)
-    b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
-    b.add_argument("--dataset", default="mnist", choices=datasets)
+    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
+                   help="resident: mnistlab's device-resident tensors; reference: the notebook's per-sample PIL "
+                        "+ DataLoader (default: both)")
+    b.add_argument("--steps", type=_nonneg_int, default=100, help="timed steps per repeat (0: a whole epoch) (default: 100)")
+    b.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)")
+    b.add_argument("--warmup", type=_nonneg_int, default=10,
+                   help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart (default: 10)")
+    b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                   help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
+    b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
                    help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU)")
@@ -142,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
     lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
-    lab.add_argument("--device", choices=list(DEVICES), default="auto", help="the GPU to compare with the CPU")
+    lab.add_argument("--device", choices=list(DEVICES), default="auto",
+                     help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
-    lab.add_argument("--no-progress", action="store_true")
+    lab.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_dir(lab)
 
     sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
@@ -162,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(sw)
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
-    rep.add_argument("dirs", nargs="+")
+    rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
     rep.add_argument("--out", help="where to write report.md/.html (default: the lab or first directory)")
     return parser
 
@@ -184,6 +194,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         fetch(spec, root, log=lambda m: print(m, file=sys.stderr), web=not args.no_web)
         print(spec.raw_dir(root))
         return 0
+    if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
+        raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     if args.data_command == "info":
         info = dataset_info(spec, root)
@@ -208,6 +220,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mnistlab.core.distributed import is_writer
+    from mnistlab.measure.epochs import epoch_timing
     from mnistlab.report.plots import plot_runs
     from mnistlab.training.config import TrainConfig
     from mnistlab.training.runner import train
@@ -222,6 +235,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress)
     if is_writer():  # under torchrun, rank 0 alone draws and prints
         plot_runs([run], run / "loss.png")
+        if run.metrics():
+            print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)
         print(run.path)
     return 0
 
@@ -236,6 +251,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mnistlab.data.loader import make_test_loader
     from mnistlab.training.models import create_model
     from mnistlab.core.rundir import open_run
+    from mnistlab.data.info import class_label
 
     run = open_run(args.run_dir)
     cfg = TrainConfig.from_dict(run.config())
@@ -255,8 +271,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
           f"in {result.seconds:.2f} s")
     print("per-class accuracy:")
-    for i, (name, acc) in enumerate(zip(spec.classes, result.per_class_accuracy, strict=True)):
-        print(f"  {i} {name:<12} {acc:.2%}")
+    names = [class_label(i, c) for i, c in enumerate(spec.classes)]
+    w = max(len(n) for n in names)
+    for name, acc in zip(names, result.per_class_accuracy, strict=True):
+        print(f"  {name:<{w}}  {acc:>7.2%}")
     print("confusion matrix (rows: true class, columns: predicted):")
     print("      " + "".join(f"{j:>6}" for j in range(len(spec.classes))))
     for i, row in enumerate(result.confusion):
@@ -389,16 +407,30 @@ _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train
              "profile": _cmd_profile, "bench": _cmd_bench, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured): nothing to flush
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
+        return code
     except MnistlabError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("mnistlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
     except OSError as e:  # the last net: a file problem not caught nearer its source
         where = f"{e.filename}: " if e.filename else ""
         print(f"mnistlab: error: {where}{e.strerror or e}", file=sys.stderr)

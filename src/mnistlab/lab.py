@@ -113,7 +113,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     write_json(lab / LAB_FILE, record)
 
     step(8, "report")
-    md, page = build_report([lab.path])
+    md, page = (p.resolve() for p in build_report([lab.path]))  # absolute: printed for the user to open
     log(f"report: {page}\n        {md}\nlab finished in {time.perf_counter() - t_start:.0f} s")
     return page
 

@@ -93,7 +93,7 @@ def test_resume_with_other_model_and_resume_finished(tiny, tmp_path, capsys, rel
     assert code == 2 and "cannot resume with model='cnn'" in err
     reliability.record("Command line", "resuming a run with a different model", "clear error (exit 2, one line)")
     code, err = exit_code_and_err(["train", "--resume", run], capsys)
-    assert code == 2 and "already finished (1 epochs); pass --epochs N" in err
+    assert code == 2 and "already finished (1 epoch); pass --epochs N" in err
     reliability.record("Command line", "resuming a finished run without --epochs", "clear error (exit 2, one line)")
     code, err = exit_code_and_err(["train", "--resume", run, "--run-dir", run], capsys)
     assert code == 2 and "cannot be used together" in err

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,31 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def load_snapshot() -> dict[str, Any]:
+    """The 1/5/15-minute load averages and the logical CPU count, now: recorded at the start and
+    end of a run or bench, so a timing taken on a busy machine can say so. Load averages are
+    None where the OS has none (Windows)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (OSError, AttributeError):
+        one = five = fifteen = None
+    return {"load_avg_1m": one, "load_avg_5m": five, "load_avg_15m": fifteen, "cpu_count": os.cpu_count(),
+            "time": time.time()}
+
+
+def machine_was_busy(start: dict[str, Any] | None, end: dict[str, Any] | None) -> str | None:
+    """Words saying the machine was busy (1-minute load average above its core count at the start or
+    the end; the load includes this process's own threads), or None."""
+    loads = [(w, s) for w, s in (("start", start), ("end", end))
+             if s and s.get("load_avg_1m") is not None and s.get("cpu_count")]
+    busy = [(w, s) for w, s in loads if s["load_avg_1m"] > s["cpu_count"]]
+    if not busy:
+        return None
+    said = ", ".join(f"{s['load_avg_1m']:.1f} at the {w}" for w, s in loads)
+    return (f"unstable: another process used the CPU during this measurement (load average {said}, "
+            f"on {loads[0][1]['cpu_count']} cores); rerun on a quiet machine")
 
 
 def environment() -> dict[str, Any]:

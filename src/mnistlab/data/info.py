@@ -34,10 +34,18 @@ def dataset_info(spec: DatasetSpec, root: Path) -> dict[str, Any]:
     }
 
 
+def class_label(index: int, name: str) -> str:
+    """"3" for MNIST's class 3 (its name is its index), "3 Dress" where the class has a name."""
+    return str(index) if name == str(index) else f"{index} {name}"
+
+
 def format_info(info: dict[str, Any]) -> str:
     classes = info["classes"]
-    hist = "\n".join(f"  {i} {classes[i]:<12} {a:>6} {b:>6}"
-                     for i, (a, b) in enumerate(zip(info["train_label_counts"], info["test_label_counts"], strict=True)))
+    names = [class_label(i, c) for i, c in enumerate(classes)]
+    w = max(len("class"), *(len(n) for n in names))
+    hist = "\n".join([f"  {'class':<{w}} {'train':>6} {'test':>6}"] + [
+        f"  {names[i]:<{w}} {a:>6} {b:>6}"
+        for i, (a, b) in enumerate(zip(info["train_label_counts"], info["test_label_counts"], strict=True))])
     return "\n".join([
         f"{info['dataset']} in {info['raw_dir']}",
         f"samples: {info['train_samples']:,} train, {info['test_samples']:,} test",
@@ -46,6 +54,6 @@ def format_info(info: dict[str, Any]) -> str:
         f"labels: {info['label_dtype']}, {len(classes)} classes",
         f"pixel mean {info['pixel_mean']:.6f}, std {info['pixel_std']:.6f} (of x/255 over the training images)",
         f"first training sample's label: {info['first_train_label']}",
-        "label histogram (class, train, test):",
+        "label histogram:",
         hist,
     ])

@@ -22,9 +22,13 @@ class ModelSummary:
     output_shape: tuple[int, ...]
 
     def format(self) -> str:
-        width = max(len(n) for n, _, _ in self.parameters)
-        lines = [f"== {self.name} ==", self.tree, "", "state_dict:"]
-        lines += [f"  {n:<{width}}  {str(list(s)):<12} {c:>9,}" for n, s, c in self.parameters]
+        shapes = [str(list(s)) for _, s, _ in self.parameters]
+        width = max(len("key"), *(len(n) for n, _, _ in self.parameters))
+        sw = max(len("shape"), *(len(s) for s in shapes))
+        cw = max(len("parameters"), *(len(f"{c:,}") for _, _, c in self.parameters))
+        lines = [f"== {self.name} ==", self.tree, "", "state_dict:",
+                 f"  {'key':<{width}}  {'shape':<{sw}}  {'parameters':>{cw}}"]
+        lines += [f"  {n:<{width}}  {sh:<{sw}}  {c:>{cw},}" for (n, _, c), sh in zip(self.parameters, shapes)]
         lines += [f"parameters: {self.total:,} ({self.trainable:,} trainable)",
                   f"output shape for input {list(self.input_shape)}: {list(self.output_shape)}"]
         return "\n".join(lines)

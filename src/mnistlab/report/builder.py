@@ -11,11 +11,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.measure.bench import PHASES
 from mnistlab.report.document import Document
 from mnistlab.core.environment import format_environment
 from mnistlab.core.errors import CheckpointError
-from mnistlab.report.plots import plot_runs
+from mnistlab.measure.epochs import epoch_timing
+from mnistlab.report.plots import plot_epoch_times, plot_label_histogram, plot_runs
 from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.rundir import RunDir, read_json
@@ -63,36 +65,75 @@ def training_observations(run: RunDir) -> list[str]:
     return out
 
 
+def _capped(run: RunDir) -> int | None:
+    """The step limit of a run whose epochs were capped below a full epoch (quick mode), else None."""
+    cap = run.config().get("max_steps")
+    rows = run.metrics()
+    return int(cap) if cap and rows and all(int(r["steps"]) <= int(cap) for r in rows) else None
+
+
+def _epoch_word(run: RunDir) -> str:
+    cap = _capped(run)
+    return f"epoch ({cap} steps)" if cap else "epoch"
+
+
 def _run_summary_row(run: RunDir) -> list[str]:
     cfg, rows, test = run.config(), run.metrics(), run.test() or {}
-    train_s = [r["train_seconds"] for r in rows]
-    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), str(len(rows)),
-            _fmt_s(statistics.mean(train_s)) if train_s else "-", _fmt_s(sum(r["epoch_seconds"] for r in rows)),
-            f"{statistics.mean(r['samples_per_s'] for r in rows):,.0f}" if rows else "-",
+    t = epoch_timing(rows)
+    cap = _capped(run)
+    n = f"{len(rows)} ({cap} steps each)" if cap else str(len(rows))
+    if t.steady_s:
+        steady = f"{t.steady_median:.2f} ({t.steady_min:.2f}\u2013{t.steady_max:.2f})"
+        step = f"{statistics.median(t.steady_step_s) * 1e3:.2f}" if t.steady_step_s else "-"
+        sps = f"{statistics.median(t.steady_samples_per_s):,.0f}"
+    else:
+        steady = step = sps = "- (no steady epoch)"
+    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), n,
+            ", ".join(_fmt_s(x) for x in t.cold_s) or "-", steady, step, sps,
             f"{test['accuracy']:.2%}" if test else "-", _fmt_s(test["seconds"]) if test else "-"]
 
 
-RUN_HEADERS = ["run", "model", "device", "epochs", "mean train s/epoch", "total s (train+val)", "samples/s",
-               "test accuracy", "test s"]
+RUN_HEADERS = ["run", "model", "device", "epochs", "first (cold) epoch s", "steady train s/epoch median (min\u2013max)",
+               "steady ms/step", "steady samples/s", "test accuracy", "test s"]
 
 
-def device_comparisons(runs: list[RunDir]) -> list[str]:
-    """Questions 6 and 9, from the training runs: which device was faster for each model, by how much."""
+def _dev(run: RunDir) -> str:
+    return str(run.env().get("device", "cpu")).split(":")[0]
+
+
+def _step_ratio_words(cpu: list[float], dev: list[float], name: str) -> str:
+    """Median per-step times and the ratio with its range from the epochs' min-max."""
+    mc, md = statistics.median(cpu), statistics.median(dev)
+    lo, hi = min(cpu) / max(dev), max(cpu) / min(dev)
+    if md <= mc:
+        verdict = f"{name} is {mc / md:.1f}x faster" + (f" ({lo:.1f}\u2013{hi:.1f}x)" if hi - lo > 0.05 else "")
+    else:
+        verdict = f"{name} is {md / mc:.1f}x slower" + (f" ({1 / hi:.1f}\u2013{1 / lo:.1f}x)" if hi - lo > 0.05 else "")
+    return f"a training step on {name} took {md * 1e3:.2f} ms against {mc * 1e3:.2f} ms on the CPU: {verdict}"
+
+
+def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str]:
+    """Questions 6 and 9, from the training runs: which device was faster for each model, by how much.
+    Per training step (equal work: quick mode caps the CPU CNN's epochs, not the GPU's), and from
+    steady-state epochs only (the cold first epoch of each session is left out)."""
     out = []
     by_model: dict[str, dict[str, RunDir]] = {}
     for r in runs:
-        by_model.setdefault(r.config()["model"], {})[r.env().get("device", "cpu").split(":")[0]] = r
-    for model, devs in by_model.items():
+        by_model.setdefault(r.config()["model"], {})[_dev(r)] = r
+    for m, devs in by_model.items():
         cpu = devs.get("cpu")
+        if cpu is None or (model is not None and m != model):
+            continue
         for dev, run in devs.items():
-            if dev == "cpu" or cpu is None:
+            if dev == "cpu":
                 continue
-            t_cpu = statistics.mean(x["train_seconds"] for x in cpu.metrics())
-            t_dev = statistics.mean(x["train_seconds"] for x in run.metrics())
-            faster = "faster" if t_dev < t_cpu else "slower"
-            ratio = max(t_cpu, t_dev) / min(t_cpu, t_dev)
-            out.append(f"{model}: an epoch on {dev} took {t_dev:.2f} s against {t_cpu:.2f} s on the CPU: "
-                       f"{dev} is {ratio:.1f}x {faster}.")
+            a, b = epoch_timing(cpu.metrics()).steady_step_s, epoch_timing(run.metrics()).steady_step_s
+            if not a or not b:
+                out.append(f"{m}: no steady-state epoch on both devices (each run's first epoch is cold), "
+                           f"so no fair comparison.")
+                continue
+            out.append(f"{m}: {_step_ratio_words(a, b, dev)} (medians of the steady-state epochs, per step so "
+                       f"that runs with different step limits compare equal work).")
     return out
 
 
@@ -115,8 +156,91 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
     return None, paths[0], runs, benches
 
 
+BENCH_CELL_KEYS = ("key", "model", "device", "pipeline", "step_s", "steps_per_epoch", "extrapolated", "phases_s",
+                   "samples_per_s", "achieved_flops_per_s", "utilisation", "warmup_s")
+
+
+def _read_bench(path: Path) -> dict[str, Any]:
+    """bench.json, checked before use: a file from an older mnistlab or a damaged one is a clear error."""
+    data = read_json(path)
+    try:
+        cells = data["cells"]
+        for c in cells:
+            missing = [k for k in BENCH_CELL_KEYS if k not in c]
+            if missing or not c["step_s"] or set(c["phases_s"]) != set(PHASES):
+                raise KeyError(missing[0] if missing else "step_s/phases_s")
+        for k in ("settings", "devices", "peaks_flops_per_s", "observations"):
+            data[k]  # noqa: B018 (presence check)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a bench.json this mnistlab can read (missing {e}); "
+                              f"run mnistlab bench again") from None
+    return data
+
+
+def _bench_cell_row(c: dict[str, Any]) -> list[str]:
+    star = "*" if c["extrapolated"] else ""
+    steps, spe = c["step_s"], c["steps_per_epoch"]
+    med = statistics.median(steps)
+    total = sum(c["phases_s"].values()) or 1.0
+    return [c["key"], f"{med * spe:.2f}{star} ({min(steps) * spe:.2f}\u2013{max(steps) * spe:.2f})",
+            f"{med * 1e3:.3f}", f"{c['samples_per_s']:,.0f}",
+            f"{c['warmup_s'][0] * 1e3:.2f}" if c["warmup_s"] else "-",
+            *(f"{c['phases_s'][p] / total:.0%}" for p in PHASES),
+            f"{c['achieved_flops_per_s'] / 1e9:.1f}", f"{c['utilisation']:.1%}",
+            "unstable" if c.get("stability") else "stable"]
+
+
+def _runs_of(runs: list[RunDir], model: str) -> list[RunDir]:
+    return [r for r in runs if r.config().get("model") == model]
+
+
+def _cpu_run(runs: list[RunDir], model: str) -> RunDir | None:
+    return next((r for r in _runs_of(runs, model) if _dev(r) == "cpu"), None)
+
+
+def _gpu_runs(runs: list[RunDir], model: str) -> list[RunDir]:
+    return [r for r in _runs_of(runs, model) if _dev(r) != "cpu"]
+
+
+def _bench_lines(bench: dict[str, Any] | None, model: str) -> list[str]:
+    """The bench's speed-ups and observations about one model."""
+    if not bench:
+        return []
+    ups = [f"{u['what']}: {u['words']}." for u in bench.get("speedups", []) if f"/{model}" in u["subject"]]
+    notes = [n for n in bench["observations"] if n.startswith(tuple(f"{p}/{d}/{model}:" for p in ("reference", "resident")
+                                                                       for d in bench["devices"]))
+             and "ms per step" in n]
+    return ups + notes
+
+
+def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) -> None:
+    """A run's settings, loss plot, epoch table (cold epochs marked; capped epochs labelled) and test line."""
+    rows = r.metrics()
+    cfg = r.config()
+    sessions = sorted({int(x.get("session", 1)) for x in rows})
+    doc.p(f"{r.name}: {cfg['model']} on {cfg['dataset']}, batch {cfg['batch_size']}, SGD lr {cfg['lr']} "
+          f"momentum {cfg['momentum']}, seed {cfg['seed']}"
+          + (f", at most {cfg['max_steps']} steps per epoch" if cfg.get("max_steps") else "")
+          + (f"; trained in {len(sessions)} sessions (resumed; dotted line on the plots)" if len(sessions) > 1 else "")
+          + ".")
+    f = plot_runs([r], figs / f"{r.name}-loss.png", title=f"{r.name}: loss after {len(rows)} epochs")
+    doc.image(f, f"{r.name}: train and validation loss after {len(rows)} epochs (log scale)")
+    t = epoch_timing(rows)
+    cold = set(t.cold_epochs)
+    doc.table([_epoch_word(r), "train loss", "val loss", "val accuracy", "train s", "val s", "samples/s"],
+              [[int(x["epoch"]), f"{x['train_loss']:.4f}", f"{x['val_loss']:.4f}", f"{x['val_accuracy']:.2%}",
+                _fmt_s(x["train_seconds"]) + (" (cold)" if int(x["epoch"]) in cold else ""),
+                _fmt_s(x["val_seconds"]), f"{x['samples_per_s']:,.0f}"] for x in rows])
+    test = r.test()
+    if test:
+        doc.p(f"{r.name} test set: loss {test['loss']:.4f}, accuracy {test['accuracy']:.2%} "
+              f"({test['correct']}/{test['total']}), evaluated in {test['seconds']:.2f} s.")
+
+
 def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write report.md and report.html (into `out_dir`, default the lab or first directory)."""
+    """Write report.md and report.html (into `out_dir`, default the lab or first directory).
+    Sections follow the notebook's questions (Q1 ... Q10, its own numbering), each answered in a
+    sentence from the measured figures."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.is_dir():
@@ -125,79 +249,182 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     out_dir = Path(out_dir or root)
     figs = out_dir / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
-    title = "mnistlab report" + (" (quick run)" if lab and lab.get("quick") else "")
+    quick = bool(lab and lab.get("quick"))
+    title = "mnistlab report" + (" (quick run)" if quick else "")
     doc = Document(title)
-    if lab and lab.get("quick"):
-        doc.p("This was a quick run (mnistlab lab --quick): fewer epochs and a step limit for the CNN on the CPU, "
-              "so accuracies are below what the full plan reaches. Run mnistlab lab for the full plan.")
+    if quick:
+        doc.p("This was a quick run (mnistlab lab --quick): fewer epochs and a step limit for the CNN on the CPU "
+              "(its epochs are labelled with their step count in the tables), so accuracies are below what the "
+              "full plan reaches. Run mnistlab lab for the full plan.")
+    doc.p("Each section answers one of the course notebook's questions (Q1 to Q10, the notebook's own numbering) "
+          "from the figures measured in this run. Every time is for this machine; the first epoch of each "
+          "training session is cold (set-up and first-call costs) and is reported apart from the steady state.")
+    bench = _read_bench(benches[0] / "bench.json") if benches else None
 
     env = (lab or {}).get("env") or (runs[0].env() if runs else None)
     if env:
-        doc.h2("1. Environment")
+        doc.h2("Environment (the notebook's torch version and CUDA check)")
         doc.pre(format_environment(env))
 
-    if lab and lab.get("data"):
-        d = lab["data"]
-        doc.h2("2. The data")
+    d = (lab or {}).get("data")
+    if d:
+        doc.h2("Q1. The data: what is the sample, what is the label, their shapes and dtypes")
+        doc.p(f"Answer: the first training element is a pair: the sample, an image of shape {d['image_shape']} "
+              f"stored as {d['stored_dtype']} and given to the model as {d['model_input']['shape']} "
+              f"{d['model_input']['dtype']} (a batch of {DEFAULT_BATCH_SIZE} is [{DEFAULT_BATCH_SIZE}, {', '.join(map(str, d['model_input']['shape']))}]), "
+              f"and the label, an {d['label_dtype']} class index, here {d['first_train_label']}.")
         doc.table(["dataset", "train", "test", "image", "on disk", "model input", "labels", "first label"],
                   [[d["dataset"], f"{d['train_samples']:,}", f"{d['test_samples']:,}", str(d["image_shape"]),
                     d["stored_dtype"], f"{d['model_input']['shape']} {d['model_input']['dtype']}",
                     d["label_dtype"], d["first_train_label"]]])
         doc.p(f"Normalisation: {d['model_input']['transform']}; measured pixel mean {d['pixel_mean']:.6f}, "
-              f"std {d['pixel_std']:.6f}. The training set is split {lab['split']} with seed {lab['seed']}.")
+              f"std {d['pixel_std']:.6f}. The training set is split {lab.get('split', '')} with seed "
+              f"{lab.get('seed', '')}.")
         for name, caption in (("first-sample.png", f"The first training sample, label {d['first_train_label']}"),
                               ("samples.png", "The first training samples with their labels")):
             if (root / name).is_file():
                 doc.image(root / name, caption)
+        counts = d.get("train_label_counts"), d.get("test_label_counts")
+        classes = d.get("classes") or [str(i) for i in range(len(counts[0] or []))]
+        if counts[0] and counts[1] and len(counts[0]) == len(counts[1]) == len(classes):
+            few, many = min(range(len(classes)), key=counts[0].__getitem__), max(range(len(classes)), key=counts[0].__getitem__)
+            skew = counts[0][many] / max(1, counts[0][few])
+            doc.p(f"Label histogram: the classes are {'close to balanced' if skew <= 1.25 else 'not balanced'}: the "
+                  f"rarest training label is {classes[few]} ({counts[0][few]:,}) and the most common "
+                  f"{classes[many]} ({counts[0][many]:,}), {skew:.2f}x as many.")
+            doc.table(["label", "train", "test"], [[c, f"{a:,}", f"{b:,}"] for c, a, b in zip(classes, *counts)])
+            doc.image(plot_label_histogram(classes, counts[0], counts[1], figs / "labels.png"),
+                      "Label histogram of the training and test sets")
 
     models = list(dict.fromkeys([r.config()["model"] for r in runs] or (lab or {}).get("models", [])))
     if models:
-        doc.h2("3. The models")
+        doc.h2("The models (the notebook's MyModule, MLP and CNN cells)")
         for m in models:
-            s = summarize(m, batch_size=64)
-            doc.p(f"{m}: {s.total:,} parameters ({s.trainable:,} trainable); input {list(s.input_shape)} gives "
-                  f"output {list(s.output_shape)}.")
-            doc.pre(s.tree)
-            doc.table(["state_dict key", "shape", "parameters"], [[n, str(list(sh)), f"{c:,}"] for n, sh, c in s.parameters])
+            sm = summarize(m, batch_size=64)
+            doc.p(f"{m}: {sm.total:,} parameters ({sm.trainable:,} trainable); input {list(sm.input_shape)} gives "
+                  f"output {list(sm.output_shape)}.")
+            doc.pre(sm.tree)
+            doc.table(["state_dict key", "shape", "parameters"], [[n, str(list(sh)), f"{c:,}"] for n, sh, c in sm.parameters])
 
     if runs:
-        doc.h2("4. Training runs")
+        doc.h2("Training runs at a glance")
         doc.table(RUN_HEADERS, [_run_summary_row(r) for r in runs])
-        for r in runs:
-            rows = r.metrics()
-            sessions = sorted({int(x.get("session", 1)) for x in rows})
-            cfg = r.config()
-            doc.p(f"{r.name}: {cfg['model']} on {cfg['dataset']}, batch {cfg['batch_size']}, SGD lr {cfg['lr']} "
-                  f"momentum {cfg['momentum']}, seed {cfg['seed']}"
-                  + (f", at most {cfg['max_steps']} steps per epoch" if cfg.get("max_steps") else "")
-                  + (f"; trained in {len(sessions)} sessions (resumed)" if len(sessions) > 1 else "") + ".")
-            for s in sessions[:-1]:
-                upto = max(int(x["epoch"]) for x in rows if int(x.get("session", 1)) == s)
-                f = plot_runs([r], figs / f"{r.name}-loss-{upto}.png", upto_epoch=upto,
-                              title=f"{r.name}: loss after {upto} epochs")
-                doc.image(f, f"{r.name}: train and validation loss after {upto} epochs (log scale)")
-            f = plot_runs([r], figs / f"{r.name}-loss.png", title=f"{r.name}: loss after {len(rows)} epochs")
-            doc.image(f, f"{r.name}: train and validation loss after {len(rows)} epochs (log scale)")
-            doc.table(["epoch", "train loss", "val loss", "val accuracy", "train s", "val s", "samples/s"],
-                      [[int(x["epoch"]), f"{x['train_loss']:.4f}", f"{x['val_loss']:.4f}", f"{x['val_accuracy']:.2%}",
-                        _fmt_s(x["train_seconds"]), _fmt_s(x["val_seconds"]), f"{x['samples_per_s']:,.0f}"]
-                       for x in rows])
-            test = r.test()
-            if test:
-                doc.p(f"{r.name} test set: loss {test['loss']:.4f}, accuracy {test['accuracy']:.2%} "
-                      f"({test['correct']}/{test['total']}), evaluated in {test['seconds']:.2f} s.")
+        doc.p("Steady state: every epoch but the first of each train/resume session; ms/step and samples/s are "
+              "steady-state medians, so runs with different step limits compare equal work.")
 
-        doc.h2("5. CPU vs GPU")
-        comparisons = device_comparisons(runs)
-        devices = {r.env().get("device", "cpu").split(":")[0] for r in runs}
-        if comparisons:
-            doc.bullets(comparisons)
-        else:
-            doc.p(f"Only {', '.join(sorted(devices))} was measured in these runs (no GPU on this machine), so "
-                  f"there is no device comparison here; the bench section explains what limits each model.")
+    mlp = _cpu_run(runs, "mlp")
+    if mlp:
+        rows = mlp.metrics()
+        sessions = sorted({int(x.get("session", 1)) for x in rows})
+        first = [x for x in rows if int(x.get("session", 1)) == sessions[0]]
+        n1 = int(first[-1]["epoch"])
+        doc.h2(f"Q2. Training and validation loss of the MLP over its first {n1} epochs")
+        doc.p(f"Answer: over the first {n1} epochs the training loss fell from {first[0]['train_loss']:.4f} to "
+              f"{first[-1]['train_loss']:.4f} and the validation loss from {first[0]['val_loss']:.4f} to "
+              f"{first[-1]['val_loss']:.4f} (one graph, log-scale y).")
+        f = plot_runs([mlp], figs / f"{mlp.name}-loss-{n1}.png", upto_epoch=n1, title=f"{mlp.name}: loss after {n1} epochs")
+        doc.image(f, f"{mlp.name}: train and validation loss after {n1} epochs (log scale)")
+
+        t = epoch_timing(rows)
+        test = mlp.test()
+        more = len(rows) - n1
+        doc.h2("Q3. Time per epoch, and training for more epochs (the notebook's unnumbered question between Q2 and Q4)")
+        doc.p(f"Answer: {t.words()}" + (f"; the run was resumed for {more} more epochs, which took "
+                                        f"{sum(x['epoch_seconds'] for x in rows[n1:]):.2f} s with validation"
+                                        if more else "")
+              + (f"; the test set took {test['seconds']:.2f} s (accuracy {test['accuracy']:.2%})" if test else "")
+              + ". A mean over all epochs would mix the cold epoch into the steady state, so it is not shown.")
+        f = plot_epoch_times([mlp], figs / f"{mlp.name}-epoch-times.png", title=f"{mlp.name}: time per epoch")
+        doc.image(f, f"{mlp.name}: training seconds per epoch; circled: cold epochs (first of a session); "
+                     f"dashed: steady-state median, band: its min\u2013max; dotted: resumed here")
+        _run_section(doc, mlp, figs)
+
+        doc.h2("Q4. Should the MLP train longer, or is it already too long?")
+        notes = training_observations(mlp)
+        doc.p("Answer: " + notes[0].split(": ", 1)[1])
+        doc.bullets(notes[1:])
+
+    doc.h2("Q5. Training and testing on the GPU")
+    gpu_mlp = _gpu_runs(runs, "mlp")
+    if gpu_mlp:
+        g = gpu_mlp[0]
+        gt = epoch_timing(g.metrics())
+        doc.p(f"Answer: the same training and test loops run on every device; the model and each batch are moved "
+              f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {g.env().get('device')}: {gt.words()}.")
+        _run_section(doc, g, figs)
+    else:
+        doc.p("Answer: mnistlab's training and test loops are the same code on every device; the model and each batch "
+              "are moved with .to(device) (mnistlab train --device cuda). This machine has no GPU, so there is no "
+              "GPU run in this report.")
+
+    gpu_devices = sorted({_dev(r) for r in runs} - {"cpu"})
+    doc.h2("Q6. Is the MLP faster on the GPU, and is the speed-up what you would expect?")
+    comp = device_comparisons(runs, "mlp")
+    doc.p("Answer: " + (" ".join(comp) if comp else "not measured here: no GPU run.")
+          + (" What limits each MLP cell, measured by the bench:" if bench else ""))
+    doc.bullets(_bench_lines(bench, "mlp"))
+
+    cnn = _cpu_run(runs, "cnn")
+    prof = {m: profile_model(m, 1) for m in ("mlp", "cnn")}
+    if cnn:
+        rows = cnn.metrics()
+        test = cnn.test()
+        cap = _capped(cnn)
+        doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
+        fewer = 1 - prof["cnn"].parameters / prof["mlp"].parameters
+        doc.p(f"Answer: the CNN has {prof['cnn'].parameters:,} parameters, {fewer:.0%} "
+              f"{'fewer' if fewer > 0 else 'more'} than the MLP's {prof['mlp'].parameters:,}, "
+              f"yet one sample's forward pass needs {prof['cnn'].macs:,} MACs, "
+              f"{prof['cnn'].macs / prof['mlp'].macs:.0f}x the MLP's. {len(rows)} epochs on the CPU"
+              + (f" ({cap} steps each)" if cap else "") + f": {epoch_timing(rows).words()}"
+              + (f"; test accuracy {test['accuracy']:.2%}" if test else "") + ".")
+        _run_section(doc, cnn, figs)
+
+    doc.h2("Q8. The CNN on the GPU")
+    gpu_cnn = _gpu_runs(runs, "cnn")
+    if gpu_cnn:
+        g = gpu_cnn[0]
+        test = g.test()
+        doc.p(f"Answer: {g.name} on {g.env().get('device')}: {epoch_timing(g.metrics()).words()}"
+              + (f"; test accuracy {test['accuracy']:.2%}" if test else "") + ".")
+        _run_section(doc, g, figs)
+    else:
+        doc.p("Answer: not run: this machine has no GPU.")
+
+    doc.h2("Q9. CNN on the CPU vs the GPU, and how it differs from the MLP")
+    comp = device_comparisons(runs, "cnn")
+    if comp:
+        doc.p("Answer: " + " ".join(comp))
+    else:
+        doc.p(f"Answer: only {', '.join(sorted({_dev(r) for r in runs}) or ['no device'])} was measured in these runs "
+              f"(no GPU on this machine), so there is no device comparison here; what limits each model on the CPU "
+              f"is below and in the bench section.")
+    cells = {(c["pipeline"], c["device"], c["model"]): c for c in bench["cells"]} if bench else {}
+    m_cell, c_cell = cells.get(("resident", "cpu", "mlp")), cells.get(("resident", "cpu", "cnn"))
+    if m_cell and c_cell:
+        more = c_cell["utilisation"] > m_cell["utilisation"]
+        doc.p(f"On the CPU the CNN's step runs at {c_cell['utilisation']:.0%} of the measured matmul peak and the "
+              f"MLP's at {m_cell['utilisation']:.0%}"
+              + (": the CNN's time goes more to arithmetic, the MLP's more to per-operation costs, so a device "
+                 "with more arithmetic throughput has more of the CNN's step to speed up." if more else "."))
+    doc.bullets(_bench_lines(bench, "cnn"))
+
+    shown = {x.name for x in [mlp, cnn, *gpu_mlp[:1], *gpu_cnn[:1]] if x}
+    others = [r for r in runs if r.name not in shown]
+    if others:
+        doc.h2("Other runs")
+        for r in others:
+            doc.p(f"{r.name}: {epoch_timing(r.metrics()).words()}." if r.metrics() else f"{r.name}: no epoch yet.")
+            if r.metrics():
+                _run_section(doc, r, figs)
 
     profiles = [profile_model(m, b) for m in (models or ["mlp", "cnn"]) for b in (1, 64)]
-    doc.h2("6. Parameters, MACs and FLOPs")
+    doc.h2("Q10. Parameters, MACs and FLOPs of each model (the notebook's thop.profile, batch 1)")
+    if "mlp" in prof and "cnn" in prof:
+        doc.p(f"Answer: at batch 1 the MLP has {prof['mlp'].parameters:,} parameters and does {prof['mlp'].macs:,} "
+              f"MACs (what thop calls FLOPs); the CNN has {prof['cnn'].parameters:,} parameters and does "
+              f"{prof['cnn'].macs:,} MACs, {prof['cnn'].macs / prof['mlp'].macs:.0f}x the MLP's work with fewer "
+              f"parameters, because each convolution weight is reused at every position of the image.")
     doc.table(["model", "batch", "parameters", "MACs (thop's 'FLOPs')", "forward FLOPs", "backward FLOPs",
                "training-step FLOPs"],
               [[p.model, p.batch_size, f"{p.parameters:,}", f"{p.macs:,}", f"{p.forward_flops:,}",
@@ -205,34 +432,36 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     doc.p(MACS_VS_FLOPS + " The training step counts the backward pass as it runs (FlopCounterMode), "
           "not as an assumed 3x the forward.")
 
-    bench_notes: list[str] = []
-    for bdir in benches:
-        data = read_json(bdir / "bench.json")
-        doc.h2("7. Where the time goes (mnistlab bench)")
+    if bench:
+        bdir = benches[0]
+        doc.h2("Where the time goes (mnistlab bench; the evidence for Q6 and Q9)")
         doc.p("Devices: " + "; ".join(f"{k}: {v}, measured float32 matmul peak "
-                                       f"{data['peaks_flops_per_s'][k] / 1e9:,.1f} GFLOP/s"
-                                       for k, v in data["devices"].items()))
-        doc.table(["cell", "epoch s (min)", "epoch s (median)", "ms/step", "samples/s", *PHASES, "GFLOP/s",
-                   "utilisation"],
-                  [[c["key"], f"{c['epoch_s_min']:.2f}{'*' if c['extrapolated'] else ''}",
-                    f"{c['epoch_s_median']:.2f}{'*' if c['extrapolated'] else ''}",
-                    f"{c['step_median_s'] * 1e3:.3f}", f"{c['samples_per_s']:,.0f}",
-                    *(f"{c['phases_s'][p] / c['instrumented_step_s']:.0%}" for p in PHASES),
-                    f"{c['achieved_flops_per_s'] / 1e9:.1f}", f"{c['utilisation']:.1%}"] for c in data["cells"]])
-        s = data["settings"]
-        doc.p(f"Each cell: {s['warmup']} warm-up steps, then {s['repeats']} repeats of {s['steps'] or 'an epoch of'} "
-              f"steps at batch {s['batch_size']}; medians reported. * extrapolated to a full epoch. Phase shares come "
-              f"from a separate pass with a synchronisation at each phase boundary.")
+                                       f"{bench['peaks_flops_per_s'][k] / 1e9:,.1f} GFLOP/s"
+                                       for k, v in bench["devices"].items()))
+        load = bench.get("load") or {}
+        loads = [f"{w} {v['load_avg_1m']:.2f}" for w, v in load.items() if v and v.get("load_avg_1m") is not None]
+        if loads:
+            doc.p(f"Load average (1 min) during the bench: {', '.join(loads)}, on "
+                  f"{next(v['cpu_count'] for v in load.values() if v)} logical cores.")
+        doc.bullets(bench.get("warnings", []))
+        doc.table(["cell", "epoch s median (min\u2013max)", "ms/step", "samples/s", "1st warm-up step ms", *PHASES,
+                   "GFLOP/s", "utilisation", "stability"], [_bench_cell_row(c) for c in bench["cells"]])
+        st = bench["settings"]
+        doc.p(f"Each cell: {st['warmup']} warm-up steps (the first one, cold, shown apart), then {st['repeats']} repeats "
+              f"of {st['steps'] or 'an epoch of'} steps at batch {st['batch_size']}, interleaved across cells so "
+              f"that a change in the machine's load hits all of them alike; median (min\u2013max) of the repeats. "
+              f"A cell is unstable when its repeats spread by more than {st.get('unstable_spread', 0.1):.0%} of "
+              f"their median or the machine was busy. * extrapolated to a full epoch. Phase shares are of the "
+              f"sum of the phases, from a separate pass with a synchronisation at each phase boundary.")
+        doc.bullets([f"{u['what']}: {u['words']}." for u in bench.get("speedups", [])])
         if (bdir / "bench.png").is_file():
             doc.image(bdir / "bench.png", "Share of each training step by phase")
-        bench_notes = data["observations"]
-        doc.bullets([f"{'PASS' if t['pass'] else 'FAIL'}: {t['check']}" for t in data.get("targets", [])])
 
-    doc.h2("8. Observations")
+    doc.h2("Observations")
     notes = [n for r in runs if r.config()["model"] == "mlp" for n in training_observations(r)]
     notes += [n for r in runs if r.config()["model"] != "mlp" for n in training_observations(r)]
     notes += device_comparisons(runs)
-    notes += bench_notes
+    notes += bench["observations"] if bench else []
     doc.bullets(notes or ["No training runs or benchmarks to observe."])
 
     md, page = out_dir / "report.md", out_dir / "report.html"

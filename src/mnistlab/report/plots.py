@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,9 +10,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mnistlab.core.atomicfile import write_atomic  # noqa: E402
+from mnistlab.core.errors import ConfigError, StorageError  # noqa: E402
 from mnistlab.core.rundir import RunDir  # noqa: E402
 from mnistlab.measure.bench import PHASES, BenchResult  # noqa: E402
+from mnistlab.measure.epochs import epoch_timing, resume_points  # noqa: E402
+
+
+def _integer_epochs(ax) -> None:
+    """Epochs are whole numbers: no 1.5 or 2.5 ticks on short runs."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _mark_resumes(ax, rows: list[dict[str, float]], color: str, label: bool) -> None:
+    for x in resume_points(rows):
+        ax.axvline(x, color=color, ls=":", lw=1.2, label="resumed here" if label else None)
 
 
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
@@ -25,6 +40,8 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
         ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color, label=f"{label}train")
         ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color, label=f"{label}validation")
         ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color, label=run.name)
+        _mark_resumes(ax_loss, rows, color, label=i == 0)
+        _mark_resumes(ax_acc, rows, color, label=False)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (log scale)")
@@ -35,8 +52,39 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_title("Validation accuracy")
     ax_acc.grid(True, alpha=0.3)
+    _integer_epochs(ax_loss)
+    _integer_epochs(ax_acc)
     if len(runs) > 1:
         ax_acc.legend(fontsize=8)
+    return save_figure(fig, out)
+
+
+def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path:
+    """Training seconds of every epoch: cold epochs (the first of each train/resume session) drawn
+    apart, the steady state's median and min-max band marked."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, run in enumerate(runs):
+        rows = run.metrics()
+        t = epoch_timing(rows)
+        color = f"C{i % 10}"
+        name = "" if len(runs) == 1 else f"{run.name}: "
+        ax.plot([int(r["epoch"]) for r in rows], [r["train_seconds"] for r in rows], "-o", ms=4, color=color,
+                label=f"{name}train seconds per epoch")
+        ax.plot(t.cold_epochs, t.cold_s, "o", ms=10, mfc="none", mec="red", mew=1.5,
+                label="cold epoch (first of a session)" if i == 0 else None)
+        if t.steady_s:
+            ax.axhline(t.steady_median, color=color, ls="--", lw=1,
+                       label=f"{name}steady state: median {t.steady_median:.2f} s")
+            ax.axhspan(t.steady_min, t.steady_max, color=color, alpha=0.12,
+                       label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None)
+        _mark_resumes(ax, rows, color, label=i == 0)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training seconds")
+    ax.set_title(title or "Time per epoch")
+    ax.grid(True, alpha=0.3)
+    _integer_epochs(ax)
+    ax.legend(fontsize=8)
     return save_figure(fig, out)
 
 
@@ -45,17 +93,35 @@ def plot_bench(result: BenchResult, out: Path) -> Path:
     cells = result.cells
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 2.0))
     left = [0.0] * len(cells)
+    labels = []
+    for c in cells:  # the step time and its range in the bar's label, so the share axis ends at 100%
+        sp = c.step_spread
+        labels.append(f"{c.key}\n{c.step_median_s * 1e3:.2f} ms/step ({sp['min'] * 1e3:.2f}\u2013"
+                      f"{sp['max'] * 1e3:.2f})" + (" unstable" if c.stability else ""))
     for i, p in enumerate(PHASES):
         vals = [100 * c.share(p) for c in cells]
-        ax.barh([c.key for c in cells], vals, left=left, color=f"C{i}", label=p)
+        ax.barh(labels, vals, left=left, color=f"C{i}", label=p)
         left = [a + b for a, b in zip(left, vals)]
-    for y, c in enumerate(cells):
-        ax.text(101, y, f"{c.step_median_s * 1e3:.2f} ms/step", va="center", fontsize=8)
-    ax.set_xlim(0, 125)
-    ax.set_xlabel("share of a training step (%)")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of a training step, of the sum of its timed phases (%)")
     ax.set_title("Where each training step's time goes")
     ax.invert_yaxis()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
+    return save_figure(fig, out)
+
+
+def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path:
+    """How many training and test samples carry each label."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    xs = range(len(classes))
+    ax.bar([x - 0.2 for x in xs], train, width=0.4, label="train")
+    ax.bar([x + 0.2 for x in xs], test, width=0.4, label="test")
+    ax.set_xticks(list(xs), list(classes))
+    ax.set_xlabel("label")
+    ax.set_ylabel("samples")
+    ax.set_title("Label histogram")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
     return save_figure(fig, out)
 
 
@@ -76,9 +142,19 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
 
 
 def save_figure(fig, out: Path) -> Path:
-    fig.tight_layout()
+    """Write the PNG atomically, with the usual file mode; never create directories (a typo in
+    --out must not leave folders behind): a missing folder is a one-line error."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        if not out.parent.is_dir():
+            raise StorageError(f"{out.parent}: no such directory (create it first, or choose another --out)")
+        fmt = out.suffix.lstrip(".").lower() or "png"
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise ConfigError(f"{out}: cannot write a .{fmt} figure (use .png, .svg or .pdf)")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110)
+    finally:
+        plt.close(fig)
+    write_atomic(out, buf.getvalue())
     return out

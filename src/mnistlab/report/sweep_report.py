@@ -53,6 +53,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     best = best_trial(record, rows)
     doc.p(f"Best trial: {best.number}, run directory {best.run_dir}." if best else "No trial has completed yet.")
     if rows:
+        (out_dir / "figures").mkdir(exist_ok=True)
         fig = plot_objective(record, rows, out_dir / "figures" / "sweep-objective.png")
         doc.image(fig, "Each trial's best objective against each swept parameter")
     md, page = out_dir / "report.md", out_dir / "report.html"

@@ -28,7 +28,7 @@ from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.device import describe_choice, resolve_device
 from mnistlab.training.config import TrainConfig
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.core.environment import environment
+from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
 from mnistlab.training.evaluation import evaluate
 from mnistlab.core.faults import kill_point
@@ -79,7 +79,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
     if overrides.get("epochs") is not None:
         cfg = cfg.replace(epochs=done + overrides["epochs"])
     elif run.status().get("state") == "finished":
-        raise ConfigError(f"{run.path}: already finished ({done} epochs); pass --epochs N to train N more")
+        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to train N more")
     return cfg, state
 
 
@@ -191,7 +191,8 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
     write_json(run / rd_files.CONFIG, cfg.to_dict())
-    write_json(run / rd_files.ENV, {**environment(), "device": str(device)})
+    env = {**environment(), "device": str(device), "load_start": load_snapshot()}  # load: was the machine busy?
+    write_json(run / rd_files.ENV, env)
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
     _set_status(run, "running", epochs_done=done)
@@ -257,6 +258,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
         log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
         raise
 
+    write_json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
     kill_point("final-eval")
     test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
