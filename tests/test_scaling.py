@@ -31,3 +31,19 @@ def test_observations_follow_the_numbers():
 def test_batch_must_divide():
     with pytest.raises(ConfigError, match="divide evenly over 3 processes"):
         measure_scaling("mlp", "cpu", [3], batch=64)
+
+
+def test_the_report_shows_a_scaling_folder(tmp_path):
+    from mnistlab.core.rundir import write_json
+    from mnistlab.report.builder import build_report
+
+    one = ScalingCell("mlp", "cpu", 1, 64, [0.010, 0.011], [0.010, 0.011], 437_544)
+    two = ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.021], [0.005, 0.005], 437_544)
+    write_json(tmp_path / "scaling.json", {"cells": [one.to_dict(), two.to_dict()],
+                                           "observations": scaling_observations([one, two])})
+    md, _ = build_report([tmp_path])
+    text = md.read_text()
+    assert "Data-parallel scaling" in text and "| mlp | cpu | 2 | 20.50 |" in text and "too little work" in text
+    write_json(tmp_path / "scaling.json", {"cells": [{"model": "mlp"}], "observations": []})
+    with pytest.raises(Exception, match="malformed"):
+        build_report([tmp_path])

@@ -151,9 +151,30 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
             benches.append(p)
         elif (p / "config.json").is_file():
             runs.append(RunDir(p))
-        else:
-            raise CheckpointError(f"{p}: neither a run directory, a bench directory nor a lab directory")
+        elif not (p / SCALING_FILE).is_file():  # scaling folders are read by _scaling_section
+            raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
     return None, paths[0], runs, benches
+
+
+SCALING_FILE = "scaling.json"
+
+
+def _scaling_section(doc: Document, path: Path) -> None:
+    """mnistlab bench --nproc: one process against N, and the all-reduce's share of a step."""
+    data = read_json(path)
+    try:
+        rows = [[c["model"], c["device"], int(c["processes"]), f"{c['step_median_s'] * 1e3:.2f}",
+                 f"{min(c['step_s']) * 1e3:.2f}\u2013{max(c['step_s']) * 1e3:.2f}", f"{c['samples_per_s']:,.0f}",
+                 f"{c['communication_share']:.0%}"] for c in data["cells"]]
+        notes = [str(n) for n in data["observations"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed ({e!r})") from None
+    doc.h2("Data-parallel scaling (mnistlab bench --nproc)")
+    doc.table(["model", "device", "processes", "ms/step (median)", "min\u2013max", "samples/s",
+               "all-reduce share"], rows)
+    doc.p("Each configuration ran in fresh processes at the same global batch; the all-reduce share is the "
+          "step as DDP trains against the same step under no_sync() (compute alone).")
+    doc.bullets(notes)
 
 
 BENCH_CELL_KEYS = ("key", "model", "device", "pipeline", "step_s", "steps_per_epoch", "extrapolated", "phases_s",
@@ -456,6 +477,10 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         doc.bullets([f"{u['what']}: {u['words']}." for u in bench.get("speedups", [])])
         if (bdir / "bench.png").is_file():
             doc.image(bdir / "bench.png", "Share of each training step by phase")
+
+    for p in paths:
+        if (p / SCALING_FILE).is_file():
+            _scaling_section(doc, p / SCALING_FILE)
 
     doc.h2("Observations")
     notes = [n for r in runs if r.config()["model"] == "mlp" for n in training_observations(r)]
