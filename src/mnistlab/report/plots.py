@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -12,34 +13,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mnistlab.core.rundir import RunDir  # noqa: E402
 from mnistlab.measure.bench import PHASES, BenchResult  # noqa: E402
+from mnistlab.report.document import plain_text  # noqa: E402
+
+# names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
+def _legend(ax, lines: list, labels: list[str], **kw) -> None:
+    """A legend with the labels given explicitly: matplotlib silently drops labels that start with
+    '_' from an automatic legend, and run names may."""
+    ax.legend(lines, [plain_text(t) for t in labels], **kw)
+
+
+def literal_text(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw with mathtext and TeX off, whatever the user's matplotlibrc says."""
+    @functools.wraps(draw)
+    def wrapped(*args, **kwargs) -> Path:
+        with plt.rc_context(LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return wrapped
+
+
+@literal_text
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
     """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
     for i, run in enumerate(runs):
         rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
         epochs = [int(r["epoch"]) for r in rows]
         color = f"C{i % 10}"
         label = "" if len(runs) == 1 else f"{run.name}: "
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color, label=f"{label}train")
-        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color, label=f"{label}validation")
-        ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color, label=run.name)
+        loss_lines += ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color)
+        loss_lines += ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color)
+        loss_labels += [f"{label}train", f"{label}validation"]
+        acc_lines += ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color)
+        acc_labels.append(run.name)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (log scale)")
-    ax_loss.set_title(title or "Training and validation loss")
+    ax_loss.set_title(plain_text(title or "Training and validation loss"))
     ax_loss.grid(True, which="both", alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    _legend(ax_loss, loss_lines, loss_labels, fontsize=8)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_title("Validation accuracy")
     ax_acc.grid(True, alpha=0.3)
     if len(runs) > 1:
-        ax_acc.legend(fontsize=8)
+        _legend(ax_acc, acc_lines, acc_labels, fontsize=8)
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_bench(result: BenchResult, out: Path) -> Path:
     """Share of each training step by phase, one bar per bench cell."""
     cells = result.cells
@@ -59,6 +84,7 @@ def plot_bench(result: BenchResult, out: Path) -> Path:
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32) -> Path:
     """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
     n = min(n, len(images))
