@@ -122,8 +122,9 @@ def training_observations(run: RunDir) -> list[str]:
         verdict = "the model fits the training data clearly better than unseen data: it has started to overfit."
     else:
         verdict = "the two are close: no sign of overfitting yet."
+    times = f"{ratio:.2f}x" if math.isfinite(ratio) else "no ratio: the training loss is 0"
     out.append(f"{run.name}: at the end the validation loss is {last['val_loss']:.4f} against a training loss of "
-               f"{last['train_loss']:.4f} ({ratio:.2f}x); {verdict}")
+               f"{last['train_loss']:.4f} ({times}); {verdict}")
     return out
 
 

@@ -25,12 +25,15 @@ def plain_text(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
-def md_escape(text: str) -> str:
+def md_escape(text: str, block_start: bool = True) -> str:
     """One line of literal text in Markdown: no HTML (`<`, `>` and `&` become entities), no emphasis,
-    link, code span, table cell break or math, and no list or heading marker at its start."""
+    link, code span, table cell break or math, and (when it starts a block: a paragraph or a list
+    item) no list or heading marker at its start."""
     text = plain_text(str(text))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    if not block_start:  # a heading's or a table cell's text cannot open a list
+        return text
     text = re.sub(r"^(\s*\d+)\.", r"\1\\.", text)  # '1. x' would start a list
     return re.sub(r"^(\s*)([-=])", r"\1\\\2", text)  # and so would '- x' (and '=' a heading)
 
@@ -74,18 +77,21 @@ class Document:
         """Every text goes through md_escape (run names and file contents are untrusted); image
         links are percent-encoded, so that names with spaces or brackets still render."""
         e = md_escape
-        out = [f"# {e(self.title)}", ""]
+
+        def inline(text: str) -> str:
+            return md_escape(text, block_start=False)
+        out = [f"# {inline(self.title)}", ""]
         for b in self.blocks:
             kind = b[0]
             if kind == "h2":
-                out += [f"## {e(b[1])}", ""]
+                out += [f"## {inline(b[1])}", ""]
             elif kind == "p":
                 out += [e(b[1]), ""]
             elif kind == "ul":
                 out += [f"- {e(i)}" for i in b[1]] + [""]
             elif kind == "table":
-                out += ["| " + " | ".join(map(e, b[1])) + " |", "|" + "---|" * len(b[1])]
-                out += ["| " + " | ".join(map(e, r)) + " |" for r in b[2]] + [""]
+                out += ["| " + " | ".join(map(inline, b[1])) + " |", "|" + "---|" * len(b[1])]
+                out += ["| " + " | ".join(map(inline, r)) + " |" for r in b[2]] + [""]
             elif kind == "img":
                 rel = b[1].relative_to(base) if b[1].is_relative_to(base) else b[1]
                 link = quote(plain_text(rel.as_posix()), safe="/")
