@@ -20,7 +20,8 @@ import torch
 
 from mnistlab.core import rundir as rd
 from mnistlab.core.atomicfile import write_atomic
-from mnistlab.core.errors import CheckpointError, ConfigError
+from mnistlab.core.errors import CheckpointError
+from mnistlab.training.config import config_type_errors
 
 REQUIRED = ("model", "optimizer", "epoch", "global_step", "config", "history", "step_log", "best_val_loss",
             "best_epoch", "rng_cpu")
@@ -80,12 +81,10 @@ def validate_checkpoint(state: dict[str, Any], path: Path) -> None:
     if (not isinstance(opt, dict) or not isinstance(opt.get("state"), dict)
             or not isinstance(opt.get("param_groups"), list)):
         raise _bad(path, "optimizer", "must be an optimizer state (state and param_groups)")
-    try:
-        from mnistlab.training.config import TrainConfig
-
-        TrainConfig.from_dict(state["config"])
-    except ConfigError as e:
-        raise _bad(path, "config", f"is not a valid configuration ({e})") from None
+    # types and keys only: a checkpoint stays readable where its dataset is not registered
+    problems = config_type_errors(state["config"], require=True)
+    if problems:
+        raise _bad(path, "config", f"is not a valid configuration ({problems[0]})")
     history = state["history"]
     if not isinstance(history, list):
         raise _bad(path, "history", "must be a list of epoch rows")
