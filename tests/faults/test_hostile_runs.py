@@ -229,7 +229,8 @@ def test_names_are_shown_literally(copy, tmp_path, capsys, monkeypatch, reliabil
 def test_run_dir_that_is_not_utf8(tiny_env, reliability):
     name = os.fsencode(tiny_env["tmp"]) + b"/run-\xff\xfe"
     p = subprocess.run([sys.executable, "-m", "mnistlab", *TRAIN, "--epochs", "1", "--subset", "64", "--no-progress",
-                        "--run-dir", name], env=tiny_env["env"], capture_output=True, timeout=300)
+                        "--run-dir", name], capture_output=True, timeout=300,
+                       env={**tiny_env["env"], "PYTHONIOENCODING": "utf-8"})  # strict UTF-8, as in a UTF-8 locale
     assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr[-800:]
     assert p.stdout.splitlines()[-1] == name and os.path.isfile(name + b"/test.json")
     reliability.record("Names", "a `--run-dir` name that is not valid UTF-8",
