@@ -26,7 +26,8 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(datasets.DATASETS, "tiny", write_tiny_dataset(base / "data"))
         mp.setenv("MNISTLAB_DATA", str(base / "data"))
-        assert main(["train", "--dataset", "tiny", "--epochs", "2", "--no-progress", "--run-dir", str(base / "run")]) == 0
+        argv = ["train", "--dataset", "tiny", "--epochs", "2", "--no-progress", "--run-dir", str(base / "run")]
+        assert main(argv) == 0
     return base / "run"
 
 

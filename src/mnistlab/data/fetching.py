@@ -235,7 +235,8 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
         raise StorageError(f"{raw}: cannot create ({e.strerror})") from None
     # one fetcher at a time per folder: a second waits, then finds the files the first wrote
     with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
-        remove_leftovers(raw, ".part", names=[f.name for f in spec.files])  # of a fetch killed before its rename; we own the folder now
+        # of a fetch killed before its rename; we own the folder now
+        remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
         return _fetch_missing(spec, root, raw, verify_present(spec, root), log, web)
 
 
