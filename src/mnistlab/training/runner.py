@@ -149,11 +149,15 @@ def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
     return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
 
 
-def _stderr_is_terminal() -> bool:
+def _bars_redraw_in_place() -> bool:
+    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto); a log file or a
+    pipe would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
     try:
-        return sys.stderr.isatty()
+        if sys.stderr.isatty():
+            return True
     except (AttributeError, ValueError):
-        return False
+        pass
+    return "ipykernel" in sys.modules
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
@@ -166,8 +170,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                          progress: bool, stops: StopRequests) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
-    # a bar redraws itself with '\r': in a log file that is one long line; there, the epoch lines suffice
-    progress = progress and _stderr_is_terminal()
+    progress = progress and _bars_redraw_in_place()
     if state is None:
         history: list[dict[str, float]] = []
         step_log: list[dict[str, float]] = []
