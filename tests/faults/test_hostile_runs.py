@@ -154,8 +154,9 @@ def test_bad_config_json(copy, tmp_path, capsys, reliability, case):
                  ["report", str(run), "--out", str(tmp_path / "rep")]):
         line = one_line_error(capsys, argv)
         assert str(run / "config.json") in line, line
-    reliability.record("Hostile run files", f"config.json that is {case}" if case.startswith("`") else
-                       f"config.json with {case}", "clear error naming the file (eval, resume, report)", trials=3)
+    kind = "that is" if case in ("`[]`", "`null`", "`{}`") else "with"
+    reliability.record("Hostile run files", f"config.json {kind} {case}",
+                       "clear error naming the file (eval, resume, report)", trials=3)
 
 
 def test_plot_and_report_on_metrics_missing_a_column(copy, tmp_path, capsys, reliability):
