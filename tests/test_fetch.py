@@ -89,7 +89,7 @@ def test_install_bytes_removes_temp_on_failure_and_stale_parts_are_cleaned(tiny)
     with pytest.raises(DataError):
         install_bytes(b"junk", raw / "x", spec.test_labels)
     assert not (raw / "x").exists() and not list(raw.glob(".*.part"))
-    (raw / ".t10k-labels-idx1-ubyte.abc.part").write_bytes(b"half")  # a killed fetch's leftover
+    (raw / ".t10k-labels-idx1-ubyte.abcd1234.part").write_bytes(b"half")  # a killed fetch's leftover
     fetch(spec, root, log=lambda m: None)
     assert not list(raw.glob(".*.part"))
 

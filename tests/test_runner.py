@@ -119,7 +119,7 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tiny, tmp_path):
     with pytest.raises(ConfigError, match="cannot resume with model='cnn'"):
         runner.train(resume=run.path, overrides={"model": "cnn", "epochs": 1}, **quiet())
     (run / "last.pt").unlink()  # two epochs recorded: a lost checkpoint is an error, not a restart
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="last.pt: missing, but this run had saved 2 epoch"):
         runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
     with pytest.raises(CheckpointError, match="not a mnistlab run directory"):
         runner.train(resume=tmp_path, **quiet())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
+from mnistlab.core.stopping import Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -244,7 +245,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from mnistlab.training.checkpoint import load_checkpoint, load_model_state
     from mnistlab.core.device import resolve_device
-    from mnistlab.training.config import TrainConfig
+    from mnistlab.core.rundir import CONFIG
+    from mnistlab.training.config import load_run_config
     from mnistlab.data.datasets import data_root, get_dataset
     from mnistlab.training.evaluation import evaluate
     from mnistlab.data.fetching import fetch
@@ -254,7 +256,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mnistlab.data.info import class_label
 
     run = open_run(args.run_dir)
-    cfg = TrainConfig.from_dict(run.config())
+    cfg = load_run_config(run / CONFIG)
     ckpt = run / f"{args.checkpoint}.pt"
     state = load_checkpoint(ckpt)
     device = resolve_device(args.device)
@@ -263,11 +265,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     spec = get_dataset(cfg.dataset)
     root = data_root(args.data_dir or cfg.data_dir)
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
-    result = evaluate(model.to(device), make_test_loader(spec, root, device), len(spec.classes))
+    # the test images the run's own test.json used: all of them, or the first N of a --subset run
+    loader = make_test_loader(spec, root, device, subset=cfg.subset)
+    result = evaluate(model.to(device), loader, len(spec.classes))
     if args.json:
-        print(json.dumps({**result.to_dict(), "checkpoint": args.checkpoint, "epoch": int(state["epoch"])}, indent=2))
+        print(json.dumps({**result.to_dict(), "checkpoint": args.checkpoint, "epoch": int(state["epoch"]),
+                          "subset": cfg.subset}, indent=2))
         return 0
     print(f"{run.path} ({cfg.model} on {cfg.dataset}, {args.checkpoint}.pt after epoch {int(state['epoch'])}, {device})")
+    if cfg.subset:
+        print(f"test set: the first {loader.num_samples:,} test images only, as in this --subset {cfg.subset} run")
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
           f"in {result.seconds:.2f} s")
     print("per-class accuracy:")
@@ -416,7 +423,19 @@ def _silence_stdout() -> None:
         pass
 
 
+def _paths_print_as_bytes() -> None:
+    """A path that is not valid UTF-8 reaches Python as surrogate escapes; printing one must not crash
+    after the work is done. On a UTF-8 stream it is written back as its original bytes."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            utf8 = (stream.encoding or "").lower().replace("-", "") == "utf8"
+            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper: leave it
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _paths_print_as_bytes()
     try:
         args = build_parser().parse_args(argv)
         code = _COMMANDS[args.command](args)
@@ -425,9 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MnistlabError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("mnistlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during training (Terminated)
+        terminated = isinstance(e, Terminated)
+        print(f"mnistlab: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe

@@ -75,17 +75,36 @@ def make_tiny_env(tmp_path: Path) -> dict:
     env = {**os.environ, "MNISTLAB_DATA": str(root), "MNISTLAB_DATASETS_FILE": str(tmp_path / "datasets.json"),
            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("MNISTLAB_KILL_AT", None)
+    env.pop("MNISTLAB_KILL_SIGNAL", None)
     return {"env": env, "spec": spec, "root": root, "tmp": tmp_path}
 
 
-def mnistlab(args: list[str], env: dict, kill_at: str | None = None, timeout: float = 300,
-             cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in its own process (optionally set to kill itself at a named point)."""
+def mnistlab(args: list, env: dict, kill_at: str | None = None, timeout: float = 300,
+             cwd: Path | None = None, kill_signal: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in its own process (optionally set to send itself SIGKILL, or `kill_signal`,
+    at a named point)."""
     env = dict(env)
     if kill_at:
         env["MNISTLAB_KILL_AT"] = kill_at
+    if kill_signal:
+        env["MNISTLAB_KILL_SIGNAL"] = kill_signal
     return subprocess.run([sys.executable, "-m", "mnistlab", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI in this process; assert exit 2, exactly one error line on stderr (progress lines
+    may precede it) and no traceback; return the error line."""
+    from mnistlab.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("mnistlab: error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, (code, captured.err)
+    return lines[0]
 
 
 def is_one_line_error(p: subprocess.CompletedProcess) -> bool:

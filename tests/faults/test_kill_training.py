@@ -12,6 +12,7 @@ import time
 import pytest
 
 from mnistlab.core.rundir import open_run
+from mnistlab.training.checkpoint import load_checkpoint
 
 from .conftest import is_one_line_error, make_tiny_env, mnistlab
 
@@ -74,6 +75,8 @@ def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, su
     p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at=point)
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-500:])
     survivor_is_readable(run_dir)
+    if point.startswith("after-checkpoint"):  # status.json counts the epochs last.pt holds, at every checkpoint
+        assert open_run(run_dir).status() == {"state": "running", "epochs_done": 1}
     if (run_dir / "config.json").exists():
         resume_until_finished(run_dir, env)
     else:  # killed while the run directory was being set up: start it again, same command
@@ -105,6 +108,27 @@ def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, s
     assert final_numbers(run_dir) == numbers
     reliability.record("Killed with SIGKILL during training, then --resume",
                        "at a random moment (seeded)", "nothing lost: final metrics equal an uninterrupted run's")
+
+
+# SIGTERM at: the start of epoch 2's validation (nothing of epoch 2 saved yet), and halfway through
+# writing epoch 2's last.pt (the metrics row of epoch 2 already written): the stop waits for the checkpoint
+TERM_POINTS = {"epoch-end:2": 1, "write:last.pt:2": 2}
+
+
+@pytest.mark.parametrize("point", list(TERM_POINTS))
+def test_sigterm_stops_like_ctrl_c_then_resume(tiny_env, reference, reliability, point):
+    env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
+    p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at=point, kill_signal="TERM")
+    saved = TERM_POINTS[point]
+    assert p.returncode == 143 and "mnistlab: terminated" in p.stderr and "Traceback" not in p.stderr, p.stderr[-800:]
+    assert f"terminated after epoch {saved} (last.pt holds epoch {saved})" in p.stdout
+    assert open_run(run_dir).status() == {"state": "terminated", "epochs_done": saved}
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == saved == len(open_run(run_dir).metrics())
+    resume_until_finished(run_dir, env)
+    assert final_numbers(run_dir) == reference[0]
+    reliability.record("Stopped with SIGTERM during training, then --resume", f"at `{point}`",
+                       "state `terminated`, exit 143, the message and status.json name the epoch last.pt holds; "
+                       "nothing lost: final metrics equal an uninterrupted run's")
 
 
 def test_diverging_run_stops_clearly_and_keeps_best(tiny_env, reliability):

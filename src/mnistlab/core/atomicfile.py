@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mnistlab.core.distributed import is_writer
 from mnistlab.core.errors import StorageError
 from mnistlab.core.faults import kill_point
+
+
+# mkstemp(prefix=".<name>.", suffix=...) adds 8 characters from this alphabet
+_TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}(\.[a-z]+)")
 
 
 def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None = None,
@@ -49,9 +54,18 @@ def _umask() -> int:
     return mask
 
 
-def remove_leftovers(folder: Path, suffix: str = ".tmp") -> None:
+def leftover_of(name: str, suffix: str = ".tmp", names: Iterable[str] | None = None) -> bool:
+    """Is `name` the temporary file of a write_atomic that never finished (`.<file>.<8 random>.tmp`),
+    of one of `names` when given? A user's own `.notes.tmp` is not."""
+    m = _TEMP_NAME.fullmatch(name)
+    return bool(m) and m.group(2) == suffix and (names is None or m.group(1) in set(names))
+
+
+def remove_leftovers(folder: Path, suffix: str = ".tmp", names: Iterable[str] | None = None) -> None:
     """Temporary files of writes that a kill interrupted: never read, safe to delete, but only by
-    the process that holds the folder's lock (another process may be writing one right now)."""
+    the process that holds the folder's lock (another process may be writing one right now), and
+    only files that write_atomic named."""
     if Path(folder).is_dir():
         for f in Path(folder).glob(f".*{suffix}"):
-            f.unlink(missing_ok=True)
+            if leftover_of(f.name, suffix, names) and f.is_file() and not f.is_symlink():
+                f.unlink(missing_ok=True)

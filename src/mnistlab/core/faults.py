@@ -1,7 +1,8 @@
 """Named points where the fault-injection tests make the process die, at exactly that moment.
 
 `MNISTLAB_KILL_AT=POINT[:N]` sends SIGKILL to this process the N-th time (default: the first)
-it reaches POINT. The points: `write:<file name>` (half of the file's temporary copy written),
+it reaches POINT; `MNISTLAB_KILL_SIGNAL=TERM` (or INT) sends that signal instead, which the
+process may handle. The points: `write:<file name>` (half of the file's temporary copy written),
 `epoch-end` (an epoch trained, nothing of it saved yet), `after-checkpoint` (the CSVs and
 last.pt of an epoch written, its progress line not yet printed) and `final-eval` (the test evaluation under way). Unset, a point
 costs one dictionary lookup, and none is on the per-step path.
@@ -14,6 +15,7 @@ import signal
 from collections import Counter
 
 ENV_VAR = "MNISTLAB_KILL_AT"
+SIGNAL_VAR = "MNISTLAB_KILL_SIGNAL"
 _seen: Counter[str] = Counter()
 
 
@@ -28,4 +30,5 @@ def kill_point(name: str) -> None:
         return
     _seen[name] += 1
     if _seen[name] == int(nth):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = getattr(signal, "SIG" + os.environ.get(SIGNAL_VAR, "KILL").upper().removeprefix("SIG"))
+        os.kill(os.getpid(), sig)

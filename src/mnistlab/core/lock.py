@@ -30,7 +30,7 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # never through a symlink
         except OSError as e:
             raise StorageError(f"{self.path.parent}: cannot lock ({e.strerror})") from None
         try:

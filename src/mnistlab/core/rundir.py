@@ -13,19 +13,24 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.atomicfile import leftover_of, write_atomic
 from mnistlab.core.lock import LOCK_FILE
 from mnistlab.core.errors import CheckpointError
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
+RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written by write_atomic
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
                  "epoch_seconds", "samples_per_s", "steps", "global_step", "session"]
 STEP_FIELDS = ["step", "epoch", "train_loss"]
+# what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
+REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
+                    "epoch_seconds", "samples_per_s", "steps", "global_step"]
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -42,21 +47,54 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
 
-def read_csv(path: Path) -> list[dict[str, float]]:
-    """Rows with every value as a number (all our CSV columns are numeric)."""
+def json_kind(obj: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "a boolean", type(None): "null",
+             int: "a number", float: "a number"}
+    return names.get(type(obj), type(obj).__name__)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (every file a run writes is one)."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {json_kind(obj)}")
+    return obj
+
+
+def read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, float]]:
+    """Rows with every value as a number (all our CSV columns are numeric); the `required`
+    columns must be in the header, and every row must have exactly the header's fields."""
     try:
-        with open(path, newline="") as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise CheckpointError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():
+                    raise CheckpointError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
+                try:
+                    rows.append({k: float(v) for k, v in row.items()})
+                except ValueError as e:
+                    raise CheckpointError(f"{path}: malformed CSV (line {line}: {e})") from None
+            return rows
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not found") from None
-    except (ValueError, TypeError) as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a CSV file") from None
+    except (UnicodeDecodeError, csv.Error) as e:
         raise CheckpointError(f"{path}: malformed CSV ({e})") from None
 
 
@@ -72,22 +110,23 @@ class RunDir:
         return self.path.name
 
     def config(self) -> dict[str, Any]:
-        return read_json(self.path / CONFIG)
+        """The raw object; training.config.load_run_config validates it as a TrainConfig."""
+        return read_json_object(self.path / CONFIG)
 
     def metrics(self) -> list[dict[str, float]]:
-        return read_csv(self.path / METRICS) if (self.path / METRICS).exists() else []
+        return read_csv(self.path / METRICS, REQUIRED_METRICS) if (self.path / METRICS).exists() else []
 
     def steps(self) -> list[dict[str, float]]:
-        return read_csv(self.path / STEPS) if (self.path / STEPS).exists() else []
+        return read_csv(self.path / STEPS, STEP_FIELDS) if (self.path / STEPS).exists() else []
 
     def test(self) -> dict[str, Any] | None:
-        return read_json(self.path / TEST) if (self.path / TEST).exists() else None
+        return read_json_object(self.path / TEST) if (self.path / TEST).exists() else None
 
     def env(self) -> dict[str, Any]:
-        return read_json(self.path / ENV) if (self.path / ENV).exists() else {}
+        return read_json_object(self.path / ENV) if (self.path / ENV).exists() else {}
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.path / STATUS) if (self.path / STATUS).exists() else {}
+        return read_json_object(self.path / STATUS) if (self.path / STATUS).exists() else {}
 
 
 def open_run(path: str | os.PathLike) -> RunDir:
@@ -102,7 +141,9 @@ def open_run(path: str | os.PathLike) -> RunDir:
 
 
 def _only_leftovers(p: Path) -> bool:
-    return all(f.name == LOCK_FILE or (f.name.startswith(".") and f.name.endswith(".tmp")) for f in p.iterdir())
+    """A folder that holds nothing but what a run killed while starting leaves: its lock and the
+    temporary files of its own writes (a user's file makes it a folder that is not ours to use)."""
+    return all(f.name == LOCK_FILE or leftover_of(f.name, names=RUN_FILES) for f in p.iterdir())
 
 
 def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:

@@ -7,7 +7,9 @@ Adding a dataset is adding a row. The on-disk layout matches torchvision's
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,28 +85,95 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 EXTRA_DATASETS_ENV_VAR = "MNISTLAB_DATASETS_FILE"
+MAX_FILE_SIZE = 1 << 32  # a pinned file above 4 GiB is not an MNIST-family file
 
 
-def spec_from_dict(d: dict) -> DatasetSpec:
-    """A dataset row from JSON: the DatasetSpec fields, with each file as {name, sha256, size}."""
-    try:
-        files = {k: FileSpec(**d[k]) for k in ("train_images", "train_labels", "test_images", "test_labels")}
-        return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(d["mean"]), std=float(d["std"]),
-                           classes=tuple(d["classes"]), mirrors=tuple(d.get("mirrors", ())), **files)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"dataset row {d.get('name', '?')!r} is malformed ({e!r})") from None
+_FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def plain_name(value: object) -> bool:
+    """A single path component: no separator, not `.` or `..`, no NUL or control character.
+    Names in dataset rows must be plain, so that every path built from them stays in the data root."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and not any(ord(c) < 32 or ord(c) == 127 for c in value))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
+    """A dataset row from JSON, validated whole: the DatasetSpec fields, with each file as
+    {name, sha256, size}. Anything malformed is a ConfigError naming the row and the field."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected an object, found {type(d).__name__}")
+    label = f"{where} {d.get('name')!r}" if isinstance(d.get("name"), str) else where
+
+    def bad(field: str, why: str) -> ConfigError:
+        return ConfigError(f"{label}: {field} {why}")
+
+    known = {"name", "folder", "mean", "std", "classes", "mirrors", *_FILE_KEYS}
+    for key in d:
+        if key not in known:
+            raise bad(repr(key), f"is not a dataset field (valid: {', '.join(sorted(known))})")
+    for key in ("name", "folder"):
+        if not plain_name(d.get(key)):
+            raise bad(key, f"must be a plain name (no '/', '..' or control characters), got {d.get(key)!r}")
+    files = {}
+    for key in _FILE_KEYS:
+        f = d.get(key)
+        if not isinstance(f, dict) or set(f) != {"name", "sha256", "size"}:
+            raise bad(key, "must be an object with exactly name, sha256 and size")
+        if not plain_name(f["name"]) or f["name"].endswith((".gz", ".part", ".tmp")) or f["name"].startswith("."):
+            raise bad(f"{key}.name", f"must be a plain file name, got {f['name']!r}")
+        if not isinstance(f["sha256"], str) or not _SHA256.fullmatch(f["sha256"]):
+            raise bad(f"{key}.sha256", f"must be 64 lowercase hex digits, got {f['sha256']!r}")
+        if not isinstance(f["size"], int) or isinstance(f["size"], bool) or not 0 < f["size"] <= MAX_FILE_SIZE:
+            raise bad(f"{key}.size", f"must be a whole number of bytes in 1..{MAX_FILE_SIZE}, got {f['size']!r}")
+        files[key] = FileSpec(f["name"], f["sha256"], f["size"])
+    if len({f.name for f in files.values()}) != len(files):
+        raise bad("files", "must have four different names")
+    mean, std = d.get("mean"), d.get("std")
+    if not _is_number(mean) or not math.isfinite(mean):
+        raise bad("mean", f"must be a finite number, got {mean!r}")
+    if not _is_number(std) or not math.isfinite(std) or std <= 0:
+        raise bad("std", f"must be a finite number above 0, got {std!r}")
+    classes = d.get("classes")
+    if (not isinstance(classes, list) or not 2 <= len(classes) <= 256
+            or not all(isinstance(c, str) for c in classes)):
+        raise bad("classes", "must be a list of 2 to 256 class names (text)")
+    mirrors = d.get("mirrors", [])
+    if not isinstance(mirrors, list) or not all(isinstance(m, str) and m.startswith(("https://", "http://"))
+                                                and m.endswith("/") for m in mirrors):
+        raise bad("mirrors", "must be a list of http(s) base URLs ending in '/'")
+    return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(mean), std=float(std),
+                       classes=tuple(classes), mirrors=tuple(mirrors), **files)
 
 
 def _extra_datasets() -> dict[str, DatasetSpec]:
-    """Rows from the JSON file named by $MNISTLAB_DATASETS_FILE: more datasets without code."""
+    """Rows from the JSON file named by $MNISTLAB_DATASETS_FILE: more datasets without code.
+    The file is untrusted: it must be a list of valid rows, and may not redefine a built-in
+    dataset (whose pins would otherwise be silently replaced) or define one name twice."""
     path = os.environ.get(EXTRA_DATASETS_ENV_VAR)
     if not path:
         return {}
+    where = f"${EXTRA_DATASETS_ENV_VAR}={path}"
     try:
-        rows = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"${EXTRA_DATASETS_ENV_VAR}={path}: cannot read ({e})") from None
-    return {spec.name: spec for spec in map(spec_from_dict, rows)}
+        rows = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{where}: cannot read ({e})") from None
+    if not isinstance(rows, list):
+        raise ConfigError(f"{where}: expected a list of dataset rows, found {type(rows).__name__}")
+    out: dict[str, DatasetSpec] = {}
+    for i, row in enumerate(rows):
+        spec = spec_from_dict(row, f"{where}: row {i}")
+        if spec.name in DATASETS:
+            raise ConfigError(f"{where}: row {i} redefines the built-in dataset {spec.name!r}; give it another name")
+        if spec.name in out:
+            raise ConfigError(f"{where}: row {i} defines {spec.name!r} a second time")
+        out[spec.name] = spec
+    return out
 
 
 def all_datasets() -> dict[str, DatasetSpec]:

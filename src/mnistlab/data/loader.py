@@ -141,5 +141,9 @@ def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction:
 
 
 def make_test_loader(spec: DatasetSpec, root: Path, device: torch.device | str,
-                     batch_size: int = EVAL_BATCH_SIZE) -> DeviceLoader:
-    return DeviceLoader(read_split(spec, root, train=False), spec.mean, spec.std, batch_size, device, shuffle=False)
+                     batch_size: int = EVAL_BATCH_SIZE, subset: int | None = None) -> DeviceLoader:
+    """The test split; `subset` keeps its first N samples, as make_splits does for a --subset run."""
+    test = read_split(spec, root, train=False)
+    if subset:
+        test = RawSplit(test.images[:subset], test.labels[:subset])
+    return DeviceLoader(test, spec.mean, spec.std, batch_size, device, shuffle=False)

@@ -7,6 +7,7 @@ computed from those numbers.
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,73 @@ from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.plots import plot_epoch_times, plot_label_histogram, plot_runs
 from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
 from mnistlab.core.atomicfile import write_atomic
-from mnistlab.core.rundir import RunDir, read_json
+from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir, json_kind, read_json_object
+from mnistlab.data.datasets import plain_name
+from mnistlab.training.config import check_run_config
 from mnistlab.measure.summary import summarize
 
 LAB_FILE = "lab.json"
+
+# What the report reads from each file, checked before use (every file is untrusted): a type name,
+# {key: schema} for an object (a key ending in '?' may be absent), [schema] for a list; a type name
+# ending in '?' also allows null.
+TEST_SCHEMA = {"loss": "number", "accuracy": "number", "correct": "int", "total": "int", "seconds": "number"}
+ENV_SCHEMA = {"torch": "text", "cuda_version": "text?", "numpy": "text", "python": "text", "mnistlab": "text",
+              "cpu": "text", "cpu_count": "int?", "torch_threads": "int", "cuda_available": "bool",
+              "cuda_devices": ["text"], "mps_available": "bool", "device?": "text"}
+RUN_ENV_SCHEMA = {k.rstrip("?") + "?": v for k, v in ENV_SCHEMA.items()}  # a run's env.json: typed, all optional
+DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int", "image_shape": ["int"],
+               "stored_dtype": "text", "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
+               "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
+LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA}, "data?": DATA_SCHEMA,
+              "split?": "text", "seed?": "int", "models?": ["text"]}
+_TYPES = {"number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "text": lambda v: isinstance(v, str),
+          "bool": lambda v: isinstance(v, bool), "any": lambda v: True}
+
+
+def check_schema(value: Any, schema: Any, where: str) -> None:
+    """CheckpointError naming the file and the field of the first value that does not fit `schema`."""
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{where}: expected an object, found {json_kind(value)}")
+        for key, sub in schema.items():
+            name = key.rstrip("?")
+            if name not in value:
+                if key.endswith("?"):
+                    continue
+                raise CheckpointError(f"{where}: missing the field {name!r}")
+            check_schema(value[name], sub, f"{where}: field {name!r}" if ": field" not in where else f"{where}.{name}")
+    elif isinstance(schema, list):
+        if not isinstance(value, list):
+            raise CheckpointError(f"{where}: expected a list, found {json_kind(value)}")
+        for i, item in enumerate(value):
+            check_schema(item, schema[0], f"{where}[{i}]")
+    elif not (value is None and schema.endswith("?")) and not _TYPES[schema.rstrip("?")](value):
+        raise CheckpointError(f"{where}: expected {schema.rstrip('?')}, found {value!r}")
+
+
+def _config(run: RunDir) -> dict[str, Any]:
+    return check_run_config(run / CONFIG)
+
+
+def _test(run: RunDir) -> dict[str, Any] | None:
+    test = run.test()
+    if test is not None:
+        check_schema(test, TEST_SCHEMA, str(run / TEST))
+    return test
+
+
+def _env(run: RunDir) -> dict[str, Any]:
+    env = run.env()
+    if env:
+        check_schema(env, RUN_ENV_SCHEMA, str(run / ENV))
+    return env
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b that a zero (a loss that reached exactly 0, an instant epoch) cannot crash."""
+    return a / b if b else (math.inf if a else 1.0)
 OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
 FIGURES = "figures"
 
@@ -42,9 +106,9 @@ def training_observations(run: RunDir) -> list[str]:
     n, b = int(last["epoch"]), int(best["epoch"])
     out = []
     if b == n:
-        k = min(5, n - 1)
+        k = min(5, len(rows) - 1)
         before = rows[-1 - k]["val_loss"]
-        drop = (before - last["val_loss"]) / before
+        drop = _ratio(before - last["val_loss"], before)
         out.append(f"{run.name}: validation loss was still falling at the last epoch ({last['val_loss']:.4f} at "
                    f"epoch {n}, down {drop:.1%} over the last {k} epochs): training longer may still help, "
                    f"with diminishing returns.")
@@ -52,7 +116,7 @@ def training_observations(run: RunDir) -> list[str]:
         out.append(f"{run.name}: validation loss was lowest at epoch {b} ({best['val_loss']:.4f}) and did not "
                    f"improve in the {n - b} epochs after it (epoch {n}: {last['val_loss']:.4f}); training longer "
                    f"does not help, and early stopping (--early-stop {max(1, min(3, n - b))}) would keep epoch {b}.")
-    gap, ratio = last["val_loss"] - last["train_loss"], last["val_loss"] / last["train_loss"]
+    gap, ratio = last["val_loss"] - last["train_loss"], _ratio(last["val_loss"], last["train_loss"])
     if gap <= 0:
         verdict = ("validation loss is below the training loss (which is averaged over an epoch of still-changing "
                    "weights): no sign of overfitting.")
@@ -60,14 +124,15 @@ def training_observations(run: RunDir) -> list[str]:
         verdict = "the model fits the training data clearly better than unseen data: it has started to overfit."
     else:
         verdict = "the two are close: no sign of overfitting yet."
+    times = f"{ratio:.2f}x" if math.isfinite(ratio) else "no ratio: the training loss is 0"
     out.append(f"{run.name}: at the end the validation loss is {last['val_loss']:.4f} against a training loss of "
-               f"{last['train_loss']:.4f} ({ratio:.2f}x); {verdict}")
+               f"{last['train_loss']:.4f} ({times}); {verdict}")
     return out
 
 
 def _capped(run: RunDir) -> int | None:
     """The step limit of a run whose epochs were capped below a full epoch (quick mode), else None."""
-    cap = run.config().get("max_steps")
+    cap = _config(run).get("max_steps")
     rows = run.metrics()
     return int(cap) if cap and rows and all(int(r["steps"]) <= int(cap) for r in rows) else None
 
@@ -78,7 +143,7 @@ def _epoch_word(run: RunDir) -> str:
 
 
 def _run_summary_row(run: RunDir) -> list[str]:
-    cfg, rows, test = run.config(), run.metrics(), run.test() or {}
+    cfg, rows, test = _config(run), run.metrics(), _test(run) or {}
     t = epoch_timing(rows)
     cap = _capped(run)
     n = f"{len(rows)} ({cap} steps each)" if cap else str(len(rows))
@@ -88,7 +153,7 @@ def _run_summary_row(run: RunDir) -> list[str]:
         sps = f"{statistics.median(t.steady_samples_per_s):,.0f}"
     else:
         steady = step = sps = "- (no steady epoch)"
-    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), n,
+    return [run.name, cfg["model"], _env(run).get("device", cfg["device"]), n,
             ", ".join(_fmt_s(x) for x in t.cold_s) or "-", steady, step, sps,
             f"{test['accuracy']:.2%}" if test else "-", _fmt_s(test["seconds"]) if test else "-"]
 
@@ -98,7 +163,7 @@ RUN_HEADERS = ["run", "model", "device", "epochs", "first (cold) epoch s", "stea
 
 
 def _dev(run: RunDir) -> str:
-    return str(run.env().get("device", "cpu")).split(":")[0]
+    return str(_env(run).get("device", "cpu")).split(":")[0]
 
 
 def _step_ratio_words(cpu: list[float], dev: list[float], name: str) -> str:
@@ -119,7 +184,7 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
     out = []
     by_model: dict[str, dict[str, RunDir]] = {}
     for r in runs:
-        by_model.setdefault(r.config()["model"], {})[_dev(r)] = r
+        by_model.setdefault(_config(r)["model"], {})[_dev(r)] = r
     for m, devs in by_model.items():
         cpu = devs.get("cpu")
         if cpu is None or (model is not None and m != model):
@@ -140,8 +205,14 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
 def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunDir], list[Path]]:
     """Expand a lab directory or a list of run and bench directories."""
     if len(paths) == 1 and (paths[0] / LAB_FILE).is_file():
-        lab = read_json(paths[0] / LAB_FILE)
         root = paths[0]
+        lab = read_json_object(root / LAB_FILE)
+        check_schema(lab, LAB_SCHEMA, str(root / LAB_FILE))
+        for name in [*lab["runs"], *([lab["bench"]] if lab.get("bench") else [])]:
+            if not plain_name(name) or not (root / name).is_dir():
+                raise CheckpointError(f"{root / LAB_FILE}: lists {name!r}, which is not a folder in {root}")
+        if lab.get("data") and ("split" not in lab or "seed" not in lab):
+            raise CheckpointError(f"{root / LAB_FILE}: has data but no split or seed")
         runs = [RunDir(root / name) for name in lab["runs"]]
         benches = [root / lab["bench"]] if lab.get("bench") else []
         return lab, root, runs, benches
@@ -161,7 +232,7 @@ SCALING_FILE = "scaling.json"
 
 def _scaling_section(doc: Document, path: Path) -> None:
     """mnistlab bench --nproc: one process against N, and the all-reduce's share of a step."""
-    data = read_json(path)
+    data = read_json_object(path)
     try:
         rows = [[c["model"], c["device"], int(c["processes"]), f"{c['step_median_s'] * 1e3:.2f}",
                  f"{min(c['step_s']) * 1e3:.2f}\u2013{max(c['step_s']) * 1e3:.2f}", f"{c['samples_per_s']:,.0f}",
@@ -183,7 +254,7 @@ BENCH_CELL_KEYS = ("key", "model", "device", "pipeline", "step_s", "steps_per_ep
 
 def _read_bench(path: Path) -> dict[str, Any]:
     """bench.json, checked before use: a file from an older mnistlab or a damaged one is a clear error."""
-    data = read_json(path)
+    data = read_json_object(path)
     try:
         cells = data["cells"]
         for c in cells:
@@ -212,7 +283,7 @@ def _bench_cell_row(c: dict[str, Any]) -> list[str]:
 
 
 def _runs_of(runs: list[RunDir], model: str) -> list[RunDir]:
-    return [r for r in runs if r.config().get("model") == model]
+    return [r for r in runs if _config(r).get("model") == model]
 
 
 def _cpu_run(runs: list[RunDir], model: str) -> RunDir | None:
@@ -237,7 +308,7 @@ def _bench_lines(bench: dict[str, Any] | None, model: str) -> list[str]:
 def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) -> None:
     """A run's settings, loss plot, epoch table (cold epochs marked; capped epochs labelled) and test line."""
     rows = r.metrics()
-    cfg = r.config()
+    cfg = _config(r)
     sessions = sorted({int(x.get("session", 1)) for x in rows})
     doc.p(f"{r.name}: {cfg['model']} on {cfg['dataset']}, batch {cfg['batch_size']}, SGD lr {cfg['lr']} "
           f"momentum {cfg['momentum']}, seed {cfg['seed']}"
@@ -252,7 +323,7 @@ def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) 
               [[int(x["epoch"]), f"{x['train_loss']:.4f}", f"{x['val_loss']:.4f}", f"{x['val_accuracy']:.2%}",
                 _fmt_s(x["train_seconds"]) + (" (cold)" if int(x["epoch"]) in cold else ""),
                 _fmt_s(x["val_seconds"]), f"{x['samples_per_s']:,.0f}"] for x in rows])
-    test = r.test()
+    test = _test(r)
     if test:
         doc.p(f"{r.name} test set: loss {test['loss']:.4f}, accuracy {test['accuracy']:.2%} "
               f"({test['correct']}/{test['total']}), evaluated in {test['seconds']:.2f} s.")
@@ -282,8 +353,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
           "training session is cold (set-up and first-call costs) and is reported apart from the steady state.")
     bench = _read_bench(benches[0] / "bench.json") if benches else None
 
-    env = (lab or {}).get("env") or (runs[0].env() if runs else None)
-    if env:
+    env = (lab or {}).get("env") or (_env(runs[0]) if runs else None)
+    if env and all(k.endswith("?") or k in env for k in ENV_SCHEMA):  # a partial env.json has no section 1
         doc.h2("Environment (the notebook's torch version and CUDA check)")
         doc.pre(format_environment(env))
 
@@ -317,7 +388,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             doc.image(plot_label_histogram(classes, counts[0], counts[1], figs / "labels.png"),
                       "Label histogram of the training and test sets")
 
-    models = list(dict.fromkeys([r.config()["model"] for r in runs] or (lab or {}).get("models", [])))
+    models = list(dict.fromkeys([_config(r)["model"] for r in runs] or (lab or {}).get("models", [])))
     if models:
         doc.h2("The models (the notebook's MyModule, MLP and CNN cells)")
         for m in models:
@@ -347,7 +418,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         doc.image(f, f"{mlp.name}: train and validation loss after {n1} epochs (log scale)")
 
         t = epoch_timing(rows)
-        test = mlp.test()
+        test = _test(mlp)
         more = len(rows) - n1
         doc.h2("Q3. Time per epoch, and training for more epochs (the notebook's unnumbered question between Q2 and Q4)")
         doc.p(f"Answer: {t.words()}" + (f"; the run was resumed for {more} more epochs, which took "
@@ -371,14 +442,13 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         g = gpu_mlp[0]
         gt = epoch_timing(g.metrics())
         doc.p(f"Answer: the same training and test loops run on every device; the model and each batch are moved "
-              f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {g.env().get('device')}: {gt.words()}.")
+              f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {_env(g).get('device')}: {gt.words()}.")
         _run_section(doc, g, figs)
     else:
         doc.p("Answer: mnistlab's training and test loops are the same code on every device; the model and each batch "
               "are moved with .to(device) (mnistlab train --device cuda). This machine has no GPU, so there is no "
               "GPU run in this report.")
 
-    gpu_devices = sorted({_dev(r) for r in runs} - {"cpu"})
     doc.h2("Q6. Is the MLP faster on the GPU, and is the speed-up what you would expect?")
     comp = device_comparisons(runs, "mlp")
     doc.p("Answer: " + (" ".join(comp) if comp else "not measured here: no GPU run.")
@@ -389,7 +459,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     prof = {m: profile_model(m, 1) for m in ("mlp", "cnn")}
     if cnn:
         rows = cnn.metrics()
-        test = cnn.test()
+        test = _test(cnn)
         cap = _capped(cnn)
         doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
         fewer = 1 - prof["cnn"].parameters / prof["mlp"].parameters
@@ -405,8 +475,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     gpu_cnn = _gpu_runs(runs, "cnn")
     if gpu_cnn:
         g = gpu_cnn[0]
-        test = g.test()
-        doc.p(f"Answer: {g.name} on {g.env().get('device')}: {epoch_timing(g.metrics()).words()}"
+        test = _test(g)
+        doc.p(f"Answer: {g.name} on {_env(g).get('device')}: {epoch_timing(g.metrics()).words()}"
               + (f"; test accuracy {test['accuracy']:.2%}" if test else "") + ".")
         _run_section(doc, g, figs)
     else:
@@ -483,8 +553,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             _scaling_section(doc, p / SCALING_FILE)
 
     doc.h2("Observations")
-    notes = [n for r in runs if r.config()["model"] == "mlp" for n in training_observations(r)]
-    notes += [n for r in runs if r.config()["model"] != "mlp" for n in training_observations(r)]
+    notes = [n for r in runs if _config(r)["model"] == "mlp" for n in training_observations(r)]
+    notes += [n for r in runs if _config(r)["model"] != "mlp" for n in training_observations(r)]
     notes += device_comparisons(runs)
     notes += bench["observations"] if bench else []
     doc.bullets(notes or ["No training runs or benchmarks to observe."])

@@ -4,8 +4,49 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+# characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
+# tables, strikethrough, math): a backslash makes each literal
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")  # [ and ] escaped: no link, so ( ) and ! need nothing
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def plain_text(text: str) -> str:
+    """Text that came from a file or a name made printable: one line (control characters and line
+    breaks become a space), and bytes that were not UTF-8 (surrogate escapes) shown as U+FFFD."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _CONTROL.sub(" ", text)
+
+
+def md_escape(text: str, block_start: bool = True) -> str:
+    """One line of literal text in Markdown: no HTML (`<`, `>` and `&` become entities), no emphasis,
+    link, code span, table cell break or math, and (when it starts a block: a paragraph or a list
+    item) no list or heading marker at its start."""
+    text = plain_text(str(text))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    if not block_start:  # a heading's or a table cell's text cannot open a list
+        return text
+    text = re.sub(r"^(\s*\d+)\.", r"\1\\.", text)  # '1. x' would start a list
+    return re.sub(r"^(\s*)([-=+#>])", r"\1\\\2", text)  # and so would '- x', '+ x' ('#', '=' a heading)
+
+
+def plain_text_block(text: str) -> str:
+    """plain_text for a block that keeps its line breaks."""
+    return "\n".join(plain_text(line) for line in str(text).split("\n"))
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in `text`, so that the text cannot close it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 @dataclass
@@ -33,27 +74,37 @@ class Document:
         self.blocks.append(("pre", text))
 
     def to_markdown(self, base: Path) -> str:
-        out = [f"# {self.title}", ""]
+        """Every text goes through md_escape (run names and file contents are untrusted); image
+        links are percent-encoded, so that names with spaces or brackets still render."""
+        e = md_escape
+
+        def inline(text: str) -> str:
+            return md_escape(text, block_start=False)
+        out = [f"# {inline(self.title)}", ""]
         for b in self.blocks:
             kind = b[0]
             if kind == "h2":
-                out += [f"## {b[1]}", ""]
+                out += [f"## {inline(b[1])}", ""]
             elif kind == "p":
-                out += [b[1], ""]
+                out += [e(b[1]), ""]
             elif kind == "ul":
-                out += [f"- {i}" for i in b[1]] + [""]
+                out += [f"- {e(i)}" for i in b[1]] + [""]
             elif kind == "table":
-                out += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
-                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b[2]] + [""]
+                out += ["| " + " | ".join(map(inline, b[1])) + " |", "|" + "---|" * len(b[1])]
+                out += ["| " + " | ".join(map(inline, r)) + " |" for r in b[2]] + [""]
             elif kind == "img":
                 rel = b[1].relative_to(base) if b[1].is_relative_to(base) else b[1]
-                out += [f"![{b[2]}]({rel.as_posix()})", "", f"*{b[2]}*", ""]
+                link = quote(plain_text(rel.as_posix()), safe="/")
+                out += [f"![{e(b[2])}]({link})", "", f"*{e(b[2])}*", ""]
             elif kind == "pre":
-                out += ["```", b[1], "```", ""]
+                text = plain_text_block(b[1])
+                fence = _fence(text)
+                out += [fence, text, fence, ""]
         return "\n".join(out)
 
     def to_html(self) -> str:
-        e = html.escape
+        def e(text: str) -> str:
+            return html.escape(plain_text(str(text)))
         body = [f"<h1>{e(self.title)}</h1>"]
         sections = 0
         for b in self.blocks:
@@ -74,7 +125,7 @@ class Document:
                 body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{e(b[2])}</figcaption></figure>")
             elif kind == "pre":
-                body.append(f"<pre>{e(b[1])}</pre>")
+                body.append(f"<pre>{html.escape(plain_text_block(b[1]))}</pre>")
         return _PAGE.format(title=e(self.title), body="\n".join(body))
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,10 @@ from mnistlab.core.atomicfile import write_atomic  # noqa: E402
 from mnistlab.core.errors import ConfigError, StorageError  # noqa: E402
 from mnistlab.core.rundir import RunDir  # noqa: E402
 from mnistlab.measure.bench import PHASES, BenchResult  # noqa: E402
+from mnistlab.report.document import plain_text  # noqa: E402
+
+# names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 from mnistlab.measure.epochs import epoch_timing, resume_points  # noqa: E402
 
 
@@ -24,30 +29,52 @@ def _integer_epochs(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _mark_resumes(ax, rows: list[dict[str, float]], color: str, label: bool) -> None:
-    for x in resume_points(rows):
-        ax.axvline(x, color=color, ls=":", lw=1.2, label="resumed here" if label else None)
+def _mark_resumes(ax, rows: list[dict[str, float]], color: str) -> list:
+    """A dotted line where each later train/resume session began; returns the lines."""
+    return [ax.axvline(x, color=color, ls=":", lw=1.2) for x in resume_points(rows)]
 
 
+def _legend(ax, lines: list, labels: list[str], **kw) -> None:
+    """A legend with the labels given explicitly: matplotlib silently drops labels that start with
+    '_' from an automatic legend, and run names may."""
+    ax.legend(lines, [plain_text(t) for t in labels], **kw)
+
+
+def literal_text(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw with mathtext and TeX off, whatever the user's matplotlibrc says."""
+    @functools.wraps(draw)
+    def wrapped(*args, **kwargs) -> Path:
+        with plt.rc_context(LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return wrapped
+
+
+@literal_text
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
     """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
     for i, run in enumerate(runs):
         rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
         epochs = [int(r["epoch"]) for r in rows]
         color = f"C{i % 10}"
         label = "" if len(runs) == 1 else f"{run.name}: "
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color, label=f"{label}train")
-        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color, label=f"{label}validation")
-        ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color, label=run.name)
-        _mark_resumes(ax_loss, rows, color, label=i == 0)
-        _mark_resumes(ax_acc, rows, color, label=False)
+        loss_lines += ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color)
+        loss_lines += ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color)
+        loss_labels += [f"{label}train", f"{label}validation"]
+        acc_lines += ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color)
+        acc_labels.append(run.name)
+        marks = _mark_resumes(ax_loss, rows, color)
+        _mark_resumes(ax_acc, rows, color)
+        if marks and "resumed here" not in loss_labels:
+            loss_lines.append(marks[0])
+            loss_labels.append("resumed here")
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (log scale)")
-    ax_loss.set_title(title or "Training and validation loss")
+    ax_loss.set_title(plain_text(title or "Training and validation loss"))
     ax_loss.grid(True, which="both", alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    _legend(ax_loss, loss_lines, loss_labels, fontsize=8)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_title("Validation accuracy")
@@ -55,10 +82,11 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     _integer_epochs(ax_loss)
     _integer_epochs(ax_acc)
     if len(runs) > 1:
-        ax_acc.legend(fontsize=8)
+        _legend(ax_acc, acc_lines, acc_labels, fontsize=8)
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path:
     """Training seconds of every epoch: cold epochs (the first of each train/resume session) drawn
     apart, the steady state's median and min-max band marked."""
@@ -77,7 +105,9 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
                        label=f"{name}steady state: median {t.steady_median:.2f} s")
             ax.axhspan(t.steady_min, t.steady_max, color=color, alpha=0.12,
                        label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None)
-        _mark_resumes(ax, rows, color, label=i == 0)
+        marks = _mark_resumes(ax, rows, color)
+        if marks and i == 0:
+            marks[0].set_label("resumed here")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training seconds")
@@ -88,6 +118,7 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_bench(result: BenchResult, out: Path) -> Path:
     """Share of each training step by phase, one bar per bench cell."""
     cells = result.cells
@@ -110,6 +141,7 @@ def plot_bench(result: BenchResult, out: Path) -> Path:
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path:
     """How many training and test samples carry each label."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -125,6 +157,7 @@ def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Seq
     return save_figure(fig, out)
 
 
+@literal_text
 def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32) -> Path:
     """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
     n = min(n, len(images))

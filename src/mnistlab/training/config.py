@@ -5,11 +5,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, DEVICES
 from mnistlab.core.errors import ConfigError
 from mnistlab.data.datasets import all_datasets
+
+# the epoch's shuffle seed is seed * 1_000_003 + epoch, and torch seeds are 64-bit: keep far inside
+MAX_SEED = 2**32 - 1
+# keys every config.json has had since the first release; fields added later take their defaults
+REQUIRED_KEYS = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "val_fraction", "seed", "device")
 
 
 def _opt(default: Any, help: str, **meta: Any) -> Any:
@@ -42,6 +48,8 @@ class TrainConfig:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
+        type_error = next(iter(config_type_errors(self.to_dict())), None)
+        need(type_error is None, type_error or "")
         need(self.model in list_models(), f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
         datasets = all_datasets()
         need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
@@ -51,7 +59,7 @@ class TrainConfig:
                  f"{name} must be a whole number, got {getattr(self, name)!r}")
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
-        need(self.seed >= 0, f"seed must be 0 or more, got {self.seed}")
+        need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         need(self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
              f"learning rate must be a positive number, got {self.lr}")
@@ -67,12 +75,65 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(known))}")
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """A config from JSON (config.json, a checkpoint): every key known, the core ones present,
+        every value of its field's type (no `true` for a number), then the usual range checks."""
+        problems = config_type_errors(d, require=True)
+        if problems:
+            raise ConfigError(problems[0])
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
+
+
+def config_type_errors(d: Any, require: bool = False) -> list[str]:
+    """What is wrong with `d` as TrainConfig fields: not an object, unknown or (with `require`)
+    missing keys, or a value not of its field's declared type. A bool is never a number."""
+    if not isinstance(d, dict):
+        from mnistlab.core.rundir import json_kind
+
+        return [f"expected a JSON object of settings, found {json_kind(d)}"]
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(k for k in d if k not in fields)
+    if unknown:
+        return [f"unknown config keys {unknown}; valid keys: {', '.join(sorted(fields))}"]
+    out = [f"missing the setting {k!r}" for k in REQUIRED_KEYS if require and k not in d]
+    for name, value in d.items():
+        kinds = [_KINDS.get(k.strip()) for k in str(fields[name].type).split("|")]
+        if any(k is None for k in kinds):
+            continue  # a type this check does not know: the range checks still apply
+        allowed = tuple(t for k in kinds for t in k)
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, allowed) or (is_bool and bool not in allowed):
+            wanted = " or ".join(k.strip().replace("None", "null").replace("str", "text")
+                                 .replace("int", "a whole number").replace("float", "a number")
+                                 .replace("bool", "true/false") for k in str(fields[name].type).split("|"))
+            out.append(f"{name} must be {wanted}, got {value!r}")
+    return out
+
+
+def load_run_config(path: Path | str) -> TrainConfig:
+    """A run's config.json as a TrainConfig; any problem is one line naming the file."""
+    from mnistlab.core.rundir import read_json_object
+
+    try:
+        return TrainConfig.from_dict(read_json_object(Path(path)))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def check_run_config(path: Path | str) -> dict[str, Any]:
+    """A run's config.json checked for types and the core keys only (a report may describe a run whose
+    dataset or model is not registered here); returns the settings with defaults filled in."""
+    from mnistlab.core.rundir import read_json_object
+
+    d = read_json_object(Path(path))
+    problems = config_type_errors(d, require=True)
+    if problems:
+        raise ConfigError(f"{path}: {problems[0]}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {**defaults, **d}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mnistlab.core import rundir as rd_files
-from mnistlab.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from mnistlab.training.checkpoint import (load_checkpoint, load_model_state, load_optimizer_state, restore_rng,
+                                         save_checkpoint)
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.device import describe_choice, resolve_device
-from mnistlab.training.config import TrainConfig
+from mnistlab.training.config import TrainConfig, load_run_config
+from mnistlab.core.stopping import StopRequests, Terminated
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
@@ -60,19 +63,38 @@ def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> No
                               f"{key}={getattr(stored, key)!r}")
 
 
+def _checkpoint_was_written(run: RunDir) -> int | None:
+    """Epochs a run records as saved although last.pt is gone (None: no sign that a checkpoint was
+    ever written). status.json counts epochs at every checkpoint; a second metrics row or a test
+    result exists only after the first last.pt."""
+    status = run.status()
+    done = status.get("epochs_done")
+    if isinstance(done, int) and not isinstance(done, bool) and done >= 1:
+        return done
+    rows = len(run.metrics())
+    if status.get("state") == "finished" or (run / rd_files.TEST).exists() or rows >= 2:
+        return max(rows, 1)
+    return None
+
+
 def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
     """The run's settings with the allowed overrides, and its last checkpoint (None: start again)."""
-    cfg = TrainConfig.from_dict(run.config())
+    cfg = load_run_config(run / rd_files.CONFIG)
     check_resume_overrides(cfg, overrides)
     if overrides.get("device") is not None:
         cfg = cfg.replace(device=overrides["device"])
-    if not (run / rd_files.LAST).exists() and len(run.metrics()) <= 1:
-        # stopped before its first last.pt (metrics.csv is written just before it): it starts again in place
+    if not (run / rd_files.LAST).exists():
+        saved = _checkpoint_was_written(run)
+        if saved is not None:
+            raise CheckpointError(f"{run / rd_files.LAST}: missing, but this run had saved {saved} epoch(s); "
+                                  f"it is not started over (that would silently discard them): restore last.pt, "
+                                  f"or train a new run")
+        # stopped before its first last.pt: it starts again in place
         if overrides.get("epochs") is not None:
             cfg = cfg.replace(epochs=overrides["epochs"])
         return cfg, None
     state = load_checkpoint(run / rd_files.LAST)
-    written_by = state.get("config", {}).get("model")
+    written_by = state["config"]["model"]
     if written_by != cfg.model:
         raise CheckpointError(f"{run / rd_files.LAST}: was written by model {written_by!r}, the run is {cfg.model!r}")
     done = int(state["epoch"])
@@ -130,7 +152,7 @@ def _ownership(run: RunDir, w: World) -> Iterator[None]:
         yield
         return
     with FolderLock(run.path, what="run"):
-        remove_leftovers(run.path)
+        remove_leftovers(run.path, names=rd_files.RUN_FILES)
         yield
 
 
@@ -172,21 +194,39 @@ def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
     return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
 
 
+def _bars_redraw_in_place() -> bool:
+    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto); a log file or a
+    pipe would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
+    try:
+        if sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return "ipykernel" in sys.modules
+
+
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
                   progress: bool, on_epoch: EpochHook | None, w: World) -> RunDir:
+    with StopRequests() as stops:
+        return _train_until_stopped(run, cfg, state, prep, log, progress, on_epoch, w, stops)
+
+
+def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
+                         progress: bool, on_epoch: EpochHook | None, w: World, stops: StopRequests) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     # the wrapper averages gradients over the processes; checkpoints keep the plain model
     step_model = model if not w.distributed else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     done = int(state["epoch"]) if state else 0
+    progress = progress and _bars_redraw_in_place()
     if state is None:
         history: list[dict[str, float]] = []
         step_log: list[dict[str, float]] = []
         best_val, best_epoch = math.inf, 0
     else:
         load_model_state(model, state, run / rd_files.LAST)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"])
+        load_optimizer_state(optimizer, state, run / rd_files.LAST)
+        restore_rng(state, run / rd_files.LAST)
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
@@ -211,6 +251,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     global_step = int(history[-1]["global_step"]) if history else 0
     session = int(history[-1].get("session", 1)) + 1 if history else 1  # one per train/resume invocation
     stopped_early = False
+    saved = done  # the epoch last.pt holds
     try:
         for epoch in range(done + 1, cfg.epochs + 1):
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
@@ -228,14 +269,17 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
                 "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples * w.size / stats.seconds,
                 "steps": stats.steps, "global_step": global_step, "session": session,
             }
-            history.append(row)
-            step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
-            write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
-            write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
-            if val.loss < best_val:
-                best_val, best_epoch = val.loss, epoch
-                save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
-            save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch))
+            with stops.deferred():  # a stop request waits until the epoch is saved and counted
+                history.append(row)
+                step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
+                write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+                write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+                if val.loss < best_val:
+                    best_val, best_epoch = val.loss, epoch
+                    save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
+                save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch))
+                saved = epoch
+                _set_status(run, "running", epochs_done=saved)
             kill_point("after-checkpoint")
             log(f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val acc {val.accuracy:.2%}  {row['epoch_seconds']:.2f} s "
@@ -249,18 +293,22 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
                 _set_status(run, "pruned", epochs_done=len(history), best_epoch=best_epoch)
                 log(f"pruned after epoch {epoch}: the sweep's pruner stopped it (no test evaluation)")
                 return run
+        write_json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
+        kill_point("final-eval")
+        test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     except DivergenceError as e:
-        _set_status(run, "diverged", message=str(e), epochs_done=len(history), best_epoch=best_epoch)
+        _set_status(run, "diverged", message=str(e), epochs_done=saved, best_epoch=best_epoch)
         raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
                               else f"{e}; {run.path}: no epoch finished, no checkpoint written") from None
-    except KeyboardInterrupt:
-        _set_status(run, "interrupted", epochs_done=len(history))
-        log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
+    except KeyboardInterrupt as stop:
+        with stops.deferred():  # a second signal does not cut the record of the first short
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            _set_status(run, what, epochs_done=saved)
+            log(f"\n{what} after epoch {saved} (last.pt holds epoch {saved}); continue with: "
+                f"mnistlab train --resume {run.path}" if saved else
+                f"\n{what} before the first checkpoint; start it again with: mnistlab train --resume {run.path}")
         raise
 
-    write_json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
-    kill_point("final-eval")
-    test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
