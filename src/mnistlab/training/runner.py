@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 from mnistlab.core import rundir as rd_files
 from mnistlab.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from mnistlab.core.defaults import RUNS_DIR
-from mnistlab.core.device import describe_choice, resolve_device
+from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.training.config import TrainConfig
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.core.environment import environment
-from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
+from mnistlab.core.environment import environment, precision_environment
+from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError
 from mnistlab.training.evaluation import evaluate
 from mnistlab.core.faults import kill_point
 from mnistlab.data.fetching import fetch
@@ -35,7 +35,7 @@ from mnistlab.training.models import create_model
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
-from mnistlab.training.loop import make_optimizer, train_epoch
+from mnistlab.training.loop import WARMUP_DEVICES, make_optimizer, set_fused_for, train_epoch, warm_up
 
 Log = Callable[[str], None]
 
@@ -114,17 +114,38 @@ class _Prepared:
 
 def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
     """Device, verified data on it, and a freshly seeded model and optimizer."""
+    if cfg.deterministic:
+        enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
     fetch(spec, root, log=log)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed, device=device, subset=cfg.subset)
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
+    try:
+        splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
+                             seed=cfg.seed, device=device, subset=cfg.subset)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model).to(device)
+    except RuntimeError as e:
+        message = device_error_message(e, device)
+        if message is None:
+            raise
+        raise DeviceError(message) from None
     return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
+
+
+def _device_failure(run: RunDir, e: RuntimeError, device: torch.device, batch_size: int | None,
+                    history: list[dict[str, float]], stage: str) -> DeviceError | None:
+    """Records `failed` (checkpoints stay); returns the one-line error for a device failure, None for a bug.
+    `batch_size`: the batch the failing stage used when the user can change it, else None."""
+    message = device_error_message(e, device, batch_size)
+    if message is not None:
+        message = f"{message} (during {stage})"
+    _set_status(run, "failed", message=message or f"{type(e).__name__}: {e}", epochs_done=len(history))
+    if message is None:
+        return None
+    kept = (f"checkpoints kept (mnistlab train --resume {run.path} continues from last.pt)"
+            if (run / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
+    return DeviceError(f"{message}; {run.path}: {kept}")
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
@@ -138,12 +159,14 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     else:
         load_model_state(model, state, run / rd_files.LAST)
         optimizer.load_state_dict(state["optimizer"])
+        set_fused_for(optimizer, device)
         torch.set_rng_state(state["rng_cpu"])
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
     write_json(run / rd_files.CONFIG, cfg.to_dict())
-    write_json(run / rd_files.ENV, {**environment(), "device": str(device)})
+    env = {**environment(), **precision_environment(device), "device": str(device)}
+    write_json(run / rd_files.ENV, env)
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
     _set_status(run, "running", epochs_done=done)
@@ -162,8 +185,16 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     global_step = int(history[-1]["global_step"]) if history else 0
     session = int(history[-1].get("session", 1)) + 1 if history else 1  # one per train/resume invocation
     stopped_early = False
+    stage = "warm-up"  # named in a device failure's message
     try:
+        if device.type in WARMUP_DEVICES and done < cfg.epochs:
+            warmup_s = warm_up(model, splits.train, splits.val)
+            write_json(run / rd_files.ENV, {**env, "warmup_seconds": warmup_s})
+            _set_status(run, "running", epochs_done=done, warmup_seconds=warmup_s)
+            log(f"warm-up on {device.type}: {warmup_s:.2f} s (one untimed forward and backward; "
+                f"not counted in epoch {done + 1})")
         for epoch in range(done + 1, cfg.epochs + 1):
+            stage = "training"
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
@@ -171,6 +202,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
                                     log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar)
             global_step += stats.steps
             kill_point("epoch-end")
+            stage = "validation"
             val = evaluate(model, splits.val, len(spec.classes))
             row = {
                 "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
@@ -203,9 +235,20 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
         _set_status(run, "interrupted", epochs_done=len(history))
         log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
         raise
+    except RuntimeError as e:  # a device failure (out of memory, driver, no kernel): one line, exit 2
+        failure = _device_failure(run, e, device, None if stage == "validation" else cfg.batch_size, history, stage)
+        if failure is None:
+            raise
+        raise failure from None
 
     kill_point("final-eval")
-    test = evaluate(model, splits.test, len(spec.classes))
+    try:
+        test = evaluate(model, splits.test, len(spec.classes))
+    except RuntimeError as e:
+        failure = _device_failure(run, e, device, None, history, "the final test evaluation")
+        if failure is None:
+            raise
+        raise failure from None
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
