@@ -4,7 +4,6 @@ The CUDA-only checks are in test_gpu.py."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -192,7 +191,7 @@ def test_cli_device_failures_are_one_line_and_exit_2(tiny, tmp_path, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnistlab: error: cpu: CUDA error: no kernel image")
     # eval's failure reaches the CLI's last net
-    import mnistlab.training.evaluation as evaluation
+    from mnistlab.training import evaluation
 
     def broken(*a, **k):
         raise RuntimeError("CUDA error: unspecified launch failure")
@@ -276,7 +275,7 @@ def test_precision_is_read_when_the_new_and_legacy_apis_are_mixed(restore_precis
         pytest.skip("torch before the fp32_precision API")
     matmul.fp32_precision = "tf32"
     with pytest.raises(RuntimeError):
-        matmul.allow_tf32  # torch refuses the legacy read once the two are mixed
+        bool(matmul.allow_tf32)  # torch refuses the legacy read once the two are mixed
     assert dev.cuda_matmul_tf32() is True
     assert precision_environment()["cuda_matmul_allow_tf32"] is True
 
