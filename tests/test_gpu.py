@@ -49,7 +49,8 @@ def same_weights(a, b) -> bool:
 @pytest.fixture
 def deterministic(monkeypatch):
     """Deterministic mode for one test (enable_deterministic changes process-wide settings)."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch restores the variable's absence
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     yield
     torch.use_deterministic_algorithms(before[0])

@@ -34,7 +34,8 @@ def quiet(**kw):
 @pytest.fixture
 def restore_determinism(monkeypatch):
     """enable_deterministic changes process-wide settings: put them back after the test."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch restores the variable's absence
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     yield
     torch.use_deterministic_algorithms(before[0])
