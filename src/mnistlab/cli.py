@@ -179,9 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from mnistlab.core.environment import environment, format_environment
+    from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
 
     print(format_environment(environment()))
+    print(format_precision(precision_environment()))
     return 0
 
 
@@ -454,4 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # the last net: a file problem not caught nearer its source
         where = f"{e.filename}: " if e.filename else ""
         print(f"mnistlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # the last net for a device failure (eval, bench); anything else is a bug
+        from mnistlab.core.device import device_error_message  # torch is loaded by now
+
+        message = device_error_message(e)
+        if message is None:
+            raise
+        print(f"mnistlab: error: {message}", file=sys.stderr)
         return 2

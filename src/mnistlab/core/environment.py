@@ -89,3 +89,33 @@ def format_environment(env: dict[str, Any]) -> str:
         f"MPS available: {env['mps_available']}",
     ]
     return "\n".join(lines)
+
+
+def precision_environment(device: torch.device | None = None) -> dict[str, Any]:
+    """The float32 arithmetic settings a run computes with (env.json, bench.json): torch's matmul
+    precision, TF32 in cuBLAS and cuDNN, cuDNN's autotuner, determinism, the CUDA and cuDNN versions,
+    and for `device` the precision its float32 matmuls and convolutions actually run in."""
+    from mnistlab.core.device import (conv_precision_label, cuda_matmul_tf32, cudnn_conv_tf32,
+                                      float32_matmul_precision, matmul_precision_label)
+
+    cudnn = torch.backends.cudnn
+    env: dict[str, Any] = {
+        "float32_matmul_precision": float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": cuda_matmul_tf32(),
+        "cudnn_allow_tf32": cudnn_conv_tf32(),
+        "cudnn_benchmark": bool(cudnn.benchmark),
+        "cudnn_deterministic": bool(cudnn.deterministic),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": cudnn.version() if cudnn.is_available() else None,
+    }
+    if device is not None:
+        env["matmul_precision"] = matmul_precision_label(device)
+        env["conv_precision"] = conv_precision_label(device)
+    return env
+
+
+def format_precision(env: dict[str, Any]) -> str:
+    return (f"float32 matmul precision: {env['float32_matmul_precision']} (TF32 in cuBLAS: "
+            f"{env['cuda_matmul_allow_tf32']}, in cuDNN: {env['cudnn_allow_tf32']}), cudnn.benchmark "
+            f"{env['cudnn_benchmark']}, cuDNN {env['cudnn_version'] or 'none'}")

@@ -27,3 +27,7 @@ class DivergenceError(MnistlabError):
 
 class StorageError(MnistlabError):
     """A result could not be written (disk full, read-only folder); what was written before is intact."""
+
+
+class DeviceError(MnistlabError):
+    """The device failed (out of memory, no kernel for this GPU, a driver error); checkpoints are kept."""

@@ -50,6 +50,17 @@ class MLP(nn.Module):
         return self.fc3(x)  # (B, 10) logits
 
 
+class GlobalMaxPool(nn.Module):
+    """Max over H and W, (B, C, H, W) -> (B, C, 1, 1): AdaptiveMaxPool2d(1) without its CUDA backward,
+    which has no deterministic kernel (--deterministic refuses it). No parameters, so checkpoints
+    written with the adaptive pool load unchanged. `max` over the flattened plane, not `amax`: where
+    the maximum is tied (ReLU zeros, blank background), its backward gives the gradient to the first
+    maximum, as the adaptive pool does, where amax would share it; so training stays bit-identical."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).max(dim=2).values[..., None, None]
+
+
 class CNN(nn.Module):
     """Three 3x3 convs (32, 64, 128; strides 1, 2, 2), global max-pool, 128-64-10 head: 101,578 parameters."""
 
@@ -62,7 +73,7 @@ class CNN(nn.Module):
             nn.ReLU(),
             nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1),  # (B, 128, 7, 7)
             nn.ReLU(),
-            nn.AdaptiveMaxPool2d(1),  # (B, 128, 1, 1)
+            GlobalMaxPool(),  # (B, 128, 1, 1)
         )
         self.head = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
 

@@ -27,12 +27,12 @@ from mnistlab.core import rundir as rd_files
 from mnistlab.training.checkpoint import (load_checkpoint, load_model_state, load_optimizer_state, restore_rng,
                                          save_checkpoint)
 from mnistlab.core.defaults import RUNS_DIR
-from mnistlab.core.device import describe_choice, resolve_device
+from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.training.config import TrainConfig, load_run_config
 from mnistlab.core.stopping import StopRequests, Terminated
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.core.environment import environment, load_snapshot
-from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
+from mnistlab.core.environment import environment, load_snapshot, precision_environment
+from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError
 from mnistlab.training.evaluation import evaluate
 from mnistlab.core.faults import kill_point
 from mnistlab.data.fetching import fetch
@@ -43,7 +43,7 @@ from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.distributed import World, barrier, init_process_group, world
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
-from mnistlab.training.loop import make_optimizer, train_epoch
+from mnistlab.training.loop import WARMUP_DEVICES, make_optimizer, set_fused_for, train_epoch, warm_up
 
 Log = Callable[[str], None]
 EpochHook = Callable[[dict[str, float]], bool]
@@ -167,6 +167,8 @@ class _Prepared:
 
 def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
     """Device, verified data on it, and a freshly seeded model and optimizer."""
+    if cfg.deterministic:
+        enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
@@ -185,12 +187,16 @@ def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
     barrier()  # the others verify what rank 0 fetched
     if not w.is_main:
         fetch(spec, root, log=log)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
+    try:
+        splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
+                             seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model).to(device)
+    except RuntimeError as e:
+        message = device_error_message(e, device)
+        if message is None:
+            raise
+        raise DeviceError(message) from None
     return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
 
 
@@ -203,6 +209,21 @@ def _bars_redraw_in_place() -> bool:
     except (AttributeError, ValueError):
         pass
     return "ipykernel" in sys.modules
+
+
+def _device_failure(run: RunDir, e: RuntimeError, device: torch.device, batch_size: int | None,
+                    history: list[dict[str, float]], stage: str) -> DeviceError | None:
+    """Records `failed` (checkpoints stay); returns the one-line error for a device failure, None for a bug.
+    `batch_size`: the batch the failing stage used when the user can change it, else None."""
+    message = device_error_message(e, device, batch_size)
+    if message is not None:
+        message = f"{message} (during {stage})"
+    _set_status(run, "failed", message=message or f"{type(e).__name__}: {e}", epochs_done=len(history))
+    if message is None:
+        return None
+    kept = (f"checkpoints kept (mnistlab train --resume {run.path} continues from last.pt)"
+            if (run / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
+    return DeviceError(f"{message}; {run.path}: {kept}")
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
@@ -226,12 +247,14 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
     else:
         load_model_state(model, state, run / rd_files.LAST)
         load_optimizer_state(optimizer, state, run / rd_files.LAST)
+        set_fused_for(optimizer, device)
         restore_rng(state, run / rd_files.LAST)
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
     write_json(run / rd_files.CONFIG, cfg.to_dict())
-    env = {**environment(), "device": str(device), "load_start": load_snapshot()}  # load: was the machine busy?
+    env = {**environment(), **precision_environment(device), "device": str(device),
+           "load_start": load_snapshot()}  # load: was the machine busy?
     write_json(run / rd_files.ENV, env)
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
@@ -252,8 +275,17 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
     session = int(history[-1].get("session", 1)) + 1 if history else 1  # one per train/resume invocation
     stopped_early = False
     saved = done  # the epoch last.pt holds
+    stage = "warm-up"  # named in a device failure's message
     try:
+        if device.type in WARMUP_DEVICES and done < cfg.epochs:
+            warmup_s = warm_up(model, splits.train, splits.val)
+            env["warmup_seconds"] = warmup_s
+            write_json(run / rd_files.ENV, env)
+            _set_status(run, "running", epochs_done=done, warmup_seconds=warmup_s)
+            log(f"warm-up on {device.type}: {warmup_s:.2f} s (one untimed forward and backward; "
+                f"not counted in epoch {done + 1})")
         for epoch in range(done + 1, cfg.epochs + 1):
+            stage = "training"
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
@@ -262,6 +294,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                                     distributed=w.distributed)
             global_step += stats.steps
             kill_point("epoch-end")
+            stage = "validation"
             val = evaluate(model, splits.val, len(spec.classes), distributed=w.distributed)
             row = {
                 "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
@@ -295,6 +328,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 return run
         write_json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
         kill_point("final-eval")
+        stage = "the final test evaluation"
         test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     except DivergenceError as e:
         _set_status(run, "diverged", message=str(e), epochs_done=saved, best_epoch=best_epoch)
@@ -308,6 +342,12 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 f"mnistlab train --resume {run.path}" if saved else
                 f"\n{what} before the first checkpoint; start it again with: mnistlab train --resume {run.path}")
         raise
+    except RuntimeError as e:  # a device failure (out of memory, driver, no kernel): one line, exit 2
+        batch = cfg.batch_size if stage in ("warm-up", "training") else None  # the user can change only that one
+        failure = _device_failure(run, e, device, batch, history, stage)
+        if failure is None:
+            raise
+        raise failure from None
 
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
