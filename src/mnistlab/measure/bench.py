@@ -157,7 +157,7 @@ def bench_cell(model_name: str, device: torch.device, pipeline: str, split: RawS
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
     torch.manual_seed(seed)
-    model = create_model(model_name).to(device)
+    model = create_model(model_name, len(spec.classes)).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
     make_iter, impl = _stream(pipeline, split, spec, batch_size, device, seed)
     it = make_iter()
@@ -196,7 +196,7 @@ def bench_cell(model_name: str, device: torch.device, pipeline: str, split: RawS
                 batch_size=batch_size, steps_timed=n, repeats=repeats, steps_per_epoch=steps_per_epoch,
                 extrapolated=n < steps_per_epoch, step_s=step_s,
                 phases_s={p: v / n for p, v in clock.total.items()}, instrumented_step_s=outer / n,
-                train_step_flops=profile_model(model_name, batch_size).train_step_flops, peak_flops_per_s=peak)
+                train_step_flops=profile_model(model_name, batch_size, len(spec.classes)).train_step_flops, peak_flops_per_s=peak)
 
 
 @dataclass

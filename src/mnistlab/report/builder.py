@@ -2,7 +2,8 @@
 
 Every number in it is read from the runs (metrics.csv, test.json, env.json, bench.json) or
 computed from the model code (parameter and FLOP counts); every observation is a sentence
-computed from those numbers.
+computed from those numbers. A run of your own model (a spec) is summarised and profiled from
+the code it was trained with: for a file spec, the run's copy, once its SHA-256 is checked.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 from mnistlab.measure.bench import PHASES
 from mnistlab.report.document import Document
 from mnistlab.core.environment import format_environment
-from mnistlab.core.errors import CheckpointError
+from mnistlab.data.datasets import get_dataset
+from mnistlab.core.errors import CheckpointError, MnistlabError
 from mnistlab.report.plots import plot_runs
 from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.rundir import RunDir, read_json
 from mnistlab.measure.summary import summarize
+from mnistlab.training.models import ModelCode, model_code, model_code_for_run
 
 LAB_FILE = "lab.json"
 OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
@@ -96,6 +99,20 @@ def device_comparisons(runs: list[RunDir]) -> list[str]:
     return out
 
 
+def _model_codes(runs: list[RunDir], lab_models: list[str]) -> dict[str, tuple[ModelCode, int]]:
+    """Each model spec of the runs (first run wins), with the code to build it and its class count."""
+    codes: dict[str, tuple[ModelCode, int]] = {}
+    for r in runs:
+        cfg = r.config()
+        if cfg["model"] not in codes:
+            try:
+                num_classes = len(get_dataset(cfg["dataset"]).classes)
+            except MnistlabError:  # a dataset row no longer defined: the MNIST family's 10
+                num_classes = 10
+            codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), num_classes)
+    return codes or {m: (model_code(m), 10) for m in lab_models}
+
+
 def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunDir], list[Path]]:
     """Expand a lab directory or a list of run and bench directories."""
     if len(paths) == 1 and (paths[0] / LAB_FILE).is_file():
@@ -150,11 +167,11 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             if (root / name).is_file():
                 doc.image(root / name, caption)
 
-    models = list(dict.fromkeys([r.config()["model"] for r in runs] or (lab or {}).get("models", [])))
-    if models:
+    codes = _model_codes(runs, (lab or {}).get("models", []))
+    if codes:
         doc.h2("3. The models")
-        for m in models:
-            s = summarize(m, batch_size=64)
+        for m, (code, num_classes) in codes.items():
+            s = summarize(code, batch_size=64, num_classes=num_classes)
             doc.p(f"{m}: {s.total:,} parameters ({s.trainable:,} trainable); input {list(s.input_shape)} gives "
                   f"output {list(s.output_shape)}.")
             doc.pre(s.tree)
@@ -196,7 +213,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             doc.p(f"Only {', '.join(sorted(devices))} was measured in these runs (no GPU on this machine), so "
                   f"there is no device comparison here; the bench section explains what limits each model.")
 
-    profiles = [profile_model(m, b) for m in (models or ["mlp", "cnn"]) for b in (1, 64)]
+    profiles = [profile_model(code, b, n) for code, n in (codes or _model_codes([], ["mlp", "cnn"])).values()
+                for b in (1, 64)]
     doc.h2("6. Parameters, MACs and FLOPs")
     doc.table(["model", "batch", "parameters", "MACs (thop's 'FLOPs')", "forward FLOPs", "backward FLOPs",
                "training-step FLOPs"],

@@ -5,6 +5,7 @@ Order per epoch: train, validate, metrics.csv and steps.csv (rewritten whole), b
 better), last.pt (with the whole history). Every file is replaced atomically, so a run killed
 at any point is readable (eval, plot), and --resume rewinds the CSVs to last.pt's history
 before going on, so a CSV row written ahead of its checkpoint is trained again, identically.
+TensorBoard's event files (tblog.py) follow the CSVs, and are rewound the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from mnistlab.core.faults import kill_point
 from mnistlab.data.fetching import fetch
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import Splits, make_splits
-from mnistlab.training.models import create_model
+from mnistlab.training.models import create_model, model_code, model_code_for_run
+from mnistlab.training.modelspec import ModelCode, label, record_in_run
+from mnistlab.training.tblog import open_log
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
@@ -79,12 +82,14 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
 
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
           runs_base: str | os.PathLike = RUNS_DIR, resume: str | os.PathLike | None = None,
-          overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True) -> RunDir:
+          overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True,
+          tensorboard: bool = True) -> RunDir:
     """Train a new run (`config`) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
     finishes the epochs it was started with. The run directory is locked while training:
-    a second trainer on it gets a one-line error naming this one's pid.
+    a second trainer on it gets a one-line error naming this one's pid. `tensorboard`: write
+    TensorBoard event files into the run directory (see tblog.py).
     """
     overrides = dict(overrides or {})
     if resume is not None:
@@ -92,15 +97,15 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
         with FolderLock(run.path, what="run"):
             remove_leftovers(run.path)  # the owner alone cleans up after a killed writer
             cfg, state = _plan_resume(run, overrides)
-            return _train_locked(run, cfg, state, _prepare(cfg, log), log, progress)
+            return _train_locked(run, cfg, state, _prepare(cfg, log, run), log, progress, tensorboard)
     cfg = config or TrainConfig()
     prepared = _prepare(cfg, log)  # data errors surface before a run directory exists
-    run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}")
+    run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}")
     with FolderLock(run.path, what="run"):
         if (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first and finished
             raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
         remove_leftovers(run.path)
-        return _train_locked(run, cfg, None, prepared, log, progress)
+        return _train_locked(run, cfg, None, prepared, log, progress, tensorboard)
 
 
 @dataclass
@@ -110,10 +115,14 @@ class _Prepared:
     splits: Splits
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    code: ModelCode  # where the model came from (recorded in the run)
 
 
-def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
-    """Device, verified data on it, and a freshly seeded model and optimizer."""
+def _prepare(cfg: TrainConfig, log: Log, run: RunDir | None = None) -> _Prepared:
+    """Device, verified data on it, and a freshly seeded model and optimizer. Resuming `run`,
+    the model's code is the run's own (a file spec: its verified copy)."""
+    code = model_code(cfg.model) if run is None else model_code_for_run(
+        run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists())
     device = resolve_device(cfg.device)
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
@@ -123,12 +132,12 @@ def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
     splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, device=device, subset=cfg.subset)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
-    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
+    model = create_model(code, len(spec.classes)).to(device)
+    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum), code)
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                  progress: bool) -> RunDir:
+                  progress: bool, tensorboard: bool = True) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
     if state is None:
@@ -143,9 +152,11 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
     write_json(run / rd_files.CONFIG, cfg.to_dict())
+    record_in_run(run.path, prep.code)  # a file spec: its copy and SHA-256
     write_json(run / rd_files.ENV, {**environment(), "device": str(device)})
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+    tb = open_log(run.path, history, step_log, enabled=tensorboard)  # rewound to the checkpoint, as the CSVs
     _set_status(run, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
@@ -182,6 +193,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
             step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
             write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
             write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+            tb.epoch(row, stats.step_log)
             if val.loss < best_val:
                 best_val, best_epoch = val.loss, epoch
                 save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
@@ -196,10 +208,12 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
                 stopped_early = True
                 break
     except DivergenceError as e:
+        tb.close()
         _set_status(run, "diverged", message=str(e), epochs_done=len(history), best_epoch=best_epoch)
         raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
                               else f"{e}; {run.path}: no epoch finished, no checkpoint written") from None
     except KeyboardInterrupt:
+        tb.close()
         _set_status(run, "interrupted", epochs_done=len(history))
         log(f"\ninterrupted after epoch {len(history)}; continue with: mnistlab train --resume {run.path}")
         raise
@@ -208,6 +222,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     test = evaluate(model, splits.test, len(spec.classes))
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
+    tb.finish(cfg.to_dict(), test.to_dict(), global_step)
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
         f"in {test.seconds:.2f} s")
     _set_status(run, "finished", epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)
