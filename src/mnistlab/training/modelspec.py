@@ -167,8 +167,8 @@ def call_factory(factory: Any, code: ModelCode, num_classes: int) -> Any:
         raise ConfigError(f"model spec {code.spec!r}: {code.attr} is an nn.Module instance, not a factory; "
                           f"name its class, or a function that builds it")
     if not callable(factory):
-        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is a {type(factory).__name__}, "
-                          f"not a class or function that returns an nn.Module")
+        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
+                          f"{type(factory).__name__}), so it cannot build an nn.Module")
     kwargs: dict[str, int] = {}
     try:
         params = inspect.signature(factory).parameters
@@ -198,7 +198,7 @@ def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
 
     what = code.attr or code.target
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model spec {code.spec!r}: {what} returned a {type(model).__name__}, not an nn.Module")
+        raise ConfigError(f"model spec {code.spec!r}: {what} returned {type(model).__name__}, not an nn.Module")
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"model spec {code.spec!r}: the model has no parameters (nothing to train)")
     shape = (CHECK_BATCH, 1, 28, 28)

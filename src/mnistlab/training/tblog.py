@@ -30,7 +30,7 @@ from typing import Any
 from mnistlab.core.errors import ConfigError, StorageError
 
 EVENTS = "events.out.tfevents.*"
-_REWRITE_DIR = ".tensorboard-rewrite.tmp"
+_REWRITE_DIR = ".tensorboard-rewrite"  # not *.tmp: remove_leftovers deletes files of that name
 STEP_TAG = "train/loss"
 EPOCH_TAGS = {"train/epoch_loss": "train_loss", "val/loss": "val_loss", "val/accuracy": "val_accuracy",
               "time/epoch_seconds": "epoch_seconds", "time/samples_per_s": "samples_per_s"}
@@ -117,7 +117,9 @@ class TensorBoardLog(NoLog):
         with _storage(self.path):
             for tag, key in TEST_TAGS.items():
                 self._writer.add_scalar(tag, float(test[key]), global_step)
-            values = {k: v for k, v in hparams.items() if k not in _NOT_HPARAMS and v is not None}
+            # torch's hparams() would store a bool as the number 0 or 1: shown as text instead
+            values = {k: str(v) if isinstance(v, bool) else v for k, v in hparams.items()
+                      if k not in _NOT_HPARAMS and v is not None}
             # add_hparams would write into a new timestamped subfolder (a second run in TensorBoard's
             # list); the same three summaries go into this run's own file instead
             # the metrics are named only: the dashboard reads their values from these scalar tags
