@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.errors import ConfigError, StorageError
+from mnistlab.core.faults import kill_point
 
 EVENTS = "events.out.tfevents.*"
 _REWRITE_DIR = ".tensorboard-rewrite"  # not *.tmp: remove_leftovers deletes files of that name
@@ -99,6 +100,7 @@ class TensorBoardLog(NoLog):
             writer.close()
             for f in tmp.glob(EVENTS):
                 os.replace(f, self.path / f.name)
+            kill_point("tensorboard-rewrite")  # moved in, stale files not yet deleted (fault tests)
         for f in stale:
             f.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
