@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
+from mnistlab.report.headless_browser import find_chromium
 from mnistlab.training import runner, tblog
 from mnistlab.training.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.training.config import TrainConfig
 from tests.tbcheck import assert_events_match_run, hparams_of
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tensorboard_screenshot.py"
 QUIET = dict(log=lambda m: None, progress=False)
 
 
@@ -91,3 +97,17 @@ def test_missing_tensorboard_package_is_one_clear_error(tiny, tmp_path, monkeypa
                  "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "pip install tensorboard, or train with --no-tensorboard" in err
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_screenshot_script_shows_two_runs(tiny, tmp_path):
+    for model in ("mlp", "cnn"):
+        runner.train(cfg(model=model, epochs=1, max_steps=3), run_dir=tmp_path / "tb" / model, **QUIET)
+    out = tmp_path / "tb.png"
+    p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "tb"), str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    listed = p.stdout.splitlines()[0].partition(": ")[2].split(", ")
+    assert sorted(listed) == ["cnn", "mlp"]  # what TensorBoard served when the shot was taken
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
