@@ -186,6 +186,8 @@ def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):
         assert "does not match the SHA-256 in model.json" in one_line_error(capsys, argv)
     (run / "model.json").write_text('{"spec": "other.py:Net"}')
     assert "not a valid model record" in one_line_error(capsys, ["eval", str(run.path)])
+    (run / "model.json").unlink()  # weights without the record of their code: never guessed from the spec
+    assert "has no model.json" in one_line_error(capsys, ["eval", str(run.path)])
     assert not marker.exists()
 
 
