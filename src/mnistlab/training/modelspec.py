@@ -12,6 +12,11 @@ run (the original may have moved, been edited or deleted), and its path does not
 directory the command is run from. `--resume` also refuses when the original file still exists
 but no longer matches the record: the user changed their model, and continuing the old weights
 with the old code would silently not be the model they now have.
+
+The hash guards against a copy changed by accident or by a half-finished write, not against
+someone who can write the whole run directory (they can rewrite model.json too): a run of your
+own model carries code, so evaluate or resume only runs you trust, as you would only run scripts
+you trust. A run of a built-in model runs no code from its directory.
 """
 
 from __future__ import annotations
