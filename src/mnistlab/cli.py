@@ -13,6 +13,8 @@ from pathlib import Path
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.stopping import Terminated
 
+SPECS = "package.module:factory, path/to/file.py:Name"
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr, with the same prefix as every other error
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--count", type=_positive_int, default=32, help="how many samples (default: 32)")
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
-    p.add_argument("model", help=f"model name ({models})")
+    p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch of the example input (default: 1)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--no-tensorboard", action="store_true",
+                   help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
     e.add_argument("run_dir", help="a run directory written by mnistlab train")
@@ -126,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
     pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
-    pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models})")
+    pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
     pr.add_argument("--batch-size", type=_positive_int, default=1, help="batch to count for (default: 1)")
     pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
-    b.add_argument("--models", nargs="+", default=list(BUILTIN_MODELS), help=f"model names (default: {models})")
+    b.add_argument("--models", nargs="+", default=list(BUILTIN_MODELS),
+                   help=f"model names or specs ({SPECS}; default: {models})")
     b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
                    help="default: cpu, and cuda / mps when present")
     b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
@@ -232,9 +237,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.run_dir:
             raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
-        run = train(resume=args.resume, overrides=given, progress=not args.no_progress)
+        run = train(resume=args.resume, overrides=given, progress=not args.no_progress,
+                    tensorboard=not args.no_tensorboard)
     else:
-        run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress)
+        run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress,
+                    tensorboard=not args.no_tensorboard)
     if is_writer():  # under torchrun, rank 0 alone draws and prints
         plot_runs([run], run / "loss.png")
         if run.metrics():
@@ -252,7 +259,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mnistlab.training.evaluation import evaluate
     from mnistlab.data.fetching import fetch
     from mnistlab.data.loader import make_test_loader
-    from mnistlab.training.models import create_model
+    from mnistlab.training.models import create_model, model_code_for_run
     from mnistlab.core.rundir import open_run
     from mnistlab.data.info import class_label
 
@@ -261,9 +268,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     ckpt = run / f"{args.checkpoint}.pt"
     state = load_checkpoint(ckpt)
     device = resolve_device(args.device)
-    model = create_model(cfg.model)
-    load_model_state(model, state, ckpt)
     spec = get_dataset(cfg.dataset)
+    # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
+    model = create_model(model_code_for_run(run.path, cfg.model), len(spec.classes))
+    load_model_state(model, state, ckpt)
     root = data_root(args.data_dir or cfg.data_dir)
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     # the test images the run's own test.json used: all of them, or the first N of a --subset run
@@ -331,7 +339,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     spec, root = get_dataset(args.dataset), data_root(args.data_dir)
     devices = args.devices or available_devices()
     for m in args.models:
-        create_model(m)  # an unknown name fails before any data or timing work
+        create_model(m, len(spec.classes))  # a bad name or spec fails before any data or timing work
     if args.nproc:
         return _bench_scaling(args, devices[0])
     for d in devices:

@@ -13,6 +13,7 @@ import pytest
 
 from mnistlab.core.rundir import open_run
 from mnistlab.training.checkpoint import load_checkpoint
+from tests.tbcheck import assert_events_match_run
 
 from .conftest import is_one_line_error, make_tiny_env, mnistlab
 
@@ -84,6 +85,7 @@ def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, su
         assert p.returncode == 0, p.stderr
     assert not list(run_dir.glob(".*.tmp"))  # a killed write's temporary file is cleaned up on resume
     assert final_numbers(run_dir) == reference[0]
+    assert_events_match_run(run_dir)  # TensorBoard: every scalar once, equal to the CSVs
     reliability.record("Killed with SIGKILL during training, then --resume",
                        f"at `{point}`", "nothing lost: final metrics equal an uninterrupted run's")
 
@@ -106,6 +108,7 @@ def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, s
         if open_run(run_dir).status().get("state") != "finished":
             resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == numbers
+    assert_events_match_run(run_dir)
     reliability.record("Killed with SIGKILL during training, then --resume",
                        "at a random moment (seeded)", "nothing lost: final metrics equal an uninterrupted run's")
 
@@ -129,6 +132,39 @@ def test_sigterm_stops_like_ctrl_c_then_resume(tiny_env, reference, reliability,
     reliability.record("Stopped with SIGTERM during training, then --resume", f"at `{point}`",
                        "state `terminated`, exit 143, the message and status.json name the epoch last.pt holds; "
                        "nothing lost: final metrics equal an uninterrupted run's")
+def test_kill_while_resume_rewrites_tensorboard_events(tiny_env, reference, reliability):
+    """A kill between the rewritten event file's move and the stale files' deletion leaves duplicates
+    behind; the next resume removes them: in the end every scalar is there once."""
+    env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
+    p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at="write:last.pt:3")
+    assert p.returncode == -signal.SIGKILL
+    p = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env, kill_at="tensorboard-rewrite")
+    assert p.returncode == -signal.SIGKILL, p.stderr[-500:]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the stale file and the rewritten one
+    resume_until_finished(run_dir, env)
+    assert final_numbers(run_dir) == reference[0]
+    assert_events_match_run(run_dir)
+    reliability.record("Killed with SIGKILL during training, then --resume", "while resume rewrites the "
+                       "TensorBoard event files", "nothing lost, nothing duplicated after the next resume")
+
+
+def test_kill_a_run_of_your_own_model_then_resume(tiny_env, reliability):
+    """A file spec's run, killed after an epoch's events and before its checkpoint, resumes from the
+    run's verified copy and ends exactly where an uninterrupted run of the same model ends."""
+    env, tmp = tiny_env["env"], tiny_env["tmp"]
+    net = tmp / "net.py"
+    net.write_text("from torch import nn\n\ndef Net(num_classes=10):\n"
+                   "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))\n")
+    args = [*TRAIN, "--epochs", "2", "--model", f"{net}:Net"]
+    p = mnistlab([*args, "--run-dir", str(tmp / "whole")], env)
+    assert p.returncode == 0, p.stderr
+    p = mnistlab([*args, "--run-dir", str(tmp / "killed")], env, kill_at="write:last.pt:2")
+    assert p.returncode == -signal.SIGKILL
+    resume_until_finished(tmp / "killed", env)
+    assert final_numbers(tmp / "killed") == final_numbers(tmp / "whole")
+    assert_events_match_run(tmp / "killed")
+    reliability.record("Killed with SIGKILL during training, then --resume", "a run of your own model "
+                       "(`file.py:Name`) at `write:last.pt:2`", "nothing lost: final metrics equal an uninterrupted run's")
 
 
 def test_diverging_run_stops_clearly_and_keeps_best(tiny_env, reliability):

@@ -4,7 +4,8 @@
 it reaches POINT; `MNISTLAB_KILL_SIGNAL=TERM` (or INT) sends that signal instead, which the
 process may handle. The points: `write:<file name>` (half of the file's temporary copy written),
 `epoch-end` (an epoch trained, nothing of it saved yet), `after-checkpoint` (the CSVs and
-last.pt of an epoch written, its progress line not yet printed) and `final-eval` (the test evaluation under way). Unset, a point
+last.pt of an epoch written, its progress line not yet printed), `final-eval` (the test evaluation under way) and
+`tensorboard-rewrite` (on resume, the rewritten event file moved in, the stale ones not yet deleted). Unset, a point
 costs one dictionary lookup, and none is on the per-step path.
 """
 

@@ -237,6 +237,7 @@ class _Setup:
     n: int
     step: Callable[[], None]
     phased_step: Callable[[_PhaseClock], None]
+    num_classes: int = 10
     warmup_s: list[float] = field(default_factory=list)
     step_s: list[float] = field(default_factory=list)
 
@@ -246,7 +247,7 @@ def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: Ra
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
     torch.manual_seed(seed)
-    model = create_model(model_name).to(device)
+    model = create_model(model_name, len(spec.classes)).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
     make_iter, impl = _stream(pipeline, split, spec, batch_size, device, seed)
     it = make_iter()
@@ -265,7 +266,7 @@ def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: Ra
         clock.run("backward", loss.backward)
         clock.run("optimizer", lambda: (opt.step(), opt.zero_grad(set_to_none=True)))
 
-    return _Setup(model_name, device, pipeline, impl, steps_per_epoch, n, step, phased_step)
+    return _Setup(model_name, device, pipeline, impl, steps_per_epoch, n, step, phased_step, len(spec.classes))
 
 
 def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
@@ -306,7 +307,7 @@ def _finish(s: _Setup, batch_size: int, repeats: int, peak: float) -> Cell:
     return Cell(model=s.model, device=s.device.type, pipeline=s.pipeline, implementation=s.implementation,
                 batch_size=batch_size, steps_timed=s.n, repeats=repeats, steps_per_epoch=s.steps_per_epoch,
                 extrapolated=s.n < s.steps_per_epoch, step_s=s.step_s, warmup_s=s.warmup_s, phases_s=phases,
-                instrumented_step_s=outer, train_step_flops=profile_model(s.model, batch_size).train_step_flops,
+                instrumented_step_s=outer, train_step_flops=profile_model(s.model, batch_size, s.num_classes).train_step_flops,
                 peak_flops_per_s=peak)
 
 

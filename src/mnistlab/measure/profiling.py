@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.training.models import count_parameters, create_model
+from mnistlab.training.models import ModelCode, count_parameters, create_model, spec_name
 from mnistlab.measure.summary import INPUT_SHAPE
 
 MACS_VS_FLOPS = (
@@ -60,9 +60,10 @@ def _module_key(model: nn.Module, path: str) -> str:
     return type(model).__name__ + (f".{path}" if path else "")
 
 
-def profile_model(name: str, batch_size: int = 1) -> ModelProfile:
+def profile_model(name: str | ModelCode, batch_size: int = 1, num_classes: int = 10) -> ModelProfile:
+    """`name`: a registry name or a spec (see training/modelspec.py)."""
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, num_classes)
     x = torch.randn(batch_size, *INPUT_SHAPE)
     y = torch.zeros(batch_size, dtype=torch.long)
     leaves = [(p, m) for p, m in model.named_modules() if p and not list(m.children())]
@@ -88,7 +89,7 @@ def profile_model(name: str, batch_size: int = 1) -> ModelProfile:
     ]
     forward_flops, step_flops = int(fwd.get_total_flops()), int(step.get_total_flops())
     return ModelProfile(
-        model=name, batch_size=batch_size, parameters=count_parameters(model),
+        model=spec_name(name), batch_size=batch_size, parameters=count_parameters(model),
         trainable_parameters=count_parameters(model, trainable_only=True), macs=forward_flops // 2,
         forward_flops=forward_flops, backward_flops=step_flops - forward_flops, train_step_flops=step_flops,
         layers=layers,

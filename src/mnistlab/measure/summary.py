@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mnistlab.training.models import count_parameters, create_model
+from mnistlab.training.models import ModelCode, count_parameters, create_model, spec_name
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -34,10 +34,11 @@ class ModelSummary:
         return "\n".join(lines)
 
 
-def summarize(name: str, batch_size: int = 1) -> ModelSummary:
-    model = create_model(name)
+def summarize(name: str | ModelCode, batch_size: int = 1, num_classes: int = 10) -> ModelSummary:
+    """`name`: a registry name or a spec (see training/modelspec.py)."""
+    model = create_model(name, num_classes)
     with torch.no_grad():
         out = model(torch.zeros(batch_size, *INPUT_SHAPE))
     params = [(k, tuple(v.shape), v.numel()) for k, v in model.state_dict().items()]
-    return ModelSummary(name, str(model), params, count_parameters(model), count_parameters(model, True),
+    return ModelSummary(spec_name(name), str(model), params, count_parameters(model), count_parameters(model, True),
                         (batch_size, *INPUT_SHAPE), tuple(out.shape))

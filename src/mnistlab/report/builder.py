@@ -2,7 +2,8 @@
 
 Every number in it is read from the runs (metrics.csv, test.json, env.json, bench.json) or
 computed from the model code (parameter and FLOP counts); every observation is a sentence
-computed from those numbers.
+computed from those numbers. A run of your own model (a spec) is summarised and profiled from
+the code it was trained with: for a file spec, the run's copy, once its SHA-256 is checked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.measure.bench import PHASES
 from mnistlab.report.document import Document
 from mnistlab.core.environment import format_environment
-from mnistlab.core.errors import CheckpointError
+from mnistlab.core.errors import CheckpointError, MnistlabError
+from mnistlab.data.datasets import get_dataset
 from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.plots import plot_epoch_times, plot_label_histogram, plot_runs
 from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
@@ -25,6 +27,7 @@ from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir, json_kind, read_json
 from mnistlab.data.datasets import plain_name
 from mnistlab.training.config import check_run_config
 from mnistlab.measure.summary import summarize
+from mnistlab.training.models import ModelCode, model_code, model_code_for_run
 
 LAB_FILE = "lab.json"
 
@@ -200,6 +203,20 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
             out.append(f"{m}: {_step_ratio_words(a, b, dev)} (medians of the steady-state epochs, per step so "
                        f"that runs with different step limits compare equal work).")
     return out
+
+
+def _model_codes(runs: list[RunDir], lab_models: list[str]) -> dict[str, tuple[ModelCode, int]]:
+    """Each model spec of the runs (first run wins), with the code to build it and its class count."""
+    codes: dict[str, tuple[ModelCode, int]] = {}
+    for r in runs:
+        cfg = r.config()
+        if cfg["model"] not in codes:
+            try:
+                num_classes = len(get_dataset(cfg["dataset"]).classes)
+            except MnistlabError:  # a dataset row no longer defined: the MNIST family's 10
+                num_classes = 10
+            codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), num_classes)
+    return codes or {m: (model_code(m), 10) for m in lab_models}
 
 
 def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunDir], list[Path]]:
@@ -388,11 +405,11 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             doc.image(plot_label_histogram(classes, counts[0], counts[1], figs / "labels.png"),
                       "Label histogram of the training and test sets")
 
-    models = list(dict.fromkeys([_config(r)["model"] for r in runs] or (lab or {}).get("models", [])))
-    if models:
+    codes = _model_codes(runs, (lab or {}).get("models", []))
+    if codes:
         doc.h2("The models (the notebook's MyModule, MLP and CNN cells)")
-        for m in models:
-            sm = summarize(m, batch_size=64)
+        for m, (code, num_classes) in codes.items():
+            sm = summarize(code, batch_size=64, num_classes=num_classes)
             doc.p(f"{m}: {sm.total:,} parameters ({sm.trainable:,} trainable); input {list(sm.input_shape)} gives "
                   f"output {list(sm.output_shape)}.")
             doc.pre(sm.tree)
@@ -509,7 +526,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
             if r.metrics():
                 _run_section(doc, r, figs)
 
-    profiles = [profile_model(m, b) for m in (models or ["mlp", "cnn"]) for b in (1, 64)]
+    profiles = [profile_model(code, b, n) for code, n in (codes or _model_codes([], ["mlp", "cnn"])).values()
+                for b in (1, 64)]
     doc.h2("Q10. Parameters, MACs and FLOPs of each model (the notebook's thop.profile, batch 1)")
     if "mlp" in prof and "cnn" in prof:
         doc.p(f"Answer: at batch 1 the MLP has {prof['mlp'].parameters:,} parameters and does {prof['mlp'].macs:,} "

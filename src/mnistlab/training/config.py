@@ -25,7 +25,7 @@ def _opt(default: Any, help: str, **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = _opt("mlp", "model name from the registry")
+    model: str = _opt("mlp", "mlp, cnn, or your own: package.module:factory or path/to/file.py:Name")
     dataset: str = _opt("mnist", "dataset name")
     epochs: int = _opt(10, "epochs to train (with --resume: how many more)")
     batch_size: int = _opt(DEFAULT_BATCH_SIZE, "samples per optimizer step")
@@ -43,14 +43,14 @@ class TrainConfig:
     deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
 
     def __post_init__(self) -> None:
-        from mnistlab.training.models import list_models  # torch: only when a config is built
+        from mnistlab.training.models import check_model_spec  # torch: only when a config is built
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
         type_error = next(iter(config_type_errors(self.to_dict())), None)
         need(type_error is None, type_error or "")
-        need(self.model in list_models(), f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
+        check_model_spec(self.model)  # its form only: the code is imported when the model is built
         datasets = all_datasets()
         need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
         need(self.device in DEVICES, f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")

@@ -1,13 +1,21 @@
-"""The notebook's two models, in a registry: `create_model(name)`, `list_models()`."""
+"""The notebook's two models, in a registry, and your own: `create_model(spec)`, `list_models()`.
+
+A spec is a registry name, `package.module:factory` or `path/to/file.py:Name` (see modelspec.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from mnistlab.core.errors import ConfigError
+from mnistlab.training import modelspec
+from mnistlab.training.modelspec import ModelCode
+
+__all__ = ["MLP", "CNN", "ModelCode", "check_model_spec", "count_parameters", "create_model", "list_models",
+           "model_code", "model_code_for_run", "register_model", "spec_name"]
 
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
 
@@ -23,11 +31,34 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def create_model(name: str) -> nn.Module:
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+def check_model_spec(spec: str) -> None:
+    """A registry name or a well-formed spec; nothing is read or imported (a ConfigError if not)."""
+    modelspec.parse_spec(spec, list_models())
+
+
+def model_code(spec: str | ModelCode) -> ModelCode:
+    """The spec's code, read (a file's bytes) but not yet run."""
+    return spec if isinstance(spec, ModelCode) else modelspec.resolve(spec, list_models())
+
+
+def model_code_for_run(run_path: Path, spec: str, *, check_original: bool = False,
+                       fallback_to_spec: bool = False) -> ModelCode:
+    """The code a run was trained with (a file spec: the run's copy, after its SHA-256 is checked)."""
+    return modelspec.resolve_for_run(Path(run_path), spec, list_models(), check_original=check_original,
+                                     fallback_to_spec=fallback_to_spec)
+
+
+def create_model(spec: str | ModelCode, num_classes: int = 10) -> nn.Module:
+    """A fresh model, checked: an nn.Module with parameters that maps (B, 1, 28, 28) to (B, num_classes).
+    Every failure is a ConfigError of one line."""
+    code = model_code(spec)
+    model = modelspec.call_factory(modelspec.factory_of(code, _REGISTRY), code, num_classes)
+    modelspec.check_model(model, code, num_classes)
+    return model
+
+
+def spec_name(spec: str | ModelCode) -> str:
+    return spec.spec if isinstance(spec, ModelCode) else spec
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -5,6 +5,7 @@ Order per epoch: train, validate, metrics.csv and steps.csv (rewritten whole), b
 better), last.pt (with the whole history). Every file is replaced atomically, so a run killed
 at any point is readable (eval, plot), and --resume rewinds the CSVs to last.pt's history
 before going on, so a CSV row written ahead of its checkpoint is trained again, identically.
+TensorBoard's event files (tblog.py) follow the CSVs, and are rewound the same way.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from mnistlab.core.faults import kill_point
 from mnistlab.data.fetching import fetch
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import Splits, make_splits
-from mnistlab.training.models import create_model
+from mnistlab.training.models import create_model, model_code, model_code_for_run
+from mnistlab.training.modelspec import ModelCode, label, record_in_run
+from mnistlab.training.tblog import open_log
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.distributed import World, barrier, init_process_group, world
 from mnistlab.core.lock import FolderLock
@@ -108,13 +111,14 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
           runs_base: str | os.PathLike = RUNS_DIR, resume: str | os.PathLike | None = None,
           overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True,
-          on_epoch: EpochHook | None = None) -> RunDir:
+          on_epoch: EpochHook | None = None, tensorboard: bool = True) -> RunDir:
     """Train a new run (`config`) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
     finishes the epochs it was started with. The run directory is locked while training:
     a second trainer on it gets a one-line error naming this one's pid. `on_epoch(row)` sees each
     epoch's metrics once they are saved; if it returns True the run stops there, `pruned` (a sweep's pruner).
+    `tensorboard`: write TensorBoard event files into the run directory (see tblog.py).
 
     Started by torchrun, each process trains on its shard of every batch (DistributedDataParallel);
     rank 0 alone owns the run directory, writes and prints.
@@ -128,15 +132,16 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
             run = open_run(resume)
             with _ownership(run, w):
                 cfg, state = _plan_resume(run, overrides)
-                return _train_locked(run, cfg, state, _prepare(cfg, log, w), log, progress, on_epoch, w)
+                return _train_locked(run, cfg, state, _prepare(cfg, log, w, run), log, progress, on_epoch, w,
+                                     tensorboard)
         cfg = config or TrainConfig()
         prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
         # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
-        run = create_run_dir(run_dir, runs_base, f"{cfg.model}-{cfg.dataset}") if w.is_main else _ELSEWHERE
+        run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}") if w.is_main else _ELSEWHERE
         with _ownership(run, w):
             if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
                 raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
-            return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w)
+            return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard)
     finally:
         if w.distributed and is_initialized():
             destroy_process_group()
@@ -163,10 +168,14 @@ class _Prepared:
     splits: Splits
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    code: ModelCode  # where the model came from (recorded in the run)
 
 
-def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
-    """Device, verified data on it, and a freshly seeded model and optimizer."""
+def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) -> _Prepared:
+    """Device, verified data on it, and a freshly seeded model and optimizer. Resuming `run`,
+    the model's code is the run's own (a file spec: its verified copy)."""
+    code = model_code(cfg.model) if run is None else model_code_for_run(
+        run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists())
     if cfg.deterministic:
         enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
     device = resolve_device(cfg.device)
@@ -191,13 +200,13 @@ def _prepare(cfg: TrainConfig, log: Log, w: World) -> _Prepared:
         splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                              seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
         torch.manual_seed(cfg.seed)
-        model = create_model(cfg.model).to(device)
+        model = create_model(code, len(spec.classes)).to(device)
     except RuntimeError as e:
         message = device_error_message(e, device)
         if message is None:
             raise
         raise DeviceError(message) from None
-    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
+    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum), code)
 
 
 def _bars_redraw_in_place() -> bool:
@@ -227,13 +236,14 @@ def _device_failure(run: RunDir, e: RuntimeError, device: torch.device, batch_si
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                  progress: bool, on_epoch: EpochHook | None, w: World) -> RunDir:
+                  progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool = True) -> RunDir:
     with StopRequests() as stops:
-        return _train_until_stopped(run, cfg, state, prep, log, progress, on_epoch, w, stops)
+        return _train_until_stopped(run, cfg, state, prep, log, progress, on_epoch, w, tensorboard, stops)
 
 
 def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                         progress: bool, on_epoch: EpochHook | None, w: World, stops: StopRequests) -> RunDir:
+                         progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool,
+                         stops: StopRequests) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     # the wrapper averages gradients over the processes; checkpoints keep the plain model
     step_model = model if not w.distributed else DistributedDataParallel(
@@ -253,11 +263,13 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
     write_json(run / rd_files.CONFIG, cfg.to_dict())
+    record_in_run(run.path, prep.code)  # a file spec: its copy and SHA-256
     env = {**environment(), **precision_environment(device), "device": str(device),
            "load_start": load_snapshot()}  # load: was the machine busy?
     write_json(run / rd_files.ENV, env)
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+    tb = open_log(run.path, history, step_log, enabled=tensorboard and w.is_main)  # rewound to the checkpoint, as the CSVs
     _set_status(run, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
@@ -307,6 +319,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
                 write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
                 write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+                tb.epoch(row, stats.step_log)
                 if val.loss < best_val:
                     best_val, best_epoch = val.loss, epoch
                     save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
@@ -323,6 +336,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 stopped_early = True
                 break
             if on_epoch is not None and on_epoch(row):
+                tb.close()
                 _set_status(run, "pruned", epochs_done=len(history), best_epoch=best_epoch)
                 log(f"pruned after epoch {epoch}: the sweep's pruner stopped it (no test evaluation)")
                 return run
@@ -331,10 +345,12 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         stage = "the final test evaluation"
         test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
     except DivergenceError as e:
+        tb.close()
         _set_status(run, "diverged", message=str(e), epochs_done=saved, best_epoch=best_epoch)
         raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
                               else f"{e}; {run.path}: no epoch finished, no checkpoint written") from None
     except KeyboardInterrupt as stop:
+        tb.close()
         with stops.deferred():  # a second signal does not cut the record of the first short
             what = "terminated" if isinstance(stop, Terminated) else "interrupted"
             _set_status(run, what, epochs_done=saved)
@@ -343,6 +359,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 f"\n{what} before the first checkpoint; start it again with: mnistlab train --resume {run.path}")
         raise
     except RuntimeError as e:  # a device failure (out of memory, driver, no kernel): one line, exit 2
+        tb.close()
         batch = cfg.batch_size if stage in ("warm-up", "training") else None  # the user can change only that one
         failure = _device_failure(run, e, device, batch, history, stage)
         if failure is None:
@@ -351,6 +368,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
 
     write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
                                      "classes": list(spec.classes)})
+    tb.finish(cfg.to_dict(), test.to_dict(), global_step)
     log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
         f"in {test.seconds:.2f} s")
     _set_status(run, "finished", epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)

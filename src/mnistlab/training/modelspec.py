@@ -1,0 +1,279 @@
+"""Model specs: a registry name, `package.module:factory`, or `path/to/file.py:Name`.
+
+A spec is parsed without running anything (TrainConfig validates it that way); its code runs
+only when a model is built, and only from the spec the user gave: checkpoints are loaded with
+weights_only=True and never name code that gets imported.
+
+A file spec is read once, as bytes: those bytes are hashed (SHA-256), executed, and copied into
+the run directory (model_source.py, recorded in model.json). Later, `eval`, `--resume` and
+`report` execute the run's copy, and only after its hash matches the record. The copy, not the
+original, because it is exactly the code the checkpoints were trained with, it travels with the
+run (the original may have moved, been edited or deleted), and its path does not depend on the
+directory the command is run from. `--resume` also refuses when the original file still exists
+but no longer matches the record: the user changed their model, and continuing the old weights
+with the old code would silently not be the model they now have.
+
+The hash guards against a copy changed by accident or by a half-finished write, not against
+someone who can write the whole run directory (they can rewrite model.json too): a run of your
+own model carries code, so evaluate or resume only runs you trust, as you would only run scripts
+you trust. A run of a built-in model runs no code from its directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import re
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.errors import CheckpointError, ConfigError
+from mnistlab.core.rundir import read_json, write_json
+
+MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE_RE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
+_ATTR_RE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+FORMS = "package.module:factory or path/to/file.py:Name"
+CHECK_BATCH = 2  # the output-shape check's batch: 1 would hide a model that mixes up batch and features
+
+
+@dataclass(frozen=True)
+class ModelCode:
+    """Where a model comes from. For a file spec, `source` holds the exact bytes that run."""
+
+    spec: str  # as the user wrote it (what TrainConfig.model keeps)
+    kind: str  # "builtin", "module" or "file"
+    target: str  # the registry name, the module name, or the file's absolute path
+    attr: str | None = None
+    source: bytes | None = None
+    origin: Path | None = None  # the file the bytes were read from (the run's copy, for a run)
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.source).hexdigest() if self.source is not None else None
+
+
+def parse_spec(spec: Any, registry: list[str]) -> tuple[str, str, str | None]:
+    """(kind, target, attr) of a spec, checked for form only: nothing is read or imported."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"model must be a name or a spec, got {spec!r}")
+    if spec in registry:
+        return "builtin", spec, None
+    where, colon, attr = spec.rpartition(":")
+    if not colon:
+        raise ConfigError(f"unknown model {spec!r}; choose one of: {', '.join(registry)}, or give {FORMS}")
+    if not _ATTR_RE.fullmatch(attr):
+        raise ConfigError(f"model spec {spec!r}: {attr!r} after the last ':' is not a Python name")
+    if where.endswith(".py"):
+        return "file", where, attr
+    if not _MODULE_RE.fullmatch(where):
+        raise ConfigError(f"model spec {spec!r}: {where!r} is neither a module name (package.module) "
+                          f"nor a .py file path")
+    return "module", where, attr
+
+
+def label(spec: str) -> str:
+    """A short name for run directories and plots: the registry name or the factory's name."""
+    name = spec.rpartition(":")[2] if ":" in spec else spec
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name.rpartition(".")[2] or name) or "model"
+
+
+def _read(path: Path, spec: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"model spec {spec!r}: {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"model spec {spec!r}: {path}: is a directory, not a .py file") from None
+    except OSError as e:
+        raise ConfigError(f"model spec {spec!r}: {path}: cannot read ({e.strerror})") from None
+
+
+def resolve(spec: str, registry: list[str]) -> ModelCode:
+    """The spec's code, read now (a file's bytes) but not yet run."""
+    kind, target, attr = parse_spec(spec, registry)
+    if kind == "file":
+        path = Path(target).expanduser().resolve()
+        return ModelCode(spec, kind, str(path), attr, _read(path, spec), path)
+    return ModelCode(spec, kind, target, attr)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _exec_file(code: ModelCode) -> types.ModuleType:
+    """Run a file's bytes as a fresh module; the same bytes (same hash) run once per process."""
+    assert code.source is not None and code.origin is not None
+    name = f"mnistlab_user_models.{label(Path(code.target).stem)}_{code.sha256[:16]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module = types.ModuleType(name)
+    module.__file__ = str(code.origin)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    try:
+        exec(compile(code.source, str(code.origin), "exec"), module.__dict__)
+    except KeyboardInterrupt:
+        del sys.modules[name]
+        raise
+    except BaseException as e:  # SyntaxError, ImportError, anything the file raises, even SystemExit
+        del sys.modules[name]
+        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.origin} ({_first_line(e)})") from None
+    return module
+
+
+def _import_module(code: ModelCode) -> types.ModuleType:
+    try:
+        return importlib.import_module(code.target)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        hint = (f"; is it installed or on PYTHONPATH? (for a file, give path/to/file.py:{code.attr})"
+                if isinstance(e, ModuleNotFoundError) and e.name == code.target.split(".")[0] else "")
+        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.target!r} ({_first_line(e)}){hint}") from None
+
+
+def factory_of(code: ModelCode, registry: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """The class or function the spec names (importing the module or running the file)."""
+    if code.kind == "builtin":
+        return registry[code.target]
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # draws at import time must not shift the seeded weights
+        module = _exec_file(code) if code.kind == "file" else _import_module(code)
+    obj: Any = module
+    for part in (code.attr or "").split("."):
+        if not hasattr(obj, part):
+            from torch import nn
+
+            found = sorted(n for n, v in vars(module).items()
+                           if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
+            where = code.origin if code.kind == "file" else code.target
+            raise ConfigError(f"model spec {code.spec!r}: {where} has no name {code.attr!r}"
+                              + (f" (its nn.Module classes: {', '.join(found)})" if found else ""))
+        obj = getattr(obj, part)
+    return obj
+
+
+def call_factory(factory: Any, code: ModelCode, num_classes: int) -> Any:
+    """factory(), or factory(num_classes=N) when it takes that; nothing else may be required."""
+    from torch import nn
+
+    if isinstance(factory, nn.Module):
+        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is an nn.Module instance, not a factory; "
+                          f"name its class, or a function that builds it")
+    if not callable(factory):
+        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
+                          f"{type(factory).__name__}), so it cannot build an nn.Module")
+    kwargs: dict[str, int] = {}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins have no signature: just call them
+        params = {}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if "num_classes" in params and params["num_classes"].kind in named:
+        kwargs["num_classes"] = num_classes
+    required = [p.name for p in params.values() if p.default is p.empty and p.name != "num_classes"
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if required:
+        raise ConfigError(f"model spec {code.spec!r}: {code.attr} requires the arguments {', '.join(required)}; "
+                          f"a model factory must take none, or only num_classes")
+    try:
+        return factory(**kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        call = f"{code.attr}({'num_classes=' + str(num_classes) if kwargs else ''})"
+        raise ConfigError(f"model spec {code.spec!r}: {call} failed ({_first_line(e)})") from None
+
+
+def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
+    """An nn.Module with parameters whose output on a (B, 1, 28, 28) batch is (B, num_classes)."""
+    import torch
+    from torch import nn
+
+    what = code.attr or code.target
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model spec {code.spec!r}: {what} returned {type(model).__name__}, not an nn.Module")
+    if not any(True for _ in model.parameters()):
+        raise ConfigError(f"model spec {code.spec!r}: the model has no parameters (nothing to train)")
+    shape = (CHECK_BATCH, 1, 28, 28)
+    was_training = model.training
+    model.eval()  # no dropout draw, no batch-norm statistics changed by this check
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        raise ConfigError(f"model spec {code.spec!r}: the forward pass on a {shape} batch failed "
+                          f"({_first_line(e)})") from None
+    finally:
+        model.train(was_training)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != (CHECK_BATCH, num_classes):
+        raise ConfigError(f"model spec {code.spec!r}: its output on a {shape} batch is {got}, expected "
+                          f"{(CHECK_BATCH, num_classes)} (one logit per class)")
+
+
+# --- the run directory's record of a file spec -------------------------------------------------
+
+def record_in_run(run_path: Path, code: ModelCode) -> None:
+    """Copy a file spec's bytes into the run and record their hash (nothing for other specs).
+    The copy is written first, so a model.json that exists always has its copy."""
+    if code.kind != "file":
+        return
+    assert code.source is not None
+    write_atomic(run_path / MODEL_COPY, code.source)
+    write_json(run_path / MODEL_RECORD, {"spec": code.spec, "kind": "file", "path": code.target,
+                                         "sha256": code.sha256, "copy": MODEL_COPY})
+
+
+def _read_record(run_path: Path, spec: str) -> dict[str, Any]:
+    rec = read_json(run_path / MODEL_RECORD)
+    if (not isinstance(rec, dict) or rec.get("spec") != spec or rec.get("copy") != MODEL_COPY
+            or not isinstance(rec.get("path"), str) or not _SHA_RE.fullmatch(str(rec.get("sha256")))):
+        raise CheckpointError(f"{run_path / MODEL_RECORD}: not a valid model record for {spec!r}")
+    return rec
+
+
+def resolve_for_run(run_path: Path, spec: str, registry: list[str], *, check_original: bool,
+                    fallback_to_spec: bool = False) -> ModelCode:
+    """The code a run was trained with. A file spec runs from the run's verified copy; with
+    `check_original` (resume), a changed original file is refused. `fallback_to_spec`: a run
+    killed before its record was written (so before any weights were saved) reads the spec anew."""
+    kind, _, attr = parse_spec(spec, registry)
+    if kind != "file":
+        return resolve(spec, registry)
+    if not (run_path / MODEL_RECORD).exists():
+        if fallback_to_spec:
+            return resolve(spec, registry)
+        raise CheckpointError(f"{run_path}: trained with {spec!r} but has no {MODEL_RECORD} (its record of that file)")
+    rec = _read_record(run_path, spec)
+    copy = run_path / MODEL_COPY
+    try:
+        data = copy.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{copy}: cannot read the run's copy of its model file ({e.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != rec["sha256"]:
+        raise CheckpointError(f"{copy}: does not match the SHA-256 in {MODEL_RECORD} (changed or corrupt); "
+                              f"refusing to run it")
+    if check_original:
+        original = Path(rec["path"])
+        if original.is_file():
+            now = hashlib.sha256(_read(original, spec)).hexdigest()
+            if now != rec["sha256"]:
+                raise ConfigError(f"{original}: changed since this run started (SHA-256 {now[:12]}..., recorded "
+                                  f"{rec['sha256'][:12]}...); cannot resume with different model code: "
+                                  f"restore the file or start a new run")
+    return ModelCode(spec, "file", rec["path"], attr, data, copy)
+
