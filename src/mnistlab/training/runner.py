@@ -35,6 +35,7 @@ from mnistlab.training.models import create_model
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
+from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model
 from mnistlab.training.loop import make_optimizer, train_epoch
 
 Log = Callable[[str], None]
@@ -110,11 +111,14 @@ class _Prepared:
     splits: Splits
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    step: TrainStep  # the training step with the config's speed levers
 
 
 def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
     """Device, verified data on it, and a freshly seeded model and optimizer."""
     device = resolve_device(cfg.device)
+    levers = Levers.of(cfg)
+    levers.check(device)  # a lever this device lacks fails before any data work
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
     fetch(spec, root, log=log)
@@ -123,8 +127,11 @@ def _prepare(cfg: TrainConfig, log: Log) -> _Prepared:
     splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, device=device, subset=cfg.subset)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
-    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum))
+    model = prepare_model(create_model(cfg.model), levers, device)
+    optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
+    step = make_step(model, optimizer, levers, device, batch_size=cfg.batch_size,
+                     sample_shape=tuple(splits.train.x.shape[1:]))
+    return _Prepared(device, spec, splits, model, optimizer, step)
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
@@ -138,6 +145,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     else:
         load_model_state(model, state, run / rd_files.LAST)
         optimizer.load_state_dict(state["optimizer"])
+        prep.step.load_state_dict(state)
         torch.set_rng_state(state["rng_cpu"])
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
@@ -149,7 +157,8 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
     _set_status(run, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
-        f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}")
+        f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}, "
+        f"{prep.step.levers.describe()}")
 
     def checkpoint_state(epoch: int) -> dict[str, Any]:
         return {
@@ -157,6 +166,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
             "global_step": int(history[-1]["global_step"]) if history else 0,
             "config": cfg.to_dict(), "history": history, "step_log": step_log,
             "best_val_loss": best_val, "best_epoch": best_epoch, "rng_cpu": torch.get_rng_state(),
+            **prep.step.state_dict(),
         }
 
     global_step = int(history[-1]["global_step"]) if history else 0
@@ -168,7 +178,7 @@ def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prep
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
                 stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
-                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar)
+                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar, step=prep.step)
             global_step += stats.steps
             kill_point("epoch-end")
             val = evaluate(model, splits.val, len(spec.classes))
