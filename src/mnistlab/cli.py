@@ -100,7 +100,7 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
-    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, PIPELINES, RUNS_DIR
+    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, IMPLEMENTATIONS, PIPELINES, RUNS_DIR
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
     b.add_argument("--dataset", default="mnist", choices=datasets)
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
+                   help="compare speed levers on resident data instead of pipelines: "
+                        f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
     _add_data_dir(b)
 
     _add_speedrun_parser(sub, datasets)
@@ -320,6 +323,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
     run = create_run_dir(args.out, RUNS_DIR, "bench")
+    if args.implementations:  # the lever axis (measure/levers_bench.py)
+        from mnistlab.measure.levers_bench import run_levers_bench, write_levers_bench
+
+        levers = run_levers_bench(train, spec, models=args.models, devices=devices,
+                                  implementations=args.implementations, batch_size=args.batch_size,
+                                  steps=args.steps or -(-len(train) // args.batch_size), repeats=args.repeats,
+                                  warmup=args.warmup,
+                                  log=lambda m: print(m, file=sys.stderr))
+        print(write_levers_bench(levers, run))
+        print(run.path)
+        return 0
     result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
                        batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
                        warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
