@@ -166,3 +166,35 @@ def test_cli_options_come_from_the_config(tiny, tmp_path, capsys):
     assert not (tmp_path / "r2").exists()  # refused before a run directory was made
     with pytest.raises(SystemExit):
         cli.main(["train", "--compile", "fast"])
+
+
+needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
+
+
+@pytest.mark.parametrize("kw", [dict(cuda_graphs=True), dict(cuda_graphs=True, precision="bf16-mixed", channels_last=True),
+                                dict(precision="16-mixed"), dict(compile="default")])
+@pytest.mark.usefixtures("tiny")
+@needs_cuda[0]
+@needs_cuda[1]
+def test_cuda_levers_train_and_resume(tmp_path, kw):
+    # batch 48 over 256 samples: five full batches (graph replays) and a short one (eager, same weights)
+    run = runner.train(cfg(model="cnn", device="cuda", batch_size=48, **kw), run_dir=tmp_path / "r", **quiet())
+    runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
+    assert len(run.metrics()) == 2 and run.test()["total"] == 200
+    state = load_checkpoint(run / "last.pt")
+    assert ("grad_scaler" in state) == (kw.get("precision") == "16-mixed")
+
+
+@pytest.mark.usefixtures("tiny")
+@needs_cuda[0]
+@needs_cuda[1]
+def test_cuda_graphs_train_like_eager(tmp_path):
+    """The captured step is the same arithmetic: same losses as the eager step, short last batch included."""
+    rows = {}
+    for graphs in (False, True):
+        run = runner.train(cfg(model="mlp", device="cuda", batch_size=48, epochs=2, cuda_graphs=graphs),
+                           run_dir=tmp_path / f"r{graphs}", **quiet())
+        rows[graphs] = run.metrics()
+    for a, b in zip(rows[False], rows[True], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)

@@ -24,6 +24,14 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     assert any("bf16-mixed+channels-last" in o and "eager fp32 in the same run" in o for o in data["observations"])
     assert (tmp_path / "b" / "levers.txt").read_text().startswith("cpu: ")
 
+    from mnistlab.report.builder import levers_section
+    from mnistlab.report.document import Document
+
+    doc = Document("t")
+    levers_section(doc, data)
+    md = doc.to_markdown(tmp_path)
+    assert "Speed levers: what each one buys" in md and "not available" in md and "of bfloat16" in md
+
 
 def test_every_implementation_has_its_levers():
     assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS

@@ -15,7 +15,7 @@ def run_cli(tmp_path, *extra):
 
 
 def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
-    assert run_cli(tmp_path, "--seeds", "2", "--target", "50") == 0
+    assert run_cli(tmp_path, "--seeds", "2", "--target", "50", "--no-channels-last") == 0
     out = capsys.readouterr().out
     assert "2 seeds" in out and "reached 50%" in out and "median" in out
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
@@ -26,8 +26,19 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert summary["accuracy_mean"] == pytest.approx(sum(r["accuracy"] for r in runs) / 2)
     assert summary["reached_target"] == sum(r["accuracy"] >= 50 for r in runs)
     assert summary["accuracy_mean"] > 50  # it learns the tiny task in one epoch
-    assert data["recipe"]["model"] == "speednet" and data["levers"]["precision"] == "bf16-mixed"
+    # the recipe's CPU levers (bf16-mixed + channels-last), one of them switched off on the command line
+    assert data["recipe"]["model"] == "speednet" and data["levers_text"] == "eager bf16-mixed"
     assert data["train_samples"] == 640 and data["env"]["torch"] == torch.__version__
+
+    from mnistlab.report.builder import run_levers_text, speedrun_section
+    from mnistlab.report.document import Document
+
+    doc = Document("t")
+    speedrun_section(doc, data)
+    md = doc.to_markdown(tmp_path)
+    assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
+    assert run_levers_text({"precision": "bf16-mixed", "channels_last": True}) == "eager bf16-mixed + channels-last"
+    assert run_levers_text({}) == "eager fp32"  # an old run's config.json
 
 
 class FakeClock:
@@ -106,3 +117,4 @@ def test_speedrun_on_cuda_with_graphs(tiny, tmp_path):
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
     assert data["levers"]["cuda_graphs"] is True and all(r["total"] == 200 for r in data["runs"])
     assert data["summary"]["accuracy_mean"] > 50
+
