@@ -153,8 +153,10 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
         lr = torch.tensor(recipe.max_lr, device=device)
     fused = device.type in ("cpu", "cuda")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=levers.cuda_graphs, fused=fused or None)
+    # no momentum cycling: Adam's betas are host floats that a captured CUDA graph would freeze, and the
+    # recipe must be the same arithmetic with every lever
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, total_steps=steps,
-                                                   pct_start=recipe.pct_start)
+                                                   pct_start=recipe.pct_start, cycle_momentum=False)
     step = make_step(model, optimizer, levers, device, batch_size=recipe.batch_size,
                      sample_shape=tuple(train.x.shape[1:]))
 
