@@ -26,3 +26,15 @@ def test_startup_benchmark_runs(capsys):
     out = capsys.readouterr().out
     helps = [float(ln.split("median")[1].split()[0]) for ln in out.splitlines() if ln.startswith("mnistlab")]
     assert len(helps) == 2 and code == (0 if max(helps) < module.TARGET_S else 1)
+
+
+def test_levers_and_speedrun_benchmark_runs(tiny, capsys):
+    spec = importlib.util.spec_from_file_location("levers_and_speedrun", SCRIPT.parent / "levers_and_speedrun.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--dataset", "tiny", "--steps", "2", "--repeats", "1", "--seeds", "1", "--epochs", "1",
+                        "--models", "mlp", "--speedrun-seeds", "1"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)  # tiny data says nothing about the floors
+    assert "best lever for the CNN step" in out and "mlp 1 epochs, seeds 0-0: bf16-mixed" in out
+    assert "speedrun mean accuracy" in out and "median time" in out

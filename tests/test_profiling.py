@@ -33,7 +33,13 @@ def test_counts_scale_with_batch_and_layers_sum_to_total(name):
     assert sum(lp.parameters for lp in p1.layers) == p1.parameters
 
 
-@pytest.mark.parametrize("name", list_models())
+def _without_batch_norm() -> list[str]:
+    # thop also counts batch norm's elementwise work as MACs; FlopCounterMode counts matmuls and convs only
+    return [m for m in list_models()
+            if not any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in create_model(m).modules())]
+
+
+@pytest.mark.parametrize("name", _without_batch_norm())
 def test_macs_agree_with_thop(name):
     thop = pytest.importorskip("thop")
     model = create_model(name)

@@ -78,9 +78,35 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, help=shown, **meta)
 
 
+def _target(text: str) -> float:
+    v = _float(text)
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"a test accuracy in percent, in (0, 100], got {text!r}")
+    return v
+
+
+def _add_speedrun_parser(sub, datasets: list[str]) -> None:
+    from mnistlab.core.defaults import COMPILE_MODES, DEVICES, PRECISIONS, RUNS_DIR
+
+    s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
+    s.add_argument("--device", choices=list(DEVICES), default="auto",
+                   help="where to run (auto: cuda, then mps, then cpu)")
+    s.add_argument("--seeds", type=_positive_int, default=10, help="runs, seeds 0..N-1 (default: 10)")
+    s.add_argument("--target", type=_target, default=99.0, help="test accuracy to reach, in percent (default: 99.0)")
+    s.add_argument("--precision", choices=list(PRECISIONS), help="default: the recipe's for the device")
+    s.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: the recipe's for the device")
+    s.add_argument("--compile", choices=list(COMPILE_MODES), help="default: off")
+    s.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on with --device cuda")
+    s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
+    s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_data_dir(s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
-    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, PIPELINES, RUNS_DIR
+    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, IMPLEMENTATIONS, PIPELINES, RUNS_DIR
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -153,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
                    help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU)")
+    b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
+                   help="compare speed levers on resident data instead of pipelines: "
+                        f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
     _add_data_dir(b)
+
+    _add_speedrun_parser(sub, datasets)
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
     lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
@@ -347,6 +378,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
     run = create_run_dir(args.out, RUNS_DIR, "bench")
+    if args.implementations:  # the lever axis (measure/levers_bench.py)
+        from mnistlab.measure.levers_bench import run_levers_bench, write_levers_bench
+
+        levers = run_levers_bench(train, spec, models=args.models, devices=devices,
+                                  implementations=args.implementations, batch_size=args.batch_size,
+                                  steps=args.steps or -(-len(train) // args.batch_size), repeats=args.repeats,
+                                  warmup=args.warmup,
+                                  log=lambda m: print(m, file=sys.stderr))
+        print(write_levers_bench(levers, run))
+        print(run.path)
+        return 0
     result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
                        batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
                        warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
@@ -374,6 +416,37 @@ def _bench_scaling(args: argparse.Namespace, device: str) -> int:
                                       "observations": scaling_observations(cells)})
     write_atomic(run / "scaling.txt", (text + "\n").encode())
     print(text)
+    print(run.path)
+    return 0
+
+
+def _cmd_speedrun(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from mnistlab.core.defaults import RUNS_DIR
+    from mnistlab.core.device import describe_choice, resolve_device
+    from mnistlab.core.rundir import create_run_dir, write_json
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.fetching import fetch
+    from mnistlab.data.loader import read_split
+    from mnistlab.measure.speedrun import default_levers, speedrun
+
+    device = resolve_device(args.device)
+    given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
+             if getattr(args, k) is not None}
+    levers = dc.replace(default_levers(device), **given)
+    if levers.compile != "off" and "cuda_graphs" not in given:  # the recipe's graphs give way to compile's
+        levers = dc.replace(levers, cuda_graphs=False)
+    levers.check(device)  # before any data work or run directory
+    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
+    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    train, test = read_split(spec, root, train=True), read_split(spec, root, train=False)
+    run = create_run_dir(args.out, RUNS_DIR, "speedrun")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    log(describe_choice(args.device, device))
+    result = speedrun(train, test, spec, device, seeds=args.seeds, target=args.target, levers=levers, log=log)
+    write_json(run / "speedrun.json", result.to_dict())
+    print(result.line())
     print(run.path)
     return 0
 
@@ -420,7 +493,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
+             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
 
 
 def _silence_stdout() -> None:

@@ -8,3 +8,9 @@ PIPELINES = ("reference", "resident")  # the notebook's per-sample PIL pipeline,
 DEFAULT_BATCH_SIZE = 64  # the notebook's
 EVAL_BATCH_SIZE = 1000
 RUNS_DIR = "runs"  # where runs, benches and labs go unless a path is given
+# speed levers (training/levers.py): Lightning's precision names, torch.compile's modes
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+# bench's implementation axis: one lever at a time on top of eager fp32
+IMPLEMENTATIONS = ("eager", "channels-last", "bf16-mixed", "bf16-mixed+channels-last", "16-mixed", "compiled",
+                   "cuda-graphs")

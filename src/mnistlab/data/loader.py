@@ -98,7 +98,10 @@ class DeviceLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.y), generator=g).to(self.device)
 
-    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, epoch: int = 0, out: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`out`: buffers that full batches are gathered into, in place (a CUDA graph's static inputs);
+        they are overwritten by the next batch, and a short last batch comes in fresh tensors."""
         idx = self.order(epoch)
         for start in range(0, len(idx), self.batch_size):
             b = idx[start:start + self.batch_size]
@@ -107,7 +110,10 @@ class DeviceLoader:
                     break
                 b = b[self.rank::self.world_size]
             # index_select: about half the cost of advanced indexing for these small gathers
-            yield torch.index_select(self.x, 0, b), torch.index_select(self.y, 0, b)
+            if out is not None and len(b) == len(out[1]):
+                yield torch.index_select(self.x, 0, b, out=out[0]), torch.index_select(self.y, 0, b, out=out[1])
+            else:
+                yield torch.index_select(self.x, 0, b), torch.index_select(self.y, 0, b)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

@@ -581,3 +581,56 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     write_atomic(md, doc.to_markdown(out_dir).encode())
     write_atomic(page, doc.to_html().encode())
     return md, page
+
+
+# --- speed levers and the speedrun (issue #10): self-contained sections for the lead to wire in ---
+
+def run_levers_text(cfg: dict[str, Any]) -> str:
+    """A run's speed levers in words, from its config.json (old runs without the keys: eager fp32)."""
+    precision = cfg.get("precision", "32")
+    parts = ["fp32" if precision == "32" else precision]
+    if cfg.get("channels_last"):
+        parts.append("channels-last")
+    if cfg.get("compile", "off") != "off":
+        parts.append(f"compile={cfg['compile']}")
+    if cfg.get("cuda_graphs"):
+        parts.append("cuda-graphs")
+    return ("eager " if cfg.get("compile", "off") == "off" and not cfg.get("cuda_graphs") else "") + " + ".join(parts)
+
+
+def levers_section(doc: Document, levers: dict[str, Any]) -> None:
+    """bench --implementations (levers.json): the table and the sentences computed from it."""
+    doc.h2("Speed levers: what each one buys")
+    for dev, peaks in levers.get("peaks_flops_per_s", {}).items():
+        doc.p(f"{dev}: {levers['devices'].get(dev, dev)}; measured matmul peaks: "
+              + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in peaks.items()) + ".")
+    rows = []
+    for c in levers["cells"]:
+        if c.get("unavailable"):
+            rows.append([f"{c['device']}/{c['model']}", c["implementation"], "not available", "", "", ""])
+            continue
+        s = c.get("speedup_vs_eager")
+        rows.append([f"{c['device']}/{c['model']}", c["implementation"], f"{c['step_median_s'] * 1e3:.2f}",
+                     f"{c['step_min_s'] * 1e3:.2f}-{c['step_max_s'] * 1e3:.2f}",
+                     f"{s:.2f}x" if s is not None else "-", f"{c['utilisation']:.0%} of {c['compute_dtype']}"])
+    doc.table(["device/model", "implementation", "ms/step (median)", "range", "vs eager fp32", "utilisation"], rows)
+    for line in levers.get("observations", []):
+        doc.p(line)
+
+
+def speedrun_section(doc: Document, result: dict[str, Any]) -> None:
+    """`mnistlab speedrun` (speedrun.json): the recipe, the protocol, accuracy and time over the seeds."""
+    s, r = result["summary"], result["recipe"]
+    doc.h2(f"Speedrun: time to {result['target']:g}% test accuracy")
+    doc.p(f"Recipe: {r['model']}, Adam with a one-cycle schedule (max lr {r['max_lr']}), batch {r['batch_size']}, "
+          f"{r['epochs']} epoch(s) over {result['train_samples']:,} training images; levers: {result['levers_text']}; "
+          f"on {result['device_name']}. Timed: {result['timed']}.")
+    doc.table(["seeds", "accuracy mean ± std", f"reached {result['target']:g}%", "time median", "time range",
+               "data to device (once)", "warm-up per seed (median)"],
+              [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
+                f"{s['reached_target']}/{s['seeds']}", f"{s['time_median_s']:.2f} s",
+                f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s", f"{s['data_s']:.2f} s",
+                f"{s['warmup_median_s']:.2f} s"]])
+    doc.table(["seed", "test accuracy", "time (train + test eval)", "train", "test eval", "warm-up (apart)"],
+              [[x["seed"], f"{x['accuracy']:.2f}% ({x['correct']}/{x['total']})", f"{x['seconds']:.2f} s",
+                f"{x['train_s']:.2f} s", f"{x['eval_s']:.2f} s", f"{x['warmup_s']:.2f} s"] for x in result["runs"]])

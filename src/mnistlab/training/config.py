@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, DEVICES
+from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, PRECISIONS
 from mnistlab.core.errors import ConfigError
 from mnistlab.data.datasets import all_datasets
 
@@ -41,6 +41,14 @@ class TrainConfig:
     max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
     log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")
     deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
+    # speed levers (training/levers.py); a lever a device lacks is a ConfigError when the device is known
+    precision: str = _opt("32", "32: float32; bf16-mixed / 16-mixed: autocast to bfloat16 / float16 "
+                          "(16-mixed: CUDA, with a GradScaler)", choices=PRECISIONS)
+    channels_last: bool = _opt(False, "keep conv weights and inputs in channels-last (NHWC) memory format")
+    compile: str = _opt("off", "torch.compile the model's training forward/backward in this mode",
+                        choices=COMPILE_MODES)
+    cuda_graphs: bool = _opt(False, "CUDA only: capture the whole training step (forward, backward, "
+                             "optimizer) once and replay it")
 
     def __post_init__(self) -> None:
         from mnistlab.training.models import check_model_spec  # torch: only when a config is built
@@ -67,6 +75,10 @@ class TrainConfig:
              f"momentum must be in [0, 1), got {self.momentum}")
         need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
              f"val fraction must be strictly between 0 and 1, got {self.val_fraction}")
+        need(self.precision in PRECISIONS,
+             f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        need(self.compile in COMPILE_MODES,
+             f"unknown compile mode {self.compile!r}; choose one of: {', '.join(COMPILE_MODES)}")
         for name in ("early_stop", "subset", "max_steps"):
             v = getattr(self, name)
             need(v is None or (isinstance(v, int) and v >= 1), f"{name.replace('_', ' ')} must be at least 1, got {v}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -105,8 +105,12 @@ class EpochStats:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
                 epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
-                progress=None, distributed: bool = False) -> EpochStats:
+                progress=None, distributed: bool = False,
+                step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> EpochStats:
     """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
+
+    `step(x, y) -> loss` replaces the plain fp32 eager step (training.levers.make_step builds one
+    with the speed levers); a step with `static_inputs` has the loader fill those buffers in place.
 
     Step losses stay on the device until the epoch ends, so that the GPU is not made to
     wait every step; they are read every `log_every` steps for the log and the bar.
@@ -122,13 +126,16 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
     samples = 0
     synchronize(device)
     t0 = time.perf_counter()
-    for i, (x, y) in enumerate(loader.batches(epoch)):
+    for i, (x, y) in enumerate(loader.batches(epoch, out=getattr(step, "static_inputs", None))):
         if max_steps is not None and i >= max_steps:
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
+        if step is None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+        else:
+            loss = step(x, y)
         losses.append(loss.detach())
         samples += len(y)
         if i % log_every == 0:

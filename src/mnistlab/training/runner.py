@@ -11,6 +11,7 @@ TensorBoard's event files (tblog.py) follow the CSVs, and are rewound the same w
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import sys
@@ -46,6 +47,7 @@ from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.distributed import World, barrier, init_process_group, world
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
+from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model
 from mnistlab.training.loop import WARMUP_DEVICES, make_optimizer, set_fused_for, train_epoch, warm_up
 
 Log = Callable[[str], None]
@@ -128,23 +130,32 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     if not w.is_main:
         log, progress = (lambda m: None), False
     try:
-        if resume is not None:
-            run = open_run(resume)
-            with _ownership(run, w):
-                cfg, state = _plan_resume(run, overrides)
-                return _train_locked(run, cfg, state, _prepare(cfg, log, w, run), log, progress, on_epoch, w,
-                                     tensorboard)
-        cfg = config or TrainConfig()
-        prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
-        # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
-        run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}") if w.is_main else _ELSEWHERE
-        with _ownership(run, w):
-            if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
-                raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
-            return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard)
+        return _train(config, run_dir, runs_base, resume, overrides, log, progress, on_epoch, tensorboard, w)
     finally:
         if w.distributed and is_initialized():
+            # the DDP wrapper and its reducer must be gone before their process group is: freed later,
+            # their destructors can wait forever on a group that no longer exists
+            gc.collect()
             destroy_process_group()
+
+
+def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_base: str | os.PathLike,
+           resume: str | os.PathLike | None, overrides: dict[str, Any], log: Log, progress: bool,
+           on_epoch: EpochHook | None, tensorboard: bool, w: World) -> RunDir:
+    if resume is not None:
+        run = open_run(resume)
+        with _ownership(run, w):
+            cfg, state = _plan_resume(run, overrides)
+            return _train_locked(run, cfg, state, _prepare(cfg, log, w, run), log, progress, on_epoch, w,
+                                 tensorboard)
+    cfg = config or TrainConfig()
+    prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
+    # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
+    run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}") if w.is_main else _ELSEWHERE
+    with _ownership(run, w):
+        if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
+            raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
+        return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard)
 
 
 _ELSEWHERE = RunDir(Path("(rank 0 writes the run directory)"))
@@ -169,6 +180,7 @@ class _Prepared:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     code: ModelCode  # where the model came from (recorded in the run)
+    step: TrainStep  # the training step with the config's speed levers (on the DDP wrapper under torchrun)
 
 
 def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) -> _Prepared:
@@ -179,6 +191,11 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
     if cfg.deterministic:
         enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
     device = resolve_device(cfg.device)
+    levers = Levers.of(cfg)
+    levers.check(device)  # a lever this device lacks fails before any data work
+    if w.distributed and levers.cuda_graphs:
+        raise ConfigError("--cuda-graphs cannot run under torchrun (a captured step would not include DDP's "
+                          "all-reduce); drop one of the two")
     spec = get_dataset(cfg.dataset)
     root = data_root(cfg.data_dir)
     if w.distributed:
@@ -200,13 +217,19 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
         splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                              seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
         torch.manual_seed(cfg.seed)
-        model = create_model(code, len(spec.classes)).to(device)
+        model = prepare_model(create_model(code, len(spec.classes)), levers, device)
     except RuntimeError as e:
         message = device_error_message(e, device)
         if message is None:
             raise
         raise DeviceError(message) from None
-    return _Prepared(device, spec, splits, model, make_optimizer(model, cfg.lr, cfg.momentum), code)
+    optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
+    # under torchrun the wrapper averages gradients over the processes; checkpoints keep the plain model
+    train_model = model if not w.distributed else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    step = make_step(train_model, optimizer, levers, device, batch_size=cfg.batch_size // w.size,
+                     sample_shape=tuple(splits.train.x.shape[1:]))
+    return _Prepared(device, spec, splits, model, optimizer, code, step)
 
 
 def _bars_redraw_in_place() -> bool:
@@ -245,9 +268,6 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                          progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool,
                          stops: StopRequests) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
-    # the wrapper averages gradients over the processes; checkpoints keep the plain model
-    step_model = model if not w.distributed else DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
     done = int(state["epoch"]) if state else 0
     progress = progress and _bars_redraw_in_place()
     if state is None:
@@ -258,6 +278,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         load_model_state(model, state, run / rd_files.LAST)
         load_optimizer_state(optimizer, state, run / rd_files.LAST)
         set_fused_for(optimizer, device)
+        prep.step.load_state_dict(state)
         restore_rng(state, run / rd_files.LAST)
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
@@ -273,7 +294,8 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
     _set_status(run, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
-        f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}")
+        f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}, "
+        f"{prep.step.levers.describe()}")
 
     def checkpoint_state(epoch: int) -> dict[str, Any]:
         return {
@@ -281,6 +303,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
             "global_step": int(history[-1]["global_step"]) if history else 0,
             "config": cfg.to_dict(), "history": history, "step_log": step_log,
             "best_val_loss": best_val, "best_epoch": best_epoch, "rng_cpu": torch.get_rng_state(),
+            **prep.step.state_dict(),
         }
 
     global_step = int(history[-1]["global_step"]) if history else 0
@@ -301,9 +324,9 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
-                stats = train_epoch(step_model, optimizer, splits.train, epoch=epoch, global_step=global_step,
+                stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
                                     log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar,
-                                    distributed=w.distributed)
+                                    distributed=w.distributed, step=prep.step)
             global_step += stats.steps
             kill_point("epoch-end")
             stage = "validation"

@@ -1,0 +1,200 @@
+"""Speed levers: each trains a tiny run end to end on the CPU (not timed); the ones a device lacks
+are one-line ConfigErrors; config.json records them and --resume keeps them."""
+
+import json
+
+import pytest
+import torch
+
+from mnistlab import cli
+from mnistlab.core.errors import ConfigError
+from mnistlab.training import levers as lv
+from mnistlab.training import runner
+from mnistlab.training.checkpoint import load_checkpoint
+from mnistlab.training.config import TrainConfig
+from mnistlab.training.levers import Levers
+from mnistlab.training.loop import make_optimizer
+from mnistlab.training.models import create_model
+
+CPU = torch.device("cpu")
+
+
+def cfg(**kw):
+    return TrainConfig(**{**dict(dataset="tiny", epochs=1, seed=0, device="cpu", subset=256), **kw})
+
+
+def quiet(**kw):
+    return dict(log=lambda m: None, progress=False, **kw)
+
+
+@pytest.mark.parametrize("model, kw", [
+    ("cnn", dict(precision="bf16-mixed")), ("cnn", dict(channels_last=True)),
+    ("cnn", dict(precision="bf16-mixed", channels_last=True)), ("mlp", dict(precision="bf16-mixed")),
+])
+def test_each_lever_trains_and_is_recorded(tiny, tmp_path, model, kw):
+    run = runner.train(cfg(model=model, epochs=2, lr=0.05, subset=128, **kw), run_dir=tmp_path / "r", **quiet())
+    stored = json.loads((run / "config.json").read_text())
+    assert {k: stored[k] for k in kw} == kw
+    assert run.test()["total"] == 128 and run.metrics()[-1]["train_loss"] < run.metrics()[0]["train_loss"]
+    state = load_checkpoint(run / "last.pt")
+    assert state["config"]["precision"] == kw.get("precision", "32")
+
+
+def test_compiled_run_trains(tiny, tmp_path, monkeypatch):
+    # the real path through torch.compile (dynamo, AOT autograd) with the cheap aot_eager backend:
+    # inductor's C++ build of even this tiny model takes a minute on 2 cores (benchmarks/ runs it)
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: real(model, backend="aot_eager"))
+    run = runner.train(cfg(compile="default", subset=128), run_dir=tmp_path / "r", **quiet())
+    assert run.status()["state"] == "finished" and run.test()["total"] == 128
+    assert "_orig_mod" not in "".join(load_checkpoint(run / "last.pt")["model"])  # eager module's keys
+
+
+def test_levers_change_the_arithmetic_not_the_result():
+    """bf16 autocast really runs: the loss differs from fp32's, slightly."""
+    losses = {}
+    for precision in ("32", "bf16-mixed"):
+        torch.manual_seed(0)
+        model = create_model("cnn")
+        step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(precision=precision), CPU, batch_size=8)
+        x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+        losses[precision] = float(step(x, y))
+    assert losses["32"] != losses["bf16-mixed"] and abs(losses["32"] - losses["bf16-mixed"]) < 0.05
+
+
+@pytest.mark.parametrize("levers, words", [
+    (Levers(precision="16-mixed"), "16-mixed needs a CUDA GPU"),
+    (Levers(cuda_graphs=True), "--cuda-graphs needs a CUDA GPU"),
+    (Levers(compile="reduce-overhead"), "reduce-overhead means CUDA graphs"),
+])
+def test_a_lever_the_cpu_lacks_is_one_line(levers, words):
+    with pytest.raises(ConfigError, match=words) as e:
+        levers.check(CPU)
+    assert "\n" not in str(e.value)
+
+
+def test_cuda_only_combinations_are_refused(monkeypatch):
+    cuda = torch.device("cuda")
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        Levers(cuda_graphs=True, compile="default").check(cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    with pytest.raises(ConfigError, match="GradScaler"):
+        Levers(cuda_graphs=True, precision="16-mixed").check(cuda)
+
+
+def test_missing_compiler_is_one_line():
+    from torch._inductor import config as inductor_config
+
+    with inductor_config.patch({"cpp.cxx": (None, "no-such-c++-compiler")}):
+        with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+            Levers(compile="default").check(CPU)
+
+
+def test_broken_compiler_at_first_call_is_one_line(monkeypatch):
+    import torch._inductor.exc
+
+    def broken(model, mode=None):
+        def call(x):
+            raise torch._inductor.exc.InductorError(RuntimeError("cc1plus: fatal error\nmore"), "trace")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = create_model("mlp")
+    step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(compile="default"), CPU, batch_size=4)
+    with pytest.raises(ConfigError, match="torch.compile failed on this machine") as e:
+        step(torch.randn(4, 1, 28, 28), torch.arange(4))
+    assert "\n" not in str(e.value)
+
+
+def test_config_validates_levers():
+    with pytest.raises(ConfigError, match="unknown precision"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="unknown compile mode"):
+        TrainConfig(compile="fast")
+    with pytest.raises(ConfigError, match="channels_last must be true/false"):
+        TrainConfig(channels_last="yes")
+
+
+def test_old_config_without_levers_loads_with_defaults():
+    old = {k: v for k, v in TrainConfig().to_dict().items()
+           if k not in ("precision", "channels_last", "compile", "cuda_graphs")}
+    c = TrainConfig.from_dict(old)
+    assert (c.precision, c.channels_last, c.compile, c.cuda_graphs) == ("32", False, "off", False)
+
+
+def test_resume_keeps_the_levers(tiny, tmp_path):
+    run = runner.train(cfg(model="cnn", precision="bf16-mixed", channels_last=True, subset=128),
+                       run_dir=tmp_path / "r", **quiet())
+    lines = []
+    runner.train(resume=run.path, overrides={"epochs": 1}, log=lines.append, progress=False)
+    assert any("bf16-mixed + channels-last" in line for line in lines)
+    stored = json.loads((run / "config.json").read_text())
+    assert (stored["precision"], stored["channels_last"], stored["epochs"]) == ("bf16-mixed", True, 2)
+    with pytest.raises(ConfigError, match="cannot resume with precision"):
+        runner.train(resume=run.path, overrides={"epochs": 1, "precision": "32"}, **quiet())
+
+
+def test_warm_up_leaves_weights_and_optimizer_untouched():
+    torch.manual_seed(0)
+    model = create_model("cnn")
+    opt = make_optimizer(model, 0.1, 0.9)
+    step = lv.make_step(model, opt, Levers(), CPU, batch_size=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    lv.warm_up(step, x, y, steps=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.count_nonzero(s["momentum_buffer"]) == 0 for s in opt.state.values())
+    # and a step after the warm-up equals a first step of a fresh run
+    first_after = float(step(x, y))
+    torch.manual_seed(0)
+    fresh = create_model("cnn")
+    assert first_after == float(lv.make_step(fresh, make_optimizer(fresh, 0.1, 0.9), Levers(), CPU,
+                                             batch_size=8)(x, y))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+
+
+def test_cli_options_come_from_the_config(tiny, tmp_path, capsys):
+    assert cli.main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--subset", "128",
+                     "--precision", "bf16-mixed", "--channels-last", "--model", "cnn", "--no-progress",
+                     "--run-dir", str(tmp_path / "r")]) == 0
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert stored["precision"] == "bf16-mixed" and stored["channels_last"] is True
+    assert cli.main(["train", "--dataset", "tiny", "--device", "cpu", "--precision", "16-mixed",
+                     "--run-dir", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mnistlab: error: --precision 16-mixed needs a CUDA GPU")
+    assert not (tmp_path / "r2").exists()  # refused before a run directory was made
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--compile", "fast"])
+
+
+needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
+
+
+@pytest.mark.parametrize("kw", [dict(cuda_graphs=True), dict(cuda_graphs=True, precision="bf16-mixed", channels_last=True),
+                                dict(precision="16-mixed"), dict(compile="default")])
+@pytest.mark.usefixtures("tiny")
+@needs_cuda[0]
+@needs_cuda[1]
+def test_cuda_levers_train_and_resume(tmp_path, kw):
+    # batch 48 over 256 samples: five full batches (graph replays) and a short one (eager, same weights)
+    run = runner.train(cfg(model="cnn", device="cuda", batch_size=48, **kw), run_dir=tmp_path / "r", **quiet())
+    runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
+    assert len(run.metrics()) == 2 and run.test()["total"] == 200
+    state = load_checkpoint(run / "last.pt")
+    assert ("grad_scaler" in state) == (kw.get("precision") == "16-mixed")
+
+
+@pytest.mark.usefixtures("tiny")
+@needs_cuda[0]
+@needs_cuda[1]
+def test_cuda_graphs_train_like_eager(tmp_path):
+    """The captured step is the same arithmetic: same losses as the eager step, short last batch included."""
+    rows = {}
+    for graphs in (False, True):
+        run = runner.train(cfg(model="mlp", device="cuda", batch_size=48, epochs=2, cuda_graphs=graphs),
+                           run_dir=tmp_path / f"r{graphs}", **quiet())
+        rows[graphs] = run.metrics()
+    for a, b in zip(rows[False], rows[True], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
