@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from mnistlab.core.rundir import read_json_object
+
 from mnistlab.report.headless_browser import find_chromium, render
 from mnistlab.cli import main
 from mnistlab.lab import run_lab
@@ -22,7 +24,7 @@ def lab_dir(tiny_module, tmp_path_factory):
 
 def test_lab_writes_runs_and_both_reports(lab_dir):
     assert {p.name for p in lab_dir.iterdir()} >= {"lab.json", "mlp-cpu", "cnn-cpu", "bench", "report.md",
-                                                    "report.html", "figures", "first-sample.png"}
+                                                    "report.html", "figures", "first-sample.png", "speedrun"}
     mlp = open_run(lab_dir / "mlp-cpu")
     assert [int(r["session"]) for r in mlp.metrics()] == [1] * 5 + [2] * 5  # 5 epochs, resumed for 5 more
     md = (lab_dir / "report.md").read_text()
@@ -39,6 +41,9 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
     assert "epoch (400 steps)" in md or "epoch (" in md  # capped CNN epochs labelled in their table
     assert "(cold)" in md and "steady state" in md and "mean train s/epoch" not in md
     assert "Label histogram" in md and "labels.png" in md and "mlp-cpu-epoch-times.png" in md
+    sr = read_json_object(lab_dir / "speedrun" / "speedrun.json")  # the lab's speedrun, and its section
+    assert "Speedrun: time to 99% test accuracy" in md and len(sr["runs"]) == sr["summary"]["seeds"] == 2
+    assert f"| {sr['summary']['reached_target']}/2 |" in md
     html = (lab_dir / "report.html").read_text()
     assert 'src="data:image/png;base64,' in html and 'src="figures' not in html and "http" not in html.split("<body")[1]
 

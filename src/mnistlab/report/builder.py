@@ -42,7 +42,7 @@ RUN_ENV_SCHEMA = {k.rstrip("?") + "?": v for k, v in ENV_SCHEMA.items()}  # a ru
 DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int", "image_shape": ["int"],
                "stored_dtype": "text", "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
                "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
-LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA}, "data?": DATA_SCHEMA,
+LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "speedrun?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA}, "data?": DATA_SCHEMA,
               "split?": "text", "seed?": "int", "models?": ["text"]}
 _TYPES = {"number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
           "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "text": lambda v: isinstance(v, str),
@@ -239,7 +239,7 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
             benches.append(p)
         elif (p / "config.json").is_file():
             runs.append(RunDir(p))
-        elif not (p / SCALING_FILE).is_file():  # scaling folders are read by _scaling_section
+        elif not any((p / f).is_file() for f in EXTRA_SECTIONS):  # scaling, levers, speedrun: own sections
             raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
     return None, paths[0], runs, benches
 
@@ -247,16 +247,12 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
 SCALING_FILE = "scaling.json"
 
 
-def _scaling_section(doc: Document, path: Path) -> None:
+def _scaling_section(doc: Document, data: dict[str, Any]) -> None:
     """mnistlab bench --nproc: one process against N, and the all-reduce's share of a step."""
-    data = read_json_object(path)
-    try:
-        rows = [[c["model"], c["device"], int(c["processes"]), f"{c['step_median_s'] * 1e3:.2f}",
-                 f"{min(c['step_s']) * 1e3:.2f}\u2013{max(c['step_s']) * 1e3:.2f}", f"{c['samples_per_s']:,.0f}",
-                 f"{c['communication_share']:.0%}"] for c in data["cells"]]
-        notes = [str(n) for n in data["observations"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: malformed ({e!r})") from None
+    rows = [[c["model"], c["device"], int(c["processes"]), f"{c['step_median_s'] * 1e3:.2f}",
+             f"{min(c['step_s']) * 1e3:.2f}\u2013{max(c['step_s']) * 1e3:.2f}", f"{c['samples_per_s']:,.0f}",
+             f"{c['communication_share']:.0%}"] for c in data["cells"]]
+    notes = [str(n) for n in data["observations"]]
     doc.h2("Data-parallel scaling (mnistlab bench --nproc)")
     doc.table(["model", "device", "processes", "ms/step (median)", "min\u2013max", "samples/s",
                "all-reduce share"], rows)
@@ -566,9 +562,17 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         if (bdir / "bench.png").is_file():
             doc.image(bdir / "bench.png", "Share of each training step by phase")
 
-    for p in paths:
-        if (p / SCALING_FILE).is_file():
-            _scaling_section(doc, p / SCALING_FILE)
+    extra = [p for p in paths if any((p / f).is_file() for f in EXTRA_SECTIONS)]
+    if lab:
+        extra += [root / name for name in (lab.get("speedrun"),) if isinstance(name, str)]
+    for p in extra:
+        for name, section in EXTRA_SECTIONS.items():
+            if (p / name).is_file():
+                data = read_json_object(p / name)
+                try:
+                    section(doc, data)
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+                    raise CheckpointError(f"{p / name}: malformed ({e!r})") from None
 
     doc.h2("Observations")
     notes = [n for r in runs if _config(r)["model"] == "mlp" for n in training_observations(r)]
@@ -634,3 +638,7 @@ def speedrun_section(doc: Document, result: dict[str, Any]) -> None:
     doc.table(["seed", "test accuracy", "time (train + test eval)", "train", "test eval", "warm-up (apart)"],
               [[x["seed"], f"{x['accuracy']:.2f}% ({x['correct']}/{x['total']})", f"{x['seconds']:.2f} s",
                 f"{x['train_s']:.2f} s", f"{x['eval_s']:.2f} s", f"{x['warmup_s']:.2f} s"] for x in result["runs"]])
+
+
+# folders of other measurements, each with its own section: file name -> section writer
+EXTRA_SECTIONS = {SCALING_FILE: _scaling_section, "levers.json": levers_section, "speedrun.json": speedrun_section}
