@@ -124,7 +124,7 @@ def test_each_bad_model_file_is_one_clear_line(tmp_path, capsys, name):
     ("no_such_pkg_xyz.models:Net", "cannot import 'no_such_pkg_xyz.models' (ModuleNotFoundError: "
                                    "No module named 'no_such_pkg_xyz'); is it installed or on PYTHONPATH?"),
     ("json:loads", "loads requires the arguments s"),
-    ("resnet", "unknown model 'resnet'; choose one of: mlp, cnn, or give package.module:factory"),
+    ("resnet", "unknown model 'resnet'; choose one of: mlp, cnn, speednet, or give package.module:factory"),
     ("models/net:Net", "is neither a module name (package.module) nor a .py file path"),
     ("net.py:9lives", "'9lives' after the last ':' is not a Python name"),
 ])

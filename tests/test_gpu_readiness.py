@@ -137,8 +137,8 @@ def _failing_model(monkeypatch, error: Exception, *, training_call: int | None =
     real = runner.create_model
     calls = {True: 0, False: 0}
 
-    def create(name):
-        model = real(name)
+    def create(*args, **kwargs):
+        model = real(*args, **kwargs)
 
         def hook(module, args):
             calls[module.training] += 1

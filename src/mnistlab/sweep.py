@@ -140,25 +140,30 @@ def _open_study(plan: SweepPlan, url: str):
         raise ConfigError(f"--storage {url}: cannot open the study ({first})") from None
 
 
-def _fail_dead_trials(study: Any, log: Callable[[str], None]) -> None:
-    """RUNNING trials whose trainer is gone (its run directory's lock is free) are marked failed."""
+def _trial_lock(sweep_dir: Path, number: int) -> FolderLock:
+    """Held by the worker that runs a trial, from just after Optuna hands it out until its result is told."""
+    return FolderLock(sweep_dir, what=f"trial {number}", name=f".trial-{number:04d}.lock")
+
+
+def _fail_dead_trials(study: Any, sweep_dir: Path, log: Callable[[str], None]) -> None:
+    """RUNNING trials whose worker is gone (the trial's lock is free) are marked failed."""
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        run_dir = t.user_attrs.get("run_dir")
-        if run_dir is None:
+        if "run_dir" not in t.user_attrs:  # set once the worker holds the lock: until then, judge by age
             started = t.datetime_start.timestamp() if t.datetime_start else time.time()
             dead = time.time() - started > STALE_WITHOUT_RUN_DIR_S
-        elif not Path(run_dir).is_dir():
-            dead = True
         else:
             try:
-                with FolderLock(Path(run_dir), what="run"):
-                    dead = True  # nobody holds it: its trainer died
+                with _trial_lock(sweep_dir, t.number):
+                    dead = True  # nobody holds it: its worker died before telling the result
             except MnistlabError:
-                dead = False  # a live worker is training it
+                dead = False  # a live worker is running it
         if dead:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            try:
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            except ValueError:  # another worker recorded it first
+                continue
             log(f"trial {t.number}: its worker stopped before finishing; marked failed")
 
 
@@ -192,13 +197,14 @@ def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str 
             raise ConfigError(f"{sweep_dir}: holds a sweep started with other settings (see its {SWEEP_FILE}); "
                               f"use the same --param and train options, or another --study / --out")
     write_json(sweep_dir / SWEEP_FILE, record)  # the trial count may grow between invocations
-    study = _open_study(plan, url)
+    # workers started together would race to create the storage's tables: one at a time on this machine
+    with FolderLock(sweep_dir, what="sweep", wait=True, name=".study.lock"):
+        study = _open_study(plan, url)
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
         f"{_counted(study)} of {plan.trials} trials done; storage {url}")
 
     def objective(trial: optuna.Trial) -> float:
         run_dir = sweep_dir / f"trial-{trial.number:04d}"
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
         values = {p.name: p.suggest(trial) for p in plan.params}
         cfg = plan.base.replace(**values)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
@@ -220,10 +226,25 @@ def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str 
 
     attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
     while _counted(study) < plan.trials and attempts < limit:
-        _fail_dead_trials(study, log)
+        _fail_dead_trials(study, sweep_dir, log)
         attempts += 1
-        study.optimize(objective, n_trials=1, catch=(DivergenceError,))
-    _fail_dead_trials(study, log)
+        trial = study.ask()
+        # ask/tell rather than optimize: the lock must cover the trial until its result is stored
+        with _trial_lock(sweep_dir, trial.number):
+            trial.set_user_attr("run_dir", str((sweep_dir / f"trial-{trial.number:04d}").resolve()))
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            except DivergenceError as e:
+                log(f"trial {trial.number}: {e}")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            else:
+                study.tell(trial, value)
+    _fail_dead_trials(study, sweep_dir, log)
     if _counted(study) < plan.trials:
         raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
                             f"{attempts} attempts (the others failed: see `mnistlab report {sweep_dir}`)")

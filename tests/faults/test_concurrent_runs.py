@@ -41,7 +41,7 @@ def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monke
 
     for var in ("MNISTLAB_DATA", "MNISTLAB_DATASETS_FILE"):  # the in-process readers see the tiny dataset too
         monkeypatch.setenv(var, tiny_env["env"][var])
-    args = ["train", "--dataset", "tiny", "--epochs", "150", "--deterministic", "--device", "cpu", "--no-progress"]
+    args = ["train", "--dataset", "tiny", "--epochs", "300", "--deterministic", "--device", "cpu", "--no-progress"]
     watched, alone = tiny_env["tmp"] / "watched", tiny_env["tmp"] / "alone"
     procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", *args, "--run-dir", str(d)], env=tiny_env["env"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in (watched, alone)]
@@ -53,7 +53,8 @@ def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monke
             # exit codes vary with the moment (no epoch yet, no checkpoint yet); what matters is the trainer
             main(["plot", str(watched), "--out", str(out / "p.png")])
             main(["eval", str(watched), "--device", "cpu", "--json"])
-            main(["report", str(watched), "--out", str(out)])
+            if reads % 5 == 0:  # the report draws every figure: slower, so every 5th round
+                main(["report", str(watched), "--out", str(out)])
             reads += 1
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]

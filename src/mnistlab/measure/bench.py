@@ -156,22 +156,22 @@ class Cell:
                 "timer_overhead_s": self.timer_overhead_s, "stability": self.stability}
 
 
-def measure_matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
-    """Best FLOP/s of a square float32 matmul on `device`, with torch's current precision settings."""
+def measure_matmul_peak(device: torch.device, seconds: float = 0.5, dtype: torch.dtype = torch.float32) -> float:
+    """Best FLOP/s of a square matmul in `dtype` on `device`, with torch's current precision settings
+    (bf16 and fp16: the mixed-precision ceiling)."""
     n = 1024 if device.type == "cpu" else 4096
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    reps = 5 if device.type == "cpu" else 20
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     synchronize(device)
     best, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
-        for _ in range(5 if device.type == "cpu" else 20):
-            c = a @ b
+        for _ in range(reps):
+            a @ b
         synchronize(device)
-        reps = 5 if device.type == "cpu" else 20
         best = max(best, reps * 2 * n**3 / (time.perf_counter() - t0))
-    del c
     return best
 
 

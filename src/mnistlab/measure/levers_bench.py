@@ -26,6 +26,7 @@ from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import write_json
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.measure.bench import measure_matmul_peak
 from mnistlab.measure.profiling import profile_model
 from mnistlab.training.levers import Levers, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
@@ -41,24 +42,6 @@ IMPLEMENTATION_LEVERS: dict[str, Levers] = {
     "cuda-graphs": Levers(cuda_graphs=True),
 }
 assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
-
-
-def measure_peak(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
-    """Best FLOP/s of a square matmul in `dtype` on `device` (bf16 and fp16: the mixed-precision ceiling)."""
-    n = 1024 if device.type == "cpu" else 4096
-    reps = 5 if device.type == "cpu" else 20
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        synchronize(device)
-        best = max(best, reps * 2 * n**3 / (time.perf_counter() - t0))
-    return best
 
 
 @dataclass
@@ -145,7 +128,7 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                     continue
                 dtype = _dtype_name(levers.compute_dtype)
                 if dtype not in peaks.setdefault(dev.type, {}):
-                    peaks[dev.type][dtype] = measure_peak(dev, levers.compute_dtype)
+                    peaks[dev.type][dtype] = measure_matmul_peak(dev, dtype=levers.compute_dtype)
                     log(f"{dev.type}: {names[dev.type]}, measured {dtype} matmul peak "
                         f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s")
                 cell.peak_flops_per_s = peaks[dev.type][dtype]

@@ -209,7 +209,7 @@ def _model_codes(runs: list[RunDir], lab_models: list[str]) -> dict[str, tuple[M
     """Each model spec of the runs (first run wins), with the code to build it and its class count."""
     codes: dict[str, tuple[ModelCode, int]] = {}
     for r in runs:
-        cfg = r.config()
+        cfg = _config(r)
         if cfg["model"] not in codes:
             try:
                 num_classes = len(get_dataset(cfg["dataset"]).classes)

@@ -290,7 +290,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
     write_json(run / rd_files.ENV, env)
     write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
-    tb = open_log(run.path, history, step_log, enabled=tensorboard and w.is_main)  # rewound to the checkpoint, as the CSVs
+    tb = open_log(run.path, history, step_log, enabled=tensorboard and w.is_main, log=log)  # rewound to the checkpoint, as the CSVs
     _set_status(run, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,10 +135,18 @@ class TensorBoardLog(NoLog):
 
 
 def open_log(run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]],
-             enabled: bool = True) -> NoLog:
+             enabled: bool = True, log: Callable[[str], None] = print) -> NoLog:
     """The run's TensorBoard log, rewritten to hold exactly `history` and `step_log` (the
     checkpoint's); the caller must hold the run's lock. Disabled: a logger that writes nothing."""
-    return TensorBoardLog(run_path, history, step_log) if enabled else NoLog()
+    if not enabled:
+        return NoLog()
+    try:
+        str(run_path).encode("utf-8")
+    except UnicodeEncodeError:  # TensorBoard's writer names its files in UTF-8 only
+        log(f"TensorBoard: skipped, its event files need a folder name that is valid UTF-8 "
+            f"({str(run_path).encode('utf-8', 'backslashreplace').decode()})")
+        return NoLog()
+    return TensorBoardLog(run_path, history, step_log)
 
 
 def read_scalars(run_path: Path) -> dict[str, list[tuple[int, float]]]:
