@@ -167,3 +167,17 @@ def test_report_files_keep_the_umask(lab_dir):
     os.umask(mask)
     for name in ("report.md", "report.html", "lab.json", "figures/labels.png", "first-sample.png"):
         assert stat.S_IMODE((lab_dir / name).stat().st_mode) == 0o666 & ~mask, name
+
+
+def test_report_on_a_run_with_no_epoch_yet(tiny, tmp_path):
+    """A run that has started but recorded no epoch (a reader while it trains): a report, not a traceback."""
+    from mnistlab.core.rundir import METRIC_FIELDS, write_csv, write_json
+    from mnistlab.report.builder import build_report
+    from mnistlab.training.config import TrainConfig
+
+    run = tmp_path / "starting"
+    run.mkdir()
+    write_json(run / "config.json", TrainConfig(dataset="tiny").to_dict())
+    write_csv(run / "metrics.csv", METRIC_FIELDS, [])  # what the trainer writes before its first epoch
+    md, _ = build_report([run], tmp_path / "out")
+    assert "no finished epoch yet (left out): starting" in md.read_text()

@@ -351,6 +351,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         if not p.is_dir():
             raise CheckpointError(f"{p}: no such directory")
     lab, root, runs, benches = _classify(paths)
+    unfinished = [r for r in runs if not r.metrics()]  # started, no epoch recorded yet: nothing to show
+    runs = [r for r in runs if r not in unfinished]
     out_dir = Path(out_dir or root)
     figs = out_dir / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
@@ -361,6 +363,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         doc.p("This was a quick run (mnistlab lab --quick): fewer epochs and a step limit for the CNN on the CPU "
               "(its epochs are labelled with their step count in the tables), so accuracies are below what the "
               "full plan reaches. Run mnistlab lab for the full plan.")
+    if unfinished:
+        doc.p("Runs with no finished epoch yet (left out): " + ", ".join(r.name for r in unfinished) + ".")
     doc.p("Each section answers one of the course notebook's questions (Q1 to Q10, the notebook's own numbering) "
           "from the figures measured in this run. Every time is for this machine; the first epoch of each "
           "training session is cold (set-up and first-call costs) and is reported apart from the steady state.")
