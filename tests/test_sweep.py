@@ -7,7 +7,7 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import open_run
-from mnistlab.sweep import ParamSpec, sweep_results
+from mnistlab.measure.sweep import ParamSpec, sweep_results
 from tests.faults.conftest import make_tiny_env
 
 SWEEP = ["sweep", "--study", "s", "--trials", "3", "--param", "lr=0.01:0.2:log", "--param", "momentum=0.5,0.9",

@@ -461,7 +461,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from mnistlab.sweep import ParamSpec, SweepPlan, format_results, run_sweep, sweep_results
+    from mnistlab.measure.sweep import ParamSpec, SweepPlan, format_results, run_sweep, sweep_results
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]

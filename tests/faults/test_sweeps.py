@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnistlab.sweep import sweep_results
+from mnistlab.measure.sweep import sweep_results
 from tests.test_sweep import SWEEP
 
 from .conftest import make_tiny_env

@@ -8,7 +8,7 @@ from typing import Any
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.report.document import Document
 from mnistlab.report.plots import plt, save_figure
-from mnistlab.sweep import best_trial, sweep_results
+from mnistlab.measure.sweep import best_trial, sweep_results
 
 STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
 
