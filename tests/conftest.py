@@ -65,3 +65,16 @@ def tiny_module(tmp_path_factory) -> tuple[DatasetSpec, Path]:
         mp.setenv("MNISTLAB_DATA", str(root))
         mp.chdir(base)
         yield spec, root
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    """enable_deterministic changes process-wide settings: put them back after the test."""
+    import torch
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch restores the variable's absence
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    yield
+    torch.use_deterministic_algorithms(before[0])
+    torch.backends.cudnn.benchmark = before[1]

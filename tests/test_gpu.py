@@ -46,17 +46,6 @@ def same_weights(a, b) -> bool:
     return all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-@pytest.fixture
-def deterministic(monkeypatch):
-    """Deterministic mode for one test (enable_deterministic changes process-wide settings)."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch restores the variable's absence
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
-    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    yield
-    torch.use_deterministic_algorithms(before[0])
-    torch.backends.cudnn.benchmark = before[1]
-
-
 def test_loader_keeps_data_on_the_gpu():
     split = RawSplit(torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (100,)))
     loader = DeviceLoader(split, 0.1, 0.3, 32, "cuda", shuffle=True, seed=0)
@@ -99,7 +88,7 @@ def test_deterministic_runs_repeat_exactly(tmp_path, model):
 
 # 9. resume on CUDA equals an uninterrupted CUDA run (deterministic kernels, so exactly)
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_resume_on_cuda_equals_one_go(tiny, tmp_path, model, deterministic):
+def test_resume_on_cuda_equals_one_go(tiny, tmp_path, model, restore_determinism):
     whole = runner.train(cfg(model=model, epochs=3, deterministic=True), run_dir=tmp_path / "whole", **quiet())
     half = runner.train(cfg(model=model, epochs=1, deterministic=True), run_dir=tmp_path / "half", **quiet())
     runner.train(resume=half.path, overrides={"epochs": 2}, **quiet())

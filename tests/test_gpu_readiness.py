@@ -31,17 +31,6 @@ def quiet(**kw):
     return dict(log=lambda m: None, progress=False, **kw)
 
 
-@pytest.fixture
-def restore_determinism(monkeypatch):
-    """enable_deterministic changes process-wide settings: put them back after the test."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch restores the variable's absence
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
-    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    yield
-    torch.use_deterministic_algorithms(before[0])
-    torch.backends.cudnn.benchmark = before[1]
-
-
 # 1. deterministic mode ------------------------------------------------------------------------------
 
 def test_deterministic_sets_the_cublas_workspace_before_any_device_work(tiny, tmp_path, monkeypatch,
