@@ -63,3 +63,11 @@ def test_format_says_macs_are_not_flops():
     text = format_profile(profile_model("mlp"))
     assert "109,184" in text and "thop prints as 'FLOPs'" in text and "454,400" in text
     assert "thop, fvcore and ptflops" in MACS_VS_FLOPS
+
+
+def test_batch_norm_models_count_at_batch_1():
+    """The speedrun's net has batch norm after a dense layer; training mode would refuse batch 1."""
+    p = profile_model("speednet", batch_size=1)
+    assert p.parameters == 152_394
+    assert p.macs == 165_888 + 294_912 + 131_072 + 1_280  # conv 4->32 at 12x12, conv 32->64 at 4x4, dense, head
+    assert profile_model("speednet", batch_size=4).macs == 4 * p.macs

@@ -64,6 +64,9 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, num_classes: int =
     """`name`: a registry name or a spec (see training/modelspec.py)."""
     torch.manual_seed(0)
     model = create_model(name, num_classes)
+    # counted in eval mode: the counted ops (matmuls, convolutions) are the same in both modes, and batch
+    # norm in training mode refuses batch 1 (one value per channel), the notebook's count
+    model.eval()
     x = torch.randn(batch_size, *INPUT_SHAPE)
     y = torch.zeros(batch_size, dtype=torch.long)
     leaves = [(p, m) for p, m in model.named_modules() if p and not list(m.children())]

@@ -24,7 +24,7 @@ from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import Levers, autocast, make_step, prepare_model, warm_up
-from mnistlab.training.models import create_model
+from mnistlab.training.models import count_parameters, create_model
 
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
@@ -77,6 +77,7 @@ class SpeedrunResult:
     data_s: float  # data to the device, once, not in any run's time
     train_samples: int
     test_samples: int
+    parameters: int = 0  # the model's, so that a record names the network, not only its registry name
     seeds: list[SeedResult] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +117,7 @@ class SpeedrunResult:
         return {"recipe": self.recipe.to_dict(), "levers": asdict(self.levers), "levers_text": self.levers.describe(),
                 "device": self.device, "device_name": self.device_name, "target": self.target,
                 "train_samples": self.train_samples, "test_samples": self.test_samples,
+                "model_parameters": self.parameters,
                 "timed": "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s",
                 "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env}
 
@@ -207,7 +209,7 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     levers.check(device)
     tr, te, data_s = load_to_device(train, test, spec, recipe.batch_size, device)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
-                            env=environment())
+                            parameters=count_parameters(create_model(recipe.model)), env=environment())
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, len(spec.classes))
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "

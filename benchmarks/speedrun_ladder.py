@@ -1,0 +1,145 @@
+"""What each step of the speedrun recipe bought: the rungs from the anchor's recipe to mnistlab's, in one run.
+
+Each rung is a (network, batch, levers) triple trained with the speedrun's protocol (Adam, one-cycle,
+one epoch on the 60k training images, the whole 10k test set evaluated; `measure.speedrun.run_seed`).
+
+- Time: every rung's training step is built once, warmed up, then timed in interleaved repeats
+  (A B C ... A B C ...), so that a change in the machine's load hits every rung alike; the figure is
+  the median step time x the steps of one epoch, plus the median time of one whole test-set pass.
+  Ratios between rungs are what this script is for: absolute seconds move with the machine's load.
+- Accuracy: `--seeds N` full speedrun runs per rung (default 2; 0 skips), test accuracy mean.
+
+    python benchmarks/speedrun_ladder.py [--seeds 2] [--repeats 7] [--steps 10] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mnistlab.core.device import device_name, resolve_device, synchronize
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.data.fetching import fetch
+from mnistlab.data.loader import read_split
+from mnistlab.measure.speedrun import Recipe, load_to_device, run_seed
+from mnistlab.training.evaluation import evaluate
+from mnistlab.training.levers import Levers, autocast, make_step, prepare_model
+from mnistlab.training.models import count_parameters, create_model, register_model
+
+
+class AnchorNet(nn.Module):
+    """The anchor's network ("99% on MNIST in 0.76 s"): conv 5x5 24, pool, conv 3x3 32, pool, dense 800-256-10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(24, 32, 3), nn.ReLU(),
+                                 nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SpeedNetV1(nn.Module):
+    """mnistlab's first speedrun net: conv 5x5 32 + BN, pool, conv 3x3 64 + BN, pool, dense 1600-10 (at 28x28)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 32, 5, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(1600, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+register_model("ladder-anchor")(AnchorNet)
+register_model("ladder-speednet-v1")(SpeedNetV1)
+
+FP32, BF16_CL = Levers(), Levers(precision="bf16-mixed", channels_last=True)
+
+
+@dataclass(frozen=True)
+class Rung:
+    what: str
+    recipe: Recipe
+    levers: Levers
+
+
+RUNGS = [
+    Rung("anchor's recipe (net, batch 256), fp32 eager", Recipe(model="ladder-anchor", batch_size=256), FP32),
+    Rung("+ bf16-mixed + channels-last", Recipe(model="ladder-anchor", batch_size=256), BF16_CL),
+    Rung("first speednet: BN, no hidden dense, batch 128", Recipe(model="ladder-speednet-v1"), BF16_CL),
+    Rung("speednet: pixel unshuffle to 14x14, dense 128 + BN", Recipe(), BF16_CL),
+    Rung("speednet in fp32 eager (what the levers buy on it)", Recipe(), FP32),
+]
+
+
+def time_rungs(train, test, device, repeats: int, steps: int) -> list[tuple[float, float, list[float]]]:
+    """Per rung: (seconds per epoch, seconds per test pass, the per-repeat epoch estimates)."""
+    built = []
+    for r in RUNGS:
+        torch.manual_seed(0)
+        model = prepare_model(create_model(r.recipe.model), r.levers, device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
+        step = make_step(model, opt, r.levers, device, batch_size=r.recipe.batch_size,
+                         sample_shape=tuple(train.x.shape[1:]))
+        x, y = train.x[: r.recipe.batch_size].clone(), train.y[: r.recipe.batch_size].clone()
+        for _ in range(3):
+            step(x, y)
+        built.append((r, model, step, x, y))
+    epoch_s: list[list[float]] = [[] for _ in RUNGS]
+    eval_s: list[list[float]] = [[] for _ in RUNGS]
+    for _ in range(repeats):
+        for i, (r, model, step, x, y) in enumerate(built):
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(x, y)
+            synchronize(device)
+            epoch_s[i].append((time.perf_counter() - t0) / steps * -(-train.x.shape[0] // r.recipe.batch_size))
+            t0 = time.perf_counter()
+            with autocast(r.levers, device):
+                evaluate(model, test, 10)
+            eval_s[i].append(time.perf_counter() - t0)
+            model.train()
+    return [(statistics.median(e), statistics.median(v), e) for e, v in zip(epoch_s, eval_s, strict=True)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seeds", type=int, default=2, help="full speedrun runs per rung for accuracy (0: none)")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    spec, root = get_dataset("mnist"), data_root(None)
+    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    train_raw, test_raw = read_split(spec, root, train=True), read_split(spec, root, train=False)
+    print(f"machine: {device_name(device)}, torch {torch.__version__}")
+    tr, te, _ = load_to_device(train_raw, test_raw, spec, 256, device)
+    times = time_rungs(tr, te, device, args.repeats, args.steps)
+    base = times[0][0] + times[0][1]
+    print(f"{'rung':<54} {'params':>8} {'epoch s':>8} {'(range)':>13} {'test s':>7} {'total s':>8} {'vs anchor':>9}"
+          f"{'  accuracy (seeds)' if args.seeds else ''}")
+    for r, (ep, ev, spread) in zip(RUNGS, times, strict=True):
+        line = (f"{r.what:<54} {count_parameters(create_model(r.recipe.model)):>8,} {ep:>8.2f} "
+                f"{f'{min(spread):.2f}-{max(spread):.2f}':>13} {ev:>7.2f} {ep + ev:>8.2f} {base / (ep + ev):>8.2f}x")
+        if args.seeds:
+            trl, tel, _ = load_to_device(train_raw, test_raw, spec, r.recipe.batch_size, device)
+            accs = [run_seed(r.recipe, r.levers, s, trl, tel, 10).accuracy for s in range(args.seeds)]
+            line += f"  {statistics.fmean(accs):.2f}% ({', '.join(f'{a:.2f}' for a in accs)})"
+        print(line, flush=True)
+    print("epoch s: median step time (interleaved repeats) x steps in one epoch of 60k; test s: one pass over "
+          "the 10k test images; total = epoch + test, the speedrun's timed part")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
