@@ -90,6 +90,23 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
     assert r.total == 200
 
 
+def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
+    """Timings taken while other processes held the cores are not the machine's: the result says so."""
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+
+    loads = iter([{"load_avg_1m": 0.5, "cpu_count": 2}, {"load_avg_1m": 4.2, "cpu_count": 2}])
+    monkeypatch.setattr(sr, "load_snapshot", lambda: next(loads))
+    spec, root = get_dataset("tiny"), data_root(None)
+    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
+                         seeds=1, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
+    assert "unstable" in result.line() and "4.2 at the end" in result.line()
+    assert result.to_dict()["machine_busy"] == result.machine_busy and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
+    quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds,
+                              load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}})
+    assert quiet.machine_busy is None and "unstable" not in quiet.line()
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--precision", "16-mixed"], "16-mixed needs a CUDA GPU"),
     (["--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mnistlab.core.device import device_name, synchronize
-from mnistlab.core.environment import environment
+from mnistlab.core.environment import environment, load_snapshot, machine_was_busy
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.training.evaluation import evaluate
@@ -80,6 +80,11 @@ class SpeedrunResult:
     parameters: int = 0  # the model's, so that a record names the network, not only its registry name
     seeds: list[SeedResult] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
+
+    @property
+    def machine_busy(self) -> str | None:
+        return machine_was_busy(self.load.get("start"), self.load.get("end"))
 
     @property
     def accuracies(self) -> list[float]:
@@ -119,7 +124,8 @@ class SpeedrunResult:
                 "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "model_parameters": self.parameters,
                 "timed": "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s",
-                "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env}
+                "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env,
+                "load": self.load, "machine_busy": self.machine_busy}
 
     def line(self) -> str:
         s = self.summary()
@@ -128,7 +134,7 @@ class SpeedrunResult:
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%; time to train + evaluate "
                 f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s); "
                 f"not included: data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s "
-                f"per seed")
+                f"per seed" + (f"; {self.machine_busy}" if self.machine_busy else ""))
 
 
 def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_size: int,
@@ -207,6 +213,7 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     recipe = recipe or Recipe()
     levers = levers or default_levers(device)
     levers.check(device)
+    load_start = load_snapshot()
     tr, te, data_s = load_to_device(train, test, spec, recipe.batch_size, device)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
                             parameters=count_parameters(create_model(recipe.model)), env=environment())
@@ -215,4 +222,5 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
             f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
         result.seeds.append(r)
+    result.load = {"start": load_start, "end": load_snapshot()}
     return result
