@@ -2,6 +2,7 @@
 
 
 import importlib.util
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_overhead.py"
@@ -36,5 +37,17 @@ def test_levers_and_speedrun_benchmark_runs(tiny, capsys):
                         "--models", "mlp", "--speedrun-seeds", "1"])
     out = capsys.readouterr().out
     assert code in (0, 1)  # tiny data says nothing about the floors
-    assert "best lever for the CNN step" in out and "mlp 1 epochs, seeds 0-0: bf16-mixed" in out
+    assert "best lever for the CNN step" in out and "mlp 1 epochs (lr 0.05, momentum 0.9), seeds 0-0: bf16-mixed" in out
     assert "speedrun mean accuracy" in out and "median time" in out
+
+
+def test_speedrun_ladder_runs_every_rung(tiny, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("speedrun_ladder", SCRIPT.parent / "speedrun_ladder.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "speedrun_ladder", module)  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    assert module.main(["--dataset", "tiny", "--seeds", "1", "--repeats", "1", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.endswith(")") and "x  " in line]
+    assert [r[:30].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
+    assert rows[0].split()[-3] == "1.00x"  # the anchor is the baseline of the ratios
