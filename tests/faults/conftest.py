@@ -7,10 +7,18 @@ the table's figures come from the tests, not from a keyboard.
 
 from __future__ import annotations
 
+import atexit
 import json
+import locale
 import os
+import select
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -79,17 +87,169 @@ def make_tiny_env(tmp_path: Path) -> dict:
     return {"env": env, "spec": spec, "root": root, "tmp": tmp_path}
 
 
+# --- starting `python -m mnistlab` ------------------------------------------------------------------
+# Most of a `python -m mnistlab` process on this machine is `import torch` (about 3 s of CPU); the fault
+# suite starts a few hundred. So by default a command is run by a child forked from one interpreter that
+# has done those imports (tests/faults/forkserver.py): still a separate, real process with its own pid,
+# environment, cwd and output files, killed for real by a kill point or a test, and running the same
+# `mnistlab/__main__.py`; only interpreter start-up is shared. `fresh=True`, or MNISTLAB_TEST_FRESH=1 for
+# the whole suite, starts a new interpreter each time, as before; so does any command whose start-up
+# environment (PYTHON*, OMP_*, locale, ...) differs from the server's, since a fork cannot redo start-up.
+
+HERE = Path(__file__).resolve().parent
+SERVER_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # what make_tiny_env gives every process
+_STARTUP_PREFIXES = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOMP_", "TORCH", "PYTORCH_", "CUDA_", "NVIDIA_",
+                     "LD_", "LANG", "LC_", "MPL", "HOME", "TMPDIR", "TZ")
+
+
+def _startup_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES)}
+
+
+class _ForkServer:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mnistlab-forkserver-"))
+        env = {**os.environ, **SERVER_ENV}
+        for var in ("MNISTLAB_KILL_AT", "MNISTLAB_KILL_SIGNAL"):
+            env.pop(var, None)
+        self.startup = _startup_env(env)
+        self.socket = str(self.dir / "socket")
+        with open(self.dir / "server.log", "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, str(HERE / "forkserver.py"), self.socket], env=env,
+                                         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        ready = self.proc.stdout.readline()
+        assert ready == b"ready\n", (ready, (self.dir / "server.log").read_text()[-2000:])
+
+    def serves(self, env: dict) -> bool:
+        return self.proc.poll() is None and _startup_env(env) == self.startup
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_SERVER: _ForkServer | None = None
+
+
+def _fork_server() -> _ForkServer:
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = _ForkServer()
+        atexit.register(_SERVER.close)
+    return _SERVER
+
+
+class Forked:
+    """A forked `python -m mnistlab` (see above), with the part of subprocess.Popen's interface the tests use."""
+
+    def __init__(self, server: _ForkServer, args: list, env: dict, cwd, stdout, stderr, text: bool) -> None:
+        self.args, self.text, self.returncode = [sys.executable, "-m", "mnistlab", *map(str, args)], text, None
+        self._tmp = Path(tempfile.mkdtemp(dir=server.dir))
+        paths = {}
+        for name, how in (("stdout", stdout), ("stderr", stderr)):
+            if how == subprocess.PIPE:
+                paths[name] = str(self._tmp / name)
+            elif how == subprocess.STDOUT and name == "stderr":
+                paths[name] = "STDOUT"
+            elif how in (None, subprocess.DEVNULL):
+                paths[name] = os.devnull
+            else:
+                raise ValueError(f"{name}={how!r} is not supported")
+        self._pipes = [paths[n] if paths[n].startswith(str(self._tmp)) else None for n in ("stdout", "stderr")]
+        request = {"argv": [os.fsdecode(a) for a in args], "env": env, "cwd": str(cwd or os.getcwd()),
+                   "stdin": os.devnull, **paths}
+        self._buf = b""
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(server.socket)
+        self._conn.sendall((json.dumps(request) + "\n").encode())
+        self.pid = self._message(None)["pid"]
+
+    def _message(self, timeout: float | None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._conn], [], [], left)[0]:
+                return None
+            chunk = self._conn.recv(4096)
+            assert chunk, "the fork server went away"
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            message = self._message(0)
+            if message is not None:
+                self.returncode = message["returncode"]
+                self._conn.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            message = self._message(timeout)
+            if message is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = message["returncode"]
+            self._conn.close()
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple:
+        self.wait(timeout)
+        out = []
+        for path in self._pipes:
+            data = Path(path).read_bytes() if path else None
+            if data is not None and self.text:  # as subprocess's text mode: locale encoding, universal newlines
+                data = data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+            out.append(data)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return out[0], out[1]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def popen(args: list, env: dict, cwd: Path | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+          text: bool = True, fresh: bool = False):
+    """Start `python -m mnistlab ARGS` (forked unless `fresh`, see above); a Popen or a Forked."""
+    if not fresh and os.environ.get("MNISTLAB_TEST_FRESH") != "1":
+        server = _fork_server()
+        if server.serves(env):
+            return Forked(server, args, env, cwd, stdout, stderr, text)
+    return subprocess.Popen([sys.executable, "-m", "mnistlab", *args], env=env, cwd=cwd, stdout=stdout,
+                            stderr=stderr, text=text)
+
+
 def mnistlab(args: list, env: dict, kill_at: str | None = None, timeout: float = 300,
-             cwd: Path | None = None, kill_signal: str | None = None) -> subprocess.CompletedProcess:
+             cwd: Path | None = None, kill_signal: str | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
     """Run the real CLI in its own process (optionally set to send itself SIGKILL, or `kill_signal`,
-    at a named point)."""
+    at a named point); forked unless `fresh` (see above)."""
     env = dict(env)
     if kill_at:
         env["MNISTLAB_KILL_AT"] = kill_at
     if kill_signal:
         env["MNISTLAB_KILL_SIGNAL"] = kill_signal
-    return subprocess.run([sys.executable, "-m", "mnistlab", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    p = popen(args, env, cwd=cwd, fresh=fresh)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

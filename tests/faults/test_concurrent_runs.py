@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from mnistlab.core.rundir import open_run
+
+from .conftest import is_one_line_error, mnistlab, popen
 
 
 def test_two_runs_at_once(tiny_env, reliability):
     base = tiny_env["tmp"] / "work"
     base.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--epochs", "2",
-                               "--seed", str(seed), "--no-progress"], cwd=base, env=tiny_env["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    procs = [popen(["train", "--dataset", "tiny", "--epochs", "2", "--seed", str(seed), "--no-progress"], tiny_env["env"],
+                   cwd=base) for seed in (1, 2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     dirs = [out.strip().splitlines()[-1] for out, _ in outs]
@@ -43,8 +41,7 @@ def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monke
         monkeypatch.setenv(var, tiny_env["env"][var])
     args = ["train", "--dataset", "tiny", "--epochs", "300", "--deterministic", "--device", "cpu", "--no-progress"]
     watched, alone = tiny_env["tmp"] / "watched", tiny_env["tmp"] / "alone"
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", *args, "--run-dir", str(d)], env=tiny_env["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in (watched, alone)]
+    procs = [popen([*args, "--run-dir", str(d)], tiny_env["env"]) for d in (watched, alone)]
     out = tmp_path / "readers"
     out.mkdir()
     reads = 0
@@ -66,17 +63,14 @@ def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monke
 
 
 def test_second_trainer_on_a_run_is_refused_naming_the_first(tiny_env, reliability):
-    from .conftest import is_one_line_error
-
     run_dir = tiny_env["tmp"] / "run"
-    first = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--epochs", "200",
-                              "--no-progress", "--run-dir", str(run_dir)], env=tiny_env["env"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = popen(["train", "--dataset", "tiny", "--epochs", "200", "--no-progress", "--run-dir", str(run_dir)],
+                  tiny_env["env"])
     try:
         while not (run_dir / "last.pt").exists():
             assert first.poll() is None, first.communicate()[1][-800:]
-        second = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(run_dir), "--epochs", "1",
-                                 "--no-progress"], env=tiny_env["env"], capture_output=True, text=True, timeout=120)
+        second = mnistlab(["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], tiny_env["env"],
+                          timeout=120)
     finally:
         first.kill()
         first.wait()
@@ -93,9 +87,7 @@ def test_two_fetches_at_once_both_succeed(tiny_env, reliability):
     for f in spec.files:  # only the .gz copies remain: both fetches must decompress, verify and install
         (raw / (f.name + ".gz")).write_bytes(gzip.compress((raw / f.name).read_bytes()))
         (raw / f.name).unlink()
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", "data", "fetch", "--dataset", "tiny", "--no-web"],
-                              env=tiny_env["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [popen(["data", "fetch", "--dataset", "tiny", "--no-web"], tiny_env["env"]) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     from mnistlab.data.verify import check_file
