@@ -13,7 +13,8 @@ What a fork cannot redo is interpreter and library start-up, which reads some en
 those are the server's own, and starts a fresh `python -m mnistlab` otherwise.
 
 Protocol, over a Unix socket, one connection per command: the client sends one JSON line
-{"argv", "env", "cwd", "stdin", "stdout", "stderr"} (file paths; "stderr" may be "STDOUT"); the server
+{"argv", "env", "cwd", "stdin", "stdout", "stderr"} (file paths; "stderr" may be "STDOUT"), and "script"
+to run `python SCRIPT ARGV` (a test's helper that uses mnistlab) instead of mnistlab; the server
 answers {"pid": N} once forked and {"returncode": R} when the child has ended (R negative for a signal,
 as in subprocess). The server exits when its stdin closes.
 """
@@ -75,12 +76,16 @@ def _child(request: dict) -> None:
         sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
         sys.stdout = sys.__stdout__ = _stream(1, unbuffered, stderr=False)
         sys.stderr = sys.__stderr__ = _stream(2, unbuffered, stderr=True)
-        sys.argv = ["-m", *request["argv"]]
-        sys.path[0] = os.getcwd()  # what `python -m` puts first on the path
+        script = request.get("script")
+        sys.argv = [script or "-m", *request["argv"]]
+        sys.path[0] = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()  # as python does
         if "numpy" in sys.modules:  # a fresh process seeds numpy's global generator from the OS (random reseeds itself)
             sys.modules["numpy"].random.seed()
         try:
-            runpy.run_module("mnistlab", run_name="__main__", alter_sys=True)
+            if script:  # `python SCRIPT ARGS`
+                runpy.run_path(script, run_name="__main__")
+            else:  # `python -m mnistlab ARGS`
+                runpy.run_module("mnistlab", run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as e:
             if e.code is None:

@@ -14,7 +14,7 @@ from mnistlab.core.rundir import open_run
 from mnistlab.training.checkpoint import load_checkpoint
 from tests.tbcheck import assert_events_match_run
 
-from .conftest import is_one_line_error, make_tiny_env, mnistlab, popen
+from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen, wait_for_background
 
 TRAIN = ["train", "--dataset", "tiny", "--epochs", "4", "--deterministic", "--device", "cpu", "--no-progress"]
 COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
@@ -27,48 +27,63 @@ def final_numbers(run_path):
             (test["loss"], test["accuracy"], test["confusion"]))
 
 
+@in_background
+def fresh_reference(tmp):
+    """The uninterrupted run in a fresh interpreter (`python -m mnistlab`, as a user starts it)."""
+    env = make_tiny_env(tmp)
+    p = mnistlab([*TRAIN, "--run-dir", str(tmp / "reference")], env["env"], fresh=True)
+    assert p.returncode == 0, p.stderr
+    return final_numbers(tmp / "reference")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted run (the tiny data is the same in every test), and how long it took.
-    Run twice: in a fresh interpreter (`python -m mnistlab`, the numbers every test compares with) and
-    as the tests' own processes are started (forked, see conftest.py; the duration the random kills
-    are drawn from); the two must agree exactly."""
+    """The uninterrupted run's numbers (the tiny data is the same in every test), and how long it takes.
+    Run twice: in a fresh interpreter (the numbers every test compares with) and as the tests' own
+    processes are started (forked, see conftest.py; the duration the random kills are drawn from,
+    measured with nothing else running); the two must agree exactly."""
+    numbers = background(fresh_reference)
+    wait_for_background()
     env = make_tiny_env(tmp_path_factory.mktemp("reference"))
-    p = mnistlab([*TRAIN, "--run-dir", str(env["tmp"] / "reference")], env["env"], fresh=True)
-    assert p.returncode == 0, p.stderr
     t0 = time.perf_counter()
-    p = mnistlab([*TRAIN, "--run-dir", str(env["tmp"] / "as-the-tests-start-it")], env["env"])
+    p = mnistlab([*TRAIN, "--run-dir", str(env["tmp"] / "run")], env["env"])
     whole = time.perf_counter() - t0
     assert p.returncode == 0, p.stderr
-    numbers = final_numbers(env["tmp"] / "reference")
-    assert final_numbers(env["tmp"] / "as-the-tests-start-it") == numbers
+    assert final_numbers(env["tmp"] / "run") == numbers
     return numbers, whole
+
+
+def readers_of(run_dir) -> list[tuple[list[str], bool]]:
+    """eval works once a checkpoint exists and plot once an epoch is recorded; before that, both say so clearly."""
+    has_checkpoint = (run_dir / "last.pt").exists()
+    has_epoch = (run_dir / "config.json").exists() and bool(open_run(run_dir).metrics())
+    return [(["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
+            (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch)]
+
+
+def reader_did_right(code: int, err: str, works: bool) -> bool:
+    return code == 0 if works else (code == 2 and err.count("mnistlab: error:") == 1 and "Traceback" not in err)
 
 
 @pytest.fixture
 def survivor_is_readable(tiny_env, monkeypatch, capsys):
-    """eval works once a checkpoint exists and plot once an epoch is recorded; before that, both say so clearly.
-    In-process (the same CLI code), since a process start costs more than the check."""
+    """readers_of(run_dir), in-process (the same CLI code), since a process start costs more than the check."""
     from mnistlab.cli import main
 
     for var in ("MNISTLAB_DATA", "MNISTLAB_DATASETS_FILE"):
         monkeypatch.setenv(var, tiny_env["env"][var])
 
     def check(run_dir) -> None:
-        has_checkpoint = (run_dir / "last.pt").exists()
-        has_epoch = (run_dir / "config.json").exists() and bool(open_run(run_dir).metrics())
-        for args, works in ((["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
-                            (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch)):
+        for args, works in readers_of(run_dir):
             code = main(args)
             err = capsys.readouterr().err
-            one_line = code == 2 and err.count("mnistlab: error:") == 1 and "Traceback" not in err
-            assert code == 0 if works else one_line, (args, err)
+            assert reader_did_right(code, err, works), (args, err)
 
     return check
 
 
-def resume_until_finished(run_dir, env, fresh: bool = False) -> None:
-    p = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env, fresh=fresh)
+def resume_until_finished(run_dir, env) -> None:
+    p = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env)
     assert p.returncode == 0, p.stderr
 
 
@@ -77,29 +92,47 @@ KILL_POINTS = ["write:config.json", "epoch-end:1", "write:best.pt:1", "write:las
                "write:test.json"]
 
 
-# every point with the tests' forked processes; one point again with a fresh interpreter for the killed
-# run and its resume (as a user runs it), to hold the two ways of starting a process to the same outcome
-@pytest.mark.parametrize("point,fresh", [*((p, False) for p in KILL_POINTS), ("write:last.pt:1", True)],
-                         ids=[*KILL_POINTS, "write:last.pt:1-fresh-interpreter"])
-def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, survivor_is_readable, point, fresh):
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, survivor_is_readable, point):
     env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
-    p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at=point, fresh=fresh)
+    p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at=point)
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-500:])
     survivor_is_readable(run_dir)
     if point.startswith("after-checkpoint"):  # status.json counts the epochs last.pt holds, at every checkpoint
         assert open_run(run_dir).status() == {"state": "running", "epochs_done": 1}
     if (run_dir / "config.json").exists():
-        resume_until_finished(run_dir, env, fresh=fresh)
+        resume_until_finished(run_dir, env)
     else:  # killed while the run directory was being set up: start it again, same command
-        p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, fresh=fresh)
+        p = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env)
         assert p.returncode == 0, p.stderr
     assert not list(run_dir.glob(".*.tmp"))  # a killed write's temporary file is cleaned up on resume
     assert final_numbers(run_dir) == reference[0]
     assert_events_match_run(run_dir)  # TensorBoard: every scalar once, equal to the CSVs
-    if fresh:  # a check of how the tests start processes, not another fault: the table counts the point once
-        return
     reliability.record("Killed with SIGKILL during training, then --resume",
                        f"at `{point}`", "nothing lost: final metrics equal an uninterrupted run's")
+
+
+@in_background
+def killed_and_resumed_in_fresh_interpreters(tmp):
+    """One named point as a user meets it: the killed run and its resume each a fresh `python -m mnistlab`
+    (eval and plot on the survivor in between, as processes), to hold the tests' forked processes to it."""
+    env = make_tiny_env(tmp)["env"]
+    run_dir = tmp / "run"
+    killed = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at="write:last.pt:1", fresh=True)
+    readers = [(args, works, mnistlab(args, env)) for args, works in readers_of(run_dir)]
+    resumed = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env, fresh=True)
+    return run_dir, killed, readers, resumed
+
+
+def test_kill_then_resume_in_fresh_interpreters(reference):
+    run_dir, killed, readers, resumed = background(killed_and_resumed_in_fresh_interpreters)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-500:])
+    for args, works, p in readers:
+        assert reader_did_right(p.returncode, p.stderr, works), (args, p.stderr)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(run_dir.glob(".*.tmp"))
+    assert final_numbers(run_dir) == reference[0]
+    assert_events_match_run(run_dir)
 
 
 @pytest.mark.parametrize("seed", range(5))
