@@ -20,8 +20,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -350,9 +350,11 @@ def wait_for_background() -> None:
         job.thread.join(1200)
 
 
-def pytest_collection_modifyitems(session, config, items):
-    modules = {getattr(item.module, "__name__", None) for item in items if getattr(item, "module", None)}
-    for key, fn in _BACKGROUND.items():
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    modules = {getattr(item.module, "__name__", None) for item in session.items if getattr(item, "module", None)}
+    for fn in _BACKGROUND.values():
         if fn.__module__ in modules:
             _start(fn)
 

@@ -34,12 +34,13 @@ import threading
 import traceback
 
 # what `python -m mnistlab train/eval/plot/report/data/sweep ...` imports, done once here
-import torch  # noqa: F401
-import torch._inductor  # noqa: F401 - torch.use_deterministic_algorithms imports it (2.5 s)
+import torch
+import torch._inductor  # torch.use_deterministic_algorithms imports it (2.5 s)
 import torch.utils.tensorboard  # noqa: F401
-import mnistlab.cli  # noqa: F401
-import mnistlab.measure.sweep  # noqa: F401
-import mnistlab.report.plots  # noqa: F401
+
+import mnistlab.cli
+import mnistlab.measure.sweep
+import mnistlab.report.plots
 import mnistlab.training.runner  # noqa: F401
 
 
@@ -103,8 +104,8 @@ def _child(request: dict) -> None:
         except BaseException:  # noqa: BLE001 - an uncaught exception: traceback, exit 1
             traceback.print_exc()
             code = 1
-        threading._shutdown()  # noqa: SLF001 - join non-daemon threads, as interpreter exit does
-        atexit._run_exitfuncs()  # noqa: SLF001
+        threading._shutdown()  # join non-daemon threads, as interpreter exit does
+        atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
