@@ -7,11 +7,21 @@ the table's figures come from the tests, not from a keyboard.
 
 from __future__ import annotations
 
+import atexit
 import json
+import locale
 import os
+import select
+import shutil
+import signal
+import socket
 import subprocess
 import sys
-from collections import defaultdict
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,7 +65,14 @@ def reliability() -> Reliability:
     return _RELIABILITY
 
 
+def pytest_terminal_summary(terminalreporter):
+    if FRESH_BECAUSE:  # not an error, but each such command costs a fresh interpreter's start-up (seconds)
+        terminalreporter.write_line("tests/faults: commands started in a fresh interpreter because their start-up "
+                                    f"environment differed from the fork server's: {dict(FRESH_BECAUSE)}")
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _finish_background()
     if os.environ.get("MNISTLAB_WRITE_RELIABILITY") == "1" and _RELIABILITY.rows:
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(_RELIABILITY.markdown())
@@ -79,17 +96,280 @@ def make_tiny_env(tmp_path: Path) -> dict:
     return {"env": env, "spec": spec, "root": root, "tmp": tmp_path}
 
 
+# --- starting `python -m mnistlab` ------------------------------------------------------------------
+# Most of a `python -m mnistlab` process on this machine is `import torch` (about 3 s of CPU); the fault
+# suite starts a few hundred. So by default a command is run by a child forked from one interpreter that
+# has done those imports (tests/faults/forkserver.py): still a separate, real process with its own pid,
+# environment, cwd and output files, killed for real by a kill point or a test, and running the same
+# `mnistlab/__main__.py`; only interpreter start-up is shared. `fresh=True`, or MNISTLAB_TEST_FRESH=1 for
+# the whole suite, starts a new interpreter each time, as before; so does any command whose start-up
+# environment (PYTHON*, OMP_*, locale, ...) differs from the server's, since a fork cannot redo start-up.
+
+HERE = Path(__file__).resolve().parent
+SERVER_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # what make_tiny_env gives every process
+_STARTUP_PREFIXES = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOMP_", "TORCH", "PYTORCH_", "CUDA_", "NVIDIA_",
+                     "LD_", "LANG", "LC_", "MPL", "HOME", "TMPDIR", "TZ")
+
+
+# set in os.environ by torch itself as it runs (its default value), so present in the environment of
+# the processes started after an in-process run and absent from the server's
+_SET_BY_TORCH = {"TORCHINDUCTOR_CACHE_DIR"}
+FRESH_BECAUSE: Counter[str] = Counter()  # variable -> commands started fresh because of it (see the summary)
+
+
+def _startup_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES) and k not in _SET_BY_TORCH}
+
+
+class _ForkServer:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mnistlab-forkserver-"))
+        env = {**os.environ, **SERVER_ENV}
+        for var in ("MNISTLAB_KILL_AT", "MNISTLAB_KILL_SIGNAL"):
+            env.pop(var, None)
+        self.startup = _startup_env(env)
+        self.socket = str(self.dir / "socket")
+        with open(self.dir / "server.log", "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, str(HERE / "forkserver.py"), self.socket], env=env,
+                                         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        ready = self.proc.stdout.readline()
+        assert ready == b"ready\n", (ready, (self.dir / "server.log").read_text()[-2000:])
+
+    def serves(self, env: dict) -> bool:
+        wanted = _startup_env(env)
+        differ = {k for k in wanted.keys() | self.startup.keys() if wanted.get(k) != self.startup.get(k)}
+        for k in differ:
+            FRESH_BECAUSE[k] += 1
+        return self.proc.poll() is None and not differ
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_SERVER: _ForkServer | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def _fork_server() -> _ForkServer:
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is None:
+            _SERVER = _ForkServer()
+            atexit.register(_SERVER.close)
+        return _SERVER
+
+
+def _close_fork_server() -> None:
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is not None:
+            _SERVER.close()
+            _SERVER = None
+
+
+class Forked:
+    """A forked `python -m mnistlab` (see above), with the part of subprocess.Popen's interface the tests use."""
+
+    def __init__(self, server: _ForkServer, args: list, env: dict, cwd, stdout, stderr, text: bool,
+                 script: str | None = None) -> None:
+        self.args = [sys.executable, *([script] if script else ["-m", "mnistlab"]), *map(str, args)]
+        self.text, self.returncode = text, None
+        self._tmp = Path(tempfile.mkdtemp(dir=server.dir))
+        paths = {}
+        for name, how in (("stdout", stdout), ("stderr", stderr)):
+            if how == subprocess.PIPE:
+                paths[name] = str(self._tmp / name)
+            elif how == subprocess.STDOUT and name == "stderr":
+                paths[name] = "STDOUT"
+            elif how in (None, subprocess.DEVNULL):
+                paths[name] = os.devnull
+            else:
+                raise ValueError(f"{name}={how!r} is not supported")
+        self._pipes = [paths[n] if paths[n].startswith(str(self._tmp)) else None for n in ("stdout", "stderr")]
+        request = {"argv": [os.fsdecode(a) for a in args], "env": env, "cwd": str(cwd or os.getcwd()),
+                   "stdin": os.devnull, "script": script, **paths}
+        self._buf = b""
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(server.socket)
+        self._conn.sendall((json.dumps(request) + "\n").encode())
+        self.pid = self._message(None)["pid"]
+
+    def _message(self, timeout: float | None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._conn], [], [], left)[0]:
+                return None
+            chunk = self._conn.recv(4096)
+            assert chunk, "the fork server went away"
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            message = self._message(0)
+            if message is not None:
+                self.returncode = message["returncode"]
+                self._conn.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            message = self._message(timeout)
+            if message is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = message["returncode"]
+            self._conn.close()
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple:
+        self.wait(timeout)
+        out = []
+        for path in self._pipes:
+            data = Path(path).read_bytes() if path else None
+            if data is not None and self.text:  # as subprocess's text mode: locale encoding, universal newlines
+                data = data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+            out.append(data)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return out[0], out[1]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def popen(args: list, env: dict, cwd: Path | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+          text: bool = True, fresh: bool = False, script: Path | None = None):
+    """Start `python -m mnistlab ARGS`, or `python SCRIPT ARGS` (forked unless `fresh`, see above);
+    a Popen or a Forked."""
+    script = str(script) if script else None
+    if not fresh and os.environ.get("MNISTLAB_TEST_FRESH") != "1":
+        server = _fork_server()
+        if server.serves(env):
+            return Forked(server, args, env, cwd, stdout, stderr, text, script)
+    return subprocess.Popen([sys.executable, *([script] if script else ["-m", "mnistlab"]), *args], env=env, cwd=cwd,
+                            stdout=stdout, stderr=stderr, text=text)
+
+
 def mnistlab(args: list, env: dict, kill_at: str | None = None, timeout: float = 300,
-             cwd: Path | None = None, kill_signal: str | None = None) -> subprocess.CompletedProcess:
+             cwd: Path | None = None, kill_signal: str | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
     """Run the real CLI in its own process (optionally set to send itself SIGKILL, or `kill_signal`,
-    at a named point)."""
+    at a named point); forked unless `fresh` (see above)."""
     env = dict(env)
     if kill_at:
         env["MNISTLAB_KILL_AT"] = kill_at
     if kill_signal:
         env["MNISTLAB_KILL_SIGNAL"] = kill_signal
-    return subprocess.run([sys.executable, "-m", "mnistlab", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    p = popen(args, env, cwd=cwd, fresh=fresh)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+# --- work started as the session starts -------------------------------------------------------------
+# The tests run one after another, and mostly wait for one process at a time: one core of two is idle.
+# Work that needs nothing from a test (a run in a fresh interpreter, torchrun, a training watched by
+# readers) is written as a module-level function decorated @in_background; when the session starts, each
+# such function of a selected module starts on a thread of its own (which only starts processes and waits
+# for them), and its tests take its result with background(fn), waiting if it is not done yet. An
+# exception in the function is raised there, in the test. All of it is waited for before the first test
+# outside tests/faults, so that none of it runs while the rest of the suite measures time.
+
+_BACKGROUND: dict[str, Callable[[Path], object]] = {}
+
+
+class _Job:
+    def __init__(self, fn: Callable[[Path], object]) -> None:
+        self.fn, self.result, self.error = fn, None, None
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"mnistlab-{fn.__name__}-"))
+        self.thread = threading.Thread(target=self._run, name=fn.__name__, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.fn(self.tmp)
+        except BaseException as e:  # noqa: BLE001 - handed to the test that asks for the result
+            self.error = e
+
+    def wait(self, timeout: float = 1200):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.fn.__name__} still running after {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+_JOBS: dict[str, _Job] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def _key(fn) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def in_background(fn: Callable[[Path], object]) -> Callable[[Path], object]:
+    """Mark fn(tmp_dir) -> result to be started when the session starts (see above)."""
+    _BACKGROUND[_key(fn)] = fn
+    return fn
+
+
+def _start(fn) -> _Job:
+    with _JOBS_LOCK:
+        if _key(fn) not in _JOBS:
+            _JOBS[_key(fn)] = _Job(fn)
+        return _JOBS[_key(fn)]
+
+
+def background(fn: Callable[[Path], object]):
+    """fn's result (see above): waits for it, or runs it now if its module was not collected at the start."""
+    return _start(fn).wait()
+
+
+def wait_for_background() -> None:
+    """Until every job started so far has ended (whatever its outcome: its own test reports that)."""
+    for job in list(_JOBS.values()):
+        job.thread.join(1200)
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    modules = {getattr(item.module, "__name__", None) for item in session.items if getattr(item, "module", None)}
+    for fn in _BACKGROUND.values():
+        if fn.__module__ in modules:
+            _start(fn)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or HERE not in Path(str(nextitem.path)).parents:  # leaving tests/faults
+        wait_for_background()
+        _close_fork_server()
+
+
+def _finish_background() -> None:
+    wait_for_background()
+    for job in _JOBS.values():
+        shutil.rmtree(job.tmp, ignore_errors=True)
+    _close_fork_server()
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 import shutil
 
@@ -11,12 +13,19 @@ import torch
 from mnistlab.cli import main
 
 
-@pytest.fixture
-def run(tiny, tmp_path, capsys):
-    path = tmp_path / "mlp"
-    assert main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(path)]) == 0
-    capsys.readouterr()
+@pytest.fixture(scope="module")
+def trained(tiny_module):
+    """One 1-epoch run for the module; each test alters a copy of it."""
+    path = tiny_module[1].parent / "mlp"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(path)]) == 0
     return path
+
+
+@pytest.fixture
+def run(trained, tiny, tmp_path):
+    shutil.copytree(trained, tmp_path / "mlp")
+    return tmp_path / "mlp"
 
 
 def attempt(capsys, *argv):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import time
 
 from mnistlab.core.rundir import open_run
+
+from .conftest import HERE, background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen
 
 
 def test_two_runs_at_once(tiny_env, reliability):
     base = tiny_env["tmp"] / "work"
     base.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--epochs", "2",
-                               "--seed", str(seed), "--no-progress"], cwd=base, env=tiny_env["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    procs = [popen(["train", "--dataset", "tiny", "--epochs", "2", "--seed", str(seed), "--no-progress"], tiny_env["env"],
+                   cwd=base) for seed in (1, 2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     dirs = [out.strip().splitlines()[-1] for out, _ in outs]
@@ -34,29 +34,28 @@ def _numbers(run_path):
     return [{k: r[k] for k in COMPARED} for r in run.metrics()], run.steps(), run.test()["confusion"]
 
 
-def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monkeypatch):
+@in_background
+def watched_and_alone(tmp):
+    """Two identical runs at once; while the first trains, plot, eval and report in a loop on it (in a
+    process of their own, tests/faults/read_in_a_loop.py)."""
+    env = make_tiny_env(tmp)["env"]
+    args = ["train", "--dataset", "tiny", "--epochs", "300", "--deterministic", "--device", "cpu", "--no-progress"]
+    watched, alone, out, stop = tmp / "watched", tmp / "alone", tmp / "readers", tmp / "stop"
+    out.mkdir()
+    procs = [popen([*args, "--run-dir", str(d)], env) for d in (watched, alone)]
+    readers = popen([watched, out, stop], env, script=HERE / "read_in_a_loop.py")
+    while procs[0].poll() is None and readers.poll() is None:
+        time.sleep(0.05)
+    stop.touch()
+    return watched, alone, procs, [p.communicate(timeout=300) for p in procs], readers, readers.communicate(timeout=300)
+
+
+def test_readers_in_a_loop_while_training(reliability):
     """plot, eval and report on a run that is training (a natural thing to do) change nothing in it:
     the run finishes, with the numbers of a run left alone."""
-    from mnistlab.cli import main
-
-    for var in ("MNISTLAB_DATA", "MNISTLAB_DATASETS_FILE"):  # the in-process readers see the tiny dataset too
-        monkeypatch.setenv(var, tiny_env["env"][var])
-    args = ["train", "--dataset", "tiny", "--epochs", "300", "--deterministic", "--device", "cpu", "--no-progress"]
-    watched, alone = tiny_env["tmp"] / "watched", tiny_env["tmp"] / "alone"
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", *args, "--run-dir", str(d)], env=tiny_env["env"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in (watched, alone)]
-    out = tmp_path / "readers"
-    out.mkdir()
-    reads = 0
-    while procs[0].poll() is None:
-        if (watched / "metrics.csv").exists():
-            # exit codes vary with the moment (no epoch yet, no checkpoint yet); what matters is the trainer
-            main(["plot", str(watched), "--out", str(out / "p.png")])
-            main(["eval", str(watched), "--device", "cpu", "--json"])
-            if reads % 5 == 0:  # the report draws every figure: slower, so every 5th round
-                main(["report", str(watched), "--out", str(out)])
-            reads += 1
-    outs = [p.communicate(timeout=300) for p in procs]
+    watched, alone, procs, outs, readers, (read_out, read_err) = background(watched_and_alone)
+    assert readers.returncode == 0, read_err[-1500:]  # no reader raised
+    reads = int(read_out.splitlines()[-1].removeprefix("rounds: "))
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     assert reads >= 3, "the readers never overlapped the training; make it longer"
     assert open_run(watched).status()["state"] == "finished"
@@ -66,17 +65,15 @@ def test_readers_in_a_loop_while_training(tiny_env, reliability, tmp_path, monke
 
 
 def test_second_trainer_on_a_run_is_refused_naming_the_first(tiny_env, reliability):
-    from .conftest import is_one_line_error
-
     run_dir = tiny_env["tmp"] / "run"
-    first = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--epochs", "200",
-                              "--no-progress", "--run-dir", str(run_dir)], env=tiny_env["env"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = popen(["train", "--dataset", "tiny", "--epochs", "200", "--no-progress", "--run-dir", str(run_dir)],
+                  tiny_env["env"])
     try:
         while not (run_dir / "last.pt").exists():
             assert first.poll() is None, first.communicate()[1][-800:]
-        second = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(run_dir), "--epochs", "1",
-                                 "--no-progress"], env=tiny_env["env"], capture_output=True, text=True, timeout=120)
+            time.sleep(0.01)
+        second = mnistlab(["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], tiny_env["env"],
+                          timeout=120)
     finally:
         first.kill()
         first.wait()
@@ -93,9 +90,7 @@ def test_two_fetches_at_once_both_succeed(tiny_env, reliability):
     for f in spec.files:  # only the .gz copies remain: both fetches must decompress, verify and install
         (raw / (f.name + ".gz")).write_bytes(gzip.compress((raw / f.name).read_bytes()))
         (raw / f.name).unlink()
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab", "data", "fetch", "--dataset", "tiny", "--no-web"],
-                              env=tiny_env["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [popen(["data", "fetch", "--dataset", "tiny", "--no-web"], tiny_env["env"]) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     from mnistlab.data.verify import check_file

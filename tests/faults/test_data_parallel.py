@@ -10,34 +10,50 @@ import pytest
 
 from mnistlab.core.rundir import open_run
 
-from .conftest import make_tiny_env, mnistlab
+from .conftest import background, in_background, make_tiny_env, mnistlab
 
 TRAIN = ["train", "--dataset", "tiny", "--device", "cpu", "--deterministic", "--no-progress", "--log-every", "1"]
 
 
-def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
+def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.Popen:
     # --standalone: a free local port for the rendezvous, so parallel test runs never collide
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                           str(nproc), "-m", "mnistlab", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                             str(nproc), "-m", "mnistlab", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finished(p: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = p.communicate(timeout=300)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+@in_background
+def ddp_jobs(tmp):
+    """One process for 3 epochs; 2 processes for 2 epochs, then resumed by one process for 1 more; and,
+    at the same time, 2 processes given a batch that does not divide over them."""
+    env = make_tiny_env(tmp)
+    one, two = tmp / "one", tmp / "two"
+    odd = torchrun(2, [*TRAIN, "--epochs", "1", "--batch-size", "63", "--run-dir", str(tmp / "odd")], env["env"])
+    try:
+        p = mnistlab([*TRAIN, "--epochs", "3", "--run-dir", str(one)], env["env"])
+        assert p.returncode == 0, p.stderr[-800:]
+        p = finished(torchrun(2, [*TRAIN, "--epochs", "2", "--run-dir", str(two)], env["env"]))
+        assert p.returncode == 0, p.stderr[-1500:]
+        ddp_log = p.stdout + p.stderr
+        resumed = mnistlab(["train", "--resume", str(two), "--epochs", "1", "--no-progress"], env["env"])
+        assert resumed.returncode == 0, resumed.stderr[-800:]
+    finally:
+        odd = finished(odd)
+    return open_run(one), open_run(two), ddp_log, odd
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One process for 3 epochs; 2 processes for 2 epochs, then resumed by one process for 1 more."""
-    env = make_tiny_env(tmp_path_factory.mktemp("ddp"))
-    one, two = env["tmp"] / "one", env["tmp"] / "two"
-    p = mnistlab([*TRAIN, "--epochs", "3", "--run-dir", str(one)], env["env"])
-    assert p.returncode == 0, p.stderr[-800:]
-    p = torchrun(2, [*TRAIN, "--epochs", "2", "--run-dir", str(two)], env["env"])
-    assert p.returncode == 0, p.stderr[-1500:]
-    ddp_log = p.stdout + p.stderr
-    resumed = mnistlab(["train", "--resume", str(two), "--epochs", "1", "--no-progress"], env["env"])
-    assert resumed.returncode == 0, resumed.stderr[-800:]
-    return env, open_run(one), open_run(two), ddp_log
+def runs():
+    return background(ddp_jobs)
 
 
 def test_two_processes_give_the_losses_of_one(runs, reliability):
-    _, one, two, _ = runs
+    one, two, _, _ = runs
     a, b = one.steps(), two.steps()
     assert len(a) == len(b) == 24  # 512 samples / 64 per step, 3 epochs, every step logged
     for x, y in zip(a, b):
@@ -52,7 +68,7 @@ def test_two_processes_give_the_losses_of_one(runs, reliability):
 
 
 def test_rank_zero_alone_writes_and_prints(runs):
-    _, _, two, log = runs
+    _, two, log, _ = runs
     assert log.count("epoch 1/2") == 1 and "data parallel: 2 processes, 32 samples each" in log
     assert sorted(p.name for p in two.path.glob("*.csv")) == ["metrics.csv", "steps.csv"]
     sessions = [int(r["session"]) for r in two.metrics()]
@@ -60,7 +76,7 @@ def test_rank_zero_alone_writes_and_prints(runs):
 
 
 def test_resume_with_another_number_of_processes(runs, reliability):
-    _, one, two, _ = runs
+    one, two, _, _ = runs
     x, y = one.metrics()[-1], two.metrics()[-1]
     assert y["epoch"] == 3 and y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
     reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)", "started with 2 processes, resumed with 1",
@@ -68,8 +84,7 @@ def test_resume_with_another_number_of_processes(runs, reliability):
 
 
 def test_batch_that_does_not_divide_is_one_line(runs):
-    env = runs[0]
-    p = torchrun(2, [*TRAIN, "--epochs", "1", "--batch-size", "63", "--run-dir", str(env["tmp"] / "odd")], env["env"])
+    p = runs[3]
     # each rank says it in one line and exits 2 (torchrun then reports the failed workers its own way)
     assert p.returncode != 0
     assert "mnistlab: error: --batch-size 63 is the global batch: it must divide evenly over 2 processes" in p.stderr

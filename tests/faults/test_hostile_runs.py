@@ -26,7 +26,7 @@ from mnistlab.report import plots
 
 from tests.conftest import write_tiny_dataset
 
-from .conftest import one_line_error
+from .conftest import background, in_background, make_tiny_env, one_line_error
 
 TRAIN = ["train", "--dataset", "tiny", "--device", "cpu"]
 
@@ -227,11 +227,19 @@ def test_names_are_shown_literally(copy, tmp_path, capsys, monkeypatch, reliabil
                        "percent-encoded", trials=2)
 
 
-def test_run_dir_that_is_not_utf8(tiny_env, reliability):
-    name = os.fsencode(tiny_env["tmp"]) + b"/run-\xff\xfe"
+@in_background
+def run_named_in_bytes(tmp):
+    """A fresh interpreter (its start-up decodes the argument and sets up the streams)."""
+    env = make_tiny_env(tmp)["env"]
+    name = os.fsencode(tmp) + b"/run-\xff\xfe"
     p = subprocess.run([sys.executable, "-m", "mnistlab", *TRAIN, "--epochs", "1", "--subset", "64", "--no-progress",
                         "--run-dir", name], capture_output=True, timeout=300,
-                       env={**tiny_env["env"], "PYTHONIOENCODING": "utf-8"})  # strict UTF-8, as in a UTF-8 locale
+                       env={**env, "PYTHONIOENCODING": "utf-8"})  # strict UTF-8, as in a UTF-8 locale
+    return name, p
+
+
+def test_run_dir_that_is_not_utf8(reliability):
+    name, p = background(run_named_in_bytes)
     assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr[-800:]
     assert p.stdout.splitlines()[-1] == name and os.path.isfile(name + b"/test.json")
     reliability.record("Names", "a `--run-dir` name that is not valid UTF-8",

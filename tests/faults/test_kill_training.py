@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from mnistlab.core.rundir import open_run
 from mnistlab.training.checkpoint import load_checkpoint
 from tests.tbcheck import assert_events_match_run
 
-from .conftest import is_one_line_error, make_tiny_env, mnistlab
+from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen, wait_for_background
 
 TRAIN = ["train", "--dataset", "tiny", "--epochs", "4", "--deterministic", "--device", "cpu", "--no-progress"]
 COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
@@ -28,34 +27,57 @@ def final_numbers(run_path):
             (test["loss"], test["accuracy"], test["confusion"]))
 
 
+@in_background
+def fresh_reference(tmp):
+    """The uninterrupted run in a fresh interpreter (`python -m mnistlab`, as a user starts it)."""
+    env = make_tiny_env(tmp)
+    p = mnistlab([*TRAIN, "--run-dir", str(tmp / "reference")], env["env"], fresh=True)
+    assert p.returncode == 0, p.stderr
+    return final_numbers(tmp / "reference")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted run (the tiny data is the same in every test), and how long it took."""
+    """The uninterrupted run's numbers (the tiny data is the same in every test), and how long it takes.
+    Run twice: in a fresh interpreter (the numbers every test compares with) and as the tests' own
+    processes are started (forked, see conftest.py; the duration the random kills are drawn from,
+    measured with nothing else running); the two must agree exactly."""
+    numbers = background(fresh_reference)
+    wait_for_background()
     env = make_tiny_env(tmp_path_factory.mktemp("reference"))
     t0 = time.perf_counter()
-    p = mnistlab([*TRAIN, "--run-dir", str(env["tmp"] / "reference")], env["env"])
+    p = mnistlab([*TRAIN, "--run-dir", str(env["tmp"] / "run")], env["env"])
+    whole = time.perf_counter() - t0
     assert p.returncode == 0, p.stderr
-    return final_numbers(env["tmp"] / "reference"), time.perf_counter() - t0
+    assert final_numbers(env["tmp"] / "run") == numbers
+    return numbers, whole
+
+
+def readers_of(run_dir) -> list[tuple[list[str], bool]]:
+    """eval works once a checkpoint exists and plot once an epoch is recorded; before that, both say so clearly."""
+    has_checkpoint = (run_dir / "last.pt").exists()
+    has_epoch = (run_dir / "config.json").exists() and bool(open_run(run_dir).metrics())
+    return [(["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
+            (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch)]
+
+
+def reader_did_right(code: int, err: str, works: bool) -> bool:
+    return code == 0 if works else (code == 2 and err.count("mnistlab: error:") == 1 and "Traceback" not in err)
 
 
 @pytest.fixture
 def survivor_is_readable(tiny_env, monkeypatch, capsys):
-    """eval works once a checkpoint exists and plot once an epoch is recorded; before that, both say so clearly.
-    In-process (the same CLI code), since a process start costs more than the check."""
+    """readers_of(run_dir), in-process (the same CLI code), since a process start costs more than the check."""
     from mnistlab.cli import main
 
     for var in ("MNISTLAB_DATA", "MNISTLAB_DATASETS_FILE"):
         monkeypatch.setenv(var, tiny_env["env"][var])
 
     def check(run_dir) -> None:
-        has_checkpoint = (run_dir / "last.pt").exists()
-        has_epoch = (run_dir / "config.json").exists() and bool(open_run(run_dir).metrics())
-        for args, works in ((["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
-                            (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch)):
+        for args, works in readers_of(run_dir):
             code = main(args)
             err = capsys.readouterr().err
-            one_line = code == 2 and err.count("mnistlab: error:") == 1 and "Traceback" not in err
-            assert code == 0 if works else one_line, (args, err)
+            assert reader_did_right(code, err, works), (args, err)
 
     return check
 
@@ -90,13 +112,35 @@ def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, su
                        f"at `{point}`", "nothing lost: final metrics equal an uninterrupted run's")
 
 
+@in_background
+def killed_and_resumed_in_fresh_interpreters(tmp):
+    """One named point as a user meets it: the killed run and its resume each a fresh `python -m mnistlab`
+    (eval and plot on the survivor in between, as processes), to hold the tests' forked processes to it."""
+    env = make_tiny_env(tmp)["env"]
+    run_dir = tmp / "run"
+    killed = mnistlab([*TRAIN, "--run-dir", str(run_dir)], env, kill_at="write:last.pt:1", fresh=True)
+    readers = [(args, works, mnistlab(args, env)) for args, works in readers_of(run_dir)]
+    resumed = mnistlab(["train", "--resume", str(run_dir), "--no-progress"], env, fresh=True)
+    return run_dir, killed, readers, resumed
+
+
+def test_kill_then_resume_in_fresh_interpreters(reference):
+    run_dir, killed, readers, resumed = background(killed_and_resumed_in_fresh_interpreters)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-500:])
+    for args, works, p in readers:
+        assert reader_did_right(p.returncode, p.stderr, works), (args, p.stderr)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(run_dir.glob(".*.tmp"))
+    assert final_numbers(run_dir) == reference[0]
+    assert_events_match_run(run_dir)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, survivor_is_readable, seed):
     env, run_dir = tiny_env["env"], tiny_env["tmp"] / "run"
     numbers, whole = reference
     delay = random.Random(seed).uniform(0.3 * whole, 1.0 * whole)
-    proc = subprocess.Popen([sys.executable, "-m", "mnistlab", *TRAIN, "--run-dir", str(run_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = popen([*TRAIN, "--run-dir", str(run_dir)], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

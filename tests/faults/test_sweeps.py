@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from mnistlab.measure.sweep import sweep_results
 from tests.test_sweep import SWEEP
 
-from .conftest import make_tiny_env
+from .conftest import make_tiny_env, popen
 
 
 @pytest.fixture
@@ -22,8 +19,7 @@ def _sweep_proc(env, *extra, kill_at=None):
     e = dict(env["env"])
     if kill_at:
         e["MNISTLAB_KILL_AT"] = kill_at
-    return subprocess.Popen([sys.executable, "-m", "mnistlab", *SWEEP, *extra], env=e, cwd=env["tmp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return popen([*SWEEP, *extra], e, cwd=env["tmp"])
 
 
 def test_killed_sweep_continues_with_the_same_command(env, reliability):
