@@ -36,10 +36,10 @@ run $PY -m mnistlab train --no-progress --resume "$WORK/mlp-resumed" --epochs 1 
 CUDA_VISIBLE_DEVICES= run $PY -m mnistlab eval "$WORK/cnn-cuda" --device cpu
 log "issue 14 figures"
 timeout 240 $PY - "$WORK" <<'PY' 2>&1 | tee -a "$LOG"
-import json, sys, warnings
+import json, sys
 from pathlib import Path
 import torch
-from mnistlab.core.device import matmul_precision_label
+from mnistlab.core.device import count_cuda_syncs, matmul_precision_label
 from mnistlab.core.rundir import open_run
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.loader import make_splits
@@ -69,17 +69,6 @@ for setting in ("highest", "high"):
     print(f"matmul precision {setting!r}: label {matmul_precision_label(torch.device('cuda'))}")
 torch.set_float32_matmul_precision("highest")
 
-def syncs(fn):
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
-
 spec = get_dataset("mnist")
 splits = make_splits(spec, data_root(None), batch_size=64, val_fraction=0.2, seed=0, device="cuda")
 for m in ("mlp", "cnn"):
@@ -87,8 +76,8 @@ for m in ("mlp", "cnn"):
     model = create_model(m).cuda()
     opt = loop.make_optimizer(model, 0.01, 0.5)
     loop.warm_up(model, splits.train, splits.val)
-    n = syncs(lambda: loop.train_epoch(model, opt, splits.train, epoch=1, global_step=0, log_every=100))
-    e = syncs(lambda: evaluate(model, splits.val))
+    n = count_cuda_syncs(lambda: loop.train_epoch(model, opt, splits.train, epoch=1, global_step=0, log_every=100))
+    e = count_cuda_syncs(lambda: evaluate(model, splits.val))
     print(f"{m}: {n} syncs in a training epoch of {len(splits.train)} steps ({-(-len(splits.train) // 100)} logged); "
           f"{e} in evaluating {len(splits.val)} batches")
 PY

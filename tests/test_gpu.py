@@ -7,12 +7,12 @@ import copy
 import json
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
 
 from mnistlab import cli
+from mnistlab.core.device import count_cuda_syncs
 from mnistlab.core.errors import DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
@@ -119,18 +119,6 @@ def test_eval_on_the_cpu_of_a_cuda_run_without_cuda(tiny, tmp_path):
 
 
 # 8. syncs: the training epoch syncs at its start, its logged steps and its end; evaluation once
-def _syncs(fn) -> int:
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
 def _cuda_loader(n: int, batch: int, shuffle: bool = True) -> DeviceLoader:
     images, labels = make_images(n, 3)
     return DeviceLoader(RawSplit(torch.from_numpy(images), torch.from_numpy(labels).long()), 0.2, 0.3, batch,
@@ -148,11 +136,11 @@ def test_training_and_evaluation_sync_only_where_the_code_says(model_name):
     def epoch(steps: int, log_every: int):
         return lambda: loop.train_epoch(model, opt, data, epoch=1, global_step=0, log_every=log_every,
                                         max_steps=steps)
-    few, many = _syncs(epoch(10, 1000)), _syncs(epoch(40, 1000))
+    few, many = count_cuda_syncs(epoch(10, 1000)), count_cuda_syncs(epoch(40, 1000))
     assert few == many <= 6, (few, many)  # none per step
-    assert _syncs(epoch(40, 10)) == many + 3  # one per logged step: 4 logged instead of 1
-    small, large = _syncs(lambda: evaluate(model, _cuda_loader(100, 50, False))), \
-        _syncs(lambda: evaluate(model, _cuda_loader(640, 50, False)))
+    assert count_cuda_syncs(epoch(40, 10)) == many + 3  # one per logged step: 4 logged instead of 1
+    small, large = count_cuda_syncs(lambda: evaluate(model, _cuda_loader(100, 50, False))), \
+        count_cuda_syncs(lambda: evaluate(model, _cuda_loader(640, 50, False)))
     assert small == large <= 4, (small, large)  # none per batch
 
 

@@ -71,3 +71,17 @@ def test_batch_norm_models_count_at_batch_1():
     assert p.parameters == 152_394
     assert p.macs == 165_888 + 294_912 + 131_072 + 1_280  # conv 4->32 at 12x12, conv 32->64 at 4x4, dense, head
     assert profile_model("speednet", batch_size=4).macs == 4 * p.macs
+
+
+def test_a_model_that_fails_at_the_counted_batch_is_one_line(tmp_path):
+    """The construction check runs one batch size; a user's model may fail only at the one counted."""
+    from mnistlab.core.errors import ConfigError
+
+    f = tmp_path / "odd.py"
+    f.write_text("import torch\nfrom torch import nn\nclass Odd(nn.Module):\n"
+                 "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(784, 10)\n"
+                 "    def forward(self, x):\n        if x.shape[0] == 3: raise RuntimeError('no batch of 3')\n"
+                 "        return self.l(x.flatten(1))\n")
+    assert profile_model(f"{f}:Odd", batch_size=2).macs == 2 * 7840
+    with pytest.raises(ConfigError, match=r"\(3, 1, 28, 28\) batch failed \(RuntimeError: no batch of 3\)"):
+        profile_model(f"{f}:Odd", batch_size=3)

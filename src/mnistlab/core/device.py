@@ -71,6 +71,22 @@ def synchronize(device: torch.device) -> None:
 CUBLAS_DETERMINISTIC_CONFIGS = (":4096:8", ":16:8")
 
 
+def count_cuda_syncs(fn: Callable[[], Any]) -> int:
+    """How many times `fn()` makes the host wait for the GPU (torch's sync debug mode, in warn mode);
+    the syncs a step or an evaluation must not add are what the GPU tests and scripts/gpu_check.sh count."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def enable_deterministic() -> None:
     """Deterministic kernels only. Sets CUBLAS_WORKSPACE_CONFIG (when unset) first: without it the
     first cuBLAS call on CUDA raises. cudnn.benchmark is turned off, as it may pick a different

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """An exception in one line for a one-line error: its type and the first line of its text."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
 class MnistlabError(Exception):
     """Base class: anything the user can fix (bad input, bad data, missing files)."""
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnistlab.core.errors import ConfigError, first_line
 from mnistlab.training.models import ModelCode, count_parameters, create_model, spec_name
 from mnistlab.measure.summary import INPUT_SHAPE
 
@@ -73,12 +74,16 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, num_classes: int =
     shapes: dict[str, list[int]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out, p=p: shapes.__setitem__(p, list(out.shape)))
              for p, m in leaves]
-    with FlopCounterMode(display=False) as fwd:
-        model(x)
-    for h in hooks:
-        h.remove()
-    with FlopCounterMode(display=False) as step:
-        F.cross_entropy(model(x), y).backward()
+    try:  # a model of one's own may fail at a batch size its construction check did not try
+        with FlopCounterMode(display=False) as fwd:
+            model(x)
+        for h in hooks:
+            h.remove()
+        with FlopCounterMode(display=False) as step:
+            F.cross_entropy(model(x), y).backward()
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure is one line
+        raise ConfigError(f"model {spec_name(name)}: counting its FLOPs on a ({batch_size}, 1, 28, 28) batch "
+                          f"failed ({first_line(e)})") from None
     fwd_counts, step_counts = fwd.get_flop_counts(), step.get_flop_counts()
 
     def total(counts: dict, p: str) -> int:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.errors import ConfigError, first_line
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator and cuBLAS settle), then undone
@@ -94,7 +94,7 @@ def check_compiler(device: torch.device) -> None:
         import torch._dynamo  # noqa: F401
         from torch._inductor import config as inductor_config
     except Exception as e:  # a broken or stripped install
-        raise ConfigError(f"--compile: torch.compile is not usable in this torch install ({_first_line(e)}); "
+        raise ConfigError(f"--compile: torch.compile is not usable in this torch install ({first_line(e)}); "
                           f"use --compile off") from None
     if not torch._dynamo.is_dynamo_supported():
         raise ConfigError("--compile: torch.compile does not support this Python version; use --compile off")
@@ -108,11 +108,6 @@ def check_compiler(device: torch.device) -> None:
             import triton  # noqa: F401
         except ImportError:
             raise ConfigError("--compile on CUDA needs Triton, which is not installed; use --compile off") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 def to_memory_format(model: nn.Module, levers: Levers) -> nn.Module:
@@ -183,7 +178,7 @@ class TrainStep:
             loss = self.eager(x, y)
         except (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.InductorError) as e:
             raise ConfigError(f"--compile {self.levers.compile}: torch.compile failed on this machine "
-                              f"({_first_line(e)}); use --compile off") from None
+                              f"({first_line(e)}); use --compile off") from None
         self._compiled_once = True
         return loss
 

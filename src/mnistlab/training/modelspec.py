@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.atomicfile import write_atomic
-from mnistlab.core.errors import CheckpointError, ConfigError
+from mnistlab.core.errors import CheckpointError, ConfigError, first_line
 from mnistlab.core.rundir import read_json, write_json
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
@@ -106,11 +106,6 @@ def resolve(spec: str, registry: list[str]) -> ModelCode:
     return ModelCode(spec, kind, target, attr)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
 def _exec_file(code: ModelCode) -> types.ModuleType:
     """Run a file's bytes as a fresh module; the same bytes (same hash) run once per process."""
     assert code.source is not None and code.origin is not None
@@ -127,7 +122,7 @@ def _exec_file(code: ModelCode) -> types.ModuleType:
         raise
     except BaseException as e:  # SyntaxError, ImportError, anything the file raises, even SystemExit
         del sys.modules[name]
-        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.origin} ({_first_line(e)})") from None
+        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.origin} ({first_line(e)})") from None
     return module
 
 
@@ -139,7 +134,7 @@ def _import_module(code: ModelCode) -> types.ModuleType:
     except BaseException as e:
         hint = (f"; is it installed or on PYTHONPATH? (for a file, give path/to/file.py:{code.attr})"
                 if isinstance(e, ModuleNotFoundError) and e.name == code.target.split(".")[0] else "")
-        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.target!r} ({_first_line(e)}){hint}") from None
+        raise ConfigError(f"model spec {code.spec!r}: cannot import {code.target!r} ({first_line(e)}){hint}") from None
 
 
 def factory_of(code: ModelCode, registry: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
@@ -193,7 +188,7 @@ def call_factory(factory: Any, code: ModelCode, num_classes: int) -> Any:
         raise
     except BaseException as e:
         call = f"{code.attr}({'num_classes=' + str(num_classes) if kwargs else ''})"
-        raise ConfigError(f"model spec {code.spec!r}: {call} failed ({_first_line(e)})") from None
+        raise ConfigError(f"model spec {code.spec!r}: {call} failed ({first_line(e)})") from None
 
 
 def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
@@ -216,7 +211,7 @@ def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
         raise
     except BaseException as e:
         raise ConfigError(f"model spec {code.spec!r}: the forward pass on a {shape} batch failed "
-                          f"({_first_line(e)})") from None
+                          f"({first_line(e)})") from None
     finally:
         model.train(was_training)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
