@@ -107,6 +107,19 @@ def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     assert quiet.machine_busy is None and "unstable" not in quiet.line()
 
 
+def test_out_that_is_taken_is_one_line_naming_out(tiny, tmp_path, capsys):
+    """speedrun has no --resume: the refusal names its own option, and what was there is kept."""
+    (tmp_path / "afile").write_text("mine")
+    assert cli.main(["speedrun", "--dataset", "tiny", "--device", "cpu", "--out", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a file, not a folder; choose another --out")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "speedrun.json").write_text("keep")
+    assert cli.main(["speedrun", "--dataset", "tiny", "--device", "cpu", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("already exists and is not empty; choose another --out") and "--resume" not in err
+    assert (tmp_path / "afile").read_text() == "mine" and (tmp_path / "d" / "speedrun.json").read_text() == "keep"
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--precision", "16-mixed"], "16-mixed needs a CUDA GPU"),
     (["--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),

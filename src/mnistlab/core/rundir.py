@@ -146,15 +146,19 @@ def _only_leftovers(p: Path) -> bool:
     return all(f.name == LOCK_FILE or leftover_of(f.name, names=RUN_FILES) for f in p.iterdir())
 
 
-def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str) -> RunDir:
+def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str, *,
+                   option: str = "--out", resumable: bool = False) -> RunDir:
     """A new, empty run directory. An explicit path may exist only if it is empty; otherwise a
     fresh name under `base` (timestamp plus a random suffix, so two runs started in the same
-    second, even in two processes, never share one). The caller locks it before cleaning it."""
+    second, even in two processes, never share one). The caller locks it before cleaning it.
+    `option` names the command's flag for the path, and `resumable` whether `--resume` can continue it."""
     if explicit is not None:
         p = Path(explicit)
-        if p.exists() and (not p.is_dir() or not _only_leftovers(p)):
-            raise CheckpointError(f"{p}: already exists and is not empty; "
-                                  f"use --resume {p} to continue it, or choose another --run-dir")
+        if p.exists() and not p.is_dir():
+            raise CheckpointError(f"{p}: is a file, not a folder; choose another {option}")
+        if p.exists() and not _only_leftovers(p):
+            resume = f"use --resume {p} to continue it, or " if resumable else ""
+            raise CheckpointError(f"{p}: already exists and is not empty; {resume}choose another {option}")
         try:
             p.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -151,7 +151,8 @@ def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_b
     cfg = config or TrainConfig()
     prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
     # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
-    run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}") if w.is_main else _ELSEWHERE
+    run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}", option="--run-dir",
+                         resumable=True) if w.is_main else _ELSEWHERE
     with _ownership(run, w):
         if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
             raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
