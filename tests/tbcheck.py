@@ -8,7 +8,17 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.core.rundir import open_run
-from mnistlab.training.tblog import EPOCH_TAGS, STEP_TAG, TEST_TAGS, read_scalars
+from mnistlab.training.tblog import EPOCH_TAGS, STEP_TAG, TEST_TAGS
+
+
+def read_scalars(run_path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in a run's event files, per tag, as (step, value), read with TensorBoard's own
+    reader (EventAccumulator, keeping every event)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def f32(x: float) -> float:
@@ -22,7 +32,7 @@ def assert_events_match_run(run_path: Path) -> dict[str, list[tuple[int, float]]
     expected = {STEP_TAG: [(int(r["step"]), f32(r["train_loss"])) for r in steps]}
     for tag, column in EPOCH_TAGS.items():
         expected[tag] = [(int(r["global_step"]), f32(r[column])) for r in metrics]
-    if test is not None and run.status().get("state") == "finished":
+    if test is not None and run.status().get("state") == "completed":
         for tag, key in TEST_TAGS.items():
             expected[tag] = [(int(metrics[-1]["global_step"]), f32(test[key]))]
     expected = {k: v for k, v in expected.items() if v}

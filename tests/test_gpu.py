@@ -101,7 +101,7 @@ def test_resume_across_devices(tiny, tmp_path, first, then):
     whole = runner.train(cfg(epochs=2, device=first), run_dir=tmp_path / "whole", **quiet())
     run = runner.train(cfg(epochs=1, device=first), run_dir=tmp_path / "r", **quiet())
     runner.train(resume=run.path, overrides={"epochs": 1, "device": then}, **quiet())
-    assert run.status()["state"] == "finished" and run.env()["device"].startswith(then)
+    assert run.status()["state"] == "completed" and run.env()["device"].startswith(then)
     assert load_checkpoint(run.path / "last.pt")["optimizer"]["param_groups"][0]["fused"] is True
     (a_train, a_val, _), (b_train, b_val, _) = losses(whole)[1], losses(run)[1]
     assert b_train == pytest.approx(a_train, rel=1e-3) and b_val == pytest.approx(a_val, rel=1e-3)

@@ -154,7 +154,7 @@ def test_out_of_memory_in_training_fails_the_run_and_keeps_its_checkpoints(tiny,
     assert len(run.metrics()) == 1
     monkeypatch.setattr(runner, "create_model", create_model)  # the device is fine again: resume
     runner.train(resume=run.path, **quiet())
-    assert run.status()["state"] == "finished" and len(run.metrics()) == 3
+    assert run.status()["state"] == "completed" and len(run.metrics()) == 3
 
 
 def test_out_of_memory_in_validation_names_no_training_batch(tiny, tmp_path, monkeypatch):

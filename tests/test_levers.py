@@ -46,7 +46,7 @@ def test_compiled_run_trains(tiny, tmp_path, monkeypatch):
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: real(model, backend="aot_eager"))
     run = runner.train(cfg(compile="default", subset=128), run_dir=tmp_path / "r", **quiet())
-    assert run.status()["state"] == "finished" and run.test()["total"] == 128
+    assert run.status()["state"] == "completed" and run.test()["total"] == 128
     assert "_orig_mod" not in "".join(load_checkpoint(run / "last.pt")["model"])  # eager module's keys
 
 

@@ -35,7 +35,7 @@ def test_a_run_writes_its_whole_directory(tiny, tmp_path):
     confusion = torch.tensor(test["confusion"])
     assert test["total"] == 200 == int(confusion.sum()) and confusion.shape == (10, 10)
     assert test["correct"] == int(confusion.diagonal().sum()) and test["accuracy"] == test["correct"] / 200
-    assert run.status()["state"] == "finished"
+    assert run.status()["state"] == "completed"
     env = run.env()
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     state = load_checkpoint(run / "last.pt")
@@ -77,7 +77,7 @@ def test_ctrl_c_leaves_a_resumable_run(tiny, tmp_path, monkeypatch):
     assert load_checkpoint(run / "last.pt")["epoch"] == 1 and run.status()["state"] == "interrupted"
     monkeypatch.setattr(runner, "train_epoch", real)
     runner.train(resume=run.path, **quiet())  # finishes the 3 epochs it was started with
-    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3] and run.status()["state"] == "finished"
+    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3] and run.status()["state"] == "completed"
     with pytest.raises(ConfigError, match="already finished"):
         runner.train(resume=run.path, **quiet())
 

@@ -15,7 +15,7 @@ from mnistlab.report.headless_browser import find_chromium
 from mnistlab.training import runner, tblog
 from mnistlab.training.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.training.config import TrainConfig
-from tests.tbcheck import assert_events_match_run, hparams_of
+from tests.tbcheck import assert_events_match_run, hparams_of, read_scalars
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tensorboard_screenshot.py"
 QUIET = dict(log=lambda m: None, progress=False)
@@ -41,7 +41,7 @@ def test_no_tensorboard_writes_no_event_files(tiny, tmp_path, capsys):
     assert main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
                  "--no-tensorboard", "--run-dir", str(tmp_path / "r")]) == 0
     assert not list((tmp_path / "r").glob("*tfevents*"))
-    assert open_run(tmp_path / "r").status()["state"] == "finished"
+    assert open_run(tmp_path / "r").status()["state"] == "completed"
 
 
 def test_resume_continues_the_same_curves(tiny, tmp_path):
@@ -57,7 +57,7 @@ def test_resume_drops_events_written_ahead_of_the_checkpoint(tiny, tmp_path):
     """What a kill between an epoch's events and its last.pt leaves: events ahead of the checkpoint.
     (tests/faults/test_kill_training.py does this with real kills at named points.)"""
     run = runner.train(cfg(epochs=3), run_dir=tmp_path / "r", **QUIET)
-    whole = tblog.read_scalars(run.path)
+    whole = read_scalars(run.path)
     # rewind the run to its epoch-2 state by hand: last.pt of epoch 2, and the status of a killed run
     state = load_checkpoint(run / "last.pt")
     history = state["history"][:2]

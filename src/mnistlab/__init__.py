@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# public name -> module that defines it (layers: core <- data <- training <- measure <- report <- lab)
+# public name -> module that defines it (layers: core <- data <- training <- measure <- report <- jobs <- cli, lab)
 _EXPORTS = {
     "MnistlabError": "mnistlab.core.errors", "ConfigError": "mnistlab.core.errors",
     "DataError": "mnistlab.core.errors", "CheckpointError": "mnistlab.core.errors",
@@ -33,6 +33,10 @@ _EXPORTS = {
     "plot_runs": "mnistlab.report.plots",
     "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.builder",
     "run_lab": "mnistlab.lab",
+    # jobs: what the commands run, each writing one folder (mnistlab.jobs)
+    "train_run": "mnistlab.jobs", "evaluate_run": "mnistlab.jobs", "bench_pipelines": "mnistlab.jobs",
+    "bench_levers": "mnistlab.jobs", "bench_scaling": "mnistlab.jobs", "speedrun": "mnistlab.jobs",
+    "ModelError": "mnistlab.core.errors", "ResultFileError": "mnistlab.core.errors",
 }
 _RENAMED = {"bench_observations": "observations", "format_bench_table": "format_table"}
 

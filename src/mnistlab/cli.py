@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
-from mnistlab.core.stopping import Terminated
 
 SPECS = "package.module:factory, path/to/file.py:Name"
 
@@ -223,19 +222,20 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from mnistlab.data.info import dataset_info, format_info
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.fetching import fetch
+    from mnistlab import jobs
+    from mnistlab.data.datasets import get_dataset
 
-    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
-    if args.data_command == "fetch":
-        fetch(spec, root, log=lambda m: print(m, file=sys.stderr), web=not args.no_web)
-        print(spec.raw_dir(root))
-        return 0
+    log = _to_stderr
     if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
         raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
-    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
+    get_dataset(args.dataset)  # a bad row fails before any fetch
+    spec, root = jobs.dataset(args.dataset, args.data_dir, log=log, web=args.data_command != "fetch" or not args.no_web)
+    if args.data_command == "fetch":
+        print(spec.raw_dir(root))
+        return 0
     if args.data_command == "info":
+        from mnistlab.data.info import dataset_info, format_info
+
         info = dataset_info(spec, root)
         print(json.dumps(info, indent=2) if args.json else format_info(info))
         return 0
@@ -257,24 +257,19 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mnistlab.core.distributed import is_writer
+    from mnistlab import jobs
+    from mnistlab.core.distributed import world
     from mnistlab.measure.epochs import epoch_timing
-    from mnistlab.report.plots import plot_runs
     from mnistlab.training.config import TrainConfig
-    from mnistlab.training.runner import train
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
     if args.resume:
-        if args.run_dir:
-            raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
-        run = train(resume=args.resume, overrides=given, progress=not args.no_progress,
-                    tensorboard=not args.no_tensorboard)
+        run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
-        run = train(TrainConfig(**given), run_dir=args.run_dir, progress=not args.no_progress,
-                    tensorboard=not args.no_tensorboard)
-    if is_writer():  # under torchrun, rank 0 alone draws and prints
-        plot_runs([run], run / "loss.png")
+        run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, **options)
+    if world().is_main:  # under torchrun, rank 0 alone prints
         if run.metrics():
             print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)
         print(run.path)
@@ -282,48 +277,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from mnistlab.training.checkpoint import load_checkpoint, load_model_state
-    from mnistlab.core.device import resolve_device
-    from mnistlab.core.rundir import CONFIG
-    from mnistlab.training.config import load_run_config
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.training.evaluation import evaluate
-    from mnistlab.data.fetching import fetch
-    from mnistlab.data.loader import make_test_loader
-    from mnistlab.training.models import create_model, model_code_for_run
-    from mnistlab.core.rundir import open_run
+    from mnistlab import jobs
     from mnistlab.data.info import class_label
 
-    run = open_run(args.run_dir)
-    cfg = load_run_config(run / CONFIG)
-    ckpt = run / f"{args.checkpoint}.pt"
-    state = load_checkpoint(ckpt)
-    device = resolve_device(args.device)
-    spec = get_dataset(cfg.dataset)
-    # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
-    model = create_model(model_code_for_run(run.path, cfg.model), len(spec.classes))
-    load_model_state(model, state, ckpt)
-    root = data_root(args.data_dir or cfg.data_dir)
-    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
-    # the test images the run's own test.json used: all of them, or the first N of a --subset run
-    loader = make_test_loader(spec, root, device, subset=cfg.subset)
-    result = evaluate(model.to(device), loader, len(spec.classes))
+    ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir,
+                           log=_to_stderr)
+    result = ev.result
     if args.json:
-        print(json.dumps({**result.to_dict(), "checkpoint": args.checkpoint, "epoch": int(state["epoch"]),
-                          "subset": cfg.subset}, indent=2))
+        print(json.dumps(ev.to_dict(), indent=2))
         return 0
-    print(f"{run.path} ({cfg.model} on {cfg.dataset}, {args.checkpoint}.pt after epoch {int(state['epoch'])}, {device})")
-    if cfg.subset:
-        print(f"test set: the first {loader.num_samples:,} test images only, as in this --subset {cfg.subset} run")
+    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt after epoch {ev.epoch}, {ev.device})")
+    if ev.subset:
+        print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run")
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
           f"in {result.seconds:.2f} s")
     print("per-class accuracy:")
-    names = [class_label(i, c) for i, c in enumerate(spec.classes)]
+    names = [class_label(i, c) for i, c in enumerate(ev.classes)]
     w = max(len(n) for n in names)
     for name, acc in zip(names, result.per_class_accuracy, strict=True):
         print(f"  {name:<{w}}  {acc:>7.2%}")
     print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + "".join(f"{j:>6}" for j in range(len(spec.classes))))
+    print("      " + "".join(f"{j:>6}" for j in range(len(ev.classes))))
     for i, row in enumerate(result.confusion):
         print(f"  {i:>2}  " + "".join(f"{v:>6}" for v in row))
     return 0
@@ -357,97 +331,36 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from mnistlab.core.defaults import RUNS_DIR
-    from mnistlab.core.device import available_devices, resolve_device
-    from mnistlab.measure.bench import run_bench, write_bench
-    from mnistlab.report.plots import plot_bench
-    from mnistlab.training.models import create_model
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.fetching import fetch
-    from mnistlab.data.loader import read_split, split_train_val
-    from mnistlab.core.rundir import create_run_dir
+    from mnistlab import jobs
+    from mnistlab.core.device import available_devices
 
-    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
     devices = args.devices or available_devices()
-    for m in args.models:
-        create_model(m, len(spec.classes))  # a bad name or spec fails before any data or timing work
+    if args.nproc and args.implementations:
+        raise MnistlabError("--nproc and --implementations measure different things; give one of them")
+    common = dict(models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset,
+                  out=args.out, log=_to_stderr)
     if args.nproc:
-        return _bench_scaling(args, devices[0])
-    for d in devices:
-        resolve_device(d)  # fail before any work on a device that is not there
-    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
-    train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
-    run = create_run_dir(args.out, RUNS_DIR, "bench")
-    if args.implementations:  # the lever axis (measure/levers_bench.py)
-        from mnistlab.measure.levers_bench import run_levers_bench, write_levers_bench
-
-        levers = run_levers_bench(train, spec, models=args.models, devices=devices,
-                                  implementations=args.implementations, batch_size=args.batch_size,
-                                  steps=args.steps or -(-len(train) // args.batch_size), repeats=args.repeats,
-                                  warmup=args.warmup,
-                                  log=lambda m: print(m, file=sys.stderr))
-        print(write_levers_bench(levers, run))
-        print(run.path)
-        return 0
-    result = run_bench(train, spec, models=args.models, devices=devices, pipelines=args.pipelines,
-                       batch_size=args.batch_size, steps=args.steps or None, repeats=args.repeats,
-                       warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
-    text = write_bench(result, run)
-    plot_bench(result, run / "bench.png")
+        _, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc, steps=args.steps or 50, **common)
+    elif args.implementations:  # the lever axis
+        _, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=args.steps,
+                                            warmup=args.warmup, data_dir=args.data_dir, **common)
+    else:
+        _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines, steps=args.steps or None,
+                                               warmup=args.warmup, data_dir=args.data_dir, **common)
     print(text)
-    print(run.path)
-    return 0
-
-
-def _bench_scaling(args: argparse.Namespace, device: str) -> int:
-    from mnistlab.core.atomicfile import write_atomic
-    from mnistlab.core.defaults import RUNS_DIR
-    from mnistlab.core.device import resolve_device
-    from mnistlab.core.environment import environment
-    from mnistlab.core.rundir import create_run_dir, write_json
-    from mnistlab.measure.scaling import format_scaling, measure_scaling, scaling_observations
-
-    resolve_device(device)
-    cells = [c for m in args.models for c in measure_scaling(m, device, [1, args.nproc], batch=args.batch_size,
-                                                               steps=args.steps or 50, repeats=args.repeats)]
-    run = create_run_dir(args.out, RUNS_DIR, "scaling")
-    text = format_scaling(cells)
-    write_json(run / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
-                                      "observations": scaling_observations(cells)})
-    write_atomic(run / "scaling.txt", (text + "\n").encode())
-    print(text)
-    print(run.path)
+    print(folder.path)
     return 0
 
 
 def _cmd_speedrun(args: argparse.Namespace) -> int:
-    import dataclasses as dc
+    from mnistlab import jobs
 
-    from mnistlab.core.defaults import RUNS_DIR
-    from mnistlab.core.device import describe_choice, resolve_device
-    from mnistlab.core.rundir import create_run_dir, write_json
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.fetching import fetch
-    from mnistlab.data.loader import read_split
-    from mnistlab.measure.speedrun import default_levers, speedrun
-
-    device = resolve_device(args.device)
     given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
              if getattr(args, k) is not None}
-    levers = dc.replace(default_levers(device), **given)
-    if levers.compile != "off" and "cuda_graphs" not in given:  # the recipe's graphs give way to compile's
-        levers = dc.replace(levers, cuda_graphs=False)
-    levers.check(device)  # before any data work or run directory
-    spec, root = get_dataset(args.dataset), data_root(args.data_dir)
-    fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
-    train, test = read_split(spec, root, train=True), read_split(spec, root, train=False)
-    run = create_run_dir(args.out, RUNS_DIR, "speedrun")
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    log(describe_choice(args.device, device))
-    result = speedrun(train, test, spec, device, seeds=args.seeds, target=args.target, levers=levers, log=log)
-    write_json(run / "speedrun.json", result.to_dict())
+    result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
+                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr)
     print(result.line())
-    print(run.path)
+    print(folder.path)
     return 0
 
 
@@ -496,6 +409,11 @@ _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train
              "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
 
 
+def _to_stderr(message: str) -> None:
+    """Progress goes to stderr: stdout holds only what a command answers (a path, a table, JSON)."""
+    print(message, file=sys.stderr)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush does not raise again."""
     try:
@@ -523,25 +441,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
         return code
-    except MnistlabError as e:
-        print(f"mnistlab: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during training (Terminated)
-        terminated = isinstance(e, Terminated)
-        print(f"mnistlab: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if terminated else 130
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
-    except OSError as e:  # the last net: a file problem not caught nearer its source
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"mnistlab: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # the last net for a device failure (eval, bench); anything else is a bug
-        from mnistlab.core.device import device_error_message  # torch is loaded by now
+    except (Exception, KeyboardInterrupt) as e:  # one mapping for every command (core.failures)
+        from mnistlab.core.failures import outcome
 
-        message = device_error_message(e)
-        if message is None:
+        end = outcome(e)
+        if end.line is None:  # a bug in mnistlab: keep its traceback
             raise
-        print(f"mnistlab: error: {message}", file=sys.stderr)
-        return 2
+        prefix = "mnistlab: " if isinstance(e, KeyboardInterrupt) else "mnistlab: error: "
+        print(prefix + end.line, file=sys.stderr)
+        return end.exit_code

@@ -13,20 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.measure.bench import run_bench, write_bench
+from mnistlab import jobs
 from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
-from mnistlab.training.config import TrainConfig
-from mnistlab.data.info import dataset_info
-from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment
-from mnistlab.data.fetching import fetch
-from mnistlab.data.loader import read_split, split_train_val
-from mnistlab.measure.speedrun import DEFAULT_TARGET, speedrun
-from mnistlab.report.plots import plot_bench, plot_samples
-from mnistlab.report.builder import LAB_FILE, build_report
 from mnistlab.core.rundir import create_run_dir, write_json
-from mnistlab.training.runner import train
+from mnistlab.data.info import dataset_info
+from mnistlab.data.loader import read_split
+from mnistlab.measure.speedrun import DEFAULT_TARGET
+from mnistlab.report.builder import LAB_FILE, build_report
+from mnistlab.report.plots import plot_samples
+from mnistlab.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,6 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     plan = LabPlan.for_mode(quick)
     accel = resolve_device(device)
     accel = accel if accel.type != "cpu" else None
-    spec, root = get_dataset(dataset), data_root(data_dir)
     lab = create_run_dir(out, RUNS_DIR, "lab" + ("-quick" if quick else ""))
     t_start = time.perf_counter()
     total_steps = 9
@@ -67,8 +63,8 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     env = environment()
     log(f"torch {env['torch']}, CUDA {env['cuda_available']}, CPU {env['cpu']} ({env['torch_threads']} threads)")
 
-    step(2, f"data: {spec.name}")
-    fetch(spec, root, log=log)
+    step(2, f"data: {dataset}")
+    spec, root = jobs.dataset(dataset, data_dir, log=log)
     info = dataset_info(spec, root)
     train_raw = read_split(spec, root, train=True)
     plot_samples(train_raw.images[:1].numpy(), train_raw.labels[:1].numpy(), spec.classes, lab / "first-sample.png", n=1)
@@ -83,12 +79,13 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     write_json(lab / LAB_FILE, record)
 
     def train_into(name: str, cfg: TrainConfig, resume_epochs: int | None = None) -> None:
-        train(cfg, run_dir=lab / name, log=log, progress=progress)
+        jobs.train_run(cfg, run_dir=lab / name, log=log, progress=progress, figure=False)
         runs.append(name)
         write_json(lab / LAB_FILE, record)
         if resume_epochs:
-            log(f"resuming {name} for {resume_epochs} more epochs")
-            train(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress)
+            log(f"resuming {name} for {resume_epochs} more epoch{'' if resume_epochs == 1 else 's'}")
+            jobs.train_run(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress,
+                           figure=False)
 
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
     train_into("mlp-cpu", base.replace(model="mlp", epochs=plan.mlp_epochs), resume_epochs=plan.mlp_epochs)
@@ -104,28 +101,17 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
         train_into(f"cnn-{accel.type}", base.replace(model="cnn", epochs=plan.cnn_epochs, device=accel.type))
 
     step(7, f"bench: {plan.bench_repeats} x {plan.bench_steps} steps per cell")
-    tr, _ = split_train_val(train_raw, base.val_fraction, base.seed)
-    if subset:
-        tr = tr.__class__(tr.images[:subset], tr.labels[:subset])
     devices = ["cpu"] + ([accel.type] if accel else [])
-    result = run_bench(tr, spec, models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES),
-                       steps=plan.bench_steps, repeats=plan.bench_repeats, log=log)
-    bench_dir = create_run_dir(lab / "bench", lab.path, "bench")
-    write_bench(result, bench_dir)
-    plot_bench(result, bench_dir / "bench.png")
+    jobs.bench_pipelines(models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES), batch_size=base.batch_size,
+                         steps=plan.bench_steps, repeats=plan.bench_repeats, warmup=10, dataset_name=dataset,
+                         data_dir=data_dir, out=lab / "bench", under=lab.path, subset=subset, log=log)
     record["bench"] = "bench"
     write_json(lab / LAB_FILE, record)
 
     fastest = accel or resolve_device("cpu")
     step(8, f"speedrun: time to {DEFAULT_TARGET:g}% on {fastest.type}, {plan.speedrun_seeds} seeds")
-    test_raw = read_split(spec, root, train=False)
-    if subset:
-        train_sr, test_sr = (s.__class__(s.images[:subset], s.labels[:subset]) for s in (train_raw, test_raw))
-    else:
-        train_sr, test_sr = train_raw, test_raw
-    sr = speedrun(train_sr, test_sr, spec, fastest, seeds=plan.speedrun_seeds, log=log)
-    sr_dir = create_run_dir(lab / "speedrun", lab.path, "speedrun")
-    write_json(sr_dir / "speedrun.json", sr.to_dict())
+    sr, _ = jobs.speedrun(device=fastest.type, seeds=plan.speedrun_seeds, target=DEFAULT_TARGET, dataset_name=dataset,
+                          data_dir=data_dir, out=lab / "speedrun", under=lab.path, subset=subset, log=log)
     log(sr.line())
     record["speedrun"] = "speedrun"
     write_json(lab / LAB_FILE, record)

@@ -20,7 +20,7 @@ def test_two_runs_at_once(tiny_env, reliability):
     assert dirs[0] != dirs[1]
     for seed, d in zip((1, 2), dirs):
         run = open_run(base / d if not d.startswith("/") else d)
-        assert run.config()["seed"] == seed and len(run.metrics()) == 2 and run.status()["state"] == "finished"
+        assert run.config()["seed"] == seed and len(run.metrics()) == 2 and run.status()["state"] == "completed"
     assert sorted(p.name for p in (base / "runs").iterdir()) == sorted(d.split("/")[-1] for d in dirs)
     reliability.record("Concurrency", "two runs started at the same moment, same runs/ folder",
                        "distinct run directories; each holds only its own run")
@@ -58,7 +58,7 @@ def test_readers_in_a_loop_while_training(reliability):
     reads = int(read_out.splitlines()[-1].removeprefix("rounds: "))
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     assert reads >= 3, "the readers never overlapped the training; make it longer"
-    assert open_run(watched).status()["state"] == "finished"
+    assert open_run(watched).status()["state"] == "completed"
     assert _numbers(watched) == _numbers(alone)
     reliability.record("Concurrency", f"plot, eval and report in a loop on a run while it trains ({reads} rounds)",
                        "the run finishes with the numbers of a run left alone; readers delete nothing")

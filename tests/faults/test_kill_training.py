@@ -149,7 +149,7 @@ def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, s
         assert p.returncode == 0, p.stderr
     else:
         survivor_is_readable(run_dir)
-        if open_run(run_dir).status().get("state") != "finished":
+        if open_run(run_dir).status().get("state") != "completed":
             resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == numbers
     assert_events_match_run(run_dir)

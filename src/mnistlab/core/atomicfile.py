@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mnistlab.core.distributed import is_writer
 from mnistlab.core.errors import StorageError
 from mnistlab.core.faults import kill_point
 
@@ -24,8 +23,6 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
     A disk or permission failure is a StorageError; whatever `verify` raises propagates,
     and the temporary file is removed in every case.
     """
-    if not is_writer():  # a data-parallel job: rank 0 alone writes, the others compute the same state
-        return
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)

@@ -4,6 +4,9 @@ deterministic mode, the float32 precision in use, and device failures told apart
 from __future__ import annotations
 
 import os
+import platform
+import re
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -47,13 +50,21 @@ def describe_choice(name: str, device: torch.device) -> str:
     return f"device: {device.type}"
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     """The hardware's name: the GPU's, or the CPU's with torch's thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        from mnistlab.core.environment import cpu_name
-
         return f"{cpu_name()} ({torch.get_num_threads()} threads)"
     return device.type
 
@@ -180,25 +191,36 @@ _DEVICE_ERROR_MARKERS = ("CUDA error", "CUDA driver", "CUBLAS_STATUS_", "CUDNN_S
                          "no kernel image", "device-side assert", "MPS backend", "NVML")
 
 
+# how the CPU allocator says it (c10's alloc_cpu), besides Python's own MemoryError
+_CPU_OOM_MARKERS = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(e: BaseException) -> bool:
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    text = str(e)
+    return isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(e, RuntimeError) and ("out of memory" in text.lower() or any(m in text for m in _CPU_OOM_MARKERS)))
 
 
 def device_error_message(e: BaseException, device: torch.device | None = None,
                          batch_size: int | None = None) -> str | None:
     """One line for a failure of the device (out of memory, no kernel for this GPU, a driver error),
     or None when `e` is something else: a bug, which keeps its traceback."""
-    if not isinstance(e, RuntimeError):
+    if not isinstance(e, (RuntimeError, MemoryError)):
         return None
     text = str(e).strip()
     first = text.splitlines()[0].strip() if text else type(e).__name__
-    where = f" on {device.type}" if device is not None else ""
+    asked = re.search(r"tried to allocate (\d+) bytes", text)  # the CPU allocator's words
+    if asked:
+        first = f"tried to allocate {int(asked.group(1)) / 2**30:,.1f} GiB"
+    cpu = isinstance(e, MemoryError) or any(m in text for m in _CPU_OOM_MARKERS)
+    where = f" on {device.type}" if device is not None else (" on cpu" if cpu else "")
     if is_out_of_memory(e):
         first = ". ".join(first.split(". ")[:3]).rstrip(".")  # what was asked for and what is free
         if batch_size is not None and batch_size > 1:
             return (f"out of memory{where} at batch size {batch_size} ({first}); "
                     f"try a smaller batch size, e.g. --batch-size {batch_size // 2}")
+        if cpu or (device is not None and device.type == "cpu"):
+            return f"out of memory{where} ({first}); ask for less (a smaller batch), or free memory"
         return f"out of memory{where} ({first}); free the device's memory or use --device cpu"
     if "no kernel image" in text:
         return (f"{device.type if device is not None else 'the GPU'}: {first}: this torch build has no kernels "

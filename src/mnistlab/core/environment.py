@@ -13,18 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mnistlab.core.device import has_mps
+from mnistlab.core.device import cpu_name, has_mps
 from mnistlab.core.version import package_version
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

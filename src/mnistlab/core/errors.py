@@ -37,3 +37,12 @@ class StorageError(MnistlabError):
 
 class DeviceError(MnistlabError):
     """The device failed (out of memory, no kernel for this GPU, a driver error); checkpoints are kept."""
+
+
+class ModelError(MnistlabError):
+    """A user's own model failed while it ran (training, timing): named, with its error's first line."""
+
+
+class ResultFileError(CheckpointError):
+    """A JSON or CSV file that mnistlab reads back (a result, a record) is missing, malformed or of
+    the wrong shape. A CheckpointError too, so that callers that catch 'a run cannot be used' still do."""

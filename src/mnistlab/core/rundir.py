@@ -20,7 +20,7 @@ from typing import Any
 
 from mnistlab.core.atomicfile import leftover_of, write_atomic
 from mnistlab.core.lock import LOCK_FILE
-from mnistlab.core.errors import CheckpointError
+from mnistlab.core.errors import CheckpointError, ResultFileError
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
@@ -33,27 +33,35 @@ REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_se
                     "epoch_seconds", "samples_per_s", "steps", "global_step"]
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()
 
 
-def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+def csv_bytes(fields: list[str], rows: list[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    write_atomic(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json_bytes(obj))
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    write_atomic(path, csv_bytes(fields, rows))
 
 
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found") from None
+        raise ResultFileError(f"{path}: not found") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, expected a JSON file") from None
+        raise ResultFileError(f"{path}: is a directory, expected a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        raise ResultFileError(f"{path}: not valid JSON ({e})") from None
 
 
 def json_kind(obj: Any) -> str:
@@ -67,7 +75,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold an object (every file a run writes is one)."""
     obj = read_json(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {json_kind(obj)}")
+        raise ResultFileError(f"{path}: expected a JSON object, found {json_kind(obj)}")
     return obj
 
 
@@ -80,22 +88,22 @@ def read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, float]]
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
             if missing:
-                raise CheckpointError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
+                raise ResultFileError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
             rows = []
             for line, row in enumerate(reader, start=2):
                 if None in row or None in row.values():
-                    raise CheckpointError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
+                    raise ResultFileError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
                 try:
                     rows.append({k: float(v) for k, v in row.items()})
                 except ValueError as e:
-                    raise CheckpointError(f"{path}: malformed CSV (line {line}: {e})") from None
+                    raise ResultFileError(f"{path}: malformed CSV (line {line}: {e})") from None
             return rows
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found") from None
+        raise ResultFileError(f"{path}: not found") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, expected a CSV file") from None
+        raise ResultFileError(f"{path}: is a directory, expected a CSV file") from None
     except (UnicodeDecodeError, csv.Error) as e:
-        raise CheckpointError(f"{path}: malformed CSV ({e})") from None
+        raise ResultFileError(f"{path}: malformed CSV ({e})") from None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mnistlab.core import rundir as rd
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.errors import CheckpointError
 from mnistlab.training.config import config_type_errors
 
@@ -28,10 +28,12 @@ REQUIRED = ("model", "optimizer", "epoch", "global_step", "config", "history", "
 INTEGRAL_METRICS = ("epoch", "steps", "global_step", "session")
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any], writer: Writer = FILES) -> None:
+    if not writer.writes:  # a data-parallel rank other than 0: do not even serialise
+        return
     buf = io.BytesIO()
     torch.save(state, buf)
-    write_atomic(path, buf.getvalue())
+    writer.bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.errors import CheckpointError, ConfigError, first_line
-from mnistlab.core.rundir import read_json, write_json
+from mnistlab.core.rundir import read_json
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -222,14 +222,14 @@ def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
 
 # --- the run directory's record of a file spec -------------------------------------------------
 
-def record_in_run(run_path: Path, code: ModelCode) -> None:
+def record_in_run(run_path: Path, code: ModelCode, writer: Writer = FILES) -> None:
     """Copy a file spec's bytes into the run and record their hash (nothing for other specs).
     The copy is written first, so a model.json that exists always has its copy."""
     if code.kind != "file":
         return
     assert code.source is not None
-    write_atomic(run_path / MODEL_COPY, code.source)
-    write_json(run_path / MODEL_RECORD, {"spec": code.spec, "kind": "file", "path": code.target,
+    writer.bytes(run_path / MODEL_COPY, code.source)
+    writer.json(run_path / MODEL_RECORD, {"spec": code.spec, "kind": "file", "path": code.target,
                                          "sha256": code.sha256, "copy": MODEL_COPY})
 
 

@@ -1,6 +1,6 @@
 """A training run: data, model, epochs, checkpoints and the run directory, start or resume.
 
-The per-step work lives in `trainloop.py`; this module decides when things are saved.
+The per-step work lives in `loop.py` and `levers.py`; this module decides when things are saved.
 Order per epoch: train, validate, metrics.csv and steps.csv (rewritten whole), best.pt (if
 better), last.pt (with the whole history). Every file is replaced atomically, so a run killed
 at any point is readable (eval, plot), and --resume rewinds the CSVs to last.pt's history
@@ -16,7 +16,6 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +30,12 @@ from mnistlab.training.checkpoint import (load_checkpoint, load_model_state, loa
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.training.config import TrainConfig, load_run_config
-from mnistlab.core.stopping import StopRequests, Terminated
+from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment, load_snapshot, precision_environment
-from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError
+from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError, MnistlabError, ModelError
+from mnistlab.core.failures import as_model_error, outcome
+from mnistlab.core.writer import Writer, writer_for
 from mnistlab.training.evaluation import evaluate
 from mnistlab.core.faults import kill_point
 from mnistlab.data.fetching import fetch
@@ -44,9 +45,9 @@ from mnistlab.training.models import create_model, model_code, model_code_for_ru
 from mnistlab.training.modelspec import ModelCode, label, record_in_run
 from mnistlab.training.tblog import open_log
 from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.distributed import World, barrier, init_process_group, world
+from mnistlab.core.distributed import World, barrier, from_main, init_process_group, world
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import RunDir, create_run_dir, open_run, write_csv, write_json
+from mnistlab.core.rundir import RunDir, create_run_dir, open_run
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model
 from mnistlab.training.loop import WARMUP_DEVICES, make_optimizer, set_fused_for, train_epoch, warm_up
 
@@ -54,8 +55,12 @@ Log = Callable[[str], None]
 EpochHook = Callable[[dict[str, float]], bool]
 
 
-def _set_status(run: RunDir, state: str, **extra: Any) -> None:
-    write_json(run / rd_files.STATUS, {"state": state, **extra})
+COMPLETED = "completed"
+LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
+
+
+def _set_status(run: RunDir, writer: Writer, state: str, **extra: Any) -> None:
+    writer.json(run / rd_files.STATUS, {"state": state, **extra})
 
 
 def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> None:
@@ -77,7 +82,7 @@ def _checkpoint_was_written(run: RunDir) -> int | None:
     if isinstance(done, int) and not isinstance(done, bool) and done >= 1:
         return done
     rows = len(run.metrics())
-    if status.get("state") == "finished" or (run / rd_files.TEST).exists() or rows >= 2:
+    if status.get("state") in LEGACY_COMPLETED or (run / rd_files.TEST).exists() or rows >= 2:
         return max(rows, 1)
     return None
 
@@ -105,7 +110,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
     done = int(state["epoch"])
     if overrides.get("epochs") is not None:
         cfg = cfg.replace(epochs=done + overrides["epochs"])
-    elif run.status().get("state") == "finished":
+    elif run.status().get("state") in LEGACY_COMPLETED:
         raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to train N more")
     return cfg, state
 
@@ -142,24 +147,31 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
 def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_base: str | os.PathLike,
            resume: str | os.PathLike | None, overrides: dict[str, Any], log: Log, progress: bool,
            on_epoch: EpochHook | None, tensorboard: bool, w: World) -> RunDir:
+    writer = writer_for(w)  # rank 0 writes; under torchrun the other ranks hold the silent writer
     if resume is not None:
         run = open_run(resume)
         with _ownership(run, w):
             cfg, state = _plan_resume(run, overrides)
             return _train_locked(run, cfg, state, _prepare(cfg, log, w, run), log, progress, on_epoch, w,
-                                 tensorboard)
+                                 tensorboard, writer)
     cfg = config or TrainConfig()
     prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
-    # only rank 0 creates the directory; the others never touch it (writes are rank 0's alone)
-    run = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}", option="--run-dir",
-                         resumable=True) if w.is_main else _ELSEWHERE
+    made: RunDir | MnistlabError | None = None
+    if w.is_main:  # rank 0 creates the directory and tells the others where it is, or why it failed
+        try:
+            made = create_run_dir(run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}", option="--run-dir",
+                                  resumable=True)
+        except MnistlabError as e:
+            made = e
+    made = from_main(made)
+    if isinstance(made, MnistlabError):
+        raise made
+    assert made is not None
+    run = made
     with _ownership(run, w):
         if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
             raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
-        return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard)
-
-
-_ELSEWHERE = RunDir(Path("(rank 0 writes the run directory)"))
+        return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard, writer)
 
 
 @contextlib.contextmanager
@@ -244,30 +256,52 @@ def _bars_redraw_in_place() -> bool:
     return "ipykernel" in sys.modules
 
 
-def _device_failure(run: RunDir, e: RuntimeError, device: torch.device, batch_size: int | None,
-                    history: list[dict[str, float]], stage: str) -> DeviceError | None:
-    """Records `failed` (checkpoints stay); returns the one-line error for a device failure, None for a bug.
-    `batch_size`: the batch the failing stage used when the user can change it, else None."""
-    message = device_error_message(e, device, batch_size)
-    if message is not None:
-        message = f"{message} (during {stage})"
-    _set_status(run, "failed", message=message or f"{type(e).__name__}: {e}", epochs_done=len(history))
-    if message is None:
+def _end(run: RunDir, writer: Writer, e: BaseException, cfg: TrainConfig, device: torch.device, stage: str,
+         saved: int, best_epoch: int, log: Log) -> BaseException | None:
+    """Record how the run ended, whatever ended it (core.failures), and return the one-line error to
+    raise instead of `e` (None: raise `e` itself: a signal, or a bug that keeps its traceback)."""
+    batch = cfg.batch_size if stage in ("warm-up", "training") else None  # the one the user can change
+    model_error = as_model_error(e, cfg.model, f"during {stage}")
+    end = outcome(model_error or e, device=device, batch_size=batch)
+    line = end.line
+    if isinstance(e, DivergenceError):
+        line = (f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
+                else f"{e}; {run.path}: no epoch finished, no checkpoint written")
+    elif end.state == "failed" and line is not None and not isinstance(e, MnistlabError):
+        kept = (f"checkpoints kept (mnistlab train --resume {run.path} continues from last.pt)"
+                if (run / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
+        line = f"{line} (during {stage}); {run.path}: {kept}"
+    extra: dict[str, Any] = {"epochs_done": saved}
+    if end.state in ("failed", "diverged"):
+        extra["message"] = line or f"{type(e).__name__}: {e}"
+        extra["best_epoch"] = best_epoch
+    try:
+        _set_status(run, writer, end.state, **extra)
+    except MnistlabError:  # the disk that failed the run may refuse this too: the first error is the one to say
+        pass
+    if isinstance(e, KeyboardInterrupt):
+        log(f"\n{end.state} after epoch {saved} (last.pt holds epoch {saved}); continue with: "
+            f"mnistlab train --resume {run.path}" if saved else
+            f"\n{end.state} before the first checkpoint; start it again with: mnistlab train --resume {run.path}")
         return None
-    kept = (f"checkpoints kept (mnistlab train --resume {run.path} continues from last.pt)"
-            if (run / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
-    return DeviceError(f"{message}; {run.path}: {kept}")
+    if line is None:
+        return None
+    if isinstance(e, MnistlabError) and line == str(e):
+        return None  # already the one line
+    if model_error is not None:
+        return ModelError(line)
+    return DivergenceError(line) if isinstance(e, DivergenceError) else DeviceError(line)
 
 
 def _train_locked(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
-                  progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool = True) -> RunDir:
+                  progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool, writer: Writer) -> RunDir:
     with StopRequests() as stops:
-        return _train_until_stopped(run, cfg, state, prep, log, progress, on_epoch, w, tensorboard, stops)
+        return _train_until_stopped(run, cfg, state, prep, log, progress, on_epoch, w, tensorboard, stops, writer)
 
 
 def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep: _Prepared, log: Log,
                          progress: bool, on_epoch: EpochHook | None, w: World, tensorboard: bool,
-                         stops: StopRequests) -> RunDir:
+                         stops: StopRequests, writer: Writer) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
     progress = progress and _bars_redraw_in_place()
@@ -284,15 +318,15 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
-    write_json(run / rd_files.CONFIG, cfg.to_dict())
-    record_in_run(run.path, prep.code)  # a file spec: its copy and SHA-256
+    writer.json(run / rd_files.CONFIG, cfg.to_dict())
+    record_in_run(run.path, prep.code, writer)  # a file spec: its copy and SHA-256
     env = {**environment(), **precision_environment(device), "device": str(device),
            "load_start": load_snapshot()}  # load: was the machine busy?
-    write_json(run / rd_files.ENV, env)
-    write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
-    write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
-    tb = open_log(run.path, history, step_log, enabled=tensorboard and w.is_main, log=log)  # rewound to the checkpoint, as the CSVs
-    _set_status(run, "running", epochs_done=done)
+    writer.json(run / rd_files.ENV, env)
+    writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+    writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+    tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)  # rewound to the checkpoint, as the CSVs
+    _set_status(run, writer, "running", epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
         f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}, "
@@ -316,8 +350,8 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         if device.type in WARMUP_DEVICES and done < cfg.epochs:
             warmup_s = warm_up(model, splits.train, splits.val)
             env["warmup_seconds"] = warmup_s
-            write_json(run / rd_files.ENV, env)
-            _set_status(run, "running", epochs_done=done, warmup_seconds=warmup_s)
+            writer.json(run / rd_files.ENV, env)
+            _set_status(run, writer, "running", epochs_done=done, warmup_seconds=warmup_s)
             log(f"warm-up on {device.type}: {warmup_s:.2f} s (one untimed forward and backward; "
                 f"not counted in epoch {done + 1})")
         for epoch in range(done + 1, cfg.epochs + 1):
@@ -341,15 +375,15 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
             with stops.deferred():  # a stop request waits until the epoch is saved and counted
                 history.append(row)
                 step_log.extend({"step": s, "epoch": epoch, "train_loss": v} for s, v in stats.step_log)
-                write_csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
-                write_csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
+                writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
+                writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
                 tb.epoch(row, stats.step_log)
                 if val.loss < best_val:
                     best_val, best_epoch = val.loss, epoch
-                    save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch))
-                save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch))
+                    save_checkpoint(run / rd_files.BEST, checkpoint_state(epoch), writer)
+                save_checkpoint(run / rd_files.LAST, checkpoint_state(epoch), writer)
                 saved = epoch
-                _set_status(run, "running", epochs_done=saved)
+                _set_status(run, writer, "running", epochs_done=saved)
             kill_point("after-checkpoint")
             log(f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val acc {val.accuracy:.2%}  {row['epoch_seconds']:.2f} s "
@@ -361,39 +395,26 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 break
             if on_epoch is not None and on_epoch(row):
                 tb.close()
-                _set_status(run, "pruned", epochs_done=len(history), best_epoch=best_epoch)
+                _set_status(run, writer, "pruned", epochs_done=len(history), best_epoch=best_epoch)
                 log(f"pruned after epoch {epoch}: the sweep's pruner stopped it (no test evaluation)")
                 return run
-        write_json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
+        writer.json(run / rd_files.ENV, {**env, "load_end": load_snapshot()})
         kill_point("final-eval")
         stage = "the final test evaluation"
         test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
-    except DivergenceError as e:
-        tb.close()
-        _set_status(run, "diverged", message=str(e), epochs_done=saved, best_epoch=best_epoch)
-        raise DivergenceError(f"{e}; {run.path}: best.pt from epoch {best_epoch} kept" if best_epoch
-                              else f"{e}; {run.path}: no epoch finished, no checkpoint written") from None
-    except KeyboardInterrupt as stop:
+        stage = "writing the results"
+        writer.json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
+                                          "classes": list(spec.classes)})
+        tb.finish(cfg.to_dict(), test.to_dict(), global_step)
+        log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
+            f"in {test.seconds:.2f} s")
+        _set_status(run, writer, COMPLETED, epochs_done=len(history), stopped_early=stopped_early,
+                    best_epoch=best_epoch)
+        return run
+    except BaseException as e:  # every way out records a final state: no run is left "running"
         tb.close()
         with stops.deferred():  # a second signal does not cut the record of the first short
-            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
-            _set_status(run, what, epochs_done=saved)
-            log(f"\n{what} after epoch {saved} (last.pt holds epoch {saved}); continue with: "
-                f"mnistlab train --resume {run.path}" if saved else
-                f"\n{what} before the first checkpoint; start it again with: mnistlab train --resume {run.path}")
-        raise
-    except RuntimeError as e:  # a device failure (out of memory, driver, no kernel): one line, exit 2
-        tb.close()
-        batch = cfg.batch_size if stage in ("warm-up", "training") else None  # the user can change only that one
-        failure = _device_failure(run, e, device, batch, history, stage)
-        if failure is None:
+            instead = _end(run, writer, e, cfg, device, stage, saved, best_epoch, log)
+        if instead is None:
             raise
-        raise failure from None
-
-    write_json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
-                                     "classes": list(spec.classes)})
-    tb.finish(cfg.to_dict(), test.to_dict(), global_step)
-    log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
-        f"in {test.seconds:.2f} s")
-    _set_status(run, "finished", epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)
-    return run
+        raise instead from None

@@ -147,13 +147,3 @@ def open_log(run_path: Path, history: Sequence[dict[str, float]], step_log: Sequ
             f"({str(run_path).encode('utf-8', 'backslashreplace').decode()})")
         return NoLog()
     return TensorBoardLog(run_path, history, step_log)
-
-
-def read_scalars(run_path: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in a run's event files, per tag, as (step, value), read with TensorBoard's own
-    reader (EventAccumulator, keeping every event)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_path), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

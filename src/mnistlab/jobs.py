@@ -1,0 +1,219 @@
+"""Jobs: the only code that fetches data, creates output folders and writes result files.
+
+The command line parses its arguments and calls one job; `lab` composes jobs; a notebook calls the
+same functions (`mnistlab.evaluate_run(...)`). A job takes plain values, checks what it can before
+any work (a bad model name, a device that is not there), writes into one folder, and returns what
+it measured together with where it wrote it. Printing is the caller's: a job only logs progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.defaults import RUNS_DIR
+from mnistlab.core.errors import MnistlabError
+from mnistlab.core.rundir import CONFIG, RunDir, create_run_dir, open_run, write_json
+from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
+from mnistlab.data.fetching import fetch
+
+Log = Callable[[str], None]
+PathLike = str | os.PathLike
+
+
+def _print(message: str) -> None:
+    print(message)
+
+
+def dataset(name: str, data_dir: str | None = None, *, log: Log = _print, web: bool = True) -> tuple[DatasetSpec, Path]:
+    """The dataset's spec and its data root, with its four files fetched and verified there."""
+    spec, root = get_dataset(name), data_root(data_dir)
+    fetch(spec, root, log=log, web=web)
+    return spec, root
+
+
+def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: PathLike | None = None,
+              overrides: dict[str, Any] | None = None, log: Log = _print, progress: bool = True,
+              tensorboard: bool = True, on_epoch: Callable[[dict[str, float]], bool] | None = None,
+              runs_base: PathLike = RUNS_DIR, figure: bool = True) -> RunDir:
+    """Train a new run (`config`, a TrainConfig) or continue one (`resume`); the run draws its own
+    loss.png (rank 0 alone under torchrun)."""
+    from mnistlab.core.distributed import world
+    from mnistlab.training.runner import train
+
+    if resume is not None and run_dir is not None:
+        raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
+    run = train(config, run_dir=run_dir, runs_base=runs_base, resume=resume, overrides=overrides, log=log,
+                progress=progress, on_epoch=on_epoch, tensorboard=tensorboard)
+    if figure and world().is_main and run.metrics():
+        from mnistlab.report.plots import plot_runs
+
+        plot_runs([run], run / "loss.png")
+    return run
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    """A run's checkpoint on its test images: what `mnistlab eval` shows."""
+
+    run: Path
+    model: str
+    dataset: str
+    checkpoint: str  # "last" or "best"
+    epoch: int
+    device: str
+    subset: int | None  # a --subset run is tested on the first N test images, as its test.json was
+    classes: tuple[str, ...]
+    result: Any  # training.evaluation.EvalResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.result.to_dict(), "checkpoint": self.checkpoint, "epoch": self.epoch, "subset": self.subset,
+                "device": self.device, "model": self.model, "dataset": self.dataset}
+
+
+def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None,
+                 log: Log = _print) -> RunEvaluation:
+    """Test a run's `last` or `best` checkpoint with the code it was trained with. Reads only."""
+    from mnistlab.core.device import resolve_device
+    from mnistlab.core.errors import ConfigError
+    from mnistlab.data.loader import make_test_loader
+    from mnistlab.training.checkpoint import load_checkpoint, load_model_state
+    from mnistlab.training.config import load_run_config
+    from mnistlab.training.evaluation import evaluate
+    from mnistlab.training.models import create_model, model_code_for_run
+
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    run = open_run(run_dir)
+    cfg = load_run_config(run / CONFIG)
+    state = load_checkpoint(run / f"{checkpoint}.pt")
+    dev = resolve_device(device)
+    spec = get_dataset(cfg.dataset)
+    # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
+    model = create_model(model_code_for_run(run.path, cfg.model), len(spec.classes))
+    load_model_state(model, state, run / f"{checkpoint}.pt")
+    spec, root = dataset(cfg.dataset, data_dir or cfg.data_dir, log=log)
+    loader = make_test_loader(spec, root, dev, subset=cfg.subset)
+    result = evaluate(model.to(dev), loader, len(spec.classes))
+    return RunEvaluation(run.path, cfg.model, cfg.dataset, checkpoint, int(state["epoch"]), str(dev), cfg.subset,
+                         tuple(spec.classes), result)
+
+
+def _train_split(spec: DatasetSpec, root: Path, subset: int | None = None) -> Any:
+    """The 80% of the official training set that runs train on (the bench's data)."""
+    from mnistlab.data.loader import read_split, split_train_val
+
+    train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
+    return train if subset is None else train.__class__(train.images[:subset], train.labels[:subset])
+
+
+def _check_models(models: Sequence[str], spec: DatasetSpec) -> None:
+    from mnistlab.training.models import create_model
+
+    for m in models:
+        create_model(m, len(spec.classes))  # a bad name or spec fails before any data or timing work
+
+
+def _check_devices(devices: Sequence[str]) -> None:
+    from mnistlab.core.device import resolve_device
+
+    for d in devices:
+        resolve_device(d)  # fail before any work on a device that is not there
+
+
+def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = None, pipelines: Sequence[str],
+                    batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
+                    data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
+                    subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
+    folder; returns the result, the folder and the text."""
+    from mnistlab.core.device import available_devices
+    from mnistlab.measure.bench import run_bench, write_bench
+    from mnistlab.report.plots import plot_bench
+
+    spec = get_dataset(dataset_name)
+    devices = list(devices or available_devices())
+    _check_models(models, spec)
+    _check_devices(devices)
+    spec, root = dataset(dataset_name, data_dir, log=log)
+    split = _train_split(spec, root, subset)
+    folder = create_run_dir(out, under, "bench")
+    result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
+                       batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
+    text = write_bench(result, folder)
+    plot_bench(result, folder / "bench.png")
+    return result, folder, text
+
+
+def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None, implementations: Sequence[str],
+                 batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
+                 data_dir: str | None = None, out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """The speed levers side by side on resident data (measure.levers_bench): levers.json and levers.txt."""
+    from mnistlab.core.device import available_devices
+    from mnistlab.measure.levers_bench import run_levers_bench, write_levers_bench
+
+    spec = get_dataset(dataset_name)
+    devices = list(devices or available_devices())
+    _check_models(models, spec)
+    _check_devices(devices)
+    spec, root = dataset(dataset_name, data_dir, log=log)
+    split = _train_split(spec, root)
+    folder = create_run_dir(out, RUNS_DIR, "bench")
+    result = run_levers_bench(split, spec, models=list(models), devices=devices, implementations=list(implementations),
+                              batch_size=batch_size, steps=steps or -(-len(split) // batch_size), repeats=repeats,
+                              warmup=warmup, log=log)
+    return result, folder, write_levers_bench(result, folder)
+
+
+def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size: int, steps: int, repeats: int,
+                  dataset_name: str = "mnist", out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """Data-parallel scaling, 1 against `nproc` processes (measure.scaling): scaling.json and scaling.txt."""
+    from mnistlab.core.device import resolve_device
+    from mnistlab.core.environment import environment
+    from mnistlab.measure.scaling import format_scaling, measure_scaling, scaling_observations
+
+    _check_models(models, get_dataset(dataset_name))
+    resolve_device(device)
+    cells = [c for m in models for c in measure_scaling(m, device, [1, nproc], batch=batch_size, steps=steps,
+                                                         repeats=repeats)]
+    folder = create_run_dir(out, RUNS_DIR, "scaling")
+    text = format_scaling(cells)
+    write_json(folder / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
+                                         "observations": scaling_observations(cells)})
+    write_atomic(folder / "scaling.txt", (text + "\n").encode())
+    return cells, folder, text
+
+
+SPEEDRUN_FILE = "speedrun.json"
+
+
+def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[str, Any] | None = None,
+             dataset_name: str = "mnist", data_dir: str | None = None, out: PathLike | None = None,
+             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir]:
+    """Time to `target`% test accuracy from scratch over `seeds` seeds (measure.speedrun): speedrun.json.
+    `levers`: overrides of the recipe's own (precision, channels_last, compile, cuda_graphs)."""
+    from mnistlab.core.device import describe_choice, resolve_device
+    from mnistlab.data.loader import read_split
+    from mnistlab.measure.speedrun import default_levers
+    from mnistlab.measure.speedrun import speedrun as run_speedrun
+
+    dev = resolve_device(device)
+    given = dict(levers or {})
+    chosen = dataclasses.replace(default_levers(dev), **given)
+    if chosen.compile != "off" and "cuda_graphs" not in given:  # the recipe's graphs give way to compile's
+        chosen = dataclasses.replace(chosen, cuda_graphs=False)
+    chosen.check(dev)  # before any data work or output folder
+    spec, root = dataset(dataset_name, data_dir, log=log)
+    train, test = read_split(spec, root, train=True), read_split(spec, root, train=False)
+    if subset:
+        train, test = (s.__class__(s.images[:subset], s.labels[:subset]) for s in (train, test))
+    folder = create_run_dir(out, under, "speedrun")
+    log(describe_choice(device, dev))
+    result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log)
+    write_json(folder / SPEEDRUN_FILE, result.to_dict())
+    return result, folder
