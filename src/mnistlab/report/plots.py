@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.errors import ConfigError, StorageError
@@ -24,6 +25,21 @@ from mnistlab.report.document import plain_text
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 # every drawing function runs under it, whatever the user's matplotlibrc says
 literal_text = matplotlib.rc_context(LITERAL_TEXT)
+
+
+class PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which ticks to label, each written as a plain number (0.6, 2, 0.05):
+    matplotlib's default writes mathtext, which shows raw ('$\\mathdefault{6\\times10^{-1}}$') with
+    parse_math off."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_labels(axis: Axis) -> None:
+    """Label a log axis's major and minor ticks in plain numbers (call after setting the scale)."""
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def _integer_epochs(ax) -> None:
@@ -64,6 +80,7 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
             loss_lines.append(marks[0])
             loss_labels.append("resumed here")
     ax_loss.set_yscale("log")
+    plain_log_labels(ax_loss.yaxis)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (log scale)")
     ax_loss.set_title(plain_text(title or "Training and validation loss"))

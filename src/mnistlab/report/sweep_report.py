@@ -9,12 +9,13 @@ from matplotlib.figure import Figure
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.report.document import Document
-from mnistlab.report.plots import save_figure
+from mnistlab.report.plots import literal_text, plain_log_labels, save_figure
 from mnistlab.measure.sweep import best_trial, sweep_results
 
 STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
 
 
+@literal_text
 def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
     """One panel per parameter: each trial's best objective (log axis for a log-scaled parameter)."""
     specs = record["params"]
@@ -31,6 +32,7 @@ def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
                 ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
         if spec.get("log"):
             ax.set_xscale("log")
+            plain_log_labels(ax.xaxis)
         ax.set_xlabel(name + (" (log scale)" if spec.get("log") else ""))
         ax.set_ylabel(f"best {objective.replace('_', ' ')}")
         ax.grid(True, alpha=0.3)
