@@ -105,6 +105,29 @@ def test_observations_follow_the_numbers(tmp_path):
                            "cuda is 4.0x faster (medians of the steady-state epochs")
 
 
+def test_plural_and_percent():
+    from mnistlab.report.document import percent, plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert plural(1, "more epoch") == "1 more epoch"
+    assert [percent(x) for x in (0, 0.0004, 0.004, 0.042, 0.77, 1, -0.042)] == \
+        ["0%", "<0.1%", "0.4%", "4.2%", "77%", "100%", "-4.2%"]
+
+
+def test_a_one_epoch_resume_is_one_more_epoch(tmp_path):
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.report.builder import build_report
+
+    run = _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
+    rows = read_csv(run / "metrics.csv")
+    rows[-1]["session"] = 2  # 2 epochs, then resumed for 1 more
+    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    md = build_report([run.path], tmp_path / "out")[0].read_text()
+    assert "resumed for 1 more epoch, which took" in md and "over its first 2 epochs" in md
+    assert "over the last 1 epoch)" in md or "over the last 2 epochs)" in md
+    assert not re.search(r"\b1 (more )?epochs\b", md), re.findall(r".{40}\b1 (?:more )?epochs\b.{20}", md)
+
+
 def test_device_comparison_is_per_step_on_equal_work(tmp_path):
     from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
     from mnistlab.report.builder import device_comparisons

@@ -25,6 +25,7 @@ from mnistlab.data.loader import read_split, split_train_val
 from mnistlab.measure.speedrun import DEFAULT_TARGET, speedrun
 from mnistlab.report.plots import plot_bench, plot_samples
 from mnistlab.report.builder import LAB_FILE, build_report
+from mnistlab.report.document import plural
 from mnistlab.core.rundir import create_run_dir, write_json
 from mnistlab.training.runner import train
 
@@ -87,7 +88,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
         runs.append(name)
         write_json(lab / LAB_FILE, record)
         if resume_epochs:
-            log(f"resuming {name} for {resume_epochs} more epochs")
+            log(f"resuming {name} for {plural(resume_epochs, 'more epoch')}")
             train(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress)
 
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
