@@ -61,6 +61,20 @@ def test_report_is_rebuilt_without_training(lab_dir, capsys):
     assert "neither a run directory" in capsys.readouterr().err
 
 
+def test_a_report_of_runs_is_written_where_you_are(lab_dir, tmp_path, monkeypatch, capsys):
+    """Readers never write into a run: without --out, a report of run and bench directories goes to
+    the current directory (a lab directory is the report's own home, above)."""
+    given = [lab_dir / "mlp-cpu", lab_dir / "bench"]
+    before = [sorted(p.rglob("*")) for p in given]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["report", *map(str, given)]) == 0
+    here = tmp_path.resolve()
+    assert capsys.readouterr().out.split() == [str(here / "report.md"), str(here / "report.html")]
+    assert (here / "figures" / "mlp-cpu-loss.png").is_file()
+    assert [sorted(p.rglob("*")) for p in given] == before
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_report_in_a_real_browser(lab_dir, tmp_path):

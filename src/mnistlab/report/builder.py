@@ -344,7 +344,8 @@ def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) 
 
 
 def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write report.md and report.html (into `out_dir`, default the lab or first directory).
+    """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab
+    directory itself (the report's home), else the current directory (a reader writes into no run).
     Sections follow the notebook's questions (Q1 ... Q10, its own numbering), each answered in a
     sentence from the measured figures."""
     paths = [Path(p) for p in paths]
@@ -354,7 +355,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     lab, root, runs, benches = _classify(paths)
     unfinished = [r for r in runs if not r.metrics()]  # started, no epoch recorded yet: nothing to show
     runs = [r for r in runs if r not in unfinished]
-    out_dir = Path(out_dir or root)
+    out_dir = Path(out_dir or (root if lab else Path.cwd()))
     figs = out_dir / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
     quick = bool(lab and lab.get("quick"))
