@@ -105,8 +105,12 @@ def test_train_eval_plot_resume(tiny, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "eval", str(tmp_path / "r"), "--checkpoint", "best", "--json")
     assert code == 0 and json.loads(out)["total"] == 200
     run_cli(capsys, "train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r2"))
+    run_files = sorted((tmp_path / "r").iterdir())
+    code, out, _ = run_cli(capsys, "plot", str(tmp_path / "r"))  # readers write into the current directory
+    assert code == 0 and out.strip() == "r-loss.png" and (tmp_path / "r-loss.png").is_file()
     code, out, _ = run_cli(capsys, "plot", str(tmp_path / "r"), str(tmp_path / "r2"))
-    assert code == 0 and out.strip() == str(tmp_path / "r" / "compare.png")
+    assert code == 0 and out.strip() == "compare.png" and (tmp_path / "compare.png").is_file()
+    assert sorted((tmp_path / "r").iterdir()) == run_files
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -61,6 +61,20 @@ def test_report_is_rebuilt_without_training(lab_dir, capsys):
     assert "neither a run directory" in capsys.readouterr().err
 
 
+def test_a_report_of_runs_is_written_where_you_are(lab_dir, tmp_path, monkeypatch, capsys):
+    """Readers never write into a run: without --out, a report of run and bench directories goes to
+    the current directory (a lab directory is the report's own home, above)."""
+    given = [lab_dir / "mlp-cpu", lab_dir / "bench"]
+    before = [sorted(p.rglob("*")) for p in given]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["report", *map(str, given)]) == 0
+    here = tmp_path.resolve()
+    assert capsys.readouterr().out.split() == [str(here / "report.md"), str(here / "report.html")]
+    assert (here / "figures" / "mlp-cpu-loss.png").is_file()
+    assert [sorted(p.rglob("*")) for p in given] == before
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_report_in_a_real_browser(lab_dir, tmp_path):
@@ -103,6 +117,29 @@ def test_observations_follow_the_numbers(tmp_path):
     # steady-state epochs only (the cold first epochs, 9 s and 3 s, are left out), per step (10 steps each)
     assert line.startswith("mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
                            "cuda is 4.0x faster (medians of the steady-state epochs")
+
+
+def test_plural_and_percent():
+    from mnistlab.report.document import percent, plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert plural(1, "more epoch") == "1 more epoch"
+    assert [percent(x) for x in (0, 0.0004, 0.004, 0.042, 0.77, 1, -0.042)] == \
+        ["0%", "<0.1%", "0.4%", "4.2%", "77%", "100%", "-4.2%"]
+
+
+def test_a_one_epoch_resume_is_one_more_epoch(tmp_path):
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.report.builder import build_report
+
+    run = _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
+    rows = read_csv(run / "metrics.csv")
+    rows[-1]["session"] = 2  # 2 epochs, then resumed for 1 more
+    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    md = build_report([run.path], tmp_path / "out")[0].read_text()
+    assert "resumed for 1 more epoch, which took" in md and "over its first 2 epochs" in md
+    assert "over the last 2 epochs)" in md
+    assert not re.search(r"\b1 (more )?epochs\b", md), re.findall(r".{40}\b1 (?:more )?epochs\b.{20}", md)
 
 
 def test_device_comparison_is_per_step_on_equal_work(tmp_path):

@@ -41,9 +41,9 @@ def test_the_report_shows_a_scaling_folder(tmp_path):
     two = ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.021], [0.005, 0.005], 437_544)
     write_json(tmp_path / "scaling.json", {"cells": [one.to_dict(), two.to_dict()],
                                            "observations": scaling_observations([one, two])})
-    md, _ = build_report([tmp_path])
+    md, _ = build_report([tmp_path], tmp_path)
     text = md.read_text()
     assert "Data-parallel scaling" in text and "| mlp | cpu | 2 | 20.50 |" in text and "too little work" in text
     write_json(tmp_path / "scaling.json", {"cells": [{"model": "mlp"}], "observations": []})
     with pytest.raises(Exception, match="malformed"):
-        build_report([tmp_path])
+        build_report([tmp_path], tmp_path)

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
-    pl.add_argument("--out", help="PNG path (default: loss.png in the run, compare.png in the first of several)")
+    pl.add_argument("--out", help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
     pr.add_argument("--batch-size", type=_positive_int, default=1, help="batch to count for (default: 1)")
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
-    rep.add_argument("--out", help="where to write report.md/.html (default: the lab or first directory)")
+    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
     return parser
 
 
@@ -311,7 +311,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for run in runs:
         if not run.metrics():
             raise MnistlabError(f"{run.path}: no finished epoch to plot yet")
-    default = runs[0] / ("loss.png" if len(runs) == 1 else "compare.png")
+    # a reader writes into no run: the default is the current directory
+    default = Path(f"{runs[0].path.resolve().name}-loss.png" if len(runs) == 1 else "compare.png")
     print(plot_runs(runs, Path(args.out) if args.out else default))
     return 0
 

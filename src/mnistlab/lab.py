@@ -17,6 +17,7 @@ from mnistlab import jobs
 from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
 from mnistlab.core.environment import environment
+from mnistlab.report.document import plural
 from mnistlab.core.rundir import create_run_dir, write_json
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
@@ -83,7 +84,7 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
         runs.append(name)
         write_json(lab / LAB_FILE, record)
         if resume_epochs:
-            log(f"resuming {name} for {resume_epochs} more epoch{'' if resume_epochs == 1 else 's'}")
+            log(f"resuming {name} for {plural(resume_epochs, 'more epoch')}")
             jobs.train_run(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress,
                            figure=False)
 

@@ -69,15 +69,19 @@ def test_readers_never_delete(copy, tmp_path, capsys, reliability):
     other.mkdir()
     (other / ".metrics.csv.abcd1234.tmp").write_text("someone's file")
     before = {run: _files(run), other: _files(other)}
+    listing = sorted(run.rglob("*"))
     assert main(["eval", str(run), "--device", "cpu"]) == 0
     assert main(["plot", str(run), "--out", str(tmp_path / "p.png")]) == 0
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["plot", str(run)]) == 0 and main(["report", str(run)]) == 0  # no --out: the current directory
     capsys.readouterr()
     for argv in (["eval", str(other)], ["plot", str(other)], ["report", str(other)]):
         one_line_error(capsys, argv)
-    assert {run: _files(run), other: _files(other)} == before
+    assert {run: _files(run), other: _files(other)} == before and sorted(run.rglob("*")) == listing
+    assert (tmp_path / "run-loss.png").is_file() and (tmp_path / "report.md").is_file()
     reliability.record("Nothing lost", "temporary-looking files in a run (and in a folder that is not one) "
-                       "under eval, plot, report", "readers delete nothing, change nothing", trials=6)
+                       "under eval, plot, report (with and without --out)",
+                       "readers delete nothing, change nothing, add nothing to the run", trials=8)
 
 
 def test_run_dir_that_holds_a_users_file_is_not_taken(tmp_path, tiny, capsys, reliability):

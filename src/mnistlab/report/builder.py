@@ -15,7 +15,7 @@ from typing import Any
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.measure.bench import PHASES
-from mnistlab.report.document import Document
+from mnistlab.report.document import Document, percent, plural
 from mnistlab.core.environment import format_environment
 from mnistlab.core.errors import CheckpointError, MnistlabError
 from mnistlab.data.datasets import get_dataset
@@ -103,7 +103,7 @@ def training_observations(run: RunDir) -> list[str]:
     """Question 4: train longer, or stop early? Read off the validation curve."""
     rows = run.metrics()
     if len(rows) < 2:
-        return [f"{run.name}: only {len(rows)} epoch, too few to judge the trend."]
+        return [f"{run.name}: only {plural(len(rows), 'epoch')}, too few to judge the trend."]
     best = min(rows, key=lambda r: r["val_loss"])
     last = rows[-1]
     n, b = int(last["epoch"]), int(best["epoch"])
@@ -113,11 +113,11 @@ def training_observations(run: RunDir) -> list[str]:
         before = rows[-1 - k]["val_loss"]
         drop = _ratio(before - last["val_loss"], before)
         out.append(f"{run.name}: validation loss was still falling at the last epoch ({last['val_loss']:.4f} at "
-                   f"epoch {n}, down {drop:.1%} over the last {k} epochs): training longer may still help, "
+                   f"epoch {n}, down {percent(drop)} over the last {plural(k, 'epoch')}): training longer may still help, "
                    f"with diminishing returns.")
     else:
         out.append(f"{run.name}: validation loss was lowest at epoch {b} ({best['val_loss']:.4f}) and did not "
-                   f"improve in the {n - b} epochs after it (epoch {n}: {last['val_loss']:.4f}); training longer "
+                   f"improve in the {plural(n - b, 'epoch')} after it (epoch {n}: {last['val_loss']:.4f}); training longer "
                    f"does not help, and early stopping (--early-stop {max(1, min(3, n - b))}) would keep epoch {b}.")
     gap, ratio = last["val_loss"] - last["train_loss"], _ratio(last["val_loss"], last["train_loss"])
     if gap <= 0:
@@ -328,8 +328,9 @@ def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) 
           + (f", at most {cfg['max_steps']} steps per epoch" if cfg.get("max_steps") else "")
           + (f"; trained in {len(sessions)} sessions (resumed; dotted line on the plots)" if len(sessions) > 1 else "")
           + ".")
-    f = plot_runs([r], figs / f"{r.name}-loss.png", title=f"{r.name}: loss after {len(rows)} epochs")
-    doc.image(f, f"{r.name}: train and validation loss after {len(rows)} epochs (log scale)")
+    after = plural(len(rows), "epoch")
+    f = plot_runs([r], figs / f"{r.name}-loss.png", title=f"{r.name}: loss after {after}")
+    doc.image(f, f"{r.name}: train and validation loss after {after} (log scale)")
     t = epoch_timing(rows)
     cold = set(t.cold_epochs)
     doc.table([_epoch_word(r), "train loss", "val loss", "val accuracy", "train s", "val s", "samples/s"],
@@ -343,7 +344,8 @@ def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) 
 
 
 def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write report.md and report.html (into `out_dir`, default the lab or first directory).
+    """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab
+    directory itself (the report's home), else the current directory (a reader writes into no run).
     Sections follow the notebook's questions (Q1 ... Q10, its own numbering), each answered in a
     sentence from the measured figures."""
     paths = [Path(p) for p in paths]
@@ -353,7 +355,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     lab, root, runs, benches = _classify(paths)
     unfinished = [r for r in runs if not r.metrics()]  # started, no epoch recorded yet: nothing to show
     runs = [r for r in runs if r not in unfinished]
-    out_dir = Path(out_dir or root)
+    out_dir = Path(out_dir or (root if lab else Path.cwd()))
     figs = out_dir / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
     quick = bool(lab and lab.get("quick"))
@@ -427,18 +429,19 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         sessions = sorted({int(x.get("session", 1)) for x in rows})
         first = [x for x in rows if int(x.get("session", 1)) == sessions[0]]
         n1 = int(first[-1]["epoch"])
-        doc.h2(f"Q2. Training and validation loss of the MLP over its first {n1} epochs")
-        doc.p(f"Answer: over the first {n1} epochs the training loss fell from {first[0]['train_loss']:.4f} to "
+        first_n = plural(n1, "epoch")
+        doc.h2(f"Q2. Training and validation loss of the MLP over its first {first_n}")
+        doc.p(f"Answer: over the first {first_n} the training loss fell from {first[0]['train_loss']:.4f} to "
               f"{first[-1]['train_loss']:.4f} and the validation loss from {first[0]['val_loss']:.4f} to "
               f"{first[-1]['val_loss']:.4f} (one graph, log-scale y).")
-        f = plot_runs([mlp], figs / f"{mlp.name}-loss-{n1}.png", upto_epoch=n1, title=f"{mlp.name}: loss after {n1} epochs")
-        doc.image(f, f"{mlp.name}: train and validation loss after {n1} epochs (log scale)")
+        f = plot_runs([mlp], figs / f"{mlp.name}-loss-{n1}.png", upto_epoch=n1, title=f"{mlp.name}: loss after {first_n}")
+        doc.image(f, f"{mlp.name}: train and validation loss after {first_n} (log scale)")
 
         t = epoch_timing(rows)
         test = _test(mlp)
         more = len(rows) - n1
         doc.h2("Q3. Time per epoch, and training for more epochs (the notebook's unnumbered question between Q2 and Q4)")
-        doc.p(f"Answer: {t.words()}" + (f"; the run was resumed for {more} more epochs, which took "
+        doc.p(f"Answer: {t.words()}" + (f"; the run was resumed for {plural(more, 'more epoch')}, which took "
                                         f"{sum(x['epoch_seconds'] for x in rows[n1:]):.2f} s with validation"
                                         if more else "")
               + (f"; the test set took {test['seconds']:.2f} s (accuracy {test['accuracy']:.2%})" if test else "")
@@ -480,10 +483,10 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         cap = _capped(cnn)
         doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
         fewer = 1 - prof["cnn"].parameters / prof["mlp"].parameters
-        doc.p(f"Answer: the CNN has {prof['cnn'].parameters:,} parameters, {fewer:.0%} "
+        doc.p(f"Answer: the CNN has {prof['cnn'].parameters:,} parameters, {percent(abs(fewer))} "
               f"{'fewer' if fewer > 0 else 'more'} than the MLP's {prof['mlp'].parameters:,}, "
               f"yet one sample's forward pass needs {prof['cnn'].macs:,} MACs, "
-              f"{prof['cnn'].macs / prof['mlp'].macs:.0f}x the MLP's. {len(rows)} epochs on the CPU"
+              f"{prof['cnn'].macs / prof['mlp'].macs:.0f}x the MLP's. {plural(len(rows), 'epoch')} on the CPU"
               + (f" ({cap} steps each)" if cap else "") + f": {epoch_timing(rows).words()}"
               + (f"; test accuracy {test['accuracy']:.2%}" if test else "") + ".")
         _run_section(doc, cnn, figs)

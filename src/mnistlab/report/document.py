@@ -25,6 +25,22 @@ def plain_text(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def plural(n: int, noun: str) -> str:
+    """A count with its noun: '1 epoch', '0 epochs', '5 more epochs' (from 'more epoch')."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def percent(x: float) -> str:
+    """A fraction as a percentage with the digits a small one needs: 77%, 4.2%, 0.4%, and <0.1%
+    rather than a 0% that a nonzero value is not."""
+    p = 100 * x
+    if p == 0 or abs(p) >= 10:
+        return f"{p:.0f}%"
+    if abs(p) < 0.1:
+        return f"{'-' if p < 0 else ''}<0.1%"
+    return f"{p:.1f}%"
+
+
 def md_escape(text: str, block_start: bool = True) -> str:
     """One line of literal text in Markdown: no HTML (`<`, `>` and `&` become entities), no emphasis,
     link, code span, table cell break or math, and (when it starts a block: a paragraph or a list

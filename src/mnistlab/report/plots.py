@@ -1,27 +1,45 @@
-"""Figures, drawn from run directories alone (never from a live training)."""
+"""Figures, drawn from run directories alone (never from a live training).
+
+Built on matplotlib.figure.Figure, not pyplot: no global backend is chosen and no figure is left
+open, so importing this module changes nothing in a notebook user's own plots."""
 
 from __future__ import annotations
 
-import functools
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from mnistlab.core.atomicfile import write_atomic  # noqa: E402
-from mnistlab.core.errors import ConfigError, StorageError  # noqa: E402
-from mnistlab.core.rundir import RunDir  # noqa: E402
-from mnistlab.measure.bench import PHASES, BenchResult  # noqa: E402
-from mnistlab.report.document import plain_text  # noqa: E402
+from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.errors import ConfigError, StorageError
+from mnistlab.core.rundir import RunDir
+from mnistlab.measure.bench import PHASES, BenchResult
+from mnistlab.measure.epochs import epoch_timing, resume_points
+from mnistlab.report.document import plain_text
 
 # names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
-from mnistlab.measure.epochs import epoch_timing, resume_points  # noqa: E402
+# every drawing function runs under it, whatever the user's matplotlibrc says
+literal_text = matplotlib.rc_context(LITERAL_TEXT)
+
+
+class PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which ticks to label, each written as a plain number (0.6, 2, 0.05):
+    matplotlib's default writes mathtext, which shows raw ('$\\mathdefault{6\\times10^{-1}}$') with
+    parse_math off."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_labels(axis: Axis) -> None:
+    """Label a log axis's major and minor ticks in plain numbers (call after setting the scale)."""
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def _integer_epochs(ax) -> None:
@@ -40,19 +58,11 @@ def _legend(ax, lines: list, labels: list[str], **kw) -> None:
     ax.legend(lines, [plain_text(t) for t in labels], **kw)
 
 
-def literal_text(draw: Callable[..., Path]) -> Callable[..., Path]:
-    """Draw with mathtext and TeX off, whatever the user's matplotlibrc says."""
-    @functools.wraps(draw)
-    def wrapped(*args, **kwargs) -> Path:
-        with plt.rc_context(LITERAL_TEXT):
-            return draw(*args, **kwargs)
-    return wrapped
-
-
 @literal_text
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
     """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
     for i, run in enumerate(runs):
         rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
@@ -70,6 +80,7 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
             loss_lines.append(marks[0])
             loss_labels.append("resumed here")
     ax_loss.set_yscale("log")
+    plain_log_labels(ax_loss.yaxis)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (log scale)")
     ax_loss.set_title(plain_text(title or "Training and validation loss"))
@@ -90,7 +101,8 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
 def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path:
     """Training seconds of every epoch: cold epochs (the first of each train/resume session) drawn
     apart, the steady state's median and min-max band marked."""
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
     for i, run in enumerate(runs):
         rows = run.metrics()
         t = epoch_timing(rows)
@@ -122,7 +134,8 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
 def plot_bench(result: BenchResult, out: Path) -> Path:
     """Share of each training step by phase, one bar per bench cell."""
     cells = result.cells
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 2.0))
+    fig = Figure(figsize=(10, 0.5 * len(cells) + 2.0))
+    ax = fig.subplots()
     left = [0.0] * len(cells)
     labels = []
     for c in cells:  # the step time and its range in the bar's label, so the share axis ends at 100%
@@ -144,7 +157,8 @@ def plot_bench(result: BenchResult, out: Path) -> Path:
 @literal_text
 def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path:
     """How many training and test samples carry each label."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     xs = range(len(classes))
     ax.bar([x - 0.2 for x in xs], train, width=0.4, label="train")
     ax.bar([x + 0.2 for x in xs], test, width=0.4, label="test")
@@ -164,7 +178,8 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
     cols = min(8, n)
     rows = -(-n // cols)
     size = 2.6 if n == 1 else 1.3  # a single sample is shown large
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * 1.15 * rows), squeeze=False)
+    fig = Figure(figsize=(size * cols, size * 1.15 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -174,20 +189,17 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
     return save_figure(fig, out)
 
 
-def save_figure(fig, out: Path) -> Path:
+def save_figure(fig: Figure, out: Path) -> Path:
     """Write the PNG atomically, with the usual file mode; never create directories (a typo in
     --out must not leave folders behind): a missing folder is a one-line error."""
     out = Path(out)
-    try:
-        if not out.parent.is_dir():
-            raise StorageError(f"{out.parent}: no such directory (create it first, or choose another --out)")
-        fmt = out.suffix.lstrip(".").lower() or "png"
-        if fmt not in fig.canvas.get_supported_filetypes():
-            raise ConfigError(f"{out}: cannot write a .{fmt} figure (use .png, .svg or .pdf)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110)
-    finally:
-        plt.close(fig)
+    if not out.parent.is_dir():
+        raise StorageError(f"{out.parent}: no such directory (create it first, or choose another --out)")
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise ConfigError(f"{out}: cannot write a .{fmt} figure (use .png, .svg or .pdf)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
     write_atomic(out, buf.getvalue())
     return out

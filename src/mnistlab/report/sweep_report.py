@@ -5,19 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.report.document import Document
-from mnistlab.report.plots import plt, save_figure
+from mnistlab.report.plots import literal_text, plain_log_labels, save_figure
 from mnistlab.measure.sweep import best_trial, sweep_results
 
 STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
 
 
+@literal_text
 def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
     """One panel per parameter: each trial's best objective (log axis for a log-scaled parameter)."""
     specs = record["params"]
     objective = record["objective"]
-    fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(specs), 3.6))
+    axes = fig.subplots(1, len(specs), squeeze=False)
     for ax, spec in zip(axes[0], specs):
         name = spec["name"]
         for state, color in STATE_COLORS.items():
@@ -28,6 +32,7 @@ def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
                 ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
         if spec.get("log"):
             ax.set_xscale("log")
+            plain_log_labels(ax.xaxis)
         ax.set_xlabel(name + (" (log scale)" if spec.get("log") else ""))
         ax.set_ylabel(f"best {objective.replace('_', ' ')}")
         ax.grid(True, alpha=0.3)

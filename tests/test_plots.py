@@ -1,0 +1,91 @@
+"""Figures as a student sees them: tick labels in plain numbers, and the user's matplotlib backend left alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
+from mnistlab.measure.bench import PHASES, BenchResult, Cell
+from mnistlab.measure.sweep import TrialRow
+from mnistlab.report import plots, sweep_report
+from mnistlab.training.config import TrainConfig
+
+
+def _run(path: Path, losses: list[float], sessions: list[int]) -> RunDir:
+    """A run directory with one metrics row per loss (validation a little above training)."""
+    path.mkdir(parents=True)
+    write_json(path / "config.json", TrainConfig(model="mlp", device="cpu").to_dict())
+    rows = [{"epoch": i + 1, "train_loss": loss, "val_loss": 1.1 * loss, "val_accuracy": 0.9, "train_seconds": 1.0,
+             "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10,
+             "global_step": 10 * (i + 1), "session": s} for i, (loss, s) in enumerate(zip(losses, sessions))]
+    write_csv(path / "metrics.csv", METRIC_FIELDS, rows)
+    return RunDir(path)
+
+
+def _bench() -> BenchResult:
+    cells = [Cell("mlp", "cpu", p, "eager", 64, 10, 2, 100, False, [0.010, 0.011], [0.05, 0.01],
+                  dict.fromkeys(PHASES, 0.002), 0.011, 1_000_000, 1e10) for p in ("reference", "resident")]
+    return BenchResult(cells, {"cpu": 1e10}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2})
+
+
+@pytest.fixture
+def tick_labels(monkeypatch) -> dict[str, list[str]]:
+    """Every tick label (major and minor) of every figure saved while the test runs, by file name
+    and axis scale: {'loss.png log': [...], 'loss.png linear': [...], ...}."""
+    seen: dict[str, list[str]] = {}
+    save = plots.save_figure
+
+    def keep(fig, out):
+        fig.draw_without_rendering()  # places the ticks and writes their labels, as saving does
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                texts = [t.get_text() for t in axis.get_ticklabels(which="both")]
+                seen.setdefault(f"{Path(out).name} {axis.get_scale()}", []).extend(texts)
+        return save(fig, out)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    monkeypatch.setattr(sweep_report, "save_figure", keep)
+    return seen
+
+
+# losses within one decade (minor ticks labelled: where '6x10^-1' showed) and over four decades
+@pytest.mark.parametrize("losses", [[0.9, 0.7, 0.6, 0.5, 0.45], [2.3, 0.4, 0.05, 0.004, 0.0008]])
+def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
+    one = _run(tmp_path / "a", losses, [1, 1, 1, 2, 2])
+    two = _run(tmp_path / "$b$", [2 * x for x in losses], [1] * 5)
+    plots.plot_runs([one], tmp_path / "loss.png")
+    plots.plot_runs([one, two], tmp_path / "compare.png", upto_epoch=4)
+    plots.plot_epoch_times([one, two], tmp_path / "times.png")
+    plots.plot_bench(_bench(), tmp_path / "bench.png")
+    plots.plot_label_histogram([str(i) for i in range(10)], [60] * 10, [10] * 10, tmp_path / "labels.png")
+    plots.plot_samples(np.zeros((3, 28, 28), np.uint8), np.array([0, 1, 2]), [str(i) for i in range(10)],
+                       tmp_path / "samples.png")
+    trials = [TrialRow(i, "complete", {"lr": lr}, v, 0.9, 2, 1.0, None)
+              for i, (lr, v) in enumerate([(1e-3, 0.4), (1e-2, 0.2), (1e-1, 0.3)])]
+    sweep_report.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
+                                 "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
+    assert {k for k in tick_labels if k.endswith(" log")} == {"loss.png log", "compare.png log", "sweep.png log"}
+    for key, labels in tick_labels.items():
+        assert not [t for t in labels if "$" in t or "\\mathdefault" in t], (key, labels)
+        if key.endswith(" log"):  # labelled, in numbers a student reads: 0.6, 2, 0.05
+            assert [float(t) for t in labels if t], (key, labels)
+
+
+def test_importing_plots_leaves_the_backend_alone(tmp_path):
+    """A notebook user's backend (here 'svg', which needs no display) stays theirs, and drawing a
+    figure leaves no pyplot figure open."""
+    code = ("import matplotlib, matplotlib.pyplot as plt\n"
+            "before = matplotlib.get_backend()\n"
+            "from mnistlab.report.plots import plot_label_histogram\n"
+            f"plot_label_histogram(['0', '1'], [3, 4], [1, 2], __import__('pathlib').Path({str(tmp_path)!r}) / 'h.png')\n"
+            "print(before, matplotlib.get_backend(), plt.get_fignums())\n")
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(Path(plots.__file__).parents[2])}  # this source tree
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["svg", "svg", "[]"], out
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
