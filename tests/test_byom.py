@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistlab.data.datasets import DataShape
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import open_run
@@ -57,12 +58,12 @@ def one_line_error(capsys, argv) -> str:
 def test_file_and_module_specs_build_models(tmp_path, monkeypatch):
     net = write(tmp_path / "m", "net.py", NET)
     assert create_model(f"{net}:Net")(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
-    assert create_model(f"{net}:Net", num_classes=26)(torch.zeros(3, 1, 28, 28)).shape == (3, 26)  # num_classes=
+    assert create_model(f"{net}:Net", DataShape((1, 28, 28), 26))(torch.zeros(3, 1, 28, 28)).shape == (3, 26)  # num_classes=
     assert count_parameters(create_model(f"{net}:make")) == 7850  # a function, called with no arguments
     write(tmp_path / "pkg" / "mypkg", "__init__.py", "")
     write(tmp_path / "pkg" / "mypkg", "nets.py", NET)
     monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
-    assert create_model("mypkg.nets:Net", num_classes=5)(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
+    assert create_model("mypkg.nets:Net", DataShape((1, 28, 28), 5))(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
     assert TrainConfig(model="mypkg.nets:Net").model == "mypkg.nets:Net"  # the spec is kept as given
 
 

@@ -95,7 +95,7 @@ def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "
     dev = resolve_device(device)
     spec = get_dataset(cfg.dataset)
     # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
-    model = create_model(model_code_for_run(run.path, cfg.model), len(spec.classes))
+    model = create_model(model_code_for_run(run.path, cfg.model), spec.shape)
     load_model_state(model, state, run / f"{checkpoint}.pt")
     spec, root = dataset(cfg.dataset, data_dir or cfg.data_dir, log=log)
     loader = make_test_loader(spec, root, dev, subset=cfg.subset)
@@ -116,7 +116,7 @@ def _check_models(models: Sequence[str], spec: DatasetSpec) -> None:
     from mnistlab.training.models import create_model
 
     for m in models:
-        create_model(m, len(spec.classes))  # a bad name or spec fails before any data or timing work
+        create_model(m, spec.shape)  # a bad name or spec fails before any data or timing work
 
 
 def _check_devices(devices: Sequence[str]) -> None:

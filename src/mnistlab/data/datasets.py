@@ -27,6 +27,18 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class DataShape:
+    """What a model sees of a dataset: one sample's (channels, height, width) and how many classes.
+    Models, their checks, summaries, FLOP counts and benches take it from the dataset's row."""
+
+    sample: tuple[int, ...]
+    classes: int
+
+
+MNIST_IMAGE_SIZE = (28, 28)  # every built-in row's; a row of one's own may give its own "image_size"
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str  # the CLI name
     folder: str  # torchvision's folder name under the data root
@@ -38,6 +50,11 @@ class DatasetSpec:
     std: float
     classes: tuple[str, ...]
     mirrors: tuple[str, ...]  # base URLs serving `<file>.gz`
+    image_size: tuple[int, int] = MNIST_IMAGE_SIZE  # (height, width) of every image, checked on read
+
+    @property
+    def shape(self) -> DataShape:
+        return DataShape((1, *self.image_size), len(self.classes))
 
     @property
     def files(self) -> tuple[FileSpec, ...]:
@@ -113,7 +130,7 @@ def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
     def bad(field: str, why: str) -> ConfigError:
         return ConfigError(f"{label}: {field} {why}")
 
-    known = {"name", "folder", "mean", "std", "classes", "mirrors", *_FILE_KEYS}
+    known = {"name", "folder", "mean", "std", "classes", "mirrors", "image_size", *_FILE_KEYS}
     for key in d:
         if key not in known:
             raise bad(repr(key), f"is not a dataset field (valid: {', '.join(sorted(known))})")
@@ -147,8 +164,12 @@ def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
     if not isinstance(mirrors, list) or not all(isinstance(m, str) and m.startswith(("https://", "http://"))
                                                 and m.endswith("/") for m in mirrors):
         raise bad("mirrors", "must be a list of http(s) base URLs ending in '/'")
+    size = d.get("image_size", list(MNIST_IMAGE_SIZE))
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 1024 for v in size)):
+        raise bad("image_size", f"must be [height, width], whole numbers in 4..1024, got {size!r}")
     return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(mean), std=float(std),
-                       classes=tuple(classes), mirrors=tuple(mirrors), **files)
+                       classes=tuple(classes), mirrors=tuple(mirrors), image_size=(size[0], size[1]), **files)
 
 
 def _extra_datasets() -> dict[str, DatasetSpec]:

@@ -23,7 +23,7 @@ from mnistlab.data.idx import read_idx
 
 @dataclass(frozen=True)
 class RawSplit:
-    """uint8 images (N, 28, 28) and int64 labels (N,), on the CPU."""
+    """uint8 images (N, H, W) and int64 labels (N,), on the CPU."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -43,6 +43,9 @@ def read_split(spec: DatasetSpec, root: Path, train: bool, verify: bool = True) 
     labels = read_idx(raw / lbl_spec.name)
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{raw}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}")
+    if tuple(images.shape[1:]) != spec.image_size:
+        raise DataError(f"{raw / img_spec.name}: images of {images.shape[1]}x{images.shape[2]}, but the dataset "
+                        f"{spec.name} is {spec.image_size[0]}x{spec.image_size[1]}")
     if len(images) != len(labels):
         raise DataError(f"{raw / img_spec.name}: {len(images)} images but {len(labels)} labels in {lbl_spec.name}")
     n_classes = len(spec.classes)

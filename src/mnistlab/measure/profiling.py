@@ -16,8 +16,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnistlab.core.errors import ConfigError, first_line
-from mnistlab.training.models import ModelCode, count_parameters, create_model, spec_name
-from mnistlab.measure.summary import INPUT_SHAPE
+from mnistlab.data.datasets import DataShape
+from mnistlab.training.models import ModelCode, as_shape, count_parameters, create_model, spec_name
 
 MACS_VS_FLOPS = (
     "A MAC (multiply-accumulate) is 2 FLOPs (a multiply and an add); thop, fvcore and ptflops "
@@ -61,14 +61,15 @@ def _module_key(model: nn.Module, path: str) -> str:
     return type(model).__name__ + (f".{path}" if path else "")
 
 
-def profile_model(name: str | ModelCode, batch_size: int = 1, num_classes: int = 10) -> ModelProfile:
-    """`name`: a registry name or a spec (see training/modelspec.py)."""
+def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape | int | None = None) -> ModelProfile:
+    """`name`: a registry name or a spec (see training/modelspec.py); `shape`: the data's (default MNIST's)."""
+    shape = as_shape(shape)
     torch.manual_seed(0)
-    model = create_model(name, num_classes)
+    model = create_model(name, shape)
     # counted in eval mode: the counted ops (matmuls, convolutions) are the same in both modes, and batch
     # norm in training mode refuses batch 1 (one value per channel), the notebook's count
     model.eval()
-    x = torch.randn(batch_size, *INPUT_SHAPE)
+    x = torch.randn(batch_size, *shape.sample)
     y = torch.zeros(batch_size, dtype=torch.long)
     leaves = [(p, m) for p, m in model.named_modules() if p and not list(m.children())]
     shapes: dict[str, list[int]] = {}
@@ -82,7 +83,7 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, num_classes: int =
         with FlopCounterMode(display=False) as step:
             F.cross_entropy(model(x), y).backward()
     except Exception as e:  # noqa: BLE001 - the user's code: any failure is one line
-        raise ConfigError(f"model {spec_name(name)}: counting its FLOPs on a ({batch_size}, 1, 28, 28) batch "
+        raise ConfigError(f"model {spec_name(name)}: counting its FLOPs on a {(batch_size, *shape.sample)} batch "
                           f"failed ({first_line(e)})") from None
     fwd_counts, step_counts = fwd.get_flop_counts(), step.get_flop_counts()
 

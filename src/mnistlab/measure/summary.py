@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mnistlab.training.models import ModelCode, count_parameters, create_model, spec_name
-
-INPUT_SHAPE = (1, 28, 28)
+from mnistlab.data.datasets import DataShape
+from mnistlab.training.models import ModelCode, as_shape, count_parameters, create_model, spec_name
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,12 @@ class ModelSummary:
         return "\n".join(lines)
 
 
-def summarize(name: str | ModelCode, batch_size: int = 1, num_classes: int = 10) -> ModelSummary:
-    """`name`: a registry name or a spec (see training/modelspec.py)."""
-    model = create_model(name, num_classes)
+def summarize(name: str | ModelCode, batch_size: int = 1, shape: DataShape | int | None = None) -> ModelSummary:
+    """`name`: a registry name or a spec (see training/modelspec.py); `shape`: the data's (default MNIST's)."""
+    shape = as_shape(shape)
+    model = create_model(name, shape)
     with torch.no_grad():
-        out = model(torch.zeros(batch_size, *INPUT_SHAPE))
+        out = model(torch.zeros(batch_size, *shape.sample))
     params = [(k, tuple(v.shape), v.numel()) for k, v in model.state_dict().items()]
     return ModelSummary(spec_name(name), str(model), params, count_parameters(model), count_parameters(model, True),
-                        (batch_size, *INPUT_SHAPE), tuple(out.shape))
+                        (batch_size, *shape.sample), tuple(out.shape))

@@ -27,7 +27,8 @@ from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir, json_kind, read_json
 from mnistlab.data.datasets import plain_name
 from mnistlab.training.config import check_run_config
 from mnistlab.measure.summary import summarize
-from mnistlab.training.models import ModelCode, model_code, model_code_for_run
+from mnistlab.data.datasets import DataShape
+from mnistlab.training.models import DEFAULT_SHAPE, ModelCode, model_code, model_code_for_run
 
 LAB_FILE = "lab.json"
 
@@ -205,18 +206,18 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
     return out
 
 
-def _model_codes(runs: list[RunDir], lab_models: list[str]) -> dict[str, tuple[ModelCode, int]]:
-    """Each model spec of the runs (first run wins), with the code to build it and its class count."""
-    codes: dict[str, tuple[ModelCode, int]] = {}
+def _model_codes(runs: list[RunDir], lab_models: list[str]) -> dict[str, tuple[ModelCode, DataShape]]:
+    """Each model spec of the runs (first run wins), with the code to build it and its data's shape."""
+    codes: dict[str, tuple[ModelCode, DataShape]] = {}
     for r in runs:
         cfg = _config(r)
         if cfg["model"] not in codes:
             try:
-                num_classes = len(get_dataset(cfg["dataset"]).classes)
-            except MnistlabError:  # a dataset row no longer defined: the MNIST family's 10
-                num_classes = 10
-            codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), num_classes)
-    return codes or {m: (model_code(m), 10) for m in lab_models}
+                shape = get_dataset(cfg["dataset"]).shape
+            except MnistlabError:  # a dataset row no longer defined: MNIST's shape
+                shape = DEFAULT_SHAPE
+            codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), shape)
+    return codes or {m: (model_code(m), DEFAULT_SHAPE) for m in lab_models}
 
 
 def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunDir], list[Path]]:
@@ -410,8 +411,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     codes = _model_codes(runs, (lab or {}).get("models", []))
     if codes:
         doc.h2("The models (the notebook's MyModule, MLP and CNN cells)")
-        for m, (code, num_classes) in codes.items():
-            sm = summarize(code, batch_size=64, num_classes=num_classes)
+        for m, (code, shape) in codes.items():
+            sm = summarize(code, batch_size=64, shape=shape)
             doc.p(f"{m}: {sm.total:,} parameters ({sm.trainable:,} trainable); input {list(sm.input_shape)} gives "
                   f"output {list(sm.output_shape)}.")
             doc.pre(sm.tree)

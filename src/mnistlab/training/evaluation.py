@@ -30,7 +30,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int = 10, distributed: bool = False) -> EvalResult:
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, distributed: bool = False) -> EvalResult:
     """Loss and confusion over the loader's samples; `distributed`: each process holds a shard of
     every batch (DeviceLoader's `shard`), and the sums are added over the job before reading them."""
     device = loader.device

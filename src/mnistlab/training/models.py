@@ -5,19 +5,22 @@ A spec is a registry name, `package.module:factory` or `path/to/file.py:Name` (s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mnistlab.data.datasets import DATASETS, DataShape
 from mnistlab.training import modelspec
 from mnistlab.training.modelspec import ModelCode
 
 __all__ = ["MLP", "CNN", "ModelCode", "check_model_spec", "count_parameters", "create_model", "list_models",
            "model_code", "model_code_for_run", "register_model", "spec_name"]
 
-_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+DEFAULT_SHAPE = DATASETS["mnist"].shape  # what a model is built for when no dataset is named
 
 
 def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
@@ -48,12 +51,21 @@ def model_code_for_run(run_path: Path, spec: str, *, check_original: bool = Fals
                                      fallback_to_spec=fallback_to_spec)
 
 
-def create_model(spec: str | ModelCode, num_classes: int = 10) -> nn.Module:
-    """A fresh model, checked: an nn.Module with parameters that maps (B, 1, 28, 28) to (B, num_classes).
-    Every failure is a ConfigError of one line."""
+def as_shape(shape: DataShape | int | None) -> DataShape:
+    """The data's shape; None: MNIST's. (A bare class count is MNIST's sample with that many classes:
+    kept only until every measurement passes its dataset's DataShape.)"""
+    if shape is None:
+        return DEFAULT_SHAPE
+    return DataShape(DEFAULT_SHAPE.sample, shape) if isinstance(shape, int) else shape
+
+
+def create_model(spec: str | ModelCode, shape: DataShape | int | None = None) -> nn.Module:
+    """A fresh model for data of `shape` (default: MNIST's), checked: an nn.Module with parameters that
+    maps (B, *shape.sample) to (B, shape.classes). Every failure is a ConfigError of one line."""
+    shape = as_shape(shape)
     code = model_code(spec)
-    model = modelspec.call_factory(modelspec.factory_of(code, _REGISTRY), code, num_classes)
-    modelspec.check_model(model, code, num_classes)
+    model = modelspec.call_factory(modelspec.factory_of(code, _REGISTRY), code, shape)
+    modelspec.check_model(model, code, shape)
     return model
 
 
@@ -66,19 +78,21 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 class MLP(nn.Module):
-    """784-128-64-10 with ReLU: 109,386 parameters."""
+    """784-128-64-10 with ReLU on MNIST: 109,386 parameters. Input and output follow the data's shape."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
+                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(28 * 28, 128)
+        self.inputs = math.prod(sample_shape)
+        self.fc1 = nn.Linear(self.inputs, 128)
         self.fc2 = nn.Linear(128, 64)
-        self.fc3 = nn.Linear(64, 10)
+        self.fc3 = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.view(-1, 28 * 28)  # (B, 1, 28, 28) -> (B, 784)
+        x = x.reshape(-1, self.inputs)  # (B, 1, 28, 28) -> (B, 784)
         x = torch.relu(self.fc1(x))  # (B, 128)
         x = torch.relu(self.fc2(x))  # (B, 64)
-        return self.fc3(x)  # (B, 10) logits
+        return self.fc3(x)  # (B, classes) logits
 
 
 class GlobalMaxPool(nn.Module):
@@ -95,10 +109,11 @@ class GlobalMaxPool(nn.Module):
 class CNN(nn.Module):
     """Three 3x3 convs (32, 64, 128; strides 1, 2, 2), global max-pool, 128-64-10 head: 101,578 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
+                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1),  # (B, 32, 28, 28)
+            nn.Conv2d(sample_shape[0], 32, kernel_size=3, stride=1, padding=1),  # (B, 32, 28, 28)
             nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),  # (B, 64, 14, 14)
             nn.ReLU(),
@@ -106,12 +121,12 @@ class CNN(nn.Module):
             nn.ReLU(),
             GlobalMaxPool(),  # (B, 128, 1, 1)
         )
-        self.head = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+        self.head = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.net(x)
         x = x.view(x.size(0), -1)  # (B, 128)
-        return self.head(x)  # (B, 10) logits
+        return self.head(x)  # (B, classes) logits
 
 
 class SpeedNet(nn.Module):
@@ -123,20 +138,23 @@ class SpeedNet(nn.Module):
     batch norm after each (one epoch at a high learning rate converges with it). 152,394 parameters,
     about 1.2 MFLOP forward per image."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
+                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
         super().__init__()
+        channels, height, width = sample_shape
+        features = 64 * ((height // 2 - 2) // 2 - 2) * ((width // 2 - 2) // 2 - 2)  # 1024 for 28x28
         self.net = nn.Sequential(
             nn.PixelUnshuffle(2),  # (B, 4, 14, 14)
-            nn.Conv2d(4, 32, kernel_size=3, bias=False), nn.BatchNorm2d(32), nn.ReLU(),  # (B, 32, 12, 12)
+            nn.Conv2d(4 * channels, 32, kernel_size=3, bias=False), nn.BatchNorm2d(32), nn.ReLU(),  # (B, 32, 12, 12)
             nn.MaxPool2d(2),  # (B, 32, 6, 6)
             nn.Conv2d(32, 64, kernel_size=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),  # (B, 64, 4, 4)
             nn.Flatten(),  # (B, 1024)
-            nn.Linear(64 * 4 * 4, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(),  # (B, 128)
+            nn.Linear(features, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(),  # (B, 128)
         )
-        self.head = nn.Linear(128, 10)
+        self.head = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x))  # (B, 10) logits
+        return self.head(self.net(x))  # (B, classes) logits
 
 
 register_model("mlp")(MLP)

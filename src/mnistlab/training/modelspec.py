@@ -35,6 +35,7 @@ from typing import Any
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.errors import CheckpointError, ConfigError, first_line
 from mnistlab.core.rundir import read_json
+from mnistlab.data.datasets import DataShape
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -159,8 +160,12 @@ def factory_of(code: ModelCode, registry: dict[str, Callable[..., Any]]) -> Call
     return obj
 
 
-def call_factory(factory: Any, code: ModelCode, num_classes: int) -> Any:
-    """factory(), or factory(num_classes=N) when it takes that; nothing else may be required."""
+SHAPE_ARGUMENTS = ("num_classes", "sample_shape")  # what a factory may take: the data's shape (DataShape)
+
+
+def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
+    """factory(), with num_classes= and sample_shape= (the data's) where it takes them; nothing else
+    may be required."""
     from torch import nn
 
     if isinstance(factory, nn.Module):
@@ -169,30 +174,29 @@ def call_factory(factory: Any, code: ModelCode, num_classes: int) -> Any:
     if not callable(factory):
         raise ConfigError(f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
                           f"{type(factory).__name__}), so it cannot build an nn.Module")
-    kwargs: dict[str, int] = {}
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature: just call them
         params = {}
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    if "num_classes" in params and params["num_classes"].kind in named:
-        kwargs["num_classes"] = num_classes
-    required = [p.name for p in params.values() if p.default is p.empty and p.name != "num_classes"
+    values = {"num_classes": shape.classes, "sample_shape": shape.sample}
+    kwargs = {k: v for k, v in values.items() if k in params and params[k].kind in named}
+    required = [p.name for p in params.values() if p.default is p.empty and p.name not in SHAPE_ARGUMENTS
                 and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
     if required:
         raise ConfigError(f"model spec {code.spec!r}: {code.attr} requires the arguments {', '.join(required)}; "
-                          f"a model factory must take none, or only num_classes")
+                          f"a model factory must take none, or only {' and '.join(SHAPE_ARGUMENTS)}")
     try:
         return factory(**kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        call = f"{code.attr}({'num_classes=' + str(num_classes) if kwargs else ''})"
+        call = f"{code.attr}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         raise ConfigError(f"model spec {code.spec!r}: {call} failed ({first_line(e)})") from None
 
 
-def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
-    """An nn.Module with parameters whose output on a (B, 1, 28, 28) batch is (B, num_classes)."""
+def check_model(model: Any, code: ModelCode, data: DataShape) -> None:
+    """An nn.Module with parameters whose output on a (B, *data.sample) batch is (B, data.classes)."""
     import torch
     from torch import nn
 
@@ -201,7 +205,7 @@ def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
         raise ConfigError(f"model spec {code.spec!r}: {what} returned {type(model).__name__}, not an nn.Module")
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"model spec {code.spec!r}: the model has no parameters (nothing to train)")
-    shape = (CHECK_BATCH, 1, 28, 28)
+    shape = (CHECK_BATCH, *data.sample)
     was_training = model.training
     model.eval()  # no dropout draw, no batch-norm statistics changed by this check
     try:
@@ -215,9 +219,9 @@ def check_model(model: Any, code: ModelCode, num_classes: int) -> None:
     finally:
         model.train(was_training)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-    if got != (CHECK_BATCH, num_classes):
+    if got != (CHECK_BATCH, data.classes):
         raise ConfigError(f"model spec {code.spec!r}: its output on a {shape} batch is {got}, expected "
-                          f"{(CHECK_BATCH, num_classes)} (one logit per class)")
+                          f"{(CHECK_BATCH, data.classes)} (one logit per class)")
 
 
 # --- the run directory's record of a file spec -------------------------------------------------
