@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import RUNS_DIR
-from mnistlab.core.errors import MnistlabError
-from mnistlab.core.rundir import CONFIG, RunDir, create_run_dir, open_run, write_json
+from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.failures import outcome
+from mnistlab.core.rundir import CONFIG, STATUS, RunDir, create_run_dir, open_run, write_json
+from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
 from mnistlab.data.fetching import fetch
 
@@ -28,6 +31,26 @@ PathLike = str | os.PathLike
 
 def _print(message: str) -> None:
     print(message)
+
+
+@contextmanager
+def job_folder(explicit: PathLike | None, under: PathLike, stem: str, job: str) -> Iterator[RunDir]:
+    """A new output folder for `job` whose status.json ends in a final state whatever ends the job
+    (core.failures), as a training run's does. SIGTERM stops the job like Ctrl-C, so it is recorded."""
+    folder = create_run_dir(explicit, under, stem)
+    write_json(folder / STATUS, {"state": "running", "job": job})
+    try:
+        with StopRequests():
+            yield folder
+    except BaseException as e:
+        end = outcome(e)
+        try:
+            write_json(folder / STATUS, {"state": end.state, "job": job,
+                                         "message": end.line or f"{type(e).__name__}: {e}"})
+        except MnistlabError:  # the disk that failed the job may refuse this too: the first error is the one to say
+            pass
+        raise
+    write_json(folder / STATUS, {"state": "completed", "job": job})
 
 
 def dataset(name: str, data_dir: str | None = None, *, log: Log = _print, web: bool = True) -> tuple[DatasetSpec, Path]:
@@ -80,7 +103,6 @@ def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "
                  log: Log = _print) -> RunEvaluation:
     """Test a run's `last` or `best` checkpoint with the code it was trained with. Reads only."""
     from mnistlab.core.device import resolve_device
-    from mnistlab.core.errors import ConfigError
     from mnistlab.data.loader import make_test_loader
     from mnistlab.training.checkpoint import load_checkpoint, load_model_state
     from mnistlab.training.config import load_run_config
@@ -142,11 +164,11 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
     _check_devices(devices)
     spec, root = dataset(dataset_name, data_dir, log=log)
     split = _train_split(spec, root, subset)
-    folder = create_run_dir(out, under, "bench")
-    result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
-                       batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
-    text = write_bench(result, folder)
-    plot_bench(result, folder / "bench.png")
+    with job_folder(out, under, "bench", "bench") as folder:
+        result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
+                           batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
+        text = write_bench(result, folder)
+        plot_bench(result, folder / "bench.png")
     return result, folder, text
 
 
@@ -163,11 +185,12 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
     _check_devices(devices)
     spec, root = dataset(dataset_name, data_dir, log=log)
     split = _train_split(spec, root)
-    folder = create_run_dir(out, RUNS_DIR, "bench")
-    result = run_levers_bench(split, spec, models=list(models), devices=devices, implementations=list(implementations),
-                              batch_size=batch_size, steps=steps or -(-len(split) // batch_size), repeats=repeats,
-                              warmup=warmup, log=log)
-    return result, folder, write_levers_bench(result, folder)
+    with job_folder(out, RUNS_DIR, "bench", "bench --implementations") as folder:
+        result = run_levers_bench(split, spec, models=list(models), devices=devices,
+                                  implementations=list(implementations), batch_size=batch_size,
+                                  steps=steps or -(-len(split) // batch_size), repeats=repeats, warmup=warmup, log=log)
+        text = write_levers_bench(result, folder)
+    return result, folder, text
 
 
 def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size: int, steps: int, repeats: int,
@@ -179,13 +202,15 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
 
     _check_models(models, get_dataset(dataset_name))
     resolve_device(device)
-    cells = [c for m in models for c in measure_scaling(m, device, [1, nproc], batch=batch_size, steps=steps,
-                                                         repeats=repeats)]
-    folder = create_run_dir(out, RUNS_DIR, "scaling")
-    text = format_scaling(cells)
-    write_json(folder / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
-                                         "observations": scaling_observations(cells)})
-    write_atomic(folder / "scaling.txt", (text + "\n").encode())
+    if batch_size % nproc:  # before the one-process measurement, not after it
+        raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
+    with job_folder(out, RUNS_DIR, "scaling", "bench --nproc") as folder:
+        cells = [c for m in models for c in measure_scaling(m, device, [1, nproc], batch=batch_size, steps=steps,
+                                                             repeats=repeats)]
+        text = format_scaling(cells)
+        write_json(folder / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
+                                             "observations": scaling_observations(cells)})
+        write_atomic(folder / "scaling.txt", (text + "\n").encode())
     return cells, folder, text
 
 
@@ -212,8 +237,8 @@ def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[st
     train, test = read_split(spec, root, train=True), read_split(spec, root, train=False)
     if subset:
         train, test = (s.__class__(s.images[:subset], s.labels[:subset]) for s in (train, test))
-    folder = create_run_dir(out, under, "speedrun")
-    log(describe_choice(device, dev))
-    result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log)
-    write_json(folder / SPEEDRUN_FILE, result.to_dict())
+    with job_folder(out, under, "speedrun", "speedrun") as folder:
+        log(describe_choice(device, dev))
+        result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log)
+        write_json(folder / SPEEDRUN_FILE, result.to_dict())
     return result, folder

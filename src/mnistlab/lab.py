@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from mnistlab import jobs
 from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
 from mnistlab.core.environment import environment
 from mnistlab.report.document import plural
-from mnistlab.core.rundir import create_run_dir, write_json
+from mnistlab.core.rundir import RunDir, write_json
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
 from mnistlab.measure.speedrun import DEFAULT_TARGET
@@ -53,7 +55,13 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     plan = LabPlan.for_mode(quick)
     accel = resolve_device(device)
     accel = accel if accel.type != "cpu" else None
-    lab = create_run_dir(out, RUNS_DIR, "lab" + ("-quick" if quick else ""))
+    with jobs.job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab") as lab:
+        return _run_plan(lab, plan, accel, quick=quick, data_dir=data_dir, dataset=dataset, subset=subset, log=log,
+                         progress=progress)
+
+
+def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: bool, data_dir: str | None,
+              dataset: str, subset: int | None, log: Callable[[str], None], progress: bool) -> Path:
     t_start = time.perf_counter()
     total_steps = 9
 
