@@ -48,6 +48,13 @@ def load_snapshot() -> dict[str, Any]:
             "time": time.time()}
 
 
+def epoch_load() -> dict[str, Any]:
+    """The load columns of an epoch's metrics.csv row (at its end): was the machine busy then?"""
+    snap = load_snapshot()
+    cols = {"load_1m": snap["load_avg_1m"], "cpu_count": snap["cpu_count"]}
+    return {k: v for k, v in cols.items() if v is not None}  # no load average on this OS: no columns
+
+
 def machine_was_busy(start: dict[str, Any] | None, end: dict[str, Any] | None) -> str | None:
     """Words saying the machine was busy (1-minute load average above its core count at the start or
     the end; the load includes this process's own threads), or None."""
