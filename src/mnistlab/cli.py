@@ -403,17 +403,15 @@ def _bench_scaling(args: argparse.Namespace, device: str) -> int:
     from mnistlab.core.atomicfile import write_atomic
     from mnistlab.core.defaults import RUNS_DIR
     from mnistlab.core.device import resolve_device
-    from mnistlab.core.environment import environment
     from mnistlab.core.rundir import create_run_dir, write_json
-    from mnistlab.measure.scaling import format_scaling, measure_scaling, scaling_observations
+    from mnistlab.measure.scaling import ScalingResult, format_scaling, measure_scaling
 
     resolve_device(device)
-    cells = [c for m in args.models for c in measure_scaling(m, device, [1, args.nproc], batch=args.batch_size,
-                                                               steps=args.steps or 50, repeats=args.repeats)]
+    result = measure_scaling(args.models, device, [1, args.nproc], batch=args.batch_size, steps=args.steps or 50,
+                             repeats=args.repeats)
     run = create_run_dir(args.out, RUNS_DIR, "scaling")
-    text = format_scaling(cells)
-    write_json(run / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
-                                      "observations": scaling_observations(cells)})
+    text = format_scaling(result)
+    write_json(run / ScalingResult.FILE, result.to_dict())
     write_atomic(run / "scaling.txt", (text + "\n").encode())
     print(text)
     print(run.path)
@@ -445,7 +443,7 @@ def _cmd_speedrun(args: argparse.Namespace) -> int:
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     log(describe_choice(args.device, device))
     result = speedrun(train, test, spec, device, seeds=args.seeds, target=args.target, levers=levers, log=log)
-    write_json(run / "speedrun.json", result.to_dict())
+    write_json(run / result.FILE, result.to_dict())
     print(result.line())
     print(run.path)
     return 0

@@ -55,19 +55,6 @@ def epoch_load() -> dict[str, Any]:
     return {k: v for k, v in cols.items() if v is not None}  # no load average on this OS: no columns
 
 
-def machine_was_busy(start: dict[str, Any] | None, end: dict[str, Any] | None) -> str | None:
-    """Words saying the machine was busy (1-minute load average above its core count at the start or
-    the end; the load includes this process's own threads), or None."""
-    loads = [(w, s) for w, s in (("start", start), ("end", end))
-             if s and s.get("load_avg_1m") is not None and s.get("cpu_count")]
-    busy = [(w, s) for w, s in loads if s["load_avg_1m"] > s["cpu_count"]]
-    if not busy:
-        return None
-    said = ", ".join(f"{s['load_avg_1m']:.1f} at the {w}" for w, s in loads)
-    return (f"unstable: another process used the CPU during this measurement (load average {said}, "
-            f"on {loads[0][1]['cpu_count']} cores); rerun on a quiet machine")
-
-
 def environment() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
