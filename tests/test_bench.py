@@ -140,6 +140,8 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     (lambda d: d["cells"][1]["phases_s"].update(forward="fast"), "phases_s.forward"),
     (lambda d: d.update(cells={}), "'cells'"),
     (lambda d: d["settings"].update(repeats=None), "repeats"),
+    (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
+    (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
 ])
 def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):
     from mnistlab.core.errors import CheckpointError

@@ -1,8 +1,9 @@
 """One validation mechanism for every file mnistlab reads back (run files, lab.json, result files).
 
 A schema is a type name, {key: schema} for an object (a key ending in '?' may be absent; the single
-key '*' checks every value of a map), or [schema] for a list; a type name ending in '?' also allows
-null. A value that does not fit is a CheckpointError naming the file and the field, in one line.
+key '*' checks every value of a map), or [schema] for a list ([schema, NONEMPTY]: with at least one
+item); a type name ending in '?' also allows null. 'positive' is a finite number above 0 (a time a
+reader divides by). A value that does not fit is a CheckpointError naming the file and the field, in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any, Protocol, TypeVar
 from mnistlab.core.errors import CheckpointError
 from mnistlab.core.rundir import json_kind, read_json_object
 
-_TYPES = {"number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+NONEMPTY = "nonempty"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_TYPES = {"number": _number, "positive": lambda v: _number(v) and v > 0,
           "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "text": lambda v: isinstance(v, str),
           "bool": lambda v: isinstance(v, bool), "any": lambda v: True}
 
@@ -35,6 +43,8 @@ def check_schema(value: Any, schema: Any, where: str) -> None:
     elif isinstance(schema, list):
         if not isinstance(value, list):
             raise CheckpointError(f"{where}: expected a list, found {json_kind(value)}")
+        if schema[1:] == [NONEMPTY] and not value:
+            raise CheckpointError(f"{where}: expected at least one value, found an empty list")
         for i, item in enumerate(value):
             check_schema(item, schema[0], f"{where}[{i}]")
     elif not (value is None and schema.endswith("?")) and not _TYPES[schema.rstrip("?")](value):

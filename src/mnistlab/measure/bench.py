@@ -26,11 +26,12 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.rundir import write_json
-from mnistlab.core.schema import check_schema
+from mnistlab.core.schema import NONEMPTY, check_schema
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
 from mnistlab.measure.profiling import profile_model
+from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, Spread, Stability, interleave,
                                      machine_stability, stability, time_steps)
 from mnistlab.training.levers import Levers, make_step
@@ -54,15 +55,14 @@ def bound(utilisation: float, input_share: float = 0.0) -> str:
     return "compute" if utilisation >= COMPUTE_BOUND_UTILISATION else "overhead"
 
 
-_NUMBERS = ["number"]
 CELL_SCHEMA = {"model": "text", "device": "text", "pipeline": "text", "pipeline_detail": "text", "batch_size": "int",
                "steps_timed": "int", "repeats": "int", "steps_per_epoch": "int", "extrapolated": "bool",
-               "step_s": _NUMBERS, "warmup_s": _NUMBERS, "phases_s": {p: "number" for p in PHASES},
-               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "number"}
+               "step_s": ["positive", NONEMPTY], "warmup_s": ["positive"], "phases_s": {p: "number" for p in PHASES},
+               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "positive"}
 SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
 LOAD_SCHEMA = {"start?": {**SNAPSHOT}, "end?": {**SNAPSHOT}}
 BENCH_SCHEMA = {"settings": {"batch_size": "int", "steps": "int?", "repeats": "int", "warmup": "int"},
-                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "number"}, "load?": LOAD_SCHEMA,
+                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "positive"}, "load?": LOAD_SCHEMA,
                 "cells": [CELL_SCHEMA]}
 
 
@@ -445,20 +445,17 @@ def observations(result: BenchResult) -> list[str]:
 
 
 def format_table(result: BenchResult) -> str:
-    head = (f"{'cell':<24} {'epoch s median (min-max)':>25} {'ms/step':>9} {'spread':>7} {'samples/s':>10} "
-            f"{'1st step ms':>11} " + " ".join(f"{p:>9}" for p in PHASES) + f" {'timer ovh':>9} {'GFLOP/s':>8} "
-            f"{'util':>6} {'bound':>8}  stability")
-    lines = [head, "-" * len(head)]
+    rows = []
     for c in result.cells:
-        shares = " ".join(f"{c.share(p):>9.0%}" for p in PHASES)
-        star = "*" if c.extrapolated else " "
-        epoch = f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}"
-        first = f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-"
         ovh = c.timer_overhead_s / c.instrumented_step_s if c.instrumented_step_s > 0 else 0.0
-        lines.append(f"{c.key:<24} {epoch:>25} {c.step_median_s * 1e3:>9.3f} {c.step.rel_range:>7.0%} "
-                     f"{c.samples_per_s:>10,.0f} {first:>11} {shares} {ovh:>9.0%} "
-                     f"{c.achieved_flops_per_s / 1e9:>8.1f} {c.utilisation:>6.1%} {c.bound:>8}  "
-                     f"{'stable' if c.stability.stable else 'unstable'}")
+        star = "*" if c.extrapolated else ""
+        rows.append([c.key, f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}",
+                     f"{c.step_median_s * 1e3:.3f}", f"{c.step.rel_range:.0%}", f"{c.samples_per_s:,.0f}",
+                     f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-", *(f"{c.share(p):.0%}" for p in PHASES),
+                     f"{ovh:.0%}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
+                     "stable" if c.stability.stable else "unstable"])
+    lines = [text_table(["cell", "epoch s median (min-max)", "ms/step", "spread", "samples/s", "1st step ms", *PHASES,
+                         "timer ovh", "GFLOP/s", "util", "bound", "stability"], rows)]
     if any(c.extrapolated for c in result.cells):
         n = result.cells[0].steps_timed
         lines.append(f"* epoch time extrapolated from {n} timed steps to a full epoch "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mnistlab.measure.timing import Spread, is_busy, stability
+from mnistlab.measure.timing import Spread, Stability, is_busy, stability
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,9 @@ class EpochTiming:
     def steady_max(self) -> float:
         return self.steady.max
 
-    def to_dict(self) -> dict[str, object]:
-        return {"first_epochs": self.cold_epochs, "first_s": self.cold_s, "warmup_s": self.warmup_s,
-                "steady": self.steady.to_dict(), "steady_stability": stability(self.steady_s).to_dict(),
-                "busy_epochs": self.busy_epochs}
+    @property
+    def steady_stability(self) -> Stability:
+        return stability(self.steady_s)
 
     def words(self) -> str:
         """"first epoch 19.70 s; steady state 0.52 s per epoch (0.49-0.61 s over 9 epochs)"; with a measured
@@ -65,7 +64,7 @@ class EpochTiming:
         s = self.steady
         if s.n == 1:
             return f"{first}; steady state {s.median:.2f} s per epoch (1 epoch, no range)"
-        judged = stability(self.steady_s)
+        judged = self.steady_stability
         return (f"{first}; steady state {s.median:.2f} s per epoch ({s.min:.2f}\u2013{s.max:.2f} s over {s.n} epochs)"
                 + ("" if judged.stable else f" [{judged.reason}]"))
 

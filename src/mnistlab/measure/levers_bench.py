@@ -29,6 +29,7 @@ from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.bench import LOAD_SCHEMA, bound, measure_matmul_peak
 from mnistlab.measure.profiling import profile_model
+from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import Load, Ratio, Spread, Stability, interleave, stability, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
@@ -47,10 +48,10 @@ assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
 
 LEVER_CELL_SCHEMA = {"model": "text", "device": "text", "implementation": "text", "levers": "text",
                      "compute_dtype": "text", "batch_size": "int", "steps_timed": "int", "warmup_s": "number",
-                     "step_s": ["number"], "train_step_flops": "int", "peak_flops_per_s": "number",
+                     "step_s": ["positive"], "train_step_flops": "int", "peak_flops_per_s": "number",
                      "unavailable": "text?"}
 LEVERS_SCHEMA = {"settings": {"batch_size": "int", "steps": "int", "repeats": "int", "warmup": "int"},
-                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "number"}}, "load?": LOAD_SCHEMA,
+                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "positive"}}, "load?": LOAD_SCHEMA,
                  "cells": [LEVER_CELL_SCHEMA]}
 
 
@@ -243,21 +244,19 @@ def observations(result: LeversResult) -> list[str]:
 
 
 def format_table(result: LeversResult) -> str:
-    head = (f"{'device/model':<14} {'implementation':<26} {'ms/step':>9} {'min-max':>15} {'vs eager':>9} "
-            f"{'dtype':>9} {'util':>6} {'bound':>8} {'warm-up s':>9}  stability")
-    lines = [head, "-" * len(head)]
+    rows = []
     for c in result.cells:
-        where = f"{c.device}/{c.model}"
         if c.unavailable:
-            lines.append(f"{where:<14} {c.implementation:<26} {'not available on ' + c.device:>40}")
+            rows.append([f"{c.device}/{c.model}", c.implementation, f"not available on {c.device}", *[""] * 7])
             continue
         s = result.speedup(c)
-        rng = f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}"
-        vs = f"{s:.2f}x" if s is not None else "-"
-        lines.append(f"{where:<14} {c.implementation:<26} {c.step_median_s * 1e3:>9.2f} {rng:>15} {vs:>9} "
-                     f"{c.compute_dtype:>9} {c.utilisation:>6.0%} {c.bound:>8} {c.warmup_s:>9.2f}  "
-                     f"{'stable' if c.stability.stable else 'unstable'}")
-    lines.append("ms/step: median of the interleaved repeats (min-max beside it); vs eager: median of the per-repeat "
+        rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
+                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{s:.2f}x" if s is not None else "-",
+                     c.compute_dtype, f"{c.utilisation:.0%}", c.bound, f"{c.warmup_s:.2f}",
+                     "stable" if c.stability.stable else "unstable"])
+    lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
+                         "warm-up s", "stability"], rows, left=2)]
+    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median of the per-repeat "
                  "ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
                  "step computes in; stability: measure/timing.py's one rule")
     return "\n".join(lines)

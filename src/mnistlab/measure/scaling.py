@@ -28,11 +28,13 @@ import torch.nn.functional as F
 
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.schema import check_schema
+from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import Load, Ratio, Spread, Stability, stability
 
 SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "int", "global_batch": "int",
-                       "step_s": ["number"], "local_step_s": ["number"], "gradient_bytes": "int"}
+                       "step_s": ["positive", NONEMPTY], "local_step_s": ["positive", NONEMPTY],
+                       "gradient_bytes": "int"}
 SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": {"start?": {"load_avg_1m": "number?", "cpu_count": "int?"},
                                                              "end?": {"load_avg_1m": "number?", "cpu_count": "int?"}},
                   "env?": {"*": "any"}}
@@ -220,13 +222,11 @@ def scaling_observations(result: ScalingResult) -> list[str]:
 
 
 def format_scaling(result: ScalingResult) -> str:
-    head = (f"{'model':<6} {'device':<6} {'procs':>5} {'ms/step':>9} {'min-max':>15} {'samples/s':>10} {'comm':>6}"
-            f"  stability")
-    lines = [head, "-" * len(head)]
-    for c in result.cells:
-        lines.append(f"{c.model:<6} {c.device:<6} {c.processes:>5} {c.step_median_s * 1e3:>9.2f} "
-                     f"{c.step.min * 1e3:>7.2f}-{c.step.max * 1e3:<7.2f} {c.samples_per_s:>10,.0f} "
-                     f"{c.communication_share:>6.0%}  {'stable' if c.stability.stable else 'unstable'}")
+    rows = [[c.model, c.device, str(c.processes), f"{c.step_median_s * 1e3:.2f}",
+             f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{c.samples_per_s:,.0f}",
+             f"{c.communication_share:.0%}", "stable" if c.stability.stable else "unstable"] for c in result.cells]
+    lines = [text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows,
+                        left=2)]
     lines.append("ms/step: median over repeats (all-reduce included); comm: share of the step spent communicating "
                  "(the step against the same step under no_sync()); stability: measure/timing.py's one rule")
     return "\n".join(lines + [""] + scaling_observations(result))
