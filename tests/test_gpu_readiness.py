@@ -16,6 +16,7 @@ from mnistlab.core.environment import precision_environment
 from mnistlab.core.errors import ConfigError, DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.measure.epochs import epoch_timing
 from mnistlab.training import levers, loop, runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig
@@ -233,6 +234,12 @@ def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["rng_cpu"], b["rng_cpu"])
     assert warm.env()["warmup_seconds"] > 0 and "warmup_seconds" not in plain.env()
+    # the session's first row carries its measured warm-up, so 'cold' is claimed only here
+    first, second = warm.metrics()
+    assert first["warmup_s"] == warm.env()["warmup_seconds"] and "warmup_s" not in second
+    assert "cold start" in epoch_timing(warm.metrics()).words()
+    assert "cold" not in epoch_timing(plain.metrics()).words()
+    assert all(r["cpu_count"] >= 1 and r["load_1m"] >= 0 for r in plain.metrics())  # each epoch's load
     assert any(line.startswith("warm-up on cpu:") and "not counted in epoch 1" in line for line in logs)
 
 
