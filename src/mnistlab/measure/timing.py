@@ -106,7 +106,9 @@ def stability(values: Sequence[float], load: Load | None = None) -> Stability:
         why.append(busy)
     elif s.n > 1 and why:
         why.append("another process probably used the CPU")
-    return _judged(why, "rerun with 3 or more repeats (--repeats; --seeds for a speedrun)" if s.n == 1 else "rerun on a quiet machine")
+    advice = ("rerun with 3 or more repeats (--repeats; --seeds for a speedrun)" if s.n == 1
+              else "rerun on a quiet machine")
+    return _judged(why, advice)
 
 
 @dataclass(frozen=True)
