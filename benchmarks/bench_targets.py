@@ -11,14 +11,14 @@ says so, and its verdicts are then not evidence either way.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 from mnistlab.core.device import available_devices
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split, split_train_val
-from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, BenchResult, pair_ratios, ratio_words, run_bench
+from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, BenchResult, run_bench
+from mnistlab.measure.timing import Ratio
 
 MLP_RESIDENT_FLOOR = 10.0  # resident MLP step vs the notebook's pipeline on the CPU
 CNN_RESIDENT_FLOOR = 1.0  # the resident pipeline is never slower for the CNN
@@ -30,18 +30,18 @@ def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
     for d in dict.fromkeys(c.device for c in result.cells):
         ref, res = result.cell("reference", d, "mlp"), result.cell("resident", d, "mlp")
         if d == "cpu" and ref and res:
-            r = pair_ratios(ref, res)
-            checks.append((f"resident MLP vs reference on cpu: {ratio_words(r)} (floor {MLP_RESIDENT_FLOOR:.0f}x)",
-                           statistics.median(r) >= MLP_RESIDENT_FLOOR))
+            r = Ratio.paired(ref.step_s, res.step_s, result.load)
+            checks.append((f"resident MLP vs reference on cpu: {r.marked()} (floor {MLP_RESIDENT_FLOOR:.0f}x)",
+                           r.median >= MLP_RESIDENT_FLOOR))
         ref, res = result.cell("reference", d, "cnn"), result.cell("resident", d, "cnn")
         if ref and res:
-            r = pair_ratios(ref, res)
-            checks.append((f"resident CNN vs reference on {d}: {ratio_words(r)} (floor: never slower)",
-                           statistics.median(r) >= CNN_RESIDENT_FLOOR))
+            r = Ratio.paired(ref.step_s, res.step_s, result.load)
+            checks.append((f"resident CNN vs reference on {d}: {r.marked()} (floor: never slower)",
+                           r.median >= CNN_RESIDENT_FLOOR))
     for c in result.cells:
         if c.device == "cpu" and c.model == "cnn" and c.pipeline == "resident":
             checks.append((f"cnn on cpu is compute-bound: {c.utilisation:.0%} of the measured matmul peak "
-                           f"(threshold {COMPUTE_BOUND_UTILISATION:.0%})", c.utilisation >= COMPUTE_BOUND_UTILISATION))
+                           f"(threshold {COMPUTE_BOUND_UTILISATION:.0%})", c.bound == "compute"))
     return checks
 
 

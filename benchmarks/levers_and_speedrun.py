@@ -51,7 +51,8 @@ def levers(spec, root, device, steps: int, repeats: int) -> bool:
     best = max((c for c in result.cells if c.implementation != "eager" and c.step_s), key=result.speedup)
     ratio = result.speedup(best)
     ok = ratio >= LEVER_FLOOR
-    print(f"  best lever for the CNN step: {best.implementation}, {ratio:.2f}x eager fp32 (medians, same run)   "
+    print(f"  best lever for the CNN step: {best.implementation}, {ratio:.2f}x eager fp32 "
+          f"(median of the paired repeats, same run)   "
           f"floor >= {LEVER_FLOOR}   {'PASS' if ok else 'FAIL'}")
     return ok
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f'{min(spread):.2f}-{max(spread):.2f}':>13} {ev:>7.2f} {ep + ev:>8.2f} {base / (ep + ev):>8.2f}x")
         if args.seeds:
             trl, tel, _ = load_to_device(train_raw, test_raw, spec, r.recipe.batch_size, device)
-            accs = [run_seed(r.recipe, r.levers, s, trl, tel, 10).accuracy for s in range(args.seeds)]
+            accs = [run_seed(r.recipe, r.levers, s, trl, tel, spec.shape).accuracy for s in range(args.seeds)]
             line += f"  {statistics.fmean(accs):.2f}% ({', '.join(f'{a:.2f}' for a in accs)})"
         print(line, flush=True)
     print("epoch s: median step time (interleaved repeats) x steps in one epoch of 60k; test s: one pass over "

@@ -43,7 +43,7 @@ from mnistlab.core.device import count_cuda_syncs, matmul_precision_label
 from mnistlab.core.rundir import open_run
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.loader import make_splits
-from mnistlab.training import loop
+from mnistlab.training import levers, loop
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.models import create_model
 
@@ -75,7 +75,8 @@ for m in ("mlp", "cnn"):
     torch.manual_seed(0)
     model = create_model(m).cuda()
     opt = loop.make_optimizer(model, 0.01, 0.5)
-    loop.warm_up(model, splits.train, splits.val)
+    levers.warm_up(levers.make_step(model, opt, levers.Levers(), torch.device('cuda'), batch_size=64),
+                   splits.train.x[:64], splits.train.y[:64], evaluation=splits.val.x[:splits.val.batch_size])
     n = count_cuda_syncs(lambda: loop.train_epoch(model, opt, splits.train, epoch=1, global_step=0, log_every=100))
     e = count_cuda_syncs(lambda: evaluate(model, splits.val))
     print(f"{m}: {n} syncs in a training epoch of {len(splits.train)} steps ({-(-len(splits.train) // 100)} logged); "

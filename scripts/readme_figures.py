@@ -10,12 +10,13 @@ Paste the output between the README's `<!-- figures:begin -->` and `<!-- figures
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.rundir import RunDir, read_json
+from mnistlab.core.schema import read_result
+from mnistlab.measure.bench import BenchResult
 from mnistlab.measure.epochs import epoch_timing
 
 
@@ -43,22 +44,21 @@ def figures(lab_dir: Path) -> str:
         out.append(f"| {name} ({run.env().get('device', '?')}) | {len(rows)}{f' ({cap} steps each)' if cap else ''} | "
                    f"{', '.join(f'{x:.2f} s' for x in t.cold_s)} | {steady} | {tested} |")
     if lab.get("bench"):
-        bench = read_json(lab_dir / lab["bench"] / "bench.json")
-        s = bench["settings"]
-        load = bench.get("load", {})
+        bench = read_result(BenchResult, lab_dir / lab["bench"])
+        s, load = bench.settings, bench.load
         out += ["", f"`mnistlab bench` ({s['warmup']} warm-up steps, then {s['repeats']} interleaved repeats of "
                     f"{s['steps']} steps per cell; load average {_load(load.get('start'))} at the start, "
                     f"{_load(load.get('end'))} at the end):", "",
-                "| cell | ms/step, median (min\u2013max) | samples/s | data share | utilisation of the measured peak | stability |",
-                "|---|---:|---:|---:|---:|---|"]
-        for c in bench["cells"]:
-            ms = [x * 1e3 for x in c["step_s"]]
-            total = sum(c["phases_s"].values()) or 1.0
-            out.append(f"| {c['key']} | {statistics.median(ms):.2f} ({min(ms):.2f}\u2013{max(ms):.2f}) | "
-                       f"{c['samples_per_s']:,.0f} | {c['phases_s']['data'] / total:.0%} | {c['utilisation']:.1%} | "
-                       f"{'unstable' if c.get('stability') else 'stable'} |")
-        out += [""] + [f"- {u['what']}: {u['words']}." for u in bench.get("speedups", [])]
-        out += [f"- {w}" for w in bench.get("warnings", [])]
+                "| cell | ms/step, median (min\u2013max) | samples/s | data share | utilisation of the measured peak | "
+                "bound | stability |",
+                "|---|---:|---:|---:|---:|---|---|"]
+        for c in bench.cells:
+            ms = c.step
+            out.append(f"| {c.key} | {ms.median * 1e3:.2f} ({ms.min * 1e3:.2f}\u2013{ms.max * 1e3:.2f}) | "
+                       f"{c.samples_per_s:,.0f} | {c.share('data'):.0%} | {c.utilisation:.1%} | {c.bound} | "
+                       f"{'stable' if c.stability.stable else 'unstable'} |")
+        out += [""] + [f"- {u.what}: {u.ratio.marked()}." for u in bench.speedups()]
+        out += [f"- {w}" for w in bench.warnings()]
     return "\n".join(out)
 
 

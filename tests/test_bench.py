@@ -5,11 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistlab.data.datasets import DATASETS
+
 from mnistlab.cli import main
-from mnistlab.core.environment import machine_was_busy
 from mnistlab.data.loader import read_split
-from mnistlab.measure.bench import (PHASES, UNSTABLE_SPREAD, Cell, _Setup, format_table, observations, ratio_words,
-                                    run_bench, run_cells, speedups, spread, write_bench)
+from mnistlab.measure.bench import (PHASES, BenchResult, Cell, _Setup, format_table, observations, run_bench,
+                                    run_cells, write_bench)
+from mnistlab.measure.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
 
 TARGETS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_targets.py"
 
@@ -43,7 +45,8 @@ def test_phase_shares_sum_to_100_percent_and_the_rest_is_timer_overhead(result):
 
 
 def _fake_setup(name, log):
-    return _Setup(name, torch.device("cpu"), "resident", "fake", 10, 3, lambda: log.append(name), lambda clock: None)
+    return _Setup(name, torch.device("cpu"), "resident", "fake", 10, 3, lambda: log.append(name), lambda clock: None,
+                  DATASETS["mnist"].shape)
 
 
 def test_repeats_are_interleaved_across_cells():
@@ -54,36 +57,50 @@ def test_repeats_are_interleaved_across_cells():
     assert len(a.warmup_s) == 1 and len(a.step_s) == 2
 
 
-def _cell(step_s, busy=None):
-    return Cell(model="mlp", device="cpu", pipeline="resident", implementation="x", batch_size=64, steps_timed=10,
+BUSY = {"start": {"load_avg_1m": 3.5, "cpu_count": 2}, "end": {"load_avg_1m": 3.0, "cpu_count": 2}}
+
+
+def _cell(step_s, load=None):
+    return Cell(model="mlp", device="cpu", pipeline="resident", pipeline_detail="x", batch_size=64, steps_timed=10,
                 repeats=len(step_s), steps_per_epoch=10, extrapolated=False, step_s=list(step_s), warmup_s=[0.5],
                 phases_s=dict.fromkeys(PHASES, 0.1), instrumented_step_s=0.6, train_step_flops=1, peak_flops_per_s=1.0,
-                machine_busy=busy)
+                load=load or {})
 
 
 def test_spread_and_the_instability_rule():
-    s = spread([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert (s["median"], s["min"], s["max"], s["q1"], s["q3"]) == (3.0, 1.0, 5.0, 2.0, 4.0)
-    assert _cell([1.0, 1.05, 1.02]).stability is None
+    s = Spread.of([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (s.median, s.min, s.max, s.n, s.rel_range) == (3.0, 1.0, 5.0, 5, 4 / 3)
+    assert _cell([1.0, 1.05, 1.02]).stability.stable
     unstable = _cell([1.0, 1.0 + 2 * UNSTABLE_SPREAD, 1.05]).stability
-    assert unstable.startswith("unstable:") and "rerun" in unstable
-    assert _cell([1.0, 1.01], busy="unstable: busy").stability == "unstable: busy"
+    assert not unstable.stable and unstable.reason.startswith("unstable:") and "rerun" in unstable.reason
+    busy = _cell([1.0, 1.01], BUSY).stability
+    assert not busy.stable and busy.reason.startswith("unstable: another process used the CPU")
+    one = _cell([1.0]).stability  # one repeat has no range: not evidence of a stable figure
+    assert not one.stable and "1 repeat, no range" in one.reason
 
 
 def test_the_load_check_says_when_the_machine_was_busy():
     quiet, busy = {"load_avg_1m": 0.5, "cpu_count": 2}, {"load_avg_1m": 3.5, "cpu_count": 2}
-    assert machine_was_busy(quiet, quiet) is None
-    words = machine_was_busy(quiet, busy)
+    assert machine_stability({"start": quiet, "end": quiet}).stable
+    words = machine_stability({"start": quiet, "end": busy}).reason
     assert words.startswith("unstable: another process used the CPU") and "3.5 at the end" in words
-    assert machine_was_busy({"load_avg_1m": None, "cpu_count": 2}, None) is None  # no load average: no claim
+    assert machine_stability({"start": {"load_avg_1m": None, "cpu_count": 2}, "end": None}).stable  # no claim
+
+
+def _ratio(ratios):
+    return Ratio.paired(ratios, [1.0] * len(ratios))
 
 
 def test_ratios_are_said_with_their_range_and_never_as_a_fraction_faster():
-    assert ratio_words([12.0, 9.0, 14.0]) == "12.0x faster (9.0\u201314.0x over 3 repeats)"
-    assert ratio_words([0.7, 0.7]) == "1.4x slower (1.4\u20131.4x over 2 repeats)"
-    assert "0.7x" not in ratio_words([0.7, 0.65, 0.75])
-    assert ratio_words([0.9, 1.2]).startswith("not clearly different")
-    assert ratio_words([2.0]) == "2.0x faster (1 repeat, no range)"
+    assert _ratio([12.0, 9.0, 14.0]).words() == "12.0x faster (9.0\u201314.0x over 3 repeats)"
+    assert _ratio([0.7, 0.7]).words() == "1.4x slower (1.4\u20131.4x over 2 repeats)"
+    assert "0.7x" not in _ratio([0.7, 0.65, 0.75]).words()
+    assert _ratio([0.9, 1.2]).words().startswith("not clearly different")
+    assert _ratio([2.0]).words() == "2.0x faster (1 repeat, no range)"
+    # the one stability rule judges a ratio too: 1 repeat, a wide range, a busy machine
+    assert not _ratio([2.0]).stability.stable and "1 repeat, no range" in _ratio([2.0]).marked()
+    assert not _ratio([12.0, 9.0, 14.0]).stability.stable and _ratio([2.0, 2.1, 2.05]).stability.stable
+    assert not Ratio.paired([2.0, 2.0], [1.0, 1.0], BUSY).stability.stable
 
 
 def test_observations_and_speedups_come_from_the_numbers(result):
@@ -91,12 +108,14 @@ def test_observations_and_speedups_come_from_the_numbers(result):
     for c in result.cells:
         line = next(n for n in notes if n.startswith(c.key + ":") and "ms per step" in n)
         assert f"{c.step_median_s * 1e3:.2f} ms per step" in line and "over 2 repeats" in line
-        assert (f"{c.key}: {c.stability}" in notes) == bool(c.stability and c.stability != result.machine_busy)
-    ups = {s["what"]: s for s in speedups(result)}
+        assert f"{c.bound}-bound" in line
+        assert (f"{c.key}: {c.stability.reason}" in notes) == (not c.stability.stable
+                                                                and c.stability.reason != result.machine_busy)
+    ups = {u.what: u for u in result.speedups()}
     mlp = ups["mlp on cpu: resident vs the notebook's pipeline"]
     ref, res = result.cell("reference", "cpu", "mlp"), result.cell("resident", "cpu", "mlp")
-    assert mlp["ratios"] == pytest.approx([a / b for a, b in zip(ref.step_s, res.step_s)])
-    assert mlp["words"] == ratio_words(mlp["ratios"])
+    assert list(mlp.ratio.ratios) == pytest.approx([a / b for a, b in zip(ref.step_s, res.step_s)])
+    assert mlp.to_dict()["words"] == mlp.ratio.words()
     table = format_table(result)
     assert "reference/cpu/cnn" in table and "stability" in table
 
@@ -107,8 +126,37 @@ def test_no_verdicts_where_the_user_sees_them(result, tmp_path):
     for shown in (text, (tmp_path / "bench.txt").read_text(), json.dumps(data)):
         assert "PASS" not in shown and "FAIL" not in shown and "floor" not in shown
     assert "targets" not in data and set(data["load"]) == {"start", "end"} and isinstance(data["warnings"], list)
-    assert {"step_spread", "stability", "shares", "timer_overhead_s", "warmup_s"} <= set(data["cells"][0])
+    assert {"step_spread", "stability", "bound", "shares", "timer_overhead_s", "warmup_s"} <= set(data["cells"][0])
     assert "load average" in text
+
+
+def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
+    write_bench(result, tmp_path)
+    data = json.loads((tmp_path / "bench.json").read_text())
+    back = BenchResult.from_dict(data)
+    assert back.to_dict() == result.to_dict()
+    assert [(c.bound, c.stability) for c in back.cells] == [(c.bound, c.stability) for c in result.cells]
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda d: d["cells"][0].pop("step_s"), "'step_s'"),
+    (lambda d: d["cells"][1]["phases_s"].update(forward="fast"), "phases_s.forward"),
+    (lambda d: d.update(cells={}), "'cells'"),
+    (lambda d: d["settings"].update(repeats=None), "repeats"),
+    (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
+    (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
+])
+def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):
+    from mnistlab.core.errors import CheckpointError
+    from mnistlab.core.schema import read_result
+
+    data = json.loads(json.dumps(result.to_dict()))  # a copy: the fixture is shared
+    damage(data)
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError) as e:
+        read_result(BenchResult, tmp_path)
+    message = str(e.value)
+    assert str(tmp_path / "bench.json") in message and field in message and "\n" not in message
 
 
 def test_the_project_floors_live_in_benchmarks(result):
@@ -139,7 +187,7 @@ def test_cuda_phase_shares_sum_to_100_percent(tiny_module):
                   pipelines=["resident"], steps=4, repeats=2, warmup=2, log=lambda m: None)
     gpu = r.cell("resident", "cuda", "mlp")
     assert sum(gpu.share(p) for p in PHASES) == pytest.approx(1.0) and gpu.timer_overhead_s >= 0
-    assert any(s["what"] == "resident/mlp: cuda vs the CPU" for s in speedups(r))
+    assert any(u.what == "resident/mlp: cuda vs the CPU" for u in r.speedups())
 
 
 def test_profile_cli(capsys):

@@ -16,7 +16,7 @@ from mnistlab.core.device import count_cuda_syncs
 from mnistlab.core.errors import DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.training import loop, runner
+from mnistlab.training import levers, loop, runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import evaluate
@@ -131,7 +131,8 @@ def test_training_and_evaluation_sync_only_where_the_code_says(model_name):
     model = create_model(model_name).to(CUDA)
     opt = loop.make_optimizer(model, 0.01, 0.5)
     data = _cuda_loader(640, 16)
-    loop.warm_up(model, data)
+    levers.warm_up(levers.make_step(model, opt, levers.Levers(), CUDA, batch_size=16,
+        sample_shape=(1, 28, 28)), data.x[:16], data.y[:16])
 
     def epoch(steps: int, log_every: int):
         return lambda: loop.train_epoch(model, opt, data, epoch=1, global_step=0, log_every=log_every,

@@ -16,7 +16,8 @@ from mnistlab.core.environment import precision_environment
 from mnistlab.core.errors import ConfigError, DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.training import loop, runner
+from mnistlab.measure.epochs import epoch_timing
+from mnistlab.training import levers, loop, runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import evaluate
@@ -206,7 +207,10 @@ def test_warm_up_changes_no_weight_buffer_gradient_mode_or_rng():
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    seconds = loop.warm_up(model, _loader(100, 32), _loader(50, 1000, shuffle=False))
+    train, val = _loader(100, 32), _loader(50, 1000, shuffle=False)
+    step = levers.make_step(model, loop.make_optimizer(model, 0.01, 0.5), levers.Levers(), torch.device("cpu"),
+                            batch_size=32, sample_shape=(1, 28, 28))
+    seconds = levers.warm_up(step, train.x[:32], train.y[:32], evaluation=val.x)
     assert seconds > 0 and not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # running stats too
     assert all(p.grad is None for p in model.parameters())
@@ -220,7 +224,7 @@ def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path
     calls, logs = [], []
     real_warm_up, real_epoch = runner.warm_up, runner.train_epoch
     monkeypatch.setattr(runner, "WARMUP_DEVICES", ("cpu",))  # the accelerator path, on the CPU
-    monkeypatch.setattr(runner, "warm_up", lambda *a: calls.append("warm-up") or real_warm_up(*a))
+    monkeypatch.setattr(runner, "warm_up", lambda *a, **k: calls.append("warm-up") or real_warm_up(*a, **k))
     monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: calls.append("epoch") or real_epoch(*a, **k))
     warm = runner.train(short, run_dir=tmp_path / "warm", log=logs.append, progress=False)
     assert calls == ["warm-up", "epoch", "epoch"]  # once, before epoch 1's timer starts
@@ -230,6 +234,12 @@ def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["rng_cpu"], b["rng_cpu"])
     assert warm.env()["warmup_seconds"] > 0 and "warmup_seconds" not in plain.env()
+    # the session's first row carries its measured warm-up, so 'cold' is claimed only here
+    first, second = warm.metrics()
+    assert first["warmup_s"] == warm.env()["warmup_seconds"] and "warmup_s" not in second
+    assert "cold start" in epoch_timing(warm.metrics()).words()
+    assert "cold" not in epoch_timing(plain.metrics()).words()
+    assert all(r["cpu_count"] >= 1 and r["load_1m"] >= 0 for r in plain.metrics())  # each epoch's load
     assert any(line.startswith("warm-up on cpu:") and "not counted in epoch 1" in line for line in logs)
 
 

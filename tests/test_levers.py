@@ -56,7 +56,8 @@ def test_levers_change_the_arithmetic_not_the_result():
     for precision in ("32", "bf16-mixed"):
         torch.manual_seed(0)
         model = create_model("cnn")
-        step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(precision=precision), CPU, batch_size=8)
+        step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(precision=precision), CPU, batch_size=8,
+            sample_shape=(1, 28, 28))
         x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
         losses[precision] = float(step(x, y))
     assert losses["32"] != losses["bf16-mixed"] and abs(losses["32"] - losses["bf16-mixed"]) < 0.05
@@ -100,7 +101,8 @@ def test_broken_compiler_at_first_call_is_one_line(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken)
     model = create_model("mlp")
-    step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(compile="default"), CPU, batch_size=4)
+    step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(compile="default"), CPU, batch_size=4,
+        sample_shape=(1, 28, 28))
     with pytest.raises(ConfigError, match="torch.compile failed on this machine") as e:
         step(torch.randn(4, 1, 28, 28), torch.arange(4))
     assert "\n" not in str(e.value)
@@ -138,7 +140,7 @@ def test_warm_up_leaves_weights_and_optimizer_untouched():
     torch.manual_seed(0)
     model = create_model("cnn")
     opt = make_optimizer(model, 0.1, 0.9)
-    step = lv.make_step(model, opt, Levers(), CPU, batch_size=8)
+    step = lv.make_step(model, opt, Levers(), CPU, batch_size=8, sample_shape=(1, 28, 28))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
     lv.warm_up(step, x, y, steps=2)
@@ -149,7 +151,7 @@ def test_warm_up_leaves_weights_and_optimizer_untouched():
     torch.manual_seed(0)
     fresh = create_model("cnn")
     assert first_after == float(lv.make_step(fresh, make_optimizer(fresh, 0.1, 0.9), Levers(), CPU,
-                                             batch_size=8)(x, y))
+                                             batch_size=8, sample_shape=(1, 28, 28))(x, y))
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
 
 

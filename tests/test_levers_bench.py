@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from mnistlab import cli
 from mnistlab.core.defaults import IMPLEMENTATIONS
-from mnistlab.measure.levers_bench import IMPLEMENTATION_LEVERS
+from mnistlab.core.errors import CheckpointError
+from mnistlab.measure.levers_bench import IMPLEMENTATION_LEVERS, ImplCell, LeversResult, format_table
 
 
 def test_bench_implementations_table(tiny, tmp_path, capsys):
@@ -16,10 +19,13 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     data = json.loads((tmp_path / "b" / "levers.json").read_text())
     cells = {c["implementation"]: c for c in data["cells"]}
     assert cells["eager"]["speedup_vs_eager"] == 1.0 and len(cells["eager"]["step_s"]) == 2
+    assert cells["eager"]["bound"] in ("compute", "overhead") and "stable" in cells["eager"]["stability"]
     bf16 = cells["bf16-mixed+channels-last"]
     assert bf16["compute_dtype"] == "bfloat16" and len(bf16["step_s"]) == 2
     assert bf16["peak_flops_per_s"] == data["peaks_flops_per_s"]["cpu"]["bfloat16"]  # the dtype's own peak
-    assert bf16["speedup_vs_eager"] == cells["eager"]["step_median_s"] / bf16["step_median_s"]
+    # the median of the per-repeat ratios (the repeats ran interleaved), with its range and stability
+    paired = sorted(a / b for a, b in zip(cells["eager"]["step_s"], bf16["step_s"]))
+    assert bf16["speedup_vs_eager"] == pytest.approx(sum(paired) / 2) and bf16["vs_eager"]["spread"]["n"] == 2
     assert "CUDA GPU" in cells["cuda-graphs"]["unavailable"] and not cells["cuda-graphs"]["step_s"]
     assert any("bf16-mixed+channels-last" in o and "eager fp32 in the same run" in o for o in data["observations"])
     assert (tmp_path / "b" / "levers.txt").read_text().startswith("cpu: ")
@@ -28,7 +34,9 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     from mnistlab.report.document import Document
 
     doc = Document("t")
-    levers_section(doc, data)
+    result = LeversResult.from_dict(data)
+    assert result.to_dict() == data  # round trip
+    levers_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "Speed levers: what each one buys" in md and "not available" in md and "of bfloat16" in md
 
@@ -36,3 +44,33 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
 def test_every_implementation_has_its_levers():
     assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
     assert IMPLEMENTATION_LEVERS["eager"].describe() == "eager fp32"
+
+
+def _lever_result(eager_s, bf16_s) -> LeversResult:
+    cells = [ImplCell("cnn", "cpu", name, name, "float32", 64, 10, 0.1, list(s), 1_000_000, 1e9)
+             for name, s in (("eager", eager_s), ("bf16-mixed", bf16_s))]
+    return LeversResult(cells, {"cpu": {"float32": 1e9}}, {"cpu": "a CPU"},
+                        {"batch_size": 64, "steps": 10, "repeats": len(eager_s), "warmup": 1})
+
+
+def test_a_levers_cell_with_a_30_percent_spread_is_unstable():
+    result = _lever_result([0.010, 0.010, 0.010], [0.008, 0.0104, 0.008])  # 30% of its median
+    bf16 = result.cell("cpu", "cnn", "bf16-mixed")
+    assert result.cell("cpu", "cnn", "eager").stability.stable and not bf16.stability.stable
+    data = result.to_dict()
+    assert not data["cells"][1]["stability"]["stable"] and "30%" in data["cells"][1]["stability"]["reason"]
+    assert "[unstable:" in next(o for o in data["observations"] if "bf16-mixed:" in o)  # its ratio to eager
+    assert format_table(result).splitlines()[3].endswith("unstable")
+
+
+@pytest.mark.parametrize("field, value", [("step_s", ["fast"]), ("implementation", None), ("warmup_s", "1 s")])
+def test_a_malformed_levers_json_is_one_line_naming_the_file_and_field(tmp_path, field, value):
+    from mnistlab.core.schema import read_result
+
+    data = _lever_result([0.01, 0.01], [0.008, 0.008]).to_dict()
+    data["cells"][1][field] = value
+    (tmp_path / "levers.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError) as e:
+        read_result(LeversResult, tmp_path)
+    message = str(e.value)
+    assert str(tmp_path / "levers.json") in message and field in message and "\n" not in message

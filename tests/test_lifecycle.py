@@ -157,3 +157,40 @@ def test_cpu_out_of_memory_is_one_line_in_profile_and_summary(capsys):
     for argv in (["profile", "mlp", "--batch-size", "100000000000"], ["summary", "mlp", "--batch-size", "100000000000"]):
         assert cli.main(argv) == 2
         assert "out of memory on cpu" in _one_line(capsys.readouterr().err)
+
+
+JOB_ARGV = {
+    "bench": ["bench", "--pipelines", "resident"],
+    "bench --implementations": ["bench", "--implementations", "eager"],
+}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(job=st.sampled_from(sorted(JOB_ARGV)), kind=st.sampled_from(["index", "wrong-shape", "ctrl-c", "sigterm"]),
+       at=st.integers(1, 3))
+def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
+    """bench and the levers bench (and lab, speedrun, scaling: the same job_folder) record how they ended."""
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        src = Path(tmp) / "net.py"
+        src.write_text(MODEL.format(kind=kind, at=at, mode="train"))
+        out = Path(tmp) / "out"
+        code = cli.main([*JOB_ARGV[job], "--models", f"{src}:Net", "--dataset", "tiny", "--devices", "cpu",
+                         "--steps", "2", "--repeats", "1", "--warmup", "1", "--out", str(out)])
+        err = capsys.readouterr().err
+        status = read_json_object(out / "status.json")
+    want_code, want_state = FAILURES[kind]
+    assert (code, status["state"]) == (want_code, want_state), err
+    assert status["job"] == job
+    line = _one_line(err)
+    if want_state == "failed":
+        assert f"model {src}:Net failed" in line and status["message"] == line.removeprefix("mnistlab: error: ")
+
+
+def test_a_model_that_fails_in_a_data_parallel_process_is_one_line(tiny, tmp_path, capsys):
+    src = tmp_path / "net.py"
+    src.write_text(MODEL.format(kind="index", at=1, mode="train"))
+    code = cli.main(["bench", "--nproc", "2", "--models", f"{src}:Net", "--dataset", "tiny", "--steps", "2",
+                     "--repeats", "1", "--out", str(tmp_path / "out")])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and f"model {src}:Net failed in a data-parallel process: IndexError" in line
+    assert read_json_object(tmp_path / "out" / "status.json")["state"] == "failed"

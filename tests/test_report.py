@@ -116,7 +116,7 @@ def test_observations_follow_the_numbers(tmp_path):
     (line,) = device_comparisons([falling, turned])
     # steady-state epochs only (the cold first epochs, 9 s and 3 s, are left out), per step (10 steps each)
     assert line.startswith("mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
-                           "cuda is 4.0x faster (medians of the steady-state epochs")
+                           "cuda vs the CPU 4.0x faster (4.0\u20134.0x over 3 repeats) (steady-state epochs")
 
 
 def test_plural_and_percent():
@@ -166,6 +166,64 @@ def test_epoch_timing_separates_cold_epochs_and_marks_resumes():
     assert "steady state 0.50 s per epoch (0.40\u20130.60 s over 3 epochs)" in t.words()
     assert resume_points(rows) == [3.5]
     assert "no steady-state epoch" in epoch_timing(rows[:1]).words()
+
+
+def test_cold_is_claimed_only_where_measured_and_a_busy_epoch_is_marked():
+    from mnistlab.measure.epochs import epoch_timing
+
+    rows = [{"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": 1}
+            for e, t in [(1, 31.96), (2, 0.5), (3, 0.5)]]
+    words = epoch_timing(rows).words()  # an old run: no warm-up or load columns
+    assert words.startswith("first epoch 31.96 s; steady state") and "cold" not in words and "busy" not in words
+    rows[0].update(warmup_s=1.25, load_1m=3.7, cpu_count=2)  # the session's warm-up, timed apart; a busy epoch
+    t = epoch_timing(rows)
+    assert t.busy_epochs == [1] and t.warmup_s == [1.25]
+    assert "cold start" in t.words() and "1.25 s" in t.words() and "first epoch 31.96 s" in t.words()
+    assert "epoch 1 measured while the machine was busy" in t.words()
+    assert epoch_timing(rows[:2]).words().endswith("steady state 0.50 s per epoch (1 epoch, no range)")
+
+
+def _bench_result(cnn_utilisation: float):
+    from mnistlab.measure.bench import PHASES, BenchResult, Cell
+
+    load = {"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 0.5, "cpu_count": 2}}
+    phases = {**dict.fromkeys(PHASES, 0.2), "data": 0.01, "h2d": 0.01}
+
+    def cell(model, pipeline, utilisation):
+        return Cell(model, "cpu", pipeline, "x", 64, 10, 3, 100, True, [0.010, 0.0101, 0.0102], [0.05, 0.01],
+                    phases, 0.012, int(utilisation * 1e9 * 0.0101), 1e9, load)
+    cells = [cell("mlp", "resident", 0.05), cell("cnn", "resident", cnn_utilisation)]
+    return BenchResult(cells, {"cpu": 1e9}, {"cpu": "a CPU"}, {"batch_size": 64, "steps": 10, "repeats": 3,
+                                                                "warmup": 2}, load)
+
+
+@pytest.mark.parametrize("utilisation, bound", [(0.28, "overhead"), (0.35, "compute")])
+def test_q9_and_the_bench_bullets_read_the_same_bound(tmp_path, utilisation, bound):
+    from mnistlab.measure.bench import write_bench
+    from mnistlab.report.builder import build_report
+
+    result = _bench_result(utilisation)
+    assert result.cell("resident", "cpu", "cnn").bound == bound
+    (tmp_path / "bench").mkdir()
+    write_bench(result, tmp_path / "bench")
+    md = build_report([tmp_path / "bench"], tmp_path / "out")[0].read_text()
+    q9 = md[md.index("## Q9."):md.index("## Q10.")]
+    said_compute = "arithmetic" in q9 or "compute-bound" in q9
+    para = next(ln for ln in q9.splitlines() if ln.startswith("On the CPU the CNN's step"))
+    assert said_compute == (bound == "compute") and f"({bound}-bound) and the MLP's" in para
+    cnn_lines = [ln for ln in md.splitlines() if "cpu/cnn" in ln]
+    assert cnn_lines and all(f"{bound}-bound" in ln for ln in cnn_lines if "-bound" in ln)
+
+
+def test_the_bench_figure_is_redrawn_from_bench_json_alone(tmp_path):
+    from mnistlab.measure.bench import write_bench
+    from mnistlab.report.builder import build_report
+
+    (tmp_path / "bench").mkdir()
+    write_bench(_bench_result(0.35), tmp_path / "bench")
+    assert not (tmp_path / "bench" / "bench.png").exists()  # only bench.json and bench.txt
+    md = build_report([tmp_path / "bench"], tmp_path / "out")[0].read_text()
+    assert "figures/bench-bench.png" in md and (tmp_path / "out" / "figures" / "bench-bench.png").is_file()
 
 
 def test_report_rejects_a_damaged_bench_json(lab_dir, tmp_path, capsys):

@@ -34,7 +34,10 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     from mnistlab.report.document import Document
 
     doc = Document("t")
-    speedrun_section(doc, data)
+    result = sr.SpeedrunResult.from_dict(data)
+    assert result.to_dict() == data  # round trip
+    assert data["summary"]["time_stability"]["stable"] is result.stability.stable
+    speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
     assert run_levers_text({"precision": "bf16-mixed", "channels_last": True}) == "eager bf16-mixed + channels-last"
@@ -102,7 +105,7 @@ def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
                          seeds=1, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
     assert "unstable" in result.line() and "4.2 at the end" in result.line()
     assert result.to_dict()["machine_busy"] == result.machine_busy and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
-    quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds,
+    quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds * 2,
                               load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}})
     assert quiet.machine_busy is None and "unstable" not in quiet.line()
 
@@ -148,3 +151,30 @@ def test_speedrun_on_cuda_with_graphs(tiny, tmp_path):
     assert data["levers"]["cuda_graphs"] is True and all(r["total"] == 200 for r in data["runs"])
     assert data["summary"]["accuracy_mean"] > 50
 
+
+
+@pytest.mark.parametrize("damage, field", [(lambda d: d["runs"][0].pop("seconds"), "seconds"),
+                                           (lambda d: d["recipe"].update(epochs="one"), "epochs"),
+                                           (lambda d: d.update(runs=[]), "runs")])
+def test_a_malformed_speedrun_json_is_one_line_naming_the_file_and_field(tmp_path, damage, field):
+    from mnistlab.core.errors import CheckpointError
+    from mnistlab.core.schema import read_result
+
+    seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
+    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds).to_dict()
+    damage(data)
+    (tmp_path / "speedrun.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError) as e:
+        read_result(sr.SpeedrunResult, tmp_path)
+    message = str(e.value)
+    assert str(tmp_path / "speedrun.json") in message and field in message and "\n" not in message
+
+
+def test_speedrun_times_are_judged_by_the_one_stability_rule():
+    def result(times):
+        seeds = [sr.SeedResult(i, 99.0, 198, 200, t, t, 0.0, 0.2, 0.1) for i, t in enumerate(times)]
+        return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds)
+
+    assert result([4.0, 4.1, 4.05]).stability.stable
+    assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).line()
+    assert "1 repeat, no range" in result([4.0]).line()

@@ -197,24 +197,19 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
                   dataset_name: str = "mnist", out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
     """Data-parallel scaling, 1 against `nproc` processes (measure.scaling): scaling.json and scaling.txt."""
     from mnistlab.core.device import resolve_device
-    from mnistlab.core.environment import environment
-    from mnistlab.measure.scaling import format_scaling, measure_scaling, scaling_observations
+    from mnistlab.measure.scaling import format_scaling, measure_scaling
 
     _check_models(models, get_dataset(dataset_name))
     resolve_device(device)
     if batch_size % nproc:  # before the one-process measurement, not after it
         raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
     with job_folder(out, RUNS_DIR, "scaling", "bench --nproc") as folder:
-        cells = [c for m in models for c in measure_scaling(m, device, [1, nproc], batch=batch_size, steps=steps,
-                                                             repeats=repeats)]
-        text = format_scaling(cells)
-        write_json(folder / "scaling.json", {"env": environment(), "cells": [c.to_dict() for c in cells],
-                                             "observations": scaling_observations(cells)})
+        result = measure_scaling(list(models), device, [1, nproc], batch=batch_size, steps=steps, repeats=repeats,
+                                 shape=get_dataset(dataset_name).shape)
+        text = format_scaling(result)
+        write_json(folder / result.FILE, result.to_dict())
         write_atomic(folder / "scaling.txt", (text + "\n").encode())
-    return cells, folder, text
-
-
-SPEEDRUN_FILE = "speedrun.json"
+    return result, folder, text
 
 
 def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[str, Any] | None = None,
@@ -240,5 +235,5 @@ def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[st
     with job_folder(out, under, "speedrun", "speedrun") as folder:
         log(describe_choice(device, dev))
         result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log)
-        write_json(folder / SPEEDRUN_FILE, result.to_dict())
+        write_json(folder / result.FILE, result.to_dict())
     return result, folder

@@ -38,17 +38,11 @@ def load_snapshot() -> dict[str, Any]:
             "time": time.time()}
 
 
-def machine_was_busy(start: dict[str, Any] | None, end: dict[str, Any] | None) -> str | None:
-    """Words saying the machine was busy (1-minute load average above its core count at the start or
-    the end; the load includes this process's own threads), or None."""
-    loads = [(w, s) for w, s in (("start", start), ("end", end))
-             if s and s.get("load_avg_1m") is not None and s.get("cpu_count")]
-    busy = [(w, s) for w, s in loads if s["load_avg_1m"] > s["cpu_count"]]
-    if not busy:
-        return None
-    said = ", ".join(f"{s['load_avg_1m']:.1f} at the {w}" for w, s in loads)
-    return (f"unstable: another process used the CPU during this measurement (load average {said}, "
-            f"on {loads[0][1]['cpu_count']} cores); rerun on a quiet machine")
+def epoch_load() -> dict[str, Any]:
+    """The load columns of an epoch's metrics.csv row (at its end): was the machine busy then?"""
+    snap = load_snapshot()
+    cols = {"load_1m": snap["load_avg_1m"], "cpu_count": snap["cpu_count"]}
+    return {k: v for k, v in cols.items() if v is not None}  # no load average on this OS: no columns
 
 
 def environment() -> dict[str, Any]:

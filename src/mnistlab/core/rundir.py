@@ -26,7 +26,8 @@ CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "s
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
 RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written by write_atomic
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
-                 "epoch_seconds", "samples_per_s", "steps", "global_step", "session"]
+                 "epoch_seconds", "samples_per_s", "steps", "global_step", "session",
+                 "load_1m", "cpu_count", "warmup_s"]  # load at the epoch's end; the session's warm-up (its 1st row)
 STEP_FIELDS = ["step", "epoch", "train_loss"]
 # what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
 REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
@@ -93,8 +94,8 @@ def read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, float]]
             for line, row in enumerate(reader, start=2):
                 if None in row or None in row.values():
                     raise ResultFileError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
-                try:
-                    rows.append({k: float(v) for k, v in row.items()})
+                try:  # an empty optional cell (an older row, no load average on this OS) is absent
+                    rows.append({k: float(v) for k, v in row.items() if v != "" or k in required})
                 except ValueError as e:
                     raise ResultFileError(f"{path}: malformed CSV (line {line}: {e})") from None
             return rows

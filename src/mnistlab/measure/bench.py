@@ -1,69 +1,70 @@
 """The device x pipeline x model benchmark: epoch time, samples/s, and where each step's time goes.
 
-Every cell is prepared first (model, optimizer, batch stream), then warmed up; its warm-up steps
-are timed and reported apart from the steady state. The `repeats` free-running timings of `steps`
-steps are interleaved across cells (A B A B ...), so that a drift in the machine's load hits every
-cell alike, and every time is a median with its min-max over the repeats. A cell whose repeats
-spread by more than UNSTABLE_SPREAD of their median, or a run during which the load average
-exceeded the core count, says in words that it is unstable. Then one instrumented pass per cell
-times each phase of a step (data, host-to-device copy, forward, backward, optimizer) with a
+Every cell is prepared first (model, optimizer, batch stream; the step is training.levers.make_step's,
+eager fp32), then warmed up; its warm-up steps are timed and reported apart from the steady state.
+The `repeats` free-running timings of `steps` steps are interleaved across cells (measure/timing.py),
+and every time is a Spread with the one stability rule. Then one instrumented pass per cell times
+each phase of a step (data, host-to-device copy, forward, backward, optimizer) with a
 synchronisation at every phase boundary, on a GPU with CUDA events created once per pass; each
 phase's share is of the sum of the phases, and what the outer timer saw beyond that sum is
 reported as timer overhead. A short GEMM on each device gives its measured matmul peak, against
-which the achieved FLOP/s of a cell is a utilisation.
+which the achieved FLOP/s of a cell is a utilisation, and from which its bound is judged (`bound`).
 """
 
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
-from mnistlab.core.environment import load_snapshot, machine_was_busy
+from mnistlab.core.environment import load_snapshot
 from mnistlab.core.rundir import write_json
-from mnistlab.data.datasets import DatasetSpec
+from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.core.failures import blame_model
+from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.training.models import create_model
-from mnistlab.measure.profiling import profile_model
 from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.measure.profiling import profile_model
+from mnistlab.measure.table import text_table
+from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, Spread, Stability, interleave,
+                                     machine_stability, stability, time_steps)
+from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
+from mnistlab.training.models import create_model
 
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
 PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
                "forward": "the forward pass", "backward": "the backward pass", "optimizer": "the optimizer step"}
 COMPUTE_BOUND_UTILISATION = 0.30  # of the measured matmul peak; the CPU CNN runs at ~35-45%
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
-UNSTABLE_SPREAD = 0.10  # (max - min) / median of a cell's repeats beyond which its figure is not trusted
+BOUNDS = ("input", "compute", "overhead")
 
 
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, min, max and quartiles of repeated measurements, and the range relative to the median."""
-    med = statistics.median(values)
-    q1, q3 = (statistics.quantiles(values, n=4, method="inclusive")[::2] if len(values) > 1 else (med, med))
-    return {"median": med, "min": min(values), "max": max(values), "q1": q1, "q3": q3,
-            "rel_range": (max(values) - min(values)) / med if med > 0 else 0.0, "n": len(values)}
+def bound(utilisation: float, input_share: float = 0.0) -> str:
+    """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in),
+    'compute' (it reaches COMPUTE_BOUND_UTILISATION of the measured matmul peak) or 'overhead'
+    (per-operation costs). Every sentence about a cell's bound reads this one value."""
+    if input_share >= INPUT_BOUND_SHARE:
+        return "input"
+    return "compute" if utilisation >= COMPUTE_BOUND_UTILISATION else "overhead"
 
 
-def ratio_words(ratios: Sequence[float]) -> str:
-    """Per-repeat ratios slow/fast as words with their range: "12.0x faster (9.1-14.2x over 5 repeats)";
-    a ratio below 1 is said the other way round ("1.4x slower"), never "0.7x faster"."""
-    med, lo, hi, n = statistics.median(ratios), min(ratios), max(ratios), len(ratios)
-    over = f"over {n} repeats" if n > 1 else "1 repeat, no range"
-    if lo >= 1:
-        return f"{med:.1f}x faster ({lo:.1f}\u2013{hi:.1f}x {over})" if n > 1 else f"{med:.1f}x faster ({over})"
-    if hi <= 1:
-        return (f"{1 / med:.1f}x slower ({1 / hi:.1f}\u2013{1 / lo:.1f}x {over})" if n > 1
-                else f"{1 / med:.1f}x slower ({over})")
-    return f"not clearly different: from {1 / lo:.2f}x slower to {hi:.2f}x faster {over}"
+CELL_SCHEMA = {"model": "text", "device": "text", "pipeline": "text", "pipeline_detail": "text", "batch_size": "int",
+               "steps_timed": "int", "repeats": "int", "steps_per_epoch": "int", "extrapolated": "bool",
+               "step_s": ["positive", NONEMPTY], "warmup_s": ["positive"], "phases_s": {p: "number" for p in PHASES},
+               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "positive"}
+SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
+LOAD_SCHEMA = {"start?": {**SNAPSHOT}, "end?": {**SNAPSHOT}}
+BENCH_SCHEMA = {"settings": {"batch_size": "int", "steps": "int?", "repeats": "int", "warmup": "int"},
+                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "positive"}, "load?": LOAD_SCHEMA,
+                "cells": [CELL_SCHEMA]}
 
 
 @dataclass
@@ -71,39 +72,41 @@ class Cell:
     model: str
     device: str
     pipeline: str
-    implementation: str
+    pipeline_detail: str  # how the pipeline is implemented, in words
     batch_size: int
     steps_timed: int
     repeats: int
     steps_per_epoch: int
     extrapolated: bool
     step_s: list[float]  # per-step time of each free-running repeat, in the interleaved order
-    warmup_s: list[float]  # time of each warm-up step (the first one is cold)
+    warmup_s: list[float]  # time of each warm-up step (the first one pays the first-call costs)
     phases_s: dict[str, float]  # mean per step, instrumented pass
     instrumented_step_s: float  # mean per step of the instrumented pass, outer timer
     train_step_flops: int  # for one batch
     peak_flops_per_s: float
-    machine_busy: str | None = None  # words from the run's load check, set by run_bench
+    load: Load = field(default_factory=dict, repr=False)  # the bench's load snapshots (not per cell in the file)
+
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(CELL_SCHEMA)
 
     @property
     def key(self) -> str:
         return f"{self.pipeline}/{self.device}/{self.model}"
 
     @property
-    def step_spread(self) -> dict[str, float]:
-        return spread(self.step_s)
+    def step(self) -> Spread:
+        return Spread.of(self.step_s)
 
     @property
     def step_median_s(self) -> float:
-        return statistics.median(self.step_s)
+        return self.step.median
 
     @property
     def epoch_s_min(self) -> float:
-        return min(self.step_s) * self.steps_per_epoch
+        return self.step.min * self.steps_per_epoch
 
     @property
     def epoch_s_max(self) -> float:
-        return max(self.step_s) * self.steps_per_epoch
+        return self.step.max * self.steps_per_epoch
 
     @property
     def epoch_s_median(self) -> float:
@@ -119,7 +122,7 @@ class Cell:
 
     @property
     def utilisation(self) -> float:
-        return self.achieved_flops_per_s / self.peak_flops_per_s
+        return self.achieved_flops_per_s / self.peak_flops_per_s if self.peak_flops_per_s > 0 else 0.0
 
     @property
     def phase_total_s(self) -> float:
@@ -139,22 +142,40 @@ class Cell:
         return max(PHASES, key=lambda p: self.phases_s[p])
 
     @property
-    def stability(self) -> str | None:
-        """None when the figure can be trusted; otherwise why not, in words."""
-        rel = self.step_spread["rel_range"]
-        if len(self.step_s) > 1 and rel > UNSTABLE_SPREAD:
-            return (f"unstable: its {len(self.step_s)} repeats spread over {rel:.0%} of their median (more than "
-                    f"{UNSTABLE_SPREAD:.0%}); another process probably used the CPU during this measurement; rerun")
-        return self.machine_busy
+    def bound(self) -> str:
+        return bound(self.utilisation, self.share("data", "h2d"))
+
+    @property
+    def stability(self) -> Stability:
+        return stability(self.step_s, self.load)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "key": self.key, "step_median_s": self.step_median_s,
-                "step_spread": self.step_spread, "epoch_s_min": self.epoch_s_min,
+        return {**{k: getattr(self, k) for k in self.FIELDS}, "key": self.key, "step_median_s": self.step_median_s,
+                "step_spread": self.step.to_dict(), "epoch_s_min": self.epoch_s_min,
                 "epoch_s_max": self.epoch_s_max, "epoch_s_median": self.epoch_s_median,
                 "samples_per_s": self.samples_per_s, "achieved_flops_per_s": self.achieved_flops_per_s,
                 "utilisation": self.utilisation, "shares": {p: self.share(p) for p in PHASES},
-                "timer_overhead_s": self.timer_overhead_s, "stability": self.stability}
+                "timer_overhead_s": self.timer_overhead_s, "bound": self.bound,
+                "stability": self.stability.to_dict()}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], load: Load) -> Cell:
+        """From a dict already checked against CELL_SCHEMA; judgements are recomputed, never read back."""
+        return cls(**{k: d[k] for k in cls.FIELDS}, load=load)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One speed-up of the bench: `subject` against `baseline`, from their paired repeats."""
+    what: str
+    subject: str  # a cell key
+    baseline: str
+    model: str
+    ratio: Ratio
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.ratio.to_dict()
+        return {"what": self.what, "subject": self.subject, "baseline": self.baseline, "model": self.model, **r}
 
 def measure_matmul_peak(device: torch.device, seconds: float = 0.5, dtype: torch.dtype = torch.float32) -> float:
     """Best FLOP/s of a square matmul in `dtype` on `device`, with torch's current precision settings
@@ -205,7 +226,7 @@ class _PhaseClock:
 
 def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, device: torch.device,
             seed: int) -> tuple[Callable[[], Iterator], str]:
-    """An endless batch iterator factory and a description of its implementation."""
+    """An endless batch iterator factory and a description of the pipeline."""
     if pipeline == "resident":
         loader = DeviceLoader(split, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed)
         return (lambda: itertools.chain.from_iterable(loader.batches(e) for e in itertools.count(1)),
@@ -215,58 +236,48 @@ def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, 
             f"per-sample PIL + DataLoader ({ref.dataset.implementation})")
 
 
-def time_steps(step: Callable[[], None], n: int, device: torch.device) -> float:
-    """Seconds per step of `n` free-running calls of `step`, synchronised at both ends only. This is
-    the one place a cell is timed: a new variant of a cell (another implementation) is a new step."""
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - t0) / n
-
-
 @dataclass
 class _Setup:
     """A cell ready to time: its step function, its instrumented step, and what it measured so far."""
     model: str
     device: torch.device
     pipeline: str
-    implementation: str
+    pipeline_detail: str
     steps_per_epoch: int
     n: int
     step: Callable[[], None]
     phased_step: Callable[[_PhaseClock], None]
-    num_classes: int = 10
+    shape: DataShape
     warmup_s: list[float] = field(default_factory=list)
     step_s: list[float] = field(default_factory=list)
 
 
 def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: RawSplit, spec: DatasetSpec, *,
                  batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, seed: int = 0) -> _Setup:
+    """The cell's step is training.levers.make_step's (eager fp32): what train_epoch runs, after the
+    batch is copied to the device (the reference pipeline yields host tensors)."""
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
     torch.manual_seed(seed)
-    model = create_model(model_name, len(spec.classes)).to(device)
+    model = create_model(model_name, spec.shape).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
-    make_iter, impl = _stream(pipeline, split, spec, batch_size, device, seed)
+    train_step = make_step(model, opt, Levers(), device, batch_size=batch_size,
+                           sample_shape=spec.shape.sample)
+    make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed)
     it = make_iter()
 
     def step() -> None:
         x, y = next(it)
-        x, y = x.to(device), y.to(device)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(x.to(device), y.to(device))
 
-    def phased_step(clock: _PhaseClock) -> None:
+    def phased_step(clock: _PhaseClock) -> None:  # the same work, cut at the phase boundaries
         x, y = clock.run("data", lambda: next(it))
         x, y = clock.run("h2d", lambda: (x.to(device), y.to(device)))
-        loss = clock.run("forward", lambda: F.cross_entropy(model(x), y))
+        loss = clock.run("forward", lambda: train_step.loss_fn(model(x), y))
         clock.run("backward", loss.backward)
         clock.run("optimizer", lambda: (opt.step(), opt.zero_grad(set_to_none=True)))
 
-    return _Setup(model_name, device, pipeline, impl, steps_per_epoch, n, step, phased_step, len(spec.classes))
+    return _Setup(model_name, device, pipeline, detail, steps_per_epoch, n, step, phased_step, spec.shape)
 
 
 def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
@@ -283,36 +294,35 @@ def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
 
 
 def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
-    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved:
-    repeat 1 of every cell, then repeat 2 of every cell, ..."""
-    for s in setups:
-        for _ in range(warmup):
-            s.warmup_s.append(time_steps(s.step, 1, s.device))
-    for _ in range(repeats):
-        for s in setups:
-            s.step_s.append(time_steps(s.step, s.n, s.device))
+    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved."""
+    def warm(s: _Setup) -> None:
+        with blame_model(s.model, "while being timed"):
+            s.warmup_s.extend(time_steps(s.step, 1, s.device) for _ in range(warmup))
 
+    def time_once(s: _Setup) -> float:
+        with blame_model(s.model, "while being timed"):
+            return time_steps(s.step, s.n, s.device)
 
-def bench_cell(model_name: str, device: torch.device, pipeline: str, split: RawSplit, spec: DatasetSpec, *,
-               batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
-               peak: float, seed: int = 0) -> Cell:
-    """One cell on its own (no interleaving partner)."""
-    setup = prepare_cell(model_name, device, pipeline, split, spec, batch_size=batch_size, steps=steps, seed=seed)
-    run_cells([setup], repeats=repeats, warmup=warmup)
-    return _finish(setup, batch_size, repeats, peak)
+    times = interleave(setups, warm_up=warm, time_once=time_once, repeats=repeats)
+    for s, t in zip(setups, times, strict=True):
+        s.step_s.extend(t)
 
 
 def _finish(s: _Setup, batch_size: int, repeats: int, peak: float) -> Cell:
-    phases, outer = _instrumented(s)
-    return Cell(model=s.model, device=s.device.type, pipeline=s.pipeline, implementation=s.implementation,
+    with blame_model(s.model, "in the instrumented pass"):
+        phases, outer = _instrumented(s)
+    return Cell(model=s.model, device=s.device.type, pipeline=s.pipeline, pipeline_detail=s.pipeline_detail,
                 batch_size=batch_size, steps_timed=s.n, repeats=repeats, steps_per_epoch=s.steps_per_epoch,
                 extrapolated=s.n < s.steps_per_epoch, step_s=s.step_s, warmup_s=s.warmup_s, phases_s=phases,
-                instrumented_step_s=outer, train_step_flops=profile_model(s.model, batch_size, s.num_classes).train_step_flops,
+                instrumented_step_s=outer,
+                train_step_flops=profile_model(s.model, batch_size, s.shape).train_step_flops,
                 peak_flops_per_s=peak)
 
 
 @dataclass
 class BenchResult:
+    FILE: ClassVar[str] = "bench.json"
+
     cells: list[Cell]
     peaks: dict[str, float]
     devices: dict[str, str]  # device type -> name
@@ -324,18 +334,47 @@ class BenchResult:
 
     @property
     def machine_busy(self) -> str | None:
-        return machine_was_busy(self.load.get("start"), self.load.get("end"))
+        return machine_stability(self.load).reason
 
     def warnings(self) -> list[str]:
         """Every reason, in words, not to trust a figure of this run."""
         out = [self.machine_busy] if self.machine_busy else []
-        out += [f"{c.key}: {c.stability}" for c in self.cells if c.stability and c.stability != self.machine_busy]
+        out += [f"{c.key}: {c.stability.reason}" for c in self.cells
+                if not c.stability.stable and c.stability.reason != self.machine_busy]
+        return out
+
+    def speedups(self) -> list[Comparison]:
+        """Resident vs the notebook's pipeline on each device and model, and each accelerator vs the
+        CPU on each pipeline and model: ratios of the paired, interleaved repeats."""
+        out = []
+        models = list(dict.fromkeys(c.model for c in self.cells))
+        devices = list(dict.fromkeys(c.device for c in self.cells))
+        for m, d in itertools.product(models, devices):
+            ref, res = self.cell("reference", d, m), self.cell("resident", d, m)
+            if ref and res:
+                out.append(Comparison(f"{m} on {d}: resident vs the notebook's pipeline", res.key, ref.key, m,
+                                      Ratio.paired(ref.step_s, res.step_s, self.load)))
+        for m, p, d in itertools.product(models, PIPELINES, devices):
+            cpu, acc = self.cell(p, "cpu", m), self.cell(p, d, m)
+            if d != "cpu" and cpu and acc:
+                out.append(Comparison(f"{p}/{m}: {d} vs the CPU", acc.key, cpu.key, m,
+                                      Ratio.paired(cpu.step_s, acc.step_s, self.load)))
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "load": self.load, "warnings": self.warnings(), "speedups": speedups(self),
+                "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
                 "cells": [c.to_dict() for c in self.cells], "observations": observations(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = FILE) -> BenchResult:
+        """A validated bench.json: a damaged, hostile or older file is one CheckpointError line naming
+        the file and the field. Judgements (bound, stability, speed-ups) are recomputed from the
+        measurements, so that they cannot disagree with them."""
+        check_schema(data, BENCH_SCHEMA, where)
+        load = data.get("load") or {}
+        return cls([Cell.from_dict(c, load) for c in data["cells"]], dict(data["peaks_flops_per_s"]),
+                   dict(data["devices"]), dict(data["settings"]), dict(load))
 
 
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
@@ -356,113 +395,74 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
     log("instrumented pass (a synchronisation at each phase boundary) ...")
     cells = [_finish(s, batch_size, repeats, peaks[s.device.type]) for s in setups]
     load = {"start": load_start, "end": load_snapshot()}
-    busy = machine_was_busy(load["start"], load["end"])
     for c in cells:
-        c.machine_busy = busy
+        c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "samples": len(split), "dataset": spec.name, "torch": torch.__version__,
                 "interleaved": True, "unstable_spread": UNSTABLE_SPREAD}
     return BenchResult(cells, peaks, names, settings, load)
 
 
-def _bound(c: Cell) -> str:
-    if c.share("data", "h2d") >= INPUT_BOUND_SHARE:
-        return "input-bound"
-    if c.utilisation >= COMPUTE_BOUND_UTILISATION:
-        return "compute-bound"
-    return "overhead-bound"
+def bound_words(c: Cell) -> str:
+    """Why a cell's step takes the time it does, from its `bound`."""
+    return {
+        "input": f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in",
+        "compute": f"compute-bound: it runs at {c.utilisation:.0%} of the measured matmul peak",
+        "overhead": (f"overhead-bound: only {c.utilisation:.1%} of the measured matmul peak, so the time goes "
+                     f"to per-operation costs (Python, dispatch, "
+                     + ("kernel launches" if c.device != "cpu" else "matrices too small to keep the cores busy")
+                     + ") rather than to the multiply-adds"),
+    }[c.bound]
 
 
-def pair_ratios(slow: Cell, fast: Cell) -> list[float]:
-    """Per-repeat time ratios slow/fast: repeat i of both cells ran next to each other (interleaved)."""
-    return [a / b for a, b in zip(slow.step_s, fast.step_s, strict=False)]
+def cell_sentence(c: Cell) -> str:
+    """What dominates one cell, its time with its range, and its bound."""
+    dom, sp = c.dominant_phase(), c.step
+    return (f"{c.key}: {c.share(dom):.0%} of each step is {PHASE_WORDS[dom]}; {sp.median * 1e3:.2f} ms per step "
+            f"({sp.min * 1e3:.2f}\u2013{sp.max * 1e3:.2f} over {sp.n} repeats), {c.samples_per_s:,.0f} samples/s; "
+            f"{bound_words(c)}.")
 
 
-def speedups(result: BenchResult) -> list[dict[str, Any]]:
-    """Resident vs the notebook's pipeline on each device and model, and each accelerator vs the CPU
-    on each pipeline and model: per-repeat ratios, their spread, and the words."""
-    out = []
-    models = list(dict.fromkeys(c.model for c in result.cells))
-    devices = list(dict.fromkeys(c.device for c in result.cells))
-    for m, d in itertools.product(models, devices):
-        ref, res = result.cell("reference", d, m), result.cell("resident", d, m)
-        if ref and res:
-            r = pair_ratios(ref, res)
-            out.append({"what": f"{m} on {d}: resident vs the notebook's pipeline", "subject": res.key,
-                        "baseline": ref.key, "ratios": r, "spread": spread(r), "words": ratio_words(r)})
-    for m, p, d in itertools.product(models, PIPELINES, devices):
-        cpu, acc = result.cell(p, "cpu", m), result.cell(p, d, m)
-        if d != "cpu" and cpu and acc:
-            r = pair_ratios(cpu, acc)
-            out.append({"what": f"{p}/{m}: {d} vs the CPU", "subject": acc.key, "baseline": cpu.key,
-                        "ratios": r, "spread": spread(r), "words": ratio_words(r)})
-    return out
+def comparison_sentence(result: BenchResult, u: Comparison) -> str:
+    """A speed-up with its range and stability, and the reason it is what it is."""
+    subject = next(c for c in result.cells if c.key == u.subject)
+    baseline = next(c for c in result.cells if c.key == u.baseline)
+    if subject.pipeline != baseline.pipeline:
+        return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
+                f"(data loading falls from {baseline.phases_s['data'] * 1e3:.2f} to "
+                f"{subject.phases_s['data'] * 1e3:.3f} ms per step).")
+    d = subject.device
+    reason = {
+        "input": f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
+                 f"which the {d} cannot speed up",
+        "compute": f"the {d} step is compute-bound ({subject.utilisation:.0%} of its peak), and the {d} has "
+                   f"{result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured peak",
+        "overhead": f"a step is only {subject.train_step_flops / 1e6:,.1f} MFLOP, which the {d} could do in "
+                    f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured peak, yet the step "
+                    f"takes {subject.step_median_s * 1e6:,.0f} us: the fixed cost of launching each operation "
+                    f"dominates",
+    }[subject.bound]
+    return f"{subject.pipeline}/{u.model}: {d} vs the CPU per step on equal work: {u.ratio.marked()}; {reason}."
 
 
 def observations(result: BenchResult) -> list[str]:
-    """Sentences computed from this run's numbers: what dominates each cell, and why speed-ups are what they are."""
-    out = list(result.warnings())
-    for c in result.cells:
-        dom = c.dominant_phase()
-        why = {
-            "input-bound": f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in",
-            "compute-bound": f"compute-bound: it runs at {c.utilisation:.0%} of the measured matmul peak",
-            "overhead-bound": (f"overhead-bound: only {c.utilisation:.1%} of the measured matmul peak, so the time goes "
-                               f"to per-operation costs (Python, dispatch, "
-                               + ("kernel launches" if c.device != "cpu" else "matrices too small to keep the cores busy")
-                               + "), not arithmetic"),
-        }[_bound(c)]
-        sp = c.step_spread
-        out.append(f"{c.key}: {c.share(dom):.0%} of each step is {PHASE_WORDS[dom]}; "
-                   f"{c.step_median_s * 1e3:.2f} ms per step ({sp['min'] * 1e3:.2f}\u2013{sp['max'] * 1e3:.2f} over "
-                   f"{len(c.step_s)} repeats), {c.samples_per_s:,.0f} samples/s; {why}.")
-    models = list(dict.fromkeys(c.model for c in result.cells))
-    devices = list(dict.fromkeys(c.device for c in result.cells))
-    for m in models:
-        for d in devices:
-            ref, res = result.cell("reference", d, m), result.cell("resident", d, m)
-            if ref and res:
-                out.append(f"{m} on {d}, the resident pipeline against the notebook's: "
-                           f"{ratio_words(pair_ratios(ref, res))} (data loading falls from "
-                           f"{ref.phases_s['data'] * 1e3:.2f} to {res.phases_s['data'] * 1e3:.3f} ms per step).")
-    for m in models:
-        for p in PIPELINES:
-            cpu = result.cell(p, "cpu", m)
-            for d in devices:
-                acc = result.cell(p, d, m)
-                if d == "cpu" or not cpu or not acc:
-                    continue
-                flops = acc.train_step_flops / 1e6
-                reason = {
-                    "input-bound": f"both wait on the input: on {d} {acc.share('data', 'h2d'):.0%} of the step is "
-                                   f"data and copy, which the {d} cannot speed up",
-                    "compute-bound": f"the {d} step is arithmetic ({acc.utilisation:.0%} of its peak), and the {d} "
-                                     f"has {result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured peak",
-                    "overhead-bound": f"a step is only {flops:,.1f} MFLOP, which the {d} could do in "
-                                      f"{acc.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured peak, "
-                                      f"yet the step takes {acc.step_median_s * 1e6:,.0f} us: the fixed cost of "
-                                      f"launching each operation dominates",
-                }[_bound(acc)]
-                out.append(f"{p}/{m}: {d} vs the CPU per step on equal work: {ratio_words(pair_ratios(cpu, acc))}; "
-                           f"{reason}.")
-    return out
+    """Sentences computed from this run's numbers and judgements: warnings, each cell, each speed-up."""
+    return ([*result.warnings(), *(cell_sentence(c) for c in result.cells)]
+            + [comparison_sentence(result, u) for u in result.speedups()])
 
 
 def format_table(result: BenchResult) -> str:
-    head = (f"{'cell':<24} {'epoch s median (min-max)':>25} {'ms/step':>9} {'spread':>7} {'samples/s':>10} "
-            f"{'1st step ms':>11} " + " ".join(f"{p:>9}" for p in PHASES) + f" {'timer ovh':>9} {'GFLOP/s':>8} "
-            f"{'util':>6}  stability")
-    lines = [head, "-" * len(head)]
+    rows = []
     for c in result.cells:
-        shares = " ".join(f"{c.share(p):>9.0%}" for p in PHASES)
-        star = "*" if c.extrapolated else " "
-        epoch = f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}"
-        first = f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-"
         ovh = c.timer_overhead_s / c.instrumented_step_s if c.instrumented_step_s > 0 else 0.0
-        lines.append(f"{c.key:<24} {epoch:>25} {c.step_median_s * 1e3:>9.3f} {c.step_spread['rel_range']:>7.0%} "
-                     f"{c.samples_per_s:>10,.0f} {first:>11} {shares} {ovh:>9.0%} "
-                     f"{c.achieved_flops_per_s / 1e9:>8.1f} {c.utilisation:>6.1%}  "
-                     f"{'unstable' if c.stability else 'stable'}")
+        star = "*" if c.extrapolated else ""
+        rows.append([c.key, f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}",
+                     f"{c.step_median_s * 1e3:.3f}", f"{c.step.rel_range:.0%}", f"{c.samples_per_s:,.0f}",
+                     f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-", *(f"{c.share(p):.0%}" for p in PHASES),
+                     f"{ovh:.0%}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
+                     "stable" if c.stability.stable else "unstable"])
+    lines = [text_table(["cell", "epoch s median (min-max)", "ms/step", "spread", "samples/s", "1st step ms", *PHASES,
+                         "timer ovh", "GFLOP/s", "util", "bound", "stability"], rows)]
     if any(c.extrapolated for c in result.cells):
         n = result.cells[0].steps_timed
         lines.append(f"* epoch time extrapolated from {n} timed steps to a full epoch "
@@ -470,10 +470,11 @@ def format_table(result: BenchResult) -> str:
     s = result.settings
     lines.append(f"epoch s, ms/step, samples/s: steady state after {s.get('warmup', 0)} warm-up steps, median "
                  f"(min-max) of {s.get('repeats')} repeats interleaved across cells; spread: (max-min)/median, "
-                 f"above {UNSTABLE_SPREAD:.0%} is unstable; 1st step: the first (cold) warm-up step; phase "
-                 f"columns: share of the sum of the phases in a separate instrumented pass (a synchronisation "
-                 f"at each phase boundary); timer ovh: what that pass's outer timer saw beyond the phases, "
-                 f"as a share of its step")
+                 f"above {UNSTABLE_SPREAD:.0%} (or 1 repeat, or a busy machine) is unstable; 1st step: the first "
+                 f"warm-up step; phase columns: share of the sum of the phases in a separate instrumented pass (a "
+                 f"synchronisation at each phase boundary); timer ovh: what that pass's outer timer saw beyond the "
+                 f"phases, as a share of its step; bound: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the "
+                 f"step), compute (>= {COMPUTE_BOUND_UTILISATION:.0%} of the measured peak) or overhead")
     return "\n".join(lines)
 
 
@@ -486,12 +487,12 @@ def _load_line(result: BenchResult) -> str:
 
 def write_bench(result: BenchResult, out_dir) -> str:
     """bench.json and bench.txt into `out_dir`; returns the text (peaks, load, table, sentences).
-    The figure is the report layer's (`report.plots.plot_bench`). No pass/fail floors here: those
-    are the project's own checks (benchmarks/bench_targets.py)."""
+    The figure is the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No
+    pass/fail floors here: those are the project's own checks (benchmarks/bench_targets.py)."""
     peaks = [f"{d}: {name}, measured float32 matmul peak {result.peaks[d] / 1e9:,.1f} GFLOP/s"
              for d, name in result.devices.items()]
-    speed = [f"{s['what']}: {s['words']}" for s in speedups(result)]
+    speed = [f"{u.what}: {u.ratio.marked()}" for u in result.speedups()]
     text = "\n".join([*peaks, _load_line(result), format_table(result), "", *speed, "", *observations(result)])
-    write_json(out_dir / "bench.json", result.to_dict())
+    write_json(out_dir / BenchResult.FILE, result.to_dict())
     write_atomic(out_dir / "bench.txt", (text + "\n").encode())
     return text

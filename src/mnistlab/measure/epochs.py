@@ -1,45 +1,72 @@
-"""Epoch times read honestly: the first epoch of every train/resume session is cold (allocator,
-thread pool, first-call costs, caches), so it is reported apart, and every "per epoch" figure,
-device comparison and speed-up uses the steady-state epochs only."""
+"""Epoch times read honestly, with measure/timing.py's rules.
+
+The first epoch of every train/resume session is reported apart and every "per epoch" figure,
+device comparison and speed-up uses the steady-state epochs only. The first epoch is called cold
+only where coldness was measured: a session whose warm-up (compile, graph capture, first-call
+costs) was timed apart records it on its first row (`warmup_s`); otherwise it is "the first epoch".
+An epoch whose row says the load average exceeded the cores (`load_1m`, `cpu_count`) is marked busy.
+"""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mnistlab.measure.timing import Spread, Stability, is_busy, stability
 
 
 @dataclass(frozen=True)
 class EpochTiming:
-    cold_epochs: list[int]  # the first epoch of each session
+    cold_epochs: list[int]  # the first epoch of each session (cold only where `warmup_s` measured it)
     cold_s: list[float]
     steady_epochs: list[int]
     steady_s: list[float]  # training seconds of the steady-state epochs
     steady_step_s: list[float]  # seconds per training step in those epochs (equal work across devices)
     steady_samples_per_s: list[float]
+    warmup_s: list[float]  # each session's warm-up that was timed apart (none: coldness not measured)
+    busy_epochs: list[int]  # epochs measured while the load average exceeded the cores
+
+    @property
+    def steady(self) -> Spread:
+        return Spread.of(self.steady_s)
 
     @property
     def steady_median(self) -> float:
-        return statistics.median(self.steady_s)
+        return self.steady.median
 
     @property
     def steady_min(self) -> float:
-        return min(self.steady_s)
+        return self.steady.min
 
     @property
     def steady_max(self) -> float:
-        return max(self.steady_s)
+        return self.steady.max
+
+    @property
+    def steady_stability(self) -> Stability:
+        return stability(self.steady_s)
 
     def words(self) -> str:
-        """"first (cold) epoch 19.70 s; steady state 0.52 s per epoch (0.49-0.61 s over 9 epochs)"."""
-        cold = ", ".join(f"{t:.2f} s" for t in self.cold_s)
-        first = (f"first (cold) epoch {cold}" if len(self.cold_s) == 1
-                 else f"first (cold) epoch of each of {len(self.cold_s)} sessions {cold}")
+        """"first epoch 19.70 s; steady state 0.52 s per epoch (0.49-0.61 s over 9 epochs)"; with a measured
+        warm-up, "cold start (warm-up, timed apart) 1.20 s; first epoch ..."."""
+        times = ", ".join(f"{t:.2f} s" for t in self.cold_s)
+        first = (f"first epoch {times}" if len(self.cold_s) == 1
+                 else f"first epoch of each of {len(self.cold_s)} sessions {times}")
+        if self.warmup_s:
+            warm = ", ".join(f"{t:.2f} s" for t in self.warmup_s)
+            first = (f"cold start (the untimed warm-up: compile, capture and first-call costs, timed apart) {warm}; "
+                     f"{first}")
+        if self.busy_epochs:
+            first += (f"; epoch{'s' if len(self.busy_epochs) > 1 else ''} {', '.join(map(str, self.busy_epochs))} "
+                      f"measured while the machine was busy (load average above its cores): not stable evidence")
         if not self.steady_s:
             return f"{first}; no steady-state epoch yet (every epoch was the first of its session)"
-        n = len(self.steady_s)
-        rng = f" ({self.steady_min:.2f}\u2013{self.steady_max:.2f} s over {n} epochs)" if n > 1 else " (1 epoch)"
-        return f"{first}; steady state {self.steady_median:.2f} s per epoch{rng}"
+        s = self.steady
+        if s.n == 1:
+            return f"{first}; steady state {s.median:.2f} s per epoch (1 epoch, no range)"
+        judged = self.steady_stability
+        return (f"{first}; steady state {s.median:.2f} s per epoch ({s.min:.2f}\u2013{s.max:.2f} s over {s.n} epochs)"
+                + ("" if judged.stable else f" [{judged.reason}]"))
 
 
 def _session(row: dict[str, float]) -> int:
@@ -47,16 +74,17 @@ def _session(row: dict[str, float]) -> int:
 
 
 def epoch_timing(rows: Sequence[dict[str, float]]) -> EpochTiming:
-    """Split metrics.csv rows into cold epochs (first of a session) and steady-state epochs."""
+    """Split metrics.csv rows into first epochs (first of a session) and steady-state epochs."""
     cold, steady = [], []
     seen: set[int] = set()
     for r in rows:
         (steady if _session(r) in seen else cold).append(r)
         seen.add(_session(r))
     per_step = [r["train_seconds"] / r["steps"] for r in steady if r.get("steps")]
+    busy = [int(r["epoch"]) for r in rows if is_busy(r.get("load_1m"), int(r.get("cpu_count") or 0))]
     return EpochTiming([int(r["epoch"]) for r in cold], [r["train_seconds"] for r in cold],
                        [int(r["epoch"]) for r in steady], [r["train_seconds"] for r in steady], per_step,
-                       [r["samples_per_s"] for r in steady])
+                       [r["samples_per_s"] for r in steady], [r["warmup_s"] for r in cold if "warmup_s" in r], busy)
 
 
 def resume_points(rows: Sequence[dict[str, float]]) -> list[float]:

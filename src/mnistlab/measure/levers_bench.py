@@ -2,33 +2,37 @@
 
 For each device and model, every implementation (eager fp32, channels-last, bf16-mixed, ...,
 compiled, CUDA-graphed) builds its training step with training.levers, on device-resident data
-and the notebook's SGD. Each gets an untimed warm-up (its compile and capture are timed apart
-and reported), then the repeats are interleaved (A B C A B C ...), so that a change in the
-machine's load hits every implementation alike, and speed-ups are ratios from the same run.
+and the notebook's SGD. Each gets the one warm-up (training.levers.warm_up: its compile and capture are timed apart
+and reported), then the repeats are interleaved (measure/timing.py: A B C A B C ...), so that a
+change in the machine's load hits every implementation alike; each speed-up is a Ratio of the
+paired repeats, and every cell is judged by the one stability rule.
 Utilisation is against the measured matmul peak of the dtype that the implementation computes in.
 """
 
 from __future__ import annotations
 
 import itertools
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, IMPLEMENTATIONS
-from mnistlab.core.device import device_name, resolve_device, synchronize
+from mnistlab.core.device import device_name, resolve_device
+from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import write_json
+from mnistlab.core.schema import check_schema
+from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.measure.bench import measure_matmul_peak
+from mnistlab.measure.bench import LOAD_SCHEMA, bound, measure_matmul_peak
 from mnistlab.measure.profiling import profile_model
-from mnistlab.training.levers import Levers, make_step, prepare_model, warm_up
+from mnistlab.measure.table import text_table
+from mnistlab.measure.timing import Load, Ratio, Spread, Stability, interleave, stability, time_steps
+from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
 
@@ -43,58 +47,105 @@ IMPLEMENTATION_LEVERS: dict[str, Levers] = {
 }
 assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
 
+LEVER_CELL_SCHEMA = {"model": "text", "device": "text", "implementation": "text", "levers": "text",
+                     "compute_dtype": "text", "batch_size": "int", "steps_timed": "int", "warmup_s": "number",
+                     "step_s": ["positive"], "train_step_flops": "int", "peak_flops_per_s": "number",
+                     "unavailable": "text?"}
+LEVERS_SCHEMA = {"settings": {"batch_size": "int", "steps": "int", "repeats": "int", "warmup": "int"},
+                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "positive"}}, "load?": LOAD_SCHEMA,
+                 "cells": [LEVER_CELL_SCHEMA]}
+
 
 @dataclass
 class ImplCell:
     model: str
     device: str
-    implementation: str
+    implementation: str  # the lever set's name (IMPLEMENTATION_LEVERS)
     levers: str  # Levers.describe()
     compute_dtype: str
     batch_size: int
     steps_timed: int
-    warmup_s: float  # untimed warm-up, compile and capture included
+    warmup_s: float  # the one warm-up, compile and capture included, timed apart
     step_s: list[float] = field(default_factory=list)  # per-step time of each interleaved repeat
     train_step_flops: int = 0
     peak_flops_per_s: float = 0.0  # of compute_dtype
     unavailable: str | None = None  # the one-line reason a lever does not exist here
+    load: Load = field(default_factory=dict, repr=False)  # the run's load snapshots (not per cell in the file)
+
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(LEVER_CELL_SCHEMA)
+
+    @property
+    def step(self) -> Spread:
+        return Spread.of(self.step_s)
 
     @property
     def step_median_s(self) -> float:
-        return statistics.median(self.step_s)
+        return self.step.median
 
     @property
     def utilisation(self) -> float:
-        return self.train_step_flops / self.step_median_s / self.peak_flops_per_s
+        med = self.step_median_s
+        return self.train_step_flops / med / self.peak_flops_per_s if med > 0 and self.peak_flops_per_s > 0 else 0.0
+
+    @property
+    def bound(self) -> str:
+        """On resident data the input is not what limits a step: compute or overhead (bench.bound)."""
+        return bound(self.utilisation)
+
+    @property
+    def stability(self) -> Stability:
+        return stability(self.step_s, self.load)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: getattr(self, k) for k in self.FIELDS}
         if self.step_s:
-            d.update(step_median_s=self.step_median_s, step_min_s=min(self.step_s), step_max_s=max(self.step_s),
-                     utilisation=self.utilisation)
+            d.update(step_median_s=self.step_median_s, step_min_s=self.step.min, step_max_s=self.step.max,
+                     step_spread=self.step.to_dict(), utilisation=self.utilisation, bound=self.bound,
+                     stability=self.stability.to_dict())
         return d
 
 
 @dataclass
-class LeversBench:
+class LeversResult:
+    FILE: ClassVar[str] = "levers.json"
+
     cells: list[ImplCell]
     peaks: dict[str, dict[str, float]]  # device -> dtype name -> FLOP/s
     devices: dict[str, str]
     settings: dict[str, Any]
+    load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
 
     def cell(self, device: str, model: str, implementation: str) -> ImplCell | None:
         return next((c for c in self.cells if (c.device, c.model, c.implementation) == (device, model, implementation)
                      and not c.unavailable), None)
 
-    def speedup(self, c: ImplCell) -> float | None:
-        """Eager fp32's median step over this one's, both from this run."""
+    def vs_eager(self, c: ImplCell) -> Ratio | None:
+        """Eager fp32's time over this one's, repeat by repeat (they ran interleaved)."""
         base = self.cell(c.device, c.model, "eager")
-        return base.step_median_s / c.step_median_s if base and c.step_s else None
+        return Ratio.paired(base.step_s, c.step_s, self.load) if base and c.step_s else None
+
+    def speedup(self, c: ImplCell) -> float | None:
+        r = self.vs_eager(c)
+        return r.median if r else None
 
     def to_dict(self) -> dict[str, Any]:
+        cells = []
+        for c in self.cells:
+            r = self.vs_eager(c)
+            cells.append({**c.to_dict(), "speedup_vs_eager": r.median if r else None,
+                          "vs_eager": r.to_dict() if r else None})
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "cells": [{**c.to_dict(), "speedup_vs_eager": self.speedup(c)} for c in self.cells],
-                "observations": observations(self)}
+                "load": self.load, "cells": cells, "observations": observations(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = FILE) -> LeversResult:
+        """A validated levers.json (one CheckpointError line naming the file and field); judgements
+        are recomputed from the measurements."""
+        check_schema(data, LEVERS_SCHEMA, where)
+        load = data.get("load") or {}
+        cells = [ImplCell(**{k: c.get(k) for k in ImplCell.FIELDS}, load=load) for c in data["cells"]]
+        return cls(cells, {d: dict(p) for d, p in data["peaks_flops_per_s"].items()}, dict(data["devices"]),
+                   dict(data["settings"]), dict(load))
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -103,18 +154,19 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str],
                      implementations: list[str], batch_size: int = DEFAULT_BATCH_SIZE, steps: int = 50,
-                     repeats: int = 3, warmup: int = 5, log: Callable[[str], None] = print) -> LeversBench:
+                     repeats: int = 3, warmup: int = 5, log: Callable[[str], None] = print) -> LeversResult:
     unknown = [i for i in implementations if i not in IMPLEMENTATION_LEVERS]
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")
+    load_start = load_snapshot()
     cells, peaks, names = [], {}, {}
-    flops = {m: profile_model(m, batch_size).train_step_flops for m in models}
+    flops = {m: profile_model(m, batch_size, spec.shape).train_step_flops for m in models}
     for dev in (resolve_device(d) for d in devices):
         names[dev.type] = device_name(dev)
         loader = DeviceLoader(split, spec.mean, spec.std, batch_size, dev, shuffle=True, seed=0)
         batches = itertools.chain.from_iterable(loader.batches(e) for e in itertools.count(1))
         for model_name in models:
-            live: list[tuple[ImplCell, Callable]] = []
+            live: list[tuple[ImplCell, TrainStep]] = []
             for impl in implementations:
                 levers = IMPLEMENTATION_LEVERS[impl]
                 cell = ImplCell(model_name, dev.type, impl, levers.describe(), _dtype_name(levers.compute_dtype),
@@ -133,45 +185,49 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                         f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s")
                 cell.peak_flops_per_s = peaks[dev.type][dtype]
                 torch.manual_seed(0)
-                model = prepare_model(create_model(model_name), levers, dev)
-                step = make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
-                                 batch_size=batch_size, sample_shape=tuple(loader.x.shape[1:]))
+                model = prepare_model(create_model(model_name, spec.shape), levers, dev)
+                live.append((cell, make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
+                                             batch_size=batch_size, sample_shape=spec.shape.sample)))
+
+            def warm(pair: tuple[ImplCell, TrainStep]) -> None:
+                cell, step = pair
                 x, y = next(batches)
-                synchronize(dev)
-                t0 = time.perf_counter()
-                warm_up(step, x.clone(), y.clone(), steps=max(warmup, 1))
-                synchronize(dev)
-                cell.warmup_s = time.perf_counter() - t0
-                live.append((cell, step))
-                log(f"  {dev.type}/{model_name}/{impl}: warmed up in {cell.warmup_s:.2f} s")
-            for _ in range(repeats):  # interleaved: every implementation once per round
-                for cell, step in live:
-                    data = [next(batches) for _ in range(steps)]  # gathered before the clock starts
-                    synchronize(dev)
-                    t0 = time.perf_counter()
-                    for x, y in data:
-                        step(x, y)
-                    synchronize(dev)
-                    cell.step_s.append((time.perf_counter() - t0) / steps)
+                with blame_model(cell.model, "while being timed"):
+                    cell.warmup_s = warm_up(step, x.clone(), y.clone(), steps=max(warmup, 1))
+                log(f"  {dev.type}/{model_name}/{cell.implementation}: warmed up in {cell.warmup_s:.2f} s")
+
+            def time_once(pair: tuple[ImplCell, TrainStep]) -> float:
+                data = iter([next(batches) for _ in range(steps)])  # gathered before the clock starts
+                with blame_model(pair[0].model, "while being timed"):
+                    return time_steps(lambda: pair[1](*next(data)), steps, dev)
+
+            times = interleave(live, warm_up=warm, time_once=time_once, repeats=repeats)
+            for (cell, _), t in zip(live, times, strict=True):
+                cell.step_s = t
+    load = {"start": load_start, "end": load_snapshot()}
+    for c in cells:
+        c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads()}
-    return LeversBench(cells, peaks, names, settings)
+    return LeversResult(cells, peaks, names, settings, load)
 
 
-def observations(result: LeversBench) -> list[str]:
-    """Why each lever helped or did not, from this run's numbers."""
+def observations(result: LeversResult) -> list[str]:
+    """Why each lever helped or did not, from this run's numbers and judgements."""
     out = []
     for c in result.cells:
         if c.unavailable:
             continue
         base = result.cell(c.device, c.model, "eager")
-        s = result.speedup(c)
-        if c.implementation == "eager" or base is None or s is None:
-            out.append(f"{c.device}/{c.model} eager fp32: {c.step_median_s * 1e3:.2f} ms per step, "
-                       f"{c.utilisation:.0%} of the measured float32 matmul peak.")
+        r = result.vs_eager(c)
+        unstable = "" if c.stability.stable else f" [{c.stability.reason}]"
+        if c.implementation == "eager" or base is None or r is None:
+            out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
+                       f"{c.utilisation:.0%} of the measured {c.compute_dtype} matmul peak ({c.bound}-bound)"
+                       f"{unstable}.")
             continue
-        word = f"{s:.2f}x faster than" if s >= 1 else f"{1 / s:.2f}x slower than"
+        faster = r.median >= 1
         why = []
         if c.compute_dtype != "float32":
             gain = c.peak_flops_per_s / base.peak_flops_per_s
@@ -179,40 +235,40 @@ def observations(result: LeversBench) -> list[str]:
                        f"{c.utilisation:.0%} of it (eager fp32: {base.utilisation:.0%} of float32's)")
         if "channels-last" in c.implementation:
             why.append("channels-last lets the convolutions skip the layout reorders around oneDNN/cuDNN kernels"
-                       if s >= 1 else "for this model the layout change costs more than it saves")
+                       if faster else "for this model the layout change costs more than it saves")
         if c.implementation == "compiled":
             why.append(f"compiling took {c.warmup_s:.1f} s (untimed); fused elementwise work "
-                       + ("pays off" if s >= 1 else "does not pay off when the matmuls and convs dominate"))
+                       + ("pays off" if faster else "does not pay off when the matmuls and convs dominate"))
         if c.implementation == "cuda-graphs":
             why.append("one graph launch replaces every per-kernel launch of the step")
-        out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, {word} "
-                   f"eager fp32 in the same run" + (f"; {'; '.join(why)}" if why else "") + ".")
+        out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step; against "
+                   f"eager fp32 in the same run: {r.marked()}" + (f"; {'; '.join(why)}" if why else "") + ".")
     return out
 
 
-def format_table(result: LeversBench) -> str:
-    head = (f"{'device/model':<14} {'implementation':<26} {'ms/step':>9} {'min-max':>15} {'vs eager':>9} "
-            f"{'dtype':>9} {'util':>6} {'warm-up s':>9}")
-    lines = [head, "-" * len(head)]
+def format_table(result: LeversResult) -> str:
+    rows = []
     for c in result.cells:
-        where = f"{c.device}/{c.model}"
         if c.unavailable:
-            lines.append(f"{where:<14} {c.implementation:<26} {'not available on ' + c.device:>40}")
+            rows.append([f"{c.device}/{c.model}", c.implementation, f"not available on {c.device}", *[""] * 7])
             continue
         s = result.speedup(c)
-        rng = f"{min(c.step_s) * 1e3:.2f}-{max(c.step_s) * 1e3:.2f}"
-        vs = "1.00x" if c.implementation == "eager" else (f"{s:.2f}x" if s is not None else "-")
-        lines.append(f"{where:<14} {c.implementation:<26} {c.step_median_s * 1e3:>9.2f} {rng:>15} {vs:>9} "
-                     f"{c.compute_dtype:>9} {c.utilisation:>6.0%} {c.warmup_s:>9.2f}")
-    lines.append("ms/step: median of the interleaved repeats (min-max beside it); vs eager: eager fp32's median over "
-                 "this one's; util: achieved FLOP/s over the measured matmul peak of the dtype the step computes in")
+        rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
+                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{s:.2f}x" if s is not None else "-",
+                     c.compute_dtype, f"{c.utilisation:.0%}", c.bound, f"{c.warmup_s:.2f}",
+                     "stable" if c.stability.stable else "unstable"])
+    lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
+                         "warm-up s", "stability"], rows, left=2)]
+    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median of the per-repeat "
+                 "ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
+                 "step computes in; stability: measure/timing.py's one rule")
     return "\n".join(lines)
 
 
-def write_levers_bench(result: LeversBench, out_dir) -> str:
+def write_levers_bench(result: LeversResult, out_dir) -> str:
     peaks = [f"{d}: {result.devices[d]}, measured matmul peaks: "
              + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in p.items()) for d, p in result.peaks.items()]
     text = "\n".join([*peaks, format_table(result), "", *observations(result)])
-    write_json(out_dir / "levers.json", result.to_dict())
+    write_json(out_dir / LeversResult.FILE, result.to_dict())
     write_atomic(out_dir / "levers.txt", (text + "\n").encode())
     return text

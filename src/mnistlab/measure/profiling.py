@@ -61,7 +61,7 @@ def _module_key(model: nn.Module, path: str) -> str:
     return type(model).__name__ + (f".{path}" if path else "")
 
 
-def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape | int | None = None) -> ModelProfile:
+def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape | None = None) -> ModelProfile:
     """`name`: a registry name or a spec (see training/modelspec.py); `shape`: the data's (default MNIST's)."""
     shape = as_shape(shape)
     torch.manual_seed(0)

@@ -4,6 +4,9 @@ Each configuration runs in fresh processes (gloo on the CPU, NCCL on CUDA) on ra
 real shapes (the values do not change the time of a step). Per process it times `steps` training
 steps at the global batch, twice: as DDP trains (gradients all-reduced every step) and under
 `no_sync()` (the same compute, no communication). The difference is the communication's share.
+Each configuration runs in its own processes, one after the other, so the speed-up of N processes
+over one is a Ratio of repeats that did not run side by side: measure/timing.py's stability rule
+(range of the repeats, one repeat, a busy machine) says when it is not to be trusted.
 """
 
 from __future__ import annotations
@@ -15,17 +18,31 @@ import socket
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.environment import environment, load_snapshot
+from mnistlab.data.datasets import DataShape
+from mnistlab.core.errors import ConfigError, ModelError
+from mnistlab.core.failures import is_builtin_model
+from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.measure.table import text_table
+from mnistlab.measure.timing import Load, Ratio, Spread, Stability, stability
+
+SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "int", "global_batch": "int",
+                       "step_s": ["positive", NONEMPTY], "local_step_s": ["positive", NONEMPTY],
+                       "gradient_bytes": "int"}
+SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": {"start?": {"load_avg_1m": "number?", "cpu_count": "int?"},
+                                                             "end?": {"load_avg_1m": "number?", "cpu_count": "int?"}},
+                  "env?": {"*": "any"}}
 
 
-@dataclass(frozen=True)
+@dataclass
 class ScalingCell:
     model: str
     device: str
@@ -34,10 +51,21 @@ class ScalingCell:
     step_s: list[float]  # per-step time of each repeat, as trained (all-reduce included)
     local_step_s: list[float]  # the same steps under no_sync(): compute alone
     gradient_bytes: int
+    load: Load = field(default_factory=dict, repr=False, compare=False)  # the run's (not per cell in the file)
+
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(SCALING_CELL_SCHEMA)
+
+    @property
+    def step(self) -> Spread:
+        return Spread.of(self.step_s)
 
     @property
     def step_median_s(self) -> float:
-        return statistics.median(self.step_s)
+        return self.step.median
+
+    @property
+    def stability(self) -> Stability:
+        return stability(self.step_s, self.load)
 
     @property
     def samples_per_s(self) -> float:
@@ -50,8 +78,45 @@ class ScalingCell:
         return max(0.0, 1 - statistics.median(self.local_step_s) / self.step_median_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "step_median_s": self.step_median_s, "samples_per_s": self.samples_per_s,
-                "communication_share": self.communication_share}
+        return {**{k: getattr(self, k) for k in self.FIELDS}, "step_median_s": self.step_median_s,
+                "step_spread": self.step.to_dict(), "samples_per_s": self.samples_per_s,
+                "communication_share": self.communication_share, "stability": self.stability.to_dict()}
+
+
+@dataclass
+class ScalingResult:
+    FILE: ClassVar[str] = "scaling.json"
+
+    cells: list[ScalingCell]
+    load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def speedups(self) -> list[tuple[ScalingCell, ScalingCell, Ratio]]:
+        """(one process, N processes, one's step time over N's) for each model and device."""
+        out = []
+        by_key: dict[tuple[str, str], dict[int, ScalingCell]] = {}
+        for c in self.cells:
+            by_key.setdefault((c.model, c.device), {})[c.processes] = c
+        for group in by_key.values():
+            one = group.get(1)
+            for n, c in sorted(group.items()):
+                if n != 1 and one is not None:
+                    out.append((one, c, Ratio.paired(one.step_s, c.step_s, self.load)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "load": self.load, "cells": [c.to_dict() for c in self.cells],
+                "speedups": [{"model": c.model, "device": c.device, "processes": c.processes, **r.to_dict()}
+                             for _, c, r in self.speedups()],
+                "observations": scaling_observations(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = FILE) -> ScalingResult:
+        """A validated scaling.json (one CheckpointError line naming the file and field)."""
+        check_schema(data, SCALING_SCHEMA, where)
+        load = data.get("load") or {}
+        return cls([ScalingCell(**{k: c[k] for k in ScalingCell.FIELDS}, load=load) for c in data["cells"]],
+                   dict(load), dict(data.get("env") or {}))
 
 
 def _free_port() -> int:
@@ -60,8 +125,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, model_name: str, device_type: str, batch: int, steps: int,
-            repeats: int, threads: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape, device_type: str, batch: int,
+            steps: int, repeats: int, threads: int, out: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -74,11 +139,11 @@ def _worker(rank: int, world: int, port: int, model_name: str, device_type: str,
                             init_method=f"tcp://127.0.0.1:{port}")
     try:
         torch.manual_seed(0)
-        model = create_model(model_name).to(device)
+        model = create_model(model_name, shape).to(device)
         ddp = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
         opt = make_optimizer(model, lr=0.01, momentum=0.5)
-        x = torch.randn(batch // world, 1, 28, 28, device=device)
-        y = torch.randint(0, 10, (batch // world,), device=device)
+        x = torch.randn(batch // world, *shape.sample, device=device)
+        y = torch.randint(0, shape.classes, (batch // world,), device=device)
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
@@ -111,14 +176,17 @@ def _worker(rank: int, world: int, port: int, model_name: str, device_type: str,
         dist.destroy_process_group()
 
 
-def measure_scaling(model: str, device_type: str, processes: list[int], *, batch: int = 64, steps: int = 50,
-                    repeats: int = 3) -> list[ScalingCell]:
-    """Time `model` at global batch `batch` with each number of processes in `processes`."""
+def measure_scaling(models: Sequence[str], device_type: str, processes: list[int], *, batch: int = 64,
+                    steps: int = 50, repeats: int = 3, shape: DataShape | None = None) -> ScalingResult:
+    """Time each model at global batch `batch` with each number of processes in `processes`."""
     import torch.multiprocessing as mp
 
+    from mnistlab.training.models import as_shape
+
+    load_start = load_snapshot()
     cores = os.cpu_count() or 1
     cells = []
-    for n in processes:
+    for model, n in ((m, n) for m in models for n in processes):
         if batch % n:
             raise ConfigError(f"--batch-size {batch} must divide evenly over {n} processes")
         if device_type == "cuda" and n > torch.cuda.device_count():
@@ -127,35 +195,33 @@ def measure_scaling(model: str, device_type: str, processes: list[int], *, batch
         threads = max(1, cores // n) if device_type == "cpu" else 1
         with tempfile.TemporaryDirectory(prefix="mnistlab-scaling-") as tmp:
             out = os.path.join(tmp, "rank0.json")
-            mp.spawn(_worker, args=(n, _free_port(), model, device_type, batch, steps, repeats, threads, out),
-                     nprocs=n, join=True)
+            try:
+                mp.spawn(_worker, args=(n, _free_port(), model, as_shape(shape), device_type, batch, steps, repeats,
+                                        threads, out), nprocs=n, join=True)
+            except mp.ProcessRaisedException as e:  # a worker's exception, with its traceback as text
+                last = [line for line in str(e).strip().splitlines() if line.strip()][-1]
+                if is_builtin_model(model):
+                    raise
+                raise ModelError(f"model {model} failed in a data-parallel process: {last.strip()[:200]}") from None
             data = json.loads(Path(out).read_text())
         cells.append(ScalingCell(model, device_type, n, batch, data["step_s"], data["local_step_s"],
                                  data["gradient_bytes"]))
-    return cells
-
-
-UNSTABLE_SPREAD = 1.25  # max/min of a cell's repeats beyond which its figure is not to be trusted
-
-
-def scaling_observations(cells: list[ScalingCell]) -> list[str]:
-    """What the measurement shows, in sentences computed from it."""
-    out = [f"unstable: {c.model} with {c.processes} process(es) on {c.device} varied {max(c.step_s) / min(c.step_s):.1f}x "
-           f"between repeats (another process used the machine); rerun on a quiet machine"
-           for c in cells if min(c.step_s) > 0 and max(c.step_s) / min(c.step_s) > UNSTABLE_SPREAD]
-    by_key: dict[tuple[str, str], dict[int, ScalingCell]] = {}
+    load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
-        by_key.setdefault((c.model, c.device), {})[c.processes] = c
-    for (model, device), group in by_key.items():
-        one = group.get(1)
-        for n, c in sorted(group.items()):
-            if n == 1 or one is None:
-                continue
-            speed = one.step_median_s / c.step_median_s
-            word = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
-            compute = statistics.median(c.local_step_s)
-            out.append(
-                f"{model} on {device}: {n} processes are {word} than one at global batch {c.global_batch} "
+        c.load = load
+    return ScalingResult(cells, load, environment())
+
+
+def scaling_observations(result: ScalingResult) -> list[str]:
+    """What the measurement shows, in sentences computed from it and its judgements."""
+    out = [f"{c.model} with {c.processes} process{'es' if c.processes > 1 else ''} on {c.device}: "
+           f"{c.stability.reason}" for c in result.cells if not c.stability.stable]
+    for one, c, ratio in result.speedups():
+        speed, n = ratio.median, c.processes
+        compute = statistics.median(c.local_step_s)
+        out.append(
+                f"{c.model} on {c.device}: {n} processes against one at global batch {c.global_batch}: "
+                f"{ratio.marked()} "
                 f"({c.step_median_s * 1e3:.2f} against {one.step_median_s * 1e3:.2f} ms per step). "
                 f"{c.communication_share:.0%} of each step is the all-reduce of {c.gradient_bytes / 1e6:.2f} MB of "
                 f"gradients; the compute per process is {compute * 1e3:.2f} ms for {c.global_batch // n} samples. "
@@ -165,13 +231,12 @@ def scaling_observations(cells: list[ScalingCell]) -> list[str]:
     return out
 
 
-def format_scaling(cells: list[ScalingCell]) -> str:
-    head = f"{'model':<6} {'device':<6} {'procs':>5} {'ms/step':>9} {'min-max':>15} {'samples/s':>10} {'comm':>6}"
-    lines = [head, "-" * len(head)]
-    for c in cells:
-        lines.append(f"{c.model:<6} {c.device:<6} {c.processes:>5} {c.step_median_s * 1e3:>9.2f} "
-                     f"{min(c.step_s) * 1e3:>7.2f}-{max(c.step_s) * 1e3:<7.2f} {c.samples_per_s:>10,.0f} "
-                     f"{c.communication_share:>6.0%}")
+def format_scaling(result: ScalingResult) -> str:
+    rows = [[c.model, c.device, str(c.processes), f"{c.step_median_s * 1e3:.2f}",
+             f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{c.samples_per_s:,.0f}",
+             f"{c.communication_share:.0%}", "stable" if c.stability.stable else "unstable"] for c in result.cells]
+    lines = [text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows,
+                        left=2)]
     lines.append("ms/step: median over repeats (all-reduce included); comm: share of the step spent communicating "
-                 "(the step against the same step under no_sync())")
-    return "\n".join(lines + [""] + scaling_observations(cells))
+                 "(the step against the same step under no_sync()); stability: measure/timing.py's one rule")
+    return "\n".join(lines + [""] + scaling_observations(result))

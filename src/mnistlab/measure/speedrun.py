@@ -5,7 +5,8 @@ device once (timed apart: `data_s`). Each seed builds a fresh model and runs a s
 (first-call costs: oneDNN/cuDNN kernel choice, torch.compile, CUDA graph capture), whose effect
 on weights and optimizer state is undone; it is timed apart (`warmup_s`) and reported. The timed
 part is everything else: every training step of every epoch, the schedule, and the evaluation
-of the whole test set, from a synchronised start to a synchronised end.
+of the whole test set, from a synchronised start to a synchronised end. The seeds' times are a
+Spread judged by measure/timing.py's one stability rule (with the run's load).
 """
 
 from __future__ import annotations
@@ -14,18 +15,31 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from mnistlab.core.device import device_name, synchronize
-from mnistlab.core.environment import environment, load_snapshot, machine_was_busy
-from mnistlab.data.datasets import DatasetSpec
+from mnistlab.core.environment import environment, load_snapshot
+from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.measure.timing import Spread, Stability, machine_stability, stability
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import Levers, autocast, make_step, prepare_model, warm_up
 from mnistlab.training.models import count_parameters, create_model
 
+_SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
+SEED_SCHEMA = {"seed": "int", "accuracy": "number", "correct": "int", "total": "int", "seconds": "positive",
+               "train_s": "number", "eval_s": "number", "warmup_s": "number", "final_loss": "number"}
+SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "int", "epochs": "int", "max_lr": "number",
+                              "pct_start": "number", "warmup_steps": "int"},
+                   "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
+                   "device": "text", "device_name": "text", "target": "number", "summary": {"data_s": "number"},
+                   "train_samples": "int", "test_samples": "int", "model_parameters?": "int",
+                   "runs": [SEED_SCHEMA, NONEMPTY],
+                   "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}}
+TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
 
@@ -69,6 +83,8 @@ class SeedResult:
 
 @dataclass
 class SpeedrunResult:
+    FILE: ClassVar[str] = "speedrun.json"
+
     recipe: Recipe
     levers: Levers
     device: str
@@ -84,7 +100,7 @@ class SpeedrunResult:
 
     @property
     def machine_busy(self) -> str | None:
-        return machine_was_busy(self.load.get("start"), self.load.get("end"))
+        return machine_stability(self.load).reason
 
     @property
     def accuracies(self) -> list[float]:
@@ -107,14 +123,24 @@ class SpeedrunResult:
         return sum(a >= self.target for a in self.accuracies)
 
     @property
+    def time(self) -> Spread:
+        return Spread.of(self.times)
+
+    @property
     def time_median(self) -> float:
-        return statistics.median(self.times)
+        return self.time.median
+
+    @property
+    def stability(self) -> Stability:
+        """The seeds' times judged by the one rule: their range, a single seed, a busy machine."""
+        return stability(self.times, self.load)
 
     def summary(self) -> dict[str, Any]:
         return {
             "seeds": len(self.seeds), "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std,
             "reached_target": self.reached, "fraction_reached": self.reached / len(self.seeds),
-            "time_median_s": self.time_median, "time_min_s": min(self.times), "time_max_s": max(self.times),
+            "time_median_s": self.time.median, "time_min_s": self.time.min, "time_max_s": self.time.max,
+            "time_stability": self.stability.to_dict(),
             "warmup_median_s": statistics.median(s.warmup_s for s in self.seeds), "data_s": self.data_s,
         }
 
@@ -123,9 +149,22 @@ class SpeedrunResult:
                 "device": self.device, "device_name": self.device_name, "target": self.target,
                 "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "model_parameters": self.parameters,
-                "timed": "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s",
+                "timed": TIMED,
                 "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env,
                 "load": self.load, "machine_busy": self.machine_busy}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
+        """A validated speedrun.json (one CheckpointError line naming the file and field)."""
+        check_schema(data, SPEEDRUN_SCHEMA, where)
+        def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+            return {k: d[k] for k in schema}
+
+        return cls(Recipe(**fields(data["recipe"], SPEEDRUN_SCHEMA["recipe"])),
+                   Levers(**fields(data["levers"], SPEEDRUN_SCHEMA["levers"])), data["device"], data["device_name"],
+                   data["target"], data["summary"]["data_s"], data["train_samples"], data["test_samples"],
+                   data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
+                   dict(data.get("env") or {}), dict(data.get("load") or {}))
 
     def line(self) -> str:
         s = self.summary()
@@ -134,7 +173,7 @@ class SpeedrunResult:
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%; time to train + evaluate "
                 f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s); "
                 f"not included: data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s "
-                f"per seed" + (f"; {self.machine_busy}" if self.machine_busy else ""))
+                f"per seed" + ("" if self.stability.stable else f"; {self.stability.reason}"))
 
 
 def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_size: int,
@@ -149,12 +188,12 @@ def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_siz
 
 
 def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, test: DeviceLoader,
-             num_classes: int) -> SeedResult:
+             shape: DataShape) -> SeedResult:
     """One from-scratch run: build, warm up (untimed, undone), then train + evaluate (timed)."""
     device = train.device
     train.seed = seed  # this seed's batch order
     torch.manual_seed(seed)
-    model = prepare_model(create_model(recipe.model), levers, device)
+    model = prepare_model(create_model(recipe.model, shape), levers, device)
     steps = recipe.epochs * len(train)
     lr: float | torch.Tensor = recipe.max_lr
     if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
@@ -173,7 +212,7 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     x0, y0 = next(train.batches(0))
     warm_up(step, x0.clone(), y0.clone(), steps=recipe.warmup_steps)
     with autocast(levers, device):  # the evaluation's first call, too
-        evaluate(model, _first_batch_only(test), num_classes)
+        evaluate(model, _first_batch_only(test), shape.classes)
     synchronize(device)
     warmup_s = time.perf_counter() - t0
 
@@ -188,7 +227,7 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     synchronize(device)
     t1 = time.perf_counter()
     with autocast(levers, device):
-        result = evaluate(model, test, num_classes)  # the whole test set; ends in a host read (a sync)
+        result = evaluate(model, test, shape.classes)  # the whole test set; ends in a host read (a sync)
     synchronize(device)
     t2 = time.perf_counter()
     return SeedResult(seed=seed, accuracy=100.0 * result.correct / result.total, correct=result.correct,
@@ -216,9 +255,9 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     load_start = load_snapshot()
     tr, te, data_s = load_to_device(train, test, spec, recipe.batch_size, device)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
-                            parameters=count_parameters(create_model(recipe.model)), env=environment())
+                            parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment())
     for seed in range(seeds):
-        r = run_seed(recipe, levers, seed, tr, te, len(spec.classes))
+        r = run_seed(recipe, levers, seed, tr, te, spec.shape)
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
             f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
         result.seeds.append(r)

@@ -33,7 +33,7 @@ class ModelSummary:
         return "\n".join(lines)
 
 
-def summarize(name: str | ModelCode, batch_size: int = 1, shape: DataShape | int | None = None) -> ModelSummary:
+def summarize(name: str | ModelCode, batch_size: int = 1, shape: DataShape | None = None) -> ModelSummary:
     """`name`: a registry name or a spec (see training/modelspec.py); `shape`: the data's (default MNIST's)."""
     shape = as_shape(shape)
     model = create_model(name, shape)

@@ -14,16 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
-from mnistlab.measure.bench import PHASES
+from mnistlab.core.schema import check_schema, read_result
+from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, BenchResult, Cell, cell_sentence, observations
+from mnistlab.measure.levers_bench import LeversResult
+from mnistlab.measure.levers_bench import observations as levers_observations
+from mnistlab.measure.scaling import ScalingResult, scaling_observations
+from mnistlab.measure.speedrun import TIMED, SpeedrunResult
+from mnistlab.measure.timing import UNSTABLE_SPREAD, Ratio
 from mnistlab.report.document import Document, percent, plural
 from mnistlab.core.environment import format_environment
 from mnistlab.core.errors import CheckpointError, MnistlabError
 from mnistlab.data.datasets import get_dataset
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.plots import plot_epoch_times, plot_label_histogram, plot_runs
+from mnistlab.report.plots import plot_bench, plot_epoch_times, plot_label_histogram, plot_runs
 from mnistlab.measure.profiling import MACS_VS_FLOPS, profile_model
 from mnistlab.core.atomicfile import write_atomic
-from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir, json_kind, read_json_object
+from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir, read_json_object
 from mnistlab.data.datasets import plain_name
 from mnistlab.training.config import check_run_config
 from mnistlab.measure.summary import summarize
@@ -45,32 +51,6 @@ DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int",
                "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
 LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "speedrun?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA}, "data?": DATA_SCHEMA,
               "split?": "text", "seed?": "int", "models?": ["text"]}
-_TYPES = {"number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-          "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "text": lambda v: isinstance(v, str),
-          "bool": lambda v: isinstance(v, bool), "any": lambda v: True}
-
-
-def check_schema(value: Any, schema: Any, where: str) -> None:
-    """CheckpointError naming the file and the field of the first value that does not fit `schema`."""
-    if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            raise CheckpointError(f"{where}: expected an object, found {json_kind(value)}")
-        for key, sub in schema.items():
-            name = key.rstrip("?")
-            if name not in value:
-                if key.endswith("?"):
-                    continue
-                raise CheckpointError(f"{where}: missing the field {name!r}")
-            check_schema(value[name], sub, f"{where}: field {name!r}" if ": field" not in where else f"{where}.{name}")
-    elif isinstance(schema, list):
-        if not isinstance(value, list):
-            raise CheckpointError(f"{where}: expected a list, found {json_kind(value)}")
-        for i, item in enumerate(value):
-            check_schema(item, schema[0], f"{where}[{i}]")
-    elif not (value is None and schema.endswith("?")) and not _TYPES[schema.rstrip("?")](value):
-        raise CheckpointError(f"{where}: expected {schema.rstrip('?')}, found {value!r}")
-
-
 def _config(run: RunDir) -> dict[str, Any]:
     return check_run_config(run / CONFIG)
 
@@ -171,14 +151,10 @@ def _dev(run: RunDir) -> str:
 
 
 def _step_ratio_words(cpu: list[float], dev: list[float], name: str) -> str:
-    """Median per-step times and the ratio with its range from the epochs' min-max."""
+    """Median per-step times, and the one Ratio (measure/timing.py) of the steady epochs paired in order."""
     mc, md = statistics.median(cpu), statistics.median(dev)
-    lo, hi = min(cpu) / max(dev), max(cpu) / min(dev)
-    if md <= mc:
-        verdict = f"{name} is {mc / md:.1f}x faster" + (f" ({lo:.1f}\u2013{hi:.1f}x)" if hi - lo > 0.05 else "")
-    else:
-        verdict = f"{name} is {md / mc:.1f}x slower" + (f" ({1 / hi:.1f}\u2013{1 / lo:.1f}x)" if hi - lo > 0.05 else "")
-    return f"a training step on {name} took {md * 1e3:.2f} ms against {mc * 1e3:.2f} ms on the CPU: {verdict}"
+    return (f"a training step on {name} took {md * 1e3:.2f} ms against {mc * 1e3:.2f} ms on the CPU: {name} vs the "
+            f"CPU {Ratio.paired(cpu, dev).marked()}")
 
 
 def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str]:
@@ -201,8 +177,8 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
                 out.append(f"{m}: no steady-state epoch on both devices (each run's first epoch is cold), "
                            f"so no fair comparison.")
                 continue
-            out.append(f"{m}: {_step_ratio_words(a, b, dev)} (medians of the steady-state epochs, per step so "
-                       f"that runs with different step limits compare equal work).")
+            out.append(f"{m}: {_step_ratio_words(a, b, dev)} (steady-state epochs, each device's paired in order; "
+                       f"per step so that runs with different step limits compare equal work).")
     return out
 
 
@@ -236,7 +212,7 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
         return lab, root, runs, benches
     runs, benches = [], []
     for p in paths:
-        if (p / "bench.json").is_file():
+        if (p / BenchResult.FILE).is_file():
             benches.append(p)
         elif (p / "config.json").is_file():
             runs.append(RunDir(p))
@@ -245,55 +221,27 @@ def _classify(paths: list[Path]) -> tuple[dict[str, Any] | None, Path, list[RunD
     return None, paths[0], runs, benches
 
 
-SCALING_FILE = "scaling.json"
-
-
-def _scaling_section(doc: Document, data: dict[str, Any]) -> None:
+def _scaling_section(doc: Document, result: ScalingResult) -> None:
     """mnistlab bench --nproc: one process against N, and the all-reduce's share of a step."""
-    rows = [[c["model"], c["device"], int(c["processes"]), f"{c['step_median_s'] * 1e3:.2f}",
-             f"{min(c['step_s']) * 1e3:.2f}\u2013{max(c['step_s']) * 1e3:.2f}", f"{c['samples_per_s']:,.0f}",
-             f"{c['communication_share']:.0%}"] for c in data["cells"]]
-    notes = [str(n) for n in data["observations"]]
+    rows = [[c.model, c.device, c.processes, f"{c.step_median_s * 1e3:.2f}",
+             f"{c.step.min * 1e3:.2f}\u2013{c.step.max * 1e3:.2f}", f"{c.samples_per_s:,.0f}",
+             f"{c.communication_share:.0%}", "stable" if c.stability.stable else "unstable"] for c in result.cells]
     doc.h2("Data-parallel scaling (mnistlab bench --nproc)")
     doc.table(["model", "device", "processes", "ms/step (median)", "min\u2013max", "samples/s",
-               "all-reduce share"], rows)
+               "all-reduce share", "stability"], rows)
     doc.p("Each configuration ran in fresh processes at the same global batch; the all-reduce share is the "
           "step as DDP trains against the same step under no_sync() (compute alone).")
-    doc.bullets(notes)
+    doc.bullets(scaling_observations(result))
 
 
-BENCH_CELL_KEYS = ("key", "model", "device", "pipeline", "step_s", "steps_per_epoch", "extrapolated", "phases_s",
-                   "samples_per_s", "achieved_flops_per_s", "utilisation", "warmup_s")
-
-
-def _read_bench(path: Path) -> dict[str, Any]:
-    """bench.json, checked before use: a file from an older mnistlab or a damaged one is a clear error."""
-    data = read_json_object(path)
-    try:
-        cells = data["cells"]
-        for c in cells:
-            missing = [k for k in BENCH_CELL_KEYS if k not in c]
-            if missing or not c["step_s"] or set(c["phases_s"]) != set(PHASES):
-                raise KeyError(missing[0] if missing else "step_s/phases_s")
-        for k in ("settings", "devices", "peaks_flops_per_s", "observations"):
-            data[k]  # noqa: B018 (presence check)
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: not a bench.json this mnistlab can read (missing {e}); "
-                              f"run mnistlab bench again") from None
-    return data
-
-
-def _bench_cell_row(c: dict[str, Any]) -> list[str]:
-    star = "*" if c["extrapolated"] else ""
-    steps, spe = c["step_s"], c["steps_per_epoch"]
-    med = statistics.median(steps)
-    total = sum(c["phases_s"].values()) or 1.0
-    return [c["key"], f"{med * spe:.2f}{star} ({min(steps) * spe:.2f}\u2013{max(steps) * spe:.2f})",
-            f"{med * 1e3:.3f}", f"{c['samples_per_s']:,.0f}",
-            f"{c['warmup_s'][0] * 1e3:.2f}" if c["warmup_s"] else "-",
-            *(f"{c['phases_s'][p] / total:.0%}" for p in PHASES),
-            f"{c['achieved_flops_per_s'] / 1e9:.1f}", f"{c['utilisation']:.1%}",
-            "unstable" if c.get("stability") else "stable"]
+def _bench_cell_row(c: Cell) -> list[str]:
+    star = "*" if c.extrapolated else ""
+    return [c.key, f"{c.epoch_s_median:.2f}{star} ({c.epoch_s_min:.2f}\u2013{c.epoch_s_max:.2f})",
+            f"{c.step_median_s * 1e3:.3f}", f"{c.samples_per_s:,.0f}",
+            f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-",
+            *(f"{c.share(p):.0%}" for p in PHASES),
+            f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
+            "stable" if c.stability.stable else "unstable"]
 
 
 def _runs_of(runs: list[RunDir], model: str) -> list[RunDir]:
@@ -308,15 +256,12 @@ def _gpu_runs(runs: list[RunDir], model: str) -> list[RunDir]:
     return [r for r in _runs_of(runs, model) if _dev(r) != "cpu"]
 
 
-def _bench_lines(bench: dict[str, Any] | None, model: str) -> list[str]:
-    """The bench's speed-ups and observations about one model."""
+def _bench_lines(bench: BenchResult | None, model: str) -> list[str]:
+    """The bench's speed-ups and cell sentences about one model, selected by their fields."""
     if not bench:
         return []
-    ups = [f"{u['what']}: {u['words']}." for u in bench.get("speedups", []) if f"/{model}" in u["subject"]]
-    notes = [n for n in bench["observations"] if n.startswith(tuple(f"{p}/{d}/{model}:" for p in ("reference", "resident")
-                                                                       for d in bench["devices"]))
-             and "ms per step" in n]
-    return ups + notes
+    return ([f"{u.what}: {u.ratio.marked()}." for u in bench.speedups() if u.model == model]
+            + [cell_sentence(c) for c in bench.cells if c.model == model])
 
 
 def _run_section(doc: Document, r: RunDir, figs: Path, upto: int | None = None) -> None:
@@ -371,7 +316,7 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
     doc.p("Each section answers one of the course notebook's questions (Q1 to Q10, the notebook's own numbering) "
           "from the figures measured in this run. Every time is for this machine; the first epoch of each "
           "training session is cold (set-up and first-call costs) and is reported apart from the steady state.")
-    bench = _read_bench(benches[0] / "bench.json") if benches else None
+    bench = read_result(BenchResult, benches[0]) if benches else None
 
     env = (lab or {}).get("env") or (_env(runs[0]) if runs else None)
     if env and all(k.endswith("?") or k in env for k in ENV_SCHEMA):  # a partial env.json has no section 1
@@ -511,14 +456,13 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         doc.p(f"Answer: only {', '.join(sorted({_dev(r) for r in runs}) or ['no device'])} was measured in these runs "
               f"(no GPU on this machine), so there is no device comparison here; what limits each model on the CPU "
               f"is below and in the bench section.")
-    cells = {(c["pipeline"], c["device"], c["model"]): c for c in bench["cells"]} if bench else {}
-    m_cell, c_cell = cells.get(("resident", "cpu", "mlp")), cells.get(("resident", "cpu", "cnn"))
-    if m_cell and c_cell:
-        more = c_cell["utilisation"] > m_cell["utilisation"]
-        doc.p(f"On the CPU the CNN's step runs at {c_cell['utilisation']:.0%} of the measured matmul peak and the "
-              f"MLP's at {m_cell['utilisation']:.0%}"
-              + (": the CNN's time goes more to arithmetic, the MLP's more to per-operation costs, so a device "
-                 "with more arithmetic throughput has more of the CNN's step to speed up." if more else "."))
+    m_cell, c_cell = (bench.cell("resident", "cpu", m) if bench else None for m in ("mlp", "cnn"))
+    if m_cell and c_cell:  # the bench's one judgement (Cell.bound), as in the bullets below
+        doc.p(f"On the CPU the CNN's step runs at {c_cell.utilisation:.0%} of the measured matmul peak "
+              f"({c_cell.bound}-bound) and the MLP's at {m_cell.utilisation:.0%} ({m_cell.bound}-bound)"
+              + (": the CNN's time goes to the multiply-adds, the MLP's to per-operation costs, so a device with "
+                 "more arithmetic throughput has more of the CNN's step to speed up."
+                 if c_cell.bound == "compute" and m_cell.bound != "compute" else "."))
     doc.bullets(_bench_lines(bench, "cnn"))
 
     shown = {x.name for x in [mlp, cnn, *gpu_mlp[:1], *gpu_cnn[:1]] if x}
@@ -549,44 +493,39 @@ def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, 
         bdir = benches[0]
         doc.h2("Where the time goes (mnistlab bench; the evidence for Q6 and Q9)")
         doc.p("Devices: " + "; ".join(f"{k}: {v}, measured float32 matmul peak "
-                                       f"{bench['peaks_flops_per_s'][k] / 1e9:,.1f} GFLOP/s"
-                                       for k, v in bench["devices"].items()))
-        load = bench.get("load") or {}
-        loads = [f"{w} {v['load_avg_1m']:.2f}" for w, v in load.items() if v and v.get("load_avg_1m") is not None]
+                                       f"{bench.peaks[k] / 1e9:,.1f} GFLOP/s" for k, v in bench.devices.items()))
+        loads = [f"{w} {v['load_avg_1m']:.2f}" for w, v in bench.load.items() if v and v.get("load_avg_1m") is not None]
         if loads:
             doc.p(f"Load average (1 min) during the bench: {', '.join(loads)}, on "
-                  f"{next(v['cpu_count'] for v in load.values() if v)} logical cores.")
-        doc.bullets(bench.get("warnings", []))
+                  f"{next(v['cpu_count'] for v in bench.load.values() if v)} logical cores.")
+        doc.bullets(bench.warnings())
         doc.table(["cell", "epoch s median (min\u2013max)", "ms/step", "samples/s", "1st warm-up step ms", *PHASES,
-                   "GFLOP/s", "utilisation", "stability"], [_bench_cell_row(c) for c in bench["cells"]])
-        st = bench["settings"]
+                   "GFLOP/s", "utilisation", "bound", "stability"], [_bench_cell_row(c) for c in bench.cells])
+        st = bench.settings
         doc.p(f"Each cell: {st['warmup']} warm-up steps (the first one, cold, shown apart), then {st['repeats']} repeats "
               f"of {st['steps'] or 'an epoch of'} steps at batch {st['batch_size']}, interleaved across cells so "
               f"that a change in the machine's load hits all of them alike; median (min\u2013max) of the repeats. "
-              f"A cell is unstable when its repeats spread by more than {st.get('unstable_spread', 0.1):.0%} of "
-              f"their median or the machine was busy. * extrapolated to a full epoch. Phase shares are of the "
-              f"sum of the phases, from a separate pass with a synchronisation at each phase boundary.")
-        doc.bullets([f"{u['what']}: {u['words']}." for u in bench.get("speedups", [])])
-        if (bdir / "bench.png").is_file():
-            doc.image(bdir / "bench.png", "Share of each training step by phase")
+              f"A cell is unstable when its repeats spread by more than {UNSTABLE_SPREAD:.0%} of their median, "
+              f"when it had a single repeat, or when the machine was busy. * extrapolated to a full epoch. Phase "
+              f"shares are of the sum of the phases, from a separate pass with a synchronisation at each phase "
+              f"boundary. Bound: input (data and copy take half the step or more), compute (at least "
+              f"{COMPUTE_BOUND_UTILISATION:.0%} of the measured matmul peak) or overhead (per-operation costs).")
+        doc.bullets([f"{u.what}: {u.ratio.marked()}." for u in bench.speedups()])
+        doc.image(plot_bench(bench, figs / f"{bdir.name}-bench.png"), "Share of each training step by phase")
 
     extra = [p for p in paths if any((p / f).is_file() for f in EXTRA_SECTIONS)]
     if lab:
         extra += [root / name for name in (lab.get("speedrun"),) if isinstance(name, str)]
     for p in extra:
-        for name, section in EXTRA_SECTIONS.items():
+        for name, (kind, section) in EXTRA_SECTIONS.items():
             if (p / name).is_file():
-                data = read_json_object(p / name)
-                try:
-                    section(doc, data)
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
-                    raise CheckpointError(f"{p / name}: malformed ({e!r})") from None
+                section(doc, read_result(kind, p))  # validated: a damaged file is one line naming it
 
     doc.h2("Observations")
     notes = [n for r in runs if _config(r)["model"] == "mlp" for n in training_observations(r)]
     notes += [n for r in runs if _config(r)["model"] != "mlp" for n in training_observations(r)]
     notes += device_comparisons(runs)
-    notes += bench["observations"] if bench else []
+    notes += observations(bench) if bench else []
     doc.bullets(notes or ["No training runs or benchmarks to observe."])
 
     md, page = out_dir / "report.md", out_dir / "report.html"
@@ -610,43 +549,50 @@ def run_levers_text(cfg: dict[str, Any]) -> str:
     return ("eager " if cfg.get("compile", "off") == "off" and not cfg.get("cuda_graphs") else "") + " + ".join(parts)
 
 
-def levers_section(doc: Document, levers: dict[str, Any]) -> None:
+def levers_section(doc: Document, levers: LeversResult) -> None:
     """bench --implementations (levers.json): the table and the sentences computed from it."""
     doc.h2("Speed levers: what each one buys")
-    for dev, peaks in levers.get("peaks_flops_per_s", {}).items():
-        doc.p(f"{dev}: {levers['devices'].get(dev, dev)}; measured matmul peaks: "
+    for dev, peaks in levers.peaks.items():
+        doc.p(f"{dev}: {levers.devices.get(dev, dev)}; measured matmul peaks: "
               + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in peaks.items()) + ".")
     rows = []
-    for c in levers["cells"]:
-        if c.get("unavailable"):
-            rows.append([f"{c['device']}/{c['model']}", c["implementation"], "not available", "", "", ""])
+    for c in levers.cells:
+        if c.unavailable:
+            rows.append([f"{c.device}/{c.model}", c.implementation, "not available", "", "", "", ""])
             continue
-        s = c.get("speedup_vs_eager")
-        rows.append([f"{c['device']}/{c['model']}", c["implementation"], f"{c['step_median_s'] * 1e3:.2f}",
-                     f"{c['step_min_s'] * 1e3:.2f}-{c['step_max_s'] * 1e3:.2f}",
-                     f"{s:.2f}x" if s is not None else "-", f"{c['utilisation']:.0%} of {c['compute_dtype']}"])
-    doc.table(["device/model", "implementation", "ms/step (median)", "range", "vs eager fp32", "utilisation"], rows)
-    for line in levers.get("observations", []):
+        r = levers.vs_eager(c)
+        rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
+                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}",
+                     "baseline" if c.implementation == "eager" else r.words() if r else "-",
+                     f"{c.utilisation:.0%} of {c.compute_dtype} ({c.bound}-bound)",
+                     "stable" if c.stability.stable else "unstable"])
+    doc.table(["device/model", "implementation", "ms/step (median)", "range", "vs eager fp32", "utilisation",
+               "stability"], rows)
+    for line in levers_observations(levers):
         doc.p(line)
 
 
-def speedrun_section(doc: Document, result: dict[str, Any]) -> None:
+def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     """`mnistlab speedrun` (speedrun.json): the recipe, the protocol, accuracy and time over the seeds."""
-    s, r = result["summary"], result["recipe"]
-    doc.h2(f"Speedrun: time to {result['target']:g}% test accuracy")
-    doc.p(f"Recipe: {r['model']}, Adam with a one-cycle schedule (max lr {r['max_lr']}), batch {r['batch_size']}, "
-          f"{r['epochs']} epoch(s) over {result['train_samples']:,} training images; levers: {result['levers_text']}; "
-          f"on {result['device_name']}. Timed: {result['timed']}.")
-    doc.table(["seeds", "accuracy mean ± std", f"reached {result['target']:g}%", "time median", "time range",
-               "data to device (once)", "warm-up per seed (median)"],
+    s, r = result.summary(), result.recipe
+    doc.h2(f"Speedrun: time to {result.target:g}% test accuracy")
+    doc.p(f"Recipe: {r.model}, Adam with a one-cycle schedule (max lr {r.max_lr}), batch {r.batch_size}, "
+          f"{r.epochs} epoch(s) over {result.train_samples:,} training images; levers: {result.levers.describe()}; "
+          f"on {result.device_name}. Timed: {TIMED}.")
+    doc.table(["seeds", "accuracy mean ± std", f"reached {result.target:g}%", "time median", "time range",
+               "data to device (once)", "warm-up per seed (median)", "stability"],
               [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
                 f"{s['reached_target']}/{s['seeds']}", f"{s['time_median_s']:.2f} s",
                 f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s", f"{s['data_s']:.2f} s",
-                f"{s['warmup_median_s']:.2f} s"]])
+                f"{s['warmup_median_s']:.2f} s", "stable" if result.stability.stable else "unstable"]])
+    if not result.stability.stable:
+        doc.p(f"The time {result.stability.reason}.")
     doc.table(["seed", "test accuracy", "time (train + test eval)", "train", "test eval", "warm-up (apart)"],
-              [[x["seed"], f"{x['accuracy']:.2f}% ({x['correct']}/{x['total']})", f"{x['seconds']:.2f} s",
-                f"{x['train_s']:.2f} s", f"{x['eval_s']:.2f} s", f"{x['warmup_s']:.2f} s"] for x in result["runs"]])
+              [[x.seed, f"{x.accuracy:.2f}% ({x.correct}/{x.total})", f"{x.seconds:.2f} s",
+                f"{x.train_s:.2f} s", f"{x.eval_s:.2f} s", f"{x.warmup_s:.2f} s"] for x in result.seeds])
 
 
-# folders of other measurements, each with its own section: file name -> section writer
-EXTRA_SECTIONS = {SCALING_FILE: _scaling_section, "levers.json": levers_section, "speedrun.json": speedrun_section}
+# folders of other measurements, each with its own section: file name -> (result type, section writer)
+EXTRA_SECTIONS = {ScalingResult.FILE: (ScalingResult, _scaling_section),
+                  LeversResult.FILE: (LeversResult, levers_section),
+                  SpeedrunResult.FILE: (SpeedrunResult, speedrun_section)}

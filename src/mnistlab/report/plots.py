@@ -132,16 +132,17 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
 
 @literal_text
 def plot_bench(result: BenchResult, out: Path) -> Path:
-    """Share of each training step by phase, one bar per bench cell."""
+    """Share of each training step by phase, one bar per bench cell (`result`: as run, or
+    BenchResult.from_dict of a bench.json)."""
     cells = result.cells
     fig = Figure(figsize=(10, 0.5 * len(cells) + 2.0))
     ax = fig.subplots()
     left = [0.0] * len(cells)
     labels = []
     for c in cells:  # the step time and its range in the bar's label, so the share axis ends at 100%
-        sp = c.step_spread
-        labels.append(f"{c.key}\n{c.step_median_s * 1e3:.2f} ms/step ({sp['min'] * 1e3:.2f}\u2013"
-                      f"{sp['max'] * 1e3:.2f})" + (" unstable" if c.stability else ""))
+        sp = c.step
+        labels.append(f"{c.key}\n{sp.median * 1e3:.2f} ms/step ({sp.min * 1e3:.2f}\u2013"
+                      f"{sp.max * 1e3:.2f})" + ("" if c.stability.stable else " unstable"))
     for i, p in enumerate(PHASES):
         vals = [100 * c.share(p) for c in cells]
         ax.barh(labels, vals, left=left, color=f"C{i}", label=p)

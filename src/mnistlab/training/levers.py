@@ -2,7 +2,9 @@
 
 `Levers` says which are on; `Levers.check(device)` turns a lever that a device lacks into one
 ConfigError line; `make_step` builds the training step (forward, loss, backward, optimizer step)
-that train_epoch, bench and speedrun all run, so that every caller times the same thing.
+that train_epoch, bench, levers bench and speedrun all run, so that every caller times the same
+thing (scaling builds its own: it times the step under DistributedDataParallel and under no_sync()).
+`warm_up` is the one warm-up, timed apart, before any of them times anything.
 The step does no I/O: it returns the loss tensor, left on the device.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
+from mnistlab.core.device import synchronize
 from mnistlab.core.errors import ConfigError, first_line
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -249,7 +253,7 @@ class GraphedStep(TrainStep):
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device, *,
-              batch_size: int, sample_shape: tuple[int, ...] = (1, 28, 28),
+              batch_size: int, sample_shape: tuple[int, ...],
               loss_fn: LossFn = F.cross_entropy) -> TrainStep:
     """The step for these levers; the model must already be on `device` (see `prepare_model`)."""
     if levers.cuda_graphs:
@@ -290,11 +294,51 @@ def restored(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[Non
                 g["lr"] = lr
 
 
-def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2) -> None:
-    """Run `steps` steps (compiling, capturing, autotuning on the way), then undo their effect on the
-    weights and optimizer state, so that what is timed next is the steady state of an untouched run."""
-    with restored(step.model, step.optimizer):
+# Devices whose first step pays one-time costs (cuBLAS/cuDNN handles, lazy kernel loading, first
+# allocations) that would otherwise land in epoch 1's time; compile and CUDA graphs pay them anywhere.
+WARMUP_DEVICES = ("cuda", "mps")
+
+
+@contextlib.contextmanager
+def _rng_kept(device: torch.device) -> Iterator[None]:
+    cpu = torch.get_rng_state()
+    acc = (torch.cuda.get_rng_state(device) if device.type == "cuda"
+           else torch.mps.get_rng_state() if device.type == "mps" else None)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(acc, device)
+        elif device.type == "mps":
+            torch.mps.set_rng_state(acc)
+
+
+def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2,
+            evaluation: torch.Tensor | None = None) -> float:
+    """The one warm-up (trainer, bench, levers bench, speedrun): run `steps` steps (compiling,
+    capturing, autotuning on the way) and, given `evaluation`, one eval-mode forward at its shape;
+    then undo their effect on weights, buffers, gradients, optimizer state, the train/eval mode and
+    the RNG states, so that what is timed next is the steady state of an untouched run. Returns its seconds,
+    synchronised at both ends: the first-call, compile and capture costs, reported apart."""
+    model, was_training = step.model, step.model.training
+    grads = [(p, p.grad) for p in model.parameters()]
+    synchronize(step.device)
+    t0 = time.perf_counter()
+    with _rng_kept(step.device), restored(model, step.optimizer):
+        model.train()
         for _ in range(steps):
             step(x, y)
+        if evaluation is not None:
+            model.eval()
+            with torch.no_grad(), autocast(step.levers, step.device):
+                model(evaluation)
+        synchronize(step.device)
+    seconds = time.perf_counter() - t0
+    model.train(was_training)
+    if step.static_inputs is None:  # a captured graph keeps its gradients in its own memory pool
+        for p, g in grads:
+            p.grad = g
     if step.scaler is not None:  # its scale may have moved: start again from torch's default
         step.scaler = make_grad_scaler(step.levers, step.device)
+    return seconds

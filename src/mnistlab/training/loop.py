@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,11 +15,6 @@ from mnistlab.core.errors import DivergenceError
 from mnistlab.core.device import synchronize
 from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.data.loader import DeviceLoader
-
-
-# Devices whose first step pays one-time costs (cuBLAS/cuDNN handles, lazy kernel loading, first
-# allocations) that would otherwise land in epoch 1's time.
-WARMUP_DEVICES = ("cuda", "mps")
 
 
 def fused_for(device: torch.device) -> bool | None:
@@ -44,54 +38,6 @@ def set_fused_for(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
         group["fused"] = fused
         if fused:
             group["foreach"] = None  # torch refuses fused and foreach together
-
-
-@contextmanager
-def _rng_kept(device: torch.device) -> Iterator[None]:
-    cpu = torch.get_rng_state()
-    acc = (torch.cuda.get_rng_state(device) if device.type == "cuda"
-           else torch.mps.get_rng_state() if device.type == "mps" else None)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu)
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(acc, device)
-        elif device.type == "mps":
-            torch.mps.set_rng_state(acc)
-
-
-def warm_up(model: nn.Module, train: DeviceLoader, evaluation: DeviceLoader | None = None) -> float:
-    """One untimed forward and backward at the training batch shape, and a forward at the
-    evaluation shape, with no optimizer step; returns its wall time. The one-time costs of a GPU
-    are paid here instead of in epoch 1. Weights, buffers (e.g. batch-norm statistics), gradients,
-    the train/eval mode and the RNG states are left as they were, so the run itself is unchanged."""
-    device = train.device
-    params = list(model.parameters())
-    grads = [p.grad for p in params]
-    buffers = [b.detach().clone() for b in model.buffers()]
-    was_training = model.training
-    synchronize(device)
-    t0 = time.perf_counter()
-    with _rng_kept(device):
-        for p in params:
-            p.grad = None
-        model.train()
-        n = min(train.batch_size, train.num_samples)
-        F.cross_entropy(model(train.x[:n]), train.y[:n]).backward()
-        if evaluation is not None and evaluation.num_samples:
-            model.eval()
-            with torch.no_grad():
-                model(evaluation.x[:evaluation.batch_size])
-        synchronize(device)
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        for b, saved in zip(model.buffers(), buffers, strict=True):
-            b.copy_(saved)
-    for p, g in zip(params, grads, strict=True):
-        p.grad = g
-    model.train(was_training)
-    return seconds
 
 
 @dataclass(frozen=True)

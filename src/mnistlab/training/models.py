@@ -51,15 +51,12 @@ def model_code_for_run(run_path: Path, spec: str, *, check_original: bool = Fals
                                      fallback_to_spec=fallback_to_spec)
 
 
-def as_shape(shape: DataShape | int | None) -> DataShape:
-    """The data's shape; None: MNIST's. (A bare class count is MNIST's sample with that many classes:
-    kept only until every measurement passes its dataset's DataShape.)"""
-    if shape is None:
-        return DEFAULT_SHAPE
-    return DataShape(DEFAULT_SHAPE.sample, shape) if isinstance(shape, int) else shape
+def as_shape(shape: DataShape | None) -> DataShape:
+    """The data's shape; None: MNIST's (a model built with no dataset named)."""
+    return DEFAULT_SHAPE if shape is None else shape
 
 
-def create_model(spec: str | ModelCode, shape: DataShape | int | None = None) -> nn.Module:
+def create_model(spec: str | ModelCode, shape: DataShape | None = None) -> nn.Module:
     """A fresh model for data of `shape` (default: MNIST's), checked: an nn.Module with parameters that
     maps (B, *shape.sample) to (B, shape.classes). Every failure is a ConfigError of one line."""
     shape = as_shape(shape)

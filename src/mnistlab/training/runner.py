@@ -32,7 +32,7 @@ from mnistlab.core.device import describe_choice, device_error_message, enable_d
 from mnistlab.training.config import TrainConfig, load_run_config
 from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.core.environment import environment, load_snapshot, precision_environment
+from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
 from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError, MnistlabError, ModelError
 from mnistlab.core.failures import as_model_error, outcome
 from mnistlab.core.writer import Writer, writer_for
@@ -48,8 +48,8 @@ from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.distributed import World, barrier, from_main, init_process_group, world
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run
-from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model
-from mnistlab.training.loop import WARMUP_DEVICES, make_optimizer, set_fused_for, train_epoch, warm_up
+from mnistlab.training.levers import WARMUP_DEVICES, Levers, TrainStep, make_step, prepare_model, warm_up
+from mnistlab.training.loop import make_optimizer, set_fused_for, train_epoch
 
 Log = Callable[[str], None]
 EpochHook = Callable[[dict[str, float]], bool]
@@ -347,13 +347,17 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
     saved = done  # the epoch last.pt holds
     stage = "warm-up"  # named in a device failure's message
     try:
-        if device.type in WARMUP_DEVICES and done < cfg.epochs:
-            warmup_s = warm_up(model, splits.train, splits.val)
+        warmup_s = None  # compile, graph capture and first-call costs, timed apart from epoch 1
+        levers = prep.step.levers
+        if (device.type in WARMUP_DEVICES or levers.compile != "off" or levers.cuda_graphs) and done < cfg.epochs:
+            n = min(splits.train.batch_size, splits.train.num_samples)
+            warmup_s = warm_up(prep.step, splits.train.x[:n].clone(), splits.train.y[:n].clone(),
+                               evaluation=splits.val.x[:splits.val.batch_size] if splits.val.num_samples else None)
             env["warmup_seconds"] = warmup_s
             writer.json(run / rd_files.ENV, env)
             _set_status(run, writer, "running", epochs_done=done, warmup_seconds=warmup_s)
-            log(f"warm-up on {device.type}: {warmup_s:.2f} s (one untimed forward and backward; "
-                f"not counted in epoch {done + 1})")
+            log(f"warm-up on {device.type}: {warmup_s:.2f} s (untimed steps, compile and capture included, then "
+                f"undone; not counted in epoch {done + 1})")
         for epoch in range(done + 1, cfg.epochs + 1):
             stage = "training"
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
@@ -371,6 +375,8 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 "val_accuracy": val.accuracy, "train_seconds": stats.seconds, "val_seconds": val.seconds,
                 "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples * w.size / stats.seconds,
                 "steps": stats.steps, "global_step": global_step, "session": session,
+                **epoch_load(),  # was the machine busy during this epoch?
+                **({"warmup_s": warmup_s} if warmup_s is not None and epoch == done + 1 else {}),
             }
             with stops.deferred():  # a stop request waits until the epoch is saved and counted
                 history.append(row)

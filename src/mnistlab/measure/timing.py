@@ -1,0 +1,179 @@
+"""The one timing module: how mnistlab times steps, repeats, and says what the numbers support.
+
+Every measurement (bench, levers bench, scaling, speedrun, the trainer's epochs) states a time as a
+`Spread` of repeats, judges it with ONE stability rule (`stability`), and states a comparison as a
+`Ratio` of paired, interleaved repeats with one wording (`Ratio.words`). A new measurement that
+needs another rule or another wording is a change here, not in its own module.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from mnistlab.core.device import synchronize
+
+UNSTABLE_SPREAD = 0.10  # (max - min) / median of the repeats beyond which a figure is not trusted
+ONE_REPEAT = "1 repeat, no range (a single measurement is no evidence of a stable figure)"
+
+Load = Mapping[str, Mapping[str, Any] | None]  # {"start": load_snapshot(), "end": ...}
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Whether a figure can be trusted; `reason` says why not, in words starting with 'unstable:'."""
+    stable: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stable": self.stable, "reason": self.reason}
+
+
+STABLE = Stability(True)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Repeated measurements of one thing: median, min, max, count."""
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        if not values:
+            return cls(0.0, 0.0, 0.0, 0)
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    @property
+    def rel_range(self) -> float:
+        """(max - min) / median: 0.1 means the repeats span 10% of their median."""
+        return (self.max - self.min) / self.median if self.median > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median": self.median, "min": self.min, "max": self.max, "n": self.n, "rel_range": self.rel_range}
+
+
+def is_busy(load_1m: float | None, cores: int | None) -> bool:
+    """The machine was busy: its 1-minute load average exceeded its logical cores (the load includes
+    this process's own threads)."""
+    return load_1m is not None and bool(cores) and load_1m > cores
+
+
+def busy_words(load: Load | None) -> str | None:
+    """The fact that the machine was busy at the start or the end of a measurement, in words, or None
+    (also where the OS has no load average: no claim either way)."""
+    snaps = [(w, s) for w, s in (load or {}).items()
+             if w in ("start", "end") and s and s.get("load_avg_1m") is not None and s.get("cpu_count")]
+    if not any(is_busy(s["load_avg_1m"], s["cpu_count"]) for _, s in snaps):
+        return None
+    said = ", ".join(f"{s['load_avg_1m']:.1f} at the {w}" for w, s in snaps)
+    return (f"another process used the CPU during this measurement (load average {said}, "
+            f"on {snaps[0][1]['cpu_count']} cores)")
+
+
+def _judged(why: list[str], advice: str) -> Stability:
+    return Stability(False, f"unstable: {'; '.join(why)}; {advice}") if why else STABLE
+
+
+def machine_stability(load: Load | None) -> Stability:
+    """The rule's load part alone: a whole run's warning."""
+    busy = busy_words(load)
+    return _judged([busy] if busy else [], "rerun on a quiet machine")
+
+
+def stability(values: Sequence[float], load: Load | None = None) -> Stability:
+    """THE stability rule. Not stable: no repeat, a single repeat (no range to judge), repeats that
+    spread over more than UNSTABLE_SPREAD of their median, or a machine busier than its cores
+    (the load average at the start or end of the measurement). The reason names every one that holds."""
+    s = Spread.of(values)
+    why = []
+    if s.n == 0:
+        why.append("not measured")
+    elif s.n == 1:
+        why.append(ONE_REPEAT)
+    elif s.rel_range > UNSTABLE_SPREAD:
+        why.append(f"its {s.n} repeats spread over {s.rel_range:.0%} of their median (more than {UNSTABLE_SPREAD:.0%})")
+    busy = busy_words(load)
+    if busy:
+        why.append(busy)
+    elif s.n > 1 and why:
+        why.append("another process probably used the CPU")
+    advice = ("rerun with 3 or more repeats (--repeats; --seeds for a speedrun)" if s.n == 1
+              else "rerun on a quiet machine")
+    return _judged(why, advice)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """slow / fast from paired repeats: repeat i of both ran next to each other (interleaved), so a
+    change in the machine's load hits both alike. >1: `fast` is faster."""
+    ratios: tuple[float, ...]
+    stability: Stability
+
+    @classmethod
+    def paired(cls, slow: Sequence[float], fast: Sequence[float], load: Load | None = None) -> Ratio:
+        ratios = tuple(a / b for a, b in zip(slow, fast, strict=False) if b > 0)
+        return cls(ratios, stability(ratios, load))
+
+    @property
+    def spread(self) -> Spread:
+        return Spread.of(self.ratios)
+
+    @property
+    def median(self) -> float:
+        return self.spread.median
+
+    def words(self) -> str:
+        """'12.0x faster (9.1-14.2x over 5 repeats)'; below 1 said the other way round ('1.4x slower'),
+        never '0.7x faster'; a range that straddles 1: 'not clearly different'."""
+        s = self.spread
+        if s.n == 0:
+            return "not measured"
+        over = f"over {s.n} repeats" if s.n > 1 else "1 repeat, no range"
+        if s.min >= 1:
+            return f"{s.median:.1f}x faster ({s.min:.1f}\u2013{s.max:.1f}x {over})" if s.n > 1 \
+                else f"{s.median:.1f}x faster ({over})"
+        if s.max <= 1:
+            return f"{1 / s.median:.1f}x slower ({1 / s.max:.1f}\u2013{1 / s.min:.1f}x {over})" if s.n > 1 \
+                else f"{1 / s.median:.1f}x slower ({over})"
+        return f"not clearly different: from {1 / s.min:.2f}x slower to {s.max:.2f}x faster {over}"
+
+    def marked(self) -> str:
+        """The words, and why they are not to be trusted when they are not."""
+        return self.words() + ("" if self.stability.stable else f" [{self.stability.reason}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ratios": list(self.ratios), "spread": self.spread.to_dict(), "words": self.words(),
+                "stability": self.stability.to_dict()}
+
+
+def time_steps(step: Callable[[], Any], n: int, device: torch.device) -> float:
+    """Seconds per step of `n` free-running calls of `step`, synchronised at both ends only."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - t0) / n
+
+
+def interleave(cells: Sequence[C], *, warm_up: Callable[[C], None], time_once: Callable[[C], float],
+               repeats: int) -> list[list[float]]:
+    """Warm every cell up, then time the repeats interleaved (A B A B ...: repeat 1 of every cell,
+    then repeat 2 of every cell), so that a drift in the machine's load hits every cell alike.
+    Returns each cell's times, in the order of `cells`."""
+    for c in cells:
+        warm_up(c)
+    times: list[list[float]] = [[] for _ in cells]
+    for _ in range(repeats):
+        for c, out in zip(cells, times, strict=True):
+            out.append(time_once(c))
+    return times
