@@ -20,13 +20,13 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import METRIC_FIELDS, open_run, write_csv
+from mnistlab.core.rundir import MAX_EPOCHS, METRIC_FIELDS, open_run, write_csv
 from mnistlab.data import datasets
 from mnistlab.report import plots
 
 from tests.conftest import write_tiny_dataset
 
-from .conftest import background, in_background, make_tiny_env, one_line_error
+from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, one_line_error
 
 TRAIN = ["train", "--dataset", "tiny", "--device", "cpu"]
 
@@ -261,3 +261,60 @@ def test_eval_of_a_subset_run_uses_its_test_subset(copy, capsys, reliability):
 def test_no_progress_bar_redraws_when_stderr_is_not_a_terminal(trained, reliability):
     assert "\r" not in trained["subset_stderr"]
     reliability.record("Smaller", "training with progress bars on, stderr a file", "no `\\r` redraws in it")
+
+
+# --- readers: only regular files, values in range, bounded sizes ------------------------------------
+
+SPECIAL_FILES = {"a FIFO": ("is a FIFO", lambda p: os.mkfifo(p)),
+                 "a link to /dev/zero": ("is a device", lambda p: p.symlink_to("/dev/zero"))}
+
+
+@pytest.mark.parametrize("kind", list(SPECIAL_FILES))
+def test_special_files_are_refused(copy, tmp_path, reliability, kind):
+    """Real processes, so that a reader that blocks on a FIFO or reads /dev/zero forever fails here
+    by its timeout instead of hanging the suite."""
+    words, make = SPECIAL_FILES[kind]
+    env = make_tiny_env(tmp_path / "env")["env"]
+    trials = 0
+    for name in ("metrics.csv", "test.json", "env.json"):
+        run = copy(name=f"run-{name}")
+        (run / name).unlink()
+        make(run / name)
+        commands = [["report", run, "--out", tmp_path / f"rep-{name}"]]
+        if name == "metrics.csv":
+            commands.append(["plot", run, "--out", tmp_path / "p.png"])
+        for argv in commands:
+            p = mnistlab(argv, env, timeout=60)
+            assert is_one_line_error(p) and f"{run / name}: {words}" in p.stderr, p.stderr[-800:]
+            trials += 1
+    reliability.record("Hostile run files", f"metrics.csv, test.json or env.json as {kind}",
+                       "clear error naming the file, nothing read (plot, report)", trials=trials)
+
+
+BAD_VALUES = {"epoch": ["nan", "2.5", "0"], "session": ["nan"], "train_loss": ["inf", "-inf", "nan", "1e308"],
+              "val_accuracy": ["1.5"], "train_seconds": ["-1"], "steps": ["-inf"]}
+
+
+@pytest.mark.parametrize("column", list(BAD_VALUES))
+def test_metrics_values_out_of_range(copy, tmp_path, capsys, reliability, column):
+    run = copy()
+    rows = open_run(run).metrics()
+    for value in BAD_VALUES[column]:
+        write_csv(run / "metrics.csv", METRIC_FIELDS, [rows[0], {**rows[1], column: value}])
+        for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")],
+                     ["report", str(run), "--out", str(tmp_path / "rep")]):
+            line = one_line_error(capsys, argv)
+            assert f"metrics.csv: line 3: {column} must be" in line and repr(float(value)) in line, line
+    reliability.record("Hostile run files", f"metrics.csv with {column} " + ", ".join(BAD_VALUES[column]),
+                       "clear error naming the file, line and column (plot, report)", trials=2 * len(BAD_VALUES[column]))
+
+
+def test_metrics_with_too_many_rows(copy, tmp_path, capsys, reliability):
+    run = copy()
+    row = open_run(run).metrics()[0]
+    text = ",".join(METRIC_FIELDS) + "\n" + ",".join(str(row[k]) for k in METRIC_FIELDS) + "\n"
+    (run / "metrics.csv").write_text(text + text.partition("\n")[2] * MAX_EPOCHS)
+    for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")], ["report", str(run), "--out", str(tmp_path)]):
+        assert f"more than {MAX_EPOCHS:,} rows" in one_line_error(capsys, argv)
+    reliability.record("Resource bounds", f"metrics.csv of {MAX_EPOCHS + 1:,} rows",
+                       "clear error at once, nothing drawn (plot, report)", trials=2)

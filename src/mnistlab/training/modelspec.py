@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.writer import FILES, Writer
-from mnistlab.core.errors import CheckpointError, ConfigError, first_line
-from mnistlab.core.rundir import read_json
+from mnistlab.core.errors import CheckpointError, ConfigError, ResultFileError, first_line
+from mnistlab.core.rundir import read_bytes, read_json
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -87,14 +87,12 @@ def label(spec: str) -> str:
 
 
 def _read(path: Path, spec: str) -> bytes:
+    if not path.exists():
+        raise ConfigError(f"model spec {spec!r}: {path}: no such file")
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"model spec {spec!r}: {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"model spec {spec!r}: {path}: is a directory, not a .py file") from None
-    except OSError as e:
-        raise ConfigError(f"model spec {spec!r}: {path}: cannot read ({e.strerror})") from None
+        return read_bytes(path, "a .py file")  # a regular file of bounded size: never a FIFO that blocks
+    except ResultFileError as e:
+        raise ConfigError(f"model spec {spec!r}: {e}") from None
 
 
 def resolve(spec: str, registry: list[str]) -> ModelCode:
@@ -255,10 +253,7 @@ def resolve_for_run(run_path: Path, spec: str, registry: list[str], *, check_ori
         raise CheckpointError(f"{run_path}: trained with {spec!r} but has no {MODEL_RECORD} (its record of that file)")
     rec = _read_record(run_path, spec)
     copy = run_path / MODEL_COPY
-    try:
-        data = copy.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{copy}: cannot read the run's copy of its model file ({e.strerror})") from None
+    data = read_bytes(copy, "a .py file")
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         raise CheckpointError(f"{copy}: does not match the SHA-256 in {MODEL_RECORD} (changed or corrupt); "
                               f"refusing to run it")
