@@ -318,3 +318,13 @@ def test_metrics_with_too_many_rows(copy, tmp_path, capsys, reliability):
         assert f"more than {MAX_EPOCHS:,} rows" in one_line_error(capsys, argv)
     reliability.record("Resource bounds", f"metrics.csv of {MAX_EPOCHS + 1:,} rows",
                        "clear error at once, nothing drawn (plot, report)", trials=2)
+
+
+def test_report_on_a_run_whose_name_is_not_utf8(copy, tmp_path, reliability):
+    run = copy()
+    bad = os.fsdecode(os.fsencode(run.parent) + b"/bad-\xff-name")  # as Python sees such an argument
+    os.rename(run, bad)
+    assert main(["report", bad, "--out", str(tmp_path / "rep")]) == 0
+    assert "bad-\ufffd-name" in (tmp_path / "rep" / "report.md").read_text(errors="replace")
+    reliability.record("Names", "`report` of a run folder whose name is not valid UTF-8",
+                       "report written; the name shown with U+FFFD for the bad byte")
