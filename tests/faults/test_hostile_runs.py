@@ -328,3 +328,18 @@ def test_report_on_a_run_whose_name_is_not_utf8(copy, tmp_path, reliability):
     assert "bad-\ufffd-name" in (tmp_path / "rep" / "report.md").read_text(errors="replace")
     reliability.record("Names", "`report` of a run folder whose name is not valid UTF-8",
                        "report written; the name shown with U+FFFD for the bad byte")
+
+
+def test_eval_only_reads_the_data_dir_its_config_names(copy, tiny, tmp_path, capsys, reliability):
+    run = copy()
+    config = json.loads((run / "config.json").read_text())
+    absent, empty = tmp_path / "absent" / "data", tmp_path / "empty"
+    empty.mkdir()
+    for root, words in ((absent, "no such folder"), (empty, "not there")):
+        (run / "config.json").write_text(json.dumps({**config, "data_dir": str(root)}))
+        line = one_line_error(capsys, ["eval", str(run), "--device", "cpu"])
+        assert words in line and "pass --data-dir" in line and str(run / "config.json") in line, line
+    assert not (tmp_path / "absent").exists() and not any(empty.iterdir())
+    assert main(["eval", str(run), "--device", "cpu", "--data-dir", str(tiny[1])]) == 0
+    reliability.record("Nothing lost", "`eval` of a run whose config.json names a data_dir that is absent or empty",
+                       "clear error suggesting --data-dir; nothing created or fetched there", trials=2)
