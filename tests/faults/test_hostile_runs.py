@@ -343,3 +343,36 @@ def test_eval_only_reads_the_data_dir_its_config_names(copy, tiny, tmp_path, cap
     assert main(["eval", str(run), "--device", "cpu", "--data-dir", str(tiny[1])]) == 0
     reliability.record("Nothing lost", "`eval` of a run whose config.json names a data_dir that is absent or empty",
                        "clear error suggesting --data-dir; nothing created or fetched there", trials=2)
+
+
+# --- TensorBoard files on --resume -----------------------------------------------------------------
+
+RESUME = ["train", "--epochs", "1", "--no-progress", "--resume"]
+
+
+def test_tensorboard_rewrite_folder_as_a_link_is_refused(copy, tmp_path, capsys, reliability):
+    run, outside = copy(), tmp_path / "outside"
+    outside.mkdir()
+    (outside / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"someone else's events")
+    (outside / "notes.txt").write_text("mine")
+    (run / ".tensorboard-rewrite").symlink_to(outside)
+    before = {outside: _files(outside), run: _files(run)}
+    assert "is a symbolic link" in one_line_error(capsys, [*RESUME, str(run)])
+    assert _files(outside) == before[outside]
+    assert {k: v for k, v in _files(run).items() if "tfevents" in k} == {
+        k: v for k, v in before[run].items() if "tfevents" in k}
+    reliability.record("Nothing lost", "`RUN/.tensorboard-rewrite` as a link to another folder, then --resume",
+                       "clear error; nothing written there, moved from there or deleted")
+
+
+def test_resume_keeps_a_users_own_event_file(copy, reliability):
+    run = copy()
+    mine = run / "events.out.tfevents.1700000000.host.mynotes"
+    mine.write_bytes(b"a user's own log")
+    ours = sorted(p.name for p in run.glob("events.out.tfevents.*") if p != mine)
+    assert main([*RESUME, str(run)]) == 0
+    assert mine.read_bytes() == b"a user's own log"
+    now = sorted(p.name for p in run.glob("events.out.tfevents.*") if p != mine)
+    assert ours and len(now) == 2 and not set(ours) & set(now)  # ours: the rewritten history, and this session's
+    reliability.record("Nothing lost", "a user's own `events.out.tfevents.*.mynotes` in a run, then --resume",
+                       "kept as it was; only mnistlab's own event files are rewritten")
