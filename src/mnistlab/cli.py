@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import TextIO
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
 
 SPECS = "package.module:factory, path/to/file.py:Name"
+MAX_SHOWN = 256  # data show --count: a grid of 256 images takes seconds; 4000 took 70 s and 2.4 GB
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,8 +28,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= minimum."""
+def _int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number >= minimum (and <= maximum, where a larger one would take
+    unbounded time or memory)."""
 
     def parse(text: str) -> int:
         try:
@@ -34,6 +39,8 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if v < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {v}")
         return v
 
     return parse
@@ -128,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the figures as JSON")
         if name == "show":
             p.add_argument("--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)")
-            p.add_argument("--count", type=_positive_int, default=32, help="how many samples (default: 32)")
+            p.add_argument("--count", type=_int_at_least(1, MAX_SHOWN), default=32,
+                           help=f"how many samples, at most {MAX_SHOWN} (default: 32)")
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
     p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
@@ -213,15 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_env(args: argparse.Namespace) -> int:
+def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
 
-    print(format_environment(environment()))
-    print(format_precision(precision_environment()))
+    print(format_environment(environment()), file=out)
+    print(format_precision(precision_environment()), file=out)
     return 0
 
 
-def _cmd_data(args: argparse.Namespace) -> int:
+def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
     from mnistlab.data.datasets import get_dataset
 
@@ -231,32 +239,32 @@ def _cmd_data(args: argparse.Namespace) -> int:
     get_dataset(args.dataset)  # a bad row fails before any fetch
     spec, root = jobs.dataset(args.dataset, args.data_dir, log=log, web=args.data_command != "fetch" or not args.no_web)
     if args.data_command == "fetch":
-        print(spec.raw_dir(root))
+        print(spec.raw_dir(root), file=out)
         return 0
     if args.data_command == "info":
         from mnistlab.data.info import dataset_info, format_info
 
         info = dataset_info(spec, root)
-        print(json.dumps(info, indent=2) if args.json else format_info(info))
+        print(json.dumps(info, indent=2) if args.json else format_info(info), file=out)
         return 0
     from mnistlab.data.loader import read_split
     from mnistlab.report.plots import plot_samples
 
     train = read_split(spec, root, train=True)
-    out = Path(args.out or f"{spec.name}-samples.png")
-    plot_samples(train.images.numpy(), train.labels.numpy(), spec.classes, out, n=args.count)
-    print(out)
+    png = Path(args.out or f"{spec.name}-samples.png")
+    plot_samples(train.images.numpy(), train.labels.numpy(), spec.classes, png, n=args.count)
+    print(png, file=out)
     return 0
 
 
-def _cmd_summary(args: argparse.Namespace) -> int:
+def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.summary import summarize
 
-    print(summarize(args.model, args.batch_size).format())
+    print(summarize(args.model, args.batch_size).format(), file=out)
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
     from mnistlab.core.distributed import world
     from mnistlab.measure.epochs import epoch_timing
@@ -264,7 +272,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+    # train's progress lines stay on stdout, as they always were (only others' prints go to stderr)
+    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard, log=_printer(out))
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
@@ -272,11 +281,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if world().is_main:  # under torchrun, rank 0 alone prints
         if run.metrics():
             print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)
-        print(run.path)
+        print(run.path, file=out)
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
+def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
     from mnistlab.data.info import class_label
 
@@ -284,26 +293,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                            log=_to_stderr)
     result = ev.result
     if args.json:
-        print(json.dumps(ev.to_dict(), indent=2))
+        print(json.dumps(ev.to_dict(), indent=2), file=out)
         return 0
-    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt after epoch {ev.epoch}, {ev.device})")
+    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt after epoch {ev.epoch}, {ev.device})", file=out)
     if ev.subset:
-        print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run")
+        print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run", file=out)
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
-          f"in {result.seconds:.2f} s")
-    print("per-class accuracy:")
+          f"in {result.seconds:.2f} s", file=out)
+    print("per-class accuracy:", file=out)
     names = [class_label(i, c) for i, c in enumerate(ev.classes)]
     w = max(len(n) for n in names)
     for name, acc in zip(names, result.per_class_accuracy, strict=True):
-        print(f"  {name:<{w}}  {acc:>7.2%}")
-    print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + "".join(f"{j:>6}" for j in range(len(ev.classes))))
+        print(f"  {name:<{w}}  {acc:>7.2%}", file=out)
+    print("confusion matrix (rows: true class, columns: predicted):", file=out)
+    print("      " + "".join(f"{j:>6}" for j in range(len(ev.classes))), file=out)
     for i, row in enumerate(result.confusion):
-        print(f"  {i:>2}  " + "".join(f"{v:>6}" for v in row))
+        print(f"  {i:>2}  " + "".join(f"{v:>6}" for v in row), file=out)
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace) -> int:
+def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.plots import plot_runs
     from mnistlab.core.rundir import open_run
 
@@ -313,25 +322,25 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             raise MnistlabError(f"{run.path}: no finished epoch to plot yet")
     # a reader writes into no run: the default is the current directory
     default = Path(f"{runs[0].path.resolve().name}-loss.png" if len(runs) == 1 else "compare.png")
-    print(plot_runs(runs, Path(args.out) if args.out else default))
+    print(plot_runs(runs, Path(args.out) if args.out else default), file=out)
     return 0
 
 
-def _cmd_profile(args: argparse.Namespace) -> int:
+def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.profiling import MACS_VS_FLOPS, format_profile, profile_model
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
-        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        print(json.dumps([p.to_dict() for p in profiles], indent=2), file=out)
         return 0
     for p in profiles:
-        print(format_profile(p))
-        print()
-    print(MACS_VS_FLOPS)
+        print(format_profile(p), file=out)
+        print(file=out)
+    print(MACS_VS_FLOPS, file=out)
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
     from mnistlab.core.device import available_devices
 
@@ -348,33 +357,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines, steps=args.steps or None,
                                                warmup=args.warmup, data_dir=args.data_dir, **common)
-    print(text)
-    print(folder.path)
+    print(text, file=out)
+    print(folder.path, file=out)
     return 0
 
 
-def _cmd_speedrun(args: argparse.Namespace) -> int:
+def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
 
     given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
              if getattr(args, k) is not None}
     result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
                                    dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr)
-    print(result.line())
-    print(folder.path)
+    print(result.line(), file=out)
+    print(folder.path, file=out)
     return 0
 
 
-def _cmd_lab(args: argparse.Namespace) -> int:
+def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.lab import run_lab
 
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress)
-    print(page)
+                   progress=not args.no_progress, log=_printer(out))
+    print(page, file=out)
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
+def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.sweep import ParamSpec, SweepPlan, format_results, run_sweep, sweep_results
     from mnistlab.training.config import TrainConfig
 
@@ -383,31 +392,36 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     plan = SweepPlan(study=args.study, trials=args.trials, params=tuple(ParamSpec.parse(p) for p in args.param),
                      base=base, direction=args.direction, pruner=args.pruner, storage=args.storage)
     sweep_dir = run_sweep(plan, out=args.out, log=lambda m: print(m, file=sys.stderr))
-    print(format_results(*sweep_results(sweep_dir)))
-    print(sweep_dir)
+    print(format_results(*sweep_results(sweep_dir)), file=out)
+    print(sweep_dir, file=out)
     return 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
     if len(args.dirs) == 1 and (Path(args.dirs[0]) / "sweep.json").is_file():
         from mnistlab.report.sweep_report import build_sweep_report
 
         md, page = build_sweep_report(args.dirs[0], args.out)
-        print(md)
-        print(page)
+        print(md, file=out)
+        print(page, file=out)
         return 0
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
-    print(md)
-    print(page)
+    print(md, file=out)
+    print(page, file=out)
     return 0
 
 
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
              "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    """A log that prints to `out` (the command's own stdout, not the redirected one)."""
+    return lambda message: print(message, file=out)
 
 
 def _to_stderr(message: str) -> None:
@@ -436,11 +450,26 @@ def _paths_print_as_bytes() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Called as the program (no `argv`: the `mnistlab` script,
+    `python -m mnistlab`), a process whose command is done does not wait for threads a user's model
+    left running."""
+    before = set(threading.enumerate())
+    code = _run(argv)
+    if argv is None:
+        _exit_if_threads_left(before, code)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     _paths_print_as_bytes()
+    answer = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        code = _COMMANDS[args.command](args)
-        sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
+        # stdout holds only the command's answer: whatever else prints while it works (a user's model,
+        # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
+        with contextlib.redirect_stdout(sys.stderr):
+            code = _COMMANDS[args.command](args, answer)
+        answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
         return code
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
@@ -454,3 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = "mnistlab: " if isinstance(e, KeyboardInterrupt) else "mnistlab: error: "
         print(prefix + end.line, file=sys.stderr)
         return end.exit_code
+
+
+def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:
+    """A non-daemon thread started during the command (by a user's model: mnistlab starts none) and
+    still running would keep the interpreter from exiting, forever: say so, flush, and exit now."""
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    if not left:
+        return
+    print(f"mnistlab: warning: not waiting for {len(left)} thread(s) still running ({left[0].name}, started by "
+          f"the model's code)", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

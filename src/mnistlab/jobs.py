@@ -18,12 +18,12 @@ from typing import Any
 
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import RUNS_DIR
-from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.errors import ConfigError, DataError, MnistlabError
 from mnistlab.core.failures import outcome
 from mnistlab.core.rundir import CONFIG, STATUS, RunDir, create_run_dir, open_run, write_json
 from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
-from mnistlab.data.fetching import fetch
+from mnistlab.data.fetching import fetch, verify_present
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike
@@ -119,11 +119,24 @@ def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "
     # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
     model = create_model(model_code_for_run(run.path, cfg.model), spec.shape)
     load_model_state(model, state, run / f"{checkpoint}.pt")
-    spec, root = dataset(cfg.dataset, data_dir or cfg.data_dir, log=log)
+    spec, root = dataset(cfg.dataset, data_dir, log=log) if data_dir or not cfg.data_dir else (
+        _recorded_data(cfg.dataset, cfg.data_dir, run / CONFIG))
     loader = make_test_loader(spec, root, dev, subset=cfg.subset)
     result = evaluate(model.to(dev), loader, len(spec.classes))
     return RunEvaluation(run.path, cfg.model, cfg.dataset, checkpoint, int(state["epoch"]), str(dev), cfg.subset,
                          tuple(spec.classes), result)
+
+
+def _recorded_data(name: str, recorded: str, config: Path) -> tuple[DatasetSpec, Path]:
+    """The data root a run's config.json names, only read: a reader neither creates it nor fetches into it."""
+    spec, root = get_dataset(name), data_root(recorded)
+    where = f"the data_dir in {config}; a reader does not fetch into it: pass --data-dir to use another data root"
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder ({where})")
+    missing = verify_present(spec, root)
+    if missing:
+        raise DataError(f"{spec.raw_dir(root) / missing[0].name}: not there ({where})")
+    return spec, root
 
 
 def _train_split(spec: DatasetSpec, root: Path, subset: int | None = None) -> Any:

@@ -100,3 +100,9 @@ def test_resume_with_other_model_and_resume_finished(tiny, tmp_path, capsys, rel
     reliability.record("Command line", "resuming a finished run without --epochs", "clear error (exit 2, one line)")
     code, err = exit_code_and_err(["train", "--resume", run, "--run-dir", run], capsys)
     assert code == 2 and "cannot be used together" in err
+
+
+def test_data_show_count_is_capped(tiny, capsys, reliability):
+    code, err = exit_code_and_err(["data", "show", "--dataset", "tiny", "--count", "4000"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--count: must be at most 256, got 4000" in err, err
+    reliability.record("Resource bounds", "`data show --count 4000`", "clear error at once (at most 256)")

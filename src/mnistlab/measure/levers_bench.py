@@ -185,7 +185,8 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                         f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s")
                 cell.peak_flops_per_s = peaks[dev.type][dtype]
                 torch.manual_seed(0)
-                model = prepare_model(create_model(model_name, spec.shape), levers, dev)
+                model = prepare_model(create_model(model_name, spec.shape), levers, dev, sample_shape=spec.shape.sample,
+                                      name=model_name)
                 live.append((cell, make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
                                              batch_size=batch_size, sample_shape=spec.shape.sample)))
 

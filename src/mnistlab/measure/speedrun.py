@@ -193,7 +193,7 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     device = train.device
     train.seed = seed  # this seed's batch order
     torch.manual_seed(seed)
-    model = prepare_model(create_model(recipe.model, shape), levers, device)
+    model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
     steps = recipe.epochs * len(train)
     lr: float | torch.Tensor = recipe.max_lr
     if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills

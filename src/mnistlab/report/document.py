@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from mnistlab.core.rundir import read_bytes
+
 # characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
 # tables, strikethrough, math): a backslash makes each literal
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")  # [ and ] escaped: no link, so ( ) and ! need nothing
@@ -137,7 +139,7 @@ class Document:
                 rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif kind == "img":
-                data = base64.b64encode(b[1].read_bytes()).decode()
+                data = base64.b64encode(read_bytes(b[1], "an image")).decode()
                 body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{e(b[2])}</figcaption></figure>")
             elif kind == "pre":

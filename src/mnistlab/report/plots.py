@@ -123,7 +123,7 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training seconds")
-    ax.set_title(title or "Time per epoch")
+    ax.set_title(plain_text(title or "Time per epoch"))
     ax.grid(True, alpha=0.3)
     _integer_epochs(ax)
     ax.legend(fontsize=8)

@@ -39,10 +39,11 @@ def save_checkpoint(path: Path, state: dict[str, Any], writer: Writer = FILES) -
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint and validate everything in it that does not depend on the model."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with rd.open_regular(path, "a checkpoint") as f:  # never a FIFO or a device
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
             raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data "

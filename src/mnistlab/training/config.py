@@ -10,6 +10,7 @@ from typing import Any
 
 from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, PRECISIONS
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.rundir import MAX_EPOCHS
 from mnistlab.data.datasets import all_datasets
 
 # the epoch's shuffle seed is seed * 1_000_003 + epoch, and torch seeds are 64-bit: keep far inside
@@ -66,6 +67,8 @@ class TrainConfig:
             need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
                  f"{name} must be a whole number, got {getattr(self, name)!r}")
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        need(self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,} (all sessions together: the most "
+             f"metrics.csv rows mnistlab reads back), got {self.epochs:,}")
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
         need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         need(self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}")

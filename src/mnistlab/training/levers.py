@@ -261,10 +261,32 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers
     return TrainStep(model, optimizer, levers, device, loss_fn)
 
 
-def prepare_model(model: nn.Module, levers: Levers, device: torch.device) -> nn.Module:
-    """Check the levers against the device, move the model there in its memory format."""
+def prepare_model(model: nn.Module, levers: Levers, device: torch.device, *, sample_shape: tuple[int, ...],
+                  name: str = "the model") -> nn.Module:
+    """Check the levers against the device, move the model there in its memory format (`name`: the
+    model, for an error; `sample_shape`: one input sample's, for the channels-last check)."""
     levers.check(device)
-    return to_memory_format(model.to(device), levers)
+    model = to_memory_format(model.to(device), levers)
+    if levers.channels_last:
+        _check_channels_last(model, device, sample_shape, name)
+    return model
+
+
+def _check_channels_last(model: nn.Module, device: torch.device, sample_shape: tuple[int, ...], name: str) -> None:
+    """A model that flattens with .view() fails on the channels-last activations this lever gives
+    it (they are not contiguous): one line before any work, not a failure in the first step."""
+    was_training = model.training
+    model.eval()  # no dropout draw, no batch-norm statistics changed by this check
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *sample_shape, device=device).contiguous(memory_format=torch.channels_last))
+    except Exception as e:  # noqa: BLE001 - the model's code: any failure is one line
+        hint = ("flatten with x.flatten(1) or x.reshape(x.size(0), -1), or drop --channels-last"
+                if "view size is not compatible" in str(e) else "drop --channels-last")
+        raise ConfigError(f"model {name}: its forward pass on channels-last input failed ({first_line(e)}); "
+                          f"{hint}") from None
+    finally:
+        model.train(was_training)
 
 
 @contextlib.contextmanager

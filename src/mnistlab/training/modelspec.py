@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.writer import FILES, Writer
-from mnistlab.core.errors import CheckpointError, ConfigError, first_line
-from mnistlab.core.rundir import read_json
+from mnistlab.core.errors import CheckpointError, ConfigError, ResultFileError, first_line
+from mnistlab.core.rundir import read_bytes, read_json
 from mnistlab.data.datasets import DataShape
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
@@ -56,6 +56,7 @@ class ModelCode:
     attr: str | None = None
     source: bytes | None = None
     origin: Path | None = None  # the file the bytes were read from (the run's copy, for a run)
+    named: Path | None = None  # a file spec's path as written, made absolute, links not followed
 
     @property
     def sha256(self) -> str | None:
@@ -78,7 +79,36 @@ def parse_spec(spec: Any, registry: list[str]) -> tuple[str, str, str | None]:
     if not _MODULE_RE.fullmatch(where):
         raise ConfigError(f"model spec {spec!r}: {where!r} is neither a module name (package.module) "
                           f"nor a .py file path")
+    owner = _not_users(where)
+    if owner:
+        raise ConfigError(f"model spec {spec!r}: {where} is part of {owner}; {_RULE}")
     return "module", where, attr
+
+
+# The rule for a model spec (README, "Your own model"): its factory is a class or function defined in
+# the user's code, never in the standard library or in mnistlab, so that a spec cannot call an
+# arbitrary installed callable (signal:pause hangs, os:abort dumps core, mnistlab.cli:main reenters).
+_RULE = "a model spec must name a class or function of your own code"
+
+
+def _not_users(module: str | None) -> str | None:
+    """Why `module` is not the user's code (None: it may be)."""
+    top = (module or "").partition(".")[0]
+    if not top:
+        return "no module of yours"
+    if top in sys.stdlib_module_names:
+        return "the standard library"
+    return "mnistlab" if top == "mnistlab" else None
+
+
+def _check_defined_by_user(factory: Any, code: ModelCode) -> None:
+    """The spec's factory, refused before it is called where it is defined outside the user's code
+    (a file spec may import one, and a module spec re-export one)."""
+    where = getattr(factory, "__module__", None)
+    owner = _not_users(where)
+    if owner:
+        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is defined in {where or 'no named module'}, "
+                          f"part of {owner}; {_RULE}")
 
 
 def label(spec: str) -> str:
@@ -88,22 +118,21 @@ def label(spec: str) -> str:
 
 
 def _read(path: Path, spec: str) -> bytes:
+    if not path.exists():
+        raise ConfigError(f"model spec {spec!r}: {path}: no such file")
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"model spec {spec!r}: {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"model spec {spec!r}: {path}: is a directory, not a .py file") from None
-    except OSError as e:
-        raise ConfigError(f"model spec {spec!r}: {path}: cannot read ({e.strerror})") from None
+        return read_bytes(path, "a .py file")  # a regular file of bounded size: never a FIFO that blocks
+    except ResultFileError as e:
+        raise ConfigError(f"model spec {spec!r}: {e}") from None
 
 
 def resolve(spec: str, registry: list[str]) -> ModelCode:
     """The spec's code, read now (a file's bytes) but not yet run."""
     kind, target, attr = parse_spec(spec, registry)
     if kind == "file":
-        path = Path(target).expanduser().resolve()
-        return ModelCode(spec, kind, str(path), attr, _read(path, spec), path)
+        named = Path(target).expanduser().absolute()
+        path = named.resolve()
+        return ModelCode(spec, kind, str(path), attr, _read(path, spec), path, named)
     return ModelCode(spec, kind, target, attr)
 
 
@@ -174,6 +203,8 @@ def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
     if not callable(factory):
         raise ConfigError(f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
                           f"{type(factory).__name__}), so it cannot build an nn.Module")
+    if code.kind != "builtin":
+        _check_defined_by_user(factory, code)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature: just call them
@@ -234,13 +265,15 @@ def record_in_run(run_path: Path, code: ModelCode, writer: Writer = FILES) -> No
     assert code.source is not None
     writer.bytes(run_path / MODEL_COPY, code.source)
     writer.json(run_path / MODEL_RECORD, {"spec": code.spec, "kind": "file", "path": code.target,
-                                         "sha256": code.sha256, "copy": MODEL_COPY})
+                                         "named": str(code.named or code.target), "sha256": code.sha256,
+                                         "copy": MODEL_COPY})
 
 
 def _read_record(run_path: Path, spec: str) -> dict[str, Any]:
     rec = read_json(run_path / MODEL_RECORD)
     if (not isinstance(rec, dict) or rec.get("spec") != spec or rec.get("copy") != MODEL_COPY
-            or not isinstance(rec.get("path"), str) or not _SHA_RE.fullmatch(str(rec.get("sha256")))):
+            or not isinstance(rec.get("path"), str) or not isinstance(rec.get("named", ""), str)
+            or not _SHA_RE.fullmatch(str(rec.get("sha256")))):
         raise CheckpointError(f"{run_path / MODEL_RECORD}: not a valid model record for {spec!r}")
     return rec
 
@@ -259,20 +292,27 @@ def resolve_for_run(run_path: Path, spec: str, registry: list[str], *, check_ori
         raise CheckpointError(f"{run_path}: trained with {spec!r} but has no {MODEL_RECORD} (its record of that file)")
     rec = _read_record(run_path, spec)
     copy = run_path / MODEL_COPY
-    try:
-        data = copy.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{copy}: cannot read the run's copy of its model file ({e.strerror})") from None
+    data = read_bytes(copy, "a .py file")
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         raise CheckpointError(f"{copy}: does not match the SHA-256 in {MODEL_RECORD} (changed or corrupt); "
                               f"refusing to run it")
     if check_original:
-        original = Path(rec["path"])
-        if original.is_file():
-            now = hashlib.sha256(_read(original, spec)).hexdigest()
-            if now != rec["sha256"]:
-                raise ConfigError(f"{original}: changed since this run started (SHA-256 {now[:12]}..., recorded "
-                                  f"{rec['sha256'][:12]}...); cannot resume with different model code: "
-                                  f"restore the file or start a new run")
+        # the file the bytes came from, and the path the spec names: a symbolic link there may now
+        # point at other code (runs recorded before "named" was kept check the first only)
+        for original in dict.fromkeys((Path(rec["path"]), Path(rec.get("named") or rec["path"]))):
+            _check_unchanged(original, spec, rec["sha256"])
     return ModelCode(spec, "file", rec["path"], attr, data, copy)
+
+
+def _check_unchanged(original: Path, spec: str, recorded: str) -> None:
+    """A ConfigError if the file (or what a link there points at now) holds other code than `recorded`."""
+    if not original.is_file():
+        return  # moved or deleted: the run's copy is the code
+    now = hashlib.sha256(_read(original, spec)).hexdigest()
+    if now != recorded:
+        target = original.resolve()
+        now_at = f", now a link to {target}" if target != original else ""
+        raise ConfigError(f"{original}{now_at}: changed since this run started (SHA-256 {now[:12]}..., recorded "
+                          f"{recorded[:12]}...); cannot resume with different model code: restore the file or "
+                          f"start a new run")
 

@@ -230,7 +230,8 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
         splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                              seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
         torch.manual_seed(cfg.seed)
-        model = prepare_model(create_model(code, spec.shape), levers, device)
+        model = prepare_model(create_model(code, spec.shape), levers, device, sample_shape=spec.shape.sample,
+                              name=cfg.model)
     except RuntimeError as e:
         message = device_error_message(e, device)
         if message is None:

@@ -21,16 +21,18 @@ the move and the deletions leaves duplicates that the next resume removes again.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.errors import ConfigError, StorageError
+from mnistlab.core.errors import CheckpointError, ConfigError, StorageError
 from mnistlab.core.faults import kill_point
 
 EVENTS = "events.out.tfevents.*"
+_OUR_EVENTS = re.compile(r"events\.out\.tfevents\.\d+\..+\.\d+\.\d+")  # SummaryWriter's: time, host, pid, count
 _REWRITE_DIR = ".tensorboard-rewrite"  # not *.tmp: remove_leftovers deletes files of that name
 STEP_TAG = "train/loss"
 EPOCH_TAGS = {"train/epoch_loss": "train_loss", "val/loss": "val_loss", "val/accuracy": "val_accuracy",
@@ -68,6 +70,22 @@ def _write_epoch(writer: Any, row: dict[str, float]) -> None:
         writer.add_scalar(tag, float(row[column]), int(row["global_step"]))
 
 
+def _ours(folder: Path) -> list[Path]:
+    """The event files this logger wrote in `folder`: SummaryWriter's exact names (a user's own log
+    with a suffix of its own is left alone), regular files, not links."""
+    return [f for f in folder.glob(EVENTS) if _OUR_EVENTS.fullmatch(f.name) and f.is_file() and not f.is_symlink()]
+
+
+def _remove_rewrite_dir(tmp: Path) -> None:
+    """Remove the rewrite's own folder. Anything else of that name (a link, a file) is refused: the
+    rewrite never writes through a link, moves files in from elsewhere or deletes outside the run."""
+    if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
+        raise CheckpointError(f"{tmp}: is {'a symbolic link' if tmp.is_symlink() else 'not a folder'}; mnistlab "
+                              f"rewrites TensorBoard events in a folder of this name: remove it (or train with "
+                              f"--no-tensorboard)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 class NoLog:
     """--no-tensorboard: the same calls, nothing written (a run's event files are left as they are)."""
 
@@ -89,21 +107,22 @@ class TensorBoardLog(NoLog):
             self._writer = _summary_writer(self.path)
 
     def _rewrite(self, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]]) -> None:
-        stale = [f for f in self.path.glob(EVENTS) if f.is_file()]
+        stale = _ours(self.path)
         tmp = self.path / _REWRITE_DIR
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed rewrite's half-written folder
+        _remove_rewrite_dir(tmp)  # a killed rewrite's half-written folder
         if history or step_log:
+            tmp.mkdir()  # exclusive: the rewrite writes only into a folder it made
             writer = _summary_writer(tmp)
             _write_steps(writer, [(int(r["step"]), float(r["train_loss"])) for r in step_log])
             for row in history:
                 _write_epoch(writer, row)
             writer.close()
-            for f in tmp.glob(EVENTS):
+            for f in _ours(tmp):
                 os.replace(f, self.path / f.name)
             kill_point("tensorboard-rewrite")  # moved in, stale files not yet deleted (fault tests)
         for f in stale:
             f.unlink(missing_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_rewrite_dir(tmp)
 
     def epoch(self, row: dict[str, float], steps: Sequence[tuple[int, float]]) -> None:
         """One finished epoch: its metrics.csv row and its (global step, loss) pairs."""
