@@ -21,6 +21,7 @@ import math
 import os
 import re
 import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ NOT_SWEPT = {"dataset", "device", "data_dir", "subset", "deterministic", "log_ev
 MACHINE_LOCAL = {"device", "data_dir"}  # may differ between the machines of one study
 IDENTITY_ATTR = "mnistlab"  # the study's user attribute that pins what it compares
 MAX_RETRY = 2  # a trial whose worker died is run again at most this often, then replaced by new ones
+OPEN_TRIES = 5  # opening a storage that another worker is creating right now
 STATES = ("complete", "pruned", "fail", "running", "waiting")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -224,19 +226,30 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
         log(f"trial {trial.number}: no heartbeat from its worker ({trial.user_attrs.get('worker', '?')}) for "
             f"{plan.grace} s; marked failed, and queued again unless it was retried {MAX_RETRY} times")
 
-    try:
-        # a generous SQLite timeout: two workers on one file wait for each other instead of failing
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
-        with _quiet_optuna():
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
-                                                 grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
-        return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
-                                   direction=plan.direction, pruner=pruner)
-    except MnistlabError:
-        raise
-    except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
-        raise ConfigError(f"--storage {url}: cannot open the study ({_first_line(e)})") from None
+    # a generous SQLite timeout: two workers on one file wait for each other instead of failing
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
+    for attempt in range(1, OPEN_TRIES + 1):
+        try:
+            with _quiet_optuna():
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
+                                                     grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
+            return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
+                                       direction=plan.direction, pruner=pruner)
+        except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
+            if attempt < OPEN_TRIES and _lost_creation_race(e):
+                time.sleep(0.5 * attempt)
+                continue
+            raise ConfigError(f"--storage {url}: cannot open the study ({_first_line(e)})") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_creation_race(e: Exception) -> bool:
+    """Workers on other machines create the storage's tables at the same moment (PostgreSQL: a unique
+    violation in its catalog, or 'already exists'); a moment later the tables are there to be used."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    return isinstance(e, (IntegrityError, ProgrammingError))
 
 
 def _first_line(e: BaseException) -> str:
