@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Sets up .venv with the test extras and runs the whole test suite (what CI runs).
-# The browser test needs headless Chromium: installed here when running as root on Debian,
-# otherwise that one test is skipped with a message.
+# The browser test needs headless Chromium, and the shared-sweep test a PostgreSQL server: both are
+# installed here when running as root on Debian, otherwise those tests are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing chromium for the browser test ..."
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "chromium could not be installed; the browser test will be skipped"
+fi
+# Debian keeps the server's programs in /usr/lib/postgresql/VERSION/bin; the test starts its own cluster
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing postgresql for the shared-sweep test ..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "postgresql could not be installed; the PostgreSQL sweep test will be skipped"
 fi
 bash scripts/setup.sh test
 . .venv/bin/activate

@@ -26,11 +26,12 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_tiny_dataset(root: Path, name: str = "tiny") -> DatasetSpec:
+def write_tiny_dataset(root: Path, name: str = "tiny", n_train: int = TINY_TRAIN, n_test: int = TINY_TEST
+                       ) -> DatasetSpec:
     raw = root / "TINY" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    tr_x, tr_y = make_images(TINY_TRAIN, 1)
-    te_x, te_y = make_images(TINY_TEST, 2)
+    tr_x, tr_y = make_images(n_train, 1)
+    te_x, te_y = make_images(n_test, 2)
     specs = []
     for fname, arr in (("train-images-idx3-ubyte", tr_x), ("train-labels-idx1-ubyte", tr_y),
                        ("t10k-images-idx3-ubyte", te_x), ("t10k-labels-idx1-ubyte", te_y)):

@@ -71,3 +71,21 @@ def test_count_mismatch_and_label_range_are_data_errors(tmp_path):
         read_split(spec, tmp_path, train=False, verify=False)
     with pytest.raises(DataError, match="SHA-256"):  # and with verification it never gets that far
         read_split(spec, tmp_path, train=False)
+
+
+@pytest.mark.parametrize("n, batch", [(1001, 1000), (1002, 1000), (7, 4), (5, 2), (2, 5)])
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_evaluation_shards_serve_every_sample_exactly_once(n, batch, size):
+    # labels are the sample indices: the shards' union must be every index, each once
+    split = RawSplit(torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n))
+    shards = [DeviceLoader(split, 0.0, 1.0, batch, "cpu", shuffle=False, shard=(r, size), drop_short=False)
+              for r in range(size)]
+    served = [[y for _, y in s.batches()] for s in shards]
+    assert sorted(torch.cat([y for ys in served for y in ys]).tolist()) == list(range(n))
+    assert [len(s) for s in shards] == [len(ys) for ys in served] and all(len(y) for ys in served for y in ys)
+
+
+def test_training_shards_skip_a_last_batch_too_short_for_every_process():
+    split = RawSplit(torch.zeros(9, 28, 28, dtype=torch.uint8), torch.arange(9))
+    shards = [DeviceLoader(split, 0.0, 1.0, 4, "cpu", shuffle=True, shard=(r, 2)) for r in range(2)]
+    assert [[len(y) for _, y in s.batches(0)] for s in shards] == [[2, 2], [2, 2]] and len(shards[1]) == 2

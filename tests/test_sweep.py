@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from mnistlab.cli import main
@@ -52,7 +55,7 @@ def test_a_tiny_sweep_end_to_end(env, capsys):
     out = capsys.readouterr().out
     sweep_dir = env["tmp"] / "runs" / "sweep-s"
     record, rows = sweep_results(sweep_dir)
-    assert record["objective"] == "val_loss" and record["storage"].startswith("sqlite:///")
+    assert record["objective"] == "val_loss" and record["url"].startswith("sqlite:///")
     assert len([r for r in rows if r.state in ("complete", "pruned")]) == 3
     for r in rows:  # each trial is an ordinary run directory, with the trial's parameters
         run = open_run(r.run_dir)
@@ -79,3 +82,95 @@ def test_bad_storage_is_one_line(env, capsys):
     assert main([*SWEEP, "--storage", "nosuchdb://x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error: --storage nosuchdb://x: cannot open") and err.count("\n") == 1
+
+
+def test_duplicate_params_and_a_newline_in_the_study_name_are_one_line(env, capsys):
+    from tests.faults.conftest import one_line_error
+
+    for params in (["lr=0.01:0.1", "lr=0.02,0.05"], ["lr=0.01:0.1", "lr=0.01:0.2"], ["momentum=0.5,0.9"] * 2):
+        argv = [*SWEEP[:5], *(a for p in params for a in ("--param", p)), *SWEEP[9:]]
+        assert "is given 2 times" in one_line_error(capsys, argv)
+    assert "--study 's\\n'" in one_line_error(capsys, [SWEEP[0], "--study", "s\n", *SWEEP[3:]])
+    assert not (env["tmp"] / "runs").exists()
+
+
+def _tiny_sweep(tmp, out: str, *extra: str) -> list[str]:
+    return [*SWEEP[:4], "1", *SWEEP[5:9], "--epochs", "1", "--dataset", "tiny", "--device", "cpu",
+            "--storage", f"sqlite:///{tmp}/shared.db", "--out", str(tmp / out), *extra]
+
+
+def test_a_worker_that_disagrees_with_the_study_is_refused_before_it_trains(env, capsys):
+    from tests.faults.conftest import one_line_error
+
+    tmp = env["tmp"]
+    model = tmp / "net.py"
+    model.write_text((Path(__file__).parents[1] / "examples" / "lenet5.py").read_text())
+    assert main(_tiny_sweep(tmp, "A", "--model", f"{model}:LeNet5")) == 0
+    # another folder (another machine), other fixed options: refused, nothing trained there
+    line = one_line_error(capsys, _tiny_sweep(tmp, "B", "--model", f"{model}:LeNet5", "--batch-size", "32"))
+    assert "started with other settings (fixed.batch_size: 64 in the study, 32 here)" in line
+    # the same spec, but the model file edited since: its SHA-256 differs
+    model.write_text(model.read_text() + "\n# edited\n")
+    line = one_line_error(capsys, _tiny_sweep(tmp, "B", "--model", f"{model}:LeNet5"))
+    assert "model_sha256" in line and "started with other settings" in line
+    assert not list((tmp / "B").glob("trial-*")) and not (tmp / "B" / "sweep.json").exists()
+
+
+def test_another_storage_in_the_same_folder_is_refused_before_sweep_json_changes(env, capsys):
+    from tests.faults.conftest import one_line_error
+
+    tmp = env["tmp"]
+    assert main(_tiny_sweep(tmp, "A")) == 0
+    before = (tmp / "A" / "sweep.json").read_bytes()
+    line = one_line_error(capsys, [*_tiny_sweep(tmp, "A"), "--storage", f"sqlite:///{tmp}/other.db"])
+    assert "other settings or storage" in line
+    assert (tmp / "A" / "sweep.json").read_bytes() == before and not (tmp / "other.db").exists()
+
+
+def test_report_reads_a_moved_folder_and_creates_no_database(env, capsys):
+    tmp = env["tmp"]
+    assert main(_tiny_sweep(tmp, "A")) == 0
+    (tmp / "shared.db").unlink()  # the study's storage is gone (another machine's server, say)
+    (tmp / "A").rename(tmp / "moved")
+    capsys.readouterr()
+    assert main(["report", str(tmp / "moved")]) == 0
+    assert not list(tmp.rglob("*.db")) and "| complete |" in (tmp / "moved" / "report.md").read_text()
+    assert main([*SWEEP[:4], "1", *SWEEP[5:9], "--epochs", "1", "--dataset", "tiny", "--device", "cpu",
+                 "--out", str(tmp / "local")]) == 0
+    (tmp / "local" / "study.db").unlink()
+    assert main(["report", str(tmp / "local")]) == 0 and not (tmp / "local" / "study.db").exists()
+
+
+DELETE = object()
+MALFORMED = [  # changes to a real sweep.json: its study and storage stay readable
+    {"direction": "up"}, {"objective": DELETE}, {"objective": "val_accuracy"}, {"params": DELETE},
+    {"params": "lr"}, {"params": []}, {"params": [{"name": "lr"}]}, {"params": ["lr"]}, {"base": []},
+    {"study": 3}, {"study": "s\n"}, {"storage": 5},
+]
+
+
+@pytest.mark.parametrize("change", [*MALFORMED, "not json", "a list"])
+def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
+    from tests.faults.conftest import one_line_error
+
+    tmp = env["tmp"]
+    assert main(_tiny_sweep(tmp, "A")) == 0
+    record = json.loads((tmp / "A" / "sweep.json").read_text())
+    if isinstance(change, dict):
+        record = {k: v for k, v in (record | change).items() if v is not DELETE}
+    text = json.dumps(record) if isinstance(change, dict) else {"not json": "{", "a list": "[]"}[change]
+    (tmp / "A" / "sweep.json").write_text(text)
+    before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
+    assert "sweep.json: " in one_line_error(capsys, ["report", str(tmp / "A")])
+    assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before
+
+
+@pytest.mark.parametrize("table", [{}, [1], [{"number": 0, "state": "complete", "params": {}, "epochs": "2"}],
+                                   [{"number": 0, "state": "odd", "params": {}, "epochs": 2}]])
+def test_a_malformed_trials_table_is_one_line(env, capsys, table):
+    from tests.faults.conftest import one_line_error
+
+    tmp = env["tmp"]
+    assert main(_tiny_sweep(tmp, "A")) == 0
+    (tmp / "A" / "trials.json").write_text(json.dumps(table))
+    assert "trials.json: malformed" in one_line_error(capsys, ["report", str(tmp / "A")])

@@ -112,7 +112,8 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
-    from mnistlab.core.defaults import BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, IMPLEMENTATIONS, PIPELINES, RUNS_DIR
+    from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
+                                        IMPLEMENTATIONS, PIPELINES, RUNS_DIR)
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -211,7 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="minimize: the best validation loss; maximize: the best validation accuracy")
     sw.add_argument("--pruner", choices=["none", "median"], default="none",
                     help="median: stop a trial whose validation loss is worse than the median at the same epoch")
-    sw.add_argument("--storage", help="an Optuna storage URL shared by workers (default: SQLite in the sweep folder)")
+    sw.add_argument("--storage", help="an SQLAlchemy URL of the study's database, shared by workers on any machine, "
+                                      "e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the sweep folder)")
+    sw.add_argument("--heartbeat-interval", type=_positive_int, default=HEARTBEAT_S, metavar="SECONDS",
+                    help=f"a running trial's worker records a heartbeat this often (default: {HEARTBEAT_S})")
+    sw.add_argument("--grace-period", type=_positive_int, default=GRACE_S, metavar="SECONDS",
+                    help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
+                         f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
     _add_config_options(sw)
 
@@ -384,13 +391,14 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.measure.sweep import ParamSpec, SweepPlan, format_results, run_sweep, sweep_results
+    from mnistlab.measure.sweep import SweepPlan, format_results, parse_params, run_sweep, sweep_results
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     base = TrainConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
-    plan = SweepPlan(study=args.study, trials=args.trials, params=tuple(ParamSpec.parse(p) for p in args.param),
-                     base=base, direction=args.direction, pruner=args.pruner, storage=args.storage)
+    plan = SweepPlan(study=args.study, trials=args.trials, params=parse_params(args.param), base=base,
+                     direction=args.direction, pruner=args.pruner, storage=args.storage,
+                     heartbeat=args.heartbeat_interval, grace=args.grace_period)
     sweep_dir = run_sweep(plan, out=args.out, log=lambda m: print(m, file=sys.stderr))
     print(format_results(*sweep_results(sweep_dir)), file=out)
     print(sweep_dir, file=out)

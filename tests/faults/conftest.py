@@ -84,9 +84,10 @@ def tiny_env(tmp_path) -> dict:
     return make_tiny_env(tmp_path)
 
 
-def make_tiny_env(tmp_path: Path) -> dict:
+def make_tiny_env(tmp_path: Path, **sizes: int) -> dict:
+    """`sizes`: n_train, n_test for write_tiny_dataset (default: the tiny sizes)."""
     root = tmp_path / "data"
-    spec = write_tiny_dataset(root)
+    spec = write_tiny_dataset(root, **sizes)
     row = asdict(spec)
     (tmp_path / "datasets.json").write_text(json.dumps([row]))
     env = {**os.environ, "MNISTLAB_DATA": str(root), "MNISTLAB_DATASETS_FILE": str(tmp_path / "datasets.json"),

@@ -1,5 +1,6 @@
 """torchrun with 2 CPU processes (gloo): the same losses as one process at the same global batch, rank 0
-alone writes, and a run started with N processes resumes with another N."""
+alone writes, and a run started with N processes resumes with another N; under 2 and 3 processes, validation
+and test count every sample once, whatever the remainder."""
 
 from __future__ import annotations
 
@@ -88,3 +89,34 @@ def test_batch_that_does_not_divide_is_one_line(runs):
     # each rank says it in one line and exits 2 (torchrun then reports the failed workers its own way)
     assert p.returncode != 0
     assert "mnistlab: error: --batch-size 63 is the global batch: it must divide evenly over 2 processes" in p.stderr
+
+
+UNEVEN = [*TRAIN, "--epochs", "1", "--max-steps", "2", "--batch-size", "60"]
+
+
+@in_background
+def uneven_eval_jobs(tmp):
+    """1001 validation and 1001 test samples (evaluated in batches of 1000: a last batch of 1, shorter than
+    the job), evaluated by 1, 2 and 3 processes after the same 2 steps."""
+    env = make_tiny_env(tmp, n_train=5006, n_test=1001)  # 20% of 5006: 1001 for validation
+    p = mnistlab([*UNEVEN, "--run-dir", str(tmp / "1")], env["env"])
+    assert p.returncode == 0, p.stderr[-800:]
+    for n in (2, 3):
+        p = finished(torchrun(n, [*UNEVEN, "--run-dir", str(tmp / str(n))], env["env"]))
+        assert p.returncode == 0, p.stderr[-1500:]
+    return {n: open_run(tmp / str(n)) for n in (1, 2, 3)}
+
+
+def test_every_evaluation_sample_counts_once_under_any_number_of_processes(reliability):
+    runs = background(uneven_eval_jobs)
+    one = runs[1]
+    assert one.test()["total"] == 1001
+    for n in (2, 3):
+        test, val = runs[n].test(), runs[n].metrics()[-1]
+        assert test["total"] == 1001 and test["confusion"] == one.test()["confusion"], n
+        assert test["accuracy"] == one.test()["accuracy"] and test["loss"] == pytest.approx(one.test()["loss"], rel=1e-5)
+        assert val["val_accuracy"] == one.metrics()[-1]["val_accuracy"]
+        assert val["val_loss"] == pytest.approx(one.metrics()[-1]["val_loss"], rel=1e-5)
+    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)",
+                       "1001 validation and test samples over 2 and 3 processes (last batch of 1)",
+                       "every sample counted once: totals, accuracy and loss equal one process's")

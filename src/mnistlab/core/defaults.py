@@ -7,6 +7,9 @@ BUILTIN_MODELS = ("mlp", "cnn")  # the registry's names; tests check they agree
 PIPELINES = ("reference", "resident")  # the notebook's per-sample PIL pipeline, and mnistlab's
 DEFAULT_BATCH_SIZE = 64  # the notebook's
 EVAL_BATCH_SIZE = 1000
+# a sweep trial's heartbeat and the silence after which its worker counts as dead: a heartbeat a minute,
+# failed after 3 missed (a cluster's workers may stall for a while on a busy database)
+HEARTBEAT_S, GRACE_S = 60, 180
 RUNS_DIR = "runs"  # where runs, benches and labs go unless a path is given
 # speed levers (training/levers.py): Lightning's precision names, torch.compile's modes
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")

@@ -74,22 +74,28 @@ class DeviceLoader:
     same batches as an uninterrupted one, on any device.
 
     `shard=(rank, size)`: in a data-parallel job each process takes every size-th sample of each
-    batch (batch_size stays the global batch); a last batch with fewer samples than processes is
-    skipped by all of them alike.
+    batch (batch_size stays the global batch). Training (`drop_short`) skips a last batch with fewer
+    samples than processes on all of them alike, since every process must step; evaluation keeps it,
+    so that every sample counts exactly once: a process whose part of it is empty skips it (its sums
+    are added over the job at the end, with no collective per batch).
     """
 
     def __init__(self, split: RawSplit, mean: float, std: float, batch_size: int,
-                 device: torch.device | str, shuffle: bool, seed: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
+                 device: torch.device | str, shuffle: bool, seed: int = 0, shard: tuple[int, int] = (0, 1),
+                 drop_short: bool = True) -> None:
         device = torch.device(device)
         # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize
         x = split.images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
         self.x, self.y = x, split.labels.to(device)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
         self.rank, self.world_size = shard
+        self.drop_short = drop_short
 
-    def __len__(self) -> int:  # batches per epoch, the last partial one kept (if every process gets a sample)
+    def __len__(self) -> int:  # this process's batches per epoch, the last partial one kept if it has a part of it
         full, rest = divmod(len(self.y), self.batch_size)
-        return full + (rest >= self.world_size)
+        if self.drop_short:
+            return full + (rest >= self.world_size)
+        return full * (self.batch_size > self.rank) + (rest > self.rank)
 
     @property
     def num_samples(self) -> int:
@@ -109,9 +115,11 @@ class DeviceLoader:
         for start in range(0, len(idx), self.batch_size):
             b = idx[start:start + self.batch_size]
             if self.world_size > 1:
-                if len(b) < self.world_size:
+                if len(b) < self.world_size and self.drop_short:
                     break
                 b = b[self.rank::self.world_size]
+                if not len(b):  # a batch shorter than the job had no sample for this process
+                    continue
             # index_select: about half the cost of advanced indexing for these small gathers
             if out is not None and len(b) == len(out[1]):
                 yield torch.index_select(self.x, 0, b, out=out[0]), torch.index_select(self.y, 0, b, out=out[1])
@@ -135,7 +143,8 @@ def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction:
     """Read, split and move to `device` the train/val/test loaders of a dataset.
 
     `subset` keeps only the first N samples of each split (quick runs and tests); `shard` splits every
-    batch of all three over the processes of a data-parallel job (see DeviceLoader).
+    batch of all three over the processes of a data-parallel job (see DeviceLoader): validation and test
+    count every sample exactly once.
     """
     train_val = read_split(spec, root, train=True)
     test = read_split(spec, root, train=False)
@@ -144,8 +153,10 @@ def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction:
         train, val, test = (RawSplit(s.images[:subset], s.labels[:subset]) for s in (train, val, test))
     return Splits(
         train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed, shard=shard),
-        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard),
-        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard),
+        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard,
+                         drop_short=False),
+        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard,
+                          drop_short=False),
     )
 
 

@@ -1,34 +1,52 @@
 """`mnistlab sweep`: a hyper-parameter study on Optuna, each trial an ordinary run directory.
 
-The study lives in an Optuna storage (default: SQLite in the sweep directory; any Optuna URL works,
-so machines can share one study through a database server). The same command started again continues
-the study: finished trials are kept; a trial whose trainer died (its run directory's lock is free) is
-marked failed, and new trials are run until N have completed or been pruned.
+The study lives in an Optuna RDB storage (default: SQLite in the sweep directory; any SQLAlchemy URL
+works, so machines can share one study through a database server). The same command started again
+continues the study until N trials have completed or been pruned.
+
+Liveness is Optuna's storage heartbeat: a worker records one for its running trial every
+`heartbeat` seconds; a RUNNING trial without one for `grace` seconds has lost its worker, and any
+worker (before each trial and after each epoch) marks it failed and queues it again with the same
+parameters (at most MAX_RETRY times; then new trials replace it). Nothing depends on which folder or
+machine a worker runs from. The study's user attributes pin what it compares (model code, dataset,
+parameter space, fixed options): a worker that disagrees is refused before it trains. Each worker's
+folder keeps sweep.json and a snapshot of the study's trials (trials.json, rewritten after each
+trial), which `mnistlab report` reads: reporting never opens the storage.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import RunDir, open_run, read_json, write_json
+from mnistlab.core.rundir import RunDir, read_json, write_json
 from mnistlab.training.config import TrainConfig
 
 SWEEP_FILE = "sweep.json"
+TRIALS_FILE = "trials.json"  # the study's trials as this folder's worker last saw them
 STUDY_DB = "study.db"
 OBJECTIVES = {"minimize": "val_loss", "maximize": "val_accuracy"}
 # settings a sweep may vary; the rest (data, device, paths) belong to the sweep as a whole
 NOT_SWEPT = {"dataset", "device", "data_dir", "subset", "deterministic", "log_every"}
-STALE_WITHOUT_RUN_DIR_S = 120.0  # a RUNNING trial that never got a run directory this long: its worker died
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MACHINE_LOCAL = {"device", "data_dir"}  # may differ between the machines of one study
+IDENTITY_ATTR = "mnistlab"  # the study's user attribute that pins what it compares
+MAX_RETRY = 2  # a trial whose worker died is run again at most this often, then replaced by new ones
+OPEN_TRIES = 5  # opening a storage that another worker is creating right now
+STATES = ("complete", "pruned", "fail", "running", "waiting")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,15 @@ class ParamSpec:
         return dataclasses.asdict(self) | {"choices": list(self.choices)}
 
 
+def parse_params(texts: list[str]) -> tuple[ParamSpec, ...]:
+    """Every `--param`, each name once (a second range or choice list for one name is ambiguous)."""
+    specs = tuple(ParamSpec.parse(t) for t in texts)
+    names = [p.name for p in specs]
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        raise ConfigError(f"--param {name} is given {names.count(name)} times; give each parameter once")
+    return specs
+
+
 @dataclass(frozen=True)
 class SweepPlan:
     study: str
@@ -103,15 +130,68 @@ class SweepPlan:
     direction: str = "minimize"
     pruner: str = "none"
     storage: str | None = None  # None: SQLite in the sweep directory
+    heartbeat: int = HEARTBEAT_S  # seconds between a running trial's heartbeats
+    grace: int = GRACE_S  # seconds without one after which the trial's worker counts as dead
 
     @property
     def objective(self) -> str:
         return OBJECTIVES[self.direction]
 
     def record(self) -> dict[str, Any]:
-        """What must match when the same sweep is started again."""
+        """What must match when the same sweep folder is used again."""
         return {"study": self.study, "params": [p.to_dict() for p in self.params], "base": self.base.to_dict(),
-                "direction": self.direction, "objective": self.objective, "pruner": self.pruner}
+                "direction": self.direction, "objective": self.objective, "pruner": self.pruner,
+                "storage": self.storage}
+
+    def check(self) -> None:
+        if not _NAME.fullmatch(self.study):
+            raise ConfigError(f"--study {self.study!r}: use letters, digits, '.', '_' and '-' "
+                              f"(a folder is named after it)")
+        if self.trials < 1:
+            raise ConfigError(f"--trials must be at least 1, got {self.trials}")
+        if not self.params:
+            raise ConfigError("a sweep needs at least one --param")
+        if not 0 < self.heartbeat < self.grace:
+            raise ConfigError(f"--grace-period ({self.grace} s) must be longer than --heartbeat-interval "
+                              f"({self.heartbeat} s), which must be positive")
+
+
+def study_identity(plan: SweepPlan) -> dict[str, Any]:
+    """What the study compares, pinned in its user attributes: every worker must agree on it."""
+    from mnistlab.data.datasets import get_dataset
+
+    swept = {p.name for p in plan.params}
+    fixed = {k: v for k, v in plan.base.to_dict().items() if k not in swept | MACHINE_LOCAL}
+    data = get_dataset(plan.base.dataset)
+    files = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    return {"params": [p.to_dict() for p in plan.params], "fixed": fixed, "model_sha256": _model_hashes(plan),
+            "dataset_sha256": {f.name: f.sha256 for f in files},
+            "direction": plan.direction, "objective": plan.objective, "pruner": plan.pruner}
+
+
+def _model_hashes(plan: SweepPlan) -> dict[str, str | None]:
+    """Each model spec the sweep may train, with its file's SHA-256 (None: a built-in or a module)."""
+    from mnistlab.training.models import model_code
+
+    model_param = next((p for p in plan.params if p.name == "model"), None)
+    specs = model_param.choices if model_param else (plan.base.model,)
+    return {spec: model_code(spec).sha256 for spec in specs}
+
+
+def _difference(old: Any, new: Any, where: str = "") -> str | None:
+    """The first setting where two identities differ, in words."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in dict.fromkeys([*old, *new]):
+            found = _difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{where}: {_short(old)} in the study, {_short(new)} here"
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text[:60] + "..." if len(text) > 63 else text
 
 
 def default_sweep_dir(study: str, runs_base: str | Path) -> Path:
@@ -122,49 +202,74 @@ def _storage(plan: SweepPlan, sweep_dir: Path) -> str:
     return plan.storage or f"sqlite:///{(sweep_dir / STUDY_DB).resolve()}"
 
 
-def _open_study(plan: SweepPlan, url: str):
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """The heartbeat API is marked experimental in Optuna: its warnings are not for our users."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
+    import optuna
+
+    # errors only: a trial that failed is reported on our own line, not with Optuna's traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if plan.pruner == "median" else optuna.pruners.NopPruner()
-    try:
-        # a generous SQLite timeout: two workers on one file wait for each other instead of failing
-        storage = (optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-                   if url.startswith("sqlite:") else url)
-        return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
-                                   direction=plan.direction, pruner=pruner)
-    except MnistlabError:
-        raise
-    except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--storage {url}: cannot open the study ({first})") from None
 
+    def stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with _quiet_optuna():
+            retry(study, trial)
+        log(f"trial {trial.number}: no heartbeat from its worker ({trial.user_attrs.get('worker', '?')}) for "
+            f"{plan.grace} s; marked failed, and queued again unless it was retried {MAX_RETRY} times")
 
-def _trial_lock(sweep_dir: Path, number: int) -> FolderLock:
-    """Held by the worker that runs a trial, from just after Optuna hands it out until its result is told."""
-    return FolderLock(sweep_dir, what=f"trial {number}", name=f".trial-{number:04d}.lock")
-
-
-def _fail_dead_trials(study: Any, sweep_dir: Path, log: Callable[[str], None]) -> None:
-    """RUNNING trials whose worker is gone (the trial's lock is free) are marked failed."""
-    from optuna.trial import TrialState
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "run_dir" not in t.user_attrs:  # set once the worker holds the lock: until then, judge by age
-            started = t.datetime_start.timestamp() if t.datetime_start else time.time()
-            dead = time.time() - started > STALE_WITHOUT_RUN_DIR_S
-        else:
-            try:
-                with _trial_lock(sweep_dir, t.number):
-                    dead = True  # nobody holds it: its worker died before telling the result
-            except MnistlabError:
-                dead = False  # a live worker is running it
-        if dead:
-            try:
-                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            except ValueError:  # another worker recorded it first
+    # a generous SQLite timeout: two workers on one file wait for each other instead of failing
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
+    for attempt in range(1, OPEN_TRIES + 1):
+        try:
+            with _quiet_optuna():
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
+                                                     grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
+            return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
+                                       direction=plan.direction, pruner=pruner)
+        except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
+            if attempt < OPEN_TRIES and _lost_creation_race(e):
+                time.sleep(0.5 * attempt)
                 continue
-            log(f"trial {t.number}: its worker stopped before finishing; marked failed")
+            raise ConfigError(f"--storage {url}: cannot open the study ({_first_line(e)})") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_creation_race(e: Exception) -> bool:
+    """Workers on other machines create the storage's tables at the same moment (PostgreSQL: a unique
+    violation in its catalog, or 'already exists'); a moment later the tables are there to be used."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    return isinstance(e, (IntegrityError, ProgrammingError))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _pin_identity(study: Any, plan: SweepPlan, url: str) -> None:
+    """Record what the study compares, or refuse a worker that disagrees with what it recorded."""
+    mine = study_identity(plan)
+    theirs = study.user_attrs.get(IDENTITY_ATTR)
+    if theirs is None:
+        if study.get_trials(deepcopy=False):
+            raise ConfigError(f"study {plan.study} in {url}: has trials but no mnistlab settings "
+                              f"(not started by mnistlab sweep); use another --study")
+        study.set_user_attr(IDENTITY_ATTR, mine)
+        theirs = study.user_attrs.get(IDENTITY_ATTR)  # re-read: a worker that started with us may have won
+    diff = _difference(theirs, mine)
+    if diff:
+        raise ConfigError(f"study {plan.study} in {url} was started with other settings ({diff}); "
+                          f"use the study's settings, or another --study")
 
 
 def _counted(study: Any) -> int:
@@ -173,49 +278,87 @@ def _counted(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
+def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
+    """A sweep folder serves one sweep: the same settings and storage, whatever the trial count."""
+    if (sweep_dir / SWEEP_FILE).exists():
+        old = read_record(sweep_dir)
+        if {k: old.get(k) for k in plan.record()} != plan.record():
+            raise ConfigError(f"{sweep_dir}: holds a sweep started with other settings or storage (see its "
+                              f"{SWEEP_FILE}); use the same --param, --storage and train options, or another "
+                              f"--study / --out")
+
+
 def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
               log: Callable[[str], None] = print) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned."""
     import optuna
 
-    if not _NAME.match(plan.study):
-        raise ConfigError(f"--study {plan.study!r}: use letters, digits, '.', '_' and '-' (a folder is named after it)")
-    if plan.trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {plan.trials}")
-    if not plan.params:
-        raise ConfigError("a sweep needs at least one --param")
+    plan.check()
     sweep_dir = Path(out) if out else default_sweep_dir(plan.study, runs_base)
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{sweep_dir}: cannot create the sweep directory ({e.strerror})") from None
+    _check_folder(plan, sweep_dir)
     url = _storage(plan, sweep_dir)
-    record = {**plan.record(), "trials": plan.trials, "storage": url}
-    if (sweep_dir / SWEEP_FILE).exists():
-        old = read_json(sweep_dir / SWEEP_FILE)
-        if not isinstance(old, dict) or {k: old.get(k) for k in plan.record()} != plan.record():
-            raise ConfigError(f"{sweep_dir}: holds a sweep started with other settings (see its {SWEEP_FILE}); "
-                              f"use the same --param and train options, or another --study / --out")
-    write_json(sweep_dir / SWEEP_FILE, record)  # the trial count may grow between invocations
     # workers started together would race to create the storage's tables: one at a time on this machine
     with FolderLock(sweep_dir, what="sweep", wait=True, name=".study.lock"):
-        study = _open_study(plan, url)
+        study = _open_study(plan, url, log)
+    _pin_identity(study, plan, url)
+    write_json(sweep_dir / SWEEP_FILE, {**plan.record(), "trials": plan.trials, "url": url,
+                                        "heartbeat": plan.heartbeat, "grace": plan.grace})
+    _snapshot(study, sweep_dir)
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
         f"{_counted(study)} of {plan.trials} trials done; storage {url}")
+    objective = _objective(plan, study, sweep_dir, log)
+    attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
+    while _counted(study) < plan.trials and attempts < limit:
+        attempts += 1
+        try:  # optimize, one trial at a time: it fails stale trials first and beats the heartbeat meanwhile
+            with _quiet_optuna():
+                study.optimize(objective, n_trials=1, catch=(DivergenceError,))
+        finally:
+            _snapshot(study, sweep_dir)
+    with _quiet_optuna():
+        optuna.storages.fail_stale_trials(study)
+    _snapshot(study, sweep_dir)
+    if _counted(study) < plan.trials:
+        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
+                            f"{attempts} attempts (the others failed: see `mnistlab report {sweep_dir}`)")
+    return sweep_dir
+
+
+def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None]
+               ) -> Callable[[Any], float]:
+    import optuna
 
     def objective(trial: optuna.Trial) -> float:
         run_dir = sweep_dir / f"trial-{trial.number:04d}"
+        # a retried trial inherits its predecessor's attributes: replace them before anything else
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("result", _result([]))
         values = {p.name: p.suggest(trial) for p in plan.params}
         cfg = plan.base.replace(**values)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         log(f"trial {trial.number}: {shown}")
+        seen: list[dict[str, float]] = []
 
         def report(row: dict[str, float]) -> bool:
+            seen.append(row)
+            trial.set_user_attr("result", _result(seen))
             trial.report(row[plan.objective], int(row["epoch"]))
+            with _quiet_optuna():  # a dead worker's trial is failed within the grace period, not after ours
+                optuna.storages.fail_stale_trials(study)
             return trial.should_prune()
 
-        run = _train_trial(cfg, run_dir, report)
+        try:
+            run = _train_trial(cfg, run_dir, report)
+        except DivergenceError as e:
+            log(f"trial {trial.number}: {e}")
+            raise
         rows = run.metrics()
+        trial.set_user_attr("result", _result(rows))
         if run.status().get("state") == "pruned":
             log(f"trial {trial.number}: pruned after epoch {len(rows)}")
             raise optuna.TrialPruned()
@@ -224,31 +367,14 @@ def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str 
         log(f"trial {trial.number}: best {plan.objective} {best:.4f} in {len(rows)} epochs")
         return best
 
-    attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
-    while _counted(study) < plan.trials and attempts < limit:
-        _fail_dead_trials(study, sweep_dir, log)
-        attempts += 1
-        trial = study.ask()
-        # ask/tell rather than optimize: the lock must cover the trial until its result is stored
-        with _trial_lock(sweep_dir, trial.number):
-            trial.set_user_attr("run_dir", str((sweep_dir / f"trial-{trial.number:04d}").resolve()))
-            try:
-                value = objective(trial)
-            except optuna.TrialPruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            except DivergenceError as e:
-                log(f"trial {trial.number}: {e}")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            except BaseException:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            else:
-                study.tell(trial, value)
-    _fail_dead_trials(study, sweep_dir, log)
-    if _counted(study) < plan.trials:
-        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
-                            f"{attempts} attempts (the others failed: see `mnistlab report {sweep_dir}`)")
-    return sweep_dir
+    return objective
+
+
+def _result(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """A trial's progress as its epochs' metrics give it, kept in the study for every worker's report."""
+    return {"best_val_loss": min((r["val_loss"] for r in rows), default=None),
+            "best_val_accuracy": max((r["val_accuracy"] for r in rows), default=None),
+            "epochs": len(rows), "seconds": sum(r["epoch_seconds"] for r in rows)}
 
 
 def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, float]], bool]) -> RunDir:
@@ -257,6 +383,18 @@ def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, fl
     # a run directory left by an earlier, killed worker for this trial number cannot exist: Optuna never
     # reuses a number; a leftover from a crash before the first write is handled by create_run_dir
     return train(cfg, run_dir=run_dir, log=lambda m: None, progress=False, on_epoch=report)
+
+
+def _snapshot(study: Any, sweep_dir: Path) -> None:
+    """The study's trials as this worker sees them now, so that the folder can be reported anywhere."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        result = t.user_attrs.get("result") or _result([])
+        rows.append({"number": t.number, "state": t.state.name.lower(), "params": dict(t.params),
+                     "value": t.value if t.values else None, "run_dir": t.user_attrs.get("run_dir"),
+                     "worker": t.user_attrs.get("worker"), "retry_of": t.system_attrs.get("failed_trial"),
+                     **result})
+    write_json(sweep_dir / TRIALS_FILE, rows)
 
 
 @dataclass(frozen=True)
@@ -269,38 +407,80 @@ class TrialRow:
     epochs: int
     seconds: float
     run_dir: str | None
+    worker: str | None = None
+    retry_of: int | None = None
+
+
+def read_record(sweep_dir: Path) -> dict[str, Any]:
+    """sweep.json, checked field by field: a malformed one is one line, not a traceback later."""
+    path = sweep_dir / SWEEP_FILE
+    record = read_json(path)
+    problem = _record_problem(record)
+    if problem:
+        raise ConfigError(f"{path}: malformed ({problem}); it is written by `mnistlab sweep`")
+    return record
+
+
+def _record_problem(r: Any) -> str | None:
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    if not isinstance(r.get("study"), str) or not _NAME.fullmatch(r["study"]):
+        return "no valid study name"
+    if r.get("direction") not in OBJECTIVES or r.get("objective") != OBJECTIVES[r["direction"]]:
+        return "direction and objective must be minimize/val_loss or maximize/val_accuracy"
+    params = r.get("params")
+    if not isinstance(params, list) or not params or not all(_param_ok(p) for p in params):
+        return "params must be a non-empty list of parameters with name, choices and log"
+    if not isinstance(r.get("base"), dict):
+        return "base must be an object of train settings"
+    if r.get("storage") is not None and not isinstance(r["storage"], str):
+        return "storage must be a URL or null"
+    return None
+
+
+def _param_ok(p: Any) -> bool:
+    return (isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("choices"), list)
+            and isinstance(p.get("log", False), bool))
+
+
+def _row(d: Any) -> TrialRow:
+    """One row of trials.json; a ValueError if it is not one that `_snapshot` writes."""
+    def number(v: Any, kinds: tuple[type, ...] = (int, float)) -> Any:
+        if v is None or (isinstance(v, kinds) and not isinstance(v, bool)):
+            return v
+        raise ValueError(f"{v!r} is not a number")
+
+    if not isinstance(d, dict) or not isinstance(d.get("params"), dict) or d.get("state") not in STATES:
+        raise ValueError("a row needs params and a state")
+    if not isinstance(d.get("number"), int) or not isinstance(d.get("epochs"), int):
+        raise ValueError("number and epochs must be integers")
+    run_dir, worker = d.get("run_dir"), d.get("worker")
+    if not all(v is None or isinstance(v, str) for v in (run_dir, worker)):
+        raise ValueError("run_dir and worker must be text")
+    return TrialRow(number=d["number"], state=d["state"], params=d["params"],
+                    best_val_loss=number(d.get("best_val_loss")), best_val_accuracy=number(d.get("best_val_accuracy")),
+                    epochs=d["epochs"], seconds=number(d.get("seconds", 0.0)) or 0.0, run_dir=run_dir,
+                    worker=worker, retry_of=number(d.get("retry_of"), (int,)))
 
 
 def sweep_results(sweep_dir: str | Path) -> tuple[dict[str, Any], list[TrialRow]]:
-    """The sweep's record and one row per trial, read from the study and the trials' run directories."""
-    import optuna
-
+    """The sweep's record and one row per trial, from the folder alone (sweep.json and trials.json):
+    the storage is never opened, so nothing is created or changed, and a moved folder still reports."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
         raise ConfigError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})")
-    record = read_json(sweep_dir / SWEEP_FILE)
-    if not isinstance(record, dict) or not isinstance(record.get("study"), str) \
-            or not isinstance(record.get("storage"), str):
-        raise ConfigError(f"{sweep_dir / SWEEP_FILE}: malformed (needs study and storage)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    record = read_record(sweep_dir)
+    path = sweep_dir / TRIALS_FILE
+    if not path.exists():
+        raise ConfigError(f"{path}: missing; `mnistlab sweep` with the same options writes it (and runs "
+                          f"nothing more once the study has its trials)")
+    table = read_json(path)
     try:
-        study = optuna.load_study(study_name=record["study"], storage=record["storage"])
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{sweep_dir}: cannot open its study ({first})") from None
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        metrics, run_dir = [], t.user_attrs.get("run_dir")
-        if isinstance(run_dir, str) and Path(run_dir).is_dir():
-            try:
-                metrics = open_run(run_dir).metrics()
-            except MnistlabError:
-                metrics = []
-        rows.append(TrialRow(
-            number=t.number, state=t.state.name.lower(), params=dict(t.params),
-            best_val_loss=min((r["val_loss"] for r in metrics), default=None),
-            best_val_accuracy=max((r["val_accuracy"] for r in metrics), default=None),
-            epochs=len(metrics), seconds=sum(r["epoch_seconds"] for r in metrics), run_dir=run_dir))
+        if not isinstance(table, list):
+            raise ValueError("not a list of trials")
+        rows = [_row(d) for d in table]
+    except ValueError as e:
+        raise ConfigError(f"{path}: malformed ({e}); it is written by `mnistlab sweep`") from None
     return record, rows
 
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.report.document import Document
 from mnistlab.report.plots import literal_text, plain_log_labels, save_figure
-from mnistlab.measure.sweep import best_trial, sweep_results
+from mnistlab.measure.sweep import TRIALS_FILE, best_trial, sweep_results
 
 STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
 
@@ -48,7 +48,8 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     doc = Document(f"mnistlab sweep {record['study']}")
     counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
     doc.p(f"Objective: {record['direction']} {record['objective']} (the best epoch of each trial). "
-          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f". Storage: {record['storage']}.")
+          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f". Storage: {record.get('url') or record.get('storage') or 'SQLite in the sweep folder'} "
+          f"(this table: the study as this folder's worker last saw it, {TRIALS_FILE}).")
     names = list(dict.fromkeys(k for r in rows for k in r.params))
     doc.table(["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
               [[r.number, *(r.params.get(n, "-") for n in names),

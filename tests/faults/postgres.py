@@ -1,0 +1,71 @@
+"""A throwaway PostgreSQL server for the tests: Debian's `postgresql` binaries, a cluster in a temporary
+folder, run as an unprivileged user (postgres refuses root), on 127.0.0.1 at a free port and a socket in
+that folder; stopped and removed at the end. Without the binaries or the driver, its tests skip."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _bin_dir() -> Path | None:
+    """Debian keeps the server's programs in /usr/lib/postgresql/VERSION/bin, off the PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which("initdb")
+    return found[-1].parent if found else (Path(on_path).parent if on_path else None)
+
+
+def _server_user() -> str:
+    """Root cannot run the server: Debian's `postgres` account, or `nobody`; anyone else runs it as themselves."""
+    if os.geteuid() != 0:
+        return getpass.getuser()
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name).pw_name
+        except KeyError:
+            continue
+    pytest.skip("PostgreSQL cannot run as root and there is no postgres or nobody account")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """An SQLAlchemy URL (psycopg driver) of a fresh, empty database on a server of its own."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver (pip install 'mnistlab[test]') is not installed")
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server programs are absent (Debian: apt-get install postgresql; "
+                    "scripts/test.sh does it as root)")
+    user = _server_user()
+    home = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # in /tmp: pytest's folders are root's alone
+    shutil.chown(home, user)
+    port = _free_port()
+
+    def run(*args: str) -> None:
+        p = subprocess.run([str(bin_dir / args[0]), *args[1:]], user=user, cwd=home, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, (args, p.stdout[-1000:], p.stderr[-1000:])
+
+    try:
+        run("initdb", "-D", str(home / "data"), "-U", "mnistlab", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run("pg_ctl", "-D", str(home / "data"), "-l", str(home / "server.log"), "-w", "start", "-o",
+            f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off")
+        yield f"postgresql+psycopg://mnistlab@127.0.0.1:{port}/postgres"
+    finally:
+        if (home / "data" / "postmaster.pid").exists():
+            run("pg_ctl", "-D", str(home / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
