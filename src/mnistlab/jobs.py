@@ -247,6 +247,17 @@ def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[st
         train, test = (s.__class__(s.images[:subset], s.labels[:subset]) for s in (train, test))
     with job_folder(out, under, "speedrun", "speedrun") as folder:
         log(describe_choice(device, dev))
-        result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log)
-        write_json(folder / result.FILE, result.to_dict())
+        kept: list[int] = []
+
+        def keep(so_far: Any) -> None:  # every finished seed is on disk: a stop loses only the one running
+            write_json(folder / so_far.FILE, so_far.to_dict())
+            kept.append(len(so_far.seeds))
+
+        try:
+            result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log,
+                                  on_seed=keep)
+        except KeyboardInterrupt:
+            log(f"stopped after {kept[-1]} of {seeds} seeds; {folder / 'speedrun.json'} holds them" if kept
+                else f"stopped before the first seed finished; {folder} holds no result")
+            raise
     return result, folder

@@ -36,7 +36,7 @@ SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "int", "epochs": "i
                               "pct_start": "number", "warmup_steps": "int"},
                    "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
                    "device": "text", "device_name": "text", "target": "number", "summary": {"data_s": "number"},
-                   "train_samples": "int", "test_samples": "int", "model_parameters?": "int",
+                   "train_samples": "int", "test_samples": "int", "model_parameters?": "int", "seeds_planned?": "int",
                    "runs": [SEED_SCHEMA, NONEMPTY],
                    "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
@@ -97,6 +97,11 @@ class SpeedrunResult:
     seeds: list[SeedResult] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
     load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
+    seeds_planned: int = 0  # asked for; more than len(seeds) when a stop cut the speedrun short
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seeds) >= self.seeds_planned
 
     @property
     def machine_busy(self) -> str | None:
@@ -151,7 +156,7 @@ class SpeedrunResult:
                 "model_parameters": self.parameters,
                 "timed": TIMED,
                 "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env,
-                "load": self.load, "machine_busy": self.machine_busy}
+                "load": self.load, "machine_busy": self.machine_busy, "seeds_planned": self.seeds_planned}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
@@ -164,7 +169,8 @@ class SpeedrunResult:
                    Levers(**fields(data["levers"], SPEEDRUN_SCHEMA["levers"])), data["device"], data["device_name"],
                    data["target"], data["summary"]["data_s"], data["train_samples"], data["test_samples"],
                    data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
-                   dict(data.get("env") or {}), dict(data.get("load") or {}))
+                   dict(data.get("env") or {}), dict(data.get("load") or {}),
+                   data.get("seeds_planned", len(data["runs"])))
 
     def line(self) -> str:
         s = self.summary()
@@ -173,7 +179,8 @@ class SpeedrunResult:
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%; time to train + evaluate "
                 f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s); "
                 f"not included: data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s "
-                f"per seed" + ("" if self.stability.stable else f"; {self.stability.reason}"))
+                f"per seed" + ("" if self.stability.stable else f"; {self.stability.reason}")
+                + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
 
 
 def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_size: int,
@@ -248,18 +255,24 @@ class _first_batch_only:
 
 def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
              seeds: int = DEFAULT_SEEDS, target: float = DEFAULT_TARGET, recipe: Recipe | None = None,
-             levers: Levers | None = None, log: Callable[[str], None] = print) -> SpeedrunResult:
+             levers: Levers | None = None, log: Callable[[str], None] = print,
+             on_seed: Callable[[SpeedrunResult], None] | None = None) -> SpeedrunResult:
+    """`seeds` from-scratch runs; `on_seed(result so far)` after each one, so that a job can keep the
+    seeds already finished when a signal stops the rest."""
     recipe = recipe or Recipe()
     levers = levers or default_levers(device)
     levers.check(device)
     load_start = load_snapshot()
     tr, te, data_s = load_to_device(train, test, spec, recipe.batch_size, device)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
-                            parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment())
+                            parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment(),
+                            seeds_planned=seeds)
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
             f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
         result.seeds.append(r)
-    result.load = {"start": load_start, "end": load_snapshot()}
+        result.load = {"start": load_start, "end": load_snapshot()}
+        if on_seed is not None:
+            on_seed(result)
     return result
