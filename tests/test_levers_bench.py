@@ -15,7 +15,7 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
                      "eager", "bf16-mixed+channels-last", "cuda-graphs", "--steps", "2", "--repeats", "2",
                      "--warmup", "1", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "not available on cpu" in out and "bf16-mixed+channels-last" in out
+    assert "not measured: --cuda-graphs needs a CUDA GPU" in out and "bf16-mixed+channels-last" in out
     data = json.loads((tmp_path / "b" / "levers.json").read_text())
     cells = {c["implementation"]: c for c in data["cells"]}
     assert cells["eager"]["speedup_vs_eager"] == 1.0 and len(cells["eager"]["step_s"]) == 2
@@ -74,3 +74,31 @@ def test_a_malformed_levers_json_is_one_line_naming_the_file_and_field(tmp_path,
         read_result(LeversResult, tmp_path)
     message = str(e.value)
     assert str(tmp_path / "levers.json") in message and field in message and "\n" not in message
+
+
+VIEW_NET = '''
+from torch import nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+    def forward(self, x):
+        x = self.conv(x).relu()
+        return self.fc(x.view(x.size(0), -1))
+'''
+
+
+def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp_path, capsys):
+    from mnistlab import cli
+    from mnistlab.measure.levers_bench import LeversResult
+    from mnistlab.core.schema import read_result
+
+    (tmp_path / "net.py").write_text(VIEW_NET)
+    assert cli.main(["bench", "--implementations", "eager", "channels-last", "--models", f"{tmp_path}/net.py:Net",
+                     "--dataset", "tiny", "--devices", "cpu", "--steps", "2", "--repeats", "1", "--warmup", "1",
+                     "--out", str(tmp_path / "out")]) == 0
+    result = read_result(LeversResult, tmp_path / "out")
+    eager, cl = result.cells
+    assert eager.step_s and not eager.unavailable
+    assert "x.flatten(1)" in cl.unavailable and "not measured" in capsys.readouterr().out
