@@ -16,7 +16,6 @@ from pathlib import Path
 from mnistlab.core.errors import MnistlabError
 
 SPECS = "package.module:factory, path/to/file.py:Name"
-MAX_SHOWN = 256  # data show --count: a grid of 256 images takes seconds; 4000 took 70 s and 2.4 GB
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,12 +91,13 @@ def _target(text: str) -> float:
 
 
 def _add_speedrun_parser(sub, datasets: list[str]) -> None:
-    from mnistlab.core.defaults import COMPILE_MODES, DEVICES, PRECISIONS, RUNS_DIR
+    from mnistlab.core.defaults import COMPILE_MODES, DEVICES, MAX_SEEDS, PRECISIONS, RUNS_DIR
 
     s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
     s.add_argument("--device", choices=list(DEVICES), default="auto",
                    help="where to run (auto: cuda, then mps, then cpu)")
-    s.add_argument("--seeds", type=_positive_int, default=10, help="runs, seeds 0..N-1 (default: 10)")
+    s.add_argument("--seeds", type=_int_at_least(1, MAX_SEEDS), default=10,
+                   help=f"runs, seeds 0..N-1, at most {MAX_SEEDS} (default: 10)")
     s.add_argument("--target", type=_target, default=99.0, help="test accuracy to reach, in percent (default: 99.0)")
     s.add_argument("--precision", choices=list(PRECISIONS), help="default: the recipe's for the device")
     s.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -113,7 +113,8 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
     from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
-                                        IMPLEMENTATIONS, PIPELINES, RUNS_DIR)
+                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_TIMED_STEPS,
+                                        MAX_TRIALS, PIPELINES, RUNS_DIR)
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -141,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
     p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch of the example input (default: 1)")
+    p.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
+                   help="batch of the example input (default: 1)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
@@ -165,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
-    pr.add_argument("--batch-size", type=_positive_int, default=1, help="batch to count for (default: 1)")
+    pr.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
+                    help="batch to count for (default: 1)")
     pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
@@ -176,12 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
                    help="resident: mnistlab's device-resident tensors; reference: the notebook's per-sample PIL "
                         "+ DataLoader (default: both)")
-    b.add_argument("--steps", type=_nonneg_int, default=100, help="timed steps per repeat (0: a whole epoch) (default: 100)")
-    b.add_argument("--repeats", type=_positive_int, default=3,
+    b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS), default=100, help="timed steps per repeat (0: a whole epoch) (default: 100)")
+    b.add_argument("--repeats", type=_int_at_least(1, MAX_REPEATS), default=3,
                    help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)")
-    b.add_argument("--warmup", type=_nonneg_int, default=10,
+    b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS), default=10,
                    help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart (default: 10)")
-    b.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+    b.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=DEFAULT_BATCH_SIZE,
                    help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
     sw.add_argument("--study", required=True, help="the study's name (also names its folder: runs/sweep-NAME)")
-    sw.add_argument("--trials", type=_positive_int, required=True,
+    sw.add_argument("--trials", type=_int_at_least(1, MAX_TRIALS), required=True,
                     help="completed or pruned trials the study must reach (the same command continues it)")
     sw.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[:log] | NAME=A,B,C",
                     help="a parameter to vary, e.g. lr=1e-3:1e-1:log, momentum=0.5,0.9, batch_size=32,64,128")

@@ -106,3 +106,23 @@ def test_data_show_count_is_capped(tiny, capsys, reliability):
     code, err = exit_code_and_err(["data", "show", "--dataset", "tiny", "--count", "4000"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--count: must be at most 256, got 4000" in err, err
     reliability.record("Resource bounds", "`data show --count 4000`", "clear error at once (at most 256)")
+
+
+CAPPED = [  # every size a user can ask for has a bound, said in one line before any work
+    (["summary", "mlp", "--batch-size", "100000000"], "--batch-size: must be at most 65536"),
+    (["profile", "mlp", "--batch-size", "100000000"], "--batch-size: must be at most 65536"),
+    (["bench", "--steps", "10000000"], "--steps: must be at most 100000"),
+    (["bench", "--warmup", "10000000"], "--warmup: must be at most 100000"),
+    (["bench", "--repeats", "1000"], "--repeats: must be at most 100"),
+    (["bench", "--batch-size", "100000000"], "--batch-size: must be at most 65536"),
+    (["speedrun", "--seeds", "100000"], "--seeds: must be at most 1000"),
+    (["sweep", "--study", "s", "--trials", "1000000", "--param", "lr=0.01:0.1"], "--trials: must be at most 10000"),
+    (["train", "--dataset", "tiny", "--batch-size", "100000000"], "batch size must be in 1..65,536"),
+]
+
+
+@pytest.mark.parametrize("argv, words", CAPPED)
+def test_every_size_a_user_can_ask_for_is_capped(tiny, capsys, reliability, argv, words):
+    code, err = exit_code_and_err(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    reliability.record("Resource bounds", f"`{' '.join(argv[:1] + argv[-2:])}`", "clear error at once")

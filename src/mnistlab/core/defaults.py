@@ -15,5 +15,13 @@ RUNS_DIR = "runs"  # where runs, benches and labs go unless a path is given
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 # bench's implementation axis: one lever at a time on top of eager fp32
+# the largest size a user may ask for, per option: each bounds the time or memory a command can take,
+# and a larger request is one line, not an hour or an out-of-memory (data show --count: 4000 took 70 s)
+MAX_BATCH_SIZE = 65_536  # more than MNIST's whole training set in one step
+MAX_SHOWN = 256
+MAX_TIMED_STEPS = 100_000  # bench --steps, --warmup
+MAX_REPEATS = 100
+MAX_SEEDS = 1_000
+MAX_TRIALS = 10_000
 IMPLEMENTATIONS = ("eager", "channels-last", "bf16-mixed", "bf16-mixed+channels-last", "16-mixed", "compiled",
                    "cuda-graphs")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, PRECISIONS
+from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, MAX_BATCH_SIZE, PRECISIONS
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import MAX_EPOCHS
 from mnistlab.data.datasets import all_datasets
@@ -69,7 +69,8 @@ class TrainConfig:
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         need(self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,} (all sessions together: the most "
              f"metrics.csv rows mnistlab reads back), got {self.epochs:,}")
-        need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
+        need(1 <= self.batch_size <= MAX_BATCH_SIZE,
+             f"batch size must be in 1..{MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
         need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         need(self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
