@@ -13,7 +13,7 @@ def test_defaults_are_the_notebooks():
 @pytest.mark.parametrize("kw, words", [
     ({"model": "vit"}, "unknown model"), ({"dataset": "cifar"}, "unknown dataset"),
     ({"device": "tpu"}, "unknown device"), ({"epochs": 0}, "epochs must be at least 1"),
-    ({"epochs": -3}, "epochs must be at least 1"), ({"batch_size": 0}, "batch size must be at least 1"),
+    ({"epochs": -3}, "epochs must be at least 1"), ({"batch_size": 0}, "batch size must be in 1..65,536"),
     ({"lr": 0}, "learning rate"), ({"lr": float("nan")}, "learning rate"), ({"momentum": 1.0}, "momentum"),
     ({"val_fraction": 0}, "val fraction"), ({"val_fraction": 1.0}, "val fraction"),
     ({"early_stop": 0}, "early stop"), ({"epochs": 2.5}, "whole number"), ({"seed": -1}, "seed"),
