@@ -7,8 +7,11 @@ and every time is a Spread with the one stability rule. Then one instrumented pa
 each phase of a step (data, host-to-device copy, forward, backward, optimizer) with a
 synchronisation at every phase boundary, on a GPU with CUDA events created once per pass; each
 phase's share is of the sum of the phases, and what the outer timer saw beyond that sum is
-reported as timer overhead. A short GEMM on each device gives its measured matmul peak, against
-which the achieved FLOP/s of a cell is a utilisation, and from which its bound is judged (`bound`).
+reported as timer overhead. Each device's ceilings are measured (measure/ceilings.py: the best of
+several matmul shapes and a convolution, the memory bandwidth, the cost of one operation), and each
+model's training step is counted (FLOPs, bytes, operations): a cell's utilisation is of the compute
+ceiling (never above 100%: a step faster than every probe raises it), and its bound is the largest of
+its floors (`bound`), or "between" two within the measurement's spread.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from mnistlab.core.environment import load_snapshot
 from mnistlab.core.rundir import write_json
 from mnistlab.core.schema import NONEMPTY, check_schema
 from mnistlab.core.failures import blame_model
+from mnistlab.core.words import percent
+from mnistlab.measure.ceilings import Ceilings, Floors, StepCost, count_step, measure_ceilings
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
-from mnistlab.measure.profiling import profile_model
 from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, Spread, Stability, interleave,
                                      machine_stability, stability, time_steps)
@@ -42,28 +46,40 @@ from mnistlab.training.models import create_model
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
 PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
                "forward": "the forward pass", "backward": "the backward pass", "optimizer": "the optimizer step"}
-COMPUTE_BOUND_UTILISATION = 0.30  # of the measured matmul peak; the CPU CNN runs at ~35-45%
+COMPUTE_BOUND_UTILISATION = 0.30  # only for a bench.json from before the floors were counted
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
 BOUNDS = ("input", "compute", "overhead")
 
 
-def bound(utilisation: float, input_share: float = 0.0) -> str:
-    """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in),
-    'compute' (it reaches COMPUTE_BOUND_UTILISATION of the measured matmul peak) or 'overhead'
-    (per-operation costs). Every sentence about a cell's bound reads this one value."""
+def bound(utilisation: float, input_share: float = 0.0, floors: Floors | None = None) -> str:
+    """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in), else
+    what its floors say (measure/ceilings.py: 'compute', 'memory', 'overhead', or 'between X and Y' when
+    two are within the measurement's spread). A step without counted floors (a file from before them)
+    falls back on a fixed threshold of the measured peak. Every sentence about a bound reads this value."""
     if input_share >= INPUT_BOUND_SHARE:
         return "input"
+    if floors is not None:
+        return floors.bound
     return "compute" if utilisation >= COMPUTE_BOUND_UTILISATION else "overhead"
+
+
+def bound_label(b: str) -> str:
+    """'compute-bound', or 'between compute and overhead' (no single bound claimed)."""
+    return b if b.startswith("between") else f"{b}-bound"
 
 
 CELL_SCHEMA = {"model": "text", "device": "text", "pipeline": "text", "pipeline_detail": "text", "batch_size": "int",
                "steps_timed": "int", "repeats": "int", "steps_per_epoch": "int", "extrapolated": "bool",
                "step_s": ["positive", NONEMPTY], "warmup_s": ["positive"], "phases_s": {p: "number" for p in PHASES},
-               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "positive"}
+               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "positive",
+               # the step's other costs and the device's other ceilings (measure/ceilings.py); older files lack them
+               "train_step_bytes?": "int", "train_step_ops?": "int", "bandwidth_bytes_per_s?": "number",
+               "op_cost_s?": "number"}
 SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
 LOAD_SCHEMA = {"start?": {**SNAPSHOT}, "end?": {**SNAPSHOT}}
 BENCH_SCHEMA = {"settings": {"batch_size": "int", "steps": "int?", "repeats": "int", "warmup": "int"},
                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "positive"}, "load?": LOAD_SCHEMA,
+                "ceilings?": {"*": {"*": "any"}},
                 "cells": [CELL_SCHEMA]}
 
 
@@ -83,10 +99,14 @@ class Cell:
     phases_s: dict[str, float]  # mean per step, instrumented pass
     instrumented_step_s: float  # mean per step of the instrumented pass, outer timer
     train_step_flops: int  # for one batch
-    peak_flops_per_s: float
+    peak_flops_per_s: float  # the device's measured compute ceiling (measure/ceilings.py)
+    train_step_bytes: int = 0  # what one step's operations read and write (0: not counted)
+    train_step_ops: int = 0  # operations one step dispatches
+    bandwidth_bytes_per_s: float = 0.0  # the device's measured memory bandwidth
+    op_cost_s: float = 0.0  # the device's measured cost of one trivial operation
     load: Load = field(default_factory=dict, repr=False)  # the bench's load snapshots (not per cell in the file)
 
-    FIELDS: ClassVar[tuple[str, ...]] = tuple(CELL_SCHEMA)
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(k.rstrip("?") for k in CELL_SCHEMA)
 
     @property
     def key(self) -> str:
@@ -121,8 +141,27 @@ class Cell:
         return self.train_step_flops / self.step_median_s
 
     @property
+    def ceiling_raised(self) -> bool:
+        """The step ran faster than every probe of the device: its ceiling is what this step reached."""
+        return self.achieved_flops_per_s > self.peak_flops_per_s
+
+    @property
+    def ceiling_flops_per_s(self) -> float:
+        return max(self.peak_flops_per_s, self.achieved_flops_per_s)
+
+    @property
     def utilisation(self) -> float:
-        return self.achieved_flops_per_s / self.peak_flops_per_s if self.peak_flops_per_s > 0 else 0.0
+        """Of the measured ceiling, raised to what the step reached if it reached more: never above 100%."""
+        ceiling = self.ceiling_flops_per_s
+        return self.achieved_flops_per_s / ceiling if ceiling > 0 else 0.0
+
+    @property
+    def floors(self) -> Floors | None:
+        """The least time the step could take: arithmetic, memory traffic, per-operation costs."""
+        if not (self.train_step_ops and self.bandwidth_bytes_per_s and self.op_cost_s):
+            return None
+        return Floors(self.train_step_flops / self.ceiling_flops_per_s, self.train_step_bytes / self.bandwidth_bytes_per_s,
+                      self.train_step_ops * self.op_cost_s, self.step_median_s, self.step.rel_range)
 
     @property
     def phase_total_s(self) -> float:
@@ -143,7 +182,7 @@ class Cell:
 
     @property
     def bound(self) -> str:
-        return bound(self.utilisation, self.share("data", "h2d"))
+        return bound(self.utilisation, self.share("data", "h2d"), self.floors)
 
     @property
     def stability(self) -> Stability:
@@ -156,12 +195,14 @@ class Cell:
                 "samples_per_s": self.samples_per_s, "achieved_flops_per_s": self.achieved_flops_per_s,
                 "utilisation": self.utilisation, "shares": {p: self.share(p) for p in PHASES},
                 "timer_overhead_s": self.timer_overhead_s, "bound": self.bound,
+                "ceiling_raised": self.ceiling_raised,
+                "floors": self.floors.to_dict() if self.floors else None,
                 "stability": self.stability.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], load: Load) -> Cell:
         """From a dict already checked against CELL_SCHEMA; judgements are recomputed, never read back."""
-        return cls(**{k: d[k] for k in cls.FIELDS}, load=load)
+        return cls(**{k: d[k] for k in cls.FIELDS if k in d}, load=load)
 
 
 @dataclass(frozen=True)
@@ -176,25 +217,6 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         r = self.ratio.to_dict()
         return {"what": self.what, "subject": self.subject, "baseline": self.baseline, "model": self.model, **r}
-
-def measure_matmul_peak(device: torch.device, seconds: float = 0.5, dtype: torch.dtype = torch.float32) -> float:
-    """Best FLOP/s of a square matmul in `dtype` on `device`, with torch's current precision settings
-    (bf16 and fp16: the mixed-precision ceiling)."""
-    n = 1024 if device.type == "cpu" else 4096
-    reps = 5 if device.type == "cpu" else 20
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        synchronize(device)
-        best = max(best, reps * 2 * n**3 / (time.perf_counter() - t0))
-    return best
-
 
 class _PhaseClock:
     """Times phases of a step: perf_counter after a synchronisation; on a GPU, CUDA events that are
@@ -308,15 +330,16 @@ def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
         s.step_s.extend(t)
 
 
-def _finish(s: _Setup, batch_size: int, repeats: int, peak: float) -> Cell:
+def _finish(s: _Setup, batch_size: int, repeats: int, ceilings: Ceilings, cost: StepCost) -> Cell:
     with blame_model(s.model, "in the instrumented pass"):
         phases, outer = _instrumented(s)
     return Cell(model=s.model, device=s.device.type, pipeline=s.pipeline, pipeline_detail=s.pipeline_detail,
                 batch_size=batch_size, steps_timed=s.n, repeats=repeats, steps_per_epoch=s.steps_per_epoch,
                 extrapolated=s.n < s.steps_per_epoch, step_s=s.step_s, warmup_s=s.warmup_s, phases_s=phases,
                 instrumented_step_s=outer,
-                train_step_flops=profile_model(s.model, batch_size, s.shape).train_step_flops,
-                peak_flops_per_s=peak)
+                train_step_flops=cost.flops, peak_flops_per_s=ceilings.compute_flops_per_s,
+                train_step_bytes=cost.bytes, train_step_ops=cost.ops,
+                bandwidth_bytes_per_s=ceilings.bandwidth_bytes_per_s, op_cost_s=ceilings.op_cost_s)
 
 
 @dataclass
@@ -328,6 +351,7 @@ class BenchResult:
     devices: dict[str, str]  # device type -> name
     settings: dict[str, Any]
     load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
+    ceilings: dict[str, dict[str, Any]] = field(default_factory=dict)  # device -> Ceilings.to_dict()
 
     def cell(self, pipeline: str, device: str, model: str) -> Cell | None:
         return next((c for c in self.cells if (c.pipeline, c.device, c.model) == (pipeline, device, model)), None)
@@ -363,7 +387,7 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
+                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
                 "cells": [c.to_dict() for c in self.cells], "observations": observations(self)}
 
     @classmethod
@@ -374,7 +398,7 @@ class BenchResult:
         check_schema(data, BENCH_SCHEMA, where)
         load = data.get("load") or {}
         return cls([Cell.from_dict(c, load) for c in data["cells"]], dict(data["peaks_flops_per_s"]),
-                   dict(data["devices"]), dict(data["settings"]), dict(load))
+                   dict(data["devices"]), dict(data["settings"]), dict(load), dict(data.get("ceilings") or {}))
 
 
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
@@ -382,37 +406,43 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
               log: Callable[[str], None] = print) -> BenchResult:
     load_start = load_snapshot()
     devs = [resolve_device(d) for d in devices]
-    peaks, names, setups = {}, {}, []
+    peaks, names, setups, ceilings = {}, {}, [], {}
+    costs = {m: count_step(m, spec.shape, batch_size) for m in models}  # per model: FLOPs, bytes, operations
     for dev in devs:
-        peaks[dev.type] = measure_matmul_peak(dev)
+        ceilings[dev.type] = measure_ceilings(dev)
+        peaks[dev.type] = ceilings[dev.type].compute_flops_per_s
         names[dev.type] = device_name(dev)
-        log(f"{dev.type}: {names[dev.type]}, measured float32 matmul peak {peaks[dev.type] / 1e9:,.1f} GFLOP/s")
+        c = ceilings[dev.type]
+        log(f"{dev.type}: {names[dev.type]}, measured float32 ceiling {c.compute_flops_per_s / 1e9:,.1f} GFLOP/s "
+            f"({c.best_shape}), bandwidth {c.bandwidth_bytes_per_s / 1e9:,.1f} GB/s, "
+            f"{c.op_cost_s * 1e6:.1f} us per trivial operation")
         for model, pipeline in itertools.product(models, pipelines):
             setups.append(prepare_cell(model, dev, pipeline, split, spec, batch_size=batch_size, steps=steps))
     log(f"timing {len(setups)} cells: {warmup} warm-up steps each, then {repeats} interleaved repeats of "
         f"{setups[0].n if setups else 0} steps")
     run_cells(setups, repeats=repeats, warmup=warmup)
     log("instrumented pass (a synchronisation at each phase boundary) ...")
-    cells = [_finish(s, batch_size, repeats, peaks[s.device.type]) for s in setups]
+    cells = [_finish(s, batch_size, repeats, ceilings[s.device.type], costs[s.model]) for s in setups]
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "samples": len(split), "dataset": spec.name, "torch": torch.__version__,
                 "interleaved": True, "unstable_spread": UNSTABLE_SPREAD}
-    return BenchResult(cells, peaks, names, settings, load)
+    return BenchResult(cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()})
 
 
 def bound_words(c: Cell) -> str:
-    """Why a cell's step takes the time it does, from its `bound`."""
-    return {
-        "input": f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in",
-        "compute": f"compute-bound: it runs at {c.utilisation:.0%} of the measured matmul peak",
-        "overhead": (f"overhead-bound: only {c.utilisation:.1%} of the measured matmul peak, so the time goes "
-                     f"to per-operation costs (Python, dispatch, "
-                     + ("kernel launches" if c.device != "cpu" else "matrices too small to keep the cores busy")
-                     + ") rather than to the multiply-adds"),
-    }[c.bound]
+    """Why a cell's step takes the time it does, from its `bound` (and the floors behind it)."""
+    if c.bound == "input":
+        return f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in"
+    raised = "; it beat every probe of the device, so its ceiling is what it reached" if c.ceiling_raised else ""
+    util = f"it runs at {percent(c.utilisation)} of the measured compute ceiling{raised}"
+    floors = c.floors
+    if floors is None:  # a bench.json from before the floors: the threshold's judgement
+        return f"{bound_label(c.bound)}: {util}"
+    where = ("kernel launches" if c.device != "cpu" else "Python and dispatch")
+    return f"{floors.words()} ({where} for each of {c.train_step_ops} operations); {util}"
 
 
 def cell_sentence(c: Cell) -> str:
@@ -435,13 +465,13 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
     reason = {
         "input": f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
                  f"which the {d} cannot speed up",
-        "compute": f"the {d} step is compute-bound ({subject.utilisation:.0%} of its peak), and the {d} has "
-                   f"{result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured peak",
+        "compute": f"the {d} step is compute-bound ({percent(subject.utilisation)} of its ceiling), and the {d} has "
+                   f"{result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured ceiling",
         "overhead": f"a step is only {subject.train_step_flops / 1e6:,.1f} MFLOP, which the {d} could do in "
-                    f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured peak, yet the step "
-                    f"takes {subject.step_median_s * 1e6:,.0f} us: the fixed cost of launching each operation "
+                    f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured ceiling, yet the "
+                    f"step takes {subject.step_median_s * 1e6:,.0f} us: the fixed cost of launching each operation "
                     f"dominates",
-    }[subject.bound]
+    }.get(subject.bound, f"the {d} step is {bound_label(subject.bound)}")
     return f"{subject.pipeline}/{u.model}: {d} vs the CPU per step on equal work: {u.ratio.marked()}; {reason}."
 
 
@@ -485,12 +515,24 @@ def _load_line(result: BenchResult) -> str:
             else "load average: not available on this OS")
 
 
+def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak: float) -> str:
+    """A device's measured ceilings beside its theoretical one, in one line."""
+    if not ceilings:
+        return f"{device}: {name}, measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s"
+    theory = ceilings.get("theoretical") or {}
+    span = theory.get("flops_per_s")
+    theoretical = (f"theoretical {span[0] / 1e9:,.0f}–{span[1] / 1e9:,.0f} GFLOP/s ({theory.get('derivation')})"
+                   if span else f"theoretical: {theory.get('derivation', 'not derived')}")
+    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s "
+            f"({ceilings.get('best_shape')}), memory bandwidth {ceilings.get('bandwidth_bytes_per_s', 0) / 1e9:,.1f} "
+            f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}")
+
+
 def write_bench(result: BenchResult, out_dir) -> str:
     """bench.json and bench.txt into `out_dir`; returns the text (peaks, load, table, sentences).
     The figure is the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No
     pass/fail floors here: those are the project's own checks (benchmarks/bench_targets.py)."""
-    peaks = [f"{d}: {name}, measured float32 matmul peak {result.peaks[d] / 1e9:,.1f} GFLOP/s"
-             for d, name in result.devices.items()]
+    peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d]) for d, name in result.devices.items()]
     speed = [f"{u.what}: {u.ratio.marked()}" for u in result.speedups()]
     text = "\n".join([*peaks, _load_line(result), format_table(result), "", *speed, "", *observations(result)])
     write_json(out_dir / BenchResult.FILE, result.to_dict())

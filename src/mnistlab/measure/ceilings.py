@@ -31,6 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnistlab.core.device import synchronize
+from mnistlab.data.datasets import DataShape
 
 FLOORS = ("compute", "memory", "overhead")
 FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
@@ -224,6 +225,20 @@ def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
     return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops)
+
+
+def count_step(model_name: str, shape: DataShape, batch_size: int) -> StepCost:
+    """One training step of a fresh `model_name` at `batch_size`, with the notebook's SGD, counted on
+    the CPU (the operations and bytes of a step are the device's too, kernel for operation)."""
+    from mnistlab.training.loop import make_optimizer
+    from mnistlab.training.models import create_model
+
+    with torch.random.fork_rng(devices=[]):  # a count must not move the caller's random stream
+        torch.manual_seed(0)
+        model = create_model(model_name, shape)
+        x = torch.randn(batch_size, *shape.sample)
+        y = torch.randint(0, shape.classes, (batch_size,))
+        return step_cost(model, x, y, make_optimizer(model, lr=0.01, momentum=0.5))
 
 
 @dataclass(frozen=True)

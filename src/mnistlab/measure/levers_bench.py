@@ -28,7 +28,8 @@ from mnistlab.core.schema import check_schema
 from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.measure.bench import LOAD_SCHEMA, bound, measure_matmul_peak
+from mnistlab.measure.bench import LOAD_SCHEMA, bound
+from mnistlab.measure.ceilings import measure_ceilings
 from mnistlab.measure.profiling import profile_model
 from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import Load, Ratio, Spread, Stability, interleave, stability, time_steps
@@ -83,9 +84,20 @@ class ImplCell:
         return self.step.median
 
     @property
-    def utilisation(self) -> float:
+    def achieved_flops_per_s(self) -> float:
         med = self.step_median_s
-        return self.train_step_flops / med / self.peak_flops_per_s if med > 0 and self.peak_flops_per_s > 0 else 0.0
+        return self.train_step_flops / med if med > 0 else 0.0
+
+    @property
+    def ceiling_raised(self) -> bool:
+        """The step beat every probe of its dtype: its ceiling is what it reached."""
+        return self.achieved_flops_per_s > self.peak_flops_per_s
+
+    @property
+    def utilisation(self) -> float:
+        """Of the dtype's measured ceiling, raised to what the step reached: never above 100%."""
+        ceiling = max(self.peak_flops_per_s, self.achieved_flops_per_s)
+        return self.achieved_flops_per_s / ceiling if ceiling > 0 else 0.0
 
     @property
     def bound(self) -> str:
@@ -180,7 +192,7 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                     continue
                 dtype = _dtype_name(levers.compute_dtype)
                 if dtype not in peaks.setdefault(dev.type, {}):
-                    peaks[dev.type][dtype] = measure_matmul_peak(dev, dtype=levers.compute_dtype)
+                    peaks[dev.type][dtype] = measure_ceilings(dev, levers.compute_dtype).compute_flops_per_s
                     log(f"{dev.type}: {names[dev.type]}, measured {dtype} matmul peak "
                         f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s")
                 cell.peak_flops_per_s = peaks[dev.type][dtype]

@@ -10,6 +10,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from mnistlab.core.rundir import read_bytes
+from mnistlab.core.words import percent, plural
+
+__all__ = ["Document", "md_escape", "percent", "plain_text", "plain_text_block", "plural"]  # percent, plural: core.words'
 
 # characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
 # tables, strikethrough, math): a backslash makes each literal
@@ -25,22 +28,6 @@ def plain_text(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
         text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return _CONTROL.sub(" ", text)
-
-
-def plural(n: int, noun: str) -> str:
-    """A count with its noun: '1 epoch', '0 epochs', '5 more epochs' (from 'more epoch')."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def percent(x: float) -> str:
-    """A fraction as a percentage with the digits a small one needs: 77%, 4.2%, 0.4%, and <0.1%
-    rather than a 0% that a nonzero value is not."""
-    p = 100 * x
-    if p == 0 or abs(p) >= 10:
-        return f"{p:.0f}%"
-    if abs(p) < 0.1:
-        return f"{'-' if p < 0 else ''}<0.1%"
-    return f"{p:.1f}%"
 
 
 def md_escape(text: str, block_start: bool = True) -> str:
