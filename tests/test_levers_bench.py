@@ -30,7 +30,7 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     assert any("bf16-mixed+channels-last" in o and "eager fp32 in the same run" in o for o in data["observations"])
     assert (tmp_path / "b" / "levers.txt").read_text().startswith("cpu: ")
 
-    from mnistlab.report.builder import levers_section
+    from mnistlab.report.sections.levers import levers_section
     from mnistlab.report.document import Document
 
     doc = Document("t")

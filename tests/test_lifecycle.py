@@ -153,10 +153,20 @@ def test_one_mapping_from_exception_to_state_line_and_exit_code(error, state, co
     assert (end.line is None) == (code == 1)
 
 
-def test_cpu_out_of_memory_is_one_line_in_profile_and_summary(capsys):
+def test_cpu_out_of_memory_is_the_out_of_memory_line():
+    import torch
+
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(10**13)  # the CPU allocator's own refusal, not a stand-in
+    end = outcome(info.value)
+    assert (end.state, end.exit_code) == ("failed", 2) and end.line.startswith("out of memory on cpu (tried to allocate")
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_it_is_tried(capsys):
     for argv in (["profile", "mlp", "--batch-size", "100000000000"], ["summary", "mlp", "--batch-size", "100000000000"]):
-        assert cli.main(argv) == 2
-        assert "out of memory on cpu" in _one_line(capsys.readouterr().err)
+        with pytest.raises(SystemExit) as info:  # argparse's refusal: before any tensor is made
+            cli.main(argv)
+        assert info.value.code == 2 and "must be at most 65536" in _one_line(capsys.readouterr().err)
 
 
 JOB_ARGV = {

@@ -13,7 +13,8 @@ import pytest
 from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
 from mnistlab.measure.sweep import TrialRow
-from mnistlab.report import plots, sweep_report
+from mnistlab.report import plots
+from mnistlab.report.sections import sweep
 from mnistlab.training.config import TrainConfig
 
 
@@ -50,7 +51,6 @@ def tick_labels(monkeypatch) -> dict[str, list[str]]:
         return save(fig, out)
 
     monkeypatch.setattr(plots, "save_figure", keep)
-    monkeypatch.setattr(sweep_report, "save_figure", keep)
     return seen
 
 
@@ -68,7 +68,7 @@ def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
                        tmp_path / "samples.png")
     trials = [TrialRow(i, "complete", {"lr": lr}, v, 0.9, 2, 1.0, None)
               for i, (lr, v) in enumerate([(1e-3, 0.4), (1e-2, 0.2), (1e-1, 0.3)])]
-    sweep_report.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
+    sweep.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
                                  "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
     assert {k for k in tick_labels if k.endswith(" log")} == {"loss.png log", "compare.png log", "sweep.png log"}
     for key, labels in tick_labels.items():
@@ -89,3 +89,27 @@ def test_importing_plots_leaves_the_backend_alone(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["svg", "svg", "[]"], out
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_epoch_times_legend_claims_cold_only_when_measured_and_marks_busy_epochs(tmp_path, monkeypatch):
+    """A first epoch is 'first', not 'cold', unless its session's warm-up was timed apart; an epoch
+    measured while the load average exceeded the cores gets its own mark."""
+    legends = []
+    save = plots.save_figure
+
+    def keep(fig, out):
+        legends.extend(t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+        return save(fig, out)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    run = _run(tmp_path / "a", [0.5, 0.4, 0.3], [1, 1, 1])
+    plots.plot_epoch_times([run], tmp_path / "plain.png")
+    assert "first epoch of a session" in legends and not [t for t in legends if "cold" in t or "busy" in t]
+    rows = run.metrics()
+    rows[0].update(warmup_s=1.25)
+    rows[1].update(load_1m=3.7, cpu_count=2)
+    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    legends.clear()
+    plots.plot_epoch_times([run], tmp_path / "marked.png")
+    assert "first epoch of a session (after a cold start of 1.25 s, timed apart)" in legends
+    assert "measured while the machine was busy" in legends

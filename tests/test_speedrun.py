@@ -30,7 +30,8 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert data["recipe"]["model"] == "speednet" and data["levers_text"] == "eager bf16-mixed"
     assert data["train_samples"] == 640 and data["env"]["torch"] == torch.__version__
 
-    from mnistlab.report.builder import run_levers_text, speedrun_section
+    from mnistlab.report.runs import run_levers_text
+    from mnistlab.report.sections.speedrun import speedrun_section
     from mnistlab.report.document import Document
 
     doc = Document("t")

@@ -31,7 +31,7 @@ _EXPORTS = {
     "format_bench_table": "mnistlab.measure.bench",
     "summarize": "mnistlab.measure.summary",
     "plot_runs": "mnistlab.report.plots",
-    "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.builder",
+    "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.runs",
     "run_lab": "mnistlab.lab",
     # jobs: what the commands run, each writing one folder (mnistlab.jobs)
     "train_run": "mnistlab.jobs", "evaluate_run": "mnistlab.jobs", "bench_pipelines": "mnistlab.jobs",

@@ -411,14 +411,6 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
-    if len(args.dirs) == 1 and (Path(args.dirs[0]) / "sweep.json").is_file():
-        from mnistlab.report.sweep_report import build_sweep_report
-
-        md, page = build_sweep_report(args.dirs[0], args.out)
-        print(md, file=out)
-        print(page, file=out)
-        return 0
-
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
     print(md, file=out)
     print(page, file=out)

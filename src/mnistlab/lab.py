@@ -24,7 +24,8 @@ from mnistlab.core.rundir import RunDir, write_json
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
 from mnistlab.measure.speedrun import DEFAULT_TARGET
-from mnistlab.report.builder import LAB_FILE, build_report
+from mnistlab.report.builder import build_report
+from mnistlab.report.inputs import LAB_FILE
 from mnistlab.report.plots import plot_samples
 from mnistlab.training.config import TrainConfig
 

@@ -407,7 +407,10 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
     load_start = load_snapshot()
     devs = [resolve_device(d) for d in devices]
     peaks, names, setups, ceilings = {}, {}, [], {}
-    costs = {m: count_step(m, spec.shape, batch_size) for m in models}  # per model: FLOPs, bytes, operations
+    costs = {}
+    for m in models:  # per model: FLOPs, bytes, operations of one training step
+        with blame_model(m, "while its training step was counted"):
+            costs[m] = count_step(m, spec.shape, batch_size)
     for dev in devs:
         ceilings[dev.type] = measure_ceilings(dev)
         peaks[dev.type] = ceilings[dev.type].compute_flops_per_s

@@ -18,7 +18,7 @@ from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
 from mnistlab.measure.bench import PHASES, BenchResult
-from mnistlab.measure.epochs import epoch_timing, resume_points
+from mnistlab.measure.epochs import EpochTiming, epoch_timing, resume_points
 from mnistlab.report.document import plain_text
 
 # names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
@@ -97,10 +97,17 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     return save_figure(fig, out)
 
 
+def first_epoch_label(t: EpochTiming) -> str:
+    """The legend of the first epochs: cold only where the warm-up was timed apart, and then it says so."""
+    if not t.warmup_s:
+        return "first epoch of a session"
+    return "first epoch of a session (after a cold start of " + ", ".join(f"{w:.2f}" for w in t.warmup_s) + " s, timed apart)"
+
+
 @literal_text
 def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path:
-    """Training seconds of every epoch: cold epochs (the first of each train/resume session) drawn
-    apart, the steady state's median and min-max band marked."""
+    """Training seconds of every epoch: the first epoch of each train/resume session circled, epochs
+    measured on a busy machine crossed, the steady state's median and min-max band marked."""
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
     for i, run in enumerate(runs):
@@ -111,7 +118,11 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
         ax.plot([int(r["epoch"]) for r in rows], [r["train_seconds"] for r in rows], "-o", ms=4, color=color,
                 label=f"{name}train seconds per epoch")
         ax.plot(t.cold_epochs, t.cold_s, "o", ms=10, mfc="none", mec="red", mew=1.5,
-                label="cold epoch (first of a session)" if i == 0 else None)
+                label=first_epoch_label(t) if i == 0 else None)
+        busy = [r for r in rows if int(r["epoch"]) in t.busy_epochs]
+        if busy:
+            ax.plot([int(r["epoch"]) for r in busy], [r["train_seconds"] for r in busy], "x", ms=11, color="darkorange",
+                    mew=2, label=f"{name}measured while the machine was busy")
         if t.steady_s:
             ax.axhline(t.steady_median, color=color, ls="--", lw=1,
                        label=f"{name}steady state: median {t.steady_median:.2f} s")

@@ -1,4 +1,4 @@
-"""The report of a sweep: every trial in a table, and the objective against each swept parameter."""
+"""A sweep (sweep.json, trials.json): every trial in a table, and the objective against each swept parameter."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.measure.sweep import TRIALS_FILE, TrialRow, best_trial
+from mnistlab.report import plots
 from mnistlab.report.document import Document
-from mnistlab.report.plots import literal_text, plain_log_labels, save_figure
-from mnistlab.measure.sweep import TRIALS_FILE, best_trial, sweep_results
+from mnistlab.report.inputs import Inputs
+from mnistlab.report.sections.section import Section
 
 STATE_COLORS = {"complete": "C0", "pruned": "C1", "fail": "C3", "running": "C7"}
 
 
-@literal_text
-def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
+@plots.literal_text
+def plot_objective(record: dict[str, Any], rows: list[TrialRow], out: Path) -> Path:
     """One panel per parameter: each trial's best objective (log axis for a log-scaled parameter)."""
     specs = record["params"]
     objective = record["objective"]
@@ -32,23 +33,23 @@ def plot_objective(record: dict[str, Any], rows: list, out: Path) -> Path:
                 ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
         if spec.get("log"):
             ax.set_xscale("log")
-            plain_log_labels(ax.xaxis)
+            plots.plain_log_labels(ax.xaxis)
         ax.set_xlabel(name + (" (log scale)" if spec.get("log") else ""))
         ax.set_ylabel(f"best {objective.replace('_', ' ')}")
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Sweep {record['study']}: {record['direction']} {objective}")
-    return save_figure(fig, out)
+    return plots.save_figure(fig, out)
 
 
-def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    sweep_dir = Path(sweep_dir)
-    record, rows = sweep_results(sweep_dir)
-    out_dir = Path(out_dir or sweep_dir)
-    doc = Document(f"mnistlab sweep {record['study']}")
+def write(doc: Document, inputs: Inputs) -> None:
+    if inputs.sweep is None:
+        return
+    record, rows = inputs.sweep
     counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
     doc.p(f"Objective: {record['direction']} {record['objective']} (the best epoch of each trial). "
-          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f". Storage: {record.get('url') or record.get('storage') or 'SQLite in the sweep folder'} "
+          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f". Storage: {record.get('url') or record.get('storage') or 'SQLite in the sweep folder'} "
           f"(this table: the study as this folder's worker last saw it, {TRIALS_FILE}).")
     names = list(dict.fromkeys(k for r in rows for k in r.params))
     doc.table(["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
@@ -59,10 +60,8 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     best = best_trial(record, rows)
     doc.p(f"Best trial: {best.number}, run directory {best.run_dir}." if best else "No trial has completed yet.")
     if rows:
-        (out_dir / "figures").mkdir(exist_ok=True)
-        fig = plot_objective(record, rows, out_dir / "figures" / "sweep-objective.png")
+        fig = plot_objective(record, rows, inputs.figs / "sweep-objective.png")
         doc.image(fig, "Each trial's best objective against each swept parameter")
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    write_atomic(md, doc.to_markdown(out_dir).encode())
-    write_atomic(page, doc.to_html().encode())
-    return md, page
+
+
+SECTION = Section(write)

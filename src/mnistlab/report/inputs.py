@@ -1,0 +1,140 @@
+"""What a report reads, gathered and validated once: the lab record, the runs, and each typed result.
+
+Every section takes one `Inputs` and reads from it; none opens a file of its own, so a damaged file
+is one error naming it, raised before any section writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.errors import CheckpointError, MnistlabError
+from mnistlab.core.rundir import RunDir, read_json_object
+from mnistlab.core.schema import check_schema, read_result
+from mnistlab.data.datasets import DataShape, get_dataset, plain_name
+from mnistlab.measure.bench import BenchResult
+from mnistlab.measure.levers_bench import LeversResult
+from mnistlab.measure.scaling import ScalingResult
+from mnistlab.measure.speedrun import SpeedrunResult
+from mnistlab.measure.sweep import SWEEP_FILE, TrialRow, sweep_results
+from mnistlab.report.runs import ENV_SCHEMA, config, device_of, run_env
+from mnistlab.training.models import DEFAULT_SHAPE, ModelCode, model_code, model_code_for_run
+
+LAB_FILE = "lab.json"
+DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int", "image_shape": ["int"],
+               "stored_dtype": "text", "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
+               "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
+LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "speedrun?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA},
+              "data?": DATA_SCHEMA, "split?": "text", "seed?": "int", "models?": ["text"]}
+# the other measurements' folders: the file that marks one, and its result type
+EXTRA_RESULTS = (ScalingResult, LeversResult, SpeedrunResult)
+MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    root: Path  # the lab directory, else the first directory given
+    lab: dict[str, Any] | None  # lab.json, validated
+    runs: list[RunDir]  # runs with at least one finished epoch
+    unfinished: list[RunDir]  # runs with none yet (left out, named)
+    bench: BenchResult | None
+    bench_dir: Path | None
+    scaling: list[ScalingResult]
+    levers: list[LeversResult]
+    speedruns: list[SpeedrunResult]
+    sweep: tuple[dict[str, Any], list[TrialRow]] | None  # sweep.json's record and its trials
+    figs: Path = Path("figures")  # where sections draw their figures: the builder sets it beside the report
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.lab and self.lab.get("quick"))
+
+    @cached_property
+    def env(self) -> dict[str, Any] | None:
+        """The machine's environment record: the lab's, else the first run's when it is complete."""
+        env = (self.lab or {}).get("env") or (run_env(self.runs[0]) if self.runs else None)
+        return env if env and all(k.endswith("?") or k in env for k in ENV_SCHEMA) else None
+
+    def runs_of(self, model: str) -> list[RunDir]:
+        return [r for r in self.runs if config(r).get("model") == model]
+
+    def cpu_run(self, model: str) -> RunDir | None:
+        return next((r for r in self.runs_of(model) if device_of(r) == "cpu"), None)
+
+    def gpu_runs(self, model: str) -> list[RunDir]:
+        return [r for r in self.runs_of(model) if device_of(r) != "cpu"]
+
+    def no_gpu_run(self, model: str) -> str:
+        """Why there is no GPU run of `model`, saying only what the directories show."""
+        any_gpu = any(device_of(r) != "cpu" for r in self.runs)
+        why = f"no GPU run of the {MODEL_NAMES.get(model, model)}" if any_gpu else "no GPU run"
+        env = self.env or {}
+        machine = env.get("cuda_available") is False and env.get("mps_available") is False
+        return f"{why} in these directories" + (" (the machine that ran them had no GPU)" if machine else "")
+
+    @cached_property
+    def model_codes(self) -> dict[str, tuple[ModelCode, DataShape]]:
+        """Each model of the runs (first run wins), with the code to build it and its data's shape;
+        without runs, the lab's models, else the bench's."""
+        codes: dict[str, tuple[ModelCode, DataShape]] = {}
+        for r in self.runs:
+            cfg = config(r)
+            if cfg["model"] not in codes:
+                try:
+                    shape = get_dataset(cfg["dataset"]).shape
+                except MnistlabError:  # a dataset row no longer defined: MNIST's shape
+                    shape = DEFAULT_SHAPE
+                codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), shape)
+        if codes:
+            return codes
+        names = (self.lab or {}).get("models") or list(dict.fromkeys(c.model for c in self.bench.cells) if self.bench else [])
+        return {m: (model_code(m), DEFAULT_SHAPE) for m in names}
+
+
+def _lab_dirs(root: Path, lab: dict[str, Any]) -> tuple[list[RunDir], list[Path], list[Path]]:
+    """The runs, bench and speedrun folders lab.json names, each checked to be a plain folder inside the lab."""
+    named = [*lab["runs"], *(n for n in (lab.get("bench"), lab.get("speedrun")) if isinstance(n, str))]
+    for name in named:
+        if not plain_name(name) or not (root / name).is_dir():
+            raise CheckpointError(f"{root / LAB_FILE}: lists {name!r}, which is not a folder in {root}")
+    if lab.get("data") and ("split" not in lab or "seed" not in lab):
+        raise CheckpointError(f"{root / LAB_FILE}: has data but no split or seed")
+    benches = [root / lab["bench"]] if lab.get("bench") else []
+    others = [root / lab["speedrun"]] if isinstance(lab.get("speedrun"), str) else []
+    return [RunDir(root / n) for n in lab["runs"]], benches, others
+
+
+def read_inputs(paths: list[Path]) -> Inputs:
+    """Classify a lab directory or a list of run, bench, scaling, levers, speedrun and sweep
+    directories, and read every result they hold (validated: a damaged file is one error naming it)."""
+    for p in paths:
+        if not p.is_dir():
+            raise CheckpointError(f"{p}: no such directory")
+    lab, sweep = None, None
+    runs: list[RunDir] = []
+    bench_dirs: list[Path] = []
+    others: list[Path] = []  # folders of the other measurements
+    if len(paths) == 1 and (paths[0] / LAB_FILE).is_file():
+        lab = read_json_object(paths[0] / LAB_FILE)
+        check_schema(lab, LAB_SCHEMA, str(paths[0] / LAB_FILE))
+        runs, bench_dirs, others = _lab_dirs(paths[0], lab)
+    for p in [] if lab else paths:
+        if (p / BenchResult.FILE).is_file():
+            bench_dirs.append(p)
+        elif (p / "config.json").is_file():
+            runs.append(RunDir(p))
+        elif (p / SWEEP_FILE).is_file():
+            sweep = sweep_results(p)
+        elif any((p / k.FILE).is_file() for k in EXTRA_RESULTS):
+            others.append(p)
+        else:
+            raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
+    extra = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()] for kind in EXTRA_RESULTS}
+    bench_dir = bench_dirs[0] if bench_dirs else None
+    return Inputs(root=paths[0], lab=lab, runs=[r for r in runs if r.metrics()],
+                  unfinished=[r for r in runs if not r.metrics()],
+                  bench=read_result(BenchResult, bench_dir) if bench_dir else None, bench_dir=bench_dir,
+                  scaling=extra[ScalingResult], levers=extra[LeversResult], speedruns=extra[SpeedrunResult],
+                  sweep=sweep)

@@ -1,0 +1,28 @@
+"""Q2: the MLP's training and validation loss over its first training session, in one log-scale graph."""
+
+from __future__ import annotations
+
+from mnistlab.report.document import Document, plural
+from mnistlab.report.inputs import Inputs
+from mnistlab.report.plots import plot_runs
+from mnistlab.report.sections.mlp_cpu import first_session, missing, mlp_run
+from mnistlab.report.sections.section import Section
+
+
+def write(doc: Document, inputs: Inputs) -> None:
+    mlp = mlp_run(inputs)
+    if mlp is None:
+        return
+    first = first_session(mlp)
+    n1 = int(first[-1]["epoch"])
+    first_n = plural(n1, "epoch")
+    doc.h2(f"Q2. Training and validation loss of the MLP over its first {first_n}")
+    doc.p(f"Answer: over the first {first_n} the training loss fell from {first[0]['train_loss']:.4f} to "
+          f"{first[-1]['train_loss']:.4f} and the validation loss from {first[0]['val_loss']:.4f} to "
+          f"{first[-1]['val_loss']:.4f} (one graph, log-scale y).")
+    f = plot_runs([mlp], inputs.figs / f"{mlp.name}-loss-{n1}.png", upto_epoch=n1,
+                  title=f"{mlp.name}: loss after {first_n}")
+    doc.image(f, f"{mlp.name}: train and validation loss after {first_n} (log scale)")
+
+
+SECTION = Section(write, "Q2", missing)

@@ -1,0 +1,22 @@
+"""A report section: what it writes, and for a notebook question, why it cannot be answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mnistlab.report.document import Document
+from mnistlab.report.inputs import Inputs
+
+
+def _always(inputs: Inputs) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Section:
+    # writes the section into the document, or nothing when its inputs are absent
+    write: Callable[[Document, Inputs], None]
+    question: str | None = None  # "Q5": one of the notebook's questions, listed in the report's opening line
+    # why the question cannot be answered from these inputs (the absent input, never a guessed cause); None: it can
+    missing: Callable[[Inputs], str | None] = _always
