@@ -84,6 +84,17 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, help=shown, **meta)
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    """The one --threads option (train, bench, speedrun, sweep, lab)."""
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch's intra-op threads (default: the usable CPUs less those other processes are "
+                        "running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
+
+
+# commands that compute with torch: their threads are chosen (or pinned) before they start
+_COMPUTING = ("env", "summary", "train", "eval", "profile", "bench", "speedrun", "lab", "sweep")
+
+
 def _target(text: str) -> float:
     v = _float(text)
     if not 0 < v <= 100:
@@ -107,6 +118,7 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
                    help="default: on with --device cuda")
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
     s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_threads(s)
     _add_data_dir(s)
 
 
@@ -150,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
+    _add_threads(t)
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
     e.add_argument("run_dir", help="a run directory written by mnistlab train")
@@ -190,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
                    help="compare speed levers on resident data instead of pipelines: "
                         f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
+    _add_threads(b)
     _add_data_dir(b)
 
     _add_speedrun_parser(sub, datasets)
@@ -200,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_threads(lab)
     _add_data_dir(lab)
 
     sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
@@ -220,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
+    _add_threads(sw)
     _add_config_options(sw)
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
@@ -469,10 +485,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    from mnistlab.core import threads
+
     _paths_print_as_bytes()
+    threads.prepare_openmp()  # before anything loads torch: OpenMP reads its wait policy once
     answer = sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        if args.command in _COMPUTING:
+            threads.apply(getattr(args, "threads", None))
         # stdout holds only the command's answer: whatever else prints while it works (a user's model,
         # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
         with contextlib.redirect_stdout(sys.stderr):

@@ -24,6 +24,7 @@ from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import write_json
+from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check_schema
 from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
@@ -210,7 +211,7 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
         c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}
     return LeversResult(cells, peaks, names, settings, load)
 
 

@@ -183,16 +183,17 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
 
     from mnistlab.training.models import as_shape
 
+    from mnistlab.core.threads import worker_threads
+
     load_start = load_snapshot()
-    cores = os.cpu_count() or 1
-    cells = []
+    cells, per_process = [], {}
     for model, n in ((m, n) for m in models for n in processes):
         if batch % n:
             raise ConfigError(f"--batch-size {batch} must divide evenly over {n} processes")
         if device_type == "cuda" and n > torch.cuda.device_count():
             raise ConfigError(f"--nproc {n}: only {torch.cuda.device_count()} CUDA device(s) here")
-        # the CPU's cores are shared out, so that N processes use no more of the machine than one
-        threads = max(1, cores // n) if device_type == "cpu" else 1
+        # the CPUs left free are shared out, so that N processes use no more of the machine than one
+        threads = per_process[n] = worker_threads(n) if device_type == "cpu" else 1
         with tempfile.TemporaryDirectory(prefix="mnistlab-scaling-") as tmp:
             out = os.path.join(tmp, "rank0.json")
             try:
@@ -209,7 +210,7 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
-    return ScalingResult(cells, load, environment())
+    return ScalingResult(cells, load, {**environment(), "threads_per_process": per_process})
 
 
 def scaling_observations(result: ScalingResult) -> list[str]:
