@@ -254,15 +254,17 @@ def format_table(result: LeversResult) -> str:
         if c.unavailable:
             rows.append([f"{c.device}/{c.model}", c.implementation, f"not available on {c.device}", *[""] * 7])
             continue
-        s = result.speedup(c)
+        r = result.vs_eager(c)
+        ratio = (f"{r.median:.2f}x ({r.spread.min:.2f}-{r.spread.max:.2f})" if r and r.spread.n > 1
+                 else f"{r.median:.2f}x (1 repeat, no range)" if r and r.spread.n else "-")
         rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
-                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{s:.2f}x" if s is not None else "-",
+                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", ratio,
                      c.compute_dtype, f"{c.utilisation:.0%}", c.bound, f"{c.warmup_s:.2f}",
                      "stable" if c.stability.stable else "unstable"])
     lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
                          "warm-up s", "stability"], rows, left=2)]
-    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median of the per-repeat "
-                 "ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
+    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
+                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
                  "step computes in; stability: measure/timing.py's one rule")
     return "\n".join(lines)
 
