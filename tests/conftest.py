@@ -79,3 +79,19 @@ def restore_determinism(monkeypatch):
     yield
     torch.use_deterministic_algorithms(before[0])
     torch.backends.cudnn.benchmark = before[1]
+    from mnistlab.core import threads
+
+    threads.apply(None)  # --deterministic pinned the thread count for the process
+
+
+@pytest.fixture
+def pinned_threads():
+    """One thread count for the whole test: mnistlab chooses it per epoch from the machine's load, and
+    a different count rounds sums differently, so a test of bit-identical results pins it."""
+    import torch
+
+    from mnistlab.core import threads
+
+    threads.apply(torch.get_num_threads())
+    yield
+    threads.apply(None)

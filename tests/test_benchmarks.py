@@ -51,3 +51,14 @@ def test_speedrun_ladder_runs_every_rung(tiny, capsys, monkeypatch):
     rows = [line for line in out.splitlines() if line.endswith(")") and "x  " in line]
     assert [r[:30].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
     assert rows[0].split()[-3] == "1.00x"  # the anchor is the baseline of the ratios
+
+
+def test_threads_under_load_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location("threads_under_load", SCRIPT.parent / "threads_under_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--models", "mlp", "--busy", "0", "1", "--repeats", "2", "--steps", "2"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)  # two steps say nothing about the floor
+    assert "machine:" in out and "1 busy process(es)" in out and "default chose" in out
+    assert "(the better fixed):" in out and "floor 1.2x" in out and "default / today's" in out

@@ -83,6 +83,17 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, help=shown, **meta)
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    """The one --threads option (train, bench, speedrun, sweep, lab)."""
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch's intra-op threads (default: the usable CPUs less those other processes are "
+                        "running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
+
+
+# commands that compute with torch: their threads are chosen (or pinned) before they start
+_COMPUTING = ("env", "summary", "train", "eval", "profile", "bench", "speedrun", "lab", "sweep")
+
+
 def _target(text: str) -> float:
     v = _float(text)
     if not 0 < v <= 100:
@@ -107,6 +118,7 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
                    help="default: on with --device cuda")
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
     s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_threads(s)
     _add_data_dir(s)
 
 
@@ -152,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
+    _add_threads(t)
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
     e.add_argument("run_dir", help="a run directory written by mnistlab train")
@@ -176,23 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"model names or specs ({SPECS}; default: {models})")
     b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
                    help="default: cpu, and cuda / mps when present")
-    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
+    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES),
                    help="resident: mnistlab's device-resident tensors; reference: the notebook's per-sample PIL "
-                        "+ DataLoader (default: both)")
-    b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS), default=100, help="timed steps per repeat (0: a whole epoch) (default: 100)")
+                        "+ DataLoader (default: both; not with --implementations or --nproc)")
+    b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS),
+                   help="timed steps per repeat (0: a whole epoch, not with --nproc) (default: 100; 50 with --nproc)")
     b.add_argument("--repeats", type=_int_at_least(1, MAX_REPEATS), default=3,
                    help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)")
-    b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS), default=10,
-                   help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart (default: 10)")
+    b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS),
+                   help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart "
+                        "(default: 10; not with --nproc, whose processes warm up max(3, steps/10) steps)")
     b.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=DEFAULT_BATCH_SIZE,
                    help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
-                   help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU)")
+                   help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU) on random "
+                        "inputs of the dataset's shape, on one device (--devices: at most one; no --data-dir)")
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
                    help="compare speed levers on resident data instead of pipelines: "
                         f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
+    _add_threads(b)
     _add_data_dir(b)
 
     _add_speedrun_parser(sub, datasets)
@@ -203,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_threads(lab)
     _add_data_dir(lab)
 
     sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
@@ -223,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
+    _add_threads(sw)
     _add_config_options(sw)
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
@@ -354,22 +373,45 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab import jobs
     from mnistlab.core.device import available_devices
 
+    from mnistlab.core.defaults import PIPELINES
+    from mnistlab.core.errors import ConfigError
+
+    conflict = _bench_conflict(args)
+    if conflict:
+        raise ConfigError(conflict)
     devices = args.devices or available_devices()
-    if args.nproc and args.implementations:
-        raise MnistlabError("--nproc and --implementations measure different things; give one of them")
+    steps = 100 if args.steps is None else args.steps
+    warmup = 10 if args.warmup is None else args.warmup
     common = dict(models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset,
                   out=args.out, log=_to_stderr)
     if args.nproc:
-        _, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc, steps=args.steps or 50, **common)
+        _, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
+                                             steps=50 if args.steps is None else args.steps, **common)
     elif args.implementations:  # the lever axis
-        _, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=args.steps,
-                                            warmup=args.warmup, data_dir=args.data_dir, **common)
+        _, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
+                                            warmup=warmup, data_dir=args.data_dir, **common)
     else:
-        _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines, steps=args.steps or None,
-                                               warmup=args.warmup, data_dir=args.data_dir, **common)
+        _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
+                                               steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common)
     print(text, file=out)
     print(folder.path, file=out)
     return 0
+
+
+def _bench_conflict(args: argparse.Namespace) -> str | None:
+    """Why the bench options given cannot all be honoured together (None: they can): an option the
+    chosen measurement would ignore is refused, not dropped."""
+    if args.implementations and args.nproc:
+        return "--nproc and --implementations measure different things; give one of them"
+    if args.implementations and args.pipelines:
+        return "--implementations times the levers on resident data only; drop --pipelines"
+    if not args.nproc:
+        return None
+    ignored = {"--pipelines": args.pipelines, "--warmup": args.warmup is not None, "--data-dir": args.data_dir,
+               "--steps 0": args.steps == 0, "a second device in --devices": len(args.devices or []) > 1}
+    given = [name for name, on in ignored.items() if on]
+    return (f"--nproc times DDP steps on random inputs on one device, with its own warm-up: it cannot honour "
+            f"{given[0]}; drop it" if given else None)
 
 
 def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
@@ -464,10 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    from mnistlab.core import threads
+
     _paths_print_as_bytes()
+    threads.prepare_openmp()  # before anything loads torch: OpenMP reads its wait policy once
     answer = sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        if args.command in _COMPUTING:
+            threads.apply(getattr(args, "threads", None))
         # stdout holds only the command's answer: whatever else prints while it works (a user's model,
         # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
         with contextlib.redirect_stdout(sys.stderr):

@@ -154,6 +154,13 @@ def _check_models(models: Sequence[str], spec: DatasetSpec) -> None:
         create_model(m, spec.shape)  # a bad name or spec fails before any data or timing work
 
 
+def _distinct(option: str, values: Sequence[str]) -> None:
+    """One cell per name: a repeated name would give two cells with one key (the report keeps one)."""
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{option} names {twice!r} twice; each cell is measured once: drop the repeat")
+
+
 def _check_devices(devices: Sequence[str]) -> None:
     from mnistlab.core.device import resolve_device
 
@@ -173,6 +180,8 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
 
     spec = get_dataset(dataset_name)
     devices = list(devices or available_devices())
+    for option, values in (("--models", models), ("--devices", devices), ("--pipelines", pipelines)):
+        _distinct(option, list(values))
     _check_models(models, spec)
     _check_devices(devices)
     spec, root = dataset(dataset_name, data_dir, log=log)
@@ -194,6 +203,8 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
 
     spec = get_dataset(dataset_name)
     devices = list(devices or available_devices())
+    for option, values in (("--models", models), ("--devices", devices), ("--implementations", implementations)):
+        _distinct(option, list(values))
     _check_models(models, spec)
     _check_devices(devices)
     spec, root = dataset(dataset_name, data_dir, log=log)
@@ -212,6 +223,7 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
     from mnistlab.core.device import resolve_device
     from mnistlab.measure.scaling import format_scaling, measure_scaling
 
+    _distinct("--models", list(models))
     _check_models(models, get_dataset(dataset_name))
     resolve_device(device)
     if batch_size % nproc:  # before the one-process measurement, not after it

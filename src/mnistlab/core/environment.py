@@ -46,6 +46,8 @@ def epoch_load() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
+    from mnistlab.core.threads import current
+
     cuda = torch.cuda.is_available()
     return {
         "mnistlab": package_version(),
@@ -61,6 +63,7 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "threads": current().to_dict(),  # how many and why: chosen for the machine's load (core.threads)
     }
 
 
@@ -68,7 +71,8 @@ def format_environment(env: dict[str, Any]) -> str:
     lines = [
         f"torch {env['torch']} (CUDA build: {env['cuda_version'] or 'none'}), numpy {env['numpy']}, "
         f"python {env['python']}, mnistlab {env['mnistlab']}",
-        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} threads)",
+        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} threads: "
+        f"{env['threads']['reason']}; OpenMP wait policy {env['threads']['wait_policy'] or 'default (spin)'})",
         f"CUDA available: {env['cuda_available']}" + (f" ({', '.join(env['cuda_devices'])})" if env["cuda_devices"] else ""),
         f"MPS available: {env['mps_available']}",
     ]

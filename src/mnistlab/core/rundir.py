@@ -29,7 +29,8 @@ LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
 RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written by write_atomic
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
                  "epoch_seconds", "samples_per_s", "steps", "global_step", "session",
-                 "load_1m", "cpu_count", "warmup_s"]  # load at the epoch's end; the session's warm-up (its 1st row)
+                 "load_1m", "cpu_count", "warmup_s",  # load at the epoch's end; the session's warm-up (its 1st row)
+                 "threads"]  # torch's intra-op threads in the epoch, chosen at its start (core.threads)
 STEP_FIELDS = ["step", "epoch", "train_loss"]
 # what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
 REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",

@@ -29,6 +29,7 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.rundir import write_json
+from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import NONEMPTY, check_schema
 from mnistlab.core.failures import blame_model
 from mnistlab.core.words import percent
@@ -431,7 +432,7 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
         c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "samples": len(split), "dataset": spec.name, "torch": torch.__version__,
-                "interleaved": True, "unstable_spread": UNSTABLE_SPREAD}
+                "interleaved": True, "unstable_spread": UNSTABLE_SPREAD, "threads": current_threads().to_dict()}
     return BenchResult(cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()})
 
 

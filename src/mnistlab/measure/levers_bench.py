@@ -24,6 +24,7 @@ from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import write_json
+from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check_schema
 from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
@@ -227,7 +228,7 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
         c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}
     return LeversResult(cells, peaks, names, settings, load)
 
 
@@ -271,15 +272,17 @@ def format_table(result: LeversResult) -> str:
         if c.unavailable:
             rows.append([f"{c.device}/{c.model}", c.implementation, "not measured (see below)", *[""] * 7])
             continue
-        s = result.speedup(c)
+        r = result.vs_eager(c)
+        ratio = (f"{r.median:.2f}x ({r.spread.min:.2f}-{r.spread.max:.2f})" if r and r.spread.n > 1
+                 else f"{r.median:.2f}x (1 repeat, no range)" if r and r.spread.n else "-")
         rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
-                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{s:.2f}x" if s is not None else "-",
+                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", ratio,
                      c.compute_dtype, f"{c.utilisation:.0%}", c.bound, f"{c.warmup_s:.2f}",
                      "stable" if c.stability.stable else "unstable"])
     lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
                          "warm-up s", "stability"], rows, left=2)]
-    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median of the per-repeat "
-                 "ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
+    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
+                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
                  "step computes in; stability: measure/timing.py's one rule")
     return "\n".join(lines)
 

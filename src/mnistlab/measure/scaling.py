@@ -101,7 +101,7 @@ class ScalingResult:
             one = group.get(1)
             for n, c in sorted(group.items()):
                 if n != 1 and one is not None:
-                    out.append((one, c, Ratio.paired(one.step_s, c.step_s, self.load)))
+                    out.append((one, c, judged(Ratio.paired(one.step_s, c.step_s, self.load), c)))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +117,40 @@ class ScalingResult:
         load = data.get("load") or {}
         return cls([ScalingCell(**{k: c[k] for k in ScalingCell.FIELDS}, load=load) for c in data["cells"]],
                    dict(load), dict(data.get("env") or {}))
+
+
+SLACK = 1.25  # a smaller batch per process may run a little faster per sample (caches): no more than this
+
+
+def ceiling(c: ScalingCell) -> float:
+    """The most N processes can be faster than one when `communication_share` of each of their steps
+    is the all-reduce: N x (1 - share), each process's compute being at best 1/N of one's."""
+    return c.processes * (1 - c.communication_share)
+
+
+def judged(ratio: Ratio, c: ScalingCell) -> Ratio:
+    """The speed-up, made unstable where it contradicts the communication share measured in the same
+    processes (issue 20: '44x faster' beside '71% of each step is the all-reduce')."""
+    bound = ceiling(c) * SLACK
+    if ratio.spread.n == 0 or ratio.median <= bound:
+        return ratio
+    why = (f"unstable: {ratio.median:.1f}x cannot be, with {c.communication_share:.0%} of each step in the "
+           f"all-reduce {c.processes} processes can be at most about {ceiling(c):.1f}x faster: the runs saw "
+           f"different loads; rerun on a quiet machine")
+    prior = ratio.stability.reason.removeprefix("unstable: ") if ratio.stability.reason else None
+    return Ratio(ratio.ratios, Stability(False, why + (f"; {prior}" if prior else "")))
+
+
+def why_it_scales(c: ScalingCell, ratio: Ratio) -> str:
+    """The reason, from the same judged numbers as the speed-up: none where the speed-up is not trusted."""
+    if not ratio.stability.stable:
+        return "No reason is given for a speed-up that is not trusted."
+    if c.communication_share >= 0.5:
+        return ("Most of each step is the exchange: a model this small has too little work per step to hide it; "
+                "data parallelism pays off when a step's compute is large against the gradient exchange.")
+    if ratio.spread.min > 1:
+        return "The compute per step is large enough to hide most of the exchange."
+    return "Less than half of each step is the exchange, yet the processes are not clearly faster than one."
 
 
 def _free_port() -> int:
@@ -183,16 +217,18 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
 
     from mnistlab.training.models import as_shape
 
+    from mnistlab.core.threads import worker_threads
+
     load_start = load_snapshot()
-    cores = os.cpu_count() or 1
-    cells = []
-    for model, n in ((m, n) for m in models for n in processes):
+    cells, per_process = [], {}
+    for n in processes:  # every configuration checked before any is measured
         if batch % n:
             raise ConfigError(f"--batch-size {batch} must divide evenly over {n} processes")
         if device_type == "cuda" and n > torch.cuda.device_count():
             raise ConfigError(f"--nproc {n}: only {torch.cuda.device_count()} CUDA device(s) here")
-        # the CPU's cores are shared out, so that N processes use no more of the machine than one
-        threads = max(1, cores // n) if device_type == "cpu" else 1
+    for model, n in ((m, n) for m in models for n in processes):
+        # the CPUs left free are shared out, so that N processes use no more of the machine than one
+        threads = per_process[n] = worker_threads(n) if device_type == "cpu" else 1
         with tempfile.TemporaryDirectory(prefix="mnistlab-scaling-") as tmp:
             out = os.path.join(tmp, "rank0.json")
             try:
@@ -209,7 +245,7 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
-    return ScalingResult(cells, load, environment())
+    return ScalingResult(cells, load, {**environment(), "threads_per_process": per_process})
 
 
 def scaling_observations(result: ScalingResult) -> list[str]:
@@ -217,7 +253,7 @@ def scaling_observations(result: ScalingResult) -> list[str]:
     out = [f"{c.model} with {c.processes} process{'es' if c.processes > 1 else ''} on {c.device}: "
            f"{c.stability.reason}" for c in result.cells if not c.stability.stable]
     for one, c, ratio in result.speedups():
-        speed, n = ratio.median, c.processes
+        n = c.processes
         compute = statistics.median(c.local_step_s)
         out.append(
                 f"{c.model} on {c.device}: {n} processes against one at global batch {c.global_batch}: "
@@ -225,9 +261,7 @@ def scaling_observations(result: ScalingResult) -> list[str]:
                 f"({c.step_median_s * 1e3:.2f} against {one.step_median_s * 1e3:.2f} ms per step). "
                 f"{c.communication_share:.0%} of each step is the all-reduce of {c.gradient_bytes / 1e6:.2f} MB of "
                 f"gradients; the compute per process is {compute * 1e3:.2f} ms for {c.global_batch // n} samples. "
-                + ("A model this small has too little work per step to hide the communication: data parallelism "
-                   "pays off when a step's compute is large against the gradient exchange."
-                   if speed < 1.5 else "The compute per step is large enough to hide most of the exchange."))
+                + why_it_scales(c, ratio))
     return out
 
 

@@ -31,6 +31,7 @@ from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.training.config import TrainConfig, load_run_config
 from mnistlab.core.stopping import StopRequests
+from mnistlab.core import threads
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
 from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError, MnistlabError, ModelError
@@ -203,6 +204,7 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
         run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists())
     if cfg.deterministic:
         enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
+        threads.pin_for_repeatability()  # the same thread count, so the same rounding, in every epoch
     device = resolve_device(cfg.device)
     levers = Levers.of(cfg)
     levers.check(device)  # a lever this device lacks fails before any data work
@@ -361,6 +363,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 f"undone; not counted in epoch {done + 1})")
         for epoch in range(done + 1, cfg.epochs + 1):
             stage = "training"
+            chosen = threads.refresh()  # the load may have changed since the last epoch
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
             with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
@@ -377,6 +380,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                 "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples * w.size / stats.seconds,
                 "steps": stats.steps, "global_step": global_step, "session": session,
                 **epoch_load(),  # was the machine busy during this epoch?
+                "threads": chosen.threads,
                 **({"warmup_s": warmup_s} if warmup_s is not None and epoch == done + 1 else {}),
             }
             with stops.deferred():  # a stop request waits until the epoch is saved and counted
