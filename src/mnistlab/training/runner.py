@@ -33,7 +33,8 @@ from mnistlab.training.config import TrainConfig, load_run_config
 from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
-from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError, MnistlabError, ModelError
+from mnistlab.core.errors import (CheckpointError, ConfigError, DeviceError, DistributedError, DivergenceError,
+                                  MnistlabError, ModelError)
 from mnistlab.core.failures import as_model_error, outcome
 from mnistlab.core.writer import Writer, writer_for
 from mnistlab.training.evaluation import evaluate
@@ -45,7 +46,7 @@ from mnistlab.training.models import create_model, model_code, model_code_for_ru
 from mnistlab.training.modelspec import ModelCode, label, record_in_run
 from mnistlab.training.tblog import open_log
 from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.distributed import World, barrier, from_main, init_process_group, world
+from mnistlab.core.distributed import World, agree, from_main, init_process_group, lost_peer_line, world
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run
 from mnistlab.training.levers import WARMUP_DEVICES, Levers, TrainStep, make_step, prepare_model, warm_up
@@ -57,6 +58,9 @@ EpochHook = Callable[[dict[str, float]], bool]
 
 COMPLETED = "completed"
 LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
+# settings that change how a run is run, not what it computes: a resume may give them again
+RESUMABLE_SETTINGS = ("device", "dist_timeout")
+RESUME_OVERRIDES = ("epochs", *RESUMABLE_SETTINGS)
 
 
 def _set_status(run: RunDir, writer: Writer, state: str, **extra: Any) -> None:
@@ -64,9 +68,9 @@ def _set_status(run: RunDir, writer: Writer, state: str, **extra: Any) -> None:
 
 
 def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> None:
-    """A resumed run keeps its settings; only epochs and the device may be given again."""
+    """A resumed run keeps its settings; only epochs, the device and how it is run may be given again."""
     for key, value in overrides.items():
-        if key in ("epochs", "device") or value is None:
+        if key in RESUME_OVERRIDES or value is None:
             continue
         if getattr(stored, key) != value:
             raise ConfigError(f"cannot resume with {key}={value!r}: the run was started with "
@@ -91,8 +95,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
     """The run's settings with the allowed overrides, and its last checkpoint (None: start again)."""
     cfg = load_run_config(run / rd_files.CONFIG)
     check_resume_overrides(cfg, overrides)
-    if overrides.get("device") is not None:
-        cfg = cfg.replace(device=overrides["device"])
+    cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS and v is not None})
     if not (run / rd_files.LAST).exists():
         saved = _checkpoint_was_written(run)
         if saved is not None:
@@ -218,14 +221,11 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
         if device.type == "cuda":
             device = torch.device("cuda", w.local_rank)
             torch.cuda.set_device(device)
-        init_process_group(w, device.type)
+        init_process_group(w, device.type, cfg.dist_timeout)
         log(f"data parallel: {w.size} processes, {cfg.batch_size // w.size} samples each per step of "
             f"{cfg.batch_size} ({'NCCL' if device.type == 'cuda' else 'gloo'})")
-    if w.is_main:
-        fetch(spec, root, log=log)
-    barrier()  # the others verify what rank 0 fetched
-    if not w.is_main:
-        fetch(spec, root, log=log)
+    agree(_fetch_error(spec, root, log) if w.is_main else None)  # the others verify what rank 0 fetched
+    agree(None if w.is_main else _fetch_error(spec, root, log))  # data missing on one machine: a line on all
     try:
         splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                              seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
@@ -244,6 +244,14 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
     step = make_step(train_model, optimizer, levers, device, batch_size=cfg.batch_size // w.size,
                      sample_shape=tuple(splits.train.x.shape[1:]))
     return _Prepared(device, spec, splits, model, optimizer, code, step)
+
+
+def _fetch_error(spec: DatasetSpec, root, log: Log) -> MnistlabError | None:
+    try:
+        fetch(spec, root, log=log)
+    except MnistlabError as e:
+        return e
+    return None
 
 
 def _bars_redraw_in_place() -> bool:
@@ -291,6 +299,8 @@ def _end(run: RunDir, writer: Writer, e: BaseException, cfg: TrainConfig, device
         return None  # already the one line
     if model_error is not None:
         return ModelError(line)
+    if lost_peer_line(e) is not None:
+        return DistributedError(line)
     return DivergenceError(line) if isinstance(e, DivergenceError) else DeviceError(line)
 
 
