@@ -47,6 +47,12 @@ def world() -> World:
     return w
 
 
+def restartable() -> bool:
+    """Whether torchrun may restart this job's group (--max-restarts N > 0): a restart reruns the same
+    command, which must then continue the run (start or resume)."""
+    return os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") not in ("", "0")
+
+
 def init_process_group(w: World, device_type: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> bool:
     """Join the job's process group (NCCL on CUDA, gloo on the CPU); True if this call created it.
     Every wait for a peer, from the rendezvous on, ends after `timeout_s` with one line."""

@@ -42,6 +42,8 @@ class TrainConfig:
     subset: int | None = _opt(None, "keep only the first N samples of each split (quick runs, tests)", metavar="N")
     max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
     log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")
+    checkpoint_every: int | None = _opt(None, "also write last.pt every N steps within an epoch: a kill costs at "
+                                        "most N steps, and a resume continues mid-epoch", metavar="STEPS")
     dist_timeout: int = _opt(DEFAULT_TIMEOUT_S, "under torchrun: seconds a process waits for its peers (start-up, "
                              "each exchange) before the run fails with one line", metavar="SECONDS")
     deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
@@ -86,7 +88,7 @@ class TrainConfig:
              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         need(self.compile in COMPILE_MODES,
              f"unknown compile mode {self.compile!r}; choose one of: {', '.join(COMPILE_MODES)}")
-        for name in ("early_stop", "subset", "max_steps"):
+        for name in ("early_stop", "subset", "max_steps", "checkpoint_every"):
             v = getattr(self, name)
             need(v is None or (isinstance(v, int) and v >= 1), f"{name.replace('_', ' ')} must be at least 1, got {v}")
 
