@@ -64,12 +64,26 @@ def init_process_group(w: World, device_type: str, timeout_s: int = DEFAULT_TIME
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
     try:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=timeout_s))
+                                timeout=timedelta(seconds=timeout_s), **_store_of_this_attempt(w, timeout_s))
     except (ValueError, RuntimeError) as e:  # no MASTER_ADDR, a port in use, a peer that never came
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         raise DistributedError(f"rank {w.rank} of {w.size}: the process group at {where} did not start "
                                f"(--dist-timeout {timeout_s} s): {_first(e)}") from None
     return True
+
+
+def _store_of_this_attempt(w: World, timeout_s: int) -> dict:
+    """No arguments (env:// as usual), except in a group that torchrun restarted: its agent's store still holds the
+    addresses the killed attempt's processes published under the same keys, so each attempt gets keys of
+    its own."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt in ("", "0") or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    import torch.distributed as dist
+
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), w.size, is_master=False,
+                         timeout=timedelta(seconds=timeout_s))
+    return {"store": dist.PrefixStore(f"mnistlab-attempt-{attempt}", base), "rank": w.rank, "world_size": w.size}
 
 
 def _first(e: BaseException) -> str:
