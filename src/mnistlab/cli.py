@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(t)
     t.add_argument("--run-dir", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
+    t.add_argument("--resume-if-exists", action="store_true",
+                   help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
+                        "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
@@ -306,7 +309,8 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
-        run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, **options)
+        run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists,
+                             **options)
     if world().is_main:  # under torchrun, rank 0 alone prints
         if run.metrics():
             print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)

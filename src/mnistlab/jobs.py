@@ -63,7 +63,7 @@ def dataset(name: str, data_dir: str | None = None, *, log: Log = _print, web: b
 def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: PathLike | None = None,
               overrides: dict[str, Any] | None = None, log: Log = _print, progress: bool = True,
               tensorboard: bool = True, on_epoch: Callable[[dict[str, float]], bool] | None = None,
-              runs_base: PathLike = RUNS_DIR, figure: bool = True) -> RunDir:
+              runs_base: PathLike = RUNS_DIR, figure: bool = True, resume_if_exists: bool = False) -> RunDir:
     """Train a new run (`config`, a TrainConfig) or continue one (`resume`); the run draws its own
     loss.png (rank 0 alone under torchrun)."""
     from mnistlab.core.distributed import world
@@ -71,8 +71,10 @@ def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: Pa
 
     if resume is not None and run_dir is not None:
         raise MnistlabError("--run-dir and --resume cannot be used together (--resume names the run)")
+    if resume is not None and resume_if_exists:
+        raise MnistlabError("--resume and --resume-if-exists cannot be used together (give --run-dir with the latter)")
     run = train(config, run_dir=run_dir, runs_base=runs_base, resume=resume, overrides=overrides, log=log,
-                progress=progress, on_epoch=on_epoch, tensorboard=tensorboard)
+                progress=progress, on_epoch=on_epoch, tensorboard=tensorboard, resume_if_exists=resume_if_exists)
     if figure and world().is_main and run.metrics():
         from mnistlab.report.plots import plot_runs
 

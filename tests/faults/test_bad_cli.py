@@ -13,7 +13,7 @@ OPTIONS = {
     "train": {"--epochs": ("ten", "0"), "--batch-size": ("1.5", "0"), "--lr": ("fast", "-0.1"),
               "--momentum": ("x", "1.5"), "--val-fraction": ("half", "1.0"), "--seed": ("s", "-1"),
               "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"), "--log-every": ("often", "0"),
-              "--threads": ("all", "0"),
+              "--threads": ("all", "0"), "--dist-timeout": ("soon", "0"), "--checkpoint-every": ("often", "0"),
               "--model": (None, "resnet"), "--dataset": (None, "cifar10"), "--device": (None, "tpu"),
               "--precision": (None, "fp8"), "--compile": (None, "fast")},
     "bench": {"--steps": ("many", "-1"), "--repeats": ("r", "0"), "--warmup": ("w", "-2"),

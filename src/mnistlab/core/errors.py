@@ -39,6 +39,10 @@ class DeviceError(MnistlabError):
     """The device failed (out of memory, no kernel for this GPU, a driver error); checkpoints are kept."""
 
 
+class DistributedError(MnistlabError):
+    """A data-parallel job's process group did not start, or a peer is missing, stopped or gone."""
+
+
 class ModelError(MnistlabError):
     """A user's own model failed while it ran (training, timing): named, with its error's first line."""
 

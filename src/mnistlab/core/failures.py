@@ -6,7 +6,8 @@ and no two places word the same failure differently:
 
 - a signal: `interrupted` (exit 130) or `terminated` (exit 143), the job stays resumable;
 - a non-finite loss: `diverged` (exit 2);
-- bad input, a file, a user's own model, the device (out of memory on the CPU as on a GPU): `failed`,
+- bad input, a file, a user's own model, the device (out of memory on the CPU as on a GPU), a data-parallel
+  peer that is gone, stopped or too slow: `failed`,
   one line, exit 2;
 - anything else is a bug in mnistlab: `failed`, and the traceback is kept (exit 1).
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from mnistlab.core.distributed import lost_peer_line
 from mnistlab.core.errors import DivergenceError, MnistlabError, ModelError, first_line
 from mnistlab.core.stopping import Terminated
 
@@ -49,7 +51,7 @@ def outcome(e: BaseException, *, device: object | None = None, batch_size: int |
         return Outcome("diverged", str(e), e.exit_code)
     if isinstance(e, MnistlabError):
         return Outcome("failed", str(e), e.exit_code)
-    line = _device_line(e, device, batch_size)
+    line = _device_line(e, device, batch_size) or lost_peer_line(e)
     if line is not None:
         return Outcome("failed", line, 2)
     if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # a file problem not caught nearer

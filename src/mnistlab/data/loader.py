@@ -107,12 +107,13 @@ class DeviceLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.y), generator=g).to(self.device)
 
-    def batches(self, epoch: int = 0, out: tuple[torch.Tensor, torch.Tensor] | None = None
+    def batches(self, epoch: int = 0, out: tuple[torch.Tensor, torch.Tensor] | None = None, skip: int = 0
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`out`: buffers that full batches are gathered into, in place (a CUDA graph's static inputs);
-        they are overwritten by the next batch, and a short last batch comes in fresh tensors."""
+        they are overwritten by the next batch, and a short last batch comes in fresh tensors.
+        `skip`: start after that many batches of the epoch (a resume from a mid-epoch checkpoint)."""
         idx = self.order(epoch)
-        for start in range(0, len(idx), self.batch_size):
+        for start in range(skip * self.batch_size, len(idx), self.batch_size):
             b = idx[start:start + self.batch_size]
             if self.world_size > 1:
                 if len(b) < self.world_size and self.drop_short:

@@ -111,9 +111,12 @@ def validate_checkpoint(state: dict[str, Any], path: Path) -> None:
             for r in step_log):
         raise _bad(path, "step_log", f"must be a list of rows of numbers {rd.STEP_FIELDS}")
     epoch = state["epoch"]
-    if not _is_int(epoch) or epoch != len(history) or epoch < 1:
+    mid_epoch = state.get("partial") is not None  # a mid-epoch checkpoint may come before the first epoch's end
+    if not _is_int(epoch) or epoch != len(history) or epoch < (0 if mid_epoch else 1):
         raise _bad(path, "epoch", f"must be the number of epochs in its history ({len(history)}), got {epoch!r}")
-    expected_step = int(history[-1]["global_step"])
+    if mid_epoch:
+        _check_partial(state["partial"], path)
+    expected_step = int(history[-1]["global_step"]) if history else 0
     if not _is_int(state["global_step"]) or state["global_step"] != expected_step:
         raise _bad(path, "global_step", f"must be {expected_step} (its history's), got {state['global_step']!r}")
     if not _is_int(state["best_epoch"]) or not 0 <= state["best_epoch"] <= epoch:
@@ -124,6 +127,21 @@ def validate_checkpoint(state: dict[str, Any], path: Path) -> None:
     size = torch.get_rng_state().numel()
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != (size,):
         raise _bad(path, "rng_cpu", f"must be the CPU generator's state (uint8 tensor of {size} bytes)")
+
+
+def _check_partial(partial: Any, path: Path) -> None:
+    """The steps of the epoch under way that a mid-epoch checkpoint holds (training.loop.EpochProgress)."""
+    if not isinstance(partial, dict) or set(partial) != {"steps", "losses", "samples", "seconds"}:
+        raise _bad(path, "partial", "must hold steps, losses, samples and seconds")
+    steps, losses = partial["steps"], partial["losses"]
+    if not _is_int(steps) or steps < 1:
+        raise _bad(path, "partial.steps", f"must be a whole number of at least 1, got {steps!r}")
+    if not isinstance(losses, torch.Tensor) or losses.dtype != torch.float32 or losses.shape != (steps,):
+        raise _bad(path, "partial.losses", f"must be a float32 tensor of {steps} step losses")
+    if not _is_int(partial["samples"]) or partial["samples"] < steps:
+        raise _bad(path, "partial.samples", f"must be a whole number of at least {steps}, got {partial['samples']!r}")
+    if not _is_number(partial["seconds"]) or not 0 <= partial["seconds"] < math.inf:
+        raise _bad(path, "partial.seconds", f"must be a finite number of seconds, got {partial['seconds']!r}")
 
 
 def _check_tensor(t: Any, like: torch.Tensor, path: Path, field: str) -> None:

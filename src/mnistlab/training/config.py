@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.distributed import DEFAULT_TIMEOUT_S
 from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, MAX_BATCH_SIZE, PRECISIONS
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import MAX_EPOCHS
@@ -41,6 +42,10 @@ class TrainConfig:
     subset: int | None = _opt(None, "keep only the first N samples of each split (quick runs, tests)", metavar="N")
     max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
     log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")
+    checkpoint_every: int | None = _opt(None, "also write last.pt every N steps within an epoch: a kill costs at "
+                                        "most N steps, and a resume continues mid-epoch", metavar="STEPS")
+    dist_timeout: int = _opt(DEFAULT_TIMEOUT_S, "under torchrun: seconds a process waits for its peers (start-up, "
+                             "each exchange) before the run fails with one line", metavar="SECONDS")
     deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
     # speed levers (training/levers.py); a lever a device lacks is a ConfigError when the device is known
     precision: str = _opt("32", "32: float32; bf16-mixed / 16-mixed: autocast to bfloat16 / float16 "
@@ -63,7 +68,7 @@ class TrainConfig:
         datasets = all_datasets()
         need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
         need(self.device in DEVICES, f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
-        for name in ("epochs", "batch_size", "seed", "log_every"):
+        for name in ("epochs", "batch_size", "seed", "log_every", "dist_timeout"):
             need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
                  f"{name} must be a whole number, got {getattr(self, name)!r}")
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -73,6 +78,7 @@ class TrainConfig:
              f"batch size must be in 1..{MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
         need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         need(self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}")
+        need(self.dist_timeout >= 1, f"dist timeout must be at least 1 second, got {self.dist_timeout}")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
              f"learning rate must be a positive number, got {self.lr}")
         need(isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1,
@@ -83,7 +89,7 @@ class TrainConfig:
              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         need(self.compile in COMPILE_MODES,
              f"unknown compile mode {self.compile!r}; choose one of: {', '.join(COMPILE_MODES)}")
-        for name in ("early_stop", "subset", "max_steps"):
+        for name in ("early_stop", "subset", "max_steps", "checkpoint_every"):
             v = getattr(self, name)
             need(v is None or (isinstance(v, int) and v >= 1), f"{name.replace('_', ' ')} must be at least 1, got {v}")
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.core.errors import DivergenceError
+from mnistlab.core.errors import DataError, DivergenceError
 from mnistlab.core.device import synchronize
 from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.data.loader import DeviceLoader
@@ -49,10 +49,26 @@ class EpochStats:
     step_log: list[tuple[int, float]]  # (global step, loss) every `log_every` steps
 
 
+@dataclass(frozen=True)
+class EpochProgress:
+    """The first `steps` steps of an epoch, as a mid-epoch checkpoint keeps them: with the weights and
+    the optimizer saved at that step, a resume continues the epoch as if it had never stopped."""
+
+    steps: int
+    losses: torch.Tensor  # float32 on the CPU, one per step (averaged over the processes)
+    samples: int
+    seconds: float
+
+
+Checkpoint = Callable[[EpochProgress], None]
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
                 epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
                 progress=None, distributed: bool = False,
-                step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> EpochStats:
+                step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                resume_from: EpochProgress | None = None, checkpoint_every: int | None = None,
+                on_checkpoint: Checkpoint | None = None) -> EpochStats:
     """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
 
     `step(x, y) -> loss` replaces the plain fp32 eager step (training.levers.make_step builds one
@@ -64,15 +80,21 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
     `distributed`: the step losses are averaged over the job's processes at the end of the epoch (the
     loss of each global batch, as one process would log it), and only then checked, so that every
     process takes the same decision.
+    `checkpoint_every`: after every that many steps of the epoch, `on_checkpoint` gets the epoch so far
+    (its losses averaged and checked first); `resume_from` continues an epoch from such a point.
     """
     model.train()
     device = loader.device
-    losses: list[torch.Tensor] = []
-    logged: list[int] = []  # indices of the steps whose loss goes into the step log
-    samples = 0
+    start = resume_from.steps if resume_from else 0
+    done = resume_from.losses if resume_from else torch.zeros(0)  # losses already reduced and on the CPU
+    losses: list[torch.Tensor] = []  # since `done`
+    samples = resume_from.samples if resume_from else 0
+    if progress is not None and samples:
+        progress.update(samples)
     synchronize(device)
-    t0 = time.perf_counter()
-    for i, (x, y) in enumerate(loader.batches(epoch, out=getattr(step, "static_inputs", None))):
+    t0 = time.perf_counter() - (resume_from.seconds if resume_from else 0.0)
+    batches = loader.batches(epoch, out=getattr(step, "static_inputs", None), skip=start)
+    for i, (x, y) in enumerate(batches, start=start):
         if max_steps is not None and i >= max_steps:
             break
         if step is None:
@@ -85,28 +107,42 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
         losses.append(loss.detach())
         samples += len(y)
         if i % log_every == 0:
-            logged.append(i)
             value = loss.item()  # the one sync of a logged step
             if not distributed and not math.isfinite(value):  # .item() already has the value: no second sync
-                _diverged(losses, epoch, global_step)
+                _diverged(list(done) + losses, epoch, global_step)
             if progress is not None:
                 progress.set_postfix(loss=f"{value:.4f}", refresh=False)
         if progress is not None:
             progress.update(len(y))
-    stacked = torch.stack(losses)
-    if distributed:
-        all_reduce_mean_(stacked)
-    all_losses = stacked.cpu().double()  # one transfer per epoch; MPS has no float64
+        if on_checkpoint is not None and checkpoint_every and (i + 1) % checkpoint_every == 0:
+            done, losses = _checked(done, losses, distributed, epoch, global_step), []
+            synchronize(device)
+            on_checkpoint(EpochProgress(i + 1, done, samples, time.perf_counter() - t0))
+    all_losses = _checked(done, losses, distributed, epoch, global_step).double()  # MPS has no float64: on the CPU
+    if not len(all_losses):
+        raise DataError(f"epoch {epoch} has no training step: {loader.num_samples} training samples, fewer than "
+                        f"the {loader.world_size} processes of the job")
     synchronize(device)
     seconds = time.perf_counter() - t0
-    if not bool(torch.isfinite(all_losses).all()):
-        _diverged(list(all_losses), epoch, global_step)
-    step_log = [(global_step + i + 1, float(all_losses[i])) for i in logged]
-    return EpochStats(float(all_losses.mean()), len(losses), samples, seconds, step_log)
+    step_log = [(global_step + i + 1, float(all_losses[i])) for i in range(0, len(all_losses), log_every)]
+    return EpochStats(float(all_losses.mean()), len(all_losses), samples, seconds, step_log)
+
+
+def _checked(done: torch.Tensor, losses: list[torch.Tensor], distributed: bool, epoch: int,
+             global_step: int) -> torch.Tensor:
+    """`done` and the new step losses, averaged over the processes, on the CPU (one transfer), all finite."""
+    if losses:
+        stacked = torch.stack(losses)
+        if distributed:
+            all_reduce_mean_(stacked)
+        done = torch.cat([done, stacked.cpu().float()])
+    if not bool(torch.isfinite(done).all()):
+        _diverged(list(done), epoch, global_step)
+    return done
 
 
 def _diverged(losses: list[torch.Tensor], epoch: int, global_step: int) -> None:
-    values = torch.stack(losses).cpu()
+    values = torch.stack([v.cpu() for v in losses])
     bad = int((~torch.isfinite(values)).nonzero()[0, 0])
     raise DivergenceError(
         f"training diverged: the loss became {values[bad].item()} at epoch {epoch}, "

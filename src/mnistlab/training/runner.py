@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +35,8 @@ from mnistlab.core.stopping import StopRequests
 from mnistlab.core import threads
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
-from mnistlab.core.errors import CheckpointError, ConfigError, DeviceError, DivergenceError, MnistlabError, ModelError
+from mnistlab.core.errors import (CheckpointError, ConfigError, DeviceError, DistributedError, DivergenceError,
+                                  MnistlabError, ModelError)
 from mnistlab.core.failures import as_model_error, outcome
 from mnistlab.core.writer import Writer, writer_for
 from mnistlab.training.evaluation import evaluate
@@ -46,11 +48,12 @@ from mnistlab.training.models import create_model, model_code, model_code_for_ru
 from mnistlab.training.modelspec import ModelCode, label, record_in_run
 from mnistlab.training.tblog import open_log
 from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.distributed import World, barrier, from_main, init_process_group, world
+from mnistlab.core.distributed import (World, agree, from_main, init_process_group, lost_peer_line, restartable,
+                                       world)
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir, create_run_dir, open_run
 from mnistlab.training.levers import WARMUP_DEVICES, Levers, TrainStep, make_step, prepare_model, warm_up
-from mnistlab.training.loop import make_optimizer, set_fused_for, train_epoch
+from mnistlab.training.loop import EpochProgress, make_optimizer, set_fused_for, train_epoch
 
 Log = Callable[[str], None]
 EpochHook = Callable[[dict[str, float]], bool]
@@ -58,6 +61,9 @@ EpochHook = Callable[[dict[str, float]], bool]
 
 COMPLETED = "completed"
 LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
+# settings that change how a run is run, not what it computes: a resume may give them again
+RESUMABLE_SETTINGS = ("device", "dist_timeout", "checkpoint_every")
+RESUME_OVERRIDES = ("epochs", *RESUMABLE_SETTINGS)
 
 
 def _set_status(run: RunDir, writer: Writer, state: str, **extra: Any) -> None:
@@ -65,9 +71,9 @@ def _set_status(run: RunDir, writer: Writer, state: str, **extra: Any) -> None:
 
 
 def check_resume_overrides(stored: TrainConfig, overrides: dict[str, Any]) -> None:
-    """A resumed run keeps its settings; only epochs and the device may be given again."""
+    """A resumed run keeps its settings; only epochs, the device and how it is run may be given again."""
     for key, value in overrides.items():
-        if key in ("epochs", "device") or value is None:
+        if key in RESUME_OVERRIDES or value is None:
             continue
         if getattr(stored, key) != value:
             raise ConfigError(f"cannot resume with {key}={value!r}: the run was started with "
@@ -92,8 +98,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
     """The run's settings with the allowed overrides, and its last checkpoint (None: start again)."""
     cfg = load_run_config(run / rd_files.CONFIG)
     check_resume_overrides(cfg, overrides)
-    if overrides.get("device") is not None:
-        cfg = cfg.replace(device=overrides["device"])
+    cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS and v is not None})
     if not (run / rd_files.LAST).exists():
         saved = _checkpoint_was_written(run)
         if saved is not None:
@@ -119,7 +124,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[TrainConfig, d
 def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | None = None,
           runs_base: str | os.PathLike = RUNS_DIR, resume: str | os.PathLike | None = None,
           overrides: dict[str, Any] | None = None, log: Log = print, progress: bool = True,
-          on_epoch: EpochHook | None = None, tensorboard: bool = True) -> RunDir:
+          on_epoch: EpochHook | None = None, tensorboard: bool = True, resume_if_exists: bool = False) -> RunDir:
     """Train a new run (`config`) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run
@@ -127,6 +132,9 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     a second trainer on it gets a one-line error naming this one's pid. `on_epoch(row)` sees each
     epoch's metrics once they are saved; if it returns True the run stops there, `pruned` (a sweep's pruner).
     `tensorboard`: write TensorBoard event files into the run directory (see tblog.py).
+    `resume_if_exists` (start or resume, for a scheduler that reruns the same command): a `run_dir` that
+    holds a run of the same configuration continues it, one already completed is left as it is, and one of
+    another configuration is refused. Under torchrun --max-restarts N (N > 0) every attempt does this.
 
     Started by torchrun, each process trains on its shard of every batch (DistributedDataParallel);
     rank 0 alone owns the run directory, writes and prints.
@@ -136,6 +144,11 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
     if not w.is_main:
         log, progress = (lambda m: None), False
     try:
+        if resume is None and (resume_if_exists or restartable()):
+            existing = _existing_run(config or TrainConfig(), run_dir, overrides)
+            if existing is not None and _completed(existing, log):
+                return existing
+            resume = existing.path if existing is not None else None
         return _train(config, run_dir, runs_base, resume, overrides, log, progress, on_epoch, tensorboard, w)
     finally:
         if w.distributed and is_initialized():
@@ -143,6 +156,32 @@ def train(config: TrainConfig | None = None, *, run_dir: str | os.PathLike | Non
             # their destructors can wait forever on a group that no longer exists
             gc.collect()
             destroy_process_group()
+
+
+def _existing_run(cfg: TrainConfig, run_dir: str | os.PathLike | None, overrides: dict[str, Any]) -> RunDir | None:
+    """Start or resume: the run in `run_dir` if it holds one (None: start it). Its configuration must be
+    `cfg`'s but for how it is run (the device, the timeout, mid-epoch checkpoints), which `overrides` takes."""
+    if run_dir is None:
+        raise ConfigError("--resume-if-exists (and torchrun --max-restarts) needs --run-dir: the run directory "
+                          "that a rerun of the same command continues")
+    if not (Path(run_dir) / rd_files.CONFIG).is_file():
+        return None
+    run = open_run(run_dir)
+    stored = load_run_config(run / rd_files.CONFIG).to_dict()
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_SETTINGS and stored[key] != value:
+            raise ConfigError(f"{run.path}: holds a run with {key}={stored[key]!r}, this command has {key}={value!r}; "
+                              f"it continues only a run of the same configuration (choose another --run-dir)")
+        if key in RESUMABLE_SETTINGS:
+            overrides[key] = value
+    return run
+
+
+def _completed(run: RunDir, log: Log) -> bool:
+    if run.status().get("state") not in LEGACY_COMPLETED:
+        return False
+    log(f"{run.path}: already completed; nothing to do")
+    return True
 
 
 def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_base: str | os.PathLike,
@@ -153,10 +192,12 @@ def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_b
         run = open_run(resume)
         with _ownership(run, w):
             cfg, state = _plan_resume(run, overrides)
-            return _train_locked(run, cfg, state, _prepare(cfg, log, w, run), log, progress, on_epoch, w,
-                                 tensorboard, writer)
+            prepared = _prepare(cfg, log, w, run)
+            _check_same_start(state, str(run.path), w)
+            return _train_locked(run, cfg, state, prepared, log, progress, on_epoch, w, tensorboard, writer)
     cfg = config or TrainConfig()
     prepared = _prepare(cfg, log, w)  # data errors surface before a run directory exists
+    _check_same_start(None, str(run_dir), w)
     made: RunDir | MnistlabError | None = None
     if w.is_main:  # rank 0 creates the directory and tells the others where it is, or why it failed
         try:
@@ -173,6 +214,24 @@ def _train(config: TrainConfig | None, run_dir: str | os.PathLike | None, runs_b
         if w.is_main and (run / rd_files.CONFIG).exists():  # another trainer took this --run-dir first
             raise CheckpointError(f"{run.path}: already holds a run; use --resume {run.path} to continue it")
         return _train_locked(run, cfg, None, prepared, log, progress, on_epoch, w, tensorboard, writer)
+
+
+def _check_same_start(state: dict | None, where: str, w: World) -> None:
+    """Every process of a resumed job must start from rank 0's checkpoint: each reads the run directory,
+    so a machine that does not share it would train from another point. One line on every rank instead."""
+    if not w.distributed:
+        return
+    mine = (int(state["epoch"]), _progress(state).steps if _progress(state) else 0) if state else None
+    main = from_main(mine)
+    agree(None if mine == main else DistributedError(
+        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun a resumed "
+        f"run's directory must be the same for every machine (a shared filesystem)"))
+
+
+def _progress(state: dict[str, Any]) -> EpochProgress | None:
+    """The steps of the epoch under way that a mid-epoch checkpoint holds (None: it ends an epoch)."""
+    partial = state.get("partial")
+    return None if partial is None else EpochProgress(**partial)
 
 
 @contextlib.contextmanager
@@ -220,14 +279,11 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
         if device.type == "cuda":
             device = torch.device("cuda", w.local_rank)
             torch.cuda.set_device(device)
-        init_process_group(w, device.type)
+        init_process_group(w, device.type, cfg.dist_timeout)
         log(f"data parallel: {w.size} processes, {cfg.batch_size // w.size} samples each per step of "
             f"{cfg.batch_size} ({'NCCL' if device.type == 'cuda' else 'gloo'})")
-    if w.is_main:
-        fetch(spec, root, log=log)
-    barrier()  # the others verify what rank 0 fetched
-    if not w.is_main:
-        fetch(spec, root, log=log)
+    agree(_fetch_error(spec, root, log) if w.is_main else None)  # the others verify what rank 0 fetched
+    agree(None if w.is_main else _fetch_error(spec, root, log))  # data missing on one machine: a line on all
     try:
         splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
                              seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
@@ -246,6 +302,14 @@ def _prepare(cfg: TrainConfig, log: Log, w: World, run: RunDir | None = None) ->
     step = make_step(train_model, optimizer, levers, device, batch_size=cfg.batch_size // w.size,
                      sample_shape=tuple(splits.train.x.shape[1:]))
     return _Prepared(device, spec, splits, model, optimizer, code, step)
+
+
+def _fetch_error(spec: DatasetSpec, root, log: Log) -> MnistlabError | None:
+    try:
+        fetch(spec, root, log=log)
+    except MnistlabError as e:
+        return e
+    return None
 
 
 def _bars_redraw_in_place() -> bool:
@@ -293,6 +357,8 @@ def _end(run: RunDir, writer: Writer, e: BaseException, cfg: TrainConfig, device
         return None  # already the one line
     if model_error is not None:
         return ModelError(line)
+    if lost_peer_line(e) is not None:
+        return DistributedError(line)
     return DivergenceError(line) if isinstance(e, DivergenceError) else DeviceError(line)
 
 
@@ -307,6 +373,7 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                          stops: StopRequests, writer: Writer) -> RunDir:
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
+    partial = _progress(state) if state else None  # a resume from a mid-epoch checkpoint
     progress = progress and _bars_redraw_in_place()
     if state is None:
         history: list[dict[str, float]] = []
@@ -320,7 +387,8 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         restore_rng(state, run / rd_files.LAST)
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        log(f"resuming {run.path} after epoch {done} of {cfg.epochs}")
+        log(f"resuming {run.path} after epoch {done} of {cfg.epochs}"
+            + (f" and {partial.steps} steps of epoch {done + 1}" if partial else ""))
     writer.json(run / rd_files.CONFIG, cfg.to_dict())
     record_in_run(run.path, prep.code, writer)  # a file spec: its copy and SHA-256
     env = {**environment(), **precision_environment(device), "device": str(device),
@@ -335,14 +403,21 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
         f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}, "
         f"{prep.step.levers.describe()}")
 
-    def checkpoint_state(epoch: int) -> dict[str, Any]:
+    def checkpoint_state(epoch: int, within: EpochProgress | None = None) -> dict[str, Any]:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
             "global_step": int(history[-1]["global_step"]) if history else 0,
             "config": cfg.to_dict(), "history": history, "step_log": step_log,
             "best_val_loss": best_val, "best_epoch": best_epoch, "rng_cpu": torch.get_rng_state(),
-            **prep.step.state_dict(),
+            **prep.step.state_dict(), **({"partial": vars(within)} if within else {}),
         }
+
+    def save_within(within: EpochProgress) -> None:
+        """A mid-epoch last.pt (--checkpoint-every); best.pt and the CSVs wait for the epoch's end."""
+        with stops.deferred():
+            save_checkpoint(run / rd_files.LAST, checkpoint_state(saved, within), writer)
+            _set_status(run, writer, "running", epochs_done=saved, steps_done=within.steps)
+        kill_point("step-checkpoint")
 
     global_step = int(history[-1]["global_step"]) if history else 0
     session = int(history[-1].get("session", 1)) + 1 if history else 1  # one per train/resume invocation
@@ -369,7 +444,9 @@ def _train_until_stopped(run: RunDir, cfg: TrainConfig, state: dict | None, prep
                       desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
                 stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
                                     log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar,
-                                    distributed=w.distributed, step=prep.step)
+                                    distributed=w.distributed, step=prep.step, resume_from=partial,
+                                    checkpoint_every=cfg.checkpoint_every, on_checkpoint=save_within)
+            partial = None
             global_step += stats.steps
             kill_point("epoch-end")
             stage = "validation"
