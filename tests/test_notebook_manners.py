@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,19 @@ def test_a_damaged_run_shows_its_problem_instead_of_failing(tmp_path):
 def test_a_real_profile_displays(tmp_path):
     page = profile_model("mlp")._repr_html_()
     assert "109,386" in page and "fc1" in page
+
+
+def test_progress_is_a_bar_only_where_it_redraws_in_place(monkeypatch):
+    """In a kernel tqdm.auto is the widget bar when ipywidgets is installed; without it, tqdm.auto
+    falls back to the text bar, whose every redraw would land in the cell ('\\r' spam): epoch lines then."""
+    from tqdm.notebook import tqdm as widget_bar
+    from tqdm.std import tqdm as text_bar
+
+    from mnistlab.training import runner
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or types.ModuleType("ipykernel"))
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a kernel's stderr is no terminal
+    monkeypatch.setattr(runner, "tqdm", text_bar)
+    assert not runner._bars_redraw_in_place()
+    monkeypatch.setattr(runner, "tqdm", type("auto", (widget_bar,), {}))
+    assert runner._bars_redraw_in_place()
