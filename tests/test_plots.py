@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
@@ -113,3 +114,18 @@ def test_the_epoch_times_legend_claims_cold_only_when_measured_and_marks_busy_ep
     plots.plot_epoch_times([run], tmp_path / "marked.png")
     assert "first epoch of a session (after a cold start of 1.25 s, timed apart)" in legends
     assert "measured while the machine was busy" in legends
+
+
+def test_without_a_path_a_figure_comes_back_that_shows_inline_and_saves(tmp_path):
+    """A notebook's way: no file is written, the figure displays as a PNG (IPython's _repr_png_, no
+    pyplot needed) and savefig still works."""
+    run = _run(tmp_path / "a", [0.9, 0.5, 0.3], [1, 1, 2])
+    figures = [plots.plot_runs([run]), plots.plot_epoch_times([run]), plots.plot_bench(_bench()),
+               plots.plot_label_histogram(["0", "1"], [3, 4], [1, 2]),
+               plots.plot_samples(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ["0", "1"])]
+    for fig in figures:
+        assert isinstance(fig, Figure)
+        assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures[0].savefig(tmp_path / "again.svg")
+    assert (tmp_path / "again.svg").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "again.svg"]

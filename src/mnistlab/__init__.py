@@ -30,7 +30,8 @@ _EXPORTS = {
     "run_bench": "mnistlab.measure.bench", "bench_observations": "mnistlab.measure.bench",
     "format_bench_table": "mnistlab.measure.bench",
     "summarize": "mnistlab.measure.summary",
-    "plot_runs": "mnistlab.report.plots",
+    "plot_runs": "mnistlab.report.plots", "plot_epoch_times": "mnistlab.report.plots",
+    "plot_bench": "mnistlab.report.plots", "plot_samples": "mnistlab.report.plots",
     "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.runs",
     "run_lab": "mnistlab.lab",
     # jobs: what the commands run, each writing one folder (mnistlab.jobs)

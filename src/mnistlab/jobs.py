@@ -20,6 +20,7 @@ from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.errors import ConfigError, DataError, MnistlabError
 from mnistlab.core.failures import outcome
+from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import CONFIG, STATUS, RunDir, create_run_dir, open_run, write_json
 from mnistlab.core.stopping import StopRequests
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
@@ -99,6 +100,11 @@ class RunEvaluation:
     def to_dict(self) -> dict[str, Any]:
         return {**self.result.to_dict(), "checkpoint": self.checkpoint, "epoch": self.epoch, "subset": self.subset,
                 "device": self.device, "model": self.model, "dataset": self.dataset}
+
+    def _repr_html_(self) -> str:
+        test_set = "all" if self.subset is None else f"the first {self.subset:,}"
+        return html_table(f"{self.model} on {self.dataset}: {self.checkpoint}.pt (epoch {self.epoch}), tested",
+                          [("run", self.run), ("device", self.device), ("test images", test_set), *self.result.rows()])
 
 
 def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None,

@@ -22,7 +22,8 @@ from typing import Any, BinaryIO
 
 from mnistlab.core.atomicfile import leftover_of, write_atomic
 from mnistlab.core.lock import LOCK_FILE
-from mnistlab.core.errors import CheckpointError, ResultFileError
+from mnistlab.core.errors import CheckpointError, MnistlabError, ResultFileError
+from mnistlab.core.richdisplay import html_table
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
@@ -209,6 +210,27 @@ class RunDir:
 
     def status(self) -> dict[str, Any]:
         return read_json_object(self.path / STATUS) if (self.path / STATUS).exists() else {}
+
+    def _repr_html_(self) -> str:
+        """A notebook's view of the run: what it trained, how far, how well (a damaged file: its one line)."""
+        try:
+            rows = self._summary_rows()
+        except MnistlabError as e:
+            rows = [("problem", str(e))]
+        return html_table(f"run {self.name}", [("folder", self.path), *rows])
+
+    def _summary_rows(self) -> list[tuple[str, object]]:
+        cfg, metrics, test = self.config(), self.metrics(), self.test()
+        rows: list[tuple[str, object]] = [("model", cfg.get("model")), ("dataset", cfg.get("dataset")),
+                                          ("device", cfg.get("device")), ("state", self.status().get("state", "-"))]
+        if metrics:
+            last = metrics[-1]
+            rows += [("epochs", f"{int(last['epoch'])} of {cfg.get('epochs')}"),
+                     ("last epoch", f"train loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}, "
+                                    f"validation accuracy {last['val_accuracy']:.2%}, {last['epoch_seconds']:.2f} s")]
+        if test and isinstance(test.get("accuracy"), (int, float)):
+            rows.append(("test accuracy", f"{test['accuracy']:.2%}"))
+        return rows
 
 
 def open_run(path: str | os.PathLike) -> RunDir:

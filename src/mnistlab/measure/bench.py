@@ -28,6 +28,7 @@ from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
+from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import write_json
 from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import NONEMPTY, check_schema
@@ -385,6 +386,15 @@ class BenchResult:
                 out.append(Comparison(f"{p}/{m}: {d} vs the CPU", acc.key, cpu.key, m,
                                       Ratio.paired(cpu.step_s, acc.step_s, self.load)))
         return out
+
+    def _repr_html_(self) -> str:
+        rows = [(c.key, f"{c.step.median * 1e3:.3f} ({c.step.min * 1e3:.3f}–{c.step.max * 1e3:.3f})",
+                 f"{c.samples_per_s:,.0f}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
+                 "stable" if c.stability.stable else "unstable") for c in self.cells]
+        table = html_table("bench: one training step per cell", rows, headers=(
+            "cell", "ms/step median (min–max)", "samples/s", "GFLOP/s", "of measured peak", "bound", "stability"))
+        speedups = [(u.what, u.ratio.marked()) for u in self.speedups()]
+        return table + (html_table("speed-ups", speedups) if speedups else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnistlab.core.errors import ConfigError, first_line
+from mnistlab.core.richdisplay import html_table
 from mnistlab.data.datasets import DataShape
 from mnistlab.training.models import ModelCode, as_shape, count_parameters, create_model, spec_name
 
@@ -55,6 +56,17 @@ class ModelProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "thop_number": self.thop_number}
+
+    def _repr_html_(self) -> str:
+        totals = html_table(f"{self.model} (batch size {self.batch_size})", [
+            ("parameters", f"{self.parameters:,} ({self.trainable_parameters:,} trainable)"),
+            ("MACs (forward)", f"{self.macs:,} (what thop prints as 'FLOPs')"),
+            ("FLOPs (forward)", f"{self.forward_flops:,}"), ("FLOPs (backward)", f"{self.backward_flops:,}"),
+            ("FLOPs (training step)", f"{self.train_step_flops:,}")])
+        layers = html_table("per layer", [(lp.name, lp.type, lp.output_shape, f"{lp.parameters:,}", f"{lp.macs:,}",
+                                           f"{lp.flops:,}", f"{lp.train_flops:,}") for lp in self.layers],
+                            headers=("layer", "type", "output shape", "params", "MACs", "FLOPs", "train FLOPs"))
+        return totals + layers
 
 
 def _module_key(model: nn.Module, path: str) -> str:

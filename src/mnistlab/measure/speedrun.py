@@ -21,6 +21,7 @@ import torch
 
 from mnistlab.core.device import device_name, synchronize
 from mnistlab.core.environment import environment, load_snapshot
+from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check_schema
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
@@ -171,6 +172,17 @@ class SpeedrunResult:
                    data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
                    dict(data.get("env") or {}), dict(data.get("load") or {}),
                    data.get("seeds_planned", len(data["runs"])))
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        return html_table(f"speedrun {self.recipe.model} on {self.device} ({self.device_name})", [
+            ("levers", self.levers.describe()),
+            ("test accuracy", f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f} over {s['seeds']} seeds"),
+            ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
+            ("time to train + evaluate", f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}–"
+                                         f"{s['time_max_s']:.2f} s)"),
+            ("not timed", f"data to the device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed"),
+            ("stability", "stable" if self.stability.stable else self.stability.reason)])
 
     def line(self) -> str:
         s = self.summary()

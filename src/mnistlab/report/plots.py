@@ -1,7 +1,9 @@
 """Figures, drawn from run directories alone (never from a live training).
 
 Built on matplotlib.figure.Figure, not pyplot: no global backend is chosen and no figure is left
-open, so importing this module changes nothing in a notebook user's own plots."""
+open, so importing this module changes nothing in a notebook user's own plots. Every drawing
+function writes its figure to `out`, or, given no path, returns it: an InlineFigure, which a
+notebook shows inline and `savefig` still saves."""
 
 from __future__ import annotations
 
@@ -36,6 +38,14 @@ class PlainLogFormatter(LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
+class InlineFigure(Figure):
+    """A Figure that shows itself as a PNG in a notebook: without pyplot, IPython knows no
+    display for a bare Figure until the user activates an inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_bytes(self, "png")
+
+
 def plain_log_labels(axis: Axis) -> None:
     """Label a log axis's major and minor ticks in plain numbers (call after setting the scale)."""
     axis.set_major_formatter(PlainLogFormatter())
@@ -59,9 +69,10 @@ def _legend(ax, lines: list, labels: list[str], **kw) -> None:
 
 
 @literal_text
-def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path:
+def plot_runs(runs: Sequence[RunDir], out: Path | None = None, upto_epoch: int | None = None,
+              title: str | None = None) -> Path | Figure:
     """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
-    fig = Figure(figsize=(11, 4.2))
+    fig = InlineFigure(figsize=(11, 4.2))
     ax_loss, ax_acc = fig.subplots(1, 2)
     loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
     for i, run in enumerate(runs):
@@ -94,7 +105,7 @@ def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, 
     _integer_epochs(ax_acc)
     if len(runs) > 1:
         _legend(ax_acc, acc_lines, acc_labels, fontsize=8)
-    return save_figure(fig, out)
+    return _finish(fig, out)
 
 
 def first_epoch_label(t: EpochTiming) -> str:
@@ -105,10 +116,10 @@ def first_epoch_label(t: EpochTiming) -> str:
 
 
 @literal_text
-def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path:
+def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str | None = None) -> Path | Figure:
     """Training seconds of every epoch: the first epoch of each train/resume session circled, epochs
     measured on a busy machine crossed, the steady state's median and min-max band marked."""
-    fig = Figure(figsize=(8, 4))
+    fig = InlineFigure(figsize=(8, 4))
     ax = fig.subplots()
     for i, run in enumerate(runs):
         rows = run.metrics()
@@ -138,15 +149,15 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None
     ax.grid(True, alpha=0.3)
     _integer_epochs(ax)
     ax.legend(fontsize=8)
-    return save_figure(fig, out)
+    return _finish(fig, out)
 
 
 @literal_text
-def plot_bench(result: BenchResult, out: Path) -> Path:
+def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     """Share of each training step by phase, one bar per bench cell (`result`: as run, or
     BenchResult.from_dict of a bench.json)."""
     cells = result.cells
-    fig = Figure(figsize=(10, 0.5 * len(cells) + 2.0))
+    fig = InlineFigure(figsize=(10, 0.5 * len(cells) + 2.0))
     ax = fig.subplots()
     left = [0.0] * len(cells)
     labels = []
@@ -163,13 +174,14 @@ def plot_bench(result: BenchResult, out: Path) -> Path:
     ax.set_title("Where each training step's time goes")
     ax.invert_yaxis()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
-    return save_figure(fig, out)
+    return _finish(fig, out)
 
 
 @literal_text
-def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path:
+def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int],
+                         out: Path | None = None) -> Path | Figure:
     """How many training and test samples carry each label."""
-    fig = Figure(figsize=(8, 3.6))
+    fig = InlineFigure(figsize=(8, 3.6))
     ax = fig.subplots()
     xs = range(len(classes))
     ax.bar([x - 0.2 for x in xs], train, width=0.4, label="train")
@@ -180,17 +192,17 @@ def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Seq
     ax.set_title("Label histogram")
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    return save_figure(fig, out)
+    return _finish(fig, out)
 
 
 @literal_text
-def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32) -> Path:
+def plot_samples(images, labels, classes: Sequence[str], out: Path | None = None, n: int = 32) -> Path | Figure:
     """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
     n = min(n, len(images))
     cols = min(8, n)
     rows = -(-n // cols)
     size = 2.6 if n == 1 else 1.3  # a single sample is shown large
-    fig = Figure(figsize=(size * cols, size * 1.15 * rows))
+    fig = InlineFigure(figsize=(size * cols, size * 1.15 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -198,7 +210,19 @@ def plot_samples(images, labels, classes: Sequence[str], out: Path, n: int = 32)
             ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
             ax.set_title(f"{int(labels[i])}: {classes[int(labels[i])]}" if classes[int(labels[i])] != str(int(labels[i]))
                          else str(int(labels[i])), fontsize=8)
-    return save_figure(fig, out)
+    return _finish(fig, out)
+
+
+def _finish(fig: Figure, out: Path | None) -> Path | Figure:
+    """The figure written to `out`, or the figure itself when no path is given."""
+    return fig if out is None else save_figure(fig, out)
+
+
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
+    return buf.getvalue()
 
 
 def save_figure(fig: Figure, out: Path) -> Path:
@@ -210,8 +234,5 @@ def save_figure(fig: Figure, out: Path) -> Path:
     fmt = out.suffix.lstrip(".").lower() or "png"
     if fmt not in fig.canvas.get_supported_filetypes():
         raise ConfigError(f"{out}: cannot write a .{fmt} figure (use .png, .svg or .pdf)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110)
-    write_atomic(out, buf.getvalue())
+    write_atomic(out, figure_bytes(fig, fmt))
     return out

@@ -313,14 +313,17 @@ def _fetch_error(spec: DatasetSpec, root, log: Log) -> MnistlabError | None:
 
 
 def _bars_redraw_in_place() -> bool:
-    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto); a log file or a
-    pipe would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
+    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto, when ipywidgets is
+    installed); a log file, a pipe or a notebook without ipywidgets (where tqdm.auto falls back to the
+    text bar) would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
+    from tqdm.notebook import tqdm as widget_bar
+
     try:
         if sys.stderr.isatty():
             return True
     except (AttributeError, ValueError):
         pass
-    return "ipykernel" in sys.modules
+    return issubclass(tqdm, widget_bar)
 
 
 def _end(run: RunDir, writer: Writer, e: BaseException, cfg: TrainConfig, device: torch.device, stage: str,
