@@ -39,8 +39,8 @@ from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, Spread, Stability, interleave,
-                                     machine_stability, stability, time_steps)
+from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, TimedSteps, interleave, machine_stability,
+                                     time_steps)
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -86,7 +86,7 @@ BENCH_SCHEMA = {"settings": {"batch_size": "int", "steps": "int?", "repeats": "i
 
 
 @dataclass
-class Cell:
+class Cell(TimedSteps):
     model: str
     device: str
     pipeline: str
@@ -113,14 +113,6 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.pipeline}/{self.device}/{self.model}"
-
-    @property
-    def step(self) -> Spread:
-        return Spread.of(self.step_s)
-
-    @property
-    def step_median_s(self) -> float:
-        return self.step.median
 
     @property
     def epoch_s_min(self) -> float:
@@ -185,10 +177,6 @@ class Cell:
     @property
     def bound(self) -> str:
         return bound(self.utilisation, self.share("data", "h2d"), self.floors)
-
-    @property
-    def stability(self) -> Stability:
-        return stability(self.step_s, self.load)
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.FIELDS}, "key": self.key, "step_median_s": self.step_median_s,

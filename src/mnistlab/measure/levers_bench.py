@@ -33,7 +33,7 @@ from mnistlab.measure.bench import LOAD_SCHEMA, bound
 from mnistlab.measure.ceilings import measure_ceilings
 from mnistlab.measure.profiling import profile_model
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import Load, Ratio, Spread, Stability, interleave, stability, time_steps
+from mnistlab.measure.timing import Load, Ratio, TimedSteps, interleave, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -59,7 +59,7 @@ LEVERS_SCHEMA = {"settings": {"batch_size": "int", "steps": "int", "repeats": "i
 
 
 @dataclass
-class ImplCell:
+class ImplCell(TimedSteps):
     model: str
     device: str
     implementation: str  # the lever set's name (IMPLEMENTATION_LEVERS)
@@ -75,14 +75,6 @@ class ImplCell:
     load: Load = field(default_factory=dict, repr=False)  # the run's load snapshots (not per cell in the file)
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(LEVER_CELL_SCHEMA)
-
-    @property
-    def step(self) -> Spread:
-        return Spread.of(self.step_s)
-
-    @property
-    def step_median_s(self) -> float:
-        return self.step.median
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -104,10 +96,6 @@ class ImplCell:
     def bound(self) -> str:
         """On resident data the input is not what limits a step: compute or overhead (bench.bound)."""
         return bound(self.utilisation)
-
-    @property
-    def stability(self) -> Stability:
-        return stability(self.step_s, self.load)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}

@@ -32,7 +32,7 @@ from mnistlab.core.errors import ConfigError, ModelError
 from mnistlab.core.failures import is_builtin_model
 from mnistlab.core.schema import NONEMPTY, check_schema
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import Load, Ratio, Spread, Stability, stability
+from mnistlab.measure.timing import Load, Ratio, Stability, TimedSteps
 
 SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "int", "global_batch": "int",
                        "step_s": ["positive", NONEMPTY], "local_step_s": ["positive", NONEMPTY],
@@ -43,7 +43,7 @@ SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": {"start?": {"load_avg
 
 
 @dataclass
-class ScalingCell:
+class ScalingCell(TimedSteps):
     model: str
     device: str
     processes: int
@@ -54,18 +54,6 @@ class ScalingCell:
     load: Load = field(default_factory=dict, repr=False, compare=False)  # the run's (not per cell in the file)
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(SCALING_CELL_SCHEMA)
-
-    @property
-    def step(self) -> Spread:
-        return Spread.of(self.step_s)
-
-    @property
-    def step_median_s(self) -> float:
-        return self.step.median
-
-    @property
-    def stability(self) -> Stability:
-        return stability(self.step_s, self.load)
 
     @property
     def samples_per_s(self) -> float:

@@ -111,6 +111,26 @@ def stability(values: Sequence[float], load: Load | None = None) -> Stability:
     return _judged(why, advice)
 
 
+
+class TimedSteps:
+    """What every cell of repeated step timings shares (bench, levers bench, scaling): its spread, its
+    median and its stability by the one rule. A cell provides `step_s` and `load`."""
+
+    step_s: list[float]
+    load: Load
+
+    @property
+    def step(self) -> Spread:
+        return Spread.of(self.step_s)
+
+    @property
+    def step_median_s(self) -> float:
+        return self.step.median
+
+    @property
+    def stability(self) -> Stability:
+        return stability(self.step_s, self.load)
+
 @dataclass(frozen=True)
 class Ratio:
     """slow / fast from paired repeats: repeat i of both ran next to each other (interleaved), so a
