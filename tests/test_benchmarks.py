@@ -62,3 +62,12 @@ def test_threads_under_load_benchmark_runs(capsys):
     assert code in (0, 1)  # two steps say nothing about the floor
     assert "machine:" in out and "1 busy process(es)" in out and "default chose" in out
     assert "(the better fixed):" in out and "floor 1.2x" in out and "default / today's" in out
+
+
+def test_checkpoint_cost_benchmark_runs(tiny, capsys):
+    spec = importlib.util.spec_from_file_location("checkpoint_cost", SCRIPT.parent / "checkpoint_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--dataset", "tiny", "--repeats", "2", "--every", "2", "--cnn-steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("per checkpoint") == 2 and "with a checkpoint every 2 steps (4 per epoch)" in out
