@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = Ratio.paired(times[True], times[False], load)
             extra = statistics.median(times[True]) - statistics.median(times[False])
             print(f"{model}: epoch {statistics.median(times[False]):.2f} s without, {statistics.median(times[True]):.2f} s "
-                  f"with a checkpoint every {args.every} steps ({n} per epoch): with them {ratio.marked()}; "
+                  f"with a checkpoint every {args.every} steps ({n} per epoch); without them the epoch is "
+                  f"{ratio.marked()}; "
                   f"about {1e3 * extra / max(n, 1):.1f} ms per checkpoint (median difference / checkpoints)")
     return 0
 
