@@ -42,7 +42,8 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
     assert answered == [1, 2, 3, 4, 6, 7, 9, 10]
     assert [md.index(f"## Q{q}. ") for q in answered] == sorted(md.index(f"## Q{q}. ") for q in answered)
     assert md.count("Answer: ") == 6 and "Not answered here" not in md
-    assert md.count("Answer, by prediction (not a measurement: no GPU run in these directories): on the H100 SXM") == 2
+    assert md.count("Answer, by prediction rather than measurement, since there is no GPU run in these directories "
+                    "(the machine that ran them had no GPU). On the H100 SXM") == 2
     assert md.count("Assumptions of the prediction") == 2 and "bench-roofline.png" in md
     assert "PASS" not in md and "FAIL" not in md and "speed floor" not in md  # no pass/fail verdict
     assert "epoch (400 steps)" in md or "epoch (" in md  # capped CNN epochs labelled in their table
@@ -288,7 +289,7 @@ def test_a_cpu_only_bench_answers_q6_and_q9_with_a_labelled_prediction(tmp_path)
             "prediction for the L4 from what was measured here, not by a measurement on a GPU;") in md
     q6 = md[md.index("## Q6."):md.index("## Q9.")]
     # the MLP on an L4: 59 operations x 5 us = 0.295 ms bind (4.1 MB at 300 GB/s: 13.63 us; 29.1 MFLOP: 0.48 us)
-    assert "Answer, by prediction (not a measurement: no GPU run in these directories): on the L4" in q6
+    assert "Answer, by prediction rather than measurement, since there is no GPU run in these directories. On the L4" in q6
     assert "at least 0.295 ms per step, launch-bound" in q6 and "13.63 us (bandwidth floor)" in q6
     assert "could be at most 2.1x faster (2.0\u20132.2x over the measured range)" in q6
     assert "Assumptions of the prediction" in q6 and "assumed" in q6 and "datasheet" in q6
@@ -312,7 +313,7 @@ def test_a_gpu_run_in_the_bench_puts_prediction_and_measurement_side_by_side(tmp
             "0.590 (0.580\u20130.620) | 2.00x |") in q6
     q9 = md[md.index("## Q9."):md.index("## Q10.")]
     assert "| resident/cuda/cnn | NVIDIA H100 80GB HBM3 | H100 SXM | 0.425 (launch-bound) |" in q9 and "| 2.24x |" in q9
-    assert "on the T4, the CNN's training step would take" in q9
+    assert "On the T4, the CNN's training step would take" in q9
 
 
 def test_first_and_busy_epochs_are_marked_and_cold_only_when_measured(tmp_path):

@@ -28,6 +28,7 @@ class Gpu:
     fp32_flops_per_s: float  # CUDA cores, no tensor cores
     bandwidth_bytes_per_s: float
     source: str  # the datasheet the row is read from
+    url: str  # where it is published (kept out of the report, which links to nothing outside itself)
     note: str = ""  # what the row had to assume
 
     def peak(self, dtype: str) -> float:
@@ -43,18 +44,18 @@ class Gpu:
 T = 1e12
 GPUS: dict[str, Gpu] = {g.name: g for g in (
     Gpu("H100 SXM", 989.4 * T, 494.7 * T, 66.9 * T, 3.35e12,
-        "NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/"),
+        "NVIDIA H100 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/h100/"),
     Gpu("H200", 989.4 * T, 494.7 * T, 66.9 * T, 4.8e12,
-        "NVIDIA H200 Tensor Core GPU datasheet (SXM), https://www.nvidia.com/en-us/data-center/h200/"),
+        "NVIDIA H200 Tensor Core GPU datasheet (SXM)", "https://www.nvidia.com/en-us/data-center/h200/"),
     Gpu("A100 80GB", 312 * T, 156 * T, 19.5 * T, 2.039e12,
-        "NVIDIA A100 Tensor Core GPU datasheet (80GB SXM), https://www.nvidia.com/en-us/data-center/a100/"),
+        "NVIDIA A100 Tensor Core GPU datasheet (80GB SXM)", "https://www.nvidia.com/en-us/data-center/a100/"),
     Gpu("L4", 121 * T, 60 * T, 30.3 * T, 300e9,
-        "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/"),
+        "NVIDIA L4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/l4/"),
     Gpu("T4", 8.1 * T, 8.1 * T, 8.1 * T, 320e9,
-        "NVIDIA T4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/tesla-t4/",
+        "NVIDIA T4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/tesla-t4/",
         "Turing has no bf16 or TF32 tensor cores: both rows are the fp32 rate"),
     Gpu("RTX 4090", 165.2 * T, 82.6 * T, 82.6 * T, 1008e9,
-        "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090), "
+        "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090)",
         "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
         "bf16 with fp32 accumulate, the rate PyTorch's bf16 matmuls use"),
 )}

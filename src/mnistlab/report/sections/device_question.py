@@ -59,14 +59,14 @@ def not_answered(reason: str, what: str) -> str:
 
 def prediction_sentence(e: Expected) -> str:
     p = e.prediction
-    return (f"on the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
+    return (f"On the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
             f"{e.speedup_words()}. {MEANING[p.binds]}")
 
 
 def assumptions(gpu: Gpu) -> str:
     note = f"; {gpu.note}" if gpu.note else ""
-    return (f"Assumptions of the prediction: the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}"
-            f"{note}); every dispatched operation costs at least {DISPATCH_COST_S * 1e6:.0f} us on a GPU (an assumed "
+    return (f"Assumptions of the prediction: the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}, cited "
+            f"in mnistlab/measure/gpus.py{note}); every dispatched operation costs at least {DISPATCH_COST_S * 1e6:.0f} us on a GPU (an assumed "
             f"order of magnitude for eager PyTorch, not measured here); the operations, bytes and FLOPs are those "
             f"counted for the step here, each operation reading its inputs and writing its outputs once (no reuse in "
             f"a cache); the step computes in float32, which PyTorch may run at the TF32 rate. Each floor is a least "
@@ -95,9 +95,9 @@ def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what:
     if reason is None:
         doc.p(comparison(inputs, model))
         if e:
-            doc.p("Beside the measurement, a prediction (not measured): " + prediction_sentence(e))
+            doc.p("Beside the measurement, a prediction (not measured). " + prediction_sentence(e))
     elif e:
-        doc.p(f"Answer, by prediction (not a measurement: {reason}): " + prediction_sentence(e))
+        doc.p(f"Answer, by prediction rather than measurement, since there is {reason}. " + prediction_sentence(e))
     else:
         doc.p(not_answered(reason, what))
         doc.bullets(evidence)
