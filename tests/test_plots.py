@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
 from mnistlab.measure.sweep import TrialRow
@@ -76,6 +77,29 @@ def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
         assert not [t for t in labels if "$" in t or "\\mathdefault" in t], (key, labels)
         if key.endswith(" log"):  # labelled, in numbers a student reads: 0.6, 2, 0.05
             assert [float(t) for t in labels if t], (key, labels)
+
+
+def test_the_roofline_has_plain_tick_labels_and_every_step_on_it(tmp_path, tick_labels):
+    from mnistlab.measure.gpus import GPUS
+
+    cells = [Cell(m, "cpu", "resident", "eager", 64, 10, 2, 100, False, [s, s], [0.05, 0.01],
+                  dict.fromkeys(PHASES, 0.002), s, flops, 1e11, nbytes, ops, 3.8e10, 2e-6)
+             for m, s, flops, nbytes, ops in (("mlp", 0.0006, 29_081_600, 4_088_368, 59),
+                                              ("cnn", 0.034, 2_835_726_336, 118_206_640, 85))]
+    bench = BenchResult(cells, {"cpu": 1e11}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2})
+    fig = plots.plot_roofline(bench, GPUS["H100 SXM"])
+    ax = fig.axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    texts = [t.get_text() for t in ax.texts]
+    assert {"mlp: measured here", "cnn: measured here", "mlp: predicted, launch-bound",
+            "cnn: predicted, launch-bound"} == set(texts)
+    plots.plot_roofline(bench, GPUS["H100 SXM"], tmp_path / "roofline.png")
+    for scale in ("roofline.png log",):
+        labels = [t for t in tick_labels[scale] if t]
+        assert labels and not [t for t in labels if "$" in t or "\\mathdefault" in t or "e+" in t], labels
+        assert [float(t) for t in labels] and "100000" in labels, labels
+    with pytest.raises(ConfigError, match="no counted training step"):
+        plots.plot_roofline(_bench(), GPUS["H100 SXM"])
 
 
 def test_importing_plots_leaves_the_backend_alone(tmp_path):

@@ -32,6 +32,9 @@ _EXPORTS = {
     "summarize": "mnistlab.measure.summary",
     "plot_runs": "mnistlab.report.plots", "plot_epoch_times": "mnistlab.report.plots",
     "plot_bench": "mnistlab.report.plots", "plot_samples": "mnistlab.report.plots",
+    "plot_roofline": "mnistlab.report.plots",
+    # a bench's steps predicted on a GPU of the table (Q6, Q9 without a GPU)
+    "GPUS": "mnistlab.measure.gpus", "gpu": "mnistlab.measure.gpus", "predict_on_gpu": "mnistlab.measure.prediction",
     "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.runs",
     "run_lab": "mnistlab.lab",
     # jobs: what the commands run, each writing one folder (mnistlab.jobs)
@@ -39,7 +42,7 @@ _EXPORTS = {
     "bench_levers": "mnistlab.jobs", "bench_scaling": "mnistlab.jobs", "speedrun": "mnistlab.jobs",
     "ModelError": "mnistlab.core.errors", "ResultFileError": "mnistlab.core.errors",
 }
-_RENAMED = {"bench_observations": "observations", "format_bench_table": "format_table"}
+_RENAMED = {"bench_observations": "observations", "format_bench_table": "format_table", "predict_on_gpu": "expectations"}
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 

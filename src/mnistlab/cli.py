@@ -55,6 +55,23 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _gpu_name(text: str) -> str:
+    """An argparse type: a GPU of the prediction's table (measure/gpus.py)."""
+    from mnistlab.measure.gpus import gpu
+
+    try:
+        return gpu(text).name
+    except MnistlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_gpu(p: argparse.ArgumentParser) -> None:
+    from mnistlab.measure.gpus import DEFAULT_GPU, GPUS
+
+    p.add_argument("--gpu", type=_gpu_name, default=DEFAULT_GPU, metavar="NAME",
+                   help=f"the GPU Q6 and Q9 predict a step's time on ({', '.join(GPUS)}; default: {DEFAULT_GPU})")
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
 
@@ -223,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_gpu(lab)
     _add_threads(lab)
     _add_data_dir(lab)
 
@@ -250,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
     rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
+    _add_gpu(rep)
     return parser
 
 
@@ -434,7 +453,7 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.lab import run_lab
 
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, log=_printer(out))
+                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu)
     print(page, file=out)
     return 0
 
@@ -457,7 +476,7 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
-    md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None)
+    md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, gpu=args.gpu)
     print(md, file=out)
     print(page, file=out)
     return 0

@@ -24,6 +24,8 @@ from mnistlab.core.rundir import RunDir, write_json
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
 from mnistlab.measure.speedrun import DEFAULT_TARGET
+from mnistlab.measure.gpus import DEFAULT_GPU
+from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.builder import build_report
 from mnistlab.report.inputs import LAB_FILE
 from mnistlab.report.plots import plot_samples
@@ -51,18 +53,20 @@ class LabPlan:
 
 def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None = None,
             data_dir: str | None = None, dataset: str = "mnist", subset: int | None = None,
-            log: Callable[[str], None] = print, progress: bool = True) -> Path:
-    """Run the plan; return the path of report.html. `subset` shrinks the data (tests only)."""
+            log: Callable[[str], None] = print, progress: bool = True, gpu: str = DEFAULT_GPU) -> Path:
+    """Run the plan; return the path of report.html. `subset` shrinks the data (tests only); `gpu`: the
+    GPU of measure/gpus.py's table whose step time the report predicts."""
+    gpu_row(gpu)  # an unknown name fails before anything runs
     plan = LabPlan.for_mode(quick)
     accel = resolve_device(device)
     accel = accel if accel.type != "cpu" else None
     with jobs.job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab") as lab:
         return _run_plan(lab, plan, accel, quick=quick, data_dir=data_dir, dataset=dataset, subset=subset, log=log,
-                         progress=progress)
+                         progress=progress, gpu=gpu)
 
 
 def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: bool, data_dir: str | None,
-              dataset: str, subset: int | None, log: Callable[[str], None], progress: bool) -> Path:
+              dataset: str, subset: int | None, log: Callable[[str], None], progress: bool, gpu: str) -> Path:
     t_start = time.perf_counter()
     total_steps = 9
 
@@ -127,7 +131,7 @@ def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: 
     write_json(lab / LAB_FILE, record)
 
     step(9, "report")
-    md, page = (p.resolve() for p in build_report([lab.path]))  # absolute: printed for the user to open
+    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu))  # absolute: printed for the user to open
     log(f"report: {page}\n        {md}\nlab finished in {time.perf_counter() - t_start:.0f} s")
     return page
 

@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mnistlab.core.atomicfile import write_atomic
+from mnistlab.measure.gpus import DEFAULT_GPU
+from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs, read_inputs
 from mnistlab.report.sections import QUESTIONS, SECTIONS, SWEEP_SECTIONS
@@ -18,16 +20,23 @@ FIGURES = "figures"
 
 
 def questions_line(inputs: Inputs) -> str:
-    """Which of the notebook's questions this report answers, and why each other one is not, grouped by reason."""
-    answered, unanswered = [], {}
+    """Which of the notebook's questions this report answers (by measurement, or by a labelled prediction),
+    and why each other one is not, grouped by reason."""
+    answered, predicted, unanswered = [], [], {}
     for s in QUESTIONS:
         reason = s.missing(inputs)
-        if reason is None:
-            answered.append(s.question)
-        else:
+        if reason is not None:
             unanswered.setdefault(reason, []).append(s.question)
-    said = f"This report answers {', '.join(answered)} of the course notebook's questions (its own numbering)" \
-        if answered else "This report answers none of the course notebook's questions"
+        else:
+            answered.append(s.question)
+            predicted += [s.question] if s.predicted(inputs) else []
+    if answered:
+        said = f"This report answers {', '.join(answered)} of the course notebook's questions (its own numbering)"
+        if predicted:
+            said += (f"; {', '.join(predicted)} by a prediction for the {inputs.gpu.name} from what was measured "
+                     f"here, not by a measurement on a GPU")
+    else:
+        said = "This report answers none of the course notebook's questions"
     if not unanswered:
         return said + "."
     return said + "; not answered: " + "; ".join(f"{', '.join(qs)}: {why}" for why, qs in unanswered.items()) + "."
@@ -46,11 +55,13 @@ def _intro(doc: Document, inputs: Inputs) -> None:
               "apart from the steady state, and called cold only where the session's warm-up was timed apart.")
 
 
-def build_report(paths: list[Path], out_dir: Path | None = None) -> tuple[Path, Path]:
+def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU) -> tuple[Path, Path]:
     """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab or
-    sweep directory itself (the report's home), else the current directory (a reader writes into no run)."""
+    sweep directory itself (the report's home), else the current directory (a reader writes into no run).
+    `gpu`: the row of measure/gpus.py's table whose step time Q6 and Q9 predict."""
     paths = [Path(p) for p in paths]
-    inputs = read_inputs(paths)
+    row = gpu_row(gpu)
+    inputs = replace(read_inputs(paths), gpu=row)
     home = inputs.lab is not None or inputs.sweep is not None
     out_dir = Path(out_dir or (inputs.root if home else Path.cwd()))
     inputs = replace(inputs, figs=out_dir / FIGURES)

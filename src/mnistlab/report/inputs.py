@@ -15,7 +15,9 @@ from mnistlab.core.rundir import RunDir, read_json_object
 from mnistlab.core.schema import check_schema, read_result
 from mnistlab.data.datasets import DataShape, get_dataset, plain_name
 from mnistlab.measure.bench import BenchResult
+from mnistlab.measure.gpus import DEFAULT_GPU, GPUS, Gpu
 from mnistlab.measure.levers_bench import LeversResult
+from mnistlab.measure.prediction import Expected, expectations
 from mnistlab.measure.scaling import ScalingResult
 from mnistlab.measure.speedrun import SpeedrunResult
 from mnistlab.measure.sweep import SWEEP_FILE, TrialRow, sweep_results
@@ -46,6 +48,12 @@ class Inputs:
     speedruns: list[SpeedrunResult]
     sweep: tuple[dict[str, Any], list[TrialRow]] | None  # sweep.json's record and its trials
     figs: Path = Path("figures")  # where sections draw their figures: the builder sets it beside the report
+    gpu: Gpu = GPUS[DEFAULT_GPU]  # the GPU Q6 and Q9 predict a step's time on
+
+    @cached_property
+    def expected(self) -> dict[str, Expected]:
+        """Each model's step measured here and predicted on `gpu` (measure/prediction.py), from the bench."""
+        return {e.model: e for e in expectations(self.bench, self.gpu)} if self.bench else {}
 
     @property
     def quick(self) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
@@ -21,6 +22,8 @@ from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
 from mnistlab.measure.bench import PHASES, BenchResult
 from mnistlab.measure.epochs import EpochTiming, epoch_timing, resume_points
+from mnistlab.measure.gpus import Gpu
+from mnistlab.measure.prediction import expectations
 from mnistlab.report.document import plain_text
 
 # names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
@@ -35,7 +38,12 @@ class PlainLogFormatter(LogFormatter):
     parse_math off."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        return plain_number(x) if super().__call__(x, pos) else ""
+
+
+def plain_number(x: float) -> str:
+    """0.6, 2, 0.00001, 1000000: never '1e+06', which a student reads less easily."""
+    return np.format_float_positional(float(f"{x:.6g}"), trim="-")
 
 
 class InlineFigure(Figure):
@@ -174,6 +182,55 @@ def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     ax.set_title("Where each training step's time goes")
     ax.invert_yaxis()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(PHASES), fontsize=8, frameon=False)
+    return _finish(fig, out)
+
+
+@literal_text
+def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Path | Figure:
+    """Arithmetic intensity (FLOP per byte) against attainable GFLOP/s, log-log: this CPU's measured roofs
+    (compute ceiling, bandwidth slope) and `gpu`'s datasheet roofs (float32, which may run at the TF32
+    rate), with each model's training step measured on the CPU, predicted on `gpu` (its FLOPs over its
+    lower bound), and measured on a GPU where the bench ran one."""
+    expected = expectations(result, gpu)
+    if not expected:
+        raise ConfigError("no counted training step in this bench to draw on a roofline (rerun mnistlab bench)")
+    fig = InlineFigure(figsize=(8.5, 5.5))
+    ax = fig.subplots()
+    cpu = expected[0].here
+    roofs = [("this CPU, measured", cpu.ceiling_flops_per_s, cpu.bandwidth_bytes_per_s, "C0"),
+             (f"{gpu.name}, datasheet (float32/TF32)", gpu.peak("float32"), gpu.bandwidth_bytes_per_s, "C1")]
+    intensity = [e.here.train_step_flops / e.here.train_step_bytes for e in expected]
+    ridges = [peak / bw for _, peak, bw, _ in roofs]
+    xs = np.logspace(np.log10(min(intensity + ridges) / 10), np.log10(max(intensity + ridges) * 10), 200)
+    for label, peak, bw, color in roofs:
+        ax.plot(xs, np.minimum(peak, bw * xs) / 1e9, "-", color=color, lw=2,
+                label=f"{label}: {peak / 1e9:,.0f} GFLOP/s, {bw / 1e9:,.0f} GB/s")
+    for e, x in zip(expected, intensity):
+        here = e.here.achieved_flops_per_s / 1e9
+        there = e.prediction.attainable_flops_per_s / 1e9
+        ax.plot([x], [here], "o", ms=9, color="C0")
+        ax.plot([x], [there], "^", ms=10, mfc="none", mec="C1", mew=2)
+        # measured labels below their point, predicted ones above: the two may lie close together
+        ax.annotate(f"{e.model}: measured here", (x, here), textcoords="offset points", xytext=(8, -12), fontsize=8)
+        ax.annotate(f"{e.model}: predicted, {e.prediction.binds}-bound", (x, there), textcoords="offset points",
+                    xytext=(8, 4), fontsize=8)
+        if e.there is not None:
+            ax.plot([x], [e.there.achieved_flops_per_s / 1e9], "x", ms=10, mew=2, color="C2")
+            ax.annotate(f"{e.model}: measured on {result.devices.get('cuda', 'the GPU')}",
+                        (x, e.there.achieved_flops_per_s / 1e9), textcoords="offset points", xytext=(8, -4), fontsize=8)
+    ax.plot([], [], "o", color="C0", label="a training step measured on this CPU")
+    ax.plot([], [], "^", mfc="none", mec="C1", mew=2, label=f"the same step predicted on the {gpu.name} (a bound)")
+    if any(e.there is not None for e in expected):
+        ax.plot([], [], "x", color="C2", mew=2, label="the same step measured on a GPU")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        plain_log_labels(axis)
+    ax.set_xlabel("arithmetic intensity of a training step (FLOP per byte read and written)")
+    ax.set_ylabel("attainable GFLOP/s")
+    ax.set_title(plain_text(f"Roofline: this CPU and the {gpu.name}"))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")  # above the bandwidth slopes' low end: no point lies there
     return _finish(fig, out)
 
 

@@ -1,13 +1,26 @@
-"""What Q6 and Q9 share: one model on the CPU against a GPU, from the runs, with the bench's cells as evidence."""
+"""What Q6 and Q9 share: one model on the CPU against a GPU, from the runs where there are runs on both,
+else from a labelled prediction (measure/prediction.py); the bench's cells as evidence, and where the
+bench also ran on a GPU, the prediction beside the measurement."""
 
 from __future__ import annotations
 
 from mnistlab.measure.bench import cell_sentence
+from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu
+from mnistlab.measure.prediction import Expected
+from mnistlab.report.document import Document
 from mnistlab.report.inputs import MODEL_NAMES, Inputs
 from mnistlab.report.runs import device_comparisons
 
+# what each binding floor means for the speed-up a learner should expect
+MEANING = {"launch": "The GPU's arithmetic is not what limits it: the speed-up is set by how fast its operations can "
+                     "be issued, which a faster GPU barely changes (fewer, larger operations would: a larger batch, "
+                     "fused kernels, CUDA graphs).",
+           "bandwidth": "Memory traffic sets it: more bandwidth would help, more arithmetic would not.",
+           "compute": "Arithmetic sets it: the GPU's peak is what the step can use."}
 
-def missing(inputs: Inputs, model: str) -> str | None:
+
+def missing_runs(inputs: Inputs, model: str) -> str | None:
+    """Why the runs cannot answer: no GPU run, or no CPU run to compare with."""
     if not inputs.gpu_runs(model):
         return inputs.no_gpu_run(model)
     if inputs.cpu_run(model) is None:
@@ -15,8 +28,19 @@ def missing(inputs: Inputs, model: str) -> str | None:
     return None
 
 
+def missing(inputs: Inputs, model: str) -> str | None:
+    """Why the question is not answered: the runs cannot answer, and the bench counted no step to predict from."""
+    reason = missing_runs(inputs, model)
+    return None if reason is None or model in inputs.expected else reason
+
+
+def predicted(inputs: Inputs, model: str) -> bool:
+    """Answered by a prediction, not by a measurement."""
+    return missing_runs(inputs, model) is not None and model in inputs.expected
+
+
 def comparison(inputs: Inputs, model: str) -> str:
-    """The answer from the runs (call only where `missing` is None)."""
+    """The answer from the runs (call only where `missing_runs` is None)."""
     return "Answer: " + " ".join(device_comparisons(inputs.runs, model))
 
 
@@ -31,3 +55,60 @@ def bench_lines(inputs: Inputs, model: str) -> list[str]:
 def not_answered(reason: str, what: str) -> str:
     """The one sentence of a question whose runs are absent, before the evidence it still has."""
     return f"Not answered here: {reason}. {what}, measured by the bench:"
+
+
+def prediction_sentence(e: Expected) -> str:
+    p = e.prediction
+    return (f"On the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
+            f"{e.speedup_words()}. {MEANING[p.binds]}")
+
+
+def assumptions(gpu: Gpu) -> str:
+    note = f"; {gpu.note}" if gpu.note else ""
+    return (f"Assumptions of the prediction: the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}, cited "
+            f"in mnistlab/measure/gpus.py{note}); every dispatched operation costs at least {DISPATCH_COST_S * 1e6:.0f} us on a GPU (an assumed "
+            f"order of magnitude for eager PyTorch, not measured here); the operations, bytes and FLOPs are those "
+            f"counted for the step here, each operation reading its inputs and writing its outputs once (no reuse in "
+            f"a cache); the step computes in float32, which PyTorch may run at the TF32 rate. Each floor is a least "
+            f"time, so the step takes at least the largest and the speed-up is at most what is said: a real step "
+            f"also pays what the floors leave out (synchronisations, the host's Python, kernels that fill little of "
+            f"the GPU).")
+
+
+def check_rows(inputs: Inputs, models: list[str]) -> list[list[str]]:
+    """Prediction beside measurement for each model the bench also ran on a GPU."""
+    rows = []
+    for e in (inputs.expected[m] for m in models if m in inputs.expected):
+        if e.there is None or e.check is None or e.ratio is None:
+            continue
+        sp = e.there.step
+        rows.append([e.there.key, inputs.bench.devices.get("cuda", "cuda"), e.check.gpu.name,
+                     f"{e.check.bound_s * 1e3:.3f} ({e.check.binds}-bound)",
+                     f"{sp.median * 1e3:.3f} ({sp.min * 1e3:.3f}\u2013{sp.max * 1e3:.3f})", f"{e.ratio:.2f}x"])
+    return rows
+
+
+def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what: str) -> None:
+    """The question's answer: from the runs, else by prediction, else why not; then the prediction's
+    assumptions, its check against a GPU the bench measured, and the bench's evidence."""
+    reason, e = missing_runs(inputs, model), inputs.expected.get(model)
+    if reason is None:
+        doc.p(comparison(inputs, model))
+        if e:
+            doc.p("Beside the measurement, a prediction (not measured). " + prediction_sentence(e))
+    elif e:
+        doc.p(f"Answer, by prediction rather than measurement, since there is {reason}. " + prediction_sentence(e))
+    else:
+        doc.p(not_answered(reason, what))
+        doc.bullets(evidence)
+        return
+    doc.p(assumptions(inputs.gpu))
+    rows = check_rows(inputs, [model])
+    if rows:
+        doc.p("The prediction checked against the bench's GPU cells: the measured step over its predicted lower "
+              "bound (1 or more when the bound holds; far above 1, the step pays costs the floors leave out).")
+        doc.table(["cell", "GPU measured", "predicted for", "predicted lower bound ms", "measured ms (min\u2013max)",
+                   "measured / predicted"], rows)
+    if evidence:
+        doc.p(f"{what}, measured by the bench:")
+        doc.bullets(evidence)

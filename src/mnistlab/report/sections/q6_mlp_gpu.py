@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.sections.device_question import bench_lines, comparison, missing, not_answered
+from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted
 from mnistlab.report.sections.section import Section
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    reason, evidence = missing(inputs, "mlp"), bench_lines(inputs, "mlp")
-    if reason and not evidence:
+    evidence = bench_lines(inputs, "mlp")
+    if missing(inputs, "mlp") and not evidence:
         return
     doc.h2("Q6. Is the MLP faster on the GPU, and is the speed-up what you would expect?")
-    doc.p(not_answered(reason, "What limits each MLP cell") if reason
-          else comparison(inputs, "mlp") + (" What limits each MLP cell, measured by the bench:" if evidence else ""))
-    doc.bullets(evidence)
+    answer(doc, inputs, "mlp", evidence, "What limits each MLP cell")
 
 
-SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"))
+SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"))

@@ -1,14 +1,15 @@
 """Q9: the CNN on the CPU against the GPU, and how it differs from the MLP.
 
 Every sentence about what limits a step is the bench cell's one judgement (Cell.bound) in
-measure/bench.py's words: this section words no bound of its own."""
+measure/bench.py's words, or the prediction's (measure/prediction.py): this section words no bound of its own."""
 
 from __future__ import annotations
 
 from mnistlab.measure.bench import cell_sentence
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.sections.device_question import bench_lines, comparison, missing, not_answered
+from mnistlab.report.plots import plot_roofline
+from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted
 from mnistlab.report.sections.section import Section
 
 
@@ -25,14 +26,35 @@ def _contrast(inputs: Inputs) -> list[str]:
     return out
 
 
+def _predicted_contrast(inputs: Inputs) -> str | None:
+    """How the two predictions differ: the same kind of floor, but a CNN step with far more work per operation."""
+    m, c = inputs.expected.get("mlp"), inputs.expected.get("cnn")
+    if not (m and c):
+        return None
+    flops = c.prediction.cost.flops / m.prediction.cost.flops
+    ops = c.prediction.cost.ops / m.prediction.cost.ops
+    return (f"Against the MLP, predicted: the CNN's step does {flops:,.0f}x the MLP's FLOPs in {ops:.1f}x its "
+            f"operations; on the {inputs.gpu.name} the MLP's step is {m.prediction.binds}-bound and the CNN's "
+            f"{c.prediction.binds}-bound, so the CNN could gain at most {c.prediction.speedup(c.here.step)[0]:,.1f}x "
+            f"over this CPU and the MLP at most {m.prediction.speedup(m.here.step)[0]:,.1f}x: the more work each "
+            f"operation carries, the more a GPU has to speed up.")
+
+
 def write(doc: Document, inputs: Inputs) -> None:
-    reason, evidence = missing(inputs, "cnn"), bench_lines(inputs, "cnn") + _contrast(inputs)
-    if reason and not evidence:
+    evidence = bench_lines(inputs, "cnn") + _contrast(inputs)
+    if missing(inputs, "cnn") and not evidence:
         return
     doc.h2("Q9. CNN on the CPU vs the GPU, and how it differs from the MLP")
-    doc.p(not_answered(reason, "What limits the CNN, and the MLP beside it") if reason
-          else comparison(inputs, "cnn") + (" What limits each CNN cell, measured by the bench:" if evidence else ""))
-    doc.bullets(evidence)
+    answer(doc, inputs, "cnn", evidence, "What limits the CNN, and the MLP beside it")
+    contrast = _predicted_contrast(inputs)
+    if contrast:
+        doc.p(contrast)
+    if inputs.expected and inputs.bench:
+        name = inputs.bench_dir.name if inputs.bench_dir else "bench"
+        doc.image(plot_roofline(inputs.bench, inputs.gpu, inputs.figs / f"{name}-roofline.png"),
+                  f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
+                  f"{inputs.gpu.name} (open); a point far below its roof is held down by per-operation costs, "
+                  f"which a roofline does not draw")
 
 
-SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"))
+SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"))

@@ -13,6 +13,10 @@ def _always(inputs: Inputs) -> str | None:
     return None
 
 
+def _never(inputs: Inputs) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Section:
     # writes the section into the document, or nothing when its inputs are absent
@@ -20,3 +24,5 @@ class Section:
     question: str | None = None  # "Q5": one of the notebook's questions, listed in the report's opening line
     # why the question cannot be answered from these inputs (the absent input, never a guessed cause); None: it can
     missing: Callable[[Inputs], str | None] = _always
+    # True when the question is answered by a prediction (measure/prediction.py), not by a measurement
+    predicted: Callable[[Inputs], bool] = _never

@@ -1,0 +1,80 @@
+"""A small, cited table of GPU figures: what a prediction for a GPU that is not here reads.
+
+Peaks are the vendors' dense figures (no 2:4 sparsity: datasheets print the sparse figure, twice the
+dense one, for tensor-core formats), as each datasheet or whitepaper states them; bandwidth is the
+memory's. They are ceilings no step reaches, which is what a lower bound on step time needs.
+
+The dispatch cost is an assumption, not a datasheet figure: about 5 us per operation of an eager
+PyTorch step on a GPU (Python, the dispatcher and one kernel launch), the order of magnitude
+reported for eager PyTorch (CUDA's own launch is 2-5 us; the framework adds a few more). A step of
+tiny kernels cannot run faster than its operations can be issued, however fast the GPU is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mnistlab.core.errors import ConfigError
+
+DISPATCH_COST_S = 5e-6  # assumed, per eager operation on a GPU (see the module's docstring)
+DEFAULT_GPU = "H100 SXM"  # a current datacenter GPU
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    bf16_flops_per_s: float  # dense, tensor cores
+    tf32_flops_per_s: float  # dense, tensor cores (the fp32 rate where there is no TF32)
+    fp32_flops_per_s: float  # CUDA cores, no tensor cores
+    bandwidth_bytes_per_s: float
+    source: str  # the datasheet the row is read from
+    url: str  # where it is published (kept out of the report, which links to nothing outside itself)
+    note: str = ""  # what the row had to assume
+
+    def peak(self, dtype: str) -> float:
+        """The peak a step computing in `dtype` could use. A float32 step may run at the TF32 rate:
+        PyTorch lets cuDNN convolutions use TF32 by default, so a lower bound takes the faster of the two."""
+        if dtype == "bfloat16":
+            return self.bf16_flops_per_s
+        if dtype == "float32":
+            return max(self.fp32_flops_per_s, self.tf32_flops_per_s)
+        raise ConfigError(f"no peak for dtype {dtype!r} in the GPU table (bfloat16 or float32)")
+
+
+T = 1e12
+GPUS: dict[str, Gpu] = {g.name: g for g in (
+    Gpu("H100 SXM", 989.4 * T, 494.7 * T, 66.9 * T, 3.35e12,
+        "NVIDIA H100 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/h100/"),
+    Gpu("H200", 989.4 * T, 494.7 * T, 66.9 * T, 4.8e12,
+        "NVIDIA H200 Tensor Core GPU datasheet (SXM)", "https://www.nvidia.com/en-us/data-center/h200/"),
+    Gpu("A100 80GB", 312 * T, 156 * T, 19.5 * T, 2.039e12,
+        "NVIDIA A100 Tensor Core GPU datasheet (80GB SXM)", "https://www.nvidia.com/en-us/data-center/a100/"),
+    Gpu("L4", 121 * T, 60 * T, 30.3 * T, 300e9,
+        "NVIDIA L4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/l4/"),
+    Gpu("T4", 8.1 * T, 8.1 * T, 8.1 * T, 320e9,
+        "NVIDIA T4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/tesla-t4/",
+        "Turing has no bf16 or TF32 tensor cores: both rows are the fp32 rate"),
+    Gpu("RTX 4090", 165.2 * T, 82.6 * T, 82.6 * T, 1008e9,
+        "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090)",
+        "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
+        "bf16 with fp32 accumulate, the rate PyTorch's bf16 matmuls use"),
+)}
+
+
+def gpu(name: str) -> Gpu:
+    """The table's row for `name` (case and spaces ignored); an unknown name is one line naming the known ones."""
+    key = name.replace(" ", "").lower()
+    for g in GPUS.values():
+        if g.name.replace(" ", "").lower() == key:
+            return g
+    raise ConfigError(f"unknown GPU {name!r}: the table knows {', '.join(GPUS)}")
+
+
+def match(device_name: str) -> Gpu | None:
+    """The row for a GPU as torch names it ('NVIDIA H100 80GB HBM3'), or None when the table has none.
+    An A100 40GB gets the 80GB row: its higher bandwidth only lowers a lower bound."""
+    text = device_name.replace(" ", "").lower()
+    found = ("H100 SXM" if "h100" in text else "H200" if "h200" in text else "A100 80GB" if "a100" in text
+             else "RTX 4090" if "4090" in text else "L4" if text.endswith("l4") else "T4" if text.endswith("t4")
+             else None)
+    return GPUS[found] if found else None

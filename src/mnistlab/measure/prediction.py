@@ -1,0 +1,117 @@
+"""A GPU's step time predicted from a step counted here: a lower bound, what binds it, and the speed-up.
+
+A training step on a GPU cannot take less than the largest of three floors:
+- launch: its operations, each dispatched and launched at a cost of its own (measure/gpus.py's assumed
+  DISPATCH_COST_S), however little work each does;
+- bandwidth: the bytes its operations read and write, at the memory's datasheet bandwidth;
+- compute: its FLOPs, at the datasheet peak of the dtype it computes in.
+The step's FLOPs, bytes and operations are counted once, on the CPU (measure/ceilings.StepCost): an eager
+step dispatches the same operations on every device. A lower bound on the GPU's time makes the speed-up
+over the step measured here an upper bound: "at most". Where the bench also ran on a GPU, the measured
+step beside its bound checks the model: the ratio is 1 or more if the bound holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mnistlab.measure.bench import BenchResult, Cell
+from mnistlab.measure.ceilings import StepCost
+from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu, match
+from mnistlab.measure.timing import Spread
+
+FLOORS = ("launch", "bandwidth", "compute")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The floors of one step on one GPU of the table."""
+
+    gpu: Gpu
+    dtype: str
+    cost: StepCost
+    launch_s: float
+    bandwidth_s: float
+    compute_s: float
+
+    @classmethod
+    def of(cls, cost: StepCost, gpu: Gpu, dtype: str = "float32", dispatch_cost_s: float = DISPATCH_COST_S) -> Prediction:
+        return cls(gpu, dtype, cost, cost.ops * dispatch_cost_s, cost.bytes / gpu.bandwidth_bytes_per_s,
+                   cost.flops / gpu.peak(dtype))
+
+    def floor(self, name: str) -> float:
+        return {"launch": self.launch_s, "bandwidth": self.bandwidth_s, "compute": self.compute_s}[name]
+
+    @property
+    def binds(self) -> str:
+        """'launch', 'bandwidth' or 'compute': the largest floor."""
+        return max(FLOORS, key=self.floor)
+
+    @property
+    def bound_s(self) -> float:
+        return self.floor(self.binds)
+
+    @property
+    def attainable_flops_per_s(self) -> float:
+        """The most FLOP/s the step could reach on the GPU: its FLOPs over its bound."""
+        return self.cost.flops / self.bound_s if self.bound_s > 0 else 0.0
+
+    def speedup(self, measured: Spread) -> tuple[float, float, float]:
+        """At most how much faster than `measured` (median, and over its min-max) the GPU could run the step."""
+        return measured.median / self.bound_s, measured.min / self.bound_s, measured.max / self.bound_s
+
+    def words(self) -> str:
+        peak = self.gpu.peak(self.dtype)
+        return (f"at least {self.bound_s * 1e3:.3f} ms per step, {self.binds}-bound: {self.cost.ops} operations at "
+                f"{DISPATCH_COST_S * 1e6:.0f} us each take {self.launch_s * 1e6:,.2f} us (launch floor); "
+                f"{self.cost.bytes / 1e6:,.1f} MB read and written at {self.gpu.bandwidth_bytes_per_s / 1e12:.2f} TB/s "
+                f"take {self.bandwidth_s * 1e6:,.2f} us (bandwidth floor); {self.cost.flops / 1e6:,.1f} MFLOP at "
+                f"{peak / 1e12:,.1f} TFLOP/s ({self.dtype}) take {self.compute_s * 1e6:,.2f} us (compute floor)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu.name, "dtype": self.dtype, "flops": self.cost.flops, "bytes": self.cost.bytes,
+                "ops": self.cost.ops, "launch_s": self.launch_s, "bandwidth_s": self.bandwidth_s,
+                "compute_s": self.compute_s, "bound_s": self.bound_s, "binds": self.binds}
+
+
+def cell_cost(cell: Cell) -> StepCost | None:
+    """The step's counted cost, or None for a bench.json from before operations were counted."""
+    return StepCost(cell.train_step_flops, cell.train_step_bytes, cell.train_step_ops) if cell.train_step_ops else None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One model: its step measured here, predicted on the chosen GPU, and where a GPU cell exists, checked."""
+
+    model: str
+    here: Cell  # measured on the CPU
+    prediction: Prediction  # on the chosen GPU
+    there: Cell | None = None  # measured on a GPU by the same bench
+    check: Prediction | None = None  # the prediction for the GPU `there` ran on (its table row, else the chosen one)
+
+    def speedup_words(self) -> str:
+        mid, low, high = self.prediction.speedup(self.here.step)
+        return (f"measured here on the CPU: {self.here.step.median * 1e3:.3f} ms per step "
+                f"({self.here.step.min * 1e3:.3f}\u2013{self.here.step.max * 1e3:.3f}), so the {self.prediction.gpu.name} "
+                f"could be at most {mid:,.1f}x faster ({low:,.1f}\u2013{high:,.1f}x over the measured range)")
+
+    @property
+    def ratio(self) -> float | None:
+        """The GPU step measured over its predicted lower bound: 1 or more when the bound holds."""
+        return self.there.step.median / self.check.bound_s if self.there and self.check else None
+
+
+def expectations(bench: BenchResult, gpu: Gpu) -> list[Expected]:
+    """Each model with a counted CPU step (the resident pipeline's, else the notebook's), predicted on `gpu`."""
+    measured_gpu = match(bench.devices.get("cuda", ""))
+    out = []
+    for model in dict.fromkeys(c.model for c in bench.cells):
+        here = bench.cell("resident", "cpu", model) or bench.cell("reference", "cpu", model)
+        cost = cell_cost(here) if here else None
+        if here is None or cost is None:
+            continue
+        there = bench.cell(here.pipeline, "cuda", model)
+        check = Prediction.of(cost, measured_gpu or gpu) if there else None
+        out.append(Expected(model, here, Prediction.of(cost, gpu), there, check))
+    return out

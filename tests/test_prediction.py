@@ -1,0 +1,56 @@
+"""A GPU's step time predicted from a step counted here (issue 21, part 3), and the table it reads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mnistlab.cli import main
+from mnistlab.core.errors import ConfigError
+from mnistlab.measure.ceilings import StepCost
+from mnistlab.measure.gpus import DEFAULT_GPU, DISPATCH_COST_S, GPUS, Gpu, gpu, match
+from mnistlab.measure.prediction import Prediction
+from mnistlab.measure.timing import Spread
+
+# a GPU with round figures: 100 TFLOP/s float32 (TF32), 1 TB/s
+ROUND = Gpu("round", 200e12, 100e12, 10e12, 1e12, "made up for the test", "https://example.org")
+
+
+def test_the_bound_on_a_step_known_by_hand():
+    # 40 operations x 5 us = 0.2 ms; 50 MB at 1 TB/s = 0.05 ms; 1 GFLOP at 100 TFLOP/s = 0.01 ms
+    p = Prediction.of(StepCost(flops=1_000_000_000, bytes=50_000_000, ops=40), ROUND)
+    assert DISPATCH_COST_S == 5e-6
+    assert (p.launch_s, p.bandwidth_s, p.compute_s) == pytest.approx((2e-4, 5e-5, 1e-5))
+    assert p.binds == "launch" and p.bound_s == pytest.approx(2e-4)
+    assert p.attainable_flops_per_s == pytest.approx(5e12)
+    # measured here: 2 ms (1.8-2.4): at most 10x faster (9-12x)
+    assert p.speedup(Spread.of([0.0018, 0.0020, 0.0024])) == pytest.approx((10.0, 9.0, 12.0))
+    assert "launch-bound" in p.words() and "0.200 ms" in p.words() and "50.00 us (bandwidth floor)" in p.words()
+    # the same step with 2 operations and 1 TFLOP is compute-bound; in bf16 it runs at the bf16 peak
+    big = StepCost(flops=10**15, bytes=50_000_000, ops=2)
+    assert Prediction.of(big, ROUND).binds == "compute" and Prediction.of(big, ROUND).bound_s == pytest.approx(10.0)
+    assert Prediction.of(big, ROUND, "bfloat16").bound_s == pytest.approx(5.0)
+    assert Prediction.of(StepCost(10, 10**13, 2), ROUND).binds == "bandwidth"
+
+
+def test_the_gpu_table_is_complete_positive_and_cited():
+    assert {"H100 SXM", "H200", "A100 80GB", "L4", "T4", "RTX 4090"} <= set(GPUS) and DEFAULT_GPU in GPUS
+    for g in GPUS.values():
+        figures = (g.bf16_flops_per_s, g.tf32_flops_per_s, g.fp32_flops_per_s, g.bandwidth_bytes_per_s)
+        assert all(math.isfinite(x) and x > 0 for x in figures), g
+        assert g.bf16_flops_per_s >= g.tf32_flops_per_s >= g.fp32_flops_per_s, g
+        assert "datasheet" in g.source or "whitepaper" in g.source, g
+        assert g.url.startswith("https://"), g
+    assert gpu("h100 sxm") is GPUS["H100 SXM"] and gpu("RTX4090") is GPUS["RTX 4090"]
+    assert match("NVIDIA H100 80GB HBM3") is GPUS["H100 SXM"] and match("NVIDIA L4") is GPUS["L4"]
+    assert match("Tesla T4") is GPUS["T4"] and match("NVIDIA L40S") is None and match("") is None
+    with pytest.raises(ConfigError, match="unknown GPU 'B9000'.*H100 SXM"):
+        gpu("B9000")
+
+
+def test_an_unknown_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as end:
+        main(["report", str(tmp_path), "--gpu", "B9000"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and len(err.splitlines()) == 1 and "unknown GPU 'B9000'" in err
