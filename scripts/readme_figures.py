@@ -3,7 +3,7 @@
     python scripts/readme_figures.py LAB_DIR        # e.g. runs/lab-20261127-101500-ab12cd
 
 Every figure comes from the lab's own files (lab.json, each run's metrics.csv, test.json and
-env.json, bench/bench.json): times as median (min-max), the cold first epoch apart, speed-ups
+env.json, bench/bench.json): times as median (min-max), each session's first epoch apart, speed-ups
 with their range over the bench's interleaved repeats, and the machine named, with its load.
 Paste the output between the README's `<!-- figures:begin -->` and `<!-- figures:end -->` marks.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.rundir import RunDir, read_json
 from mnistlab.core.schema import read_result
-from mnistlab.measure.bench import BenchResult
+from mnistlab.measure.bench import BenchResult, bound_label, ceilings_line
+from mnistlab.measure.speedrun import SpeedrunResult
 from mnistlab.measure.epochs import epoch_timing
 
 
@@ -30,7 +31,7 @@ def figures(lab_dir: Path) -> str:
     out = [f"Measured with `mnistlab lab{' --quick' if lab.get('quick') else ''}` on {env['cpu']} "
            f"({env['cpu_count']} logical cores, torch {env['torch']} using {env['torch_threads']} threads"
            + (f", GPU: {', '.join(env['cuda_devices'])}" if env.get("cuda_devices") else ", no GPU") + ").", ""]
-    out += ["| run | epochs | first (cold) epoch | steady-state epoch, median (min\u2013max) | test accuracy | test time |",
+    out += ["| run | epochs | first epoch of each session | steady-state epoch, median (min\u2013max) | test accuracy | test time |",
             "|---|---:|---:|---:|---:|---:|"]
     for name in lab["runs"]:
         run = RunDir(lab_dir / name)
@@ -49,16 +50,20 @@ def figures(lab_dir: Path) -> str:
         out += ["", f"`mnistlab bench` ({s['warmup']} warm-up steps, then {s['repeats']} interleaved repeats of "
                     f"{s['steps']} steps per cell; load average {_load(load.get('start'))} at the start, "
                     f"{_load(load.get('end'))} at the end):", "",
-                "| cell | ms/step, median (min\u2013max) | samples/s | data share | utilisation of the measured peak | "
+                "| cell | ms/step, median (min\u2013max) | samples/s | data share | utilisation of the measured compute ceiling | "
                 "bound | stability |",
                 "|---|---:|---:|---:|---:|---|---|"]
         for c in bench.cells:
             ms = c.step
             out.append(f"| {c.key} | {ms.median * 1e3:.2f} ({ms.min * 1e3:.2f}\u2013{ms.max * 1e3:.2f}) | "
-                       f"{c.samples_per_s:,.0f} | {c.share('data'):.0%} | {c.utilisation:.1%} | {c.bound} | "
+                       f"{c.samples_per_s:,.0f} | {c.share('data'):.0%} | {c.utilisation:.1%} | {bound_label(c.bound)} | "
                        f"{'stable' if c.stability.stable else 'unstable'} |")
         out += [""] + [f"- {u.what}: {u.ratio.marked()}." for u in bench.speedups()]
         out += [f"- {w}" for w in bench.warnings()]
+        out += [f"- {ceilings_line(d, name, bench.ceilings.get(d), bench.peaks[d])}." for d, name in bench.devices.items()]
+    if lab.get("speedrun"):
+        sr = read_result(SpeedrunResult, lab_dir / lab["speedrun"])
+        out += ["", f"`mnistlab speedrun` in the same lab: {sr.line()}."]
     return "\n".join(out)
 
 

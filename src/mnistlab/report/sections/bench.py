@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, Cell
+from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, Cell, bound_label, ceilings_line
 from mnistlab.measure.timing import UNSTABLE_SPREAD
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
@@ -16,7 +16,7 @@ def _cell_row(c: Cell) -> list[str]:
             f"{c.step_median_s * 1e3:.3f}", f"{c.samples_per_s:,.0f}",
             f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-",
             *(f"{c.share(p):.0%}" for p in PHASES),
-            f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
+            f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", bound_label(c.bound),
             "stable" if c.stability.stable else "unstable"]
 
 
@@ -25,8 +25,8 @@ def write(doc: Document, inputs: Inputs) -> None:
     if bench is None:
         return
     doc.h2("Where the time goes (mnistlab bench; the evidence for Q6 and Q9)")
-    doc.p("Devices: " + "; ".join(f"{k}: {v}, measured float32 matmul peak {bench.peaks[k] / 1e9:,.1f} GFLOP/s"
-                                   for k, v in bench.devices.items()))
+    for k, v in bench.devices.items():  # measured ceilings beside the theoretical one (measure/ceilings.py)
+        doc.p(ceilings_line(k, v, bench.ceilings.get(k), bench.peaks[k]) + ".")
     loads = [f"{w} {v['load_avg_1m']:.2f}" for w, v in bench.load.items() if v and v.get("load_avg_1m") is not None]
     if loads:
         doc.p(f"Load average (1 min) during the bench: {', '.join(loads)}, on "
@@ -41,8 +41,14 @@ def write(doc: Document, inputs: Inputs) -> None:
           f"A cell is unstable when its repeats spread by more than {UNSTABLE_SPREAD:.0%} of their median, "
           f"when it had a single repeat, or when the machine was busy. * extrapolated to a full epoch. Phase "
           f"shares are of the sum of the phases, from a separate pass with a synchronisation at each phase "
-          f"boundary. Bound: input (data and copy take half the step or more), compute (at least "
-          f"{COMPUTE_BOUND_UTILISATION:.0%} of the measured matmul peak) or overhead (per-operation costs).")
+          f"boundary. Utilisation is of the measured compute ceiling, which a step that beats every probe raises "
+          f"to what it reached, so it never passes 100%. Bound: input where data and copy take half the step or "
+          f"more; else the largest of the step's floors (its FLOPs at the compute ceiling, its bytes at the "
+          f"measured bandwidth, its operations at the measured cost of a trivial one), or 'between' two of "
+          f"them when they are within the repeats' spread of each other"
+          + ("" if all(c.floors for c in bench.cells) else
+             f"; cells from a bench.json without counted floors use a fixed threshold instead "
+             f"({COMPUTE_BOUND_UTILISATION:.0%} of the ceiling: compute above, overhead below)") + ".")
     doc.bullets([f"{u.what}: {u.ratio.marked()}." for u in bench.speedups()])
     name = inputs.bench_dir.name if inputs.bench_dir else "bench"
     doc.image(plot_bench(bench, inputs.figs / f"{name}-bench.png"), "Share of each training step by phase")
