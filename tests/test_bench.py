@@ -32,7 +32,9 @@ def test_every_cell_is_measured(result):
         assert len(c.warmup_s) == 2 and all(t > 0 for t in c.warmup_s)  # reported apart from the steady state
         assert c.extrapolated and c.steps_per_epoch == 10 and c.epoch_s_median == pytest.approx(10 * c.step_median_s)
         assert c.epoch_s_min <= c.epoch_s_median <= c.epoch_s_max
-        assert c.peak_flops_per_s > 0 and 0 < c.utilisation
+        assert c.peak_flops_per_s > 0 and 0 < c.utilisation <= 1  # of a ceiling: never above 100% (issue 23)
+        assert c.floors is not None and c.train_step_ops > 0 and c.train_step_bytes > 0
+        assert c.bound == "input" or c.bound == c.floors.bound
         assert set(c.phases_s) == set(PHASES)
     assert result.cell("resident", "cpu", "mlp").train_step_flops == 64 * 454_400
     assert set(result.load) == {"start", "end"} and result.load["start"]["cpu_count"] >= 1

@@ -102,3 +102,17 @@ def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp
     eager, cl = result.cells
     assert eager.step_s and not eager.unavailable
     assert "x.flatten(1)" in cl.unavailable and "not measured" in capsys.readouterr().out
+
+
+def test_eager_and_channels_last_cells_are_judged_by_their_floors(tiny, tmp_path):
+    from mnistlab import cli
+    from mnistlab.core.schema import read_result
+    from mnistlab.measure.levers_bench import LeversResult
+
+    assert cli.main(["bench", "--implementations", "eager", "channels-last", "bf16-mixed", "--models", "cnn",
+                     "--dataset", "tiny", "--devices", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1",
+                     "--out", str(tmp_path / "out")]) == 0
+    eager, cl, bf16 = read_result(LeversResult, tmp_path / "out").cells
+    for c in (eager, cl):
+        assert c.floors is not None and c.bound == c.floors.bound and 0 < c.utilisation <= 1
+    assert bf16.floors is None and bf16.bound in ("compute", "overhead")  # its own ops are not counted

@@ -6,7 +6,8 @@ and the notebook's SGD. Each gets the one warm-up (training.levers.warm_up: its 
 and reported), then the repeats are interleaved (measure/timing.py: A B C A B C ...), so that a
 change in the machine's load hits every implementation alike; each speed-up is a Ratio of the
 paired repeats, and every cell is judged by the one stability rule.
-Utilisation is against the measured matmul peak of the dtype that the implementation computes in.
+Utilisation is against the measured compute ceiling (measure/ceilings.py) of the dtype that the
+implementation computes in, never above 100%; eager and channels-last cells are judged by their floors.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from mnistlab.core.schema import check_schema
 from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.measure.bench import LOAD_SCHEMA, bound
-from mnistlab.measure.ceilings import measure_ceilings
-from mnistlab.measure.profiling import profile_model
+from mnistlab.core.words import percent
+from mnistlab.measure.bench import LOAD_SCHEMA, bound, bound_label
+from mnistlab.measure.ceilings import Floors, count_step, measure_ceilings
 from mnistlab.measure.table import text_table
 from mnistlab.measure.timing import Load, Ratio, TimedSteps, interleave, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
@@ -52,7 +53,11 @@ assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
 LEVER_CELL_SCHEMA = {"model": "text", "device": "text", "implementation": "text", "levers": "text",
                      "compute_dtype": "text", "batch_size": "int", "steps_timed": "int", "warmup_s": "number",
                      "step_s": ["positive"], "train_step_flops": "int", "peak_flops_per_s": "number",
-                     "unavailable": "text?"}
+                     "unavailable": "text?", "train_step_bytes?": "int", "train_step_ops?": "int",
+                     "bandwidth_bytes_per_s?": "number", "op_cost_s?": "number"}
+# the lever sets whose step dispatches the eager fp32 step's operations on the same bytes (channels-last
+# changes only the layout): their floors come from the eager count; the others keep the threshold
+FLOORS_COUNTED = ("eager", "channels-last")
 LEVERS_SCHEMA = {"settings": {"batch_size": "int", "steps": "int", "repeats": "int", "warmup": "int"},
                  "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "positive"}}, "load?": LOAD_SCHEMA,
                  "cells": [LEVER_CELL_SCHEMA]}
@@ -72,9 +77,13 @@ class ImplCell(TimedSteps):
     train_step_flops: int = 0
     peak_flops_per_s: float = 0.0  # of compute_dtype
     unavailable: str | None = None  # the one-line reason a lever does not exist here
+    train_step_bytes: int = 0  # the eager step's, for FLOORS_COUNTED lever sets (0: not counted)
+    train_step_ops: int = 0
+    bandwidth_bytes_per_s: float = 0.0
+    op_cost_s: float = 0.0
     load: Load = field(default_factory=dict, repr=False)  # the run's load snapshots (not per cell in the file)
 
-    FIELDS: ClassVar[tuple[str, ...]] = tuple(LEVER_CELL_SCHEMA)
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(k.rstrip("?") for k in LEVER_CELL_SCHEMA)
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -93,9 +102,18 @@ class ImplCell(TimedSteps):
         return self.achieved_flops_per_s / ceiling if ceiling > 0 else 0.0
 
     @property
+    def floors(self) -> Floors | None:
+        if not (self.train_step_ops and self.bandwidth_bytes_per_s and self.op_cost_s and self.step_s):
+            return None
+        return Floors(self.train_step_flops / max(self.peak_flops_per_s, self.achieved_flops_per_s),
+                      self.train_step_bytes / self.bandwidth_bytes_per_s, self.train_step_ops * self.op_cost_s,
+                      self.step_median_s, self.step.rel_range)
+
+    @property
     def bound(self) -> str:
-        """On resident data the input is not what limits a step: compute or overhead (bench.bound)."""
-        return bound(self.utilisation)
+        """On resident data the input is not what limits a step: its floors' verdict where they were
+        counted (FLOORS_COUNTED), else the threshold on the utilisation (bench.bound)."""
+        return bound(self.utilisation, 0.0, self.floors)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
@@ -144,7 +162,7 @@ class LeversResult:
         are recomputed from the measurements."""
         check_schema(data, LEVERS_SCHEMA, where)
         load = data.get("load") or {}
-        cells = [ImplCell(**{k: c.get(k) for k in ImplCell.FIELDS}, load=load) for c in data["cells"]]
+        cells = [ImplCell(**{k: c[k] for k in ImplCell.FIELDS if k in c}, load=load) for c in data["cells"]]
         return cls(cells, {d: dict(p) for d, p in data["peaks_flops_per_s"].items()}, dict(data["devices"]),
                    dict(data["settings"]), dict(load))
 
@@ -160,8 +178,11 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")
     load_start = load_snapshot()
-    cells, peaks, names = [], {}, {}
-    flops = {m: profile_model(m, batch_size, spec.shape).train_step_flops for m in models}
+    cells, peaks, names, ceilings = [], {}, {}, {}
+    counts = {}
+    for m in models:  # FLOPs, bytes and operations of the eager fp32 step, per model
+        with blame_model(m, "while its training step was counted"):
+            counts[m] = count_step(m, spec.shape, batch_size)
     for dev in (resolve_device(d) for d in devices):
         names[dev.type] = device_name(dev)
         loader = DeviceLoader(split, spec.mean, spec.std, batch_size, dev, shuffle=True, seed=0)
@@ -171,7 +192,7 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
             for impl in implementations:
                 levers = IMPLEMENTATION_LEVERS[impl]
                 cell = ImplCell(model_name, dev.type, impl, levers.describe(), _dtype_name(levers.compute_dtype),
-                                batch_size, steps, 0.0, train_step_flops=flops[model_name])
+                                batch_size, steps, 0.0, train_step_flops=counts[model_name].flops)
                 cells.append(cell)
                 try:
                     levers.check(dev)
@@ -181,10 +202,15 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                     continue
                 dtype = _dtype_name(levers.compute_dtype)
                 if dtype not in peaks.setdefault(dev.type, {}):
-                    peaks[dev.type][dtype] = measure_ceilings(dev, levers.compute_dtype).compute_flops_per_s
-                    log(f"{dev.type}: {names[dev.type]}, measured {dtype} matmul peak "
-                        f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s")
+                    ceilings[dev.type, dtype] = measure_ceilings(dev, levers.compute_dtype)
+                    peaks[dev.type][dtype] = ceilings[dev.type, dtype].compute_flops_per_s
+                    log(f"{dev.type}: {names[dev.type]}, measured {dtype} compute ceiling "
+                        f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s ({ceilings[dev.type, dtype].best_shape})")
                 cell.peak_flops_per_s = peaks[dev.type][dtype]
+                if impl in FLOORS_COUNTED:
+                    c = ceilings[dev.type, dtype]
+                    cell.train_step_bytes, cell.train_step_ops = counts[model_name].bytes, counts[model_name].ops
+                    cell.bandwidth_bytes_per_s, cell.op_cost_s = c.bandwidth_bytes_per_s, c.op_cost_s
                 torch.manual_seed(0)
                 try:  # a lever this model cannot take (channels-last with .view()) leaves the other cells measured
                     model = prepare_model(create_model(model_name, spec.shape), levers, dev,
@@ -232,14 +258,14 @@ def observations(result: LeversResult) -> list[str]:
         unstable = "" if c.stability.stable else f" [{c.stability.reason}]"
         if c.implementation == "eager" or base is None or r is None:
             out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
-                       f"{c.utilisation:.0%} of the measured {c.compute_dtype} matmul peak ({c.bound}-bound)"
+                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling ({bound_label(c.bound)})"
                        f"{unstable}.")
             continue
         faster = r.median >= 1
         why = []
         if c.compute_dtype != "float32":
             gain = c.peak_flops_per_s / base.peak_flops_per_s
-            why.append(f"its matmul peak in {c.compute_dtype} is {gain:.1f}x float32's and it reaches "
+            why.append(f"its compute ceiling in {c.compute_dtype} is {gain:.1f}x float32's and it reaches "
                        f"{c.utilisation:.0%} of it (eager fp32: {base.utilisation:.0%} of float32's)")
         if "channels-last" in c.implementation:
             why.append("channels-last lets the convolutions skip the layout reorders around oneDNN/cuDNN kernels"
@@ -270,13 +296,13 @@ def format_table(result: LeversResult) -> str:
     lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
                          "warm-up s", "stability"], rows, left=2)]
     lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
-                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured matmul peak of the dtype the "
+                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling of the dtype the "
                  "step computes in; stability: measure/timing.py's one rule")
     return "\n".join(lines)
 
 
 def write_levers_bench(result: LeversResult, out_dir) -> str:
-    peaks = [f"{d}: {result.devices[d]}, measured matmul peaks: "
+    peaks = [f"{d}: {result.devices[d]}, measured compute ceilings: "
              + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in p.items()) for d, p in result.peaks.items()]
     text = "\n".join([*peaks, format_table(result), "", *observations(result)])
     write_json(out_dir / LeversResult.FILE, result.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mnistlab.measure.bench import bound_label
 from mnistlab.measure.levers_bench import LeversResult, observations
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
@@ -22,7 +23,7 @@ def levers_section(doc: Document, levers: LeversResult) -> None:
         rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
                      f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}",
                      "baseline" if c.implementation == "eager" else r.words() if r else "-",
-                     f"{c.utilisation:.0%} of {c.compute_dtype} ({c.bound}-bound)",
+                     f"{c.utilisation:.0%} of {c.compute_dtype} ({bound_label(c.bound)})",
                      "stable" if c.stability.stable else "unstable"])
     doc.table(["device/model", "implementation", "ms/step (median)", "range", "vs eager fp32", "utilisation",
                "stability"], rows)
