@@ -176,24 +176,33 @@ def _check_devices(devices: Sequence[str]) -> None:
         resolve_device(d)  # fail before any work on a device that is not there
 
 
+def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tuple[str, Sequence[str]],
+                  dataset_name: str, data_dir: str | None, subset: int | None, log: Log) -> tuple[DatasetSpec, Any, list[str]]:
+    """What a bench checks before any work (distinct names, models that build, devices that exist), then
+    its data: the spec, the training split it times on, and the devices."""
+    from mnistlab.core.device import available_devices
+
+    spec = get_dataset(dataset_name)
+    devices = list(devices or available_devices())
+    for option, values in (("--models", models), ("--devices", devices), axis):
+        _distinct(option, list(values))
+    _check_models(models, spec)
+    _check_devices(devices)
+    spec, root = dataset(dataset_name, data_dir, log=log)
+    return spec, _train_split(spec, root, subset), devices
+
+
 def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = None, pipelines: Sequence[str],
                     batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
                     data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
                     subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
     """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
     folder; returns the result, the folder and the text."""
-    from mnistlab.core.device import available_devices
     from mnistlab.measure.bench import run_bench, write_bench
     from mnistlab.report.plots import plot_bench
 
-    spec = get_dataset(dataset_name)
-    devices = list(devices or available_devices())
-    for option, values in (("--models", models), ("--devices", devices), ("--pipelines", pipelines)):
-        _distinct(option, list(values))
-    _check_models(models, spec)
-    _check_devices(devices)
-    spec, root = dataset(dataset_name, data_dir, log=log)
-    split = _train_split(spec, root, subset)
+    spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
+                                         log)
     with job_folder(out, under, "bench", "bench") as folder:
         result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
                            batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
@@ -206,17 +215,10 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
                  batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
                  data_dir: str | None = None, out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
     """The speed levers side by side on resident data (measure.levers_bench): levers.json and levers.txt."""
-    from mnistlab.core.device import available_devices
     from mnistlab.measure.levers_bench import run_levers_bench, write_levers_bench
 
-    spec = get_dataset(dataset_name)
-    devices = list(devices or available_devices())
-    for option, values in (("--models", models), ("--devices", devices), ("--implementations", implementations)):
-        _distinct(option, list(values))
-    _check_models(models, spec)
-    _check_devices(devices)
-    spec, root = dataset(dataset_name, data_dir, log=log)
-    split = _train_split(spec, root)
+    spec, split, devices = _bench_inputs(models, devices, ("--implementations", implementations), dataset_name,
+                                         data_dir, None, log)
     with job_folder(out, RUNS_DIR, "bench", "bench --implementations") as folder:
         result = run_levers_bench(split, spec, models=list(models), devices=devices,
                                   implementations=list(implementations), batch_size=batch_size,
