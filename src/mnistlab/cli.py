@@ -20,7 +20,12 @@ SPECS = "package.module:factory, path/to/file.py:Name"
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr, with the same prefix as every other error
-    (`mnistlab: error:`), and exit code 2."""
+    (`mnistlab: error:`), and exit code 2; and no abbreviations: `--epoch 1` is a typo to say, not a
+    prefix of `--epochs` to guess."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")

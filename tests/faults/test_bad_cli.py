@@ -128,3 +128,9 @@ def test_every_size_a_user_can_ask_for_is_capped(tiny, capsys, reliability, argv
     code, err = exit_code_and_err(argv, capsys)
     assert code == 2 and err.count("\n") == 1 and words in err, err
     reliability.record("Resource bounds", f"`{' '.join(argv[:1] + argv[-2:])}`", "clear error at once")
+
+
+def test_an_abbreviated_option_is_a_typo_not_a_guess(tiny, capsys, reliability):
+    code, err = exit_code_and_err(["train", "--dataset", "tiny", "--epoch", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--epoch" in err, err
+    reliability.record("Command line", "`train --epoch 1` (a prefix of --epochs)", "clear error, never guessed")

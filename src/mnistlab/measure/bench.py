@@ -505,8 +505,10 @@ def format_table(result: BenchResult) -> str:
                  f"above {UNSTABLE_SPREAD:.0%} (or 1 repeat, or a busy machine) is unstable; 1st step: the first "
                  f"warm-up step; phase columns: share of the sum of the phases in a separate instrumented pass (a "
                  f"synchronisation at each phase boundary); timer ovh: what that pass's outer timer saw beyond the "
-                 f"phases, as a share of its step; bound: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the "
-                 f"step), compute (>= {COMPUTE_BOUND_UTILISATION:.0%} of the measured peak) or overhead")
+                 f"phases, as a share of its step; util: of the measured compute ceiling (never above 100%); "
+                 f"bound: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the step), else the largest of the "
+                 f"step's floors (FLOPs at the ceiling, bytes at the bandwidth, operations at the cost of one), or "
+                 f"'between' two within the spread")
     return "\n".join(lines)
 
 
