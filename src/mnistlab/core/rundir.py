@@ -221,8 +221,11 @@ class RunDir:
 
     def _summary_rows(self) -> list[tuple[str, object]]:
         cfg, metrics, test = self.config(), self.metrics(), self.test()
-        rows: list[tuple[str, object]] = [("model", cfg.get("model")), ("dataset", cfg.get("dataset")),
-                                          ("device", cfg.get("device")), ("state", self.status().get("state", "-"))]
+        ran_on = self.env().get("device")  # what `auto` resolved to, once training started
+        subset = f" (its first {cfg['subset']:,} samples)" if isinstance(cfg.get("subset"), int) else ""
+        rows: list[tuple[str, object]] = [("model", cfg.get("model")), ("dataset", f"{cfg.get('dataset')}{subset}"),
+                                          ("device", ran_on or cfg.get("device")),
+                                          ("state", self.status().get("state", "-"))]
         if metrics:
             last = metrics[-1]
             rows += [("epochs", f"{int(last['epoch'])} of {cfg.get('epochs')}"),
