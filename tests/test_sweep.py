@@ -174,3 +174,10 @@ def test_a_malformed_trials_table_is_one_line(env, capsys, table):
     assert main(_tiny_sweep(tmp, "A")) == 0
     (tmp / "A" / "trials.json").write_text(json.dumps(table))
     assert "trials.json: malformed" in one_line_error(capsys, ["report", str(tmp / "A")])
+
+
+def test_the_tables_show_a_short_trial_and_a_drawn_value_readably():
+    from mnistlab.measure.sweep import fmt_param, fmt_seconds
+
+    assert fmt_seconds(0.0086) == "0.0086" and fmt_seconds(0.031) == "0.031" and fmt_seconds(12.34) == "12.3"
+    assert fmt_param(0.049002967486136806) == "0.049" and fmt_param(64) == "64" and fmt_param(None) == "-"

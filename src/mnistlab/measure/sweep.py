@@ -496,10 +496,10 @@ def format_results(record: dict[str, Any], rows: list[TrialRow]) -> str:
     head = ["trial", *names, "best val loss", "best val acc", "epochs", "time s", "state"]
     table = [head]
     for r in rows:
-        table.append([str(r.number), *(_fmt(r.params.get(n)) for n in names),
+        table.append([str(r.number), *(fmt_param(r.params.get(n)) for n in names),
                       "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
                       "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
-                      str(r.epochs), f"{r.seconds:.1f}", r.state])
+                      str(r.epochs), fmt_seconds(r.seconds), r.state])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
     best = best_trial(record, rows)
@@ -507,7 +507,13 @@ def format_results(record: dict[str, Any], rows: list[TrialRow]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v: Any) -> str:
+def fmt_param(v: Any) -> str:
+    """A parameter's value as a table shows it: 4 significant digits for a number drawn from a range."""
     if v is None:
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def fmt_seconds(s: float) -> str:
+    """A trial's time: 0.031 s, not a 0.0 that a sub-second trial is not."""
+    return f"{s:.2g}" if s < 1 else f"{s:.1f}"

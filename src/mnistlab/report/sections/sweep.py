@@ -7,7 +7,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from mnistlab.measure.sweep import TRIALS_FILE, TrialRow, best_trial
+from mnistlab.measure.sweep import TRIALS_FILE, TrialRow, best_trial, fmt_param, fmt_seconds
 from mnistlab.report import plots
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
@@ -53,10 +53,10 @@ def write(doc: Document, inputs: Inputs) -> None:
           f"(this table: the study as this folder's worker last saw it, {TRIALS_FILE}).")
     names = list(dict.fromkeys(k for r in rows for k in r.params))
     doc.table(["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
-              [[r.number, *(r.params.get(n, "-") for n in names),
+              [[r.number, *(fmt_param(r.params.get(n)) for n in names),
                 "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
                 "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
-                r.epochs, f"{r.seconds:.1f}", r.state, Path(r.run_dir).name if r.run_dir else "-"] for r in rows])
+                r.epochs, fmt_seconds(r.seconds), r.state, Path(r.run_dir).name if r.run_dir else "-"] for r in rows])
     best = best_trial(record, rows)
     doc.p(f"Best trial: {best.number}, run directory {best.run_dir}." if best else "No trial has completed yet.")
     if rows:
