@@ -296,7 +296,17 @@ def test_special_files_are_refused(copy, tmp_path, reliability, kind):
 
 
 BAD_VALUES = {"epoch": ["nan", "2.5", "0"], "session": ["nan"], "train_loss": ["inf", "-inf", "nan", "1e308"],
-              "val_accuracy": ["1.5"], "train_seconds": ["-1"], "steps": ["-inf"]}
+              "val_accuracy": ["1.5"], "train_seconds": ["-1"], "steps": ["-inf"],
+              # the optional columns later versions added (load, warm-up, threads) are checked the same way
+              "load_1m": ["nan"], "cpu_count": ["0"], "warmup_s": ["inf"], "threads": ["-5"]}
+
+
+def test_every_column_a_run_writes_has_its_range():
+    """A new metrics.csv or steps.csv column cannot reach a reader unchecked (load_1m, threads, warmup_s
+    and cpu_count once did: a report printed 'a inf s cold start')."""
+    from mnistlab.core.rundir import METRIC_RANGES, STEP_FIELDS, STEP_RANGES
+
+    assert set(METRIC_RANGES) == set(METRIC_FIELDS) and set(STEP_RANGES) == set(STEP_FIELDS)
 
 
 @pytest.mark.parametrize("column", list(BAD_VALUES))

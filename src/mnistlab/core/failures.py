@@ -60,17 +60,15 @@ def outcome(e: BaseException, *, device: object | None = None, batch_size: int |
 
 
 def is_builtin_model(spec: str) -> bool:
-    from mnistlab.core.defaults import BUILTIN_MODELS
-
-    return spec in BUILTIN_MODELS
+    """A registry name (mlp, cnn, speednet): a user's own model is always `where:Name`."""
+    return ":" not in spec
 
 
 def as_model_error(e: BaseException, spec: str, doing: str) -> ModelError | None:
-    """A user's model's own failure as one line naming the model; None for what has a meaning of its
-    own (a signal, mnistlab's errors, the device or memory) and for a built-in model (a bug of ours)."""
-    if not isinstance(e, Exception) or isinstance(e, (MnistlabError, MemoryError)) or is_builtin_model(spec):
-        return None
-    if _device_line(e, None, None) is not None:
+    """A user's model's own failure as one line naming the model; None for a built-in model (a bug of
+    ours) and for whatever already has its own line (a signal, mnistlab's errors, the device, memory,
+    a file, a lost data-parallel peer): the mapping above is asked, not repeated."""
+    if not isinstance(e, Exception) or is_builtin_model(spec) or outcome(e).line is not None:
         return None
     return ModelError(f"model {spec} failed {doing}: {first_line(e)}")
 

@@ -162,7 +162,9 @@ _COUNT, _NUMBER = Range(0, 2**53, whole=True), Range(0, _LARGE)
 _EPOCH = Range(1, MAX_EPOCHS, whole=True)
 METRIC_RANGES = {"epoch": _EPOCH, "train_loss": _NUMBER, "val_loss": _NUMBER, "val_accuracy": Range(0, 1),
                  "train_seconds": _NUMBER, "val_seconds": _NUMBER, "epoch_seconds": _NUMBER,
-                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH}
+                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH,
+                 "load_1m": _NUMBER, "cpu_count": Range(1, 2**20, whole=True), "warmup_s": _NUMBER,
+                 "threads": Range(1, 2**20, whole=True)}
 STEP_RANGES = {"step": _COUNT, "epoch": _EPOCH, "train_loss": _NUMBER}
 
 

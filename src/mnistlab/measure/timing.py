@@ -131,6 +131,7 @@ class TimedSteps:
     def stability(self) -> Stability:
         return stability(self.step_s, self.load)
 
+
 @dataclass(frozen=True)
 class Ratio:
     """slow / fast from paired repeats: repeat i of both ran next to each other (interleaved), so a
