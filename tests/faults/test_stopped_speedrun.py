@@ -25,5 +25,9 @@ def test_sigterm_during_a_speedrun_keeps_the_finished_seeds(tiny_env, reliabilit
     assert 1 <= len(kept["runs"]) < 50 and kept["seeds_planned"] == 50
     assert json.loads((out / "status.json").read_text())["state"] == "terminated"
     assert f"of 50 seeds; {record} holds them" in err and err.strip().splitlines()[-1] == "mnistlab: terminated"
+    from mnistlab.report.builder import build_report
+
+    md, _ = build_report([out], tiny_env["tmp"] / "rep")
+    assert f"of the 50 asked for finished: the speedrun was stopped" in md.read_text()
     reliability.record("Stopped with SIGTERM", "during `speedrun --seeds 50`, after the first seed",
                        "exit 143 with a line; speedrun.json holds every finished seed; status terminated", trials=1)

@@ -14,6 +14,9 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     doc.p(f"Recipe: {r.model}, Adam with a one-cycle schedule (max lr {r.max_lr}), batch {r.batch_size}, "
           f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images; levers: {result.levers.describe()}; "
           f"on {result.device_name}. Timed: {TIMED}.")
+    if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
+        doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
+              f"speedrun was stopped (or is still running), and every figure below is over the finished seeds.")
     doc.table(["seeds", "accuracy mean ± std", f"reached {result.target:g}%", "time median", "time range",
                "data to device (once)", "warm-up per seed (median)", "stability"],
               [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
