@@ -28,6 +28,6 @@ def test_sigterm_during_a_speedrun_keeps_the_finished_seeds(tiny_env, reliabilit
     from mnistlab.report.builder import build_report
 
     md, _ = build_report([out], tiny_env["tmp"] / "rep")
-    assert f"of the 50 asked for finished: the speedrun was stopped" in md.read_text()
+    assert "of the 50 asked for finished: the speedrun was stopped" in md.read_text()
     reliability.record("Stopped with SIGTERM", "during `speedrun --seeds 50`, after the first seed",
                        "exit 143 with a line; speedrun.json holds every finished seed; status terminated", trials=1)
