@@ -3,13 +3,15 @@
 Side by side, on a quiet machine and beside 1 and 2 busy processes (`yes > /dev/null`): training
 steps of each model (training.levers.make_step, eager fp32, batch 64, resident inputs of the
 dataset's shape) in one worker process per configuration:
-  default: what mnistlab does (OMP_WAIT_POLICY=PASSIVE set before torch loads, threads chosen by
-           core.threads at the start and again before every timed chunk, as the trainer does per epoch);
-  N threads: torch.set_num_threads(N) with torch's own OpenMP settings (today's behaviour for N = the cores).
+  default: what mnistlab does (threads chosen by core.threads at the start and again before every
+           timed chunk, as the trainer does per epoch);
+  N threads: torch.set_num_threads(N) (torch's own choice, the behaviour before issue 20, for N = the cores).
+  --passive adds a worker with the usable CPUs' threads and OMP_WAIT_POLICY=PASSIVE (tried as the
+  default, then dropped: docs/benchmarks.md).
 The repeats are interleaved across configurations (measure/timing.py). Printed per condition and model:
 each configuration's ms per step (median, range) and epoch time, then default / the better of 1 and 2
 threads as a ratio with its range, against the floor (1.2x beside busy processes; on a quiet machine
-default / today's torch default, within the noise). The machine is whatever runs this: other users'
+default / torch's own choice, within the noise). The machine is whatever runs this: other users'
 processes show in the load printed beside each condition.
 
     python benchmarks/threads_under_load.py [--models mlp cnn] [--repeats 3] [--busy 0 1 2]
@@ -29,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = 1.2  # default / the better of 1 and 2 threads, beside busy processes
 STEPS = {"mlp": 200, "cnn": 20}  # per timed chunk: ~0.1-1 s on a quiet 2-core machine
-EPOCH_STEPS = 750  # an epoch of the 48,000 training images at batch 64
+EPOCH_STEPS = 750
+SETTLE_S = 0.05  # an epoch of the 48,000 training images at batch 64
 
 
 def worker(config: str, dataset: str) -> None:
@@ -37,7 +40,6 @@ def worker(config: str, dataset: str) -> None:
     if config == "default":
         from mnistlab.core import threads
 
-        threads.prepare_openmp()  # before torch loads OpenMP, as the command line does
         threads.apply()
     import torch
 
@@ -50,7 +52,7 @@ def worker(config: str, dataset: str) -> None:
     from mnistlab.training.models import create_model
 
     if config != "default":
-        torch.set_num_threads(int(config))
+        torch.set_num_threads(int(config.removesuffix("p")))
     shape, cpu, steps_of = get_dataset(dataset).shape, resolve_device("cpu"), {}
     for line in sys.stdin:
         model_name, n = line.split()
@@ -70,12 +72,17 @@ def worker(config: str, dataset: str) -> None:
 class Worker:
     def __init__(self, config: str, dataset: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+        if config.endswith("p"):  # "2p": 2 threads that sleep, not spin, while they wait
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
         self.config = config
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", config, "--dataset", dataset],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def time(self, model: str, steps: int) -> dict:
+        # the worker timed just before may still spin (OpenMP's default wait): this benchmark's own
+        # idle workers must not count as load, so they are given time to go to sleep first
+        time.sleep(SETTLE_S)
         self.proc.stdin.write(f"{model} {steps}\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -123,7 +130,9 @@ def measure(workers: list[Worker], models: list[str], busy: int, repeats: int, s
 
 
 def _threads(n: str) -> str:
-    return f"{n} thread{'s' * (n != '1')}"
+    passive = n.endswith("p")
+    n = n.removesuffix("p")
+    return f"{n} thread{'s' * (n != '1')}" + (" passive" if passive else "")
 
 
 def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, float | None]:
@@ -135,7 +144,7 @@ def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, 
     for cfg, t in times.items():
         s = Spread.of(t)
         label = "default" if cfg == "default" else _threads(cfg)
-        lines.append(f"    {label:<10} {s.median * 1e3:8.2f} ms/step ({s.min * 1e3:.2f}-{s.max * 1e3:.2f}), "
+        lines.append(f"    {label:<17} {s.median * 1e3:8.2f} ms/step ({s.min * 1e3:.2f}-{s.max * 1e3:.2f}), "
                      f"epoch ~{s.median * EPOCH_STEPS:.2f} s")
     picked = sorted({c["threads"] for c in data["choices"]})
     why = data["choices"][-1].get("reason", "") if data["choices"] else ""
@@ -152,7 +161,7 @@ def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, 
     if busy == 0 and today in times:
         t = Ratio.paired(times["default"], times[today])
         ts, tst = t.spread, stability(t.ratios, judged_load)
-        lines.append(f"    default / today's ({today} threads, spin-wait): {ts.median:.2f} ({ts.min:.2f}-{ts.max:.2f})"
+        lines.append(f"    default / torch's own ({today} threads): {ts.median:.2f} ({ts.min:.2f}-{ts.max:.2f})"
                      + ("" if tst.stable else f" [{tst.reason}]"))
     return "\n".join(lines), r.median if busy else None
 
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, help="steps per timed chunk (default: mlp 200, cnn 20)")
     p.add_argument("--dataset", default="mnist")
+    p.add_argument("--passive", action="store_true", help="also time the usable CPUs' threads with OMP_WAIT_POLICY=PASSIVE")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnistlab.core.threads import usable_cpus
 
     cores = usable_cpus()
-    configs = ["default", *sorted({"1", "2", str(cores)}, key=int)]
+    configs = ["default", *sorted({"1", "2", str(cores)}, key=int)] + ([f"{cores}p"] if args.passive else [])
     steps = {m: args.steps or STEPS.get(m, 20) for m in args.models}
     print(f"machine: {cpu_name()}, {cores} usable CPUs (shared: other users' load shows below); "
           f"{args.repeats} interleaved repeats; steps per chunk: {steps}")

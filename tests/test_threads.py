@@ -92,3 +92,20 @@ def test_deterministic_pins_one_count_whatever_the_load(tiny, tmp_path, restore_
                 run_dir=tmp_path / "r", log=lambda m: None, progress=False, tensorboard=False)
     assert len({r["threads"] for r in run.metrics()}) == 1
     assert th.current().source == "--deterministic"
+
+
+@pytest.mark.parametrize("policy", [None, "ACTIVE"])
+def test_the_command_line_leaves_openmps_wait_policy_alone(policy):
+    """PASSIVE made a quiet machine's MLP step 5x slower (docs/benchmarks.md): the policy is the user's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    code = ("import os, sys\nfrom mnistlab.cli import main\nmain(['env'])\n"
+            "import torch\nprint('policy', os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert f"policy {policy}" in out
+    assert ("its default (spin a while, then sleep)" if policy is None else f"OpenMP wait policy {policy}") in out

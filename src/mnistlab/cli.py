@@ -537,7 +537,6 @@ def _run(argv: Sequence[str] | None) -> int:
     from mnistlab.core import threads
 
     _paths_print_as_bytes()
-    threads.prepare_openmp()  # before anything loads torch: OpenMP reads its wait policy once
     answer = sys.stdout
     try:
         args = build_parser().parse_args(argv)

@@ -72,7 +72,7 @@ def format_environment(env: dict[str, Any]) -> str:
         f"torch {env['torch']} (CUDA build: {env['cuda_version'] or 'none'}), numpy {env['numpy']}, "
         f"python {env['python']}, mnistlab {env['mnistlab']}",
         f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} thread{'s' * (env['torch_threads'] != 1)}: "
-        f"{env['threads']['reason']}; OpenMP wait policy {env['threads']['wait_policy'] or 'default (spin)'})",
+        f"{env['threads']['reason']}; OpenMP wait policy {env['threads']['wait_policy'] or 'its default (spin a while, then sleep)'})",
         f"CUDA available: {env['cuda_available']}" + (f" ({', '.join(env['cuda_devices'])})" if env["cuda_devices"] else ""),
         f"MPS available: {env['mps_available']}",
     ]

@@ -1,15 +1,17 @@
 """How many threads torch computes with: chosen for the machine as it is now, not as it was built.
 
-torch takes every core by default, and OpenMP's default wait spins: each thread burns a core while
-it waits for the others. Beside one busy process on 2 cores, an MLP step took 20-100x longer with 2
-threads than with 1 (issue 20). So mnistlab (1) asks OpenMP to sleep while waiting
-(OMP_WAIT_POLICY=PASSIVE, read once when torch loads OpenMP: the command line sets it before torch
-is imported) and (2) gives torch the CPUs this process may use (its affinity) less those the other
-runnable processes hold now, at the start of each command and at each training epoch. Under
-torchrun the workers on a machine share its CPUs out. `--threads N`, or OMP_NUM_THREADS outside
+torch takes every core by default. On 2 cores beside one busy process, 2 threads that must meet at
+every operation's barrier lose far more than half their speed (an MLP step 20-100x slower than with
+1 thread, issue 20). So mnistlab gives torch the CPUs this process may use (its affinity) less those
+the other runnable processes hold now, at the start of each command and at each training epoch.
+Under torchrun the workers on a machine share its CPUs out. `--threads N`, or OMP_NUM_THREADS outside
 torchrun (which sets it to 1 itself), pins the count.
 
-No torch import at module level: `prepare_openmp` must run before torch is loaded.
+OpenMP's wait policy is left as the user has it (default: spin a while, then sleep). Setting it to
+PASSIVE was tried and measured (docs/benchmarks.md): beside a busy process it helped 2 threads by
+about 1.2x, but on a quiet machine it made an MLP step 5x and the speedrun 2x slower, because
+every small operation then pays a thread's wake-up; with the count chosen from the load, a busy
+machine gets 1 thread, which never waits at a barrier.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-WAIT_POLICY = "PASSIVE"
-
 
 @dataclass(frozen=True)
 class ThreadChoice:
@@ -83,7 +82,7 @@ def _own_running() -> int:
     return n
 
 
-def others_runnable(samples: int = 5, gap_s: float = 0.001) -> float | None:
+def others_runnable(samples: int = 5, gap_s: float = 0.002) -> float | None:
     """Runnable tasks now that are not this process's (median of a few samples of /proc/stat's
     procs_running, a queue length unlike the load average, which lags by a minute). None: no /proc."""
     seen = []
@@ -116,14 +115,6 @@ def _pinned_by_env() -> int | None:
     return v if v >= 1 else None
 
 
-def prepare_openmp() -> None:
-    """Ask OpenMP to sleep, not spin, while waiting, unless the user chose a policy. Only before torch
-    loads OpenMP (it reads the variable once): afterwards the environment is left as it is, so that
-    what it says is what OpenMP read."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
-
-
 _pinned: int | None = None  # --threads, or --deterministic's count
 _pin_source = "--threads"
 _current: ThreadChoice | None = None
@@ -145,7 +136,7 @@ def pin_for_repeatability() -> ThreadChoice:
     return refresh()
 
 
-def refresh(samples: int = 3) -> ThreadChoice:
+def refresh(samples: int = 5) -> ThreadChoice:
     """Choose again for the load now (a training epoch's start); a pinned count stays."""
     import torch
 
@@ -180,7 +171,7 @@ def current() -> ThreadChoice:
 
 
 def _policy_now() -> str | None:
-    """What torch's OpenMP read, as mnistlab sets it only before torch loads (None: its default, spin)."""
+    """OMP_WAIT_POLICY as the user set it (mnistlab leaves it alone); None: OpenMP's default."""
     return os.environ.get("OMP_WAIT_POLICY") or None
 
 
