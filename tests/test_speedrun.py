@@ -256,6 +256,12 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx([run / s.seconds / 1e9
                                                                                for s in result.seeds])
     assert f"{run / 1e9:,.2f} GFLOP per run" in result.line()
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    doc = Document("t")
+    speedrun_section(doc, result)
+    assert "at batch 300, the short last batch of 40 counted at its size" in doc.to_markdown(Path("."))
 
 
 def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch, tmp_path):

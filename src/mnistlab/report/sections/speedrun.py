@@ -56,9 +56,11 @@ def _floor_paragraph(result: SpeedrunResult) -> str:
     f, s = result.flops, result.summary()
     if f is None:
         return f"Arithmetic: FLOPs {result.why_not('flops')}, so no floor and no utilisation."
+    rest = result.train_samples % result.recipe.batch_size
     words = (f"Arithmetic: {f.run / 1e9:,.2f} GFLOP per run ({f.train / 1e9:,.2f} in the training steps, "
-             f"{f.step / 1e6:,.1f} MFLOP a step at batch {result.recipe.batch_size}, a short last batch at its "
-             f"size; {f.eval / 1e9:,.2f} in the forward passes over the {result.test_samples:,} test images), "
+             f"{f.step / 1e6:,.1f} MFLOP a step at batch {result.recipe.batch_size}"
+             + (f", the short last batch of {rest} counted at its size" if rest else "")
+             + f"; {f.eval / 1e9:,.2f} in the forward passes over the {result.test_samples:,} test images), "
              f"counted by {COUNTED}.")
     if result.ceiling is None or result.floor_s is None:
         return f"{words} The ceiling was {result.why_not('ceiling')}, so no floor and no utilisation."
