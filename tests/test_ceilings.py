@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistlab.measure.ceilings import Ceilings, Floors, StepCost, Theoretical, measure_ceilings, step_cost
+from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_forward, count_step,
+                                       measure_ceilings, step_cost)
 from mnistlab.measure.profiling import profile_model
 from mnistlab.training.models import create_model
 
@@ -48,3 +49,18 @@ def test_a_training_step_is_counted_whole(name):
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     assert cost.bytes > 3 * params  # weights read forward and backward, gradients written, SGD reads both
     assert 10 < cost.ops < 1000
+
+
+def test_a_step_is_counted_with_the_optimizer_given_and_a_forward_pass_alone():
+    """mlp (784-128-64-10): a forward pass is 2*in*out FLOPs an image per layer; a training step adds the
+    weights' gradients and the inputs' (not the image's). Adam's update has no counted FLOPs, as SGD's."""
+    from mnistlab.data.datasets import DataShape
+
+    shape = DataShape((1, 28, 28), 10)
+    layers = [(784, 128), (128, 64), (64, 10)]
+    forward = sum(2 * i * o for i, o in layers)
+    assert count_forward("mlp", shape, 7) == 7 * forward
+    step = 2 * forward + sum(2 * i * o for i, o in layers[1:])
+    adam = count_step("mlp", shape, 5, lambda m: torch.optim.Adam(m.parameters(), lr=0.01))
+    assert adam.flops == count_step("mlp", shape, 5).flops == 5 * step
+    assert adam.bytes > count_step("mlp", shape, 5).bytes  # but Adam does read and write more state than SGD

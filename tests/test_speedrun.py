@@ -1,6 +1,13 @@
 """`mnistlab speedrun` end to end on tiny data (not timed: a fake clock checks what the time covers)."""
 
+import dataclasses
 import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,9 +45,21 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     result = sr.SpeedrunResult.from_dict(data)
     assert result.to_dict() == data  # round trip
     assert data["summary"]["time_stability"]["stable"] is result.stability.stable
+    # the floor: counted FLOPs over the ceiling measured here, per seed and as a median
+    flops, ceiling = data["flops"]["train"] + data["flops"]["eval"], data["ceiling"]["flops_per_s"]
+    assert data["ceiling"]["dtype"] == "bfloat16" and summary["flops_per_run"] == flops > 0
+    assert all(r["flops_per_s"] == pytest.approx(flops / r["seconds"]) for r in runs)
+    assert all(r["ceiling_fraction"] == pytest.approx(flops / r["seconds"] / ceiling) for r in runs)
+    assert summary["floor_s"] == pytest.approx(flops / ceiling) and data["ceiling_s"] > 0
+    assert f"of the measured bfloat16 compute ceiling, {ceiling / 1e9:,.1f} GFLOP/s (" in out
+    assert f"floor {flops / ceiling:.2g} s (the counted FLOPs at the ceiling)" in out
+    # main([...]) from Python is not a fresh process: no cold time, and the line says why
+    assert data["cold_s"] is None and "cold start not measured: not a fresh process" in out
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
+    assert f"at the ceiling a run would take {flops / ceiling:.2g} s (the floor)" in md
+    assert "Cold start: not measured: not a fresh process" in md
     assert run_levers_text({"precision": "bf16-mixed", "channels_last": True}) == "eager bf16-mixed + channels-last"
     assert run_levers_text({}) == "eager fp32"  # an old run's config.json
 
@@ -50,6 +69,9 @@ class FakeClock:
         self.now = 0.0
 
     def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:  # the cold time's clock: the same fake seconds
         return self.now
 
 
@@ -80,18 +102,31 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
         clock.now += 1e6
         return real_loader(*a, **kw)
 
+    def slow(seconds, real):  # the FLOP count and the ceiling probe, each made to cost fake seconds
+        def run(*a, **kw):
+            clock.now += seconds
+            return real(*a, **kw)
+        return run
+
     monkeypatch.setattr(sr, "make_step", make_step)
     monkeypatch.setattr(sr, "evaluate", evaluate)
     monkeypatch.setattr(sr, "DeviceLoader", loader)
+    monkeypatch.setattr(sr, "count_run", slow(1e7, sr.count_run))
+    monkeypatch.setattr(sr, "measure_ceilings", slow(1e8, sr.measure_ceilings))
+    monkeypatch.setattr(sr, "CEILING_PROBE_S", 0.01)
     spec, root = get_dataset("tiny"), data_root(None)
     recipe = sr.Recipe(batch_size=128, epochs=2, warmup_steps=3)
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=1, target=10, recipe=recipe, levers=Levers(), log=lambda m: None)
-    r = result.seeds[0]
+                         seeds=2, target=10, recipe=recipe, levers=Levers(), log=lambda m: None,
+                         cold_since=(-7.0, "process start"))
     steps = 2 * 5  # two epochs of 640 / 128
-    assert (r.train_s, r.eval_s, r.seconds) == (steps, 1000, steps + 1000)
-    assert r.warmup_s == 3 + 50 and result.data_s == 2e6
-    assert r.total == 200
+    for r in result.seeds:
+        assert (r.train_s, r.eval_s, r.seconds) == (steps, 1000, steps + 1000)
+        assert r.warmup_s == 3 + 50 and r.total == 200
+    assert result.data_s == 2e6
+    # the count and the probe: once, after seed 0, in no seed's time and not in the cold one
+    assert result.ceiling_s == 1e7 + 1e8
+    assert result.cold_s == 7 + 2e6 + 53 + steps + 1000 and result.cold_from == "process start"
 
 
 def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
@@ -156,13 +191,19 @@ def test_speedrun_on_cuda_with_graphs(tiny, tmp_path):
 
 @pytest.mark.parametrize("damage, field", [(lambda d: d["runs"][0].pop("seconds"), "seconds"),
                                            (lambda d: d["recipe"].update(epochs="one"), "epochs"),
-                                           (lambda d: d.update(runs=[]), "runs")])
+                                           (lambda d: d.update(runs=[]), "runs"),
+                                           (lambda d: d["ceiling"].update(flops_per_s=0), "flops_per_s"),
+                                           (lambda d: d["flops"].pop("eval"), "eval"),
+                                           (lambda d: d.update(cold_s=-1.0), "cold_s"),
+                                           (lambda d: d.update(not_measured={"cold": 3}), "cold")])
 def test_a_malformed_speedrun_json_is_one_line_naming_the_file_and_field(tmp_path, damage, field):
     from mnistlab.core.errors import CheckpointError
     from mnistlab.core.schema import read_result
 
     seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
-    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds).to_dict()
+    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds,
+                             flops=sr.RunFlops(10, 50, 20), ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
+                             ceiling_s=1.0, cold_s=9.0, cold_from="process start").to_dict()
     damage(data)
     (tmp_path / "speedrun.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError) as e:
@@ -179,3 +220,173 @@ def test_speedrun_times_are_judged_by_the_one_stability_rule():
     assert result([4.0, 4.1, 4.05]).stability.stable
     assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).line()
     assert "1 repeat, no range" in result([4.0]).line()
+
+
+# --- issue 20, item 2: the floor, the t-test, the cold time ------------------------------------------
+
+MLP_LAYERS = [(784, 128), (128, 64), (64, 10)]
+
+
+def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
+    """mlp at batch 300 on 640 images: 2 full steps and a short one of 40; the test set's 200 images in one
+    forward pass. A linear layer is 2*in*out FLOPs an image forward, as much again for its weight's
+    gradient, and as much again for its input's, except the first (the image needs no gradient)."""
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+    from mnistlab.measure.ceilings import Ceilings, Theoretical
+
+    forward = sum(2 * i * o for i, o in MLP_LAYERS)
+    step = forward + forward + sum(2 * i * o for i, o in MLP_LAYERS[1:])  # per image
+    run = 2 * 300 * step + 40 * step + 200 * forward
+    assert sr.count_run(sr.Recipe(model="mlp", batch_size=300), get_dataset("tiny").shape, 640, 200) == \
+        sr.RunFlops(300 * step, 2 * 300 * step + 40 * step, 200 * forward)
+    assert sr.RunFlops(300 * step, 2 * 300 * step + 40 * step, 200 * forward).run == run
+    # two epochs count every step twice; a test set of 2,500 at batch 1000 is two full passes and one of 500
+    assert sr.count_run(sr.Recipe(model="mlp", batch_size=300, epochs=2), get_dataset("tiny").shape, 640, 2500
+                        ) == sr.RunFlops(300 * step, 2 * (640 * step), 2500 * forward)
+
+    monkeypatch.setattr(sr, "measure_ceilings", lambda device, dtype, seconds: Ceilings(
+        "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")))
+    spec, root = get_dataset("tiny"), data_root(None)
+    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
+                         seeds=2, target=10, recipe=sr.Recipe(model="mlp", batch_size=300), levers=Levers(),
+                         log=lambda m: None)
+    assert result.flops.run == run and result.ceiling == sr.Ceiling(1e9, "bfloat16", "matmul 8x8 @ 8x8")
+    assert result.floor_s == pytest.approx(run / 1e9)
+    assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx([run / s.seconds / 1e9
+                                                                               for s in result.seeds])
+    assert f"{run / 1e9:,.2f} GFLOP per run" in result.line()
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    doc = Document("t")
+    speedrun_section(doc, result)
+    assert "at batch 300, the short last batch of 40 counted at its size" in doc.to_markdown(Path("."))
+
+
+def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch, tmp_path):
+    """A user's model the counter cannot run, or a device without the dtype: the seeds stand, the line says
+    'not counted' / 'not measured' with the first line of the error, and the file reads back."""
+    from mnistlab.core.schema import read_result
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    def fail(*a, **kw):
+        raise RuntimeError("no formula for this op\nsecond line of a traceback-like message")
+
+    monkeypatch.setattr(sr, "count_step", fail)
+    monkeypatch.setattr(sr, "measure_ceilings", fail)
+    spec, root = get_dataset("tiny"), data_root(None)
+    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
+                         seeds=1, target=10, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
+    assert result.flops is None and result.ceiling is None and result.floor_s is None and len(result.seeds) == 1
+    line = result.line()
+    assert "FLOPs not counted (RuntimeError: no formula for this op)" in line and "second line" not in line
+    assert "floor unknown (FLOPs not counted" in line and "\n" not in line
+    assert result.not_measured["ceiling"] == "not measured (RuntimeError: no formula for this op)"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / sr.SpeedrunResult.FILE).write_text(json.dumps(result.to_dict()))
+    back = read_result(sr.SpeedrunResult, tmp_path / "r")
+    assert back.to_dict() == result.to_dict() and back.summary()["flops_per_run"] is None
+    doc = Document("t")
+    speedrun_section(doc, back)
+    md = doc.to_markdown(tmp_path)
+    assert "Arithmetic: FLOPs not counted (RuntimeError: no formula for this op), so no floor" in md
+
+
+def t_upper_tail_4_degrees(t: float) -> float:
+    """P(T > t) for Student's t with 4 degrees of freedom, in closed form (no scipy)."""
+    u = t / math.sqrt(1 + t * t / 4)
+    return 0.5 - 3 / 8 * u * (1 - u * u / 12)
+
+
+def test_the_one_sided_t_test_matches_a_known_value():
+    """Five seeds, mean 99.15, sample std sqrt(0.0125): t = 0.15 / 0.05 = 3 with 4 degrees of freedom."""
+    accs = [99.1, 99.2, 99.0, 99.3, 99.15]
+    t = sr.target_test(accs, 99.0)
+    assert t.n == 5 and t.t == pytest.approx(3.0) and t.why_not is None
+    assert t.p == pytest.approx(t_upper_tail_4_degrees(3.0), rel=1e-9) and t.p == pytest.approx(0.019971, abs=1e-6)
+    # one-sided: a mean below the target is no evidence for 'above' (p past one half), not a small p
+    below = sr.target_test(accs, 99.3)
+    assert below.p == pytest.approx(1 - t_upper_tail_4_degrees(3.0), rel=1e-9)
+
+    seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
+    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    assert result.summary()["target_test"] == {"alternative": "mean accuracy > target", "n": 5, "t": t.t, "p": t.p,
+                                               "why_not": None}
+    assert ("mean above 99%: t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t this large "
+            "if the true mean were 99%, less if lower)") in result.line()
+    assert "mean above 99%: t = 3.00, p = 0.02" in result._repr_html_()
+
+
+@pytest.mark.parametrize("accs, why", [([99.5], "1 seed: no spread to test with"),
+                                       ([99.2, 99.2, 99.2], "all 3 seeds have the same accuracy: zero spread"),
+                                       ([99.2, 99.2], "both seeds have the same accuracy")])
+def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    t = sr.target_test(accs, 99.0)
+    assert t.p is None and t.t is None and why in t.why_not
+    seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
+    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    assert f"no t-test of a mean above 99%: {why}" in result.line() and "p = " not in result.line()
+    assert result.to_dict()["summary"]["target_test"]["p"] is None
+    doc = Document("t")
+    speedrun_section(doc, result)
+    assert f"Is the mean above the target? No t-test of a mean above 99%: {why}" in doc.to_markdown(tmp_path)
+
+
+def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path):
+    """A file written before the floor, the t-test and the cold time: it reads, and says what it lacks."""
+    from mnistlab.core.schema import read_result
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    seeds = [sr.SeedResult(s, 99.1 + s / 10, 9910, 10000, 3.0 + s, 2.5, 0.5, 0.3, 0.05) for s in range(3)]
+    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.4, 60000, 10000, 1234, seeds,
+                             flops=sr.RunFlops(1, 2, 3), ceiling=sr.Ceiling(1e9, "bfloat16", "m"),
+                             ceiling_s=1.0, cold_s=5.0, cold_from="process start").to_dict()
+    new = {"flops", "flops_counted", "ceiling", "ceiling_s", "cold_s", "cold_from", "cold_includes", "not_measured"}
+    old = {k: v for k, v in data.items() if k not in new}
+    old["runs"] = [{k: v for k, v in r.items() if k not in ("flops_per_s", "ceiling_fraction")} for r in data["runs"]]
+    old["summary"] = {k: v for k, v in data["summary"].items()
+                      if k not in ("target_test", "flops_per_run", "flops_per_s_median", "ceiling_fraction_median",
+                                   "floor_s", "ceiling_s", "cold_s")}
+    (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
+    result = read_result(sr.SpeedrunResult, tmp_path)
+    assert result.flops is None and result.ceiling is None and result.cold_s is None
+    line = result.line()
+    assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
+    assert "mean above 99%: t = " in line  # the t-test needs only the seeds' accuracies, which old files have
+    doc = Document("t")
+    speedrun_section(doc, result)
+    md = doc.to_markdown(tmp_path)
+    assert "Cold start: not recorded (an older speedrun.json)." in md and "| 3.00 s | 2.50 s |" in md
+    assert "<table>" in result._repr_html_()
+
+
+def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
+    """`python -m mnistlab speedrun` in its own process: the cold time runs from the process's start
+    (the kernel's, on Linux) to seed 0's result, so it holds seed 0's time, its warm-up and the data's,
+    and fits inside the wall time the parent saw."""
+    spec, root = tiny
+    (tmp_path / "datasets.json").write_text(json.dumps([dataclasses.asdict(spec)]))
+    env = {**os.environ, "MNISTLAB_DATA": str(root), "MNISTLAB_DATASETS_FILE": str(tmp_path / "datasets.json"),
+           "PYTHONPATH": str(Path(sr.__file__).parents[2]), "OMP_NUM_THREADS": "1"}
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "mnistlab", "speedrun", "--dataset", "tiny", "--device", "cpu",
+                        "--seeds", "2", "--target", "50", "--out", str(tmp_path / "s")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    wall = time.time() - t0
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
+    first = data["runs"][0]
+    expected_from = "process start" if sys.platform.startswith("linux") else "mnistlab import"
+    assert data["cold_from"] == expected_from and data["cold_includes"].startswith("the interpreter's start"
+                                                                                  if expected_from == "process start"
+                                                                                  else "mnistlab's import")
+    assert first["seconds"] + first["warmup_s"] + data["summary"]["data_s"] < data["cold_s"] < wall
+    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in p.stdout

@@ -7,7 +7,12 @@ command line answers `--help` without loading torch.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
+
+# when mnistlab was first imported: a speedrun's cold time counts from here where the process's own
+# start cannot be read (core/processstart.py)
+_IMPORTED_AT = time.time()
 
 # public name -> module that defines it (layers: core <- data <- training <- measure <- report <- jobs <- cli, lab)
 _EXPORTS = {

@@ -447,8 +447,15 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
 
     given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
              if getattr(args, k) is not None}
+    # a cold time only where this command is the process (`mnistlab ...`, not main([...]) in a test or notebook)
+    cold = None
+    if args.as_program:
+        from mnistlab.core.processstart import process_start
+
+        cold = process_start()
     result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
-                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr)
+                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr,
+                                   cold_since=cold)
     print(result.line(), file=out)
     print(folder.path, file=out)
     return 0
@@ -540,6 +547,7 @@ def _run(argv: Sequence[str] | None) -> int:
     answer = sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        args.as_program = argv is None  # the process's own command line, not main([...]) called from Python
         if args.command in _COMPUTING:
             threads.apply(getattr(args, "threads", None))
         # stdout holds only the command's answer: whatever else prints while it works (a user's model,

@@ -249,9 +249,12 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
 
 def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[str, Any] | None = None,
              dataset_name: str = "mnist", data_dir: str | None = None, out: PathLike | None = None,
-             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir]:
+             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _print,
+             cold_since: tuple[float, str] | None = None) -> tuple[Any, RunDir]:
     """Time to `target`% test accuracy from scratch over `seeds` seeds (measure.speedrun): speedrun.json.
-    `levers`: overrides of the recipe's own (precision, channels_last, compile, cuda_graphs)."""
+    `levers`: overrides of the recipe's own (precision, channels_last, compile, cuda_graphs).
+    `cold_since`: core.processstart.process_start(), given by the command line only: in a notebook the
+    process started long before, and a cold time from then would mean nothing (it is recorded as not measured)."""
     from mnistlab.core.device import describe_choice, resolve_device
     from mnistlab.data.loader import read_split
     from mnistlab.measure.speedrun import default_levers
@@ -277,7 +280,7 @@ def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[st
 
         try:
             result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log,
-                                  on_seed=keep)
+                                  on_seed=keep, cold_since=cold_since)
         except KeyboardInterrupt:
             log(f"stopped after {kept[-1]} of {seeds} seeds; {folder / 'speedrun.json'} holds them" if kept
                 else f"stopped before the first seed finished; {folder} holds no result")

@@ -227,9 +227,20 @@ def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops)
 
 
-def count_step(model_name: str, shape: DataShape, batch_size: int) -> StepCost:
-    """One training step of a fresh `model_name` at `batch_size`, with the notebook's SGD, counted on
-    the CPU (the operations and bytes of a step are the device's too, kernel for operation)."""
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one evaluation forward pass of `model` on x (eval mode, no gradients), counted by the
+    same torch counter as step_cost. Leaves the model in eval mode."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        model(x)
+    return int(flops.get_total_flops())
+
+
+def count_step(model_name: str, shape: DataShape, batch_size: int,
+               optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None) -> StepCost:
+    """One training step of a fresh `model_name` at `batch_size`, counted on the CPU (the operations and
+    bytes of a step are the device's too, kernel for operation). `optimizer(model)`: the one to step
+    (default: the notebook's SGD; the speedrun passes its Adam)."""
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
 
@@ -238,7 +249,17 @@ def count_step(model_name: str, shape: DataShape, batch_size: int) -> StepCost:
         model = create_model(model_name, shape)
         x = torch.randn(batch_size, *shape.sample)
         y = torch.randint(0, shape.classes, (batch_size,))
-        return step_cost(model, x, y, make_optimizer(model, lr=0.01, momentum=0.5))
+        opt = optimizer(model) if optimizer else make_optimizer(model, lr=0.01, momentum=0.5)
+        return step_cost(model, x, y, opt)
+
+
+def count_forward(model_name: str, shape: DataShape, batch_size: int) -> int:
+    """FLOPs of one evaluation forward pass of a fresh `model_name` at `batch_size`, on the CPU."""
+    from mnistlab.training.models import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return forward_flops(create_model(model_name, shape), torch.randn(batch_size, *shape.sample))
 
 
 @dataclass(frozen=True)

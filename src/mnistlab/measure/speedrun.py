@@ -7,24 +7,33 @@ on weights and optimizer state is undone; it is timed apart (`warmup_s`) and rep
 part is everything else: every training step of every epoch, the schedule, and the evaluation
 of the whole test set, from a synchronised start to a synchronised end. The seeds' times are a
 Spread judged by measure/timing.py's one stability rule (with the run's load).
+
+Beside the time, and never inside it: a run's FLOPs (one counted training step with the recipe's Adam,
+every step of the epochs, one forward pass over the test set) and the device's compute ceiling
+(measure/ceilings.py), both taken once after seed 0 (`ceiling_s`), so the distance to the floor is a
+number; a one-sided t-test of mean accuracy > target; and, from the command line, a cold time from the
+process's start to seed 0's result (`cold_s`), which the count and the probe are not in.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
+from mnistlab.core.defaults import EVAL_BATCH_SIZE
 from mnistlab.core.device import device_name, synchronize
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.core.words import percent
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
 from mnistlab.measure.timing import Spread, Stability, machine_stability, stability
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import Levers, autocast, make_step, prepare_model, warm_up
@@ -39,10 +48,25 @@ SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "int", "epochs": "i
                    "device": "text", "device_name": "text", "target": "number", "summary": {"data_s": "number"},
                    "train_samples": "int", "test_samples": "int", "model_parameters?": "int", "seeds_planned?": "int",
                    "runs": [SEED_SCHEMA, NONEMPTY],
-                   "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}}
+                   "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT},
+                   # added with issue 20's floor; absent from older files, which still read
+                   "flops?": {"step": "int", "train": "int", "eval": "int"},
+                   "ceiling?": {"flops_per_s": "positive", "dtype": "text", "probe": "text"},
+                   "ceiling_s?": "number?", "cold_s?": "positive?", "cold_from?": "text?",
+                   "not_measured?": {"*": "text"}}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
+COUNTED = ("torch.utils.flop_counter: matmuls and convolutions, forward and backward; not elementwise work, "
+           "normalisation or Adam's update, which it has no formula for")
+COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
+                         "warm-up and seed 0's training and test evaluation",
+        "mnistlab import": "mnistlab's import (this platform has no process start time to read), reading and "
+                           "checking the data, data to the device, warm-up and seed 0's training and test "
+                           "evaluation"}
+NOT_FRESH = "not measured: not a fresh process (only the command line records it)"
+OLDER = "not recorded (an older speedrun.json)"
+CEILING_PROBE_S = 0.1  # per probe of measure_ceilings: about 1-2 s in all on a CPU
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,95 @@ DEFAULT_LEVERS = {"cpu": Levers(precision="bf16-mixed", channels_last=True),
 
 def default_levers(device: torch.device) -> Levers:
     return DEFAULT_LEVERS.get(device.type, Levers())
+
+
+def recipe_optimizer(model: torch.nn.Module, recipe: Recipe, levers: Levers, device: torch.device
+                     ) -> torch.optim.Adam:
+    """The recipe's Adam, as a seed steps it and as its FLOPs are counted."""
+    lr: float | torch.Tensor = recipe.max_lr
+    if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
+        lr = torch.tensor(recipe.max_lr, device=device)
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=lr, capturable=levers.cuda_graphs, fused=fused or None)
+
+
+@dataclass(frozen=True)
+class RunFlops:
+    """One run's arithmetic, as COUNTED says. The same for every seed: same recipe, same data."""
+
+    step: int  # one training step at the recipe's batch
+    train: int  # every step of every epoch, a short last batch counted at its own size
+    eval: int  # one forward pass over the whole test set
+
+    @property
+    def run(self) -> int:
+        return self.train + self.eval
+
+
+def count_run(recipe: Recipe, shape: DataShape, train_samples: int, test_samples: int,
+              test_batch: int = EVAL_BATCH_SIZE) -> RunFlops:
+    """A run's FLOPs, counted on the CPU by measure/ceilings.py (a step's FLOPs are the device's too)."""
+    def adam(model: torch.nn.Module) -> torch.optim.Adam:
+        return recipe_optimizer(model, recipe, Levers(), torch.device("cpu"))
+
+    full, rest = divmod(train_samples, recipe.batch_size)
+    step = count_step(recipe.model, shape, recipe.batch_size, adam).flops if full else 0
+    last = count_step(recipe.model, shape, rest, adam).flops if rest else 0
+    eval_full, eval_rest = divmod(test_samples, test_batch)
+    forward = ((eval_full * count_forward(recipe.model, shape, test_batch) if eval_full else 0)
+               + (count_forward(recipe.model, shape, eval_rest) if eval_rest else 0))
+    return RunFlops(step, recipe.epochs * (full * step + last), forward)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The device's measured compute ceiling (measure_ceilings): what a run's FLOP/s are a fraction of."""
+
+    flops_per_s: float
+    dtype: str  # bfloat16 on a CPU whatever the levers; on a GPU the levers' compute dtype
+    probe: str  # which probe gave it, e.g. 'matmul 1024x1024 @ 1024x1024'
+
+    def words(self) -> str:
+        return f"the measured {self.dtype} compute ceiling, {self.flops_per_s / 1e9:,.1f} GFLOP/s ({self.probe})"
+
+
+def ceiling_dtype(device: torch.device, levers: Levers) -> torch.dtype:
+    """bfloat16 on a CPU, its fastest arithmetic (AMX, AVX-512 BF16) and the recipe's there, so one
+    denominator for every lever; on a GPU the dtype the levers compute in."""
+    return torch.bfloat16 if device.type == "cpu" else levers.compute_dtype
+
+
+@dataclass(frozen=True)
+class TargetTest:
+    """One-sided one-sample t-test over the seeds' accuracies: H0 mean <= target, H1 mean > target.
+    `p`: the chance, were the true mean exactly the target, of a t at least as large as `t` (smaller
+    still for any lower mean). None, with `why_not`, when no test can be made."""
+
+    n: int
+    t: float | None
+    p: float | None
+    why_not: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alternative": "mean accuracy > target", **asdict(self)}
+
+
+def target_test(accuracies: Sequence[float], target: float) -> TargetTest:
+    n = len(accuracies)
+    if n < 2:
+        return TargetTest(n, None, None, "1 seed: no spread to test with")
+    if len(set(accuracies)) == 1:
+        return TargetTest(n, None, None, f"{'both' if n == 2 else f'all {n}'} seeds have the same accuracy: "
+                                         f"zero spread, no t")
+    from scipy.stats import ttest_1samp  # scipy is heavy: imported when a test is made
+
+    r = ttest_1samp(list(accuracies), target, alternative="greater")
+    return TargetTest(n, float(r.statistic), float(r.pvalue))
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 @dataclass(frozen=True)
@@ -99,6 +212,12 @@ class SpeedrunResult:
     env: dict[str, Any] = field(default_factory=dict)
     load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
     seeds_planned: int = 0  # asked for; more than len(seeds) when a stop cut the speedrun short
+    flops: RunFlops | None = None  # None: not counted (not_measured["flops"] says why)
+    ceiling: Ceiling | None = None
+    ceiling_s: float | None = None  # the FLOP count and the ceiling probe, once after seed 0, in no other time
+    cold_s: float | None = None  # from cold_from to seed 0's result
+    cold_from: str | None = None  # "process start" or "mnistlab import"
+    not_measured: dict[str, str] = field(default_factory=dict)  # "flops", "ceiling", "cold": why not
 
     @property
     def complete(self) -> bool:
@@ -141,23 +260,58 @@ class SpeedrunResult:
         """The seeds' times judged by the one rule: their range, a single seed, a busy machine."""
         return stability(self.times, self.load)
 
+    @property
+    def target_test(self) -> TargetTest:
+        return target_test(self.accuracies, self.target)
+
+    def flops_per_s(self, seed: SeedResult) -> float | None:
+        return self.flops.run / seed.seconds if self.flops else None
+
+    def ceiling_fraction(self, seed: SeedResult) -> float | None:
+        achieved = self.flops_per_s(seed)
+        return achieved / self.ceiling.flops_per_s if achieved is not None and self.ceiling else None
+
+    @property
+    def floor_s(self) -> float | None:
+        """A run's FLOPs at the ceiling: the least time the arithmetic alone could take."""
+        return self.flops.run / self.ceiling.flops_per_s if self.flops and self.ceiling else None
+
+    def why_not(self, what: str) -> str:
+        return self.not_measured.get(what, "not measured")
+
     def summary(self) -> dict[str, Any]:
+        def median(values: list[float | None]) -> float | None:  # None: no FLOPs (or no ceiling) to divide
+            known = [v for v in values if v is not None]
+            return statistics.median(known) if known else None
+
         return {
             "seeds": len(self.seeds), "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std,
             "reached_target": self.reached, "fraction_reached": self.reached / len(self.seeds),
+            "target_test": self.target_test.to_dict(),
             "time_median_s": self.time.median, "time_min_s": self.time.min, "time_max_s": self.time.max,
             "time_stability": self.stability.to_dict(),
             "warmup_median_s": statistics.median(s.warmup_s for s in self.seeds), "data_s": self.data_s,
+            "flops_per_run": self.flops.run if self.flops else None,
+            "flops_per_s_median": median([self.flops_per_s(s) for s in self.seeds]),
+            "ceiling_fraction_median": median([self.ceiling_fraction(s) for s in self.seeds]),
+            "floor_s": self.floor_s, "ceiling_s": self.ceiling_s, "cold_s": self.cold_s,
         }
 
     def to_dict(self) -> dict[str, Any]:
+        runs = [{**asdict(s), "flops_per_s": self.flops_per_s(s), "ceiling_fraction": self.ceiling_fraction(s)}
+                for s in self.seeds]
         return {"recipe": self.recipe.to_dict(), "levers": asdict(self.levers), "levers_text": self.levers.describe(),
                 "device": self.device, "device_name": self.device_name, "target": self.target,
                 "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "model_parameters": self.parameters,
                 "timed": TIMED,
-                "summary": self.summary(), "runs": [asdict(s) for s in self.seeds], "env": self.env,
-                "load": self.load, "machine_busy": self.machine_busy, "seeds_planned": self.seeds_planned}
+                "summary": self.summary(), "runs": runs, "env": self.env,
+                "load": self.load, "machine_busy": self.machine_busy, "seeds_planned": self.seeds_planned,
+                **({"flops": asdict(self.flops), "flops_counted": COUNTED} if self.flops else {}),
+                **({"ceiling": asdict(self.ceiling)} if self.ceiling else {}),
+                "ceiling_s": self.ceiling_s, "cold_s": self.cold_s, "cold_from": self.cold_from,
+                **({"cold_includes": COLD[self.cold_from]} if self.cold_from in COLD else {}),
+                "not_measured": self.not_measured}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
@@ -171,7 +325,48 @@ class SpeedrunResult:
                    data["target"], data["summary"]["data_s"], data["train_samples"], data["test_samples"],
                    data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
                    dict(data.get("env") or {}), dict(data.get("load") or {}),
-                   data.get("seeds_planned", len(data["runs"])))
+                   data.get("seeds_planned", len(data["runs"])),
+                   RunFlops(**data["flops"]) if "flops" in data else None,
+                   Ceiling(**data["ceiling"]) if "ceiling" in data else None,
+                   data.get("ceiling_s"), data.get("cold_s"), data.get("cold_from"),
+                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))))
+
+    # --- words, made here from the fields and nowhere else -------------------------------------------
+
+    def test_words(self) -> str:
+        """'mean above 99%: t = 5.10, p = 0.0003 (one-sided t-test over 10 seeds; ...)', or why there is none."""
+        t = self.target_test
+        if t.p is None:
+            return f"no t-test of a mean above {self.target:g}%: {t.why_not}"
+        return (f"mean above {self.target:g}%: t = {t.t:.2f}, p = {t.p:.2g} (one-sided t-test over {t.n} seeds; p is "
+                f"the chance of a t this large if the true mean were {self.target:g}%, less if lower)")
+
+    def floor_words(self) -> str:
+        """'floor 0.09 s (the counted FLOPs at the ceiling)', or why there is none."""
+        if self.floor_s is not None:
+            return f"floor {self.floor_s:.2g} s (the counted FLOPs at the ceiling)"
+        return "floor unknown (" + (f"FLOPs {self.why_not('flops')}" if self.flops is None
+                                    else f"ceiling {self.why_not('ceiling')}") + ")"
+
+    def flops_words(self) -> str:
+        """FLOPs per run and the median share of the ceiling they were done at, denominator named."""
+        if self.flops is None:
+            return f"FLOPs {self.why_not('flops')}"
+        s = self.summary()
+        words = f"{self.flops.run / 1e9:,.2f} GFLOP per run, median {s['flops_per_s_median'] / 1e9:,.1f} GFLOP/s"
+        if self.ceiling is None:
+            return f"{words}; ceiling {self.why_not('ceiling')}"
+        return f"{words} = {percent(s['ceiling_fraction_median'])} of {self.ceiling.words()}"
+
+    def cold_words(self) -> str:
+        if self.cold_s is None:
+            return f"cold start {self.why_not('cold')}"
+        return f"cold {self.cold_s:.2f} s from {self.cold_from} to seed 0's result"
+
+    def not_timed_words(self) -> str:
+        s = self.summary()
+        probe = f", FLOP count + ceiling probe {self.ceiling_s:.2f} s once" if self.ceiling_s is not None else ""
+        return (f"data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed{probe}")
 
     def _repr_html_(self) -> str:
         s = self.summary()
@@ -179,19 +374,23 @@ class SpeedrunResult:
             ("levers", self.levers.describe()),
             ("test accuracy", _accuracy_words(s)),
             ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
+            ("mean above the target?", self.test_words()),
             ("time to train + evaluate", f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}–"
-                                         f"{s['time_max_s']:.2f} s)"),
-            ("not timed", f"data to the device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed"),
+                                         f"{s['time_max_s']:.2f} s); {self.floor_words()}"),
+            ("arithmetic", self.flops_words()),
+            ("cold start", self.cold_words() + (f" ({COLD[self.cold_from]})" if self.cold_from in COLD else "")),
+            ("not timed", self.not_timed_words()),
             ("stability", "stable" if self.stability.stable else self.stability.reason)])
 
     def line(self) -> str:
         s = self.summary()
         return (f"speedrun {self.recipe.model} on {self.device} ({self.levers.describe()}): "
                 f"{_accuracy_words(s)} test accuracy, "
-                f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%; time to train + evaluate "
-                f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s); "
-                f"not included: data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s "
-                f"per seed" + ("" if self.stability.stable else f"; {self.stability.reason}")
+                f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%, {self.test_words()}; "
+                f"time to train + evaluate median {s['time_median_s']:.2f} s "
+                f"(range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s), {self.floor_words()}; "
+                f"{self.flops_words()}; {self.cold_words()}; not included: {self.not_timed_words()}"
+                + ("" if self.stability.stable else f"; {self.stability.reason}")
                 + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
 
 
@@ -221,11 +420,7 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     torch.manual_seed(seed)
     model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
     steps = recipe.epochs * len(train)
-    lr: float | torch.Tensor = recipe.max_lr
-    if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
-        lr = torch.tensor(recipe.max_lr, device=device)
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=levers.cuda_graphs, fused=fused or None)
+    optimizer = recipe_optimizer(model, recipe, levers, device)
     # no momentum cycling: Adam's betas are host floats that a captured CUDA graph would freeze, and the
     # recipe must be the same arithmetic with every lever
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, total_steps=steps,
@@ -272,12 +467,38 @@ class _first_batch_only:
         yield next(self._loader.batches(epoch))
 
 
+def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader, test: DeviceLoader,
+                  device: torch.device) -> None:
+    """Count a run's FLOPs and measure the ceiling into `result` (once, outside every timed part); a
+    failure of either (a user's model the counter cannot run, a device without the dtype) is recorded
+    as a reason, never raised: the seeds' results stand without it."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    try:
+        result.flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
+    except Exception as e:  # noqa: BLE001 - any failure of the count leaves the speedrun's own figures
+        result.not_measured["flops"] = f"not counted ({_one_line(e)})"
+    try:
+        c = measure_ceilings(device, ceiling_dtype(device, result.levers), seconds=CEILING_PROBE_S)
+        if not c.compute_flops_per_s > 0:  # a denominator, and the file's reader refuses one that is not positive
+            raise ValueError(f"the probes measured {c.compute_flops_per_s} FLOP/s")
+        result.ceiling = Ceiling(c.compute_flops_per_s, c.dtype, c.best_shape)
+    except Exception as e:  # noqa: BLE001 - as above
+        result.not_measured["ceiling"] = f"not measured ({_one_line(e)})"
+    synchronize(device)
+    result.ceiling_s = time.perf_counter() - t0
+
+
 def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
              seeds: int = DEFAULT_SEEDS, target: float = DEFAULT_TARGET, recipe: Recipe | None = None,
              levers: Levers | None = None, log: Callable[[str], None] = print,
-             on_seed: Callable[[SpeedrunResult], None] | None = None) -> SpeedrunResult:
+             on_seed: Callable[[SpeedrunResult], None] | None = None,
+             cold_since: tuple[float, str] | None = None) -> SpeedrunResult:
     """`seeds` from-scratch runs; `on_seed(result so far)` after each one, so that a job can keep the
-    seeds already finished when a signal stops the rest."""
+    seeds already finished when a signal stops the rest. `cold_since`: (time.time() of the process's
+    start, "process start" or "mnistlab import"; core/processstart.py), given only by a fresh process
+    (the command line): the cold time runs from it to seed 0's result. The FLOP count and the ceiling
+    probe come after that moment, so they are in neither the cold time nor any seed's."""
     recipe = recipe or Recipe()
     levers = levers or default_levers(device)
     levers.check(device)
@@ -286,11 +507,23 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
                             parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment(),
                             seeds_planned=seeds)
+    if cold_since is None:
+        result.not_measured["cold"] = NOT_FRESH
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
+        if seed == 0 and cold_since is not None:
+            cold = time.time() - cold_since[0]
+            if cold > 0:
+                result.cold_s, result.cold_from = cold, cold_since[1]
+            else:  # only a wall clock set back while it ran does this
+                result.not_measured["cold"] = "not measured: the wall clock went back during it"
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
             f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
         result.seeds.append(r)
+        if seed == 0:
+            measure_floor(result, spec.shape, tr, te, device)
+            log(f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: {result.flops_words()}; "
+                f"{result.floor_words()}")
         result.load = {"start": load_start, "end": load_snapshot()}
         if on_seed is not None:
             on_seed(result)

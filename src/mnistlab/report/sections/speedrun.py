@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.speedrun import TIMED, SpeedrunResult
+from mnistlab.core.words import percent
+from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult
 from mnistlab.report.document import Document, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -17,17 +18,65 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
         doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
               f"speedrun was stopped (or is still running), and every figure below is over the finished seeds.")
-    doc.table(["seeds", "accuracy mean ± std", f"reached {result.target:g}%", "time median", "time range",
+    test, floor = result.target_test, result.floor_s
+    doc.table(["seeds", "accuracy mean ± std", f"reached {result.target:g}%", f"p, mean above {result.target:g}%",
+               "time median", "time range", "floor (FLOPs at the ceiling)", "cold start",
                "data to device (once)", "warm-up per seed (median)", "stability"],
               [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
-                f"{s['reached_target']}/{s['seeds']}", f"{s['time_median_s']:.2f} s",
-                f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s", f"{s['data_s']:.2f} s",
-                f"{s['warmup_median_s']:.2f} s", "stable" if result.stability.stable else "unstable"]])
+                f"{s['reached_target']}/{s['seeds']}", "-" if test.p is None else f"{test.p:.2g}",
+                f"{s['time_median_s']:.2f} s", f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s",
+                "-" if floor is None else f"{floor:.2g} s", "-" if result.cold_s is None else f"{result.cold_s:.2f} s",
+                f"{s['data_s']:.2f} s", f"{s['warmup_median_s']:.2f} s",
+                "stable" if result.stability.stable else "unstable"]])
     if not result.stability.stable:
         doc.p(f"The time is {result.stability.reason}.")  # the reason starts 'unstable: '
-    doc.table(["seed", "test accuracy", "time (train + test eval)", "train", "test eval", "warm-up (apart)"],
+    doc.p(f"Is the mean above the target? {_sentence(result.test_words())}.")
+    doc.p(_floor_paragraph(result))
+    doc.p(f"Cold start: {_cold(result)}.")
+
+    def share(x: float | None) -> str:
+        return "-" if x is None else percent(x)
+
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x / 1e9:,.1f}"
+
+    doc.table(["seed", "test accuracy", "time (train + test eval)", "train", "test eval", "warm-up (apart)",
+               "GFLOP/s", "of the ceiling"],
               [[x.seed, f"{x.accuracy:.2f}% ({x.correct}/{x.total})", f"{x.seconds:.2f} s",
-                f"{x.train_s:.2f} s", f"{x.eval_s:.2f} s", f"{x.warmup_s:.2f} s"] for x in result.seeds])
+                f"{x.train_s:.2f} s", f"{x.eval_s:.2f} s", f"{x.warmup_s:.2f} s", rate(result.flops_per_s(x)),
+                share(result.ceiling_fraction(x))] for x in result.seeds])
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _floor_paragraph(result: SpeedrunResult) -> str:
+    """The distance to the floor in words: FLOPs, the ceiling they are measured against, the floor time."""
+    f, s = result.flops, result.summary()
+    if f is None:
+        return f"Arithmetic: FLOPs {result.why_not('flops')}, so no floor and no utilisation."
+    rest = result.train_samples % result.recipe.batch_size
+    words = (f"Arithmetic: {f.run / 1e9:,.2f} GFLOP per run ({f.train / 1e9:,.2f} in the training steps, "
+             f"{f.step / 1e6:,.1f} MFLOP a step at batch {result.recipe.batch_size}"
+             + (f", the short last batch of {rest} counted at its size" if rest else "")
+             + f"; {f.eval / 1e9:,.2f} in the forward passes over the {result.test_samples:,} test images), "
+             f"counted by {COUNTED}.")
+    if result.ceiling is None or result.floor_s is None:
+        return f"{words} The ceiling was {result.why_not('ceiling')}, so no floor and no utilisation."
+    return (f"{words} Against {result.ceiling.words()}: the median run did {s['flops_per_s_median'] / 1e9:,.1f} "
+            f"GFLOP/s, {percent(s['ceiling_fraction_median'])} of it; at the ceiling a run would take "
+            f"{result.floor_s:.2g} s (the floor), against the median {s['time_median_s']:.2f} s, "
+            f"{s['time_median_s'] / result.floor_s:,.0f}x the floor. The count and the probe took "
+            f"{result.ceiling_s:.2f} s, once after seed 0, in neither the seeds' times nor the cold one.")
+
+
+def _cold(result: SpeedrunResult) -> str:
+    if result.cold_s is None:
+        return result.why_not("cold")
+    return (f"{result.cold_s:.2f} s from the {result.cold_from} to seed 0's result (it includes "
+            f"{COLD.get(result.cold_from or '', 'what came before')}), against seed 0's warm "
+            f"{result.seeds[0].seconds:.2f} s")
 
 
 def write(doc: Document, inputs: Inputs) -> None:
