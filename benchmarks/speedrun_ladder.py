@@ -15,12 +15,14 @@ one epoch on the 60k training images, the whole 10k test set evaluated; `measure
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.device import device_name, resolve_device, synchronize
@@ -58,8 +60,24 @@ class SpeedNetV1(nn.Module):
         return self.net(x)
 
 
+class SpeedNetV2(nn.Module):
+    """The speedrun's net until issue 20: pixel unshuffle to 14x14, conv 3x3 32 + BN, pool, conv 3x3 64 + BN,
+    dense 1024-128 + BN, dense 128-10 (152,394 parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(2), nn.Conv2d(4, 32, 3, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.Flatten(),
+            nn.Linear(1024, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 # as model specs (file:Name, the way a user brings a model), so the registry is left as it was
-ANCHOR, SPEEDNET_V1 = f"{__file__}:AnchorNet", f"{__file__}:SpeedNetV1"
+ANCHOR, SPEEDNET_V1, SPEEDNET_V2 = f"{__file__}:AnchorNet", f"{__file__}:SpeedNetV1", f"{__file__}:SpeedNetV2"
+BEFORE = {"batch_size": 128, "max_lr": 0.01, "label_smoothing": 0.0}  # the recipe until issue 20
 
 FP32, BF16_CL = Levers(), Levers(precision="bf16-mixed", channels_last=True)
 
@@ -72,24 +90,32 @@ class Rung:
 
 
 RUNGS = [
-    Rung("anchor's recipe (net, batch 256), fp32 eager", Recipe(model=ANCHOR, batch_size=256), FP32),
-    Rung("+ bf16-mixed + channels-last", Recipe(model=ANCHOR, batch_size=256), BF16_CL),
-    Rung("first speednet: BN, no hidden dense, batch 128", Recipe(model=SPEEDNET_V1), BF16_CL),
-    Rung("speednet: pixel unshuffle to 14x14, dense 128 + BN", Recipe(), BF16_CL),
-    Rung("speednet in fp32 eager (what the levers buy on it)", Recipe(), FP32),
+    Rung("anchor's recipe (net, batch 256), fp32 eager", Recipe(model=ANCHOR, batch_size=256, max_lr=0.01,
+                                                                label_smoothing=0.0), FP32),
+    Rung("+ bf16-mixed + channels-last", Recipe(model=ANCHOR, batch_size=256, max_lr=0.01, label_smoothing=0.0),
+         BF16_CL),
+    Rung("first speednet: BN, no hidden dense, batch 128", Recipe(model=SPEEDNET_V1, **BEFORE), BF16_CL),
+    Rung("2nd speednet: unshuffle to 14x14, dense 128 + BN", Recipe(model=SPEEDNET_V2, **BEFORE), BF16_CL),
+    Rung("speednet: crop 24x24, conv 16, pool first, dense 256", Recipe(**BEFORE), BF16_CL),
+    Rung("+ batch 256, max lr 0.03, label smoothing 0.1", Recipe(), BF16_CL),
+    Rung("speednet's recipe in fp32 eager (what levers buy)", Recipe(), FP32),
 ]
 
 
-def time_rungs(train, test, device, repeats: int, steps: int) -> list[tuple[float, float, list[float]]]:
-    """Per rung: (seconds per epoch, seconds per test pass, the per-repeat epoch estimates)."""
+def time_rungs(train, test: dict, device, repeats: int, steps: int) -> list[tuple[float, float, list[float]]]:
+    """Per rung: (seconds per epoch, seconds per test pass, the per-repeat epoch estimates); `test`: the
+    test loader per input dtype."""
     built = []
     for r in RUNGS:
         torch.manual_seed(0)
         model = prepare_model(create_model(r.recipe.model), r.levers, device, sample_shape=tuple(train.x.shape[1:]))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
         step = make_step(model, opt, r.levers, device, batch_size=r.recipe.batch_size,
-                         sample_shape=tuple(train.x.shape[1:]))
-        x, y = train.x[: r.recipe.batch_size].clone(), train.y[: r.recipe.batch_size].clone()
+                         sample_shape=tuple(train.x.shape[1:]),
+                         loss_fn=functools.partial(F.cross_entropy, label_smoothing=r.recipe.label_smoothing))
+        # inputs in the dtype the speedrun keeps them in (measure.speedrun.load_to_device)
+        x = train.x[: r.recipe.batch_size].to(r.levers.autocast_dtype or torch.float32)
+        y = train.y[: r.recipe.batch_size].clone()
         for _ in range(3):
             step(x, y)
         built.append((r, model, step, x, y))
@@ -105,7 +131,7 @@ def time_rungs(train, test, device, repeats: int, steps: int) -> list[tuple[floa
             epoch_s[i].append((time.perf_counter() - t0) / steps * -(-train.x.shape[0] // r.recipe.batch_size))
             t0 = time.perf_counter()
             with autocast(r.levers, device):
-                evaluate(model, test, 10)
+                evaluate(model, test[r.levers.autocast_dtype or torch.float32], 10)
             eval_s[i].append(time.perf_counter() - t0)
             model.train()
     return [(statistics.median(e), statistics.median(v), e) for e, v in zip(epoch_s, eval_s, strict=True)]
@@ -125,15 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     train_raw, test_raw = read_split(spec, root, train=True), read_split(spec, root, train=False)
     print(f"machine: {device_name(device)}, torch {torch.__version__}")
     tr, te, _ = load_to_device(train_raw, test_raw, spec, 256, device)
-    times = time_rungs(tr, te, device, args.repeats, args.steps)
+    te_bf16 = load_to_device(train_raw, test_raw, spec, 256, device, dtype=torch.bfloat16)[1]
+    times = time_rungs(tr, {torch.float32: te, torch.bfloat16: te_bf16}, device, args.repeats, args.steps)
     base = times[0][0] + times[0][1]
-    print(f"{'rung':<54} {'params':>8} {'epoch s':>8} {'(range)':>13} {'test s':>7} {'total s':>8} {'vs anchor':>9}"
+    print(f"{'rung':<56} {'params':>8} {'epoch s':>8} {'(range)':>13} {'test s':>7} {'total s':>8} {'vs anchor':>9}"
           f"{'  accuracy (seeds)' if args.seeds else ''}")
     for r, (ep, ev, spread) in zip(RUNGS, times, strict=True):
-        line = (f"{r.what:<54} {count_parameters(create_model(r.recipe.model)):>8,} {ep:>8.2f} "
+        line = (f"{r.what:<56} {count_parameters(create_model(r.recipe.model)):>8,} {ep:>8.2f} "
                 f"{f'{min(spread):.2f}-{max(spread):.2f}':>13} {ev:>7.2f} {ep + ev:>8.2f} {base / (ep + ev):>8.2f}x")
         if args.seeds:
-            trl, tel, _ = load_to_device(train_raw, test_raw, spec, r.recipe.batch_size, device)
+            trl, tel, _ = load_to_device(train_raw, test_raw, spec, r.recipe.batch_size, device,
+                                         dtype=r.levers.autocast_dtype or torch.float32)
             accs = [run_seed(r.recipe, r.levers, s, trl, tel, spec.shape).accuracy for s in range(args.seeds)]
             line += f"  {statistics.fmean(accs):.2f}% ({', '.join(f'{a:.2f}' for a in accs)})"
         print(line, flush=True)

@@ -390,3 +390,36 @@ def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
                                                                                   else "mnistlab's import")
     assert first["seconds"] + first["warmup_s"] + data["summary"]["data_s"] < data["cold_s"] < wall
     assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in p.stdout
+
+
+def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
+    """The speedrun keeps its images in bf16 under bf16-mixed: the first layer computes in bf16 anyway, so
+    every seed's loss and accuracy must equal those of float32 images cast at each step."""
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+
+    spec, root = get_dataset("tiny"), data_root(None)
+    train, test = read_split(spec, root, True), read_split(spec, root, False)
+    recipe, levers = sr.Recipe(batch_size=128, warmup_steps=1), Levers(precision="bf16-mixed", channels_last=True)
+    runs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        tr, te, _ = sr.load_to_device(train, test, spec, recipe.batch_size, torch.device("cpu"), dtype=dtype)
+        assert tr.x.dtype == te.x.dtype == dtype
+        runs[dtype] = sr.run_seed(recipe, levers, 0, tr, te, spec.shape)
+    a, b = runs[torch.float32], runs[torch.bfloat16]
+    assert (a.final_loss, a.correct) == (b.final_loss, b.correct)
+
+
+def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+
+    seen = []
+    real = sr.load_to_device
+    monkeypatch.setattr(sr, "load_to_device", lambda *a, **kw: seen.append(kw.get("dtype")) or real(*a, **kw))
+    monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
+    spec, root = get_dataset("tiny"), data_root(None)
+    for levers in (Levers(), Levers(precision="bf16-mixed")):
+        sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"), seeds=1,
+                    target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1), levers=levers, log=lambda m: None)
+    assert seen == [torch.float32, torch.bfloat16]

@@ -82,10 +82,11 @@ class DeviceLoader:
 
     def __init__(self, split: RawSplit, mean: float, std: float, batch_size: int,
                  device: torch.device | str, shuffle: bool, seed: int = 0, shard: tuple[int, int] = (0, 1),
-                 drop_short: bool = True) -> None:
+                 drop_short: bool = True, dtype: torch.dtype = torch.float32) -> None:
         device = torch.device(device)
-        # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize
-        x = split.images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
+        # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize (then `dtype`: the speedrun keeps
+        # its inputs in the dtype its first layer computes in, which autocast would cast them to each step)
+        x = split.images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std).to(dtype)
         self.x, self.y = x, split.labels.to(device)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
         self.rank, self.world_size = shard

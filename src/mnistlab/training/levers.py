@@ -203,10 +203,11 @@ class GraphedStep(TrainStep):
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device,
-                 batch_size: int, sample_shape: tuple[int, ...], loss_fn: LossFn = F.cross_entropy) -> None:
+                 batch_size: int, sample_shape: tuple[int, ...], loss_fn: LossFn = F.cross_entropy,
+                 input_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(model, optimizer, levers, device, loss_fn)
         self.batch_size = batch_size
-        self.static_inputs = (torch.zeros((batch_size, *sample_shape), device=device),
+        self.static_inputs = (torch.zeros((batch_size, *sample_shape), device=device, dtype=input_dtype),
                               torch.zeros(batch_size, dtype=torch.long, device=device))
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_loss: torch.Tensor | None = None
@@ -254,10 +255,11 @@ class GraphedStep(TrainStep):
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device, *,
               batch_size: int, sample_shape: tuple[int, ...],
-              loss_fn: LossFn = F.cross_entropy) -> TrainStep:
-    """The step for these levers; the model must already be on `device` (see `prepare_model`)."""
+              loss_fn: LossFn = F.cross_entropy, input_dtype: torch.dtype = torch.float32) -> TrainStep:
+    """The step for these levers; the model must already be on `device` (see `prepare_model`).
+    `input_dtype`: the loader's (a CUDA graph's input buffer is filled in place, so it must match)."""
     if levers.cuda_graphs:
-        return GraphedStep(model, optimizer, levers, device, batch_size, sample_shape, loss_fn)
+        return GraphedStep(model, optimizer, levers, device, batch_size, sample_shape, loss_fn, input_dtype)
     return TrainStep(model, optimizer, levers, device, loss_fn)
 
 
