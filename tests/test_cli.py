@@ -156,3 +156,14 @@ def test_missing_checkpoint_and_corrupt_data(tiny, capsys, tmp_path):
 def test_cuda_on_a_machine_without_it(tiny, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", "tiny", "--device", "cuda")
     assert code == 2 and "no CUDA GPU" in err and one_line_error(err)
+
+
+@pytest.mark.parametrize("argv, where", [(["train", "--epoch", "1"], "mnistlab train --help"),
+                                         (["bench", "--models", "mlp", "--wat"], "mnistlab bench --help"),
+                                         (["speedrun", "extra"], "mnistlab speedrun --help")])
+def test_an_unknown_option_points_at_the_subcommands_help(argv, where, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "unrecognized arguments" in err and f"(see: {where})" in err

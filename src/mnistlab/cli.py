@@ -31,6 +31,20 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own
+        """As argparse, but an unknown option is said by the subcommand's parser, so that the line
+        points at `mnistlab train --help`, where the options are, not at `mnistlab --help`."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            (self._subcommand_parser(ns) or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+    def _subcommand_parser(self, ns: argparse.Namespace) -> argparse.ArgumentParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - argparse has no public way
+                return action.choices.get(getattr(ns, action.dest, None) or "")
+        return None
+
 
 def _int_at_least(minimum: int, maximum: int | None = None):
     """An argparse type: a whole number >= minimum (and <= maximum, where a larger one would take
