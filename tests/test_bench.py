@@ -200,3 +200,13 @@ def test_profile_cli(capsys):
     assert "454,400" in out and "101,578" in out and "MAC" in out
     assert main(["profile", "mlp", "--json", "--batch-size", "2"]) == 0
     assert json.loads(capsys.readouterr()[0])[0]["macs"] == 2 * 109_184
+
+
+def test_bench_text_says_each_speed_up_once(result, tmp_path):
+    """bench.txt used to print each ratio twice, in two wordings; the observation (with its reason) stays."""
+    from mnistlab.measure.bench import write_bench
+
+    text = write_bench(result, tmp_path)
+    assert len(result.speedups()) == 2  # mlp and cnn: resident against the notebook's pipeline
+    assert text.count("the resident pipeline against the notebook's") == 2
+    assert "resident vs the notebook's pipeline" not in text  # the second wording, gone

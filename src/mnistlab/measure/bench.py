@@ -537,8 +537,8 @@ def write_bench(result: BenchResult, out_dir) -> str:
     The figure is the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No
     pass/fail floors here: those are the project's own checks (benchmarks/bench_targets.py)."""
     peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d]) for d, name in result.devices.items()]
-    speed = [f"{u.what}: {u.ratio.marked()}" for u in result.speedups()]
-    text = "\n".join([*peaks, _load_line(result), format_table(result), "", *speed, "", *observations(result)])
+    # each speed-up is said once, in its observation (the ratio, its range and why it is what it is)
+    text = "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result)])
     write_json(out_dir / BenchResult.FILE, result.to_dict())
     write_atomic(out_dir / "bench.txt", (text + "\n").encode())
     return text
