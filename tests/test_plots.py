@@ -153,3 +153,27 @@ def test_without_a_path_a_figure_comes_back_that_shows_inline_and_saves(tmp_path
     figures[0].savefig(tmp_path / "again.svg")
     assert (tmp_path / "again.svg").stat().st_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "again.svg"]
+
+
+def test_a_categorical_sweep_axis_is_in_the_spaces_order(tmp_path, tick_labels):
+    """Trials drew 128 first, then 32: the axis still reads 32, 64, 128 (the space's order), not first-seen."""
+    trials = [TrialRow(i, "complete", {"batch_size": b}, v, 0.9, 2, 1.0, None)
+              for i, (b, v) in enumerate([(128, 0.4), (32, 0.2), (128, 0.3)])]
+    sweep.plot_objective({"params": [{"name": "batch_size", "log": False, "choices": [32, 64, 128]}],
+                          "objective": "val_loss", "study": "s", "direction": "minimize"}, trials,
+                         tmp_path / "sweep.png")
+    assert tick_labels["sweep.png linear"][:3] == ["32", "64", "128"]  # the x axis's labels come first
+
+
+@pytest.mark.parametrize("lrs, want, not_want", [
+    ([0.002, 0.01, 0.05], {"0.002", "0.005", "0.01", "0.02", "0.05"}, {"0.003", "0.004", "0.006"}),  # 1.4 decades
+    ([1e-4, 0.3], {"0.0001", "0.001", "0.01", "0.1"}, {"0.0002", "0.0005", "0.002", "0.005"}),  # 3.5: decades only
+])
+def test_a_horizontal_log_axis_labels_no_more_than_fits(tmp_path, tick_labels, lrs, want, not_want):
+    """'0.002 0.003 0.004' ran into each other in a sweep panel: on a horizontal log axis over 0.7 to 2
+    decades only 2s and 5s are labelled between the decades, beyond 2 decades only the decades."""
+    trials = [TrialRow(i, "complete", {"lr": lr}, 0.1 * i + 0.2, 0.9, 2, 1.0, None) for i, lr in enumerate(lrs)]
+    sweep.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
+                          "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
+    shown = {t for t in tick_labels["sweep.png log"] if t}
+    assert want <= shown and not (not_want & shown), shown

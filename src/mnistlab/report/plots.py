@@ -13,7 +13,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.axis import Axis
+from matplotlib.axis import Axis, XAxis
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
@@ -32,13 +32,29 @@ LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 literal_text = matplotlib.rc_context(LITERAL_TEXT)
 
 
+SPARSE_FROM_DECADES, SPARSE_UP_TO_DECADES = 0.7, 2.0  # a horizontal axis's minor labels: see plain_log_labels
+
+
 class PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, each written as a plain number (0.6, 2, 0.05):
     matplotlib's default writes mathtext, which shows raw ('$\\mathdefault{6\\times10^{-1}}$') with
     parse_math off."""
 
+    def __init__(self, *args, mantissas: frozenset[int] | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.mantissas = mantissas  # None: LogFormatter's choice; else only these (1 to 9) are labelled
+
     def __call__(self, x: float, pos: int | None = None) -> str:
+        if self.mantissas is not None and self._decades() >= SPARSE_FROM_DECADES:
+            if self._decades() > SPARSE_UP_TO_DECADES:  # the decades' own labels are enough
+                return ""
+            mantissa = round(x / 10 ** np.floor(np.log10(x) + 1e-9)) if x > 0 else 0
+            return plain_number(x) if mantissa in self.mantissas else ""
         return plain_number(x) if super().__call__(x, pos) else ""
+
+    def _decades(self) -> float:
+        lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (1.0, 1.0)
+        return float(np.log10(hi / lo)) if lo > 0 else 0.0
 
 
 def plain_number(x: float) -> str:
@@ -55,9 +71,14 @@ class InlineFigure(Figure):
 
 
 def plain_log_labels(axis: Axis) -> None:
-    """Label a log axis's major and minor ticks in plain numbers (call after setting the scale)."""
+    """Label a log axis's major and minor ticks in plain numbers (call after setting the scale). On a
+    horizontal axis spanning 0.7 to 2 decades only the 2s and 5s between decades are labelled, and
+    beyond 2 decades only the decades: side by side, '0.002 0.003 0.004' ran into each other in a sweep
+    panel."""
     axis.set_major_formatter(PlainLogFormatter())
-    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+    horizontal = isinstance(axis, XAxis)
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False,
+                                               mantissas=frozenset({2, 5}) if horizontal else None))
 
 
 def _integer_epochs(ax) -> None:

@@ -25,12 +25,19 @@ def plot_objective(record: dict[str, Any], rows: list[TrialRow], out: Path) -> P
     axes = fig.subplots(1, len(specs), squeeze=False)
     for ax, spec in zip(axes[0], specs):
         name = spec["name"]
+        # a choice's place on the axis is its place in the sweep's space (matplotlib's own categorical
+        # axis would order the choices as the trials happened to draw them)
+        order = [str(c) for c in spec["choices"] or []]
+        order += sorted({str(r.params[name]) for r in rows if name in r.params} - set(order)) if order else []
         for state, color in STATE_COLORS.items():
             pts = [(r.params[name], getattr(r, f"best_{objective}")) for r in rows
                    if r.state == state and name in r.params and getattr(r, f"best_{objective}") is not None]
             if pts:
-                xs = [str(x) for x, _ in pts] if spec["choices"] else [x for x, _ in pts]
+                xs = [order.index(str(x)) for x, _ in pts] if order else [x for x, _ in pts]
                 ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
+        if order:
+            ax.set_xticks(range(len(order)), order)
+            ax.set_xlim(-0.5, len(order) - 0.5)
         if spec.get("log"):
             ax.set_xscale("log")
             plots.plain_log_labels(ax.xaxis)
