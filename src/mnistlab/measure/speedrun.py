@@ -42,19 +42,22 @@ from mnistlab.training.levers import Levers, autocast, make_step, prepare_model,
 from mnistlab.training.models import count_parameters, create_model
 
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
-SEED_SCHEMA = {"seed": "int", "accuracy": "number", "correct": "int", "total": "int", "seconds": "positive",
-               "train_s": "number", "eval_s": "number", "warmup_s": "number", "final_loss": "number"}
-SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "int", "epochs": "int", "max_lr": "number",
-                              "pct_start": "number", "warmup_steps": "int", "label_smoothing?": "number"},
+# every value the report prints or divides by has its range (core/schema.py's ranged names)
+SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "total": "positive count",
+               "seconds": "positive seconds", "train_s": "seconds", "eval_s": "seconds", "warmup_s": "seconds",
+               "final_loss": "number"}
+SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "epochs": "positive count",
+                              "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
+                              "label_smoothing?": "fraction"},
                    "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
-                   "device": "text", "device_name": "text", "target": "number", "summary": {"data_s": "number"},
-                   "train_samples": "int", "test_samples": "int", "model_parameters?": "int", "seeds_planned?": "int",
-                   "runs": [SEED_SCHEMA, NONEMPTY],
+                   "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
+                   "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
+                   "seeds_planned?": "count", "runs": [SEED_SCHEMA, NONEMPTY],
                    "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT},
                    # added with issue 20's floor; absent from older files, which still read
-                   "flops?": {"step": "int", "train": "int", "eval": "int"},
-                   "ceiling?": {"flops_per_s": "positive", "dtype": "text", "probe": "text"},
-                   "ceiling_s?": "number?", "cold_s?": "positive?", "cold_from?": "text?",
+                   "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
+                   "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
+                   "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": "text?",
                    "not_measured?": {"*": "text"}}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
@@ -321,6 +324,7 @@ class SpeedrunResult:
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
         check_schema(data, SPEEDRUN_SCHEMA, where)
+        _check_across_fields(data, where)
         def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
@@ -331,8 +335,8 @@ class SpeedrunResult:
                    data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
                    dict(data.get("env") or {}), dict(data.get("load") or {}),
                    data.get("seeds_planned", len(data["runs"])),
-                   RunFlops(**data["flops"]) if "flops" in data else None,
-                   Ceiling(**data["ceiling"]) if "ceiling" in data else None,
+                   RunFlops(**fields(data["flops"], SPEEDRUN_SCHEMA["flops?"])) if "flops" in data else None,
+                   Ceiling(**fields(data["ceiling"], SPEEDRUN_SCHEMA["ceiling?"])) if "ceiling" in data else None,
                    data.get("ceiling_s"), data.get("cold_s"), data.get("cold_from"),
                    dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))))
 
@@ -397,6 +401,30 @@ class SpeedrunResult:
                 f"{self.flops_words()}; {self.cold_words()}; not included: {self.not_timed_words()}"
                 + ("" if self.stability.stable else f"; {self.stability.reason}")
                 + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
+
+
+def _check_across_fields(data: dict[str, Any], where: str) -> None:
+    """What no one field's range can say: names a lever knows, a seed's count within its total, and a cold
+    time that holds seed 0's warm-up and timed run and says where it started (CheckpointError, one line)."""
+    from mnistlab.core.errors import CheckpointError
+    from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
+
+    for name, known in (("precision", PRECISIONS), ("compile", COMPILE_MODES)):
+        if data["levers"][name] not in known:
+            raise CheckpointError(f"{where}: field 'levers'.{name}: expected one of {', '.join(known)}, "
+                                  f"found {data['levers'][name]!r}")
+    for i, run in enumerate(data["runs"]):
+        if run["correct"] > run["total"]:
+            raise CheckpointError(f"{where}: field 'runs'[{i}].correct: {run['correct']} is more than its total "
+                                  f"{run['total']}")
+    cold, start = data.get("cold_s"), data.get("cold_from")
+    if cold is not None and start not in COLD:
+        raise CheckpointError(f"{where}: field 'cold_from': a cold time runs from one of {', '.join(map(repr, COLD))}"
+                              f", found {start!r}")
+    first = data["runs"][0]
+    if cold is not None and cold < first["seconds"] + first["warmup_s"]:
+        raise CheckpointError(f"{where}: field 'cold_s': {cold:g} s is less than seed 0's warm-up and run "
+                              f"({first['warmup_s']:g} + {first['seconds']:g} s), which it includes")
 
 
 def _accuracy_words(s: dict[str, Any]) -> str:
@@ -485,7 +513,10 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
     synchronize(device)
     t0 = time.perf_counter()
     try:
-        result.flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
+        flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
+        if not (flops.train > 0 and flops.eval > 0):  # a floor of 0 s; the file's reader refuses it
+            raise ValueError("the counter found no matmul or convolution to count")
+        result.flops = flops
     except Exception as e:  # noqa: BLE001 - any failure of the count leaves the speedrun's own figures
         result.not_measured["flops"] = f"not counted ({_one_line(e)})"
     try:
@@ -524,7 +555,7 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
         if seed == 0 and cold_since is not None:
             cold = time.time() - cold_since[0]
-            if cold > 0:
+            if cold >= r.seconds + r.warmup_s:  # it holds both (the file's reader checks so)
                 result.cold_s, result.cold_from = cold, cold_since[1]
             else:  # only a wall clock set back while it ran does this
                 result.not_measured["cold"] = "not measured: the wall clock went back during it"
