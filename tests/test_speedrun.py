@@ -316,9 +316,9 @@ def test_the_one_sided_t_test_matches_a_known_value():
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
     assert result.summary()["target_test"] == {"alternative": "mean accuracy > target", "n": 5, "t": t.t, "p": t.p,
                                                "why_not": None}
-    assert ("mean above 99%: t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t this large "
-            "if the true mean were 99%, less if lower)") in result.line()
-    assert "mean above 99%: t = 3.00, p = 0.02" in result._repr_html_()
+    assert ("mean above 99%? t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t at least "
+            "this large if the true mean were 99%, smaller still for any lower mean)") in result.line()
+    assert "mean above 99%? t = 3.00, p = 0.02" in result._repr_html_()
 
 
 @pytest.mark.parametrize("accs, why", [([99.5], "1 seed: no spread to test with"),
@@ -336,7 +336,7 @@ def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
     assert result.to_dict()["summary"]["target_test"]["p"] is None
     doc = Document("t")
     speedrun_section(doc, result)
-    assert f"Is the mean above the target? No t-test of a mean above 99%: {why}" in doc.to_markdown(tmp_path)
+    assert f"No t-test of a mean above 99%: {why}" in doc.to_markdown(tmp_path)
 
 
 def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path):
@@ -360,7 +360,7 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
     line = result.line()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
-    assert "mean above 99%: t = " in line  # the t-test needs only the seeds' accuracies, which old files have
+    assert "mean above 99%? t = " in line  # the t-test needs only the seeds' accuracies, which old files have
     doc = Document("t")
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
@@ -510,3 +510,23 @@ def test_what_the_reader_refuses_the_writer_never_writes(tiny, monkeypatch, tmp_
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / sr.SpeedrunResult.FILE).write_text(json.dumps(result.to_dict()))
     assert read_result(sr.SpeedrunResult, tmp_path / "r").to_dict() == result.to_dict()
+
+
+def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_path):
+    """p is the chance of a t AT LEAST this large (not 'this large'); a mean below the target is not headed
+    'mean above 99.5%:' as if it were; a p of 0.996 is not printed 'p = 1' (a certainty no test gives)."""
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    seeds = [sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1)
+             for i, a in enumerate([98.96, 99.09, 99.08])]
+    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.5, 0.3, 60000, 10000, 1000, seeds)
+    assert result.target_test.p > 0.99
+    line = result.line()
+    assert "mean above 99.5%? t = -10.93, p > 0.99 (one-sided t-test over 3 seeds; p is the chance of a t at least " \
+           "this large if the true mean were 99.5%, smaller still for any lower mean)" in line
+    assert "p = 1 " not in line and "mean above 99.5%:" not in line
+    doc = Document("t")
+    speedrun_section(doc, result)
+    md = doc.to_markdown(tmp_path)
+    assert "| &gt; 0.99 |" in md and "\n\nMean above 99.5%? t = -10.93, p &gt; 0.99" in md  # '>' escaped

@@ -184,6 +184,18 @@ def target_test(accuracies: Sequence[float], target: float) -> TargetTest:
     return TargetTest(n, float(r.statistic), float(r.pvalue))
 
 
+def p_value_text(p: float) -> str:
+    """Two significant digits, but never '1' (0.996 rounded: a certainty no test gives): '> 0.99'."""
+    text = f"{p:.2g}"
+    return "> 0.99" if text == "1" else text
+
+
+def p_words(p: float) -> str:
+    """'= 0.02' or '> 0.99', to follow 'p '."""
+    text = p_value_text(p)
+    return text if text.startswith(">") else f"= {text}"
+
+
 def _one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
@@ -343,12 +355,14 @@ class SpeedrunResult:
     # --- words, made here from the fields and nowhere else -------------------------------------------
 
     def test_words(self) -> str:
-        """'mean above 99%: t = 5.10, p = 0.0003 (one-sided t-test over 10 seeds; ...)', or why there is none."""
+        """'mean above 99%? t = 5.10, p = 0.0003 (one-sided t-test over 10 seeds; ...)', or why there is none.
+        A question: the mean may be below the target (t < 0, p near 1)."""
         t = self.target_test
         if t.p is None:
             return f"no t-test of a mean above {self.target:g}%: {t.why_not}"
-        return (f"mean above {self.target:g}%: t = {t.t:.2f}, p = {t.p:.2g} (one-sided t-test over {t.n} seeds; p is "
-                f"the chance of a t this large if the true mean were {self.target:g}%, less if lower)")
+        return (f"mean above {self.target:g}%? t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds; "
+                f"p is the chance of a t at least this large if the true mean were {self.target:g}%, smaller still "
+                f"for any lower mean)")
 
     def floor_words(self) -> str:
         """'floor 0.09 s (the counted FLOPs at the ceiling)', or why there is none."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mnistlab.core.words import percent
-from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult
+from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult, p_value_text
 from mnistlab.report.document import Document, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -24,14 +24,14 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
                "time median", "time range", "floor (FLOPs at the ceiling)", "cold start",
                "data to device (once)", "warm-up per seed (median)", "stability"],
               [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
-                f"{s['reached_target']}/{s['seeds']}", "-" if test.p is None else f"{test.p:.2g}",
+                f"{s['reached_target']}/{s['seeds']}", "-" if test.p is None else p_value_text(test.p),
                 f"{s['time_median_s']:.2f} s", f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s",
                 "-" if floor is None else f"{floor:.2g} s", "-" if result.cold_s is None else f"{result.cold_s:.2f} s",
                 f"{s['data_s']:.2f} s", f"{s['warmup_median_s']:.2f} s",
                 "stable" if result.stability.stable else "unstable"]])
     if not result.stability.stable:
         doc.p(f"The time is {result.stability.reason}.")  # the reason starts 'unstable: '
-    doc.p(f"Is the mean above the target? {_sentence(result.test_words())}.")
+    doc.p(f"{_sentence(result.test_words())}.")
     doc.p(_floor_paragraph(result))
     doc.p(f"Cold start: {_cold(result)}.")
 
