@@ -530,3 +530,23 @@ def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_p
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "| &gt; 0.99 |" in md and "\n\nMean above 99.5%? t = -10.93, p &gt; 0.99" in md  # '>' escaped
+
+
+def test_the_report_gives_one_seed_no_spread_and_says_when_seeds_missed_the_target(tmp_path):
+    """One seed has no standard deviation (the table said '± 0.00', the line 'no spread with one'); and a
+    section headed 'time to 99.5%' whose seeds did not reach 99.5% says that its times are the recipe's."""
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    def md(accs, target):
+        seeds = [sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
+        doc = Document("t")
+        speedrun_section(doc, sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", target, 0.3, 60000, 10000,
+                                                1000, seeds))
+        return doc.to_markdown(tmp_path)
+
+    one = md([98.96], 99.0)
+    assert "± 0.00" not in one and "| 98.96% (1 seed, no spread) |" in one
+    assert "0 of 1 seed reached 99%: the times are those of the recipe's 1 epoch, not times to 99%." in one
+    assert "times to 99%" in md([98.96, 99.2], 99.0)  # 1 of 2 missed
+    assert "times to 99%" not in md([99.1, 99.2], 99.0)  # every seed reached it
