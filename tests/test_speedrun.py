@@ -560,3 +560,24 @@ def test_a_spread_just_over_the_limit_is_not_printed_as_the_limit():
     reason = stability([1.0, 1.104, 1.0]).reason
     assert "spread over 10.4% of their median (more than 10%)" in reason
     assert "spread over 25% of their median" in stability([1.0, 1.25, 1.0]).reason
+
+
+def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
+    """speedrun.json did not record the dataset: a --dataset fashion-mnist speedrun read, in its line and the
+    report, as an MNIST one that missed 99% by 12 points. An older file without the key still reads."""
+    from mnistlab.core.schema import read_result
+    from mnistlab.report.document import Document
+    from mnistlab.report.sections.speedrun import speedrun_section
+
+    assert run_cli(tmp_path, "--seeds", "1", "--target", "50") == 0
+    assert "speedrun speednet on tiny, cpu (" in capsys.readouterr().out
+    result = read_result(sr.SpeedrunResult, tmp_path / "s")
+    assert result.dataset == "tiny" and result.to_dict()["dataset"] == "tiny"
+    doc = Document("t")
+    speedrun_section(doc, result)
+    assert "1 epoch over 640 training images of tiny;" in doc.to_markdown(tmp_path)
+    data = json.loads((tmp_path / "s" / sr.SpeedrunResult.FILE).read_text())
+    del data["dataset"]
+    (tmp_path / "s" / sr.SpeedrunResult.FILE).write_text(json.dumps(data))
+    older = read_result(sr.SpeedrunResult, tmp_path / "s")
+    assert older.dataset is None and "speedrun speednet on cpu (" in older.line()

@@ -58,7 +58,7 @@ SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "
                    "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
                    "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
                    "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": "text?",
-                   "not_measured?": {"*": "text"}}
+                   "not_measured?": {"*": "text"}, "dataset?": "text?"}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
@@ -237,6 +237,7 @@ class SpeedrunResult:
     cold_s: float | None = None  # from cold_from to seed 0's result
     cold_from: str | None = None  # "process start" or "mnistlab import"
     not_measured: dict[str, str] = field(default_factory=dict)  # "flops", "ceiling", "cold": why not
+    dataset: str | None = None  # its name; None: not recorded (an older speedrun.json)
 
     @property
     def complete(self) -> bool:
@@ -320,8 +321,8 @@ class SpeedrunResult:
         runs = [{**asdict(s), "flops_per_s": self.flops_per_s(s), "ceiling_fraction": self.ceiling_fraction(s)}
                 for s in self.seeds]
         return {"recipe": self.recipe.to_dict(), "levers": asdict(self.levers), "levers_text": self.levers.describe(),
-                "device": self.device, "device_name": self.device_name, "target": self.target,
-                "train_samples": self.train_samples, "test_samples": self.test_samples,
+                "device": self.device, "device_name": self.device_name, "dataset": self.dataset,
+                "target": self.target, "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "model_parameters": self.parameters,
                 "timed": TIMED,
                 "summary": self.summary(), "runs": runs, "env": self.env,
@@ -350,7 +351,8 @@ class SpeedrunResult:
                    RunFlops(**fields(data["flops"], SPEEDRUN_SCHEMA["flops?"])) if "flops" in data else None,
                    Ceiling(**fields(data["ceiling"], SPEEDRUN_SCHEMA["ceiling?"])) if "ceiling" in data else None,
                    data.get("ceiling_s"), data.get("cold_s"), data.get("cold_from"),
-                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))))
+                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))),
+                   data.get("dataset"))
 
     # --- words, made here from the fields and nowhere else -------------------------------------------
 
@@ -393,7 +395,8 @@ class SpeedrunResult:
 
     def _repr_html_(self) -> str:
         s = self.summary()
-        return html_table(f"speedrun {self.recipe.model} on {self.device} ({self.device_name})", [
+        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
+        return html_table(f"speedrun {self.recipe.model} on {on} ({self.device_name})", [
             ("levers", self.levers.describe()),
             ("test accuracy", _accuracy_words(s)),
             ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
@@ -407,7 +410,8 @@ class SpeedrunResult:
 
     def line(self) -> str:
         s = self.summary()
-        return (f"speedrun {self.recipe.model} on {self.device} ({self.levers.describe()}): "
+        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
+        return (f"speedrun {self.recipe.model} on {on} ({self.levers.describe()}): "
                 f"{_accuracy_words(s)} test accuracy, "
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%, {self.test_words()}; "
                 f"time to train + evaluate median {s['time_median_s']:.2f} s "
@@ -562,7 +566,7 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                                     dtype=levers.autocast_dtype or torch.float32)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
                             parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment(),
-                            seeds_planned=seeds)
+                            seeds_planned=seeds, dataset=spec.name)
     if cold_since is None:
         result.not_measured["cold"] = NOT_FRESH
     for seed in range(seeds):
