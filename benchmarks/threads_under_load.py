@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = 1.2  # default / the better of 1 and 2 threads, beside busy processes
 STEPS = {"mlp": 200, "cnn": 20}  # per timed chunk: ~0.1-1 s on a quiet 2-core machine
-EPOCH_STEPS = 750
-SETTLE_S = 0.05  # an epoch of the 48,000 training images at batch 64
+EPOCH_STEPS = 750  # an epoch of the 48,000 training images at batch 64
+SETTLE_S = 0.05  # before each timing: the worker timed just before stops spinning (OpenMP's default wait)
 
 
 def worker(config: str, dataset: str) -> None:

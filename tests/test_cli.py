@@ -167,3 +167,26 @@ def test_an_unknown_option_points_at_the_subcommands_help(argv, where, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
     assert "unrecognized arguments" in err and f"(see: {where})" in err
+
+
+def test_threads_left_running_are_not_all_blamed_on_the_model(capsys, monkeypatch):
+    """`speedrun --compile default` with the built-in speednet left torch.compile's ThreadPoolExecutor running,
+    and the warning said 'started by the model's code': it names torch.compile's workers as the other source."""
+    import threading
+
+    from mnistlab import cli
+
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    before = set(threading.enumerate())
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, name="ThreadPoolExecutor-1_0")
+    t.start()
+    try:
+        cli._exit_if_threads_left(before, 0)
+    finally:
+        stop.set()
+        t.join()
+    err = capsys.readouterr().err
+    assert exits == [0] and "not waiting for 1 thread(s) still running (ThreadPoolExecutor-1_0" in err
+    assert "torch.compile" in err and "started by the model's code)" not in err

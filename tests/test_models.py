@@ -42,3 +42,24 @@ def test_summary_lists_state_dict_and_output_shape(name):
 def test_unknown_model():
     with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of: mlp, cnn"):
         create_model("resnet")
+
+
+@pytest.mark.parametrize("size, fits", [((28, 28), True), ((24, 24), True), ((26, 26), True), ((30, 30), True),
+                                        ((16, 16), True), ((20, 16), True), ((64, 48), True), ((25, 25), False),
+                                        ((27, 28), False), ((28, 23), False), ((14, 14), False), ((4, 4), False)])
+def test_speednet_says_which_image_sizes_it_takes(size, fits, recwarn):
+    """Pixel unshuffle needs an even side, and two 3x3 convs and a pool need 16 pixels: a dataset of another
+    size is one line naming the size and the rule (it was torch's 'input.size(-2)=21 is not divisible by 2'
+    for a 25x25 image, the cropped size, and a UserWarning about zero-element tensors for 14x14)."""
+    from mnistlab.data.datasets import DataShape
+
+    shape = DataShape((1, *size), 10)
+    if fits:
+        assert create_model("speednet", shape)(torch.zeros(3, *shape.sample)).shape == (3, 10)
+        return
+    with pytest.raises(ConfigError) as e:
+        create_model("speednet", shape)
+    message = str(e.value)
+    assert f"{size[0]}x{size[1]}" in message and "even" in message and "at least 16" in message
+    assert "speednet(num_classes=10" in message and "None(" not in message and "\n" not in message
+    assert not [w for w in recwarn if "zero-element" in str(w.message)]

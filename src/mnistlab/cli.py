@@ -585,13 +585,14 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:
-    """A non-daemon thread started during the command (by a user's model: mnistlab starts none) and
-    still running would keep the interpreter from exiting, forever: say so, flush, and exit now."""
+    """A non-daemon thread started during the command (by a user's model, or torch.compile's workers:
+    mnistlab starts none) and still running would keep the interpreter from exiting, forever: say so,
+    flush, and exit now."""
     left = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     if not left:
         return
     print(f"mnistlab: warning: not waiting for {len(left)} thread(s) still running ({left[0].name}, started by "
-          f"the model's code)", file=sys.stderr)
+          f"the model's code or, with --compile, by torch.compile's workers)", file=sys.stderr)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

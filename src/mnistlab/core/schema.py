@@ -3,7 +3,10 @@
 A schema is a type name, {key: schema} for an object (a key ending in '?' may be absent; the single
 key '*' checks every value of a map), or [schema] for a list ([schema, NONEMPTY]: with at least one
 item); a type name ending in '?' also allows null. 'positive' is a finite number above 0 (a time a
-reader divides by). A value that does not fit is a CheckpointError naming the file and the field, in one line.
+reader divides by). Ranged names (RANGED) bound what a reader prints or divides by: 'seconds' and
+'positive seconds' (a duration, at most MAX_SECONDS), 'count' and 'positive count' (whole, below 2**63,
+so float() of a sum stays finite), 'percent', 'fraction', 'flop rate'. A value that does not fit is a
+CheckpointError naming the file and the field, in one line.
 """
 
 from __future__ import annotations
@@ -22,9 +25,26 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+MAX_SECONDS = 1e9  # 31 years: no recorded duration is longer, and '{:.2f}' of one stays short
+MAX_COUNT = 2**63 - 1
+MAX_FLOP_RATE = 1e21  # FLOP/s: a zettaFLOP, far above any one device
+# name: (test, words for the error line)
+RANGED = {"seconds": (lambda v: _number(v) and 0 <= v <= MAX_SECONDS, f"a duration in [0, {MAX_SECONDS:g}] s"),
+          "positive seconds": (lambda v: _number(v) and 0 < v <= MAX_SECONDS,
+                               f"a duration in (0, {MAX_SECONDS:g}] s"),
+          "count": (lambda v: _int(v) and 0 <= v <= MAX_COUNT, "a whole number in 0..2**63-1"),
+          "positive count": (lambda v: _int(v) and 1 <= v <= MAX_COUNT, "a whole number in 1..2**63-1"),
+          "percent": (lambda v: _number(v) and 0 <= v <= 100, "a percentage in [0, 100]"),
+          "fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+          "flop rate": (lambda v: _number(v) and 1 <= v <= MAX_FLOP_RATE, f"FLOP/s in [1, {MAX_FLOP_RATE:g}]")}
 _TYPES = {"number": _number, "positive": lambda v: _number(v) and v > 0,
-          "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "text": lambda v: isinstance(v, str),
-          "bool": lambda v: isinstance(v, bool), "any": lambda v: True}
+          "int": _int, "text": lambda v: isinstance(v, str),
+          "bool": lambda v: isinstance(v, bool), "any": lambda v: True,
+          **{name: test for name, (test, _) in RANGED.items()}}
 
 
 def check_schema(value: Any, schema: Any, where: str) -> None:
@@ -48,7 +68,9 @@ def check_schema(value: Any, schema: Any, where: str) -> None:
         for i, item in enumerate(value):
             check_schema(item, schema[0], f"{where}[{i}]")
     elif not (value is None and schema.endswith("?")) and not _TYPES[schema.rstrip("?")](value):
-        raise CheckpointError(f"{where}: expected {schema.rstrip('?')}, found {value!r}")
+        name = schema.rstrip("?")
+        found = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."  # a 400-digit int: one line
+        raise CheckpointError(f"{where}: expected {RANGED[name][1] if name in RANGED else name}, found {found}")
 
 
 class Result(Protocol):

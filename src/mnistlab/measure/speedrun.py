@@ -42,20 +42,23 @@ from mnistlab.training.levers import Levers, autocast, make_step, prepare_model,
 from mnistlab.training.models import count_parameters, create_model
 
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
-SEED_SCHEMA = {"seed": "int", "accuracy": "number", "correct": "int", "total": "int", "seconds": "positive",
-               "train_s": "number", "eval_s": "number", "warmup_s": "number", "final_loss": "number"}
-SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "int", "epochs": "int", "max_lr": "number",
-                              "pct_start": "number", "warmup_steps": "int", "label_smoothing?": "number"},
+# every value the report prints or divides by has its range (core/schema.py's ranged names)
+SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "total": "positive count",
+               "seconds": "positive seconds", "train_s": "seconds", "eval_s": "seconds", "warmup_s": "seconds",
+               "final_loss": "number"}
+SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "epochs": "positive count",
+                              "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
+                              "label_smoothing?": "fraction"},
                    "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
-                   "device": "text", "device_name": "text", "target": "number", "summary": {"data_s": "number"},
-                   "train_samples": "int", "test_samples": "int", "model_parameters?": "int", "seeds_planned?": "int",
-                   "runs": [SEED_SCHEMA, NONEMPTY],
+                   "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
+                   "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
+                   "seeds_planned?": "count", "runs": [SEED_SCHEMA, NONEMPTY],
                    "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT},
                    # added with issue 20's floor; absent from older files, which still read
-                   "flops?": {"step": "int", "train": "int", "eval": "int"},
-                   "ceiling?": {"flops_per_s": "positive", "dtype": "text", "probe": "text"},
-                   "ceiling_s?": "number?", "cold_s?": "positive?", "cold_from?": "text?",
-                   "not_measured?": {"*": "text"}}
+                   "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
+                   "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
+                   "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": "text?",
+                   "not_measured?": {"*": "text"}, "dataset?": "text?"}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
@@ -181,6 +184,18 @@ def target_test(accuracies: Sequence[float], target: float) -> TargetTest:
     return TargetTest(n, float(r.statistic), float(r.pvalue))
 
 
+def p_value_text(p: float) -> str:
+    """Two significant digits, but never '1' (0.996 rounded: a certainty no test gives): '> 0.99'."""
+    text = f"{p:.2g}"
+    return "> 0.99" if text == "1" else text
+
+
+def p_words(p: float) -> str:
+    """'= 0.02' or '> 0.99', to follow 'p '."""
+    text = p_value_text(p)
+    return text if text.startswith(">") else f"= {text}"
+
+
 def _one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
@@ -222,6 +237,7 @@ class SpeedrunResult:
     cold_s: float | None = None  # from cold_from to seed 0's result
     cold_from: str | None = None  # "process start" or "mnistlab import"
     not_measured: dict[str, str] = field(default_factory=dict)  # "flops", "ceiling", "cold": why not
+    dataset: str | None = None  # its name; None: not recorded (an older speedrun.json)
 
     @property
     def complete(self) -> bool:
@@ -305,8 +321,8 @@ class SpeedrunResult:
         runs = [{**asdict(s), "flops_per_s": self.flops_per_s(s), "ceiling_fraction": self.ceiling_fraction(s)}
                 for s in self.seeds]
         return {"recipe": self.recipe.to_dict(), "levers": asdict(self.levers), "levers_text": self.levers.describe(),
-                "device": self.device, "device_name": self.device_name, "target": self.target,
-                "train_samples": self.train_samples, "test_samples": self.test_samples,
+                "device": self.device, "device_name": self.device_name, "dataset": self.dataset,
+                "target": self.target, "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "model_parameters": self.parameters,
                 "timed": TIMED,
                 "summary": self.summary(), "runs": runs, "env": self.env,
@@ -321,6 +337,7 @@ class SpeedrunResult:
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
         check_schema(data, SPEEDRUN_SCHEMA, where)
+        _check_across_fields(data, where)
         def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
@@ -331,20 +348,23 @@ class SpeedrunResult:
                    data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
                    dict(data.get("env") or {}), dict(data.get("load") or {}),
                    data.get("seeds_planned", len(data["runs"])),
-                   RunFlops(**data["flops"]) if "flops" in data else None,
-                   Ceiling(**data["ceiling"]) if "ceiling" in data else None,
+                   RunFlops(**fields(data["flops"], SPEEDRUN_SCHEMA["flops?"])) if "flops" in data else None,
+                   Ceiling(**fields(data["ceiling"], SPEEDRUN_SCHEMA["ceiling?"])) if "ceiling" in data else None,
                    data.get("ceiling_s"), data.get("cold_s"), data.get("cold_from"),
-                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))))
+                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))),
+                   data.get("dataset"))
 
     # --- words, made here from the fields and nowhere else -------------------------------------------
 
     def test_words(self) -> str:
-        """'mean above 99%: t = 5.10, p = 0.0003 (one-sided t-test over 10 seeds; ...)', or why there is none."""
+        """'mean above 99%? t = 5.10, p = 0.0003 (one-sided t-test over 10 seeds; ...)', or why there is none.
+        A question: the mean may be below the target (t < 0, p near 1)."""
         t = self.target_test
         if t.p is None:
             return f"no t-test of a mean above {self.target:g}%: {t.why_not}"
-        return (f"mean above {self.target:g}%: t = {t.t:.2f}, p = {t.p:.2g} (one-sided t-test over {t.n} seeds; p is "
-                f"the chance of a t this large if the true mean were {self.target:g}%, less if lower)")
+        return (f"mean above {self.target:g}%? t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds; "
+                f"p is the chance of a t at least this large if the true mean were {self.target:g}%, smaller still "
+                f"for any lower mean)")
 
     def floor_words(self) -> str:
         """'floor 0.09 s (the counted FLOPs at the ceiling)', or why there is none."""
@@ -375,7 +395,8 @@ class SpeedrunResult:
 
     def _repr_html_(self) -> str:
         s = self.summary()
-        return html_table(f"speedrun {self.recipe.model} on {self.device} ({self.device_name})", [
+        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
+        return html_table(f"speedrun {self.recipe.model} on {on} ({self.device_name})", [
             ("levers", self.levers.describe()),
             ("test accuracy", _accuracy_words(s)),
             ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
@@ -389,7 +410,8 @@ class SpeedrunResult:
 
     def line(self) -> str:
         s = self.summary()
-        return (f"speedrun {self.recipe.model} on {self.device} ({self.levers.describe()}): "
+        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
+        return (f"speedrun {self.recipe.model} on {on} ({self.levers.describe()}): "
                 f"{_accuracy_words(s)} test accuracy, "
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%, {self.test_words()}; "
                 f"time to train + evaluate median {s['time_median_s']:.2f} s "
@@ -397,6 +419,30 @@ class SpeedrunResult:
                 f"{self.flops_words()}; {self.cold_words()}; not included: {self.not_timed_words()}"
                 + ("" if self.stability.stable else f"; {self.stability.reason}")
                 + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
+
+
+def _check_across_fields(data: dict[str, Any], where: str) -> None:
+    """What no one field's range can say: names a lever knows, a seed's count within its total, and a cold
+    time that holds seed 0's warm-up and timed run and says where it started (CheckpointError, one line)."""
+    from mnistlab.core.errors import CheckpointError
+    from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
+
+    for name, known in (("precision", PRECISIONS), ("compile", COMPILE_MODES)):
+        if data["levers"][name] not in known:
+            raise CheckpointError(f"{where}: field 'levers'.{name}: expected one of {', '.join(known)}, "
+                                  f"found {data['levers'][name]!r}")
+    for i, run in enumerate(data["runs"]):
+        if run["correct"] > run["total"]:
+            raise CheckpointError(f"{where}: field 'runs'[{i}].correct: {run['correct']} is more than its total "
+                                  f"{run['total']}")
+    cold, start = data.get("cold_s"), data.get("cold_from")
+    if cold is not None and start not in COLD:
+        raise CheckpointError(f"{where}: field 'cold_from': a cold time runs from one of {', '.join(map(repr, COLD))}"
+                              f", found {start!r}")
+    first = data["runs"][0]
+    if cold is not None and cold < first["seconds"] + first["warmup_s"]:
+        raise CheckpointError(f"{where}: field 'cold_s': {cold:g} s is less than seed 0's warm-up and run "
+                              f"({first['warmup_s']:g} + {first['seconds']:g} s), which it includes")
 
 
 def _accuracy_words(s: dict[str, Any]) -> str:
@@ -485,7 +531,10 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
     synchronize(device)
     t0 = time.perf_counter()
     try:
-        result.flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
+        flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
+        if not (flops.train > 0 and flops.eval > 0):  # a floor of 0 s; the file's reader refuses it
+            raise ValueError("the counter found no matmul or convolution to count")
+        result.flops = flops
     except Exception as e:  # noqa: BLE001 - any failure of the count leaves the speedrun's own figures
         result.not_measured["flops"] = f"not counted ({_one_line(e)})"
     try:
@@ -517,14 +566,14 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                                     dtype=levers.autocast_dtype or torch.float32)
     result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
                             parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment(),
-                            seeds_planned=seeds)
+                            seeds_planned=seeds, dataset=spec.name)
     if cold_since is None:
         result.not_measured["cold"] = NOT_FRESH
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
         if seed == 0 and cold_since is not None:
             cold = time.time() - cold_since[0]
-            if cold > 0:
+            if cold >= r.seconds + r.warmup_s:  # it holds both (the file's reader checks so)
                 result.cold_s, result.cold_from = cold, cold_since[1]
             else:  # only a wall clock set back while it ran does this
                 result.not_measured["cold"] = "not measured: the wall clock went back during it"

@@ -89,6 +89,15 @@ def machine_stability(load: Load | None) -> Stability:
     return _judged([busy] if busy else [], "rerun on a quiet machine")
 
 
+def _over(rel: float) -> str:
+    """A spread above UNSTABLE_SPREAD as a percentage with the digits that show it above: 10.4%, not 10%."""
+    for digits in range(4):
+        text = f"{rel * 100:.{digits}f}"
+        if float(text) > UNSTABLE_SPREAD * 100:
+            return f"{text}%"
+    return f"{rel:.4%}"
+
+
 def stability(values: Sequence[float], load: Load | None = None) -> Stability:
     """THE stability rule. Not stable: no repeat, a single repeat (no range to judge), repeats that
     spread over more than UNSTABLE_SPREAD of their median, or a machine busier than its cores
@@ -100,7 +109,7 @@ def stability(values: Sequence[float], load: Load | None = None) -> Stability:
     elif s.n == 1:
         why.append(ONE_REPEAT)
     elif s.rel_range > UNSTABLE_SPREAD:
-        why.append(f"its {s.n} repeats spread over {s.rel_range:.0%} of their median (more than {UNSTABLE_SPREAD:.0%})")
+        why.append(f"its {s.n} repeats spread over {_over(s.rel_range)} of their median (more than {UNSTABLE_SPREAD:.0%})")
     busy = busy_words(load)
     if busy:
         why.append(busy)

@@ -144,6 +144,9 @@ class SpeedNet(nn.Module):
                  sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
         super().__init__()
         channels, height, width = sample_shape
+        if height % 2 or width % 2 or min(height, width) < 16:  # else torch's error names the cropped size
+            raise ValueError(f"speednet takes images whose height and width are even and at least 16 (pixel "
+                             f"unshuffle halves them, then two 3x3 convs and a 2x2 pool); these are {height}x{width}")
         self.crop = 2 if min(height, width) >= 24 else 0  # smaller images keep their border
         side_h, side_w = (((n - 2 * self.crop) // 2 - 2) // 2 - 2 for n in (height, width))
         self.stem = nn.Sequential(

@@ -222,7 +222,7 @@ def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        call = f"{code.attr}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        call = f"{code.attr or code.target}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         raise ConfigError(f"model spec {code.spec!r}: {call} failed ({first_line(e)})") from None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mnistlab.core.words import percent
-from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult
+from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult, p_value_text
 from mnistlab.report.document import Document, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -13,25 +13,31 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     s, r = result.summary(), result.recipe
     doc.h2(f"Speedrun: time to {result.target:g}% test accuracy")
     smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
+    of = f" of {result.dataset}" if result.dataset else ""
     doc.p(f"Recipe: {r.model}, Adam with a one-cycle schedule (max lr {r.max_lr}{smoothing}), batch {r.batch_size}, "
-          f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images; levers: {result.levers.describe()}; "
+          f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images{of}; levers: {result.levers.describe()}; "
           f"on {result.device_name}. Timed: {TIMED}.")
     if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
         doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
               f"speedrun was stopped (or is still running), and every figure below is over the finished seeds.")
+    if result.reached < len(result.seeds):  # the recipe runs its epochs: a time is not one to the target
+        doc.p(f"{result.reached} of {plural(len(result.seeds), 'seed')} reached {result.target:g}%: the times are "
+              f"those of the recipe's {plural(r.epochs, 'epoch')}, not times to {result.target:g}%.")
     test, floor = result.target_test, result.floor_s
+    accuracy = (f"{s['accuracy_mean']:.2f}% (1 seed, no spread)" if s["seeds"] == 1
+                else f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}")
     doc.table(["seeds", "accuracy mean ± std", f"reached {result.target:g}%", f"p, mean above {result.target:g}%",
                "time median", "time range", "floor (FLOPs at the ceiling)", "cold start",
                "data to device (once)", "warm-up per seed (median)", "stability"],
-              [[s["seeds"], f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}",
-                f"{s['reached_target']}/{s['seeds']}", "-" if test.p is None else f"{test.p:.2g}",
+              [[s["seeds"], accuracy,
+                f"{s['reached_target']}/{s['seeds']}", "-" if test.p is None else p_value_text(test.p),
                 f"{s['time_median_s']:.2f} s", f"{s['time_min_s']:.2f}-{s['time_max_s']:.2f} s",
                 "-" if floor is None else f"{floor:.2g} s", "-" if result.cold_s is None else f"{result.cold_s:.2f} s",
                 f"{s['data_s']:.2f} s", f"{s['warmup_median_s']:.2f} s",
                 "stable" if result.stability.stable else "unstable"]])
     if not result.stability.stable:
         doc.p(f"The time is {result.stability.reason}.")  # the reason starts 'unstable: '
-    doc.p(f"Is the mean above the target? {_sentence(result.test_words())}.")
+    doc.p(f"{_sentence(result.test_words())}.")
     doc.p(_floor_paragraph(result))
     doc.p(f"Cold start: {_cold(result)}.")
 
