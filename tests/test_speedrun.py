@@ -552,6 +552,17 @@ def test_the_report_gives_one_seed_no_spread_and_says_when_seeds_missed_the_targ
     assert "times to 99%" not in md([99.1, 99.2], 99.0)  # every seed reached it
 
 
+def test_one_seeds_time_has_no_median_or_range():
+    """'median 0.77 s (range 0.77-0.77 s)' for one seed said a spread it does not have."""
+    seeds = [sr.SeedResult(0, 99.0, 9900, 10000, 0.77, 0.74, 0.03, 0.01, 0.1)]
+    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    assert "time to train + evaluate 0.77 s (1 seed, no range)" in result.line()
+    assert "range 0.77" not in result.line() and "range 0.77" not in result._repr_html_()
+    two = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000,
+                            seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)])
+    assert "median 0.79 s (range 0.77-0.81 s)" in two.line()
+
+
 def test_a_spread_just_over_the_limit_is_not_printed_as_the_limit():
     """10.4% printed as '10%' made 'its 3 repeats spread over 10% of their median (more than 10%)' (as
     docs/benchmarks.md quotes): the spread is printed with the digits that show it is over."""

@@ -401,8 +401,7 @@ class SpeedrunResult:
             ("test accuracy", _accuracy_words(s)),
             ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
             ("mean above the target?", self.test_words()),
-            ("time to train + evaluate", f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}–"
-                                         f"{s['time_max_s']:.2f} s); {self.floor_words()}"),
+            ("time to train + evaluate", f"{_time_words(s)}; {self.floor_words()}"),
             ("arithmetic", self.flops_words()),
             ("cold start", self.cold_words() + (f" ({COLD[self.cold_from]})" if self.cold_from in COLD else "")),
             ("not timed", self.not_timed_words()),
@@ -414,11 +413,17 @@ class SpeedrunResult:
         return (f"speedrun {self.recipe.model} on {on} ({self.levers.describe()}): "
                 f"{_accuracy_words(s)} test accuracy, "
                 f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%, {self.test_words()}; "
-                f"time to train + evaluate median {s['time_median_s']:.2f} s "
-                f"(range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s), {self.floor_words()}; "
+                f"time to train + evaluate {_time_words(s)}, {self.floor_words()}; "
                 f"{self.flops_words()}; {self.cold_words()}; not included: {self.not_timed_words()}"
                 + ("" if self.stability.stable else f"; {self.stability.reason}")
                 + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
+
+
+def _time_words(s: dict[str, Any]) -> str:
+    """'median 0.78 s (range 0.73-0.89 s)'; one seed's time has no median or range to state."""
+    if s["seeds"] == 1:
+        return f"{s['time_median_s']:.2f} s (1 seed, no range)"
+    return f"median {s['time_median_s']:.2f} s (range {s['time_min_s']:.2f}-{s['time_max_s']:.2f} s)"
 
 
 def _check_across_fields(data: dict[str, Any], where: str) -> None:
