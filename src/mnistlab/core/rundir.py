@@ -149,11 +149,15 @@ class Range:
     whole: bool = False
 
     def problem(self, v: float) -> str | None:
-        if math.isfinite(v) and self.low <= v <= self.high and (not self.whole or v == int(v)):
-            return None
-        kind = (f"a whole number in {int(self.low):,}..{int(self.high):,}" if self.whole
+        return None if self.holds(v) else f"must be {self.words()}, got {v!r}"
+
+    def holds(self, v: float) -> bool:
+        # the bounds first: they are finite (so nan and inf fail) and compare a 400-digit int exactly
+        return self.low <= v <= self.high and math.isfinite(v) and (not self.whole or v == int(v))
+
+    def words(self) -> str:
+        return (f"a whole number in {int(self.low):,}..{int(self.high):,}" if self.whole
                 else f"a number in [{self.low:g}, {self.high:g}]")
-        return f"must be {kind}, got {v!r}"
 
 
 # float32's largest: no loss computed in float32 is larger, and sums over MAX_EPOCHS rows stay finite

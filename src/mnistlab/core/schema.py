@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mnistlab.core.errors import CheckpointError
-from mnistlab.core.rundir import json_kind, read_json_object
+from mnistlab.core.rundir import Range, json_kind, read_json_object
 
 NONEMPTY = "nonempty"
 
@@ -32,19 +32,25 @@ def _int(v: Any) -> bool:
 MAX_SECONDS = 1e9  # 31 years: no recorded duration is longer, and '{:.2f}' of one stays short
 MAX_COUNT = 2**63 - 1
 MAX_FLOP_RATE = 1e21  # FLOP/s: a zettaFLOP, far above any one device
-# name: (test, words for the error line)
-RANGED = {"seconds": (lambda v: _number(v) and 0 <= v <= MAX_SECONDS, f"a duration in [0, {MAX_SECONDS:g}] s"),
-          "positive seconds": (lambda v: _number(v) and 0 < v <= MAX_SECONDS,
-                               f"a duration in (0, {MAX_SECONDS:g}] s"),
-          "count": (lambda v: _int(v) and 0 <= v <= MAX_COUNT, "a whole number in 0..2**63-1"),
-          "positive count": (lambda v: _int(v) and 1 <= v <= MAX_COUNT, "a whole number in 1..2**63-1"),
-          "percent": (lambda v: _number(v) and 0 <= v <= 100, "a percentage in [0, 100]"),
-          "fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-          "flop rate": (lambda v: _number(v) and 1 <= v <= MAX_FLOP_RATE, f"FLOP/s in [1, {MAX_FLOP_RATE:g}]")}
+# name: (its Range, words for the error line); the same Range that bounds a run's CSV columns (core/rundir.py)
+RANGED = {"seconds": (Range(0, MAX_SECONDS), f"a duration in [0, {MAX_SECONDS:g}] s"),
+          "positive seconds": (Range(math.ulp(0), MAX_SECONDS), f"a duration in (0, {MAX_SECONDS:g}] s"),
+          "count": (Range(0, MAX_COUNT, whole=True), "a whole number in 0..2**63-1"),
+          "positive count": (Range(1, MAX_COUNT, whole=True), "a whole number in 1..2**63-1"),
+          "percent": (Range(0, 100), "a percentage in [0, 100]"),
+          "fraction": (Range(0, 1), "a number in [0, 1]"),
+          "flop rate": (Range(1, MAX_FLOP_RATE), f"FLOP/s in [1, {MAX_FLOP_RATE:g}]")}
+
+
+def _in(r: Range) -> Any:
+    """A JSON value's test for `r`: a number (an int where it is whole: 3.0 is not a count) within it."""
+    return lambda v: (_int(v) if r.whole else _number(v)) and r.holds(v)
+
+
 _TYPES = {"number": _number, "positive": lambda v: _number(v) and v > 0,
           "int": _int, "text": lambda v: isinstance(v, str),
           "bool": lambda v: isinstance(v, bool), "any": lambda v: True,
-          **{name: test for name, (test, _) in RANGED.items()}}
+          **{name: _in(r) for name, (r, _) in RANGED.items()}}
 
 
 def check_schema(value: Any, schema: Any, where: str) -> None:
