@@ -10,8 +10,9 @@ from mnistlab.data.datasets import DATASETS
 from mnistlab.cli import main
 from mnistlab.data.loader import read_split
 from mnistlab.measure.bench import (PHASES, BenchResult, Cell, _Setup, bound_label, format_table, observations,
-                                    run_bench, run_cells, write_bench)
-from mnistlab.measure.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
+                                    run_bench, run_cells)
+from mnistlab.jobs.bench import write_bench
+from mnistlab.core.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
 
 TARGETS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_targets.py"
 
@@ -204,7 +205,7 @@ def test_profile_cli(capsys):
 
 def test_bench_text_says_each_speed_up_once(result, tmp_path):
     """bench.txt used to print each ratio twice, in two wordings; the observation (with its reason) stays."""
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
 
     text = write_bench(result, tmp_path)
     assert len(result.speedups()) == 2  # mlp and cnn: resident against the notebook's pipeline

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistlab.jobs.train import train_run
 from mnistlab.data.datasets import DataShape
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
@@ -162,7 +163,7 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
     capsys.readouterr()
     assert main(["eval", str(run), "--device", "cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epoch"] == 1
-    runner.train(resume=run, overrides={"epochs": 1}, log=lambda m: None, progress=False)  # no CLI: no plot
+    train_run(resume=run, overrides={"epochs": 1}, log=lambda m: None, progress=False)  # no CLI: no plot
     assert_events_match_run(run)
 
     original = src.read_bytes()
@@ -171,7 +172,7 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
     assert f"{src.resolve()}: changed since this run started" in err
     assert main(["eval", str(run), "--device", "cpu", "--json"]) == 0  # eval runs the run's own copy
     src.unlink()  # gone (or the run moved to another machine): the run's copy is enough
-    runner.train(resume=run, overrides={"epochs": 1}, log=lambda m: None, progress=False)
+    train_run(resume=run, overrides={"epochs": 1}, log=lambda m: None, progress=False)
     assert [r["epoch"] for r in open_run(run).metrics()] == [1, 2, 3]
     md, _ = build_report([run], tmp_path / "rep")
     assert f"{spec}: 7,850 parameters" in md.read_text()
@@ -179,14 +180,14 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
 
 def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:Net"
-    run = runner.train(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu"), run_dir=tmp_path / "r",
+    run = train_run(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu"), run_dir=tmp_path / "r",
                        log=lambda m: None, progress=False, tensorboard=False)
     marker = tmp_path / "ran"
     (run / "model_source.py").write_text(f"open({str(marker)!r}, 'w').close()\n" + NET)
     for argv in (["eval", str(run.path)], ["train", "--resume", str(run.path), "--epochs", "1", "--no-progress"]):
         assert "does not match the SHA-256 in model.json" in one_line_error(capsys, argv)
     (run / "model.json").write_text('{"spec": "other.py:Net"}')
-    assert "not a valid model record" in one_line_error(capsys, ["eval", str(run.path)])
+    assert "model.json: missing the field" in one_line_error(capsys, ["eval", str(run.path)])
     (run / "model.json").unlink()  # weights without the record of their code: never guessed from the spec
     assert "has no model.json" in one_line_error(capsys, ["eval", str(run.path)])
     assert not marker.exists()
@@ -194,7 +195,7 @@ def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):
 
 def test_default_run_name_uses_the_factory_name(tiny, tmp_path):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:make"
-    run = runner.train(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu", max_steps=2),
+    run = train_run(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu", max_steps=2),
                        runs_base=tmp_path / "runs", log=lambda m: None, progress=False, tensorboard=False)
     assert run.path.parent == tmp_path / "runs" and run.name.startswith("make-tiny-")
 

@@ -19,7 +19,7 @@ from mnistlab.measure.profiling import profile_model
 from mnistlab.measure.summary import summarize
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import create_model
-from mnistlab.training.runner import train
+from mnistlab.jobs.train import train_run as train
 
 SRC = Path(mnistlab.__file__).parent
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core.device import count_cuda_syncs
 from mnistlab.core.errors import DeviceError
@@ -57,7 +58,7 @@ def test_loader_keeps_data_on_the_gpu():
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_train_and_resume_on_cuda(tiny, tmp_path, model):
-    run = runner.train(cfg(model=model), run_dir=tmp_path / "r", **quiet())
+    run = train_run(cfg(model=model), run_dir=tmp_path / "r", **quiet())
     env = run.env()
     assert env["device"].startswith("cuda") and run.test()["total"] == 200
     assert env["warmup_seconds"] > 0  # the one-time costs, reported apart from epoch 1
@@ -65,7 +66,7 @@ def test_train_and_resume_on_cuda(tiny, tmp_path, model):
     tf32 = torch.cuda.get_device_capability() >= (8, 0)
     assert env["conv_precision"] == ("TF32" if tf32 and env["cudnn_allow_tf32"] else "FP32")
     assert env["matmul_precision"] == ("TF32" if tf32 and env["cuda_matmul_allow_tf32"] else "FP32")
-    runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
+    train_run(resume=run.path, overrides={"epochs": 1}, **quiet())
     assert len(run.metrics()) == 3
 
 
@@ -89,18 +90,18 @@ def test_deterministic_runs_repeat_exactly(tmp_path, model):
 # 9. resume on CUDA equals an uninterrupted CUDA run (deterministic kernels, so exactly)
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_resume_on_cuda_equals_one_go(tiny, tmp_path, model, restore_determinism):
-    whole = runner.train(cfg(model=model, epochs=3, deterministic=True), run_dir=tmp_path / "whole", **quiet())
-    half = runner.train(cfg(model=model, epochs=1, deterministic=True), run_dir=tmp_path / "half", **quiet())
-    runner.train(resume=half.path, overrides={"epochs": 2}, **quiet())
+    whole = train_run(cfg(model=model, epochs=3, deterministic=True), run_dir=tmp_path / "whole", **quiet())
+    half = train_run(cfg(model=model, epochs=1, deterministic=True), run_dir=tmp_path / "half", **quiet())
+    train_run(resume=half.path, overrides={"epochs": 2}, **quiet())
     assert losses(half) == losses(whole) and same_weights(half, whole)
 
 
 # 7 and 9. resume across devices: the run goes on, with fused SGD set for the new device
 @pytest.mark.parametrize("first, then", [("cuda", "cpu"), ("cpu", "cuda")])
 def test_resume_across_devices(tiny, tmp_path, first, then):
-    whole = runner.train(cfg(epochs=2, device=first), run_dir=tmp_path / "whole", **quiet())
-    run = runner.train(cfg(epochs=1, device=first), run_dir=tmp_path / "r", **quiet())
-    runner.train(resume=run.path, overrides={"epochs": 1, "device": then}, **quiet())
+    whole = train_run(cfg(epochs=2, device=first), run_dir=tmp_path / "whole", **quiet())
+    run = train_run(cfg(epochs=1, device=first), run_dir=tmp_path / "r", **quiet())
+    train_run(resume=run.path, overrides={"epochs": 1, "device": then}, **quiet())
     assert run.status()["state"] == "completed" and run.env()["device"].startswith(then)
     assert load_checkpoint(run.path / "last.pt")["optimizer"]["param_groups"][0]["fused"] is True
     (a_train, a_val, _), (b_train, b_val, _) = losses(whole)[1], losses(run)[1]
@@ -108,7 +109,7 @@ def test_resume_across_devices(tiny, tmp_path, first, then):
 
 
 def test_eval_on_the_cpu_of_a_cuda_run_without_cuda(tiny, tmp_path):
-    run = runner.train(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
+    run = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
     env = {**make_tiny_env(tmp_path)["env"], "CUDA_VISIBLE_DEVICES": ""}
     p = subprocess.run([sys.executable, "-m", "mnistlab", "eval", str(run.path), "--device", "cpu", "--json"],
                        env=env, capture_output=True, text=True, timeout=300)
@@ -190,7 +191,7 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tiny, tmp_path, mon
 
     monkeypatch.setattr(runner, "create_model", create)
     with pytest.raises(DeviceError) as info:
-        runner.train(cfg(epochs=3), run_dir=tmp_path / "r", **quiet())
+        train_run(cfg(epochs=3), run_dir=tmp_path / "r", **quiet())
     torch.cuda.empty_cache()
     message = str(info.value)
     assert "\n" not in message and "out of memory on cuda at batch size 64" in message and "--batch-size 32" in message

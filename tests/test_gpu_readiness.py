@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core import device as dev
 from mnistlab.core.environment import precision_environment
@@ -43,7 +44,7 @@ def test_deterministic_sets_the_cublas_workspace_before_any_device_work(tiny, tm
         return dev.resolve_device(name)
 
     monkeypatch.setattr(runner, "resolve_device", resolve)
-    runner.train(cfg(epochs=1, deterministic=True), run_dir=tmp_path / "r", **quiet())
+    train_run(cfg(epochs=1, deterministic=True), run_dir=tmp_path / "r", **quiet())
     assert seen == [":4096:8"]
     assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
 
@@ -144,7 +145,7 @@ def _failing_model(monkeypatch, error: Exception, *, training_call: int | None =
 def test_out_of_memory_in_training_fails_the_run_and_keeps_its_checkpoints(tiny, tmp_path, monkeypatch):
     _failing_model(monkeypatch, RuntimeError(OOM), training_call=8 + 3)  # epoch 2, step 3 (8 steps an epoch)
     with pytest.raises(DeviceError) as info:
-        runner.train(cfg(epochs=3), run_dir=tmp_path / "r", **quiet())
+        train_run(cfg(epochs=3), run_dir=tmp_path / "r", **quiet())
     message = str(info.value)
     assert "\n" not in message and "at batch size 64" in message and "--batch-size 32" in message
     assert "during training" in message and "checkpoints kept" in message
@@ -154,14 +155,14 @@ def test_out_of_memory_in_training_fails_the_run_and_keeps_its_checkpoints(tiny,
     assert load_checkpoint(run.path / "last.pt")["epoch"] == 1 and (run.path / "best.pt").exists()
     assert len(run.metrics()) == 1
     monkeypatch.setattr(runner, "create_model", create_model)  # the device is fine again: resume
-    runner.train(resume=run.path, **quiet())
+    train_run(resume=run.path, **quiet())
     assert run.status()["state"] == "completed" and len(run.metrics()) == 3
 
 
 def test_out_of_memory_in_validation_names_no_training_batch(tiny, tmp_path, monkeypatch):
     _failing_model(monkeypatch, torch.cuda.OutOfMemoryError(OOM), eval_call=1)
     with pytest.raises(DeviceError, match="during validation") as info:
-        runner.train(cfg(), run_dir=tmp_path / "r", **quiet())
+        train_run(cfg(), run_dir=tmp_path / "r", **quiet())
     assert "--batch-size" not in str(info.value) and "no checkpoint written" in str(info.value)
     assert open_run(tmp_path / "r").status()["state"] == "failed"
 
@@ -169,7 +170,7 @@ def test_out_of_memory_in_validation_names_no_training_batch(tiny, tmp_path, mon
 def test_a_bug_fails_the_run_and_keeps_its_traceback(tiny, tmp_path, monkeypatch):
     _failing_model(monkeypatch, RuntimeError("mat1 and mat2 shapes cannot be multiplied"), training_call=2)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        runner.train(cfg(), run_dir=tmp_path / "r", **quiet())
+        train_run(cfg(), run_dir=tmp_path / "r", **quiet())
     status = open_run(tmp_path / "r").status()
     assert status["state"] == "failed" and "shapes cannot be multiplied" in status["message"]
 
@@ -221,13 +222,13 @@ def test_warm_up_changes_no_weight_buffer_gradient_mode_or_rng():
 def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path, monkeypatch, model,
                                                                   pinned_threads):
     short = cfg(model=model, max_steps=4)
-    plain = runner.train(short, run_dir=tmp_path / "plain", **quiet())
+    plain = train_run(short, run_dir=tmp_path / "plain", **quiet())
     calls, logs = [], []
     real_warm_up, real_epoch = runner.warm_up, runner.train_epoch
     monkeypatch.setattr(runner, "WARMUP_DEVICES", ("cpu",))  # the accelerator path, on the CPU
     monkeypatch.setattr(runner, "warm_up", lambda *a, **k: calls.append("warm-up") or real_warm_up(*a, **k))
     monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: calls.append("epoch") or real_epoch(*a, **k))
-    warm = runner.train(short, run_dir=tmp_path / "warm", log=logs.append, progress=False)
+    warm = train_run(short, run_dir=tmp_path / "warm", log=logs.append, progress=False)
     assert calls == ["warm-up", "epoch", "epoch"]  # once, before epoch 1's timer starts
     assert [r["train_loss"] for r in warm.metrics()] == [r["train_loss"] for r in plain.metrics()]
     assert [r["val_loss"] for r in warm.metrics()] == [r["val_loss"] for r in plain.metrics()]
@@ -289,7 +290,7 @@ def test_cpu_precision_label(restore_precision):
 
 
 def test_env_json_records_precision(tiny, tmp_path):
-    env = runner.train(cfg(epochs=1), run_dir=tmp_path / "r", **quiet()).env()
+    env = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **quiet()).env()
     for key in ("float32_matmul_precision", "cuda_matmul_allow_tf32", "cudnn_allow_tf32", "cudnn_benchmark",
                 "cuda_version", "cudnn_version", "deterministic_algorithms"):
         assert key in env, key
@@ -313,11 +314,11 @@ def test_fused_is_set_for_the_device_after_loading():
 
 
 def test_resume_uses_fused_sgd_on_this_device(tiny, tmp_path):
-    run = runner.train(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
+    run = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
     state = torch.load(run.path / "last.pt", weights_only=True)
     state["optimizer"]["param_groups"][0]["fused"] = None  # the checkpoint of an MPS run
     torch.save(state, run.path / "last.pt")
-    runner.train(resume=run.path, overrides={"epochs": 1}, **quiet())
+    train_run(resume=run.path, overrides={"epochs": 1}, **quiet())
     assert load_checkpoint(run.path / "last.pt")["optimizer"]["param_groups"][0]["fused"] is True
 
 

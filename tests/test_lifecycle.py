@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core.failures import FINAL_STATES, outcome
 from mnistlab.core.rundir import read_json_object
@@ -117,7 +118,7 @@ def test_a_bug_in_mnistlab_keeps_its_traceback_but_the_status_is_final(tiny, tmp
 
     monkeypatch.setattr(runner, "evaluate", broken)
     with pytest.raises(IndexError):
-        runner.train(TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"), run_dir=tmp_path / "r",
+        train_run(TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"), run_dir=tmp_path / "r",
                      log=lambda m: None, progress=False, tensorboard=False)
     status = read_json_object(tmp_path / "r" / "status.json")
     assert status["state"] == "failed" and "IndexError: a bug of ours" in status["message"]

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
-from mnistlab.jobs import RunEvaluation
+from mnistlab.core.rundir import METRIC_FIELDS, RunDir
+from mnistlab.core.writer import FILES
+from mnistlab.jobs.evaluate import RunEvaluation
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
 from mnistlab.measure.profiling import LayerProfile, ModelProfile, profile_model
-from mnistlab.measure.speedrun import Recipe, SeedResult, SpeedrunResult
+from mnistlab.measure.speedrun import SpeedrunResult
+from mnistlab.training.recipe import Recipe, SeedResult
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import EvalResult
 from mnistlab.training.levers import Levers
@@ -25,13 +27,13 @@ ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
 def _run(tmp_path: Path) -> RunDir:
     path = tmp_path / HOSTILE.replace("/", "_")
     path.mkdir()
-    write_json(path / "config.json", TrainConfig(model="mlp", device="cpu", epochs=3).to_dict())
-    write_json(path / "status.json", {"state": "completed"})
-    write_json(path / "test.json", {"accuracy": 0.9123})
+    FILES.json(path / "config.json", TrainConfig(model="mlp", device="cpu", epochs=3).to_dict())
+    FILES.json(path / "status.json", {"state": "completed"})
+    FILES.json(path / "test.json", {"loss": 0.3, "accuracy": 0.9123, "correct": 9123, "total": 10000, "seconds": 1.0})
     rows = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.875, "train_seconds": 1.0,
              "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10, "global_step": 10,
              "session": 1}]
-    write_csv(path / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
 

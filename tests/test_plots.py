@@ -12,9 +12,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
+from mnistlab.core.rundir import METRIC_FIELDS, RunDir
+from mnistlab.core.writer import FILES
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
-from mnistlab.measure.sweep import TrialRow
+from mnistlab.measure.sweeps import TrialRow
 from mnistlab.report import plots
 from mnistlab.report.sections import sweep
 from mnistlab.training.config import TrainConfig
@@ -23,11 +24,11 @@ from mnistlab.training.config import TrainConfig
 def _run(path: Path, losses: list[float], sessions: list[int]) -> RunDir:
     """A run directory with one metrics row per loss (validation a little above training)."""
     path.mkdir(parents=True)
-    write_json(path / "config.json", TrainConfig(model="mlp", device="cpu").to_dict())
+    FILES.json(path / "config.json", TrainConfig(model="mlp", device="cpu").to_dict())
     rows = [{"epoch": i + 1, "train_loss": loss, "val_loss": 1.1 * loss, "val_accuracy": 0.9, "train_seconds": 1.0,
              "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10,
              "global_step": 10 * (i + 1), "session": s} for i, (loss, s) in enumerate(zip(losses, sessions))]
-    write_csv(path / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
 
@@ -133,7 +134,7 @@ def test_the_epoch_times_legend_claims_cold_only_when_measured_and_marks_busy_ep
     rows = run.metrics()
     rows[0].update(warmup_s=1.25)
     rows[1].update(load_1m=3.7, cpu_count=2)
-    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(run / "metrics.csv", METRIC_FIELDS, rows)
     legends.clear()
     plots.plot_epoch_times([run], tmp_path / "marked.png")
     assert "first epoch of a session (after a cold start of 1.25 s, timed apart)" in legends

@@ -2,6 +2,7 @@
 
 import pytest
 
+from mnistlab.jobs.train import train_run
 from mnistlab.training import runner
 from mnistlab.training.config import TrainConfig
 from mnistlab.data.datasets import data_root, get_dataset
@@ -28,7 +29,7 @@ def test_real_mnist_is_the_official_one(mnist_root):
 
 
 def test_one_mlp_epoch_reaches_90_percent(mnist_root, tmp_path):
-    run = runner.train(TrainConfig(epochs=1, device="cpu", data_dir=str(mnist_root)), run_dir=tmp_path / "r",
+    run = train_run(TrainConfig(epochs=1, device="cpu", data_dir=str(mnist_root)), run_dir=tmp_path / "r",
                        log=print, progress=False)
     row = run.metrics()[0]
     assert row["val_accuracy"] >= 0.90

@@ -9,7 +9,7 @@ from mnistlab.core.rundir import read_json_object
 
 from mnistlab.report.headless_browser import find_chromium, render
 from mnistlab.cli import main
-from mnistlab.lab import run_lab
+from mnistlab.jobs.lab import run_lab
 from mnistlab.core.rundir import open_run
 
 
@@ -103,15 +103,16 @@ def test_report_in_a_real_browser(lab_dir, tmp_path):
 
 def _fake_run(path, model, device, val_losses, train_seconds):
     from mnistlab.training.config import TrainConfig
-    from mnistlab.core.rundir import METRIC_FIELDS, RunDir, write_csv, write_json
+    from mnistlab.core.rundir import METRIC_FIELDS, RunDir
+    from mnistlab.core.writer import FILES
 
     path.mkdir(parents=True)
-    write_json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
-    write_json(path / "env.json", {"device": device})
+    FILES.json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
+    FILES.json(path / "env.json", {"device": device})
     rows = [{"epoch": i + 1, "train_loss": 0.5 / (i + 1), "val_loss": v, "val_accuracy": 0.9, "train_seconds": t,
              "val_seconds": 0.1, "epoch_seconds": t + 0.1, "samples_per_s": 1000, "steps": 10,
              "global_step": 10 * (i + 1), "session": 1} for i, (v, t) in enumerate(zip(val_losses, train_seconds))]
-    write_csv(path / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
 
@@ -140,13 +141,14 @@ def test_plural_and_percent():
 
 
 def test_a_one_epoch_resume_is_one_more_epoch(tmp_path):
-    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv
+    from mnistlab.core.writer import FILES
     from mnistlab.report.builder import build_report
 
     run = _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
     rows = read_csv(run / "metrics.csv")
     rows[-1]["session"] = 2  # 2 epochs, then resumed for 1 more
-    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(run / "metrics.csv", METRIC_FIELDS, rows)
     md = build_report([run.path], tmp_path / "out")[0].read_text()
     assert "resumed for 1 more epoch, which took" in md and "over its first 2 epochs" in md
     assert "over the last 2 epochs)" in md
@@ -154,7 +156,8 @@ def test_a_one_epoch_resume_is_one_more_epoch(tmp_path):
 
 
 def test_device_comparison_is_per_step_on_equal_work(tmp_path):
-    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv
+    from mnistlab.core.writer import FILES
     from mnistlab.report.runs import device_comparisons
 
     cpu = _fake_run(tmp_path / "cpu", "cnn", "cpu", [0.5, 0.4], [4.0, 4.0])
@@ -162,7 +165,7 @@ def test_device_comparison_is_per_step_on_equal_work(tmp_path):
     rows = read_csv(gpu / "metrics.csv")
     for r in rows:
         r["steps"] = 40  # a full epoch on the GPU, 10 capped steps on the CPU: same seconds, 4x the work
-    write_csv(gpu / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(gpu / "metrics.csv", METRIC_FIELDS, rows)
     (line,) = device_comparisons([cpu, gpu])
     assert "25.00 ms against 400.00 ms" in line and "16.0x faster" in line
 
@@ -173,7 +176,7 @@ def test_epoch_timing_separates_cold_epochs_and_marks_resumes():
     rows = [{"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": s}
             for e, t, s in [(1, 19.7, 1), (2, 0.5, 1), (3, 0.6, 1), (4, 3.0, 2), (5, 0.4, 2)]]
     t = epoch_timing(rows)
-    assert t.cold_epochs == [1, 4] and t.steady_epochs == [2, 3, 5] and t.steady_median == 0.5
+    assert t.cold_epochs == [1, 4] and t.steady_epochs == [2, 3, 5] and t.spread.median == 0.5
     assert "steady state 0.50 s per epoch (0.40\u20130.60 s over 3 epochs)" in t.words()
     assert resume_points(rows) == [3.5]
     assert "no steady-state epoch" in epoch_timing(rows[:1]).words()
@@ -215,10 +218,10 @@ def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, bound, n
     says: never 'arithmetic' or 'compute-bound' of an overhead-bound cell, never 'overhead' of a compute-bound one."""
     from dataclasses import replace
 
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
     from mnistlab.report.document import Document
     from mnistlab.report.inputs import read_inputs
-    from mnistlab.report.sections import SECTIONS
+    from mnistlab.report.sections import sections
 
     result = _bench_result(utilisation)
     assert result.cell("resident", "cpu", "cnn").bound == bound
@@ -227,7 +230,7 @@ def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, bound, n
     (tmp_path / "figures").mkdir()
     inputs = replace(read_inputs([tmp_path / "bench"]), figs=tmp_path / "figures")
     said = []
-    for section in SECTIONS:
+    for section in sections():
         doc = Document("t")
         section.write(doc, inputs)
         lines = doc.to_markdown(tmp_path).splitlines()
@@ -239,7 +242,7 @@ def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, bound, n
 def test_a_report_says_which_questions_it_answers_and_claims_no_reason_it_does_not_know(tmp_path):
     """Runs alone: no Q1 (no lab record) and no GPU claim about the machine; a bench alone: no run-based
     answer, and no 'only no device was measured'."""
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
     from mnistlab.report.builder import build_report
 
     _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
@@ -279,7 +282,7 @@ def _counted_bench(gpu_steps: dict[str, list[float]] | None = None):
 
 
 def test_a_cpu_only_bench_answers_q6_and_q9_with_a_labelled_prediction(tmp_path):
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
     from mnistlab.report.builder import build_report
 
     (tmp_path / "bench").mkdir()
@@ -300,7 +303,7 @@ def test_a_cpu_only_bench_answers_q6_and_q9_with_a_labelled_prediction(tmp_path)
 
 
 def test_a_gpu_run_in_the_bench_puts_prediction_and_measurement_side_by_side(tmp_path):
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
     from mnistlab.report.builder import build_report
 
     (tmp_path / "bench").mkdir()
@@ -317,7 +320,8 @@ def test_a_gpu_run_in_the_bench_puts_prediction_and_measurement_side_by_side(tmp
 
 
 def test_first_and_busy_epochs_are_marked_and_cold_only_when_measured(tmp_path):
-    from mnistlab.core.rundir import METRIC_FIELDS, read_csv, write_csv
+    from mnistlab.core.rundir import METRIC_FIELDS, read_csv
+    from mnistlab.core.writer import FILES
     from mnistlab.report.builder import build_report
 
     run = _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
@@ -326,7 +330,7 @@ def test_first_and_busy_epochs_are_marked_and_cold_only_when_measured(tmp_path):
     rows = read_csv(run / "metrics.csv")
     rows[0].update(warmup_s=1.25)  # the session's warm-up, timed apart: a measured cold start
     rows[2].update(load_1m=3.7, cpu_count=2)  # epoch 3 measured on a busy machine
-    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(run / "metrics.csv", METRIC_FIELDS, rows)
     md = build_report([run.path], tmp_path / "out")[0].read_text()
     assert "2.00 (first, after a 1.25 s cold start) |" in md and "| 1.00 (busy) |" in md
     assert "| 2.00 (after a 1.25 s cold start) |" in md  # runs at a glance: the first-epoch column
@@ -335,7 +339,7 @@ def test_first_and_busy_epochs_are_marked_and_cold_only_when_measured(tmp_path):
 
 
 def test_the_bench_figure_is_redrawn_from_bench_json_alone(tmp_path):
-    from mnistlab.measure.bench import write_bench
+    from mnistlab.jobs.bench import write_bench
     from mnistlab.report.builder import build_report
 
     (tmp_path / "bench").mkdir()
@@ -385,13 +389,14 @@ def test_report_files_keep_the_umask(lab_dir):
 
 def test_report_on_a_run_with_no_epoch_yet(tiny, tmp_path):
     """A run that has started but recorded no epoch (a reader while it trains): a report, not a traceback."""
-    from mnistlab.core.rundir import METRIC_FIELDS, write_csv, write_json
+    from mnistlab.core.rundir import METRIC_FIELDS
+    from mnistlab.core.writer import FILES
     from mnistlab.report.builder import build_report
     from mnistlab.training.config import TrainConfig
 
     run = tmp_path / "starting"
     run.mkdir()
-    write_json(run / "config.json", TrainConfig(dataset="tiny").to_dict())
-    write_csv(run / "metrics.csv", METRIC_FIELDS, [])  # what the trainer writes before its first epoch
+    FILES.json(run / "config.json", TrainConfig(dataset="tiny").to_dict())
+    FILES.csv(run / "metrics.csv", METRIC_FIELDS, [])  # what the trainer writes before its first epoch
     md, _ = build_report([run], tmp_path / "out")
     assert "no finished epoch yet (left out): starting" in md.read_text()

@@ -66,15 +66,15 @@ def test_batch_must_divide():
 
 
 def test_scaling_json_round_trips_and_rejects_a_malformed_file(tmp_path):
-    from mnistlab.core.rundir import write_json
+    from mnistlab.core.writer import FILES
 
     one = ScalingCell("mlp", "cpu", 1, 64, [0.010, 0.011], [0.010, 0.011], 437_544)
     result = _result(one, ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.021], [0.005, 0.005], 437_544))
-    write_json(tmp_path / "scaling.json", result.to_dict())
+    FILES.json(tmp_path / "scaling.json", result.to_dict())
     assert read_result(ScalingResult, tmp_path).to_dict() == result.to_dict()
     data = result.to_dict()
     data["cells"][1]["processes"] = "two"
-    write_json(tmp_path / "scaling.json", data)
+    FILES.json(tmp_path / "scaling.json", data)
     with pytest.raises(CheckpointError) as e:
         read_result(ScalingResult, tmp_path)
     assert str(tmp_path / "scaling.json") in str(e.value) and "processes" in str(e.value)
@@ -82,15 +82,15 @@ def test_scaling_json_round_trips_and_rejects_a_malformed_file(tmp_path):
 
 
 def test_the_report_shows_a_scaling_folder(tmp_path):
-    from mnistlab.core.rundir import write_json
+    from mnistlab.core.writer import FILES
     from mnistlab.report.builder import build_report
 
     one = ScalingCell("mlp", "cpu", 1, 64, [0.010, 0.011], [0.010, 0.011], 437_544)
     two = ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.021], [0.005, 0.005], 437_544)
-    write_json(tmp_path / "scaling.json", _result(one, two).to_dict())
+    FILES.json(tmp_path / "scaling.json", _result(one, two).to_dict())
     md, _ = build_report([tmp_path], tmp_path)
     text = md.read_text()
     assert "Data-parallel scaling" in text and "| mlp | cpu | 2 | 20.50 |" in text and "too little work" in text
-    write_json(tmp_path / "scaling.json", {"cells": [{"model": "mlp"}], "observations": []})
+    FILES.json(tmp_path / "scaling.json", {"cells": [{"model": "mlp"}], "observations": []})
     with pytest.raises(CheckpointError, match="scaling.json: field 'cells'\\[0\\]: missing the field 'device'"):
         build_report([tmp_path], tmp_path)

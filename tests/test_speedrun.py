@@ -14,6 +14,7 @@ import torch
 
 from mnistlab import cli
 from mnistlab.measure import speedrun as sr
+from mnistlab.measure.ceilings import Ceilings, Theoretical
 from mnistlab.training.levers import Levers
 
 
@@ -80,9 +81,13 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
     from mnistlab.data.datasets import data_root, get_dataset
     from mnistlab.data.loader import read_split
 
+    from mnistlab.core import timing
+    from mnistlab.training import recipe as rc
+
     clock = FakeClock()
     monkeypatch.setattr(sr, "time", clock)
-    real_make_step, real_eval, real_loader = sr.make_step, sr.evaluate, sr.DeviceLoader
+    monkeypatch.setattr(timing, "time", clock)  # every Timer reads this clock
+    real_make_step, real_eval, real_loader = rc.make_step, rc.evaluate, rc.DeviceLoader
 
     def make_step(*a, **kw):
         step = real_make_step(*a, **kw)
@@ -108,14 +113,15 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
             return real(*a, **kw)
         return run
 
-    monkeypatch.setattr(sr, "make_step", make_step)
-    monkeypatch.setattr(sr, "evaluate", evaluate)
-    monkeypatch.setattr(sr, "DeviceLoader", loader)
+    monkeypatch.setattr(rc, "make_step", make_step)
+    monkeypatch.setattr(rc, "evaluate", evaluate)
+    monkeypatch.setattr(rc, "DeviceLoader", loader)
     monkeypatch.setattr(sr, "count_run", slow(1e7, sr.count_run))
-    monkeypatch.setattr(sr, "measure_ceilings", slow(1e8, sr.measure_ceilings))
-    monkeypatch.setattr(sr, "CEILING_PROBE_S", 0.01)
+    # the probe's own time budget runs on the (frozen) fake clock: a fixed ceiling instead, at a fake cost
+    monkeypatch.setattr(sr, "measure_ceilings", slow(1e8, lambda device, dtype, seconds: Ceilings(
+        "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, ""))))
     spec, root = get_dataset("tiny"), data_root(None)
-    recipe = sr.Recipe(batch_size=128, epochs=2, warmup_steps=3)
+    recipe = rc.Recipe(batch_size=128, epochs=2, warmup_steps=3)
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=2, target=10, recipe=recipe, levers=Levers(), log=lambda m: None,
                          cold_since=(-7.0, "process start"))
@@ -125,7 +131,7 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
         assert r.warmup_s == 3 + 50 and r.total == 200
     assert result.data_s == 2e6
     # the count and the probe: once, after seed 0, in no seed's time and not in the cold one
-    assert result.ceiling_s == 1e7 + 1e8
+    assert result.ceiling_s == 1e7 + 1e8 and result.ceiling is not None
     assert result.cold_s == 7 + 2e6 + 53 + steps + 1000 and result.cold_from == "process start"
 
 
@@ -139,11 +145,11 @@ def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     spec, root = get_dataset("tiny"), data_root(None)
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=1, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
-    assert "unstable" in result.line() and "4.2 at the end" in result.line()
+    assert "unstable" in result.table() and "4.2 at the end" in result.table()
     assert result.to_dict()["machine_busy"] == result.machine_busy and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
     quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds * 2,
                               load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}})
-    assert quiet.machine_busy is None and "unstable" not in quiet.line()
+    assert quiet.machine_busy is None and "unstable" not in quiet.table()
 
 
 def test_out_that_is_taken_is_one_line_naming_out(tiny, tmp_path, capsys):
@@ -218,8 +224,8 @@ def test_speedrun_times_are_judged_by_the_one_stability_rule():
         return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds)
 
     assert result([4.0, 4.1, 4.05]).stability.stable
-    assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).line()
-    assert "1 repeat, no range" in result([4.0]).line()
+    assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).table()
+    assert "1 repeat, no range" in result([4.0]).table()
 
 
 # --- issue 20, item 2: the floor, the t-test, the cold time ------------------------------------------
@@ -255,7 +261,7 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     assert result.floor_s == pytest.approx(run / 1e9)
     assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx([run / s.seconds / 1e9
                                                                                for s in result.seeds])
-    assert f"{run / 1e9:,.2f} GFLOP per run" in result.line()
+    assert f"{run / 1e9:,.2f} GFLOP per run" in result.table()
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
 
@@ -282,9 +288,9 @@ def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch,
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=1, target=10, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
     assert result.flops is None and result.ceiling is None and result.floor_s is None and len(result.seeds) == 1
-    line = result.line()
+    line = result.table()
     assert "FLOPs not counted (RuntimeError: no formula for this op)" in line and "second line" not in line
-    assert "floor unknown (FLOPs not counted" in line and "\n" not in line
+    assert "floor unknown (FLOPs not counted" in line and all(len(x) <= 160 for x in line.splitlines())
     assert result.not_measured["ceiling"] == "not measured (RuntimeError: no formula for this op)"
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / sr.SpeedrunResult.FILE).write_text(json.dumps(result.to_dict()))
@@ -317,8 +323,9 @@ def test_the_one_sided_t_test_matches_a_known_value():
     assert result.summary()["target_test"] == {"alternative": "mean accuracy > target", "n": 5, "t": t.t, "p": t.p,
                                                "why_not": None}
     assert ("mean above 99%? t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t at least "
-            "this large if the true mean were 99%, smaller still for any lower mean)") in result.line()
-    assert "mean above 99%? t = 3.00, p = 0.02" in result._repr_html_()
+            "this large if the true mean were 99%, smaller still for any lower mean)") == result.test_words()
+    assert "t = 3.00, p = 0.02 (one-sided t-test over 5 seeds)" in result.table()
+    assert "t = 3.00, p = 0.02" in result._repr_html_()
 
 
 @pytest.mark.parametrize("accs, why", [([99.5], "1 seed: no spread to test with"),
@@ -332,7 +339,7 @@ def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
     assert t.p is None and t.t is None and why in t.why_not
     seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
-    assert f"no t-test of a mean above 99%: {why}" in result.line() and "p = " not in result.line()
+    assert f"no t-test: {why}" in result.table() and "p = " not in result.table()
     assert result.to_dict()["summary"]["target_test"]["p"] is None
     doc = Document("t")
     speedrun_section(doc, result)
@@ -358,9 +365,9 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
     result = read_result(sr.SpeedrunResult, tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
-    line = result.line()
+    line = result.table()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
-    assert "mean above 99%? t = " in line  # the t-test needs only the seeds' accuracies, which old files have
+    assert "mean above 99%?  " in line and "t = " in line  # the t-test needs only the seeds' accuracies, which old files have
     doc = Document("t")
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
@@ -522,9 +529,10 @@ def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_p
              for i, a in enumerate([98.96, 99.09, 99.08])]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.5, 0.3, 60000, 10000, 1000, seeds)
     assert result.target_test.p > 0.99
-    line = result.line()
+    line = result.table()
     assert "mean above 99.5%? t = -10.93, p > 0.99 (one-sided t-test over 3 seeds; p is the chance of a t at least " \
-           "this large if the true mean were 99.5%, smaller still for any lower mean)" in line
+           "this large if the true mean were 99.5%, smaller still for any lower mean)" == result.test_words()
+    assert "t = -10.93, p > 0.99 (one-sided t-test over 3 seeds)" in line
     assert "p = 1 " not in line and "mean above 99.5%:" not in line
     doc = Document("t")
     speedrun_section(doc, result)
@@ -556,17 +564,17 @@ def test_one_seeds_time_has_no_median_or_range():
     """'median 0.77 s (range 0.77-0.77 s)' for one seed said a spread it does not have."""
     seeds = [sr.SeedResult(0, 99.0, 9900, 10000, 0.77, 0.74, 0.03, 0.01, 0.1)]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
-    assert "time to train + evaluate 0.77 s (1 seed, no range)" in result.line()
-    assert "range 0.77" not in result.line() and "range 0.77" not in result._repr_html_()
+    assert "time to train + evaluate  0.77 s (1 seed, no range)" in result.table()
+    assert "range 0.77" not in result.table() and "range 0.77" not in result._repr_html_()
     two = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000,
                             seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)])
-    assert "median 0.79 s (range 0.77-0.81 s)" in two.line()
+    assert "median 0.79 s (range 0.77-0.81 s)" in two.table()
 
 
 def test_a_spread_just_over_the_limit_is_not_printed_as_the_limit():
     """10.4% printed as '10%' made 'its 3 repeats spread over 10% of their median (more than 10%)' (as
     docs/benchmarks.md quotes): the spread is printed with the digits that show it is over."""
-    from mnistlab.measure.timing import stability
+    from mnistlab.core.timing import stability
 
     reason = stability([1.0, 1.104, 1.0]).reason
     assert "spread over 10.4% of their median (more than 10%)" in reason
@@ -581,7 +589,7 @@ def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     from mnistlab.report.sections.speedrun import speedrun_section
 
     assert run_cli(tmp_path, "--seeds", "1", "--target", "50") == 0
-    assert "speedrun speednet on tiny, cpu (" in capsys.readouterr().out
+    assert "speednet on tiny, cpu (" in capsys.readouterr().out
     result = read_result(sr.SpeedrunResult, tmp_path / "s")
     assert result.dataset == "tiny" and result.to_dict()["dataset"] == "tiny"
     doc = Document("t")
@@ -591,4 +599,4 @@ def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     del data["dataset"]
     (tmp_path / "s" / sr.SpeedrunResult.FILE).write_text(json.dumps(data))
     older = read_result(sr.SpeedrunResult, tmp_path / "s")
-    assert older.dataset is None and "speedrun speednet on cpu (" in older.line()
+    assert older.dataset is None and "speednet on cpu (" in older.table()

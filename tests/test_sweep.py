@@ -10,7 +10,8 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import open_run
-from mnistlab.measure.sweep import ParamSpec, sweep_results
+from mnistlab.jobs.sweep import ParamSpec
+from mnistlab.measure.sweeps import sweep_results
 from tests.faults.conftest import make_tiny_env
 
 SWEEP = ["sweep", "--study", "s", "--trials", "3", "--param", "lr=0.01:0.2:log", "--param", "momentum=0.5,0.9",
@@ -34,7 +35,7 @@ def test_param_specs(text, expected):
     ("optimizer=adam,sgd", "unknown parameter"), ("device=cpu,cuda", "unknown parameter"),
     ("lr=0.1:0.1", "empty range"), ("lr=0.2:0.1", "empty range"), ("lr=0:1:log", "log range needs LOW > 0"),
     ("lr=a:b", "cannot read"), ("lr=1:2:3", "cannot read"), ("batch_size=1.5,2", "cannot read"),
-    ("momentum=0.5,1.5", "momentum must be in"), ("lr=nan:1", "empty range"), ("model=mlp,vit", "unknown model"),
+    ("momentum=0.5,1.5", "momentum must be"), ("lr=nan:1", "empty range"), ("model=mlp,vit", "unknown model"),
 ])
 def test_bad_params_are_config_errors(text, words):
     with pytest.raises(ConfigError, match=words):
@@ -62,6 +63,11 @@ def test_a_tiny_sweep_end_to_end(env, capsys):
         assert run.config()["lr"] == pytest.approx(r.params["lr"]) and run.config()["momentum"] == r.params["momentum"]
         assert 0.01 <= r.params["lr"] <= 0.2 and r.epochs == len(run.metrics())
         assert r.best_val_loss == min(m["val_loss"] for m in run.metrics())
+        # a trial is a train job like `mnistlab train`: its final status, and its own figure
+        assert run.status()["state"] in ("completed", "pruned") and (run / "loss.png").stat().st_size > 1000
+    # the sweep folder records its own lifecycle, as every job's folder does
+    assert json.loads((sweep_dir / "status.json").read_text()) == {"state": "completed", "job": "sweep", "trials": 3,
+                                                                 "trials_done": 3}
     assert "best trial:" in out and "trial-000" in out
     # the same command again: the study already has its 3 trials, nothing more is trained
     assert main([*SWEEP, "--pruner", "median"]) == 0
@@ -173,11 +179,12 @@ def test_a_malformed_trials_table_is_one_line(env, capsys, table):
     tmp = env["tmp"]
     assert main(_tiny_sweep(tmp, "A")) == 0
     (tmp / "A" / "trials.json").write_text(json.dumps(table))
-    assert "trials.json: malformed" in one_line_error(capsys, ["report", str(tmp / "A")])
+    line = one_line_error(capsys, ["report", str(tmp / "A")])
+    assert "trials.json" in line and " must be " in line, line
 
 
 def test_the_tables_show_a_short_trial_and_a_drawn_value_readably():
-    from mnistlab.measure.sweep import fmt_param, fmt_seconds
+    from mnistlab.measure.sweeps import fmt_param, fmt_seconds
 
     assert fmt_seconds(0.0086) == "0.0086" and fmt_seconds(0.031) == "0.031" and fmt_seconds(12.34) == "12.3"
     assert fmt_param(0.049002967486136806) == "0.049" and fmt_param(64) == "64" and fmt_param(None) == "-"

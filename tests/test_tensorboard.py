@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistlab.jobs.train import train_run
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
 from mnistlab.report.headless_browser import find_chromium
@@ -26,7 +27,7 @@ def cfg(**kw) -> TrainConfig:
 
 
 def test_every_scalar_equals_the_csvs_and_hparams_are_in_the_run(tiny, tmp_path):
-    run = runner.train(cfg(), run_dir=tmp_path / "r", **QUIET)
+    run = train_run(cfg(), run_dir=tmp_path / "r", **QUIET)
     scalars = assert_events_match_run(run.path)
     assert set(scalars) == {tblog.STEP_TAG, *tblog.EPOCH_TAGS, *tblog.TEST_TAGS}
     assert len(scalars["train/loss"]) == 6 and len(scalars["val/loss"]) == 2  # 8 steps per epoch, every 3rd
@@ -45,8 +46,8 @@ def test_no_tensorboard_writes_no_event_files(tiny, tmp_path, capsys):
 
 
 def test_resume_continues_the_same_curves(tiny, tmp_path):
-    run = runner.train(cfg(), run_dir=tmp_path / "r", **QUIET)
-    runner.train(resume=run.path, overrides={"epochs": 2}, **QUIET)
+    run = train_run(cfg(), run_dir=tmp_path / "r", **QUIET)
+    train_run(resume=run.path, overrides={"epochs": 2}, **QUIET)
     scalars = assert_events_match_run(run.path)
     assert [s for s, _ in scalars["val/loss"]] == [8, 16, 24, 32]
     values, _ = hparams_of(run.path)
@@ -56,7 +57,7 @@ def test_resume_continues_the_same_curves(tiny, tmp_path):
 def test_resume_drops_events_written_ahead_of_the_checkpoint(tiny, tmp_path):
     """What a kill between an epoch's events and its last.pt leaves: events ahead of the checkpoint.
     (tests/faults/test_kill_training.py does this with real kills at named points.)"""
-    run = runner.train(cfg(epochs=3), run_dir=tmp_path / "r", **QUIET)
+    run = train_run(cfg(epochs=3), run_dir=tmp_path / "r", **QUIET)
     whole = read_scalars(run.path)
     # rewind the run to its epoch-2 state by hand: last.pt of epoch 2, and the status of a killed run
     state = load_checkpoint(run / "last.pt")
@@ -68,17 +69,17 @@ def test_resume_drops_events_written_ahead_of_the_checkpoint(tiny, tmp_path):
     save_checkpoint(run / "last.pt", state)
     (run / "status.json").write_text('{"state": "running"}')
     (run / "test.json").unlink()
-    runner.train(resume=run.path, **QUIET)  # trains epoch 3 again
+    train_run(resume=run.path, **QUIET)  # trains epoch 3 again
     again = assert_events_match_run(run.path)
     assert [s for s, _ in again["val/loss"]] == [s for s, _ in whole["val/loss"]] == [8, 16, 24]
 
 
 def test_a_stale_rewrite_folder_is_cleaned_and_never_read(tiny, tmp_path):
-    run = runner.train(cfg(epochs=1), run_dir=tmp_path / "r", **QUIET)
+    run = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **QUIET)
     half = run.path / ".tensorboard-rewrite"  # a rewrite killed half-way
     half.mkdir()
     (half / "events.out.tfevents.0.host.1.0").write_bytes(b"\x00" * 7)
-    runner.train(resume=run.path, overrides={"epochs": 1}, **QUIET)
+    train_run(resume=run.path, overrides={"epochs": 1}, **QUIET)
     assert not half.exists()
     assert_events_match_run(run.path)
 
@@ -107,7 +108,7 @@ def test_missing_tensorboard_package_is_one_clear_error(tiny, tmp_path, monkeypa
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_screenshot_script_shows_two_runs(tiny, tmp_path):
     for model in ("mlp", "cnn"):
-        runner.train(cfg(model=model, epochs=1, max_steps=3), run_dir=tmp_path / "tb" / model, **QUIET)
+        train_run(cfg(model=model, epochs=1, max_steps=3), run_dir=tmp_path / "tb" / model, **QUIET)
     out = tmp_path / "tb.png"
     p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "tb"), str(out)], capture_output=True,
                        text=True, timeout=300)

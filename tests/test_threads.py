@@ -83,7 +83,7 @@ def test_deterministic_pins_one_count_whatever_the_load(tiny, tmp_path, restore_
     """The thread count changes a sum's rounding: a --deterministic run keeps one count throughout."""
     from mnistlab.core import threads as th
     from mnistlab.training.config import TrainConfig
-    from mnistlab.training.runner import train
+    from mnistlab.jobs.train import train_run as train
 
     seen = iter([0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 0.0, 5.0] * 10)  # the load jumps every epoch
     monkeypatch.setattr(th, "others_runnable", lambda samples=3: next(seen))

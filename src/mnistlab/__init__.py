@@ -29,7 +29,7 @@ _EXPORTS = {
     "count_parameters": "mnistlab.training.models", "create_model": "mnistlab.training.models",
     "list_models": "mnistlab.training.models",
     "evaluate": "mnistlab.training.evaluation",
-    "train": "mnistlab.training.runner",
+    "train": "mnistlab.jobs.train",  # train_run's short name
     "MACS_VS_FLOPS": "mnistlab.measure.profiling", "format_profile": "mnistlab.measure.profiling",
     "profile_model": "mnistlab.measure.profiling",
     "run_bench": "mnistlab.measure.bench", "bench_observations": "mnistlab.measure.bench",
@@ -41,15 +41,13 @@ _EXPORTS = {
     # a bench's steps predicted on a GPU of the table (Q6, Q9 without a GPU)
     "GPUS": "mnistlab.measure.gpus", "gpu": "mnistlab.measure.gpus", "predict_on_gpu": "mnistlab.measure.prediction",
     "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.runs",
-    "run_lab": "mnistlab.lab",
-    # jobs: what the commands run, each writing one folder (mnistlab.jobs)
-    "train_run": "mnistlab.jobs", "evaluate_run": "mnistlab.jobs", "bench_pipelines": "mnistlab.jobs",
-    "bench_levers": "mnistlab.jobs", "bench_scaling": "mnistlab.jobs", "speedrun": "mnistlab.jobs",
     "ModelError": "mnistlab.core.errors", "ResultFileError": "mnistlab.core.errors",
 }
-_RENAMED = {"bench_observations": "observations", "format_bench_table": "format_table", "predict_on_gpu": "expectations"}
+# and every job's public functions (train_run, evaluate_run, the benches, speedrun, run_lab, ...): found in
+# mnistlab.jobs, so that a new job needs no line here
+_RENAMED = {"train": "train_run", "bench_observations": "observations", "format_bench_table": "format_table", "predict_on_gpu": "expectations"}
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, "__version__"])  # and the jobs' (see __dir__)
 
 
 def __getattr__(name: str) -> Any:
@@ -57,12 +55,20 @@ def __getattr__(name: str) -> Any:
         from mnistlab.core.version import package_version
 
         return package_version()
-    if name not in _EXPORTS:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    elif not name.startswith("_") and name in _jobs().public_names():
+        # from its module: a job module may share its function's name (mnistlab.jobs.speedrun.speedrun)
+        value = getattr(importlib.import_module(_jobs().public_names()[name]), name)
+    else:
         raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     globals()[name] = value  # cached: later lookups skip this function
     return value
 
 
+def _jobs() -> Any:
+    return importlib.import_module("mnistlab.jobs")
+
+
 def __dir__() -> list[str]:
-    return __all__
+    return sorted({*__all__, *_jobs().public_names()})

@@ -300,7 +300,7 @@ def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab import jobs
+    from mnistlab.jobs import folder as jobs
     from mnistlab.data.datasets import get_dataset
 
     log = _to_stderr
@@ -335,7 +335,7 @@ def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab import jobs
+    from mnistlab.jobs import train as jobs
     from mnistlab.core.distributed import world
     from mnistlab.measure.epochs import epoch_timing
     from mnistlab.training.config import TrainConfig
@@ -357,7 +357,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab import jobs
+    from mnistlab.jobs import evaluate as jobs
     from mnistlab.data.info import class_label
 
     ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir,
@@ -412,7 +412,7 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab import jobs
+    from mnistlab.jobs import bench as jobs
     from mnistlab.core.device import available_devices
 
     from mnistlab.core.defaults import PIPELINES
@@ -457,7 +457,7 @@ def _bench_conflict(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab import jobs
+    from mnistlab.jobs import speedrun as jobs
 
     given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
              if getattr(args, k) is not None}
@@ -470,13 +470,13 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
     result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
                                    dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr,
                                    cold_since=cold)
-    print(result.line(), file=out)
+    print(result.table(), file=out)
     print(folder.path, file=out)
     return 0
 
 
 def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.lab import run_lab
+    from mnistlab.jobs.lab import run_lab
 
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
                    progress=not args.no_progress, log=_printer(out), gpu=args.gpu)
@@ -485,7 +485,8 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.measure.sweep import SweepPlan, format_results, parse_params, run_sweep, sweep_results
+    from mnistlab.jobs.sweep import SweepPlan, parse_params, run_sweep
+    from mnistlab.measure.sweeps import format_results, sweep_results
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]

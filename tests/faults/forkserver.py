@@ -39,7 +39,7 @@ import torch._inductor  # torch.use_deterministic_algorithms imports it (2.5 s)
 import torch.utils.tensorboard  # noqa: F401
 
 import mnistlab.cli
-import mnistlab.measure.sweep
+import mnistlab.jobs.sweep
 import mnistlab.report.plots
 import mnistlab.training.runner  # noqa: F401
 

@@ -119,7 +119,7 @@ CAPPED = [  # every size a user can ask for has a bound, said in one line before
     (["bench", "--batch-size", "100000000"], "--batch-size: must be at most 65536"),
     (["speedrun", "--seeds", "100000"], "--seeds: must be at most 1000"),
     (["sweep", "--study", "s", "--trials", "1000000", "--param", "lr=0.01:0.1"], "--trials: must be at most 10000"),
-    (["train", "--dataset", "tiny", "--batch-size", "100000000"], "batch size must be in 1..65,536"),
+    (["train", "--dataset", "tiny", "--batch-size", "100000000"], "batch_size must be a whole number in 1..65,536"),
 ]
 
 

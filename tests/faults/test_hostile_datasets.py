@@ -97,14 +97,14 @@ def test_bad_datasets_file(rows, capsys, reliability, case):
 
 
 BAD_ROWS = {
-    "`std` 0": ("std", 0, "std must be a finite number above 0"),
-    "a non-finite `mean`": ("mean", float("nan"), "mean must be a finite number"),
-    "an infinite `std`": ("std", float("inf"), "std must be"),
+    "`std` 0": ("std", 0, "'std' must be a finite number above 0"),
+    "a non-finite `mean`": ("mean", float("nan"), "'mean' must be a finite number"),
+    "an infinite `std`": ("std", float("inf"), "'std' must be"),
     "`size` true": ("train_labels", "size-true", "size must be a whole number"),
     "a sha256 that is not hex": ("train_labels", "sha-bad", "sha256 must be 64"),
     "the name of a built-in dataset (`mnist`)": ("name", "mnist", "redefines the built-in dataset 'mnist'"),
-    "an unknown field": ("colour", "red", "is not a dataset field"),
-    "one class": ("classes", ["only"], "classes must be a list"),
+    "an unknown field": ("colour", "red", "unknown field 'colour'"),
+    "one class": ("classes", ["only"], "'classes' must hold 2 to 256 values"),
 }
 
 

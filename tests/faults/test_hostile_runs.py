@@ -20,7 +20,8 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import MAX_EPOCHS, METRIC_FIELDS, open_run, write_csv
+from mnistlab.core.rundir import MAX_EPOCHS, METRIC_FIELDS, open_run
+from mnistlab.core.writer import FILES
 from mnistlab.data import datasets
 from mnistlab.report import plots
 
@@ -136,7 +137,7 @@ def test_files_keep_the_umask_mode(tmp_path, reliability):
 @pytest.mark.parametrize("seed", ["18000000000000", str(2**64)])
 def test_seed_out_of_range(tmp_path, tiny, capsys, reliability, seed):
     line = one_line_error(capsys, [*TRAIN, "--seed", seed, "--run-dir", str(tmp_path / "r")])
-    assert "seed must be in 0.." in line and not (tmp_path / "r").exists()
+    assert "seed must be a whole number in 0.." in line and not (tmp_path / "r").exists()
     reliability.record("Command line", "`--seed` of 1.8e13 and 2^64", "clear error before a run directory exists")
 
 
@@ -166,7 +167,7 @@ def test_bad_config_json(copy, tmp_path, capsys, reliability, case):
 def test_plot_and_report_on_metrics_missing_a_column(copy, tmp_path, capsys, reliability):
     run = copy()
     rows = open_run(run).metrics()
-    write_csv(run / "metrics.csv", [f for f in METRIC_FIELDS if f != "val_loss"],
+    FILES.csv(run / "metrics.csv", [f for f in METRIC_FIELDS if f != "val_loss"],
               [{k: v for k, v in r.items() if k != "val_loss"} for r in rows])
     for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")], ["report", str(run), "--out", str(tmp_path)]):
         assert "missing column val_loss" in one_line_error(capsys, argv)
@@ -193,7 +194,7 @@ def test_report_on_a_train_loss_of_exactly_zero(copy, tmp_path, reliability):
     run = copy()
     rows = open_run(run).metrics()
     rows[-1]["train_loss"] = 0.0
-    write_csv(run / "metrics.csv", METRIC_FIELDS, rows)
+    FILES.csv(run / "metrics.csv", METRIC_FIELDS, rows)
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     assert "against a training loss of 0.0000 (no ratio: the training loss is 0)" in (
         tmp_path / "rep" / "report.md").read_text()
@@ -314,7 +315,7 @@ def test_metrics_values_out_of_range(copy, tmp_path, capsys, reliability, column
     run = copy()
     rows = open_run(run).metrics()
     for value in BAD_VALUES[column]:
-        write_csv(run / "metrics.csv", METRIC_FIELDS, [rows[0], {**rows[1], column: value}])
+        FILES.csv(run / "metrics.csv", METRIC_FIELDS, [rows[0], {**rows[1], column: value}])
         for argv in (["plot", str(run), "--out", str(tmp_path / "p.png")],
                      ["report", str(run), "--out", str(tmp_path / "rep")]):
             line = one_line_error(capsys, argv)

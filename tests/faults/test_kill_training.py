@@ -99,7 +99,7 @@ def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, su
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-500:])
     survivor_is_readable(run_dir)
     if point.startswith("after-checkpoint"):  # status.json counts the epochs last.pt holds, at every checkpoint
-        assert open_run(run_dir).status() == {"state": "running", "epochs_done": 1}
+        assert open_run(run_dir).status() == {"state": "running", "job": "train", "epochs_done": 1}
     if (run_dir / "config.json").exists():
         resume_until_finished(run_dir, env)
     else:  # killed while the run directory was being set up: start it again, same command
@@ -169,7 +169,8 @@ def test_sigterm_stops_like_ctrl_c_then_resume(tiny_env, reference, reliability,
     saved = TERM_POINTS[point]
     assert p.returncode == 143 and "mnistlab: terminated" in p.stderr and "Traceback" not in p.stderr, p.stderr[-800:]
     assert f"terminated after epoch {saved} (last.pt holds epoch {saved})" in p.stdout
-    assert open_run(run_dir).status() == {"state": "terminated", "epochs_done": saved}
+    assert open_run(run_dir).status() == {"state": "terminated", "job": "train", "message": "terminated",
+                                          "epochs_done": saved}
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == saved == len(open_run(run_dir).metrics())
     resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == reference[0]

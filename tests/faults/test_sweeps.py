@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mnistlab.measure.sweep import sweep_results
+from mnistlab.measure.sweeps import sweep_results
 from tests.test_sweep import SWEEP
 
 from .conftest import make_tiny_env, popen

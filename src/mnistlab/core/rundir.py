@@ -1,8 +1,6 @@
 """The run directory: the only place a run writes, and everything needed to rebuild
-its plots and report without training again.
-
-Every file is written to a temporary name and renamed, so a killed process leaves
-either the old or the new version of a file, never half of one.
+its plots and report without training again. Reading one never writes: `open_run` and `RunDir`
+read and validate (core/schema.py); jobs (mnistlab.jobs) create, lock and write.
 """
 
 from __future__ import annotations
@@ -10,24 +8,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-import secrets
 import stat
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mnistlab.core.atomicfile import leftover_of, write_atomic
-from mnistlab.core.lock import LOCK_FILE
+from mnistlab.core.atomicfile import leftover_of
 from mnistlab.core.errors import CheckpointError, MnistlabError, ResultFileError
+from mnistlab.core.lock import LOCK_FILE
 from mnistlab.core.richdisplay import html_table
+from mnistlab.core.schema import LARGE, Range, check, check_rows, json_kind, one_of
 
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
-RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written by write_atomic
+RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written atomically (core/writer.py)
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
                  "epoch_seconds", "samples_per_s", "steps", "global_step", "session",
                  "load_1m", "cpu_count", "warmup_s",  # load at the epoch's end; the session's warm-up (its 1st row)
@@ -41,25 +37,28 @@ MAX_EPOCHS = 100_000  # rows of metrics.csv (and epochs a run may have)
 MAX_STEP_ROWS = 1_000_000  # rows of steps.csv
 MAX_FILE_BYTES = 64 * 2**20  # a JSON or CSV file (metrics.csv at MAX_EPOCHS rows is about 12 MiB)
 
-
-def json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2) + "\n").encode()
-
-
-def csv_bytes(fields: list[str], rows: list[dict[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue().encode()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json_bytes(obj))
-
-
-def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    write_atomic(path, csv_bytes(fields, rows))
+_COUNT, _NUMBER = Range(0, 2**53, whole=True), Range(0, LARGE)  # sums over MAX_EPOCHS rows stay finite
+_EPOCH, _THREADS = Range(1, MAX_EPOCHS, whole=True), Range(1, 2**20, whole=True)
+METRIC_RANGES = {"epoch": _EPOCH, "train_loss": _NUMBER, "val_loss": _NUMBER, "val_accuracy": Range(0, 1),
+                 "train_seconds": _NUMBER, "val_seconds": _NUMBER, "epoch_seconds": _NUMBER,
+                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH,
+                 "load_1m": _NUMBER, "cpu_count": _THREADS, "warmup_s": _NUMBER, "threads": _THREADS}
+STEP_RANGES = {"step": _COUNT, "epoch": _EPOCH, "train_loss": _NUMBER}
+# a metrics row as a checkpoint's history holds it (JSON-like): the required columns, the others optional
+METRIC_ROW = {k if k in REQUIRED_METRICS else f"{k}?": r for k, r in METRIC_RANGES.items()}
+STEP_ROW = dict(STEP_RANGES)
+# the states a status.json may hold: a job running, its final states (core/failures.py), and runs written
+# before the one lifecycle ("finished")
+STATES = ("running", "completed", "failed", "interrupted", "terminated", "diverged", "pruned", "finished")
+STATUS_SCHEMA = {"state": one_of(STATES), "job?": "text", "message?": "text", "epochs_done?": "count",
+                 "best_epoch?": "count", "steps_done?": "count", "stopped_early?": "bool", "warmup_seconds?": "seconds"}
+TEST_SCHEMA = {"loss": "loss", "accuracy": "fraction", "correct": "count", "total": "positive count",
+               "seconds": "seconds", "epoch?": "count", "checkpoint?": "text", "classes?": ["text"],
+               "per_class_accuracy?": ["fraction"], "confusion?": [["count"]]}
+ENV_SCHEMA = {"torch": "text", "cuda_version": "text?", "numpy": "text", "python": "text", "mnistlab": "text",
+              "cpu": "text", "cpu_count": "int?", "torch_threads": "int", "cuda_available": "bool",
+              "cuda_devices": ["text"], "mps_available": "bool", "device?": "text"}
+RUN_ENV_SCHEMA = {k.rstrip("?") + "?": v for k, v in ENV_SCHEMA.items()}  # a run's env.json: typed, all optional
 
 
 def open_regular(path: Path, what: str = "file") -> BinaryIO:
@@ -100,13 +99,6 @@ def read_json(path: Path) -> Any:
         raise ResultFileError(f"{path}: not valid JSON ({e})") from None
 
 
-def json_kind(obj: Any) -> str:
-    """The JSON name of a value's type, for messages."""
-    names = {dict: "an object", list: "a list", str: "text", bool: "a boolean", type(None): "null",
-             int: "a number", float: "a number"}
-    return names.get(type(obj), type(obj).__name__)
-
-
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold an object (every file a run writes is one)."""
     obj = read_json(path)
@@ -140,46 +132,14 @@ def read_csv(path: Path, required: Sequence[str] = (), max_rows: int = MAX_EPOCH
         raise ResultFileError(f"{path}: malformed CSV ({e})") from None
 
 
-@dataclass(frozen=True)
-class Range:
-    """What a CSV column may hold: a finite number in [low, high], whole if `whole`."""
-
-    low: float
-    high: float
-    whole: bool = False
-
-    def problem(self, v: float) -> str | None:
-        return None if self.holds(v) else f"must be {self.words()}, got {v!r}"
-
-    def holds(self, v: float) -> bool:
-        # the bounds first: they are finite (so nan and inf fail) and compare a 400-digit int exactly
-        return self.low <= v <= self.high and math.isfinite(v) and (not self.whole or v == int(v))
-
-    def words(self) -> str:
-        return (f"a whole number in {int(self.low):,}..{int(self.high):,}" if self.whole
-                else f"a number in [{self.low:g}, {self.high:g}]")
-
-
-# float32's largest: no loss computed in float32 is larger, and sums over MAX_EPOCHS rows stay finite
-_LARGE = 3.4e38
-_COUNT, _NUMBER = Range(0, 2**53, whole=True), Range(0, _LARGE)
-_EPOCH = Range(1, MAX_EPOCHS, whole=True)
-METRIC_RANGES = {"epoch": _EPOCH, "train_loss": _NUMBER, "val_loss": _NUMBER, "val_accuracy": Range(0, 1),
-                 "train_seconds": _NUMBER, "val_seconds": _NUMBER, "epoch_seconds": _NUMBER,
-                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH,
-                 "load_1m": _NUMBER, "cpu_count": Range(1, 2**20, whole=True), "warmup_s": _NUMBER,
-                 "threads": Range(1, 2**20, whole=True)}
-STEP_RANGES = {"step": _COUNT, "epoch": _EPOCH, "train_loss": _NUMBER}
-
-
-def check_ranges(path: Path, rows: list[dict[str, float]], ranges: dict[str, Range]) -> list[dict[str, float]]:
-    """The rows, if every value of a known column is in its range (so no reader shows inf, nan or a
-    negative time as a fact, or fails on int(nan)); else a ResultFileError naming line and column."""
-    for line, row in enumerate(rows, start=2):
-        for column, value in row.items():
-            problem = ranges[column].problem(value) if column in ranges else None
-            if problem:
-                raise ResultFileError(f"{path}: line {line}: {column} {problem}")
+def check_history(where: Path | str, rows: list[dict[str, float]], label: str = "line", first: int = 2
+                  ) -> list[dict[str, float]]:
+    """Epoch rows in their order: row i is epoch i + 1 (a run writes them so; a reader never shows rows
+    out of order as if they were a history)."""
+    for i, row in enumerate(rows):
+        if row["epoch"] != i + 1:
+            raise ResultFileError(f"{where}: {label} {i + first}: epoch is {row['epoch']:g}, expected {i + 1} "
+                                  f"(epochs must follow each other from 1)")
     return rows
 
 
@@ -199,23 +159,32 @@ class RunDir:
         return read_json_object(self.path / CONFIG)
 
     def metrics(self) -> list[dict[str, float]]:
-        """metrics.csv's rows, checked (read_csv, check_ranges); [] before the first epoch."""
+        """metrics.csv's rows, checked (every known column in its range); [] before the first epoch."""
         path = self.path / METRICS
-        return check_ranges(path, read_csv(path, REQUIRED_METRICS), METRIC_RANGES) if path.exists() else []
+        return check_history(path, check_rows(path, read_csv(path, REQUIRED_METRICS), METRIC_RANGES)) \
+            if path.exists() else []
 
     def steps(self) -> list[dict[str, float]]:
         path = self.path / STEPS
-        rows = read_csv(path, STEP_FIELDS, max_rows=MAX_STEP_ROWS) if path.exists() else []
-        return check_ranges(path, rows, STEP_RANGES)
+        return check_rows(path, read_csv(path, STEP_FIELDS, max_rows=MAX_STEP_ROWS), STEP_RANGES) if path.exists() else []
 
     def test(self) -> dict[str, Any] | None:
-        return read_json_object(self.path / TEST) if (self.path / TEST).exists() else None
+        """test.json, checked: every figure in its range, and no more correct answers than tests."""
+        path = self.path / TEST
+        if not path.exists():
+            return None
+        test = check(read_json_object(path), TEST_SCHEMA, str(path))
+        if test["correct"] > test["total"]:
+            raise ResultFileError(f"{path}: field 'correct': {test['correct']} is more than its total {test['total']}")
+        return test
 
     def env(self) -> dict[str, Any]:
-        return read_json_object(self.path / ENV) if (self.path / ENV).exists() else {}
+        path = self.path / ENV
+        return check(read_json_object(path), RUN_ENV_SCHEMA, str(path)) if path.exists() else {}
 
     def status(self) -> dict[str, Any]:
-        return read_json_object(self.path / STATUS) if (self.path / STATUS).exists() else {}
+        path = self.path / STATUS
+        return check(read_json_object(path), STATUS_SCHEMA, str(path)) if path.exists() else {}
 
     def _repr_html_(self) -> str:
         """A notebook's view of the run: what it trained, how far, how well (a damaged file: its one line)."""
@@ -247,49 +216,15 @@ def open_run(path: str | os.PathLike) -> RunDir:
     p = Path(path)
     if not p.is_dir():
         raise CheckpointError(f"{p}: no such run directory")
+    if (p / CONFIG).exists() and not (p / CONFIG).is_file():
+        raise CheckpointError(f"{p / CONFIG}: is not a regular file; mnistlab reads only regular files")
     if not (p / CONFIG).is_file():
-        hint = "; a run killed while starting can be started again with --run-dir" if _only_leftovers(p) else ""
+        hint = "; a run killed while starting can be started again with --run-dir" if only_leftovers(p) else ""
         raise CheckpointError(f"{p}: not a mnistlab run directory (no {CONFIG}){hint}")
     return RunDir(p)
 
 
-def _only_leftovers(p: Path) -> bool:
-    """A folder that holds nothing but what a run killed while starting leaves: its lock and the
-    temporary files of its own writes (a user's file makes it a folder that is not ours to use)."""
-    return all(f.name == LOCK_FILE or leftover_of(f.name, names=RUN_FILES) for f in p.iterdir())
-
-
-def create_run_dir(explicit: str | os.PathLike | None, base: str | os.PathLike, stem: str, *,
-                   option: str = "--out", resumable: bool = False) -> RunDir:
-    """A new, empty run directory. An explicit path may exist only if it is empty; otherwise a
-    fresh name under `base` (timestamp plus a random suffix, so two runs started in the same
-    second, even in two processes, never share one). The caller locks it before cleaning it.
-    `option` names the command's flag for the path, and `resumable` whether `--resume` can continue it."""
-    if explicit is not None:
-        p = Path(explicit)
-        if p.exists() and not p.is_dir():
-            raise CheckpointError(f"{p}: is a file, not a folder; choose another {option}")
-        if p.exists() and not _only_leftovers(p):
-            resume = f"use --resume {p} to continue it, or " if resumable else ""
-            raise CheckpointError(f"{p}: already exists and is not empty; {resume}choose another {option}")
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
-        return RunDir(p)
-    base = Path(base)
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CheckpointError(f"{base}: cannot create ({e.strerror})") from None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        p = base / f"{stem}-{stamp}-{secrets.token_hex(3)}"
-        try:
-            p.mkdir()  # exclusive: fails if another process took the name
-            return RunDir(p)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise CheckpointError(f"{p}: cannot create run directory ({e.strerror})") from None
-    raise CheckpointError(f"{base}: could not find a free run directory name")
+def only_leftovers(p: Path) -> bool:
+    """A folder that holds nothing but what a job killed while starting leaves: its lock, its status and
+    the temporary files of its own writes (a user's file makes it a folder that is not ours to use)."""
+    return all(f.name in (LOCK_FILE, STATUS) or leftover_of(f.name, names=RUN_FILES) for f in p.iterdir())

@@ -6,7 +6,6 @@ Adding a dataset is adding a row. The on-disk layout matches torchvision's
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from mnistlab.core.errors import ConfigError, ResultFileError
 from mnistlab.core.rundir import read_json
+from mnistlab.core.schema import Check, Closed, Range, check, is_int
 
 DATA_ENV_VAR = "MNISTLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/mnistlab").expanduser()
@@ -116,60 +116,32 @@ def plain_name(value: object) -> bool:
             and not any(ord(c) < 32 or ord(c) == 127 for c in value))
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+_FILE = Closed({"name": Check(lambda n: plain_name(n) and not n.endswith((".gz", ".part", ".tmp"))
+                               and not n.startswith("."), "a plain file name"),
+                 "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA256.fullmatch(h)), "64 lowercase hex digits"),
+                 "size": Range(1, MAX_FILE_SIZE, whole=True)})
+_PLAIN = Check(plain_name, "a plain name (no '/', '..' or control characters)")
+ROW_SCHEMA = Closed({
+    "name": _PLAIN, "folder": _PLAIN, **dict.fromkeys(_FILE_KEYS, _FILE), "mean": "number", "std": "positive",
+    "classes": ["text", (2, 256)],
+    "mirrors?": [Check(lambda m: isinstance(m, str) and m.startswith(("https://", "http://")) and m.endswith("/"),
+                       "an http(s) base URL ending in '/'")],
+    "image_size?": [Check(lambda v: is_int(v) and 4 <= v <= 1024, "a whole number in 4..1024"), (2, 2)]})
 
 
 def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
-    """A dataset row from JSON, validated whole: the DatasetSpec fields, with each file as
+    """A dataset row from JSON, validated whole by ROW_SCHEMA: the DatasetSpec fields, with each file as
     {name, sha256, size}. Anything malformed is a ConfigError naming the row and the field."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected an object, found {type(d).__name__}")
-    label = f"{where} {d.get('name')!r}" if isinstance(d.get("name"), str) else where
-
-    def bad(field: str, why: str) -> ConfigError:
-        return ConfigError(f"{label}: {field} {why}")
-
-    known = {"name", "folder", "mean", "std", "classes", "mirrors", "image_size", *_FILE_KEYS}
-    for key in d:
-        if key not in known:
-            raise bad(repr(key), f"is not a dataset field (valid: {', '.join(sorted(known))})")
-    for key in ("name", "folder"):
-        if not plain_name(d.get(key)):
-            raise bad(key, f"must be a plain name (no '/', '..' or control characters), got {d.get(key)!r}")
-    files = {}
-    for key in _FILE_KEYS:
-        f = d.get(key)
-        if not isinstance(f, dict) or set(f) != {"name", "sha256", "size"}:
-            raise bad(key, "must be an object with exactly name, sha256 and size")
-        if not plain_name(f["name"]) or f["name"].endswith((".gz", ".part", ".tmp")) or f["name"].startswith("."):
-            raise bad(f"{key}.name", f"must be a plain file name, got {f['name']!r}")
-        if not isinstance(f["sha256"], str) or not _SHA256.fullmatch(f["sha256"]):
-            raise bad(f"{key}.sha256", f"must be 64 lowercase hex digits, got {f['sha256']!r}")
-        if not isinstance(f["size"], int) or isinstance(f["size"], bool) or not 0 < f["size"] <= MAX_FILE_SIZE:
-            raise bad(f"{key}.size", f"must be a whole number of bytes in 1..{MAX_FILE_SIZE}, got {f['size']!r}")
-        files[key] = FileSpec(f["name"], f["sha256"], f["size"])
+    label = f"{where} {d.get('name')!r}" if isinstance(d, dict) and isinstance(d.get("name"), str) else where
+    check(d, ROW_SCHEMA, label, ConfigError)
+    assert isinstance(d, dict)
+    files = {k: FileSpec(**d[k]) for k in _FILE_KEYS}
     if len({f.name for f in files.values()}) != len(files):
-        raise bad("files", "must have four different names")
-    mean, std = d.get("mean"), d.get("std")
-    if not _is_number(mean) or not math.isfinite(mean):
-        raise bad("mean", f"must be a finite number, got {mean!r}")
-    if not _is_number(std) or not math.isfinite(std) or std <= 0:
-        raise bad("std", f"must be a finite number above 0, got {std!r}")
-    classes = d.get("classes")
-    if (not isinstance(classes, list) or not 2 <= len(classes) <= 256
-            or not all(isinstance(c, str) for c in classes)):
-        raise bad("classes", "must be a list of 2 to 256 class names (text)")
-    mirrors = d.get("mirrors", [])
-    if not isinstance(mirrors, list) or not all(isinstance(m, str) and m.startswith(("https://", "http://"))
-                                                and m.endswith("/") for m in mirrors):
-        raise bad("mirrors", "must be a list of http(s) base URLs ending in '/'")
+        raise ConfigError(f"{label}: files must have four different names")
     size = d.get("image_size", list(MNIST_IMAGE_SIZE))
-    if (not isinstance(size, list) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 1024 for v in size)):
-        raise bad("image_size", f"must be [height, width], whole numbers in 4..1024, got {size!r}")
-    return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(mean), std=float(std),
-                       classes=tuple(classes), mirrors=tuple(mirrors), image_size=(size[0], size[1]), **files)
+    return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(d["mean"]), std=float(d["std"]),
+                       classes=tuple(d["classes"]), mirrors=tuple(d.get("mirrors", [])),
+                       image_size=(size[0], size[1]), **files)
 
 
 def _extra_datasets() -> dict[str, DatasetSpec]:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.data.datasets import DatasetSpec, FileSpec
-from mnistlab.core.atomicfile import remove_leftovers, write_atomic
+from mnistlab.core.atomicfile import remove_leftovers
+from mnistlab.core.writer import FILES
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.errors import DataError, StorageError
 from mnistlab.data.idx import encode_idx
@@ -84,7 +85,7 @@ def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"{dest.parent}: cannot write ({e.strerror})") from None
-    write_atomic(dest, data, verify=lambda tmp: check_file(tmp, spec), suffix=".part")
+    FILES.bytes(dest, data, verify=lambda tmp: check_file(tmp, spec), suffix=".part")
 
 
 # A source maps the names of still-missing files to their uncompressed bytes

@@ -2,7 +2,7 @@
 
 Every cell is prepared first (model, optimizer, batch stream; the step is training.levers.make_step's,
 eager fp32), then warmed up; its warm-up steps are timed and reported apart from the steady state.
-The `repeats` free-running timings of `steps` steps are interleaved across cells (measure/timing.py),
+The `repeats` free-running timings of `steps` steps are interleaved across cells (core/timing.py),
 and every time is a Spread with the one stability rule. Then one instrumented pass per cell times
 each phase of a step (data, host-to-device copy, forward, backward, optimizer) with a
 synchronisation at every phase boundary, on a GPU with CUDA events created once per pass; each
@@ -17,30 +17,28 @@ its floors (`bound`), or "between" two within the measurement's spread.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.richdisplay import html_table
-from mnistlab.core.rundir import write_json
 from mnistlab.core.threads import current as current_threads
-from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
 from mnistlab.core.words import percent
 from mnistlab.measure.ceilings import Ceilings, Floors, StepCost, count_step, measure_ceilings
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, TIMED_STEPS, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import (UNSTABLE_SPREAD, Load, Ratio, TimedSteps, interleave, machine_stability,
-                                     time_steps)
+from mnistlab.core.timing import (LOAD_SCHEMA, UNSTABLE_SPREAD, Load, Ratio, Timer, interleave, machine_stability,
+                                  time_steps)
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -70,23 +68,21 @@ def bound_label(b: str) -> str:
     return b if b.startswith("between") else f"{b}-bound"
 
 
-CELL_SCHEMA = {"model": "text", "device": "text", "pipeline": "text", "pipeline_detail": "text", "batch_size": "int",
-               "steps_timed": "int", "repeats": "int", "steps_per_epoch": "int", "extrapolated": "bool",
-               "step_s": ["positive", NONEMPTY], "warmup_s": ["positive"], "phases_s": {p: "number" for p in PHASES},
-               "instrumented_step_s": "number", "train_step_flops": "int", "peak_flops_per_s": "positive",
-               # the step's other costs and the device's other ceilings (measure/ceilings.py); older files lack them
-               "train_step_bytes?": "int", "train_step_ops?": "int", "bandwidth_bytes_per_s?": "number",
-               "op_cost_s?": "number"}
-SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
-LOAD_SCHEMA = {"start?": {**SNAPSHOT}, "end?": {**SNAPSHOT}}
-BENCH_SCHEMA = {"settings": {"batch_size": "int", "steps": "int?", "repeats": "int", "warmup": "int"},
-                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "positive"}, "load?": LOAD_SCHEMA,
+# a cell's measurements (its judgements are recomputed on reading); older files lack the step's bytes and
+# operations and the device's bandwidth and per-operation cost
+CELL_SCHEMA = {**STEP_CELL_SCHEMA, "pipeline": "text", "pipeline_detail": "text", "repeats": "positive count",
+               "steps_per_epoch": "positive count", "extrapolated": "bool", "step_s": TIMED_STEPS,
+               "warmup_s": ["positive seconds"], "phases_s": {p: "seconds" for p in PHASES},
+               "instrumented_step_s": "seconds", "peak_flops_per_s": "flop rate"}
+BENCH_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "count?", "repeats": "positive count",
+                             "warmup": "count"},
+                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "flop rate"}, "load?": LOAD_SCHEMA,
                 "ceilings?": {"*": {"*": "any"}},
                 "cells": [CELL_SCHEMA]}
 
 
 @dataclass
-class Cell(TimedSteps):
+class Cell(StepCell):
     model: str
     device: str
     pipeline: str
@@ -129,33 +125,6 @@ class Cell(TimedSteps):
     @property
     def samples_per_s(self) -> float:
         return self.batch_size / self.step_median_s
-
-    @property
-    def achieved_flops_per_s(self) -> float:
-        return self.train_step_flops / self.step_median_s
-
-    @property
-    def ceiling_raised(self) -> bool:
-        """The step ran faster than every probe of the device: its ceiling is what this step reached."""
-        return self.achieved_flops_per_s > self.peak_flops_per_s
-
-    @property
-    def ceiling_flops_per_s(self) -> float:
-        return max(self.peak_flops_per_s, self.achieved_flops_per_s)
-
-    @property
-    def utilisation(self) -> float:
-        """Of the measured ceiling, raised to what the step reached if it reached more: never above 100%."""
-        ceiling = self.ceiling_flops_per_s
-        return self.achieved_flops_per_s / ceiling if ceiling > 0 else 0.0
-
-    @property
-    def floors(self) -> Floors | None:
-        """The least time the step could take: arithmetic, memory traffic, per-operation costs."""
-        if not (self.train_step_ops and self.bandwidth_bytes_per_s and self.op_cost_s):
-            return None
-        return Floors(self.train_step_flops / self.ceiling_flops_per_s, self.train_step_bytes / self.bandwidth_bytes_per_s,
-                      self.train_step_ops * self.op_cost_s, self.step_median_s, self.step.rel_range)
 
     @property
     def phase_total_s(self) -> float:
@@ -229,10 +198,9 @@ class _PhaseClock:
             end.synchronize()
             self.total[phase] += start.elapsed_time(end) / 1000.0
             return out
-        t0 = time.perf_counter()
-        out = fn()
-        synchronize(self.device)
-        self.total[phase] += time.perf_counter() - t0
+        with Timer(self.device) as t:
+            out = fn()
+        self.total[phase] += t.seconds
         return out
 
 
@@ -295,14 +263,8 @@ def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: Ra
 def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
     """Mean seconds per step of each phase, and of the whole instrumented step (outer timer)."""
     clock = _PhaseClock(setup.device)
-    outer = 0.0
-    for _ in range(setup.n):
-        synchronize(setup.device)
-        t0 = time.perf_counter()
-        setup.phased_step(clock)
-        synchronize(setup.device)
-        outer += time.perf_counter() - t0
-    return {p: v / setup.n for p, v in clock.total.items()}, outer / setup.n
+    outer = time_steps(lambda: setup.phased_step(clock), setup.n, setup.device)
+    return {p: v / setup.n for p, v in clock.total.items()}, outer
 
 
 def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
@@ -394,7 +356,7 @@ class BenchResult:
         """A validated bench.json: a damaged, hostile or older file is one CheckpointError line naming
         the file and the field. Judgements (bound, stability, speed-ups) are recomputed from the
         measurements, so that they cannot disagree with them."""
-        check_schema(data, BENCH_SCHEMA, where)
+        check(data, BENCH_SCHEMA, where)
         load = data.get("load") or {}
         return cls([Cell.from_dict(c, load) for c in data["cells"]], dict(data["peaks_flops_per_s"]),
                    dict(data["devices"]), dict(data["settings"]), dict(load), dict(data.get("ceilings") or {}))
@@ -532,13 +494,10 @@ def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak:
             f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}")
 
 
-def write_bench(result: BenchResult, out_dir) -> str:
-    """bench.json and bench.txt into `out_dir`; returns the text (peaks, load, table, sentences).
-    The figure is the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No
-    pass/fail floors here: those are the project's own checks (benchmarks/bench_targets.py)."""
+def bench_text(result: BenchResult) -> str:
+    """bench.txt: ceilings, load, table, sentences (the job writes it beside bench.json). The figure is
+    the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No pass/fail floors
+    here: those are the project's own checks (benchmarks/bench_targets.py)."""
     peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d]) for d, name in result.devices.items()]
     # each speed-up is said once, in its observation (the ratio, its range and why it is what it is)
-    text = "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result)])
-    write_json(out_dir / BenchResult.FILE, result.to_dict())
-    write_atomic(out_dir / "bench.txt", (text + "\n").encode())
-    return text
+    return "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result)])

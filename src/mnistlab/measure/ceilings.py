@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.core.device import synchronize
 from mnistlab.data.datasets import DataShape
+from mnistlab.core.timing import best_rate, indistinct, time_steps
 
 FLOORS = ("compute", "memory", "overhead")
 FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
@@ -70,19 +69,6 @@ class Ceilings:
         return {**asdict(self), "theoretical": self.theoretical.to_dict()}
 
 
-def _best_rate(fn: Callable[[], Any], work: float, device: torch.device, seconds: float) -> float:
-    """The best work/second of `fn` over repeated timings within `seconds` (after a warm-up call)."""
-    fn()
-    synchronize(device)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        best = max(best, work / max(time.perf_counter() - t0, 1e-9))
-    return best
-
-
 # (m, k, n) of the matmuls probed: square ones, and the built-in models' own (batch 64: the MLP's
 # layers, the CNN's head) so that the ceiling is one the models can actually meet
 MATMUL_SHAPES_CPU = ((1024, 1024, 1024), (512, 512, 512), (64, 784, 128), (64, 128, 64), (4096, 128, 128))
@@ -97,12 +83,12 @@ def compute_probes(device: torch.device, dtype: torch.dtype, seconds: float) -> 
     for m, k, n in shapes:
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
-        out[f"matmul {m}x{k} @ {k}x{n}"] = _best_rate(lambda: a @ b, 2.0 * m * k * n, device, seconds)
+        out[f"matmul {m}x{k} @ {k}x{n}"] = best_rate(lambda: a @ b, 2.0 * m * k * n, device, seconds)
     bsz, cin, h, w, cout = CONV_PROBE
     x = torch.randn(bsz, cin, h, w, device=device, dtype=dtype)
     weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype)
     conv_flops = 2.0 * bsz * cout * h * w * cin * 9
-    out[f"conv 3x3 {cin}->{cout} on {bsz}x{h}x{w}"] = _best_rate(lambda: F.conv2d(x, weight, padding=1), conv_flops,
+    out[f"conv 3x3 {cin}->{cout} on {bsz}x{h}x{w}"] = best_rate(lambda: F.conv2d(x, weight, padding=1), conv_flops,
                                                                  device, seconds)
     return out
 
@@ -111,21 +97,13 @@ def measure_bandwidth(device: torch.device, seconds: float = 0.2) -> float:
     """Bytes read plus written per second by a copy of 256 MiB (far beyond the caches)."""
     src = torch.empty(64 * 2**20, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
-    return _best_rate(lambda: dst.copy_(src), 2.0 * src.nbytes, device, seconds)
+    return best_rate(lambda: dst.copy_(src), 2.0 * src.nbytes, device, seconds)
 
 
 def measure_op_cost(device: torch.device, n: int = 2000) -> float:
     """Seconds of one trivial dispatched operation (an in-place add on one element); the best of 5."""
     x = torch.zeros(1, device=device)
-    best = float("inf")
-    for _ in range(5):
-        synchronize(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            x.add_(1.0)
-        synchronize(device)
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+    return min(time_steps(lambda: x.add_(1.0), n, device) for _ in range(5))
 
 
 def _cpuinfo() -> tuple[set[str], float | None]:
@@ -289,7 +267,7 @@ class Floors:
         """'compute', 'memory' or 'overhead'; 'between X and Y' when the two largest floors are within the
         measurement's spread of each other (the noise could order them either way)."""
         first, second = self.ranked[:2]
-        if self.floor(first) - self.floor(second) <= max(self.spread, 0.05) * self.floor(first):
+        if indistinct(self.floor(first), self.floor(second), self.spread):
             return f"between {first} and {second}"
         return first
 

@@ -1,4 +1,4 @@
-"""Epoch times read honestly, with measure/timing.py's rules.
+"""Epoch times read honestly, with core/timing.py's rules.
 
 The first epoch of every train/resume session is reported apart and every "per epoch" figure,
 device comparison and speed-up uses the steady-state epochs only. The first epoch is called cold
@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mnistlab.measure.timing import Spread, Stability, is_busy, stability
+from mnistlab.core.timing import Load, Repeats, is_busy
 
 
 @dataclass(frozen=True)
-class EpochTiming:
+class EpochTiming(Repeats):
     cold_epochs: list[int]  # the first epoch of each session (cold only where `warmup_s` measured it)
     cold_s: list[float]
     steady_epochs: list[int]
@@ -27,24 +27,12 @@ class EpochTiming:
     busy_epochs: list[int]  # epochs measured while the load average exceeded the cores
 
     @property
-    def steady(self) -> Spread:
-        return Spread.of(self.steady_s)
+    def times(self) -> Sequence[float]:
+        return self.steady_s
 
     @property
-    def steady_median(self) -> float:
-        return self.steady.median
-
-    @property
-    def steady_min(self) -> float:
-        return self.steady.min
-
-    @property
-    def steady_max(self) -> float:
-        return self.steady.max
-
-    @property
-    def steady_stability(self) -> Stability:
-        return stability(self.steady_s)
+    def load(self) -> Load:  # type: ignore[override]
+        return {}  # each epoch's own load marks it busy (busy_epochs); the spread alone judges the rest
 
     def words(self) -> str:
         """"first epoch 19.70 s; steady state 0.52 s per epoch (0.49-0.61 s over 9 epochs)"; with a measured
@@ -61,10 +49,10 @@ class EpochTiming:
                       f"measured while the machine was busy (load average above its cores): not stable evidence")
         if not self.steady_s:
             return f"{first}; no steady-state epoch yet (every epoch was the first of its session)"
-        s = self.steady
+        s = self.spread
         if s.n == 1:
             return f"{first}; steady state {s.median:.2f} s per epoch (1 epoch, no range)"
-        judged = self.steady_stability
+        judged = self.stability
         return (f"{first}; steady state {s.median:.2f} s per epoch ({s.min:.2f}\u2013{s.max:.2f} s over {s.n} epochs)"
                 + ("" if judged.stable else f" [{judged.reason}]"))
 

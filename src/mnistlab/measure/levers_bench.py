@@ -3,7 +3,7 @@
 For each device and model, every implementation (eager fp32, channels-last, bf16-mixed, ...,
 compiled, CUDA-graphed) builds its training step with training.levers, on device-resident data
 and the notebook's SGD. Each gets the one warm-up (training.levers.warm_up: its compile and capture are timed apart
-and reported), then the repeats are interleaved (measure/timing.py: A B C A B C ...), so that a
+and reported), then the repeats are interleaved (core/timing.py: A B C A B C ...), so that a
 change in the machine's load hits every implementation alike; each speed-up is a Ratio of the
 paired repeats, and every cell is judged by the one stability rule.
 Utilisation is against the measured compute ceiling (measure/ceilings.py) of the dtype that the
@@ -19,22 +19,21 @@ from typing import Any, ClassVar
 
 import torch
 
-from mnistlab.core.atomicfile import write_atomic
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, IMPLEMENTATIONS
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.rundir import write_json
 from mnistlab.core.threads import current as current_threads
-from mnistlab.core.schema import check_schema
+from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.core.words import percent
-from mnistlab.measure.bench import LOAD_SCHEMA, bound, bound_label
-from mnistlab.measure.ceilings import Floors, count_step, measure_ceilings
+from mnistlab.measure.bench import bound, bound_label
+from mnistlab.measure.ceilings import count_step, measure_ceilings
+from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import Load, Ratio, TimedSteps, interleave, time_steps
+from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -50,21 +49,19 @@ IMPLEMENTATION_LEVERS: dict[str, Levers] = {
 }
 assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
 
-LEVER_CELL_SCHEMA = {"model": "text", "device": "text", "implementation": "text", "levers": "text",
-                     "compute_dtype": "text", "batch_size": "int", "steps_timed": "int", "warmup_s": "number",
-                     "step_s": ["positive"], "train_step_flops": "int", "peak_flops_per_s": "number",
-                     "unavailable": "text?", "train_step_bytes?": "int", "train_step_ops?": "int",
-                     "bandwidth_bytes_per_s?": "number", "op_cost_s?": "number"}
+LEVER_CELL_SCHEMA = {**STEP_CELL_SCHEMA, "implementation": "text", "levers": "text", "compute_dtype": "text",
+                     "warmup_s": "seconds", "unavailable": "text?"}
 # the lever sets whose step dispatches the eager fp32 step's operations on the same bytes (channels-last
 # changes only the layout): their floors come from the eager count; the others keep the threshold
 FLOORS_COUNTED = ("eager", "channels-last")
-LEVERS_SCHEMA = {"settings": {"batch_size": "int", "steps": "int", "repeats": "int", "warmup": "int"},
-                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "positive"}}, "load?": LOAD_SCHEMA,
+LEVERS_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "positive count", "repeats": "positive count",
+                              "warmup": "count"},
+                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "flop rate"}}, "load?": LOAD_SCHEMA,
                  "cells": [LEVER_CELL_SCHEMA]}
 
 
 @dataclass
-class ImplCell(TimedSteps):
+class ImplCell(StepCell):
     model: str
     device: str
     implementation: str  # the lever set's name (IMPLEMENTATION_LEVERS)
@@ -84,30 +81,6 @@ class ImplCell(TimedSteps):
     load: Load = field(default_factory=dict, repr=False)  # the run's load snapshots (not per cell in the file)
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(k.rstrip("?") for k in LEVER_CELL_SCHEMA)
-
-    @property
-    def achieved_flops_per_s(self) -> float:
-        med = self.step_median_s
-        return self.train_step_flops / med if med > 0 else 0.0
-
-    @property
-    def ceiling_raised(self) -> bool:
-        """The step beat every probe of its dtype: its ceiling is what it reached."""
-        return self.achieved_flops_per_s > self.peak_flops_per_s
-
-    @property
-    def utilisation(self) -> float:
-        """Of the dtype's measured ceiling, raised to what the step reached: never above 100%."""
-        ceiling = max(self.peak_flops_per_s, self.achieved_flops_per_s)
-        return self.achieved_flops_per_s / ceiling if ceiling > 0 else 0.0
-
-    @property
-    def floors(self) -> Floors | None:
-        if not (self.train_step_ops and self.bandwidth_bytes_per_s and self.op_cost_s and self.step_s):
-            return None
-        return Floors(self.train_step_flops / max(self.peak_flops_per_s, self.achieved_flops_per_s),
-                      self.train_step_bytes / self.bandwidth_bytes_per_s, self.train_step_ops * self.op_cost_s,
-                      self.step_median_s, self.step.rel_range)
 
     @property
     def bound(self) -> str:
@@ -160,7 +133,7 @@ class LeversResult:
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> LeversResult:
         """A validated levers.json (one CheckpointError line naming the file and field); judgements
         are recomputed from the measurements."""
-        check_schema(data, LEVERS_SCHEMA, where)
+        check(data, LEVERS_SCHEMA, where)
         load = data.get("load") or {}
         cells = [ImplCell(**{k: c[k] for k in ImplCell.FIELDS if k in c}, load=load) for c in data["cells"]]
         return cls(cells, {d: dict(p) for d, p in data["peaks_flops_per_s"].items()}, dict(data["devices"]),
@@ -297,14 +270,12 @@ def format_table(result: LeversResult) -> str:
                          "warm-up s", "stability"], rows, left=2)]
     lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
                  "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling of the dtype the "
-                 "step computes in; stability: measure/timing.py's one rule")
+                 "step computes in; stability: core/timing.py's one rule")
     return "\n".join(lines)
 
 
-def write_levers_bench(result: LeversResult, out_dir) -> str:
+def levers_text(result: LeversResult) -> str:
+    """levers.txt: ceilings, table, sentences (the job writes it beside levers.json)."""
     peaks = [f"{d}: {result.devices[d]}, measured compute ceilings: "
              + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in p.items()) for d, p in result.peaks.items()]
-    text = "\n".join([*peaks, format_table(result), "", *observations(result)])
-    write_json(out_dir / LeversResult.FILE, result.to_dict())
-    write_atomic(out_dir / "levers.txt", (text + "\n").encode())
-    return text
+    return "\n".join([*peaks, format_table(result), "", *observations(result)])

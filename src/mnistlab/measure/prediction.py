@@ -19,7 +19,7 @@ from typing import Any
 from mnistlab.measure.bench import BenchResult, Cell
 from mnistlab.measure.ceilings import StepCost
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu, match
-from mnistlab.measure.timing import Spread
+from mnistlab.core.timing import Spread
 
 FLOORS = ("launch", "bandwidth", "compute")
 

@@ -5,19 +5,17 @@ real shapes (the values do not change the time of a step). Per process it times 
 steps at the global batch, twice: as DDP trains (gradients all-reduced every step) and under
 `no_sync()` (the same compute, no communication). The difference is the communication's share.
 Each configuration runs in its own processes, one after the other, so the speed-up of N processes
-over one is a Ratio of repeats that did not run side by side: measure/timing.py's stability rule
+over one is a Ratio of repeats that did not run side by side: core/timing.py's stability rule
 (range of the repeats, one repeat, a busy machine) says when it is not to be trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +25,20 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.core.environment import environment, load_snapshot
-from mnistlab.data.datasets import DataShape
 from mnistlab.core.errors import ConfigError, ModelError
 from mnistlab.core.failures import is_builtin_model
-from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.core.rundir import read_json_object
+from mnistlab.core.schema import NONEMPTY, check
+from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, Stability, TimedSteps, time_steps
+from mnistlab.core.writer import FILES
+from mnistlab.data.datasets import DataShape
 from mnistlab.measure.table import text_table
-from mnistlab.measure.timing import Load, Ratio, Stability, TimedSteps
 
-SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "int", "global_batch": "int",
-                       "step_s": ["positive", NONEMPTY], "local_step_s": ["positive", NONEMPTY],
-                       "gradient_bytes": "int"}
-SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": {"start?": {"load_avg_1m": "number?", "cpu_count": "int?"},
-                                                             "end?": {"load_avg_1m": "number?", "cpu_count": "int?"}},
-                  "env?": {"*": "any"}}
+_TIMES = ["positive seconds", NONEMPTY]
+WORKER_SCHEMA = {"step_s": _TIMES, "local_step_s": _TIMES, "gradient_bytes": "count"}
+SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "positive count",
+                       "global_batch": "positive count", **WORKER_SCHEMA}
+SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": LOAD_SCHEMA, "env?": {"*": "any"}}
 
 
 @dataclass
@@ -101,7 +100,7 @@ class ScalingResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> ScalingResult:
         """A validated scaling.json (one CheckpointError line naming the file and field)."""
-        check_schema(data, SCALING_SCHEMA, where)
+        check(data, SCALING_SCHEMA, where)
         load = data.get("load") or {}
         return cls([ScalingCell(**{k: c[k] for k in ScalingCell.FIELDS}, load=load) for c in data["cells"]],
                    dict(load), dict(data.get("env") or {}))
@@ -173,17 +172,9 @@ def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape,
             opt.step()
 
         def timed(sync: bool) -> float:
-            ctx = ddp.no_sync() if not sync else contextlib.nullcontext()
-            with ctx:
+            with ddp.no_sync() if not sync else contextlib.nullcontext():
                 dist.barrier()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                return (time.perf_counter() - t0) / steps
+                return time_steps(step, steps, device)
 
         for _ in range(max(3, steps // 10)):  # warm-up: buckets, allocator, thread pool
             step()
@@ -193,7 +184,7 @@ def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape,
             local.append(timed(False))
         if rank == 0:
             grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-            Path(out).write_text(json.dumps({"step_s": synced, "local_step_s": local, "gradient_bytes": grad_bytes}))
+            FILES.json(Path(out), {"step_s": synced, "local_step_s": local, "gradient_bytes": grad_bytes})
     finally:
         dist.destroy_process_group()
 
@@ -227,7 +218,7 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
                 if is_builtin_model(model):
                     raise
                 raise ModelError(f"model {model} failed in a data-parallel process: {last.strip()[:200]}") from None
-            data = json.loads(Path(out).read_text())
+            data = check(read_json_object(Path(out)), WORKER_SCHEMA, out)
         cells.append(ScalingCell(model, device_type, n, batch, data["step_s"], data["local_step_s"],
                                  data["gradient_bytes"]))
     load = {"start": load_start, "end": load_snapshot()}
@@ -260,5 +251,5 @@ def format_scaling(result: ScalingResult) -> str:
     lines = [text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows,
                         left=2)]
     lines.append("ms/step: median over repeats (all-reduce included); comm: share of the step spent communicating "
-                 "(the step against the same step under no_sync()); stability: measure/timing.py's one rule")
+                 "(the step against the same step under no_sync()); stability: core/timing.py's one rule")
     return "\n".join(lines + [""] + scaling_observations(result))

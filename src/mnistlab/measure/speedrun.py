@@ -6,7 +6,7 @@ device once (timed apart: `data_s`). Each seed builds a fresh model and runs a s
 on weights and optimizer state is undone; it is timed apart (`warmup_s`) and reported. The timed
 part is everything else: every training step of every epoch, the schedule, and the evaluation
 of the whole test set, from a synchronised start to a synchronised end. The seeds' times are a
-Spread judged by measure/timing.py's one stability rule (with the run's load).
+Spread judged by core/timing.py's one stability rule (with the run's load).
 
 Beside the time, and never inside it: a run's FLOPs (one counted training step with the recipe's Adam,
 every step of the epochs, one forward pass over the test set) and the device's compute ceiling
@@ -17,31 +17,37 @@ process's start to seed 0's result (`cold_s`), which the count and the probe are
 
 from __future__ import annotations
 
-import functools
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from mnistlab.core.defaults import EVAL_BATCH_SIZE
-from mnistlab.core.device import device_name, synchronize
+from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
+from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
+from mnistlab.core.errors import CheckpointError, first_line
 from mnistlab.core.richdisplay import html_table
-from mnistlab.core.schema import NONEMPTY, check_schema
+from mnistlab.core.schema import NONEMPTY, check, maybe, one_of
+from mnistlab.core.timing import LOAD_SCHEMA, Repeats, Timer, machine_stability
 from mnistlab.core.words import percent
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
-from mnistlab.measure.timing import Spread, Stability, machine_stability, stability
-from mnistlab.training.evaluation import evaluate
-from mnistlab.training.levers import Levers, autocast, make_step, prepare_model, warm_up
+from mnistlab.training.levers import Levers
 from mnistlab.training.models import count_parameters, create_model
+from mnistlab.training.recipe import (DEFAULT_LEVERS, Recipe, SeedResult, default_levers, load_to_device,
+                                      recipe_optimizer, run_seed)
 
-_SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
+__all__ = ["DEFAULT_LEVERS", "Recipe", "SeedResult", "SpeedrunResult", "default_levers", "speedrun"]
+COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
+                         "warm-up and seed 0's training and test evaluation",
+        "mnistlab import": "mnistlab's import (this platform has no process start time to read), reading and "
+                           "checking the data, data to the device, warm-up and seed 0's training and test "
+                           "evaluation"}
 # every value the report prints or divides by has its range (core/schema.py's ranged names)
 SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "total": "positive count",
                "seconds": "positive seconds", "train_s": "seconds", "eval_s": "seconds", "warmup_s": "seconds",
@@ -49,65 +55,25 @@ SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "tota
 SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "epochs": "positive count",
                               "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
                               "label_smoothing?": "fraction"},
-                   "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
+                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool", "compile": one_of(COMPILE_MODES),
+                              "cuda_graphs": "bool"},
                    "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
                    "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
                    "seeds_planned?": "count", "runs": [SEED_SCHEMA, NONEMPTY],
-                   "env?": {"*": "any"}, "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT},
+                   "env?": {"*": "any"}, "load?": LOAD_SCHEMA,
                    # added with issue 20's floor; absent from older files, which still read
                    "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
                    "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
-                   "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": "text?",
+                   "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": maybe(one_of(tuple(COLD))),
                    "not_measured?": {"*": "text"}, "dataset?": "text?"}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
 COUNTED = ("torch.utils.flop_counter: matmuls and convolutions, forward and backward; not elementwise work, "
            "normalisation or Adam's update, which it has no formula for")
-COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
-                         "warm-up and seed 0's training and test evaluation",
-        "mnistlab import": "mnistlab's import (this platform has no process start time to read), reading and "
-                           "checking the data, data to the device, warm-up and seed 0's training and test "
-                           "evaluation"}
 NOT_FRESH = "not measured: not a fresh process (only the command line records it)"
 OLDER = "not recorded (an older speedrun.json)"
 CEILING_PROBE_S = 0.1  # per probe of measure_ceilings: about 1-2 s in all on a CPU
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What is trained: model, optimiser, schedule, batch, epochs. Levers are separate (`Levers`)."""
-
-    model: str = "speednet"
-    # chosen on a validation split (the last 10k training images), never on the test set (docs/speedrun.md)
-    batch_size: int = 256
-    epochs: int = 1
-    max_lr: float = 0.03  # Adam, one-cycle: warm up to max_lr, then anneal to ~0
-    pct_start: float = 0.25
-    warmup_steps: int = 2  # untimed steps per seed, undone before the timed run
-    label_smoothing: float = 0.1  # +0.12 points of validation accuracy at batch 256, for nothing
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# the recipe's own levers per device: measured best on the CPU (docs/speedrun.md); the GPU's guesses
-DEFAULT_LEVERS = {"cpu": Levers(precision="bf16-mixed", channels_last=True),
-                  "cuda": Levers(precision="bf16-mixed", channels_last=True, cuda_graphs=True)}
-
-
-def default_levers(device: torch.device) -> Levers:
-    return DEFAULT_LEVERS.get(device.type, Levers())
-
-
-def recipe_optimizer(model: torch.nn.Module, recipe: Recipe, levers: Levers, device: torch.device
-                     ) -> torch.optim.Adam:
-    """The recipe's Adam, as a seed steps it and as its FLOPs are counted."""
-    lr: float | torch.Tensor = recipe.max_lr
-    if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
-        lr = torch.tensor(recipe.max_lr, device=device)
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=lr, capturable=levers.cuda_graphs, fused=fused or None)
 
 
 @dataclass(frozen=True)
@@ -196,26 +162,8 @@ def p_words(p: float) -> str:
     return text if text.startswith(">") else f"= {text}"
 
 
-def _one_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
-@dataclass(frozen=True)
-class SeedResult:
-    seed: int
-    accuracy: float  # percent, over the whole test set
-    correct: int
-    total: int
-    seconds: float  # timed: training + full test evaluation
-    train_s: float
-    eval_s: float
-    warmup_s: float  # not in `seconds`: first-call costs, reported apart
-    final_loss: float
-
-
 @dataclass
-class SpeedrunResult:
+class SpeedrunResult(Repeats):
     FILE: ClassVar[str] = "speedrun.json"
 
     recipe: Recipe
@@ -252,7 +200,7 @@ class SpeedrunResult:
         return [s.accuracy for s in self.seeds]
 
     @property
-    def times(self) -> list[float]:
+    def times(self) -> list[float]:  # the seeds' timed runs: their spread and stability are Repeats'
         return [s.seconds for s in self.seeds]
 
     @property
@@ -266,19 +214,6 @@ class SpeedrunResult:
     @property
     def reached(self) -> int:
         return sum(a >= self.target for a in self.accuracies)
-
-    @property
-    def time(self) -> Spread:
-        return Spread.of(self.times)
-
-    @property
-    def time_median(self) -> float:
-        return self.time.median
-
-    @property
-    def stability(self) -> Stability:
-        """The seeds' times judged by the one rule: their range, a single seed, a busy machine."""
-        return stability(self.times, self.load)
 
     @property
     def target_test(self) -> TargetTest:
@@ -308,7 +243,7 @@ class SpeedrunResult:
             "seeds": len(self.seeds), "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std,
             "reached_target": self.reached, "fraction_reached": self.reached / len(self.seeds),
             "target_test": self.target_test.to_dict(),
-            "time_median_s": self.time.median, "time_min_s": self.time.min, "time_max_s": self.time.max,
+            "time_median_s": self.spread.median, "time_min_s": self.spread.min, "time_max_s": self.spread.max,
             "time_stability": self.stability.to_dict(),
             "warmup_median_s": statistics.median(s.warmup_s for s in self.seeds), "data_s": self.data_s,
             "flops_per_run": self.flops.run if self.flops else None,
@@ -336,7 +271,7 @@ class SpeedrunResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
-        check_schema(data, SPEEDRUN_SCHEMA, where)
+        check(data, SPEEDRUN_SCHEMA, where)
         _check_across_fields(data, where)
         def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
@@ -393,30 +328,30 @@ class SpeedrunResult:
         probe = f", FLOP count + ceiling probe {self.ceiling_s:.2f} s once" if self.ceiling_s is not None else ""
         return (f"data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed{probe}")
 
-    def _repr_html_(self) -> str:
-        s = self.summary()
+    def rows(self) -> list[tuple[str, str]]:
+        """The result as (what, value) rows: the command line's table, a notebook's, the report's."""
+        s, t = self.summary(), self.target_test
         on = f"{self.dataset}, {self.device}" if self.dataset else self.device
-        return html_table(f"speedrun {self.recipe.model} on {on} ({self.device_name})", [
-            ("levers", self.levers.describe()),
-            ("test accuracy", _accuracy_words(s)),
-            ("reached the target", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%"),
-            ("mean above the target?", self.test_words()),
-            ("time to train + evaluate", f"{_time_words(s)}; {self.floor_words()}"),
-            ("arithmetic", self.flops_words()),
-            ("cold start", self.cold_words() + (f" ({COLD[self.cold_from]})" if self.cold_from in COLD else "")),
-            ("not timed", self.not_timed_words()),
-            ("stability", "stable" if self.stability.stable else self.stability.reason)])
+        stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"
+        cold = self.cold_words() + (f" ({COLD[self.cold_from]})" if self.cold_from in COLD else "")
+        return [("speedrun", f"{self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}"),
+                ("seeds", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%{stopped}"),
+                ("test accuracy", _accuracy_words(s)),
+                (f"mean above {self.target:g}%?", f"no t-test: {t.why_not}" if t.p is None
+                 else f"t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds)"),
+                ("time to train + evaluate", _time_words(s)), ("floor", self.floor_words()),
+                ("arithmetic", self.flops_words()), ("cold start", cold), ("not timed", self.not_timed_words()),
+                ("stability", "stable" if self.stability.stable else self.stability.reason or "unstable")]
 
-    def line(self) -> str:
-        s = self.summary()
-        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
-        return (f"speedrun {self.recipe.model} on {on} ({self.levers.describe()}): "
-                f"{_accuracy_words(s)} test accuracy, "
-                f"{s['reached_target']}/{s['seeds']} reached {self.target:g}%, {self.test_words()}; "
-                f"time to train + evaluate {_time_words(s)}, {self.floor_words()}; "
-                f"{self.flops_words()}; {self.cold_words()}; not included: {self.not_timed_words()}"
-                + ("" if self.stability.stable else f"; {self.stability.reason}")
-                + ("" if self.complete else f"; stopped after {len(self.seeds)} of {self.seeds_planned} seeds"))
+    def table(self, width: int = 160) -> str:
+        """The rows as two columns of text, no line wider than `width` (a long value wraps under itself)."""
+        rows = self.rows()
+        left = max(len(k) for k, _ in rows) + 2
+        return "\n".join(textwrap.fill(v, width, initial_indent=f"{k:<{left}}", subsequent_indent=" " * left)
+                         for k, v in rows)
+
+    def _repr_html_(self) -> str:
+        return html_table("speedrun", self.rows())
 
 
 def _time_words(s: dict[str, Any]) -> str:
@@ -427,23 +362,16 @@ def _time_words(s: dict[str, Any]) -> str:
 
 
 def _check_across_fields(data: dict[str, Any], where: str) -> None:
-    """What no one field's range can say: names a lever knows, a seed's count within its total, and a cold
-    time that holds seed 0's warm-up and timed run and says where it started (CheckpointError, one line)."""
-    from mnistlab.core.errors import CheckpointError
-    from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
-
-    for name, known in (("precision", PRECISIONS), ("compile", COMPILE_MODES)):
-        if data["levers"][name] not in known:
-            raise CheckpointError(f"{where}: field 'levers'.{name}: expected one of {', '.join(known)}, "
-                                  f"found {data['levers'][name]!r}")
+    """What no one field's range can say: a seed's count within its total, and a cold time that holds seed
+    0's warm-up and timed run and says where it started (CheckpointError, one line)."""
     for i, run in enumerate(data["runs"]):
         if run["correct"] > run["total"]:
             raise CheckpointError(f"{where}: field 'runs'[{i}].correct: {run['correct']} is more than its total "
                                   f"{run['total']}")
     cold, start = data.get("cold_s"), data.get("cold_from")
-    if cold is not None and start not in COLD:
+    if cold is not None and start is None:
         raise CheckpointError(f"{where}: field 'cold_from': a cold time runs from one of {', '.join(map(repr, COLD))}"
-                              f", found {start!r}")
+                              f", found None")
     first = data["runs"][0]
     if cold is not None and cold < first["seconds"] + first["warmup_s"]:
         raise CheckpointError(f"{where}: field 'cold_s': {cold:g} s is less than seed 0's warm-up and run "
@@ -457,100 +385,27 @@ def _accuracy_words(s: dict[str, Any]) -> str:
     return f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f} over {s['seeds']} seeds"
 
 
-def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_size: int,
-                   device: torch.device, seed: int = 0, dtype: torch.dtype = torch.float32
-                   ) -> tuple[DeviceLoader, DeviceLoader, float]:
-    """Both splits on the device, normalised, in `dtype`; returns the loaders and the seconds it took.
-    With mixed precision the inputs are kept in its dtype: the first layer computes in it anyway (autocast
-    would cast them at every step), so the arithmetic is the same, with half the bytes to gather."""
-    synchronize(device)
-    t0 = time.perf_counter()
-    tr = DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed, dtype=dtype)
-    te = DeviceLoader(test, spec.mean, spec.std, 1000, device, shuffle=False, dtype=dtype)
-    synchronize(device)
-    return tr, te, time.perf_counter() - t0
-
-
-def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, test: DeviceLoader,
-             shape: DataShape) -> SeedResult:
-    """One from-scratch run: build, warm up (untimed, undone), then train + evaluate (timed)."""
-    device = train.device
-    train.seed = seed  # this seed's batch order
-    torch.manual_seed(seed)
-    model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
-    steps = recipe.epochs * len(train)
-    optimizer = recipe_optimizer(model, recipe, levers, device)
-    # no momentum cycling: Adam's betas are host floats that a captured CUDA graph would freeze, and the
-    # recipe must be the same arithmetic with every lever
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, total_steps=steps,
-                                                   pct_start=recipe.pct_start, cycle_momentum=False)
-    step = make_step(model, optimizer, levers, device, batch_size=recipe.batch_size,
-                     sample_shape=tuple(train.x.shape[1:]),
-                     loss_fn=functools.partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),
-                     input_dtype=train.x.dtype)
-
-    synchronize(device)
-    t0 = time.perf_counter()
-    x0, y0 = next(train.batches(0))
-    warm_up(step, x0.clone(), y0.clone(), steps=recipe.warmup_steps)
-    with autocast(levers, device):  # the evaluation's first call, too
-        evaluate(model, _first_batch_only(test), shape.classes)
-    synchronize(device)
-    warmup_s = time.perf_counter() - t0
-
-    synchronize(device)
-    t0 = time.perf_counter()
-    model.train()
-    loss = torch.zeros((), device=device)
-    for epoch in range(1, recipe.epochs + 1):
-        for x, y in train.batches(epoch, out=step.static_inputs):
-            loss = step(x, y)
-            schedule.step()
-    synchronize(device)
-    t1 = time.perf_counter()
-    with autocast(levers, device):
-        result = evaluate(model, test, shape.classes)  # the whole test set; ends in a host read (a sync)
-    synchronize(device)
-    t2 = time.perf_counter()
-    return SeedResult(seed=seed, accuracy=100.0 * result.correct / result.total, correct=result.correct,
-                      total=result.total, seconds=t2 - t0, train_s=t1 - t0, eval_s=t2 - t1, warmup_s=warmup_s,
-                      final_loss=float(loss))
-
-
-class _first_batch_only:
-    """A loader that serves only the first batch of another: the evaluation's warm-up."""
-
-    def __init__(self, loader: DeviceLoader) -> None:
-        self.device = loader.device
-        self._loader = loader
-
-    def batches(self, epoch: int = 0):
-        yield next(self._loader.batches(epoch))
-
-
 def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader, test: DeviceLoader,
                   device: torch.device) -> None:
     """Count a run's FLOPs and measure the ceiling into `result` (once, outside every timed part); a
     failure of either (a user's model the counter cannot run, a device without the dtype) is recorded
     as a reason, never raised: the seeds' results stand without it."""
-    synchronize(device)
-    t0 = time.perf_counter()
+    timer = Timer(device).start()
     try:
         flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)
         if not (flops.train > 0 and flops.eval > 0):  # a floor of 0 s; the file's reader refuses it
             raise ValueError("the counter found no matmul or convolution to count")
         result.flops = flops
     except Exception as e:  # noqa: BLE001 - any failure of the count leaves the speedrun's own figures
-        result.not_measured["flops"] = f"not counted ({_one_line(e)})"
+        result.not_measured["flops"] = f"not counted ({first_line(e)})"
     try:
         c = measure_ceilings(device, ceiling_dtype(device, result.levers), seconds=CEILING_PROBE_S)
         if not c.compute_flops_per_s > 0:  # a denominator, and the file's reader refuses one that is not positive
             raise ValueError(f"the probes measured {c.compute_flops_per_s} FLOP/s")
         result.ceiling = Ceiling(c.compute_flops_per_s, c.dtype, c.best_shape)
     except Exception as e:  # noqa: BLE001 - as above
-        result.not_measured["ceiling"] = f"not measured ({_one_line(e)})"
-    synchronize(device)
-    result.ceiling_s = time.perf_counter() - t0
+        result.not_measured["ceiling"] = f"not measured ({first_line(e)})"
+    result.ceiling_s = timer.lap()
 
 
 def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
@@ -585,11 +440,13 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
         log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
             f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
         result.seeds.append(r)
+        result.load = {"start": load_start, "end": load_snapshot()}
+        if on_seed is not None:  # kept before the floor is measured: a stop during it loses no finished seed
+            on_seed(result)
         if seed == 0:
             measure_floor(result, spec.shape, tr, te, device)
             log(f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: {result.flops_words()}; "
                 f"{result.floor_words()}")
-        result.load = {"start": load_start, "end": load_snapshot()}
-        if on_seed is not None:
-            on_seed(result)
+            if on_seed is not None:
+                on_seed(result)
     return result

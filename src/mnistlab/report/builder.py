@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.writer import FILES, Writer
 from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs, read_inputs
-from mnistlab.report.sections import QUESTIONS, SECTIONS, SWEEP_SECTIONS
+from mnistlab.report.sections import questions, sections
 
 FIGURES = "figures"
 
@@ -23,7 +23,7 @@ def questions_line(inputs: Inputs) -> str:
     """Which of the notebook's questions this report answers (by measurement, or by a labelled prediction),
     and why each other one is not, grouped by reason."""
     answered, predicted, unanswered = [], [], {}
-    for s in QUESTIONS:
+    for s in questions():
         reason = s.missing(inputs)
         if reason is not None:
             unanswered.setdefault(reason, []).append(s.question)
@@ -55,7 +55,8 @@ def _intro(doc: Document, inputs: Inputs) -> None:
               "apart from the steady state, and called cold only where the session's warm-up was timed apart.")
 
 
-def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU) -> tuple[Path, Path]:
+def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU,
+                 writer: Writer = FILES) -> tuple[Path, Path]:
     """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab or
     sweep directory itself (the report's home), else the current directory (a reader writes into no run).
     `gpu`: the row of measure/gpus.py's table whose step time Q6 and Q9 predict."""
@@ -68,14 +69,14 @@ def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFA
     inputs.figs.mkdir(parents=True, exist_ok=True)
     if inputs.sweep is not None:
         doc = Document(f"mnistlab sweep {inputs.sweep[0]['study']}")
-        sections = SWEEP_SECTIONS
+        parts = sections("sweep")
     else:
         doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else ""))
         _intro(doc, inputs)
-        sections = SECTIONS
-    for section in sections:
+        parts = sections()
+    for section in parts:
         section.write(doc, inputs)
     md, page = out_dir / "report.md", out_dir / "report.html"
-    write_atomic(md, doc.to_markdown(out_dir).encode())
-    write_atomic(page, doc.to_html().encode())
+    writer.text(md, doc.to_markdown(out_dir))
+    writer.text(page, doc.to_html())
     return md, page

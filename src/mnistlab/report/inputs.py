@@ -5,14 +5,14 @@ is one error naming it, raised before any section writes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mnistlab.core.errors import CheckpointError, MnistlabError
-from mnistlab.core.rundir import RunDir, read_json_object
-from mnistlab.core.schema import check_schema, read_result
+from mnistlab.core.rundir import ENV_SCHEMA, RunDir, read_json_object
+from mnistlab.core.schema import check, read_result
 from mnistlab.data.datasets import DataShape, get_dataset, plain_name
 from mnistlab.measure.bench import BenchResult
 from mnistlab.measure.gpus import DEFAULT_GPU, GPUS, Gpu
@@ -20,8 +20,8 @@ from mnistlab.measure.levers_bench import LeversResult
 from mnistlab.measure.prediction import Expected, expectations
 from mnistlab.measure.scaling import ScalingResult
 from mnistlab.measure.speedrun import SpeedrunResult
-from mnistlab.measure.sweep import SWEEP_FILE, TrialRow, sweep_results
-from mnistlab.report.runs import ENV_SCHEMA, config, device_of, run_env
+from mnistlab.measure.sweeps import SWEEP_FILE, TrialRow, sweep_results
+from mnistlab.report.runs import config, device_of
 from mnistlab.training.models import DEFAULT_SHAPE, ModelCode, model_code, model_code_for_run
 
 LAB_FILE = "lab.json"
@@ -29,9 +29,34 @@ DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int",
                "stored_dtype": "text", "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
                "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
 LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "speedrun?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA},
-              "data?": DATA_SCHEMA, "split?": "text", "seed?": "int", "models?": ["text"]}
-# the other measurements' folders: the file that marks one, and its result type
-EXTRA_RESULTS = (ScalingResult, LeversResult, SpeedrunResult)
+              "data?": DATA_SCHEMA, "split?": "text", "seed?": "int", "models?": ["text"], "plan?": {"*": "any"}}
+
+
+@dataclass
+class LabRecord:
+    """lab.json: what a lab ran, the machine and data it ran on, and the folders of its parts."""
+
+    FILE = LAB_FILE
+
+    quick: bool
+    plan: dict[str, Any]
+    env: dict[str, Any]
+    data: dict[str, Any]
+    split: str
+    seed: int
+    models: list[str]
+    runs: list[str] = field(default_factory=list)  # run folders, in the order they were trained
+    bench: str | None = None
+    speedrun: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_lab(folder: Path) -> dict[str, Any]:
+    """lab.json, validated (LAB_SCHEMA)."""
+    path = folder / LAB_FILE
+    return check(read_json_object(path), LAB_SCHEMA, str(path))
 MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 
 
@@ -43,12 +68,25 @@ class Inputs:
     unfinished: list[RunDir]  # runs with none yet (left out, named)
     bench: BenchResult | None
     bench_dir: Path | None
-    scaling: list[ScalingResult]
-    levers: list[LeversResult]
-    speedruns: list[SpeedrunResult]
+    results: dict[type, list[Any]]  # each result type a section reads (report/sections): those found
     sweep: tuple[dict[str, Any], list[TrialRow]] | None  # sweep.json's record and its trials
     figs: Path = Path("figures")  # where sections draw their figures: the builder sets it beside the report
     gpu: Gpu = GPUS[DEFAULT_GPU]  # the GPU Q6 and Q9 predict a step's time on
+
+    def results_of(self, kind: type) -> list[Any]:
+        return self.results.get(kind, [])
+
+    @property
+    def scaling(self) -> list[ScalingResult]:
+        return self.results_of(ScalingResult)
+
+    @property
+    def levers(self) -> list[LeversResult]:
+        return self.results_of(LeversResult)
+
+    @property
+    def speedruns(self) -> list[SpeedrunResult]:
+        return self.results_of(SpeedrunResult)
 
     @cached_property
     def expected(self) -> dict[str, Expected]:
@@ -62,7 +100,7 @@ class Inputs:
     @cached_property
     def env(self) -> dict[str, Any] | None:
         """The machine's environment record: the lab's, else the first run's when it is complete."""
-        env = (self.lab or {}).get("env") or (run_env(self.runs[0]) if self.runs else None)
+        env = (self.lab or {}).get("env") or (self.runs[0].env() if self.runs else None)
         return env if env and all(k.endswith("?") or k in env for k in ENV_SCHEMA) else None
 
     def runs_of(self, model: str) -> list[RunDir]:
@@ -115,8 +153,12 @@ def _lab_dirs(root: Path, lab: dict[str, Any]) -> tuple[list[RunDir], list[Path]
 
 
 def read_inputs(paths: list[Path]) -> Inputs:
-    """Classify a lab directory or a list of run, bench, scaling, levers, speedrun and sweep
-    directories, and read every result they hold (validated: a damaged file is one error naming it)."""
+    """Classify a lab directory or a list of run, bench, sweep and measurement directories (a folder holding
+    the file of a result type some section reads), and read every result they hold (validated: a damaged
+    file is one error naming it)."""
+    from mnistlab.report.sections import result_types
+
+    kinds = result_types()
     for p in paths:
         if not p.is_dir():
             raise CheckpointError(f"{p}: no such directory")
@@ -125,8 +167,7 @@ def read_inputs(paths: list[Path]) -> Inputs:
     bench_dirs: list[Path] = []
     others: list[Path] = []  # folders of the other measurements
     if len(paths) == 1 and (paths[0] / LAB_FILE).is_file():
-        lab = read_json_object(paths[0] / LAB_FILE)
-        check_schema(lab, LAB_SCHEMA, str(paths[0] / LAB_FILE))
+        lab = read_lab(paths[0])
         runs, bench_dirs, others = _lab_dirs(paths[0], lab)
     for p in [] if lab else paths:
         if (p / BenchResult.FILE).is_file():
@@ -135,14 +176,13 @@ def read_inputs(paths: list[Path]) -> Inputs:
             runs.append(RunDir(p))
         elif (p / SWEEP_FILE).is_file():
             sweep = sweep_results(p)
-        elif any((p / k.FILE).is_file() for k in EXTRA_RESULTS):
+        elif any((p / k.FILE).is_file() for k in kinds):
             others.append(p)
         else:
             raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
-    extra = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()] for kind in EXTRA_RESULTS}
+    extra = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()] for kind in kinds}
     bench_dir = bench_dirs[0] if bench_dirs else None
     return Inputs(root=paths[0], lab=lab, runs=[r for r in runs if r.metrics()],
                   unfinished=[r for r in runs if not r.metrics()],
                   bench=read_result(BenchResult, bench_dir) if bench_dir else None, bench_dir=bench_dir,
-                  scaling=extra[ScalingResult], levers=extra[LeversResult], speedruns=extra[SpeedrunResult],
-                  sweep=sweep)
+                  results=extra, sweep=sweep)

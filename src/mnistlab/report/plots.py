@@ -17,7 +17,7 @@ from matplotlib.axis import Axis, XAxis
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
-from mnistlab.core.atomicfile import write_atomic
+from mnistlab.core.writer import FILES
 from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
 from mnistlab.measure.bench import PHASES, BenchResult
@@ -164,9 +164,9 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
             ax.plot([int(r["epoch"]) for r in busy], [r["train_seconds"] for r in busy], "x", ms=11, color="darkorange",
                     mew=2, label=f"{name}measured while the machine was busy")
         if t.steady_s:
-            ax.axhline(t.steady_median, color=color, ls="--", lw=1,
-                       label=f"{name}steady state: median {t.steady_median:.2f} s")
-            ax.axhspan(t.steady_min, t.steady_max, color=color, alpha=0.12,
+            ax.axhline(t.spread.median, color=color, ls="--", lw=1,
+                       label=f"{name}steady state: median {t.spread.median:.2f} s")
+            ax.axhspan(t.spread.min, t.spread.max, color=color, alpha=0.12,
                        label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None)
         marks = _mark_resumes(ax, rows, color)
         if marks and i == 0:
@@ -312,5 +312,5 @@ def save_figure(fig: Figure, out: Path) -> Path:
     fmt = out.suffix.lstrip(".").lower() or "png"
     if fmt not in fig.canvas.get_supported_filetypes():
         raise ConfigError(f"{out}: cannot write a .{fmt} figure (use .png, .svg or .pdf)")
-    write_atomic(out, figure_bytes(fig, fmt))
+    FILES.bytes(out, figure_bytes(fig, fmt))
     return out

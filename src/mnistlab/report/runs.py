@@ -12,22 +12,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.rundir import CONFIG, ENV, TEST, RunDir
-from mnistlab.core.schema import check_schema
+from mnistlab.core.rundir import CONFIG, RunDir
 from mnistlab.measure.epochs import EpochTiming, epoch_timing
-from mnistlab.measure.timing import Ratio
+from mnistlab.core.timing import Ratio
 from mnistlab.report.document import Document, percent, plural
 from mnistlab.report.plots import plot_runs
 from mnistlab.training.config import check_run_config
 
-# What the report reads from each file, checked before use (every file is untrusted): a type name,
-# {key: schema} for an object (a key ending in '?' may be absent), [schema] for a list; a type name
-# ending in '?' also allows null.
-TEST_SCHEMA = {"loss": "number", "accuracy": "number", "correct": "int", "total": "int", "seconds": "number"}
-ENV_SCHEMA = {"torch": "text", "cuda_version": "text?", "numpy": "text", "python": "text", "mnistlab": "text",
-              "cpu": "text", "cpu_count": "int?", "torch_threads": "int", "cuda_available": "bool",
-              "cuda_devices": ["text"], "mps_available": "bool", "device?": "text"}
-RUN_ENV_SCHEMA = {k.rstrip("?") + "?": v for k, v in ENV_SCHEMA.items()}  # a run's env.json: typed, all optional
 OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
 BUSY = "busy"  # the mark of an epoch measured while the machine was busy
 RUN_HEADERS = ["run", "model", "device", "epochs", "first epoch s", "steady train s/epoch median (min\u2013max)",
@@ -38,22 +29,8 @@ def config(run: RunDir) -> dict[str, Any]:
     return check_run_config(run / CONFIG)
 
 
-def run_test(run: RunDir) -> dict[str, Any] | None:
-    test = run.test()
-    if test is not None:
-        check_schema(test, TEST_SCHEMA, str(run / TEST))
-    return test
-
-
-def run_env(run: RunDir) -> dict[str, Any]:
-    env = run.env()
-    if env:
-        check_schema(env, RUN_ENV_SCHEMA, str(run / ENV))
-    return env
-
-
 def device_of(run: RunDir) -> str:
-    return str(run_env(run).get("device", "cpu")).split(":")[0]
+    return str(run.env().get("device", "cpu")).split(":")[0]
 
 
 def _ratio(a: float, b: float) -> float:
@@ -100,19 +77,19 @@ def epoch_marks(row: dict[str, float], t: EpochTiming, *, first_column: bool = F
 
 
 def run_summary_row(run: RunDir) -> list[str]:
-    cfg, rows, test = config(run), run.metrics(), run_test(run) or {}
+    cfg, rows, test = config(run), run.metrics(), run.test() or {}
     t = epoch_timing(rows)
     cap = capped(run)
     n = f"{len(rows)} ({cap} steps each)" if cap else str(len(rows))
     if t.steady_s:
-        steady = f"{t.steady_median:.2f} ({t.steady_min:.2f}\u2013{t.steady_max:.2f})"
+        steady = f"{t.spread.median:.2f} ({t.spread.min:.2f}\u2013{t.spread.max:.2f})"
         step = f"{statistics.median(t.steady_step_s) * 1e3:.2f}" if t.steady_step_s else "-"
         sps = f"{statistics.median(t.steady_samples_per_s):,.0f}"
     else:
         steady = step = sps = "- (no steady epoch)"
     first = ", ".join(_fmt_s(r["train_seconds"]) + epoch_marks(r, t, first_column=True)
                       for r in rows if int(r["epoch"]) in t.cold_epochs)
-    return [run.name, cfg["model"], run_env(run).get("device", cfg["device"]), n, first or "-", steady, step, sps,
+    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), n, first or "-", steady, step, sps,
             f"{test['accuracy']:.2%}" if test else "-", _fmt_s(test["seconds"]) if test else "-"]
 
 
@@ -138,7 +115,7 @@ def run_section(doc: Document, r: RunDir, figs: Path) -> None:
                 f"{x['samples_per_s']:,.0f}"] for x in rows])
     if t.busy_epochs:
         doc.p(f"{BUSY}: measured while the machine's load average exceeded its cores; not stable evidence.")
-    test = run_test(r)
+    test = r.test()
     if test:
         doc.p(f"{r.name} test set: loss {test['loss']:.4f}, accuracy {test['accuracy']:.2%} "
               f"({test['correct']}/{test['total']}), evaluated in {test['seconds']:.2f} s.")
@@ -182,7 +159,7 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
     """Questions 6 and 9, from the training runs: which device was faster for each model, by how much.
     Per training step (equal work: quick mode caps the CPU CNN's epochs, not the GPU's), and from
     steady-state epochs only (the first epoch of each session is left out); the one Ratio
-    (measure/timing.py) of the steady epochs paired in order states it."""
+    (core/timing.py) of the steady epochs paired in order states it."""
     out = []
     by_model: dict[str, dict[str, RunDir]] = {}
     for r in runs:

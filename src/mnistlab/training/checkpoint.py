@@ -10,7 +10,6 @@ the file and the field, exit 2, never a crash further on.
 from __future__ import annotations
 
 import io
-import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,18 +18,41 @@ from typing import Any
 import torch
 
 from mnistlab.core import rundir as rd
+from mnistlab.core.errors import CheckpointError, ModelError
+from mnistlab.core.schema import Check, Closed, Range, check, is_number, maybe
 from mnistlab.core.writer import FILES, Writer
-from mnistlab.core.errors import CheckpointError
-from mnistlab.training.config import config_type_errors
+from mnistlab.training.config import CONFIG_SCHEMA, MAX_STEPS
 
-REQUIRED = ("model", "optimizer", "epoch", "global_step", "config", "history", "step_log", "best_val_loss",
-            "best_epoch", "rng_cpu")
-INTEGRAL_METRICS = ("epoch", "steps", "global_step", "session")
+_FLAG = maybe(Check(lambda v: isinstance(v, bool), "true/false"))
+# an optimizer group's settings: the numbers the update multiplies by, each in its range, and its flags
+PARAM_GROUP = {"params": ["count"], "lr?": Check(lambda v: is_number(v) and 0 < v < 1e6, "a number in (0, 1e6)"),
+               "momentum?": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+               "dampening?": Range(0, 1), "weight_decay?": Range(0, 1e6), "nesterov?": _FLAG, "maximize?": _FLAG,
+               "foreach?": _FLAG, "differentiable?": _FLAG, "fused?": _FLAG, "capturable?": _FLAG}
+CHECKPOINT_SCHEMA = {
+    "model": Check(lambda m: isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                         for k, v in m.items()), "a map of parameter names to tensors"),
+    "optimizer": {"state": Check(lambda v: isinstance(v, dict), "an object"), "param_groups": [PARAM_GROUP]},
+    "epoch": Range(0, rd.MAX_EPOCHS, whole=True), "global_step": "count",
+    # types and ranges only: a checkpoint stays readable where its dataset is not registered
+    "config": CONFIG_SCHEMA, "history": [Closed(rd.METRIC_ROW), (0, rd.MAX_EPOCHS)],
+    "step_log": [Closed(rd.STEP_ROW), (0, rd.MAX_STEP_ROWS)], "best_val_loss": Check(lambda v: is_number(v) or v == float("inf"), "a number (inf before the first epoch)"), "best_epoch": "count",
+    "rng_cpu": Check(lambda r: isinstance(r, torch.Tensor) and r.dtype == torch.uint8
+                     and r.shape == torch.get_rng_state().shape, "the CPU generator's state (a uint8 tensor)"),
+    "partial?": maybe(Check(lambda v: isinstance(v, dict), "an object")),
+}
+PARTIAL_SCHEMA = Closed({"steps": Range(1, MAX_STEPS, whole=True), "losses": Check(
+    lambda t: isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.dim() == 1, "a float32 tensor of losses"),
+    "samples": "positive count", "seconds": "seconds"})
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], writer: Writer = FILES) -> None:
     if not writer.writes:  # a data-parallel rank other than 0: do not even serialise
         return
+    bad = next(((k, v) for k, v in state["model"].items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:  # it would save, and then no eval or resume could read it back: fail now
+        raise ModelError(f"the model's state_dict() holds {bad[0]!r}, a {type(bad[1]).__name__}, not a tensor; "
+                         f"a checkpoint must hold only tensors (keep other state out of state_dict())")
     buf = io.BytesIO()
     torch.save(state, buf)
     writer.bytes(path, buf.getvalue())
@@ -62,86 +84,23 @@ def _bad(path: Path, field: str, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: field {field!r} {why}")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-
-
 def validate_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Types and consistency of every field (the model and optimizer tensors are checked against
-    the model by load_model_state and load_optimizer_state)."""
-    for key in REQUIRED:
-        if key not in state:
-            raise _bad(path, key, "is missing (not a complete mnistlab checkpoint)")
-    model = state["model"]
-    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in model.items()):
-        raise _bad(path, "model", "must map parameter names to tensors")
-    opt = state["optimizer"]
-    if (not isinstance(opt, dict) or not isinstance(opt.get("state"), dict)
-            or not isinstance(opt.get("param_groups"), list)):
-        raise _bad(path, "optimizer", "must be an optimizer state (state and param_groups)")
-    # types and keys only: a checkpoint stays readable where its dataset is not registered
-    problems = config_type_errors(state["config"], require=True)
-    if problems:
-        raise _bad(path, "config", f"is not a valid configuration ({problems[0]})")
-    history = state["history"]
-    if not isinstance(history, list):
-        raise _bad(path, "history", "must be a list of epoch rows")
-    for i, row in enumerate(history):
-        where = f"history[{i}]"
-        if not isinstance(row, dict):
-            raise _bad(path, where, "must be an object of numbers")
-        missing = [k for k in rd.REQUIRED_METRICS if k not in row]
-        unknown = [k for k in row if k not in rd.METRIC_FIELDS]
-        if missing or unknown:
-            raise _bad(path, where, f"has missing {missing} or unknown {unknown} columns")
-        for k, v in row.items():
-            if not _is_number(v) or (k in INTEGRAL_METRICS and v != int(v)):
-                raise _bad(path, f"{where}.{k}", f"must be a {'whole ' if k in INTEGRAL_METRICS else ''}number, "
-                                                 f"got {v!r}")
-        if row["epoch"] != i + 1:
-            raise _bad(path, f"{where}.epoch", f"is {row['epoch']!r}, expected {i + 1}")
-    step_log = state["step_log"]
-    if not isinstance(step_log, list) or not all(
-            isinstance(r, dict) and set(r) == set(rd.STEP_FIELDS) and all(_is_number(v) for v in r.values())
-            for r in step_log):
-        raise _bad(path, "step_log", f"must be a list of rows of numbers {rd.STEP_FIELDS}")
-    epoch = state["epoch"]
-    mid_epoch = state.get("partial") is not None  # a mid-epoch checkpoint may come before the first epoch's end
-    if not _is_int(epoch) or epoch != len(history) or epoch < (0 if mid_epoch else 1):
+    """Every field's type and range (core/schema.py), then what ties them together; the model and
+    optimizer tensors are checked against the model by load_model_state and load_optimizer_state."""
+    check(state, CHECKPOINT_SCHEMA, str(path), CheckpointError)
+    history = rd.check_history(f"{path}: field 'history'", state["history"], label="row", first=1)
+    epoch, partial = state["epoch"], state.get("partial")
+    if epoch != len(history) or epoch < (0 if partial is not None else 1):
         raise _bad(path, "epoch", f"must be the number of epochs in its history ({len(history)}), got {epoch!r}")
-    if mid_epoch:
-        _check_partial(state["partial"], path)
+    if partial is not None:
+        check(partial, PARTIAL_SCHEMA, f"{path}: field 'partial'", CheckpointError)
+        if partial["losses"].shape != (partial["steps"],) or partial["samples"] < partial["steps"]:
+            raise _bad(path, "partial", f"must hold {partial['steps']} step losses and at least as many samples")
     expected_step = int(history[-1]["global_step"]) if history else 0
-    if not _is_int(state["global_step"]) or state["global_step"] != expected_step:
+    if state["global_step"] != expected_step:
         raise _bad(path, "global_step", f"must be {expected_step} (its history's), got {state['global_step']!r}")
-    if not _is_int(state["best_epoch"]) or not 0 <= state["best_epoch"] <= epoch:
+    if not 0 <= state["best_epoch"] <= epoch:
         raise _bad(path, "best_epoch", f"must be a whole number in 0..{epoch}, got {state['best_epoch']!r}")
-    if not _is_number(state["best_val_loss"]):
-        raise _bad(path, "best_val_loss", f"must be a number, got {state['best_val_loss']!r}")
-    rng = state["rng_cpu"]
-    size = torch.get_rng_state().numel()
-    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != (size,):
-        raise _bad(path, "rng_cpu", f"must be the CPU generator's state (uint8 tensor of {size} bytes)")
-
-
-def _check_partial(partial: Any, path: Path) -> None:
-    """The steps of the epoch under way that a mid-epoch checkpoint holds (training.loop.EpochProgress)."""
-    if not isinstance(partial, dict) or set(partial) != {"steps", "losses", "samples", "seconds"}:
-        raise _bad(path, "partial", "must hold steps, losses, samples and seconds")
-    steps, losses = partial["steps"], partial["losses"]
-    if not _is_int(steps) or steps < 1:
-        raise _bad(path, "partial.steps", f"must be a whole number of at least 1, got {steps!r}")
-    if not isinstance(losses, torch.Tensor) or losses.dtype != torch.float32 or losses.shape != (steps,):
-        raise _bad(path, "partial.losses", f"must be a float32 tensor of {steps} step losses")
-    if not _is_int(partial["samples"]) or partial["samples"] < steps:
-        raise _bad(path, "partial.samples", f"must be a whole number of at least {steps}, got {partial['samples']!r}")
-    if not _is_number(partial["seconds"]) or not 0 <= partial["seconds"] < math.inf:
-        raise _bad(path, "partial.seconds", f"must be a finite number of seconds, got {partial['seconds']!r}")
 
 
 def _check_tensor(t: Any, like: torch.Tensor, path: Path, field: str) -> None:
@@ -187,14 +146,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     ids: list[int] = []
     for i, (g, lg) in enumerate(zip(groups, live)):
         where = f"optimizer.param_groups[{i}]"
-        if not isinstance(g, dict) or not isinstance(g.get("params"), list) or not all(map(_is_int, g["params"])):
-            raise _bad(path, where, "must be an object with a list of parameter ids")
         if len(g["params"]) != len(lg["params"]):
             raise _bad(path, where, f"has {len(g['params'])} parameters, the optimizer {len(lg['params'])}")
         if set(g) != set(lg):
             raise _bad(path, where, f"has the settings {sorted(g)}, expected {sorted(lg)}")
-        for k, v in g.items():
-            if k != "params" and not (v is None or isinstance(v, (bool, str)) or (_is_number(v) and math.isfinite(v))):
+        for k, v in g.items():  # a setting this check does not know: a number, a flag or null, never text
+            if k != "params" and not (v is None or isinstance(v, bool) or is_number(v)):
                 raise _bad(path, f"{where}.{k}", f"must be a finite number, a flag or null, got {v!r}")
         ids += g["params"]
     if sorted(ids) != list(range(len(params))):
@@ -205,7 +162,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
         if pid not in by_id or not isinstance(entry, dict):
             raise _bad(path, where, "is not the state of a parameter of this model")
         for k, v in entry.items():
-            if k == "step" and (_is_number(v) or (isinstance(v, torch.Tensor) and v.numel() == 1)):
+            if k == "step" and (is_number(v) or (isinstance(v, torch.Tensor) and v.numel() == 1)):
                 continue
             if v is None:
                 continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,36 @@ from mnistlab.core.distributed import DEFAULT_TIMEOUT_S
 from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, MAX_BATCH_SIZE, PRECISIONS
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import MAX_EPOCHS
+from mnistlab.core.schema import Check, Closed, Range, check, is_number, maybe, one_of
 from mnistlab.data.datasets import all_datasets
 
 # the epoch's shuffle seed is seed * 1_000_003 + epoch, and torch seeds are 64-bit: keep far inside
 MAX_SEED = 2**32 - 1
+MAX_STEPS = 2**31 - 1  # --subset, --max-steps, --log-every, --checkpoint-every: far beyond any real run
+MAX_TIMEOUT_S = 7 * 24 * 3600  # --dist-timeout: a week; a larger one overflows the process group's timer
 # keys every config.json has had since the first release; fields added later take their defaults
 REQUIRED_KEYS = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "val_fraction", "seed", "device")
+
+
+def _whole(low: int, high: int) -> Range:
+    return Range(low, high, whole=True)
+
+
+def _open(low: float, high: float) -> Check:
+    return Check(lambda v: is_number(v) and low < v < high, f"a number strictly between {low:g} and {high:g}")
+
+
+# every field's type and range: what config.json, a checkpoint's config, the command line and Python may give
+_FIELDS = {"model": "text", "dataset": "text", "epochs": _whole(1, MAX_EPOCHS),
+           "batch_size": _whole(1, MAX_BATCH_SIZE), "lr": _open(0, 1e6),
+           "momentum": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+           "val_fraction": _open(0, 1), "seed": _whole(0, MAX_SEED), "device": one_of(DEVICES),
+           "early_stop": maybe(_whole(1, MAX_EPOCHS)), "data_dir": "text?", "subset": maybe(_whole(1, MAX_STEPS)),
+           "max_steps": maybe(_whole(1, MAX_STEPS)), "log_every": _whole(1, MAX_STEPS),
+           "checkpoint_every": maybe(_whole(1, MAX_STEPS)), "dist_timeout": _whole(1, MAX_TIMEOUT_S),
+           "deterministic": "bool", "precision": one_of(PRECISIONS), "channels_last": "bool",
+           "compile": one_of(COMPILE_MODES), "cuda_graphs": "bool"}
+CONFIG_SCHEMA = Closed({k if k in REQUIRED_KEYS else f"{k}?": v for k, v in _FIELDS.items()})
 
 
 def _opt(default: Any, help: str, **meta: Any) -> Any:
@@ -59,83 +82,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from mnistlab.training.models import check_model_spec  # torch: only when a config is built
 
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ConfigError(msg)
-        type_error = next(iter(config_type_errors(self.to_dict())), None)
-        need(type_error is None, type_error or "")
+        check(self.to_dict(), CONFIG_SCHEMA, error=ConfigError)
         check_model_spec(self.model)  # its form only: the code is imported when the model is built
         datasets = all_datasets()
-        need(self.dataset in datasets, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
-        need(self.device in DEVICES, f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
-        for name in ("epochs", "batch_size", "seed", "log_every", "dist_timeout"):
-            need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
-                 f"{name} must be a whole number, got {getattr(self, name)!r}")
-        need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        need(self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,} (all sessions together: the most "
-             f"metrics.csv rows mnistlab reads back), got {self.epochs:,}")
-        need(1 <= self.batch_size <= MAX_BATCH_SIZE,
-             f"batch size must be in 1..{MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
-        need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
-        need(self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}")
-        need(self.dist_timeout >= 1, f"dist timeout must be at least 1 second, got {self.dist_timeout}")
-        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
-             f"learning rate must be a positive number, got {self.lr}")
-        need(isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1,
-             f"momentum must be in [0, 1), got {self.momentum}")
-        need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
-             f"val fraction must be strictly between 0 and 1, got {self.val_fraction}")
-        need(self.precision in PRECISIONS,
-             f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-        need(self.compile in COMPILE_MODES,
-             f"unknown compile mode {self.compile!r}; choose one of: {', '.join(COMPILE_MODES)}")
-        for name in ("early_stop", "subset", "max_steps", "checkpoint_every"):
-            v = getattr(self, name)
-            need(v is None or (isinstance(v, int) and v >= 1), f"{name.replace('_', ' ')} must be at least 1, got {v}")
+        if self.dataset not in datasets:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Any) -> TrainConfig:
-        """A config from JSON (config.json, a checkpoint): every key known, the core ones present,
-        every value of its field's type (no `true` for a number), then the usual range checks."""
-        problems = config_type_errors(d, require=True)
-        if problems:
-            raise ConfigError(problems[0])
-        return cls(**d)
+    def from_dict(cls, d: Any, where: str = "") -> TrainConfig:
+        """A config from JSON (config.json, a checkpoint): every key known, the core ones present, every
+        value of its field's type and in its range (no `true` for a number), then the semantic checks."""
+        return cls(**check(d, CONFIG_SCHEMA, where, ConfigError))
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
-
-
-def config_type_errors(d: Any, require: bool = False) -> list[str]:
-    """What is wrong with `d` as TrainConfig fields: not an object, unknown or (with `require`)
-    missing keys, or a value not of its field's declared type. A bool is never a number."""
-    if not isinstance(d, dict):
-        from mnistlab.core.rundir import json_kind
-
-        return [f"expected a JSON object of settings, found {json_kind(d)}"]
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(k for k in d if k not in fields)
-    if unknown:
-        return [f"unknown config keys {unknown}; valid keys: {', '.join(sorted(fields))}"]
-    out = [f"missing the setting {k!r}" for k in REQUIRED_KEYS if require and k not in d]
-    for name, value in d.items():
-        kinds = [_KINDS.get(k.strip()) for k in str(fields[name].type).split("|")]
-        if any(k is None for k in kinds):
-            continue  # a type this check does not know: the range checks still apply
-        allowed = tuple(t for k in kinds for t in k)
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, allowed) or (is_bool and bool not in allowed):
-            wanted = " or ".join(k.strip().replace("None", "null").replace("str", "text")
-                                 .replace("int", "a whole number").replace("float", "a number")
-                                 .replace("bool", "true/false") for k in str(fields[name].type).split("|"))
-            out.append(f"{name} must be {wanted}, got {value!r}")
-    return out
 
 
 def load_run_config(path: Path | str) -> TrainConfig:
@@ -143,9 +106,9 @@ def load_run_config(path: Path | str) -> TrainConfig:
     from mnistlab.core.rundir import read_json_object
 
     try:
-        return TrainConfig.from_dict(read_json_object(Path(path)))
+        return TrainConfig.from_dict(read_json_object(Path(path)), str(path))
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(e if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 def check_run_config(path: Path | str) -> dict[str, Any]:
@@ -153,9 +116,6 @@ def check_run_config(path: Path | str) -> dict[str, Any]:
     dataset or model is not registered here); returns the settings with defaults filled in."""
     from mnistlab.core.rundir import read_json_object
 
-    d = read_json_object(Path(path))
-    problems = config_type_errors(d, require=True)
-    if problems:
-        raise ConfigError(f"{path}: {problems[0]}")
+    d = check(read_json_object(Path(path)), CONFIG_SCHEMA, str(path), ConfigError)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     return {**defaults, **d}

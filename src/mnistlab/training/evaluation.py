@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.core.device import synchronize
+from mnistlab.core.timing import Timer
 from mnistlab.core.distributed import all_reduce_sum_
 from mnistlab.core.richdisplay import html_table
 from mnistlab.data.loader import DeviceLoader
@@ -46,24 +45,23 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, distribut
     every batch (DeviceLoader's `shard`), and the sums are added over the job before reading them."""
     device = loader.device
     model.eval()
-    synchronize(device)
-    t0 = time.perf_counter()
-    acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
-    # Counts go into a fixed-size tensor: bincount's output size depends on the data, so on a GPU it
-    # reads the maximum back (a sync per batch). float32 on MPS (weak int64 support): exact below 2**24.
-    count_dtype = torch.float32 if device.type == "mps" else torch.int64
-    confusion = torch.zeros(num_classes * num_classes, dtype=count_dtype, device=device)
-    for x, y in loader.batches():
-        out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum").to(acc_dtype)
-        cell = y * num_classes + out.argmax(1)
-        confusion.index_add_(0, cell, torch.ones_like(cell, dtype=count_dtype))
-    if distributed:
-        all_reduce_sum_(loss_sum)
-        all_reduce_sum_(confusion)
-    cm = confusion.view(num_classes, num_classes).cpu().long()  # the one sync of the loop
-    seconds = time.perf_counter() - t0
+    with Timer(device) as timer:
+        acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
+        # Counts go into a fixed-size tensor: bincount's output size depends on the data, so on a GPU it
+        # reads the maximum back (a sync per batch). float32 on MPS (weak int64 support): exact below 2**24.
+        count_dtype = torch.float32 if device.type == "mps" else torch.int64
+        confusion = torch.zeros(num_classes * num_classes, dtype=count_dtype, device=device)
+        for x, y in loader.batches():
+            out = model(x)
+            loss_sum += F.cross_entropy(out, y, reduction="sum").to(acc_dtype)
+            cell = y * num_classes + out.argmax(1)
+            confusion.index_add_(0, cell, torch.ones_like(cell, dtype=count_dtype))
+        if distributed:
+            all_reduce_sum_(loss_sum)
+            all_reduce_sum_(confusion)
+        cm = confusion.view(num_classes, num_classes).cpu().long()  # the one sync of the loop
+    seconds = timer.seconds
     model.train()
     total = int(cm.sum())
     correct = int(cm.diagonal().sum())

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
-from mnistlab.core.device import synchronize
+from mnistlab.core.timing import Timer
 from mnistlab.core.errors import ConfigError, first_line
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -347,9 +346,7 @@ def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2,
     synchronised at both ends: the first-call, compile and capture costs, reported apart."""
     model, was_training = step.model, step.model.training
     grads = [(p, p.grad) for p in model.parameters()]
-    synchronize(step.device)
-    t0 = time.perf_counter()
-    with _rng_kept(step.device), restored(model, step.optimizer):
+    with Timer(step.device) as timer, _rng_kept(step.device), restored(model, step.optimizer):
         model.train()
         for _ in range(steps):
             step(x, y)
@@ -357,8 +354,7 @@ def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2,
             model.eval()
             with torch.no_grad(), autocast(step.levers, step.device):
                 model(evaluation)
-        synchronize(step.device)
-    seconds = time.perf_counter() - t0
+    seconds = timer.seconds
     model.train(was_training)
     if step.static_inputs is None:  # a captured graph keeps its gradients in its own memory pool
         for p, g in grads:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.errors import DataError, DivergenceError
-from mnistlab.core.device import synchronize
+from mnistlab.core.timing import Timer
 from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.data.loader import DeviceLoader
 
@@ -68,7 +68,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
                 progress=None, distributed: bool = False,
                 step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                 resume_from: EpochProgress | None = None, checkpoint_every: int | None = None,
-                on_checkpoint: Checkpoint | None = None) -> EpochStats:
+                on_checkpoint: Checkpoint | None = None, on_step: Callable[[], Any] | None = None) -> EpochStats:
     """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
 
     `step(x, y) -> loss` replaces the plain fp32 eager step (training.levers.make_step builds one
@@ -82,6 +82,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
     process takes the same decision.
     `checkpoint_every`: after every that many steps of the epoch, `on_checkpoint` gets the epoch so far
     (its losses averaged and checked first); `resume_from` continues an epoch from such a point.
+    `on_step()` runs after each step (a learning-rate schedule).
     """
     model.train()
     device = loader.device
@@ -91,8 +92,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
     samples = resume_from.samples if resume_from else 0
     if progress is not None and samples:
         progress.update(samples)
-    synchronize(device)
-    t0 = time.perf_counter() - (resume_from.seconds if resume_from else 0.0)
+    timer = Timer(device, already=resume_from.seconds if resume_from else 0.0).start()
     batches = loader.batches(epoch, out=getattr(step, "static_inputs", None), skip=start)
     for i, (x, y) in enumerate(batches, start=start):
         if max_steps is not None and i >= max_steps:
@@ -104,6 +104,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
             optimizer.step()
         else:
             loss = step(x, y)
+        if on_step is not None:
+            on_step()
         losses.append(loss.detach())
         samples += len(y)
         if i % log_every == 0:
@@ -116,14 +118,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
             progress.update(len(y))
         if on_checkpoint is not None and checkpoint_every and (i + 1) % checkpoint_every == 0:
             done, losses = _checked(done, losses, distributed, epoch, global_step), []
-            synchronize(device)
-            on_checkpoint(EpochProgress(i + 1, done, samples, time.perf_counter() - t0))
+            on_checkpoint(EpochProgress(i + 1, done, samples, timer.lap()))
     all_losses = _checked(done, losses, distributed, epoch, global_step).double()  # MPS has no float64: on the CPU
     if not len(all_losses):
         raise DataError(f"epoch {epoch} has no training step: {loader.num_samples} training samples, fewer than "
                         f"the {loader.world_size} processes of the job")
-    synchronize(device)
-    seconds = time.perf_counter() - t0
+    seconds = timer.lap()
     step_log = [(global_step + i + 1, float(all_losses[i])) for i in range(0, len(all_losses), log_every)]
     return EpochStats(float(all_losses.mean()), len(all_losses), samples, seconds, step_log)
 

@@ -35,6 +35,7 @@ from typing import Any
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.errors import CheckpointError, ConfigError, ResultFileError, first_line
 from mnistlab.core.rundir import read_bytes, read_json
+from mnistlab.core.schema import Check, check, one_of
 from mnistlab.data.datasets import DataShape
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
@@ -269,12 +270,15 @@ def record_in_run(run_path: Path, code: ModelCode, writer: Writer = FILES) -> No
                                          "copy": MODEL_COPY})
 
 
+RECORD_SCHEMA = {"spec": "text", "kind?": "text", "path": "text", "named?": "text", "copy": one_of((MODEL_COPY,)),
+                 "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA_RE.fullmatch(h)), "a SHA-256 in hex")}
+
+
 def _read_record(run_path: Path, spec: str) -> dict[str, Any]:
-    rec = read_json(run_path / MODEL_RECORD)
-    if (not isinstance(rec, dict) or rec.get("spec") != spec or rec.get("copy") != MODEL_COPY
-            or not isinstance(rec.get("path"), str) or not isinstance(rec.get("named", ""), str)
-            or not _SHA_RE.fullmatch(str(rec.get("sha256")))):
-        raise CheckpointError(f"{run_path / MODEL_RECORD}: not a valid model record for {spec!r}")
+    path = run_path / MODEL_RECORD
+    rec = check(read_json(path), RECORD_SCHEMA, str(path), CheckpointError)
+    if rec["spec"] != spec:
+        raise CheckpointError(f"{path}: field 'spec' is {rec['spec']!r}, the run's config says {spec!r}")
     return rec
 
 

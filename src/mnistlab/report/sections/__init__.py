@@ -1,14 +1,42 @@
-"""The report's sections, in the order they appear: one module each, each reading the typed `Inputs`."""
+"""The report's sections, found here: every module of this package that defines `SECTION`, in `order`.
+
+A new section (a new measurement's) is a new module here, or, from outside mnistlab, `register(section)`:
+nothing else lists it. `QUESTIONS` are those that answer one of the notebook's questions.
+"""
 
 from __future__ import annotations
 
-from mnistlab.report.sections import (bench, environment, levers, models, observations, other_runs, q1_data, q2_loss,
-                                      q3_epoch_time, q4_train_longer, q5_gpu, q6_mlp_gpu, q7_cnn_cpu, q8_cnn_gpu,
-                                      q9_cnn_devices, q10_flops, runs_at_a_glance, scaling, speedrun, sweep)
+import importlib
+import pkgutil
+
 from mnistlab.report.sections.section import Section
 
-SECTIONS: list[Section] = [m.SECTION for m in (
-    environment, q1_data, models, runs_at_a_glance, q2_loss, q3_epoch_time, q4_train_longer, q5_gpu, q6_mlp_gpu,
-    q7_cnn_cpu, q8_cnn_gpu, q9_cnn_devices, other_runs, q10_flops, bench, scaling, levers, speedrun, observations)]
-SWEEP_SECTIONS: list[Section] = [sweep.SECTION]  # a sweep folder's own report
-QUESTIONS: list[Section] = [s for s in SECTIONS if s.question]
+_REGISTERED: list[Section] = []
+
+
+def register(section: Section) -> Section:
+    """Add a section defined outside this package (a plugin, a test's toy measurement)."""
+    _REGISTERED.append(section)
+    return section
+
+
+def all_sections() -> list[Section]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        section = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SECTION", None)
+        if isinstance(section, Section):
+            found.append(section)
+    return sorted([*found, *_REGISTERED], key=lambda s: s.order)
+
+
+def sections(report: str = "lab") -> list[Section]:
+    return [s for s in all_sections() if s.report == report]
+
+
+def questions() -> list[Section]:
+    return [s for s in sections() if s.question]
+
+
+def result_types() -> list[type]:
+    """The result types some section reads (each marks its folders by its FILE)."""
+    return list(dict.fromkeys(s.reads for s in all_sections() if s.reads is not None))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, Cell, bound_label, ceilings_line
-from mnistlab.measure.timing import UNSTABLE_SPREAD
+from mnistlab.core.timing import UNSTABLE_SPREAD
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_bench
@@ -54,4 +54,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     doc.image(plot_bench(bench, inputs.figs / f"{name}-bench.png"), "Share of each training step by phase")
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=150)

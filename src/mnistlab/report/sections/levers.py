@@ -36,4 +36,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         levers_section(doc, result)
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=170, reads=LeversResult)

@@ -20,4 +20,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.table(["state_dict key", "shape", "parameters"], [[n, str(list(sh)), f"{c:,}"] for n, sh, c in sm.parameters])
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=30)

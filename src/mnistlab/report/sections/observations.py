@@ -20,4 +20,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.bullets(notes)
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=190)

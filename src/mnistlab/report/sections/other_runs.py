@@ -21,4 +21,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         run_section(doc, r, inputs.figs)
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=130)

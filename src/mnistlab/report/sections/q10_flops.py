@@ -34,4 +34,4 @@ def write(doc: Document, inputs: Inputs) -> None:
           "not as an assumed 3x the forward.")
 
 
-SECTION = Section(write, "Q10", missing)
+SECTION = Section(write, "Q10", missing, order=140)

@@ -51,4 +51,4 @@ def write(doc: Document, inputs: Inputs) -> None:
                   "Label histogram of the training and test sets")
 
 
-SECTION = Section(write, "Q1", missing)
+SECTION = Section(write, "Q1", missing, order=20)

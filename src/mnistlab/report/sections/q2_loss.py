@@ -25,4 +25,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     doc.image(f, f"{mlp.name}: train and validation loss after {first_n} (log scale)")
 
 
-SECTION = Section(write, "Q2", missing)
+SECTION = Section(write, "Q2", missing, order=50)

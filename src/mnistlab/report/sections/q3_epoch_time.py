@@ -6,7 +6,7 @@ from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.document import Document, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_epoch_times
-from mnistlab.report.runs import run_section, run_test
+from mnistlab.report.runs import run_section
 from mnistlab.report.sections.mlp_cpu import first_session, missing, mlp_run
 from mnistlab.report.sections.section import Section
 
@@ -18,7 +18,7 @@ def write(doc: Document, inputs: Inputs) -> None:
     rows = mlp.metrics()
     n1 = len(first_session(mlp))
     more = len(rows) - n1
-    t, test = epoch_timing(rows), run_test(mlp)
+    t, test = epoch_timing(rows), mlp.test()
     doc.h2("Q3. Time per epoch, and training for more epochs (the notebook's unnumbered question between Q2 and Q4)")
     doc.p(f"Answer: {t.words()}" + (f"; the run was resumed for {plural(more, 'more epoch')}, which took "
                                     f"{sum(x['epoch_seconds'] for x in rows[n1:]):.2f} s with validation"
@@ -33,4 +33,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     run_section(doc, mlp, inputs.figs)
 
 
-SECTION = Section(write, "Q3", missing)
+SECTION = Section(write, "Q3", missing, order=60)

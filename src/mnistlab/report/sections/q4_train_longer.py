@@ -19,4 +19,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     doc.bullets(notes[1:])
 
 
-SECTION = Section(write, "Q4", missing)
+SECTION = Section(write, "Q4", missing, order=70)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.runs import run_env, run_section
+from mnistlab.report.runs import run_section
 from mnistlab.report.sections.section import Section
 
 
@@ -19,9 +19,9 @@ def write(doc: Document, inputs: Inputs) -> None:
     g = inputs.gpu_runs("mlp")[0]
     doc.h2("Q5. Training and testing on the GPU")
     doc.p(f"Answer: the same training and test loops run on every device; the model and each batch are moved "
-          f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {run_env(g).get('device')}: "
+          f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {g.env().get('device')}: "
           f"{epoch_timing(g.metrics()).words()}.")
     run_section(doc, g, inputs.figs)
 
 
-SECTION = Section(write, "Q5", missing)
+SECTION = Section(write, "Q5", missing, order=80)

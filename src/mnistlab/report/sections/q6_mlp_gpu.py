@@ -16,4 +16,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     answer(doc, inputs, "mlp", evidence, "What limits each MLP cell")
 
 
-SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"))
+SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"), order=90)

@@ -6,7 +6,7 @@ from mnistlab.measure.epochs import epoch_timing
 from mnistlab.measure.profiling import profile_model
 from mnistlab.report.document import Document, percent, plural
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.runs import capped, run_section, run_test
+from mnistlab.report.runs import capped, run_section
 from mnistlab.report.sections.section import Section
 
 
@@ -18,7 +18,7 @@ def write(doc: Document, inputs: Inputs) -> None:
     cnn = inputs.cpu_run("cnn")
     if cnn is None:
         return
-    rows, test, cap = cnn.metrics(), run_test(cnn), capped(cnn)
+    rows, test, cap = cnn.metrics(), cnn.test(), capped(cnn)
     mlp, cnn_p = profile_model("mlp", 1), profile_model("cnn", 1)
     fewer = 1 - cnn_p.parameters / mlp.parameters
     doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
@@ -30,4 +30,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     run_section(doc, cnn, inputs.figs)
 
 
-SECTION = Section(write, "Q7", missing)
+SECTION = Section(write, "Q7", missing, order=100)

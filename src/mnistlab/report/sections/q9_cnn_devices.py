@@ -57,4 +57,4 @@ def write(doc: Document, inputs: Inputs) -> None:
                   f"which a roofline does not draw")
 
 
-SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"))
+SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120)

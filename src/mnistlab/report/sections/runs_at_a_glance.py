@@ -18,4 +18,4 @@ def write(doc: Document, inputs: Inputs) -> None:
           "called cold only where its session's warm-up was timed apart.")
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=40)

@@ -25,4 +25,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         scaling_section(doc, result)
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=160, reads=ScalingResult)

@@ -1,9 +1,11 @@
-"""A report section: what it writes, and for a notebook question, why it cannot be answered."""
+"""A report section: what it writes, what it reads, where it goes, and for a notebook question, why it
+cannot be answered. A section module defines `SECTION = Section(...)`; report/sections/__init__.py finds it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
@@ -26,3 +28,8 @@ class Section:
     missing: Callable[[Inputs], str | None] = _always
     # True when the question is answered by a prediction (measure/prediction.py), not by a measurement
     predicted: Callable[[Inputs], bool] = _never
+    order: float = 1000  # its place in the report (the built-in sections are 10, 20, ... 190)
+    # the result type it reads (a class with FILE and from_dict): report/inputs.py reads every folder that holds
+    # one into `inputs.results_of(type)`
+    reads: Any = None
+    report: str = "lab"  # "lab": the report of labs, runs and measurements; "sweep": a sweep folder's own

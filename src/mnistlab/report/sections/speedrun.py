@@ -91,4 +91,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         speedrun_section(doc, result)
 
 
-SECTION = Section(write)
+SECTION = Section(write, order=180, reads=SpeedrunResult)

@@ -7,7 +7,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from mnistlab.measure.sweep import TRIALS_FILE, TrialRow, best_trial, fmt_param, fmt_seconds
+from mnistlab.measure.sweeps import TRIALS_FILE, TrialRow, best_trial, fmt_param, fmt_seconds
 from mnistlab.report import plots
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
@@ -71,4 +71,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.image(fig, "Each trial's best objective against each swept parameter")
 
 
-SECTION = Section(write)
+SECTION = Section(write, report="sweep")

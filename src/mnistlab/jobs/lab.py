@@ -8,28 +8,34 @@ is rebuilt from it (`mnistlab report LAB_DIR`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mnistlab import jobs
 from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
 from mnistlab.core.environment import environment
-from mnistlab.report.document import plural
-from mnistlab.core.rundir import RunDir, write_json
+from mnistlab.core.timing import Timer
+from mnistlab.core.writer import JobFolder
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
-from mnistlab.measure.speedrun import DEFAULT_TARGET
+from mnistlab.jobs.bench import bench_pipelines
+from mnistlab.jobs.folder import dataset as fetch_dataset
+from mnistlab.jobs.folder import job_folder
+from mnistlab.jobs.speedrun import speedrun
+from mnistlab.jobs.train import train_run
 from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
+from mnistlab.measure.speedrun import DEFAULT_TARGET
 from mnistlab.report.builder import build_report
-from mnistlab.report.inputs import LAB_FILE
+from mnistlab.report.document import plural
+from mnistlab.report.inputs import LabRecord
 from mnistlab.report.plots import plot_samples
 from mnistlab.training.config import TrainConfig
+
+__all__ = ["LabPlan", "run_lab"]
 
 
 @dataclass(frozen=True)
@@ -60,25 +66,25 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     plan = LabPlan.for_mode(quick)
     accel = resolve_device(device)
     accel = accel if accel.type != "cpu" else None
-    with jobs.job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab") as lab:
+    with job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab") as lab:
         return _run_plan(lab, plan, accel, quick=quick, data_dir=data_dir, dataset=dataset, subset=subset, log=log,
                          progress=progress, gpu=gpu)
 
 
-def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: bool, data_dir: str | None,
+def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, *, quick: bool, data_dir: str | None,
               dataset: str, subset: int | None, log: Callable[[str], None], progress: bool, gpu: str) -> Path:
-    t_start = time.perf_counter()
+    clock = Timer().start()
     total_steps = 9
 
     def step(i: int, what: str) -> None:
-        log(f"\n[{i}/{total_steps}] {what}  ({time.perf_counter() - t_start:.0f} s so far)")
+        log(f"\n[{i}/{total_steps}] {what}  ({clock.lap():.0f} s so far)")
 
     step(1, "environment")
     env = environment()
     log(f"torch {env['torch']}, CUDA {env['cuda_available']}, CPU {env['cpu']} ({env['torch_threads']} threads)")
 
     step(2, f"data: {dataset}")
-    spec, root = jobs.dataset(dataset, data_dir, log=log)
+    spec, root = fetch_dataset(dataset, data_dir, log=log)
     info = dataset_info(spec, root)
     train_raw = read_split(spec, root, train=True)
     plot_samples(train_raw.images[:1].numpy(), train_raw.labels[:1].numpy(), spec.classes, lab / "first-sample.png", n=1)
@@ -87,19 +93,18 @@ def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: 
 
     step(3, "models: mlp and cnn (see the report)")
     base = TrainConfig(dataset=spec.name, data_dir=data_dir, subset=subset, device="cpu")
-    runs: list[str] = []
-    record = {"quick": quick, "plan": plan.__dict__, "env": env, "data": info, "split": "48k/12k (0.2)",
-              "seed": base.seed, "models": list(BUILTIN_MODELS), "runs": runs, "bench": None}
-    write_json(lab / LAB_FILE, record)
+    record = LabRecord(quick=quick, plan=dict(plan.__dict__), env=env, data=info, split="48k/12k (0.2)",
+                       seed=base.seed, models=list(BUILTIN_MODELS))
+    lab.save(record)
 
     def train_into(name: str, cfg: TrainConfig, resume_epochs: int | None = None) -> None:
-        jobs.train_run(cfg, run_dir=lab / name, log=log, progress=progress, figure=False)
-        runs.append(name)
-        write_json(lab / LAB_FILE, record)
+        train_run(cfg, run_dir=lab / name, log=log, progress=progress, figure=False)
+        record.runs.append(name)
+        lab.save(record)
         if resume_epochs:
             log(f"resuming {name} for {plural(resume_epochs, 'more epoch')}")
-            jobs.train_run(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress,
-                           figure=False)
+            train_run(resume=lab / name, overrides={"epochs": resume_epochs}, log=log, progress=progress,
+                      figure=False)
 
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
     train_into("mlp-cpu", base.replace(model="mlp", epochs=plan.mlp_epochs), resume_epochs=plan.mlp_epochs)
@@ -116,22 +121,22 @@ def _run_plan(lab: RunDir, plan: LabPlan, accel: torch.device | None, *, quick: 
 
     step(7, f"bench: {plan.bench_repeats} x {plan.bench_steps} steps per cell")
     devices = ["cpu"] + ([accel.type] if accel else [])
-    jobs.bench_pipelines(models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES), batch_size=base.batch_size,
+    bench_pipelines(models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES), batch_size=base.batch_size,
                          steps=plan.bench_steps, repeats=plan.bench_repeats, warmup=10, dataset_name=dataset,
                          data_dir=data_dir, out=lab / "bench", under=lab.path, subset=subset, log=log)
-    record["bench"] = "bench"
-    write_json(lab / LAB_FILE, record)
+    record.bench = "bench"
+    lab.save(record)
 
     fastest = accel or resolve_device("cpu")
     step(8, f"speedrun: time to {DEFAULT_TARGET:g}% on {fastest.type}, {plan.speedrun_seeds} seeds")
-    sr, _ = jobs.speedrun(device=fastest.type, seeds=plan.speedrun_seeds, target=DEFAULT_TARGET, dataset_name=dataset,
+    sr, _ = speedrun(device=fastest.type, seeds=plan.speedrun_seeds, target=DEFAULT_TARGET, dataset_name=dataset,
                           data_dir=data_dir, out=lab / "speedrun", under=lab.path, subset=subset, log=log)
-    log(sr.line())
-    record["speedrun"] = "speedrun"
-    write_json(lab / LAB_FILE, record)
+    log(sr.table())
+    record.speedrun = "speedrun"
+    lab.save(record)
 
     step(9, "report")
-    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu))  # absolute: printed for the user to open
-    log(f"report: {page}\n        {md}\nlab finished in {time.perf_counter() - t_start:.0f} s")
+    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu, writer=lab.writer))  # absolute: printed for the user to open
+    log(f"report: {page}\n        {md}\nlab finished in {clock.lap():.0f} s")
     return page
 

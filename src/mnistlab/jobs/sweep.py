@@ -32,21 +32,21 @@ from typing import Any
 from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import RunDir, read_json, write_json
+from mnistlab.core.rundir import RunDir
+from mnistlab.core.writer import JobFolder
+from mnistlab.jobs.folder import job_folder, quiet
+from mnistlab.measure.sweeps import NAME, OBJECTIVES, SWEEP_FILE, TRIALS_FILE, read_record
 from mnistlab.training.config import TrainConfig
 
-SWEEP_FILE = "sweep.json"
-TRIALS_FILE = "trials.json"  # the study's trials as this folder's worker last saw them
+__all__ = ["ParamSpec", "SweepPlan", "parse_params", "run_sweep"]
+
 STUDY_DB = "study.db"
-OBJECTIVES = {"minimize": "val_loss", "maximize": "val_accuracy"}
 # settings a sweep may vary; the rest (data, device, paths) belong to the sweep as a whole
 NOT_SWEPT = {"dataset", "device", "data_dir", "subset", "deterministic", "log_every"}
 MACHINE_LOCAL = {"device", "data_dir"}  # may differ between the machines of one study
 IDENTITY_ATTR = "mnistlab"  # the study's user attribute that pins what it compares
 MAX_RETRY = 2  # a trial whose worker died is run again at most this often, then replaced by new ones
 OPEN_TRIES = 5  # opening a storage that another worker is creating right now
-STATES = ("complete", "pruned", "fail", "running", "waiting")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -138,13 +138,13 @@ class SweepPlan:
         return OBJECTIVES[self.direction]
 
     def record(self) -> dict[str, Any]:
-        """What must match when the same sweep folder is used again."""
+        """What must match when the same sweep folder is used again (the storage's password masked)."""
         return {"study": self.study, "params": [p.to_dict() for p in self.params], "base": self.base.to_dict(),
                 "direction": self.direction, "objective": self.objective, "pruner": self.pruner,
-                "storage": self.storage}
+                "storage": masked(self.storage) if self.storage else None}
 
     def check(self) -> None:
-        if not _NAME.fullmatch(self.study):
+        if not NAME.fullmatch(self.study):
             raise ConfigError(f"--study {self.study!r}: use letters, digits, '.', '_' and '-' "
                               f"(a folder is named after it)")
         if self.trials < 1:
@@ -194,6 +194,19 @@ def _short(v: Any) -> str:
     return text[:60] + "..." if len(text) > 63 else text
 
 
+_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)(?P<password>[^@/\s]*)@")
+
+
+def masked(text: str, url: str | None = None) -> str:
+    """`text` with the password of a storage URL shown as *** (`user:***@host`): a URL is printed in lines
+    and stored in sweep.json and reports, which people share. With `url`, its password is masked wherever it
+    appears in `text` (a driver's error line may quote it)."""
+    m = _PASSWORD.search(url or "")
+    if m and m.group("password"):
+        text = text.replace(m.group("password"), "***")
+    return _PASSWORD.sub(lambda g: f"{g.group('head')}***@" if g.group("password") else g.group(0), text)
+
+
 def default_sweep_dir(study: str, runs_base: str | Path) -> Path:
     return Path(runs_base) / f"sweep-{study}"
 
@@ -216,7 +229,8 @@ def _quiet_optuna() -> Iterator[None]:
 def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
     import optuna
 
-    # errors only: a trial that failed is reported on our own line, not with Optuna's traceback
+    # errors only: a trial that failed is reported on our own line, not with Optuna's traceback (run_sweep
+    # restores the level it found)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if plan.pruner == "median" else optuna.pruners.NopPruner()
 
@@ -240,7 +254,7 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
             if attempt < OPEN_TRIES and _lost_creation_race(e):
                 time.sleep(0.5 * attempt)
                 continue
-            raise ConfigError(f"--storage {url}: cannot open the study ({_first_line(e)})") from None
+            raise ConfigError(masked(f"--storage {url}: cannot open the study ({_first_line(e)})", url)) from None
     raise AssertionError("unreachable")
 
 
@@ -262,13 +276,13 @@ def _pin_identity(study: Any, plan: SweepPlan, url: str) -> None:
     theirs = study.user_attrs.get(IDENTITY_ATTR)
     if theirs is None:
         if study.get_trials(deepcopy=False):
-            raise ConfigError(f"study {plan.study} in {url}: has trials but no mnistlab settings "
+            raise ConfigError(f"study {plan.study} in {masked(url)}: has trials but no mnistlab settings "
                               f"(not started by mnistlab sweep); use another --study")
         study.set_user_attr(IDENTITY_ATTR, mine)
         theirs = study.user_attrs.get(IDENTITY_ATTR)  # re-read: a worker that started with us may have won
     diff = _difference(theirs, mine)
     if diff:
-        raise ConfigError(f"study {plan.study} in {url} was started with other settings ({diff}); "
+        raise ConfigError(f"study {plan.study} in {masked(url)} was started with other settings ({diff}); "
                           f"use the study's settings, or another --study")
 
 
@@ -290,27 +304,40 @@ def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
 
 def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
               log: Callable[[str], None] = print) -> Path:
-    """Run (or continue) the study until `plan.trials` trials have completed or been pruned."""
+    """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
+    records its own status (status.json) besides sweep.json and trials.json; each trial is a train job."""
     import optuna
 
     plan.check()
-    sweep_dir = Path(out) if out else default_sweep_dir(plan.study, runs_base)
+    sweep_dir = (Path(out) if out else default_sweep_dir(plan.study, runs_base)).absolute()
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{sweep_dir}: cannot create the sweep directory ({e.strerror})") from None
-    _check_folder(plan, sweep_dir)
-    url = _storage(plan, sweep_dir)
+    verbosity = optuna.logging.get_verbosity()  # Optuna's log level is global: left as it was found
+    try:
+        with job_folder(sweep_dir, job="sweep", existing=True, claim=lambda p: _check_folder(plan, p)) as job:
+            job.fields["trials"] = plan.trials
+            _run(plan, job, log)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return sweep_dir
+
+
+def _run(plan: SweepPlan, job: JobFolder, log: Callable[[str], None]) -> None:
+    import optuna
+
+    url = _storage(plan, job.path)
     # workers started together would race to create the storage's tables: one at a time on this machine
-    with FolderLock(sweep_dir, what="sweep", wait=True, name=".study.lock"):
+    with FolderLock(job.path, what="sweep", wait=True, name=".study.lock"):
         study = _open_study(plan, url, log)
     _pin_identity(study, plan, url)
-    write_json(sweep_dir / SWEEP_FILE, {**plan.record(), "trials": plan.trials, "url": url,
-                                        "heartbeat": plan.heartbeat, "grace": plan.grace})
-    _snapshot(study, sweep_dir)
+    job.writer.json(job / SWEEP_FILE, {**plan.record(), "trials": plan.trials, "url": masked(url),
+                                       "heartbeat": plan.heartbeat, "grace": plan.grace})
+    _snapshot(study, job)
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
-        f"{_counted(study)} of {plan.trials} trials done; storage {url}")
-    objective = _objective(plan, study, sweep_dir, log)
+        f"{_counted(study)} of {plan.trials} trials done; storage {masked(url)}")
+    objective = _objective(plan, study, job.path, log)
     attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
     while _counted(study) < plan.trials and attempts < limit:
         attempts += 1
@@ -318,14 +345,14 @@ def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str 
             with _quiet_optuna():
                 study.optimize(objective, n_trials=1, catch=(DivergenceError,))
         finally:
-            _snapshot(study, sweep_dir)
+            _snapshot(study, job)
+            job.progress(trials_done=_counted(study))
     with _quiet_optuna():
         optuna.storages.fail_stale_trials(study)
-    _snapshot(study, sweep_dir)
+    _snapshot(study, job)
     if _counted(study) < plan.trials:
         raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
-                            f"{attempts} attempts (the others failed: see `mnistlab report {sweep_dir}`)")
-    return sweep_dir
+                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
 
 
 def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None]
@@ -378,14 +405,14 @@ def _result(rows: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, float]], bool]) -> RunDir:
-    from mnistlab.training.runner import train
+    from mnistlab.jobs.train import train_run
 
     # a run directory left by an earlier, killed worker for this trial number cannot exist: Optuna never
-    # reuses a number; a leftover from a crash before the first write is handled by create_run_dir
-    return train(cfg, run_dir=run_dir, log=lambda m: None, progress=False, on_epoch=report)
+    # reuses a number; a leftover from a crash before the first write is handled by jobs.folder.new_folder
+    return train_run(cfg, run_dir=run_dir, log=quiet, progress=False, on_epoch=report)
 
 
-def _snapshot(study: Any, sweep_dir: Path) -> None:
+def _snapshot(study: Any, job: JobFolder) -> None:
     """The study's trials as this worker sees them now, so that the folder can be reported anywhere."""
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -394,126 +421,4 @@ def _snapshot(study: Any, sweep_dir: Path) -> None:
                      "value": t.value if t.values else None, "run_dir": t.user_attrs.get("run_dir"),
                      "worker": t.user_attrs.get("worker"), "retry_of": t.system_attrs.get("failed_trial"),
                      **result})
-    write_json(sweep_dir / TRIALS_FILE, rows)
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    number: int
-    state: str
-    params: dict[str, Any]
-    best_val_loss: float | None
-    best_val_accuracy: float | None
-    epochs: int
-    seconds: float
-    run_dir: str | None
-    worker: str | None = None
-    retry_of: int | None = None
-
-
-def read_record(sweep_dir: Path) -> dict[str, Any]:
-    """sweep.json, checked field by field: a malformed one is one line, not a traceback later."""
-    path = sweep_dir / SWEEP_FILE
-    record = read_json(path)
-    problem = _record_problem(record)
-    if problem:
-        raise ConfigError(f"{path}: malformed ({problem}); it is written by `mnistlab sweep`")
-    return record
-
-
-def _record_problem(r: Any) -> str | None:
-    if not isinstance(r, dict):
-        return "not a JSON object"
-    if not isinstance(r.get("study"), str) or not _NAME.fullmatch(r["study"]):
-        return "no valid study name"
-    if r.get("direction") not in OBJECTIVES or r.get("objective") != OBJECTIVES[r["direction"]]:
-        return "direction and objective must be minimize/val_loss or maximize/val_accuracy"
-    params = r.get("params")
-    if not isinstance(params, list) or not params or not all(_param_ok(p) for p in params):
-        return "params must be a non-empty list of parameters with name, choices and log"
-    if not isinstance(r.get("base"), dict):
-        return "base must be an object of train settings"
-    if r.get("storage") is not None and not isinstance(r["storage"], str):
-        return "storage must be a URL or null"
-    return None
-
-
-def _param_ok(p: Any) -> bool:
-    return (isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("choices"), list)
-            and isinstance(p.get("log", False), bool))
-
-
-def _row(d: Any) -> TrialRow:
-    """One row of trials.json; a ValueError if it is not one that `_snapshot` writes."""
-    def number(v: Any, kinds: tuple[type, ...] = (int, float)) -> Any:
-        if v is None or (isinstance(v, kinds) and not isinstance(v, bool)):
-            return v
-        raise ValueError(f"{v!r} is not a number")
-
-    if not isinstance(d, dict) or not isinstance(d.get("params"), dict) or d.get("state") not in STATES:
-        raise ValueError("a row needs params and a state")
-    if not isinstance(d.get("number"), int) or not isinstance(d.get("epochs"), int):
-        raise ValueError("number and epochs must be integers")
-    run_dir, worker = d.get("run_dir"), d.get("worker")
-    if not all(v is None or isinstance(v, str) for v in (run_dir, worker)):
-        raise ValueError("run_dir and worker must be text")
-    return TrialRow(number=d["number"], state=d["state"], params=d["params"],
-                    best_val_loss=number(d.get("best_val_loss")), best_val_accuracy=number(d.get("best_val_accuracy")),
-                    epochs=d["epochs"], seconds=number(d.get("seconds", 0.0)) or 0.0, run_dir=run_dir,
-                    worker=worker, retry_of=number(d.get("retry_of"), (int,)))
-
-
-def sweep_results(sweep_dir: str | Path) -> tuple[dict[str, Any], list[TrialRow]]:
-    """The sweep's record and one row per trial, from the folder alone (sweep.json and trials.json):
-    the storage is never opened, so nothing is created or changed, and a moved folder still reports."""
-    sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / SWEEP_FILE).is_file():
-        raise ConfigError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})")
-    record = read_record(sweep_dir)
-    path = sweep_dir / TRIALS_FILE
-    if not path.exists():
-        raise ConfigError(f"{path}: missing; `mnistlab sweep` with the same options writes it (and runs "
-                          f"nothing more once the study has its trials)")
-    table = read_json(path)
-    try:
-        if not isinstance(table, list):
-            raise ValueError("not a list of trials")
-        rows = [_row(d) for d in table]
-    except ValueError as e:
-        raise ConfigError(f"{path}: malformed ({e}); it is written by `mnistlab sweep`") from None
-    return record, rows
-
-
-def best_trial(record: dict[str, Any], rows: list[TrialRow]) -> TrialRow | None:
-    done = [r for r in rows if r.state == "complete"]
-    key = (lambda r: r.best_val_loss) if record.get("direction") == "minimize" else (lambda r: -r.best_val_accuracy)
-    done = [r for r in done if r.best_val_loss is not None]
-    return min(done, key=key) if done else None
-
-
-def format_results(record: dict[str, Any], rows: list[TrialRow]) -> str:
-    names = list(dict.fromkeys(k for r in rows for k in r.params))
-    head = ["trial", *names, "best val loss", "best val acc", "epochs", "time s", "state"]
-    table = [head]
-    for r in rows:
-        table.append([str(r.number), *(fmt_param(r.params.get(n)) for n in names),
-                      "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
-                      "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
-                      str(r.epochs), fmt_seconds(r.seconds), r.state])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
-    best = best_trial(record, rows)
-    lines.append(f"best trial: {best.number} ({best.run_dir})" if best else "best trial: none completed yet")
-    return "\n".join(lines)
-
-
-def fmt_param(v: Any) -> str:
-    """A parameter's value as a table shows it: 4 significant digits for a number drawn from a range."""
-    if v is None:
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def fmt_seconds(s: float) -> str:
-    """A trial's time: 0.031 s, not a 0.0 that a sub-second trial is not."""
-    return f"{s:.2g}" if s < 1 else f"{s:.1f}"
+    job.writer.json(job / TRIALS_FILE, rows)

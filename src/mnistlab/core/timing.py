@@ -1,5 +1,7 @@
-"""The one timing module: how mnistlab times steps, repeats, and says what the numbers support.
+"""The one timing module: how mnistlab times work, repeats it, and says what the numbers support.
 
+Every timed block (a training epoch, an evaluation, a warm-up, a bench's steps, a probe, a speedrun's
+seed) is a `Timer`: a synchronisation of the device at its start and end, the wall clock between.
 Every measurement (bench, levers bench, scaling, speedrun, the trainer's epochs) states a time as a
 `Spread` of repeats, judges it with ONE stability rule (`stability`), and states a comparison as a
 `Ratio` of paired, interleaved repeats with one wording (`Ratio.words`). A new measurement that
@@ -19,9 +21,19 @@ import torch
 from mnistlab.core.device import synchronize
 
 UNSTABLE_SPREAD = 0.10  # (max - min) / median of the repeats beyond which a figure is not trusted
+# the least relative spread any timing has on a shared machine, even when its repeats agree more closely:
+# two figures closer than this (or than their spread) are not told apart
+NOISE_FLOOR = 0.05
 ONE_REPEAT = "1 repeat, no range (a single measurement is no evidence of a stable figure)"
 
 Load = Mapping[str, Mapping[str, Any] | None]  # {"start": load_snapshot(), "end": ...}
+_SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
+LOAD_SCHEMA = {"start?": _SNAPSHOT, "end?": _SNAPSHOT}  # a result's `load`, as core/schema.py checks it
+
+
+def indistinct(a: float, b: float, spread: float = 0.0) -> bool:
+    """Two timings (a >= b) that the measurement cannot order: within their spread, or NOISE_FLOOR, of a."""
+    return a - b <= max(spread, NOISE_FLOOR) * a
 C = TypeVar("C")
 
 
@@ -121,24 +133,42 @@ def stability(values: Sequence[float], load: Load | None = None) -> Stability:
 
 
 
-class TimedSteps:
-    """What every cell of repeated step timings shares (bench, levers bench, scaling): its spread, its
-    median and its stability by the one rule. A cell provides `step_s` and `load`."""
+class Repeats:
+    """Repeated timings of one thing (`times`, and the `load` they ran under): their Spread, and their
+    stability by the one rule. Every timed result is one: a bench cell's steps, a speedrun's seeds, a
+    run's steady-state epochs."""
 
-    step_s: list[float]
     load: Load
 
     @property
-    def step(self) -> Spread:
-        return Spread.of(self.step_s)
+    def times(self) -> Sequence[float]:
+        raise NotImplementedError
 
     @property
-    def step_median_s(self) -> float:
-        return self.step.median
+    def spread(self) -> Spread:
+        return Spread.of(self.times)
 
     @property
     def stability(self) -> Stability:
-        return stability(self.step_s, self.load)
+        return stability(self.times, self.load)
+
+
+class TimedSteps(Repeats):
+    """A cell of repeated step timings (bench, levers bench, scaling): `step_s`, one per repeat."""
+
+    step_s: list[float]
+
+    @property
+    def times(self) -> Sequence[float]:
+        return self.step_s
+
+    @property
+    def step(self) -> Spread:
+        return self.spread
+
+    @property
+    def step_median_s(self) -> float:
+        return self.spread.median
 
 
 @dataclass(frozen=True)
@@ -185,14 +215,52 @@ class Ratio:
                 "stability": self.stability.to_dict()}
 
 
+class Timer:
+    """`with Timer(device) as t: work()`, then `t.seconds`: the device synchronised at both ends (its
+    queued work is in the time), the wall clock between. `lap()` synchronises and reads the time so far;
+    `already`: seconds counted before (an epoch resumed from a mid-epoch checkpoint)."""
+
+    def __init__(self, device: torch.device | None = None, already: float = 0.0) -> None:
+        self.device, self.already, self.seconds = device, already, 0.0
+
+    def start(self) -> Timer:
+        """Start without a `with` block (a long loop that reads `lap()` as it goes)."""
+        if self.device is not None:
+            synchronize(self.device)
+        self._t0 = time.perf_counter() - self.already
+        return self
+
+    def __enter__(self) -> Timer:
+        return self.start()
+
+    def lap(self) -> float:
+        if self.device is not None:
+            synchronize(self.device)
+        return time.perf_counter() - self._t0
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = self.lap() if exc[0] is None else time.perf_counter() - self._t0
+
+
 def time_steps(step: Callable[[], Any], n: int, device: torch.device) -> float:
     """Seconds per step of `n` free-running calls of `step`, synchronised at both ends only."""
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - t0) / n
+    with Timer(device) as t:
+        for _ in range(n):
+            step()
+    return t.seconds / n
+
+
+def best_rate(fn: Callable[[], Any], work: float, device: torch.device, seconds: float) -> float:
+    """The best work/second of `fn` over repeated timings for `seconds` (after one untimed call): a ceiling
+    probe's figure, the fastest the device was seen to do it."""
+    fn()
+    best = 0.0
+    with Timer() as budget:
+        while budget.lap() < seconds:
+            with Timer(device) as t:
+                fn()
+            best = max(best, work / max(t.seconds, 1e-9))
+    return best
 
 
 def interleave(cells: Sequence[C], *, warm_up: Callable[[C], None], time_once: Callable[[C], float],

@@ -1,0 +1,132 @@
+"""`mnistlab bench`: the three bench measurements as jobs, each writing one folder.
+
+Pipelines (measure/bench.py: bench.json, bench.txt, bench.png), speed levers (measure/levers_bench.py:
+levers.json, levers.txt) and data-parallel scaling (measure/scaling.py: scaling.json, scaling.txt). Every
+option is checked before any data or timing work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.defaults import RUNS_DIR
+from mnistlab.core.errors import ConfigError
+from mnistlab.core.rundir import RunDir
+from mnistlab.core.writer import FILES, JobFolder
+from mnistlab.data.datasets import DatasetSpec, get_dataset
+from mnistlab.jobs.folder import Log, PathLike, _print, dataset, job_folder
+
+__all__ = ["bench_levers", "bench_pipelines", "bench_scaling", "write_bench"]
+
+
+def write_bench(result: Any, folder: Path) -> str:
+    """bench.json and bench.txt into an existing folder (a notebook's or a test's own bench)."""
+    from mnistlab.measure.bench import bench_text
+
+    text = bench_text(result)
+    JobFolder(Path(folder), FILES, "bench").save(result, text, "bench.txt")
+    return text
+
+
+def _train_split(spec: DatasetSpec, root: Path, subset: int | None = None) -> Any:
+    """The 80% of the official training set that runs train on (the bench's data)."""
+    from mnistlab.data.loader import read_split, split_train_val
+
+    train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
+    return train if subset is None else train.__class__(train.images[:subset], train.labels[:subset])
+
+
+def _check_models(models: Sequence[str], spec: DatasetSpec) -> None:
+    from mnistlab.training.models import create_model
+
+    for m in models:
+        create_model(m, spec.shape)  # a bad name or spec fails before any data or timing work
+
+
+def _distinct(option: str, values: Sequence[str]) -> None:
+    """One cell per name: a repeated name would give two cells with one key (the report keeps one)."""
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{option} names {twice!r} twice; each cell is measured once: drop the repeat")
+
+
+def _check_devices(devices: Sequence[str]) -> None:
+    from mnistlab.core.device import resolve_device
+
+    for d in devices:
+        resolve_device(d)  # fail before any work on a device that is not there
+
+
+def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tuple[str, Sequence[str]],
+                  dataset_name: str, data_dir: str | None, subset: int | None, log: Log) -> tuple[DatasetSpec, Any, list[str]]:
+    """What a bench checks before any work (distinct names, models that build, devices that exist), then
+    its data: the spec, the training split it times on, and the devices."""
+    from mnistlab.core.device import available_devices
+
+    spec = get_dataset(dataset_name)
+    devices = list(devices or available_devices())
+    for option, values in (("--models", models), ("--devices", devices), axis):
+        _distinct(option, list(values))
+    _check_models(models, spec)
+    _check_devices(devices)
+    spec, root = dataset(dataset_name, data_dir, log=log)
+    return spec, _train_split(spec, root, subset), devices
+
+
+def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = None, pipelines: Sequence[str],
+                    batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
+                    data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
+                    subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
+    folder; returns the result, the folder and the text."""
+    from mnistlab.measure.bench import bench_text, run_bench
+    from mnistlab.report.plots import plot_bench
+
+    spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
+                                         log)
+    with job_folder(out, under, "bench", "bench") as job:
+        result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
+                           batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
+        text = bench_text(result)
+        job.save(result, text, "bench.txt")
+        plot_bench(result, job / "bench.png")
+    return result, RunDir(job.path), text
+
+
+def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None, implementations: Sequence[str],
+                 batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
+                 data_dir: str | None = None, out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """The speed levers side by side on resident data (measure.levers_bench): levers.json and levers.txt."""
+    from mnistlab.measure.levers_bench import levers_text, run_levers_bench
+
+    spec, split, devices = _bench_inputs(models, devices, ("--implementations", implementations), dataset_name,
+                                         data_dir, None, log)
+    with job_folder(out, RUNS_DIR, "bench", "bench --implementations") as job:
+        result = run_levers_bench(split, spec, models=list(models), devices=devices,
+                                  implementations=list(implementations), batch_size=batch_size,
+                                  steps=steps or -(-len(split) // batch_size), repeats=repeats, warmup=warmup, log=log)
+        text = levers_text(result)
+        job.save(result, text, "levers.txt")
+    return result, RunDir(job.path), text
+
+
+def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size: int, steps: int, repeats: int,
+                  dataset_name: str = "mnist", out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+    """Data-parallel scaling, 1 against `nproc` processes (measure.scaling): scaling.json and scaling.txt."""
+    from mnistlab.core.device import resolve_device
+    from mnistlab.measure.scaling import format_scaling, measure_scaling
+
+    _distinct("--models", list(models))
+    _check_models(models, get_dataset(dataset_name))
+    resolve_device(device)
+    if batch_size % nproc:  # before the one-process measurement, not after it
+        raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
+    with job_folder(out, RUNS_DIR, "scaling", "bench --nproc") as job:
+        result = measure_scaling(list(models), device, [1, nproc], batch=batch_size, steps=steps, repeats=repeats,
+                                 shape=get_dataset(dataset_name).shape)
+        text = format_scaling(result)
+        job.save(result, text, "scaling.txt")
+    return result, RunDir(job.path), text
+
+
