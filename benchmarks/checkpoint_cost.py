@@ -4,7 +4,7 @@ Trains one epoch of the MLP and of the CNN with and without mid-epoch checkpoint
 one process, the two interleaved repeat after repeat (off, on, off, on, ...) so that a change in the
 machine's load hits both alike; each is a whole `mnistlab train` run (the trainer, its atomic writes
 and fsyncs), and the time compared is metrics.csv's train seconds of the epoch. Prints, per model,
-the ratio with its range and stability (measure/timing.py) and the cost of one checkpoint.
+the ratio with its range and stability (core/timing.py) and the cost of one checkpoint.
 
     python benchmarks/checkpoint_cost.py [--repeats 3] [--every 100] [--cnn-steps 300] [--dataset mnist]
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from mnistlab.core.device import cpu_name
 from mnistlab.core.environment import load_snapshot
-from mnistlab.measure.timing import Ratio
+from mnistlab.core.timing import Ratio
 from mnistlab.training.config import TrainConfig
-from mnistlab.training.runner import train
+from mnistlab.jobs.train import train_run as train
 
 
 def epoch(cfg: TrainConfig, folder: Path) -> tuple[float, int]:

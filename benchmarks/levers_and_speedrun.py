@@ -34,7 +34,7 @@ from mnistlab.data.loader import read_split, split_train_val
 from mnistlab.measure.levers_bench import format_table, run_levers_bench
 from mnistlab.measure.speedrun import speedrun
 from mnistlab.training.config import TrainConfig
-from mnistlab.training.runner import train
+from mnistlab.jobs.train import train_run as train
 
 LEVER_FLOOR = 1.5
 ACCURACY_TOLERANCE = 0.3  # points
@@ -85,7 +85,7 @@ def accuracy(dataset: str, device, seeds: int, epochs: int, models: list[str], l
 def speed(spec, root, device, seeds: int) -> bool:
     result = speedrun(read_split(spec, root, train=True), read_split(spec, root, train=False), spec, device,
                       seeds=seeds, target=SPEEDRUN_TARGET, log=lambda m: print(m))
-    print(result.line())
+    print(result.table())
     s = result.summary()
     limit = SPEEDRUN_SECONDS.get(device.type)
     acc_ok = s["accuracy_mean"] >= SPEEDRUN_TARGET

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.data.datasets import get_dataset
-from mnistlab.measure.speedrun import Recipe, default_levers, recipe_optimizer
+from mnistlab.training.recipe import Recipe, default_levers, recipe_optimizer
 from mnistlab.training.levers import make_step, prepare_model
 from mnistlab.training.models import create_model
 

@@ -8,7 +8,7 @@ dataset's shape) in one worker process per configuration:
   N threads: torch.set_num_threads(N) (torch's own choice, the behaviour before issue 20, for N = the cores).
   --passive adds a worker with the usable CPUs' threads and OMP_WAIT_POLICY=PASSIVE (tried as the
   default, then dropped: docs/benchmarks.md).
-The repeats are interleaved across configurations (measure/timing.py). Printed per condition and model:
+The repeats are interleaved across configurations (core/timing.py). Printed per condition and model:
 each configuration's ms per step (median, range) and epoch time, then default / the better of 1 and 2
 threads as a ratio with its range, against the floor (1.2x beside busy processes; on a quiet machine
 default / torch's own choice, within the noise). The machine is whatever runs this: other users'
@@ -46,7 +46,7 @@ def worker(config: str, dataset: str) -> None:
     from mnistlab.core.device import resolve_device
     from mnistlab.core import threads as th
     from mnistlab.data.datasets import get_dataset
-    from mnistlab.measure.timing import time_steps
+    from mnistlab.core.timing import time_steps
     from mnistlab.training.levers import Levers, make_step
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
@@ -105,7 +105,7 @@ def busy_processes(n: int) -> list[subprocess.Popen]:
 def measure(workers: list[Worker], models: list[str], busy: int, repeats: int, steps: dict[str, int]) -> dict:
     """Each configuration's seconds per step, per model, repeats interleaved; the load before and after."""
     from mnistlab.core.environment import load_snapshot
-    from mnistlab.measure.timing import interleave
+    from mnistlab.core.timing import interleave
 
     procs = busy_processes(busy)
     try:
@@ -137,7 +137,7 @@ def _threads(n: str) -> str:
 
 def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, float | None]:
     """The lines for one condition and model, and default / the better fixed count (the goal's ratio)."""
-    from mnistlab.measure.timing import Ratio, Spread, stability
+    from mnistlab.core.timing import Ratio, Spread, stability
 
     times = data["times"]
     lines = []

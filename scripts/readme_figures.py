@@ -38,7 +38,7 @@ def figures(lab_dir: Path) -> str:
         rows, test = run.metrics(), run.test() or {}
         t = epoch_timing(rows)
         n = len(t.steady_s)
-        steady = (f"{t.steady_median:.2f} s ({t.steady_min:.2f}\u2013{t.steady_max:.2f} s, {n} epoch{'s' * (n != 1)})"
+        steady = (f"{t.spread.median:.2f} s ({t.spread.min:.2f}\u2013{t.spread.max:.2f} s, {n} epoch{'s' * (n != 1)})"
                   if t.steady_s else "\u2013")
         cap = run.config().get("max_steps")
         tested = f"{test['accuracy']:.2%} | {test['seconds']:.2f} s" if test else "\u2013 | \u2013"
@@ -63,7 +63,8 @@ def figures(lab_dir: Path) -> str:
         out += [f"- {ceilings_line(d, name, bench.ceilings.get(d), bench.peaks[d])}." for d, name in bench.devices.items()]
     if lab.get("speedrun"):
         sr = read_result(SpeedrunResult, lab_dir / lab["speedrun"])
-        out += ["", f"`mnistlab speedrun` in the same lab: {sr.line()}."]
+        out += ["", "`mnistlab speedrun` in the same lab:", "", "| | |", "|---|---|",
+                *(f"| {k} | {v} |" for k, v in sr.rows())]
     return "\n".join(out)
 
 
