@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,26 @@ def test_bad_storage_is_one_line(env, capsys):
     assert main([*SWEEP, "--storage", "nosuchdb://x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error: --storage nosuchdb://x: cannot open") and err.count("\n") == 1
+
+
+def test_without_optuna_a_sweep_is_one_line_naming_the_extra(env, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import fails as if not installed (the [sweep] extra)
+    assert main(SWEEP) == 2
+    assert capsys.readouterr().err == "mnistlab: error: mnistlab sweep needs optuna: pip install 'mnistlab[sweep]'\n"
+    assert not (env["tmp"] / "runs").exists()  # refused before anything is made
+
+
+@pytest.mark.parametrize("driver, url, words", [
+    ("psycopg", "postgresql+psycopg://u@127.0.0.1:1/db",
+     "mnistlab sweep --storage postgresql+psycopg://... needs psycopg: pip install 'mnistlab[postgres]'"),
+    ("psycopg2", "postgresql+psycopg2://u@127.0.0.1:1/db",
+     "--storage names the psycopg2 driver, which is not installed: write postgresql+psycopg://... "
+     "and pip install 'mnistlab[postgres]'"),
+])
+def test_without_the_postgres_driver_is_one_line_naming_the_extra(env, capsys, monkeypatch, driver, url, words):
+    monkeypatch.setitem(sys.modules, driver, None)
+    assert main([*SWEEP, "--storage", url]) == 2
+    assert capsys.readouterr().err == f"mnistlab: error: {words}\n"  # and the URL (a password?) is not echoed
 
 
 def test_duplicate_params_and_a_newline_in_the_study_name_are_one_line(env, capsys):

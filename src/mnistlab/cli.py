@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true",
-                   help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
+                   help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
+                        "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
     _add_threads(t)
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
