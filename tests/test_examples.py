@@ -73,6 +73,7 @@ def test_the_notebook_is_stored_without_outputs():
         assert f"Question {question}" in text or f"Questions {question}" in text or f"and {question}:" in text, question
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(executed):
     outputs = _outputs(executed)
     assert not [o for o in outputs if o.output_type == "error"]
@@ -91,6 +92,7 @@ def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(ex
 
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.slow
 def test_the_executed_notebook_in_a_real_browser(executed, tmp_path):
     body, _ = HTMLExporter().from_notebook_node(executed)
     page = tmp_path / "notebook.html"

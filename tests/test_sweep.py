@@ -51,6 +51,7 @@ def env(tmp_path, monkeypatch):
     return e
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_end_to_end(env, capsys):
     assert main([*SWEEP, "--pruner", "median"]) == 0
     out = capsys.readouterr().out
@@ -73,6 +74,7 @@ def test_a_tiny_sweep_end_to_end(env, capsys):
     assert md.count("| complete |") + md.count("| pruned |") == 3
 
 
+@pytest.mark.slow
 def test_other_settings_in_the_same_folder_are_refused(env, capsys):
     assert main([*SWEEP[:4], "1", *SWEEP[5:]]) == 0
     code = main([*SWEEP[:4], "1", "--param", "lr=0.01,0.02", *SWEEP[7:]])
@@ -120,6 +122,7 @@ def _tiny_sweep(tmp, out: str, *extra: str) -> list[str]:
             "--storage", f"sqlite:///{tmp}/shared.db", "--out", str(tmp / out), *extra]
 
 
+@pytest.mark.slow
 def test_a_worker_that_disagrees_with_the_study_is_refused_before_it_trains(env, capsys):
     from tests.faults.conftest import one_line_error
 
@@ -137,6 +140,7 @@ def test_a_worker_that_disagrees_with_the_study_is_refused_before_it_trains(env,
     assert not list((tmp / "B").glob("trial-*")) and not (tmp / "B" / "sweep.json").exists()
 
 
+@pytest.mark.slow
 def test_another_storage_in_the_same_folder_is_refused_before_sweep_json_changes(env, capsys):
     from tests.faults.conftest import one_line_error
 
@@ -148,6 +152,7 @@ def test_another_storage_in_the_same_folder_is_refused_before_sweep_json_changes
     assert (tmp / "A" / "sweep.json").read_bytes() == before and not (tmp / "other.db").exists()
 
 
+@pytest.mark.slow
 def test_report_reads_a_moved_folder_and_creates_no_database(env, capsys):
     tmp = env["tmp"]
     assert main(_tiny_sweep(tmp, "A")) == 0
@@ -171,6 +176,7 @@ MALFORMED = [  # changes to a real sweep.json: its study and storage stay readab
 
 
 @pytest.mark.parametrize("change", [*MALFORMED, "not json", "a list"])
+@pytest.mark.slow
 def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
     from tests.faults.conftest import one_line_error
 
@@ -188,6 +194,7 @@ def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
 
 @pytest.mark.parametrize("table", [{}, [1], [{"number": 0, "state": "complete", "params": {}, "epochs": "2"}],
                                    [{"number": 0, "state": "odd", "params": {}, "epochs": 2}]])
+@pytest.mark.slow
 def test_a_malformed_trials_table_is_one_line(env, capsys, table):
     from tests.faults.conftest import one_line_error
 

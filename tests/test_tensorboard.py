@@ -115,6 +115,7 @@ def test_without_the_tensorboard_package_the_run_says_so_once_and_writes_no_even
 
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.slow
 def test_screenshot_script_shows_two_runs(tiny, tmp_path):
     for model in ("mlp", "cnn"):
         runner.train(cfg(model=model, epochs=1, max_steps=3), run_dir=tmp_path / "tb" / model, **QUIET)
