@@ -244,7 +244,7 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
             driver = _missing_driver(e)
             if driver == "psycopg":
                 raise missing("psycopg", "mnistlab sweep --storage postgresql+psycopg://...", "postgres") from None
-            if driver == "psycopg2":  # postgresql+psycopg2:// (SQLAlchemy < 2.1: postgresql://); the extra has psycopg 3
+            if driver == "psycopg2":  # postgresql+psycopg2:// (or, before SQLAlchemy 2.1, postgresql://)
                 raise ConfigError("--storage names the psycopg2 driver, which is not installed: write "
                                   "postgresql+psycopg://... and pip install 'mnistlab[postgres]'") from None
             raise ConfigError(f"--storage {url}: cannot open the study ({_first_line(e)})") from None
