@@ -106,7 +106,8 @@ def _add_gpu(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
+    p.add_argument("--data-dir",
+                   help="data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab)")
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
