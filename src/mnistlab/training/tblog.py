@@ -16,6 +16,8 @@ checkpoint's history is written aside (in a hidden folder), moved into the run d
 and only then are the older event files deleted; new events go to a file of this session.
 Only the holder of the run's lock may do this (the runner is). A kill in the moment between
 the move and the deletions leaves duplicates that the next resume removes again.
+Why not SummaryWriter(purge_step=...): TensorBoard's default reader (its Rust data server) ignores
+purge_step's marker and keeps showing steps trained after the checkpoint (tests/faults/test_kill_tensorboard.py).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class NoLog:
 
 
 class TensorBoardLog(NoLog):
-    def __init__(self, run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]]):
+    def __init__(self, run_path: Path, history: Sequence[dict[str, float]],
+                 step_log: Sequence[dict[str, float]]) -> None:
         self.path = Path(run_path)
         with _storage(self.path):
             self._rewrite(history, step_log)
