@@ -10,14 +10,16 @@ cd "$(dirname "$0")/.."
 extra="[all]"
 [ "${1:-}" = "test" ] && extra="[all,test]"
 stamp=.venv/.mnistlab-setup
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) ${extra}"
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$hash $extra"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 installed() {
   python -c "import mnistlab, torch; print(f'mnistlab {mnistlab.__version__} with torch {torch.__version__} in .venv')"
 }
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && installed 2>/dev/null; then
-  exit 0  # installed already, from this pyproject.toml with these extras
+have=$(cat "$stamp" 2>/dev/null || true)
+if { [ "$have" = "$want" ] || [ "$have" = "$hash [all,test]" ]; } && installed 2>/dev/null; then
+  exit 0  # installed already, from this pyproject.toml with these extras (or more: the test tools too)
 fi
 rm -f "$stamp"
 quiet_pip() {  # pip's own exit status, without the noise of this machine's extra index locations
