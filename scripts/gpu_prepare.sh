@@ -4,7 +4,9 @@
 # `bash scripts/gpu_check.sh` runs the checks (see docs/benchmarks.md, "GPU").
 set -euo pipefail
 mkdir -p .gpu/data/MNIST/raw
-root=${MNISTLAB_DATA:-$HOME/.cache/mnistlab}
+cache=$HOME/.cache
+[[ "${XDG_CACHE_HOME:-}" == /* ]] && cache=$XDG_CACHE_HOME
+root=${MNISTLAB_DATA:-$cache/mnistlab}  # mnistlab's default data root (src/mnistlab/data/datasets.py)
 [ -f "$root/MNIST/raw/train-images-idx3-ubyte" ] || { echo "fetch MNIST first: mnistlab data fetch"; exit 2; }
 for f in "$root"/MNIST/raw/*-ubyte; do gzip -c "$f" > ".gpu/data/MNIST/raw/$(basename "$f").gz"; done
 du -sh .gpu

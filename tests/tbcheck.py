@@ -3,6 +3,14 @@ against the run's CSVs and test.json (as float32, which is how event files store
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +33,9 @@ def f32(x: float) -> float:
     return float(np.float32(x))
 
 
-def assert_events_match_run(run_path: Path) -> dict[str, list[tuple[int, float]]]:
+def expected_scalars(run_path: Path) -> dict[str, list[tuple[int, float]]]:
+    """What a run's event files must hold, per tag: its CSVs' and test.json's values, as float32."""
     run = open_run(run_path)
-    scalars = read_scalars(run_path)
     metrics, steps, test = run.metrics(), run.steps(), run.test()
     expected = {STEP_TAG: [(int(r["step"]), f32(r["train_loss"])) for r in steps]}
     for tag, column in EPOCH_TAGS.items():
@@ -35,10 +43,60 @@ def assert_events_match_run(run_path: Path) -> dict[str, list[tuple[int, float]]
     if test is not None and run.status().get("state") == "completed":
         for tag, key in TEST_TAGS.items():
             expected[tag] = [(int(metrics[-1]["global_step"]), f32(test[key]))]
-    expected = {k: v for k, v in expected.items() if v}
-    assert scalars == expected  # every value, every step, once: nothing duplicated, nothing missing
+    return {k: v for k, v in expected.items() if v}
+
+
+def assert_events_match_run(run_path: Path) -> dict[str, list[tuple[int, float]]]:
+    scalars = read_scalars(run_path)
+    assert scalars == expected_scalars(run_path)  # every value, every step, once: nothing duplicated, nothing missing
     assert not [p for p in Path(run_path).iterdir() if p.is_dir()]  # no subfolder: one run in TensorBoard
     return scalars
+
+
+def data_server_available() -> bool:
+    try:
+        import tensorboard_data_server
+    except ImportError:
+        return False
+    return tensorboard_data_server.server_binary() is not None
+
+
+def served_scalars(logdir: Path, runs: list[str], timeout: float = 90) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every scalar of `runs` (folders under logdir) as `tensorboard --logdir` shows them by default:
+    with --load_fast (auto: wherever its Rust data server is installed, which `pip install tensorboard`
+    brings), a reader of its own, apart from EventAccumulator. Asked over HTTP on the loopback address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+                               "--port", str(port), "--load_fast=true"], stdout=log, stderr=log)
+
+    def get(route: str) -> object:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/{route}", timeout=10) as r:
+            return json.load(r)
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:  # until every run is loaded (the data server loads a run's files whole, then shows them)
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise AssertionError(f"tensorboard did not serve {runs}: {log.read()[-2000:]!r}")
+            time.sleep(0.5)
+            try:
+                tags = get("tags")
+            except OSError:  # not listening yet
+                continue
+            if all(tags.get(run) for run in runs):
+                break
+        quote = urllib.parse.quote
+        return {run: {tag: [(int(step), float(value)) for _, step, value in
+                            get(f"scalars?run={quote(run, safe='')}&tag={quote(tag, safe='')}")]
+                      for tag in tags[run]} for run in runs}
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
 
 
 def hparams_of(run_path: Path) -> tuple[dict[str, object], list[str]]:

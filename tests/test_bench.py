@@ -25,6 +25,7 @@ def result(tiny_module):
                      steps=4, repeats=2, warmup=2, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_every_cell_is_measured(result):
     assert [c.key for c in result.cells] == ["reference/cpu/mlp", "resident/cpu/mlp",
                                               "reference/cpu/cnn", "resident/cpu/cnn"]
@@ -41,6 +42,7 @@ def test_every_cell_is_measured(result):
     assert set(result.load) == {"start", "end"} and result.load["start"]["cpu_count"] >= 1
 
 
+@pytest.mark.slow
 def test_phase_shares_sum_to_100_percent_and_the_rest_is_timer_overhead(result):
     for c in result.cells:
         assert sum(c.share(p) for p in PHASES) == pytest.approx(1.0)
@@ -106,6 +108,7 @@ def test_ratios_are_said_with_their_range_and_never_as_a_fraction_faster():
     assert not Ratio.paired([2.0, 2.0], [1.0, 1.0], BUSY).stability.stable
 
 
+@pytest.mark.slow
 def test_observations_and_speedups_come_from_the_numbers(result):
     notes = observations(result)
     for c in result.cells:
@@ -123,6 +126,7 @@ def test_observations_and_speedups_come_from_the_numbers(result):
     assert "reference/cpu/cnn" in table and "stability" in table
 
 
+@pytest.mark.slow
 def test_no_verdicts_where_the_user_sees_them(result, tmp_path):
     text = write_bench(result, tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -135,6 +139,7 @@ def test_no_verdicts_where_the_user_sees_them(result, tmp_path):
     assert "load average" in text
 
 
+@pytest.mark.slow
 def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     write_bench(result, tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -151,6 +156,7 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
     (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
 ])
+@pytest.mark.slow
 def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):
     from mnistlab.core.errors import CheckpointError
     from mnistlab.core.schema import read_result
@@ -164,6 +170,7 @@ def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tm
     assert str(tmp_path / "bench.json") in message and field in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_the_project_floors_live_in_benchmarks(result):
     spec = importlib.util.spec_from_file_location("bench_targets", TARGETS)
     module = importlib.util.module_from_spec(spec)
@@ -173,6 +180,7 @@ def test_the_project_floors_live_in_benchmarks(result):
     assert all(" over 2 repeats" in k for k in checks if "floor" in k)
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_json_png_and_text(tiny, capsys, tmp_path):
     code = main(["bench", "--dataset", "tiny", "--steps", "2", "--repeats", "1", "--warmup", "1",
                  "--models", "mlp", "--out", str(tmp_path / "b")])
@@ -203,6 +211,7 @@ def test_profile_cli(capsys):
     assert json.loads(capsys.readouterr()[0])[0]["macs"] == 2 * 109_184
 
 
+@pytest.mark.slow
 def test_bench_text_says_each_speed_up_once(result, tmp_path):
     """bench.txt used to print each ratio twice, in two wordings; the observation (with its reason) stays."""
     from mnistlab.jobs.bench import write_bench

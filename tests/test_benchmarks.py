@@ -6,6 +6,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs a benchmark script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_overhead.py"
 
 

@@ -137,6 +137,7 @@ def test_each_bad_spec_is_one_clear_line(tmp_path, capsys, spec, message):
     assert not (tmp_path / "r").exists()  # train fails before a run directory exists
 
 
+@pytest.mark.slow
 def test_bench_times_a_file_spec(tiny, tmp_path, capsys):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:Net"
     assert main(["bench", "--dataset", "tiny", "--models", spec, "--devices", "cpu", "--pipelines", "resident",
@@ -147,6 +148,7 @@ def test_bench_times_a_file_spec(tiny, tmp_path, capsys):
 
 # --- a run of a file spec ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monkeypatch, capsys):
     src = write(tmp_path / "work" / "models", "net.py", NET)
     monkeypatch.chdir(tmp_path / "work")

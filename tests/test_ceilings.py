@@ -34,6 +34,7 @@ def test_a_step_faster_than_every_probe_raises_the_ceiling():
     assert CEIL.raised(0.5e11) is CEIL
 
 
+@pytest.mark.slow
 def test_measured_ceilings_on_this_cpu():
     c = measure_ceilings(torch.device("cpu"), seconds=0.02)
     assert c.compute_flops_per_s > 0 and c.bandwidth_bytes_per_s > 0 and 0 < c.op_cost_s < 1e-2

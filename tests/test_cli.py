@@ -88,6 +88,7 @@ def test_data_commands(tiny, capsys, tmp_path):
     assert code == 2 and "no such directory" in err and one_line_error(err) and not (tmp_path / "no").exists()
 
 
+@pytest.mark.slow
 def test_train_eval_plot_resume(tiny, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "train", "--dataset", "tiny", "--epochs", "2", "--device", "cpu", "--no-progress",
                            "--run-dir", str(tmp_path / "r"))

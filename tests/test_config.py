@@ -1,7 +1,7 @@
 import pytest
 
 from mnistlab.training.config import TrainConfig
-from mnistlab.data.datasets import DEFAULT_DATA_DIR, data_root, get_dataset
+from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.errors import ConfigError
 
 
@@ -33,10 +33,16 @@ def test_dict_roundtrip_and_unknown_keys():
 
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("MNISTLAB_DATA", raising=False)
-    assert data_root(None) == DEFAULT_DATA_DIR
-    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root(None) == tmp_path / "home" / ".cache" / "mnistlab"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
+    assert data_root(None) == tmp_path / "home" / ".cache" / "mnistlab"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root(None) == tmp_path / "xdg" / "mnistlab"
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))  # $MNISTLAB_DATA wins over XDG
     assert data_root(None) == tmp_path
-    assert data_root(tmp_path / "x") == tmp_path / "x"
+    assert data_root(tmp_path / "x") == tmp_path / "x"  # and --data-dir over both
     with pytest.raises(ConfigError, match="unknown dataset"):
         get_dataset("svhn")
 
@@ -45,3 +51,16 @@ def test_every_field_has_help_for_its_option():
     import dataclasses
 
     assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+
+
+def test_the_command_line_finds_the_data_under_xdg_cache_home(tmp_path, monkeypatch, capsys):
+    from mnistlab.cli import main
+    from mnistlab.data import datasets
+    from tests.conftest import write_tiny_dataset
+
+    spec = write_tiny_dataset(tmp_path / "xdg" / "mnistlab")
+    monkeypatch.setitem(datasets.DATASETS, "tiny", spec)
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert main(["data", "fetch", "--dataset", "tiny", "--no-web"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "xdg" / "mnistlab" / "TINY" / "raw")

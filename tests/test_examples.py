@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -43,9 +44,15 @@ def _tiny_dataset_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory) -> nbformat.NotebookNode:
+def notebook_dir(tmp_path_factory) -> Path:
+    """The folder the notebook runs in, as examples/ is when you open it in Jupyter."""
+    return tmp_path_factory.mktemp("notebook")
+
+
+@pytest.fixture(scope="module")
+def executed(notebook_dir) -> nbformat.NotebookNode:
     """The notebook after a headless run in a kernel, quick settings, in a folder of its own."""
-    tmp = tmp_path_factory.mktemp("notebook")
+    tmp = notebook_dir
     with pytest.MonkeyPatch.context() as mp:  # the kernel inherits this environment
         mp.setenv("MNISTLAB_QUICK", "1")
         mp.setenv("MNISTLAB_DATASET", "tinynb")
@@ -73,6 +80,7 @@ def test_the_notebook_is_stored_without_outputs():
         assert f"Question {question}" in text or f"Questions {question}" in text or f"and {question}:" in text, question
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(executed):
     outputs = _outputs(executed)
     assert not [o for o in outputs if o.output_type == "error"]
@@ -89,8 +97,23 @@ def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(ex
     assert "109,386" in text and "454,400" in text and "no GPU here" in text and "validation loss" in text
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (SRC.parent / ".git").exists(), reason="not a git checkout (an sdist): no .gitignore to check")
+def test_what_the_notebook_writes_beside_itself_git_ignores(executed, notebook_dir):
+    """Run where it lies (examples/), the notebook leaves its runs there: git ignores them all."""
+    ours = {"data", "datasets.json"}  # the test's own tiny dataset
+    written = [p.relative_to(notebook_dir) for p in notebook_dir.rglob("*")
+               if p.is_file() and p.relative_to(notebook_dir).parts[0] not in ours]
+    assert written and {p.parts[0] for p in written} == {"runs"}
+    paths = [f"examples/{p.as_posix()}" for p in written]
+    p = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=SRC.parent, input="\n".join(paths),
+                       capture_output=True, text=True, timeout=60)
+    assert sorted(p.stdout.split()) == sorted(paths), f"not ignored: {sorted(set(paths) - set(p.stdout.split()))}"
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.slow
 def test_the_executed_notebook_in_a_real_browser(executed, tmp_path):
     body, _ = HTMLExporter().from_notebook_node(executed)
     page = tmp_path / "notebook.html"

@@ -219,6 +219,7 @@ def test_warm_up_changes_no_weight_buffer_gradient_mode_or_rng():
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.slow
 def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path, monkeypatch, model,
                                                                   pinned_threads):
     short = cfg(model=model, max_steps=4)

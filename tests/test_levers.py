@@ -32,6 +32,7 @@ def quiet(**kw):
     ("cnn", dict(precision="bf16-mixed")), ("cnn", dict(channels_last=True)),
     ("cnn", dict(precision="bf16-mixed", channels_last=True)), ("mlp", dict(precision="bf16-mixed")),
 ])
+@pytest.mark.slow
 def test_each_lever_trains_and_is_recorded(tiny, tmp_path, model, kw):
     run = train_run(cfg(model=model, epochs=2, lr=0.05, subset=128, **kw), run_dir=tmp_path / "r", **quiet())
     stored = json.loads((run / "config.json").read_text())
@@ -41,6 +42,7 @@ def test_each_lever_trains_and_is_recorded(tiny, tmp_path, model, kw):
     assert state["config"]["precision"] == kw.get("precision", "32")
 
 
+@pytest.mark.slow
 def test_compiled_run_trains(tiny, tmp_path, monkeypatch):
     # the real path through torch.compile (dynamo, AOT autograd) with the cheap aot_eager backend:
     # inductor's C++ build of even this tiny model takes a minute on 2 cores (benchmarks/ runs it)

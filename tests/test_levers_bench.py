@@ -11,6 +11,7 @@ from mnistlab.core.errors import CheckpointError
 from mnistlab.measure.levers_bench import IMPLEMENTATION_LEVERS, ImplCell, LeversResult, format_table
 
 
+@pytest.mark.slow
 def test_bench_implementations_table(tiny, tmp_path, capsys):
     assert cli.main(["bench", "--dataset", "tiny", "--models", "cnn", "--devices", "cpu", "--implementations",
                      "eager", "bf16-mixed+channels-last", "cuda-graphs", "--steps", "2", "--repeats", "2",
@@ -94,6 +95,7 @@ class Net(nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp_path, capsys):
     from mnistlab import cli
     from mnistlab.measure.levers_bench import LeversResult
@@ -109,6 +111,7 @@ def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp
     assert "x.flatten(1)" in cl.unavailable and "not measured" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_eager_and_channels_last_cells_are_judged_by_their_floors(tiny, tmp_path):
     from mnistlab import cli
     from mnistlab.core.schema import read_result

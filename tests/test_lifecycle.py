@@ -87,6 +87,7 @@ def _one_line(err: str) -> str:
 
 @settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(FAILURES)), at=st.integers(1, 5), mode=st.sampled_from(["train", "eval"]))
+@pytest.mark.slow
 def test_every_way_a_run_ends_is_recorded(tiny, capsys, kind, at, mode):
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         src = Path(tmp) / "net.py"
@@ -124,6 +125,7 @@ def test_a_bug_in_mnistlab_keeps_its_traceback_but_the_status_is_final(tiny, tmp
     assert status["state"] == "failed" and "IndexError: a bug of ours" in status["message"]
 
 
+@pytest.mark.slow
 def test_a_failing_compiler_ends_the_run_as_failed_in_one_line(tiny, tmp_path):
     """A real compiler that fails (CXX=/bin/false): torch.compile breaks at the first step."""
     env = {**os.environ, "CXX": "/bin/false", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
@@ -179,6 +181,7 @@ JOB_ARGV = {
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(job=st.sampled_from(sorted(JOB_ARGV)), kind=st.sampled_from(["index", "wrong-shape", "ctrl-c", "sigterm"]),
        at=st.integers(1, 3))
+@pytest.mark.slow
 def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
     """bench and the levers bench (and lab, speedrun, scaling: the same job_folder) record how they ended."""
     with tempfile.TemporaryDirectory(dir=".") as tmp:
@@ -197,6 +200,7 @@ def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
         assert f"model {src}:Net failed" in line and status["message"] == line.removeprefix("mnistlab: error: ")
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_in_a_data_parallel_process_is_one_line(tiny, tmp_path, capsys):
     src = tmp_path / "net.py"
     src.write_text(MODEL.format(kind="index", at=1, mode="train"))

@@ -59,6 +59,7 @@ def tick_labels(monkeypatch) -> dict[str, list[str]]:
 
 # losses within one decade (minor ticks labelled: where '6x10^-1' showed) and over four decades
 @pytest.mark.parametrize("losses", [[0.9, 0.7, 0.6, 0.5, 0.45], [2.3, 0.4, 0.05, 0.004, 0.0008]])
+@pytest.mark.slow
 def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
     one = _run(tmp_path / "a", losses, [1, 1, 1, 2, 2])
     two = _run(tmp_path / "$b$", [2 * x for x in losses], [1] * 5)
@@ -103,6 +104,7 @@ def test_the_roofline_has_plain_tick_labels_and_every_step_on_it(tmp_path, tick_
         plots.plot_roofline(_bench(), GPUS["H100 SXM"])
 
 
+@pytest.mark.slow
 def test_importing_plots_leaves_the_backend_alone(tmp_path):
     """A notebook user's backend (here 'svg', which needs no display) stays theirs, and drawing a
     figure leaves no pyplot figure open."""

@@ -9,7 +9,7 @@ from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # slow: the real MNIST, fetched (once) and trained on
 
 
 @pytest.fixture(scope="module")

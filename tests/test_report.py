@@ -22,6 +22,7 @@ def lab_dir(tiny_module, tmp_path_factory):
     return page.parent
 
 
+@pytest.mark.slow
 def test_lab_writes_runs_and_both_reports(lab_dir):
     assert {p.name for p in lab_dir.iterdir()} >= {"lab.json", "mlp-cpu", "cnn-cpu", "bench", "report.md",
                                                     "report.html", "figures", "first-sample.png", "speedrun"}
@@ -59,6 +60,7 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
     assert 'src="data:image/png;base64,' in html and 'src="figures' not in html and "http" not in html.split("<body")[1]
 
 
+@pytest.mark.slow
 def test_report_is_rebuilt_without_training(lab_dir, capsys):
     before = (lab_dir / "report.md").read_text()
     (lab_dir / "report.md").unlink()
@@ -72,6 +74,7 @@ def test_report_is_rebuilt_without_training(lab_dir, capsys):
     assert "neither a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_report_of_runs_is_written_where_you_are(lab_dir, tmp_path, monkeypatch, capsys):
     """Readers never write into a run: without --out, a report of run and bench directories goes to
     the current directory (a lab directory is the report's own home, above)."""
@@ -88,6 +91,7 @@ def test_a_report_of_runs_is_written_where_you_are(lab_dir, tmp_path, monkeypatc
 
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.slow
 def test_report_in_a_real_browser(lab_dir, tmp_path):
     shot = tmp_path / "report.png"
     dom = render(lab_dir / "report.html", screenshot=shot)
@@ -319,6 +323,7 @@ def test_a_gpu_run_in_the_bench_puts_prediction_and_measurement_side_by_side(tmp
     assert "On the T4, the CNN's training step would take" in q9
 
 
+@pytest.mark.slow
 def test_first_and_busy_epochs_are_marked_and_cold_only_when_measured(tmp_path):
     from mnistlab.core.rundir import METRIC_FIELDS, read_csv
     from mnistlab.core.writer import FILES
@@ -349,6 +354,7 @@ def test_the_bench_figure_is_redrawn_from_bench_json_alone(tmp_path):
     assert "figures/bench-bench.png" in md and (tmp_path / "out" / "figures" / "bench-bench.png").is_file()
 
 
+@pytest.mark.slow
 def test_report_rejects_a_damaged_bench_json(lab_dir, tmp_path, capsys):
     import shutil
 
@@ -362,6 +368,7 @@ def test_report_rejects_a_damaged_bench_json(lab_dir, tmp_path, capsys):
     assert err.startswith("mnistlab: error:") and "bench.json" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_readme_figures_come_from_the_lab(lab_dir, capsys):
     import importlib.util
     from pathlib import Path
@@ -377,6 +384,7 @@ def test_readme_figures_come_from_the_lab(lab_dir, capsys):
     assert module.main([str(lab_dir / "figures")]) == 2
 
 
+@pytest.mark.slow
 def test_report_files_keep_the_umask(lab_dir):
     import os
     import stat

@@ -49,6 +49,7 @@ def test_learns_the_tiny_task(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.slow
 def test_resume_in_two_halves_equals_one_go(tiny, tmp_path, model, pinned_threads):
     n = 10 if model == "mlp" else 2
     whole = train_run(cfg(model=model, epochs=2 * n, subset=256 if model == "cnn" else None),

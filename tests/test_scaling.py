@@ -8,6 +8,8 @@ from mnistlab.core.errors import CheckpointError, ConfigError
 from mnistlab.core.schema import read_result
 from mnistlab.measure.scaling import ScalingCell, ScalingResult, format_scaling, measure_scaling, scaling_observations
 
+pytestmark = pytest.mark.slow  # data-parallel process groups
+
 QUIET = {"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 0.5, "cpu_count": 2}}
 
 

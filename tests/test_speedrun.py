@@ -22,6 +22,7 @@ def run_cli(tmp_path, *extra):
     return cli.main(["speedrun", "--dataset", "tiny", "--device", "cpu", "--out", str(tmp_path / "s"), *extra])
 
 
+@pytest.mark.slow
 def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert run_cli(tmp_path, "--seeds", "2", "--target", "50", "--no-channels-last") == 0
     out = capsys.readouterr().out
@@ -76,6 +77,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.slow
 def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny, monkeypatch):
     """Each step costs 1 s, the full test evaluation 1000 s, the warm-up's evaluation 50 s, loading 10^6 s."""
     from mnistlab.data.datasets import data_root, get_dataset
@@ -135,6 +137,7 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
     assert result.cold_s == 7 + 2e6 + 53 + steps + 1000 and result.cold_from == "process start"
 
 
+@pytest.mark.slow
 def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     """Timings taken while other processes held the cores are not the machine's: the result says so."""
     from mnistlab.data.datasets import data_root, get_dataset
@@ -375,6 +378,7 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     assert "<table>" in result._repr_html_()
 
 
+@pytest.mark.slow
 def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
     """`python -m mnistlab speedrun` in its own process: the cold time runs from the process's start
     (the kernel's, on Linux) to seed 0's result, so it holds seed 0's time, its warm-up and the data's,
@@ -581,6 +585,7 @@ def test_a_spread_just_over_the_limit_is_not_printed_as_the_limit():
     assert "spread over 25% of their median" in stability([1.0, 1.25, 1.0]).reason
 
 
+@pytest.mark.slow
 def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     """speedrun.json did not record the dataset: a --dataset fashion-mnist speedrun read, in its line and the
     report, as an MNIST one that missed 99% by 12 points. An older file without the key still reads."""

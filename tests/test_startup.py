@@ -33,6 +33,25 @@ def test_every_help_is_torch_free():
     assert heavy_modules_after(PROBE.format(commands=COMMANDS)) == []
 
 
+def test_version_names_mnistlab_torch_and_python_without_importing_torch(capsys):
+    import platform
+
+    import torch
+
+    import mnistlab
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == (f"mnistlab {mnistlab.__version__} (torch {torch.__version__}, "
+                                       f"Python {platform.python_version()})\n")
+    probe = ("import contextlib, io, sys\nfrom mnistlab.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+             "    main(['--version'])\n"
+             "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
+    assert heavy_modules_after(probe) == []
+
+
 def test_import_mnistlab_is_cheap_and_names_load_on_use():
     code = "import sys, mnistlab\nassert 'mnistlab.training' not in sys.modules\n" \
            "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"

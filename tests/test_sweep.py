@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,7 @@ def env(tmp_path, monkeypatch):
     return e
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_end_to_end(env, capsys):
     assert main([*SWEEP, "--pruner", "median"]) == 0
     out = capsys.readouterr().out
@@ -78,6 +80,7 @@ def test_a_tiny_sweep_end_to_end(env, capsys):
     assert md.count("| complete |") + md.count("| pruned |") == 3
 
 
+@pytest.mark.slow
 def test_other_settings_in_the_same_folder_are_refused(env, capsys):
     assert main([*SWEEP[:4], "1", *SWEEP[5:]]) == 0
     code = main([*SWEEP[:4], "1", "--param", "lr=0.01,0.02", *SWEEP[7:]])
@@ -88,6 +91,26 @@ def test_bad_storage_is_one_line(env, capsys):
     assert main([*SWEEP, "--storage", "nosuchdb://x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error: --storage nosuchdb://x: cannot open") and err.count("\n") == 1
+
+
+def test_without_optuna_a_sweep_is_one_line_naming_the_extra(env, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import fails as if not installed (the [sweep] extra)
+    assert main(SWEEP) == 2
+    assert capsys.readouterr().err == "mnistlab: error: mnistlab sweep needs optuna: pip install 'mnistlab[sweep]'\n"
+    assert not (env["tmp"] / "runs").exists()  # refused before anything is made
+
+
+@pytest.mark.parametrize("driver, url, words", [
+    ("psycopg", "postgresql+psycopg://u@127.0.0.1:1/db",
+     "mnistlab sweep --storage postgresql+psycopg://... needs psycopg: pip install 'mnistlab[postgres]'"),
+    ("psycopg2", "postgresql+psycopg2://u@127.0.0.1:1/db",
+     "--storage names the psycopg2 driver, which is not installed: write postgresql+psycopg://... "
+     "and pip install 'mnistlab[postgres]'"),
+])
+def test_without_the_postgres_driver_is_one_line_naming_the_extra(env, capsys, monkeypatch, driver, url, words):
+    monkeypatch.setitem(sys.modules, driver, None)
+    assert main([*SWEEP, "--storage", url]) == 2
+    assert capsys.readouterr().err == f"mnistlab: error: {words}\n"  # and the URL (a password?) is not echoed
 
 
 def test_duplicate_params_and_a_newline_in_the_study_name_are_one_line(env, capsys):
@@ -105,6 +128,7 @@ def _tiny_sweep(tmp, out: str, *extra: str) -> list[str]:
             "--storage", f"sqlite:///{tmp}/shared.db", "--out", str(tmp / out), *extra]
 
 
+@pytest.mark.slow
 def test_a_worker_that_disagrees_with_the_study_is_refused_before_it_trains(env, capsys):
     from tests.faults.conftest import one_line_error
 
@@ -122,6 +146,7 @@ def test_a_worker_that_disagrees_with_the_study_is_refused_before_it_trains(env,
     assert not list((tmp / "B").glob("trial-*")) and not (tmp / "B" / "sweep.json").exists()
 
 
+@pytest.mark.slow
 def test_another_storage_in_the_same_folder_is_refused_before_sweep_json_changes(env, capsys):
     from tests.faults.conftest import one_line_error
 
@@ -133,6 +158,7 @@ def test_another_storage_in_the_same_folder_is_refused_before_sweep_json_changes
     assert (tmp / "A" / "sweep.json").read_bytes() == before and not (tmp / "other.db").exists()
 
 
+@pytest.mark.slow
 def test_report_reads_a_moved_folder_and_creates_no_database(env, capsys):
     tmp = env["tmp"]
     assert main(_tiny_sweep(tmp, "A")) == 0
@@ -156,6 +182,7 @@ MALFORMED = [  # changes to a real sweep.json: its study and storage stay readab
 
 
 @pytest.mark.parametrize("change", [*MALFORMED, "not json", "a list"])
+@pytest.mark.slow
 def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
     from tests.faults.conftest import one_line_error
 
@@ -173,6 +200,7 @@ def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
 
 @pytest.mark.parametrize("table", [{}, [1], [{"number": 0, "state": "complete", "params": {}, "epochs": "2"}],
                                    [{"number": 0, "state": "odd", "params": {}, "epochs": 2}]])
+@pytest.mark.slow
 def test_a_malformed_trials_table_is_one_line(env, capsys, table):
     from tests.faults.conftest import one_line_error
 

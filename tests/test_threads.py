@@ -10,6 +10,8 @@ from mnistlab.cli import main
 from mnistlab.core import threads
 from mnistlab.core.threads import choose_threads
 
+pytestmark = pytest.mark.slow  # command-line processes under load
+
 
 @pytest.fixture(autouse=True)
 def unpinned(monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mnistlab import cli
 from mnistlab.core.distributed import World, world
 from mnistlab.core.writer import FILES, SILENT, writer_for
@@ -22,6 +24,7 @@ def test_only_the_silent_writer_skips_and_only_other_ranks_get_it(monkeypatch, t
     assert writer_for(World(rank=1, size=2)) is SILENT and writer_for(World(rank=0, size=2)) is FILES
 
 
+@pytest.mark.slow
 def test_rank_1_plot_writes_the_file_it_names(tiny, tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "--dataset", "tiny", "--epochs", "1", "--subset", "128", "--device", "cpu",
                      "--run-dir", str(tmp_path / "r"), "--no-progress", "--no-tensorboard"]) == 0

@@ -84,6 +84,20 @@ def _gpu_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _Version(argparse.Action):
+    """--version: the line is made only when asked for (it reads installed metadata, never imports torch)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from mnistlab.core.version import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def _add_gpu(p: argparse.ArgumentParser) -> None:
     from mnistlab.measure.gpus import DEFAULT_GPU, GPUS
 
@@ -92,7 +106,8 @@ def _add_gpu(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
+    p.add_argument("--data-dir",
+                   help="data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab)")
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -168,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
     models = ", ".join(BUILTIN_MODELS)
     parser = _Parser(prog="mnistlab", description="Train, time and profile small models on MNIST-family data.")
+    parser.add_argument("--version", action=_Version, help="print the versions of mnistlab, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("env", help="torch version, devices, CPU threads")
@@ -202,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true",
-                   help="write no TensorBoard event files (on by default: tensorboard --logdir runs)")
+                   help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
+                        "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
     _add_threads(t)
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")

@@ -351,13 +351,24 @@ def wait_for_background() -> None:
         job.thread.join(1200)
 
 
+def _names(func: object) -> set[str]:
+    """The global names a function's code refers to (a job's consumers name it: `background(job)`)."""
+    return set(getattr(getattr(func, "__code__", None), "co_names", ()))
+
+
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
-    modules = {getattr(item.module, "__name__", None) for item in session.items if getattr(item, "module", None)}
+    items = [item for item in session.items if getattr(item, "module", None)]
+    modules = {item.module.__name__ for item in items}
+    named = set().union(*(_names(getattr(item, "function", None)) for item in items))
     for fn in _BACKGROUND.values():
-        if fn.__module__ in modules:
-            _start(fn)
+        if fn.__module__ not in modules:
+            continue
+        tests = [f for name, f in vars(sys.modules[fn.__module__]).items() if name.startswith("test_")]
+        if fn.__name__ not in named and any(fn.__name__ in _names(f) for f in tests):
+            continue  # only tests that were deselected (-m "not slow") wait for it: not started
+        _start(fn)
 
 
 def pytest_runtest_teardown(item, nextitem):

@@ -80,6 +80,7 @@ def test_unknown_command_and_no_command(capsys, reliability):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("argv", [["train", "--dataset", "tiny", "--device", "cuda"], ["bench", "--devices", "cuda"],
                                   ["lab", "--device", "cuda"], ["eval", "some/run", "--device", "cuda"]])
+@pytest.mark.slow
 def test_cuda_requested_without_cuda(tiny, tmp_path, capsys, reliability, argv):
     if argv[0] == "eval":
         assert main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r")]) == 0
@@ -90,6 +91,7 @@ def test_cuda_requested_without_cuda(tiny, tmp_path, capsys, reliability, argv):
     reliability.record("Command line", "`--device cuda` on a machine without CUDA", "clear error (exit 2, one line)")
 
 
+@pytest.mark.slow
 def test_resume_with_other_model_and_resume_finished(tiny, tmp_path, capsys, reliability):
     run = str(tmp_path / "r")
     assert main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", run]) == 0

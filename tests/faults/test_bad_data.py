@@ -53,7 +53,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("command", ["train", "data info"])
+@pytest.mark.parametrize("command", [pytest.param("train", marks=pytest.mark.slow), "data info"])  # train: slow
 def test_bad_data_file(tiny_env, reliability, case, command):
     raw = tiny_env["spec"].raw_dir(tiny_env["root"])
     breaker, pinned, words = CASES[case]

@@ -39,6 +39,7 @@ def ended(p, timeout: float = BOUND_S) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_missing_peer_is_one_line_within_the_timeout(tiny_env, reliability):
     env = rank_env(tiny_env["env"], 0, free_port())
     t0 = time.monotonic()
@@ -65,6 +66,7 @@ def test_process_group_start_up_failure_is_one_line(tiny_env, case, reliability)
 
 
 @pytest.mark.parametrize("fault", ["STOP", "KILL"])
+@pytest.mark.slow
 def test_stopped_or_dead_peer_fails_the_run_within_the_timeout(tiny_env, fault, reliability):
     """Rank 1 stops itself (SIGSTOP) or dies (SIGKILL) after epoch 1's training steps, before validation:
     rank 0 waits at most --dist-timeout in its exchange, then says so in one line and the run is `failed`."""
@@ -87,6 +89,7 @@ def test_stopped_or_dead_peer_fails_the_run_within_the_timeout(tiny_env, fault, 
                        "mid-run", "rank 0: one line and status `failed` within --dist-timeout")
 
 
+@pytest.mark.slow
 def test_missing_data_on_one_machine_is_one_line_on_every_rank(tiny_env, reliability):
     port, run_dir = free_port(), tiny_env["tmp"] / "run"
     empty = tiny_env["tmp"] / "empty"

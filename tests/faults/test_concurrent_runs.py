@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mnistlab.core.rundir import open_run
 
 from .conftest import HERE, background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen
 
 
+@pytest.mark.slow
 def test_two_runs_at_once(tiny_env, reliability):
     base = tiny_env["tmp"] / "work"
     base.mkdir()
@@ -50,6 +53,7 @@ def watched_and_alone(tmp):
     return watched, alone, procs, [p.communicate(timeout=300) for p in procs], readers, readers.communicate(timeout=300)
 
 
+@pytest.mark.slow
 def test_readers_in_a_loop_while_training(reliability):
     """plot, eval and report on a run that is training (a natural thing to do) change nothing in it:
     the run finishes, with the numbers of a run left alone."""

@@ -13,6 +13,8 @@ from mnistlab.core.rundir import open_run
 
 from .conftest import background, in_background, make_tiny_env, mnistlab
 
+pytestmark = pytest.mark.slow  # process groups of 1 to 3 trainers
+
 TRAIN = ["train", "--dataset", "tiny", "--device", "cpu", "--deterministic", "--no-progress", "--log-every", "1"]
 
 

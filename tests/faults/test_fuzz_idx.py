@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnistlab.core.errors import DataError
 from mnistlab.data.idx import parse_idx
+
+pytestmark = pytest.mark.slow  # thousands of hypothesis examples
 
 EXAMPLES = 3000
 HEADERS = [b"\x00\x00\x08\x01", b"\x00\x00\x08\x03", b"\x00\x00\x0d\x02", b"\x00\x00\x0e\x01", b"\x00\x00\x0b\x04",

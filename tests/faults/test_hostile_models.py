@@ -53,6 +53,7 @@ def test_a_spec_must_name_the_users_own_code(env, tmp_path, reliability, spec):
                        "code)", "clear error before it is imported or called (summary, train)", trials=2)
 
 
+@pytest.mark.slow
 def test_a_runs_config_naming_a_callable_is_refused(env, tmp_path, reliability):
     run = tmp_path / "run"
     assert mnistlab([*TRAIN, "--run-dir", run], env["env"]).returncode == 0
@@ -69,6 +70,7 @@ LOUD = NET.replace("class Net", 'print("HELLO from the model file")\n\n\nclass N
     "        return self.fc", '        print("HELLO from forward")\n        return self.fc')
 
 
+@pytest.mark.slow
 def test_a_model_that_prints_leaves_json_intact(env, tmp_path, reliability):
     model = f"{_write(tmp_path, 'loud.py', LOUD)}:Net"
     p = mnistlab(["profile", model, "--json"], env["env"], timeout=120)
@@ -85,6 +87,7 @@ THREAD = NET.replace("import torch\n", "import threading\nimport time\n\nimport 
     "        self.fc = nn.Linear(784, 10)\n        threading.Thread(target=time.sleep, args=(3600,), name='forever').start()\n")
 
 
+@pytest.mark.slow
 def test_a_model_that_leaves_a_thread_running_does_not_keep_train_alive(env, tmp_path, reliability):
     run = tmp_path / "run"
     p = mnistlab([*TRAIN, "--model", f"{_write(tmp_path, 'thread.py', THREAD)}:Net", "--run-dir", run], env["env"],
@@ -95,6 +98,7 @@ def test_a_model_that_leaves_a_thread_running_does_not_keep_train_alive(env, tmp
                        "`train` finishes, prints its run and exits, saying it did not wait for the thread")
 
 
+@pytest.mark.slow
 def test_resume_notices_a_symlinked_model_file_now_points_at_other_code(env, tmp_path, reliability):
     a, b = _write(tmp_path, "a.py", NET), _write(tmp_path, "b.py", NET.replace("784, 10", "784, 10, bias=False"))
     link, run = tmp_path / "link.py", tmp_path / "run"

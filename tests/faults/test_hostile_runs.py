@@ -62,6 +62,7 @@ def _files(folder) -> dict[str, bytes]:
 
 # --- nothing lost ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_readers_never_delete(copy, tmp_path, capsys, reliability):
     run = copy()
     (run / ".user-notes.tmp").write_text("mine")
@@ -190,6 +191,7 @@ def test_report_on_bad_test_and_lab_files(copy, tmp_path, capsys, reliability):
                        "out of the lab, or not an object", "clear error naming the file and field (report)", trials=4)
 
 
+@pytest.mark.slow
 def test_report_on_a_train_loss_of_exactly_zero(copy, tmp_path, reliability):
     run = copy()
     rows = open_run(run).metrics()
@@ -206,6 +208,7 @@ def test_report_on_a_train_loss_of_exactly_zero(copy, tmp_path, reliability):
 NAMES = ["$^^$", "$5_vs_$6", "_hidden", "<img src=x onerror=alert(1)>", "a run with spaces"]
 
 
+@pytest.mark.slow
 def test_names_are_shown_literally(copy, tmp_path, capsys, monkeypatch, reliability):
     runs = [copy(name=n) for n in NAMES]
     legends = []
@@ -275,6 +278,7 @@ SPECIAL_FILES = {"a FIFO": ("is a FIFO", lambda p: os.mkfifo(p)),
 
 
 @pytest.mark.parametrize("kind", list(SPECIAL_FILES))
+@pytest.mark.slow
 def test_special_files_are_refused(copy, tmp_path, reliability, kind):
     """Real processes, so that a reader that blocks on a FIFO or reads /dev/zero forever fails here
     by its timeout instead of hanging the suite."""
@@ -324,6 +328,7 @@ def test_metrics_values_out_of_range(copy, tmp_path, capsys, reliability, column
                        "clear error naming the file, line and column (plot, report)", trials=2 * len(BAD_VALUES[column]))
 
 
+@pytest.mark.slow
 def test_metrics_with_too_many_rows(copy, tmp_path, capsys, reliability):
     run = copy()
     row = open_run(run).metrics()[0]
@@ -335,6 +340,7 @@ def test_metrics_with_too_many_rows(copy, tmp_path, capsys, reliability):
                        "clear error at once, nothing drawn (plot, report)", trials=2)
 
 
+@pytest.mark.slow
 def test_report_on_a_run_whose_name_is_not_utf8(copy, tmp_path, reliability):
     run = copy()
     bad = os.fsdecode(os.fsencode(run.parent) + b"/bad-\xff-name")  # as Python sees such an argument

@@ -25,6 +25,7 @@ def only_verified_files(spec, root) -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.slow
 def test_kill_fetch_mid_write(tiny_env, reliability, seed):
     spec, root, env = tiny_env["spec"], tiny_env["root"], tiny_env["env"]
     raw = spec.raw_dir(root)

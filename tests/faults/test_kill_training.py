@@ -16,6 +16,8 @@ from tests.tbcheck import assert_events_match_run
 
 from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen, wait_for_background
 
+pytestmark = pytest.mark.slow  # every test kills and resumes real training processes
+
 TRAIN = ["train", "--dataset", "tiny", "--epochs", "4", "--deterministic", "--device", "cpu", "--no-progress"]
 COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
 

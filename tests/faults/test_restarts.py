@@ -20,6 +20,8 @@ from tests.tbcheck import assert_events_match_run
 
 from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, popen
 
+pytestmark = pytest.mark.slow  # every test kills and restarts real training processes
+
 EVERY = 3  # 8 steps per epoch on the tiny data: checkpoints after steps 3 and 6 of each epoch
 TRAIN = ["train", "--dataset", "tiny", "--epochs", "3", "--deterministic", "--device", "cpu", "--no-progress",
          "--log-every", "1"]

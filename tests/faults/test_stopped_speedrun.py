@@ -6,7 +6,11 @@ import json
 import signal
 import time
 
+import pytest
+
 from tests.faults.conftest import popen
+
+pytestmark = pytest.mark.slow  # a speedrun process stopped mid-way
 
 
 def test_sigterm_during_a_speedrun_keeps_the_finished_seeds(tiny_env, reliability):

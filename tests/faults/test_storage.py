@@ -35,6 +35,7 @@ def test_disk_full_mid_run(tiny_env, small_tmpfs, reliability):
                        "clear error; earlier checkpoints intact and usable")
 
 
+@pytest.mark.slow
 def test_read_only_run_directory(tiny_env, small_tmpfs, reliability):
     run_dir = small_tmpfs / "run"
     assert mnistlab(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(run_dir)],

@@ -12,6 +12,8 @@ from tests.test_sweep import SWEEP
 
 from .conftest import make_tiny_env, popen
 
+pytestmark = pytest.mark.slow  # sweep worker processes, killed and shared
+
 
 @pytest.fixture
 def env(tmp_path):

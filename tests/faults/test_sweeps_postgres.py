@@ -15,6 +15,8 @@ from tests.test_sweep import SWEEP
 from .conftest import make_tiny_env, popen
 from .postgres import postgres_url  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.slow  # starts a PostgreSQL server and sweep workers
+
 HEARTBEAT_S, GRACE_S = 1, 2
 TRIALS = 20  # of 10 epochs (0.3-1 s each here): the survivor outlasts the grace period after the kill
 

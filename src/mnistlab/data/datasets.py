@@ -16,7 +16,13 @@ from mnistlab.core.rundir import read_json
 from mnistlab.core.schema import Check, Closed, Range, check, is_int
 
 DATA_ENV_VAR = "MNISTLAB_DATA"
-DEFAULT_DATA_DIR = Path("~/.cache/mnistlab").expanduser()
+
+
+def default_data_dir() -> Path:
+    """$XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab (the XDG base directory spec: a relative
+    $XDG_CACHE_HOME is invalid and ignored)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path("~/.cache").expanduser()) / "mnistlab"
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,9 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: the explicit argument, then $MNISTLAB_DATA, then ~/.cache/mnistlab."""
+    """The data root: the explicit argument, then $MNISTLAB_DATA, then $XDG_CACHE_HOME/mnistlab, then
+    ~/.cache/mnistlab."""
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get(DATA_ENV_VAR)
-    return Path(env).expanduser() if env else DEFAULT_DATA_DIR
+    return Path(env).expanduser() if env else default_data_dir()

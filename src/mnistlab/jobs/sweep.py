@@ -31,6 +31,7 @@ from typing import Any
 
 from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
+from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import JobFolder
@@ -254,8 +255,27 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
             if attempt < OPEN_TRIES and _lost_creation_race(e):
                 time.sleep(0.5 * attempt)
                 continue
+            driver = _missing_driver(e)
+            if driver == "psycopg":
+                raise missing("psycopg", "mnistlab sweep --storage postgresql+psycopg://...", "postgres") from None
+            if driver == "psycopg2":  # postgresql+psycopg2:// (or, before SQLAlchemy 2.1, postgresql://)
+                raise ConfigError("--storage names the psycopg2 driver, which is not installed: write "
+                                  "postgresql+psycopg://... and pip install 'mnistlab[postgres]'") from None
             raise ConfigError(masked(f"--storage {url}: cannot open the study ({_first_line(e)})", url)) from None
     raise AssertionError("unreachable")
+
+
+def _missing_driver(e: BaseException) -> str | None:
+    """The database driver whose absence made opening the storage fail (Optuna wraps SQLAlchemy's
+    ModuleNotFoundError in an ImportError of its own), or None."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ImportError) and cause.name in ("psycopg", "psycopg2"):
+            return cause.name
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _lost_creation_race(e: Exception) -> bool:
@@ -306,6 +326,7 @@ def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str 
               log: Callable[[str], None] = print) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
     records its own status (status.json) besides sweep.json and trials.json; each trial is a train job."""
+    require("optuna", "mnistlab sweep", "sweep")  # an extra: one line naming the pip command when it is missing
     import optuna
 
     plan.check()

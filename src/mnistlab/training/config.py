@@ -61,7 +61,8 @@ class TrainConfig:
     device: str = _opt("auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES)
     early_stop: int | None = _opt(None, "stop after this many epochs without a better validation loss",
                                   metavar="PATIENCE")
-    data_dir: str | None = _opt(None, "data root (default: $MNISTLAB_DATA, else ~/.cache/mnistlab)")
+    data_dir: str | None = _opt(None, "data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, "
+                                      "else ~/.cache/mnistlab)")
     subset: int | None = _opt(None, "keep only the first N samples of each split (quick runs, tests)", metavar="N")
     max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
     log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")

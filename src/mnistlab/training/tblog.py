@@ -16,6 +16,8 @@ checkpoint's history is written aside (in a hidden folder), moved into the run d
 and only then are the older event files deleted; new events go to a file of this session.
 Only the holder of the run's lock may do this (the runner is). A kill in the moment between
 the move and the deletions leaves duplicates that the next resume removes again.
+Why not SummaryWriter(purge_step=...): TensorBoard's default reader (its Rust data server) ignores
+purge_step's marker and keeps showing steps trained after the checkpoint (tests/faults/test_kill_tensorboard.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.errors import CheckpointError, ConfigError, StorageError
+from mnistlab.core.errors import CheckpointError, StorageError
 from mnistlab.core.faults import kill_point
 
 EVENTS = "events.out.tfevents.*"
@@ -52,12 +54,18 @@ def _storage(path: Path) -> Iterator[None]:
 
 
 def _summary_writer(log_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:
-        raise ConfigError(f"TensorBoard logging needs the tensorboard package ({e}); "
-                          f"pip install tensorboard, or train with --no-tensorboard") from None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(log_dir), flush_secs=3600)  # flushed explicitly, once per epoch
+
+
+def installed() -> bool:
+    """Whether torch.utils.tensorboard imports: it needs the tensorboard package (the [tensorboard] extra)."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _write_steps(writer: Any, steps: Sequence[tuple[int, float]]) -> None:
@@ -100,7 +108,8 @@ class NoLog:
 
 
 class TensorBoardLog(NoLog):
-    def __init__(self, run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]]):
+    def __init__(self, run_path: Path, history: Sequence[dict[str, float]],
+                 step_log: Sequence[dict[str, float]]) -> None:
         self.path = Path(run_path)
         with _storage(self.path):
             self._rewrite(history, step_log)
@@ -156,8 +165,13 @@ class TensorBoardLog(NoLog):
 def open_log(run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]],
              enabled: bool = True, log: Callable[[str], None] = print) -> NoLog:
     """The run's TensorBoard log, rewritten to hold exactly `history` and `step_log` (the
-    checkpoint's); the caller must hold the run's lock. Disabled: a logger that writes nothing."""
+    checkpoint's); the caller must hold the run's lock. Disabled, or without the tensorboard package
+    (one line says so): a logger that writes nothing."""
     if not enabled:
+        return NoLog()
+    if not installed():
+        log("TensorBoard: no event files, the tensorboard package is not installed "
+            "(pip install 'mnistlab[tensorboard]')")
         return NoLog()
     try:
         str(run_path).encode("utf-8")
