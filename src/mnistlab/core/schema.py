@@ -5,7 +5,7 @@ key '*' checks every value of a map), or [schema] for a list ([schema, NONEMPTY]
 item); a type name ending in '?' also allows null. 'positive' is a finite number above 0 (a time a
 reader divides by). Ranged names (RANGED) bound what a reader prints or divides by: 'seconds' and
 'positive seconds' (a duration, at most MAX_SECONDS), 'count' and 'positive count' (whole, below 2**63,
-so float() of a sum stays finite), 'percent', 'fraction', 'flop rate'. A value that does not fit is a
+so float() of a sum stays finite), 'percent', 'fraction', 'flop rate', 'byte rate'. A value that does not fit is a
 CheckpointError naming the file and the field, in one line.
 """
 
@@ -32,6 +32,7 @@ def _int(v: Any) -> bool:
 MAX_SECONDS = 1e9  # 31 years: no recorded duration is longer, and '{:.2f}' of one stays short
 MAX_COUNT = 2**63 - 1
 MAX_FLOP_RATE = 1e21  # FLOP/s: a zettaFLOP, far above any one device
+MAX_BYTE_RATE = 1e16  # bytes/s: 10 PB/s, far above any one device's memory or cache
 # name: (its Range, words for the error line); the same Range that bounds a run's CSV columns (core/rundir.py)
 RANGED = {"seconds": (Range(0, MAX_SECONDS), f"a duration in [0, {MAX_SECONDS:g}] s"),
           "positive seconds": (Range(math.ulp(0), MAX_SECONDS), f"a duration in (0, {MAX_SECONDS:g}] s"),
@@ -39,7 +40,8 @@ RANGED = {"seconds": (Range(0, MAX_SECONDS), f"a duration in [0, {MAX_SECONDS:g}
           "positive count": (Range(1, MAX_COUNT, whole=True), "a whole number in 1..2**63-1"),
           "percent": (Range(0, 100), "a percentage in [0, 100]"),
           "fraction": (Range(0, 1), "a number in [0, 1]"),
-          "flop rate": (Range(1, MAX_FLOP_RATE), f"FLOP/s in [1, {MAX_FLOP_RATE:g}]")}
+          "flop rate": (Range(1, MAX_FLOP_RATE), f"FLOP/s in [1, {MAX_FLOP_RATE:g}]"),
+          "byte rate": (Range(1, MAX_BYTE_RATE), f"bytes/s in [1, {MAX_BYTE_RATE:g}]")}
 
 
 def _in(r: Range) -> Any:
