@@ -460,9 +460,13 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
     subject = next(c for c in result.cells if c.key == u.subject)
     baseline = next(c for c in result.cells if c.key == u.baseline)
     if subject.pipeline != baseline.pipeline:
+        # the phases' shares come from the separate instrumented pass; their milliseconds are those shares of
+        # the steps the table shows, so that a reader's share x step gives the figure printed
+        before, after = baseline.share("data"), subject.share("data")
         return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
-                f"(data loading falls from {baseline.phases_s['data'] * 1e3:.2f} to "
-                f"{subject.phases_s['data'] * 1e3:.3f} ms per step).")
+                f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
+                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
+                f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
     d = subject.device
     reason = {
         "input": f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
