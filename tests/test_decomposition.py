@@ -50,6 +50,21 @@ def test_the_fit_finds_a_known_fixed_part_despite_an_outlier():
         fit_line([64, 64], [1.0, 1.1])
 
 
+def test_the_parts_at_the_cells_batch_come_from_the_batches_up_to_it():
+    """A CNN's per-sample cost grows once its activations leave a cache: 50% dearer at 256 and 1024 here. A line
+    through every batch would put its fixed part below zero; the parts at batch 64 come from batches 1-64, and
+    the larger ones say how far the line holds."""
+    timings = _timings(fixed=2e-3, per=1e-3)
+    timings = {b: tuple(t * (1.5 if b > 64 else 1.0) for t in ts) for b, ts in timings.items()}
+    d = _cell(timings, batch=64)
+    assert d.fitted_batches == [1, 8, 64] and d.fit.fixed_s == pytest.approx(2e-3, rel=0.05)
+    assert d.beyond() == pytest.approx({256: 0.5, 1024: 0.5}, abs=0.02) and "+50% at batch 1024" in d.words()
+    everything = fit_line([b for b in BATCHES for _ in SCATTER], [t for b in BATCHES for t in timings[b]])
+    assert everything.fixed_s < 0  # what a fit through every batch would have said
+    assert _cell(timings, batch=1024).fitted_batches == list(BATCHES)
+    assert _cell(timings, batch=1).fitted_batches == [1, 8]  # two batches at least
+
+
 def test_the_labels_are_a_function_of_values_with_fixed_tolerances():
     # per sample: 10 us of arithmetic against 1 us of memory traffic; the other way round; within 25%
     assert per_sample_binds(10e-6, 1e-6) == ARITHMETIC and per_sample_binds(1e-6, 10e-6) == MEMORY

@@ -10,8 +10,9 @@ is the arithmetic and memory traffic that grow with the batch. Both are measured
 - the batches are timed in interleaved repeats (measure/timing.py: warm-up, then A B C ... A B C ...);
 - the line is fitted by Theil-Sen (the median of the slopes between every pair of timings at different batches,
   then the median intercept; scipy.stats.theilslopes): one slow repeat moves it far less than least squares;
-  its quality is the timings' relative residuals (median and largest), and each repeat's own fit gives the
-  parts' spread.
+  it is fitted to the batches up to the cell's (a per-sample cost changes at larger batches, whose activations
+  leave a cache: those batches say how far the line holds); its quality is the timings' relative residuals
+  (median and largest), and each repeat's own fit gives the parts' spread.
 
 At the cell's batch the fixed share of the step is a measurement. `judge` names what binds the step from it and
 from the per-sample part's two floors (its FLOPs at the compute ceiling measured on the same threads; its bytes at
@@ -161,14 +162,29 @@ class Decomposition:
 
     # -- the fit and the parts
     @property
+    def fitted_batches(self) -> list[int]:
+        """The batches the line is fitted to: those up to the cell's (at least the two smallest). A step's
+        per-sample cost changes at larger batches (its activations leave a cache): the parts at the cell's batch
+        are read from the batches it is made of, and the larger ones show how far the line holds (`beyond`)."""
+        batches = sorted(self.timings)
+        upto = [b for b in batches if b <= self.batch_size]
+        return upto if len(upto) >= 2 else batches[:2]
+
+    @property
     def fit(self) -> LineFit:
-        pts = [(b, t) for b, ts in sorted(self.timings.items()) for t in ts]
+        pts = [(b, t) for b in self.fitted_batches for t in self.timings[b]]
         return fit_line([b for b, _ in pts], [t for _, t in pts])
+
+    def beyond(self) -> dict[int, float]:
+        """Each larger batch's median step over the line's extrapolation, less 1: +0.3 is 30% slower than the line."""
+        fit = self.fit
+        return {b: statistics.median(ts) / fit.at(b) - 1 for b, ts in sorted(self.timings.items())
+                if b not in self.fitted_batches and fit.at(b) > 0}
 
     def repeat_fits(self) -> list[LineFit]:
         """One fit per repeat (repeat i of every batch ran side by side): the parts' spread."""
         n = min(len(ts) for ts in self.timings.values())
-        batches = sorted(self.timings)
+        batches = self.fitted_batches
         return [fit_line(batches, [self.timings[b][i] for b in batches]) for i in range(n)] if n > 1 else []
 
     @property
@@ -264,7 +280,12 @@ class Decomposition:
                f"{a * 1e6:.2f} us at the {self.compute_flops_per_s / 1e9:,.0f} GFLOP/s measured on "
                f"{self.threads} thread{'s' * (self.threads != 1)}; its memory floor is {m * 1e6:.2f} us at "
                f"{bw / 1e9:,.0f} GB/s, the {level} probe's: {why})")
-        return (f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. Fit: {fit.words()}"
+        beyond = self.beyond()
+        held = ("; beyond it, the measured step is " + ", ".join(f"{v:+.0%} at batch {b}" for b, v in beyond.items())
+                + " of the line" if beyond else "")
+        span = self.fitted_batches
+        return (f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. "
+                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{held}"
                 + ("" if self.stability.stable else f" [{self.stability.reason}]") + ".")
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,7 +298,8 @@ class Decomposition:
                 "footprint_bytes": self.footprint_bytes, "compute_flops_per_s": self.compute_flops_per_s,
                 "op_cost_s": self.op_cost_s, "probe_sizes": dict(self.probe_sizes), "bandwidths": dict(self.bandwidths),
                 "load": dict(self.load),
-                "fit": self.fit.to_dict(), "fixed_spread": self.fixed_spread.to_dict(),
+                "fitted_batches": self.fitted_batches, "fit": self.fit.to_dict(),
+                "beyond": {str(b): v for b, v in self.beyond().items()}, "fixed_spread": self.fixed_spread.to_dict(),
                 "per_sample_spread": self.per_sample_spread.to_dict(), "fixed_share": self.fixed_share,
                 "fixed_share_spread": self.fixed_share_spread().to_dict(),
                 "compute_per_sample_s": self.compute_per_sample_s, "memory_per_sample_s": self.memory_per_sample_s,

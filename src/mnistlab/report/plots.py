@@ -260,8 +260,9 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
 @literal_text
 def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None) -> Path | Figure:
     """Step time against batch size, log-log: every timing measured (small dots), each batch's median (larger),
-    and the fitted fixed + per-sample line through them, one colour per model and thread count; the fixed
-    part alone is the dashed level the line flattens onto at small batches."""
+    and the fitted fixed + per-sample line through the batches up to the cell's (solid; dotted beyond, where it
+    was not fitted), one colour per model and thread count; the fixed part alone is the dashed level the line
+    flattens onto at small batches."""
     if not results:
         raise ConfigError("no decomposition to draw (measure one first)")
     fig = InlineFigure(figsize=(8.5, 5.5))
@@ -272,7 +273,11 @@ def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None
         ax.plot([b for b in batches for _ in d.timings[b]], [t * 1e3 for b in batches for t in d.timings[b]],
                 ".", ms=3, alpha=0.5, color=color)
         ax.plot(batches, [statistics.median(d.timings[b]) * 1e3 for b in batches], "o", ms=6, color=color)
-        xs = np.logspace(np.log10(batches[0]), np.log10(batches[-1]), 100)
+        span = d.fitted_batches
+        if batches[-1] > span[-1]:  # the line beyond the batches it was fitted to: dotted
+            xs = np.logspace(np.log10(span[-1]), np.log10(batches[-1]), 50)
+            ax.plot(xs, [fit.at(x) * 1e3 for x in xs], ":", lw=1.2, color=color)
+        xs = np.logspace(np.log10(span[0]), np.log10(span[-1]), 100)
         ax.plot(xs, [fit.at(x) * 1e3 for x in xs], "-", lw=1.5, color=color,
                 label=f"{d.model}, {d.threads} thread{'s' * (d.threads != 1)}: {fit.fixed_s * 1e3:.3f} ms + "
                       f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}")
