@@ -187,7 +187,8 @@ class Ratio:
         if s.max <= 1:
             return (f"{1 / s.median:.1f}x slower ({what}, {1 / s.max:.1f}\u2013{1 / s.min:.1f}x"
                     f"{self._of_medians_words(True)})")
-        return f"not clearly different: from {1 / s.min:.2f}x slower to {s.max:.2f}x faster over {s.n} paired repeats"
+        m = f" (ratio of the medians {self.of_medians:.2f})" if self.of_medians else ""
+        return f"not clearly different: from {1 / s.min:.2f}x slower to {s.max:.2f}x faster over {s.n} paired repeats{m}"
 
     def marked(self) -> str:
         """The words, and why they are not to be trusted when they are not."""
