@@ -154,6 +154,10 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     back = BenchResult.from_dict(data)
     assert back.to_dict() == result.to_dict()
     assert [(c.bound, c.stability) for c in back.cells] == [(c.bound, c.stability) for c in result.cells]
+    # the measured ceiling says the thread count it is for (issue 27)
+    threads = result.ceilings["cpu"]["threads"]
+    text = (tmp_path / "bench.txt").read_text()
+    assert isinstance(threads, int) and threads >= 1 and f" GFLOP/s on {threads} thread" in text
 
 
 @pytest.mark.parametrize("damage, field", [

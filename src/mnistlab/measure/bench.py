@@ -531,7 +531,9 @@ def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak:
     span = theory.get("flops_per_s")
     theoretical = (f"theoretical {span[0] / 1e9:,.0f}–{span[1] / 1e9:,.0f} GFLOP/s ({theory.get('derivation')})"
                    if span else f"theoretical: {theory.get('derivation', 'not derived')}")
-    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s "
+    threads = ceilings.get("threads")
+    on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) and threads > 0 else ""
+    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "
             f"({ceilings.get('best_shape')}), memory bandwidth {ceilings.get('bandwidth_bytes_per_s', 0) / 1e9:,.1f} "
             f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}")
 
