@@ -63,7 +63,7 @@ class Theoretical:
             return self
         needs = m / (self.cores * self.per_cycle[1])  # Hz, at the most FLOP per cycle assumed
         if self.flops_per_s is None:
-            if self.hz is None and "the clock is unknown" in self.derivation:
+            if self.hz is None:  # derived but for the clock
                 return replace(self, derivation=f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s needs "
                                                 f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle")
             return self
@@ -170,10 +170,11 @@ def measure_op_cost(device: torch.device, n: int = 2000) -> float:
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 # FLOP per cycle per core of AMX's bf16 tile multiply: TDPBF16PS multiplies a 16x32 bf16 tile by a 32x16
-# one into 16x16 fp32 sums (8,192 multiply-adds, 16,384 FLOP) and issues once every 16 cycles on a
-# core: 1,024 FLOP per cycle, Intel's "1024 BF16 operations per cycle per core" for 4th Gen Xeon
-# (Intel Architecture Day 2021; Intel AMX overview; the Intel 64 and IA-32 Optimization Reference Manual's
-# AMX chapter).
+# one into 16x16 fp32 sums (8,192 multiply-adds, 16,384 FLOP) and issues once every 16 cycles on a core:
+# 1,024 FLOP per cycle, Intel's "1024 BF16 operations per cycle" per core of a 4th Gen Xeon (Intel
+# Architecture Day 2021, as quoted with this derivation in Wikipedia's "Advanced Matrix Extensions"; Intel's
+# "64 FP32 operations per cycle" for AVX-512 beside it counts two FMA units' multiply-adds as 2 FLOP each,
+# the same counting as every figure here). 512 multiply-adds per cycle, not 1,024.
 AMX_BF16_FLOP_PER_CYCLE = 1024
 
 
