@@ -97,10 +97,18 @@ def _ratio(ratios):
 
 
 def test_ratios_are_said_with_their_range_and_never_as_a_fraction_faster():
-    assert _ratio([12.0, 9.0, 14.0]).words() == "12.0x faster (9.0\u201314.0x over 3 repeats)"
-    assert _ratio([0.7, 0.7]).words() == "1.4x slower (1.4\u20131.4x over 2 repeats)"
+    # the figure is the median of the paired ratios, and the words say so, beside the ratio of the medians
+    assert _ratio([12.0, 9.0, 14.0]).words() == ("12.0x faster (median of 3 paired ratios, 9.0\u201314.0x; "
+                                                 "ratio of the medians 12.0x)")
+    assert _ratio([0.7, 0.7]).words() == "1.4x slower (median of 2 paired ratios, 1.4\u20131.4x; ratio of the medians 1.4x)"
+    # the issue's case: paired ratios 6.6, 7.0, 7.8 of steps whose medians are 4.092 and 0.610 ms
+    r = Ratio.paired([4.092, 4.29, 3.9], [0.62, 0.61, 0.5])
+    assert r.median == pytest.approx(4.29 / 0.61) and r.of_medians == pytest.approx(4.092 / 0.610)
+    assert r.words() == "7.0x faster (median of 3 paired ratios, 6.6\u20137.8x; ratio of the medians 6.7x)"
+    assert Ratio(r.ratios, r.stability).words().endswith("x)")  # no medians known: no second figure
     assert "0.7x" not in _ratio([0.7, 0.65, 0.75]).words()
-    assert _ratio([0.9, 1.2]).words().startswith("not clearly different")
+    assert _ratio([0.9, 1.2]).words() == ("not clearly different: from 1.11x slower to 1.20x faster over 2 paired "
+                                          "repeats (ratio of the medians 1.05)")
     assert _ratio([2.0]).words() == "2.0x faster (1 repeat, no range)"
     # the one stability rule judges a ratio too: 1 repeat, a wide range, a busy machine
     assert not _ratio([2.0]).stability.stable and "1 repeat, no range" in _ratio([2.0]).marked()
@@ -122,6 +130,12 @@ def test_observations_and_speedups_come_from_the_numbers(result):
     ref, res = result.cell("reference", "cpu", "mlp"), result.cell("resident", "cpu", "mlp")
     assert list(mlp.ratio.ratios) == pytest.approx([a / b for a, b in zip(ref.step_s, res.step_s)])
     assert mlp.to_dict()["words"] == mlp.ratio.words()
+    # each figure reconciles by hand with the table: the ratio of its medians, and data's share of its step
+    assert mlp.ratio.of_medians == pytest.approx(ref.step_median_s / res.step_median_s)
+    assert "ratio of the medians" in mlp.ratio.words()  # faster, slower or not clearly different: always said
+    said = next(n for n in notes if n.startswith("mlp on cpu, the resident pipeline"))
+    assert (f"{ref.share('data'):.0%} of a {ref.step_median_s * 1e3:.2f} ms step, "
+            f"{ref.share('data') * ref.step_median_s * 1e3:.2f} ms") in said and "instrumented pass" in said
     table = format_table(result)
     assert "reference/cpu/cnn" in table and "stability" in table
 
@@ -146,6 +160,10 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     back = BenchResult.from_dict(data)
     assert back.to_dict() == result.to_dict()
     assert [(c.bound, c.stability) for c in back.cells] == [(c.bound, c.stability) for c in result.cells]
+    # the measured ceiling says the thread count it is for (issue 27)
+    threads = result.ceilings["cpu"]["threads"]
+    text = (tmp_path / "bench.txt").read_text()
+    assert isinstance(threads, int) and threads >= 1 and f" GFLOP/s on {threads} thread" in text
 
 
 @pytest.mark.parametrize("damage, field", [
@@ -177,7 +195,7 @@ def test_the_project_floors_live_in_benchmarks(result):
     spec.loader.exec_module(module)
     checks = dict(module.target_checks(result))
     assert any("floor 10x" in k for k in checks) and any("compute-bound" in k for k in checks)
-    assert all(" over 2 repeats" in k for k in checks if "floor" in k)
+    assert all(" 2 paired " in k for k in checks if "floor" in k)  # median of 2 paired ratios, or over 2 paired repeats
 
 
 @pytest.mark.slow

@@ -77,3 +77,14 @@ def test_checkpoint_cost_benchmark_runs(tiny, capsys):
     assert module.main(["--dataset", "tiny", "--repeats", "2", "--every", "2", "--cnn-steps", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count("per checkpoint") == 2 and "with a checkpoint every 2 steps (4 per epoch)" in out
+
+
+def test_gpu_prediction_check_holds_against_the_published_runs(capsys):
+    """The model that answers Q6/Q9 against train_mnist_fast's published times: the bound must stay below them."""
+    spec = importlib.util.spec_from_file_location("gpu_prediction_check", SCRIPT.parent / "gpu_prediction_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--costs-us", "2", "5", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("holds") == 6 and "WRONG" not in out and "published 0.76 s" in out
+    assert "training step at batch 256" in out and "233" in out  # 235 steps: the first, 233 steady, the last

@@ -65,3 +65,91 @@ def test_a_step_is_counted_with_the_optimizer_given_and_a_forward_pass_alone():
     adam = count_step("mlp", shape, 5, lambda m: torch.optim.Adam(m.parameters(), lr=0.01))
     assert adam.flops == count_step("mlp", shape, 5).flops == 5 * step
     assert adam.bytes > count_step("mlp", shape, 5).bytes  # but Adam does read and write more state than SGD
+
+
+# --- theoretical ceilings that bound (issue 27) ---------------------------------------------------------
+
+from mnistlab.measure.ceilings import (AMX_BF16_FLOP_PER_CYCLE, bandwidth_for, cache_sizes, cpu_facts,  # noqa: E402
+                                       probe_sizes, theoretical_cpu)
+
+# the issue's Xeon as its VM shows it: cpu MHz is the base clock, 2100
+XEON_CPUINFO = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
+                "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+ZEN4_CPUINFO = "model name\t: AMD EPYC\ncpu MHz\t\t: 2596.138\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n"
+
+
+def _cpufreq(tmp_path, khz):
+    for cpu, k in enumerate(khz):
+        (tmp_path / f"cpu{cpu}" / "cpufreq").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "cpufreq" / "cpuinfo_max_freq").write_text(f"{k}\n")
+    return tmp_path
+
+
+def test_theoretical_fp32_is_from_the_highest_stated_clock_never_cpu_mhz(tmp_path):
+    facts = cpu_facts(ZEN4_CPUINFO, _cpufreq(tmp_path, [3_700_000, 3_500_000]), lscpu="", cpus=2, caches={})
+    assert facts.max_hz == 3.7e9 and facts.stated_mhz == pytest.approx(2596.138) and "cpufreq" in facts.clock_source
+    t = theoretical_cpu(torch.float32, facts, threads=2)
+    assert t.flops_per_s == pytest.approx((2 * 3.7e9 * 32, 2 * 3.7e9 * 64)) and "3.70 GHz" in t.derivation
+    # on 1 thread: 1 core's worth, said so
+    one = theoretical_cpu(torch.float32, facts, threads=1)
+    assert one.flops_per_s == pytest.approx((3.7e9 * 32, 3.7e9 * 64)) and one.derivation.startswith("1 core ")
+    # no cpufreq: lscpu's CPU max MHz
+    lscpu = "Model name: AMD EPYC\nCPU max MHz:                        3500.0000\nCPU min MHz: 1500.0000\n"
+    via_lscpu = cpu_facts(ZEN4_CPUINFO, tmp_path / "none", lscpu=lscpu, cpus=2, caches={})
+    assert via_lscpu.max_hz == 3.5e9 and via_lscpu.clock_source == "lscpu's CPU max MHz"
+
+
+def test_without_a_stated_clock_there_is_no_theoretical_figure(tmp_path):
+    facts = cpu_facts(XEON_CPUINFO, tmp_path / "none", lscpu="Model name: Xeon\n", cpus=2, caches={})
+    assert facts.max_hz is None and facts.stated_mhz == 2100.0
+    t = theoretical_cpu(torch.float32, facts, threads=2)
+    assert t.flops_per_s is None and "the clock is unknown" in t.derivation and "is not used" in t.derivation
+    # a measurement says what clock it needs, and a figure is still not made up
+    checked = t.checked(314e9)
+    assert checked.flops_per_s is None and "needs at least 2.45 GHz at 64 FLOP per cycle" in checked.derivation
+
+
+def test_a_theoretical_figure_is_never_below_a_measured_one(tmp_path):
+    # the issue's machine, had it stated 2.10 GHz: 134-269 GFLOP/s beside a measured 314
+    facts = cpu_facts(XEON_CPUINFO, _cpufreq(tmp_path, [2_100_000]), lscpu="", cpus=2, caches={})
+    t = theoretical_cpu(torch.float32, facts, threads=2)
+    assert t.flops_per_s == pytest.approx((134.4e9, 268.8e9))
+    above = t.checked(314e9)
+    assert above.flops_per_s is None and "below the measured 314 GFLOP/s" in above.derivation
+    assert "the clock stated (2.10 GHz) is below the one the cores ran at (at least 2.45 GHz)" in above.derivation
+    middle = t.checked(200e9)  # rules out 1 FMA unit per core
+    assert middle.flops_per_s == pytest.approx((268.8e9, 268.8e9)) and "rules out the low end" in middle.derivation
+    assert t.checked(100e9) is t
+    raised = Ceilings("cpu", "float32", 100e9, "matmul", 1e10, 1e-6, t, threads=2).raised(300e9)
+    assert raised.theoretical.flops_per_s is None and raised.threads == 2  # a step's rate is checked too
+
+
+def test_theoretical_bf16_from_the_flags(tmp_path):
+    folder = _cpufreq(tmp_path, [3_000_000])
+    amx = theoretical_cpu(torch.bfloat16, cpu_facts(XEON_CPUINFO, folder, lscpu="", cpus=2, caches={}), threads=2)
+    assert amx.flops_per_s == pytest.approx((2 * 3e9 * AMX_BF16_FLOP_PER_CYCLE,) * 2) and "AMX" in amx.derivation
+    assert AMX_BF16_FLOP_PER_CYCLE == 1024  # TDPBF16PS: 16x16x32 multiply-adds = 16,384 FLOP per 16 cycles
+    dot = theoretical_cpu(torch.bfloat16, cpu_facts(ZEN4_CPUINFO, folder, lscpu="", cpus=2, caches={}), threads=2)
+    fp32 = theoretical_cpu(torch.float32, cpu_facts(ZEN4_CPUINFO, folder, lscpu="", cpus=2, caches={}), threads=2)
+    assert dot.flops_per_s == pytest.approx(tuple(2 * x for x in fp32.flops_per_s)) and "AVX512_BF16" in dot.derivation
+    plain = cpu_facts("flags\t: fpu avx2 fma\n", folder, lscpu="", cpus=2, caches={})
+    assert theoretical_cpu(torch.bfloat16, plain, 2).flops_per_s == theoretical_cpu(torch.float32, plain, 2).flops_per_s
+    assert theoretical_cpu(torch.float16, plain, 2).flops_per_s is None
+
+
+def test_the_memory_floor_uses_the_bandwidth_of_the_steps_working_set(tmp_path):
+    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
+                                             (3, "Unified", "105 MiB")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n"), (d / "type").write_text(f"{kind}\n"), (d / "size").write_text(f"{size}\n")
+    caches = cache_sizes(tmp_path)
+    assert caches == {"L1d": 48 * 2**10, "L2": 2 * 2**20, "L3": 105 * 2**20}
+    sizes = probe_sizes(caches, threads=2)
+    assert sizes["L2"] == 2 * 2**20 and sizes["L3"] == 105 * 2**19 and sizes["DRAM"] > sizes["L3"]
+    bw = {"L2": 200e9, "L3": 80e9, "DRAM": 14e9}
+    assert bandwidth_for(900_000, sizes, bw)[:2] == ("L2", 200e9)  # the issue's MLP: under 1 MB
+    assert bandwidth_for(30 * 2**20, sizes, bw)[:2] == ("L3", 80e9)
+    level, rate, why = bandwidth_for(2**30, sizes, bw)
+    assert (level, rate) == ("DRAM", 14e9) and "beyond" in why
+    assert probe_sizes({}, 2) == {"DRAM": sizes["DRAM"]}  # no cache stated: only DRAM, and a floor says so

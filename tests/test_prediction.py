@@ -35,7 +35,7 @@ def test_the_bound_on_a_step_known_by_hand():
 
 
 def test_the_gpu_table_is_complete_positive_and_cited():
-    assert {"H100 SXM", "H200", "A100 80GB", "L4", "T4", "RTX 4090"} <= set(GPUS) and DEFAULT_GPU in GPUS
+    assert {"H100 SXM", "H200", "A100 80GB", "L4", "T4", "RTX 4090", "GTX 1660 Ti"} <= set(GPUS) and DEFAULT_GPU in GPUS
     for g in GPUS.values():
         figures = (g.bf16_flops_per_s, g.tf32_flops_per_s, g.fp32_flops_per_s, g.bandwidth_bytes_per_s)
         assert all(math.isfinite(x) and x > 0 for x in figures), g
@@ -54,3 +54,34 @@ def test_an_unknown_gpu_is_one_line_and_exit_2(tmp_path, capsys):
         main(["report", str(tmp_path), "--gpu", "B9000"])
     err = capsys.readouterr().err
     assert end.value.code == 2 and len(err.splitlines()) == 1 and "unknown GPU 'B9000'" in err
+
+
+def test_float32_matmuls_at_the_fp32_rate_and_convolutions_at_tf32():
+    """PyTorch's defaults: float32 matmuls at "highest" precision (the FP32 rate), cuDNN convolutions may use
+    TF32. On an A100 (19.5 / 156 TFLOP/s) 1 TFLOP of matmuls takes at least 51 ms, of convolutions 6.4 ms."""
+    a100 = GPUS["A100 80GB"]
+    step = StepCost(flops=10**12, bytes=1, ops=1)
+    assert Prediction.of(step, a100, conv_flops=0).compute_s == pytest.approx(1 / 19.5)
+    assert Prediction.of(step, a100, conv_flops=10**12).compute_s == pytest.approx(1 / 156)
+    assert Prediction.of(step, a100).compute_s == pytest.approx(1 / 156)  # not split: the faster rate, a lower bound
+    half = Prediction.of(step, a100, conv_flops=5 * 10**11)
+    assert half.compute_s == pytest.approx(0.5 / 19.5 + 0.5 / 156) and "FP32 rate" in half.words()
+    assert Prediction.of(step, a100, dispatch_cost_s=2e-6).words().count("2 us each") == 1
+
+
+def test_the_gtx_1660_ti_row_and_a_published_run_checked():
+    from mnistlab.measure.published import PUBLISHED, RunPart, RunPrediction, Work, published_gpu
+
+    g = GPUS["GTX 1660 Ti"]
+    assert g.fp32_flops_per_s == pytest.approx(1536 * 2 * 1.77e9, rel=0.01) and g.bandwidth_bytes_per_s == 288e9
+    assert g.tf32_flops_per_s == g.fp32_flops_per_s == g.bf16_flops_per_s and "no tensor cores" in g.note
+    assert match("NVIDIA GeForce GTX 1660 Ti") is g and gpu("gtx 1660 ti") is g
+    run = PUBLISHED["train_mnist_fast"]
+    assert published_gpu(run) is g and run.seconds == pytest.approx(0.762) and "99.04%" in run.accuracy
+    # 200 steps of 100 operations at 5 us: 0.1 s of launches; 10 test batches bound by their bytes
+    parts = (RunPart("step", 200, Work(10**9, 0, 10**6, 100)), RunPart("test", 10, Work(0, 0, 288 * 10**6, 10)))
+    pred = RunPrediction(g, parts)
+    assert pred.floor_s("launch") == pytest.approx(0.1 + 10 * 50e-6)
+    assert pred.bound_s == pytest.approx(200 * max(500e-6, 1e9 / g.fp32_flops_per_s) + 10 * 1e-3)
+    assert pred.holds(0.762) and not pred.holds(pred.bound_s / 2)
+    assert RunPrediction(g, parts, 10e-6).bound_s > pred.bound_s  # a dearer operation, a higher bound

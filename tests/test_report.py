@@ -132,7 +132,8 @@ def test_observations_follow_the_numbers(tmp_path):
     (line,) = device_comparisons([falling, turned])
     # steady-state epochs only (the cold first epochs, 9 s and 3 s, are left out), per step (10 steps each)
     assert line.startswith("mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
-                           "cuda vs the CPU 4.0x faster (4.0\u20134.0x over 3 repeats) (steady-state epochs")
+                           "cuda vs the CPU 4.0x faster (median of 3 paired ratios, 4.0\u20134.0x; ratio of the medians "
+                           "4.0x) (steady-state epochs")
 
 
 def test_plural_and_percent():
@@ -380,7 +381,7 @@ def test_readme_figures_come_from_the_lab(lab_dir, capsys):
     assert module.main([str(lab_dir)]) == 0
     out = capsys.readouterr().out
     acc = open_run(lab_dir / "mlp-cpu").test()["accuracy"]
-    assert f"{acc:.2%}" in out and "resident/cpu/mlp" in out and "over 2 repeats" in out and "logical cores" in out
+    assert f"{acc:.2%}" in out and "resident/cpu/mlp" in out and "2 paired" in out and "logical cores" in out
     assert module.main([str(lab_dir / "figures")]) == 2
 
 

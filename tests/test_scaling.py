@@ -35,7 +35,7 @@ def test_observations_follow_the_numbers():
     one = ScalingCell("mlp", "cpu", 1, 64, [0.010, 0.010], [0.010, 0.010], 437_544)
     slow = ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.020], [0.005, 0.005], 437_544)
     text = " ".join(scaling_observations(_result(one, slow)))
-    assert "2.0x slower (2.0\u20132.0x over 2 repeats)" in text and "75% of each step is the all-reduce" in text
+    assert "2.0x slower (median of 2 paired ratios, 2.0\u20132.0x; ratio of the medians 2.0x)" in text and "75% of each step is the all-reduce" in text
     assert "too little work" in text and "unstable" not in text
     noisy = ScalingCell("mlp", "cpu", 2, 64, [0.004, 0.008], [0.003, 0.003], 437_544)
     assert scaling_observations(_result(one, noisy))[0].startswith("mlp with 2 processes on cpu: unstable:")

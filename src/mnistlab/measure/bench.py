@@ -422,9 +422,13 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
     subject = next(c for c in result.cells if c.key == u.subject)
     baseline = next(c for c in result.cells if c.key == u.baseline)
     if subject.pipeline != baseline.pipeline:
+        # the phases' shares come from the separate instrumented pass; their milliseconds are those shares of
+        # the steps the table shows, so that a reader's share x step gives the figure printed
+        before, after = baseline.share("data"), subject.share("data")
         return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
-                f"(data loading falls from {baseline.phases_s['data'] * 1e3:.2f} to "
-                f"{subject.phases_s['data'] * 1e3:.3f} ms per step).")
+                f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
+                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
+                f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
     d = subject.device
     reason = {
         "input": f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
@@ -489,7 +493,9 @@ def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak:
     span = theory.get("flops_per_s")
     theoretical = (f"theoretical {span[0] / 1e9:,.0f}–{span[1] / 1e9:,.0f} GFLOP/s ({theory.get('derivation')})"
                    if span else f"theoretical: {theory.get('derivation', 'not derived')}")
-    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s "
+    threads = ceilings.get("threads")
+    on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) and threads > 0 else ""
+    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "
             f"({ceilings.get('best_shape')}), memory bandwidth {ceilings.get('bandwidth_bytes_per_s', 0) / 1e9:,.1f} "
             f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}")
 

@@ -5,10 +5,15 @@ Ceilings, per device and dtype, measured as ceilings:
   and a 3x3 convolution, each repeated; a step seen running faster raises it (`raised_to`), so that no
   utilisation is ever above 100% of it;
 - memory bandwidth: a copy of a tensor far larger than the caches (bytes read plus bytes written);
+  and, for a step whose working set is smaller, copies sized to the L2 and the L3 (`measure_bandwidths`,
+  `bandwidth_for`), so that a floor can use the bandwidth of the memory the step actually touches;
 - per-operation cost: one dispatched operation on a one-element tensor (Python, dispatcher, a kernel
   launch on a GPU);
+- all of them on the thread count torch has when they run (`threads`): a ceiling is for that count;
 - and, beside the measured compute ceiling, a theoretical one derived from what the machine says it is
-  (cores x clock x FLOPs per cycle), with the assumption it needs said in words.
+  (the cores the threads can use x the highest clock the CPU states x FLOPs per cycle), with the
+  assumption it needs said in words; no clock stated, no figure; and never a figure below a measured
+  one (`Theoretical.checked`).
 
 A step's floors: its FLOPs over the compute ceiling, its bytes over the bandwidth, its operations times
 the per-operation cost. The largest floor is what bounds the step; when the next one is within the
@@ -19,8 +24,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +48,39 @@ FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
 class Theoretical:
     flops_per_s: tuple[float, float] | None  # (low, high): the range the assumption spans; None: not derived
     derivation: str  # one line: how, and what had to be assumed
+    cores: int | None = None  # the cores it is for: those the step's threads can use
+    per_cycle: tuple[float, float] | None = None  # FLOP per cycle per core, (low, high)
+    hz: float | None = None  # the highest clock the machine states; None: unknown
+
+    def checked(self, measured_flops_per_s: float) -> Theoretical:
+        """Never a theoretical figure below a measured one. A measurement above the low end rules that
+        end out (1 FMA unit per core); one above the high end means the clock the machine states is
+        below the one its cores ran at: then no figure is given, and the words say why. Where the clock
+        is unknown, the words give the clock the measurement needs."""
+        m = measured_flops_per_s
+        if not (self.cores and self.per_cycle) or m <= 0:
+            return self
+        needs = m / (self.cores * self.per_cycle[1])  # Hz, at the most FLOP per cycle assumed
+        if self.flops_per_s is None:
+            if self.hz is None:  # derived but for the clock
+                return replace(self, derivation=f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s needs "
+                                                f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle")
+            return self
+        low, high = self.flops_per_s
+        if m > high:
+            return replace(self, flops_per_s=None, derivation=(
+                f"not given: {self.derivation} gives {high / 1e9:,.0f} GFLOP/s, below the measured "
+                f"{m / 1e9:,.0f} GFLOP/s, so the clock stated ({self.hz / 1e9:.2f} GHz) is below the one the "
+                f"cores ran at (at least {needs / 1e9:.2f} GHz), or the FLOP per cycle assumed are too few"))
+        if m > low:
+            return replace(self, flops_per_s=(high, high), derivation=(
+                f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s rules out the low end "
+                f"({low / 1e9:,.0f} GFLOP/s), so the high one is given"))
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops_per_s": list(self.flops_per_s) if self.flops_per_s else None, "derivation": self.derivation}
+        return {"flops_per_s": list(self.flops_per_s) if self.flops_per_s else None, "derivation": self.derivation,
+                "cores": self.cores, "per_cycle": list(self.per_cycle) if self.per_cycle else None, "hz": self.hz}
 
 
 @dataclass(frozen=True)
@@ -57,13 +93,15 @@ class Ceilings:
     op_cost_s: float  # one trivial dispatched operation
     theoretical: Theoretical
     raised_to: float | None = None  # set when a step ran faster than every probe: the ceiling is what was seen
+    threads: int | None = None  # the CPU threads the probes ran with: the ceiling is for this count (None: a GPU)
 
     def raised(self, seen_flops_per_s: float) -> Ceilings:
         """The same ceilings, with compute raised to what a step reached if it reached more."""
         if seen_flops_per_s <= self.compute_flops_per_s:
             return self
         return Ceilings(self.device, self.dtype, seen_flops_per_s, "a training step of this run",
-                        self.bandwidth_bytes_per_s, self.op_cost_s, self.theoretical, seen_flops_per_s)
+                        self.bandwidth_bytes_per_s, self.op_cost_s, self.theoretical.checked(seen_flops_per_s),
+                        seen_flops_per_s, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "theoretical": self.theoretical.to_dict()}
@@ -106,48 +144,205 @@ def measure_op_cost(device: torch.device, n: int = 2000) -> float:
     return min(time_steps(lambda: x.add_(1.0), n, device) for _ in range(5))
 
 
-def _cpuinfo() -> tuple[set[str], float | None]:
-    """The CPU's flags and its clock in Hz, from /proc/cpuinfo (MHz, else BogoMIPS / 2)."""
+# --- what the machine says it is: flags, clocks, caches (every source injectable, for tests) -----------
+
+SYS_CPU = Path("/sys/devices/system/cpu")
+# FLOP per cycle per core of AMX's bf16 tile multiply: TDPBF16PS multiplies a 16x32 bf16 tile by a 32x16
+# one into 16x16 fp32 sums (8,192 multiply-adds, 16,384 FLOP) and issues once every 16 cycles on a core:
+# 1,024 FLOP per cycle, Intel's "1024 BF16 operations per cycle" per core of a 4th Gen Xeon (Intel
+# Architecture Day 2021, as quoted with this derivation in Wikipedia's "Advanced Matrix Extensions"; Intel's
+# "64 FP32 operations per cycle" for AVX-512 beside it counts two FMA units' multiply-adds as 2 FLOP each,
+# the same counting as every figure here). 512 multiply-adds per cycle, not 1,024.
+AMX_BF16_FLOP_PER_CYCLE = 1024
+
+
+@dataclass(frozen=True)
+class CpuFacts:
+    """What the CPU states about itself. `max_hz` is the highest clock it states (cpufreq's
+    cpuinfo_max_freq, else lscpu's "CPU max MHz"); /proc/cpuinfo's "cpu MHz" is never used for it (in a
+    VM that is the base clock, and a core runs faster), only quoted in words (`stated_mhz`)."""
+
+    flags: frozenset[str]
+    max_hz: float | None
+    clock_source: str  # where max_hz was read, or why there is none
+    stated_mhz: float | None  # /proc/cpuinfo's cpu MHz, for words only
+    cpus: int  # CPUs this process may use
+    caches: dict[str, int]  # "L1d", "L2", "L3": bytes of one instance (L2: per core; L3: shared)
+
+
+def _max_freq_hz(root: Path) -> float | None:
+    """The highest cpuinfo_max_freq (kHz) under root/cpu*/cpufreq/, in Hz; None where none is readable."""
+    best = None
+    for f in sorted(root.glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq")):
+        try:
+            khz = float(f.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if khz > 0:
+            best = max(best or 0.0, khz * 1e3)
+    return best
+
+
+def _lscpu_text() -> str:
     try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set(), None
-    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
-    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
-    bogo = re.search(r"^bogomips\s*:\s*([\d.]+)", text, re.M | re.I)
-    hz = float(mhz.group(1)) * 1e6 if mhz else (float(bogo.group(1)) / 2 * 1e6 if bogo else None)
-    return flags, hz
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5, env={**os.environ, "LC_ALL": "C"})
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
 
 
-def theoretical_cpu(dtype: torch.dtype) -> Theoretical:
-    """cores x clock x fp32 lanes x 2 (a fused multiply-add is two FLOPs) x FMA units per core (1 or 2:
-    the assumption, since no file says how many 512- or 256-bit FMAs a core issues per cycle)."""
-    if dtype != torch.float32:
-        return Theoretical(None, f"not derived for {str(dtype).removeprefix('torch.')}: its units (AMX tiles, "
-                                 f"bf16 dot products) are not described in a form this can read")
-    flags, hz = _cpuinfo()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "fma" in flags else 4
+def _cache_bytes(text: str) -> int | None:
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text)
+    return int(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)] if m else None
+
+
+def cache_sizes(root: Path = SYS_CPU / "cpu0" / "cache") -> dict[str, int]:
+    """One instance of each data cache level of cpu0: {"L1d": ..., "L2": ..., "L3": ...} in bytes ({} unknown)."""
+    out: dict[str, int] = {}
+    for d in sorted(root.glob("index[0-9]*")):
+        try:
+            level, kind = (d / "level").read_text().strip(), (d / "type").read_text().strip()
+            size = _cache_bytes((d / "size").read_text())
+        except OSError:
+            continue
+        if size and kind in ("Data", "Unified"):
+            out[f"L{level}" + ("d" if kind == "Data" else "")] = size
+    return out
+
+
+def cpu_facts(cpuinfo: str | None = None, cpufreq: Path = SYS_CPU, lscpu: str | None = None,
+              cpus: int | None = None, caches: dict[str, int] | None = None) -> CpuFacts:
+    """The CPU's flags, highest stated clock and caches. Each source may be given (a test's fake text
+    or folder); by default /proc/cpuinfo, /sys/devices/system/cpu and the `lscpu` command are read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    m = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.M)
+    flags = frozenset(m.group(1).split()) if m else frozenset()
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    hz, source = _max_freq_hz(Path(cpufreq)), "cpufreq's cpuinfo_max_freq"
     if hz is None:
-        return Theoretical(None, "not derived: the clock is not readable here")
-    low, high = cores * hz * lanes * 2 * 1, cores * hz * lanes * 2 * 2
-    return Theoretical((low, high), f"{cores} cores x {hz / 1e9:.2f} GHz x {lanes} fp32 lanes "
-                                    f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}) x 2 (FMA) "
-                                    f"x 1 or 2 FMA units per core (assumed: not stated by the CPU)")
+        found = re.search(r"^CPU max MHz:\s*([\d.]+)", _lscpu_text() if lscpu is None else lscpu, re.M)
+        hz, source = (float(found.group(1)) * 1e6, "lscpu's CPU max MHz") if found and float(found.group(1)) > 0 \
+            else (None, "neither cpufreq's cpuinfo_max_freq nor lscpu's CPU max MHz is readable here")
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return CpuFacts(flags, hz, source, float(mhz.group(1)) if mhz else None, cpus,
+                    cache_sizes() if caches is None else caches)
 
 
-def theoretical(device: torch.device, dtype: torch.dtype) -> Theoretical:
+def flop_per_cycle(dtype: torch.dtype, flags: frozenset[str]) -> tuple[tuple[float, float] | None, str]:
+    """(low, high) FLOP per cycle per core for `dtype` from the CPU's flags, and how, in words. fp32:
+    lanes x 2 (a fused multiply-add) x 1 or 2 FMA units (the assumption: no file says how many a core
+    issues per cycle). bf16: AMX tiles where amx_bf16 and amx_tile are present (AMX_BF16_FLOP_PER_CYCLE),
+    else AVX512_BF16's dot product (vdpbf16ps: two bf16 products into each fp32 lane, 2x fp32's rate),
+    else the fp32 rate (bf16 converted to fp32 and computed there)."""
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "fma" in flags else 4
+    isa = {16: "AVX-512", 8: "AVX2", 4: "SSE"}[lanes]
+    fp32 = ((lanes * 2 * 1, lanes * 2 * 2),
+            f"{lanes} fp32 lanes ({isa}) x 2 (FMA) x 1 or 2 FMA units per core (assumed: not stated by the CPU)")
+    if dtype == torch.float32:
+        return fp32
+    if dtype == torch.bfloat16:
+        if {"amx_bf16", "amx_tile"} <= flags:
+            return ((AMX_BF16_FLOP_PER_CYCLE, AMX_BF16_FLOP_PER_CYCLE),
+                    f"AMX tiles: {AMX_BF16_FLOP_PER_CYCLE} bf16 FLOP per cycle per core (TDPBF16PS: 16x16x32 "
+                    f"multiply-adds every 16 cycles; Intel's figure for 4th Gen Xeon)")
+        if "avx512_bf16" in flags:
+            return ((lanes * 4 * 1, lanes * 4 * 2),
+                    f"AVX512_BF16 dot products: {lanes} fp32 lanes x 2 bf16 products x 2 (FMA) x 1 or 2 units "
+                    f"per core (2x the fp32 rate; the unit count assumed)")
+        return fp32[0], f"no bf16 instructions: bf16 computed at the fp32 rate, {fp32[1]}"
+    return None, f"not derived for {str(dtype).removeprefix('torch.')}"
+
+
+def theoretical_cpu(dtype: torch.dtype, facts: CpuFacts | None = None, threads: int | None = None) -> Theoretical:
+    """cores x the highest clock the CPU states x FLOP per cycle per core (`flop_per_cycle`), for the
+    cores the step's `threads` can use (default: torch's thread count now). Where no clock is stated,
+    no figure: the words say the clock is unknown and give the FLOP per cycle."""
+    facts = facts or cpu_facts()
+    cores = max(1, min(threads or torch.get_num_threads(), facts.cpus))
+    per_cycle, how = flop_per_cycle(dtype, facts.flags)
+    if per_cycle is None:
+        return Theoretical(None, how)
+    lo, hi = per_cycle
+    span = f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    if facts.max_hz is None:
+        base = (f"; /proc/cpuinfo's cpu MHz ({facts.stated_mhz:,.0f}) is not used: in a VM it is the base clock"
+                if facts.stated_mhz else "")
+        return Theoretical(None, f"not derived: the clock is unknown ({facts.clock_source}{base}); "
+                                 f"{cores} core{'s' * (cores != 1)} x {span} FLOP per cycle: {how}",
+                           cores, per_cycle, None)
+    hz = facts.max_hz
+    return Theoretical((cores * hz * lo, cores * hz * hi),
+                       f"{cores} core{'s' * (cores != 1)} (the step's threads) x {hz / 1e9:.2f} GHz ({facts.clock_source}) "
+                       f"x {how}", cores, per_cycle, hz)
+
+
+def theoretical(device: torch.device, dtype: torch.dtype, threads: int | None = None) -> Theoretical:
     if device.type == "cpu":
-        return theoretical_cpu(dtype)
+        return theoretical_cpu(dtype, threads=threads)
     return Theoretical(None, f"not derived for {device.type}: torch does not expose its clock and units per SM")
+
+
+# --- bandwidth at the size of what a step touches ------------------------------------------------------
+
+FAR_BEYOND_BYTES = 512 * 2**20  # a copy's source and destination together: far beyond any cache here
+
+
+def probe_sizes(caches: dict[str, int], threads: int) -> dict[str, int]:
+    """Working sets (source + destination of a copy) per level: half of the L2 of each thread's core,
+    half of the L3, and far beyond; a level the machine does not state is not probed."""
+    sizes = {}
+    if caches.get("L2"):
+        sizes["L2"] = caches["L2"] // 2 * threads
+    if caches.get("L3") and caches["L3"] > sizes.get("L2", 0) * 2:
+        sizes["L3"] = caches["L3"] // 2
+    sizes["DRAM"] = FAR_BEYOND_BYTES
+    return sizes
+
+
+def measure_bandwidths(device: torch.device, sizes: dict[str, int], repeats: int = 5,
+                       op_cost_s: float | None = None) -> dict[str, float]:
+    """Bytes read plus written per second by a copy whose source and destination together are each
+    size: the best of `repeats` timings (core/timing.time_steps), each time less one dispatched
+    operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
+    op = measure_op_cost(device) if op_cost_s is None else op_cost_s
+    out = {}
+    for level, size in sizes.items():
+        src = torch.empty(max(1, size // 8), dtype=torch.float32, device=device).fill_(1.0)
+        dst = torch.empty_like(src)
+        moved = 2.0 * src.nbytes
+        n = max(1, min(10_000, int(64 * 2**20 // moved)))  # about 64 MiB moved per timing
+        dst.copy_(src)
+        best = min(time_steps(lambda: dst.copy_(src), n, device) for _ in range(repeats))
+        out[level] = moved / max(best - op, best * 0.1, 1e-9)
+    return out
+
+
+def bandwidth_for(working_set_bytes: int, sizes: dict[str, int], bandwidths: dict[str, float]
+                  ) -> tuple[str, float, str]:
+    """The probe whose working set holds the step's: (level, bytes/s, why, in words)."""
+    for level in sorted(sizes, key=sizes.__getitem__):
+        if working_set_bytes <= sizes[level] and level in bandwidths:
+            fits = (f"the step's working set ({working_set_bytes / 2**20:.2f} MiB) fits in the {level}-sized probe's "
+                    f"{sizes[level] / 2**20:.2f} MiB" if level != "DRAM" else
+                    f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond the caches")
+            return level, bandwidths[level], fits
+    return "DRAM", bandwidths["DRAM"], (f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond "
+                                        f"every probe: DRAM bandwidth")
 
 
 def measure_ceilings(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.1) -> Ceilings:
     """The device's ceilings in `dtype` (about 1-2 s on a CPU)."""
     probes = compute_probes(device, dtype, seconds)
     best = max(probes, key=probes.__getitem__)
+    threads = torch.get_num_threads() if device.type == "cpu" else None
     return Ceilings(device.type, str(dtype).removeprefix("torch."), probes[best], best, measure_bandwidth(device),
-                    measure_op_cost(device), theoretical(device, dtype))
+                    measure_op_cost(device), theoretical(device, dtype, threads).checked(probes[best]),
+                    threads=threads)
 
 
 # --- a step's cost and floors -----------------------------------------------------------------------

@@ -32,13 +32,22 @@ class Gpu:
     note: str = ""  # what the row had to assume
 
     def peak(self, dtype: str) -> float:
-        """The peak a step computing in `dtype` could use. A float32 step may run at the TF32 rate:
-        PyTorch lets cuDNN convolutions use TF32 by default, so a lower bound takes the faster of the two."""
+        """The peak a convolution computing in `dtype` could use (and any operation, where the split is not
+        known). A float32 convolution may run at the TF32 rate: PyTorch lets cuDNN use TF32 by default
+        (torch.backends.cudnn.allow_tf32), so a lower bound takes the faster of the two (on a GPU without
+        TF32 the row's TF32 figure is its fp32 one)."""
         if dtype == "bfloat16":
             return self.bf16_flops_per_s
         if dtype == "float32":
             return max(self.fp32_flops_per_s, self.tf32_flops_per_s)
         raise ConfigError(f"no peak for dtype {dtype!r} in the GPU table (bfloat16 or float32)")
+
+    def matmul_peak(self, dtype: str) -> float:
+        """The peak a matmul computing in `dtype` uses by default: float32 matmuls run at the FP32 rate
+        (torch.get_float32_matmul_precision() is "highest" unless a user lowers it), bf16 at the bf16 rate."""
+        if dtype == "float32":
+            return self.fp32_flops_per_s
+        return self.peak(dtype)
 
 
 T = 1e12
@@ -58,6 +67,15 @@ GPUS: dict[str, Gpu] = {g.name: g for g in (
         "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090)",
         "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
         "bf16 with fp32 accumulate, the rate PyTorch's bf16 matmuls use"),
+    # the GPU of the one public, reproducible MNIST time we know (tuomaso/train_mnist_fast: 0.76 s to 99%);
+    # desktop TU116: 1,536 CUDA cores x 2 FLOP (FMA) x 1.77 GHz boost = 5.44 TFLOP/s; 6 GB GDDR6 at 12 Gbps on
+    # 192 bits = 288 GB/s
+    Gpu("GTX 1660 Ti", 5.44 * T, 5.44 * T, 5.44 * T, 288e9,
+        "NVIDIA GeForce GTX 1660 Ti specifications (1,536 CUDA cores, 1,770 MHz boost, 288 GB/s) and the NVIDIA "
+        "Turing GPU architecture whitepaper", "https://www.nvidia.com/en-us/geforce/graphics-cards/gtx-1660-ti/",
+        "Turing TU116 has no tensor cores (no TF32, no bf16: both rows are the fp32 rate); the published run was "
+        "on a laptop's GTX 1660 Ti (boost 1,335-1,590 MHz: 4.1-4.9 TFLOP/s, NVIDIA's notebook figures), and the "
+        "desktop's faster clock keeps a lower bound one"),
 )}
 
 
@@ -75,6 +93,6 @@ def match(device_name: str) -> Gpu | None:
     An A100 40GB gets the 80GB row: its higher bandwidth only lowers a lower bound."""
     text = device_name.replace(" ", "").lower()
     found = ("H100 SXM" if "h100" in text else "H200" if "h200" in text else "A100 80GB" if "a100" in text
-             else "RTX 4090" if "4090" in text else "L4" if text.endswith("l4") else "T4" if text.endswith("t4")
-             else None)
+             else "RTX 4090" if "4090" in text else "GTX 1660 Ti" if "1660ti" in text
+             else "L4" if text.endswith("l4") else "T4" if text.endswith("t4") else None)
     return GPUS[found] if found else None

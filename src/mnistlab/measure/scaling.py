@@ -125,7 +125,7 @@ def judged(ratio: Ratio, c: ScalingCell) -> Ratio:
            f"all-reduce {c.processes} processes can be at most about {ceiling(c):.1f}x faster: the runs saw "
            f"different loads; rerun on a quiet machine")
     prior = ratio.stability.reason.removeprefix("unstable: ") if ratio.stability.reason else None
-    return Ratio(ratio.ratios, Stability(False, why + (f"; {prior}" if prior else "")))
+    return Ratio(ratio.ratios, Stability(False, why + (f"; {prior}" if prior else "")), ratio.of_medians)
 
 
 def why_it_scales(c: ScalingCell, ratio: Ratio) -> str:

@@ -8,6 +8,7 @@ notebook shows inline and `savefig` still saves."""
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from mnistlab.core.writer import FILES
 from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
 from mnistlab.measure.bench import PHASES, BenchResult
+from mnistlab.measure.decomposition import Decomposition, bound_label
 from mnistlab.measure.epochs import EpochTiming, epoch_timing, resume_points
 from mnistlab.measure.gpus import Gpu
 from mnistlab.measure.prediction import expectations
@@ -252,6 +254,46 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
     ax.set_title(plain_text(f"Roofline: this CPU and the {gpu.name}"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")  # above the bandwidth slopes' low end: no point lies there
+    return _finish(fig, out)
+
+
+@literal_text
+def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None) -> Path | Figure:
+    """Step time against batch size, log-log: every timing measured (small dots), each batch's median (larger),
+    and the fitted fixed + per-sample line through the batches up to the cell's (solid; dotted beyond, where it
+    was not fitted), one colour per model and thread count; the fixed part alone is the dashed level the line
+    flattens onto at small batches."""
+    if not results:
+        raise ConfigError("no decomposition to draw (measure one first)")
+    fig = InlineFigure(figsize=(8.5, 5.5))
+    ax = fig.subplots()
+    for i, d in enumerate(results):
+        color, fit = f"C{i % 10}", d.fit
+        batches = sorted(d.timings)
+        ax.plot([b for b in batches for _ in d.timings[b]], [t * 1e3 for b in batches for t in d.timings[b]],
+                ".", ms=3, alpha=0.5, color=color)
+        ax.plot(batches, [statistics.median(d.timings[b]) * 1e3 for b in batches], "o", ms=6, color=color)
+        span = d.fitted_batches
+        if batches[-1] > span[-1]:  # the line beyond the batches it was fitted to: dotted
+            xs = np.logspace(np.log10(span[-1]), np.log10(batches[-1]), 50)
+            ax.plot(xs, [fit.at(x) * 1e3 for x in xs], ":", lw=1.2, color=color)
+        xs = np.logspace(np.log10(span[0]), np.log10(span[-1]), 100)
+        ax.plot(xs, [fit.at(x) * 1e3 for x in xs], "-", lw=1.5, color=color,
+                label=f"{d.model}, {d.threads} thread{'s' * (d.threads != 1)}: {fit.fixed_s * 1e3:.3f} ms + "
+                      f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}")
+        if fit.fixed_s > 0:
+            ax.axhline(fit.fixed_s * 1e3, color=color, ls="--", lw=0.8)
+        ax.axvline(d.batch_size, color="grey", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        plain_log_labels(axis)
+    ax.set_xlabel("batch size (dotted: the cell's batch)")
+    ax.set_ylabel("ms per training step")
+    machine = "; ".join(dict.fromkeys(d.machine.split(" (")[0] for d in results))
+    ax.set_title(plain_text(f"A step's fixed part and per-sample part, measured on {machine}"))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
     return _finish(fig, out)
 
 
