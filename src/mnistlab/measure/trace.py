@@ -1,0 +1,52 @@
+"""A profiler trace of a few steps: where one step's time goes, operator by operator, to open in Perfetto
+(ui.perfetto.dev) or chrome://tracing.
+
+torch.profiler records the steps (CPU operators, and CUDA kernels on a GPU) after untimed warm-up steps,
+and writes Chrome's trace-event JSON (`traceEvents`). The job writes the bytes through its writer; nothing
+here writes a file of its own except the profiler's export, into a temporary folder that is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnistlab.core.device import synchronize
+from mnistlab.core.errors import MnistlabError
+from mnistlab.core.schema import check
+
+MAX_TRACED_STEPS = 100  # a trace of more steps is tens of MB that no viewer opens comfortably
+TRACE_SCHEMA = {"traceEvents": [{"name?": "text", "ph?": "text"}, "nonempty"]}
+
+
+def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = 5, warmup: int = 2) -> bytes:
+    """Chrome trace-event JSON of `steps` calls of `step` on `device`, after `warmup` untraced ones; each
+    traced step is a `ProfilerStep#N` range holding its operators."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    if not 1 <= steps <= MAX_TRACED_STEPS:
+        raise MnistlabError(f"a trace holds 1 to {MAX_TRACED_STEPS} steps, got {steps}")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, schedule=schedule(wait=0, warmup=warmup, active=steps, repeat=1),
+                 record_shapes=True) as prof:
+        for _ in range(warmup + steps):
+            step()
+            synchronize(device)
+            prof.step()
+    with tempfile.TemporaryDirectory(prefix="mnistlab-trace-") as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        data = path.read_bytes()
+    check(json.loads(data), TRACE_SCHEMA, "the profiler's trace")  # what Perfetto needs: events, named
+    return data
+
+
+def operators(trace: bytes) -> set[str]:
+    """The names of the operators a trace recorded (`aten::addmm`, ...), for a reader or a test."""
+    events = json.loads(trace)["traceEvents"]
+    return {e["name"] for e in events if isinstance(e, dict) and str(e.get("name", "")).startswith("aten::")}
