@@ -311,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
 
-    print(format_environment(environment()), file=out)
-    print(format_precision(precision_environment()), file=out)
+    from mnistlab.measure.table import fit_width
+
+    print(fit_width(format_environment(environment())), file=out)  # no line over 160 characters (issue 28)
+    print(fit_width(format_precision(precision_environment())), file=out)
     return 0
 
 
@@ -416,6 +418,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.profiling import MACS_VS_FLOPS, format_profile, profile_model
+    from mnistlab.measure.table import fit_width
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
@@ -424,12 +427,13 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     for p in profiles:
         print(format_profile(p), file=out)
         print(file=out)
-    print(MACS_VS_FLOPS, file=out)
+    print(fit_width(MACS_VS_FLOPS), file=out)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs import bench as jobs
+    from mnistlab.measure.table import fit_width
     from mnistlab.core.device import available_devices
 
     from mnistlab.core.defaults import PIPELINES
@@ -452,7 +456,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     else:
         _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
                                                steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common)
-    print(text, file=out)
+    print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
     return 0
 
