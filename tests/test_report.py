@@ -13,11 +13,14 @@ from mnistlab.jobs.lab import run_lab
 from mnistlab.core.rundir import open_run
 
 
+LAB_LOG: list[str] = []  # what the module's lab printed
+
+
 @pytest.fixture(scope="module")
 def lab_dir(tiny_module, tmp_path_factory):
     """One quick lab for the whole module (the expensive part); tests only read it or write beside it."""
     out = tmp_path_factory.mktemp("lab") / "lab"
-    page = run_lab(quick=True, device="cpu", out=out, dataset="tiny", log=lambda m: None, progress=False)
+    page = run_lab(quick=True, device="cpu", out=out, dataset="tiny", log=LAB_LOG.append, progress=False)
     assert page.is_absolute()
     return page.parent
 
@@ -63,6 +66,18 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
 
 
 QUICK_WORDS, FULL_WORDS = 1500, 2500  # issue 28: the report body outside tables and code blocks
+
+
+@pytest.mark.slow
+def test_the_labs_terminal_output_is_scannable(lab_dir):
+    """Issue 28, item 3: the lab's bench step prints its table, the speedrun its small one, and no line of the
+    lab's output is over 160 characters."""
+    lines = "\n".join(LAB_LOG).splitlines()
+    assert lines and max(len(x) for x in lines) <= 160, max(lines, key=len)
+    head = next(i for i, x in enumerate(lines) if x.startswith("cell ") and "ms/step median (min-max)" in x)
+    assert set(lines[head + 1]) == {"-"} and [x.split()[0] for x in lines[head + 2:head + 6]] == [
+        "reference/cpu/mlp", "resident/cpu/mlp", "reference/cpu/cnn", "resident/cpu/cnn"]
+    assert any(x.startswith("seeds   reached 99%   accuracy mean") for x in lines)
 
 
 @pytest.mark.slow

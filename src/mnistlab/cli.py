@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--device", choices=list(DEVICES), default="auto",
                      help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
+    lab.add_argument("--resume", metavar="LAB_DIR",
+                     help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
+                          "plan; not with --quick or --out)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_gpu(lab)
     _add_threads(lab)
@@ -499,8 +502,13 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs.lab import run_lab
 
+    if args.resume and (args.quick or args.out):
+        from mnistlab.core.errors import ConfigError
+
+        raise ConfigError("--resume finishes a lab with its own plan and folder: drop "
+                            + ("--quick" if args.quick else "--out"))
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu)
+                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu, resume=args.resume)
     print(page, file=out)
     return 0
 

@@ -17,7 +17,7 @@ from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import RunDir
 from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.document import plural
-from mnistlab.report.lab_state import LONGER_RUN
+from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN
 from mnistlab.report.runs import capped, config
 
 # the notebook's printed output, quoted (its cells' logs: "Epoch 1/10, Train Loss: 0.6722, Validation Loss: 0.3208")
@@ -163,8 +163,8 @@ def _longer_row(inputs) -> list[str]:
     run = next((r for r in inputs.runs if r.name == LONGER_RUN), None)
     if run is None:
         return [what, quoted, "- (not measured in this lab)",
-                f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for 10 epochs and names the first at "
-                f"{CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn --epochs 10"]
+                f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for {LONGER_EPOCHS} epochs and names the "
+                f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn --epochs {LONGER_EPOCHS}"]
     rows, test = run.metrics(), run.test()
     hit = next((r for r in rows if r["val_accuracy"] >= CNN_TARGET), None)
     cfg = config(run)
