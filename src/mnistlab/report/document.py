@@ -210,6 +210,7 @@ h1 {{ font-size: 26px; margin: 0.4em 0 0.3em; }}
 table.answers, table.text {{ width: 100%; }} table.answers td, table.text td {{ text-align: left; vertical-align: top; }}
 table.answers th, table.text th {{ text-align: left; }} table.answers {{ margin-top: 0.4em; line-height: 1.3; }}
 table.answers td:nth-child(2) {{ width: 21%; color: #444; }} table.answers td:nth-child(4) {{ width: 11%; }}
+table.text td:first-child {{ width: 16%; }} table.text td:nth-child(2), table.text td:nth-child(3) {{ width: 25%; }}
 </style></head>
 <body>
 {body}

@@ -62,16 +62,17 @@ def _first_loss(run: RunDir) -> float | None:
 
 
 def _pipeline_words(bench, model: str) -> str:
-    """The notebook's pipeline measured here: its data share of a step, and the step against mnistlab's."""
+    """The notebook's data pipeline timed here by the bench: its step, the share of it spent getting the batch in,
+    its training epoch at that rate, and the step with mnistlab's resident data beside it."""
     if bench is None:
-        return "no bench here to measure the notebook's data pipeline"
+        return "no bench here to time the notebook's data pipeline"
     ref, res = bench.cell("reference", "cpu", model), bench.cell("resident", "cpu", model)
     if ref is None:
         return "the bench did not time the notebook's pipeline"
-    said = (f"the notebook's per-sample pipeline spends {ref.share('data', 'h2d'):.0%} of its "
-            f"{ref.step_median_s * 1e3:.1f} ms step here getting the batch in")
+    said = (f"the notebook's per-sample pipeline, timed here: {ref.step_median_s * 1e3:.1f} ms a step, "
+            f"{ref.share('data', 'h2d'):.0%} of it getting the batch in, {ref.epoch_s_median:.1f} s an epoch's training")
     if res is not None:
-        said += f" (mnistlab's resident data: {res.step_median_s * 1e3:.1f} ms)"
+        said += f"; with the data resident, {res.step_median_s * 1e3:.1f} ms a step"
     return said
 
 
@@ -88,8 +89,8 @@ def reproduction(inputs) -> Reproduction:
             train, val = nb["mlp_cpu_epochs"][epoch]
             ours = _losses(m, epoch)
             rows.append([f"MLP, CPU, epoch {epoch}: train / validation loss", f"{train:.4f} / {val:.4f}",
-                         ours if ours != "-" else f"- (this lab trained {plural(n, 'epoch')})",
-                         same if ours != "-" else "a quick lab trains fewer epochs"])
+                         ours if ours != "-" else f"- ({plural(n, 'epoch')} trained here)",
+                         same if ours != "-" else "fewer epochs were trained here"])
         test = mlp.test()
         acc, loss, secs = nb["mlp_cpu_test"]
         if test:
@@ -102,7 +103,7 @@ def reproduction(inputs) -> Reproduction:
         rows.append(["MLP, CPU: seconds per epoch (train + validation)",
                      f"about {nb['mlp_cpu_epoch_s']:.1f} s; {nb['mlp_cpu_10_epochs_s']:.2f} s for 10 epochs",
                      "-" if epoch_s is None else f"{epoch_s:.2f} s (steady-state median)",
-                     _pipeline_words(bench, "mlp") + "; the rest is the machine"])
+                     _pipeline_words(bench, "mlp")])
     gpu_mlp = inputs.gpu_runs("mlp")
     g = nb["mlp_gpu"]
     quoted = (f"epoch 1: train loss {g['epoch_1'][0]:.4f}, test {g['epoch_1'][1]:.2f}%; epoch 10: train loss "
@@ -130,8 +131,8 @@ def reproduction(inputs) -> Reproduction:
         cap = capped(cnn)
         rows.append(["CNN, CPU: training seconds, epochs 1 and 2", f"{c['epoch_s'][0]:.2f} s, {c['epoch_s'][1]:.2f} s",
                      ", ".join(f"{r['train_seconds']:.2f} s" for r in rows_[:2]) + (f" ({cap} steps each)" if cap else ""),
-                     ("a quick lab caps each epoch at " + plural(cap, "step") + "; " if cap else "")
-                     + _pipeline_words(bench, "cnn") + ": the convolutions are the rest"])
+                     (f"each epoch capped at {plural(cap, 'step')} here; " if cap else "")
+                     + _pipeline_words(bench, "cnn")])
         test = cnn.test()
         val = ", ".join(f"{r['val_accuracy']:.2%}" for r in rows_[:2])
         rows.append(["CNN, CPU: accuracy after epochs 1 and 2", f"test {c['test'][0]:.2f}%, {c['test'][1]:.2f}%",
@@ -162,7 +163,7 @@ def _longer_row(inputs) -> list[str]:
     quoted = "- (not printed: its CNN was not fresh)"
     run = next((r for r in inputs.runs if r.name == LONGER_RUN), None)
     if run is None:
-        return [what, quoted, "- (not measured in this lab)",
+        return [what, quoted, "- (not measured here)",
                 f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for {LONGER_EPOCHS} epochs and names the "
                 f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn --epochs {LONGER_EPOCHS}"]
     rows, test = run.metrics(), run.test()
