@@ -129,6 +129,21 @@ class Inputs:
         return f"{why} in these directories" + (" (the machine that ran them had no GPU)" if machine else "")
 
     @cached_property
+    def _profiles(self) -> dict[tuple[str, int], Any]:
+        return {}
+
+    def profile(self, model: str, batch_size: int = 1) -> Any:
+        """A model's parameters, MACs and FLOPs (measure/profiling.py) at a batch size, counted once per report:
+        the model of these runs where there is one, else the registry's (Q7 and Q10 both read them)."""
+        from mnistlab.measure.profiling import profile_model
+
+        key = (model, batch_size)
+        if key not in self._profiles:
+            code, shape = self.model_codes.get(model, (model_code(model), DEFAULT_SHAPE))
+            self._profiles[key] = profile_model(code, batch_size, shape)
+        return self._profiles[key]
+
+    @cached_property
     def model_codes(self) -> dict[str, tuple[ModelCode, DataShape]]:
         """Each model of the runs (first run wins), with the code to build it and its data's shape;
         without runs, the lab's models, else the bench's."""

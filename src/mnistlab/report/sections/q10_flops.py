@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.profiling import profile_model
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.how_to_read import HOW
@@ -14,7 +13,7 @@ def missing(inputs: Inputs) -> str | None:
 
 
 def sentence(inputs: Inputs) -> str:
-    at_1 = [profile_model(code, 1, shape) for code, shape in inputs.model_codes.values()]
+    at_1 = [inputs.profile(m, 1) for m in inputs.model_codes]
     said = "; ".join(f"the {p.model.upper() if p.model in ('mlp', 'cnn') else p.model} has {p.parameters:,} parameters "
                      f"and does {p.macs:,} MACs per image" for p in at_1)
     return said[:1].upper() + said[1:] + " (thop calls MACs 'FLOPs')."
@@ -23,7 +22,7 @@ def sentence(inputs: Inputs) -> str:
 def write(doc: Document, inputs: Inputs) -> None:
     if missing(inputs):
         return
-    profiles = [profile_model(code, b, shape) for code, shape in inputs.model_codes.values() for b in (1, 64)]
+    profiles = [inputs.profile(m, b) for m in inputs.model_codes for b in (1, 64)]
     doc.h2("Q10. Parameters, MACs and FLOPs of each model (the notebook's thop.profile, batch 1)")
     doc.table(["model", "batch", "parameters", "MACs (thop's 'FLOPs')", "forward FLOPs", "backward FLOPs",
                "training-step FLOPs"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.measure.profiling import profile_model
 from mnistlab.report.document import Document, percent, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.lab_state import no_run
@@ -28,7 +27,7 @@ def _step_ms(rows: list[dict[str, float]]) -> float | None:
 def sentence(inputs: Inputs) -> str:
     cnn, mlp = inputs.cpu_run("cnn"), inputs.cpu_run("mlp")
     rows, test, cap = cnn.metrics(), cnn.test(), capped(cnn)
-    m, c = profile_model("mlp", 1), profile_model("cnn", 1)
+    m, c = inputs.profile("mlp", 1), inputs.profile("cnn", 1)
     fewer = 1 - c.parameters / m.parameters
     cnn_ms, mlp_ms = _step_ms(rows), _step_ms(mlp.metrics()) if mlp else None
     step = f"; a training step takes {cnn_ms:.1f} ms on this CPU" if cnn_ms else ""
