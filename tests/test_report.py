@@ -149,6 +149,11 @@ def test_report_in_a_real_browser(lab_dir, tmp_path):
     for number in (f"{acc:.2%}", "109,386", "101,578", "454,400"):
         assert number in text
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    # issue 28: every question's answer on the first screen of a laptop (1366 x 768, less the browser's own bars)
+    first = tmp_path / "first-screen.png"
+    dom = render(lab_dir / "report.html", screenshot=first, width=1366, height=680)
+    bottom = int(re.search(r'data-answer-sheet-bottom="(\d+)"', dom).group(1))
+    assert bottom <= 680, bottom
 
 
 def _fake_run(path, model, device, val_losses, train_seconds):

@@ -220,6 +220,8 @@ window.addEventListener("load", function () {{
   var broken = imgs.filter(function (i) {{ return !(i.complete && i.naturalWidth > 0); }}).length;
   document.body.setAttribute("data-images", imgs.length);
   document.body.setAttribute("data-broken-images", broken);
+  var sheet = document.querySelector("table.answers");  // where the answer sheet ends: on the first screen?
+  if (sheet) document.body.setAttribute("data-answer-sheet-bottom", Math.ceil(sheet.getBoundingClientRect().bottom));
 }});
 </script>
 </body></html>

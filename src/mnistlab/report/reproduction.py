@@ -130,7 +130,8 @@ def reproduction(inputs) -> Reproduction:
                      f"trained before (it continued a model from an earlier cell)"])
         cap = capped(cnn)
         rows.append(["CNN, CPU: training seconds, epochs 1 and 2", f"{c['epoch_s'][0]:.2f} s, {c['epoch_s'][1]:.2f} s",
-                     ", ".join(f"{r['train_seconds']:.2f} s" for r in rows_[:2]) + (f" ({cap} steps each)" if cap else ""),
+                     ", ".join(f"{r['train_seconds']:.2f} s" for r in rows_[:2])
+                     + (f" ({int(rows_[0]['steps'])} steps each)" if cap else ""),
                      (f"each epoch capped at {plural(cap, 'step')} here; " if cap else "")
                      + _pipeline_words(bench, "cnn")])
         test = cnn.test()

@@ -32,7 +32,7 @@ def sentence(inputs: Inputs) -> str:
     cnn_ms, mlp_ms = _step_ms(rows), _step_ms(mlp.metrics()) if mlp else None
     step = f"; a training step takes {cnn_ms:.1f} ms on this CPU" if cnn_ms else ""
     step += f", {cnn_ms / mlp_ms:.0f}x the MLP's" if cnn_ms and mlp_ms else ""
-    epochs = plural(len(rows), "epoch") + (f" of {cap} steps" if cap else "")
+    epochs = plural(len(rows), "epoch") + (f" of {int(rows[-1]['steps'])} steps" if cap else "")  # capped: as run
     return (f"The CNN has {percent(abs(fewer))} {'fewer' if fewer > 0 else 'more'} parameters than the MLP but "
             f"{c.macs / m.macs:.0f}x its MACs per image{step}"
             + (f"; after {epochs} its test accuracy is {test['accuracy']:.2%}." if test else "."))
