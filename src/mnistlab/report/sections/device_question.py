@@ -20,10 +20,6 @@ MEANING = {"launch": "The GPU's arithmetic is not what limits it: the speed-up i
            "compute": "Arithmetic sets it: the GPU's peak is what the step can use."}
 
 
-SET_BY = {"launch": "its time set by issuing its operations, not by arithmetic",  # the answer sheet's few words
-          "bandwidth": "its time set by memory traffic", "compute": "its time set by arithmetic"}
-
-
 def missing_runs(inputs: Inputs, model: str) -> str | None:
     """Why the runs cannot answer: no GPU run, or no CPU run to compare with."""
     if not inputs.gpu_runs(model):
@@ -149,3 +145,8 @@ def sentence(inputs: Inputs, model: str) -> str:
                  f"{p.cost.flops / other.prediction.cost.flops:,.0f}x the MLP's FLOPs in "
                  f"{p.cost.ops / other.prediction.cost.ops:.1f}x its operations")
     return said + "."
+
+
+# what each binding floor means, in the answer sheet's few words
+SET_BY = {"launch": "its time set by issuing its operations, not by arithmetic",
+          "bandwidth": "its time set by memory traffic", "compute": "its time set by arithmetic"}
