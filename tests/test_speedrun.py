@@ -26,7 +26,7 @@ def run_cli(tmp_path, *extra):
 def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert run_cli(tmp_path, "--seeds", "2", "--target", "50", "--no-channels-last") == 0
     out = capsys.readouterr().out
-    assert "2 seeds" in out and "reached 50%" in out and "median" in out
+    assert "seeds   reached 50%" in out and "time median (range)" in out  # the small table (issue 28)
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
     runs, summary = data["runs"], data["summary"]
     assert [r["seed"] for r in runs] == [0, 1]
@@ -53,10 +53,12 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert all(r["flops_per_s"] == pytest.approx(flops / r["seconds"]) for r in runs)
     assert all(r["ceiling_fraction"] == pytest.approx(flops / r["seconds"] / ceiling) for r in runs)
     assert summary["floor_s"] == pytest.approx(flops / ceiling) and data["ceiling_s"] > 0
-    assert f"of the measured bfloat16 compute ceiling, {ceiling / 1e9:,.1f} GFLOP/s (" in out
-    assert f"floor {flops / ceiling:.2g} s (the counted FLOPs at the ceiling)" in out
+    details = result.details()  # every row; the command prints the small table (issue 28)
+    assert f"of the measured bfloat16 compute ceiling, {ceiling / 1e9:,.1f} GFLOP/s (" in details
+    assert f"floor {flops / ceiling:.2g} s (the counted FLOPs at the ceiling)" in details
+    assert f"   {flops / ceiling:.2g} s   " in out.splitlines()[3]
     # main([...]) from Python is not a fresh process: no cold time, and the line says why
-    assert data["cold_s"] is None and "cold start not measured: not a fresh process" in out
+    assert data["cold_s"] is None and "cold start not measured: not a fresh process" in details
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
@@ -400,7 +402,9 @@ def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
                                                                                   if expected_from == "process start"
                                                                                   else "mnistlab's import")
     assert first["seconds"] + first["warmup_s"] + data["summary"]["data_s"] < data["cold_s"] < wall
-    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in p.stdout
+    assert f"   {data['cold_s']:.2f} s   " in p.stdout.splitlines()[3]  # the small table's cold start column
+    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in \
+        sr.SpeedrunResult.from_dict(data).details()
 
 
 def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
@@ -599,7 +603,7 @@ def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     assert result.dataset == "tiny" and result.to_dict()["dataset"] == "tiny"
     doc = Document("t")
     speedrun_section(doc, result)
-    assert "1 epoch over 640 training images of tiny;" in doc.to_markdown(tmp_path)
+    assert "| speednet | Adam, one-cycle schedule" in doc.to_markdown(tmp_path) and "| 640 (tiny) |" in doc.to_markdown(tmp_path)
     data = json.loads((tmp_path / "s" / sr.SpeedrunResult.FILE).read_text())
     del data["dataset"]
     (tmp_path / "s" / sr.SpeedrunResult.FILE).write_text(json.dumps(data))

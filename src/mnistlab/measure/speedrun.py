@@ -356,10 +356,11 @@ class SpeedrunResult(Repeats):
         time = (f"{s['time_median_s']:.2f} s" if s["seeds"] == 1
                 else f"{s['time_median_s']:.2f} s ({s['time_min_s']:.2f}-{s['time_max_s']:.2f})")
         table = text_table(["seeds", f"reached {self.target:g}%", "accuracy mean \u00b1 std",
-                            f"p (mean > {self.target:g}%)", "time median (range)", "floor", "stability"],
+                            f"p (mean > {self.target:g}%)", "time median (range)", "floor", "cold start", "stability"],
                            [[str(s["seeds"]), f"{s['reached_target']}/{s['seeds']}", accuracy,
                              "-" if t.p is None else p_value_text(t.p), time,
                              "-" if self.floor_s is None else f"{self.floor_s:.2g} s",
+                             "-" if self.cold_s is None else f"{self.cold_s:.2f} s",
                              "stable" if self.stability.stable else "unstable"]], left=0, gap=3)
         lines = [f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}", table]
         if not self.stability.stable and self.stability.reason:

@@ -139,7 +139,7 @@ class Inputs:
 
         key = (model, batch_size)
         if key not in self._profiles:
-            code, shape = self.model_codes.get(model, (model_code(model), DEFAULT_SHAPE))
+            code, shape = self.model_codes[model] if model in self.model_codes else (model_code(model), DEFAULT_SHAPE)
             self._profiles[key] = profile_model(code, batch_size, shape)
         return self._profiles[key]
 
