@@ -174,8 +174,9 @@ def _longer_row(inputs) -> list[str]:
             else f"not within {plural(len(rows), 'epoch')} (best {max(r['val_accuracy'] for r in rows):.2%} validation)")
     if test:
         ours += f"; test {test['accuracy']:.2%} after {plural(len(rows), 'epoch')}"
-    return [what, quoted, ours, f"{run.name}: the notebook's recipe (SGD lr {cfg['lr']}, momentum {cfg['momentum']}) "
-                                f"from a fresh model, seed {cfg['seed']}, trained on"]
+    recipe = f"{run.name}: the notebook's recipe (SGD lr {cfg['lr']}, momentum {cfg['momentum']}) from a fresh model"
+    needs = (f"needs {plural(int(hit['epoch']), 'epoch')}" if hit else f"needs more than {plural(len(rows), 'epoch')}")
+    return [what, quoted, ours, f"{recipe} {needs}: the notebook's 2 epochs came on top of earlier training"]
 
 
 def reproduction_of(paths: Sequence[str | Path]) -> Reproduction:

@@ -138,13 +138,14 @@ def sentence(inputs: Inputs, model: str) -> str:
 
     def times(x: float) -> str:
         return f"{x:.1f}x" if x < 10 else f"{x:,.0f}x"
-    said = (f"At most {times(p.speedup(e.here.step)[0])} faster on the {p.gpu.name} than here: {p.binds}-bound, "
-            f"{SET_BY[p.binds]}")
-    if other is not None:
-        said += (f", the MLP at most {times(other.prediction.speedup(other.here.step)[0])}: the CNN's step does "
-                 f"{p.cost.flops / other.prediction.cost.flops:,.0f}x the MLP's FLOPs in "
-                 f"{p.cost.ops / other.prediction.cost.ops:.1f}x its operations")
-    return said + "."
+    fast = f"At most {times(p.speedup(e.here.step)[0])} faster on the {p.gpu.name} than here"
+    if other is None:
+        return f"{fast}: {p.binds}-bound, {SET_BY[p.binds]}."
+    o = other.prediction
+    binds = (f"both {p.binds}-bound" if o.binds == p.binds else f"the CNN {p.binds}-bound, the MLP {o.binds}-bound")
+    return (f"{fast}, the MLP at most {times(o.speedup(other.here.step)[0])}: the CNN's step does "
+            f"{p.cost.flops / o.cost.flops:,.0f}x the MLP's FLOPs in {p.cost.ops / o.cost.ops:.1f}x its operations "
+            f"({binds}).")
 
 
 # what each binding floor means, in the answer sheet's few words
