@@ -362,7 +362,8 @@ class SpeedrunResult(Repeats):
                              "-" if self.floor_s is None else f"{self.floor_s:.2g} s",
                              "-" if self.cold_s is None else f"{self.cold_s:.2f} s",
                              "stable" if self.stability.stable else "unstable"]], left=0, gap=3)
-        lines = [f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}", table]
+        lines = [f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}",
+                 table]
         if not self.stability.stable and self.stability.reason:
             lines.append(f"time {self.stability.reason}")
         return fit_width("\n".join(lines), width)

@@ -17,7 +17,7 @@ from mnistlab.core.writer import FILES, Writer
 from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.document import Document
-from mnistlab.report.inputs import Inputs, read_inputs
+from mnistlab.report.inputs import read_inputs
 from mnistlab.report.sections import sections
 
 FIGURES = "figures"
@@ -39,7 +39,8 @@ def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFA
         doc = Document(f"mnistlab sweep {inputs.sweep[0]['study']}")
         parts = sections("sweep")
     else:
-        doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else "") + ": the notebook's questions, answered")
+        doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else "")
+                       + ": the notebook's questions, answered")
         parts = sections()  # the answer sheet first (report/sections/answers.py)
     for section in parts:
         section.write(doc, inputs)

@@ -45,7 +45,8 @@ class RunState:
         why = WHY.get(self.state or "", f"{self.state}: {self.message}" if self.message else self.state)
         if self.finished_session:  # a session ended; the plan's next one (the MLP's 10 more epochs) did not run
             return f"{self.name} has {plural(self.epochs, 'epoch')} of {self.planned}"
-        return f"{self.name} stopped after {self.epochs} of {plural(self.planned, 'epoch')}" + (f" ({why})" if why else "")
+        stopped = f"{self.name} stopped after {self.epochs} of {plural(self.planned, 'epoch')}"
+        return stopped + (f" ({why})" if why else "")
 
 
 def run_state(folder: Path, planned: int) -> RunState:

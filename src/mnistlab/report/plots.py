@@ -104,7 +104,7 @@ def run_labels(runs: Sequence[RunDir]) -> list[str]:
     parts = [Path(r.path).absolute().parts for r in runs]
     depth = [1] * len(runs)
     while True:
-        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
         shared = {x for x in labels if labels.count(x) > 1}
         longer = [i for i, x in enumerate(labels) if x in shared and depth[i] < len(parts[i])]
         if not longer:  # all distinct, or the same folder given twice
@@ -127,7 +127,7 @@ def plot_runs(runs: Sequence[RunDir], out: Path | None = None, upto_epoch: int |
     ax_loss, ax_acc = fig.subplots(1, 2)
     loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
     names = run_labels(runs)
-    for i, (run, name) in enumerate(zip(runs, names)):
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
         epochs = [int(r["epoch"]) for r in rows]
         color = f"C{i % 10}"
@@ -173,7 +173,7 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
     measured on a busy machine crossed, the steady state's median and min-max band marked."""
     fig = InlineFigure(figsize=(8, 4))
     ax = fig.subplots()
-    for i, (run, label) in enumerate(zip(runs, run_labels(runs))):
+    for i, (run, label) in enumerate(zip(runs, run_labels(runs), strict=True)):
         rows = run.metrics()
         t = epoch_timing(rows)
         color = f"C{i % 10}"

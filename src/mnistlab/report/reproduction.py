@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import RunDir
@@ -19,6 +20,10 @@ from mnistlab.measure.epochs import epoch_timing
 from mnistlab.report.document import plural
 from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN
 from mnistlab.report.runs import capped, config
+
+if TYPE_CHECKING:
+    from mnistlab.measure.bench import BenchResult
+    from mnistlab.report.inputs import Inputs
 
 # the notebook's printed output, quoted (its cells' logs: "Epoch 1/10, Train Loss: 0.6722, Validation Loss: 0.3208")
 NOTEBOOK = {
@@ -61,7 +66,7 @@ def _first_loss(run: RunDir) -> float | None:
     return steps[0]["train_loss"] if steps else None
 
 
-def _pipeline_words(bench, model: str) -> str:
+def _pipeline_words(bench: BenchResult | None, model: str) -> str:
     """The notebook's data pipeline timed here by the bench: its step, the share of it spent getting the batch in,
     its training epoch at that rate, and the step with mnistlab's resident data beside it."""
     if bench is None:
@@ -70,13 +75,14 @@ def _pipeline_words(bench, model: str) -> str:
     if ref is None:
         return "the bench did not time the notebook's pipeline"
     said = (f"the notebook's per-sample pipeline, timed here: {ref.step_median_s * 1e3:.1f} ms a step, "
-            f"{ref.share('data', 'h2d'):.0%} of it getting the batch in, {ref.epoch_s_median:.1f} s an epoch's training")
+            f"{ref.share('data', 'h2d'):.0%} of it getting the batch in, "
+            f"{ref.epoch_s_median:.1f} s an epoch's training")
     if res is not None:
         said += f"; with the data resident, {res.step_median_s * 1e3:.1f} ms a step"
     return said
 
 
-def reproduction(inputs) -> Reproduction:
+def reproduction(inputs: Inputs) -> Reproduction:
     """The table for a report's inputs (report.inputs.Inputs): the lab's runs, or the run and bench folders given."""
     rows: list[list[str]] = []
     nb, bench = NOTEBOOK, inputs.bench
@@ -158,7 +164,7 @@ def reproduction(inputs) -> Reproduction:
     return Reproduction(rows)
 
 
-def _longer_row(inputs) -> list[str]:
+def _longer_row(inputs: Inputs) -> list[str]:
     """How many epochs a fresh CNN needs to reach the notebook's 97.4%: the full lab's run trained on, else how to."""
     what = f"CNN from scratch: the first epoch at {CNN_TARGET:.1%}"
     quoted = "- (not printed: its CNN was not fresh)"
@@ -166,12 +172,14 @@ def _longer_row(inputs) -> list[str]:
     if run is None:
         return [what, quoted, "- (not measured here)",
                 f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for {LONGER_EPOCHS} epochs and names the "
-                f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn --epochs {LONGER_EPOCHS}"]
+                f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn "
+                f"--epochs {LONGER_EPOCHS}"]
     rows, test = run.metrics(), run.test()
     hit = next((r for r in rows if r["val_accuracy"] >= CNN_TARGET), None)
     cfg = config(run)
     ours = (f"epoch {int(hit['epoch'])} ({hit['val_accuracy']:.2%} validation accuracy)" if hit
-            else f"not within {plural(len(rows), 'epoch')} (best {max(r['val_accuracy'] for r in rows):.2%} validation)")
+            else f"not within {plural(len(rows), 'epoch')} "
+                 f"(best {max(r['val_accuracy'] for r in rows):.2%} validation)")
     if test:
         ours += f"; test {test['accuracy']:.2%} after {plural(len(rows), 'epoch')}"
     recipe = f"{run.name}: the notebook's recipe (SGD lr {cfg['lr']}, momentum {cfg['momentum']}) from a fresh model"

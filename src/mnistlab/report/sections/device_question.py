@@ -61,7 +61,8 @@ def not_answered(reason: str, what: str) -> str:
 def prediction_sentence(e: Expected, meaning: bool = True) -> str:
     p = e.prediction
     return (f"On the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
-            f"{e.speedup_words()}." + (f" {MEANING[p.binds]}" if meaning else f" {p.binds.capitalize()}-bound, as the MLP's (Q6)."))
+            f"{e.speedup_words()}."
+            + (f" {MEANING[p.binds]}" if meaning else f" {p.binds.capitalize()}-bound, as the MLP's (Q6)."))
 
 
 def assumptions(gpu: Gpu) -> str:
@@ -93,7 +94,7 @@ def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what:
     """The question's answer: from the runs, else by prediction, else why not; then the prediction's
     assumptions, its check against a GPU the bench measured, and the bench's evidence."""
     reason, e = missing_runs(inputs, model), inputs.expected.get(model)
-    mlp = inputs.expected.get("mlp")  # Q6 has said what the MLP's binding floor means: Q9 says it once more only if it differs
+    mlp = inputs.expected.get("mlp")  # Q6 has said what the MLP's binding floor means: Q9 says it only if it differs
     meaning = not (model != "mlp" and e and mlp and mlp.prediction.binds == e.prediction.binds)
     if reason is None:
         doc.p(comparison(inputs, model))

@@ -21,8 +21,9 @@ def glossary(inputs: Inputs) -> list[list[str]]:
     out = [["measured", "by mnistlab, on the machine named at the top; the notebook's figures are quoted from its "
                         "printed output (a Colab CPU runtime and a T4 GPU)"]]
     if inputs.runs:
-        out += [["first epoch", "each train or resume session's first epoch, shown apart from the steady state (the "
-                                "other epochs: median, min\u2013max); called cold only where its warm-up was timed apart"],
+        out += [["first epoch", "each train or resume session's first epoch, shown apart from the steady state "
+                                "(the other epochs: median, min\u2013max); called cold only where its warm-up was "
+                                "timed apart"],
                 ["busy", "the load average exceeded the logical cores when the epoch ended"]]
     out += [["unstable", f"repeats that spread over more than {UNSTABLE_SPREAD:.0%} of their median, a single repeat, "
                          f"or a busy machine"],
