@@ -16,6 +16,7 @@ from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import open_run
 from mnistlab.report.builder import build_report
+from mnistlab.report.document import md_escape
 from mnistlab.training import runner
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import count_parameters, create_model
@@ -177,7 +178,7 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
     train_run(resume=run, overrides={"epochs": 1}, log=lambda m: None, progress=False)
     assert [r["epoch"] for r in open_run(run).metrics()] == [1, 2, 3]
     md, _ = build_report([run], tmp_path / "rep")
-    assert f"{spec}: 7,850 parameters" in md.read_text()
+    assert f"| {md_escape(spec, block_start=False)} | 7,850 | 7,850 |" in md.read_text()  # the models' table
 
 
 def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):

@@ -95,6 +95,8 @@ def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(ex
     assert [o for o in train_cell.outputs if WIDGET in o.get("data", {})]  # tqdm.auto's widget bar
     text = "".join(o.get("text", "") + o.get("data", {}).get("text/html", "") for o in outputs)
     assert "109,386" in text and "454,400" in text and "no GPU here" in text and "validation loss" in text
+    # the notebook's own printed numbers beside the runs' (issue 28): quoted, measured, each difference explained
+    assert "printed figures beside ours" in text and "0.0598 (step 0)" in text and "97.61%" in text
 
 
 @pytest.mark.slow

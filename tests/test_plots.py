@@ -180,3 +180,35 @@ def test_a_horizontal_log_axis_labels_no_more_than_fits(tmp_path, tick_labels, l
                           "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
     shown = {t for t in tick_labels["sweep.png log"] if t}
     assert want <= shown and not (not_want & shown), shown
+
+
+def test_two_runs_with_the_same_name_are_told_apart_and_each_resume_is_counted(tmp_path, monkeypatch):
+    """Issue 28, item 4: `mnistlab plot A/mlp-cpu B/mlp-cpu` labels each run by the shortest ending of its path
+    that tells it apart, and a run resumed twice has one legend entry that says so (not one entry for all runs)."""
+    from mnistlab.cli import main
+
+    legends: dict[str, list[list[str]]] = {}
+    save = plots.save_figure
+
+    def keep(fig, out):
+        legends[Path(out).name] = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes
+                                   if ax.get_legend() is not None]
+        return save(fig, out)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    a = _run(tmp_path / "A" / "mlp-cpu", [0.9, 0.6, 0.4, 0.3, 0.25], [1, 1, 2, 2, 2])
+    b = _run(tmp_path / "B" / "mlp-cpu", [1.0, 0.7, 0.5, 0.45, 0.4], [1, 1, 2, 2, 3])
+    assert plots.run_labels([a, b]) == ["A/mlp-cpu", "B/mlp-cpu"]
+    assert plots.run_labels([a, RunDir(tmp_path / "x" / "A" / "other")]) == ["mlp-cpu", "other"]
+    out = Path(os.environ.get("MNISTLAB_LEGEND_PNG", tmp_path / "compare.png"))  # set it to look at the figure
+    assert main(["plot", str(a.path), str(b.path), "--out", str(out)]) == 0
+    loss, accuracy = legends[out.name]
+    assert loss == ["A/mlp-cpu: train", "A/mlp-cpu: validation", "A/mlp-cpu: resumed here",
+                    "B/mlp-cpu: train", "B/mlp-cpu: validation", "B/mlp-cpu: resumed here (2 resumes)"]
+    assert accuracy == ["A/mlp-cpu", "B/mlp-cpu"]
+    plots.plot_epoch_times([a, b], tmp_path / "times.png")
+    (times,) = legends["times.png"]
+    assert "A/mlp-cpu: resumed here" in times and "B/mlp-cpu: resumed here (2 resumes)" in times
+    assert len(times) == len(set(times))  # no two entries alike
+    plots.plot_runs([b], tmp_path / "one.png")
+    assert "resumed here (2 resumes)" in legends["one.png"][0]

@@ -26,7 +26,7 @@ def run_cli(tmp_path, *extra):
 def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert run_cli(tmp_path, "--seeds", "2", "--target", "50", "--no-channels-last") == 0
     out = capsys.readouterr().out
-    assert "2 seeds" in out and "reached 50%" in out and "median" in out
+    assert "seeds   reached 50%" in out and "time median (range)" in out  # the small table (issue 28)
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
     runs, summary = data["runs"], data["summary"]
     assert [r["seed"] for r in runs] == [0, 1]
@@ -53,10 +53,12 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert all(r["flops_per_s"] == pytest.approx(flops / r["seconds"]) for r in runs)
     assert all(r["ceiling_fraction"] == pytest.approx(flops / r["seconds"] / ceiling) for r in runs)
     assert summary["floor_s"] == pytest.approx(flops / ceiling) and data["ceiling_s"] > 0
-    assert f"of the measured bfloat16 compute ceiling, {ceiling / 1e9:,.1f} GFLOP/s (" in out
-    assert f"floor {flops / ceiling:.2g} s (the counted FLOPs at the ceiling)" in out
+    details = result.details()  # every row; the command prints the small table (issue 28)
+    assert f"of the measured bfloat16 compute ceiling, {ceiling / 1e9:,.1f} GFLOP/s (" in details
+    assert f"floor {flops / ceiling:.2g} s (the counted FLOPs at the ceiling)" in details
+    assert f"   {flops / ceiling:.2g} s   " in out.splitlines()[3]
     # main([...]) from Python is not a fresh process: no cold time, and the line says why
-    assert data["cold_s"] is None and "cold start not measured: not a fresh process" in out
+    assert data["cold_s"] is None and "cold start not measured: not a fresh process" in details
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
     assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
@@ -148,11 +150,11 @@ def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     spec, root = get_dataset("tiny"), data_root(None)
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=1, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
-    assert "unstable" in result.table() and "4.2 at the end" in result.table()
+    assert "unstable" in result.details() and "4.2 at the end" in result.details()
     assert result.to_dict()["machine_busy"] == result.machine_busy and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
     quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds * 2,
                               load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}})
-    assert quiet.machine_busy is None and "unstable" not in quiet.table()
+    assert quiet.machine_busy is None and "unstable" not in quiet.details()
 
 
 def test_out_that_is_taken_is_one_line_naming_out(tiny, tmp_path, capsys):
@@ -227,8 +229,8 @@ def test_speedrun_times_are_judged_by_the_one_stability_rule():
         return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds)
 
     assert result([4.0, 4.1, 4.05]).stability.stable
-    assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).table()
-    assert "1 repeat, no range" in result([4.0]).table()
+    assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).details()
+    assert "1 repeat, no range" in result([4.0]).details()
 
 
 # --- issue 20, item 2: the floor, the t-test, the cold time ------------------------------------------
@@ -264,7 +266,7 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     assert result.floor_s == pytest.approx(run / 1e9)
     assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx([run / s.seconds / 1e9
                                                                                for s in result.seeds])
-    assert f"{run / 1e9:,.2f} GFLOP per run" in result.table()
+    assert f"{run / 1e9:,.2f} GFLOP per run" in result.details()
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
 
@@ -291,7 +293,7 @@ def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch,
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=1, target=10, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
     assert result.flops is None and result.ceiling is None and result.floor_s is None and len(result.seeds) == 1
-    line = result.table()
+    line = result.details()
     assert "FLOPs not counted (RuntimeError: no formula for this op)" in line and "second line" not in line
     assert "floor unknown (FLOPs not counted" in line and all(len(x) <= 160 for x in line.splitlines())
     assert result.not_measured["ceiling"] == "not measured (RuntimeError: no formula for this op)"
@@ -327,7 +329,7 @@ def test_the_one_sided_t_test_matches_a_known_value():
                                                "why_not": None}
     assert ("mean above 99%? t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t at least "
             "this large if the true mean were 99%, smaller still for any lower mean)") == result.test_words()
-    assert "t = 3.00, p = 0.02 (one-sided t-test over 5 seeds)" in result.table()
+    assert "t = 3.00, p = 0.02 (one-sided t-test over 5 seeds)" in result.details()
     assert "t = 3.00, p = 0.02" in result._repr_html_()
 
 
@@ -342,7 +344,7 @@ def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
     assert t.p is None and t.t is None and why in t.why_not
     seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
-    assert f"no t-test: {why}" in result.table() and "p = " not in result.table()
+    assert f"no t-test: {why}" in result.details() and "p = " not in result.details()
     assert result.to_dict()["summary"]["target_test"]["p"] is None
     doc = Document("t")
     speedrun_section(doc, result)
@@ -368,7 +370,7 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
     result = read_result(sr.SpeedrunResult, tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
-    line = result.table()
+    line = result.details()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
     assert "mean above 99%?  " in line and "t = " in line  # the t-test needs only the seeds' accuracies, which old files have
     doc = Document("t")
@@ -400,7 +402,9 @@ def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
                                                                                   if expected_from == "process start"
                                                                                   else "mnistlab's import")
     assert first["seconds"] + first["warmup_s"] + data["summary"]["data_s"] < data["cold_s"] < wall
-    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in p.stdout
+    assert f"   {data['cold_s']:.2f} s   " in p.stdout.splitlines()[3]  # the small table's cold start column
+    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in \
+        sr.SpeedrunResult.from_dict(data).details()
 
 
 def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
@@ -533,7 +537,7 @@ def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_p
              for i, a in enumerate([98.96, 99.09, 99.08])]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.5, 0.3, 60000, 10000, 1000, seeds)
     assert result.target_test.p > 0.99
-    line = result.table()
+    line = result.details()
     assert "mean above 99.5%? t = -10.93, p > 0.99 (one-sided t-test over 3 seeds; p is the chance of a t at least " \
            "this large if the true mean were 99.5%, smaller still for any lower mean)" == result.test_words()
     assert "t = -10.93, p > 0.99 (one-sided t-test over 3 seeds)" in line
@@ -568,11 +572,11 @@ def test_one_seeds_time_has_no_median_or_range():
     """'median 0.77 s (range 0.77-0.77 s)' for one seed said a spread it does not have."""
     seeds = [sr.SeedResult(0, 99.0, 9900, 10000, 0.77, 0.74, 0.03, 0.01, 0.1)]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
-    assert "time to train + evaluate  0.77 s (1 seed, no range)" in result.table()
-    assert "range 0.77" not in result.table() and "range 0.77" not in result._repr_html_()
+    assert "time to train + evaluate  0.77 s (1 seed, no range)" in result.details()
+    assert "range 0.77" not in result.details() and "range 0.77" not in result._repr_html_()
     two = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000,
                             seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)])
-    assert "median 0.79 s (range 0.77-0.81 s)" in two.table()
+    assert "median 0.79 s (range 0.77-0.81 s)" in two.details()
 
 
 def test_a_spread_just_over_the_limit_is_not_printed_as_the_limit():
@@ -599,9 +603,9 @@ def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     assert result.dataset == "tiny" and result.to_dict()["dataset"] == "tiny"
     doc = Document("t")
     speedrun_section(doc, result)
-    assert "1 epoch over 640 training images of tiny;" in doc.to_markdown(tmp_path)
+    assert "| speednet | Adam, one-cycle schedule" in doc.to_markdown(tmp_path) and "| 640 (tiny) |" in doc.to_markdown(tmp_path)
     data = json.loads((tmp_path / "s" / sr.SpeedrunResult.FILE).read_text())
     del data["dataset"]
     (tmp_path / "s" / sr.SpeedrunResult.FILE).write_text(json.dumps(data))
     older = read_result(sr.SpeedrunResult, tmp_path / "s")
-    assert older.dataset is None and "speednet on cpu (" in older.table()
+    assert older.dataset is None and "speednet on cpu (" in older.details()

@@ -41,11 +41,13 @@ _EXPORTS = {
     # a bench's steps predicted on a GPU of the table (Q6, Q9 without a GPU)
     "GPUS": "mnistlab.measure.gpus", "gpu": "mnistlab.measure.gpus", "predict_on_gpu": "mnistlab.measure.prediction",
     "build_report": "mnistlab.report.builder", "training_observations": "mnistlab.report.runs",
+    "reproduction": "mnistlab.report.reproduction",  # the notebook's printed figures beside a run's (issue 28)
     "ModelError": "mnistlab.core.errors", "ResultFileError": "mnistlab.core.errors",
 }
 # and every job's public functions (train_run, evaluate_run, the benches, speedrun, run_lab, ...): found in
 # mnistlab.jobs, so that a new job needs no line here
-_RENAMED = {"train": "train_run", "bench_observations": "observations", "format_bench_table": "format_table", "predict_on_gpu": "expectations"}
+_RENAMED = {"train": "train_run", "bench_observations": "observations", "format_bench_table": "format_table",
+            "predict_on_gpu": "expectations", "reproduction": "reproduction_of"}
 
 __all__ = sorted([*_EXPORTS, "__version__"])  # and the jobs' (see __dir__)
 

@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--device", choices=list(DEVICES), default="auto",
                      help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
+    lab.add_argument("--resume", metavar="LAB_DIR",
+                     help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
+                          "plan; not with --quick or --out)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_gpu(lab)
     _add_threads(lab)
@@ -311,8 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
 
-    print(format_environment(environment()), file=out)
-    print(format_precision(precision_environment()), file=out)
+    from mnistlab.measure.table import fit_width
+
+    print(fit_width(format_environment(environment())), file=out)  # no line over 160 characters (issue 28)
+    print(fit_width(format_precision(precision_environment())), file=out)
     return 0
 
 
@@ -416,6 +421,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.profiling import MACS_VS_FLOPS, format_profile, profile_model
+    from mnistlab.measure.table import fit_width
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
@@ -424,12 +430,13 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     for p in profiles:
         print(format_profile(p), file=out)
         print(file=out)
-    print(MACS_VS_FLOPS, file=out)
+    print(fit_width(MACS_VS_FLOPS), file=out)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs import bench as jobs
+    from mnistlab.measure.table import fit_width
     from mnistlab.core.device import available_devices
 
     from mnistlab.core.defaults import PIPELINES
@@ -452,7 +459,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     else:
         _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
                                                steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common)
-    print(text, file=out)
+    print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
     return 0
 
@@ -495,8 +502,13 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs.lab import run_lab
 
+    if args.resume and (args.quick or args.out):
+        from mnistlab.core.errors import ConfigError
+
+        raise ConfigError("--resume finishes a lab with its own plan and folder: drop "
+                            + ("--quick" if args.quick else "--out"))
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu)
+                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu, resume=args.resume)
     print(page, file=out)
     return 0
 

@@ -34,9 +34,10 @@ class EpochTiming(Repeats):
     def load(self) -> Load:  # type: ignore[override]
         return {}  # each epoch's own load marks it busy (busy_epochs); the spread alone judges the rest
 
-    def words(self) -> str:
+    def words(self, marks: bool = True) -> str:
         """"first epoch 19.70 s; steady state 0.52 s per epoch (0.49-0.61 s over 9 epochs)"; with a measured
-        warm-up, "cold start (warm-up, timed apart) 1.20 s; first epoch ..."."""
+        warm-up, "cold start (warm-up, timed apart) 1.20 s; first epoch ...". `marks`: say busy epochs and an
+        unstable steady state here (a report that says the machine's stability once, elsewhere, passes False)."""
         times = ", ".join(f"{t:.2f} s" for t in self.cold_s)
         first = (f"first epoch {times}" if len(self.cold_s) == 1
                  else f"first epoch of each of {len(self.cold_s)} sessions {times}")
@@ -44,7 +45,7 @@ class EpochTiming(Repeats):
             warm = ", ".join(f"{t:.2f} s" for t in self.warmup_s)
             first = (f"cold start (the untimed warm-up: compile, capture and first-call costs, timed apart) {warm}; "
                      f"{first}")
-        if self.busy_epochs:
+        if self.busy_epochs and marks:
             first += (f"; epoch{'s' if len(self.busy_epochs) > 1 else ''} {', '.join(map(str, self.busy_epochs))} "
                       f"measured while the machine was busy (load average above its cores): not stable evidence")
         if not self.steady_s:
@@ -54,7 +55,7 @@ class EpochTiming(Repeats):
             return f"{first}; steady state {s.median:.2f} s per epoch (1 epoch, no range)"
         judged = self.stability
         return (f"{first}; steady state {s.median:.2f} s per epoch ({s.min:.2f}\u2013{s.max:.2f} s over {s.n} epochs)"
-                + ("" if judged.stable else f" [{judged.reason}]"))
+                + ("" if judged.stable or not marks else f" [{judged.reason}]"))
 
 
 def _session(row: dict[str, float]) -> int:

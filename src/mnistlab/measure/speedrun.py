@@ -37,6 +37,7 @@ from mnistlab.core.words import percent
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
+from mnistlab.measure.table import LINE_WIDTH, fit_width, text_table
 from mnistlab.training.levers import Levers
 from mnistlab.training.models import count_parameters, create_model
 from mnistlab.training.recipe import (DEFAULT_LEVERS, Recipe, SeedResult, default_levers, load_to_device,
@@ -343,8 +344,32 @@ class SpeedrunResult(Repeats):
                 ("arithmetic", self.flops_words()), ("cold start", cold), ("not timed", self.not_timed_words()),
                 ("stability", "stable" if self.stability.stable else self.stability.reason or "unstable")]
 
-    def table(self, width: int = 160) -> str:
-        """The rows as two columns of text, no line wider than `width` (a long value wraps under itself)."""
+    def table(self, width: int = LINE_WIDTH) -> str:
+        """The summary a terminal shows: what ran, then one small table (seeds, accuracy mean ± std, the t-test's
+        p, time median and range, floor, stability), then why the time is unstable where it is; no line wider than
+        `width`. The full rows (cold start, arithmetic, what is not timed) are `rows()`: a notebook's table, the report."""
+        s, t = self.summary(), self.target_test
+        on = f"{self.dataset}, {self.device}" if self.dataset else self.device
+        stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"
+        accuracy = (f"{s['accuracy_mean']:.2f}%" if s["seeds"] == 1
+                    else f"{s['accuracy_mean']:.2f}% \u00b1 {s['accuracy_std']:.2f}")
+        time = (f"{s['time_median_s']:.2f} s" if s["seeds"] == 1
+                else f"{s['time_median_s']:.2f} s ({s['time_min_s']:.2f}-{s['time_max_s']:.2f})")
+        table = text_table(["seeds", f"reached {self.target:g}%", "accuracy mean \u00b1 std",
+                            f"p (mean > {self.target:g}%)", "time median (range)", "floor", "cold start", "stability"],
+                           [[str(s["seeds"]), f"{s['reached_target']}/{s['seeds']}", accuracy,
+                             "-" if t.p is None else p_value_text(t.p), time,
+                             "-" if self.floor_s is None else f"{self.floor_s:.2g} s",
+                             "-" if self.cold_s is None else f"{self.cold_s:.2f} s",
+                             "stable" if self.stability.stable else "unstable"]], left=0, gap=3)
+        lines = [f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}",
+                 table]
+        if not self.stability.stable and self.stability.reason:
+            lines.append(f"time {self.stability.reason}")
+        return fit_width("\n".join(lines), width)
+
+    def details(self, width: int = LINE_WIDTH) -> str:
+        """Every row as two columns of text, no line wider than `width` (a long value wraps under itself)."""
         rows = self.rows()
         left = max(len(k) for k, _ in rows) + 2
         return "\n".join(textwrap.fill(v, width, initial_indent=f"{k:<{left}}", subsequent_indent=" " * left)
@@ -445,8 +470,8 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
             on_seed(result)
         if seed == 0:
             measure_floor(result, spec.shape, tr, te, device)
-            log(f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: {result.flops_words()}; "
-                f"{result.floor_words()}")
+            log(fit_width(f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: "
+                          f"{result.flops_words()}; {result.floor_words()}"))
             if on_seed is not None:
                 on_seed(result)
     return result

@@ -1,5 +1,9 @@
 """The lab report, rebuilt from result directories alone: report.md and a self-contained report.html.
 
+It opens with the answer sheet (the machine, the run's stability said once, each question's one-sentence
+answer), then the notebook's printed figures beside ours, then a section per question, figure and table
+first; every caveat is said once, in "How to read this".
+
 Every number in it is read from the runs and typed results (report/inputs.py) or computed from the
 model code (parameter and FLOP counts); each section is one module in report/sections/, and this
 builder only loops over them. A sweep folder gets its own report (its trials and objective)."""
@@ -13,46 +17,10 @@ from mnistlab.core.writer import FILES, Writer
 from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.document import Document
-from mnistlab.report.inputs import Inputs, read_inputs
-from mnistlab.report.sections import questions, sections
+from mnistlab.report.inputs import read_inputs
+from mnistlab.report.sections import sections
 
 FIGURES = "figures"
-
-
-def questions_line(inputs: Inputs) -> str:
-    """Which of the notebook's questions this report answers (by measurement, or by a labelled prediction),
-    and why each other one is not, grouped by reason."""
-    answered, predicted, unanswered = [], [], {}
-    for s in questions():
-        reason = s.missing(inputs)
-        if reason is not None:
-            unanswered.setdefault(reason, []).append(s.question)
-        else:
-            answered.append(s.question)
-            predicted += [s.question] if s.predicted(inputs) else []
-    if answered:
-        said = f"This report answers {', '.join(answered)} of the course notebook's questions (its own numbering)"
-        if predicted:
-            said += (f"; {', '.join(predicted)} by a prediction for the {inputs.gpu.name} from what was measured "
-                     f"here, not by a measurement on a GPU")
-    else:
-        said = "This report answers none of the course notebook's questions"
-    if not unanswered:
-        return said + "."
-    return said + "; not answered: " + "; ".join(f"{', '.join(qs)}: {why}" for why, qs in unanswered.items()) + "."
-
-
-def _intro(doc: Document, inputs: Inputs) -> None:
-    if inputs.quick:
-        doc.p("This was a quick run (mnistlab lab --quick): fewer epochs and a step limit for the CNN on the CPU "
-              "(its epochs are labelled with their step count in the tables), so accuracies are below what the "
-              "full plan reaches. Run mnistlab lab for the full plan.")
-    if inputs.unfinished:
-        doc.p("Runs with no finished epoch yet (left out): " + ", ".join(r.name for r in inputs.unfinished) + ".")
-    doc.p(questions_line(inputs))
-    if inputs.runs:
-        doc.p("Every time is for the machine that ran it. The first epoch of each training session is reported "
-              "apart from the steady state, and called cold only where the session's warm-up was timed apart.")
 
 
 def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU,
@@ -71,9 +39,9 @@ def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFA
         doc = Document(f"mnistlab sweep {inputs.sweep[0]['study']}")
         parts = sections("sweep")
     else:
-        doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else ""))
-        _intro(doc, inputs)
-        parts = sections()
+        doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else "")
+                       + ": the notebook's questions, answered")
+        parts = sections()  # the answer sheet first (report/sections/answers.py)
     for section in parts:
         section.write(doc, inputs)
     md, page = out_dir / "report.md", out_dir / "report.html"

@@ -12,7 +12,8 @@ from urllib.parse import quote
 from mnistlab.core.rundir import read_bytes
 from mnistlab.core.words import percent, plural
 
-__all__ = ["Document", "md_escape", "percent", "plain_text", "plain_text_block", "plural"]  # percent, plural: core.words'
+__all__ = ["Document", "Link", "anchor_of", "body_words", "md_escape", "percent", "plain_text", "plain_text_block",
+           "plural"]  # percent, plural: core.words'
 
 # characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
 # tables, strikethrough, math): a backslash makes each literal
@@ -54,23 +55,73 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+@dataclass(frozen=True)
+class Link:
+    """A link to a section of the same report (its anchor: anchor_of its heading), in a paragraph or a table cell."""
+    text: str
+    anchor: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Part = str | Link  # what a paragraph or a table cell is made of
+
+
+def anchor_of(heading: str) -> str:
+    """A heading's anchor: 'Q6. Is the MLP faster...' -> 'q6'; any other heading, its first words in lower case
+    joined by '-' ('How to read this' -> 'how-to-read-this')."""
+    m = re.match(r"(Q\d+)\.", heading)
+    if m:
+        return m.group(1).lower()
+    words = re.findall(r"[a-z0-9]+", plain_text(heading).lower())[:4]
+    return "-".join(words) or "section"
+
+
+_FENCE = re.compile(r"^\s*(`{3,})")
+
+
+def body_words(markdown: str) -> int:
+    """Words a reader reads in a report.md, outside its tables and code blocks: paragraphs, bullets, headings and
+    figure captions (an image's line repeats its caption as alt text: not counted twice). A word is a
+    whitespace-separated token with a letter or a digit in it."""
+    words, fence = 0, None
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(fence) and not stripped.strip("`"):  # as long as its opening fence, or longer
+                fence = None
+            continue
+        m = _FENCE.match(line)
+        if m:
+            fence = m.group(1)
+            continue
+        if stripped.startswith(("|", "![", "<a id=")):
+            continue
+        words += sum(1 for t in stripped.split() if re.search(r"[^\W_]", t))
+    return words
+
+
 @dataclass
 class Document:
     title: str
     blocks: list[tuple] = field(default_factory=list)
 
-    def h2(self, text: str) -> None:
-        self.blocks.append(("h2", text))
+    def h2(self, text: str, anchor: str | None = None) -> None:
+        """A section heading; its anchor (for links to it) is `anchor`, else anchor_of(text)."""
+        self.blocks.append(("h2", text, anchor or anchor_of(text)))
 
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
+    def p(self, *parts: Part) -> None:
+        """A paragraph: text, with links (Link) to other sections where given."""
+        self.blocks.append(("p", parts))
 
     def bullets(self, items: list[str]) -> None:
         if items:
             self.blocks.append(("ul", list(items)))
 
-    def table(self, headers: list[str], rows: list[list[object]]) -> None:
-        self.blocks.append(("table", headers, [[str(c) for c in r] for r in rows]))
+    def table(self, headers: list[str], rows: list[list[object]], css: str | None = None) -> None:
+        """A table; a cell may be a Link. `css`: the HTML table's class (the answer sheet's own layout)."""
+        self.blocks.append(("table", headers, [[c if isinstance(c, Link) else str(c) for c in r] for r in rows], css))
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", Path(path), caption))
@@ -85,18 +136,23 @@ class Document:
 
         def inline(text: str) -> str:
             return md_escape(text, block_start=False)
+
+        def part(x: Part, first: bool = False) -> str:
+            if isinstance(x, Link):
+                return f"[{inline(x.text)}](#{quote(x.anchor)})"
+            return md_escape(x, block_start=first)
         out = [f"# {inline(self.title)}", ""]
         for b in self.blocks:
             kind = b[0]
             if kind == "h2":
-                out += [f"## {inline(b[1])}", ""]
+                out += [f'<a id="{html.escape(b[2])}"></a>', "", f"## {inline(b[1])}", ""]
             elif kind == "p":
-                out += [e(b[1]), ""]
+                out += ["".join(part(x, i == 0) for i, x in enumerate(b[1])), ""]
             elif kind == "ul":
                 out += [f"- {e(i)}" for i in b[1]] + [""]
             elif kind == "table":
                 out += ["| " + " | ".join(map(inline, b[1])) + " |", "|" + "---|" * len(b[1])]
-                out += ["| " + " | ".join(map(inline, r)) + " |" for r in b[2]] + [""]
+                out += ["| " + " | ".join(map(part, r)) + " |" for r in b[2]] + [""]
             elif kind == "img":
                 rel = b[1].relative_to(base) if b[1].is_relative_to(base) else b[1]
                 link = quote(plain_text(rel.as_posix()), safe="/")
@@ -110,21 +166,25 @@ class Document:
     def to_html(self) -> str:
         def e(text: str) -> str:
             return html.escape(plain_text(str(text)))
+
+        def part(x: Part) -> str:
+            if isinstance(x, Link):
+                return f'<a href="#{html.escape(quote(x.anchor))}">{e(x.text)}</a>'
+            return e(x)
         body = [f"<h1>{e(self.title)}</h1>"]
-        sections = 0
         for b in self.blocks:
             kind = b[0]
             if kind == "h2":
-                sections += 1
-                body.append(f'<h2 id="s{sections}">{e(b[1])}</h2>')
+                body.append(f'<h2 id="{html.escape(b[2])}">{e(b[1])}</h2>')
             elif kind == "p":
-                body.append(f"<p>{e(b[1])}</p>")
+                body.append(f"<p>{''.join(map(part, b[1]))}</p>")
             elif kind == "ul":
                 body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
             elif kind == "table":
                 head = "".join(f"<th>{e(h)}</th>" for h in b[1])
-                rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                rows = "".join("<tr>" + "".join(f"<td>{part(c)}</td>" for c in r) + "</tr>" for r in b[2])
+                css = f' class="{html.escape(b[3])}"' if b[3] else ""
+                body.append(f"<table{css}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif kind == "img":
                 data = base64.b64encode(read_bytes(b[1], "an image")).decode()
                 body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
@@ -146,6 +206,11 @@ td:first-child, th:first-child {{ text-align: left; }}
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 figcaption {{ font-size: 13px; color: #555; }}
 pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }}
+h1 {{ font-size: 26px; margin: 0.4em 0 0.3em; }}
+table.answers, table.text {{ width: 100%; }} table.answers td, table.text td {{ text-align: left; vertical-align: top; }}
+table.answers th, table.text th {{ text-align: left; }} table.answers {{ margin-top: 0.4em; line-height: 1.3; }}
+table.answers td:nth-child(2) {{ width: 21%; color: #444; }} table.answers td:nth-child(4) {{ width: 11%; }}
+table.text td:first-child {{ width: 16%; }} table.text td:nth-child(2), table.text td:nth-child(3) {{ width: 25%; }}
 </style></head>
 <body>
 {body}
@@ -155,6 +220,8 @@ window.addEventListener("load", function () {{
   var broken = imgs.filter(function (i) {{ return !(i.complete && i.naturalWidth > 0); }}).length;
   document.body.setAttribute("data-images", imgs.length);
   document.body.setAttribute("data-broken-images", broken);
+  var sheet = document.querySelector("table.answers");  // where the answer sheet ends: on the first screen?
+  if (sheet) document.body.setAttribute("data-answer-sheet-bottom", Math.ceil(sheet.getBoundingClientRect().bottom));
 }});
 </script>
 </body></html>

@@ -52,6 +52,14 @@ class LabRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabRecord:
+        """A lab.json read back (read_lab has checked it), to be continued by `lab --resume`."""
+        return cls(quick=bool(data.get("quick")), plan=dict(data.get("plan") or {}), env=dict(data.get("env") or {}),
+                   data=dict(data.get("data") or {}), split=data.get("split", ""), seed=int(data.get("seed", 0)),
+                   models=list(data.get("models") or []), runs=list(data["runs"]), bench=data.get("bench"),
+                   speedrun=data.get("speedrun"))
+
 
 def read_lab(folder: Path) -> dict[str, Any]:
     """lab.json, validated (LAB_SCHEMA)."""
@@ -121,6 +129,21 @@ class Inputs:
         return f"{why} in these directories" + (" (the machine that ran them had no GPU)" if machine else "")
 
     @cached_property
+    def _profiles(self) -> dict[tuple[str, int], Any]:
+        return {}
+
+    def profile(self, model: str, batch_size: int = 1) -> Any:
+        """A model's parameters, MACs and FLOPs (measure/profiling.py) at a batch size, counted once per report:
+        the model of these runs where there is one, else the registry's (Q7 and Q10 both read them)."""
+        from mnistlab.measure.profiling import profile_model
+
+        key = (model, batch_size)
+        if key not in self._profiles:
+            code, shape = self.model_codes[model] if model in self.model_codes else (model_code(model), DEFAULT_SHAPE)
+            self._profiles[key] = profile_model(code, batch_size, shape)
+        return self._profiles[key]
+
+    @cached_property
     def model_codes(self) -> dict[str, tuple[ModelCode, DataShape]]:
         """Each model of the runs (first run wins), with the code to build it and its data's shape;
         without runs, the lab's models, else the bench's."""
@@ -143,13 +166,15 @@ def _lab_dirs(root: Path, lab: dict[str, Any]) -> tuple[list[RunDir], list[Path]
     """The runs, bench and speedrun folders lab.json names, each checked to be a plain folder inside the lab."""
     named = [*lab["runs"], *(n for n in (lab.get("bench"), lab.get("speedrun")) if isinstance(n, str))]
     for name in named:
-        if not plain_name(name) or not (root / name).is_dir():
+        # a run is listed as it starts: one that a stop cut off before its folder existed is not there yet
+        absent_run = name in lab["runs"] and not (root / name).exists()
+        if not plain_name(name) or not ((root / name).is_dir() or absent_run):
             raise CheckpointError(f"{root / LAB_FILE}: lists {name!r}, which is not a folder in {root}")
     if lab.get("data") and ("split" not in lab or "seed" not in lab):
         raise CheckpointError(f"{root / LAB_FILE}: has data but no split or seed")
     benches = [root / lab["bench"]] if lab.get("bench") else []
     others = [root / lab["speedrun"]] if isinstance(lab.get("speedrun"), str) else []
-    return [RunDir(root / n) for n in lab["runs"]], benches, others
+    return [RunDir(root / n) for n in lab["runs"] if (root / n).is_dir()], benches, others
 
 
 def read_inputs(paths: list[Path]) -> Inputs:

@@ -93,6 +93,26 @@ def _mark_resumes(ax, rows: list[dict[str, float]], color: str) -> list:
     return [ax.axvline(x, color=color, ls=":", lw=1.2) for x in resume_points(rows)]
 
 
+def resumed_label(marks: list, name: str = "") -> str:
+    """One legend entry for all of a run's resume lines, saying how many there are."""
+    return f"{name}resumed here" + (f" ({len(marks)} resumes)" if len(marks) > 1 else "")
+
+
+def run_labels(runs: Sequence[RunDir]) -> list[str]:
+    """Each run's name in a legend: its folder's name, or where two runs share it ('A/mlp-cpu', 'B/mlp-cpu'),
+    the shortest ending of its path that tells it apart."""
+    parts = [Path(r.path).absolute().parts for r in runs]
+    depth = [1] * len(runs)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        shared = {x for x in labels if labels.count(x) > 1}
+        longer = [i for i, x in enumerate(labels) if x in shared and depth[i] < len(parts[i])]
+        if not longer:  # all distinct, or the same folder given twice
+            return labels
+        for i in longer:
+            depth[i] += 1
+
+
 def _legend(ax, lines: list, labels: list[str], **kw) -> None:
     """A legend with the labels given explicitly: matplotlib silently drops labels that start with
     '_' from an automatic legend, and run names may."""
@@ -106,21 +126,22 @@ def plot_runs(runs: Sequence[RunDir], out: Path | None = None, upto_epoch: int |
     fig = InlineFigure(figsize=(11, 4.2))
     ax_loss, ax_acc = fig.subplots(1, 2)
     loss_lines, loss_labels, acc_lines, acc_labels = [], [], [], []
-    for i, run in enumerate(runs):
+    names = run_labels(runs)
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         rows = [r for r in run.metrics() if upto_epoch is None or r["epoch"] <= upto_epoch]
         epochs = [int(r["epoch"]) for r in rows]
         color = f"C{i % 10}"
-        label = "" if len(runs) == 1 else f"{run.name}: "
+        label = "" if len(runs) == 1 else f"{name}: "
         loss_lines += ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3, color=color)
         loss_lines += ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--s", ms=3, color=color)
         loss_labels += [f"{label}train", f"{label}validation"]
         acc_lines += ax_acc.plot(epochs, [100 * r["val_accuracy"] for r in rows], "-o", ms=3, color=color)
-        acc_labels.append(run.name)
+        acc_labels.append(name)
         marks = _mark_resumes(ax_loss, rows, color)
         _mark_resumes(ax_acc, rows, color)
-        if marks and "resumed here" not in loss_labels:
+        if marks:  # one entry per run, in its colour, saying how many times it was resumed
             loss_lines.append(marks[0])
-            loss_labels.append("resumed here")
+            loss_labels.append(resumed_label(marks, label))
     ax_loss.set_yscale("log")
     plain_log_labels(ax_loss.yaxis)
     ax_loss.set_xlabel("epoch")
@@ -152,11 +173,11 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
     measured on a busy machine crossed, the steady state's median and min-max band marked."""
     fig = InlineFigure(figsize=(8, 4))
     ax = fig.subplots()
-    for i, run in enumerate(runs):
+    for i, (run, label) in enumerate(zip(runs, run_labels(runs), strict=True)):
         rows = run.metrics()
         t = epoch_timing(rows)
         color = f"C{i % 10}"
-        name = "" if len(runs) == 1 else f"{run.name}: "
+        name = "" if len(runs) == 1 else f"{label}: "
         ax.plot([int(r["epoch"]) for r in rows], [r["train_seconds"] for r in rows], "-o", ms=4, color=color,
                 label=f"{name}train seconds per epoch")
         ax.plot(t.cold_epochs, t.cold_s, "o", ms=10, mfc="none", mec="red", mew=1.5,
@@ -171,8 +192,8 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
             ax.axhspan(t.spread.min, t.spread.max, color=color, alpha=0.12,
                        label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None)
         marks = _mark_resumes(ax, rows, color)
-        if marks and i == 0:
-            marks[0].set_label("resumed here")
+        if marks:  # one entry per run, saying how many times it was resumed
+            marks[0].set_label(resumed_label(marks, name))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training seconds")

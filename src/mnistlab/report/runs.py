@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ from mnistlab.report.document import Document, percent, plural
 from mnistlab.report.plots import plot_runs
 from mnistlab.training.config import check_run_config
 
-OVERFIT_RATIO = 1.5  # validation loss over training loss beyond which we call it overfitting
 BUSY = "busy"  # the mark of an epoch measured while the machine was busy
-RUN_HEADERS = ["run", "model", "device", "epochs", "first epoch s", "steady train s/epoch median (min\u2013max)",
-               "steady ms/step", "steady samples/s", "test accuracy", "test s"]
+RUN_HEADERS = ["run", "model", "device", "recipe", "epochs", "first epoch s",
+               "steady train s/epoch median (min\u2013max)", "steady ms/step", "steady samples/s", "test accuracy",
+               "test s"]
 
 
 def config(run: RunDir) -> dict[str, Any]:
@@ -89,20 +90,16 @@ def run_summary_row(run: RunDir) -> list[str]:
         steady = step = sps = "- (no steady epoch)"
     first = ", ".join(_fmt_s(r["train_seconds"]) + epoch_marks(r, t, first_column=True)
                       for r in rows if int(r["epoch"]) in t.cold_epochs)
-    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), n, first or "-", steady, step, sps,
+    recipe = (f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum {cfg['momentum']}, {run_levers_text(cfg)}, "
+              f"seed {cfg['seed']}")
+    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), recipe, n, first or "-", steady, step, sps,
             f"{test['accuracy']:.2%}" if test else "-", _fmt_s(test["seconds"]) if test else "-"]
 
 
 def run_section(doc: Document, r: RunDir, figs: Path) -> None:
-    """A run's settings, loss plot, epoch table (first and busy epochs marked; capped epochs labelled) and test line."""
+    """A run's loss plot and epoch table (first and busy epochs marked; capped epochs labelled); its settings and
+    test result are in the runs' table (run_summary_row)."""
     rows = r.metrics()
-    cfg = config(r)
-    sessions = sorted({int(x.get("session", 1)) for x in rows})
-    doc.p(f"{r.name}: {cfg['model']} on {cfg['dataset']}, batch {cfg['batch_size']}, SGD lr {cfg['lr']} "
-          f"momentum {cfg['momentum']}, {run_levers_text(cfg)}, seed {cfg['seed']}"
-          + (f", at most {cfg['max_steps']} steps per epoch" if cfg.get("max_steps") else "")
-          + (f"; trained in {len(sessions)} sessions (resumed; dotted line on the plots)" if len(sessions) > 1 else "")
-          + ".")
     after = plural(len(rows), "epoch")
     f = plot_runs([r], figs / f"{r.name}-loss.png", title=f"{r.name}: loss after {after}")
     doc.image(f, f"{r.name}: train and validation loss after {after} (log scale)")
@@ -113,45 +110,77 @@ def run_section(doc: Document, r: RunDir, figs: Path) -> None:
               [[int(x["epoch"]), f"{x['train_loss']:.4f}", f"{x['val_loss']:.4f}", f"{x['val_accuracy']:.2%}",
                 _fmt_s(x["train_seconds"]) + epoch_marks(x, t), _fmt_s(x["val_seconds"]),
                 f"{x['samples_per_s']:,.0f}"] for x in rows])
-    if t.busy_epochs:
-        doc.p(f"{BUSY}: measured while the machine's load average exceeded its cores; not stable evidence.")
-    test = r.test()
-    if test:
-        doc.p(f"{r.name} test set: loss {test['loss']:.4f}, accuracy {test['accuracy']:.2%} "
-              f"({test['correct']}/{test['total']}), evaluated in {test['seconds']:.2f} s.")
+
+
+PATIENCE = 3  # Q4's rule: epochs without a new low of the validation loss after which training stops
+
+
+@dataclass(frozen=True)
+class TrainLonger:
+    """Q4 (train longer, or is it already too long?), answered by one rule over the validation curve: early
+    stopping with a patience of PATIENCE epochs, the trainer's own rule (mnistlab train --early-stop N: stop
+    once the validation loss has reached no new low for N epochs). Too long: the rule would have stopped the
+    run before its last epoch. Otherwise train longer: the curve is still reaching new lows."""
+
+    run: str
+    rows: list[dict[str, float]]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.rows)
+
+    @property
+    def best(self) -> dict[str, float]:
+        return min(self.rows, key=lambda r: r["val_loss"])  # the first of equal lows, as the trainer keeps it
+
+    @property
+    def too_long(self) -> bool:
+        return self.epochs - int(self.best["epoch"]) >= PATIENCE
+
+    def answer(self) -> str:
+        """One sentence: the verdict, and the numbers of the curve it rests on."""
+        n = self.epochs
+        if n < 2:
+            return f"{n} epoch is too few to read a trend from."
+        b, best = int(self.best["epoch"]), self.best["val_loss"]
+        rule = f"early stopping with a patience of {PATIENCE} epochs"
+        if self.too_long:
+            return (f"{n} epochs is too long: the validation loss was lowest at epoch {b} ({best:.4f}) and no lower in "
+                    f"the {plural(n - b, 'epoch')} after it; {rule} would have stopped at epoch {b + PATIENCE}, "
+                    f"keeping epoch {b}.")
+        k = min(5, n - 1)
+        before = self.rows[-1 - k]["val_loss"]
+        fall = f", down {percent(_ratio(before - best, before))} over the last {plural(k, 'epoch')}" if b == n else ""
+        when = "at the last epoch" if b == n else f"at epoch {b} of {n}, fewer than {PATIENCE} epochs before the end"
+        return (f"Train longer: the validation loss reached a new low {when} ({best:.4f}{fall}); {rule} would not "
+                f"have stopped.")
+
+    def evidence(self) -> list[list[str]]:
+        """The curve's last epochs: each validation loss, the lowest so far and the epochs since that low."""
+        rows, out, low, low_epoch = self.rows, [], math.inf, 0
+        for r in rows:
+            if r["val_loss"] < low:
+                low, low_epoch = r["val_loss"], int(r["epoch"])
+            out.append([str(int(r["epoch"])), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{low:.4f}",
+                        str(int(r["epoch"]) - low_epoch)])
+        return out[-(PATIENCE + 3):]
+
+
+TRAIN_LONGER_HEADERS = ["epoch", "train loss", "validation loss", "lowest so far", "epochs since the lowest"]
+
+
+def train_longer(run: RunDir) -> TrainLonger:
+    return TrainLonger(run.name, run.metrics())
 
 
 def training_observations(run: RunDir) -> list[str]:
-    """Question 4: train longer, or stop early? Read off the validation curve."""
-    rows = run.metrics()
-    if len(rows) < 2:
-        return [f"{run.name}: only {plural(len(rows), 'epoch')}, too few to judge the trend."]
-    best = min(rows, key=lambda r: r["val_loss"])
-    last = rows[-1]
-    n, b = int(last["epoch"]), int(best["epoch"])
-    out = []
-    if b == n:
-        k = min(5, len(rows) - 1)
-        before = rows[-1 - k]["val_loss"]
-        drop = _ratio(before - last["val_loss"], before)
-        out.append(f"{run.name}: validation loss was still falling at the last epoch ({last['val_loss']:.4f} at "
-                   f"epoch {n}, down {percent(drop)} over the last {plural(k, 'epoch')}): training longer may still help, "
-                   f"with diminishing returns.")
-    else:
-        out.append(f"{run.name}: validation loss was lowest at epoch {b} ({best['val_loss']:.4f}) and did not "
-                   f"improve in the {plural(n - b, 'epoch')} after it (epoch {n}: {last['val_loss']:.4f}); training longer "
-                   f"does not help, and early stopping (--early-stop {max(1, min(3, n - b))}) would keep epoch {b}.")
-    gap, ratio = last["val_loss"] - last["train_loss"], _ratio(last["val_loss"], last["train_loss"])
-    if gap <= 0:
-        verdict = ("validation loss is below the training loss (which is averaged over an epoch of still-changing "
-                   "weights): no sign of overfitting.")
-    elif ratio > OVERFIT_RATIO:
-        verdict = "the model fits the training data clearly better than unseen data: it has started to overfit."
-    else:
-        verdict = "the two are close: no sign of overfitting yet."
-    times = f"{ratio:.2f}x" if math.isfinite(ratio) else "no ratio: the training loss is 0"
-    out.append(f"{run.name}: at the end the validation loss is {last['val_loss']:.4f} against a training loss of "
-               f"{last['train_loss']:.4f} ({times}); {verdict}")
+    """Question 4 in words: the rule's answer, then what it rests on (mnistlab.training_observations)."""
+    t = train_longer(run)
+    out = [f"{run.name}: {t.answer()}"]
+    if t.epochs >= 2:
+        last = t.rows[-1]
+        out.append(f"{run.name}: at the last epoch the validation loss is {last['val_loss']:.4f} and the training loss "
+                   f"{last['train_loss']:.4f} (the training loss is averaged over an epoch of still-changing weights).")
     return out
 
 
@@ -178,6 +207,6 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
                 continue
             out.append(f"{m}: a training step on {dev} took {statistics.median(b) * 1e3:.2f} ms against "
                        f"{statistics.median(a) * 1e3:.2f} ms on the CPU: {dev} vs the CPU "
-                       f"{Ratio.paired(a, b).marked()} (steady-state epochs, each device's paired in order; "
+                       f"{Ratio.paired(a, b).words()} (steady-state epochs, each device's paired in order; "
                        f"per step so that runs with different step limits compare equal work).")
     return out

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, Cell, bound_label, ceilings_line
-from mnistlab.core.timing import UNSTABLE_SPREAD
+from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, PHASES, BenchResult, Cell, bound_label, ceilings_line
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_bench
@@ -25,33 +24,29 @@ def write(doc: Document, inputs: Inputs) -> None:
     if bench is None:
         return
     doc.h2("Where the time goes (mnistlab bench; the evidence for Q6 and Q9)")
-    for k, v in bench.devices.items():  # measured ceilings beside the theoretical one (measure/ceilings.py)
-        doc.p(ceilings_line(k, v, bench.ceilings.get(k), bench.peaks[k]) + ".")
-    loads = [f"{w} {v['load_avg_1m']:.2f}" for w, v in bench.load.items() if v and v.get("load_avg_1m") is not None]
-    if loads:
-        doc.p(f"Load average (1 min) during the bench: {', '.join(loads)}, on "
-              f"{next(v['cpu_count'] for v in bench.load.values() if v)} logical cores.")
-    doc.bullets(bench.warnings())
+    # measured ceilings beside the theoretical one (measure/ceilings.py), as a table (issue 28: words a reader scans)
+    doc.table(["each device's ceilings: measured, beside the theoretical"],
+              [[ceilings_line(k, v, bench.ceilings.get(k), bench.peaks[k])] for k, v in bench.devices.items()])
     doc.table(["cell", "epoch s median (min\u2013max)", "ms/step", "samples/s", "1st warm-up step ms", *PHASES,
                "GFLOP/s", "utilisation", "bound", "stability"], [_cell_row(c) for c in bench.cells])
-    st = bench.settings
-    doc.p(f"Each cell: {st['warmup']} warm-up steps (the first one, cold, shown apart), then {st['repeats']} repeats "
-          f"of {st['steps'] or 'an epoch of'} steps at batch {st['batch_size']}, interleaved across cells so "
-          f"that a change in the machine's load hits all of them alike; median (min\u2013max) of the repeats. "
-          f"A cell is unstable when its repeats spread by more than {UNSTABLE_SPREAD:.0%} of their median, "
-          f"when it had a single repeat, or when the machine was busy. * extrapolated to a full epoch. Phase "
-          f"shares are of the sum of the phases, from a separate pass with a synchronisation at each phase "
-          f"boundary. Utilisation is of the measured compute ceiling, which a step that beats every probe raises "
-          f"to what it reached, so it never passes 100%. Bound: input where data and copy take half the step or "
-          f"more; else the largest of the step's floors (its FLOPs at the compute ceiling, its bytes at the "
-          f"measured bandwidth, its operations at the measured cost of a trivial one), or 'between' two of "
-          f"them when they are within the repeats' spread of each other"
-          + ("" if all(c.floors for c in bench.cells) else
-             f"; cells from a bench.json without counted floors use a fixed threshold instead "
-             f"({COMPUTE_BOUND_UTILISATION:.0%} of the ceiling: compute above, overhead below)") + ".")
-    doc.bullets([f"{u.what}: {u.ratio.marked()}." for u in bench.speedups()])
+    doc.bullets([f"{u.what}: {u.ratio.words()}." for u in bench.speedups()])  # stability: said once (issue 28)
     name = inputs.bench_dir.name if inputs.bench_dir else "bench"
     doc.image(plot_bench(bench, inputs.figs / f"{name}-bench.png"), "Share of each training step by phase")
 
 
 SECTION = Section(write, order=150)
+
+
+def legend(bench: BenchResult) -> str:
+    """How to read the bench's table: said once, in the report's 'How to read this' (issue 28)."""
+    st = bench.settings
+    return (f"The bench: each cell ran {st['warmup']} warm-up steps (the first, cold, shown apart), then "
+            f"{st['repeats']} repeats of {st['steps'] or 'an epoch of'} steps at batch {st['batch_size']}, interleaved "
+            f"across cells; median (min\u2013max) of the repeats; * extrapolated to a full epoch. Phase shares: of the "
+            f"sum of the phases, from a separate pass synchronised at each phase boundary. Utilisation: of the "
+            f"measured compute ceiling (never above 100%). Bound: input where data and copy take half the step or "
+            f"more; else the largest of the step's floors (FLOPs at the compute ceiling, bytes at the measured "
+            f"bandwidth, operations at the measured cost of a trivial one), or 'between' two within the repeats' spread"
+            + ("" if all(c.floors for c in bench.cells) else
+               f"; a bench.json without counted floors: a fixed threshold instead "
+               f"({COMPUTE_BOUND_UTILISATION:.0%} of the ceiling: compute above, overhead below)") + ".")

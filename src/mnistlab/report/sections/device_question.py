@@ -7,9 +7,10 @@ from __future__ import annotations
 from mnistlab.measure.bench import cell_sentence
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu
 from mnistlab.measure.prediction import Expected
-from mnistlab.report.document import Document
+from mnistlab.report.document import Document, Link
 from mnistlab.report.inputs import MODEL_NAMES, Inputs
 from mnistlab.report.runs import device_comparisons
+from mnistlab.report.sections.how_to_read import HOW
 
 # what each binding floor means for the speed-up a learner should expect
 MEANING = {"launch": "The GPU's arithmetic is not what limits it: the speed-up is set by how fast its operations can "
@@ -57,10 +58,11 @@ def not_answered(reason: str, what: str) -> str:
     return f"Not answered here: {reason}. {what}, measured by the bench:"
 
 
-def prediction_sentence(e: Expected) -> str:
+def prediction_sentence(e: Expected, meaning: bool = True) -> str:
     p = e.prediction
     return (f"On the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
-            f"{e.speedup_words()}. {MEANING[p.binds]}")
+            f"{e.speedup_words()}."
+            + (f" {MEANING[p.binds]}" if meaning else f" {p.binds.capitalize()}-bound, as the MLP's (Q6)."))
 
 
 def assumptions(gpu: Gpu) -> str:
@@ -92,23 +94,61 @@ def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what:
     """The question's answer: from the runs, else by prediction, else why not; then the prediction's
     assumptions, its check against a GPU the bench measured, and the bench's evidence."""
     reason, e = missing_runs(inputs, model), inputs.expected.get(model)
+    mlp = inputs.expected.get("mlp")  # Q6 has said what the MLP's binding floor means: Q9 says it only if it differs
+    meaning = not (model != "mlp" and e and mlp and mlp.prediction.binds == e.prediction.binds)
     if reason is None:
         doc.p(comparison(inputs, model))
         if e:
-            doc.p("Beside the measurement, a prediction (not measured). " + prediction_sentence(e))
+            doc.p("Beside the measurement, a prediction (not measured). " + prediction_sentence(e, meaning))
     elif e:
-        doc.p(f"Answer, by prediction rather than measurement, since there is {reason}. " + prediction_sentence(e))
+        doc.p(f"Predicted, not measured: there is {reason}. " + prediction_sentence(e, meaning))
     else:
         doc.p(not_answered(reason, what))
         doc.bullets(evidence)
         return
-    doc.p(assumptions(inputs.gpu))
+    doc.p("The prediction's assumptions: ", HOW, ".")  # said once there (issue 28), not in Q6 and again in Q9
     rows = check_rows(inputs, [model])
     if rows:
         doc.p("The prediction checked against the bench's GPU cells: the measured step over its predicted lower "
               "bound (1 or more when the bound holds; far above 1, the step pays costs the floors leave out).")
         doc.table(["cell", "GPU measured", "predicted for", "predicted lower bound ms", "measured ms (min\u2013max)",
                    "measured / predicted"], rows)
-    if evidence:
-        doc.p(f"{what}, measured by the bench:")
-        doc.bullets(evidence)
+    if evidence:  # the bench's cells are its own section's (issue 28: said once)
+        doc.p(f"{what}, measured: ", Link("Where the time goes", "where-the-time-goes"), ".")
+
+
+def sentence(inputs: Inputs, model: str) -> str:
+    """The answer sheet's one sentence (report/sections/answers.py): measured where there are runs on both
+    devices, else the prediction's bound, and for the CNN the MLP's beside it."""
+    import statistics
+
+    from mnistlab.core.timing import Ratio
+    from mnistlab.measure.epochs import epoch_timing
+
+    name = MODEL_NAMES.get(model, model)
+    if missing_runs(inputs, model) is None:
+        cpu, gpu = inputs.cpu_run(model), inputs.gpu_runs(model)[0]
+        a, b = epoch_timing(cpu.metrics()).steady_step_s, epoch_timing(gpu.metrics()).steady_step_s
+        if not (a and b):
+            return f"No steady-state epoch of the {name} on both devices yet: no fair comparison."
+        dev = str(gpu.env().get("device", "the GPU"))
+        return (f"A {name} training step takes {statistics.median(b) * 1e3:.2f} ms on {dev} against "
+                f"{statistics.median(a) * 1e3:.2f} ms on the CPU: {Ratio.paired(a, b).median:.1f}x faster.")
+    e = inputs.expected[model]
+    p, other = e.prediction, inputs.expected.get("mlp") if model == "cnn" else None
+
+    def times(x: float) -> str:
+        return f"{x:.1f}x" if x < 10 else f"{x:,.0f}x"
+    fast = f"At most {times(p.speedup(e.here.step)[0])} faster on the {p.gpu.name} than here"
+    if other is None:
+        return f"{fast}: {p.binds}-bound, {SET_BY[p.binds]}."
+    o = other.prediction
+    binds = (f"both {p.binds}-bound" if o.binds == p.binds else f"the CNN {p.binds}-bound, the MLP {o.binds}-bound")
+    return (f"{fast}, the MLP at most {times(o.speedup(other.here.step)[0])}: the CNN's step does "
+            f"{p.cost.flops / o.cost.flops:,.0f}x the MLP's FLOPs in {p.cost.ops / o.cost.ops:.1f}x its operations "
+            f"({binds}).")
+
+
+# what each binding floor means, in the answer sheet's few words
+SET_BY = {"launch": "its time set by issuing its operations, not by arithmetic",
+          "bandwidth": "its time set by memory traffic", "compute": "its time set by arithmetic"}

@@ -14,4 +14,4 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.pre(format_environment(inputs.env))
 
 
-SECTION = Section(write, order=10)
+SECTION = Section(write, order=195)

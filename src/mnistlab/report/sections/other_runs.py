@@ -17,8 +17,8 @@ def write(doc: Document, inputs: Inputs) -> None:
         return
     doc.h2("Other runs")
     for r in others:
-        doc.p(f"{r.name}: {epoch_timing(r.metrics()).words()}.")
         run_section(doc, r, inputs.figs)
+        doc.p(f"{r.name}: {epoch_timing(r.metrics()).words(False)}.")
 
 
 SECTION = Section(write, order=130)

@@ -1,22 +1,27 @@
-"""Q4: should the MLP train longer, or is it already too long? Read off its validation curve."""
+"""Q4: should the MLP train longer, or is it already too long? One rule over its validation curve (runs.TrainLonger)."""
 
 from __future__ import annotations
 
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.runs import training_observations
+from mnistlab.report.runs import PATIENCE, TRAIN_LONGER_HEADERS, train_longer
 from mnistlab.report.sections.mlp_cpu import missing, mlp_run
 from mnistlab.report.sections.section import Section
+
+
+def sentence(inputs: Inputs) -> str:
+    return train_longer(mlp_run(inputs)).answer()
 
 
 def write(doc: Document, inputs: Inputs) -> None:
     mlp = mlp_run(inputs)
     if mlp is None:
         return
-    notes = training_observations(mlp)
+    t = train_longer(mlp)
     doc.h2("Q4. Should the MLP train longer, or is it already too long?")
-    doc.p("Answer: " + notes[0].split(": ", 1)[1])
-    doc.bullets(notes[1:])
+    doc.table(TRAIN_LONGER_HEADERS, t.evidence())
+    doc.p(f"{t.answer()} The rule is the trainer's: mnistlab train --early-stop {PATIENCE}.")
 
 
-SECTION = Section(write, "Q4", missing, order=70)
+SECTION = Section(write, "Q4", missing, order=70, sentence=sentence,
+                  ask="Train longer, or are 20 epochs too long?")

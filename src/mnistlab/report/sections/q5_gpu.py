@@ -13,15 +13,21 @@ def missing(inputs: Inputs) -> str | None:
     return None if inputs.gpu_runs("mlp") else inputs.no_gpu_run("mlp")
 
 
+def sentence(inputs: Inputs) -> str:
+    g = inputs.gpu_runs("mlp")[0]
+    t, test = epoch_timing(g.metrics()), g.test()
+    steady = f"a steady-state epoch trained in {t.spread.median:.2f} s" if t.steady_s else "no steady-state epoch yet"
+    return (f"The same train and test loops, with the model and each batch moved by .to(device): on "
+            f"{g.env().get('device')} {steady}" + (f", test accuracy {test['accuracy']:.2%}." if test else "."))
+
+
 def write(doc: Document, inputs: Inputs) -> None:
     if missing(inputs):
         return
     g = inputs.gpu_runs("mlp")[0]
     doc.h2("Q5. Training and testing on the GPU")
-    doc.p(f"Answer: the same training and test loops run on every device; the model and each batch are moved "
-          f"with .to(device) (mnistlab train --device cuda). {g.name} ran on {g.env().get('device')}: "
-          f"{epoch_timing(g.metrics()).words()}.")
     run_section(doc, g, inputs.figs)
+    doc.p(sentence(inputs) + f" ({g.name}: mnistlab train --device cuda; {epoch_timing(g.metrics()).words(False)}.)")
 
 
-SECTION = Section(write, "Q5", missing, order=80)
+SECTION = Section(write, "Q5", missing, order=80, sentence=sentence, ask="Train and test the MLP on the GPU")

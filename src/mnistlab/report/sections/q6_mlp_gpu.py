@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
-from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted
+from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted, sentence
 from mnistlab.report.sections.section import Section
 
 
@@ -16,4 +16,5 @@ def write(doc: Document, inputs: Inputs) -> None:
     answer(doc, inputs, "mlp", evidence, "What limits each MLP cell")
 
 
-SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"), order=90)
+SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"), order=90,
+                  sentence=lambda inputs: sentence(inputs, "mlp"), ask="Is the MLP faster on the GPU? As expected?")

@@ -9,7 +9,7 @@ from mnistlab.measure.bench import cell_sentence
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_roofline
-from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted
+from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted, sentence
 from mnistlab.report.sections.section import Section
 
 
@@ -57,4 +57,5 @@ def write(doc: Document, inputs: Inputs) -> None:
                   f"which a roofline does not draw")
 
 
-SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120)
+SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120,
+                  sentence=lambda inputs: sentence(inputs, "cnn"), ask="CNN on CPU vs GPU; how does it differ from the MLP?")

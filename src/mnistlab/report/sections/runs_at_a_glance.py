@@ -13,9 +13,6 @@ def write(doc: Document, inputs: Inputs) -> None:
         return
     doc.h2("Training runs at a glance")
     doc.table(RUN_HEADERS, [run_summary_row(r) for r in inputs.runs])
-    doc.p("Steady state: every epoch but the first of each train/resume session; ms/step and samples/s are "
-          "steady-state medians, so runs with different step limits compare equal work. A first epoch is "
-          "called cold only where its session's warm-up was timed apart.")
 
 
-SECTION = Section(write, order=40)
+SECTION = Section(write, order=145)

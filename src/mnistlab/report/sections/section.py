@@ -19,6 +19,10 @@ def _never(inputs: Inputs) -> bool:
     return False
 
 
+def _unsaid(inputs: Inputs) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Section:
     # writes the section into the document, or nothing when its inputs are absent
@@ -33,3 +37,7 @@ class Section:
     # one into `inputs.results_of(type)`
     reads: Any = None
     report: str = "lab"  # "lab": the report of labs, runs and measurements; "sweep": a sweep folder's own
+    # a question's answer in one sentence, for the answer sheet (report/sections/answers.py); called only where
+    # `missing` is None
+    sentence: Callable[[Inputs], str | None] = _unsaid
+    ask: str = ""  # a question's words, short, as the answer sheet lists it ("What are the sample and the label?")

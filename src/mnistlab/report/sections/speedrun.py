@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mnistlab.core.words import percent
-from mnistlab.measure.speedrun import COLD, COUNTED, TIMED, SpeedrunResult, p_value_text
+from mnistlab.measure.speedrun import COLD, SpeedrunResult, p_value_text, p_words
 from mnistlab.report.document import Document, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -12,17 +12,6 @@ from mnistlab.report.sections.section import Section
 def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     s, r = result.summary(), result.recipe
     doc.h2(f"Speedrun: time to {result.target:g}% test accuracy")
-    smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
-    of = f" of {result.dataset}" if result.dataset else ""
-    doc.p(f"Recipe: {r.model}, Adam with a one-cycle schedule (max lr {r.max_lr}{smoothing}), batch {r.batch_size}, "
-          f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images{of}; levers: {result.levers.describe()}; "
-          f"on {result.device_name}. Timed: {TIMED}.")
-    if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
-        doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
-              f"speedrun was stopped (or is still running), and every figure below is over the finished seeds.")
-    if result.reached < len(result.seeds):  # the recipe runs its epochs: a time is not one to the target
-        doc.p(f"{result.reached} of {plural(len(result.seeds), 'seed')} reached {result.target:g}%: the times are "
-              f"those of the recipe's {plural(r.epochs, 'epoch')}, not times to {result.target:g}%.")
     test, floor = result.target_test, result.floor_s
     accuracy = (f"{s['accuracy_mean']:.2f}% (1 seed, no spread)" if s["seeds"] == 1
                 else f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f}")
@@ -35,11 +24,6 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
                 "-" if floor is None else f"{floor:.2g} s", "-" if result.cold_s is None else f"{result.cold_s:.2f} s",
                 f"{s['data_s']:.2f} s", f"{s['warmup_median_s']:.2f} s",
                 "stable" if result.stability.stable else "unstable"]])
-    if not result.stability.stable:
-        doc.p(f"The time is {result.stability.reason}.")  # the reason starts 'unstable: '
-    doc.p(f"{_sentence(result.test_words())}.")
-    doc.p(_floor_paragraph(result))
-    doc.p(f"Cold start: {_cold(result)}.")
 
     def share(x: float | None) -> str:
         return "-" if x is None else percent(x)
@@ -52,6 +36,22 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
               [[x.seed, f"{x.accuracy:.2f}% ({x.correct}/{x.total})", f"{x.seconds:.2f} s",
                 f"{x.train_s:.2f} s", f"{x.eval_s:.2f} s", f"{x.warmup_s:.2f} s", rate(result.flops_per_s(x)),
                 share(result.ceiling_fraction(x))] for x in result.seeds])
+    smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
+    doc.table(["model", "optimizer", "batch", "epochs", "training images", "levers", "on"],
+              [[r.model, f"Adam, one-cycle schedule (max lr {r.max_lr}{smoothing})", r.batch_size, r.epochs,
+                f"{result.train_samples:,}" + (f" ({result.dataset})" if result.dataset else ""),
+                result.levers.describe(), result.device_name]])
+    if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
+        doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
+              f"speedrun was stopped (or is still running), and every figure here is over the finished seeds.")
+    if result.reached < len(result.seeds):  # the recipe runs its epochs: a time is not one to the target
+        doc.p(f"{result.reached} of {plural(len(result.seeds), 'seed')} reached {result.target:g}%: the times are "
+              f"those of the recipe's {plural(r.epochs, 'epoch')}, not times to {result.target:g}%.")
+    t = result.target_test  # the short form; test_words() also says what p is
+    doc.p(_sentence(result.test_words()) + "." if t.p is None else
+          f"Mean above {result.target:g}%? t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds).")
+    doc.p(_floor_paragraph(result))
+    doc.p(f"Cold start: {_cold(result)}.")
 
 
 def _sentence(text: str) -> str:
@@ -67,15 +67,13 @@ def _floor_paragraph(result: SpeedrunResult) -> str:
     words = (f"Arithmetic: {f.run / 1e9:,.2f} GFLOP per run ({f.train / 1e9:,.2f} in the training steps, "
              f"{f.step / 1e6:,.1f} MFLOP a step at batch {result.recipe.batch_size}"
              + (f", the short last batch of {rest} counted at its size" if rest else "")
-             + f"; {f.eval / 1e9:,.2f} in the forward passes over the {result.test_samples:,} test images), "
-             f"counted by {COUNTED}.")
+             + f"; {f.eval / 1e9:,.2f} in the forward passes over the {result.test_samples:,} test images).")
     if result.ceiling is None or result.floor_s is None:
         return f"{words} The ceiling was {result.why_not('ceiling')}, so no floor and no utilisation."
     return (f"{words} Against {result.ceiling.words()}: the median run did {s['flops_per_s_median'] / 1e9:,.1f} "
             f"GFLOP/s, {percent(s['ceiling_fraction_median'])} of it; at the ceiling a run would take "
             f"{result.floor_s:.2g} s (the floor), against the median {s['time_median_s']:.2f} s, "
-            f"{s['time_median_s'] / result.floor_s:,.0f}x the floor. The count and the probe took "
-            f"{result.ceiling_s:.2f} s, once after seed 0, in neither the seeds' times nor the cold one.")
+            f"{s['time_median_s'] / result.floor_s:,.0f}x the floor.")
 
 
 def _cold(result: SpeedrunResult) -> str:
