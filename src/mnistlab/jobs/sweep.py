@@ -16,6 +16,7 @@ trial), which `mnistlab report` reads: reporting never opens the storage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -380,7 +381,13 @@ def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str]
                ) -> Callable[[Any], float]:
     import optuna
 
+    started_in = os.getcwd()
+
     def objective(trial: optuna.Trial) -> float:
+        # a trial's model may change the working directory; the next one starts where the command did, so that
+        # a relative model spec names the same file for every trial (the sweep's own paths are absolute)
+        with contextlib.suppress(OSError):
+            os.chdir(started_in)
         run_dir = sweep_dir / f"trial-{trial.number:04d}"
         # a retried trial inherits its predecessor's attributes: replace them before anything else
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
