@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import threading
@@ -14,6 +13,7 @@ from typing import TextIO
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
+from mnistlab.core.writer import json_text
 
 SPECS = "package.module:factory, path/to/file.py:Name"
 
@@ -332,7 +332,7 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
         from mnistlab.data.info import dataset_info, format_info
 
         info = dataset_info(spec, root)
-        print(json.dumps(info, indent=2) if args.json else format_info(info), file=out)
+        print(json_text(info) if args.json else format_info(info), file=out)
         return 0
     from mnistlab.data.loader import read_split
     from mnistlab.report.plots import plot_samples
@@ -381,9 +381,9 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
                            log=_to_stderr)
     result = ev.result
     if args.json:
-        print(json.dumps(ev.to_dict(), indent=2), file=out)
+        print(json_text(ev.to_dict()), file=out)
         return 0
-    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt after epoch {ev.epoch}, {ev.device})", file=out)
+    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt {ev.when}, {ev.device})", file=out)
     if ev.subset:
         print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run", file=out)
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
@@ -419,7 +419,7 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
-        print(json.dumps([p.to_dict() for p in profiles], indent=2), file=out)
+        print(json_text([p.to_dict() for p in profiles]), file=out)
         return 0
     for p in profiles:
         print(format_profile(p), file=out)
@@ -573,33 +573,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from mnistlab.core import threads
+    from mnistlab.core import stopping, threads
+    from mnistlab.core.stopping import StopRequests
 
     _paths_print_as_bytes()
     answer = sys.stdout
+    started = False  # argparse's own exits (--help, --version, a bad option) pass through as they are
+    stopping.release()
     try:
         args = build_parser().parse_args(argv)
         args.as_program = argv is None  # the process's own command line, not main([...]) called from Python
-        if args.command in _COMPUTING:
-            threads.apply(getattr(args, "threads", None))
-        # stdout holds only the command's answer: whatever else prints while it works (a user's model,
-        # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
-        with contextlib.redirect_stdout(sys.stderr):
-            code = _COMMANDS[args.command](args, answer)
-        answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
+        started = True
+        # every command stops on SIGTERM as on Ctrl-C: one line and its exit code, never a silent death
+        with StopRequests():
+            if args.command in _COMPUTING:
+                threads.apply(getattr(args, "threads", None))
+            # stdout holds only the command's answer: whatever else prints while it works (a user's model,
+            # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
+            with contextlib.redirect_stdout(sys.stderr):
+                code = _COMMANDS[args.command](args, answer)
+            answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
         return code
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
-    except (Exception, KeyboardInterrupt) as e:  # one mapping for every command (core.failures)
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # one mapping for every command (core.failures)
+        if isinstance(e, SystemExit) and not started:
+            raise
         from mnistlab.core.failures import outcome
 
-        end = outcome(e)
+        end = outcome(e)  # sys.exit() called by a user's model or a library is a failure like any other
         if end.line is None:  # a bug in mnistlab: keep its traceback
             raise
         prefix = "mnistlab: " if isinstance(e, KeyboardInterrupt) else "mnistlab: error: "
         print(prefix + end.line, file=sys.stderr)
         return end.exit_code
+    finally:
+        _late_stop(stopping.release())
+
+
+def _late_stop(signum: int | None) -> None:
+    """A stop request that came after the command's job had recorded how it ended changed nothing: say so."""
+    if signum is not None:
+        import signal
+
+        what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"mnistlab: {what} came after the job had recorded how it ended; nothing was changed",
+              file=sys.stderr)
 
 
 def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:

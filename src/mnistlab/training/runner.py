@@ -155,7 +155,8 @@ def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.
     elif end.state == "failed" and line is not None and not isinstance(e, MnistlabError):
         kept = (f"checkpoints kept (mnistlab train --resume {job.path} continues from last.pt)"
                 if (job / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
-        line = f"{line} (during {stage}); {job.path}: {kept}"
+        during = "" if model_error is not None else f" (during {stage})"  # a model's line names the stage itself
+        line = f"{line}{during}; {job.path}: {kept}"
     job.fields["epochs_done"] = saved
     if end.state in ("failed", "diverged"):
         job.fields["best_epoch"] = best_epoch
