@@ -136,9 +136,11 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     """The one --threads option (train, bench, speedrun, sweep, lab)."""
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="torch's intra-op threads (default: the usable CPUs less those other processes are "
-                        "running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
+    from mnistlab.core.defaults import MAX_THREADS
+
+    p.add_argument("--threads", type=_int_at_least(1, MAX_THREADS), metavar="N",
+                   help="torch's intra-op threads, at most the usable CPUs (default: the usable CPUs less those "
+                        "other processes are running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
 
 
 # commands that compute with torch: their threads are chosen (or pinned) before they start
@@ -176,8 +178,8 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
     from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
-                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_TIMED_STEPS,
-                                        MAX_TRIALS, PIPELINES, RUNS_DIR)
+                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_THREADS,
+                                        MAX_TIMED_STEPS, MAX_TRIALS, MAX_WAIT_S, PIPELINES, RUNS_DIR)
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -259,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
-    b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
+    b.add_argument("--nproc", type=_int_at_least(2, MAX_THREADS), metavar="N",
                    help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU) on random "
                         "inputs of the dataset's shape, on one device (--devices: at most one; no --data-dir)")
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
@@ -292,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="median: stop a trial whose validation loss is worse than the median at the same epoch")
     sw.add_argument("--storage", help="an SQLAlchemy URL of the study's database, shared by workers on any machine, "
                                       "e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the sweep folder)")
-    sw.add_argument("--heartbeat-interval", type=_positive_int, default=HEARTBEAT_S, metavar="SECONDS",
+    sw.add_argument("--heartbeat-interval", type=_int_at_least(1, MAX_WAIT_S), default=HEARTBEAT_S, metavar="SECONDS",
                     help=f"a running trial's worker records a heartbeat this often (default: {HEARTBEAT_S})")
-    sw.add_argument("--grace-period", type=_positive_int, default=GRACE_S, metavar="SECONDS",
+    sw.add_argument("--grace-period", type=_int_at_least(1, MAX_WAIT_S), default=GRACE_S, metavar="SECONDS",
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
@@ -588,6 +590,8 @@ def _run(argv: Sequence[str] | None) -> int:
         with StopRequests():
             if args.command in _COMPUTING:
                 threads.apply(getattr(args, "threads", None))
+                if threads.capped():
+                    print(f"mnistlab: warning: {threads.capped()}", file=sys.stderr)
             # stdout holds only the command's answer: whatever else prints while it works (a user's model,
             # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
             with contextlib.redirect_stdout(sys.stderr):

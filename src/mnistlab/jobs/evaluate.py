@@ -43,7 +43,8 @@ class RunEvaluation:
 
     def _repr_html_(self) -> str:
         test_set = "all" if self.subset is None else f"the first {self.subset:,}"
-        return html_table(f"{self.model} on {self.dataset}: {self.checkpoint}.pt ({self.when}), tested",
+        when = f"epoch {self.epoch}" + (f" and {self.steps} steps of epoch {self.epoch + 1}" if self.steps else "")
+        return html_table(f"{self.model} on {self.dataset}: {self.checkpoint}.pt ({when}), tested",
                           [("run", self.run), ("device", self.device), ("test images", test_set), *self.result.rows()])
 
 

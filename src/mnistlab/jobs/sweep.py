@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S
+from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
@@ -153,6 +153,8 @@ class SweepPlan:
             raise ConfigError(f"--trials must be at least 1, got {self.trials}")
         if not self.params:
             raise ConfigError("a sweep needs at least one --param")
+        if self.grace > MAX_WAIT_S:
+            raise ConfigError(f"--grace-period must be at most {MAX_WAIT_S} s (a week), got {self.grace}")
         if not 0 < self.heartbeat < self.grace:
             raise ConfigError(f"--grace-period ({self.grace} s) must be longer than --heartbeat-interval "
                               f"({self.heartbeat} s), which must be positive")

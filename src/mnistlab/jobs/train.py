@@ -158,6 +158,15 @@ def _completed(run: RunDir, log: Log) -> bool:
     return True
 
 
+def _recorded_threads(run: RunDir, state: dict | None) -> int | None:
+    """The thread count a --deterministic run computed with: its last epoch's, else (a kill inside its first
+    epoch) the one its env.json recorded as it started; None before anything was recorded."""
+    if state is not None and state["history"] and "threads" in state["history"][-1]:
+        return int(state["history"][-1]["threads"])
+    recorded = run.env().get("torch_threads") if state is not None else None
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
 def _resume_root(cfg: Any, overrides: dict[str, Any]) -> tuple[Path, bool]:
     """Where a resumed run reads its data, as an absolute path, and whether it may fetch there: into the data
     root the user gives (--data-dir, else $MNISTLAB_DATA or the cache), never into one that only the run's
@@ -202,7 +211,7 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
             root, may_fetch = _resume_root(plan["cfg"], overrides)  # before the model's code runs
             plan["prepared"] = runner.prepare(
                 plan["cfg"], lambda: _fetch(plan["cfg"], root, options["log"], w, may_fetch, run / rd.CONFIG),
-                options["log"], w, run)
+                options["log"], w, run, _recorded_threads(run, plan["state"]) if plan["cfg"].deterministic else None)
             runner.check_same_start(plan["state"], str(run.path), w)
 
         with job_folder(run.path, job="train", writer=writer, existing=True, lock=w.is_main, claim=before) as job:
