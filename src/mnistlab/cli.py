@@ -576,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     from mnistlab.core import stopping, threads
+    from mnistlab.core.faults import kill_point
     from mnistlab.core.stopping import StopRequests
 
     _paths_print_as_bytes()
@@ -596,6 +597,7 @@ def _run(argv: Sequence[str] | None) -> int:
             # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
             with contextlib.redirect_stdout(sys.stderr):
                 code = _COMMANDS[args.command](args, answer)
+                kill_point("command-done")
             answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
         return code
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does

@@ -28,6 +28,7 @@ from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.writer import FILES
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.faults import kill_point
 from mnistlab.core.errors import DataError, StorageError
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.verify import check_file, sha256_of
@@ -241,6 +242,7 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
     Nothing is written (or cleaned) unless the raw folder and every file's final name resolve
     inside `root`: a dataset row or a symlink cannot make the fetcher replace a file elsewhere.
     """
+    kill_point("fetch")
     raw = spec.raw_dir(root)
     missing = verify_present(spec, root)
     if missing or any(raw.glob(".*.part")):

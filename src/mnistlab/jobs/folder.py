@@ -20,6 +20,7 @@ from mnistlab.core import stopping
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.errors import CheckpointError, DataError, MnistlabError, first_line
 from mnistlab.core.failures import outcome
+from mnistlab.core.faults import kill_point
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RUN_FILES, only_leftovers
 from mnistlab.core.stopping import StopRequests
@@ -128,6 +129,7 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
                         _recorded(outermost)
                     raise
                 with stops.deferred():
+                    kill_point("job-end")
                     out.end(out.ends_as)
                     _recorded(outermost)
         finally:
