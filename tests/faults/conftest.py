@@ -29,6 +29,8 @@ import pytest
 
 from tests.conftest import write_tiny_dataset
 
+from .postgres import postgres_server, postgres_url  # noqa: F401 - fixtures for every module that asks for them
+
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "reliability.md"
 
