@@ -109,6 +109,11 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
         result = run_levers_bench(split, spec, models=list(models), devices=devices,
                                   implementations=list(implementations), batch_size=batch_size,
                                   steps=steps or -(-len(split) // batch_size), repeats=repeats, warmup=warmup, log=log)
+        for m in models:  # a model none of whose levers could run measured nothing: a failure, not a result
+            reasons = [c.unavailable for c in result.cells if c.model == m]
+            if reasons and all(reasons):
+                raise ConfigError(f"nothing measured for model {m}: none of --implementations "
+                                  f"{' '.join(implementations)} could run with it here ({reasons[0]})")
         text = levers_text(result)
         job.save(result, text, "levers.txt")
     return result, RunDir(job.path), text
@@ -128,7 +133,7 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
         raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
     with job_folder(out, under, "scaling", "bench --nproc") as job:
         result = measure_scaling(list(models), device, [1, nproc], batch=batch_size, steps=steps, repeats=repeats,
-                                 shape=get_dataset(dataset_name).shape)
+                                 shape=get_dataset(dataset_name).shape, scratch=job.path)
         text = format_scaling(result)
         job.save(result, text, "scaling.txt")
     return result, RunDir(job.path), text

@@ -15,6 +15,7 @@ from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs, read_inputs
+from mnistlab.report.runs import config
 from mnistlab.report.sections import questions, sections
 
 FIGURES = "figures"
@@ -51,6 +52,11 @@ def _intro(doc: Document, inputs: Inputs) -> None:
     if inputs.unfinished:
         doc.p("Runs with no finished epoch yet (left out): " + ", ".join(r.name for r in inputs.unfinished) + ".")
     doc.p(questions_line(inputs))
+    trained_on = sorted({str(config(r).get("dataset")) for r in inputs.runs})
+    if len(trained_on) > 1:  # a comparison across datasets compares the data as much as the models
+        doc.p(f"These runs were trained on {len(trained_on)} different datasets ({', '.join(trained_on)}): where "
+              f"this report compares runs of different datasets, their numbers differ by the data as well as by "
+              f"the model and the device.")
     if inputs.runs:
         doc.p("Every time is for the machine that ran it. The first epoch of each training session is reported "
               "apart from the steady state, and called cold only where the session's warm-up was timed apart.")
