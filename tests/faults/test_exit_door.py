@@ -94,7 +94,8 @@ def test_a_model_that_fails_at_another_batch_is_one_line_in_eval_and_summary(net
     for argv in (["eval", str(trained)], ["eval", str(trained), "--json"], ["summary", net, "--batch-size", "3"]):
         line = one_line_error(capsys, argv)
         assert "net.py:Net" in line and words in line, line
-    reliability.record("One exit door", f"a model that returns {dict(none='None', classes='5 logits', rows='one row')[how]} "
+    returns = {"none": "None", "classes": "5 logits", "rows": "one row"}[how]
+    reliability.record("One exit door", f"a model that returns {returns} "
                        "at a batch other than its build check's (eval, eval --json, summary)",
                        "clear error naming the model (exit 2, one line), as train gives", trials=3)
 
@@ -196,3 +197,47 @@ def test_a_speedrun_stopped_just_after_its_first_seed_keeps_it(tiny_env, reliabi
     assert json.loads((out / "status.json").read_text())["state"] == "terminated"
     reliability.record("One exit door", f"SIGTERM just after a speedrun's first seed (`{point}`)",
                        "exit 143; the finished seed kept in speedrun.json and named in the line; status terminated")
+
+
+# --- what the refactor (issue 29) already fixed, held to it -----------------------------------------
+
+NAN_IN_EVAL = """import torch
+from torch import nn
+
+class Net(nn.Module):  # finite while it trains, NaN when evaluated: every step's loss is fine
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))
+
+    def forward(self, x):
+        out = self.fc(x)
+        return out if self.training or x.shape[0] == 2 else out * float("nan")
+"""
+EXTRA_STATE = """import torch
+from torch import nn
+
+class Net(nn.Module):  # a state_dict with a number in it: saved, it could never be read back
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))
+
+    def forward(self, x):
+        return self.fc(x)
+
+    def state_dict(self, *args, **kwargs):
+        return {**super().state_dict(*args, **kwargs), "calls": 3}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code, state, words", [(NAN_IN_EVAL, "diverged", "the validation loss became nan"),
+                                                 (EXTRA_STATE, "failed", "holds 'calls', a int, not a tensor")])
+def test_a_run_that_could_not_be_used_does_not_end_completed(tiny, tmp_path, capsys, reliability, code, state, words):
+    (tmp_path / "m.py").write_text(code)
+    line = one_line_error(capsys, [*TRAIN, "--model", f"{tmp_path / 'm.py'}:Net", "--run-dir", str(tmp_path / "r")])
+    assert words in line, line
+    assert open_run(tmp_path / "r").status()["state"] == state
+    assert not (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "test.json").exists()
+    reliability.record("One exit door", "a model whose validation loss is NaN (each step's finite)" if state ==
+                       "diverged" else "a model whose state_dict holds a number", f"clear error; status `{state}`; no "
+                       f"checkpoint or test.json that eval and resume would refuse")

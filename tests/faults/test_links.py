@@ -81,7 +81,8 @@ def test_a_link_given_or_planted_as_a_jobs_folder(trained, tiny, tmp_path, outsi
         line = one_line_error(capsys, argv)
         assert "is a symbolic link" in line, (name, line)
     assert nothing_in(outside)
-    assert len(open_run(tmp_path / "real").metrics()) == 1 and open_run(tmp_path / "real").status()["state"] == "completed"
+    real = open_run(tmp_path / "real")
+    assert len(real.metrics()) == 1 and real.status()["state"] == "completed"
     reliability.record("Output folders follow no link", "a link as train --run-dir, --resume, bench --out, "
                        "speedrun --out, plot --out's folder", "clear error (exit 2, one line); nothing written "
                        "through it; a resumed run is left as it was", trials=len(cases))

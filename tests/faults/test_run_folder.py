@@ -112,7 +112,8 @@ def test_bench_and_a_sweep_stay_in_their_folders(moving, reliability):
                         "--epochs", "1", "--device", "cpu", "--model", "net.py:Net", "--out", "sw"], tmp,
                CHDIR_AT="forward")
     assert p.returncode == 0, p.stderr[-800:]
-    assert {"trial-0000", "trial-0001", "sweep.json", "trials.json", "study.db"} <= {f.name for f in (tmp / "sw").iterdir()}
+    made = {f.name for f in (tmp / "sw").iterdir()}
+    assert {"trial-0000", "trial-0001", "sweep.json", "trials.json", "study.db"} <= made
     assert list((tmp / "elsewhere").iterdir()) == []
     reliability.record("The run folder: a model that changes the working directory",
                        "`os.chdir` in the forward pass of `bench --models` and of a sweep's trials, relative --out",

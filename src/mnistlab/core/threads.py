@@ -27,6 +27,7 @@ from typing import Any
 from mnistlab.core.defaults import MAX_THREADS
 from mnistlab.core.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class ThreadChoice:
     """The intra-op thread count and why: recorded in env.json and every result file."""
@@ -176,6 +177,7 @@ def refresh(samples: int = 5) -> ThreadChoice:
     others = others_runnable(samples)
     if _pinned is not None or env_pin is not None:
         n = _pinned if _pinned is not None else env_pin
+        assert n is not None
         source = _pin_source if _pinned is not None else "OMP_NUM_THREADS"
         reason = (f"pinned by {source}" if source != "--deterministic"
                   else "--deterministic: the run's recorded count, kept for its rounding" if _exact

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import overload
 
 from mnistlab.core import stopping
 from mnistlab.core.atomicfile import remove_leftovers
@@ -42,6 +43,10 @@ def quiet(message: str) -> None:
     """A log that says nothing (a data-parallel rank other than 0, a sweep's trial)."""
 
 
+@overload
+def fixed(path: PathLike) -> Path: ...
+@overload
+def fixed(path: None) -> None: ...
 def fixed(path: PathLike | None) -> Path | None:
     """A path given to a job, made absolute as the job starts: a user's model that changes the working
     directory later moves none of the job's reads or writes."""
@@ -97,7 +102,7 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
     or with `existing` the folder as it is (a run to resume). With `lock`, the job owns it (core.lock: a
     second owner gets one line) and removes what a killed writer of it left; `claim(path)` then checks,
     before the first write, that it is still the job's to write (another trainer may have taken it)."""
-    if existing and Path(folder).is_symlink():
+    if existing and folder is not None and Path(folder).is_symlink():
         raise CheckpointError(f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: "
                               f"give the folder itself")
     path = Path(folder).absolute() if existing else new_folder(folder, under, stem)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -542,7 +543,7 @@ def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str]
         write(lambda: trial.set_user_attr("run_dir", str(run_dir.resolve())), "recording the trial")
         write(lambda: trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}"), "recording the trial")
         write(lambda: trial.set_user_attr("result", _result([])), "recording the trial")
-        values = {p.name: write(lambda p=p: p.suggest(trial), "drawing its parameters") for p in plan.params}
+        values = {p.name: write(functools.partial(p.suggest, trial), "drawing its parameters") for p in plan.params}
         cfg = plan.base.replace(**values)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         log(f"trial {trial.number}: {shown}")
