@@ -135,3 +135,37 @@ def test_config_json_as_a_device_is_said_as_such(tiny, tmp_path, capsys, reliabi
         assert "config.json" in line and ("not a regular file" in line or "is a device" in line), line
     reliability.record("Low: wording", "config.json a link to /dev/urandom (eval, report, resume)",
                        "clear error saying it is not a regular file (not 'no config.json')", trials=3)
+
+
+FAILS_IN_EVAL = """from torch import nn
+
+class Net(nn.Module):  # trains, then fails when validated (eval mode, a batch other than its build check's)
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))
+
+    def forward(self, x):
+        if not self.training and x.shape[0] != 2:
+            raise ValueError("no validation for me")
+        return self.fc(x)
+"""
+
+
+@pytest.mark.slow
+def test_wording_a_models_failure_names_its_stage_once_and_metrics_out_of_order_are_refused(tiny, tmp_path, capsys,
+                                                                                            reliability):
+    (tmp_path / "m.py").write_text(FAILS_IN_EVAL)
+    line = one_line_error(capsys, ["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
+                                   "--model", f"{tmp_path / 'm.py'}:Net", "--run-dir", str(tmp_path / "v")])
+    assert "failed during validation: ValueError: no validation for me" in line and line.count("validation") == 2, line
+    assert main(["train", "--dataset", "tiny", "--epochs", "2", "--device", "cpu", "--no-progress", "--run-dir",
+                 str(tmp_path / "r")]) == 0
+    metrics = tmp_path / "r" / "metrics.csv"
+    header, first, second = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([header, second, first]) + "\n")
+    for argv in (["plot", str(tmp_path / "r"), "--out", str(tmp_path / "p.png")],
+                 ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]):
+        assert "epochs must follow each other" in one_line_error(capsys, argv)
+    reliability.record("Low: wording", "a model failing in validation; metrics.csv rows out of order",
+                       "the stage said once ('failed during validation: ...'); rows out of order refused in one line "
+                       "(plot, report), never listed as a history", trials=3)
