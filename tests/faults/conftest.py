@@ -45,9 +45,9 @@ class Reliability:
         row = self.rows[(category, fault)]
         row["trials"] += trials
         row["outcomes"].add(outcome)
-        current = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]  # path::name[params] (call)
+        current = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]  # 'path::name[params] (call)'
         if current:
-            self.tests[category][re.sub(r"\[.*\]$", "", current)] = None
+            self.tests[category][re.sub(r"\[.*\]$", "", current, flags=re.S)] = None
 
     def markdown(self) -> str:
         lines = ["# Reliability: faults and bad input, as the test suite tried them", "",
