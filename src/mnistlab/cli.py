@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import threading
@@ -14,6 +13,7 @@ from typing import TextIO
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
+from mnistlab.core.writer import json_text
 
 SPECS = "package.module:factory, path/to/file.py:Name"
 
@@ -136,9 +136,11 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     """The one --threads option (train, bench, speedrun, sweep, lab)."""
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="torch's intra-op threads (default: the usable CPUs less those other processes are "
-                        "running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
+    from mnistlab.core.defaults import MAX_THREADS
+
+    p.add_argument("--threads", type=_int_at_least(1, MAX_THREADS), metavar="N",
+                   help="torch's intra-op threads, at most the usable CPUs (default: the usable CPUs less those "
+                        "other processes are running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
 
 
 # commands that compute with torch: their threads are chosen (or pinned) before they start
@@ -176,8 +178,8 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
     from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
-                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_TIMED_STEPS,
-                                        MAX_TRIALS, PIPELINES, RUNS_DIR)
+                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_THREADS,
+                                        MAX_TIMED_STEPS, MAX_TRIALS, MAX_WAIT_S, PIPELINES, RUNS_DIR)
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -259,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
-    b.add_argument("--nproc", type=_int_at_least(2), metavar="N",
+    b.add_argument("--nproc", type=_int_at_least(2, MAX_THREADS), metavar="N",
                    help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU) on random "
                         "inputs of the dataset's shape, on one device (--devices: at most one; no --data-dir)")
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
@@ -295,9 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="median: stop a trial whose validation loss is worse than the median at the same epoch")
     sw.add_argument("--storage", help="an SQLAlchemy URL of the study's database, shared by workers on any machine, "
                                       "e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the sweep folder)")
-    sw.add_argument("--heartbeat-interval", type=_positive_int, default=HEARTBEAT_S, metavar="SECONDS",
+    sw.add_argument("--heartbeat-interval", type=_int_at_least(1, MAX_WAIT_S), default=HEARTBEAT_S, metavar="SECONDS",
                     help=f"a running trial's worker records a heartbeat this often (default: {HEARTBEAT_S})")
-    sw.add_argument("--grace-period", type=_positive_int, default=GRACE_S, metavar="SECONDS",
+    sw.add_argument("--grace-period", type=_int_at_least(1, MAX_WAIT_S), default=GRACE_S, metavar="SECONDS",
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
@@ -337,7 +339,7 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
         from mnistlab.data.info import dataset_info, format_info
 
         info = dataset_info(spec, root)
-        print(json.dumps(info, indent=2) if args.json else format_info(info), file=out)
+        print(json_text(info) if args.json else format_info(info), file=out)
         return 0
     from mnistlab.data.loader import read_split
     from mnistlab.report.plots import plot_samples
@@ -386,9 +388,9 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
                            log=_to_stderr)
     result = ev.result
     if args.json:
-        print(json.dumps(ev.to_dict(), indent=2), file=out)
+        print(json_text(ev.to_dict()), file=out)
         return 0
-    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt after epoch {ev.epoch}, {ev.device})", file=out)
+    print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt {ev.when}, {ev.device})", file=out)
     if ev.subset:
         print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run", file=out)
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
@@ -425,7 +427,7 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
     if args.json:
-        print(json.dumps([p.to_dict() for p in profiles], indent=2), file=out)
+        print(json_text([p.to_dict() for p in profiles]), file=out)
         return 0
     for p in profiles:
         print(format_profile(p), file=out)
@@ -585,33 +587,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from mnistlab.core import threads
+    from mnistlab.core import stopping, threads
+    from mnistlab.core.faults import kill_point
+    from mnistlab.core.stopping import StopRequests
 
     _paths_print_as_bytes()
     answer = sys.stdout
+    started = False  # argparse's own exits (--help, --version, a bad option) pass through as they are
+    stopping.release()
     try:
         args = build_parser().parse_args(argv)
         args.as_program = argv is None  # the process's own command line, not main([...]) called from Python
-        if args.command in _COMPUTING:
-            threads.apply(getattr(args, "threads", None))
-        # stdout holds only the command's answer: whatever else prints while it works (a user's model,
-        # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
-        with contextlib.redirect_stdout(sys.stderr):
-            code = _COMMANDS[args.command](args, answer)
-        answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
+        started = True
+        # every command stops on SIGTERM as on Ctrl-C: one line and its exit code, never a silent death
+        with StopRequests():
+            if args.command in _COMPUTING:
+                threads.apply(getattr(args, "threads", None))
+                if threads.capped():
+                    print(f"mnistlab: warning: {threads.capped()}", file=sys.stderr)
+            # stdout holds only the command's answer: whatever else prints while it works (a user's model,
+            # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
+            with contextlib.redirect_stdout(sys.stderr):
+                code = _COMMANDS[args.command](args, answer)
+                kill_point("command-done")
+            answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
         return code
     except BrokenPipeError:  # `mnistlab eval RUN --json | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
-    except (Exception, KeyboardInterrupt) as e:  # one mapping for every command (core.failures)
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # one mapping for every command (core.failures)
+        if isinstance(e, SystemExit) and not started:
+            raise
         from mnistlab.core.failures import outcome
 
-        end = outcome(e)
+        end = outcome(e)  # sys.exit() called by a user's model or a library is a failure like any other
         if end.line is None:  # a bug in mnistlab: keep its traceback
             raise
         prefix = "mnistlab: " if isinstance(e, KeyboardInterrupt) else "mnistlab: error: "
         print(prefix + end.line, file=sys.stderr)
         return end.exit_code
+    finally:
+        _late_stop(stopping.release())
+
+
+def _late_stop(signum: int | None) -> None:
+    """A stop request that came after the command's job had recorded how it ended changed nothing: say so."""
+    if signum is not None:
+        import signal
+
+        what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"mnistlab: {what} came after the job had recorded how it ended; nothing was changed",
+              file=sys.stderr)
 
 
 def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:

@@ -42,30 +42,58 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """An SQLAlchemy URL (psycopg driver) of a fresh, empty database on a server of its own."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver (pip install 'mnistlab[test]') is not installed")
-    bin_dir = _bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL's server programs are absent (Debian: apt-get install postgresql; "
-                    "scripts/test.sh does it as root)")
-    user = _server_user()
-    home = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # in /tmp: pytest's folders are root's alone
-    shutil.chown(home, user)
-    port = _free_port()
+class PostgresServer:
+    """A cluster of its own (see the module's docstring) that a test may stop and start again: `url` is an
+    SQLAlchemy URL (psycopg driver) of its `postgres` database, with a password that the server, trusting every
+    local connection, does not check (so that tests can look for it where it must not be)."""
 
-    def run(*args: str) -> None:
-        p = subprocess.run([str(bin_dir / args[0]), *args[1:]], user=user, cwd=home, capture_output=True,
-                           text=True, timeout=120)
+    PASSWORD = "pw-S3cret-7f3a"
+
+    def __init__(self) -> None:
+        pytest.importorskip("psycopg", reason="the PostgreSQL driver (pip install 'mnistlab[test]') is not installed")
+        self.bin_dir = _bin_dir()
+        if self.bin_dir is None:
+            pytest.skip("PostgreSQL's server programs are absent (Debian: apt-get install postgresql; "
+                        "scripts/test.sh does it as root)")
+        self.user = _server_user()
+        self.home = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # in /tmp: pytest's folders are root's alone
+        shutil.chown(self.home, self.user)
+        self.port = _free_port()
+        self.run("initdb", "-D", str(self.home / "data"), "-U", "mnistlab", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.start()
+
+    def url(self, database: str = "postgres", password: bool = False) -> str:
+        who = f"mnistlab:{self.PASSWORD}" if password else "mnistlab"
+        return f"postgresql+psycopg://{who}@127.0.0.1:{self.port}/{database}"
+
+    def run(self, *args: str) -> None:
+        p = subprocess.run([str(self.bin_dir / args[0]), *args[1:]], user=self.user, cwd=self.home,
+                           capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, (args, p.stdout[-1000:], p.stderr[-1000:])
 
+    def start(self) -> None:
+        self.run("pg_ctl", "-D", str(self.home / "data"), "-l", str(self.home / "server.log"), "-w", "start", "-o",
+                 f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self) -> None:
+        if (self.home / "data" / "postmaster.pid").exists():
+            self.run("pg_ctl", "-D", str(self.home / "data"), "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
     try:
-        run("initdb", "-D", str(home / "data"), "-U", "mnistlab", "--auth=trust", "-E", "UTF8", "--no-sync")
-        run("pg_ctl", "-D", str(home / "data"), "-l", str(home / "server.log"), "-w", "start", "-o",
-            f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off")
-        yield f"postgresql+psycopg://mnistlab@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        if (home / "data" / "postmaster.pid").exists():
-            run("pg_ctl", "-D", str(home / "data"), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """An SQLAlchemy URL (psycopg driver) of a fresh, empty database on a server of its own."""
+    return postgres_server.url()

@@ -21,9 +21,12 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
     """Write to a temporary file beside `path`, fsync, optionally `verify` it, then rename.
 
     A disk or permission failure is a StorageError; whatever `verify` raises propagates,
-    and the temporary file is removed in every case.
+    and the temporary file is removed in every case. A folder that is a symbolic link is never written
+    into: one planted inside an output folder (a lab's figures/, a sweep's trial) would take the write
+    outside it, so mnistlab follows none (a link in place of the file itself is replaced, not followed).
     """
     path = Path(path)
+    refuse_link(path.parent, f"{path.name} not written")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
@@ -43,6 +46,24 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
         raise StorageError(f"{path}: cannot write ({e.strerror}); the previous version, if any, is intact") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def refuse_link(folder: Path, consequence: str) -> None:
+    """A StorageError if `folder` is a symbolic link: mnistlab writes into no folder through one."""
+    if os.path.islink(folder):
+        raise StorageError(f"{folder}: is a symbolic link; mnistlab writes into no folder through a link "
+                           f"(give the folder itself); {consequence}")
+
+
+def make_folder(folder: Path) -> Path:
+    """A folder inside an output folder (a report's figures/), created if absent; never through a link."""
+    folder = Path(folder)
+    refuse_link(folder, "nothing written")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{folder}: cannot create ({e.strerror})") from None
+    return folder
 
 
 def _umask() -> int:

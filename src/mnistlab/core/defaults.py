@@ -23,5 +23,7 @@ MAX_TIMED_STEPS = 100_000  # bench --steps, --warmup
 MAX_REPEATS = 100
 MAX_SEEDS = 1_000
 MAX_TRIALS = 10_000
+MAX_THREADS = 1024  # --threads, OMP_NUM_THREADS, bench --nproc: above any machine's cores (torch crashes at 100,000)
+MAX_WAIT_S = 7 * 24 * 3600  # --heartbeat-interval, --grace-period: a week (a larger one overflows Optuna's timers)
 IMPLEMENTATIONS = ("eager", "channels-last", "bf16-mixed", "bf16-mixed+channels-last", "16-mixed", "compiled",
                    "cuda-graphs")

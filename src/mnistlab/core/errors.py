@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 def first_line(e: BaseException) -> str:
-    """An exception in one line for a one-line error: its type and the first line of its text."""
+    """An exception in one line for a one-line error: its type and the first line of its text (a call of
+    sys.exit: the call itself)."""
+    if isinstance(e, SystemExit):
+        return f"its code called sys.exit({e.code!r})"
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 

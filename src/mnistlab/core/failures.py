@@ -6,6 +6,8 @@ and no two places word the same failure differently:
 
 - a signal: `interrupted` (exit 130) or `terminated` (exit 143), the job stays resumable;
 - a non-finite loss: `diverged` (exit 2);
+- `sys.exit()` called while a job ran (mnistlab itself never calls it: a user's model, or a library it uses):
+  `failed`, one line, exit 2, whatever code it passed (exit 0 would say a failed job succeeded);
 - bad input, a file, a user's own model, the device (out of memory on the CPU as on a GPU), a data-parallel
   peer that is gone, stopped or too slow: `failed`,
   one line, exit 2;
@@ -49,6 +51,9 @@ def outcome(e: BaseException, *, device: object | None = None, batch_size: int |
         return Outcome("interrupted", "interrupted", 130)
     if isinstance(e, DivergenceError):
         return Outcome("diverged", str(e), e.exit_code)
+    if isinstance(e, SystemExit):
+        return Outcome("failed", f"sys.exit({e.code!r}) was called while the command ran (by a user's model, or a "
+                                 f"library it uses); stopped", 2)
     if isinstance(e, MnistlabError):
         return Outcome("failed", str(e), e.exit_code)
     line = _device_line(e, device, batch_size) or lost_peer_line(e)
@@ -67,7 +72,10 @@ def is_builtin_model(spec: str) -> bool:
 def as_model_error(e: BaseException, spec: str, doing: str) -> ModelError | None:
     """A user's model's own failure as one line naming the model; None for a built-in model (a bug of
     ours) and for whatever already has its own line (a signal, mnistlab's errors, the device, memory,
-    a file, a lost data-parallel peer): the mapping above is asked, not repeated."""
+    a file, a lost data-parallel peer): the mapping above is asked, not repeated. A sys.exit() in the
+    model's code is its failure too."""
+    if isinstance(e, SystemExit) and not is_builtin_model(spec):
+        return ModelError(f"model {spec} failed {doing}: {first_line(e)}")
     if not isinstance(e, Exception) or is_builtin_model(spec) or outcome(e).line is not None:
         return None
     return ModelError(f"model {spec} failed {doing}: {first_line(e)}")
@@ -78,7 +86,7 @@ def blame_model(spec: str, doing: str) -> Iterator[None]:
     """Run a user's model: what its code raises becomes one ModelError line (exit 2)."""
     try:
         yield
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         err = as_model_error(e, spec, doing)
         if err is None:
             raise

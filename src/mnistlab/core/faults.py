@@ -5,8 +5,11 @@ it reaches POINT; `MNISTLAB_KILL_SIGNAL=TERM` (or INT) sends that signal instead
 process may handle. The points: `write:<file name>` (half of the file's temporary copy written),
 `epoch-end` (an epoch trained, nothing of it saved yet), `step-checkpoint` (a mid-epoch last.pt written,
 --checkpoint-every), `after-checkpoint` (the CSVs and
-last.pt of an epoch written, its progress line not yet printed), `final-eval` (the test evaluation under way) and
-`tensorboard-rewrite` (on resume, the rewritten event file moved in, the stale ones not yet deleted). Unset, a point
+last.pt of an epoch written, its progress line not yet printed), `final-eval` (the test evaluation under way),
+`tensorboard-rewrite` (on resume, the rewritten event file moved in, the stale ones not yet deleted), `evaluate` (an
+evaluation starts: validation, the test, eval), `fetch` (a dataset's files are about to be checked), `speedrun-floor`
+(a speedrun's FLOP count and ceiling probe, after seed 0), `job-end` (a job's final state about to be written) and
+`command-done` (the command's work done, its answer not yet flushed). Unset, a point
 costs one dictionary lookup, and none is on the per-step path. Under torchrun a point fires in the first
 attempt only: the group that --max-restarts starts again runs on.
 """

@@ -20,6 +20,26 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: stop like Ctrl-C (the run stays resumable); the CLI exits with 143."""
 
 
+# Once a command's job has recorded its final state, a stop request changes nothing any more: it would make
+# the exit code disagree with status.json ("completed" and exit 130). From `hold()` to `release()` a signal
+# that a StopRequests receives is kept, not raised; the command line releases at its end and says so.
+_held = False
+_late: int | None = None
+
+
+def hold() -> None:
+    """From now until `release()`, a stop request is kept, not raised (the job's final state is recorded)."""
+    global _held
+    _held = True
+
+
+def release() -> int | None:
+    """End a `hold()`; the signal that arrived during it, if any."""
+    global _held, _late
+    late, _held, _late = _late, False, None
+    return late
+
+
 class StopRequests:
     def __init__(self) -> None:
         self._depth = 0
@@ -38,7 +58,9 @@ class StopRequests:
         self._old.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self._depth:
+        if _held:
+            _keep_late(signum)
+        elif self._depth:
             self._pending = signum
         else:
             _raise(signum)
@@ -53,7 +75,15 @@ class StopRequests:
             self._depth -= 1
         if self._depth == 0 and self._pending is not None:
             signum, self._pending = self._pending, None
+            if _held:  # the block recorded the job's final state: the request comes too late to change it
+                _keep_late(signum)
+                return
             _raise(signum)
+
+
+def _keep_late(signum: int) -> None:
+    global _late
+    _late = signum
 
 
 def _raise(signum: int) -> None:

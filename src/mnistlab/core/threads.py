@@ -24,6 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.defaults import MAX_THREADS
+from mnistlab.core.errors import ConfigError
+
+
 @dataclass(frozen=True)
 class ThreadChoice:
     """The intra-op thread count and why: recorded in env.json and every result file."""
@@ -104,33 +108,61 @@ def _workers() -> int:
 
 
 def _pinned_by_env() -> int | None:
-    """OMP_NUM_THREADS, a user's pin, except under torchrun (which sets it to 1 for every job)."""
+    """OMP_NUM_THREADS, a user's pin, except under torchrun (which sets it to 1 for every job); one above
+    MAX_THREADS is one line (torch crashes with 100,000)."""
     if _workers() > 1:
         return None
     try:
         v = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
         return None
+    if v > MAX_THREADS:
+        raise ConfigError(f"OMP_NUM_THREADS={v}: at most {MAX_THREADS} threads (this process may use "
+                          f"{usable_cpus()} CPUs); set it to the CPUs to use, or unset it")
     return v if v >= 1 else None
 
 
 _pinned: int | None = None  # --threads, or --deterministic's count
 _pin_source = "--threads"
+_exact = False  # the pinned count is a run's recorded one: kept even above the usable CPUs (its rounding)
 _current: ThreadChoice | None = None
 
 
 def apply(threads: int | None = None, samples: int = 5) -> ThreadChoice:
-    """Choose (or pin, with `threads`) the count and set torch to it: at the start of a command."""
-    global _pinned, _pin_source
-    _pinned, _pin_source = threads, "--threads"
+    """Choose (or pin, with `threads`) the count and set torch to it: at the start of a command. A pin above
+    the CPUs this process may use is capped to them (said in the choice's reason, and by `capped()`)."""
+    global _pinned, _pin_source, _exact
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be in 1..{MAX_THREADS}, got {threads}")
+    _pinned, _pin_source, _exact = threads, "--threads", False
     return refresh(samples)
 
 
-def pin_for_repeatability() -> ThreadChoice:
+def capped() -> str | None:
+    """Why the pinned count is not the one asked for (more threads than usable CPUs), in one line; None if it is."""
+    c = _current
+    if c is None or c.source not in ("--threads", "OMP_NUM_THREADS") or "capped" not in c.reason:
+        return None
+    return f"{c.reason}: more threads than CPUs only wait for each other at every operation"
+
+
+def pin_for_repeatability(recorded: int | None = None) -> ThreadChoice:
     """--deterministic: one count for every epoch and session, whatever the load, because the thread
-    count changes how a sum is split, and so its rounding. A count the user pinned stays."""
-    global _pinned, _pin_source
-    if _pinned is None and _pinned_by_env() is None:
+    count changes how a sum is split, and so its rounding. A count the user pinned stays. Resuming, the
+    run's `recorded` count is kept, even on a machine (or an affinity) with fewer CPUs; a different pin is
+    one line, since it would change the rounding of the epochs still to come."""
+    global _pinned, _pin_source, _exact
+    if recorded is not None:
+        asked = _pinned if _pinned is not None else _pinned_by_env()
+        if not 1 <= recorded <= MAX_THREADS:
+            raise ConfigError(f"--deterministic: the run records {recorded} threads, not a count in 1..{MAX_THREADS}")
+        if asked is not None and asked != recorded:
+            source = _pin_source if _pinned is not None else "OMP_NUM_THREADS"
+            raise ConfigError(f"--deterministic: this run computed with {recorded} thread{'s' * (recorded != 1)}; "
+                              f"{source} {asked} would change the rounding of its remaining epochs: give "
+                              f"{recorded}, or leave it out")
+        _pinned, _pin_source, _exact = recorded, "--deterministic", True
+    elif _pinned is None and _pinned_by_env() is None:
         _pinned, _pin_source = max(1, usable_cpus() // _workers()), "--deterministic"
     return refresh()
 
@@ -145,9 +177,14 @@ def refresh(samples: int = 5) -> ThreadChoice:
     others = others_runnable(samples)
     if _pinned is not None or env_pin is not None:
         n = _pinned if _pinned is not None else env_pin
+        assert n is not None
         source = _pin_source if _pinned is not None else "OMP_NUM_THREADS"
         reason = (f"pinned by {source}" if source != "--deterministic"
+                  else "--deterministic: the run's recorded count, kept for its rounding" if _exact
                   else "--deterministic: the usable CPUs' share, the same whatever the load")
+        if n > cpus and not _exact and source != "--deterministic":
+            reason = f"{source} {n} capped to the {cpus} usable CPU{'s' * (cpus != 1)}"
+            n = cpus
     else:
         n, reason = choose_threads(cpus, others, workers)
         source = "auto"
@@ -160,7 +197,7 @@ def refresh(samples: int = 5) -> ThreadChoice:
 def worker_threads(workers: int) -> int:
     """Threads for each of `workers` processes that this one starts side by side: the pin, else the rule."""
     if _pinned is not None:
-        return _pinned
+        return _pinned if _exact else max(1, min(_pinned, usable_cpus()))
     return choose_threads(usable_cpus(), others_runnable(), workers)[0]
 
 

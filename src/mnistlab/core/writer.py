@@ -16,6 +16,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,23 @@ STATUS = "status.json"
 def json_bytes(obj: Any) -> bytes:
     # allow_nan=False: a NaN or inf would make a file that strict JSON parsers (and mnistlab) refuse
     return (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinity as null: what a command prints as JSON stays strict JSON (a model of
+    one's own can make a loss infinite; Python's json would print `NaN`, which strict parsers refuse)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """JSON for stdout (`--json`): strict (see strict_json), indented."""
+    return json.dumps(strict_json(obj), indent=2, allow_nan=False)
 
 
 def csv_bytes(fields: list[str], rows: list[dict[str, Any]]) -> bytes:

@@ -188,9 +188,10 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: the explicit argument, then $MNISTLAB_DATA, then $XDG_CACHE_HOME/mnistlab, then
-    ~/.cache/mnistlab."""
+    """The data root, as an absolute path (a job fixes it as it starts, so that a user's model that changes
+    the working directory cannot move it): the explicit argument, then $MNISTLAB_DATA, then
+    $XDG_CACHE_HOME/mnistlab, then ~/.cache/mnistlab."""
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().absolute()
     env = os.environ.get(DATA_ENV_VAR)
-    return Path(env).expanduser() if env else default_data_dir()
+    return (Path(env).expanduser() if env else default_data_dir()).absolute()

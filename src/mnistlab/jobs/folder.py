@@ -15,16 +15,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import overload
 
+from mnistlab.core import stopping
 from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.errors import CheckpointError, MnistlabError, first_line
+from mnistlab.core.errors import CheckpointError, DataError, MnistlabError, first_line
 from mnistlab.core.failures import outcome
+from mnistlab.core.faults import kill_point
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.rundir import RUN_FILES, only_leftovers
 from mnistlab.core.stopping import StopRequests
 from mnistlab.core.writer import FILES, JobFolder, Writer
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
-from mnistlab.data.fetching import fetch
+from mnistlab.data.fetching import fetch, verify_present
 
 __all__ = ["dataset", "job_folder"]
 
@@ -40,6 +43,16 @@ def quiet(message: str) -> None:
     """A log that says nothing (a data-parallel rank other than 0, a sweep's trial)."""
 
 
+@overload
+def fixed(path: PathLike) -> Path: ...
+@overload
+def fixed(path: None) -> None: ...
+def fixed(path: PathLike | None) -> Path | None:
+    """A path given to a job, made absolute as the job starts: a user's model that changes the working
+    directory later moves none of the job's reads or writes."""
+    return None if path is None else Path(path).absolute()
+
+
 def new_folder(explicit: PathLike | None, base: PathLike, stem: str, *, option: str = "--out",
                resumable: bool = False) -> Path:
     """A new, empty output folder, as an absolute path (a job's writes go there even if a user's model
@@ -50,6 +63,9 @@ def new_folder(explicit: PathLike | None, base: PathLike, stem: str, *, option: 
     continue it."""
     if explicit is not None:
         p = Path(explicit)
+        if p.is_symlink():  # planted in a sweep or lab folder, it would take the whole run outside
+            raise CheckpointError(f"{p}: is a symbolic link; mnistlab writes no output folder through a link: "
+                                  f"give the folder itself, or choose another {option}")
         if p.exists() and not p.is_dir():
             raise CheckpointError(f"{p}: is a file, not a folder; choose another {option}")
         if p.exists() and not only_leftovers(p):
@@ -86,6 +102,9 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
     or with `existing` the folder as it is (a run to resume). With `lock`, the job owns it (core.lock: a
     second owner gets one line) and removes what a killed writer of it left; `claim(path)` then checks,
     before the first write, that it is still the job's to write (another trainer may have taken it)."""
+    if existing and folder is not None and Path(folder).is_symlink():
+        raise CheckpointError(f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: "
+                              f"give the folder itself")
     path = Path(folder).absolute() if existing else new_folder(folder, under, stem)
     out = JobFolder(path, writer, job)
     owner = FolderLock(path, what="run") if lock and writer.writes else nullcontext()
@@ -94,25 +113,60 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
             remove_leftovers(path, names=RUN_FILES)
         if claim is not None:
             claim(path)
-        with StopRequests() as stops:
-            out.stops = stops
-            try:
-                out.progress()
-                yield out
-            except BaseException as e:
-                end = outcome(e)
-                with stops.deferred():  # a second signal does not cut the record of the first short
-                    try:
-                        out.end(end.state, end.line or first_line(e))
-                    except MnistlabError:  # the disk that failed the job may refuse this too: say the first error
-                        pass
-                raise
-            with stops.deferred():
-                out.end(out.ends_as)
+        global _open_jobs
+        outermost = _open_jobs == 0
+        if outermost:
+            stopping.release()  # a notebook's earlier job held stop requests until it ended: not this one's
+        _open_jobs += 1
+        try:
+            with StopRequests() as stops:
+                out.stops = stops
+                try:
+                    out.progress()
+                    yield out
+                except BaseException as e:
+                    end = outcome(e)
+                    with stops.deferred():  # a second signal does not cut the record of the first short
+                        try:
+                            out.end(end.state, end.line or first_line(e))
+                        except MnistlabError:  # the disk that failed the job may refuse this too: say the first
+                            pass
+                        _recorded(outermost)
+                    raise
+                with stops.deferred():
+                    kill_point("job-end")
+                    out.end(out.ends_as)
+                    _recorded(outermost)
+        finally:
+            _open_jobs -= 1
 
 
-def dataset(name: str, data_dir: str | None = None, *, log: Log = _print, web: bool = True) -> tuple[DatasetSpec, Path]:
+_open_jobs = 0  # job folders open in this process (a lab's runs are inside the lab's job)
+
+
+def _recorded(outermost: bool) -> None:
+    """The command's own job has recorded its final state: from here to the process's exit a stop request
+    can no longer change how it ended (status.json and the exit code agree), so it is kept, not raised."""
+    if outermost:
+        stopping.hold()
+
+
+def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _print, web: bool = True
+            ) -> tuple[DatasetSpec, Path]:
     """The dataset's spec and its data root, with its four files fetched and verified there."""
     spec, root = get_dataset(name), data_root(data_dir)
     fetch(spec, root, log=log, web=web)
+    return spec, root
+
+
+def recorded_data(name: str, root: Path, config: Path, who: str) -> tuple[DatasetSpec, Path]:
+    """The data root that a run's config.json names, only verified: `who` (a reader, a resume) neither creates
+    it nor fetches into it, since anyone can edit the file; the user's --data-dir is where mnistlab fetches."""
+    spec = get_dataset(name)
+    where = f"the data_dir in {config}; {who} does not fetch into it: pass --data-dir to use another data root"
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder ({where})")
+    missing = verify_present(spec, root)
+    if missing:
+        raise DataError(f"{spec.raw_dir(root) / missing[0].name}: not there ({where})")
     return spec, root

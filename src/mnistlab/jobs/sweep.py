@@ -16,10 +16,13 @@ trial), which `mnistlab report` reads: reporting never opens the storage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
+import secrets
 import socket
 import time
 import warnings
@@ -29,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S
+from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
-from mnistlab.core.rundir import RunDir
+from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.writer import JobFolder
 from mnistlab.jobs.folder import job_folder, quiet
 from mnistlab.measure.sweeps import NAME, OBJECTIVES, SWEEP_FILE, TRIALS_FILE, read_record
@@ -46,6 +49,8 @@ STUDY_DB = "study.db"
 NOT_SWEPT = {"dataset", "device", "data_dir", "subset", "deterministic", "log_every"}
 MACHINE_LOCAL = {"device", "data_dir"}  # may differ between the machines of one study
 IDENTITY_ATTR = "mnistlab"  # the study's user attribute that pins what it compares
+TOKEN_ATTR = "mnistlab_token"  # drawn when the study is first pinned: a later study of the same name has another
+STUDY_LOCK = ".study.lock"
 MAX_RETRY = 2  # a trial whose worker died is run again at most this often, then replaced by new ones
 OPEN_TRIES = 5  # opening a storage that another worker is creating right now
 
@@ -152,6 +157,8 @@ class SweepPlan:
             raise ConfigError(f"--trials must be at least 1, got {self.trials}")
         if not self.params:
             raise ConfigError("a sweep needs at least one --param")
+        if self.grace > MAX_WAIT_S:
+            raise ConfigError(f"--grace-period must be at most {MAX_WAIT_S} s (a week), got {self.grace}")
         if not 0 < self.heartbeat < self.grace:
             raise ConfigError(f"--grace-period ({self.grace} s) must be longer than --heartbeat-interval "
                               f"({self.heartbeat} s), which must be positive")
@@ -247,8 +254,8 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
         try:
             with _quiet_optuna():
                 retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
-                                                     grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
+                storage = _beating_storage()(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
+                                             grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
             return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
                                        direction=plan.direction, pruner=pruner)
         except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
@@ -263,6 +270,23 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
                                   "postgresql+psycopg://... and pip install 'mnistlab[postgres]'") from None
             raise ConfigError(masked(f"--storage {url}: cannot open the study ({_first_line(e)})", url)) from None
     raise AssertionError("unreachable")
+
+
+def _beating_storage() -> type:
+    """Optuna's RDBStorage, whose heartbeat survives a database that is down for a while: Optuna's heartbeat
+    thread dies at the first failed write (with a traceback on stderr) and the trial then runs on without one,
+    so that other workers fail it; here a failed beat is skipped and the next one tries again."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    class BeatingStorage(optuna.storages.RDBStorage):
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                super().record_heartbeat(trial_id)
+            except (optuna.exceptions.StorageInternalError, SQLAlchemyError):
+                pass  # the database is unreachable now: the next beat tries again
+
+    return BeatingStorage
 
 
 def _missing_driver(e: BaseException) -> str | None:
@@ -290,8 +314,9 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _pin_identity(study: Any, plan: SweepPlan, url: str) -> None:
-    """Record what the study compares, or refuse a worker that disagrees with what it recorded."""
+def _pin_identity(study: Any, plan: SweepPlan, url: str) -> str:
+    """Record what the study compares, or refuse a worker that disagrees with what it recorded; the study's
+    token (drawn once, when the first worker pins it), which tells this study from a later one of its name."""
     mine = study_identity(plan)
     theirs = study.user_attrs.get(IDENTITY_ATTR)
     if theirs is None:
@@ -299,11 +324,18 @@ def _pin_identity(study: Any, plan: SweepPlan, url: str) -> None:
             raise ConfigError(f"study {plan.study} in {masked(url)}: has trials but no mnistlab settings "
                               f"(not started by mnistlab sweep); use another --study")
         study.set_user_attr(IDENTITY_ATTR, mine)
+        if TOKEN_ATTR not in study.user_attrs:
+            study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
         theirs = study.user_attrs.get(IDENTITY_ATTR)  # re-read: a worker that started with us may have won
     diff = _difference(theirs, mine)
     if diff:
         raise ConfigError(f"study {plan.study} in {masked(url)} was started with other settings ({diff}); "
                           f"use the study's settings, or another --study")
+    token = study.user_attrs.get(TOKEN_ATTR)
+    if token is None:  # a study pinned before tokens existed: drawn now, once
+        study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
+        token = study.user_attrs.get(TOKEN_ATTR)
+    return str(token)
 
 
 def _counted(study: Any) -> int:
@@ -325,68 +357,193 @@ def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
 def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
               log: Callable[[str], None] = print) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
-    records its own status (status.json) besides sweep.json and trials.json; each trial is a train job."""
+    records its own status (status.json) besides sweep.json and trials.json; each trial is a train job.
+    The storage is opened and checked before the folder's first write: a refused study changes nothing in
+    it, and a folder this command created is removed again."""
     require("optuna", "mnistlab sweep", "sweep")  # an extra: one line naming the pip command when it is missing
     import optuna
 
     plan.check()
     sweep_dir = (Path(out) if out else default_sweep_dir(plan.study, runs_base)).absolute()
+    created = not sweep_dir.exists() and not sweep_dir.is_symlink()
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{sweep_dir}: cannot create the sweep directory ({e.strerror})") from None
     verbosity = optuna.logging.get_verbosity()  # Optuna's log level is global: left as it was found
+    opened: dict[str, Any] = {}
+
+    def claim(path: Path) -> None:  # before the first write: the folder's record, then the study it names
+        _check_folder(plan, path)
+        opened["url"] = url = _storage(plan, path)
+        # workers started together would race to create the storage's tables: one at a time on this machine
+        with FolderLock(path, what="sweep", wait=True, name=STUDY_LOCK):
+            opened["study"] = _open_study(plan, url, log)
+        opened["token"] = _pin_identity(opened["study"], plan, url)
+        _check_same_study(path, opened["token"], plan)
+        opened["claimed"] = True
+
     try:
-        with job_folder(sweep_dir, job="sweep", existing=True, claim=lambda p: _check_folder(plan, p)) as job:
+        with job_folder(sweep_dir, job="sweep", existing=True, claim=claim) as job:
             job.fields["trials"] = plan.trials
-            _run(plan, job, log)
+            _run(plan, job, opened["study"], opened["url"], opened["token"], log)
+    except BaseException:
+        if created and "claimed" not in opened:  # refused before its first write: leave no folder behind
+            (sweep_dir / STUDY_LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                sweep_dir.rmdir()  # only if nothing else is in it
+        raise
     finally:
         optuna.logging.set_verbosity(verbosity)
     return sweep_dir
 
 
-def _run(plan: SweepPlan, job: JobFolder, log: Callable[[str], None]) -> None:
+def _check_same_study(sweep_dir: Path, token: str, plan: SweepPlan) -> None:
+    """A study deleted and created again under the same name (or sqlite:///:memory: run twice) starts its trial
+    numbers over: in this folder its trial-0000 and trials.json would meet the old study's. Refused."""
+    if not (sweep_dir / SWEEP_FILE).exists():
+        return
+    recorded = read_record(sweep_dir).get("study_token")
+    if recorded is not None and recorded != token:
+        raise ConfigError(f"{sweep_dir}: holds the trials of an earlier study named {plan.study} (kept, with its "
+                          f"{TRIALS_FILE}); the storage now holds another study of that name (deleted and created "
+                          f"again, or in memory): give this one another --out")
+
+
+def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log: Callable[[str], None]) -> None:
     import optuna
 
-    url = _storage(plan, job.path)
-    # workers started together would race to create the storage's tables: one at a time on this machine
-    with FolderLock(job.path, what="sweep", wait=True, name=".study.lock"):
-        study = _open_study(plan, url, log)
-    _pin_identity(study, plan, url)
     job.writer.json(job / SWEEP_FILE, {**plan.record(), "trials": plan.trials, "url": masked(url),
-                                       "heartbeat": plan.heartbeat, "grace": plan.grace})
-    _snapshot(study, job)
+                                       "heartbeat": plan.heartbeat, "grace": plan.grace, "study_token": token})
+    storage = _Guard(plan, url, log)
+    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
-        f"{_counted(study)} of {plan.trials} trials done; storage {masked(url)}")
-    objective = _objective(plan, study, job.path, log)
+        f"{storage.call(lambda: _counted(study), 'reading the study')} of {plan.trials} trials done; storage "
+        f"{masked(url)}")
+    current: dict[str, int] = {}
+    objective = _objective(plan, study, job.path, log, storage, current)
     attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
-    while _counted(study) < plan.trials and attempts < limit:
+    while storage.call(lambda: _counted(study), "reading the study") < plan.trials and attempts < limit:
         attempts += 1
+        current.clear()
         try:  # optimize, one trial at a time: it fails stale trials first and beats the heartbeat meanwhile
             with _quiet_optuna():
                 study.optimize(objective, n_trials=1, catch=(DivergenceError,))
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            if "trial" not in current or not storage.finished(study, current["trial"]):
+                raise
+            log(f"trial {current['trial']}: marked failed while this worker was stopped (no heartbeat for "
+                f"{plan.grace} s), and queued again; this worker goes on")
+        except Exception as e:  # noqa: BLE001 - a storage fault, however Optuna passes it on; anything else raised
+            fault = storage.fault_in(e)
+            if fault is None:
+                raise
+            doing = f"ending trial {current.get('trial', '?')}"
+            storage.wait_for(study, fault, doing)  # one line if it stays unreachable, else the worker goes on
+            log(f"trial {current.get('trial', '?')}: the storage failed while it ended ({storage.line(fault)}), and "
+                f"is back; this worker goes on")
         finally:
-            _snapshot(study, job)
-            job.progress(trials_done=_counted(study))
+            with contextlib.suppress(*storage.errors):  # the storage down: the last snapshot stays as it was
+                _snapshot(study, job)
+                job.progress(trials_done=_counted(study))
     with _quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
-    _snapshot(study, job)
+        storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
     if _counted(study) < plan.trials:
         raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
                             f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
 
 
-def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None]
-               ) -> Callable[[Any], float]:
+class StorageUnreachable(MnistlabError):
+    """The study's database could not be reached for longer than the grace period."""
+
+
+class TakenOver(MnistlabError):
+    """This worker's trial was failed by another one (this worker stopped beating past the grace period)."""
+
+
+class _Guard:
+    """Calls to the study's storage that outlive a database stopped or restarted for a while: retried until
+    the grace period has passed (after it, other workers count this one as dead anyway), then one line naming
+    what really failed (Optuna words a lost connection as 'invalid data ... exceeding max length')."""
+
+    def __init__(self, plan: SweepPlan, url: str, log: Callable[[str], None]) -> None:
+        import optuna
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self.plan, self.url, self.log = plan, url, log
+        self.errors: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, SQLAlchemyError)
+
+    def line(self, e: BaseException) -> str:
+        cause = e.__cause__ if e.__cause__ is not None and not isinstance(e, MnistlabError) else e
+        return masked(_first_line(cause), self.url)
+
+    def unreachable(self, e: BaseException, doing: str) -> StorageUnreachable:
+        return StorageUnreachable(f"--storage {masked(self.url)}: unreachable for {self.plan.grace} s (the grace "
+                                  f"period) while {doing} ({self.line(e)}); this worker stops, its trial is failed "
+                                  f"by the next worker once its heartbeat is stale, and the same command continues "
+                                  f"the study")
+
+    def call(self, fn: Callable[[], Any], doing: str) -> Any:
+        deadline, delay = time.monotonic() + self.plan.grace, 0.25
+        while True:
+            try:
+                return fn()
+            except self.errors as e:
+                if time.monotonic() >= deadline:
+                    raise self.unreachable(e, doing) from None
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(2 * delay, 5.0)
+
+    def fault_in(self, e: BaseException) -> BaseException | None:
+        """The storage error that `e` is, or that caused it: when its final write fails, Optuna's trial loop can
+        end in an UnboundLocalError of its own, raised while handling the database's error."""
+        seen: set[int] = set()
+        cause: BaseException | None = e
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, (*self.errors, StorageUnreachable)):
+                return cause
+            seen.add(id(cause))
+            cause = cause.__cause__ or cause.__context__
+        return None
+
+    def wait_for(self, study: Any, e: BaseException, doing: str) -> None:
+        """The storage failed `doing`: return once it answers again, else raise its one line."""
+        self.call(lambda: study.get_trials(deepcopy=False), doing)
+
+    def finished(self, study: Any, number: int) -> bool:
+        from optuna.trial import TrialState
+
+        trials = self.call(lambda: study.get_trials(deepcopy=False), "reading the study")
+        return any(t.number == number and t.state != TrialState.RUNNING for t in trials)
+
+
+def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None], storage: _Guard,
+               current: dict[str, int]) -> Callable[[Any], float]:
     import optuna
 
+    started_in = os.getcwd()
+
+    def write(fn: Callable[[], Any], doing: str) -> Any:
+        """A write to this trial's record: a trial failed meanwhile by another worker is said in one line."""
+        try:
+            return storage.call(fn, doing)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise TakenOver(f"trial {current['trial']}: marked failed by another worker while this one was stopped "
+                            f"(no heartbeat for {plan.grace} s); its parameters run again as a new trial") from None
+
     def objective(trial: optuna.Trial) -> float:
+        current["trial"] = trial.number
+        # a trial's model may change the working directory; the next one starts where the command did, so that
+        # a relative model spec names the same file for every trial (the sweep's own paths are absolute)
+        with contextlib.suppress(OSError):
+            os.chdir(started_in)
         run_dir = sweep_dir / f"trial-{trial.number:04d}"
         # a retried trial inherits its predecessor's attributes: replace them before anything else
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("result", _result([]))
-        values = {p.name: p.suggest(trial) for p in plan.params}
+        write(lambda: trial.set_user_attr("run_dir", str(run_dir.resolve())), "recording the trial")
+        write(lambda: trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}"), "recording the trial")
+        write(lambda: trial.set_user_attr("result", _result([])), "recording the trial")
+        values = {p.name: write(functools.partial(p.suggest, trial), "drawing its parameters") for p in plan.params}
         cfg = plan.base.replace(**values)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         log(f"trial {trial.number}: {shown}")
@@ -394,19 +551,19 @@ def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str]
 
         def report(row: dict[str, float]) -> bool:
             seen.append(row)
-            trial.set_user_attr("result", _result(seen))
-            trial.report(row[plan.objective], int(row["epoch"]))
+            write(lambda: trial.set_user_attr("result", _result(seen)), "recording an epoch")
+            write(lambda: trial.report(row[plan.objective], int(row["epoch"])), "recording an epoch")
             with _quiet_optuna():  # a dead worker's trial is failed within the grace period, not after ours
-                optuna.storages.fail_stale_trials(study)
-            return trial.should_prune()
+                storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+            return bool(storage.call(trial.should_prune, "asking the pruner"))
 
         try:
             run = _train_trial(cfg, run_dir, report)
-        except DivergenceError as e:
+        except DivergenceError as e:  # the storage's faults are said once, by the sweep's loop
             log(f"trial {trial.number}: {e}")
             raise
         rows = run.metrics()
-        trial.set_user_attr("result", _result(rows))
+        write(lambda: trial.set_user_attr("result", _result(rows)), "recording the trial")
         if run.status().get("state") == "pruned":
             log(f"trial {trial.number}: pruned after epoch {len(rows)}")
             raise optuna.TrialPruned()
@@ -429,7 +586,11 @@ def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, fl
     from mnistlab.jobs.train import train_run
 
     # a run directory left by an earlier, killed worker for this trial number cannot exist: Optuna never
-    # reuses a number; a leftover from a crash before the first write is handled by jobs.folder.new_folder
+    # reuses a number; a leftover from a crash before the first write is handled by jobs.folder.new_folder.
+    # One that holds a run belongs to another study of this name: said in the sweep's words (it has no --resume)
+    if run_dir.is_dir() and not run_dir.is_symlink() and not only_leftovers(run_dir):
+        raise ConfigError(f"{run_dir}: already holds a run, of another study with this name; give this sweep "
+                          f"another --out")
     return train_run(cfg, run_dir=run_dir, log=quiet, progress=False, on_epoch=report)
 
 

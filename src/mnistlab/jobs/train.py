@@ -21,13 +21,14 @@ from mnistlab.core.rundir import RunDir, open_run
 from mnistlab.core.writer import writer_for
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
-from mnistlab.jobs.folder import Log, PathLike, _print, job_folder, new_folder, quiet
+from mnistlab.jobs.folder import Log, PathLike, _print, fixed, job_folder, new_folder, quiet, recorded_data
 
 __all__ = ["train_run"]
 
 LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
-# settings that change how a run is run, not what it computes: a resume may give them again
-RESUMABLE_SETTINGS = ("device", "dist_timeout", "checkpoint_every")
+# settings that change how a run is run, not what it computes: a resume may give them again (data_dir: where
+# this machine keeps the dataset, whose files are verified against the same pins)
+RESUMABLE_SETTINGS = ("device", "dist_timeout", "checkpoint_every", "data_dir")
 RESUME_OVERRIDES = ("epochs", *RESUMABLE_SETTINGS)
 
 
@@ -105,6 +106,8 @@ def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: Pa
     if resume is not None and resume_if_exists:
         raise MnistlabError("--resume and --resume-if-exists cannot be used together (give --run-dir with the latter)")
     overrides = dict(overrides or {})
+    # every path fixed as the job starts: a user's model that changes the working directory moves nothing
+    run_dir, resume, runs_base = fixed(run_dir), fixed(resume), fixed(runs_base)
     w = world()
     if not w.is_main:
         log, progress = quiet, False
@@ -155,14 +158,35 @@ def _completed(run: RunDir, log: Log) -> bool:
     return True
 
 
-def _fetch(cfg: Any, log: Log, w: World) -> Path:
+def _recorded_threads(run: RunDir, state: dict | None) -> int | None:
+    """The thread count a --deterministic run computed with: its last epoch's, else (a kill inside its first
+    epoch) the one its env.json recorded as it started; None before anything was recorded."""
+    if state is not None and state["history"] and "threads" in state["history"][-1]:
+        return int(state["history"][-1]["threads"])
+    recorded = run.env().get("torch_threads") if state is not None else None
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
+def _resume_root(cfg: Any, overrides: dict[str, Any]) -> tuple[Path, bool]:
+    """Where a resumed run reads its data, as an absolute path, and whether it may fetch there: into the data
+    root the user gives (--data-dir, else $MNISTLAB_DATA or the cache), never into one that only the run's
+    config.json names (a file anyone can edit: it is read, as eval reads it, not written)."""
+    given = overrides.get("data_dir")
+    recorded = cfg.data_dir if given is None else None
+    return data_root(given or recorded), recorded is None
+
+
+def _fetch(cfg: Any, root: Path, log: Log, w: World, may_fetch: bool = True, config: Path | None = None) -> Path:
     """The run's data root, its files fetched and verified by rank 0, then verified by every other rank
-    (a machine without them: one line on all)."""
-    spec, root = get_dataset(cfg.dataset), data_root(cfg.data_dir)
+    (a machine without them: one line on all). Not `may_fetch`: only verified where they are."""
+    spec = get_dataset(cfg.dataset)
 
     def error() -> MnistlabError | None:
         try:
-            fetch(spec, root, log=log)
+            if may_fetch:
+                fetch(spec, root, log=log)
+            else:
+                recorded_data(cfg.dataset, root, config or root, "a resume")
         except MnistlabError as e:
             return e
         return None
@@ -184,8 +208,10 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
 
         def before(path: Path) -> None:  # under the lock, before any write: a refused resume changes nothing
             plan["cfg"], plan["state"] = _plan_resume(run, overrides)
-            plan["prepared"] = runner.prepare(plan["cfg"], lambda: _fetch(plan["cfg"], options["log"], w),
-                                              options["log"], w, run)
+            root, may_fetch = _resume_root(plan["cfg"], overrides)  # before the model's code runs
+            plan["prepared"] = runner.prepare(
+                plan["cfg"], lambda: _fetch(plan["cfg"], root, options["log"], w, may_fetch, run / rd.CONFIG),
+                options["log"], w, run, _recorded_threads(run, plan["state"]) if plan["cfg"].deterministic else None)
             runner.check_same_start(plan["state"], str(run.path), w)
 
         with job_folder(run.path, job="train", writer=writer, existing=True, lock=w.is_main, claim=before) as job:
@@ -194,7 +220,8 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
             _figure(job.path, figure and w.is_main)
         return RunDir(job.path)
     # a new run: data errors surface before a run directory exists
-    prepared = runner.prepare(cfg, lambda: _fetch(cfg, options["log"], w), options["log"], w)
+    root = data_root(cfg.data_dir)  # absolute, before the model's code runs
+    prepared = runner.prepare(cfg, lambda: _fetch(cfg, root, options["log"], w), options["log"], w)
     runner.check_same_start(None, str(run_dir), w)
     made: Path | MnistlabError | None = None
     if w.is_main:  # rank 0 creates the directory and tells the others where it is, or why it failed

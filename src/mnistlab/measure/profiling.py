@@ -94,7 +94,7 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape |
             h.remove()
         with FlopCounterMode(display=False) as step:
             F.cross_entropy(model(x), y).backward()
-    except Exception as e:  # noqa: BLE001 - the user's code: any failure is one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: any failure (sys.exit too) is one line
         raise ConfigError(f"model {spec_name(name)}: counting its FLOPs on a {(batch_size, *shape.sample)} batch "
                           f"failed ({first_line(e)})") from None
     fwd_counts, step_counts = fwd.get_flop_counts(), step.get_flop_counts()

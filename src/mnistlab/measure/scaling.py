@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import statistics
 import tempfile
@@ -140,6 +141,9 @@ def why_it_scales(c: ScalingCell, ratio: Ratio) -> str:
     return "Less than half of each step is the exchange, yet the processes are not clearly faster than one."
 
 
+_ERROR_TYPE = re.compile(r"^(?:[\w.]+\.)?\w+(?:Error|Exception): (?=model )")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,8 +194,10 @@ def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape,
 
 
 def measure_scaling(models: Sequence[str], device_type: str, processes: list[int], *, batch: int = 64,
-                    steps: int = 50, repeats: int = 3, shape: DataShape | None = None) -> ScalingResult:
-    """Time each model at global batch `batch` with each number of processes in `processes`."""
+                    steps: int = 50, repeats: int = 3, shape: DataShape | None = None,
+                    scratch: Path | None = None) -> ScalingResult:
+    """Time each model at global batch `batch` with each number of processes in `processes`. `scratch`: where
+    the workers' temporary folder goes (the job's own folder: a SIGKILL leaves it there, not in /tmp)."""
     import torch.multiprocessing as mp
 
     from mnistlab.training.models import as_shape
@@ -208,16 +214,23 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
     for model, n in ((m, n) for m in models for n in processes):
         # the CPUs left free are shared out, so that N processes use no more of the machine than one
         threads = per_process[n] = worker_threads(n) if device_type == "cpu" else 1
-        with tempfile.TemporaryDirectory(prefix="mnistlab-scaling-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=".scaling-" if scratch else "mnistlab-scaling-", dir=scratch) as tmp:
             out = os.path.join(tmp, "rank0.json")
             try:
                 mp.spawn(_worker, args=(n, _free_port(), model, as_shape(shape), device_type, batch, steps, repeats,
                                         threads, out), nprocs=n, join=True)
             except mp.ProcessRaisedException as e:  # a worker's exception, with its traceback as text
-                last = [line for line in str(e).strip().splitlines() if line.strip()][-1]
+                last = [line for line in str(e).strip().splitlines() if line.strip()][-1].strip()
                 if is_builtin_model(model):
                     raise
-                raise ModelError(f"model {model} failed in a data-parallel process: {last.strip()[:200]}") from None
+                last = _ERROR_TYPE.sub("", last)  # 'mnistlab.core.errors.ConfigError: model spec ...': the words
+                raise ModelError(f"model {model} failed in a data-parallel process: {last[:200]}") from None
+            except mp.ProcessExitedException as e:  # a worker gone without an exception: os._exit, a signal
+                if is_builtin_model(model):
+                    raise
+                how = f"was killed by signal {e.signal_name}" if e.signal_name else f"exited with code {e.exit_code}"
+                raise ModelError(f"model {model}: a data-parallel process {how} before it finished "
+                                 f"(the model's code ended it)") from None
             data = check(read_json_object(Path(out)), WORKER_SCHEMA, out)
         cells.append(ScalingCell(model, device_type, n, batch, data["step_s"], data["local_step_s"],
                                  data["gradient_bytes"]))

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from mnistlab.core.faults import kill_point
 from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
 from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
@@ -415,6 +416,7 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
     """Count a run's FLOPs and measure the ceiling into `result` (once, outside every timed part); a
     failure of either (a user's model the counter cannot run, a device without the dtype) is recorded
     as a reason, never raised: the seeds' results stand without it."""
+    kill_point("speedrun-floor")
     timer = Timer(device).start()
     try:
         flops = count_run(result.recipe, shape, train.num_samples, test.num_samples, test.batch_size)

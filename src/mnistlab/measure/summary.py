@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mnistlab.core.errors import ModelError
+from mnistlab.core.failures import blame_model
 from mnistlab.data.datasets import DataShape
 from mnistlab.training.models import ModelCode, as_shape, count_parameters, create_model, spec_name
 
@@ -37,8 +39,14 @@ def summarize(name: str | ModelCode, batch_size: int = 1, shape: DataShape | Non
     """`name`: a registry name or a spec (see training/modelspec.py); `shape`: the data's (default MNIST's)."""
     shape = as_shape(shape)
     model = create_model(name, shape)
-    with torch.no_grad():
-        out = model(torch.zeros(batch_size, *shape.sample))
+    batch = (batch_size, *shape.sample)
+    # checked at a batch of 2 when built, a model of one's own may still fail at this one: one line, like train's
+    with blame_model(spec_name(name), f"on a {batch} batch"), torch.no_grad():
+        out = model(torch.zeros(batch))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch_size, shape.classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model {spec_name(name)}: its output on a {batch} batch is {got}, expected "
+                         f"{(batch_size, shape.classes)} (one logit per class)")
     params = [(k, tuple(v.shape), v.numel()) for k, v in model.state_dict().items()]
     return ModelSummary(spec_name(name), str(model), params, count_parameters(model), count_parameters(model, True),
                         (batch_size, *shape.sample), tuple(out.shape))

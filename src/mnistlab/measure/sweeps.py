@@ -26,7 +26,7 @@ RECORD_SCHEMA = {"study": Check(lambda v: isinstance(v, str) and bool(NAME.fullm
                  "direction": one_of(tuple(OBJECTIVES)), "objective": one_of(tuple(OBJECTIVES.values())),
                  "params": [_PARAM, "nonempty"], "base": {"*": "any"}, "storage?": "text?", "url?": "text",
                  "trials?": "positive count", "heartbeat?": "positive count", "grace?": "positive count",
-                 "pruner?": "text"}
+                 "pruner?": "text", "study_token?": "text"}
 TRIAL_SCHEMA = {"number": "count", "state": one_of(STATES), "params": {"*": "any"},
                 "best_val_loss?": "loss?", "best_val_accuracy?": "fraction?", "epochs": "count", "seconds?": "seconds",
                 "run_dir?": "text?", "worker?": "text?", "retry_of?": "count?", "value?": "number?"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mnistlab.core.atomicfile import make_folder
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.measure.gpus import DEFAULT_GPU
 from mnistlab.measure.gpus import gpu as gpu_row
@@ -28,13 +29,13 @@ def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFA
     """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab or
     sweep directory itself (the report's home), else the current directory (a reader writes into no run).
     `gpu`: the row of measure/gpus.py's table whose step time Q6 and Q9 predict."""
-    paths = [Path(p) for p in paths]
+    paths = [Path(p).absolute() for p in paths]  # fixed: a model's code run for its counts may chdir
     row = gpu_row(gpu)
     inputs = replace(read_inputs(paths), gpu=row)
     home = inputs.lab is not None or inputs.sweep is not None
-    out_dir = Path(out_dir or (inputs.root if home else Path.cwd()))
+    out_dir = Path(out_dir or (inputs.root if home else Path.cwd())).absolute()
     inputs = replace(inputs, figs=out_dir / FIGURES)
-    inputs.figs.mkdir(parents=True, exist_ok=True)
+    make_folder(inputs.figs)  # never through a link planted there (core/atomicfile.py)
     if inputs.sweep is not None:
         doc = Document(f"mnistlab sweep {inputs.sweep[0]['study']}")
         parts = sections("sweep")

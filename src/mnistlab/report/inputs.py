@@ -197,7 +197,7 @@ def read_inputs(paths: list[Path]) -> Inputs:
     for p in [] if lab else paths:
         if (p / BenchResult.FILE).is_file():
             bench_dirs.append(p)
-        elif (p / "config.json").is_file():
+        elif (p / "config.json").exists() or (p / "config.json").is_symlink():  # read (and refused) as a run's
             runs.append(RunDir(p))
         elif (p / SWEEP_FILE).is_file():
             sweep = sweep_results(p)

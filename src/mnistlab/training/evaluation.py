@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab.core.faults import kill_point
 from mnistlab.core.timing import Timer
 from mnistlab.core.distributed import all_reduce_sum_
 from mnistlab.core.richdisplay import html_table
@@ -43,6 +44,7 @@ class EvalResult:
 def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, distributed: bool = False) -> EvalResult:
     """Loss and confusion over the loader's samples; `distributed`: each process holds a shard of
     every batch (DeviceLoader's `shard`), and the sums are added over the job before reading them."""
+    kill_point("evaluate")
     device = loader.device
     model.eval()
     with Timer(device) as timer:
@@ -54,6 +56,9 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, distribut
         confusion = torch.zeros(num_classes * num_classes, dtype=count_dtype, device=device)
         for x, y in loader.batches():
             out = model(x)
+            if not isinstance(out, torch.Tensor) or out.shape != (len(y), num_classes):  # a model of one's own
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"its output on a batch of {len(y)} is {got}, expected {(len(y), num_classes)}")
             loss_sum += F.cross_entropy(out, y, reduction="sum").to(acc_dtype)
             cell = y * num_classes + out.argmax(1)
             confusion.index_add_(0, cell, torch.ones_like(cell, dtype=count_dtype))

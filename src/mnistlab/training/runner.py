@@ -79,16 +79,21 @@ class Prepared:
     step: TrainStep  # the training step with the config's speed levers (on the DDP wrapper under torchrun)
 
 
-def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run: RunDir | None = None) -> Prepared:
+def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run: RunDir | None = None,
+            recorded_threads: int | None = None) -> Prepared:
     """Device, the data on it, and a freshly seeded model and optimizer. `data()` is the job's: it fetches and
     verifies the dataset and returns its root, called once the process group is up (under torchrun every
     rank must take part in agreeing on its outcome). Resuming `run`, the model's code is the run's own (a
-    file spec: its verified copy)."""
+    file spec: its verified copy), and a --deterministic run keeps its `recorded_threads` (the count its
+    epochs so far computed with: another count would round differently)."""
     code = model_code(cfg.model) if run is None else model_code_for_run(
         run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists())
     if cfg.deterministic:
         enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
-        threads.pin_for_repeatability()  # the same thread count, so the same rounding, in every epoch
+        chosen = threads.pin_for_repeatability(recorded_threads)  # the same count, so the same rounding, always
+        if chosen.threads > chosen.cpus:
+            log(f"--deterministic: {chosen.threads} threads, as this run recorded, on {chosen.cpus} usable CPU"
+                f"{'s' * (chosen.cpus != 1)} (slower, and bit-exact)")
     device = resolve_device(cfg.device)
     levers = Levers.of(cfg)
     levers.check(device)  # a lever this device lacks fails before any data work
@@ -155,7 +160,8 @@ def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.
     elif end.state == "failed" and line is not None and not isinstance(e, MnistlabError):
         kept = (f"checkpoints kept (mnistlab train --resume {job.path} continues from last.pt)"
                 if (job / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
-        line = f"{line} (during {stage}); {job.path}: {kept}"
+        during = "" if model_error is not None else f" (during {stage})"  # a model's line names the stage itself
+        line = f"{line}{during}; {job.path}: {kept}"
     job.fields["epochs_done"] = saved
     if end.state in ("failed", "diverged"):
         job.fields["best_epoch"] = best_epoch

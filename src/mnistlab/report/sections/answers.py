@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mnistlab.core.timing import is_busy
 from mnistlab.measure.epochs import epoch_timing
+from mnistlab.report.runs import config
 from mnistlab.report.document import Document, Link, plural
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -91,6 +92,10 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.p("Runs with no finished epoch yet (left out): " + ", ".join(r.name for r in inputs.unfinished) + ".")
     if inputs.runs or inputs.bench:
         doc.p(stability_line(inputs))
+    trained_on = sorted({str(config(r).get("dataset")) for r in inputs.runs})
+    if len(trained_on) > 1:  # a comparison across datasets compares the data as much as the models
+        doc.p(f"These runs were trained on {len(trained_on)} different datasets ({', '.join(trained_on)}): where "
+              f"this report compares them, their numbers differ by the data as well as by the model and device.")
     doc.table(HEADERS, rows(inputs), css="answers")
 
 
