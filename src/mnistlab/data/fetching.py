@@ -29,10 +29,13 @@ from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.writer import FILES
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
 from mnistlab.core.faults import kill_point
 from mnistlab.core.errors import DataError, StorageError
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.verify import check_file, sha256_of
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 Log = Callable[[str], None]
 
@@ -241,7 +244,7 @@ def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
     return missing
 
 
-def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
+def fetch(spec: DatasetSpec, root: Path, log: Log = _LOG, web: bool = True) -> Path:
     """Make sure all of `spec`'s files are in `root`, verified; return the raw folder.
 
     Nothing is written (or cleaned) unless the raw folder and every file's final name resolve

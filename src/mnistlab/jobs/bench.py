@@ -15,7 +15,10 @@ from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import FILES, JobFolder
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
-from mnistlab.jobs.folder import Log, PathLike, _print, dataset, fixed, job_folder
+from mnistlab.core.logs import lines
+from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, job_folder
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["bench_levers", "bench_pipelines", "bench_scaling", "write_bench"]
 
@@ -78,7 +81,7 @@ def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tu
 def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = None, pipelines: Sequence[str],
                     batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
                     data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
-                    subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+                    subset: int | None = None, log: Log = _LOG) -> tuple[Any, RunDir, str]:
     """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
     folder; returns the result, the folder and the text."""
     from mnistlab.measure.bench import bench_text, run_bench
@@ -98,7 +101,7 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
 
 def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None, implementations: Sequence[str],
                  batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
-                 data_dir: str | None = None, out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+                 data_dir: str | None = None, out: PathLike | None = None, log: Log = _LOG) -> tuple[Any, RunDir, str]:
     """The speed levers side by side on resident data (measure.levers_bench): levers.json and levers.txt."""
     from mnistlab.measure.levers_bench import levers_text, run_levers_bench
 
@@ -120,7 +123,7 @@ def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None,
 
 
 def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size: int, steps: int, repeats: int,
-                  dataset_name: str = "mnist", out: PathLike | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
+                  dataset_name: str = "mnist", out: PathLike | None = None, log: Log = _LOG) -> tuple[Any, RunDir, str]:
     """Data-parallel scaling, 1 against `nproc` processes (measure.scaling): scaling.json and scaling.txt."""
     from mnistlab.core.device import resolve_device
     from mnistlab.measure.scaling import format_scaling, measure_scaling

@@ -11,7 +11,10 @@ from mnistlab.core.failures import blame_model
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import CONFIG, open_run
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.jobs.folder import Log, PathLike, _print, dataset, fixed, recorded_data
+from mnistlab.core.logs import lines
+from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, recorded_data
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["RunEvaluation", "evaluate_run"]
 
@@ -49,7 +52,7 @@ class RunEvaluation:
 
 
 def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None,
-                 log: Log = _print) -> RunEvaluation:
+                 log: Log = _LOG) -> RunEvaluation:
     """Test a run's `last` or `best` checkpoint with the code it was trained with. Reads only."""
     from mnistlab.core.device import resolve_device
     from mnistlab.data.loader import make_test_loader

@@ -23,20 +23,19 @@ from mnistlab.core.errors import CheckpointError, DataError, MnistlabError, firs
 from mnistlab.core.failures import outcome
 from mnistlab.core.faults import kill_point
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RUN_FILES, only_leftovers
 from mnistlab.core.stopping import StopRequests
 from mnistlab.core.writer import FILES, JobFolder, Writer
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
 from mnistlab.data.fetching import fetch, verify_present
 
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
+
 __all__ = ["dataset", "job_folder"]
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike
-
-
-def _print(message: str) -> None:
-    print(message)
 
 
 def quiet(message: str) -> None:
@@ -151,7 +150,7 @@ def _recorded(outermost: bool) -> None:
         stopping.hold()
 
 
-def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _print, web: bool = True
+def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _LOG, web: bool = True
             ) -> tuple[DatasetSpec, Path]:
     """The dataset's spec and its data root, with its four files fetched and verified there."""
     spec, root = get_dataset(name), data_root(data_dir)

@@ -24,6 +24,7 @@ from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
 from mnistlab.core.environment import environment
 from mnistlab.core.errors import CheckpointError
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.schema import read_result
 from mnistlab.core.timing import Timer
@@ -46,6 +47,8 @@ from mnistlab.report.inputs import LabRecord, read_lab
 from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN, run_state
 from mnistlab.report.plots import plot_samples
 from mnistlab.training.config import TrainConfig
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["LabPlan", "run_lab"]
 
@@ -103,7 +106,7 @@ class LabPlan:
 
 def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None = None,
             data_dir: str | None = None, dataset: str = "mnist", subset: int | None = None,
-            log: Callable[[str], None] = print, progress: bool = True, gpu: str = DEFAULT_GPU,
+            log: Callable[[str], None] = _LOG, progress: bool = True, gpu: str = DEFAULT_GPU,
             resume: str | Path | None = None) -> Path:
     """Run the plan; return the path of report.html. `subset` shrinks the data (tests only); `gpu`: the
     GPU of measure/gpus.py's table whose step time the report predicts. `resume`: a lab directory to

@@ -36,11 +36,14 @@ from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.writer import JobFolder
 from mnistlab.jobs.folder import job_folder, quiet
 from mnistlab.measure.sweeps import NAME, OBJECTIVES, SWEEP_FILE, TRIALS_FILE, read_record
 from mnistlab.training.config import TrainConfig
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["ParamSpec", "SweepPlan", "parse_params", "run_sweep"]
 
@@ -355,7 +358,7 @@ def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
 
 
 def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
-              log: Callable[[str], None] = print) -> Path:
+              log: Callable[[str], None] = _LOG) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
     records its own status (status.json) besides sweep.json and trials.json; each trial is a train job.
     The storage is opened and checked before the folder's first write: a refused study changes nothing in

@@ -21,7 +21,10 @@ from mnistlab.core.rundir import RunDir, open_run
 from mnistlab.core.writer import writer_for
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
-from mnistlab.jobs.folder import Log, PathLike, _print, fixed, job_folder, new_folder, quiet, recorded_data
+from mnistlab.core.logs import lines
+from mnistlab.jobs.folder import Log, PathLike, fixed, job_folder, new_folder, quiet, recorded_data
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["train_run"]
 
@@ -87,7 +90,7 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[Any, dict | No
 
 
 def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: PathLike | None = None,
-              overrides: dict[str, Any] | None = None, log: Log = _print, progress: bool = True,
+              overrides: dict[str, Any] | None = None, log: Log = _LOG, progress: bool = True,
               tensorboard: bool = True, on_epoch: Callable[[dict[str, float]], bool] | None = None,
               runs_base: PathLike = RUNS_DIR, figure: bool = True, resume_if_exists: bool = False) -> RunDir:
     """Train a new run (`config`, a TrainConfig) or continue one (`resume`); return its run directory.

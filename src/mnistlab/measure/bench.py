@@ -26,6 +26,7 @@ import torch
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
+from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check
@@ -42,6 +43,8 @@ from mnistlab.core.timing import (LOAD_SCHEMA, UNSTABLE_SPREAD, Load, Ratio, Tim
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
 PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
@@ -364,7 +367,7 @@ class BenchResult:
 
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
               batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
-              log: Callable[[str], None] = print) -> BenchResult:
+              log: Callable[[str], None] = _LOG) -> BenchResult:
     load_start = load_snapshot()
     devs = [resolve_device(d) for d in devices]
     peaks, names, setups, ceilings = {}, {}, [], {}

@@ -36,11 +36,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.core.errors import CheckpointError, ConfigError
+from mnistlab.core.logs import lines
 from mnistlab.core.schema import NONEMPTY, check
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.words import percent
 from mnistlab.measure.ceilings import _tensors
 from mnistlab.core.timing import Load, Spread, Stability, stability
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 DEFAULT_BATCHES = (1, 8, 64, 256)
 FIXED, ARITHMETIC, MEMORY = "fixed per-step cost", "arithmetic", "memory"
@@ -408,7 +411,7 @@ class _Batch:
 def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_BATCH_SIZE,
                           batches: Sequence[int] = DEFAULT_BATCHES, threads: int | None = None, repeats: int = 5,
                           chunk_s: float = CHUNK_S, device: str = "cpu", ceiling_s: float = 0.1,
-                          log: Callable[[str], None] = print) -> Decomposition:
+                          log: Callable[[str], None] = _LOG) -> Decomposition:
     """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
     count it, measure the ceilings on the same threads, and return the decomposition."""
     import datetime

@@ -23,6 +23,7 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, IMPLEMENTATIONS
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.logs import lines
 from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
@@ -37,6 +38,8 @@ from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_step
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 IMPLEMENTATION_LEVERS: dict[str, Levers] = {
     "eager": Levers(),
@@ -146,7 +149,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str],
                      implementations: list[str], batch_size: int = DEFAULT_BATCH_SIZE, steps: int = 50,
-                     repeats: int = 3, warmup: int = 5, log: Callable[[str], None] = print) -> LeversResult:
+                     repeats: int = 3, warmup: int = 5, log: Callable[[str], None] = _LOG) -> LeversResult:
     unknown = [i for i in implementations if i not in IMPLEMENTATION_LEVERS]
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")

@@ -31,6 +31,7 @@ from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
 from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, first_line
+from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check, maybe, one_of
 from mnistlab.core.timing import LOAD_SCHEMA, Repeats, Timer, machine_stability
@@ -43,6 +44,8 @@ from mnistlab.training.levers import Levers
 from mnistlab.training.models import count_parameters, create_model
 from mnistlab.training.recipe import (DEFAULT_LEVERS, Recipe, SeedResult, default_levers, load_to_device,
                                       recipe_optimizer, run_seed)
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["DEFAULT_LEVERS", "Recipe", "SeedResult", "SpeedrunResult", "default_levers", "speedrun"]
 COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
@@ -437,7 +440,7 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
 
 def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
              seeds: int = DEFAULT_SEEDS, target: float = DEFAULT_TARGET, recipe: Recipe | None = None,
-             levers: Levers | None = None, log: Callable[[str], None] = print,
+             levers: Levers | None = None, log: Callable[[str], None] = _LOG,
              on_seed: Callable[[SpeedrunResult], None] | None = None,
              cold_since: tuple[float, str] | None = None) -> SpeedrunResult:
     """`seeds` from-scratch runs; `on_seed(result so far)` after each one, so that a job can keep the
