@@ -13,7 +13,6 @@ again, identically. TensorBoard's event files (tblog.py) follow the CSVs, and ar
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from mnistlab.core import progress as progress_bars
 from mnistlab.core import rundir as rd_files
 from mnistlab.core import threads
 from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
@@ -133,17 +133,9 @@ def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run:
 
 
 def _bars_redraw_in_place() -> bool:
-    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto, when ipywidgets is
-    installed); a log file, a pipe or a notebook without ipywidgets (where tqdm.auto falls back to the
-    text bar) would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
-    from tqdm.notebook import tqdm as widget_bar
-
-    try:
-        if sys.stderr.isatty():
-            return True
-    except (AttributeError, ValueError):
-        pass
-    return issubclass(tqdm, widget_bar)
+    """Whether the epoch's bar is drawn (core/progress.py: a terminal or a notebook's widget, and no
+    --no-progress); elsewhere the epoch lines are the progress."""
+    return progress_bars.shown(tqdm)
 
 
 def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.device, stage: str,
