@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 from pathlib import Path
 
 from mnistlab.core.errors import MnistlabError
@@ -134,6 +135,27 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, help=shown, **meta)
 
 
+def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true",
+                   help=f"print {what} as JSON on stdout (strict: no NaN); progress lines go to stderr")
+
+
+def _add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (there are none anyway where stderr is not a terminal)")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """-q/--quiet on every command: its progress lines and bars off, its answer and errors still printed."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - argparse has no public way
+            for sub in action.choices.values():
+                _add_quiet(sub)
+            return
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines or bars: only the answer, warnings and errors")
+
+
 def _add_threads(p: argparse.ArgumentParser) -> None:
     """The one --threads option (train, bench, speedrun, sweep, lab)."""
     from mnistlab.core.defaults import MAX_THREADS
@@ -171,6 +193,8 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
                    help="default: on with --device cuda")
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
     s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_json(s, "the result (speedrun.json's fields and the folder)")
+    _add_no_progress(s)
     _add_threads(s)
     _add_data_dir(s)
 
@@ -188,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the versions of mnistlab, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("env", help="torch version, devices, CPU threads")
+    _add_json(sub.add_parser("env", help="torch version, devices, CPU threads"), "the environment")
 
     data = sub.add_parser("data", help="fetch, inspect and show a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -197,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = data_sub.add_parser(name, help=help_)
         p.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
         _add_data_dir(p)
+        _add_no_progress(p)  # a download's bar
         if name == "fetch":
             p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
         if name == "info":
@@ -219,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
                         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_json(t, "the run (its folder, state, config, epochs, test result and epoch times)")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
                         "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
@@ -231,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=list(DEVICES), default="auto",
                    help="auto: CUDA, then MPS, then the CPU (default: auto)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_no_progress(e)
     _add_data_dir(e)
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
@@ -267,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
                    help="compare speed levers on resident data instead of pipelines: "
                         f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
+    _add_json(b, "the result (bench.json's, levers.json's or scaling.json's fields, and the folder)")
+    _add_no_progress(b)
     _add_threads(b)
     _add_data_dir(b)
 
@@ -303,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
+    _add_json(sw, "the study's record and its trials (sweep.json, trials.json) and the folder")
+    _add_no_progress(sw)
     _add_threads(sw)
     _add_config_options(sw)
 
@@ -310,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
     rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
     _add_gpu(rep)
+    _add_quiet(parser)
     return parser
 
 
@@ -318,6 +350,9 @@ def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
 
     from mnistlab.measure.table import fit_width
 
+    if args.json:
+        print(json_text({"environment": environment(), "precision": precision_environment()}), file=out)
+        return 0
     print(fit_width(format_environment(environment())), file=out)  # no line over 160 characters (issue 28)
     print(fit_width(format_precision(precision_environment())), file=out)
     return 0
@@ -327,11 +362,10 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs import folder as jobs
     from mnistlab.data.datasets import get_dataset
 
-    log = _to_stderr
     if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
         raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
     get_dataset(args.dataset)  # a bad row fails before any fetch
-    spec, root = jobs.dataset(args.dataset, args.data_dir, log=log, web=args.data_command != "fetch" or not args.no_web)
+    spec, root = jobs.dataset(args.dataset, args.data_dir, web=args.data_command != "fetch" or not args.no_web)
     if args.data_command == "fetch":
         print(spec.raw_dir(root), file=out)
         return 0
@@ -366,26 +400,39 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    # train's progress lines stay on stdout, as they always were (only others' prints go to stderr)
-    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard, log=_printer(out))
+    # train's progress lines stay on stdout, as they always were, but for --json (_lines_stream)
+    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
         run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists,
                              **options)
     if world().is_main:  # under torchrun, rank 0 alone prints
-        if run.metrics():
-            print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)
+        timing = epoch_timing(run.metrics()) if run.metrics() else None
+        if args.json:
+            print(json_text(_run_record(run, timing)), file=out)
+            return 0
+        if timing is not None:
+            print(f"epoch times: {timing.words()}", file=sys.stderr)
         print(run.path, file=out)
     return 0
+
+
+def _run_record(run: Any, timing: Any) -> dict[str, Any]:
+    """train --json: the run as its files hold it, and its epoch times read with core/timing.py's rules."""
+    times = None
+    if timing is not None:
+        times = {**dataclasses.asdict(timing), "words": timing.words(),
+                 "steady": timing.spread.to_dict() if timing.steady_s else None}
+    return {"folder": str(run.path), "status": run.status(), "config": run.config(), "epochs": run.metrics(),
+            "test": run.test(), "epoch_times": times}
 
 
 def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs import evaluate as jobs
     from mnistlab.data.info import class_label
 
-    ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir,
-                           log=_to_stderr)
+    ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir)
     result = ev.result
     if args.json:
         print(json_text(ev.to_dict()), file=out)
@@ -451,16 +498,20 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     steps = 100 if args.steps is None else args.steps
     warmup = 10 if args.warmup is None else args.warmup
     common = dict(models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset,
-                  out=args.out, log=_to_stderr)
+                  out=args.out)
     if args.nproc:
-        _, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
+        result, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
                                              steps=50 if args.steps is None else args.steps, **common)
     elif args.implementations:  # the lever axis
-        _, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
+        result, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
                                             warmup=warmup, data_dir=args.data_dir, **common)
     else:
-        _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
-                                               steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common)
+        result, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
+                                                    steps=steps or None, warmup=warmup, data_dir=args.data_dir,
+                                                    **common)
+    if args.json:  # the result file's fields (bench.json, levers.json or scaling.json) and where it is
+        print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
+        return 0
     print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
     return 0
@@ -494,8 +545,10 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
 
         cold = process_start()
     result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
-                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr,
-                                   cold_since=cold)
+                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, cold_since=cold)
+    if args.json:
+        print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
+        return 0
     print(result.table(), file=out)
     print(folder.path, file=out)
     return 0
@@ -510,14 +563,14 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("--resume finishes a lab with its own plan and folder: drop "
                             + ("--quick" if args.quick else "--out"))
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu, resume=args.resume)
+                   progress=not args.no_progress, gpu=args.gpu, resume=args.resume)
     print(page, file=out)
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs.sweep import SweepPlan, parse_params, run_sweep
-    from mnistlab.measure.sweeps import format_results, sweep_results
+    from mnistlab.measure.sweeps import best_trial, format_results, sweep_results
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -525,8 +578,14 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     plan = SweepPlan(study=args.study, trials=args.trials, params=parse_params(args.param), base=base,
                      direction=args.direction, pruner=args.pruner, storage=args.storage,
                      heartbeat=args.heartbeat_interval, grace=args.grace_period)
-    sweep_dir = run_sweep(plan, out=args.out, log=lambda m: print(m, file=sys.stderr))
-    print(format_results(*sweep_results(sweep_dir)), file=out)
+    sweep_dir = run_sweep(plan, out=args.out)
+    record, rows = sweep_results(sweep_dir)
+    if args.json:
+        best = best_trial(record, rows)
+        print(json_text({"folder": str(sweep_dir), "sweep": record, "trials": [r.to_dict() for r in rows],
+                         "best_trial": None if best is None else best.number}), file=out)
+        return 0
+    print(format_results(record, rows), file=out)
     print(sweep_dir, file=out)
     return 0
 
@@ -545,14 +604,13 @@ _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train
              "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
 
 
-def _printer(out: TextIO) -> Callable[[str], None]:
-    """A log that prints to `out` (the command's own stdout, not the redirected one)."""
-    return lambda message: print(message, file=out)
-
-
-def _to_stderr(message: str) -> None:
-    """Progress goes to stderr: stdout holds only what a command answers (a path, a table, JSON)."""
-    print(message, file=sys.stderr)
+def _lines_stream(args: argparse.Namespace, answer: TextIO) -> TextIO:
+    """Where the command's progress lines (the `mnistlab` logger's) go: stderr, so that stdout holds only what
+    a command answers (a path, a table, JSON); train's and lab's lines are what a user reads as it runs, and
+    stay on stdout as they always were, except under --json."""
+    if args.command in ("train", "lab") and not getattr(args, "json", False):
+        return answer
+    return sys.stderr
 
 
 def _silence_stdout() -> None:
@@ -587,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from mnistlab.core import stopping, threads
+    from mnistlab.core import logs, progress, stopping, threads
     from mnistlab.core.faults import kill_point
     from mnistlab.core.stopping import StopRequests
 
@@ -607,7 +665,10 @@ def _run(argv: Sequence[str] | None) -> int:
                     print(f"mnistlab: warning: {threads.capped()}", file=sys.stderr)
             # stdout holds only the command's answer: whatever else prints while it works (a user's model,
             # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
-            with contextlib.redirect_stdout(sys.stderr):
+            quiet = getattr(args, "quiet", False)
+            with contextlib.redirect_stdout(sys.stderr), \
+                    logs.printing(_lines_stream(args, answer), logging.WARNING if quiet else logging.INFO), \
+                    progress.turned_off(quiet or getattr(args, "no_progress", False)):
                 code = _COMMANDS[args.command](args, answer)
                 kill_point("command-done")
             answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
