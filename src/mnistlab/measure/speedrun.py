@@ -38,7 +38,7 @@ from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
 from mnistlab.measure.timing import Spread, Stability, machine_stability, stability
 from mnistlab.training.evaluation import evaluate
-from mnistlab.training.levers import Levers, autocast, make_step, prepare_model, warm_up
+from mnistlab.training.levers import Levers, autocast, keep_freed_memory, make_step, prepare_model, warm_up
 from mnistlab.training.models import count_parameters, create_model
 
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
@@ -475,6 +475,8 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
              shape: DataShape) -> SeedResult:
     """One from-scratch run: build, warm up (untimed, undone), then train + evaluate (timed)."""
     device = train.device
+    if device.type == "cpu":  # no page faults for each step's activations (issue 32)
+        keep_freed_memory()
     train.seed = seed  # this seed's batch order
     torch.manual_seed(seed)
     model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
