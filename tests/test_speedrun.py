@@ -358,6 +358,12 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
     result = read_result(sr.SpeedrunResult, tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
+    assert result.recipe == sr.Recipe()  # a file that has the recipe's keys reads them
+    old["recipe"] = {k: v for k, v in old["recipe"].items() if k not in ("label_smoothing", "adam_beta2")}
+    (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
+    result = read_result(sr.SpeedrunResult, tmp_path)
+    # a recipe written before a key existed trained with what it then meant: no smoothing, torch's beta2
+    assert (result.recipe.label_smoothing, result.recipe.adam_beta2) == (0.0, 0.999)
     line = result.line()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
     assert "mean above 99%? t = " in line  # the t-test needs only the seeds' accuracies, which old files have
@@ -410,6 +416,13 @@ def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
     assert (a.final_loss, a.correct) == (b.final_loss, b.correct)
 
 
+def test_the_recipes_adam_has_its_beta2():
+    model = torch.nn.Linear(3, 2)
+    for beta2 in (0.95, 0.999):
+        opt = sr.recipe_optimizer(model, sr.Recipe(adam_beta2=beta2), Levers(), torch.device("cpu"))
+        assert opt.param_groups[0]["betas"] == (0.9, beta2)
+
+
 def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
     from mnistlab.data.datasets import data_root, get_dataset
     from mnistlab.data.loader import read_split
@@ -449,6 +462,7 @@ HOSTILE = [  # (what, damage, the field the line must name)
     ("cold_from no writer writes", lambda d: d.update(cold_from="the big bang"), "cold_from"),
     ("label_smoothing 5", lambda d: d["recipe"].update(label_smoothing=5), "label_smoothing"),
     ("label_smoothing -1", lambda d: d["recipe"].update(label_smoothing=-1), "label_smoothing"),
+    ("adam_beta2 1.5", lambda d: d["recipe"].update(adam_beta2=1.5), "adam_beta2"),
     ("batch_size 0 (the report divides by it)", lambda d: d["recipe"].update(batch_size=0), "batch_size"),
     ("epochs 0", lambda d: d["recipe"].update(epochs=0), "epochs"),
     ("max_lr negative", lambda d: d["recipe"].update(max_lr=-1), "max_lr"),

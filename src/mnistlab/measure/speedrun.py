@@ -48,7 +48,7 @@ SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "tota
                "final_loss": "number"}
 SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "epochs": "positive count",
                               "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
-                              "label_smoothing?": "fraction"},
+                              "label_smoothing?": "fraction", "adam_beta2?": "fraction"},
                    "levers": {"precision": "text", "channels_last": "bool", "compile": "text", "cuda_graphs": "bool"},
                    "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
                    "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
@@ -82,10 +82,11 @@ class Recipe:
     # chosen on a validation split (the last 10k training images), never on the test set (docs/speedrun.md)
     batch_size: int = 256
     epochs: int = 1
-    max_lr: float = 0.03  # Adam, one-cycle: warm up to max_lr, then anneal to ~0
+    max_lr: float = 0.04  # Adam, one-cycle: warm up to max_lr, then anneal to ~0
     pct_start: float = 0.25
     warmup_steps: int = 2  # untimed steps per seed, undone before the timed run
     label_smoothing: float = 0.1  # +0.12 points of validation accuracy at batch 256, for nothing
+    adam_beta2: float = 0.95  # Adam's second-moment decay: +0.06-0.09 points of validation accuracy over 0.999
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +108,8 @@ def recipe_optimizer(model: torch.nn.Module, recipe: Recipe, levers: Levers, dev
     if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
         lr = torch.tensor(recipe.max_lr, device=device)
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=lr, capturable=levers.cuda_graphs, fused=fused or None)
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, recipe.adam_beta2), capturable=levers.cuda_graphs,
+                            fused=fused or None)
 
 
 @dataclass(frozen=True)
@@ -341,7 +343,7 @@ class SpeedrunResult:
         def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
-        older = {"label_smoothing": 0.0}  # what a recipe without the key trained with
+        older = {"label_smoothing": 0.0, "adam_beta2": 0.999}  # what a recipe without the key trained with
         return cls(Recipe(**{**older, **fields(data["recipe"], SPEEDRUN_SCHEMA["recipe"])}),
                    Levers(**fields(data["levers"], SPEEDRUN_SCHEMA["levers"])), data["device"], data["device_name"],
                    data["target"], data["summary"]["data_s"], data["train_samples"], data["test_samples"],

@@ -13,8 +13,9 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     s, r = result.summary(), result.recipe
     doc.h2(f"Speedrun: time to {result.target:g}% test accuracy")
     smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
+    beta2 = f" (beta2 {r.adam_beta2:g})" if r.adam_beta2 != 0.999 else ""  # torch's default is not named
     of = f" of {result.dataset}" if result.dataset else ""
-    doc.p(f"Recipe: {r.model}, Adam with a one-cycle schedule (max lr {r.max_lr}{smoothing}), batch {r.batch_size}, "
+    doc.p(f"Recipe: {r.model}, Adam{beta2} with a one-cycle schedule (max lr {r.max_lr}{smoothing}), batch {r.batch_size}, "
           f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images{of}; levers: {result.levers.describe()}; "
           f"on {result.device_name}. Timed: {TIMED}.")
     if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
