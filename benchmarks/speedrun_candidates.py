@@ -1,0 +1,67 @@
+"""Candidate nets for the speedrun (issue 32), as model specs for benchmarks/speedrun_validation.py's `recipe` mode
+and the ladder: `benchmarks/speedrun_candidates.py:Name`. Each is speednet with one change, so that its
+validation accuracy and its step time can be set beside speednet's."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mnistlab.training.models import SpeedNet
+
+
+class Wide(SpeedNet):
+    """speednet with other widths: first conv c1, second conv c2, dense d."""
+
+    c1, c2, d = 16, 32, 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem[1] = nn.Conv2d(4, self.c1, 3, bias=False)
+        self.stem[3] = nn.BatchNorm2d(self.c1)
+        self.stem[5] = nn.Conv2d(self.c1, self.c2, 3, bias=False)
+        self.stem[6] = nn.BatchNorm2d(self.c2)
+        self.dense[0] = nn.Linear(9 * self.c2, self.d, bias=False)
+        self.dense[1] = nn.BatchNorm1d(self.d)
+        self.head = nn.Linear(self.d, 10)
+
+
+class C1x24(Wide):
+    c1 = 24
+
+
+class C2x48(Wide):
+    c2 = 48
+
+
+class D384(Wide):
+    d = 384
+
+
+class ZeroHead(SpeedNet):
+    """speednet whose last layer starts at zero (every class equally likely at the first step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+
+class TTA(SpeedNet):
+    """speednet that, in eval mode, averages its softmax over the crop and the crops one pixel up and down
+    (`shifts`: row, column offsets of the 24x24 crop); training is speednet's, untouched."""
+
+    shifts = ((0, 0), (1, 0), (-1, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.crop:
+            return super().forward(x)
+        c, (h, w) = self.crop, x.shape[-2:]
+        views = [x[:, :, c + i:h - c + i, c + j:w - c + j] for i, j in self.shifts]
+        probs = sum(self.head(self.dense(self.stem(v).permute(0, 2, 3, 1).flatten(1))).float().softmax(1)
+                    for v in views)
+        return probs.div_(len(views)).log()  # log-probabilities: argmax and cross-entropy read them as logits
+
+
+class TTA5(TTA):
+    shifts = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
