@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import time
 
@@ -21,8 +22,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.data.datasets import get_dataset
+from mnistlab.measure.ceilings import count_step
 from mnistlab.measure.speedrun import Recipe, default_levers, recipe_optimizer
-from mnistlab.training.levers import make_step, prepare_model
+from mnistlab.training.levers import keep_freed_memory, make_step, prepare_model
 from mnistlab.training.models import create_model
 
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device, recipe, shape = resolve_device("cpu"), Recipe(), get_dataset("mnist").shape
     levers = default_levers(device)
+    allocator = keep_freed_memory()  # as run_seed does
     dtype = levers.autocast_dtype or torch.float32
     torch.manual_seed(0)
     model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             step(x, y)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
+    print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; freed memory kept: "
+          f"{'yes' if allocator is None else allocator}")
     print(f"machine: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{recipe.model}, batch {recipe.batch_size}, {levers.describe()}")
     print(f"step: {plain * 1e3:.2f} ms without the profiler, {total / 1e3 / args.steps:.2f} ms of operations' "
@@ -60,7 +65,35 @@ def main(argv: list[str] | None = None) -> int:
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.rows]:
         print(f"{e.key[:46]:<46} {100 * e.self_cpu_time_total / total:>5.1f}% "
               f"{e.self_cpu_time_total / 1e3 / args.steps:>8.3f} {e.count / args.steps:>10.1f}")
+    groups: dict[str, float] = {}
+    for e in events:
+        groups[category(e.key)] = groups.get(category(e.key), 0.0) + e.self_cpu_time_total
+    print(f"\n{'category':<46} {'share':>6} {'ms/step':>8}")
+    for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"{name:<46} {100 * t / total:>5.1f}% {t / 1e3 / args.steps:>8.3f}")
+    flops = count_step(recipe.model, shape, recipe.batch_size,
+                       lambda m: recipe_optimizer(m, recipe, levers, device)).flops
+    print(f"\ncounted FLOPs per step: {flops / 1e6:.1f} MFLOP; at {plain * 1e3:.2f} ms per step (no profiler): "
+          f"{flops / plain / 1e9:.1f} GFLOP/s")
     return 0
+
+
+CATEGORIES = (  # (words in the operation's name, category), first match wins
+    (("convolution_backward",), "convolution backward (oneDNN)"),
+    (("mkldnn_convolution", "aten::convolution", "_convolution"), "convolution forward (oneDNN)"),
+    (("aten::mm", "aten::addmm", "aten::linear", "aten::matmul"), "matmul (dense layers, forward and backward)"),
+    (("batch_norm",), "batch norm forward + backward"),
+    (("max_pool",), "max-pool forward + backward"),
+    (("threshold", "relu", "clamp_min"), "ReLU forward + backward"),
+    (("adam", "Optimizer", "_foreach"), "Adam (Python step, fused kernel, zero_grad)"),
+    (("copy_", "_to_copy", "aten::to", "fill_", "zero_", "aten::zeros", "pixel_unshuffle", "contiguous"),
+     "copies, casts, fills, pixel unshuffle"),
+    (("softmax", "nll_loss", "cross_entropy"), "loss (log-softmax, NLL with smoothing)"),
+)
+
+
+def category(key: str) -> str:
+    return next((name for words, name in CATEGORIES if any(w in key for w in words)), "other (allocation, views, autograd)")
 
 
 if __name__ == "__main__":
