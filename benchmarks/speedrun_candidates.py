@@ -65,3 +65,19 @@ class TTA(SpeedNet):
 
 class TTA5(TTA):
     shifts = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+class BNMomentum(SpeedNet):
+    """speednet whose batch norms average their running statistics with another momentum (torch's: 0.1)."""
+
+    momentum = 0.05
+
+    def __init__(self) -> None:
+        super().__init__()
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = self.momentum
+
+
+class BNMomentum02(BNMomentum):
+    momentum = 0.2

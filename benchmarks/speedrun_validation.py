@@ -53,6 +53,10 @@ if a.variant == "recipe":  # the speedrun's own run_seed, with the validation sp
     tl, vl, _ = load_to_device(train, val, spec, recipe.batch_size, cpu, dtype=levers.autocast_dtype or torch.float32)
     accs, times = [], []
     for seed in range(a.seeds):
+        if a.frac < 1:  # a partial epoch, emulated: a random subset of the 50k, drawn per seed
+            keep = torch.randperm(50000, generator=torch.Generator().manual_seed(1000 + seed))[:int(50000 * a.frac)]
+            tl = load_to_device(RawSplit(train.images[keep], train.labels[keep]), val, spec, recipe.batch_size, cpu,
+                                dtype=levers.autocast_dtype or torch.float32)[0]
         r = run_seed(recipe, levers, seed, tl, vl, spec.shape)
         accs.append(r.accuracy); times.append(r.seconds)
         print(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, eval {r.eval_s:.2f} s)", flush=True)
