@@ -129,9 +129,10 @@ RUNGS = [
 ISSUE20_RUNG = 5  # the reference of the ratios: the recipe before issue 32
 
 
-def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps: int) -> list[tuple[list[float], list[float]]]:
+def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps: int,
+               clock=time.perf_counter) -> list[tuple[list[float], list[float]]]:
     """Per rung: (the per-repeat epoch estimates, the per-repeat test-pass times), repeats interleaved over
-    the rungs; `test`: the test loader per input dtype."""
+    the rungs; `test`: the test loader per input dtype; `clock`: wall time, or this thread's CPU time."""
     built = []
     for r in rungs:
         torch.manual_seed(0)
@@ -151,15 +152,15 @@ def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps
     for _ in range(repeats):
         for i, (r, model, step, x, y) in enumerate(built):
             synchronize(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(steps):
                 step(x, y)
             synchronize(device)
-            epoch_s[i].append((time.perf_counter() - t0) / steps * -(-train.x.shape[0] // r.recipe.batch_size))
-            t0 = time.perf_counter()
+            epoch_s[i].append((clock() - t0) / steps * -(-train.x.shape[0] // r.recipe.batch_size))
+            t0 = clock()
             with autocast(r.levers, device):
                 evaluate(model, test[r.levers.autocast_dtype or torch.float32], 10)
-            eval_s[i].append(time.perf_counter() - t0)
+            eval_s[i].append(clock() - t0)
             model.train()
     return list(zip(epoch_s, eval_s, strict=True))
 
@@ -188,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     p.add_argument("--rungs", default="", help="comma-separated rung numbers (0-based; default: all)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this thread's CPU time, with 1 thread (sets it): on a shared machine, the time the "
+                        "step computed, not the time other processes held the core; the full runs stay wall time")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
+    if args.clock == "cpu":
+        if device.type != "cpu":
+            p.error("--clock cpu times the CPU's own work: use it with --device cpu")
+        torch.set_num_threads(1)
     chosen = [int(i) for i in args.rungs.split(",")] if args.rungs else list(range(len(RUNGS)))
     rungs = [RUNGS[i] for i in chosen]
     ref = rungs.index(RUNGS[ISSUE20_RUNG]) if RUNGS[ISSUE20_RUNG] in rungs else 0  # the ratios' denominator
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
           f"freed memory kept (levers.keep_freed_memory): {'yes' if allocator is None else allocator}")
     tr, te, _ = load_to_device(train_raw, test_raw, spec, 256, device)
     te_bf16 = load_to_device(train_raw, test_raw, spec, 256, device, dtype=torch.bfloat16)[1]
-    times = time_rungs(rungs, tr, {torch.float32: te, torch.bfloat16: te_bf16}, device, args.repeats, args.steps)
+    times = time_rungs(rungs, tr, {torch.float32: te, torch.bfloat16: te_bf16}, device, args.repeats, args.steps,
+                       time.thread_time if args.clock == "cpu" else time.perf_counter)
     totals = [[e + v for e, v in zip(ep, ev, strict=True)] for ep, ev in times]
     runs: list[list[tuple[float, float]]] = [[] for _ in rungs]  # (seconds, accuracy) per seed
     if args.seeds:  # seed by seed, every rung in turn: a change in load hits every rung alike
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             secs, accs = [s for s, _ in runs[k]], [a for _, a in runs[k]]
             line += f"  {spread(secs):>19}  {statistics.fmean(accs):.2f}% ({', '.join(f'{a:.2f}' for a in accs)})"
         print(line, flush=True)
+    print(f"clock: {'this thread' + chr(39) + 's CPU time, 1 thread' if args.clock == 'cpu' else 'wall time'}")
     print("epoch s: median (range) over the interleaved repeats of the step time x the steps of one epoch of 60k; "
           "test s: one pass over the 10k test images; total = epoch + test; vs: the reference's median total over "
           "this rung's; paired: the same ratio repeat by repeat (> 1: faster)"
