@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     for m in got:
         print(f"{m:<8} median: wall {med[m][0] * 1e3:.2f} ms/step, CPU {med[m][1] * 1e3:.2f} ms/step, "
               f"{med[m][2]:.0f} page faults/step")
-    print(f"kept / default: wall {med['kept'][0] / med['default'][0]:.2f}x, CPU {med['kept'][1] / med['default'][1]:.2f}x")
+    wall, cpu = (med["kept"][k] / med["default"][k] for k in (0, 1))
+    print(f"kept / default: wall {wall:.2f}x, CPU {cpu:.2f}x")
     return 0
 
 

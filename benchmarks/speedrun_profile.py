@@ -93,7 +93,8 @@ CATEGORIES = (  # (words in the operation's name, category), first match wins
 
 
 def category(key: str) -> str:
-    return next((name for words, name in CATEGORIES if any(w in key for w in words)), "other (allocation, views, autograd)")
+    other = "other (allocation, views, autograd)"
+    return next((name for words, name in CATEGORIES if any(w in key for w in words)), other)
 
 
 if __name__ == "__main__":

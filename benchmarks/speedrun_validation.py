@@ -16,7 +16,8 @@ and their negatives); cd = the second conv as a dense layer. Options: --crop N (
     python benchmarks/speedrun_validation.py v1 --crop 2 --c1 16 --d 256 --bs 256 --lr 0.03 --ls 0.1 --nhwc --seeds 4
 
 `recipe` (issue 32): the speedrun's own code, not this file's net: `measure.speedrun.run_seed` with the
-`Recipe` (its defaults, or --model/--bs/--lr/--pct/--ls/--b2 given) and the CPU's default levers, trained
+`Recipe` (its defaults, or --model/--bs/--lr/--pct/--ls/--b2/--frac/--shift/--below given) and the CPU's
+default levers, trained
 on the first 50,000 and evaluated on the last 10,000 training images; the time printed is run_seed's.
 
     python benchmarks/speedrun_validation.py recipe --seeds 8
@@ -35,6 +36,7 @@ p.add_argument("--b1", type=float, default=0.9); p.add_argument("--b2", type=flo
 p.add_argument("--tta", default=""); p.add_argument("--anneal", default="cos"); p.add_argument("--div", type=float, default=25.0); p.add_argument("--fdiv", type=float, default=1e4)
 p.add_argument("--fp32", action="store_true"); p.add_argument("--nocl", action="store_true"); p.add_argument("--compile", action="store_true"); p.add_argument("--prof", action="store_true")
 p.add_argument("--model", default=None)
+p.add_argument("--shift", type=int, default=None); p.add_argument("--below", type=float, default=None)
 a = p.parse_args()
 torch.set_num_threads(int(os.environ.get("T", "2")))
 spec = get_dataset("mnist"); root = data_root(None)
@@ -46,17 +48,15 @@ if a.variant == "recipe":  # the speedrun's own run_seed, with the validation sp
     given = {"model": a.model, "batch_size": a.bs if "--bs" in os.sys.argv else None,
              "max_lr": a.lr if "--lr" in os.sys.argv else None, "pct_start": a.pct if "--pct" in os.sys.argv else None,
              "label_smoothing": a.ls if "--ls" in os.sys.argv else None,
-             "adam_beta2": a.b2 if "--b2" in os.sys.argv else None}
+             "adam_beta2": a.b2 if "--b2" in os.sys.argv else None,
+             "epoch_fraction": a.frac if "--frac" in os.sys.argv else None,
+             "test_shift": a.shift, "test_shift_below": a.below}
     recipe = dataclasses.replace(Recipe(), **{k: v for k, v in given.items() if v is not None})
     cpu = torch.device("cpu"); levers = default_levers(cpu)
     train, val = RawSplit(tr.images[:50000], tr.labels[:50000]), RawSplit(tr.images[50000:], tr.labels[50000:])
     tl, vl, _ = load_to_device(train, val, spec, recipe.batch_size, cpu, dtype=levers.autocast_dtype or torch.float32)
     accs, times = [], []
     for seed in range(a.seeds):
-        if a.frac < 1:  # a partial epoch, emulated: a random subset of the 50k, drawn per seed
-            keep = torch.randperm(50000, generator=torch.Generator().manual_seed(1000 + seed))[:int(50000 * a.frac)]
-            tl = load_to_device(RawSplit(train.images[keep], train.labels[keep]), val, spec, recipe.batch_size, cpu,
-                                dtype=levers.autocast_dtype or torch.float32)[0]
         r = run_seed(recipe, levers, seed, tl, vl, spec.shape)
         accs.append(r.accuracy); times.append(r.seconds)
         print(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, eval {r.eval_s:.2f} s)", flush=True)

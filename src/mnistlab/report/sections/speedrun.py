@@ -15,9 +15,14 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
     smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
     beta2 = f" (beta2 {r.adam_beta2:g})" if r.adam_beta2 != 0.999 else ""  # torch's default is not named
     of = f" of {result.dataset}" if result.dataset else ""
+    batches = -(-result.train_samples // r.batch_size)
+    trained = r.batches_per_epoch(batches)
+    part = "" if trained >= batches else f" (the first {trained} of each epoch's {batches} shuffled batches)"
+    shifts = ("" if not r.test_shift else f"; evaluation: an image whose softmax peaks below {r.test_shift_below:g} is "
+              f"also viewed shifted up and down by {plural(r.test_shift, 'pixel')}, and the mean softmax counts")
     doc.p(f"Recipe: {r.model}, Adam{beta2} with a one-cycle schedule (max lr {r.max_lr}{smoothing}), batch {r.batch_size}, "
-          f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images{of}; levers: {result.levers.describe()}; "
-          f"on {result.device_name}. Timed: {TIMED}.")
+          f"{plural(r.epochs, 'epoch')} over {result.train_samples:,} training images{of}{part}{shifts}; "
+          f"levers: {result.levers.describe()}; on {result.device_name}. Timed: {TIMED}.")
     if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
         doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
               f"speedrun was stopped (or is still running), and every figure below is over the finished seeds.")
