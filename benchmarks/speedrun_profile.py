@@ -3,9 +3,11 @@
 Builds the step exactly as `measure.speedrun.run_seed` does (the recipe's model, levers, Adam, loss, inputs
 in the loader's dtype), warms it up, then profiles `--steps` steps and prints each operation's share of the
 CPU time with its calls per step, and the step's wall time with and without the profiler (which adds its
-own cost per operation, so the shares are the figure to read, not the absolute times).
+own cost per operation, so the shares are the figure to read, not the absolute times). `--onednn` adds
+oneDNN's own account (its verbose mode) of each convolution and matmul kernel of a step: the time it
+took, and the GFLOP/s that is, which is where the arithmetic's distance to the ceiling shows.
 
-    python benchmarks/speedrun_profile.py [--steps 30] [--rows 20]
+    python benchmarks/speedrun_profile.py [--steps 30] [--rows 20] [--onednn]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rows", type=int, default=20)
+    p.add_argument("--onednn", action="store_true", help="also each oneDNN kernel's time and GFLOP/s")
     args = p.parse_args(argv)
     device, recipe, shape = resolve_device("cpu"), Recipe(), get_dataset("mnist").shape
     levers = default_levers(device)
@@ -75,7 +78,57 @@ def main(argv: list[str] | None = None) -> int:
                        lambda m: recipe_optimizer(m, recipe, levers, device)).flops
     print(f"\ncounted FLOPs per step: {flops / 1e6:.1f} MFLOP; at {plain * 1e3:.2f} ms per step (no profiler): "
           f"{flops / plain / 1e9:.1f} GFLOP/s")
+    if args.onednn:
+        print_onednn(onednn_kernels(lambda: step(x, y), steps=10), 10)
     return 0
+
+
+def onednn_kernels(run, steps: int) -> list[str]:
+    """oneDNN's verbose lines ('exec' only) for `steps` calls of run(): it writes them to file descriptor 1."""
+    import tempfile
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+") as f:
+        os.dup2(f.fileno(), 1)
+        try:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                for _ in range(steps):
+                    run()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        f.seek(0)
+        return [line for line in f.read().splitlines() if line.startswith("onednn_verbose") and ",exec," in line]
+
+
+def kernel_flops(kind: str, desc: str) -> int:
+    """A convolution's or matmul's FLOPs from oneDNN's problem descriptor (the same for its backward passes)."""
+    if kind == "matmul":  # "MxK:KxN"
+        (m, k), (_, n) = (tuple(int(v) for v in part.split("x")[-2:]) for part in desc.split(":"))
+        return 2 * m * k * n
+    if kind == "convolution":  # "mb256_ic16oc32_ih5oh3kh3sh1dh0ph0_iw5ow3kw3sw1dw0pw0"
+        import re
+
+        v = {key: int(val) for key, val in re.findall(r"([a-z]+?)(\d+)", desc.replace("_", ""))}
+        return 2 * v["mb"] * v["ic"] * v["oc"] * v["oh"] * v["ow"] * v["kh"] * v["kw"]
+    return 0
+
+
+def print_onednn(lines: list[str], steps: int) -> None:
+    rows: dict[tuple[str, str, str], list[float]] = {}
+    for line in lines:
+        f = line.split(",")
+        kind, prop, desc, ms = f[5], f[7], f[-2], float(f[-1])
+        rows.setdefault((kind, prop, desc), []).append(ms)
+    print(f"\noneDNN's kernels, per step (its verbose mode, {steps} steps):")
+    print(f"{'kernel':<24} {'pass':<18} {'problem':<52} {'ms/step':>8} {'GFLOP/s':>8}")
+    for (kind, prop, desc), times in sorted(rows.items(), key=lambda kv: -sum(kv[1])):
+        ms = sum(times) / steps
+        flops = kernel_flops(kind, desc) * len(times) / steps
+        rate = f"{flops / (ms / 1e3) / 1e9:8.1f}" if flops and ms else f"{'-':>8}"
+        print(f"{kind:<24} {prop:<18} {desc[:52]:<52} {ms:>8.3f} {rate}")
 
 
 CATEGORIES = (  # (words in the operation's name, category), first match wins
