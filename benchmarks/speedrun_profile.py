@@ -7,7 +7,7 @@ own cost per operation, so the shares are the figure to read, not the absolute t
 oneDNN's own account (its verbose mode) of each convolution and matmul kernel of a step: the time it
 took, and the GFLOP/s that is, which is where the arithmetic's distance to the ceiling shows.
 
-    python benchmarks/speedrun_profile.py [--steps 30] [--rows 20] [--onednn]
+    python benchmarks/speedrun_profile.py [--steps 30] [--rows 20] [--onednn] [--threads N]
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--onednn", action="store_true", help="also each oneDNN kernel's time and GFLOP/s")
+    p.add_argument("--threads", type=int, default=None, help="torch's threads (default: torch's own, as run_seed)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, recipe, shape = resolve_device("cpu"), Recipe(), get_dataset("mnist").shape
     levers = default_levers(device)
     allocator = keep_freed_memory()  # as run_seed does
