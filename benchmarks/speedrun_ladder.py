@@ -162,7 +162,7 @@ def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps
             epoch_s[i].append((clock() - t0) / steps * batches)
             t0 = clock()
             with autocast(r.levers, device):  # the plain pass: an untrained net is unsure of every image, and would
-                # take the shifted views for all of them, not for the 1.5% a trained one does (the full runs do)
+                # take the shifted views for all of them, not for the 2% a trained one does (the full runs do)
                 evaluate(model, test[r.levers.autocast_dtype or torch.float32], 10)
             eval_s[i].append(clock() - t0)
             model.train()
