@@ -126,8 +126,8 @@ def keep_freed_memory() -> str | None:
     By default glibc serves a block of 128 KiB and up with its own mmap and returns it to the kernel
     when it is freed (its threshold then rises, but the heap's top is trimmed again past twice that),
     so every step of a small net faults in fresh pages for its larger activations and their gradients:
-    600-900 minor page faults per speednet step here, 1.2-1.35x its time with 1 thread (issue 32;
-    docs/speedrun.md). Raising both thresholds keeps the blocks for reuse, as CUDA's caching allocator
+    320-640 minor page faults per speedrun step, and 1.11-1.14x its time with 1 thread (issue 32;
+    benchmarks/speedrun_allocator.py, docs/speedrun.md). Raising both thresholds keeps the blocks for reuse, as CUDA's caching allocator
     does on a GPU. Process-wide and idempotent; returns None, or why nothing was set (not glibc)."""
     import ctypes
     import platform
