@@ -54,8 +54,10 @@ def test_speedrun_ladder_runs_every_rung(tiny, capsys, monkeypatch):
     assert module.main(["--dataset", "tiny", "--seeds", "1", "--repeats", "1", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.endswith(")") and "x  " in line]
-    assert [r[:30].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
-    assert rows[0].split()[-3] == "1.00x"  # the anchor is the baseline of the ratios
+    assert [r[3:33].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
+    # issue 20's recipe is the baseline of the ratios, medians' and repeat by repeat
+    assert "vs issue 20" in out and "1.00x 1.00 (1.00-1.00)x" in rows[module.ISSUE20_RUNG]
+    assert "freed memory kept (levers.keep_freed_memory): yes" in out and "amx_bf16" in out
 
 
 def test_threads_under_load_benchmark_runs(capsys):
