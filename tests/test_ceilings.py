@@ -21,11 +21,20 @@ def test_floors_arithmetic_on_a_step_known_by_hand():
     assert "compute-bound" in f.words() and "50% of the 40.00 ms measured" in f.words()
 
 
-def test_floors_within_the_spread_are_never_given_a_single_bound():
-    # 20 ms of arithmetic, 19 ms of per-operation costs, measured with a 10% spread: either could be first
+def test_close_floors_are_never_given_a_single_bound():
+    # 20 ms of arithmetic, 19 ms of per-operation costs: within FLOOR_TOLERANCE (25%), either could be first
     f = Floors.of(StepCost(flops=2_000_000_000, bytes=0, ops=1900), CEIL, measured_s=0.05, spread=0.10)
     assert f.bound == "between compute and overhead" and "-bound" not in f.words()
     assert Floors.of(StepCost(2_000_000_000, 0, 1500), CEIL, 0.05, spread=0.01).bound == "compute"
+
+
+def test_equal_floors_get_equal_labels_whatever_the_spread():
+    """The issue's two CNN cells: identical floors (13.376 ms of arithmetic, 8.729 ms of memory traffic), one
+    measured with a 2% spread and one with 40%, were called 'compute-bound' and 'between compute and memory'."""
+    floors = [Floors(13.376e-3, 8.729e-3, 0.2e-3, 0.040, spread) for spread in (0.02, 0.40)]
+    assert floors[0].bound == floors[1].bound == "compute"
+    close = [Floors(13.376e-3, 11.0e-3, 0.2e-3, 0.040, spread) for spread in (0.0, 0.02, 0.40)]
+    assert {f.bound for f in close} == {"between compute and memory"}
 
 
 def test_a_step_faster_than_every_probe_raises_the_ceiling():

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.measure.ceilings import StepCost, _OpCounter
+from mnistlab.measure.ceilings import StepCost, _OpCounter, conv_flops_of
 from mnistlab.measure.gpus import DISPATCH_COST_S, GPUS, Gpu
 from mnistlab.measure.prediction import FLOORS, Prediction
 
@@ -62,7 +62,7 @@ class Work:
 
     @property
     def cost(self) -> StepCost:
-        return StepCost(self.flops, self.bytes, self.ops)
+        return StepCost(self.flops, self.bytes, self.ops, self.conv_flops)
 
 
 def count_call(fn: Callable[[], Any]) -> Work:
@@ -71,9 +71,7 @@ def count_call(fn: Callable[[], Any]) -> Work:
     counter = _OpCounter()
     with FlopCounterMode(display=False) as flops, counter:
         fn()
-    by_op = flops.get_flop_counts().get("Global", {})
-    conv = sum(n for op, n in by_op.items() if "convolution" in str(op))
-    return Work(int(flops.get_total_flops()), int(conv), counter.bytes, counter.ops)
+    return Work(int(flops.get_total_flops()), conv_flops_of(flops), counter.bytes, counter.ops)
 
 
 @dataclass(frozen=True)
