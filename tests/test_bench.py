@@ -12,9 +12,14 @@ from mnistlab.data.loader import read_split
 from mnistlab.measure.bench import (PHASES, BenchResult, Cell, _Setup, bound_label, format_table, observations,
                                     run_bench, run_cells)
 from mnistlab.jobs.bench import write_bench
+from mnistlab.measure.decomposition import DecomposeSettings
 from mnistlab.core.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
 
 TARGETS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_targets.py"
+
+
+# a quick decomposition (the cell's batch, 64, is added): the test checks the wiring, not the figures
+QUICK_DECOMPOSITION = DecomposeSettings((1, 8), repeats=2, chunk_s=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +27,7 @@ def result(tiny_module):
     spec, root = tiny_module
     split = read_split(spec, root, train=True)
     return run_bench(split, spec, models=["mlp", "cnn"], devices=["cpu"], pipelines=["reference", "resident"],
-                     steps=4, repeats=2, warmup=2, log=lambda m: None)
+                     steps=4, repeats=2, warmup=2, decomposition=QUICK_DECOMPOSITION, log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -36,9 +41,21 @@ def test_every_cell_is_measured(result):
         assert c.epoch_s_min <= c.epoch_s_median <= c.epoch_s_max
         assert c.peak_flops_per_s > 0 and 0 < c.utilisation <= 1  # of a ceiling: never above 100% (issue 23)
         assert c.floors is not None and c.train_step_ops > 0 and c.train_step_bytes > 0
-        assert c.bound == "input" or c.bound == c.floors.bound
+        # every cell reads its model's measured decomposition (issue 27): its bound is the decomposition's
+        assert c.decomposition is result.decomposition("cpu", c.model, 64) is not None
+        assert c.bound == "input" or (c.bound == c.decomposition.binds and c.judged_by == "decomposition")
         assert set(c.phases_s) == set(PHASES)
     assert result.cell("resident", "cpu", "mlp").train_step_flops == 64 * 454_400
+    # the step's convolution FLOPs are recorded, so that a GPU prediction counts the rest at the FP32 rate
+    assert result.cell("resident", "cpu", "mlp").train_step_conv_flops == 0
+    assert 0 < result.cell("resident", "cpu", "cnn").train_step_conv_flops < result.cell("resident", "cpu", "cnn").train_step_flops
+    assert [d.model for d in result.decompositions] == ["mlp", "cnn"]
+    for d in result.decompositions:  # at the cells' batch and thread count, with the bench's count reused
+        cell = result.cell("resident", "cpu", d.model)
+        assert sorted(d.timings) == [1, 8, 64] and d.threads == result.ceilings["cpu"]["threads"] and d.batch_size == 64
+        assert d.counted[64] == (cell.train_step_flops, cell.train_step_bytes, cell.train_step_ops)
+        assert d.compute_flops_per_s == cell.peak_flops_per_s and "DRAM" in d.bandwidths
+    assert result.settings["decomposition"] == {"batches": [1, 8], "repeats": 2, "chunk_s": 0.002}
     assert set(result.load) == {"start", "end"} and result.load["start"]["cpu_count"] >= 1
 
 

@@ -1,6 +1,7 @@
 """`mnistlab bench`: the three bench measurements as jobs, each writing one folder.
 
-Pipelines (measure/bench.py: bench.json, bench.txt, bench.png), speed levers (measure/levers_bench.py:
+Pipelines (measure/bench.py: bench.json with each model's decomposition, bench.txt, bench.png,
+decomposition.png), speed levers (measure/levers_bench.py:
 levers.json, levers.txt) and data-parallel scaling (measure/scaling.py: scaling.json, scaling.txt). Every
 option is checked before any data or timing work."""
 
@@ -78,10 +79,11 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
                     batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
                     data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
                     subset: int | None = None, log: Log = _print) -> tuple[Any, RunDir, str]:
-    """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
+    """Models x devices x input pipelines (measure.bench), each model's step decomposed (the default
+    measure.decomposition.BENCH_DECOMPOSE): bench.json, bench.txt, bench.png and decomposition.png in a new
     folder; returns the result, the folder and the text."""
     from mnistlab.measure.bench import bench_text, run_bench
-    from mnistlab.report.plots import plot_bench
+    from mnistlab.report.plots import plot_bench, plot_decomposition
 
     spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
                                          log)
@@ -91,6 +93,8 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
         text = bench_text(result)
         job.save(result, text, "bench.txt")
         plot_bench(result, job / "bench.png")
+        if result.decompositions:
+            plot_decomposition(result.decompositions, job / "decomposition.png")
     return result, RunDir(job.path), text
 
 

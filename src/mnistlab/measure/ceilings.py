@@ -42,6 +42,7 @@ from mnistlab.data.datasets import DataShape
 from mnistlab.core.timing import best_rate, time_steps
 
 FLOORS = ("compute", "memory", "overhead")
+NEEDS = "; the measured "  # where Theoretical.checked's words on the clock a measurement needs begin
 FLOOR_TOLERANCE = 0.25  # two floors within 25% of each other: "between" them (a fixed tolerance, never the spread)
 FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
                "memory": "memory traffic (bytes at the measured bandwidth)",
@@ -72,8 +73,9 @@ class Theoretical:
             return self
         needs = m / (self.cores * self.per_cycle[1])  # Hz, at the most FLOP per cycle assumed
         if self.flops_per_s is None:
-            if self.hz is None:  # derived but for the clock
-                return replace(self, derivation=f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s needs "
+            if self.hz is None:  # derived but for the clock (checked again: the clock the faster rate needs)
+                base = self.derivation.split(NEEDS)[0]
+                return replace(self, derivation=f"{base}{NEEDS}{m / 1e9:,.0f} GFLOP/s needs "
                                                 f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle")
             return self
         low, high = self.flops_per_s
