@@ -12,6 +12,8 @@ from mnistlab.cli import main
 from mnistlab.jobs.lab import run_lab
 from mnistlab.core.rundir import open_run
 
+from fakes import fake_decomposition
+
 
 @pytest.fixture(scope="module")
 def lab_dir(tiny_module, tmp_path_factory):
@@ -202,7 +204,7 @@ def test_cold_is_claimed_only_where_measured_and_a_busy_epoch_is_marked():
     assert epoch_timing(rows[:2]).words().endswith("steady state 0.50 s per epoch (1 epoch, no range)")
 
 
-def _bench_result(cnn_utilisation: float):
+def _bench_result(cnn_utilisation: float, decompositions=()):
     from mnistlab.measure.bench import PHASES, BenchResult, Cell
 
     load = {"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 0.5, "cpu_count": 2}}
@@ -213,34 +215,47 @@ def _bench_result(cnn_utilisation: float):
                     phases, 0.012, int(utilisation * 1e9 * 0.0101), 1e9, load=load)
     cells = [cell("mlp", "resident", 0.05), cell("cnn", "resident", cnn_utilisation)]
     return BenchResult(cells, {"cpu": 1e9}, {"cpu": "a CPU"}, {"batch_size": 64, "steps": 10, "repeats": 3,
-                                                                "warmup": 2}, load)
+                                                                "warmup": 2}, load, decompositions=list(decompositions))
 
 
-@pytest.mark.parametrize("utilisation, bound, never", [(0.28, "overhead", ("arithmetic", "compute-bound")),
-                                                       (0.35, "compute", ("overhead",))])
-def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, bound, never):
+NOT_FIXED = ("bound by arithmetic", "compute-bound", "memory-bound", "bound by memory", "overhead")
+
+
+@pytest.mark.parametrize("utilisation, decomposition, bound, never", [
+    # a file from before the decompositions and the floors: the threshold, in the judgement's words
+    (0.28, None, "bound by its fixed per-step cost", NOT_FIXED),
+    (0.35, None, "bound by arithmetic", ("fixed per-step cost", "overhead", "memory")),
+    # measured: 60% of the step fixed (the issue's MLP-like CNN step), or 2% of it (an arithmetic one)
+    (0.35, (2.0e-3, 20e-6), "bound by its fixed per-step cost", NOT_FIXED),
+    (0.28, (0.3e-3, 250e-6), "bound by arithmetic", ("bound by its fixed per-step cost", "memory-bound",
+                                                     "bound by memory", "overhead")),
+])
+def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, decomposition, bound, never):
     """Each section, written on its own, says of the CPU CNN cell only what its one judgement (Cell.bound)
-    says: never 'arithmetic' or 'compute-bound' of an overhead-bound cell, never 'overhead' of a compute-bound one."""
+    says: a fixed-cost step is never called memory- or arithmetic-bound, an arithmetic one never fixed-cost."""
     from dataclasses import replace
 
     from mnistlab.jobs.bench import write_bench
+    from mnistlab.measure.bench import bound_label
     from mnistlab.report.document import Document
     from mnistlab.report.inputs import read_inputs
     from mnistlab.report.sections import sections
 
-    result = _bench_result(utilisation)
-    assert result.cell("resident", "cpu", "cnn").bound == bound
+    parts = [fake_decomposition("cnn", *decomposition, flops_per_sample=2_000_000)] if decomposition else []
+    result = _bench_result(utilisation, parts)
+    assert bound_label(result.cell("resident", "cpu", "cnn").bound) == bound
     (tmp_path / "bench").mkdir()
     write_bench(result, tmp_path / "bench")
     (tmp_path / "figures").mkdir()
     inputs = replace(read_inputs([tmp_path / "bench"]), figs=tmp_path / "figures")
+    assert [d.binds for d in inputs.bench.decompositions] == [d.binds for d in parts]  # read back from bench.json
     said = []
     for section in sections():
         doc = Document("t")
         section.write(doc, inputs)
         lines = doc.to_markdown(tmp_path).splitlines()
         said += [ln for ln in lines if "cpu/cnn" in ln or "CNN's" in ln or "the CNN" in ln]
-    assert said and any(f"{bound}-bound" in ln for ln in said)
+    assert said and any(bound in ln for ln in said)
     assert not [ln for ln in said if any(w in ln for w in never)], said
 
 

@@ -287,9 +287,11 @@ class Decomposition:
         floors = (f"{fit.per_sample_s / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic") + (
             f", {fit.per_sample_s / m:.1f}x its memory floor ({self.bandwidth[0]})" if m > 0 else "")
         unstable = "" if self.stability.stable else " [unstable]"
-        return (f"{bound_label(self.binds)}: {max(fit.fixed_s, 0.0) * 1e3:.3f} ms of its {sp.median * 1e3:.3f} ms step "
-                f"at batch {b} is fixed ({percent(self.fixed_share)}{within}), each sample adds "
-                f"{fit.per_sample_s * 1e6:.2f} us ({floors}){unstable}")
+        span = sorted(self.timings)
+        return (f"{bound_label(self.binds)}: timed apart at batches {span[0]}\u2013{span[-1]}, "
+                f"{max(fit.fixed_s, 0.0) * 1e3:,.3f} ms of its {sp.median * 1e3:,.3f} ms step at batch {b} is fixed "
+                f"({percent(self.fixed_share)}{within}) and each sample adds {fit.per_sample_s * 1e6:,.2f} us "
+                f"({floors}){unstable}")
 
     def words(self) -> str:
         fit, sp, b = self.fit, self.step, self.batch_size

@@ -5,10 +5,12 @@ measure/bench.py's words, or the prediction's (measure/prediction.py): this sect
 
 from __future__ import annotations
 
-from mnistlab.measure.bench import cell_sentence
+from mnistlab.core.words import percent
+from mnistlab.measure.bench import bound_label, cell_sentence
+from mnistlab.measure.decomposition import ARITHMETIC
 from mnistlab.report.document import Document
-from mnistlab.report.inputs import Inputs
-from mnistlab.report.plots import plot_roofline
+from mnistlab.report.inputs import MODEL_NAMES, Inputs
+from mnistlab.report.plots import cpu_roofs, plot_decomposition, plot_roofline
 from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted
 from mnistlab.report.sections.section import Section
 
@@ -20,10 +22,25 @@ def _contrast(inputs: Inputs) -> list[str]:
     if not (m and c):
         return []
     out = [cell_sentence(m)]  # its key names the MLP
-    if c.bound == "compute" and m.bound != "compute":
-        out.append("The CNN's CPU step is compute-bound and the MLP's is not: a device with more arithmetic "
+    if c.bound == ARITHMETIC and m.bound != ARITHMETIC:
+        out.append("The CNN's CPU step is bound by arithmetic and the MLP's is not: a device with more arithmetic "
                    "throughput has more of the CNN's step to speed up.")
     return out
+
+
+def roofline_caption(inputs: Inputs) -> str:
+    """The roofline's caption: what it draws, and the judgement each measured point carries (Cell.bound)."""
+    expected = list(inputs.expected.values())
+    roofs = "; ".join(f"{level} for the {' and '.join(MODEL_NAMES.get(m, m) for m in models)}"
+                      for level, _, models in cpu_roofs(expected))
+    said = "; ".join(
+        f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}"
+        + (f" ({percent(e.here.decomposition.fixed_share)} of it fixed at batch {e.here.batch_size})"
+           if e.here.decomposition else "") for e in expected)
+    return (f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
+            f"{inputs.gpu.name} (open). The CPU's roofs are its measured compute ceiling and the measured bandwidth "
+            f"of each step's working set ({roofs}). On this CPU {said}: a point far below its roofs is held there "
+            f"by its fixed per-step cost, which a roofline does not draw")
 
 
 def _predicted_contrast(inputs: Inputs) -> str | None:
@@ -49,12 +66,16 @@ def write(doc: Document, inputs: Inputs) -> None:
     contrast = _predicted_contrast(inputs)
     if contrast:
         doc.p(contrast)
+    name = inputs.bench_dir.name if inputs.bench_dir else "bench"
     if inputs.expected and inputs.bench:
-        name = inputs.bench_dir.name if inputs.bench_dir else "bench"
         doc.image(plot_roofline(inputs.bench, inputs.gpu, inputs.figs / f"{name}-roofline.png"),
-                  f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
-                  f"{inputs.gpu.name} (open); a point far below its roof is held down by per-operation costs, "
-                  f"which a roofline does not draw")
+                  roofline_caption(inputs))
+    cpu = [d for d in inputs.bench.decompositions if d.device == "cpu"] if inputs.bench else []
+    if cpu:  # the measurement the bound reads, beside the roofline
+        doc.image(plot_decomposition(cpu, inputs.figs / f"{name}-decomposition.png"),
+                  "What the bound reads: each model's step on this CPU timed at several batch sizes (log\u2013log; "
+                  "dots: each repeat, circles: their median), and the fitted fixed + per-sample line (solid where "
+                  "fitted, dotted beyond; dashed: the fixed part alone)")
 
 
 SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120)
