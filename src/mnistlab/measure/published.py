@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnistlab.data.datasets import DATASETS
 from mnistlab.measure.ceilings import StepCost, _OpCounter, conv_flops_of
 from mnistlab.measure.gpus import DISPATCH_COST_S, GPUS, Gpu
 from mnistlab.measure.prediction import FLOORS, Prediction
@@ -138,6 +139,7 @@ def published_gpu(run: PublishedRun) -> Gpu:
 # --- the published runs' own code, counted -----------------------------------------------------------------
 
 TRAIN, BATCH = 60_000, 256  # train_mnist_fast: the full MNIST training set at batch 256
+MNIST = DATASETS["mnist"].shape  # the published runs' data
 
 
 class FinalNet(nn.Module):
@@ -147,7 +149,7 @@ class FinalNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.conv2 = nn.Conv2d(1, 24, 5, 1), nn.Conv2d(24, 32, 3, 1)
-        self.fc1, self.fc2 = nn.Linear(800, 256), nn.Linear(256, 10)
+        self.fc1, self.fc2 = nn.Linear(800, 256), nn.Linear(256, MNIST.classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
@@ -161,7 +163,7 @@ class Step7Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.conv2 = nn.Conv2d(1, 24, 3, 1), nn.Conv2d(24, 32, 3, 1)
-        self.fc1, self.fc2 = nn.Linear(800, 128), nn.Linear(128, 10)
+        self.fc1, self.fc2 = nn.Linear(800, 128), nn.Linear(128, MNIST.classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -172,7 +174,7 @@ class Step7Net(nn.Module):
 def _linear(small: Work, larger: Work, b0: int, b1: int, batch: int) -> Work:
     """A call's work at `batch` from its counts at two small batches: FLOPs and bytes grow linearly with the
     batch (every operation of these runs is per sample, but for the weights' and the optimizer's, which do not
-    grow), and the operations are the same at any batch (tests/test_gpu_prediction.py checks it against a count
+    grow), and the operations are the same at any batch (tests/test_prediction.py checks it against a count
     at the run's own batches)."""
     def at(a: int, b: int) -> int:
         return a + (b - a) * (batch - b0) // (b1 - b0)
@@ -200,7 +202,7 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
         opt = optimizer(params)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps * epochs,
                                                     cycle_momentum=False)
-        data, labels = torch.randn(2 * BATCH, 1, 28, 28), torch.randint(0, 10, (2 * BATCH,))
+        data, labels = torch.randn(2 * BATCH, *MNIST.sample), torch.randint(0, MNIST.classes, (2 * BATCH,))
 
         def step(i: int, size: int) -> Callable[[], None]:  # the notebook's loop body, its slicing included
             def run() -> None:
@@ -212,7 +214,7 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
             return run
 
         def test_pass(size: int) -> Callable[[], None]:
-            test_x, test_y = torch.randn(size, 1, 28, 28), torch.randint(0, 10, (size,))
+            test_x, test_y = torch.randn(size, *MNIST.sample), torch.randint(0, MNIST.classes, (size,))
 
             def run() -> None:
                 model.eval()
