@@ -255,3 +255,37 @@ def test_bench_text_says_each_speed_up_once(result, tmp_path):
     assert len(result.speedups()) == 2  # mlp and cnn: resident against the notebook's pipeline
     assert text.count("the resident pipeline against the notebook's") == 2
     assert "resident vs the notebook's pipeline" not in text  # the second wording, gone
+
+
+def _floored(step_s, decomposition=None):
+    """A resident CPU cell whose floors are the issue's CNN's: 13.376 ms of arithmetic (1.3376 GFLOP at 100
+    GFLOP/s), 8.729 ms of memory traffic (87.29 MB at 10 GB/s), 0.17 ms for 85 operations."""
+    return Cell(model="cnn", device="cpu", pipeline="resident", pipeline_detail="x", batch_size=64, steps_timed=10,
+                repeats=len(step_s), steps_per_epoch=10, extrapolated=False, step_s=list(step_s), warmup_s=[0.5],
+                phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
+                train_step_flops=1_337_600_000, peak_flops_per_s=100e9, train_step_bytes=87_290_000, train_step_ops=85,
+                bandwidth_bytes_per_s=10e9, op_cost_s=2e-6, decomposition=decomposition)
+
+
+def test_two_cells_with_equal_floors_get_the_same_label():
+    """The issue's new user: two CNN cells with identical floors (13.376 / 8.729 ms), one called 'compute-bound'
+    and the other 'between compute and memory', because the tolerance was the cell's own spread."""
+    tight, wide = _floored([0.0400, 0.0404, 0.0408]), _floored([0.034, 0.040, 0.046])  # 2% and 30% spreads
+    assert tight.floors.compute_s == wide.floors.compute_s == pytest.approx(13.376e-3)
+    assert wide.step.rel_range > 0.25 > tight.step.rel_range
+    assert tight.bound == wide.bound == "arithmetic" and tight.judged_by == wide.judged_by == "floors"
+    # with a measured decomposition (the same for both: one model's step), both read it, whatever their spreads
+    from fakes import fake_decomposition
+
+    d = fake_decomposition("cnn", 0.3e-3, 600e-6, flops_per_sample=20_900_000)
+    tight, wide = _floored([0.0400, 0.0404, 0.0408], d), _floored([0.034, 0.040, 0.046], d)
+    assert tight.bound == wide.bound == d.binds == "arithmetic" and tight.judged_by == "decomposition"
+    assert bound_label(tight.bound) == "bound by arithmetic" and bound_label("input") == "bound by its input"
+
+
+def test_old_floor_labels_say_the_judgements_words():
+    from mnistlab.measure.bench import floors_binds
+
+    assert floors_binds("compute") == "arithmetic" and floors_binds("overhead") == "fixed per-step cost"
+    assert floors_binds("between compute and overhead") == "between fixed per-step cost and arithmetic"
+    assert floors_binds("between memory and compute") == "between arithmetic and memory"

@@ -424,3 +424,45 @@ def test_report_on_a_run_with_no_epoch_yet(tiny, tmp_path):
     FILES.csv(run / "metrics.csv", METRIC_FIELDS, [])  # what the trainer writes before its first epoch
     md, _ = build_report([run], tmp_path / "out")
     assert "no finished epoch yet (left out): starting" in md.read_text()
+
+
+@pytest.mark.slow
+def test_a_tiny_benchs_report_says_one_judgement_everywhere(tiny_module, tmp_path):
+    """End to end (issue 27's 'done when'): a bench measured here, the MLP at batch 4 (where nearly all of its
+    step is the fixed part), written, read back and reported. No sentence calls the MLP's step memory-bound, and
+    for each model the bench table, the roofline's caption, the roofline's own labels and the decomposition
+    figure say the same judgement."""
+    from mnistlab.data.loader import read_split
+    from mnistlab.jobs.bench import write_bench
+    from mnistlab.measure.bench import bound_label, run_bench
+    from mnistlab.measure.decomposition import FIXED, DecomposeSettings
+    from mnistlab.measure.gpus import DEFAULT_GPU, GPUS
+    from mnistlab.report import plots
+    from mnistlab.report.builder import build_report
+    from mnistlab.report.inputs import read_inputs
+
+    spec, root = tiny_module
+    result = run_bench(read_split(spec, root, train=True), spec, models=["mlp", "cnn"], devices=["cpu"],
+                       pipelines=["resident"], batch_size=4, steps=4, repeats=2, warmup=2,
+                       decomposition=DecomposeSettings((1, 8, 16), repeats=3, chunk_s=0.005), log=lambda m: None)
+    mlp = result.cell("resident", "cpu", "mlp")
+    assert mlp.decomposition.fixed_share > 0.6 and mlp.bound == FIXED, mlp.decomposition.words()
+    (tmp_path / "bench").mkdir()
+    write_bench(result, tmp_path / "bench")
+    md = build_report([tmp_path / "bench"], tmp_path / "out")[0].read_text()
+    about_mlp = [c for line in md.splitlines() for c in line.split(";") if "mlp" in c.lower()]
+    assert about_mlp and not [c for c in about_mlp if "memory-bound" in c or "bound by memory" in c], about_mlp
+    bench = read_inputs([tmp_path / "bench"]).bench
+    header = next(line for line in md.splitlines() if line.startswith("| cell |") and "bound by" in line)
+    column = [h.strip() for h in header.split("|")].index("bound by")
+    caption = next(line for line in md.splitlines() if line.startswith("*Roofline:"))
+    roofline = {t.get_text() for t in plots.plot_roofline(bench, GPUS[DEFAULT_GPU]).axes[0].texts}
+    legend = [t.get_text() for t in plots.plot_decomposition(bench.decompositions).axes[0].get_legend().get_texts()]
+    for model, name in (("mlp", "MLP"), ("cnn", "CNN")):
+        cell = bench.cell("resident", "cpu", model)
+        said = bound_label(cell.bound)
+        row = next(line for line in md.splitlines() if line.startswith(f"| resident/cpu/{model} |"))
+        assert [v.strip() for v in row.split("|")][column] == cell.bound == cell.decomposition.binds
+        assert f"the {name}'s step is {said}" in caption
+        assert f"{model}: measured here, {said}" in roofline
+        assert any(entry.startswith(f"{model},") and f"{said} at batch 4" in entry for entry in legend), legend
