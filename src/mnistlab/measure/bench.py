@@ -586,9 +586,11 @@ def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak:
         return f"{device}: {name}, measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s"
     theory = Theoretical.from_dict(ceilings.get("theoretical") or {}).checked(max(peak, achieved))
     span = theory.flops_per_s
-    theoretical = (f"theoretical {span[0] / 1e9:,.0f}–{span[1] / 1e9:,.0f} GFLOP/s ({theory.derivation})"
-                   if span and span[0] != span[1] else f"theoretical {span[1] / 1e9:,.0f} GFLOP/s ({theory.derivation})"
-                   if span else f"theoretical: {theory.derivation}")
+    if span is None:
+        theoretical = f"theoretical: {theory.derivation}"
+    else:
+        low = f"{span[0] / 1e9:,.0f}–" if span[0] != span[1] else ""
+        theoretical = f"theoretical {low}{span[1] / 1e9:,.0f} GFLOP/s ({theory.derivation})"
     threads = ceilings.get("threads")
     on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) and threads > 0 else ""
     return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "

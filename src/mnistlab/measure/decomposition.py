@@ -484,9 +484,10 @@ def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_B
             x, y = torch.randn(b, *shape.sample, device=dev), torch.randint(0, shape.classes, (b,), device=dev)
             cells.append(_Batch(b, (lambda s, x, y: lambda: s(x, y))(step, x, y)))
 
-        def warm(c: _Batch) -> None:  # two steps, then one timed: as many steps as fill chunk_s (at least one)
-            time_steps(c.step, 2, dev)
-            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 1, dev), 1e-7))))
+        def warm(c: _Batch) -> None:  # three steps, timed together: a repeat is as many steps as fill chunk_s
+            # (at least one); their mean, not one step's time, so that one step's luck on a busy machine does not
+            # make a repeat of thousands of steps (the first, which creates the optimizer's state, errs short)
+            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
 
         log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {repeats} interleaved repeats")
         times = interleave(cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=repeats)
