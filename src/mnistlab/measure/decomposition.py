@@ -18,7 +18,9 @@ At the cell's batch the fixed share of the step is a measurement. `judge` names 
 from the per-sample part's two floors (its FLOPs at the compute ceiling measured on the same threads; its bytes at
 the bandwidth of a copy the size of the step's working set, measure/ceilings.bandwidth_for). The judgement is a
 function of these values alone, with fixed tolerances (SHARE_BAND, FLOOR_TOLERANCE), never of a cell's own spread:
-two cells with the same values get the same label, however differently their repeats scattered.
+two cells with the same values get the same label, however differently their repeats scattered. Where the line
+does not fit its own timings (their median residual above FIT_TOLERANCE, as on a machine so busy that a step's
+time hardly depends on its batch), the data cannot separate the two parts, and the label says 'between' them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ DEFAULT_BATCHES = (1, 8, 64, 256)
 FIXED, ARITHMETIC, MEMORY = "fixed per-step cost", "arithmetic", "memory"
 BINDS = (FIXED, ARITHMETIC, MEMORY)
 SHARE_BAND = 0.10  # a fixed share within 50% +- this: "between" the fixed part and the per-sample one
+FIT_TOLERANCE = 0.25  # timings off the fitted line by more than this (median): the parts cannot be told apart
 # FLOOR_TOLERANCE (measure/ceilings.py): per-sample floors within 25% of each other: "between arithmetic and memory"
 FIT_METHOD = "Theil-Sen"
 CHUNK_S = 0.05  # seconds of steps per timed repeat of one batch (at least one step)
@@ -132,17 +135,21 @@ def per_sample_binds(compute_s: float, memory_s: float | None) -> str:
     return ARITHMETIC if compute_s >= memory_s else MEMORY
 
 
-def judge(fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None) -> str:
+def judge(fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None,
+          fit_residual: float = 0.0) -> str:
     """THE judgement of what binds a step, from measured values with fixed tolerances (deterministic: equal
     values, equal labels). 'fixed per-step cost' when the fixed part is more than half the step by
     SHARE_BAND; the per-sample part's floor (`per_sample_binds`) when it is less than half by SHARE_BAND;
-    else 'between fixed per-step cost and <that floor>'."""
+    else, or where the line misses its timings by more than FIT_TOLERANCE (`fit_residual`, their median relative
+    residual), 'between fixed per-step cost and <the larger per-sample floor>'."""
     per_sample = per_sample_binds(compute_per_sample_s, memory_per_sample_s)
+    larger = ARITHMETIC if memory_per_sample_s is None or compute_per_sample_s >= memory_per_sample_s else MEMORY
+    if fit_residual > FIT_TOLERANCE:
+        return f"between {FIXED} and {larger}"
     if fixed_share >= 0.5 + SHARE_BAND:
         return FIXED
     if fixed_share <= 0.5 - SHARE_BAND:
         return per_sample
-    larger = ARITHMETIC if memory_per_sample_s is None or compute_per_sample_s >= memory_per_sample_s else MEMORY
     return f"between {FIXED} and {larger}"
 
 
@@ -276,7 +283,7 @@ class Decomposition:
 
     @property
     def binds(self) -> str:
-        return judge(self.fixed_share, self.compute_per_sample_s, self.memory_per_sample_s)
+        return judge(self.fixed_share, self.compute_per_sample_s, self.memory_per_sample_s, self.fit.residual_median)
 
     def brief(self) -> str:
         """The judgement and the two measurements it rests on, in one clause: for a sentence about a bench cell."""
@@ -286,12 +293,15 @@ class Decomposition:
         a, m = self.compute_per_sample_s, self.memory_per_sample_s
         floors = (f"{fit.per_sample_s / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic") + (
             f", {fit.per_sample_s / m:.1f}x its memory floor ({self.bandwidth[0]})" if m > 0 else "")
+        per = (f"each sample adds {fit.per_sample_s * 1e6:,.2f} us ({floors})" if fit.per_sample_s > 0 else
+               f"no per-sample part can be told from zero (the fit gives {fit.per_sample_s * 1e6:,.2f} us)")
+        misfit = (f"; the line misses its timings by {percent(fit.residual_median)} (median): the parts cannot be "
+                  f"told apart" if fit.residual_median > FIT_TOLERANCE else "")
         unstable = "" if self.stability.stable else " [unstable]"
         span = sorted(self.timings)
         return (f"{bound_label(self.binds)}: timed apart at batches {span[0]}\u2013{span[-1]}, "
                 f"{max(fit.fixed_s, 0.0) * 1e3:,.3f} ms of its {sp.median * 1e3:,.3f} ms step at batch {b} is fixed "
-                f"({percent(self.fixed_share)}{within}) and each sample adds {fit.per_sample_s * 1e6:,.2f} us "
-                f"({floors}){unstable}")
+                f"({percent(self.fixed_share)}{within}) and {per}{misfit}{unstable}")
 
     def words(self) -> str:
         fit, sp, b = self.fit, self.step, self.batch_size
@@ -308,7 +318,8 @@ class Decomposition:
                  if fit.fixed_s > 0 else
                  f"no fixed part can be told from zero (the fit gives {fit.fixed_s * 1e3:.3f} ms)")
         times = f"{ps / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic"
-        per = (f"each sample adds {ps * 1e6:.2f} us ({times}, "
+        per = (f"{'each sample adds' if ps > 0 else 'no per-sample part can be told from zero: the fit gives'} "
+               f"{ps * 1e6:.2f} us ({times}, "
                f"{a * 1e6:.2f} us at the {self.compute_flops_per_s / 1e9:,.0f} GFLOP/s measured on "
                f"{self.threads} thread{'s' * (self.threads != 1)}; its memory floor is {m * 1e6:.2f} us at "
                f"{bw / 1e9:,.0f} GB/s, the {level} probe's: {why})")
@@ -316,8 +327,10 @@ class Decomposition:
         held = ("; beyond it, the measured step is " + ", ".join(f"{v:+.0%} at batch {b}" for b, v in beyond.items())
                 + " of the line" if beyond else "")
         span = self.fitted_batches
+        misfit = (f" (a median above {percent(FIT_TOLERANCE)}: the parts cannot be told apart)"
+                  if fit.residual_median > FIT_TOLERANCE else "")
         return (f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. "
-                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{held}"
+                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{misfit}{held}"
                 + ("" if self.stability.stable else f" [{self.stability.reason}]") + ".")
 
     def to_dict(self) -> dict[str, Any]:
