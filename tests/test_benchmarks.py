@@ -96,7 +96,9 @@ def test_decomposition_cost_benchmark_runs(tiny, capsys):
     spec.loader.exec_module(module)
     assert module.main(["--pairs", "1", "--dataset", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert out.count("without") == 1 and re.search(r"with / without the decompositions, per pair: [\d.]+x", out)
+    rows = [ln.split()[0] for ln in out.splitlines() if re.match(r"(with|without) +[\d.]+ ", ln)]
+    assert rows == ["without", "with"] and re.search(r"with / without the decompositions, per pair: [\d.]+x", out)
+    assert re.search(r"^with +[\d.]+ +[\d.]+ \(\d+%\)", out, re.M)  # the decompositions' own part of the run
 
 
 def test_decomposition_tables_of_a_bench_folder(tmp_path, capsys):
