@@ -39,8 +39,8 @@ def roofline_caption(inputs: Inputs) -> str:
            if e.here.decomposition else "") for e in expected)
     return (f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
             f"{inputs.gpu.name} (open). The CPU's roofs are its measured compute ceiling and the measured bandwidth "
-            f"of each step's working set ({roofs}). On this CPU {said}: a point far below its roofs is held there "
-            f"by its fixed per-step cost, which a roofline does not draw")
+            f"of each step's working set ({roofs}). On this CPU {said}; a point far below its roofs is held there "
+            f"by what a roofline does not draw, such as a fixed per-step cost")
 
 
 def _predicted_contrast(inputs: Inputs) -> str | None:
