@@ -8,8 +8,6 @@ from mnistlab.measure.bench import cell_sentence
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu
 from mnistlab.measure.prediction import Expected, Prediction
 from mnistlab.measure.published import CHECK_COSTS_S, published_check
-from mnistlab.core.words import percent
-from mnistlab.measure.bench import bound_label
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import MODEL_NAMES, Inputs
 from mnistlab.report.runs import device_comparisons
@@ -75,13 +73,6 @@ def prediction_sentence(e: Expected) -> str:
             f"{e.speedup_words()}; {dispatch_words(e)}. {MEANING[p.binds]}")
 
 
-def here_sentence(e: Expected) -> str:
-    """What binds the step on this CPU: the bench cell's one judgement (Cell.bound), measured."""
-    return (f"Here, measured: the {MODEL_NAMES.get(e.model, e.model)}'s CPU step ({e.here.key}) is "
-            f"{bound_label(e.here.bound)}" + (f" ({percent(e.here.decomposition.fixed_share)} of its step at batch "
-                                               f"{e.here.batch_size} is fixed)" if e.here.decomposition else "") + ".")
-
-
 def assumptions(gpu: Gpu) -> list[str]:
     """The prediction's assumptions, one short item each, and the model's check against a published run."""
     note = f"; {gpu.note}" if gpu.note else ""
@@ -117,9 +108,9 @@ def check_rows(inputs: Inputs, models: list[str]) -> list[list[str]]:
 
 
 def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what: str) -> None:
-    """The question's answer: from the runs, else by prediction, else why not; what binds the step here; then
-    the prediction's assumptions (listed once: the first question to predict lists them, the other points to
-    it), its check against a GPU the bench measured, and the bench's evidence."""
+    """The question's answer: from the runs, else by prediction, else why not; then the prediction's assumptions
+    (listed once: the first question to predict lists them, the other points to it), its check against a GPU the
+    bench measured, and the bench's evidence (each cell's one judgement, Cell.bound)."""
     reason, e = missing_runs(inputs, model), inputs.expected.get(model)
     if reason is None:
         doc.p(comparison(inputs, model))
@@ -132,7 +123,6 @@ def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what:
         doc.bullets(evidence)
         return
     if e:
-        doc.p(here_sentence(e))
         first = next(iter(inputs.expected))
         if first == model:
             doc.p("Assumptions of the prediction:")

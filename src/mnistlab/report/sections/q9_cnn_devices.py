@@ -31,16 +31,14 @@ def _contrast(inputs: Inputs) -> list[str]:
 def roofline_caption(inputs: Inputs) -> str:
     """The roofline's caption: what it draws, and the judgement each measured point carries (Cell.bound)."""
     expected = list(inputs.expected.values())
-    roofs = "; ".join(f"{level} for the {' and '.join(MODEL_NAMES.get(m, m) for m in models)}"
+    roofs = ", ".join(f"{level} for the {' and '.join(MODEL_NAMES.get(m, m) for m in models)}"
                       for level, _, models in cpu_roofs(expected))
-    said = "; ".join(
+    said = ", ".join(
         f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}"
-        + (f" ({percent(e.here.decomposition.fixed_share)} of it fixed at batch {e.here.batch_size})"
-           if e.here.decomposition else "") for e in expected)
-    return (f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
-            f"{inputs.gpu.name} (open). The CPU's roofs are its measured compute ceiling and the measured bandwidth "
-            f"of each step's working set ({roofs}). On this CPU {said}; a point far below its roofs is held there "
-            f"by what a roofline does not draw, such as a fixed per-step cost")
+        + (f" ({percent(e.here.decomposition.fixed_share)} fixed)" if e.here.decomposition else "") for e in expected)
+    return (f"Roofline: each step measured on this CPU (filled; its roofs at the bandwidth of its working set: "
+            f"{roofs}) and predicted on the {inputs.gpu.name} (open). Measured here: {said}; a fixed per-step "
+            f"cost keeps a point below its roofs")
 
 
 def _predicted_contrast(inputs: Inputs) -> str | None:
@@ -73,9 +71,8 @@ def write(doc: Document, inputs: Inputs) -> None:
     cpu = [d for d in inputs.bench.decompositions if d.device == "cpu"] if inputs.bench else []
     if cpu:  # the measurement the bound reads, beside the roofline
         doc.image(plot_decomposition(cpu, inputs.figs / f"{name}-decomposition.png"),
-                  "What the bound reads: each model's step on this CPU timed at several batch sizes (log\u2013log; "
-                  "dots: each repeat, circles: their median), and the fitted fixed + per-sample line (solid where "
-                  "fitted, dotted beyond; dashed: the fixed part alone)")
+                  "What the bound reads: each step on this CPU against its batch (log\u2013log), with the fitted "
+                  "fixed + per-sample line (dashed: the fixed part)")
 
 
 SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120)
