@@ -289,3 +289,29 @@ def test_old_floor_labels_say_the_judgements_words():
     assert floors_binds("compute") == "arithmetic" and floors_binds("overhead") == "fixed per-step cost"
     assert floors_binds("between compute and overhead") == "between fixed per-step cost and arithmetic"
     assert floors_binds("between memory and compute") == "between arithmetic and memory"
+
+
+def test_a_gpu_speed_up_is_explained_by_the_gpu_cells_measured_judgement():
+    """comparison_sentence's reasons in the judgement's words: a GPU step mostly fixed is explained by its
+    launches, never as arithmetic; one bound by arithmetic by the GPU's larger ceiling."""
+    from fakes import fake_decomposition
+    from mnistlab.measure.bench import comparison_sentence
+
+    def cell(device, steps):
+        return Cell(model="mlp", device=device, pipeline="resident", pipeline_detail="x", batch_size=64,
+                    steps_timed=10, repeats=3, steps_per_epoch=10, extrapolated=False, step_s=steps, warmup_s=[0.5],
+                    phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
+                    train_step_flops=29_081_600, peak_flops_per_s=1e11 if device == "cpu" else 5e13,
+                    train_step_bytes=4_088_368, train_step_ops=59, bandwidth_bytes_per_s=1e10, op_cost_s=2e-6)
+
+    ceilings = {"cpu": {"bandwidth_bytes_per_s": 1e10}, "cuda": {"bandwidth_bytes_per_s": 2e12}}
+    for gpu_part, said, never in (((0.3e-3, 0.5e-6), "its fixed per-step cost (", "bound by arithmetic"),
+                                  ((0.01e-3, 50e-6), "the cuda step is bound by arithmetic", "fixed per-step cost")):
+        gpu = fake_decomposition("mlp", *gpu_part, device="cuda")
+        result = BenchResult([cell("cpu", [0.6e-3, 0.61e-3, 0.62e-3]), cell("cuda", [0.3e-3, 0.31e-3, 0.32e-3])],
+                             {"cpu": 1e11, "cuda": 5e13}, {"cpu": "a CPU", "cuda": "a GPU"}, {"batch_size": 64},
+                             ceilings=ceilings, decompositions=[gpu])
+        (u,) = result.speedups()
+        sentence = comparison_sentence(result, u)
+        assert result.cell("resident", "cuda", "mlp").bound == gpu.binds and said in sentence, sentence
+        assert never not in sentence, sentence
