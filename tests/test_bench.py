@@ -190,6 +190,9 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     (lambda d: d["settings"].update(repeats=None), "repeats"),
     (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
     (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
+    (lambda d: d["decompositions"][1].update(op_cost_s=-1.0), "decompositions[1]: field 'op_cost_s'"),
+    (lambda d: d["decompositions"][0]["timings"][0].update(step_s=[]), "decompositions[0]: field 'timings'[0]"),
+    (lambda d: d.update(decompositions="x"), "'decompositions'"),
 ])
 @pytest.mark.slow
 def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):

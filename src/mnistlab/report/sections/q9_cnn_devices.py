@@ -35,7 +35,8 @@ def roofline_caption(inputs: Inputs) -> str:
                       for level, _, models in cpu_roofs(expected))
     said = ", ".join(
         f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}"
-        + (f" ({percent(e.here.decomposition.fixed_share)} fixed)" if e.here.decomposition else "") for e in expected)
+        + (f" ({percent(e.here.decomposition.fixed_share)} fixed)" if e.here.judged_by == "decomposition" else "")
+        for e in expected)
     return (f"Roofline: each step measured on this CPU (filled; its roofs at the bandwidth of its working set: "
             f"{roofs}) and predicted on the {inputs.gpu.name} (open). Measured here: {said}; a fixed per-step "
             f"cost keeps a point below its roofs")
