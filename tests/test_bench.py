@@ -48,7 +48,8 @@ def test_every_cell_is_measured(result):
     assert result.cell("resident", "cpu", "mlp").train_step_flops == 64 * 454_400
     # the step's convolution FLOPs are recorded, so that a GPU prediction counts the rest at the FP32 rate
     assert result.cell("resident", "cpu", "mlp").train_step_conv_flops == 0
-    assert 0 < result.cell("resident", "cpu", "cnn").train_step_conv_flops < result.cell("resident", "cpu", "cnn").train_step_flops
+    cnn = result.cell("resident", "cpu", "cnn")
+    assert 0 < cnn.train_step_conv_flops < cnn.train_step_flops
     assert [d.model for d in result.decompositions] == ["mlp", "cnn"]
     for d in result.decompositions:  # at the cells' batch and thread count, with the bench's count reused
         cell = result.cell("resident", "cpu", d.model)
@@ -215,7 +216,7 @@ def test_the_project_floors_live_in_benchmarks(result):
     spec.loader.exec_module(module)
     checks = dict(module.target_checks(result))
     assert any("floor 10x" in k for k in checks) and any("compute-bound" in k for k in checks)
-    assert all(" 2 paired " in k for k in checks if "(floor" in k)  # median of 2 paired ratios, or over 2 paired repeats
+    assert all(" 2 paired " in k for k in checks if "(floor" in k)  # median of 2 paired ratios, or over 2 repeats
 
 
 @pytest.mark.slow
@@ -298,6 +299,7 @@ def test_a_gpu_speed_up_is_explained_by_the_gpu_cells_measured_judgement():
     """comparison_sentence's reasons in the judgement's words: a GPU step mostly fixed is explained by its
     launches, never as arithmetic; one bound by arithmetic by the GPU's larger ceiling."""
     from fakes import fake_decomposition
+
     from mnistlab.measure.bench import comparison_sentence
 
     def cell(device, steps):

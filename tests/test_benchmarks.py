@@ -104,6 +104,7 @@ def test_decomposition_cost_benchmark_runs(tiny, capsys):
 def test_decomposition_tables_of_a_bench_folder(tmp_path, capsys):
     """benchmarks/decomposition.py --bench: a bench's own decompositions, read back as the report reads them."""
     from fakes import fake_decomposition
+
     from mnistlab.jobs.bench import write_bench
     from mnistlab.measure.bench import BenchResult
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import fake_decomposition
 from matplotlib.figure import Figure
 

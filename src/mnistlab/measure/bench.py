@@ -399,7 +399,8 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
                 "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
-                "cells": [c.to_dict() for c in self.cells], "decompositions": [d.to_dict() for d in self.decompositions],
+                "cells": [c.to_dict() for c in self.cells],
+                "decompositions": [d.to_dict() for d in self.decompositions],
                 "observations": observations(self)}
 
     @classmethod
@@ -516,9 +517,9 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
                 f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
                 f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
     d = subject.device
-    bandwidths = [(result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in (d, "cpu")]
-    more_bandwidth = (f", and the {d}'s measured bandwidth is {bandwidths[0] / bandwidths[1]:.0f}x the CPU's"
-                      if all(isinstance(b, (int, float)) and b > 0 for b in bandwidths) else "")
+    here, there = ((result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in ("cpu", d))
+    more_bandwidth = (f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"
+                      if isinstance(here, (int, float)) and isinstance(there, (int, float)) and here > 0 else "")
     share = f" ({percent(subject.decomposition.fixed_share)} of it)" if subject.decomposition else ""
     reason = {
         INPUT: f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "

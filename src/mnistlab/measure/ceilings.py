@@ -102,9 +102,10 @@ class Theoretical:
             return (float(v[0]), float(v[1])) if ok else None
 
         cores, hz = d.get("cores"), d.get("hz")
-        return cls(pair(d.get("flops_per_s")), str(d.get("derivation") or "not derived"),
-                   cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None,
-                   pair(d.get("per_cycle")), float(hz) if is_number(hz) and hz > 0 else None)
+        cores = cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
+        hz = float(hz) if isinstance(hz, (int, float)) and is_number(hz) and hz > 0 else None
+        return cls(pair(d.get("flops_per_s")), str(d.get("derivation") or "not derived"), cores,
+                   pair(d.get("per_cycle")), hz)
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,9 @@ class LeversResult:
 
     def __post_init__(self) -> None:
         for c in self.cells:
-            c.decomposition = next((d for d in self.decompositions if (d.device, d.model, d.batch_size, d.implementation)
-                                    == (c.device, c.model, c.batch_size, c.implementation)), None)
+            key = (c.device, c.model, c.batch_size, c.implementation)
+            c.decomposition = next((d for d in self.decompositions
+                                    if (d.device, d.model, d.batch_size, d.implementation) == key), None)
 
     def cell(self, device: str, model: str, implementation: str) -> ImplCell | None:
         return next((c for c in self.cells if (c.device, c.model, c.implementation) == (device, model, implementation)
@@ -234,15 +235,16 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
             times = interleave(live, warm_up=warm, time_once=time_once, repeats=repeats)
             for (cell, _), t in zip(live, times, strict=True):
                 cell.step_s = t
-            for cell, _ in live if decomposition else []:
-                if cell.implementation in FLOORS_COUNTED:
-                    c = ceilings[dev.type, cell.compute_dtype]
+            for cell, _ in live:
+                if decomposition is not None and cell.implementation in FLOORS_COUNTED:
+                    ceiling = ceilings[dev.type, cell.compute_dtype]
                     with blame_model(model_name, "while its step was timed at several batch sizes"):
                         decompositions.append(measure_decomposition(
                             model_name, spec.shape, batch_size=batch_size, batches=decomposition.batches,
-                            repeats=decomposition.repeats, chunk_s=decomposition.chunk_s, device=dev.type, ceilings=c,
-                            cost=counts[model_name], levers=IMPLEMENTATION_LEVERS[cell.implementation],
-                            implementation=cell.implementation, log=log, bandwidths=bandwidths(dev, c)))
+                            repeats=decomposition.repeats, chunk_s=decomposition.chunk_s, device=dev.type,
+                            ceilings=ceiling, cost=counts[model_name], bandwidths=bandwidths(dev, ceiling),
+                            levers=IMPLEMENTATION_LEVERS[cell.implementation], implementation=cell.implementation,
+                            log=log))
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
@@ -263,9 +265,9 @@ def observations(result: LeversResult) -> list[str]:
         r = result.vs_eager(c)
         unstable = "" if c.stability.stable else f" [{c.stability.reason}]"
         if c.implementation == "eager" or base is None or r is None:
-            why = c.decomposition.brief() if c.decomposition else bound_label(c.bound)
+            judged = c.decomposition.brief() if c.decomposition else bound_label(c.bound)
             out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
-                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling; {why}"
+                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling; {judged}"
                        f"{unstable}.")
             continue
         faster = r.median >= 1

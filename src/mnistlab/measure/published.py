@@ -251,13 +251,16 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
             RunPart(f"test batch of {test_batch}", (10_000 // test_batch) * epochs, tested)]
 
 
+def _final(exact: bool = False) -> list[RunPart]:
+    return count_run(FinalNet, lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.7, 0.9), foreach=False), 1, 2000, exact)
+
+
+def _step7(exact: bool = False) -> list[RunPart]:
+    return count_run(Step7Net, lambda p: torch.optim.Adadelta(p, lr=4.0, foreach=False), 2, 1000, exact)
+
+
 # each published run's main(), as its notebook wrote it (torch's for-loop Adam and Adadelta: PyTorch 1.8's were)
-RUNS: dict[str, Callable[[bool], list[RunPart]]] = {
-    "train_mnist_fast": lambda exact=False: count_run(
-        FinalNet, lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.7, 0.9), foreach=False), 1, 2000, exact),
-    "train_mnist_fast step 7": lambda exact=False: count_run(
-        Step7Net, lambda p: torch.optim.Adadelta(p, lr=4.0, foreach=False), 2, 1000, exact),
-}
+RUNS: dict[str, Callable[[bool], list[RunPart]]] = {"train_mnist_fast": _final, "train_mnist_fast step 7": _step7}
 CHECK_COSTS_S = (2e-6, 5e-6, 10e-6)  # the dispatch costs the check is shown at: the assumed 5 us, and 2-10 us
 
 

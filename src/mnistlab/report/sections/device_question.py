@@ -79,8 +79,9 @@ def assumptions(gpu: Gpu) -> list[str]:
     run, preds = published_check()
     at = {p.dispatch_cost_s: p for p in preds}[DISPATCH_COST_S]
     lo, hi = min(p.bound_s for p in preds), max(p.bound_s for p in preds)
-    held = (f"it holds, the published time {run.seconds / at.bound_s:.1f}x the bound" if all(
-        p.holds(run.seconds) for p in preds) else "it does NOT hold: the published time is below it, so the model is wrong")
+    held = (f"it holds, the published time {run.seconds / at.bound_s:.1f}x the bound"
+            if all(p.holds(run.seconds) for p in preds)
+            else "it does NOT hold: the published time is below it, so the model is wrong")
     return [f"the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}{note});",
             "float32 matmuls run at the FP32 rate (PyTorch's default matmul precision, \"highest\"); only "
             "convolutions may use TF32 (cuDNN's default);",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from mnistlab.core.words import percent
 from mnistlab.measure.bench import bound_label, cell_sentence
 from mnistlab.measure.decomposition import ARITHMETIC
+from mnistlab.measure.prediction import Expected
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import MODEL_NAMES, Inputs
 from mnistlab.report.plots import cpu_roofs, plot_decomposition, plot_roofline
@@ -33,10 +34,12 @@ def roofline_caption(inputs: Inputs) -> str:
     expected = list(inputs.expected.values())
     roofs = ", ".join(f"{level} for the {' and '.join(MODEL_NAMES.get(m, m) for m in models)}"
                       for level, _, models in cpu_roofs(expected))
-    said = ", ".join(
-        f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}"
-        + (f" ({percent(e.here.decomposition.fixed_share)} fixed)" if e.here.judged_by == "decomposition" else "")
-        for e in expected)
+    def judged(e: Expected) -> str:
+        d = e.here.decomposition
+        share = f" ({percent(d.fixed_share)} fixed)" if d is not None and e.here.judged_by == "decomposition" else ""
+        return f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}{share}"
+
+    said = ", ".join(judged(e) for e in expected)
     return (f"Roofline: each step measured on this CPU (filled; its roofs at the bandwidth of its working set: "
             f"{roofs}) and predicted on the {inputs.gpu.name} (open). Measured here: {said}; a fixed per-step "
             f"cost keeps a point below its roofs")
