@@ -2,10 +2,13 @@
 
     python benchmarks/decomposition.py --out DIR [--models mlp cnn] [--threads 1 2] [--batches 1 8 64 256 1024]
                                        [--batch 64] [--repeats 5]
+    python benchmarks/decomposition.py --bench BENCH_DIR     (the tables of a bench's own decompositions)
 
 Writes DIR/decomposition.json (measure/decomposition.py's validated file) and DIR/decomposition.png (step time
 against batch, log-log, with the fit), and prints per cell the timings, the fit and what binds the step at the
 cell's batch. The machine is named with every figure; its load is recorded at the start and end of each cell.
+With --bench, measures nothing: prints the same tables for the decompositions a `mnistlab bench` folder holds
+(bench.json, read and validated as the report reads it).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from mnistlab.measure.table import text_table
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path)
+    p.add_argument("--bench", type=Path, help="a bench folder: print its decompositions' tables, measure nothing")
     p.add_argument("--models", nargs="+", default=["mlp", "cnn"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8, 64, 256, 1024])
@@ -31,13 +35,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--chunk-s", type=float, default=0.05, help="seconds of steps per timed repeat of one batch")
     args = p.parse_args(argv)
-    if not args.out.is_dir():
+    if args.bench is not None:
+        from mnistlab.core.errors import MnistlabError
+        from mnistlab.core.schema import read_result
+        from mnistlab.measure.bench import BenchResult
+
+        try:
+            results = read_result(BenchResult, args.bench).decompositions
+        except MnistlabError as e:
+            print(e, file=sys.stderr)
+            return 2
+        if not results:
+            print(f"{args.bench}: its bench.json holds no decomposition (a bench from before them)", file=sys.stderr)
+            return 2
+        print_tables(results)
+        return 0
+    if args.out is None or not args.out.is_dir():
         print(f"{args.out}: no such directory (create it first)", file=sys.stderr)
         return 2
     shape = DataShape((1, 28, 28), 10)
     results = [measure_decomposition(m, shape, batch_size=args.batch, batches=args.batches, threads=t,
                                      repeats=args.repeats, chunk_s=args.chunk_s, log=lambda s: print(s, file=sys.stderr))
                for m in args.models for t in args.threads]
+    print_tables(results)
+    write_decompositions(results, args.out)
+    from mnistlab.report.plots import plot_decomposition
+
+    plot_decomposition(results, args.out / "decomposition.png")
+    return 0
+
+
+def print_tables(results: list) -> None:
+    """Per model and thread count: each batch's timings against the fit, then the parts and the judgement."""
     rows, summary = [], []
     for d in results:
         fit = d.fit
@@ -56,20 +85,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"{percent(fit.residual_median)} / {percent(fit.residual_max)}", bound_label(d.binds),
                         "stable" if d.stability.stable else "unstable"])
     machines = sorted({d.machine.split(" (")[0] for d in results})
-    print(f"machine: {', '.join(machines)}; the cell's batch: {args.batch}; {args.repeats} interleaved repeats per batch")
+    repeats = sorted({len(ts) for d in results for ts in d.timings.values()})
+    print(f"machine: {', '.join(machines)}; the cell's batch: {', '.join(sorted({str(d.batch_size) for d in results}))}; "
+          f"{'/'.join(map(str, repeats))} interleaved repeats per batch; dates {', '.join(sorted({str(d.date) for d in results}))}")
     print(text_table(["model", "threads", "batch", "ms/step median", "min-max", "spread", "fit ms", "residual"], rows))
     print()
     print(text_table(["model", "threads", "fixed ms (repeats)", "per sample us (repeats)",
-                      f"fixed share at {args.batch}", "arith. floor us/sample", "memory floor us/sample",
+                      "fixed share at the cell's batch", "arith. floor us/sample", "memory floor us/sample",
                       "working set MiB", "dispatch floor ms", "residual med/max", "binds", "stability"], summary))
     print()
     for d in results:
         print(d.words())
-    write_decompositions(results, args.out)
-    from mnistlab.report.plots import plot_decomposition
-
-    plot_decomposition(results, args.out / "decomposition.png")
-    return 0
 
 
 if __name__ == "__main__":

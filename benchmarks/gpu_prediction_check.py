@@ -21,94 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from mnistlab.measure.published import PUBLISHED, RunPart, RunPrediction, count_call, published_gpu, sweep
+from mnistlab.measure.published import PUBLISHED, RUNS, RunPrediction, published_gpu, sweep
 from mnistlab.measure.table import text_table
-
-TRAIN, BATCH = 60_000, 256
-
-
-class FinalNet(nn.Module):
-    """8_Final_00s76.ipynb's Net: conv 5x5 24, pool, ReLU, conv 3x3 32, pool, ReLU, dense 800-256-10, log-softmax
-    (benchmarks/speedrun_ladder.py's AnchorNet, with its pooling before the ReLU, as the notebook has it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 24, 5, 1), nn.Conv2d(24, 32, 3, 1)
-        self.fc1, self.fc2 = nn.Linear(800, 256), nn.Linear(256, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
-
-
-class Step7Net(nn.Module):
-    """7_Smaller_NN2_01s74.ipynb's Net: conv 3x3 24, ReLU, pool, conv 3x3 32, ReLU, pool, dense 800-128-10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 24, 3, 1), nn.Conv2d(24, 32, 3, 1)
-        self.fc1, self.fc2 = nn.Linear(800, 128), nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
-
-
-def count_run(net: type[nn.Module], optimizer, epochs: int, test_batch: int) -> list[RunPart]:
-    """The parts of one published main(): model built and copied to the GPU, per epoch the first step (the
-    optimizer creates its state), the steady steps, the short last step and a test pass."""
-    torch.manual_seed(0)
-    steps = -(-TRAIN // BATCH)
-    last = TRAIN - (steps - 1) * BATCH
-    built = count_call(net)
-    model = net()
-    params = list(model.parameters())
-    copy = sum(2 * p.nbytes for p in params)  # .to(device): each parameter read on the host, written on the GPU
-    opt = optimizer(params)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps * epochs,
-                                                cycle_momentum=False)
-    data, labels = torch.randn(2 * BATCH, 1, 28, 28), torch.randint(0, 10, (2 * BATCH,))
-
-    def step(i: int, size: int) -> None:  # the notebook's loop body, its slicing included
-        x, y = data[i * size:(i + 1) * size], labels[i * size:(i + 1) * size]
-        opt.zero_grad(set_to_none=False)
-        F.nll_loss(model(x), y).backward()
-        opt.step()
-        sched.step()
-
-    first, steady, short = count_call(lambda: step(0, BATCH)), count_call(lambda: step(1, BATCH)), \
-        count_call(lambda: step(0, last))
-    test_x, test_y = torch.randn(test_batch, 1, 28, 28), torch.randint(0, 10, (test_batch,))
-
-    def test_batch_pass() -> None:
-        model.eval()
-        with torch.no_grad():
-            x, y = test_x[0:test_batch], test_y[0:test_batch]
-            out = model(x)
-            F.nll_loss(out, y, reduction="sum").item()
-            pred = out.argmax(dim=1, keepdim=True)
-            pred.eq(y.view_as(pred)).sum().item()
-        model.train()
-
-    tested = count_call(test_batch_pass)
-    return [RunPart("model built on the host, copied to the GPU", 1,
-                    type(built)(built.flops, built.conv_flops, built.bytes + copy, built.ops + len(params))),
-            RunPart("first training step of an epoch (optimizer state created)", 1 if epochs == 1 else epochs, first),
-            RunPart(f"training step at batch {BATCH}", (steps - 2) * epochs, steady),
-            RunPart(f"last training step (batch {last})", epochs, short),
-            RunPart(f"test batch of {test_batch}", (10_000 // test_batch) * epochs, tested)]
-
-
-RUNS = {"train_mnist_fast": lambda: count_run(FinalNet, lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.7, 0.9),
-                                                                                 foreach=False), 1, 2000),
-        "train_mnist_fast step 7": lambda: count_run(Step7Net, lambda p: torch.optim.Adadelta(p, lr=4.0, foreach=False),
-                                                     2, 1000)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, parts_of in RUNS.items():
         run = PUBLISHED[name]
         gpu = published_gpu(run)
-        parts = parts_of()
+        parts = parts_of(True)  # each part counted at its own batch
         at5 = RunPrediction(gpu, tuple(parts))
         print(f"{name}: {run.source}; published {run.seconds:.2f} s ({run.spread}); {run.accuracy}")
         print(f"  timed: {run.timed}")

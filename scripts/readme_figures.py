@@ -60,7 +60,8 @@ def figures(lab_dir: Path) -> str:
                        f"{'stable' if c.stability.stable else 'unstable'} |")
         out += [""] + [f"- {u.what}: {u.ratio.marked()}." for u in bench.speedups()]
         out += [f"- {w}" for w in bench.warnings()]
-        out += [f"- {ceilings_line(d, name, bench.ceilings.get(d), bench.peaks[d])}." for d, name in bench.devices.items()]
+        out += [f"- {ceilings_line(d, name, bench.ceilings.get(d), bench.peaks[d], bench.achieved(d))}."
+                for d, name in bench.devices.items()]
     if lab.get("speedrun"):
         sr = read_result(SpeedrunResult, lab_dir / lab["speedrun"])
         out += ["", "`mnistlab speedrun` in the same lab:", "", "| | |", "|---|---|",

@@ -12,9 +12,14 @@ from mnistlab.data.loader import read_split
 from mnistlab.measure.bench import (PHASES, BenchResult, Cell, _Setup, bound_label, format_table, observations,
                                     run_bench, run_cells)
 from mnistlab.jobs.bench import write_bench
+from mnistlab.measure.decomposition import DecomposeSettings
 from mnistlab.core.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
 
 TARGETS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_targets.py"
+
+
+# a quick decomposition (the cell's batch, 64, is added): the test checks the wiring, not the figures
+QUICK_DECOMPOSITION = DecomposeSettings((1, 8), repeats=2, chunk_s=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +27,7 @@ def result(tiny_module):
     spec, root = tiny_module
     split = read_split(spec, root, train=True)
     return run_bench(split, spec, models=["mlp", "cnn"], devices=["cpu"], pipelines=["reference", "resident"],
-                     steps=4, repeats=2, warmup=2, log=lambda m: None)
+                     steps=4, repeats=2, warmup=2, decomposition=QUICK_DECOMPOSITION, log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -36,9 +41,22 @@ def test_every_cell_is_measured(result):
         assert c.epoch_s_min <= c.epoch_s_median <= c.epoch_s_max
         assert c.peak_flops_per_s > 0 and 0 < c.utilisation <= 1  # of a ceiling: never above 100% (issue 23)
         assert c.floors is not None and c.train_step_ops > 0 and c.train_step_bytes > 0
-        assert c.bound == "input" or c.bound == c.floors.bound
+        # every cell reads its model's measured decomposition (issue 27): its bound is the decomposition's
+        assert c.decomposition is result.decomposition("cpu", c.model, 64) is not None
+        assert c.bound == "input" or (c.bound == c.decomposition.binds and c.judged_by == "decomposition")
         assert set(c.phases_s) == set(PHASES)
     assert result.cell("resident", "cpu", "mlp").train_step_flops == 64 * 454_400
+    # the step's convolution FLOPs are recorded, so that a GPU prediction counts the rest at the FP32 rate
+    assert result.cell("resident", "cpu", "mlp").train_step_conv_flops == 0
+    cnn = result.cell("resident", "cpu", "cnn")
+    assert 0 < cnn.train_step_conv_flops < cnn.train_step_flops
+    assert [d.model for d in result.decompositions] == ["mlp", "cnn"]
+    for d in result.decompositions:  # at the cells' batch and thread count, with the bench's count reused
+        cell = result.cell("resident", "cpu", d.model)
+        assert sorted(d.timings) == [1, 8, 64] and d.threads == result.ceilings["cpu"]["threads"] and d.batch_size == 64
+        assert d.counted[64] == (cell.train_step_flops, cell.train_step_bytes, cell.train_step_ops)
+        assert d.compute_flops_per_s == cell.peak_flops_per_s and "DRAM" in d.bandwidths
+    assert result.settings["decomposition"] == {"batches": [1, 8], "repeats": 2, "chunk_s": 0.002}
     assert set(result.load) == {"start", "end"} and result.load["start"]["cpu_count"] >= 1
 
 
@@ -173,6 +191,9 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     (lambda d: d["settings"].update(repeats=None), "repeats"),
     (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
     (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
+    (lambda d: d["decompositions"][1].update(op_cost_s=-1.0), "decompositions[1]: field 'op_cost_s'"),
+    (lambda d: d["decompositions"][0]["timings"][0].update(step_s=[]), "decompositions[0]: field 'timings'[0]"),
+    (lambda d: d.update(decompositions="x"), "'decompositions'"),
 ])
 @pytest.mark.slow
 def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):
@@ -195,7 +216,7 @@ def test_the_project_floors_live_in_benchmarks(result):
     spec.loader.exec_module(module)
     checks = dict(module.target_checks(result))
     assert any("floor 10x" in k for k in checks) and any("compute-bound" in k for k in checks)
-    assert all(" 2 paired " in k for k in checks if "floor" in k)  # median of 2 paired ratios, or over 2 paired repeats
+    assert all(" 2 paired " in k for k in checks if "(floor" in k)  # median of 2 paired ratios, or over 2 repeats
 
 
 @pytest.mark.slow
@@ -238,3 +259,64 @@ def test_bench_text_says_each_speed_up_once(result, tmp_path):
     assert len(result.speedups()) == 2  # mlp and cnn: resident against the notebook's pipeline
     assert text.count("the resident pipeline against the notebook's") == 2
     assert "resident vs the notebook's pipeline" not in text  # the second wording, gone
+
+
+def _floored(step_s, decomposition=None):
+    """A resident CPU cell whose floors are the issue's CNN's: 13.376 ms of arithmetic (1.3376 GFLOP at 100
+    GFLOP/s), 8.729 ms of memory traffic (87.29 MB at 10 GB/s), 0.17 ms for 85 operations."""
+    return Cell(model="cnn", device="cpu", pipeline="resident", pipeline_detail="x", batch_size=64, steps_timed=10,
+                repeats=len(step_s), steps_per_epoch=10, extrapolated=False, step_s=list(step_s), warmup_s=[0.5],
+                phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
+                train_step_flops=1_337_600_000, peak_flops_per_s=100e9, train_step_bytes=87_290_000, train_step_ops=85,
+                bandwidth_bytes_per_s=10e9, op_cost_s=2e-6, decomposition=decomposition)
+
+
+def test_two_cells_with_equal_floors_get_the_same_label():
+    """The issue's new user: two CNN cells with identical floors (13.376 / 8.729 ms), one called 'compute-bound'
+    and the other 'between compute and memory', because the tolerance was the cell's own spread."""
+    tight, wide = _floored([0.0400, 0.0404, 0.0408]), _floored([0.034, 0.040, 0.046])  # 2% and 30% spreads
+    assert tight.floors.compute_s == wide.floors.compute_s == pytest.approx(13.376e-3)
+    assert wide.step.rel_range > 0.25 > tight.step.rel_range
+    assert tight.bound == wide.bound == "arithmetic" and tight.judged_by == wide.judged_by == "floors"
+    # with a measured decomposition (the same for both: one model's step), both read it, whatever their spreads
+    from fakes import fake_decomposition
+
+    d = fake_decomposition("cnn", 0.3e-3, 600e-6, flops_per_sample=20_900_000)
+    tight, wide = _floored([0.0400, 0.0404, 0.0408], d), _floored([0.034, 0.040, 0.046], d)
+    assert tight.bound == wide.bound == d.binds == "arithmetic" and tight.judged_by == "decomposition"
+    assert bound_label(tight.bound) == "bound by arithmetic" and bound_label("input") == "bound by its input"
+
+
+def test_old_floor_labels_say_the_judgements_words():
+    from mnistlab.measure.bench import floors_binds
+
+    assert floors_binds("compute") == "arithmetic" and floors_binds("overhead") == "fixed per-step cost"
+    assert floors_binds("between compute and overhead") == "between fixed per-step cost and arithmetic"
+    assert floors_binds("between memory and compute") == "between arithmetic and memory"
+
+
+def test_a_gpu_speed_up_is_explained_by_the_gpu_cells_measured_judgement():
+    """comparison_sentence's reasons in the judgement's words: a GPU step mostly fixed is explained by its
+    launches, never as arithmetic; one bound by arithmetic by the GPU's larger ceiling."""
+    from fakes import fake_decomposition
+
+    from mnistlab.measure.bench import comparison_sentence
+
+    def cell(device, steps):
+        return Cell(model="mlp", device=device, pipeline="resident", pipeline_detail="x", batch_size=64,
+                    steps_timed=10, repeats=3, steps_per_epoch=10, extrapolated=False, step_s=steps, warmup_s=[0.5],
+                    phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
+                    train_step_flops=29_081_600, peak_flops_per_s=1e11 if device == "cpu" else 5e13,
+                    train_step_bytes=4_088_368, train_step_ops=59, bandwidth_bytes_per_s=1e10, op_cost_s=2e-6)
+
+    ceilings = {"cpu": {"bandwidth_bytes_per_s": 1e10}, "cuda": {"bandwidth_bytes_per_s": 2e12}}
+    for gpu_part, said, never in (((0.3e-3, 0.5e-6), "its fixed per-step cost (", "bound by arithmetic"),
+                                  ((0.01e-3, 50e-6), "the cuda step is bound by arithmetic", "fixed per-step cost")):
+        gpu = fake_decomposition("mlp", *gpu_part, device="cuda")
+        result = BenchResult([cell("cpu", [0.6e-3, 0.61e-3, 0.62e-3]), cell("cuda", [0.3e-3, 0.31e-3, 0.32e-3])],
+                             {"cpu": 1e11, "cuda": 5e13}, {"cpu": "a CPU", "cuda": "a GPU"}, {"batch_size": 64},
+                             ceilings=ceilings, decompositions=[gpu])
+        (u,) = result.speedups()
+        sentence = comparison_sentence(result, u)
+        assert result.cell("resident", "cuda", "mlp").bound == gpu.binds and said in sentence, sentence
+        assert never not in sentence, sentence

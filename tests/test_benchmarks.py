@@ -54,8 +54,10 @@ def test_speedrun_ladder_runs_every_rung(tiny, capsys, monkeypatch):
     assert module.main(["--dataset", "tiny", "--seeds", "1", "--repeats", "1", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.endswith(")") and "x  " in line]
-    assert [r[:30].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
-    assert rows[0].split()[-3] == "1.00x"  # the anchor is the baseline of the ratios
+    assert [r[3:33].strip() for r in rows] == [r.what[:30].strip() for r in module.RUNGS]
+    # issue 20's recipe is the baseline of the ratios, medians' and repeat by repeat
+    assert "vs issue 20" in out and "1.00x 1.00 (1.00-1.00)x" in rows[module.ISSUE20_RUNG]
+    assert "freed memory kept (levers.keep_freed_memory): yes" in out and "amx_bf16" in out
 
 
 def test_threads_under_load_benchmark_runs(capsys):
@@ -88,3 +90,33 @@ def test_gpu_prediction_check_holds_against_the_published_runs(capsys):
     out = capsys.readouterr().out
     assert out.count("holds") == 6 and "WRONG" not in out and "published 0.76 s" in out
     assert "training step at batch 256" in out and "233" in out  # 235 steps: the first, 233 steady, the last
+
+
+def test_decomposition_cost_benchmark_runs(tiny, capsys):
+    spec = importlib.util.spec_from_file_location("decomposition_cost", SCRIPT.parent / "decomposition_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--pairs", "1", "--dataset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split()[0] for ln in out.splitlines() if re.match(r"(with|without) +[\d.]+ ", ln)]
+    assert rows == ["without", "with"] and re.search(r"with / without the decompositions, per pair: [\d.]+x", out)
+    assert re.search(r"^with +[\d.]+ +[\d.]+ \(\d+%\)", out, re.M)  # the decompositions' own part of the run
+
+
+def test_decomposition_tables_of_a_bench_folder(tmp_path, capsys):
+    """benchmarks/decomposition.py --bench: a bench's own decompositions, read back as the report reads them."""
+    from fakes import fake_decomposition
+
+    from mnistlab.jobs.bench import write_bench
+    from mnistlab.measure.bench import BenchResult
+
+    spec = importlib.util.spec_from_file_location("decomposition", SCRIPT.parent / "decomposition.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bench = BenchResult([], {"cpu": 1e11}, {"cpu": "a CPU"}, {"batch_size": 64, "steps": 10, "repeats": 2, "warmup": 2},
+                        decompositions=[fake_decomposition("mlp", 0.35e-3, 3.6e-6)])
+    write_bench(bench, tmp_path)
+    assert module.main(["--bench", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "bound by its fixed per-step cost" in out and "mlp on a CPU (2 threads)" in out
+    assert module.main(["--bench", str(tmp_path / "none")]) == 2 and "not found" in capsys.readouterr().err

@@ -21,11 +21,20 @@ def test_floors_arithmetic_on_a_step_known_by_hand():
     assert "compute-bound" in f.words() and "50% of the 40.00 ms measured" in f.words()
 
 
-def test_floors_within_the_spread_are_never_given_a_single_bound():
-    # 20 ms of arithmetic, 19 ms of per-operation costs, measured with a 10% spread: either could be first
+def test_close_floors_are_never_given_a_single_bound():
+    # 20 ms of arithmetic, 19 ms of per-operation costs: within FLOOR_TOLERANCE (25%), either could be first
     f = Floors.of(StepCost(flops=2_000_000_000, bytes=0, ops=1900), CEIL, measured_s=0.05, spread=0.10)
     assert f.bound == "between compute and overhead" and "-bound" not in f.words()
     assert Floors.of(StepCost(2_000_000_000, 0, 1500), CEIL, 0.05, spread=0.01).bound == "compute"
+
+
+def test_equal_floors_get_equal_labels_whatever_the_spread():
+    """The issue's two CNN cells: identical floors (13.376 ms of arithmetic, 8.729 ms of memory traffic), one
+    measured with a 2% spread and one with 40%, were called 'compute-bound' and 'between compute and memory'."""
+    floors = [Floors(13.376e-3, 8.729e-3, 0.2e-3, 0.040, spread) for spread in (0.02, 0.40)]
+    assert floors[0].bound == floors[1].bound == "compute"
+    close = [Floors(13.376e-3, 11.0e-3, 0.2e-3, 0.040, spread) for spread in (0.0, 0.02, 0.40)]
+    assert {f.bound for f in close} == {"between compute and memory"}
 
 
 def test_a_step_faster_than_every_probe_raises_the_ceiling():
@@ -153,3 +162,37 @@ def test_the_memory_floor_uses_the_bandwidth_of_the_steps_working_set(tmp_path):
     level, rate, why = bandwidth_for(2**30, sizes, bw)
     assert (level, rate) == ("DRAM", 14e9) and "beyond" in why
     assert probe_sizes({}, 2) == {"DRAM": sizes["DRAM"]}  # no cache stated: only DRAM, and a floor says so
+
+
+def test_no_theoretical_ceiling_below_a_measured_one_on_either_machine_kind(tmp_path):
+    """The bench's ceiling line on the issue's Xeon (its cpufreq states only the 2.10 GHz base clock) and on the
+    Zen 4 (no clock stated; or a 3.70 GHz maximum): on 1 and 2 threads, against the probe's rate and against a
+    step that ran faster than the probe, no theoretical figure printed is below what was measured."""
+    import re
+
+    from mnistlab.measure.bench import ceilings_line
+
+    machines = {"xeon": cpu_facts(XEON_CPUINFO, _cpufreq(tmp_path / "xeon", [2_100_000, 2_100_000]), lscpu="",
+                                  cpus=2, caches={}),
+                "zen4, no clock": cpu_facts(ZEN4_CPUINFO, tmp_path / "none", lscpu="", cpus=2, caches={}),
+                "zen4": cpu_facts(ZEN4_CPUINFO, _cpufreq(tmp_path / "zen4", [3_700_000]), lscpu="", cpus=2, caches={})}
+    printed = []
+    for name, facts in machines.items():
+        for threads, probe, step in ((1, 236e9, 0.0), (2, 314e9, 0.0), (2, 200e9, 330e9), (1, 103e9, 120e9)):
+            t = theoretical_cpu(torch.float32, facts, threads).checked(probe)  # as measure_ceilings does
+            ceilings = Ceilings("cpu", "float32", probe, "matmul", 1e10, 1e-6, t, threads=threads).to_dict()
+            line = ceilings_line("cpu", name, ceilings, probe, step)
+            assert f"GFLOP/s on {threads} thread" in line  # a measured ceiling says its thread count
+            figures = re.search(r"theoretical ([\d,]+)(?:–([\d,]+))? GFLOP/s", line)
+            if figures:
+                printed.append(name)
+                assert min(float(g.replace(",", "")) for g in figures.groups() if g) * 1e9 >= max(probe, step), line
+            else:
+                assert "theoretical: not" in line, line
+    assert "zen4" in printed and "zen4, no clock" not in printed  # the Xeon: only where 2.10 GHz covers the rate
+    # a bench.json from before the derivation was recorded (no cores, no FLOP per cycle): no figure below
+    old = {"theoretical": {"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x 2.10 GHz x 32-64"},
+           "threads": 2, "best_shape": "matmul", "bandwidth_bytes_per_s": 1e10, "op_cost_s": 1e-6}
+    line = ceilings_line("cpu", "xeon", old, 314e9)
+    assert "theoretical: not given: 2 cores x 2.10 GHz x 32-64 gives 269 GFLOP/s, below the measured 314" in line
+    assert "theoretical 134" in ceilings_line("cpu", "xeon", old, 100e9)

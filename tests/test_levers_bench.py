@@ -21,10 +21,10 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     data = json.loads((tmp_path / "b" / "levers.json").read_text())
     cells = {c["implementation"]: c for c in data["cells"]}
     assert cells["eager"]["speedup_vs_eager"] == 1.0 and len(cells["eager"]["step_s"]) == 2
-    # the eager cell's bound is the floors' judgement: one floor, or two within the spread (a loaded
-    # machine widened the spread and gave 'between compute and memory' in CI)
-    floor = "(compute|memory|overhead)"
-    assert re.fullmatch(f"{floor}|between {floor} and {floor}", cells["eager"]["bound"]), cells["eager"]["bound"]
+    # the eager cell's bound is its measured decomposition's judgement, in the one vocabulary (issue 27)
+    part = "(fixed per-step cost|arithmetic|memory)"
+    assert re.fullmatch(f"{part}|between {part} and {part}", cells["eager"]["bound"]), cells["eager"]["bound"]
+    assert [d["implementation"] for d in data["decompositions"]] == ["eager"]
     assert "stable" in cells["eager"]["stability"]
     bf16 = cells["bf16-mixed+channels-last"]
     assert bf16["compute_dtype"] == "bfloat16" and len(bf16["step_s"]) == 2
@@ -120,7 +120,14 @@ def test_eager_and_channels_last_cells_are_judged_by_their_floors(tiny, tmp_path
     assert cli.main(["bench", "--implementations", "eager", "channels-last", "bf16-mixed", "--models", "cnn",
                      "--dataset", "tiny", "--devices", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1",
                      "--out", str(tmp_path / "out")]) == 0
-    eager, cl, bf16 = read_result(LeversResult, tmp_path / "out").cells
-    for c in (eager, cl):
-        assert c.floors is not None and c.bound == c.floors.bound and 0 < c.utilisation <= 1
-    assert bf16.floors is None and bf16.bound in ("compute", "overhead")  # its own ops are not counted
+    result = read_result(LeversResult, tmp_path / "out")
+    eager, cl, bf16 = result.cells
+    for c in (eager, cl):  # measured at several batches with its own levers, read back from levers.json
+        d = c.decomposition
+        assert d is not None and d.implementation == c.implementation and d.model == "cnn" and d.batch_size == 64
+        assert c.floors is not None and c.bound == d.binds and 0 < c.utilisation <= 1
+    assert [d.implementation for d in result.decompositions] == ["eager", "channels-last"]
+    assert bf16.floors is None and bf16.decomposition is None  # its own ops are not counted: the threshold
+    assert bf16.bound in ("arithmetic", "fixed per-step cost")
+    eager_line = next(o for o in result.to_dict()["observations"] if o.startswith("cpu/cnn eager:"))
+    assert eager.decomposition.brief() in eager_line

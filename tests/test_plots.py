@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import fake_decomposition
 from matplotlib.figure import Figure
 
 from mnistlab.core.errors import ConfigError
@@ -93,8 +94,22 @@ def test_the_roofline_has_plain_tick_labels_and_every_step_on_it(tmp_path, tick_
     ax = fig.axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     texts = [t.get_text() for t in ax.texts]
-    assert {"mlp: measured here", "cnn: measured here", "mlp: predicted, launch-bound",
-            "cnn: predicted, launch-bound"} == set(texts)
+    # a bench.json without decompositions: the floors' verdict, and one CPU roof at DRAM bandwidth
+    assert {"mlp: measured here, bound by arithmetic", "cnn: measured here, bound by arithmetic",
+            "mlp: predicted, launch-bound", "cnn: predicted, launch-bound"} == set(texts)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0].startswith("this CPU, measured; DRAM bandwidth")
+    # measured: the MLP's step mostly fixed, its working set in the L2; the CNN's bound by arithmetic, beyond the
+    # caches. Each point says its judgement, and the CPU has one roof per working set
+    decomposed = BenchResult(cells, {"cpu": 1e11}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2}, decompositions=[
+        fake_decomposition("mlp", 0.35e-3, 3.6e-6, footprint=900_000),
+        fake_decomposition("cnn", 0.3e-3, 500e-6, flops_per_sample=44_000_000, bytes_per_sample=1_800_000,
+                           footprint=2**25)])
+    ax = plots.plot_roofline(decomposed, GPUS["H100 SXM"]).axes[0]
+    assert {"mlp: measured here, bound by its fixed per-step cost", "cnn: measured here, bound by arithmetic"} <= \
+        {t.get_text() for t in ax.texts}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0].startswith("this CPU, measured; L2 bandwidth (the mlp's working set): 100 GFLOP/s, 200 GB/s")
+    assert legend[1].startswith("this CPU, measured; DRAM bandwidth (the cnn's working set)")
     plots.plot_roofline(bench, GPUS["H100 SXM"], tmp_path / "roofline.png")
     for scale in ("roofline.png log",):
         labels = [t for t in tick_labels[scale] if t]

@@ -14,6 +14,7 @@ import torch
 
 from mnistlab import cli
 from mnistlab.measure import speedrun as sr
+from mnistlab.training import recipe as rc
 from mnistlab.measure.ceilings import Ceilings, Theoretical
 from mnistlab.training.levers import Levers
 
@@ -129,7 +130,7 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
                          seeds=2, target=10, recipe=recipe, levers=Levers(), log=lambda m: None,
                          cold_since=(-7.0, "process start"))
-    steps = 2 * 5  # two epochs of 640 / 128
+    steps = 2 * 4  # two epochs of the first 80% (the recipe's epoch_fraction) of 640 / 128 = 5 batches
     for r in result.seeds:
         assert (r.train_s, r.eval_s, r.seconds) == (steps, 1000, steps + 1000)
         assert r.warmup_s == 3 + 50 and r.total == 200
@@ -255,6 +256,9 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     # two epochs count every step twice; a test set of 2,500 at batch 1000 is two full passes and one of 500
     assert sr.count_run(sr.Recipe(model="mlp", batch_size=300, epochs=2), get_dataset("tiny").shape, 640, 2500
                         ) == sr.RunFlops(300 * step, 2 * (640 * step), 2500 * forward)
+    # a partial epoch counts the batches it trains: half of 7 (6 of 100, one of 40) is the first 4, all full
+    assert sr.count_run(sr.Recipe(model="mlp", batch_size=100, epoch_fraction=0.5), get_dataset("tiny").shape, 640,
+                        200) == sr.RunFlops(100 * step, 4 * 100 * step, 200 * forward)
 
     monkeypatch.setattr(sr, "measure_ceilings", lambda device, dtype, seconds: Ceilings(
         "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")))
@@ -370,6 +374,15 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
     result = read_result(sr.SpeedrunResult, tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
+    assert result.recipe == sr.Recipe()  # a file that has the recipe's keys reads them
+    issue32 = ("label_smoothing", "adam_beta2", "epoch_fraction", "test_shift", "test_shift_below")
+    old["recipe"] = {k: v for k, v in old["recipe"].items() if k not in issue32}
+    (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
+    result = read_result(sr.SpeedrunResult, tmp_path)
+    # a recipe written before a key existed trained with what it then meant: no smoothing, torch's beta2,
+    # whole epochs, no shifted views
+    r = result.recipe
+    assert (r.label_smoothing, r.adam_beta2, r.epoch_fraction, r.test_shift) == (0.0, 0.999, 1.0, 0)
     line = result.details()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
     assert "mean above 99%?  " in line and "t = " in line  # the t-test needs only the seeds' accuracies, which old files have
@@ -415,7 +428,9 @@ def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
 
     spec, root = get_dataset("tiny"), data_root(None)
     train, test = read_split(spec, root, True), read_split(spec, root, False)
-    recipe, levers = sr.Recipe(batch_size=128, warmup_steps=1), Levers(precision="bf16-mixed", channels_last=True)
+    # whole epochs: 4 of 5 batches would leave OneCycleLR (pct_start 0.25) a warm-up it divides by zero in
+    recipe = sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0)
+    levers = Levers(precision="bf16-mixed", channels_last=True)
     runs = {}
     for dtype in (torch.float32, torch.bfloat16):
         tr, te, _ = sr.load_to_device(train, test, spec, recipe.batch_size, torch.device("cpu"), dtype=dtype)
@@ -423,6 +438,40 @@ def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
         runs[dtype] = sr.run_seed(recipe, levers, 0, tr, te, spec.shape)
     a, b = runs[torch.float32], runs[torch.bfloat16]
     assert (a.final_loss, a.correct) == (b.final_loss, b.correct)
+
+
+@pytest.mark.parametrize("batches, fraction, trained", [(235, 0.8, 188), (235, 1.0, 235), (196, 0.8, 157),
+                                                        (5, 0.8, 4), (1, 0.01, 1), (10, 0.71, 8)])
+def test_a_partial_epoch_trains_the_first_ceil_of_its_batches(batches, fraction, trained):
+    assert sr.Recipe(epoch_fraction=fraction).batches_per_epoch(batches) == trained
+
+
+def test_shifted_views_average_the_unsure_images_only():
+    """A confident image's output is the model's log-softmax; an unsure one's is the log of the mean softmax
+    over the image and the image shifted up and down a pixel, the edge row repeated."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x = torch.randn(6, 1, 4, 4)
+    with torch.no_grad():
+        plain = model(x).log_softmax(1)
+        peak = plain.exp().amax(1)
+        below = float(peak.sort().values[3])  # the 3 least confident are unsure
+        out = rc.ShiftedViews(model, 1, below)(x)
+        up = torch.cat([x[..., 1:, :], x[..., -1:, :]], dim=-2)
+        down = torch.cat([x[..., :1, :], x[..., :-1, :]], dim=-2)
+        mean = (plain.exp() + model(up).softmax(1) + model(down).softmax(1)) / 3
+    unsure = peak < below
+    assert unsure.sum() == 3
+    assert torch.allclose(out[~unsure], plain[~unsure]) and torch.allclose(out[unsure], mean[unsure].log())
+    assert rc.evaluated(model, sr.Recipe(test_shift=0)) is model
+    assert isinstance(rc.evaluated(model, sr.Recipe()), rc.ShiftedViews)
+
+
+def test_the_recipes_adam_has_its_beta2():
+    model = torch.nn.Linear(3, 2)
+    for beta2 in (0.95, 0.999):
+        opt = sr.recipe_optimizer(model, sr.Recipe(adam_beta2=beta2), Levers(), torch.device("cpu"))
+        assert opt.param_groups[0]["betas"] == (0.9, beta2)
 
 
 def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
@@ -436,7 +485,8 @@ def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
     spec, root = get_dataset("tiny"), data_root(None)
     for levers in (Levers(), Levers(precision="bf16-mixed")):
         sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"), seeds=1,
-                    target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1), levers=levers, log=lambda m: None)
+                    target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0), levers=levers,
+                    log=lambda m: None)
     assert seen == [torch.float32, torch.bfloat16]
 
 
@@ -464,6 +514,10 @@ HOSTILE = [  # (what, damage, the field the line must name)
     ("cold_from no writer writes", lambda d: d.update(cold_from="the big bang"), "cold_from"),
     ("label_smoothing 5", lambda d: d["recipe"].update(label_smoothing=5), "label_smoothing"),
     ("label_smoothing -1", lambda d: d["recipe"].update(label_smoothing=-1), "label_smoothing"),
+    ("adam_beta2 1.5", lambda d: d["recipe"].update(adam_beta2=1.5), "adam_beta2"),
+    ("epoch_fraction 2", lambda d: d["recipe"].update(epoch_fraction=2), "epoch_fraction"),
+    ("test_shift -1", lambda d: d["recipe"].update(test_shift=-1), "test_shift"),
+    ("test_shift_below 5", lambda d: d["recipe"].update(test_shift_below=5), "test_shift_below"),
     ("batch_size 0 (the report divides by it)", lambda d: d["recipe"].update(batch_size=0), "batch_size"),
     ("epochs 0", lambda d: d["recipe"].update(epochs=0), "epochs"),
     ("max_lr negative", lambda d: d["recipe"].update(max_lr=-1), "max_lr"),
@@ -518,7 +572,8 @@ def test_what_the_reader_refuses_the_writer_never_writes(tiny, monkeypatch, tmp_
     monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
     spec, root = get_dataset("tiny"), data_root(None)
     result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=1, target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1), levers=Levers(),
+                         seeds=1, target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
+                         levers=Levers(),
                          log=lambda m: None, cold_since=(time.time() + 3600, "process start"))
     assert result.flops is None and "no matmul or convolution" in result.not_measured["flops"]
     assert result.cold_s is None and result.not_measured["cold"].startswith("not measured: the wall clock went back")
@@ -603,7 +658,8 @@ def test_the_record_line_and_report_name_the_dataset(tiny, tmp_path, capsys):
     assert result.dataset == "tiny" and result.to_dict()["dataset"] == "tiny"
     doc = Document("t")
     speedrun_section(doc, result)
-    assert "| speednet | Adam, one-cycle schedule" in doc.to_markdown(tmp_path) and "| 640 (tiny) |" in doc.to_markdown(tmp_path)
+    assert "| speednet | Adam (beta2 0.95), one-cycle schedule" in doc.to_markdown(tmp_path)
+    assert "| 640 (tiny) |" in doc.to_markdown(tmp_path)  # 80% of 3 batches rounds up to all 3
     data = json.loads((tmp_path / "s" / sr.SpeedrunResult.FILE).read_text())
     del data["dataset"]
     (tmp_path / "s" / sr.SpeedrunResult.FILE).write_text(json.dumps(data))

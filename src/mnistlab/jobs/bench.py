@@ -1,6 +1,7 @@
 """`mnistlab bench`: the three bench measurements as jobs, each writing one folder.
 
-Pipelines (measure/bench.py: bench.json, bench.txt, bench.png), speed levers (measure/levers_bench.py:
+Pipelines (measure/bench.py: bench.json with each model's decomposition, bench.txt, bench.png,
+decomposition.png), speed levers (measure/levers_bench.py:
 levers.json, levers.txt) and data-parallel scaling (measure/scaling.py: scaling.json, scaling.txt). Every
 option is checked before any data or timing work."""
 
@@ -81,21 +82,26 @@ def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tu
 def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = None, pipelines: Sequence[str],
                     batch_size: int, steps: int | None, repeats: int, warmup: int, dataset_name: str = "mnist",
                     data_dir: str | None = None, out: PathLike | None = None, under: PathLike = RUNS_DIR,
-                    subset: int | None = None, log: Log = _LOG) -> tuple[Any, RunDir, str]:
-    """Models x devices x input pipelines (measure.bench): bench.json, bench.txt and bench.png in a new
-    folder; returns the result, the folder and the text."""
+                    subset: int | None = None, decompose: bool = True, log: Log = _LOG) -> tuple[Any, RunDir, str]:
+    """Models x devices x input pipelines (measure.bench), and unless `decompose` is False each model's step
+    decomposed (measure.decomposition.BENCH_DECOMPOSE): bench.json, bench.txt, bench.png and decomposition.png in
+    a new folder; returns the result, the folder and the text."""
     from mnistlab.measure.bench import bench_text, run_bench
-    from mnistlab.report.plots import plot_bench
+    from mnistlab.measure.decomposition import BENCH_DECOMPOSE
+    from mnistlab.report.plots import plot_bench, plot_decomposition
 
     out, under = fixed(out), fixed(under)  # fixed as the job starts: a model's chdir moves nothing
     spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
                                          log)
     with job_folder(out, under, "bench", "bench") as job:
         result = run_bench(split, spec, models=list(models), devices=devices, pipelines=list(pipelines),
-                           batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup, log=log)
+                           batch_size=batch_size, steps=steps, repeats=repeats, warmup=warmup,
+                           decomposition=BENCH_DECOMPOSE if decompose else None, log=log)
         text = bench_text(result)
         job.save(result, text, "bench.txt")
         plot_bench(result, job / "bench.png")
+        if result.decompositions:
+            plot_decomposition(result.decompositions, job / "decomposition.png")
     return result, RunDir(job.path), text
 
 

@@ -10,8 +10,11 @@ phase's share is of the sum of the phases, and what the outer timer saw beyond t
 reported as timer overhead. Each device's ceilings are measured (measure/ceilings.py: the best of
 several matmul shapes and a convolution, the memory bandwidth, the cost of one operation), and each
 model's training step is counted (FLOPs, bytes, operations): a cell's utilisation is of the compute
-ceiling (never above 100%: a step faster than every probe raises it), and its bound is the largest of
-its floors (`bound`), or "between" two within the measurement's spread.
+ceiling (never above 100%: a step faster than every probe raises it). What binds each model's step is
+measured (measure/decomposition.py: the step timed at batches 1-256 and the cell's, split into a fixed part and a
+per-sample part) and stored in bench.json; a cell's `bound` reads it (`bound`): its input where getting the batch
+in takes half the step, else the decomposition's judgement; a file from before the decompositions falls back on
+the step's floors.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
 from mnistlab.core.words import percent
-from mnistlab.measure.ceilings import Ceilings, Floors, StepCost, count_step, measure_ceilings
+from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_step, measure_ceilings,
+                                       working_set_bandwidths)
+from mnistlab.measure.decomposition import (ARITHMETIC, BENCH_DECOMPOSE, BINDS, FIXED, MEMORY, DecomposeSettings,
+                                            Decomposition, measure_decomposition)
+from mnistlab.measure.decomposition import bound_label as _binds_label
 from mnistlab.data.datasets import DataShape, DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
@@ -51,24 +58,41 @@ PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-d
                "forward": "the forward pass", "backward": "the backward pass", "optimizer": "the optimizer step"}
 COMPUTE_BOUND_UTILISATION = 0.30  # only for a bench.json from before the floors were counted
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
-BOUNDS = ("input", "compute", "overhead")
+INPUT = "input"
+BOUNDS = (INPUT, *BINDS)  # and "between X and Y" of two of BINDS
+# the floors' names (measure/ceilings.Floors) in the judgement's words: a file from before the decompositions
+FLOOR_BINDS = {"compute": ARITHMETIC, "memory": MEMORY, "overhead": FIXED}
 
 
-def bound(utilisation: float, input_share: float = 0.0, floors: Floors | None = None) -> str:
-    """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in), else
-    what its floors say (measure/ceilings.py: 'compute', 'memory', 'overhead', or 'between X and Y' when
-    two are within the measurement's spread). A step without counted floors (a file from before them)
-    falls back on a fixed threshold of the measured peak. Every sentence about a bound reads this value."""
+def floors_binds(floors_bound: str) -> str:
+    """Floors.bound ('compute', 'between compute and overhead') in the judgement's words ('arithmetic',
+    'between fixed per-step cost and arithmetic'), so that one vocabulary labels every cell."""
+    if floors_bound.startswith("between "):
+        two = sorted((FLOOR_BINDS[w] for w in floors_bound.removeprefix("between ").split(" and ")), key=BINDS.index)
+        return f"between {two[0]} and {two[1]}"
+    return FLOOR_BINDS[floors_bound]
+
+
+def bound(utilisation: float, input_share: float = 0.0, floors: Floors | None = None,
+          decomposition: Decomposition | None = None) -> str:
+    """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in), else what
+    the step's measured decomposition says (measure/decomposition.judge: 'fixed per-step cost', 'arithmetic',
+    'memory', or 'between' two). A file from before the decompositions falls back on the step's floors
+    (`floors_binds`), and one from before the floors on a fixed threshold of the measured peak. Every
+    sentence about a bound reads this value."""
     if input_share >= INPUT_BOUND_SHARE:
-        return "input"
+        return INPUT
+    if decomposition is not None:
+        return decomposition.binds
     if floors is not None:
-        return floors.bound
-    return "compute" if utilisation >= COMPUTE_BOUND_UTILISATION else "overhead"
+        return floors_binds(floors.bound)
+    return ARITHMETIC if utilisation >= COMPUTE_BOUND_UTILISATION else FIXED
 
 
 def bound_label(b: str) -> str:
-    """'compute-bound', or 'between compute and overhead' (no single bound claimed)."""
-    return b if b.startswith("between") else f"{b}-bound"
+    """'bound by its input', 'bound by its fixed per-step cost', 'bound by arithmetic', or the 'between ...'
+    label as it is (no single bound claimed)."""
+    return "bound by its input" if b == INPUT else _binds_label(b)
 
 
 # a cell's measurements (its judgements are recomputed on reading); older files lack the step's bytes and
@@ -76,12 +100,14 @@ def bound_label(b: str) -> str:
 CELL_SCHEMA = {**STEP_CELL_SCHEMA, "pipeline": "text", "pipeline_detail": "text", "repeats": "positive count",
                "steps_per_epoch": "positive count", "extrapolated": "bool", "step_s": TIMED_STEPS,
                "warmup_s": ["positive seconds"], "phases_s": {p: "seconds" for p in PHASES},
-               "instrumented_step_s": "seconds", "peak_flops_per_s": "flop rate"}
+               "instrumented_step_s": "seconds", "peak_flops_per_s": "flop rate",
+               "train_step_conv_flops?": "count?"}
 BENCH_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "count?", "repeats": "positive count",
                              "warmup": "count"},
                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "flop rate"}, "load?": LOAD_SCHEMA,
                 "ceilings?": {"*": {"*": "any"}},
-                "cells": [CELL_SCHEMA]}
+                "cells": [CELL_SCHEMA],
+                "decompositions?": [{"*": "any"}]}  # each checked by Decomposition.from_dict
 
 
 @dataclass
@@ -106,6 +132,9 @@ class Cell(StepCell):
     bandwidth_bytes_per_s: float = 0.0  # the device's measured memory bandwidth
     op_cost_s: float = 0.0  # the device's measured cost of one trivial operation
     load: Load = field(default_factory=dict, repr=False)  # the bench's load snapshots (not per cell in the file)
+    train_step_conv_flops: int | None = None  # of train_step_flops, those in convolutions (None: not split)
+    # the model's step measured at several batches on this device (BenchResult attaches it; None: not measured)
+    decomposition: Decomposition | None = field(default=None, repr=False, compare=False)
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(k.rstrip("?") for k in CELL_SCHEMA)
 
@@ -148,7 +177,14 @@ class Cell(StepCell):
 
     @property
     def bound(self) -> str:
-        return bound(self.utilisation, self.share("data", "h2d"), self.floors)
+        return bound(self.utilisation, self.share("data", "h2d"), self.floors, self.decomposition)
+
+    @property
+    def judged_by(self) -> str:
+        """What `bound` read: 'input', 'decomposition', 'floors' or 'threshold'."""
+        if self.bound == INPUT:
+            return "input"
+        return "decomposition" if self.decomposition else "floors" if self.floors else "threshold"
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.FIELDS}, "key": self.key, "step_median_s": self.step_median_s,
@@ -156,7 +192,7 @@ class Cell(StepCell):
                 "epoch_s_max": self.epoch_s_max, "epoch_s_median": self.epoch_s_median,
                 "samples_per_s": self.samples_per_s, "achieved_flops_per_s": self.achieved_flops_per_s,
                 "utilisation": self.utilisation, "shares": {p: self.share(p) for p in PHASES},
-                "timer_overhead_s": self.timer_overhead_s, "bound": self.bound,
+                "timer_overhead_s": self.timer_overhead_s, "bound": self.bound, "judged_by": self.judged_by,
                 "ceiling_raised": self.ceiling_raised,
                 "floors": self.floors.to_dict() if self.floors else None,
                 "stability": self.stability.to_dict()}
@@ -294,7 +330,8 @@ def _finish(s: _Setup, batch_size: int, repeats: int, ceilings: Ceilings, cost: 
                 instrumented_step_s=outer,
                 train_step_flops=cost.flops, peak_flops_per_s=ceilings.compute_flops_per_s,
                 train_step_bytes=cost.bytes, train_step_ops=cost.ops,
-                bandwidth_bytes_per_s=ceilings.bandwidth_bytes_per_s, op_cost_s=ceilings.op_cost_s)
+                bandwidth_bytes_per_s=ceilings.bandwidth_bytes_per_s, op_cost_s=ceilings.op_cost_s,
+                train_step_conv_flops=cost.conv_flops)
 
 
 @dataclass
@@ -307,6 +344,19 @@ class BenchResult:
     settings: dict[str, Any]
     load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
     ceilings: dict[str, dict[str, Any]] = field(default_factory=dict)  # device -> Ceilings.to_dict()
+    decompositions: list[Decomposition] = field(default_factory=list)  # each model's step on each device
+
+    def __post_init__(self) -> None:
+        for c in self.cells:  # each cell reads the decomposition of its model's step, at its batch, on its device
+            c.decomposition = self.decomposition(c.device, c.model, c.batch_size)
+
+    def decomposition(self, device: str, model: str, batch_size: int) -> Decomposition | None:
+        return next((d for d in self.decompositions if (d.device, d.model, d.batch_size, d.implementation)
+                     == (device, model, batch_size, "eager")), None)
+
+    def achieved(self, device: str) -> float:
+        """The fastest FLOP/s any cell reached on `device` (0: none)."""
+        return max((c.achieved_flops_per_s for c in self.cells if c.device == device), default=0.0)
 
     def cell(self, pipeline: str, device: str, model: str) -> Cell | None:
         return next((c for c in self.cells if (c.pipeline, c.device, c.model) == (pipeline, device, model)), None)
@@ -345,14 +395,16 @@ class BenchResult:
                  f"{c.samples_per_s:,.0f}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
                  "stable" if c.stability.stable else "unstable") for c in self.cells]
         table = html_table("bench: one training step per cell", rows, headers=(
-            "cell", "ms/step median (min–max)", "samples/s", "GFLOP/s", "of measured peak", "bound", "stability"))
+            "cell", "ms/step median (min–max)", "samples/s", "GFLOP/s", "of measured peak", "bound by", "stability"))
         speedups = [(u.what, u.ratio.marked()) for u in self.speedups()]
         return table + (html_table("speed-ups", speedups) if speedups else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
                 "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
-                "cells": [c.to_dict() for c in self.cells], "observations": observations(self)}
+                "cells": [c.to_dict() for c in self.cells],
+                "decompositions": [d.to_dict() for d in self.decompositions],
+                "observations": observations(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> BenchResult:
@@ -361,13 +413,36 @@ class BenchResult:
         measurements, so that they cannot disagree with them."""
         check(data, BENCH_SCHEMA, where)
         load = data.get("load") or {}
+        decompositions = [Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
+                          for i, d in enumerate(data.get("decompositions") or [])]
         return cls([Cell.from_dict(c, load) for c in data["cells"]], dict(data["peaks_flops_per_s"]),
-                   dict(data["devices"]), dict(data["settings"]), dict(load), dict(data.get("ceilings") or {}))
+                   dict(data["devices"]), dict(data["settings"]), dict(load), dict(data.get("ceilings") or {}),
+                   decompositions)
+
+
+def decompose(models: Sequence[str], devices: Sequence[torch.device], shape: DataShape, batch_size: int,
+              ceilings: dict[str, Ceilings], costs: dict[str, StepCost], settings: DecomposeSettings,
+              log: Callable[[str], None] = _LOG) -> list[Decomposition]:
+    """Each model's step decomposed on each device, at the cells' batch and thread count, reusing the bench's
+    ceilings and counts (measure/decomposition.py); the working set's bandwidths are measured once per device."""
+    out = []
+    for dev in devices:
+        c = ceilings[dev.type]
+        bandwidths = working_set_bandwidths(dev, torch.get_num_threads(), c.bandwidth_bytes_per_s, c.op_cost_s)
+        for m in models:
+            with blame_model(m, "while its step was timed at several batch sizes"):
+                out.append(measure_decomposition(m, shape, batch_size=batch_size, batches=settings.batches,
+                                                 repeats=settings.repeats, chunk_s=settings.chunk_s, device=dev.type,
+                                                 ceilings=c, cost=costs[m], bandwidths=bandwidths, log=log))
+    return out
 
 
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
               batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
+              decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
               log: Callable[[str], None] = _LOG) -> BenchResult:
+    """The cells, timed interleaved; then, unless `decomposition` is None, each model's step decomposed on each
+    device (`decompose`), which every cell's bound reads."""
     load_start = load_snapshot()
     devs = [resolve_device(d) for d in devices]
     peaks, names, setups, ceilings = {}, {}, [], {}
@@ -393,23 +468,35 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
+    decompositions = []
+    if decomposition is not None:
+        log(f"decomposing each model's step: batches {sorted({*decomposition.batches, batch_size})}, "
+            f"{decomposition.repeats} interleaved repeats of about {decomposition.chunk_s:g} s each")
+        decompositions = decompose(models, devs, spec.shape, batch_size, ceilings, costs, decomposition, log)
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "samples": len(split), "dataset": spec.name, "torch": torch.__version__,
-                "interleaved": True, "unstable_spread": UNSTABLE_SPREAD, "threads": current_threads().to_dict()}
-    return BenchResult(cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()})
+                "interleaved": True, "unstable_spread": UNSTABLE_SPREAD, "threads": current_threads().to_dict(),
+                "decomposition": ({"batches": list(decomposition.batches), "repeats": decomposition.repeats,
+                                   "chunk_s": decomposition.chunk_s} if decomposition else None)}
+    return BenchResult(cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()},
+                       decompositions)
 
 
 def bound_words(c: Cell) -> str:
-    """Why a cell's step takes the time it does, from its `bound` (and the floors behind it)."""
-    if c.bound == "input":
-        return f"input-bound: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in"
+    """Why a cell's step takes the time it does, from its `bound`: the decomposition behind it (its brief
+    words), else the floors of a file from before the decompositions, else the threshold of an older one."""
+    if c.bound == INPUT:
+        return f"{bound_label(INPUT)}: {c.share('data', 'h2d'):.0%} of the step is spent getting the batch in"
     raised = "; it beat every probe of the device, so its ceiling is what it reached" if c.ceiling_raised else ""
     util = f"it runs at {percent(c.utilisation)} of the measured compute ceiling{raised}"
-    floors = c.floors
-    if floors is None:  # a bench.json from before the floors: the threshold's judgement
+    if c.decomposition is not None:
+        return f"{c.decomposition.brief()}; {util}"
+    f = c.floors
+    if f is None:  # a bench.json from before the floors: the threshold's judgement
         return f"{bound_label(c.bound)}: {util}"
-    where = ("kernel launches" if c.device != "cpu" else "Python and dispatch")
-    return f"{floors.words()} ({where} for each of {c.train_step_ops} operations); {util}"
+    return (f"{bound_label(c.bound)}, judged from its floors (this bench.json has no measured decomposition): "
+            f"{f.compute_s * 1e3:.3f} ms of arithmetic, {f.memory_s * 1e3:.3f} ms of memory traffic at DRAM "
+            f"bandwidth, {f.overhead_s * 1e3:.3f} ms for its {c.train_step_ops} operations; {util}")
 
 
 def cell_sentence(c: Cell) -> str:
@@ -433,15 +520,20 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
                 f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
                 f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
     d = subject.device
+    here, there = ((result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in ("cpu", d))
+    more_bandwidth = (f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"
+                      if isinstance(here, (int, float)) and isinstance(there, (int, float)) and here > 0 else "")
+    share = f" ({percent(subject.decomposition.fixed_share)} of it)" if subject.decomposition else ""
     reason = {
-        "input": f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
-                 f"which the {d} cannot speed up",
-        "compute": f"the {d} step is compute-bound ({percent(subject.utilisation)} of its ceiling), and the {d} has "
-                   f"{result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured ceiling",
-        "overhead": f"a step is only {subject.train_step_flops / 1e6:,.1f} MFLOP, which the {d} could do in "
-                    f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured ceiling, yet the "
-                    f"step takes {subject.step_median_s * 1e6:,.0f} us: the fixed cost of launching each operation "
-                    f"dominates",
+        INPUT: f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
+               f"which the {d} cannot speed up",
+        ARITHMETIC: f"the {d} step is bound by arithmetic ({percent(subject.utilisation)} of its ceiling), and the {d} "
+                    f"has {result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured ceiling",
+        FIXED: f"a step is only {subject.train_step_flops / 1e6:,.1f} MFLOP, which the {d} could do in "
+               f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured ceiling, yet the step "
+               f"takes {subject.step_median_s * 1e6:,.0f} us: its fixed per-step cost{share}, launching each of its "
+               f"{subject.train_step_ops} operations, dominates, and more arithmetic does not shrink it",
+        MEMORY: f"the {d} step is bound by memory traffic{more_bandwidth}",
     }.get(subject.bound, f"the {d} step is {bound_label(subject.bound)}")
     return f"{subject.pipeline}/{u.model}: {d} vs the CPU per step on equal work: {u.ratio.marked()}; {reason}."
 
@@ -463,7 +555,7 @@ def format_table(result: BenchResult) -> str:
                      f"{ovh:.0%}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
                      "stable" if c.stability.stable else "unstable"])
     lines = [text_table(["cell", "epoch s median (min-max)", "ms/step", "spread", "samples/s", "1st step ms", *PHASES,
-                         "timer ovh", "GFLOP/s", "util", "bound", "stability"], rows)]
+                         "timer ovh", "GFLOP/s", "util", "bound by", "stability"], rows)]
     if any(c.extrapolated for c in result.cells):
         n = result.cells[0].steps_timed
         lines.append(f"* epoch time extrapolated from {n} timed steps to a full epoch "
@@ -475,9 +567,11 @@ def format_table(result: BenchResult) -> str:
                  f"warm-up step; phase columns: share of the sum of the phases in a separate instrumented pass (a "
                  f"synchronisation at each phase boundary); timer ovh: what that pass's outer timer saw beyond the "
                  f"phases, as a share of its step; util: of the measured compute ceiling (never above 100%); "
-                 f"bound: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the step), else the largest of the "
-                 f"step's floors (FLOPs at the ceiling, bytes at the bandwidth, operations at the cost of one), or "
-                 f"'between' two within the spread")
+                 f"bound by: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the step), else what the model's "
+                 f"decomposition measured (below)" + (
+                     "" if all(c.decomposition for c in result.cells) else
+                     "; a cell without one: the largest of its floors (FLOPs at the ceiling, bytes at DRAM "
+                     "bandwidth, operations at the cost of one), or 'between' two within 25%"))
     return "\n".join(lines)
 
 
@@ -488,14 +582,19 @@ def _load_line(result: BenchResult) -> str:
             else "load average: not available on this OS")
 
 
-def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak: float) -> str:
-    """A device's measured ceilings beside its theoretical one, in one line."""
+def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak: float, achieved: float = 0.0) -> str:
+    """A device's measured ceilings beside its theoretical one, in one line. The theoretical figure is checked
+    (Theoretical.checked) against the faster of the measured ceiling and `achieved`, the fastest any step of the
+    bench ran: never a theoretical figure below a measured one."""
     if not ceilings:
         return f"{device}: {name}, measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s"
-    theory = ceilings.get("theoretical") or {}
-    span = theory.get("flops_per_s")
-    theoretical = (f"theoretical {span[0] / 1e9:,.0f}–{span[1] / 1e9:,.0f} GFLOP/s ({theory.get('derivation')})"
-                   if span else f"theoretical: {theory.get('derivation', 'not derived')}")
+    theory = Theoretical.from_dict(ceilings.get("theoretical") or {}).checked(max(peak, achieved))
+    span = theory.flops_per_s
+    if span is None:
+        theoretical = f"theoretical: {theory.derivation}"
+    else:
+        low = f"{span[0] / 1e9:,.0f}–" if span[0] != span[1] else ""
+        theoretical = f"theoretical {low}{span[1] / 1e9:,.0f} GFLOP/s ({theory.derivation})"
     threads = ceilings.get("threads")
     on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) and threads > 0 else ""
     return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "
@@ -507,6 +606,9 @@ def bench_text(result: BenchResult) -> str:
     """bench.txt: ceilings, load, table, sentences (the job writes it beside bench.json). The figure is
     the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No pass/fail floors
     here: those are the project's own checks (benchmarks/bench_targets.py)."""
-    peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d]) for d, name in result.devices.items()]
+    peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d], result.achieved(d))
+             for d, name in result.devices.items()]
     # each speed-up is said once, in its observation (the ratio, its range and why it is what it is)
-    return "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result)])
+    decomposed = (["", "What binds each model's step, measured (step time against batch; measure/decomposition.py):",
+                   *(d.words() for d in result.decompositions)] if result.decompositions else [])
+    return "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result), *decomposed])

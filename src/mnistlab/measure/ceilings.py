@@ -16,8 +16,10 @@ Ceilings, per device and dtype, measured as ceilings:
   one (`Theoretical.checked`).
 
 A step's floors: its FLOPs over the compute ceiling, its bytes over the bandwidth, its operations times
-the per-operation cost. The largest floor is what bounds the step; when the next one is within the
-measurement's spread of it, the step is "between" the two, and no single bound is claimed.
+the per-operation cost. What binds a step is measured (measure/decomposition.py); the floors' own verdict
+(`Floors.bound`) is kept for a bench file from before the decompositions: the largest floor, or "between" it
+and the next when they are within FLOOR_TOLERANCE of each other, a fixed tolerance, so that equal floors get
+equal labels whatever the spread of the repeats.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnistlab.core.schema import is_number
 from mnistlab.data.datasets import DataShape
-from mnistlab.core.timing import best_rate, indistinct, time_steps
+from mnistlab.core.timing import best_rate, time_steps
 
 FLOORS = ("compute", "memory", "overhead")
+NEEDS = "; the measured "  # where Theoretical.checked's words on the clock a measurement needs begin
+FLOOR_TOLERANCE = 0.25  # two floors within 25% of each other: "between" them (a fixed tolerance, never the spread)
 FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
                "memory": "memory traffic (bytes at the measured bandwidth)",
                "overhead": "per-operation costs (operations dispatched at the measured cost of a trivial one)"}
@@ -58,12 +63,19 @@ class Theoretical:
         below the one its cores ran at: then no figure is given, and the words say why. Where the clock
         is unknown, the words give the clock the measurement needs."""
         m = measured_flops_per_s
-        if not (self.cores and self.per_cycle) or m <= 0:
+        if m <= 0:
+            return self
+        if not (self.cores and self.per_cycle):  # a file from before the derivation was recorded
+            if self.flops_per_s and m > self.flops_per_s[1]:
+                return replace(self, flops_per_s=None, derivation=(
+                    f"not given: {self.derivation} gives {self.flops_per_s[1] / 1e9:,.0f} GFLOP/s, below the "
+                    f"measured {m / 1e9:,.0f} GFLOP/s"))
             return self
         needs = m / (self.cores * self.per_cycle[1])  # Hz, at the most FLOP per cycle assumed
         if self.flops_per_s is None:
-            if self.hz is None:  # derived but for the clock
-                return replace(self, derivation=f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s needs "
+            if self.hz is None:  # derived but for the clock (checked again: the clock the faster rate needs)
+                base = self.derivation.split(NEEDS)[0]
+                return replace(self, derivation=f"{base}{NEEDS}{m / 1e9:,.0f} GFLOP/s needs "
                                                 f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle")
             return self
         low, high = self.flops_per_s
@@ -81,6 +93,19 @@ class Theoretical:
     def to_dict(self) -> dict[str, Any]:
         return {"flops_per_s": list(self.flops_per_s) if self.flops_per_s else None, "derivation": self.derivation,
                 "cores": self.cores, "per_cycle": list(self.per_cycle) if self.per_cycle else None, "hz": self.hz}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Theoretical:
+        """From a bench file's ceilings (read as 'any': what does not fit is left out, never trusted)."""
+        def pair(v: Any) -> tuple[float, float] | None:
+            ok = isinstance(v, list) and len(v) == 2 and all(is_number(x) and x > 0 for x in v)
+            return (float(v[0]), float(v[1])) if ok else None
+
+        cores, hz = d.get("cores"), d.get("hz")
+        cores = cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
+        hz = float(hz) if isinstance(hz, (int, float)) and is_number(hz) and hz > 0 else None
+        return cls(pair(d.get("flops_per_s")), str(d.get("derivation") or "not derived"), cores,
+                   pair(d.get("per_cycle")), hz)
 
 
 @dataclass(frozen=True)
@@ -305,21 +330,36 @@ def probe_sizes(caches: dict[str, int], threads: int) -> dict[str, int]:
 
 
 def measure_bandwidths(device: torch.device, sizes: dict[str, int], repeats: int = 5,
-                       op_cost_s: float | None = None) -> dict[str, float]:
+                       op_cost_s: float | None = None, moved_bytes: int = 64 * 2**20) -> dict[str, float]:
     """Bytes read plus written per second by a copy whose source and destination together are each
-    size: the best of `repeats` timings (core/timing.time_steps), each time less one dispatched
-    operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
+    size: the best of `repeats` timings (core/timing.time_steps) of about `moved_bytes` each, each copy less one
+    dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
     op = measure_op_cost(device) if op_cost_s is None else op_cost_s
     out = {}
     for level, size in sizes.items():
         src = torch.empty(max(1, size // 8), dtype=torch.float32, device=device).fill_(1.0)
         dst = torch.empty_like(src)
         moved = 2.0 * src.nbytes
-        n = max(1, min(10_000, int(64 * 2**20 // moved)))  # about 64 MiB moved per timing
+        n = max(1, min(10_000, int(moved_bytes // moved)))  # about moved_bytes per timing
         dst.copy_(src)
         best = min(time_steps(lambda: dst.copy_(src), n, device) for _ in range(repeats))
         out[level] = moved / max(best - op, best * 0.1, 1e-9)
     return out
+
+
+def working_set_bandwidths(device: torch.device, threads: int, dram_bytes_per_s: float | None = None,
+                           op_cost_s: float | None = None, repeats: int = 3,
+                           moved_bytes: int = 16 * 2**20) -> tuple[dict[str, int], dict[str, float]]:
+    """The probes' working sets and bandwidths for `device` on `threads`: on a CPU the L2- and L3-sized copies
+    (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory.
+    Fewer and shorter timings than measure_bandwidths' defaults: a bench measures them beside its cells (on 2
+    threads of a busy machine, each small copy can wait a scheduler's time slice at its barrier)."""
+    sizes = probe_sizes(cpu_facts().caches, threads) if device.type == "cpu" else {"DRAM": FAR_BEYOND_BYTES}
+    todo = {k: v for k, v in sizes.items() if not (k == "DRAM" and dram_bytes_per_s)}
+    rates = measure_bandwidths(device, todo, repeats, op_cost_s, moved_bytes) if todo else {}
+    if dram_bytes_per_s:
+        rates["DRAM"] = dram_bytes_per_s
+    return sizes, rates
 
 
 def bandwidth_for(working_set_bytes: int, sizes: dict[str, int], bandwidths: dict[str, float]
@@ -351,11 +391,13 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype = torch.float32, s
 class StepCost:
     """What one training step does: FLOPs (counted exactly), bytes its operations read and write
     (each operation's inputs and outputs once: no cache reuse, an upper bound on DRAM traffic), and
-    operations dispatched (each at least one kernel on a GPU)."""
+    operations dispatched (each at least one kernel on a GPU); `conv_flops`: those of the FLOPs in
+    convolutions (None: not split, as in a file from before they were)."""
 
     flops: int
     bytes: int
     ops: int
+    conv_flops: int | None = None
 
 
 class _OpCounter(TorchDispatchMode):
@@ -397,7 +439,13 @@ def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     with FlopCounterMode(display=False) as flops, counter:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops)
+    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops, conv_flops_of(flops))
+
+
+def conv_flops_of(counter: FlopCounterMode) -> int:
+    """The FLOPs a FlopCounterMode counted in convolutions (forward and backward)."""
+    by_op = counter.get_flop_counts().get("Global", {})
+    return int(sum(n for op, n in by_op.items() if "convolution" in str(op)))
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -459,10 +507,11 @@ class Floors:
 
     @property
     def bound(self) -> str:
-        """'compute', 'memory' or 'overhead'; 'between X and Y' when the two largest floors are within the
-        measurement's spread of each other (the noise could order them either way)."""
+        """'compute', 'memory' or 'overhead'; 'between X and Y' when the two largest floors are within
+        FLOOR_TOLERANCE of each other. A function of the floors alone: two cells with equal floors get the same
+        label, however differently their repeats scattered (`spread` is kept for the words, not the label)."""
         first, second = self.ranked[:2]
-        if indistinct(self.floor(first), self.floor(second), self.spread):
+        if self.floor(first) <= (1 + FLOOR_TOLERANCE) * self.floor(second):
             return f"between {first} and {second}"
         return first
 

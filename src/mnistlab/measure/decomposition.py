@@ -18,7 +18,9 @@ At the cell's batch the fixed share of the step is a measurement. `judge` names 
 from the per-sample part's two floors (its FLOPs at the compute ceiling measured on the same threads; its bytes at
 the bandwidth of a copy the size of the step's working set, measure/ceilings.bandwidth_for). The judgement is a
 function of these values alone, with fixed tolerances (SHARE_BAND, FLOOR_TOLERANCE), never of a cell's own spread:
-two cells with the same values get the same label, however differently their repeats scattered.
+two cells with the same values get the same label, however differently their repeats scattered. Where the line
+does not fit its own timings (their median residual above FIT_TOLERANCE, as on a machine so busy that a step's
+time hardly depends on its batch), the data cannot separate the two parts, and the label says 'between' them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from mnistlab.core.logs import lines
 from mnistlab.core.schema import NONEMPTY, check
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.words import percent
-from mnistlab.measure.ceilings import _tensors
+from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _tensors
 from mnistlab.core.timing import Load, Spread, Stability, stability
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
@@ -49,9 +51,25 @@ DEFAULT_BATCHES = (1, 8, 64, 256)
 FIXED, ARITHMETIC, MEMORY = "fixed per-step cost", "arithmetic", "memory"
 BINDS = (FIXED, ARITHMETIC, MEMORY)
 SHARE_BAND = 0.10  # a fixed share within 50% +- this: "between" the fixed part and the per-sample one
-FLOOR_TOLERANCE = 0.25  # per-sample floors within 25% of each other: "between arithmetic and memory"
+FIT_TOLERANCE = 0.25  # timings off the fitted line by more than this (median): the parts cannot be told apart
+# FLOOR_TOLERANCE (measure/ceilings.py): per-sample floors within 25% of each other: "between arithmetic and memory"
 FIT_METHOD = "Theil-Sen"
 CHUNK_S = 0.05  # seconds of steps per timed repeat of one batch (at least one step)
+
+
+@dataclass(frozen=True)
+class DecomposeSettings:
+    """How a decomposition is timed: the batches (the cell's own is added), the interleaved repeats, and the
+    seconds of steps per timed repeat of one batch (at least one step)."""
+
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    repeats: int = 5
+    chunk_s: float = CHUNK_S
+
+
+# the bench's (jobs/bench.py, and the quick lab's): 3 repeats of about 0.02 s per batch keep the quick lab's bench
+# within about 30% of its time without one (docs/benchmarks.md), and still give each part a range
+BENCH_DECOMPOSE = DecomposeSettings(DEFAULT_BATCHES, repeats=3, chunk_s=0.02)
 
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
 _COUNT = {"batch": "positive count", "flops": "count", "bytes": "count", "ops": "positive count"}
@@ -61,7 +79,7 @@ DECOMPOSITION_SCHEMA = {
     "counted": [_COUNT, NONEMPTY], "footprint_bytes": "positive count",
     "compute_flops_per_s": "flop rate", "op_cost_s": "positive seconds",
     "probe_sizes": {"*": "positive count"}, "bandwidths": {"*": "byte rate"},
-    "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}, "date?": "text?"}
+    "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}, "date?": "text?", "implementation?": "text"}
 FILE_SCHEMA = {"decompositions": [DECOMPOSITION_SCHEMA, NONEMPTY]}
 
 
@@ -120,17 +138,21 @@ def per_sample_binds(compute_s: float, memory_s: float | None) -> str:
     return ARITHMETIC if compute_s >= memory_s else MEMORY
 
 
-def judge(fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None) -> str:
+def judge(fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None,
+          fit_residual: float = 0.0) -> str:
     """THE judgement of what binds a step, from measured values with fixed tolerances (deterministic: equal
     values, equal labels). 'fixed per-step cost' when the fixed part is more than half the step by
     SHARE_BAND; the per-sample part's floor (`per_sample_binds`) when it is less than half by SHARE_BAND;
-    else 'between fixed per-step cost and <that floor>'."""
+    else, or where the line misses its timings by more than FIT_TOLERANCE (`fit_residual`, their median relative
+    residual), 'between fixed per-step cost and <the larger per-sample floor>'."""
     per_sample = per_sample_binds(compute_per_sample_s, memory_per_sample_s)
+    larger = ARITHMETIC if memory_per_sample_s is None or compute_per_sample_s >= memory_per_sample_s else MEMORY
+    if fit_residual > FIT_TOLERANCE:
+        return f"between {FIXED} and {larger}"
     if fixed_share >= 0.5 + SHARE_BAND:
         return FIXED
     if fixed_share <= 0.5 - SHARE_BAND:
         return per_sample
-    larger = ARITHMETIC if memory_per_sample_s is None or compute_per_sample_s >= memory_per_sample_s else MEMORY
     return f"between {FIXED} and {larger}"
 
 
@@ -163,6 +185,7 @@ class Decomposition:
     bandwidths: dict[str, float]  # level -> bytes per second
     load: Load = field(default_factory=dict)
     date: str | None = None
+    implementation: str = "eager"  # the lever set of its step (measure/levers_bench.py's names)
 
     # -- the fit and the parts
     @property
@@ -263,7 +286,25 @@ class Decomposition:
 
     @property
     def binds(self) -> str:
-        return judge(self.fixed_share, self.compute_per_sample_s, self.memory_per_sample_s)
+        return judge(self.fixed_share, self.compute_per_sample_s, self.memory_per_sample_s, self.fit.residual_median)
+
+    def brief(self) -> str:
+        """The judgement and the two measurements it rests on, in one clause: for a sentence about a bench cell."""
+        fit, sp, b = self.fit, self.step, self.batch_size
+        share = self.fixed_share_spread()
+        within = f", repeats {percent(share.min)}\u2013{percent(share.max)}" if share.n > 1 else ""
+        a, m = self.compute_per_sample_s, self.memory_per_sample_s
+        floors = (f"{fit.per_sample_s / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic") + (
+            f", {fit.per_sample_s / m:.1f}x its memory floor ({self.bandwidth[0]})" if m > 0 else "")
+        per = (f"each sample adds {fit.per_sample_s * 1e6:,.2f} us ({floors})" if fit.per_sample_s > 0 else
+               f"no per-sample part can be told from zero (the fit gives {fit.per_sample_s * 1e6:,.2f} us)")
+        misfit = (f"; the line misses its timings by {percent(fit.residual_median)} (median): the parts cannot be "
+                  f"told apart" if fit.residual_median > FIT_TOLERANCE else "")
+        unstable = "" if self.stability.stable else " [unstable]"
+        span = sorted(self.timings)
+        return (f"{bound_label(self.binds)}: timed apart at batches {span[0]}\u2013{span[-1]}, "
+                f"{max(fit.fixed_s, 0.0) * 1e3:,.3f} ms of its {sp.median * 1e3:,.3f} ms step at batch {b} is fixed "
+                f"({percent(self.fixed_share)}{within}) and {per}{misfit}{unstable}")
 
     def words(self) -> str:
         fit, sp, b = self.fit, self.step, self.batch_size
@@ -280,7 +321,8 @@ class Decomposition:
                  if fit.fixed_s > 0 else
                  f"no fixed part can be told from zero (the fit gives {fit.fixed_s * 1e3:.3f} ms)")
         times = f"{ps / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic"
-        per = (f"each sample adds {ps * 1e6:.2f} us ({times}, "
+        per = (f"{'each sample adds' if ps > 0 else 'no per-sample part can be told from zero: the fit gives'} "
+               f"{ps * 1e6:.2f} us ({times}, "
                f"{a * 1e6:.2f} us at the {self.compute_flops_per_s / 1e9:,.0f} GFLOP/s measured on "
                f"{self.threads} thread{'s' * (self.threads != 1)}; its memory floor is {m * 1e6:.2f} us at "
                f"{bw / 1e9:,.0f} GB/s, the {level} probe's: {why})")
@@ -288,15 +330,17 @@ class Decomposition:
         held = ("; beyond it, the measured step is " + ", ".join(f"{v:+.0%} at batch {b}" for b, v in beyond.items())
                 + " of the line" if beyond else "")
         span = self.fitted_batches
+        misfit = (f" (a median above {percent(FIT_TOLERANCE)}: the parts cannot be told apart)"
+                  if fit.residual_median > FIT_TOLERANCE else "")
         return (f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. "
-                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{held}"
+                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{misfit}{held}"
                 + ("" if self.stability.stable else f" [{self.stability.reason}]") + ".")
 
     def to_dict(self) -> dict[str, Any]:
         """The measurements, then the judgements made from them (recomputed on reading, never read back)."""
         level, bw, why = self.bandwidth
         return {"model": self.model, "device": self.device, "machine": self.machine, "threads": self.threads,
-                "batch_size": self.batch_size, "date": self.date,
+                "batch_size": self.batch_size, "date": self.date, "implementation": self.implementation,
                 "timings": [{"batch": b, "step_s": list(ts)} for b, ts in sorted(self.timings.items())],
                 "counted": [{"batch": b, "flops": c[0], "bytes": c[1], "ops": c[2]} for b, c in sorted(self.counted.items())],
                 "footprint_bytes": self.footprint_bytes, "compute_flops_per_s": self.compute_flops_per_s,
@@ -325,7 +369,7 @@ class Decomposition:
             raise CheckpointError(f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM among them")
         return cls(d["model"], d["device"], d["machine"], d["threads"], d["batch_size"], timings, counted,
                    d["footprint_bytes"], d["compute_flops_per_s"], d["op_cost_s"], dict(d["probe_sizes"]),
-                   dict(d["bandwidths"]), dict(d.get("load") or {}), d.get("date"))
+                   dict(d["bandwidths"]), dict(d.get("load") or {}), d.get("date"), d.get("implementation", "eager"))
 
 
 def write_decompositions(results: Sequence[Decomposition], folder: Path, writer: Writer = FILES) -> Path:
@@ -411,17 +455,21 @@ class _Batch:
 def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_BATCH_SIZE,
                           batches: Sequence[int] = DEFAULT_BATCHES, threads: int | None = None, repeats: int = 5,
                           chunk_s: float = CHUNK_S, device: str = "cpu", ceiling_s: float = 0.1,
-                          log: Callable[[str], None] = _LOG) -> Decomposition:
+                          ceilings: Ceilings | None = None, cost: StepCost | None = None,
+                          bandwidths: tuple[dict[str, int], dict[str, float]] | None = None, levers: Any = None,
+                          implementation: str = "eager", log: Callable[[str], None] = _LOG) -> Decomposition:
     """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
-    count it, measure the ceilings on the same threads, and return the decomposition."""
+    count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
+    `ceilings` (the compute ceiling, the cost of one operation and DRAM's bandwidth), `cost` (the step counted at
+    `batch_size`) and `bandwidths` (the probes' sizes and rates); what is not given is measured here. `levers`: the
+    step's (training.levers.Levers; default eager fp32), named `implementation`."""
     import datetime
 
     from mnistlab.core.device import device_name, resolve_device
     from mnistlab.core.environment import load_snapshot
-    from mnistlab.measure.ceilings import (cpu_facts, count_step, measure_bandwidths, measure_ceilings,
-                                           probe_sizes)
+    from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
     from mnistlab.core.timing import interleave, time_steps
-    from mnistlab.training.levers import Levers, make_step
+    from mnistlab.training.levers import Levers, make_step, prepare_model
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
 
@@ -431,26 +479,31 @@ def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_B
     if len(sizes) < 2 or sizes[0] < 1:
         raise ConfigError(f"batch sizes {sizes}: two or more, each 1 or more")
     dev = resolve_device(device)
+    levers = levers or Levers()
     with torch_threads(threads) as n_threads:
         load_start = load_snapshot()
-        log(f"{model_name}: counting one step at batches {sizes[0]} and {sizes[-1]}, and its working set at {batch_size}")
-        counted = {b: count_step(model_name, shape, b) for b in (sizes[0], sizes[-1])}
+        top = batch_size if cost is not None else sizes[-1]
+        log(f"{model_name}: counting one step at batches {sizes[0]} and {top}, and its working set at {batch_size}")
+        counted = {sizes[0]: count_step(model_name, shape, sizes[0]),
+                   top: cost if cost is not None else count_step(model_name, shape, top)}
         footprint = step_footprint(model_name, shape, batch_size)
-        ceilings = measure_ceilings(dev, seconds=ceiling_s)
-        levels = probe_sizes(cpu_facts().caches, n_threads) if dev.type == "cpu" else {"DRAM": 512 * 2**20}
-        bandwidths = measure_bandwidths(dev, levels, op_cost_s=ceilings.op_cost_s)
+        ceilings = ceilings or measure_ceilings(dev, seconds=ceiling_s)
+        levels, rates = bandwidths or working_set_bandwidths(dev, n_threads, ceilings.bandwidth_bytes_per_s,
+                                                             ceilings.op_cost_s)
         cells = []
         for b in sizes:
             torch.manual_seed(0)
-            model = create_model(model_name, shape).to(dev)
+            model = prepare_model(create_model(model_name, shape), levers, dev, sample_shape=shape.sample,
+                                  name=model_name)
             opt = make_optimizer(model, lr=0.01, momentum=0.5)
-            step = make_step(model, opt, Levers(), dev, batch_size=b, sample_shape=shape.sample)
+            step = make_step(model, opt, levers, dev, batch_size=b, sample_shape=shape.sample)
             x, y = torch.randn(b, *shape.sample, device=dev), torch.randint(0, shape.classes, (b,), device=dev)
             cells.append(_Batch(b, (lambda s, x, y: lambda: s(x, y))(step, x, y)))
 
-        def warm(c: _Batch) -> None:  # three steps, then as many steps as fill chunk_s (at least one)
-            time_steps(c.step, 3, dev)
-            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 1, dev), 1e-7))))
+        def warm(c: _Batch) -> None:  # three steps, timed together: a repeat is as many steps as fill chunk_s
+            # (at least one); their mean, not one step's time, so that one step's luck on a busy machine does not
+            # make a repeat of thousands of steps (the first, which creates the optimizer's state, errs short)
+            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
 
         log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {repeats} interleaved repeats")
         times = interleave(cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=repeats)
@@ -459,5 +512,5 @@ def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_B
     return Decomposition(model_name, dev.type, machine, n_threads, batch_size,
                          {c.batch: tuple(t) for c, t in zip(cells, times, strict=True)},
                          {b: (c.flops, c.bytes, c.ops) for b, c in counted.items()}, footprint,
-                         ceilings.compute_flops_per_s, ceilings.op_cost_s, levels, bandwidths, load,
-                         datetime.date.today().isoformat())
+                         ceilings.compute_flops_per_s, ceilings.op_cost_s, dict(levels), dict(rates), load,
+                         datetime.date.today().isoformat(), implementation)

@@ -7,7 +7,9 @@ and reported), then the repeats are interleaved (core/timing.py: A B C A B C ...
 change in the machine's load hits every implementation alike; each speed-up is a Ratio of the
 paired repeats, and every cell is judged by the one stability rule.
 Utilisation is against the measured compute ceiling (measure/ceilings.py) of the dtype that the
-implementation computes in, never above 100%; eager and channels-last cells are judged by their floors.
+implementation computes in, never above 100%. The eager and channels-last cells (FLOORS_COUNTED) are judged by
+their step measured at several batch sizes (measure/decomposition.py, stored in levers.json), the others by a
+threshold on the utilisation.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.core.words import percent
 from mnistlab.measure.bench import bound, bound_label
-from mnistlab.measure.ceilings import count_step, measure_ceilings
+from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
+from mnistlab.measure.decomposition import BENCH_DECOMPOSE, DecomposeSettings, Decomposition, measure_decomposition
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, StepCell
 from mnistlab.measure.table import text_table
 from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
@@ -60,7 +63,8 @@ FLOORS_COUNTED = ("eager", "channels-last")
 LEVERS_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "positive count", "repeats": "positive count",
                               "warmup": "count"},
                  "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "flop rate"}}, "load?": LOAD_SCHEMA,
-                 "cells": [LEVER_CELL_SCHEMA]}
+                 "cells": [LEVER_CELL_SCHEMA],
+                 "decompositions?": [{"*": "any"}]}  # each checked by Decomposition.from_dict
 
 
 @dataclass
@@ -82,14 +86,16 @@ class ImplCell(StepCell):
     bandwidth_bytes_per_s: float = 0.0
     op_cost_s: float = 0.0
     load: Load = field(default_factory=dict, repr=False)  # the run's load snapshots (not per cell in the file)
+    # its step measured at several batch sizes (FLOORS_COUNTED cells; LeversResult attaches it)
+    decomposition: Decomposition | None = field(default=None, repr=False, compare=False)
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(k.rstrip("?") for k in LEVER_CELL_SCHEMA)
 
     @property
     def bound(self) -> str:
-        """On resident data the input is not what limits a step: its floors' verdict where they were
-        counted (FLOORS_COUNTED), else the threshold on the utilisation (bench.bound)."""
-        return bound(self.utilisation, 0.0, self.floors)
+        """On resident data the input is not what limits a step: its decomposition's judgement where it was
+        measured (FLOORS_COUNTED), else its floors', else the threshold on the utilisation (bench.bound)."""
+        return bound(self.utilisation, 0.0, self.floors, self.decomposition)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
@@ -109,6 +115,13 @@ class LeversResult:
     devices: dict[str, str]
     settings: dict[str, Any]
     load: dict[str, Any] = field(default_factory=dict)  # {"start": load_snapshot(), "end": ...}
+    decompositions: list[Decomposition] = field(default_factory=list)  # FLOORS_COUNTED cells' steps
+
+    def __post_init__(self) -> None:
+        for c in self.cells:
+            key = (c.device, c.model, c.batch_size, c.implementation)
+            c.decomposition = next((d for d in self.decompositions
+                                    if (d.device, d.model, d.batch_size, d.implementation) == key), None)
 
     def cell(self, device: str, model: str, implementation: str) -> ImplCell | None:
         return next((c for c in self.cells if (c.device, c.model, c.implementation) == (device, model, implementation)
@@ -130,7 +143,8 @@ class LeversResult:
             cells.append({**c.to_dict(), "speedup_vs_eager": r.median if r else None,
                           "vs_eager": r.to_dict() if r else None})
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "load": self.load, "cells": cells, "observations": observations(self)}
+                "load": self.load, "cells": cells, "decompositions": [d.to_dict() for d in self.decompositions],
+                "observations": observations(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> LeversResult:
@@ -139,8 +153,10 @@ class LeversResult:
         check(data, LEVERS_SCHEMA, where)
         load = data.get("load") or {}
         cells = [ImplCell(**{k: c[k] for k in ImplCell.FIELDS if k in c}, load=load) for c in data["cells"]]
+        decompositions = [Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
+                          for i, d in enumerate(data.get("decompositions") or [])]
         return cls(cells, {d: dict(p) for d, p in data["peaks_flops_per_s"].items()}, dict(data["devices"]),
-                   dict(data["settings"]), dict(load))
+                   dict(data["settings"]), dict(load), decompositions)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -149,13 +165,22 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str],
                      implementations: list[str], batch_size: int = DEFAULT_BATCH_SIZE, steps: int = 50,
-                     repeats: int = 3, warmup: int = 5, log: Callable[[str], None] = _LOG) -> LeversResult:
+                     repeats: int = 3, warmup: int = 5, decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
+                     log: Callable[[str], None] = _LOG) -> LeversResult:
+    """The lever sets side by side; then, unless `decomposition` is None, each FLOORS_COUNTED cell's step
+    decomposed with its levers (measure/decomposition.py), which its bound reads."""
     unknown = [i for i in implementations if i not in IMPLEMENTATION_LEVERS]
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")
     load_start = load_snapshot()
     cells, peaks, names, ceilings = [], {}, {}, {}
-    counts = {}
+    counts, decompositions, measured_bandwidths = {}, [], {}
+
+    def bandwidths(dev: torch.device, c: Any) -> tuple[dict[str, int], dict[str, float]]:  # once per device
+        if dev.type not in measured_bandwidths:
+            measured_bandwidths[dev.type] = working_set_bandwidths(dev, torch.get_num_threads(),
+                                                                   c.bandwidth_bytes_per_s, c.op_cost_s)
+        return measured_bandwidths[dev.type]
     for m in models:  # FLOPs, bytes and operations of the eager fp32 step, per model
         with blame_model(m, "while its training step was counted"):
             counts[m] = count_step(m, spec.shape, batch_size)
@@ -213,13 +238,23 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
             times = interleave(live, warm_up=warm, time_once=time_once, repeats=repeats)
             for (cell, _), t in zip(live, times, strict=True):
                 cell.step_s = t
+            for cell, _ in live:
+                if decomposition is not None and cell.implementation in FLOORS_COUNTED:
+                    ceiling = ceilings[dev.type, cell.compute_dtype]
+                    with blame_model(model_name, "while its step was timed at several batch sizes"):
+                        decompositions.append(measure_decomposition(
+                            model_name, spec.shape, batch_size=batch_size, batches=decomposition.batches,
+                            repeats=decomposition.repeats, chunk_s=decomposition.chunk_s, device=dev.type,
+                            ceilings=ceiling, cost=counts[model_name], bandwidths=bandwidths(dev, ceiling),
+                            levers=IMPLEMENTATION_LEVERS[cell.implementation], implementation=cell.implementation,
+                            log=log))
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}
-    return LeversResult(cells, peaks, names, settings, load)
+    return LeversResult(cells, peaks, names, settings, load, decompositions)
 
 
 def observations(result: LeversResult) -> list[str]:
@@ -233,8 +268,9 @@ def observations(result: LeversResult) -> list[str]:
         r = result.vs_eager(c)
         unstable = "" if c.stability.stable else f" [{c.stability.reason}]"
         if c.implementation == "eager" or base is None or r is None:
+            judged = c.decomposition.brief() if c.decomposition else bound_label(c.bound)
             out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
-                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling ({bound_label(c.bound)})"
+                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling; {judged}"
                        f"{unstable}.")
             continue
         faster = r.median >= 1

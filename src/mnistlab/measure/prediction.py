@@ -43,7 +43,8 @@ class Prediction:
         """The step's floors. Its FLOPs at the rate PyTorch uses by default: where `conv_flops` says which are
         convolutions, those at Gpu.peak (TF32 may serve a float32 convolution) and the rest (matmuls) at
         Gpu.matmul_peak (float32 matmuls at the FP32 rate); where it does not, all at Gpu.peak, which only
-        lowers a lower bound."""
+        lowers a lower bound. Not given, `conv_flops` is the count's own (StepCost.conv_flops)."""
+        conv_flops = cost.conv_flops if conv_flops is None else conv_flops
         if conv_flops is None:
             compute = cost.flops / gpu.peak(dtype)
         else:
@@ -96,8 +97,11 @@ class Prediction:
 
 
 def cell_cost(cell: Cell) -> StepCost | None:
-    """The step's counted cost, or None for a bench.json from before operations were counted."""
-    return StepCost(cell.train_step_flops, cell.train_step_bytes, cell.train_step_ops) if cell.train_step_ops else None
+    """The step's counted cost (its convolution FLOPs apart where the bench recorded them: float32 matmuls are
+    then counted at the FP32 rate), or None for a bench.json from before operations were counted."""
+    if not cell.train_step_ops:
+        return None
+    return StepCost(cell.train_step_flops, cell.train_step_bytes, cell.train_step_ops, cell.train_step_conv_flops)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,18 @@ below the predicted lower bound would prove the model wrong; one far above it sa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.measure.ceilings import StepCost, _OpCounter
+from mnistlab.data.datasets import DATASETS
+from mnistlab.measure.ceilings import StepCost, _OpCounter, conv_flops_of
 from mnistlab.measure.gpus import DISPATCH_COST_S, GPUS, Gpu
 from mnistlab.measure.prediction import FLOORS, Prediction
 
@@ -62,7 +67,7 @@ class Work:
 
     @property
     def cost(self) -> StepCost:
-        return StepCost(self.flops, self.bytes, self.ops)
+        return StepCost(self.flops, self.bytes, self.ops, self.conv_flops)
 
 
 def count_call(fn: Callable[[], Any]) -> Work:
@@ -71,9 +76,7 @@ def count_call(fn: Callable[[], Any]) -> Work:
     counter = _OpCounter()
     with FlopCounterMode(display=False) as flops, counter:
         fn()
-    by_op = flops.get_flop_counts().get("Global", {})
-    conv = sum(n for op, n in by_op.items() if "convolution" in str(op))
-    return Work(int(flops.get_total_flops()), int(conv), counter.bytes, counter.ops)
+    return Work(int(flops.get_total_flops()), conv_flops_of(flops), counter.bytes, counter.ops)
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,138 @@ def sweep(gpu: Gpu, parts: Sequence[RunPart], costs_s: Sequence[float], dtype: s
 
 def published_gpu(run: PublishedRun) -> Gpu:
     return GPUS[run.gpu]
+
+
+# --- the published runs' own code, counted -----------------------------------------------------------------
+
+TRAIN, BATCH = 60_000, 256  # train_mnist_fast: the full MNIST training set at batch 256
+MNIST = DATASETS["mnist"].shape  # the published runs' data
+
+
+class FinalNet(nn.Module):
+    """8_Final_00s76.ipynb's Net: conv 5x5 24, pool, ReLU, conv 3x3 32, pool, ReLU, dense 800-256-10, log-softmax
+    (benchmarks/speedrun_ladder.py's AnchorNet, with its pooling before the ReLU, as the notebook has it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 24, 5, 1), nn.Conv2d(24, 32, 3, 1)
+        self.fc1, self.fc2 = nn.Linear(800, 256), nn.Linear(256, MNIST.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
+
+
+class Step7Net(nn.Module):
+    """7_Smaller_NN2_01s74.ipynb's Net: conv 3x3 24, ReLU, pool, conv 3x3 32, ReLU, pool, dense 800-128-10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 24, 3, 1), nn.Conv2d(24, 32, 3, 1)
+        self.fc1, self.fc2 = nn.Linear(800, 128), nn.Linear(128, MNIST.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
+
+
+def _linear(small: Work, larger: Work, b0: int, b1: int, batch: int) -> Work:
+    """A call's work at `batch` from its counts at two small batches: FLOPs and bytes grow linearly with the
+    batch (every operation of these runs is per sample, but for the weights' and the optimizer's, which do not
+    grow), and the operations are the same at any batch (tests/test_prediction.py checks it against a count
+    at the run's own batches)."""
+    def at(a: int, b: int) -> int:
+        return a + (b - a) * (batch - b0) // (b1 - b0)
+
+    if small.ops != larger.ops:
+        raise ValueError("a call dispatched different operations at two batches: it cannot be extrapolated")
+    return Work(at(small.flops, larger.flops), at(small.conv_flops, larger.conv_flops),
+                at(small.bytes, larger.bytes), small.ops)
+
+
+def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Optimizer], epochs: int,
+              test_batch: int, exact: bool = False) -> list[RunPart]:
+    """The parts of one published main(), counted here on the CPU: the model built and copied to the GPU, per
+    epoch the first step (the optimizer creates its state), the steady steps, the short last step and a test
+    pass. `exact`: each part counted at its own batch (seconds); else at batches 2 and 4 and extrapolated
+    (`_linear`: the same figures, in a fraction of the time, for a report)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        steps = -(-TRAIN // BATCH)
+        last = TRAIN - (steps - 1) * BATCH
+        built = count_call(net)
+        model = net()
+        params = list(model.parameters())
+        copy = sum(2 * p.nbytes for p in params)  # .to(device): each parameter read on the host, written on the GPU
+        opt = optimizer(params)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps * epochs,
+                                                    cycle_momentum=False)
+        data, labels = torch.randn(2 * BATCH, *MNIST.sample), torch.randint(0, MNIST.classes, (2 * BATCH,))
+
+        def step(i: int, size: int) -> Callable[[], None]:  # the notebook's loop body, its slicing included
+            def run() -> None:
+                x, y = data[i * size:(i + 1) * size], labels[i * size:(i + 1) * size]
+                opt.zero_grad(set_to_none=False)
+                F.nll_loss(model(x), y).backward()
+                opt.step()
+                sched.step()
+            return run
+
+        def test_pass(size: int) -> Callable[[], None]:
+            test_x, test_y = torch.randn(size, *MNIST.sample), torch.randint(0, MNIST.classes, (size,))
+
+            def run() -> None:
+                model.eval()
+                with torch.no_grad():
+                    x, y = test_x[0:size], test_y[0:size]
+                    out = model(x)
+                    F.nll_loss(out, y, reduction="sum").item()
+                    pred = out.argmax(dim=1, keepdim=True)
+                    pred.eq(y.view_as(pred)).sum().item()
+                model.train()
+            return run
+
+        def counted(call: Callable[[int], Callable[[], None]], batch: int) -> Work:
+            if exact:
+                return count_call(call(batch))
+            return _linear(count_call(call(2)), count_call(call(4)), 2, 4, batch)
+
+        # the first step creates the optimizer's state (work that does not grow with the batch): counted first
+        if exact:
+            first = count_call(step(0, BATCH))
+            steady = count_call(step(1, BATCH))
+        else:
+            first_small, steady_small = count_call(step(0, 2)), count_call(step(1, 2))
+            steady = counted(lambda b: step(1, b), BATCH)
+            first = Work(*(getattr(steady, f) + getattr(first_small, f) - getattr(steady_small, f)
+                           for f in ("flops", "conv_flops", "bytes", "ops")))
+        short = counted(lambda b: step(0, b), last)
+        tested = counted(test_pass, test_batch)
+    return [RunPart("model built on the host, copied to the GPU", 1,
+                    Work(built.flops, built.conv_flops, built.bytes + copy, built.ops + len(params))),
+            RunPart("first training step of an epoch (optimizer state created)", 1 if epochs == 1 else epochs, first),
+            RunPart(f"training step at batch {BATCH}", (steps - 2) * epochs, steady),
+            RunPart(f"last training step (batch {last})", epochs, short),
+            RunPart(f"test batch of {test_batch}", (10_000 // test_batch) * epochs, tested)]
+
+
+def _final(exact: bool = False) -> list[RunPart]:
+    return count_run(FinalNet, lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.7, 0.9), foreach=False), 1, 2000, exact)
+
+
+def _step7(exact: bool = False) -> list[RunPart]:
+    return count_run(Step7Net, lambda p: torch.optim.Adadelta(p, lr=4.0, foreach=False), 2, 1000, exact)
+
+
+# each published run's main(), as its notebook wrote it (torch's for-loop Adam and Adadelta: PyTorch 1.8's were)
+RUNS: dict[str, Callable[[bool], list[RunPart]]] = {"train_mnist_fast": _final, "train_mnist_fast step 7": _step7}
+CHECK_COSTS_S = (2e-6, 5e-6, 10e-6)  # the dispatch costs the check is shown at: the assumed 5 us, and 2-10 us
+
+
+@functools.cache
+def published_check(name: str = "train_mnist_fast") -> tuple[PublishedRun, tuple[RunPrediction, ...]]:
+    """A published run and its predicted lower bound at each of CHECK_COSTS_S (counted once per process)."""
+    run = PUBLISHED[name]
+    return run, tuple(sweep(published_gpu(run), RUNS[name](False), CHECK_COSTS_S))

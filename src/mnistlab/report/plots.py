@@ -21,8 +21,8 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 from mnistlab.core.writer import FILES
 from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
-from mnistlab.measure.bench import PHASES, BenchResult
-from mnistlab.measure.decomposition import Decomposition, bound_label
+from mnistlab.measure.bench import PHASES, BenchResult, bound_label
+from mnistlab.measure.decomposition import Decomposition
 from mnistlab.measure.epochs import EpochTiming, epoch_timing, resume_points
 from mnistlab.measure.gpus import Gpu
 from mnistlab.measure.prediction import expectations
@@ -229,25 +229,41 @@ def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     return _finish(fig, out)
 
 
+def cpu_roofs(expected: Sequence) -> list[tuple[str, float, list[str]]]:
+    """This CPU's bandwidth roofs: (level, bytes/s, the models whose working set it holds), from each model's
+    decomposition (measure/ceilings.bandwidth_for); a bench without decompositions has DRAM's alone."""
+    roofs: dict[str, tuple[float, list[str]]] = {}
+    for e in expected:
+        d = e.here.decomposition
+        level, bw = (d.bandwidth[0], d.bandwidth[1]) if d else ("DRAM", e.here.bandwidth_bytes_per_s)
+        roofs.setdefault(level, (bw, []))[1].append(e.model)
+    return [(level, bw, models) for level, (bw, models) in roofs.items()]
+
+
 @literal_text
 def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Path | Figure:
     """Arithmetic intensity (FLOP per byte) against attainable GFLOP/s, log-log: this CPU's measured roofs
-    (compute ceiling, bandwidth slope) and `gpu`'s datasheet roofs (float32, which may run at the TF32
-    rate), with each model's training step measured on the CPU, predicted on `gpu` (its FLOPs over its
-    lower bound), and measured on a GPU where the bench ran one."""
+    (compute ceiling; the bandwidth of each step's working set, `cpu_roofs`) and `gpu`'s datasheet roofs (float32,
+    which may run at the TF32 rate), with each model's training step measured on the CPU (labelled with its one
+    judgement, Cell.bound), predicted on `gpu` (its FLOPs over its lower bound), and measured on a GPU where the
+    bench ran one."""
     expected = expectations(result, gpu)
     if not expected:
         raise ConfigError("no counted training step in this bench to draw on a roofline (rerun mnistlab bench)")
     fig = InlineFigure(figsize=(8.5, 5.5))
     ax = fig.subplots()
     cpu = expected[0].here
-    roofs = [("this CPU, measured", cpu.ceiling_flops_per_s, cpu.bandwidth_bytes_per_s, "C0"),
-             (f"{gpu.name}, datasheet (float32/TF32)", gpu.peak("float32"), gpu.bandwidth_bytes_per_s, "C1")]
+    threads = (result.ceilings.get("cpu") or {}).get("threads")
+    on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) else ""
+    roofs = [(f"this CPU, measured{on}; {level} bandwidth (the {' and '.join(models)}'s working set)",
+              cpu.ceiling_flops_per_s, bw, "C0", "-" if i == 0 else "--") for i, (level, bw, models) in
+             enumerate(cpu_roofs(expected))]
+    roofs.append((f"{gpu.name}, datasheet (float32/TF32)", gpu.peak("float32"), gpu.bandwidth_bytes_per_s, "C1", "-"))
     intensity = [e.here.train_step_flops / e.here.train_step_bytes for e in expected]
-    ridges = [peak / bw for _, peak, bw, _ in roofs]
+    ridges = [peak / bw for _, peak, bw, _, _ in roofs]
     xs = np.logspace(np.log10(min(intensity + ridges) / 10), np.log10(max(intensity + ridges) * 10), 200)
-    for label, peak, bw, color in roofs:
-        ax.plot(xs, np.minimum(peak, bw * xs) / 1e9, "-", color=color, lw=2,
+    for label, peak, bw, color, style in roofs:
+        ax.plot(xs, np.minimum(peak, bw * xs) / 1e9, style, color=color, lw=2,
                 label=f"{label}: {peak / 1e9:,.0f} GFLOP/s, {bw / 1e9:,.0f} GB/s")
     for e, x in zip(expected, intensity):
         here = e.here.achieved_flops_per_s / 1e9
@@ -255,7 +271,8 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
         ax.plot([x], [here], "o", ms=9, color="C0")
         ax.plot([x], [there], "^", ms=10, mfc="none", mec="C1", mew=2)
         # measured labels below their point, predicted ones above: the two may lie close together
-        ax.annotate(f"{e.model}: measured here", (x, here), textcoords="offset points", xytext=(8, -12), fontsize=8)
+        ax.annotate(f"{e.model}: measured here, {bound_label(e.here.bound)}", (x, here), textcoords="offset points",
+                    xytext=(8, -12), fontsize=8)
         ax.annotate(f"{e.model}: predicted, {e.prediction.binds}-bound", (x, there), textcoords="offset points",
                     xytext=(8, 4), fontsize=8)
         if e.there is not None:
@@ -274,7 +291,7 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
     ax.set_ylabel("attainable GFLOP/s")
     ax.set_title(plain_text(f"Roofline: this CPU and the {gpu.name}"))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")  # above the bandwidth slopes' low end: no point lies there
+    ax.legend(fontsize=7, loc="upper left")  # above the bandwidth slopes' low end: no point lies there
     return _finish(fig, out)
 
 
@@ -301,7 +318,8 @@ def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None
         xs = np.logspace(np.log10(span[0]), np.log10(span[-1]), 100)
         ax.plot(xs, [fit.at(x) * 1e3 for x in xs], "-", lw=1.5, color=color,
                 label=f"{d.model}, {d.threads} thread{'s' * (d.threads != 1)}: {fit.fixed_s * 1e3:.3f} ms + "
-                      f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}")
+                      f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}"
+                      + ("" if d.stability.stable else " (unstable)"))
         if fit.fixed_s > 0:
             ax.axhline(fit.fixed_s * 1e3, color=color, ls="--", lw=0.8)
         ax.axvline(d.batch_size, color="grey", ls=":", lw=0.8)

@@ -113,6 +113,34 @@ def check_compiler(device: torch.device) -> None:
             raise ConfigError("--compile on CUDA needs Triton, which is not installed; use --compile off") from None
 
 
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 64 << 20  # blocks up to 64 MiB come from the heap (a batch-10,000 activation of speednet: 32 MiB)
+TRIM_THRESHOLD = 512 << 20  # free memory at the heap's top is kept up to 512 MiB
+
+
+def keep_freed_memory() -> str | None:
+    """Keep freed memory in the process, for the next step's tensors of the same sizes (glibc only).
+
+    By default glibc serves a block of 128 KiB and up with its own mmap and returns it to the kernel
+    when it is freed (its threshold then rises, but the heap's top is trimmed again past twice that),
+    so every step of a small net faults in fresh pages for its larger activations and their gradients:
+    320-640 minor page faults per speedrun step, and 1.11-1.14x its time with 1 thread (issue 32;
+    benchmarks/speedrun_allocator.py, docs/speedrun.md). Raising both thresholds keeps the blocks for reuse, as CUDA's caching allocator
+    does on a GPU. Process-wide and idempotent; returns None, or why nothing was set (not glibc)."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return f"not glibc ({platform.system()} {platform.libc_ver()[0] or 'unknown libc'})"
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    except (OSError, AttributeError) as e:
+        return f"mallopt unavailable ({first_line(e)})"
+    return None if ok else "mallopt refused the thresholds"
+
+
 def to_memory_format(model: nn.Module, levers: Levers) -> nn.Module:
     """Channels-last weights (in place); a no-op for layers without 4-d weights."""
     if levers.channels_last:

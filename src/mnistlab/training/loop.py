@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -94,9 +95,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
         progress.update(samples)
     timer = Timer(device, already=resume_from.seconds if resume_from else 0.0).start()
     batches = loader.batches(epoch, out=getattr(step, "static_inputs", None), skip=start)
+    if max_steps is not None:  # stop before gathering a batch that is not trained
+        batches = itertools.islice(batches, max(0, max_steps - start))
     for i, (x, y) in enumerate(batches, start=start):
-        if max_steps is not None and i >= max_steps:
-            break
         if step is None:
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)

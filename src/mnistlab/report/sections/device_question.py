@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from mnistlab.measure.bench import cell_sentence
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu
-from mnistlab.measure.prediction import Expected
+from mnistlab.measure.prediction import Expected, Prediction
+from mnistlab.measure.published import CHECK_COSTS_S, published_check
 from mnistlab.report.document import Document, Link
 from mnistlab.report.inputs import MODEL_NAMES, Inputs
 from mnistlab.report.runs import device_comparisons
@@ -58,23 +59,42 @@ def not_answered(reason: str, what: str) -> str:
     return f"Not answered here: {reason}. {what}, measured by the bench:"
 
 
+def dispatch_words(e: Expected) -> str:
+    """How the answer moves with the one assumption that is not a datasheet's: the cost of an operation."""
+    lo, hi = min(CHECK_COSTS_S), max(CHECK_COSTS_S)
+    at = [Prediction.of(e.prediction.cost, e.prediction.gpu, e.prediction.dtype, c).speedup(e.here.step)[0]
+          for c in (hi, lo)]
+    return (f"at {lo * 1e6:g}\u2013{hi * 1e6:g} us per operation instead of {DISPATCH_COST_S * 1e6:g}, at most "
+            f"{at[0]:,.1f}\u2013{at[1]:,.1f}x")
+
+
 def prediction_sentence(e: Expected, meaning: bool = True) -> str:
     p = e.prediction
     return (f"On the {p.gpu.name}, the {MODEL_NAMES.get(e.model, e.model)}'s training step would take {p.words()}; "
-            f"{e.speedup_words()}."
+            f"{e.speedup_words()}; {dispatch_words(e)}."
             + (f" {MEANING[p.binds]}" if meaning else f" {p.binds.capitalize()}-bound, as the MLP's (Q6)."))
 
 
-def assumptions(gpu: Gpu) -> str:
+def assumptions(gpu: Gpu) -> list[str]:
+    """The prediction's assumptions, one short item each, and the model's check against a published run."""
     note = f"; {gpu.note}" if gpu.note else ""
-    return (f"Assumptions of the prediction: the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}, cited "
-            f"in mnistlab/measure/gpus.py{note}); every dispatched operation costs at least {DISPATCH_COST_S * 1e6:.0f} us on a GPU (an assumed "
-            f"order of magnitude for eager PyTorch, not measured here); the operations, bytes and FLOPs are those "
-            f"counted for the step here, each operation reading its inputs and writing its outputs once (no reuse in "
-            f"a cache); the step computes in float32, which PyTorch may run at the TF32 rate. Each floor is a least "
-            f"time, so the step takes at least the largest and the speed-up is at most what is said: a real step "
-            f"also pays what the floors leave out (synchronisations, the host's Python, kernels that fill little of "
-            f"the GPU).")
+    run, preds = published_check()
+    at = {p.dispatch_cost_s: p for p in preds}[DISPATCH_COST_S]
+    lo, hi = min(p.bound_s for p in preds), max(p.bound_s for p in preds)
+    held = (f"it holds, the published time {run.seconds / at.bound_s:.1f}x the bound"
+            if all(p.holds(run.seconds) for p in preds)
+            else "it does NOT hold: the published time is below it, so the model is wrong")
+    return [f"the {gpu.name}'s figures are its vendor's dense peaks ({gpu.source}{note});",
+            "float32 matmuls run at the FP32 rate (PyTorch's default matmul precision, \"highest\"); only "
+            "convolutions may use TF32 (cuDNN's default);",
+            f"every operation costs at least {DISPATCH_COST_S * 1e6:g} us to issue: assumed, not measured (the answer "
+            f"at {min(CHECK_COSTS_S) * 1e6:g}\u2013{max(CHECK_COSTS_S) * 1e6:g} us is given beside it);",
+            "the operations, bytes and FLOPs are those counted for the step here, each operation reading its inputs "
+            "and writing its outputs once;",
+            "each floor is a least time: the step takes at least the largest, so the speed-up is at most what is said;",
+            f"checked against a published run: {run.name} (a small CNN, one epoch to 99%) took {run.seconds:.2f} s on "
+            f"a {run.gpu}; this model's lower bound for it is {at.bound_s:.3f} s ({lo:.3f}\u2013{hi:.3f} s at "
+            f"{min(CHECK_COSTS_S) * 1e6:g}\u2013{max(CHECK_COSTS_S) * 1e6:g} us per operation): {held}."]
 
 
 def check_rows(inputs: Inputs, models: list[str]) -> list[list[str]]:
@@ -91,8 +111,9 @@ def check_rows(inputs: Inputs, models: list[str]) -> list[list[str]]:
 
 
 def answer(doc: Document, inputs: Inputs, model: str, evidence: list[str], what: str) -> None:
-    """The question's answer: from the runs, else by prediction, else why not; then the prediction's
-    assumptions, its check against a GPU the bench measured, and the bench's evidence."""
+    """The question's answer: from the runs, else by prediction, else why not; then a link to the prediction's
+    assumptions (listed once, in 'How to read this'), its check against a GPU the bench measured, and a link to
+    the bench's evidence (each cell's one judgement, Cell.bound)."""
     reason, e = missing_runs(inputs, model), inputs.expected.get(model)
     mlp = inputs.expected.get("mlp")  # Q6 has said what the MLP's binding floor means: Q9 says it only if it differs
     meaning = not (model != "mlp" and e and mlp and mlp.prediction.binds == e.prediction.binds)

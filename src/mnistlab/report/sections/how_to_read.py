@@ -49,7 +49,8 @@ def write(doc: Document, inputs: Inputs) -> None:
     if inputs.bench is not None:
         doc.p(legend(inputs.bench))
     if inputs.expected:
-        doc.p(assumptions(inputs.gpu))
+        doc.p("Assumptions of the prediction (Q6, Q9):")
+        doc.bullets(assumptions(inputs.gpu))
 
 
 SECTION = Section(write, order=185)

@@ -5,10 +5,13 @@ measure/bench.py's words, or the prediction's (measure/prediction.py): this sect
 
 from __future__ import annotations
 
-from mnistlab.measure.bench import cell_sentence
+from mnistlab.core.words import percent
+from mnistlab.measure.bench import bound_label, cell_sentence
+from mnistlab.measure.decomposition import ARITHMETIC
+from mnistlab.measure.prediction import Expected
 from mnistlab.report.document import Document
-from mnistlab.report.inputs import Inputs
-from mnistlab.report.plots import plot_roofline
+from mnistlab.report.inputs import MODEL_NAMES, Inputs
+from mnistlab.report.plots import cpu_roofs, plot_decomposition, plot_roofline
 from mnistlab.report.sections.device_question import answer, bench_lines, missing, predicted, sentence
 from mnistlab.report.sections.section import Section
 
@@ -20,10 +23,27 @@ def _contrast(inputs: Inputs) -> list[str]:
     if not (m and c):
         return []
     out = [cell_sentence(m)]  # its key names the MLP
-    if c.bound == "compute" and m.bound != "compute":
-        out.append("The CNN's CPU step is compute-bound and the MLP's is not: a device with more arithmetic "
+    if c.bound == ARITHMETIC and m.bound != ARITHMETIC:
+        out.append("The CNN's CPU step is bound by arithmetic and the MLP's is not: a device with more arithmetic "
                    "throughput has more of the CNN's step to speed up.")
     return out
+
+
+def roofline_caption(inputs: Inputs) -> str:
+    """The roofline's caption: what it draws, and the judgement each measured point carries (Cell.bound)."""
+    expected = list(inputs.expected.values())
+    roofs = ", ".join(f"{level} for the {' and '.join(MODEL_NAMES.get(m, m) for m in models)}"
+                      for level, _, models in cpu_roofs(expected))
+
+    def judged(e: Expected) -> str:
+        d = e.here.decomposition
+        share = f" ({percent(d.fixed_share)} fixed)" if d is not None and e.here.judged_by == "decomposition" else ""
+        return f"the {MODEL_NAMES.get(e.model, e.model)}'s step is {bound_label(e.here.bound)}{share}"
+
+    said = ", ".join(judged(e) for e in expected)
+    return (f"Roofline: each step measured on this CPU (filled; its roofs at the bandwidth of its working set: "
+            f"{roofs}) and predicted on the {inputs.gpu.name} (open). Measured here: {said}; a fixed per-step "
+            f"cost keeps a point below its roofs")
 
 
 def _predicted_contrast(inputs: Inputs) -> str | None:
@@ -49,12 +69,15 @@ def write(doc: Document, inputs: Inputs) -> None:
     contrast = _predicted_contrast(inputs)
     if contrast:
         doc.p(contrast)
+    name = inputs.bench_dir.name if inputs.bench_dir else "bench"
     if inputs.expected and inputs.bench:
-        name = inputs.bench_dir.name if inputs.bench_dir else "bench"
         doc.image(plot_roofline(inputs.bench, inputs.gpu, inputs.figs / f"{name}-roofline.png"),
-                  f"Roofline: each model's training step measured on this CPU (filled) and predicted on the "
-                  f"{inputs.gpu.name} (open); a point far below its roof is held down by per-operation costs, "
-                  f"which a roofline does not draw")
+                  roofline_caption(inputs))
+    cpu = [d for d in inputs.bench.decompositions if d.device == "cpu"] if inputs.bench else []
+    if cpu:  # the measurement the bound reads, beside the roofline
+        doc.image(plot_decomposition(cpu, inputs.figs / f"{name}-decomposition.png"),
+                  "What the bound reads: each step on this CPU against its batch (log\u2013log), with the fitted "
+                  "fixed + per-sample line (dashed: the fixed part)")
 
 
 SECTION = Section(write, "Q9", lambda inputs: missing(inputs, "cnn"), lambda inputs: predicted(inputs, "cnn"), order=120,

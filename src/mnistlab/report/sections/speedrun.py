@@ -37,9 +37,15 @@ def speedrun_section(doc: Document, result: SpeedrunResult) -> None:
                 f"{x.train_s:.2f} s", f"{x.eval_s:.2f} s", f"{x.warmup_s:.2f} s", rate(result.flops_per_s(x)),
                 share(result.ceiling_fraction(x))] for x in result.seeds])
     smoothing = f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
-    doc.table(["model", "optimizer", "batch", "epochs", "training images", "levers", "on"],
-              [[r.model, f"Adam, one-cycle schedule (max lr {r.max_lr}{smoothing})", r.batch_size, r.epochs,
-                f"{result.train_samples:,}" + (f" ({result.dataset})" if result.dataset else ""),
+    beta2 = f" (beta2 {r.adam_beta2:g})" if r.adam_beta2 != 0.999 else ""  # torch's default is not named
+    batches = -(-result.train_samples // r.batch_size)
+    trained = r.batches_per_epoch(batches)
+    part = "" if trained >= batches else f", the first {trained} of each epoch's {batches} shuffled batches"
+    shifts = ("-" if not r.test_shift else f"an image whose softmax peaks below {r.test_shift_below:g} is also "
+              f"viewed shifted up and down by {plural(r.test_shift, 'pixel')}; the mean softmax counts")
+    doc.table(["model", "optimizer", "batch", "epochs", "training images", "test-time views", "levers", "on"],
+              [[r.model, f"Adam{beta2}, one-cycle schedule (max lr {r.max_lr}{smoothing})", r.batch_size, r.epochs,
+                f"{result.train_samples:,}" + (f" ({result.dataset})" if result.dataset else "") + part, shifts,
                 result.levers.describe(), result.device_name]])
     if not result.complete:  # speedrun.json is rewritten after each seed: a stop keeps the finished ones
         doc.p(f"Only {plural(len(result.seeds), 'seed')} of the {result.seeds_planned} asked for finished: the "
