@@ -56,3 +56,15 @@ def bar(total: float | None, desc: str, unit: str = "it", *, enabled: bool = Tru
 
     return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not (enabled and shown()),
                 dynamic_ncols=True, **options)
+
+
+class Reading:
+    """A binary stream whose reads advance `progress` (a bar) by the bytes read: a download's bar."""
+
+    def __init__(self, stream: Any, progress: Any) -> None:
+        self.stream, self.progress = stream, progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.progress.update(len(data))
+        return data

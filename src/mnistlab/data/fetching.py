@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.writer import FILES
 from mnistlab.core.lock import FolderLock
+from mnistlab.core import progress
 from mnistlab.core.logs import lines
 from mnistlab.core.faults import kill_point
 from mnistlab.core.errors import DataError, StorageError
@@ -54,7 +55,7 @@ DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 GUNZIP_CHUNK = 1 << 20
 
 
-def gunzip_bounded(source: BinaryIO | bytes, limit: int, name: str) -> bytes:
+def gunzip_bounded(source: BinaryIO | progress.Reading | bytes, limit: int, name: str) -> bytes:
     """Decompress a gzip stream, stopping as soon as the output passes `limit` bytes.
 
     Every `.gz` the fetcher reads goes through here: a decompression bomb costs at most
@@ -115,8 +116,10 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
                 continue
             url = mirror + f.name + ".gz"
             try:
-                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r:
-                    out[f.name] = gunzip_bounded(r, f.size, url)  # streamed: never more than the pinned size
+                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r, \
+                        progress.bar(_length(r), f"{f.name}.gz", "B", unit_scale=True, unit_divisor=1024) as shown:
+                    # streamed: never more than the pinned size; the bar shows the compressed bytes and the time left
+                    out[f.name] = gunzip_bounded(progress.Reading(r, shown), f.size, url)
             except (OSError, EOFError, ValueError, DataError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', e)}")
                 break  # a mirror that fails once is skipped for the rest
@@ -125,6 +128,14 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
     if not out:
         raise OSError("; ".join(errors[:2]) + (f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""))
     return out
+
+
+def _length(response: Any) -> int | None:
+    """The download's size from its Content-Length (None: not said, and the bar shows no time left)."""
+    try:
+        return int(response.headers["Content-Length"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _run(cmd: list[str], cwd: Path) -> None:

@@ -36,6 +36,7 @@ from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
+from mnistlab.core import progress
 from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.writer import JobFolder
@@ -420,11 +421,27 @@ def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log:
                                        "heartbeat": plan.heartbeat, "grace": plan.grace, "study_token": token})
     storage = _Guard(plan, url, log)
     storage.call(lambda: _snapshot(study, job), "reading the study's trials")
+    done = storage.call(lambda: _counted(study), "reading the study")
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
-        f"{storage.call(lambda: _counted(study), 'reading the study')} of {plan.trials} trials done; storage "
-        f"{masked(url)}")
+        f"{done} of {plan.trials} trials done; storage {masked(url)}")
     current: dict[str, int] = {}
     objective = _objective(plan, study, job.path, log, storage, current)
+    with progress.bar(plan.trials, f"sweep {plan.study}", "trial", initial=done) as bar:
+        attempts = _trials(plan, job, study, storage, objective, current, bar, log)
+    with _quiet_optuna():
+        storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
+    if _counted(study) < plan.trials:
+        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
+                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
+
+
+def _trials(plan: SweepPlan, job: JobFolder, study: Any, storage: Any, objective: Callable[[Any], float],
+            current: dict[str, int], bar: Any, log: Callable[[str], None]) -> int:
+    """Trials one at a time until `plan.trials` are counted (completed or pruned), or 3 times as many attempts;
+    the bar shows the counted trials (other workers' too). Returns the attempts made."""
+    import optuna
+
     attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
     while storage.call(lambda: _counted(study), "reading the study") < plan.trials and attempts < limit:
         attempts += 1
@@ -448,13 +465,10 @@ def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log:
         finally:
             with contextlib.suppress(*storage.errors):  # the storage down: the last snapshot stays as it was
                 _snapshot(study, job)
-                job.progress(trials_done=_counted(study))
-    with _quiet_optuna():
-        storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
-    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
-    if _counted(study) < plan.trials:
-        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
-                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
+                counted = _counted(study)
+                job.progress(trials_done=counted)
+                bar.update(counted - bar.n)  # other workers' trials count too
+    return attempts
 
 
 class StorageUnreachable(MnistlabError):

@@ -29,6 +29,7 @@ import torch
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
+from mnistlab.core import progress
 from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.threads import current as current_threads
@@ -307,16 +308,23 @@ def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
 
 
 def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
-    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved."""
+    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved. The bar
+    (core/progress.py) moves between timed blocks, never inside one: a cell's warm-up, then each repeat."""
+    cells = progress.bar(len(setups) * (1 + repeats), "bench cells", "timing")
+
     def warm(s: _Setup) -> None:
         with blame_model(s.model, "while being timed"):
             s.warmup_s.extend(time_steps(s.step, 1, s.device) for _ in range(warmup))
+        cells.update()
 
     def time_once(s: _Setup) -> float:
         with blame_model(s.model, "while being timed"):
-            return time_steps(s.step, s.n, s.device)
+            t = time_steps(s.step, s.n, s.device)
+        cells.update()
+        return t
 
-    times = interleave(setups, warm_up=warm, time_once=time_once, repeats=repeats)
+    with cells:
+        times = interleave(setups, warm_up=warm, time_once=time_once, repeats=repeats)
     for s, t in zip(setups, times, strict=True):
         s.step_s.extend(t)
 

@@ -31,6 +31,7 @@ from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
 from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, first_line
+from mnistlab.core import progress
 from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check, maybe, one_of
@@ -464,8 +465,19 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                             seeds_planned=seeds, dataset=spec.name)
     if cold_since is None:
         result.not_measured["cold"] = NOT_FRESH
+    with progress.bar(seeds, "speedrun seeds", "seed") as bar:
+        _seeds(result, recipe, levers, seeds, tr, te, spec, device, bar, log, on_seed, cold_since, load_start)
+    return result
+
+
+def _seeds(result: SpeedrunResult, recipe: Recipe, levers: Levers, seeds: int, tr: DeviceLoader, te: DeviceLoader,
+           spec: DatasetSpec, device: torch.device, bar: Any, log: Callable[[str], None],
+           on_seed: Callable[[SpeedrunResult], None] | None, cold_since: tuple[float, str] | None,
+           load_start: Any) -> None:
+    """The seeds, one after another; the bar moves after each (outside its timed part)."""
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
+        bar.update()
         if seed == 0 and cold_since is not None:
             cold = time.time() - cold_since[0]
             if cold >= r.seconds + r.warmup_s:  # it holds both (the file's reader checks so)
@@ -484,4 +496,3 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                           f"{result.flops_words()}; {result.floor_words()}"))
             if on_seed is not None:
                 on_seed(result)
-    return result
