@@ -2,11 +2,13 @@
 
 Pipelines (measure/bench.py: bench.json with each model's decomposition, bench.txt, bench.png,
 decomposition.png), speed levers (measure/levers_bench.py:
-levers.json, levers.txt) and data-parallel scaling (measure/scaling.py: scaling.json, scaling.txt). Every
-option is checked before any data or timing work."""
+levers.json, levers.txt) and data-parallel scaling (measure/scaling.py: scaling.json, scaling.txt); and, apart,
+the pipeline cells' profiler traces (bench --trace: bench_traces). Every option is checked before any data or
+timing work."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import FILES, JobFolder
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
 from mnistlab.core.logs import lines
-from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, job_folder
+from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, job_folder, quiet
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
-__all__ = ["bench_levers", "bench_pipelines", "bench_scaling", "write_bench"]
+__all__ = ["bench_levers", "bench_pipelines", "bench_scaling", "bench_traces", "write_bench"]
 
 
 def write_bench(result: Any, folder: Path) -> str:
@@ -103,6 +105,34 @@ def bench_pipelines(*, models: Sequence[str], devices: Sequence[str] | None = No
         if result.decompositions:
             plot_decomposition(result.decompositions, job / "decomposition.png")
     return result, RunDir(job.path), text
+
+
+def bench_traces(folder: PathLike, *, models: Sequence[str], devices: Sequence[str] | None = None,
+                 pipelines: Sequence[str], batch_size: int, dataset_name: str = "mnist", data_dir: str | None = None,
+                 subset: int | None = None, name: str = "bench", log: Log = _LOG) -> list[Path]:
+    """A profiler trace of each cell's step (measure/trace.py), one file per cell in `folder`, named
+    `name`-MODEL-DEVICE-PIPELINE.trace.json; returns their paths. A pass of its own, after the timing: the
+    profiler slows each operator, so no timed step is ever a traced one. Each cell is prepared afresh, as the
+    bench prepares it (prepare_cell), and runs TRACE_WARMUP untraced steps before the TRACE_STEPS it records."""
+    from mnistlab.core.device import resolve_device
+    from mnistlab.core.failures import blame_model
+    from mnistlab.measure.bench import prepare_cell
+    from mnistlab.measure.trace import TRACE_STEPS, TRACE_WARMUP, events, trace_name, trace_steps, write_trace
+
+    folder = fixed(folder)
+    spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,
+                                         quiet)
+    paths = []
+    for device in (resolve_device(d) for d in devices):
+        for model, pipeline in itertools.product(models, pipelines):
+            with blame_model(model, "while being traced"):
+                cell = prepare_cell(model, device, pipeline, split, spec, batch_size=batch_size,
+                                    steps=TRACE_WARMUP + TRACE_STEPS)
+                data = trace_steps(cell.step, device, TRACE_STEPS, TRACE_WARMUP)
+            path = write_trace(data, folder, trace_name(name, model, device.type, pipeline))
+            log(f"trace: {TRACE_STEPS} steps of {model} on {device.type} ({pipeline}), {events(data):,} events: {path}")
+            paths.append(path)
+    return paths
 
 
 def bench_levers(*, models: Sequence[str], devices: Sequence[str] | None = None, implementations: Sequence[str],

@@ -9,6 +9,7 @@ path and a silent writer, and agree on every failure so that all of them stop wi
 from __future__ import annotations
 
 import gc
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from mnistlab.jobs.folder import Log, PathLike, fixed, job_folder, new_folder, q
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
-__all__ = ["train_run"]
+__all__ = ["trace_run", "train_run"]
 
 LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
 # settings that change how a run is run, not what it computes: a resume may give them again (data_dir: where
@@ -131,6 +132,31 @@ def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: Pa
                 # their destructors can wait forever on a group that no longer exists
                 gc.collect()
                 destroy_process_group()
+
+
+def trace_run(run_dir: PathLike, folder: PathLike, *, log: Log = _LOG) -> Path:
+    """A profiler trace (measure/trace.py) of a few training steps of the run in `run_dir`: its model's code, its
+    levers, device and batch, on its own data, with a freshly seeded model and optimizer. Written to
+    `folder`/RUN-NAME.trace.json; returns the path. Taken after the run, apart from it (the profiler slows each
+    operator): the run's files and its epoch times are not touched."""
+    from mnistlab.measure.trace import TRACE_STEPS, TRACE_WARMUP, events, trace_name, trace_steps, write_trace
+    from mnistlab.training import runner
+    from mnistlab.training.config import load_run_config
+
+    run = open_run(fixed(run_dir))
+    folder = fixed(folder)
+    cfg = load_run_config(run / rd.CONFIG)
+    root = data_root(cfg.data_dir)
+    prep = runner.prepare(cfg, lambda: root, quiet, World(), run)
+    batches = itertools.chain.from_iterable(prep.splits.train.batches(e) for e in itertools.count(1))
+
+    def step() -> None:
+        prep.step(*next(batches))
+
+    data = trace_steps(step, prep.device, TRACE_STEPS, TRACE_WARMUP)
+    path = write_trace(data, folder, trace_name(run.path.name))
+    log(f"trace: {TRACE_STEPS} training steps of {cfg.model} on {prep.device.type}, {events(data):,} events: {path}")
+    return path
 
 
 def _existing_run(cfg: Any, run_dir: PathLike | None, overrides: dict[str, Any]) -> RunDir | None:
