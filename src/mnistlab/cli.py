@@ -140,6 +140,14 @@ def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
                    help=f"print {what} as JSON on stdout (strict: no NaN); progress lines go to stderr")
 
 
+def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
+    from mnistlab.measure.trace import TRACE_STEPS
+
+    p.add_argument("--trace", metavar="DIR",
+                   help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if absent), "
+                        "taken apart from any timing; open it in ui.perfetto.dev or chrome://tracing")
+
+
 def _add_no_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (there are none anyway where stderr is not a terminal)")
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
     p.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
                    help="batch of the example input (default: 1)")
+    _add_json(p, "the summary (tree, state_dict shapes, counts, shapes)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
@@ -245,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_json(t, "the run (its folder, state, config, epochs, test result and epoch times)")
+    _add_trace(t, "training (after the run, of its model, levers and batch)")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
                         "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
@@ -295,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare speed levers on resident data instead of pipelines: "
                         f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
     _add_json(b, "the result (bench.json's, levers.json's or scaling.json's fields, and the folder)")
+    _add_trace(b, "each cell's (not with --implementations or --nproc)")
     _add_no_progress(b)
     _add_threads(b)
     _add_data_dir(b)
@@ -310,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
                           "plan; not with --quick or --out)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_json(lab, "the lab's folder and its report's files")
     _add_gpu(lab)
     _add_threads(lab)
     _add_data_dir(lab)
@@ -341,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
     rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
     _add_gpu(rep)
+    _add_json(rep, "the report's files")
     _add_quiet(parser)
     return parser
 
@@ -388,7 +401,8 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.summary import summarize
 
-    print(summarize(args.model, args.batch_size).format(), file=out)
+    summary = summarize(args.model, args.batch_size)
+    print(json_text(summary.to_dict()) if args.json else summary.format(), file=out)
     return 0
 
 
@@ -400,6 +414,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    _check_trace_dir(args.trace)
+    if args.trace and world().distributed:
+        raise MnistlabError("--trace records a single process's steps: run it without torchrun")
     # train's progress lines stay on stdout, as they always were, but for --json (_lines_stream)
     options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
     if args.resume:
@@ -408,14 +425,23 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists,
                              **options)
     if world().is_main:  # under torchrun, rank 0 alone prints
+        trace = jobs.trace_run(run.path, args.trace) if args.trace else None  # after the run, apart from it
         timing = epoch_timing(run.metrics()) if run.metrics() else None
         if args.json:
-            print(json_text(_run_record(run, timing)), file=out)
+            print(json_text({**_run_record(run, timing), "trace": None if trace is None else str(trace)}), file=out)
             return 0
         if timing is not None:
             print(f"epoch times: {timing.words()}", file=sys.stderr)
         print(run.path, file=out)
     return 0
+
+
+def _check_trace_dir(trace: str | None) -> None:
+    """--trace DIR, refused before any work where DIR is there and is not a folder."""
+    from mnistlab.core.errors import ConfigError
+
+    if trace is not None and Path(trace).exists() and not Path(trace).is_dir():
+        raise ConfigError(f"--trace {trace}: is not a folder (give the folder to write the trace into)")
 
 
 def _run_record(run: Any, timing: Any) -> dict[str, Any]:
@@ -494,6 +520,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     conflict = _bench_conflict(args)
     if conflict:
         raise ConfigError(conflict)
+    _check_trace_dir(args.trace)
     devices = args.devices or available_devices()
     steps = 100 if args.steps is None else args.steps
     warmup = 10 if args.warmup is None else args.warmup
@@ -506,11 +533,17 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         result, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
                                             warmup=warmup, data_dir=args.data_dir, **common)
     else:
-        result, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
-                                                    steps=steps or None, warmup=warmup, data_dir=args.data_dir,
-                                                    **common)
-    if args.json:  # the result file's fields (bench.json, levers.json or scaling.json) and where it is
-        print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
+        pipelines = args.pipelines or list(PIPELINES)
+        result, folder, text = jobs.bench_pipelines(devices=devices, pipelines=pipelines, steps=steps or None,
+                                                    warmup=warmup, data_dir=args.data_dir, **common)
+    traces = []
+    if args.trace:  # after the timing, in a pass of its own: the profiler slows what it records
+        traces = jobs.bench_traces(args.trace, models=args.models, devices=devices, pipelines=pipelines,
+                                   batch_size=args.batch_size, dataset_name=args.dataset, data_dir=args.data_dir,
+                                   name=folder.path.name)
+    if args.json:  # the result file's fields (bench.json, levers.json or scaling.json), where it is, the traces
+        print(json_text({"folder": str(folder.path), "file": result.FILE, "traces": [str(t) for t in traces],
+                         **result.to_dict()}), file=out)
         return 0
     print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
@@ -522,6 +555,9 @@ def _bench_conflict(args: argparse.Namespace) -> str | None:
     chosen measurement would ignore is refused, not dropped."""
     if args.implementations and args.nproc:
         return "--nproc and --implementations measure different things; give one of them"
+    if args.trace and (args.implementations or args.nproc):
+        return (f"--trace records the pipeline cells' steps; drop {'--implementations' if args.implementations else '--nproc'} "
+                "(or --trace)")
     if args.implementations and args.pipelines:
         return "--implementations times the levers on resident data only; drop --pipelines"
     if not args.nproc:
@@ -564,6 +600,10 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
                             + ("--quick" if args.quick else "--out"))
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
                    progress=not args.no_progress, gpu=args.gpu, resume=args.resume)
+    if args.json:
+        print(json_text({"folder": str(page.parent), "report_html": str(page),
+                         "report_md": str(page.with_suffix(".md"))}), file=out)
+        return 0
     print(page, file=out)
     return 0
 
@@ -594,6 +634,9 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, gpu=args.gpu)
+    if args.json:
+        print(json_text({"report_md": str(md), "report_html": str(page)}), file=out)
+        return 0
     print(md, file=out)
     print(page, file=out)
     return 0
