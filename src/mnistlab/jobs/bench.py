@@ -15,10 +15,10 @@ from typing import Any
 
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import FILES, JobFolder
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
-from mnistlab.core.logs import lines
 from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, job_folder, quiet
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
@@ -65,7 +65,8 @@ def _check_devices(devices: Sequence[str]) -> None:
 
 
 def _bench_inputs(models: Sequence[str], devices: Sequence[str] | None, axis: tuple[str, Sequence[str]],
-                  dataset_name: str, data_dir: str | None, subset: int | None, log: Log) -> tuple[DatasetSpec, Any, list[str]]:
+                  dataset_name: str, data_dir: str | None, subset: int | None, log: Log
+                  ) -> tuple[DatasetSpec, Any, list[str]]:
     """What a bench checks before any work (distinct names, models that build, devices that exist), then
     its data: the spec, the training split it times on, and the devices."""
     from mnistlab.core.device import available_devices
@@ -169,7 +170,8 @@ def bench_scaling(*, models: Sequence[str], device: str, nproc: int, batch_size:
     _check_models(models, get_dataset(dataset_name))
     resolve_device(device)
     if batch_size % nproc:  # before the one-process measurement, not after it
-        raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} processes")
+        raise ConfigError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {nproc} "
+                          "processes")
     with job_folder(out, under, "scaling", "bench --nproc") as job:
         result = measure_scaling(list(models), device, [1, nproc], batch=batch_size, steps=steps, repeats=repeats,
                                  shape=get_dataset(dataset_name).shape, scratch=job.path)

@@ -202,7 +202,8 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
     train(by_name["mlp-cpu"])
 
-    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel else "MLP on the GPU: no GPU here, skipped")
+    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel
+         else "MLP on the GPU: no GPU here, skipped")
     if accel:
         train(by_name[f"mlp-{accel.type}"])
 
@@ -243,7 +244,8 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
         lab.save(record)
 
     step(9, "report")
-    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu, writer=lab.writer))  # absolute: printed for the user to open
+    # absolute: printed for the user to open
+    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu, writer=lab.writer))
     log(f"report: {page}\n        {md}\nlab finished in {clock.lap():.0f} s")
     return page
 

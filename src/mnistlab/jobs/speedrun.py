@@ -8,8 +8,8 @@ import dataclasses
 from typing import Any
 
 from mnistlab.core.defaults import RUNS_DIR
-from mnistlab.core.rundir import RunDir
 from mnistlab.core.logs import lines
+from mnistlab.core.rundir import RunDir
 from mnistlab.jobs.folder import Log, PathLike, dataset, job_folder
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)

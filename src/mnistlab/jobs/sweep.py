@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core import progress
 from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
-from mnistlab.core import progress
 from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.writer import JobFolder
@@ -238,7 +238,7 @@ def _quiet_optuna() -> Iterator[None]:
         yield
 
 
-def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
+def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  # an optuna.Study
     import optuna
 
     # errors only: a trial that failed is reported on our own line, not with Optuna's traceback (run_sweep

@@ -18,11 +18,11 @@ from mnistlab.core import rundir as rd
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.distributed import World, agree, from_main, restartable, world
 from mnistlab.core.errors import CheckpointError, ConfigError, MnistlabError
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, open_run
 from mnistlab.core.writer import writer_for
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
-from mnistlab.core.logs import lines
 from mnistlab.jobs.folder import Log, PathLike, fixed, job_folder, new_folder, quiet, recorded_data
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
@@ -86,7 +86,8 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[Any, dict | No
     if overrides.get("epochs") is not None:
         cfg = cfg.replace(epochs=done + overrides["epochs"])
     elif run.status().get("state") in LEGACY_COMPLETED:
-        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to train N more")
+        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to "
+                          "train N more")
     return cfg, state
 
 

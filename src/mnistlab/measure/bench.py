@@ -26,28 +26,51 @@ from typing import Any, ClassVar
 
 import torch
 
+from mnistlab.core import progress
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
-from mnistlab.core import progress
+from mnistlab.core.failures import blame_model
 from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
-from mnistlab.core.threads import current as current_threads
 from mnistlab.core.schema import check
-from mnistlab.core.failures import blame_model
+from mnistlab.core.threads import current as current_threads
+from mnistlab.core.timing import (
+    LOAD_SCHEMA,
+    UNSTABLE_SPREAD,
+    Load,
+    Ratio,
+    Timer,
+    interleave,
+    machine_stability,
+    time_steps,
+)
 from mnistlab.core.words import percent
-from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_step, measure_ceilings,
-                                       working_set_bandwidths)
-from mnistlab.measure.decomposition import (ARITHMETIC, BENCH_DECOMPOSE, BINDS, FIXED, MEMORY, DecomposeSettings,
-                                            Decomposition, measure_decomposition)
-from mnistlab.measure.decomposition import bound_label as _binds_label
-from mnistlab.data.datasets import DataShape, DatasetSpec
+from mnistlab.data.datasets import DatasetSpec, DataShape
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.measure.ceilings import (
+    Ceilings,
+    Floors,
+    StepCost,
+    Theoretical,
+    count_step,
+    measure_ceilings,
+    working_set_bandwidths,
+)
+from mnistlab.measure.decomposition import (
+    ARITHMETIC,
+    BENCH_DECOMPOSE,
+    BINDS,
+    FIXED,
+    MEMORY,
+    DecomposeSettings,
+    Decomposition,
+    measure_decomposition,
+)
+from mnistlab.measure.decomposition import bound_label as _binds_label
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, TIMED_STEPS, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.core.timing import (LOAD_SCHEMA, UNSTABLE_SPREAD, Load, Ratio, Timer, interleave, machine_stability,
-                                  time_steps)
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -409,7 +432,8 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
+                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(),
+                "speedups": [u.to_dict() for u in self.speedups()],
                 "cells": [c.to_dict() for c in self.cells],
                 "decompositions": [d.to_dict() for d in self.decompositions],
                 "observations": observations(self)}
@@ -525,8 +549,9 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
         before, after = baseline.share("data"), subject.share("data")
         return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
                 f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
-                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
-                f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
+                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a "
+                f"{subject.step_median_s * 1e3:.2f} ms step, {after * subject.step_median_s * 1e3:.3f} ms; the shares "
+                "are from the separate instrumented pass).")
     d = subject.device
     here, there = ((result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in ("cpu", d))
     more_bandwidth = (f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"

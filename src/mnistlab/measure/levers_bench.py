@@ -25,19 +25,19 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, IMPLEMENTATIONS
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.logs import lines
-from mnistlab.core.threads import current as current_threads
-from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
+from mnistlab.core.logs import lines
+from mnistlab.core.schema import check
+from mnistlab.core.threads import current as current_threads
+from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
+from mnistlab.core.words import percent
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.core.words import percent
 from mnistlab.measure.bench import bound, bound_label
 from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
 from mnistlab.measure.decomposition import BENCH_DECOMPOSE, DecomposeSettings, Decomposition, measure_decomposition
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
@@ -223,17 +223,19 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                 live.append((cell, make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
                                              batch_size=batch_size, sample_shape=spec.shape.sample)))
 
+            # warm and time_once are called within this iteration (interleave below), so the loop's variables
+            # they read are this iteration's
             def warm(pair: tuple[ImplCell, TrainStep]) -> None:
                 cell, step = pair
-                x, y = next(batches)
+                x, y = next(batches)  # noqa: B023
                 with blame_model(cell.model, "while being timed"):
                     cell.warmup_s = warm_up(step, x.clone(), y.clone(), steps=max(warmup, 1))
-                log(f"  {dev.type}/{model_name}/{cell.implementation}: warmed up in {cell.warmup_s:.2f} s")
+                log(f"  {dev.type}/{model_name}/{cell.implementation}: warmed up in {cell.warmup_s:.2f} s")  # noqa: B023
 
             def time_once(pair: tuple[ImplCell, TrainStep]) -> float:
-                data = iter([next(batches) for _ in range(steps)])  # gathered before the clock starts
+                data = iter([next(batches) for _ in range(steps)])  # noqa: B023 - gathered before the clock starts
                 with blame_model(pair[0].model, "while being timed"):
-                    return time_steps(lambda: pair[1](*next(data)), steps, dev)
+                    return time_steps(lambda: pair[1](*next(data)), steps, dev)  # noqa: B023
 
             times = interleave(live, warm_up=warm, time_once=time_once, repeats=repeats)
             for (cell, _), t in zip(live, times, strict=True):
@@ -308,7 +310,8 @@ def format_table(result: LeversResult) -> str:
     lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
                          "warm-up s", "stability"], rows, left=2)]
     lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
-                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling of the dtype the "
+                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling "
+                 "of the dtype the "
                  "step computes in; stability: core/timing.py's one rule")
     return "\n".join(lines)
 

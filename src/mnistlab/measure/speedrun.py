@@ -26,25 +26,32 @@ from typing import Any, ClassVar
 
 import torch
 
-from mnistlab.core.faults import kill_point
+from mnistlab.core import progress
 from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
 from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, first_line
-from mnistlab.core import progress
+from mnistlab.core.faults import kill_point
 from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check, maybe, one_of
 from mnistlab.core.timing import LOAD_SCHEMA, Repeats, Timer, machine_stability
 from mnistlab.core.words import percent
-from mnistlab.data.datasets import DataShape, DatasetSpec
+from mnistlab.data.datasets import DatasetSpec, DataShape
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
 from mnistlab.measure.table import LINE_WIDTH, fit_width, text_table
 from mnistlab.training.levers import Levers
 from mnistlab.training.models import count_parameters, create_model
-from mnistlab.training.recipe import (DEFAULT_LEVERS, Recipe, SeedResult, default_levers, load_to_device,
-                                      recipe_optimizer, run_seed)
+from mnistlab.training.recipe import (
+    DEFAULT_LEVERS,
+    Recipe,
+    SeedResult,
+    default_levers,
+    load_to_device,
+    recipe_optimizer,
+    run_seed,
+)
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
@@ -62,7 +69,8 @@ SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "
                               "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
                               "label_smoothing?": "fraction", "adam_beta2?": "fraction", "epoch_fraction?": "fraction",
                               "test_shift?": "count", "test_shift_below?": "fraction"},
-                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool", "compile": one_of(COMPILE_MODES),
+                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool",
+                              "compile": one_of(COMPILE_MODES),
                               "cuda_graphs": "bool"},
                    "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
                    "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
@@ -357,7 +365,8 @@ class SpeedrunResult(Repeats):
     def table(self, width: int = LINE_WIDTH) -> str:
         """The summary a terminal shows: what ran, then one small table (seeds, accuracy mean ± std, the t-test's
         p, time median and range, floor, stability), then why the time is unstable where it is; no line wider than
-        `width`. The full rows (cold start, arithmetic, what is not timed) are `rows()`: a notebook's table, the report."""
+        `width`. The full rows (cold start, arithmetic, what is not timed) are `rows()`: a notebook's table, the
+        report."""
         s, t = self.summary(), self.target_test
         on = f"{self.dataset}, {self.device}" if self.dataset else self.device
         stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"

@@ -28,16 +28,14 @@ from mnistlab.core import threads
 from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.core.distributed import World, agree, from_main, init_process_group, lost_peer_line
 from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
-from mnistlab.core.errors import (ConfigError, DeviceError, DistributedError, DivergenceError,
-                                  MnistlabError, ModelError)
+from mnistlab.core.errors import ConfigError, DeviceError, DistributedError, DivergenceError, MnistlabError, ModelError
 from mnistlab.core.failures import as_model_error, outcome
 from mnistlab.core.faults import kill_point
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import JobFolder
 from mnistlab.data.datasets import DatasetSpec, get_dataset
 from mnistlab.data.loader import Splits, make_splits
-from mnistlab.training.checkpoint import (load_model_state, load_optimizer_state, restore_rng,
-                                         save_checkpoint)
+from mnistlab.training.checkpoint import load_model_state, load_optimizer_state, restore_rng, save_checkpoint
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import WARMUP_DEVICES, Levers, TrainStep, make_step, prepare_model, warm_up
@@ -58,8 +56,8 @@ def check_same_start(state: dict | None, where: str, w: World) -> None:
     mine = (int(state["epoch"]), _progress(state).steps if _progress(state) else 0) if state else None
     main = from_main(mine)
     agree(None if mine == main else DistributedError(
-        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun a resumed "
-        f"run's directory must be the same for every machine (a shared filesystem)"))
+        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun "
+        f"a resumed run's directory must be the same for every machine (a shared filesystem)"))
 
 
 def _progress(state: dict[str, Any]) -> EpochProgress | None:
@@ -205,7 +203,8 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
     writer.json(run / rd_files.ENV, env)
     writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
-    tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)  # rewound to the checkpoint, as the CSVs
+    # rewound to the checkpoint, as the CSVs
+    tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)
     job.progress(epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
