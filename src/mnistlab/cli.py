@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.writer import json_text
@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     (`mnistlab: error:`), and exit code 2; and no abbreviations: `--epoch 1` is a typo to say, not a
     prefix of `--epochs` to guess."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # argparse's own
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
@@ -32,7 +32,8 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
-    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN202 - argparse's own
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
         """As argparse, but an unknown option is said by the subcommand's parser, so that the line
         points at `mnistlab train --help`, where the options are, not at `mnistlab --help`."""
         ns, extras = self.parse_known_args(args, namespace)
@@ -436,7 +437,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     if args.trace and world().distributed:
         raise MnistlabError("--trace records a single process's steps: run it without torchrun")
     # train's progress lines stay on stdout, as they always were, but for --json (_lines_stream)
-    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+    options: dict[str, Any] = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
@@ -689,7 +690,7 @@ def _paths_print_as_bytes() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             utf8 = (stream.encoding or "").lower().replace("-", "") == "utf8"
-            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+            cast(Any, stream).reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper: leave it
             pass
 

@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -55,7 +55,7 @@ DEBIAN_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 GUNZIP_CHUNK = 1 << 20
 
 
-def gunzip_bounded(source: BinaryIO | progress.Reading | bytes, limit: int, name: str) -> bytes:
+def gunzip_bounded(source: BinaryIO | bytes, limit: int, name: str) -> bytes:
     """Decompress a gzip stream, stopping as soon as the output passes `limit` bytes.
 
     Every `.gz` the fetcher reads goes through here: a decompression bomb costs at most
@@ -119,7 +119,7 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
                 with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r, \
                         progress.bar(_length(r), f"{f.name}.gz", "B", unit_scale=True, unit_divisor=1024) as shown:
                     # streamed: never more than the pinned size; the bar shows the compressed bytes and the time left
-                    out[f.name] = gunzip_bounded(progress.Reading(r, shown), f.size, url)
+                    out[f.name] = gunzip_bounded(cast(BinaryIO, progress.Reading(r, shown)), f.size, url)
             except (OSError, EOFError, ValueError, DataError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', e)}")
                 break  # a mirror that fails once is skipped for the rest

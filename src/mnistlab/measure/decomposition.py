@@ -402,7 +402,7 @@ class _Footprint(TorchDispatchMode):
         super().__init__()
         self.storages: dict[int, int] = {}
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None) -> Any:  # noqa: ANN001 - torch's protocol
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # torch's protocol
         out = func(*args, **(kwargs or {}))
         for t in _tensors((args, kwargs)) + _tensors(out):
             s = t.untyped_storage()
