@@ -142,7 +142,7 @@ def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
 
 
 def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
-    from mnistlab.measure.trace import TRACE_STEPS
+    from mnistlab.core.defaults import TRACE_STEPS
 
     p.add_argument("--trace", metavar="DIR",
                    help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if "

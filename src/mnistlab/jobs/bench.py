@@ -115,10 +115,11 @@ def bench_traces(folder: PathLike, *, models: Sequence[str], devices: Sequence[s
     `name`-MODEL-DEVICE-PIPELINE.trace.json; returns their paths. A pass of its own, after the timing: the
     profiler slows each operator, so no timed step is ever a traced one. Each cell is prepared afresh, as the
     bench prepares it (prepare_cell), and runs TRACE_WARMUP untraced steps before the TRACE_STEPS it records."""
+    from mnistlab.core.defaults import TRACE_STEPS, TRACE_WARMUP
     from mnistlab.core.device import resolve_device
     from mnistlab.core.failures import blame_model
     from mnistlab.measure.bench import prepare_cell
-    from mnistlab.measure.trace import TRACE_STEPS, TRACE_WARMUP, events, trace_name, trace_steps, write_trace
+    from mnistlab.measure.trace import events, trace_name, trace_steps, write_trace
 
     folder = fixed(folder)
     spec, split, devices = _bench_inputs(models, devices, ("--pipelines", pipelines), dataset_name, data_dir, subset,

@@ -140,7 +140,8 @@ def trace_run(run_dir: PathLike, folder: PathLike, *, log: Log = _LOG) -> Path:
     levers, device and batch, on its own data, with a freshly seeded model and optimizer. Written to
     `folder`/RUN-NAME.trace.json; returns the path. Taken after the run, apart from it (the profiler slows each
     operator): the run's files and its epoch times are not touched."""
-    from mnistlab.measure.trace import TRACE_STEPS, TRACE_WARMUP, events, trace_name, trace_steps, write_trace
+    from mnistlab.core.defaults import TRACE_STEPS, TRACE_WARMUP
+    from mnistlab.measure.trace import events, trace_name, trace_steps, write_trace
     from mnistlab.training import runner
     from mnistlab.training.config import load_run_config
 

@@ -18,17 +18,19 @@ from typing import Any
 
 import torch
 
-from mnistlab.core.atomicfile import make_folder, write_atomic
+from mnistlab.core.atomicfile import make_folder
+from mnistlab.core.defaults import TRACE_STEPS, TRACE_WARMUP
 from mnistlab.core.device import synchronize
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.schema import check
+from mnistlab.core.writer import FILES
 
-TRACE_STEPS, TRACE_WARMUP = 5, 2  # what bench --trace and train --trace record: a few steps after untraced ones
 MAX_TRACED_STEPS = 100  # a trace of more steps is tens of MB that no viewer opens comfortably
 TRACE_SCHEMA = {"traceEvents": [{"name?": "text", "ph?": "text"}, "nonempty"]}
 
 
-def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = 5, warmup: int = 2) -> bytes:
+def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = TRACE_STEPS,
+                warmup: int = TRACE_WARMUP) -> bytes:
     """Chrome trace-event JSON of `steps` calls of `step` on `device`, after `warmup` untraced ones; each
     traced step is a `ProfilerStep#N` range holding its operators."""
     from torch.profiler import ProfilerActivity, profile, schedule
@@ -63,9 +65,10 @@ def trace_name(*parts: str) -> str:
 
 
 def write_trace(data: bytes, folder: str | Path, name: str) -> Path:
-    """`data` as `folder`/`name` (the folder is created if absent), whole or not at all; returns the path."""
+    """`data` as `folder`/`name` (the folder is created if absent), whole or not at all (core/writer.py);
+    returns the path."""
     path = make_folder(Path(folder)) / name
-    write_atomic(path, data)
+    FILES.bytes(path, data)
     return path
 
 
