@@ -79,6 +79,8 @@ class Prediction:
         peak, mm = self.gpu.peak(self.dtype), self.gpu.matmul_peak(self.dtype)
         if self.conv_flops is None or peak == mm:
             return f"{peak / 1e12:,.1f} TFLOP/s ({self.dtype})"
+        if not self.conv_flops:  # no convolution: every FLOP at the matmul rate
+            return f"{mm / 1e12:,.1f} TFLOP/s (float32 matmuls at the FP32 rate)"
         return (f"{peak / 1e12:,.1f} TFLOP/s for the {self.conv_flops / 1e6:,.1f} MFLOP of convolutions (TF32 allowed) "
                 f"and {mm / 1e12:,.1f} TFLOP/s for the rest (float32 matmuls at the FP32 rate)")
 
