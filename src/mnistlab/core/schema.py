@@ -76,7 +76,7 @@ def one_of(values: tuple[Any, ...] | list[Any]) -> Check:
                  "one of " + ", ".join(map(repr, allowed)))
 
 
-class Closed(dict):  # type: ignore[type-arg]
+class Closed(dict[str, Any]):
     """An object schema that refuses keys it does not name."""
 
 
