@@ -133,6 +133,18 @@ def test_a_theoretical_figure_is_never_below_a_measured_one(tmp_path):
     assert raised.theoretical.flops_per_s is None and raised.threads == 2  # a step's rate is checked too
 
 
+def test_a_bench_file_without_its_clock_is_checked_without_one():
+    # a figure and its derivation but no usable 'hz' (hand-edited, or written by another tool): read as any,
+    # the figure above the measurement is dropped and the words say why, without a clock to name
+    for hz in ({}, {"hz": 0}, {"hz": "fast"}):
+        t = Theoretical.from_dict({"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x ? GHz x 32-64",
+                                   "cores": 2, "per_cycle": [32, 64], **hz})
+        assert t.hz is None
+        above = t.checked(314e9)
+        assert above.flops_per_s is None and "below the measured 314 GFLOP/s" in above.derivation
+        assert "the clock assumed is below the one the cores ran at (at least 2.45 GHz)" in above.derivation
+
+
 def test_theoretical_bf16_from_the_flags(tmp_path):
     folder = _cpufreq(tmp_path, [3_000_000])
     amx = theoretical_cpu(torch.bfloat16, cpu_facts(XEON_CPUINFO, folder, lscpu="", cpus=2, caches={}), threads=2)
