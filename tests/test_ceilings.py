@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_forward, count_step,
-                                       measure_ceilings, step_cost)
+from mnistlab.measure.ceilings import (
+    Ceilings,
+    Floors,
+    StepCost,
+    Theoretical,
+    count_forward,
+    count_step,
+    measure_ceilings,
+    step_cost,
+)
 from mnistlab.measure.profiling import profile_model
 from mnistlab.training.models import create_model
 
@@ -78,8 +86,14 @@ def test_a_step_is_counted_with_the_optimizer_given_and_a_forward_pass_alone():
 
 # --- theoretical ceilings that bound (issue 27) ---------------------------------------------------------
 
-from mnistlab.measure.ceilings import (AMX_BF16_FLOP_PER_CYCLE, bandwidth_for, cache_sizes, cpu_facts,  # noqa: E402
-                                       probe_sizes, theoretical_cpu)
+from mnistlab.measure.ceilings import (  # noqa: E402
+    AMX_BF16_FLOP_PER_CYCLE,
+    bandwidth_for,
+    cache_sizes,
+    cpu_facts,
+    probe_sizes,
+    theoretical_cpu,
+)
 
 # the issue's Xeon as its VM shows it: cpu MHz is the base clock, 2100
 XEON_CPUINFO = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
