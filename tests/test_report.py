@@ -164,7 +164,8 @@ def _fake_run(path, model, device, val_losses, train_seconds):
     FILES.json(path / "env.json", {"device": device})
     rows = [{"epoch": i + 1, "train_loss": 0.5 / (i + 1), "val_loss": v, "val_accuracy": 0.9, "train_seconds": t,
              "val_seconds": 0.1, "epoch_seconds": t + 0.1, "samples_per_s": 1000, "steps": 10,
-             "global_step": 10 * (i + 1), "session": 1} for i, (v, t) in enumerate(zip(val_losses, train_seconds, strict=True))]
+             "global_step": 10 * (i + 1), "session": 1}
+            for i, (v, t) in enumerate(zip(val_losses, train_seconds, strict=True))]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
