@@ -8,10 +8,10 @@ import pytest
 
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.timing import Spread
 from mnistlab.measure.ceilings import StepCost
 from mnistlab.measure.gpus import DEFAULT_GPU, DISPATCH_COST_S, GPUS, Gpu, gpu, match
 from mnistlab.measure.prediction import Prediction
-from mnistlab.core.timing import Spread
 
 # a GPU with round figures: 100 TFLOP/s float32 (TF32), 1 TB/s
 ROUND = Gpu("round", 200e12, 100e12, 10e12, 1e12, "made up for the test", "https://example.org")

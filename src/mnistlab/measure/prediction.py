@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mnistlab.core.timing import Spread
 from mnistlab.measure.bench import BenchResult, Cell
 from mnistlab.measure.ceilings import StepCost
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu, match
-from mnistlab.core.timing import Spread
 
 FLOORS = ("launch", "bandwidth", "compute")
 

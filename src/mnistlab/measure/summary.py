@@ -29,7 +29,8 @@ class ModelSummary:
         cw = max(len("parameters"), *(len(f"{c:,}") for _, _, c in self.parameters))
         lines = [f"== {self.name} ==", self.tree, "", "state_dict:",
                  f"  {'key':<{width}}  {'shape':<{sw}}  {'parameters':>{cw}}"]
-        lines += [f"  {n:<{width}}  {sh:<{sw}}  {c:>{cw},}" for (n, _, c), sh in zip(self.parameters, shapes)]
+        lines += [f"  {n:<{width}}  {sh:<{sw}}  {c:>{cw},}"
+                  for (n, _, c), sh in zip(self.parameters, shapes, strict=True)]
         lines += [f"parameters: {self.total:,} ({self.trainable:,} trainable)",
                   f"output shape for input {list(self.input_shape)}: {list(self.output_shape)}"]
         return "\n".join(lines)
