@@ -14,12 +14,12 @@ import argparse
 import sys
 
 from mnistlab.core.device import available_devices
+from mnistlab.core.timing import Ratio
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split, split_train_val
 from mnistlab.measure.bench import COMPUTE_BOUND_UTILISATION, BenchResult, run_bench
 from mnistlab.measure.decomposition import ARITHMETIC
-from mnistlab.core.timing import Ratio
 
 MLP_RESIDENT_FLOOR = 10.0  # resident MLP step vs the notebook's pipeline on the CPU
 CNN_RESIDENT_FLOOR = 1.0  # the resident pipeline is never slower for the CNN

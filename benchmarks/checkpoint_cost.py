@@ -20,8 +20,8 @@ from pathlib import Path
 from mnistlab.core.device import cpu_name
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.timing import Ratio
-from mnistlab.training.config import TrainConfig
 from mnistlab.jobs.train import train_run as train
+from mnistlab.training.config import TrainConfig
 
 
 def epoch(cfg: TrainConfig, folder: Path) -> tuple[float, int]:

@@ -31,10 +31,10 @@ from mnistlab.core.device import device_name, resolve_device
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split, split_train_val
+from mnistlab.jobs.train import train_run as train
 from mnistlab.measure.levers_bench import format_table, run_levers_bench
 from mnistlab.measure.speedrun import speedrun
 from mnistlab.training.config import TrainConfig
-from mnistlab.jobs.train import train_run as train
 
 LEVER_FLOOR = 1.5
 ACCURACY_TOLERANCE = 0.3  # points

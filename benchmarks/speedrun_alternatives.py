@@ -26,10 +26,10 @@ from speedrun_ladder import BF16_CL, Rung, cpu_words, spread, time_rungs  # noqa
 from mnistlab.core.device import device_name  # noqa: E402
 from mnistlab.data.datasets import data_root, get_dataset  # noqa: E402
 from mnistlab.data.loader import DeviceLoader, read_split  # noqa: E402
-from mnistlab.training.recipe import Recipe, load_to_device  # noqa: E402
 from mnistlab.training.evaluation import evaluate  # noqa: E402
 from mnistlab.training.levers import Levers, autocast, keep_freed_memory  # noqa: E402
 from mnistlab.training.models import create_model  # noqa: E402
+from mnistlab.training.recipe import Recipe, load_to_device  # noqa: E402
 
 CANDIDATES = str(Path(__file__).with_name("speedrun_candidates.py"))
 

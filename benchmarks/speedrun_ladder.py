@@ -35,10 +35,10 @@ from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split
-from mnistlab.training.recipe import Recipe, load_to_device, run_seed
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import Levers, autocast, keep_freed_memory, make_step, prepare_model
 from mnistlab.training.models import count_parameters, create_model
+from mnistlab.training.recipe import Recipe, load_to_device, run_seed
 
 
 class AnchorNet(nn.Module):

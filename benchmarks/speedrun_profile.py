@@ -25,9 +25,9 @@ from torch.profiler import ProfilerActivity, profile
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.data.datasets import get_dataset
 from mnistlab.measure.ceilings import count_step
-from mnistlab.training.recipe import Recipe, default_levers, recipe_optimizer
 from mnistlab.training.levers import keep_freed_memory, make_step, prepare_model
 from mnistlab.training.models import create_model
+from mnistlab.training.recipe import Recipe, default_levers, recipe_optimizer
 
 
 def main(argv: list[str] | None = None) -> int:

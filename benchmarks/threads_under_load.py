@@ -43,10 +43,10 @@ def worker(config: str, dataset: str) -> None:
         threads.apply()
     import torch
 
-    from mnistlab.core.device import resolve_device
     from mnistlab.core import threads as th
-    from mnistlab.data.datasets import get_dataset
+    from mnistlab.core.device import resolve_device
     from mnistlab.core.timing import time_steps
+    from mnistlab.data.datasets import get_dataset
     from mnistlab.training.levers import Levers, make_step
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
@@ -114,7 +114,7 @@ def measure(workers: list[Worker], models: list[str], busy: int, repeats: int, s
         for m in models:
             choices: list[dict] = []
 
-            def once(w: Worker, m: str = m) -> float:
+            def once(w: Worker, m: str = m, choices: list[dict] = choices) -> float:
                 r = w.time(m, steps[m])
                 if w.config == "default":
                     choices.append(r["choice"])

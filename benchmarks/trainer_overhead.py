@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mnistlab.training.config import TrainConfig
-from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.environment import cpu_name
+from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import make_splits, read_split, split_train_val
-from mnistlab.training.models import create_model
 from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.training.config import TrainConfig
 from mnistlab.training.loop import make_optimizer, train_epoch
+from mnistlab.training.models import create_model
 
 FLOOR = 1.15
 

@@ -42,11 +42,10 @@ def main() -> None:
     parser.add_argument("--out", help="the lab folder (default: a temporary one)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.conftest import write_tiny_dataset  # the suite's own tiny IDX files
-
     import mnistlab
     from mnistlab.data import datasets
     from mnistlab.jobs.lab import run_lab
+    from tests.conftest import write_tiny_dataset  # the suite's own tiny IDX files
 
     src = str(Path(mnistlab.__file__).parent)
     tmp = Path(tempfile.mkdtemp(prefix="mnistlab-layers-"))

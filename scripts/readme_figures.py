@@ -17,8 +17,8 @@ from mnistlab.core.errors import MnistlabError
 from mnistlab.core.rundir import RunDir, read_json
 from mnistlab.core.schema import read_result
 from mnistlab.measure.bench import BenchResult, bound_label, ceilings_line
-from mnistlab.measure.speedrun import SpeedrunResult
 from mnistlab.measure.epochs import epoch_timing
+from mnistlab.measure.speedrun import SpeedrunResult
 
 
 def _load(snapshot: dict | None) -> str:

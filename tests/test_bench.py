@@ -5,15 +5,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab.data.datasets import DATASETS
-
 from mnistlab.cli import main
-from mnistlab.data.loader import read_split
-from mnistlab.measure.bench import (PHASES, BenchResult, Cell, _Setup, bound_label, format_table, observations,
-                                    run_bench, run_cells)
-from mnistlab.jobs.bench import write_bench
-from mnistlab.measure.decomposition import DecomposeSettings
 from mnistlab.core.timing import UNSTABLE_SPREAD, Ratio, Spread, machine_stability
+from mnistlab.data.datasets import DATASETS
+from mnistlab.data.loader import read_split
+from mnistlab.jobs.bench import write_bench
+from mnistlab.measure.bench import (
+    PHASES,
+    BenchResult,
+    Cell,
+    _Setup,
+    bound_label,
+    format_table,
+    observations,
+    run_bench,
+    run_cells,
+)
+from mnistlab.measure.decomposition import DecomposeSettings
 
 TARGETS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_targets.py"
 
@@ -146,7 +154,7 @@ def test_observations_and_speedups_come_from_the_numbers(result):
     ups = {u.what: u for u in result.speedups()}
     mlp = ups["mlp on cpu: resident vs the notebook's pipeline"]
     ref, res = result.cell("reference", "cpu", "mlp"), result.cell("resident", "cpu", "mlp")
-    assert list(mlp.ratio.ratios) == pytest.approx([a / b for a, b in zip(ref.step_s, res.step_s)])
+    assert list(mlp.ratio.ratios) == pytest.approx([a / b for a, b in zip(ref.step_s, res.step_s, strict=True)])
     assert mlp.to_dict()["words"] == mlp.ratio.words()
     # each figure reconciles by hand with the table: the ratio of its medians, and data's share of its step
     assert mlp.ratio.of_medians == pytest.approx(ref.step_median_s / res.step_median_s)

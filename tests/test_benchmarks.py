@@ -1,8 +1,8 @@
 """The benchmark scripts still run (on tiny data; their timings are only meaningful on real data)."""
 
 
-import re
 import importlib.util
+import re
 import sys
 from pathlib import Path
 

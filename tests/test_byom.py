@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab.jobs.train import train_run
-from mnistlab.data.datasets import DataShape
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import open_run
+from mnistlab.data.datasets import DataShape
+from mnistlab.jobs.train import train_run
 from mnistlab.report.builder import build_report
 from mnistlab.report.document import md_escape
-from mnistlab.training import runner
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import count_parameters, create_model
 from tests.tbcheck import assert_events_match_run

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_forward, count_step,
-                                       measure_ceilings, step_cost)
+from mnistlab.measure.ceilings import (
+    Ceilings,
+    Floors,
+    StepCost,
+    Theoretical,
+    count_forward,
+    count_step,
+    measure_ceilings,
+    step_cost,
+)
 from mnistlab.measure.profiling import profile_model
 from mnistlab.training.models import create_model
 
@@ -78,8 +86,14 @@ def test_a_step_is_counted_with_the_optimizer_given_and_a_forward_pass_alone():
 
 # --- theoretical ceilings that bound (issue 27) ---------------------------------------------------------
 
-from mnistlab.measure.ceilings import (AMX_BF16_FLOP_PER_CYCLE, bandwidth_for, cache_sizes, cpu_facts,  # noqa: E402
-                                       probe_sizes, theoretical_cpu)
+from mnistlab.measure.ceilings import (  # noqa: E402
+    AMX_BF16_FLOP_PER_CYCLE,
+    bandwidth_for,
+    cache_sizes,
+    cpu_facts,
+    probe_sizes,
+    theoretical_cpu,
+)
 
 # the issue's Xeon as its VM shows it: cpu MHz is the base clock, 2100
 XEON_CPUINFO = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
@@ -131,6 +145,18 @@ def test_a_theoretical_figure_is_never_below_a_measured_one(tmp_path):
     assert t.checked(100e9) is t
     raised = Ceilings("cpu", "float32", 100e9, "matmul", 1e10, 1e-6, t, threads=2).raised(300e9)
     assert raised.theoretical.flops_per_s is None and raised.threads == 2  # a step's rate is checked too
+
+
+def test_a_bench_file_without_its_clock_is_checked_without_one():
+    # a figure and its derivation but no usable 'hz' (hand-edited, or written by another tool): read as any,
+    # the figure above the measurement is dropped and the words say why, without a clock to name
+    for hz in ({}, {"hz": 0}, {"hz": "fast"}):
+        t = Theoretical.from_dict({"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x ? GHz x 32-64",
+                                   "cores": 2, "per_cycle": [32, 64], **hz})
+        assert t.hz is None
+        above = t.checked(314e9)
+        assert above.flops_per_s is None and "below the measured 314 GFLOP/s" in above.derivation
+        assert "the clock assumed is below the one the cores ran at (at least 2.45 GHz)" in above.derivation
 
 
 def test_theoretical_bf16_from_the_flags(tmp_path):

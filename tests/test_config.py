@@ -1,8 +1,8 @@
 import pytest
 
-from mnistlab.training.config import TrainConfig
-from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.core.errors import ConfigError
+from mnistlab.data.datasets import data_root, get_dataset
+from mnistlab.training.config import TrainConfig
 
 
 def test_defaults_are_the_notebooks():

@@ -15,11 +15,11 @@ from mnistlab.data import datasets
 from mnistlab.data.datasets import DatasetSpec, FileSpec, spec_from_dict
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.loader import read_split
+from mnistlab.jobs.train import train_run as train
 from mnistlab.measure.profiling import profile_model
 from mnistlab.measure.summary import summarize
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import create_model
-from mnistlab.jobs.train import train_run as train
 
 SRC = Path(mnistlab.__file__).parent
 

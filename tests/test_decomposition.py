@@ -9,9 +9,18 @@ import pytest
 
 from mnistlab.core.errors import CheckpointError, ConfigError
 from mnistlab.data.datasets import DataShape
-from mnistlab.measure.decomposition import (ARITHMETIC, FIXED, MEMORY, Decomposition, fit_line, judge,
-                                            measure_decomposition, per_sample_binds, read_decompositions,
-                                            write_decompositions)
+from mnistlab.measure.decomposition import (
+    ARITHMETIC,
+    FIXED,
+    MEMORY,
+    Decomposition,
+    fit_line,
+    judge,
+    measure_decomposition,
+    per_sample_binds,
+    read_decompositions,
+    write_decompositions,
+)
 
 BATCHES = (1, 8, 64, 256, 1024)
 FIXED_S, PER_SAMPLE_S = 0.4e-3, 5e-6

@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from mnistlab.data import fetching as fetch_mod
 from mnistlab.core.errors import DataError
+from mnistlab.data import fetching as fetch_mod
 from mnistlab.data.fetching import check_file, fetch, install_bytes, mnist_from_pickle
 from mnistlab.data.idx import parse_idx
 
@@ -102,7 +102,7 @@ def _hub_like_blob(monkeypatch) -> tuple[bytes, list]:
         pix = rng.integers(0, 256, (n, 784)).astype(np.uint8)
         parts.append(((pix / 256).astype(np.float32), rng.integers(0, 10, n).astype(np.int64)))
     raw, layout = bytearray(b"pickle opcodes"), {}
-    for (x, y), name in zip(parts, ("train", "valid", "test")):
+    for (x, y), name in zip(parts, ("train", "valid", "test"), strict=True):
         for key, a in ((name, x), (f"{name}_labels", y)):
             raw += b"opcodes"
             layout[key] = (len(raw), a.shape[0], a.shape[1] if a.ndim > 1 else 1, a.dtype.newbyteorder("<").str)

@@ -11,12 +11,12 @@ import sys
 import pytest
 import torch
 
-from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core.device import count_cuda_syncs
 from mnistlab.core.errors import DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.jobs.train import train_run
 from mnistlab.training import levers, loop, runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core import device as dev
 from mnistlab.core.environment import precision_environment
 from mnistlab.core.errors import ConfigError, DeviceError
 from mnistlab.core.rundir import open_run
 from mnistlab.data.loader import DeviceLoader, RawSplit
+from mnistlab.jobs.train import train_run
 from mnistlab.measure.epochs import epoch_timing
 from mnistlab.training import levers, loop, runner
 from mnistlab.training.checkpoint import load_checkpoint

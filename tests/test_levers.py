@@ -9,11 +9,10 @@ import sys
 import pytest
 import torch
 
-from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core.errors import ConfigError
+from mnistlab.jobs.train import train_run
 from mnistlab.training import levers as lv
-from mnistlab.training import runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.levers import Levers
@@ -158,7 +157,7 @@ def test_warm_up_leaves_weights_and_optimizer_untouched():
     fresh = create_model("cnn")
     assert first_after == float(lv.make_step(fresh, make_optimizer(fresh, 0.1, 0.9), Levers(), CPU,
                                              batch_size=8, sample_shape=(1, 28, 28))(x, y))
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters(), strict=True))
 
 
 def test_cli_options_come_from_the_config(tiny, tmp_path, capsys):

@@ -30,14 +30,14 @@ def test_bench_implementations_table(tiny, tmp_path, capsys):
     assert bf16["compute_dtype"] == "bfloat16" and len(bf16["step_s"]) == 2
     assert bf16["peak_flops_per_s"] == data["peaks_flops_per_s"]["cpu"]["bfloat16"]  # the dtype's own peak
     # the median of the per-repeat ratios (the repeats ran interleaved), with its range and stability
-    paired = sorted(a / b for a, b in zip(cells["eager"]["step_s"], bf16["step_s"]))
+    paired = sorted(a / b for a, b in zip(cells["eager"]["step_s"], bf16["step_s"], strict=True))
     assert bf16["speedup_vs_eager"] == pytest.approx(sum(paired) / 2) and bf16["vs_eager"]["spread"]["n"] == 2
     assert "CUDA GPU" in cells["cuda-graphs"]["unavailable"] and not cells["cuda-graphs"]["step_s"]
     assert any("bf16-mixed+channels-last" in o and "eager fp32 in the same run" in o for o in data["observations"])
     assert (tmp_path / "b" / "levers.txt").read_text().startswith("cpu: ")
 
-    from mnistlab.report.sections.levers import levers_section
     from mnistlab.report.document import Document
+    from mnistlab.report.sections.levers import levers_section
 
     doc = Document("t")
     result = LeversResult.from_dict(data)
@@ -98,8 +98,8 @@ class Net(nn.Module):
 @pytest.mark.slow
 def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp_path, capsys):
     from mnistlab import cli
-    from mnistlab.measure.levers_bench import LeversResult
     from mnistlab.core.schema import read_result
+    from mnistlab.measure.levers_bench import LeversResult
 
     (tmp_path / "net.py").write_text(VIEW_NET)
     assert cli.main(["bench", "--implementations", "eager", "channels-last", "--models", f"{tmp_path}/net.py:Net",

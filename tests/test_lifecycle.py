@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnistlab.jobs.train import train_run
 from mnistlab import cli
 from mnistlab.core.failures import FINAL_STATES, outcome
 from mnistlab.core.rundir import read_json_object
 from mnistlab.core.stopping import Terminated
+from mnistlab.jobs.train import train_run
 
 # what the model does when it fails; the exit code and state the user must get
 FAILURES = {

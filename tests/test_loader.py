@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TEST, TINY_TRAIN, write_tiny_dataset
 
 from mnistlab.core.errors import DataError
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.loader import DeviceLoader, RawSplit, make_splits, read_split, split_train_val
-
-from conftest import TINY_TEST, TINY_TRAIN, write_tiny_dataset
 
 
 def _split(n=10):

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mnistlab.core.errors import ConfigError
-from mnistlab.training.models import count_parameters, create_model, list_models
 from mnistlab.measure.summary import summarize
+from mnistlab.training.models import count_parameters, create_model, list_models
 
 EXPECTED_PARAMS = {"mlp": 109_386, "cnn": 101_578}
 

@@ -15,10 +15,10 @@ from mnistlab.jobs.evaluate import RunEvaluation
 from mnistlab.measure.bench import PHASES, BenchResult, Cell
 from mnistlab.measure.profiling import LayerProfile, ModelProfile, profile_model
 from mnistlab.measure.speedrun import SpeedrunResult
-from mnistlab.training.recipe import Recipe, SeedResult
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import EvalResult
 from mnistlab.training.levers import Levers
+from mnistlab.training.recipe import Recipe, SeedResult
 
 HOSTILE = "<img src=x onerror=alert(1)>"  # a run name or a model spec is the user's text, not markup
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"

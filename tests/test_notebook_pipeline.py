@@ -30,11 +30,11 @@ def test_same_normalised_tensor_for_every_sample():
 
 def test_same_batches_as_a_whole_when_collated():
     s = split()
-    xs, ys = zip(*reference_loader(s, MEAN, STD, batch_size=32, seed=0))
+    xs, ys = zip(*reference_loader(s, MEAN, STD, batch_size=32, seed=0), strict=True)
     x, y = torch.cat(xs), torch.cat(ys)
     resident = DeviceLoader(s, MEAN, STD, batch_size=len(s), device="cpu", shuffle=False)
     # the DataLoader shuffles: compare the two as multisets of (label, row sum) pairs
-    pairs = lambda xx, yy: sorted(zip(yy.tolist(), xx.flatten(1).sum(1).tolist()))  # noqa: E731
+    pairs = lambda xx, yy: sorted(zip(yy.tolist(), xx.flatten(1).sum(1).tolist(), strict=True))  # noqa: E731
     got, want = pairs(x, y), pairs(resident.x, resident.y)
     assert [g[0] for g in got] == [w[0] for w in want]
     torch.testing.assert_close(torch.tensor([g[1] for g in got]), torch.tensor([w[1] for w in want]), rtol=0, atol=1e-3)

@@ -28,7 +28,8 @@ def _run(path: Path, losses: list[float], sessions: list[int]) -> RunDir:
     FILES.json(path / "config.json", TrainConfig(model="mlp", device="cpu").to_dict())
     rows = [{"epoch": i + 1, "train_loss": loss, "val_loss": 1.1 * loss, "val_accuracy": 0.9, "train_seconds": 1.0,
              "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10,
-             "global_step": 10 * (i + 1), "session": s} for i, (loss, s) in enumerate(zip(losses, sessions))]
+             "global_step": 10 * (i + 1), "session": s}
+            for i, (loss, s) in enumerate(zip(losses, sessions, strict=True))]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 

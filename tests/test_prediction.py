@@ -8,10 +8,10 @@ import pytest
 
 from mnistlab.cli import main
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.timing import Spread
 from mnistlab.measure.ceilings import StepCost
 from mnistlab.measure.gpus import DEFAULT_GPU, DISPATCH_COST_S, GPUS, Gpu, gpu, match
 from mnistlab.measure.prediction import Prediction
-from mnistlab.core.timing import Spread
 
 # a GPU with round figures: 100 TFLOP/s float32 (TF32), 1 TB/s
 ROUND = Gpu("round", 200e12, 100e12, 10e12, 1e12, "made up for the test", "https://example.org")
@@ -67,6 +67,8 @@ def test_float32_matmuls_at_the_fp32_rate_and_convolutions_at_tf32():
     half = Prediction.of(step, a100, conv_flops=5 * 10**11)
     assert half.compute_s == pytest.approx(0.5 / 19.5 + 0.5 / 156) and "FP32 rate" in half.words()
     assert Prediction.of(step, a100, dispatch_cost_s=2e-6).words().count("2 us each") == 1
+    mlp = Prediction.of(step, a100, conv_flops=0).words()  # a step without convolutions names none
+    assert "19.5 TFLOP/s (float32 matmuls at the FP32 rate)" in mlp and "convolution" not in mlp
 
 
 def test_the_gtx_1660_ti_row_and_a_published_run_checked():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mnistlab.training.models import create_model, list_models
 from mnistlab.measure.profiling import MACS_VS_FLOPS, format_profile, profile_model
+from mnistlab.training.models import create_model, list_models
 
 
 def test_mlp_reference_values_at_batch_1():

@@ -2,12 +2,11 @@
 
 import pytest
 
-from mnistlab.jobs.train import train_run
-from mnistlab.training import runner
-from mnistlab.training.config import TrainConfig
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
 from mnistlab.data.loader import read_split
+from mnistlab.jobs.train import train_run
+from mnistlab.training.config import TrainConfig
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # slow: the real MNIST, fetched (once) and trained on
 

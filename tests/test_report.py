@@ -4,16 +4,12 @@ import json
 import re
 
 import pytest
-
-from mnistlab.core.rundir import read_json_object
-
-from mnistlab.report.headless_browser import find_chromium, render
-from mnistlab.cli import main
-from mnistlab.jobs.lab import run_lab
-from mnistlab.core.rundir import open_run
-
 from fakes import fake_decomposition
 
+from mnistlab.cli import main
+from mnistlab.core.rundir import open_run, read_json_object
+from mnistlab.jobs.lab import run_lab
+from mnistlab.report.headless_browser import find_chromium, render
 
 LAB_LOG: list[str] = []  # what the module's lab printed
 
@@ -159,16 +155,17 @@ def test_report_in_a_real_browser(lab_dir, tmp_path):
 
 
 def _fake_run(path, model, device, val_losses, train_seconds):
-    from mnistlab.training.config import TrainConfig
     from mnistlab.core.rundir import METRIC_FIELDS, RunDir
     from mnistlab.core.writer import FILES
+    from mnistlab.training.config import TrainConfig
 
     path.mkdir(parents=True)
     FILES.json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
     FILES.json(path / "env.json", {"device": device})
     rows = [{"epoch": i + 1, "train_loss": 0.5 / (i + 1), "val_loss": v, "val_accuracy": 0.9, "train_seconds": t,
              "val_seconds": 0.1, "epoch_seconds": t + 0.1, "samples_per_s": 1000, "steps": 10,
-             "global_step": 10 * (i + 1), "session": 1} for i, (v, t) in enumerate(zip(val_losses, train_seconds))]
+             "global_step": 10 * (i + 1), "session": 1}
+            for i, (v, t) in enumerate(zip(val_losses, train_seconds, strict=True))]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from mnistlab.jobs.train import train_run
 from mnistlab.core.errors import CheckpointError, ConfigError, DivergenceError
 from mnistlab.core.rundir import open_run
+from mnistlab.jobs.train import train_run
 from mnistlab.training import runner
 from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.training.config import TrainConfig

@@ -14,8 +14,8 @@ import torch
 
 from mnistlab import cli
 from mnistlab.measure import speedrun as sr
-from mnistlab.training import recipe as rc
 from mnistlab.measure.ceilings import Ceilings, Theoretical
+from mnistlab.training import recipe as rc
 from mnistlab.training.levers import Levers
 
 
@@ -40,9 +40,9 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert data["recipe"]["model"] == "speednet" and data["levers_text"] == "eager bf16-mixed"
     assert data["train_samples"] == 640 and data["env"]["torch"] == torch.__version__
 
+    from mnistlab.report.document import Document
     from mnistlab.report.runs import run_levers_text
     from mnistlab.report.sections.speedrun import speedrun_section
-    from mnistlab.report.document import Document
 
     doc = Document("t")
     result = sr.SpeedrunResult.from_dict(data)
@@ -83,10 +83,9 @@ class FakeClock:
 @pytest.mark.slow
 def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny, monkeypatch):
     """Each step costs 1 s, the full test evaluation 1000 s, the warm-up's evaluation 50 s, loading 10^6 s."""
+    from mnistlab.core import timing
     from mnistlab.data.datasets import data_root, get_dataset
     from mnistlab.data.loader import read_split
-
-    from mnistlab.core import timing
     from mnistlab.training import recipe as rc
 
     clock = FakeClock()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.jobs.train import train_run
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
+from mnistlab.jobs.train import train_run
 from mnistlab.report.headless_browser import find_chromium
-from mnistlab.training import runner, tblog
+from mnistlab.training import tblog
 from mnistlab.training.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.training.config import TrainConfig
 from tests.tbcheck import assert_events_match_run, hparams_of, read_scalars

@@ -84,8 +84,8 @@ def test_threads_option_is_one_definition():
 def test_deterministic_pins_one_count_whatever_the_load(tiny, tmp_path, restore_determinism, monkeypatch):
     """The thread count changes a sum's rounding: a --deterministic run keeps one count throughout."""
     from mnistlab.core import threads as th
-    from mnistlab.training.config import TrainConfig
     from mnistlab.jobs.train import train_run as train
+    from mnistlab.training.config import TrainConfig
 
     seen = iter([0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 0.0, 5.0] * 10)  # the load jumps every epoch
     monkeypatch.setattr(th, "others_runnable", lambda samples=3: next(seen))

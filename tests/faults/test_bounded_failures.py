@@ -4,7 +4,6 @@ machine without the data. Two real processes joined by gloo, started by hand as 
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import time

@@ -21,7 +21,7 @@ def test_two_runs_at_once(tiny_env, reliability):
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     dirs = [out.strip().splitlines()[-1] for out, _ in outs]
     assert dirs[0] != dirs[1]
-    for seed, d in zip((1, 2), dirs):
+    for seed, d in zip((1, 2), dirs, strict=True):
         run = open_run(base / d if not d.startswith("/") else d)
         assert run.config()["seed"] == seed and len(run.metrics()) == 2 and run.status()["state"] == "completed"
     assert sorted(p.name for p in (base / "runs").iterdir()) == sorted(d.split("/")[-1] for d in dirs)

@@ -59,10 +59,10 @@ def test_two_processes_give_the_losses_of_one(runs, reliability):
     one, two, _, _ = runs
     a, b = one.steps(), two.steps()
     assert len(a) == len(b) == 24  # 512 samples / 64 per step, 3 epochs, every step logged
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x["step"] == y["step"]
         assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5, abs=1e-6)
-    for x, y in zip(one.metrics(), two.metrics()):  # validation reduced over the two processes' shards
+    for x, y in zip(one.metrics(), two.metrics(), strict=True):  # validation reduced over the two processes' shards
         assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-5) and y["val_accuracy"] == x["val_accuracy"]
     assert two.test()["total"] == one.test()["total"] == 200
     assert two.test()["accuracy"] == one.test()["accuracy"]

@@ -11,7 +11,6 @@ import torch
 
 from mnistlab.cli import main
 from mnistlab.data import datasets
-
 from tests.conftest import write_tiny_dataset
 
 from .conftest import is_one_line_error, mnistlab, one_line_error

@@ -24,7 +24,6 @@ from mnistlab.core.rundir import MAX_EPOCHS, METRIC_FIELDS, open_run
 from mnistlab.core.writer import FILES
 from mnistlab.data import datasets
 from mnistlab.report import plots
-
 from tests.conftest import write_tiny_dataset
 
 from .conftest import background, in_background, is_one_line_error, make_tiny_env, mnistlab, one_line_error

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from mnistlab.core.rundir import open_run
 from mnistlab.training.checkpoint import load_checkpoint

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from mnistlab.training.checkpoint import load_checkpoint
 from mnistlab.core.rundir import open_run
+from mnistlab.training.checkpoint import load_checkpoint
 
 from .conftest import is_one_line_error, mnistlab
 

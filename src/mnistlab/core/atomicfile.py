@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mnistlab.core.errors import StorageError
 from mnistlab.core.faults import kill_point
-
 
 # mkstemp(prefix=".<name>.", suffix=...) adds 8 characters from this alphabet
 _TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}(\.[a-z]+)")
@@ -76,7 +75,7 @@ def leftover_of(name: str, suffix: str = ".tmp", names: Iterable[str] | None = N
     """Is `name` the temporary file of a write_atomic that never finished (`.<file>.<8 random>.tmp`),
     of one of `names` when given? A user's own `.notes.tmp` is not."""
     m = _TEMP_NAME.fullmatch(name)
-    return bool(m) and m.group(2) == suffix and (names is None or m.group(1) in set(names))
+    return m is not None and m.group(2) == suffix and (names is None or m.group(1) in set(names))
 
 
 def remove_leftovers(folder: Path, suffix: str = ".tmp", names: Iterable[str] | None = None) -> None:

@@ -10,12 +10,18 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from mnistlab.core.errors import ConfigError, DistributedError, MnistlabError
 
 # how long a process waits for its peers (start-up, every exchange): above a cluster's slowest
 # start-up and checkpoint write, and what NCCL waits by default; tests use a few seconds
 DEFAULT_TIMEOUT_S = 600
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def agree(error: MnistlabError | None) -> None:
             raise type(e)(str(e) if rank == dist.get_rank() else f"rank {rank}: {e}")
 
 
-def all_reduce_sum_(t):
+def all_reduce_sum_(t: Tensor) -> Tensor:
     """Sum a tensor over all processes, in place (a no-op in a single process)."""
     import torch.distributed as dist
 
@@ -130,7 +136,7 @@ def all_reduce_sum_(t):
     return t
 
 
-def all_reduce_mean_(t):
+def all_reduce_mean_(t: Tensor) -> Tensor:
     """Average a tensor over all processes, in place (a no-op in a single process)."""
     import torch.distributed as dist
 
@@ -140,7 +146,7 @@ def all_reduce_mean_(t):
     return t
 
 
-def from_main(value):
+def from_main(value: T) -> T:
     """Rank 0's `value` on every process (itself in a single process): the run directory rank 0
     made, or the error it met making it, so that every rank stops with it instead of waiting."""
     import torch.distributed as dist

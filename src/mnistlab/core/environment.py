@@ -30,6 +30,9 @@ def load_snapshot() -> dict[str, Any]:
     """The 1/5/15-minute load averages and the logical CPU count, now: recorded at the start and
     end of a run or bench, so a timing taken on a busy machine can say so. Load averages are
     None where the OS has none (Windows)."""
+    one: float | None
+    five: float | None
+    fifteen: float | None
     try:
         one, five, fifteen = os.getloadavg()
     except (OSError, AttributeError):
@@ -83,8 +86,13 @@ def precision_environment(device: torch.device | None = None) -> dict[str, Any]:
     """The float32 arithmetic settings a run computes with (env.json, bench.json): torch's matmul
     precision, TF32 in cuBLAS and cuDNN, cuDNN's autotuner, determinism, the CUDA and cuDNN versions,
     and for `device` the precision its float32 matmuls and convolutions actually run in."""
-    from mnistlab.core.device import (conv_precision_label, cuda_matmul_tf32, cudnn_conv_tf32,
-                                      float32_matmul_precision, matmul_precision_label)
+    from mnistlab.core.device import (
+        conv_precision_label,
+        cuda_matmul_tf32,
+        cudnn_conv_tf32,
+        float32_matmul_precision,
+        matmul_precision_label,
+    )
 
     cudnn = torch.backends.cudnn
     env: dict[str, Any] = {

@@ -117,7 +117,7 @@ def read_csv(path: Path, required: Sequence[str] = (), max_rows: int = MAX_EPOCH
         missing = [c for c in required if c not in header]
         if missing:
             raise ResultFileError(f"{path}: malformed CSV (missing column {', '.join(missing)})")
-        rows = []
+        rows: list[dict[str, float]] = []
         for line, row in enumerate(reader, start=2):
             if len(rows) == max_rows:
                 raise ResultFileError(f"{path}: more than {max_rows:,} rows, more than mnistlab reads")

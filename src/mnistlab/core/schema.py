@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from mnistlab.core.errors import MnistlabError, ResultFileError
 
@@ -76,7 +76,7 @@ def one_of(values: tuple[Any, ...] | list[Any]) -> Check:
                  "one of " + ", ".join(map(repr, allowed)))
 
 
-class Closed(dict):  # type: ignore[type-arg]
+class Closed(dict[str, Any]):
     """An object schema that refuses keys it does not name."""
 
 
@@ -198,7 +198,7 @@ def check_rows(path: Path | str, rows: list[dict[str, float]], columns: dict[str
 
 class Result(Protocol):
     """A typed measurement result: it names its file and reads itself back, validated."""
-    FILE: str
+    FILE: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]: ...
 

@@ -76,7 +76,9 @@ class Spread:
 def is_busy(load_1m: float | None, cores: int | None) -> bool:
     """The machine was busy: its 1-minute load average exceeded its logical cores (the load includes
     this process's own threads)."""
-    return load_1m is not None and bool(cores) and load_1m > cores
+    if load_1m is None or not cores:
+        return False
+    return load_1m > cores
 
 
 def busy_words(load: Load | None) -> str | None:

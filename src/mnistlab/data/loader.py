@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from mnistlab.core.defaults import EVAL_BATCH_SIZE
-from mnistlab.data.datasets import DatasetSpec
 from mnistlab.core.errors import DataError
-from mnistlab.data.verify import check_file
+from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.idx import read_idx
+from mnistlab.data.verify import check_file
 
 
 @dataclass(frozen=True)

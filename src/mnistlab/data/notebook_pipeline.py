@@ -8,6 +8,8 @@ Pillow (the same steps: PIL image, uint8 -> float/255, then normalise), labelled
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -17,7 +19,7 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.data.loader import RawSplit
 
 
-def _torchvision_transform(mean: float, std: float):
+def _torchvision_transform(mean: float, std: float) -> Callable[[Image.Image], torch.Tensor] | None:
     try:
         from torchvision import transforms
     except Exception:  # absent, or broken beside this torch build

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from mnistlab.core.timing import Load, Repeats, is_busy
 
@@ -64,7 +65,8 @@ def _session(row: dict[str, float]) -> int:
 
 def epoch_timing(rows: Sequence[dict[str, float]]) -> EpochTiming:
     """Split metrics.csv rows into first epochs (first of a session) and steady-state epochs."""
-    cold, steady = [], []
+    cold: list[dict[str, float]] = []
+    steady: list[dict[str, float]] = []
     seen: set[int] = set()
     for r in rows:
         (steady if _session(r) in seen else cold).append(r)
@@ -78,4 +80,4 @@ def epoch_timing(rows: Sequence[dict[str, float]]) -> EpochTiming:
 
 def resume_points(rows: Sequence[dict[str, float]]) -> list[float]:
     """Epoch positions (between two epochs) where a later session resumed the run."""
-    return [int(a["epoch"]) + 0.5 for a, b in zip(rows, rows[1:]) if _session(b) != _session(a)]
+    return [int(a["epoch"]) + 0.5 for a, b in pairwise(rows) if _session(b) != _session(a)]

@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mnistlab.core.timing import Spread
 from mnistlab.measure.bench import BenchResult, Cell
 from mnistlab.measure.ceilings import StepCost
 from mnistlab.measure.gpus import DISPATCH_COST_S, Gpu, match
-from mnistlab.core.timing import Spread
 
 FLOORS = ("launch", "bandwidth", "compute")
 
@@ -79,6 +79,8 @@ class Prediction:
         peak, mm = self.gpu.peak(self.dtype), self.gpu.matmul_peak(self.dtype)
         if self.conv_flops is None or peak == mm:
             return f"{peak / 1e12:,.1f} TFLOP/s ({self.dtype})"
+        if not self.conv_flops:  # no convolution: every FLOP at the matmul rate
+            return f"{mm / 1e12:,.1f} TFLOP/s (float32 matmuls at the FP32 rate)"
         return (f"{peak / 1e12:,.1f} TFLOP/s for the {self.conv_flops / 1e6:,.1f} MFLOP of convolutions (TF32 allowed) "
                 f"and {mm / 1e12:,.1f} TFLOP/s for the rest (float32 matmuls at the FP32 rate)")
 

@@ -200,9 +200,8 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
     the workers' temporary folder goes (the job's own folder: a SIGKILL leaves it there, not in /tmp)."""
     import torch.multiprocessing as mp
 
-    from mnistlab.training.models import as_shape
-
     from mnistlab.core.threads import worker_threads
+    from mnistlab.training.models import as_shape
 
     load_start = load_snapshot()
     cells, per_process = [], {}

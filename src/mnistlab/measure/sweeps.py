@@ -97,7 +97,7 @@ def format_results(record: dict[str, Any], rows: list[TrialRow]) -> str:
                       "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
                       str(r.epochs), fmt_seconds(r.seconds), r.state])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     best = best_trial(record, rows)
     lines.append(f"best trial: {best.number} ({best.run_dir})" if best else "best trial: none completed yet")
     return "\n".join(lines)

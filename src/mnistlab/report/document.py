@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -119,7 +120,7 @@ class Document:
         if items:
             self.blocks.append(("ul", list(items)))
 
-    def table(self, headers: list[str], rows: list[list[object]], css: str | None = None) -> None:
+    def table(self, headers: list[str], rows: Sequence[Sequence[object]], css: str | None = None) -> None:
         """A table; a cell may be a Link. `css`: the HTML table's class (the answer sheet's own layout)."""
         self.blocks.append(("table", headers, [[c if isinstance(c, Link) else str(c) for c in r] for r in rows], css))
 

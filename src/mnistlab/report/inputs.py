@@ -205,7 +205,8 @@ def read_inputs(paths: list[Path]) -> Inputs:
             others.append(p)
         else:
             raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
-    extra = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()] for kind in kinds}
+    extra: dict[type, list[Any]] = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()]
+                                    for kind in kinds}
     bench_dir = bench_dirs[0] if bench_dirs else None
     return Inputs(root=paths[0], lab=lab, runs=[r for r in runs if r.metrics()],
                   unfinished=[r for r in runs if not r.metrics()],

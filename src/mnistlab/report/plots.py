@@ -11,16 +11,20 @@ import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 import matplotlib
 import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.axis import Axis, XAxis
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
-from mnistlab.core.writer import FILES
 from mnistlab.core.errors import ConfigError, StorageError
 from mnistlab.core.rundir import RunDir
+from mnistlab.core.writer import FILES
 from mnistlab.measure.bench import PHASES, BenchResult, bound_label
 from mnistlab.measure.decomposition import Decomposition
 from mnistlab.measure.epochs import EpochTiming, epoch_timing, resume_points
@@ -28,8 +32,11 @@ from mnistlab.measure.gpus import Gpu
 from mnistlab.measure.prediction import expectations
 from mnistlab.report.document import plain_text
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 # names are shown as they are: '$5_vs_$6' is a run name, not TeX, and a bad one must not break a figure
-LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+LITERAL_TEXT: dict[RcKeyType, Any] = {"text.parse_math": False, "text.usetex": False}
 # every drawing function runs under it, whatever the user's matplotlibrc says
 literal_text = matplotlib.rc_context(LITERAL_TEXT)
 
@@ -42,7 +49,7 @@ class PlainLogFormatter(LogFormatter):
     matplotlib's default writes mathtext, which shows raw ('$\\mathdefault{6\\times10^{-1}}$') with
     parse_math off."""
 
-    def __init__(self, *args, mantissas: frozenset[int] | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args: Any, mantissas: frozenset[int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mantissas = mantissas  # None: LogFormatter's choice; else only these (1 to 9) are labelled
 
@@ -83,17 +90,17 @@ def plain_log_labels(axis: Axis) -> None:
                                                mantissas=frozenset({2, 5}) if horizontal else None))
 
 
-def _integer_epochs(ax) -> None:
+def _integer_epochs(ax: Axes) -> None:
     """Epochs are whole numbers: no 1.5 or 2.5 ticks on short runs."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _mark_resumes(ax, rows: list[dict[str, float]], color: str) -> list:
+def _mark_resumes(ax: Axes, rows: list[dict[str, float]], color: str) -> list[Line2D]:
     """A dotted line where each later train/resume session began; returns the lines."""
     return [ax.axvline(x, color=color, ls=":", lw=1.2) for x in resume_points(rows)]
 
 
-def resumed_label(marks: list, name: str = "") -> str:
+def resumed_label(marks: list[Line2D], name: str = "") -> str:
     """One legend entry for all of a run's resume lines, saying how many there are."""
     return f"{name}resumed here" + (f" ({len(marks)} resumes)" if len(marks) > 1 else "")
 
@@ -113,10 +120,17 @@ def run_labels(runs: Sequence[RunDir]) -> list[str]:
             depth[i] += 1
 
 
-def _legend(ax, lines: list, labels: list[str], **kw) -> None:
+def _legend(ax: Axes, lines: list[Artist], labels: list[str], **kw: Any) -> None:
     """A legend with the labels given explicitly: matplotlib silently drops labels that start with
     '_' from an automatic legend, and run names may."""
     ax.legend(lines, [plain_text(t) for t in labels], **kw)
+
+
+@overload
+def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path: ...
+@overload
+def plot_runs(runs: Sequence[RunDir], out: None = None, upto_epoch: int | None = None,
+              title: str | None = None) -> Figure: ...
 
 
 @literal_text
@@ -167,6 +181,12 @@ def first_epoch_label(t: EpochTiming) -> str:
     return "first epoch of a session (after a cold start of " + ", ".join(f"{w:.2f}" for w in t.warmup_s) + " s, timed apart)"
 
 
+@overload
+def plot_epoch_times(runs: Sequence[RunDir], out: Path, title: str | None = None) -> Path: ...
+@overload
+def plot_epoch_times(runs: Sequence[RunDir], out: None = None, title: str | None = None) -> Figure: ...
+
+
 @literal_text
 def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str | None = None) -> Path | Figure:
     """Training seconds of every epoch: the first epoch of each train/resume session circled, epochs
@@ -204,6 +224,12 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
     return _finish(fig, out)
 
 
+@overload
+def plot_bench(result: BenchResult, out: Path) -> Path: ...
+@overload
+def plot_bench(result: BenchResult, out: None = None) -> Figure: ...
+
+
 @literal_text
 def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     """Share of each training step by phase, one bar per bench cell (`result`: as run, or
@@ -220,7 +246,7 @@ def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     for i, p in enumerate(PHASES):
         vals = [100 * c.share(p) for c in cells]
         ax.barh(labels, vals, left=left, color=f"C{i}", label=p)
-        left = [a + b for a, b in zip(left, vals)]
+        left = [a + b for a, b in zip(left, vals, strict=True)]
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of a training step, of the sum of its timed phases (%)")
     ax.set_title("Where each training step's time goes")
@@ -238,6 +264,12 @@ def cpu_roofs(expected: Sequence) -> list[tuple[str, float, list[str]]]:
         level, bw = (d.bandwidth[0], d.bandwidth[1]) if d else ("DRAM", e.here.bandwidth_bytes_per_s)
         roofs.setdefault(level, (bw, []))[1].append(e.model)
     return [(level, bw, models) for level, (bw, models) in roofs.items()]
+
+
+@overload
+def plot_roofline(result: BenchResult, gpu: Gpu, out: Path) -> Path: ...
+@overload
+def plot_roofline(result: BenchResult, gpu: Gpu, out: None = None) -> Figure: ...
 
 
 @literal_text
@@ -265,7 +297,7 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
     for label, peak, bw, color, style in roofs:
         ax.plot(xs, np.minimum(peak, bw * xs) / 1e9, style, color=color, lw=2,
                 label=f"{label}: {peak / 1e9:,.0f} GFLOP/s, {bw / 1e9:,.0f} GB/s")
-    for e, x in zip(expected, intensity):
+    for e, x in zip(expected, intensity, strict=True):
         here = e.here.achieved_flops_per_s / 1e9
         there = e.prediction.attainable_flops_per_s / 1e9
         ax.plot([x], [here], "o", ms=9, color="C0")
@@ -293,6 +325,12 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")  # above the bandwidth slopes' low end: no point lies there
     return _finish(fig, out)
+
+
+@overload
+def plot_decomposition(results: Sequence[Decomposition], out: Path) -> Path: ...
+@overload
+def plot_decomposition(results: Sequence[Decomposition], out: None = None) -> Figure: ...
 
 
 @literal_text
@@ -336,6 +374,13 @@ def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None
     return _finish(fig, out)
 
 
+@overload
+def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path: ...
+@overload
+def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int],
+                         out: None = None) -> Figure: ...
+
+
 @literal_text
 def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int],
                          out: Path | None = None) -> Path | Figure:
@@ -354,8 +399,16 @@ def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Seq
     return _finish(fig, out)
 
 
+@overload
+def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path, n: int = 32) -> Path: ...
+@overload
+def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: None = None,
+                 n: int = 32) -> Figure: ...
+
+
 @literal_text
-def plot_samples(images, labels, classes: Sequence[str], out: Path | None = None, n: int = 32) -> Path | Figure:
+def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path | None = None,
+                 n: int = 32) -> Path | Figure:
     """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
     n = min(n, len(images))
     cols = min(8, n)

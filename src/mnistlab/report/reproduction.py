@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import RunDir
@@ -25,8 +25,31 @@ if TYPE_CHECKING:
     from mnistlab.measure.bench import BenchResult
     from mnistlab.report.inputs import Inputs
 
+
+class _GpuMlpFigures(TypedDict):
+    epoch_1: tuple[float, float]  # train loss, test accuracy %
+    epoch_10: tuple[float, float, float]  # train loss, test accuracy %, test loss
+    epoch_s: float
+
+
+class _CnnFigures(TypedDict):
+    step_0_loss: float
+    epoch_s: tuple[float, float]  # epochs 1 and 2
+    test: tuple[float, float]  # test accuracy % after epochs 1 and 2
+
+
+class _NotebookFigures(TypedDict):
+    mlp_cpu_epochs: dict[int, tuple[float, float]]
+    mlp_cpu_test: tuple[float, float, float]
+    mlp_cpu_epoch_s: float
+    mlp_cpu_10_epochs_s: float
+    mlp_gpu: _GpuMlpFigures
+    cnn_cpu: _CnnFigures
+    cnn_gpu: _CnnFigures
+
+
 # the notebook's printed output, quoted (its cells' logs: "Epoch 1/10, Train Loss: 0.6722, Validation Loss: 0.3208")
-NOTEBOOK = {
+NOTEBOOK: _NotebookFigures = {
     "mlp_cpu_epochs": {1: (0.6722, 0.3208), 10: (0.0738, 0.1124), 20: (0.0261, 0.0905)},  # train, validation loss
     "mlp_cpu_test": (97.61, 0.0786, 2.12),  # accuracy %, loss, seconds: after 20 epochs
     "mlp_cpu_epoch_s": 13.8,  # about, epochs 11-20 (13.70-14.46 s)
@@ -141,9 +164,9 @@ def reproduction(inputs: Inputs) -> Reproduction:
                      (f"each epoch capped at {plural(cap, 'step')} here; " if cap else "")
                      + _pipeline_words(bench, "cnn")])
         test = cnn.test()
-        val = ", ".join(f"{r['val_accuracy']:.2%}" for r in rows_[:2])
+        val_accs = ", ".join(f"{r['val_accuracy']:.2%}" for r in rows_[:2])
         rows.append(["CNN, CPU: accuracy after epochs 1 and 2", f"test {c['test'][0]:.2f}%, {c['test'][1]:.2f}%",
-                     f"validation {val}" + (f"; test {test['accuracy']:.2%} after {len(rows_)}" if test else ""),
+                     f"validation {val_accs}" + (f"; test {test['accuracy']:.2%} after {len(rows_)}" if test else ""),
                      "the notebook's CNN had been trained before (the row above); a fresh one needs more epochs "
                      "(the row below)"])
     rows.append(_longer_row(inputs))

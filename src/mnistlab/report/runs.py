@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core.rundir import CONFIG, RunDir
-from mnistlab.measure.epochs import EpochTiming, epoch_timing
 from mnistlab.core.timing import Ratio
+from mnistlab.measure.epochs import EpochTiming, epoch_timing
 from mnistlab.report.document import Document, percent, plural
 from mnistlab.report.plots import plot_runs
 from mnistlab.training.config import check_run_config

@@ -144,7 +144,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     if len(groups) != len(live):
         raise _bad(path, "optimizer.param_groups", f"has {len(groups)} groups, the optimizer {len(live)}")
     ids: list[int] = []
-    for i, (g, lg) in enumerate(zip(groups, live)):
+    for i, (g, lg) in enumerate(zip(groups, live, strict=True)):
         where = f"optimizer.param_groups[{i}]"
         if len(g["params"]) != len(lg["params"]):
             raise _bad(path, where, f"has {len(g['params'])} parameters, the optimizer {len(lg['params'])}")
@@ -156,7 +156,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
         ids += g["params"]
     if sorted(ids) != list(range(len(params))):
         raise _bad(path, "optimizer.param_groups", f"must number the parameters 0..{len(params) - 1} once each")
-    by_id = dict(zip(ids, params))
+    by_id = dict(zip(ids, params, strict=True))
     for pid, entry in opt["state"].items():
         where = f"optimizer.state[{pid!r}]"
         if pid not in by_id or not isinstance(entry, dict):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.distributed import DEFAULT_TIMEOUT_S
 from mnistlab.core.defaults import COMPILE_MODES, DEFAULT_BATCH_SIZE, DEVICES, MAX_BATCH_SIZE, PRECISIONS
+from mnistlab.core.distributed import DEFAULT_TIMEOUT_S
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import MAX_EPOCHS
 from mnistlab.core.schema import Check, Closed, Range, check, is_number, maybe, one_of

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.core.faults import kill_point
-from mnistlab.core.timing import Timer
 from mnistlab.core.distributed import all_reduce_sum_
+from mnistlab.core.faults import kill_point
 from mnistlab.core.richdisplay import html_table
+from mnistlab.core.timing import Timer
 from mnistlab.data.loader import DeviceLoader
 
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.core.defaults import COMPILE_MODES, PRECISIONS
-from mnistlab.core.timing import Timer
 from mnistlab.core.errors import ConfigError, first_line
+from mnistlab.core.timing import Timer
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator and cuBLAS settle), then undone
@@ -144,7 +144,8 @@ def keep_freed_memory() -> str | None:
 def to_memory_format(model: nn.Module, levers: Levers) -> nn.Module:
     """Channels-last weights (in place); a no-op for layers without 4-d weights."""
     if levers.channels_last:
-        model.to(memory_format=torch.channels_last)
+        # torch's stubs for Module.to omit the memory_format keyword it documents and accepts
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
@@ -229,6 +230,8 @@ class GraphedStep(TrainStep):
     that capture needs are undone, so that training sees exactly the steps it asked for.
     """
 
+    static_inputs: tuple[torch.Tensor, torch.Tensor]  # always there: made in __init__
+
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device,
                  batch_size: int, sample_shape: tuple[int, ...], loss_fn: LossFn = F.cross_entropy,
                  input_dtype: torch.dtype = torch.float32) -> None:
@@ -276,6 +279,7 @@ class GraphedStep(TrainStep):
             sy.copy_(y)
         if self.graph is None:
             self.capture()
+        assert self.graph is not None and self.static_loss is not None  # capture() set both, or raised
         self.graph.replay()
         return self.static_loss.clone()  # the next replay overwrites the static one
 
@@ -353,16 +357,16 @@ WARMUP_DEVICES = ("cuda", "mps")
 @contextlib.contextmanager
 def _rng_kept(device: torch.device) -> Iterator[None]:
     cpu = torch.get_rng_state()
-    acc = (torch.cuda.get_rng_state(device) if device.type == "cuda"
-           else torch.mps.get_rng_state() if device.type == "mps" else None)
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    mps = torch.mps.get_rng_state() if device.type == "mps" else None
     try:
         yield
     finally:
         torch.set_rng_state(cpu)
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(acc, device)
-        elif device.type == "mps":
-            torch.mps.set_rng_state(acc)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        elif mps is not None:
+            torch.mps.set_rng_state(mps)
 
 
 def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2,

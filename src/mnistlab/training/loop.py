@@ -5,16 +5,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.core.errors import DataError, DivergenceError
 from mnistlab.core.timing import Timer
-from mnistlab.core.distributed import all_reduce_mean_
 from mnistlab.data.loader import DeviceLoader
 
 
@@ -64,9 +64,17 @@ class EpochProgress:
 Checkpoint = Callable[[EpochProgress], None]
 
 
+class ProgressBar(Protocol):
+    """What train_epoch uses of a tqdm bar."""
+
+    def update(self, n: int) -> object: ...
+
+    def set_postfix(self, *, refresh: bool = ..., **kwargs: Any) -> object: ...
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
                 epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
-                progress=None, distributed: bool = False,
+                progress: ProgressBar | None = None, distributed: bool = False,
                 step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                 resume_from: EpochProgress | None = None, checkpoint_every: int | None = None,
                 on_checkpoint: Checkpoint | None = None, on_step: Callable[[], Any] | None = None) -> EpochStats:

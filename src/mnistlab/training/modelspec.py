@@ -27,15 +27,15 @@ import inspect
 import re
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.core.writer import FILES, Writer
 from mnistlab.core.errors import CheckpointError, ConfigError, ResultFileError, first_line
 from mnistlab.core.rundir import read_bytes, read_json
 from mnistlab.core.schema import Check, check, one_of
+from mnistlab.core.writer import FILES, Writer
 from mnistlab.data.datasets import DataShape
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
@@ -139,8 +139,9 @@ def resolve(spec: str, registry: list[str]) -> ModelCode:
 
 def _exec_file(code: ModelCode) -> types.ModuleType:
     """Run a file's bytes as a fresh module; the same bytes (same hash) run once per process."""
-    assert code.source is not None and code.origin is not None
-    name = f"mnistlab_user_models.{label(Path(code.target).stem)}_{code.sha256[:16]}"
+    digest = code.sha256
+    assert code.source is not None and code.origin is not None and digest is not None
+    name = f"mnistlab_user_models.{label(Path(code.target).stem)}_{digest[:16]}"
     if name in sys.modules:
         return sys.modules[name]
     module = types.ModuleType(name)
@@ -206,6 +207,7 @@ def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
                           f"{type(factory).__name__}), so it cannot build an nn.Module")
     if code.kind != "builtin":
         _check_defined_by_user(factory, code)
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature: just call them

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.core.timing import Timer
-from mnistlab.data.datasets import DataShape, DatasetSpec
+from mnistlab.data.datasets import DatasetSpec, DataShape
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import Levers, autocast, keep_freed_memory, make_step, prepare_model, warm_up
@@ -134,7 +135,7 @@ class _FirstBatchOnly:
         self.device = loader.device
         self._loader = loader
 
-    def batches(self, epoch: int = 0):  # noqa: ANN201 - DeviceLoader's iterator
+    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield next(self._loader.batches(epoch))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from mnistlab.core.schema import Result
 from mnistlab.report.sections.section import Section
 
 _REGISTERED: list[Section] = []
@@ -37,6 +38,6 @@ def questions() -> list[Section]:
     return [s for s in sections() if s.question]
 
 
-def result_types() -> list[type]:
+def result_types() -> list[type[Result]]:
     """The result types some section reads (each marks its folders by its FILE)."""
     return list(dict.fromkeys(s.reads for s in all_sections() if s.reads is not None))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from mnistlab.core.timing import is_busy
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.runs import config
 from mnistlab.report.document import Document, Link, plural
 from mnistlab.report.inputs import Inputs
+from mnistlab.report.runs import config
 from mnistlab.report.sections.section import Section
 
 HEADERS = ["Q", "the notebook asks", "the answer, in one sentence", "how"]
@@ -45,7 +45,8 @@ def stability_line(inputs: Inputs) -> str:
         t = epoch_timing(r.metrics())
         busy, epochs = busy + len(t.busy_epochs), epochs + len(r.metrics())
     bench = inputs.bench
-    unstable = [c.key for c in bench.cells if not c.stability.stable] if bench else []
+    cells = bench.cells if bench else []
+    unstable = [c.key for c in cells if not c.stability.stable]
     loud = []
     snaps = [(w, x) for w, x in (bench.load if bench else {}).items() if x and x.get("load_avg_1m") is not None]
     if any(is_busy(x["load_avg_1m"], x.get("cpu_count")) for _, x in snaps):
@@ -54,10 +55,10 @@ def stability_line(inputs: Inputs) -> str:
     if busy:
         loud.append(f"{busy} of {plural(epochs, 'epoch')} ended busy")
     if unstable:
-        loud.append(f"{len(unstable)} of {plural(len(bench.cells), 'bench cell')} unstable")
+        loud.append(f"{len(unstable)} of {plural(len(cells), 'bench cell')} unstable")
     if not loud:
-        loads = bool(snaps) or any("load_1m" in row for r in inputs.runs for row in r.metrics())
-        if not loads:
+        recorded = bool(snaps) or any("load_1m" in row for r in inputs.runs for row in r.metrics())
+        if not recorded:
             return "Stability: not judged (no load average was recorded with these measurements)."
         measured = "the bench's cells and the training epochs" if bench and inputs.runs else "what was repeated"
         return f"Stability: the machine was quiet, and {measured} were stable."
@@ -70,12 +71,14 @@ def rows(inputs: Inputs) -> list[list[object]]:
 
     out: list[list[object]] = []
     for s in questions():
+        q = s.question
+        assert q is not None  # questions() are the sections that answer one
         reason = s.missing(inputs)
         if reason is not None:
-            out.append([s.question, s.ask, f"Not answered: {reason}.", "not answered"])
+            out.append([q, s.ask, f"Not answered: {reason}.", "not answered"])
             continue
         how = f"predicted for the {inputs.gpu.name}" if s.predicted(inputs) else "measured"
-        out.append([Link(s.question, s.question.lower()), s.ask, s.sentence(inputs) or "see its section", how])
+        out.append([Link(q, q.lower()), s.ask, s.sentence(inputs) or "see its section", how])
     return out
 
 

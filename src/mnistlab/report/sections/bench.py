@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.bench import (COMPUTE_BOUND_UTILISATION, INPUT_BOUND_SHARE, PHASES, BenchResult, Cell,
-                                   ceilings_line)
+from mnistlab.measure.bench import (
+    COMPUTE_BOUND_UTILISATION,
+    INPUT_BOUND_SHARE,
+    PHASES,
+    BenchResult,
+    Cell,
+    ceilings_line,
+)
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_bench

@@ -99,12 +99,15 @@ def assumptions(gpu: Gpu) -> list[str]:
 
 def check_rows(inputs: Inputs, models: list[str]) -> list[list[str]]:
     """Prediction beside measurement for each model the bench also ran on a GPU."""
-    rows = []
+    rows: list[list[str]] = []
+    bench = inputs.bench
+    if bench is None:  # no bench: nothing predicted, nothing measured on a GPU
+        return rows
     for e in (inputs.expected[m] for m in models if m in inputs.expected):
         if e.there is None or e.check is None or e.ratio is None:
             continue
         sp = e.there.step
-        rows.append([e.there.key, inputs.bench.devices.get("cuda", "cuda"), e.check.gpu.name,
+        rows.append([e.there.key, bench.devices.get("cuda", "cuda"), e.check.gpu.name,
                      f"{e.check.bound_s * 1e3:.3f} ({e.check.binds}-bound)",
                      f"{sp.median * 1e3:.3f} ({sp.min * 1e3:.3f}\u2013{sp.max * 1e3:.3f})", f"{e.ratio:.2f}x"])
     return rows
@@ -147,8 +150,9 @@ def sentence(inputs: Inputs, model: str) -> str:
     from mnistlab.measure.epochs import epoch_timing
 
     name = MODEL_NAMES.get(model, model)
-    if missing_runs(inputs, model) is None:
-        cpu, gpu = inputs.cpu_run(model), inputs.gpu_runs(model)[0]
+    cpu, gpus = inputs.cpu_run(model), inputs.gpu_runs(model)
+    if cpu is not None and gpus:  # missing_runs is None: runs on both devices
+        gpu = gpus[0]
         a, b = epoch_timing(cpu.metrics()).steady_step_s, epoch_timing(gpu.metrics()).steady_step_s
         if not (a and b):
             return f"No steady-state epoch of the {name} on both devices yet: no fair comparison."

@@ -18,6 +18,7 @@ def missing(inputs: Inputs) -> str | None:
 
 
 def sentence(inputs: Inputs) -> str:
+    assert inputs.lab is not None  # a Section's sentence is called only where its missing() is None
     d = inputs.lab["data"]
     m = d["model_input"]
     return (f"A sample is an image, {m['shape']} {m['dtype']} as the model sees it ({d['image_shape']} "
@@ -26,9 +27,9 @@ def sentence(inputs: Inputs) -> str:
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    if missing(inputs):
-        return
     lab, root = inputs.lab, inputs.root
+    if lab is None or missing(inputs):
+        return
     d = lab["data"]
     shape = d["model_input"]["shape"]
     doc.h2("Q1. The data: what is the sample, what is the label, their shapes and dtypes")

@@ -10,7 +10,9 @@ from mnistlab.report.sections.section import Section
 
 
 def sentence(inputs: Inputs) -> str:
-    first = first_training(inputs, mlp_run(inputs))
+    mlp = mlp_run(inputs)
+    assert mlp is not None  # a Section's sentence is called only where its missing() is None
+    first = first_training(inputs, mlp)
     return (f"Over its first {plural(len(first), 'epoch')} the MLP's training loss fell from "
             f"{first[0]['train_loss']:.4f} to {first[-1]['train_loss']:.4f} and its validation loss from "
             f"{first[0]['val_loss']:.4f} to {first[-1]['val_loss']:.4f}.")

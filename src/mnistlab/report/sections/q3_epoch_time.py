@@ -14,6 +14,7 @@ from mnistlab.report.sections.section import Section
 
 def sentence(inputs: Inputs) -> str:
     mlp = mlp_run(inputs)
+    assert mlp is not None  # a Section's sentence is called only where its missing() is None
     rows, t, test = mlp.metrics(), epoch_timing(mlp.metrics()), mlp.test()
     more = rows[len(first_training(inputs, mlp)):]
     first = ", ".join(f"{s:.2f} s" for s in t.cold_s)

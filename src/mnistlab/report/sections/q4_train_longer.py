@@ -10,7 +10,9 @@ from mnistlab.report.sections.section import Section
 
 
 def sentence(inputs: Inputs) -> str:
-    return train_longer(mlp_run(inputs)).answer()
+    mlp = mlp_run(inputs)
+    assert mlp is not None  # a Section's sentence is called only where its missing() is None
+    return train_longer(mlp).answer()
 
 
 def write(doc: Document, inputs: Inputs) -> None:

@@ -26,6 +26,7 @@ def _step_ms(rows: list[dict[str, float]]) -> float | None:
 
 def sentence(inputs: Inputs) -> str:
     cnn, mlp = inputs.cpu_run("cnn"), inputs.cpu_run("mlp")
+    assert cnn is not None  # a Section's sentence is called only where its missing() is None
     rows, test, cap = cnn.metrics(), cnn.test(), capped(cnn)
     m, c = inputs.profile("mlp", 1), inputs.profile("cnn", 1)
     fewer = 1 - c.parameters / m.parameters

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from mnistlab.core.schema import Result
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 
@@ -35,7 +35,7 @@ class Section:
     order: float = 1000  # its place in the report (the built-in sections are 10, 20, ... 190)
     # the result type it reads (a class with FILE and from_dict): report/inputs.py reads every folder that holds
     # one into `inputs.results_of(type)`
-    reads: Any = None
+    reads: type[Result] | None = None
     report: str = "lab"  # "lab": the report of labs, runs and measurements; "sweep": a sweep folder's own
     # a question's answer in one sentence, for the answer sheet (report/sections/answers.py); called only where
     # `missing` is None

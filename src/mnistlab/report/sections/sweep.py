@@ -23,7 +23,7 @@ def plot_objective(record: dict[str, Any], rows: list[TrialRow], out: Path) -> P
     objective = record["objective"]
     fig = Figure(figsize=(4.2 * len(specs), 3.6))
     axes = fig.subplots(1, len(specs), squeeze=False)
-    for ax, spec in zip(axes[0], specs):
+    for ax, spec in zip(axes[0], specs, strict=True):
         name = spec["name"]
         # a choice's place on the axis is its place in the sweep's space (matplotlib's own categorical
         # axis would order the choices as the trials happened to draw them)
