@@ -104,7 +104,9 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
     if existing and folder is not None and Path(folder).is_symlink():
         raise CheckpointError(f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: "
                               f"give the folder itself")
-    path = Path(folder).absolute() if existing else new_folder(folder, under, stem)
+    if existing and folder is None:
+        raise TypeError("job_folder(existing=True) needs the folder")  # a caller's bug, not the user's
+    path = Path(folder).absolute() if existing and folder is not None else new_folder(folder, under, stem)
     out = JobFolder(path, writer, job)
     owner = FolderLock(path, what="run") if lock and writer.writes else nullcontext()
     with owner:

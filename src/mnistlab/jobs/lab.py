@@ -112,8 +112,8 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
     GPU of measure/gpus.py's table whose step time the report predicts. `resume`: a lab directory to
     finish (its own plan, mode, dataset and data subset; `quick`, `out`, `dataset` and `subset` are not given)."""
     gpu_row(gpu)  # an unknown name fails before anything runs
-    accel = resolve_device(device)
-    accel = accel if accel.type != "cpu" else None
+    resolved = resolve_device(device)
+    accel = resolved if resolved.type != "cpu" else None
     if resume is not None:
         folder = Path(resume)
         record = LabRecord.from_dict(read_lab(folder))  # a folder that is no lab fails here, before any lock
@@ -139,7 +139,7 @@ def _fresh_name(lab: JobFolder, stem: str) -> str:
     raise CheckpointError(f"{lab.path}: no free folder name for {stem}")
 
 
-def _done(lab: JobFolder, name: str | None, kind: type, complete: Callable[[Any], bool]) -> bool:
+def _done(lab: JobFolder, name: str | None, kind: Any, complete: Callable[[Any], bool]) -> bool:  # kind: a result class
     """A bench or speedrun the record names, whose result is there and complete."""
     if not name or not (lab / name / kind.FILE).is_file():
         return False

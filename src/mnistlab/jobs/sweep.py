@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from mnistlab.core import progress
 from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
@@ -114,9 +114,10 @@ class ParamSpec:
     def suggest(self, trial: Any) -> Any:
         if self.choices:
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = cast(float, self.low), cast(float, self.high)  # a range: parse() sets both
         if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.name, float(low), float(high), log=self.log)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"choices": list(self.choices)}
@@ -261,7 +262,7 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  
                 storage = _beating_storage()(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
                                              grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
             return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
-                                       direction=plan.direction, pruner=pruner)
+                                       direction=cast(Literal["minimize", "maximize"], plan.direction), pruner=pruner)
         except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
             if attempt < OPEN_TRIES and _lost_creation_race(e):
                 time.sleep(0.5 * attempt)

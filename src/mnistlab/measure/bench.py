@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -276,7 +276,7 @@ def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, 
                 "device-resident tensors (mnistlab)")
     ref = reference_loader(split, spec.mean, spec.std, batch_size, seed)
     return (lambda: itertools.chain.from_iterable(ref for _ in itertools.count()),
-            f"per-sample PIL + DataLoader ({ref.dataset.implementation})")
+            f"per-sample PIL + DataLoader ({cast(Any, ref.dataset).implementation})")  # the notebook's dataset
 
 
 @dataclass
@@ -498,8 +498,8 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
     log("instrumented pass (a synchronisation at each phase boundary) ...")
     cells = [_finish(s, batch_size, repeats, ceilings[s.device.type], costs[s.model]) for s in setups]
     load = {"start": load_start, "end": load_snapshot()}
-    for c in cells:
-        c.load = load
+    for cell in cells:
+        cell.load = load
     decompositions = []
     if decomposition is not None:
         log(f"decomposing each model's step: batches {sorted({*decomposition.batches, batch_size})}, "

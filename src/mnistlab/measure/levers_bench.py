@@ -173,7 +173,8 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")
     load_start = load_snapshot()
-    cells, peaks, names, ceilings = [], {}, {}, {}
+    cells, names, ceilings = [], {}, {}
+    peaks: dict[str, dict[str, float]] = {}  # device -> dtype -> FLOP/s
     counts, decompositions, measured_bandwidths = {}, [], {}
 
     def bandwidths(dev: torch.device, c: Any) -> tuple[dict[str, int], dict[str, float]]:  # once per device
@@ -251,8 +252,8 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                             levers=IMPLEMENTATION_LEVERS[cell.implementation], implementation=cell.implementation,
                             log=log))
     load = {"start": load_start, "end": load_snapshot()}
-    for c in cells:
-        c.load = load
+    for done in cells:
+        done.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}

@@ -291,7 +291,7 @@ class SpeedrunResult(Repeats):
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
         check(data, SPEEDRUN_SCHEMA, where)
         _check_across_fields(data, where)
-        def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
+        def fields(d: dict[str, Any], schema: Any) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
         # what a recipe without the key trained with

@@ -53,7 +53,8 @@ def check_same_start(state: dict | None, where: str, w: World) -> None:
     so a machine that does not share it would train from another point. One line on every rank instead."""
     if not w.distributed:
         return
-    mine = (int(state["epoch"]), _progress(state).steps if _progress(state) else 0) if state else None
+    within = _progress(state) if state else None
+    mine = (int(state["epoch"]), within.steps if within else 0) if state else None
     main = from_main(mine)
     agree(None if mine == main else DistributedError(
         f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun "
