@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TextIO
 from pathlib import Path
+from typing import Any, TextIO, cast
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.writer import json_text
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     (`mnistlab: error:`), and exit code 2; and no abbreviations: `--epoch 1` is a typo to say, not a
     prefix of `--epochs` to guess."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # argparse's own
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
@@ -31,7 +32,8 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
-    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
         """As argparse, but an unknown option is said by the subcommand's parser, so that the line
         points at `mnistlab train --help`, where the options are, not at `mnistlab --help`."""
         ns, extras = self.parse_known_args(args, namespace)
@@ -46,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
         return None
 
 
-def _int_at_least(minimum: int, maximum: int | None = None):
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number >= minimum (and <= maximum, where a larger one would take
     unbounded time or memory)."""
 
@@ -134,6 +136,36 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, help=shown, **meta)
 
 
+def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true",
+                   help=f"print {what} as JSON on stdout (strict: no NaN); progress lines go to stderr")
+
+
+def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
+    from mnistlab.core.defaults import TRACE_STEPS
+
+    p.add_argument("--trace", metavar="DIR",
+                   help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if "
+                        "absent), "
+                        "taken apart from any timing; open it in ui.perfetto.dev or chrome://tracing")
+
+
+def _add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (there are none anyway where stderr is not a terminal)")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """-q/--quiet on every command: its progress lines and bars off, its answer and errors still printed."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - argparse has no public way
+            for sub in action.choices.values():
+                _add_quiet(sub)
+            return
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines or bars: only the answer, warnings and errors")
+
+
 def _add_threads(p: argparse.ArgumentParser) -> None:
     """The one --threads option (train, bench, speedrun, sweep, lab)."""
     from mnistlab.core.defaults import MAX_THREADS
@@ -154,7 +186,7 @@ def _target(text: str) -> float:
     return v
 
 
-def _add_speedrun_parser(sub, datasets: list[str]) -> None:
+def _add_speedrun_parser(sub: Any, datasets: list[str]) -> None:  # sub: argparse's _SubParsersAction
     from mnistlab.core.defaults import COMPILE_MODES, DEVICES, MAX_SEEDS, PRECISIONS, RUNS_DIR
 
     s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
@@ -171,15 +203,31 @@ def _add_speedrun_parser(sub, datasets: list[str]) -> None:
                    help="default: on with --device cuda")
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
     s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_json(s, "the result (speedrun.json's fields and the folder)")
+    _add_no_progress(s)
     _add_threads(s)
     _add_data_dir(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Nothing here imports torch: `--help` answers at once."""
-    from mnistlab.core.defaults import (BUILTIN_MODELS, DEFAULT_BATCH_SIZE, DEVICES, GRACE_S, HEARTBEAT_S,
-                                        IMPLEMENTATIONS, MAX_BATCH_SIZE, MAX_REPEATS, MAX_SHOWN, MAX_THREADS,
-                                        MAX_TIMED_STEPS, MAX_TRIALS, MAX_WAIT_S, PIPELINES, RUNS_DIR)
+    from mnistlab.core.defaults import (
+        BUILTIN_MODELS,
+        DEFAULT_BATCH_SIZE,
+        DEVICES,
+        GRACE_S,
+        HEARTBEAT_S,
+        IMPLEMENTATIONS,
+        MAX_BATCH_SIZE,
+        MAX_REPEATS,
+        MAX_SHOWN,
+        MAX_THREADS,
+        MAX_TIMED_STEPS,
+        MAX_TRIALS,
+        MAX_WAIT_S,
+        PIPELINES,
+        RUNS_DIR,
+    )
     from mnistlab.data.datasets import all_datasets
 
     datasets = list(all_datasets())  # the built-in table plus $MNISTLAB_DATASETS_FILE
@@ -188,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the versions of mnistlab, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("env", help="torch version, devices, CPU threads")
+    _add_json(sub.add_parser("env", help="torch version, devices, CPU threads"), "the environment")
 
     data = sub.add_parser("data", help="fetch, inspect and show a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -197,12 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = data_sub.add_parser(name, help=help_)
         p.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
         _add_data_dir(p)
+        _add_no_progress(p)  # a download's bar
         if name == "fetch":
             p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
         if name == "info":
             p.add_argument("--json", action="store_true", help="print the figures as JSON")
         if name == "show":
-            p.add_argument("--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)")
+            p.add_argument("--out", default=None,
+                           help="PNG path; its folder must exist (default: <dataset>-samples.png)")
             p.add_argument("--count", type=_int_at_least(1, MAX_SHOWN), default=32,
                            help=f"how many samples, at most {MAX_SHOWN} (default: 32)")
 
@@ -210,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
     p.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
                    help="batch of the example input (default: 1)")
+    _add_json(p, "the summary (tree, state_dict shapes, counts, shapes)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
@@ -219,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
                         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_json(t, "the run (its folder, state, config, epochs, test result and epoch times)")
+    _add_trace(t, "training (after the run, of its model, levers and batch)")
     t.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
                         "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
@@ -231,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=list(DEVICES), default="auto",
                    help="auto: CUDA, then MPS, then the CPU (default: auto)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_no_progress(e)
     _add_data_dir(e)
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
-    pl.add_argument("--out", help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
+    pl.add_argument("--out",
+                    help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
     pr.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
@@ -253,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS),
                    help="timed steps per repeat (0: a whole epoch, not with --nproc) (default: 100; 50 with --nproc)")
     b.add_argument("--repeats", type=_int_at_least(1, MAX_REPEATS), default=3,
-                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)")
+                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown "
+                        "(default: 3)")
     b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS),
                    help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart "
                         "(default: 10; not with --nproc, whose processes warm up max(3, steps/10) steps)")
@@ -267,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
                    help="compare speed levers on resident data instead of pipelines: "
                         f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
+    _add_json(b, "the result (bench.json's, levers.json's or scaling.json's fields, and the folder)")
+    _add_trace(b, "each cell's (not with --implementations or --nproc)")
+    _add_no_progress(b)
     _add_threads(b)
     _add_data_dir(b)
 
@@ -281,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
                           "plan; not with --quick or --out)")
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_json(lab, "the lab's folder and its report's files")
     _add_gpu(lab)
     _add_threads(lab)
     _add_data_dir(lab)
@@ -303,35 +363,41 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
                          f"and run again (default: {GRACE_S})")
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
+    _add_json(sw, "the study's record and its trials (sweep.json, trials.json) and the folder")
+    _add_no_progress(sw)
     _add_threads(sw)
     _add_config_options(sw)
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
-    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)")
+    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current "
+                                   "directory)")
     _add_gpu(rep)
+    _add_json(rep, "the report's files")
+    _add_quiet(parser)
     return parser
 
 
 def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
-
     from mnistlab.measure.table import fit_width
 
+    if args.json:
+        print(json_text({"environment": environment(), "precision": precision_environment()}), file=out)
+        return 0
     print(fit_width(format_environment(environment())), file=out)  # no line over 160 characters (issue 28)
     print(fit_width(format_precision(precision_environment())), file=out)
     return 0
 
 
 def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import folder as jobs
     from mnistlab.data.datasets import get_dataset
+    from mnistlab.jobs import folder as jobs
 
-    log = _to_stderr
     if args.data_command == "show" and args.out and not Path(args.out).parent.is_dir():
         raise MnistlabError(f"{Path(args.out).parent}: no such directory (create it first, or choose another --out)")
     get_dataset(args.dataset)  # a bad row fails before any fetch
-    spec, root = jobs.dataset(args.dataset, args.data_dir, log=log, web=args.data_command != "fetch" or not args.no_web)
+    spec, root = jobs.dataset(args.dataset, args.data_dir, web=args.data_command != "fetch" or not args.no_web)
     if args.data_command == "fetch":
         print(spec.raw_dir(root), file=out)
         return 0
@@ -354,38 +420,64 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.summary import summarize
 
-    print(summarize(args.model, args.batch_size).format(), file=out)
+    summary = summarize(args.model, args.batch_size)
+    print(json_text(summary.to_dict()) if args.json else summary.format(), file=out)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import train as jobs
     from mnistlab.core.distributed import world
+    from mnistlab.jobs import train as jobs
     from mnistlab.measure.epochs import epoch_timing
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    # train's progress lines stay on stdout, as they always were (only others' prints go to stderr)
-    options = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard, log=_printer(out))
+    _check_trace_dir(args.trace)
+    if args.trace and world().distributed:
+        raise MnistlabError("--trace records a single process's steps: run it without torchrun")
+    # train's progress lines stay on stdout, as they always were, but for --json (_lines_stream)
+    options: dict[str, Any] = dict(progress=not args.no_progress, tensorboard=not args.no_tensorboard)
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
         run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists,
                              **options)
     if world().is_main:  # under torchrun, rank 0 alone prints
-        if run.metrics():
-            print(f"epoch times: {epoch_timing(run.metrics()).words()}", file=sys.stderr)
+        trace = jobs.trace_run(run.path, args.trace) if args.trace else None  # after the run, apart from it
+        timing = epoch_timing(run.metrics()) if run.metrics() else None
+        if args.json:
+            print(json_text({**_run_record(run, timing), "trace": None if trace is None else str(trace)}), file=out)
+            return 0
+        if timing is not None:
+            print(f"epoch times: {timing.words()}", file=sys.stderr)
         print(run.path, file=out)
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.jobs import evaluate as jobs
-    from mnistlab.data.info import class_label
+def _check_trace_dir(trace: str | None) -> None:
+    """--trace DIR, refused before any work where DIR is there and is not a folder."""
+    from mnistlab.core.errors import ConfigError
 
-    ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir,
-                           log=_to_stderr)
+    if trace is not None and Path(trace).exists() and not Path(trace).is_dir():
+        raise ConfigError(f"--trace {trace}: is not a folder (give the folder to write the trace into)")
+
+
+def _run_record(run: Any, timing: Any) -> dict[str, Any]:
+    """train --json: the run as its files hold it, and its epoch times read with core/timing.py's rules."""
+    times = None
+    if timing is not None:
+        times = {**dataclasses.asdict(timing), "words": timing.words(),
+                 "steady": timing.spread.to_dict() if timing.steady_s else None}
+    return {"folder": str(run.path), "status": run.status(), "config": run.config(), "epochs": run.metrics(),
+            "test": run.test(), "epoch_times": times}
+
+
+def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    from mnistlab.data.info import class_label
+    from mnistlab.jobs import evaluate as jobs
+
+    ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir)
     result = ev.result
     if args.json:
         print(json_text(ev.to_dict()), file=out)
@@ -408,8 +500,8 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
-    from mnistlab.report.plots import plot_runs
     from mnistlab.core.rundir import open_run
+    from mnistlab.report.plots import plot_runs
 
     runs = [open_run(p) for p in args.run_dirs]
     for run in runs:
@@ -437,30 +529,40 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from mnistlab.core.defaults import PIPELINES
+    from mnistlab.core.device import available_devices
+    from mnistlab.core.errors import ConfigError
     from mnistlab.jobs import bench as jobs
     from mnistlab.measure.table import fit_width
-    from mnistlab.core.device import available_devices
-
-    from mnistlab.core.defaults import PIPELINES
-    from mnistlab.core.errors import ConfigError
 
     conflict = _bench_conflict(args)
     if conflict:
         raise ConfigError(conflict)
+    _check_trace_dir(args.trace)
     devices = args.devices or available_devices()
     steps = 100 if args.steps is None else args.steps
     warmup = 10 if args.warmup is None else args.warmup
     common = dict(models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset,
-                  out=args.out, log=_to_stderr)
+                  out=args.out)
     if args.nproc:
-        _, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
+        result, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
                                              steps=50 if args.steps is None else args.steps, **common)
     elif args.implementations:  # the lever axis
-        _, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
+        result, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
                                             warmup=warmup, data_dir=args.data_dir, **common)
     else:
-        _, folder, text = jobs.bench_pipelines(devices=devices, pipelines=args.pipelines or list(PIPELINES),
-                                               steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common)
+        pipelines = args.pipelines or list(PIPELINES)
+        result, folder, text = jobs.bench_pipelines(devices=devices, pipelines=pipelines, steps=steps or None,
+                                                    warmup=warmup, data_dir=args.data_dir, **common)
+    traces = []
+    if args.trace:  # after the timing, in a pass of its own: the profiler slows what it records
+        traces = jobs.bench_traces(args.trace, models=args.models, devices=devices, pipelines=pipelines,
+                                   batch_size=args.batch_size, dataset_name=args.dataset, data_dir=args.data_dir,
+                                   name=folder.path.name)
+    if args.json:  # the result file's fields (bench.json, levers.json or scaling.json), where it is, the traces
+        print(json_text({"folder": str(folder.path), "file": result.FILE, "traces": [str(t) for t in traces],
+                         **result.to_dict()}), file=out)
+        return 0
     print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
     return 0
@@ -471,6 +573,9 @@ def _bench_conflict(args: argparse.Namespace) -> str | None:
     chosen measurement would ignore is refused, not dropped."""
     if args.implementations and args.nproc:
         return "--nproc and --implementations measure different things; give one of them"
+    if args.trace and (args.implementations or args.nproc):
+        other = "--implementations" if args.implementations else "--nproc"
+        return f"--trace records the pipeline cells' steps; drop {other} (or --trace)"
     if args.implementations and args.pipelines:
         return "--implementations times the levers on resident data only; drop --pipelines"
     if not args.nproc:
@@ -494,8 +599,10 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
 
         cold = process_start()
     result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
-                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, log=_to_stderr,
-                                   cold_since=cold)
+                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, cold_since=cold)
+    if args.json:
+        print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
+        return 0
     print(result.table(), file=out)
     print(folder.path, file=out)
     return 0
@@ -510,14 +617,18 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("--resume finishes a lab with its own plan and folder: drop "
                             + ("--quick" if args.quick else "--out"))
     page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, log=_printer(out), gpu=args.gpu, resume=args.resume)
+                   progress=not args.no_progress, gpu=args.gpu, resume=args.resume)
+    if args.json:
+        print(json_text({"folder": str(page.parent), "report_html": str(page),
+                         "report_md": str(page.with_suffix(".md"))}), file=out)
+        return 0
     print(page, file=out)
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs.sweep import SweepPlan, parse_params, run_sweep
-    from mnistlab.measure.sweeps import format_results, sweep_results
+    from mnistlab.measure.sweeps import best_trial, format_results, sweep_results
     from mnistlab.training.config import TrainConfig
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -525,8 +636,14 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     plan = SweepPlan(study=args.study, trials=args.trials, params=parse_params(args.param), base=base,
                      direction=args.direction, pruner=args.pruner, storage=args.storage,
                      heartbeat=args.heartbeat_interval, grace=args.grace_period)
-    sweep_dir = run_sweep(plan, out=args.out, log=lambda m: print(m, file=sys.stderr))
-    print(format_results(*sweep_results(sweep_dir)), file=out)
+    sweep_dir = run_sweep(plan, out=args.out)
+    record, rows = sweep_results(sweep_dir)
+    if args.json:
+        best = best_trial(record, rows)
+        print(json_text({"folder": str(sweep_dir), "sweep": record, "trials": [r.to_dict() for r in rows],
+                         "best_trial": None if best is None else best.number}), file=out)
+        return 0
+    print(format_results(record, rows), file=out)
     print(sweep_dir, file=out)
     return 0
 
@@ -535,6 +652,9 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, gpu=args.gpu)
+    if args.json:
+        print(json_text({"report_md": str(md), "report_html": str(page)}), file=out)
+        return 0
     print(md, file=out)
     print(page, file=out)
     return 0
@@ -542,17 +662,17 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 _COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
              "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab, "sweep": _cmd_sweep, "report": _cmd_report}
+             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab,
+             "sweep": _cmd_sweep, "report": _cmd_report}
 
 
-def _printer(out: TextIO) -> Callable[[str], None]:
-    """A log that prints to `out` (the command's own stdout, not the redirected one)."""
-    return lambda message: print(message, file=out)
-
-
-def _to_stderr(message: str) -> None:
-    """Progress goes to stderr: stdout holds only what a command answers (a path, a table, JSON)."""
-    print(message, file=sys.stderr)
+def _lines_stream(args: argparse.Namespace, answer: TextIO) -> TextIO:
+    """Where the command's progress lines (the `mnistlab` logger's) go: stderr, so that stdout holds only what
+    a command answers (a path, a table, JSON); train's and lab's lines are what a user reads as it runs, and
+    stay on stdout as they always were, except under --json."""
+    if args.command in ("train", "lab") and not getattr(args, "json", False):
+        return answer
+    return sys.stderr
 
 
 def _silence_stdout() -> None:
@@ -570,7 +690,7 @@ def _paths_print_as_bytes() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             utf8 = (stream.encoding or "").lower().replace("-", "") == "utf8"
-            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+            cast(Any, stream).reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
         except (AttributeError, ValueError, OSError):  # not a TextIOWrapper: leave it
             pass
 
@@ -587,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from mnistlab.core import stopping, threads
+    from mnistlab.core import logs, progress, stopping, threads
     from mnistlab.core.faults import kill_point
     from mnistlab.core.stopping import StopRequests
 
@@ -607,7 +727,10 @@ def _run(argv: Sequence[str] | None) -> int:
                     print(f"mnistlab: warning: {threads.capped()}", file=sys.stderr)
             # stdout holds only the command's answer: whatever else prints while it works (a user's model,
             # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
-            with contextlib.redirect_stdout(sys.stderr):
+            quiet = getattr(args, "quiet", False)
+            with contextlib.redirect_stdout(sys.stderr), \
+                    logs.printing(_lines_stream(args, answer), logging.WARNING if quiet else logging.INFO), \
+                    progress.turned_off(quiet or getattr(args, "no_progress", False)):
                 code = _COMMANDS[args.command](args, answer)
                 kill_point("command-done")
             answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit

@@ -12,16 +12,19 @@ from mnistlab.cli import build_parser, main
 OPTIONS = {
     "train": {"--epochs": ("ten", "0"), "--batch-size": ("1.5", "0"), "--lr": ("fast", "-0.1"),
               "--momentum": ("x", "1.5"), "--val-fraction": ("half", "1.0"), "--seed": ("s", "-1"),
-              "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"), "--log-every": ("often", "0"),
+              "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"),
+              "--log-every": ("often", "0"),
               "--threads": ("all", "0"), "--dist-timeout": ("soon", "0"), "--checkpoint-every": ("often", "0"),
+              "--trace": (None, "/dev/null"),  # not a folder
               "--model": (None, "resnet"), "--dataset": (None, "cifar10"), "--device": (None, "tpu"),
               "--precision": (None, "fp8"), "--compile": (None, "fast")},
     "bench": {"--steps": ("many", "-1"), "--repeats": ("r", "0"), "--warmup": ("w", "-2"),
               "--batch-size": ("b", "0"), "--models": (None, "vit"), "--devices": (None, "auto"),
               "--pipelines": (None, "dali"), "--dataset": (None, "svhn"), "--implementations": (None, "xla"),
-              "--threads": ("all", "0")},
+              "--threads": ("all", "0"), "--trace": (None, "/dev/null")},
     "speedrun": {"--seeds": ("many", "0"), "--target": ("high", "101"), "--precision": (None, "fp8"),
-                 "--compile": (None, "fast"), "--device": (None, "tpu"), "--dataset": (None, "svhn"), "--threads": ("all", "0")},
+                 "--compile": (None, "fast"), "--device": (None, "tpu"), "--dataset": (None, "svhn"),
+                 "--threads": ("all", "0")},
     "profile": {"--batch-size": ("one", "0")},
     "summary": {"--batch-size": ("one", "0")},
     "lab": {"--device": (None, "tpu")},
@@ -83,7 +86,8 @@ def test_unknown_command_and_no_command(capsys, reliability):
 @pytest.mark.slow
 def test_cuda_requested_without_cuda(tiny, tmp_path, capsys, reliability, argv):
     if argv[0] == "eval":
-        assert main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r")]) == 0
+        argv = ["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r")]
+        assert main(argv) == 0
         capsys.readouterr()
         argv = ["eval", str(tmp_path / "r"), "--device", "cuda"]
     code, err = exit_code_and_err(argv, capsys)

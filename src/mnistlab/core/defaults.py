@@ -21,6 +21,7 @@ MAX_BATCH_SIZE = 65_536  # more than MNIST's whole training set in one step
 MAX_SHOWN = 256
 MAX_TIMED_STEPS = 100_000  # bench --steps, --warmup
 MAX_REPEATS = 100
+TRACE_STEPS, TRACE_WARMUP = 5, 2  # bench --trace, train --trace: steps recorded, after untraced ones
 MAX_SEEDS = 1_000
 MAX_TRIALS = 10_000
 MAX_THREADS = 1024  # --threads, OMP_NUM_THREADS, bench --nproc: above any machine's cores (torch crashes at 100,000)

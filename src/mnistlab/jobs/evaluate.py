@@ -8,10 +8,13 @@ from typing import Any
 
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.failures import blame_model
+from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import CONFIG, open_run
 from mnistlab.data.datasets import data_root, get_dataset
-from mnistlab.jobs.folder import Log, PathLike, _print, dataset, fixed, recorded_data
+from mnistlab.jobs.folder import Log, PathLike, dataset, fixed, recorded_data
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["RunEvaluation", "evaluate_run"]
 
@@ -34,7 +37,8 @@ class RunEvaluation:
     @property
     def when(self) -> str:
         """When the checkpoint was written: 'after epoch 3', or 'after epoch 0 and 40 steps of epoch 1'."""
-        return f"after epoch {self.epoch}" + (f" and {self.steps} steps of epoch {self.epoch + 1}" if self.steps else "")
+        within = f" and {self.steps} steps of epoch {self.epoch + 1}" if self.steps else ""
+        return f"after epoch {self.epoch}{within}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.result.to_dict(), "checkpoint": self.checkpoint, "epoch": self.epoch,
@@ -49,7 +53,7 @@ class RunEvaluation:
 
 
 def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None,
-                 log: Log = _print) -> RunEvaluation:
+                 log: Log = _LOG) -> RunEvaluation:
     """Test a run's `last` or `best` checkpoint with the code it was trained with. Reads only."""
     from mnistlab.core.device import resolve_device
     from mnistlab.data.loader import make_test_loader

@@ -23,20 +23,19 @@ from mnistlab.core.errors import CheckpointError, DataError, MnistlabError, firs
 from mnistlab.core.failures import outcome
 from mnistlab.core.faults import kill_point
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RUN_FILES, only_leftovers
 from mnistlab.core.stopping import StopRequests
 from mnistlab.core.writer import FILES, JobFolder, Writer
 from mnistlab.data.datasets import DatasetSpec, data_root, get_dataset
 from mnistlab.data.fetching import fetch, verify_present
 
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
+
 __all__ = ["dataset", "job_folder"]
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike
-
-
-def _print(message: str) -> None:
-    print(message)
 
 
 def quiet(message: str) -> None:
@@ -105,7 +104,9 @@ def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "j
     if existing and folder is not None and Path(folder).is_symlink():
         raise CheckpointError(f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: "
                               f"give the folder itself")
-    path = Path(folder).absolute() if existing else new_folder(folder, under, stem)
+    if existing and folder is None:
+        raise TypeError("job_folder(existing=True) needs the folder")  # a caller's bug, not the user's
+    path = Path(folder).absolute() if existing and folder is not None else new_folder(folder, under, stem)
     out = JobFolder(path, writer, job)
     owner = FolderLock(path, what="run") if lock and writer.writes else nullcontext()
     with owner:
@@ -151,7 +152,7 @@ def _recorded(outermost: bool) -> None:
         stopping.hold()
 
 
-def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _print, web: bool = True
+def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _LOG, web: bool = True
             ) -> tuple[DatasetSpec, Path]:
     """The dataset's spec and its data root, with its four files fetched and verified there."""
     spec, root = get_dataset(name), data_root(data_dir)

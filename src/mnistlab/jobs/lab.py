@@ -24,6 +24,7 @@ from mnistlab.core.defaults import BUILTIN_MODELS, PIPELINES, RUNS_DIR
 from mnistlab.core.device import resolve_device
 from mnistlab.core.environment import environment
 from mnistlab.core.errors import CheckpointError
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.schema import read_result
 from mnistlab.core.timing import Timer
@@ -46,6 +47,8 @@ from mnistlab.report.inputs import LabRecord, read_lab
 from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN, run_state
 from mnistlab.report.plots import plot_samples
 from mnistlab.training.config import TrainConfig
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["LabPlan", "run_lab"]
 
@@ -103,14 +106,14 @@ class LabPlan:
 
 def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None = None,
             data_dir: str | None = None, dataset: str = "mnist", subset: int | None = None,
-            log: Callable[[str], None] = print, progress: bool = True, gpu: str = DEFAULT_GPU,
+            log: Callable[[str], None] = _LOG, progress: bool = True, gpu: str = DEFAULT_GPU,
             resume: str | Path | None = None) -> Path:
     """Run the plan; return the path of report.html. `subset` shrinks the data (tests only); `gpu`: the
     GPU of measure/gpus.py's table whose step time the report predicts. `resume`: a lab directory to
     finish (its own plan, mode, dataset and data subset; `quick`, `out`, `dataset` and `subset` are not given)."""
     gpu_row(gpu)  # an unknown name fails before anything runs
-    accel = resolve_device(device)
-    accel = accel if accel.type != "cpu" else None
+    resolved = resolve_device(device)
+    accel = resolved if resolved.type != "cpu" else None
     if resume is not None:
         folder = Path(resume)
         record = LabRecord.from_dict(read_lab(folder))  # a folder that is no lab fails here, before any lock
@@ -136,7 +139,7 @@ def _fresh_name(lab: JobFolder, stem: str) -> str:
     raise CheckpointError(f"{lab.path}: no free folder name for {stem}")
 
 
-def _done(lab: JobFolder, name: str | None, kind: type, complete: Callable[[Any], bool]) -> bool:
+def _done(lab: JobFolder, name: str | None, kind: Any, complete: Callable[[Any], bool]) -> bool:  # kind: a result class
     """A bench or speedrun the record names, whose result is there and complete."""
     if not name or not (lab / name / kind.FILE).is_file():
         return False
@@ -199,7 +202,8 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
     train(by_name["mlp-cpu"])
 
-    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel else "MLP on the GPU: no GPU here, skipped")
+    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel
+         else "MLP on the GPU: no GPU here, skipped")
     if accel:
         train(by_name[f"mlp-{accel.type}"])
 
@@ -240,7 +244,8 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
         lab.save(record)
 
     step(9, "report")
-    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu, writer=lab.writer))  # absolute: printed for the user to open
+    # absolute: printed for the user to open
+    md, page = (p.resolve() for p in build_report([lab.path], gpu=gpu, writer=lab.writer))
     log(f"report: {page}\n        {md}\nlab finished in {clock.lap():.0f} s")
     return page
 

@@ -8,15 +8,18 @@ import dataclasses
 from typing import Any
 
 from mnistlab.core.defaults import RUNS_DIR
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir
-from mnistlab.jobs.folder import Log, PathLike, _print, dataset, job_folder
+from mnistlab.jobs.folder import Log, PathLike, dataset, job_folder
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["speedrun"]
 
 
 def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[str, Any] | None = None,
              dataset_name: str = "mnist", data_dir: str | None = None, out: PathLike | None = None,
-             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _print,
+             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _LOG,
              cold_since: tuple[float, str] | None = None) -> tuple[Any, RunDir]:
     """Time to `target`% test accuracy from scratch over `seeds` seeds (measure.speedrun): speedrun.json.
     `levers`: overrides of the recipe's own (precision, channels_last, compile, cuda_graphs).

@@ -30,17 +30,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
+from mnistlab.core import progress
 from mnistlab.core.defaults import GRACE_S, HEARTBEAT_S, MAX_WAIT_S
 from mnistlab.core.errors import ConfigError, DivergenceError, MnistlabError
 from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.writer import JobFolder
 from mnistlab.jobs.folder import job_folder, quiet
 from mnistlab.measure.sweeps import NAME, OBJECTIVES, SWEEP_FILE, TRIALS_FILE, read_record
 from mnistlab.training.config import TrainConfig
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["ParamSpec", "SweepPlan", "parse_params", "run_sweep"]
 
@@ -110,9 +114,10 @@ class ParamSpec:
     def suggest(self, trial: Any) -> Any:
         if self.choices:
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = cast(float, self.low), cast(float, self.high)  # a range: parse() sets both
         if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.name, float(low), float(high), log=self.log)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"choices": list(self.choices)}
@@ -234,7 +239,7 @@ def _quiet_optuna() -> Iterator[None]:
         yield
 
 
-def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
+def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  # an optuna.Study
     import optuna
 
     # errors only: a trial that failed is reported on our own line, not with Optuna's traceback (run_sweep
@@ -257,7 +262,7 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]):
                 storage = _beating_storage()(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
                                              grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
             return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
-                                       direction=plan.direction, pruner=pruner)
+                                       direction=cast(Literal["minimize", "maximize"], plan.direction), pruner=pruner)
         except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
             if attempt < OPEN_TRIES and _lost_creation_race(e):
                 time.sleep(0.5 * attempt)
@@ -355,7 +360,7 @@ def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
 
 
 def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
-              log: Callable[[str], None] = print) -> Path:
+              log: Callable[[str], None] = _LOG) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
     records its own status (status.json) besides sweep.json and trials.json; each trial is a train job.
     The storage is opened and checked before the folder's first write: a refused study changes nothing in
@@ -417,11 +422,27 @@ def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log:
                                        "heartbeat": plan.heartbeat, "grace": plan.grace, "study_token": token})
     storage = _Guard(plan, url, log)
     storage.call(lambda: _snapshot(study, job), "reading the study's trials")
+    done = storage.call(lambda: _counted(study), "reading the study")
     log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
-        f"{storage.call(lambda: _counted(study), 'reading the study')} of {plan.trials} trials done; storage "
-        f"{masked(url)}")
+        f"{done} of {plan.trials} trials done; storage {masked(url)}")
     current: dict[str, int] = {}
     objective = _objective(plan, study, job.path, log, storage, current)
+    with progress.bar(plan.trials, f"sweep {plan.study}", "trial", initial=done) as bar:
+        attempts = _trials(plan, job, study, storage, objective, current, bar, log)
+    with _quiet_optuna():
+        storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
+    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
+    if _counted(study) < plan.trials:
+        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
+                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
+
+
+def _trials(plan: SweepPlan, job: JobFolder, study: Any, storage: Any, objective: Callable[[Any], float],
+            current: dict[str, int], bar: Any, log: Callable[[str], None]) -> int:
+    """Trials one at a time until `plan.trials` are counted (completed or pruned), or 3 times as many attempts;
+    the bar shows the counted trials (other workers' too). Returns the attempts made."""
+    import optuna
+
     attempts, limit = 0, 3 * plan.trials  # failures (diverged trials) do not count; bound the retries
     while storage.call(lambda: _counted(study), "reading the study") < plan.trials and attempts < limit:
         attempts += 1
@@ -445,13 +466,10 @@ def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log:
         finally:
             with contextlib.suppress(*storage.errors):  # the storage down: the last snapshot stays as it was
                 _snapshot(study, job)
-                job.progress(trials_done=_counted(study))
-    with _quiet_optuna():
-        storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
-    storage.call(lambda: _snapshot(study, job), "reading the study's trials")
-    if _counted(study) < plan.trials:
-        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
-                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
+                counted = _counted(study)
+                job.progress(trials_done=counted)
+                bar.update(counted - bar.n)  # other workers' trials count too
+    return attempts
 
 
 class StorageUnreachable(MnistlabError):

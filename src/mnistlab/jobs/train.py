@@ -9,6 +9,7 @@ path and a silent writer, and agree on every failure so that all of them stop wi
 from __future__ import annotations
 
 import gc
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ from mnistlab.core import rundir as rd
 from mnistlab.core.defaults import RUNS_DIR
 from mnistlab.core.distributed import World, agree, from_main, restartable, world
 from mnistlab.core.errors import CheckpointError, ConfigError, MnistlabError
+from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, open_run
 from mnistlab.core.writer import writer_for
 from mnistlab.data.datasets import data_root, get_dataset
 from mnistlab.data.fetching import fetch
-from mnistlab.jobs.folder import Log, PathLike, _print, fixed, job_folder, new_folder, quiet, recorded_data
+from mnistlab.jobs.folder import Log, PathLike, fixed, job_folder, new_folder, quiet, recorded_data
 
-__all__ = ["train_run"]
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
+
+__all__ = ["trace_run", "train_run"]
 
 LEGACY_COMPLETED = ("completed", "finished")  # runs written before the one lifecycle said "finished"
 # settings that change how a run is run, not what it computes: a resume may give them again (data_dir: where
@@ -82,12 +86,13 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[Any, dict | No
     if overrides.get("epochs") is not None:
         cfg = cfg.replace(epochs=done + overrides["epochs"])
     elif run.status().get("state") in LEGACY_COMPLETED:
-        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to train N more")
+        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to "
+                          "train N more")
     return cfg, state
 
 
 def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: PathLike | None = None,
-              overrides: dict[str, Any] | None = None, log: Log = _print, progress: bool = True,
+              overrides: dict[str, Any] | None = None, log: Log = _LOG, progress: bool = True,
               tensorboard: bool = True, on_epoch: Callable[[dict[str, float]], bool] | None = None,
               runs_base: PathLike = RUNS_DIR, figure: bool = True, resume_if_exists: bool = False) -> RunDir:
     """Train a new run (`config`, a TrainConfig) or continue one (`resume`); return its run directory.
@@ -128,6 +133,32 @@ def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: Pa
                 # their destructors can wait forever on a group that no longer exists
                 gc.collect()
                 destroy_process_group()
+
+
+def trace_run(run_dir: PathLike, folder: PathLike, *, log: Log = _LOG) -> Path:
+    """A profiler trace (measure/trace.py) of a few training steps of the run in `run_dir`: its model's code, its
+    levers, device and batch, on its own data, with a freshly seeded model and optimizer. Written to
+    `folder`/RUN-NAME.trace.json; returns the path. Taken after the run, apart from it (the profiler slows each
+    operator): the run's files and its epoch times are not touched."""
+    from mnistlab.core.defaults import TRACE_STEPS, TRACE_WARMUP
+    from mnistlab.measure.trace import events, trace_name, trace_steps, write_trace
+    from mnistlab.training import runner
+    from mnistlab.training.config import load_run_config
+
+    run = open_run(fixed(run_dir))
+    folder = fixed(folder)
+    cfg = load_run_config(run / rd.CONFIG)
+    root = data_root(cfg.data_dir)
+    prep = runner.prepare(cfg, lambda: root, quiet, World(), run)
+    batches = itertools.chain.from_iterable(prep.splits.train.batches(e) for e in itertools.count(1))
+
+    def step() -> None:
+        prep.step(*next(batches))
+
+    data = trace_steps(step, prep.device, TRACE_STEPS, TRACE_WARMUP)
+    path = write_trace(data, folder, trace_name(run.path.name))
+    log(f"trace: {TRACE_STEPS} training steps of {cfg.model} on {prep.device.type}, {events(data):,} events: {path}")
+    return path
 
 
 def _existing_run(cfg: Any, run_dir: PathLike | None, overrides: dict[str, Any]) -> RunDir | None:

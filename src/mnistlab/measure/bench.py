@@ -22,33 +22,60 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
+from mnistlab.core import progress
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, PIPELINES
 from mnistlab.core.device import device_name, resolve_device, synchronize
 from mnistlab.core.environment import load_snapshot
-from mnistlab.core.richdisplay import html_table
-from mnistlab.core.threads import current as current_threads
-from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
+from mnistlab.core.logs import lines
+from mnistlab.core.richdisplay import html_table
+from mnistlab.core.schema import check
+from mnistlab.core.threads import current as current_threads
+from mnistlab.core.timing import (
+    LOAD_SCHEMA,
+    UNSTABLE_SPREAD,
+    Load,
+    Ratio,
+    Timer,
+    interleave,
+    machine_stability,
+    time_steps,
+)
 from mnistlab.core.words import percent
-from mnistlab.measure.ceilings import (Ceilings, Floors, StepCost, Theoretical, count_step, measure_ceilings,
-                                       working_set_bandwidths)
-from mnistlab.measure.decomposition import (ARITHMETIC, BENCH_DECOMPOSE, BINDS, FIXED, MEMORY, DecomposeSettings,
-                                            Decomposition, measure_decomposition)
-from mnistlab.measure.decomposition import bound_label as _binds_label
-from mnistlab.data.datasets import DataShape, DatasetSpec
+from mnistlab.data.datasets import DatasetSpec, DataShape
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.data.notebook_pipeline import reference_loader
+from mnistlab.measure.ceilings import (
+    Ceilings,
+    Floors,
+    StepCost,
+    Theoretical,
+    count_step,
+    measure_ceilings,
+    working_set_bandwidths,
+)
+from mnistlab.measure.decomposition import (
+    ARITHMETIC,
+    BENCH_DECOMPOSE,
+    BINDS,
+    FIXED,
+    MEMORY,
+    DecomposeSettings,
+    Decomposition,
+    measure_decomposition,
+)
+from mnistlab.measure.decomposition import bound_label as _binds_label
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, TIMED_STEPS, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.core.timing import (LOAD_SCHEMA, UNSTABLE_SPREAD, Load, Ratio, Timer, interleave, machine_stability,
-                                  time_steps)
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
 PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
@@ -249,7 +276,7 @@ def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, 
                 "device-resident tensors (mnistlab)")
     ref = reference_loader(split, spec.mean, spec.std, batch_size, seed)
     return (lambda: itertools.chain.from_iterable(ref for _ in itertools.count()),
-            f"per-sample PIL + DataLoader ({ref.dataset.implementation})")
+            f"per-sample PIL + DataLoader ({cast(Any, ref.dataset).implementation})")  # the notebook's dataset
 
 
 @dataclass
@@ -304,16 +331,23 @@ def _instrumented(setup: _Setup) -> tuple[dict[str, float], float]:
 
 
 def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
-    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved."""
+    """Warm every cell up (each warm-up step timed alone), then time the repeats interleaved. The bar
+    (core/progress.py) moves between timed blocks, never inside one: a cell's warm-up, then each repeat."""
+    cells = progress.bar(len(setups) * (1 + repeats), "bench cells", "timing")
+
     def warm(s: _Setup) -> None:
         with blame_model(s.model, "while being timed"):
             s.warmup_s.extend(time_steps(s.step, 1, s.device) for _ in range(warmup))
+        cells.update()
 
     def time_once(s: _Setup) -> float:
         with blame_model(s.model, "while being timed"):
-            return time_steps(s.step, s.n, s.device)
+            t = time_steps(s.step, s.n, s.device)
+        cells.update()
+        return t
 
-    times = interleave(setups, warm_up=warm, time_once=time_once, repeats=repeats)
+    with cells:
+        times = interleave(setups, warm_up=warm, time_once=time_once, repeats=repeats)
     for s, t in zip(setups, times, strict=True):
         s.step_s.extend(t)
 
@@ -398,7 +432,8 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(), "speedups": [u.to_dict() for u in self.speedups()],
+                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(),
+                "speedups": [u.to_dict() for u in self.speedups()],
                 "cells": [c.to_dict() for c in self.cells],
                 "decompositions": [d.to_dict() for d in self.decompositions],
                 "observations": observations(self)}
@@ -419,7 +454,7 @@ class BenchResult:
 
 def decompose(models: Sequence[str], devices: Sequence[torch.device], shape: DataShape, batch_size: int,
               ceilings: dict[str, Ceilings], costs: dict[str, StepCost], settings: DecomposeSettings,
-              log: Callable[[str], None] = print) -> list[Decomposition]:
+              log: Callable[[str], None] = _LOG) -> list[Decomposition]:
     """Each model's step decomposed on each device, at the cells' batch and thread count, reusing the bench's
     ceilings and counts (measure/decomposition.py); the working set's bandwidths are measured once per device."""
     out = []
@@ -437,7 +472,7 @@ def decompose(models: Sequence[str], devices: Sequence[torch.device], shape: Dat
 def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
               batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
               decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
-              log: Callable[[str], None] = print) -> BenchResult:
+              log: Callable[[str], None] = _LOG) -> BenchResult:
     """The cells, timed interleaved; then, unless `decomposition` is None, each model's step decomposed on each
     device (`decompose`), which every cell's bound reads."""
     load_start = load_snapshot()
@@ -463,8 +498,8 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
     log("instrumented pass (a synchronisation at each phase boundary) ...")
     cells = [_finish(s, batch_size, repeats, ceilings[s.device.type], costs[s.model]) for s in setups]
     load = {"start": load_start, "end": load_snapshot()}
-    for c in cells:
-        c.load = load
+    for cell in cells:
+        cell.load = load
     decompositions = []
     if decomposition is not None:
         log(f"decomposing each model's step: batches {sorted({*decomposition.batches, batch_size})}, "
@@ -514,8 +549,9 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
         before, after = baseline.share("data"), subject.share("data")
         return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
                 f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
-                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a {subject.step_median_s * 1e3:.2f} ms "
-                f"step, {after * subject.step_median_s * 1e3:.3f} ms; the shares are from the separate instrumented pass).")
+                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a "
+                f"{subject.step_median_s * 1e3:.2f} ms step, {after * subject.step_median_s * 1e3:.3f} ms; the shares "
+                "are from the separate instrumented pass).")
     d = subject.device
     here, there = ((result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in ("cpu", d))
     more_bandwidth = (f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"

@@ -26,6 +26,7 @@ time hardly depends on its batch), the data cannot separate the two parts, and t
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.core.errors import CheckpointError, ConfigError
+from mnistlab.core.logs import lines
 from mnistlab.core.schema import NONEMPTY, check
-from mnistlab.core.writer import FILES, Writer
-from mnistlab.core.words import percent
-from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _tensors
 from mnistlab.core.timing import Load, Spread, Stability, stability
+from mnistlab.core.words import percent
+from mnistlab.core.writer import FILES, Writer
+from mnistlab.data.datasets import DataShape
+from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _tensors
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 DEFAULT_BATCHES = (1, 8, 64, 256)
 FIXED, ARITHMETIC, MEMORY = "fixed per-step cost", "arithmetic", "memory"
@@ -117,7 +122,8 @@ def fit_line(batches: Sequence[float], times: Sequence[float]) -> LineFit:
     slope, intercept, low, high = theilslopes(times, batches, alpha=0.95)
     fitted = [intercept + slope * b for b in batches]
     rel = [abs(t - f) / t for t, f in zip(times, fitted, strict=True)]
-    return LineFit(float(intercept), float(slope), float(low), float(high), float(statistics.median(rel)), float(max(rel)),
+    return LineFit(float(intercept), float(slope), float(low), float(high), float(statistics.median(rel)),
+                   float(max(rel)),
                    len(times))
 
 
@@ -339,7 +345,8 @@ class Decomposition:
         return {"model": self.model, "device": self.device, "machine": self.machine, "threads": self.threads,
                 "batch_size": self.batch_size, "date": self.date, "implementation": self.implementation,
                 "timings": [{"batch": b, "step_s": list(ts)} for b, ts in sorted(self.timings.items())],
-                "counted": [{"batch": b, "flops": c[0], "bytes": c[1], "ops": c[2]} for b, c in sorted(self.counted.items())],
+                "counted": [{"batch": b, "flops": c[0], "bytes": c[1], "ops": c[2]}
+                            for b, c in sorted(self.counted.items())],
                 "footprint_bytes": self.footprint_bytes, "compute_flops_per_s": self.compute_flops_per_s,
                 "op_cost_s": self.op_cost_s, "probe_sizes": dict(self.probe_sizes), "bandwidths": dict(self.bandwidths),
                 "load": dict(self.load),
@@ -363,7 +370,8 @@ class Decomposition:
         if d["batch_size"] not in timings:
             raise CheckpointError(f"{where}: field 'batch_size' ({d['batch_size']}) is not among the timed batches")
         if not d["bandwidths"] or set(d["bandwidths"]) != set(d["probe_sizes"]) or "DRAM" not in d["bandwidths"]:
-            raise CheckpointError(f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM among them")
+            raise CheckpointError(f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM "
+                                  "among them")
         return cls(d["model"], d["device"], d["machine"], d["threads"], d["batch_size"], timings, counted,
                    d["footprint_bytes"], d["compute_flops_per_s"], d["op_cost_s"], dict(d["probe_sizes"]),
                    dict(d["bandwidths"]), dict(d.get("load") or {}), d.get("date"), d.get("implementation", "eager"))
@@ -394,7 +402,7 @@ class _Footprint(TorchDispatchMode):
         super().__init__()
         self.storages: dict[int, int] = {}
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # torch's protocol
         out = func(*args, **(kwargs or {}))
         for t in _tensors((args, kwargs)) + _tensors(out):
             s = t.untyped_storage()
@@ -406,7 +414,7 @@ class _Footprint(TorchDispatchMode):
         return sum(self.storages.values())
 
 
-def step_footprint(model_name: str, shape, batch_size: int) -> int:
+def step_footprint(model_name: str, shape: DataShape, batch_size: int) -> int:
     """Bytes of the distinct memory one steady training step (after the first) of a fresh `model_name` touches:
     its weights, gradients, momentum buffers, batch and activations. The allocator reuses freed blocks, which
     this counts once, as a cache sees them."""
@@ -449,12 +457,12 @@ class _Batch:
     n: int = 1
 
 
-def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_BATCH_SIZE,
+def measure_decomposition(model_name: str, shape: DataShape, *, batch_size: int = DEFAULT_BATCH_SIZE,
                           batches: Sequence[int] = DEFAULT_BATCHES, threads: int | None = None, repeats: int = 5,
                           chunk_s: float = CHUNK_S, device: str = "cpu", ceiling_s: float = 0.1,
                           ceilings: Ceilings | None = None, cost: StepCost | None = None,
                           bandwidths: tuple[dict[str, int], dict[str, float]] | None = None, levers: Any = None,
-                          implementation: str = "eager", log: Callable[[str], None] = print) -> Decomposition:
+                          implementation: str = "eager", log: Callable[[str], None] = _LOG) -> Decomposition:
     """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
     count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
     `ceilings` (the compute ceiling, the cost of one operation and DRAM's bandwidth), `cost` (the step counted at
@@ -464,8 +472,8 @@ def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_B
 
     from mnistlab.core.device import device_name, resolve_device
     from mnistlab.core.environment import load_snapshot
-    from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
     from mnistlab.core.timing import interleave, time_steps
+    from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
     from mnistlab.training.levers import Levers, make_step, prepare_model
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
@@ -495,7 +503,7 @@ def measure_decomposition(model_name: str, shape, *, batch_size: int = DEFAULT_B
             opt = make_optimizer(model, lr=0.01, momentum=0.5)
             step = make_step(model, opt, levers, dev, batch_size=b, sample_shape=shape.sample)
             x, y = torch.randn(b, *shape.sample, device=dev), torch.randint(0, shape.classes, (b,), device=dev)
-            cells.append(_Batch(b, (lambda s, x, y: lambda: s(x, y))(step, x, y)))
+            cells.append(_Batch(b, functools.partial(step, x, y)))
 
         def warm(c: _Batch) -> None:  # three steps, timed together: a repeat is as many steps as fill chunk_s
             # (at least one); their mean, not one step's time, so that one step's luck on a busy machine does not

@@ -25,21 +25,24 @@ from mnistlab.core.defaults import DEFAULT_BATCH_SIZE, IMPLEMENTATIONS
 from mnistlab.core.device import device_name, resolve_device
 from mnistlab.core.environment import load_snapshot
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.threads import current as current_threads
-from mnistlab.core.schema import check
 from mnistlab.core.failures import blame_model
+from mnistlab.core.logs import lines
+from mnistlab.core.schema import check
+from mnistlab.core.threads import current as current_threads
+from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
+from mnistlab.core.words import percent
 from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
-from mnistlab.core.words import percent
 from mnistlab.measure.bench import bound, bound_label
 from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
 from mnistlab.measure.decomposition import BENCH_DECOMPOSE, DecomposeSettings, Decomposition, measure_decomposition
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, StepCell
 from mnistlab.measure.table import text_table
-from mnistlab.core.timing import LOAD_SCHEMA, Load, Ratio, interleave, time_steps
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 IMPLEMENTATION_LEVERS: dict[str, Levers] = {
     "eager": Levers(),
@@ -163,14 +166,15 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str],
                      implementations: list[str], batch_size: int = DEFAULT_BATCH_SIZE, steps: int = 50,
                      repeats: int = 3, warmup: int = 5, decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
-                     log: Callable[[str], None] = print) -> LeversResult:
+                     log: Callable[[str], None] = _LOG) -> LeversResult:
     """The lever sets side by side; then, unless `decomposition` is None, each FLOORS_COUNTED cell's step
     decomposed with its levers (measure/decomposition.py), which its bound reads."""
     unknown = [i for i in implementations if i not in IMPLEMENTATION_LEVERS]
     if unknown:
         raise ConfigError(f"unknown implementation {unknown[0]!r}; choose from: {', '.join(IMPLEMENTATIONS)}")
     load_start = load_snapshot()
-    cells, peaks, names, ceilings = [], {}, {}, {}
+    cells, names, ceilings = [], {}, {}
+    peaks: dict[str, dict[str, float]] = {}  # device -> dtype -> FLOP/s
     counts, decompositions, measured_bandwidths = {}, [], {}
 
     def bandwidths(dev: torch.device, c: Any) -> tuple[dict[str, int], dict[str, float]]:  # once per device
@@ -220,17 +224,19 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                 live.append((cell, make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
                                              batch_size=batch_size, sample_shape=spec.shape.sample)))
 
+            # warm and time_once are called within this iteration (interleave below), so the loop's variables
+            # they read are this iteration's
             def warm(pair: tuple[ImplCell, TrainStep]) -> None:
                 cell, step = pair
-                x, y = next(batches)
+                x, y = next(batches)  # noqa: B023
                 with blame_model(cell.model, "while being timed"):
                     cell.warmup_s = warm_up(step, x.clone(), y.clone(), steps=max(warmup, 1))
-                log(f"  {dev.type}/{model_name}/{cell.implementation}: warmed up in {cell.warmup_s:.2f} s")
+                log(f"  {dev.type}/{model_name}/{cell.implementation}: warmed up in {cell.warmup_s:.2f} s")  # noqa: B023
 
             def time_once(pair: tuple[ImplCell, TrainStep]) -> float:
-                data = iter([next(batches) for _ in range(steps)])  # gathered before the clock starts
+                data = iter([next(batches) for _ in range(steps)])  # noqa: B023 - gathered before the clock starts
                 with blame_model(pair[0].model, "while being timed"):
-                    return time_steps(lambda: pair[1](*next(data)), steps, dev)
+                    return time_steps(lambda: pair[1](*next(data)), steps, dev)  # noqa: B023
 
             times = interleave(live, warm_up=warm, time_once=time_once, repeats=repeats)
             for (cell, _), t in zip(live, times, strict=True):
@@ -246,8 +252,8 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                             levers=IMPLEMENTATION_LEVERS[cell.implementation], implementation=cell.implementation,
                             log=log))
     load = {"start": load_start, "end": load_snapshot()}
-    for c in cells:
-        c.load = load
+    for done in cells:
+        done.load = load
     settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
                 "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}
@@ -305,7 +311,8 @@ def format_table(result: LeversResult) -> str:
     lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
                          "warm-up s", "stability"], rows, left=2)]
     lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
-                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling of the dtype the "
+                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling "
+                 "of the dtype the "
                  "step computes in; stability: core/timing.py's one rule")
     return "\n".join(lines)
 

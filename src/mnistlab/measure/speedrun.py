@@ -26,23 +26,34 @@ from typing import Any, ClassVar
 
 import torch
 
-from mnistlab.core.faults import kill_point
+from mnistlab.core import progress
 from mnistlab.core.defaults import COMPILE_MODES, EVAL_BATCH_SIZE, PRECISIONS
 from mnistlab.core.device import device_name
 from mnistlab.core.environment import environment, load_snapshot
 from mnistlab.core.errors import CheckpointError, first_line
+from mnistlab.core.faults import kill_point
+from mnistlab.core.logs import lines
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.schema import NONEMPTY, check, maybe, one_of
 from mnistlab.core.timing import LOAD_SCHEMA, Repeats, Timer, machine_stability
 from mnistlab.core.words import percent
-from mnistlab.data.datasets import DataShape, DatasetSpec
+from mnistlab.data.datasets import DatasetSpec, DataShape
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.ceilings import count_forward, count_step, measure_ceilings
 from mnistlab.measure.table import LINE_WIDTH, fit_width, text_table
 from mnistlab.training.levers import Levers
 from mnistlab.training.models import count_parameters, create_model
-from mnistlab.training.recipe import (DEFAULT_LEVERS, Recipe, SeedResult, default_levers, load_to_device,
-                                      recipe_optimizer, run_seed)
+from mnistlab.training.recipe import (
+    DEFAULT_LEVERS,
+    Recipe,
+    SeedResult,
+    default_levers,
+    load_to_device,
+    recipe_optimizer,
+    run_seed,
+)
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["DEFAULT_LEVERS", "Recipe", "SeedResult", "SpeedrunResult", "default_levers", "speedrun"]
 COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
@@ -58,7 +69,8 @@ SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "
                               "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
                               "label_smoothing?": "fraction", "adam_beta2?": "fraction", "epoch_fraction?": "fraction",
                               "test_shift?": "count", "test_shift_below?": "fraction"},
-                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool", "compile": one_of(COMPILE_MODES),
+                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool",
+                              "compile": one_of(COMPILE_MODES),
                               "cuda_graphs": "bool"},
                    "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
                    "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
@@ -279,7 +291,7 @@ class SpeedrunResult(Repeats):
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
         check(data, SPEEDRUN_SCHEMA, where)
         _check_across_fields(data, where)
-        def fields(d: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:  # optional keys where present
+        def fields(d: dict[str, Any], schema: Any) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
         # what a recipe without the key trained with
@@ -353,7 +365,8 @@ class SpeedrunResult(Repeats):
     def table(self, width: int = LINE_WIDTH) -> str:
         """The summary a terminal shows: what ran, then one small table (seeds, accuracy mean ± std, the t-test's
         p, time median and range, floor, stability), then why the time is unstable where it is; no line wider than
-        `width`. The full rows (cold start, arithmetic, what is not timed) are `rows()`: a notebook's table, the report."""
+        `width`. The full rows (cold start, arithmetic, what is not timed) are `rows()`: a notebook's table, the
+        report."""
         s, t = self.summary(), self.target_test
         on = f"{self.dataset}, {self.device}" if self.dataset else self.device
         stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"
@@ -442,7 +455,7 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
 
 def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
              seeds: int = DEFAULT_SEEDS, target: float = DEFAULT_TARGET, recipe: Recipe | None = None,
-             levers: Levers | None = None, log: Callable[[str], None] = print,
+             levers: Levers | None = None, log: Callable[[str], None] = _LOG,
              on_seed: Callable[[SpeedrunResult], None] | None = None,
              cold_since: tuple[float, str] | None = None) -> SpeedrunResult:
     """`seeds` from-scratch runs; `on_seed(result so far)` after each one, so that a job can keep the
@@ -461,8 +474,19 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                             seeds_planned=seeds, dataset=spec.name)
     if cold_since is None:
         result.not_measured["cold"] = NOT_FRESH
+    with progress.bar(seeds, "speedrun seeds", "seed") as bar:
+        _seeds(result, recipe, levers, seeds, tr, te, spec, device, bar, log, on_seed, cold_since, load_start)
+    return result
+
+
+def _seeds(result: SpeedrunResult, recipe: Recipe, levers: Levers, seeds: int, tr: DeviceLoader, te: DeviceLoader,
+           spec: DatasetSpec, device: torch.device, bar: Any, log: Callable[[str], None],
+           on_seed: Callable[[SpeedrunResult], None] | None, cold_since: tuple[float, str] | None,
+           load_start: Any) -> None:
+    """The seeds, one after another; the bar moves after each (outside its timed part)."""
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
+        bar.update()
         if seed == 0 and cold_since is not None:
             cold = time.time() - cold_since[0]
             if cold >= r.seconds + r.warmup_s:  # it holds both (the file's reader checks so)
@@ -481,4 +505,3 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
                           f"{result.flops_words()}; {result.floor_words()}"))
             if on_seed is not None:
                 on_seed(result)
-    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -21,6 +22,12 @@ class ModelSummary:
     trainable: int
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """summary --json: every field, each parameter as {key, shape, count}."""
+        return {"name": self.name, "tree": self.tree, "total": self.total, "trainable": self.trainable,
+                "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+                "parameters": [{"key": k, "shape": list(shape), "count": n} for k, shape, n in self.parameters]}
 
     def format(self) -> str:
         shapes = [str(list(s)) for _, s, _ in self.parameters]

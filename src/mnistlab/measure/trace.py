@@ -2,13 +2,15 @@
 (ui.perfetto.dev) or chrome://tracing.
 
 torch.profiler records the steps (CPU operators, and CUDA kernels on a GPU) after untimed warm-up steps,
-and writes Chrome's trace-event JSON (`traceEvents`). The job writes the bytes through its writer; nothing
-here writes a file of its own except the profiler's export, into a temporary folder that is removed.
+and writes Chrome's trace-event JSON (`traceEvents`). A trace is taken in a pass of its own, after any timing
+(`bench --trace`, `train --trace`): the profiler's hooks slow every operator down, so a traced step is never a
+timed one. `write_trace` puts the bytes into the folder the user named, whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,15 +18,19 @@ from typing import Any
 
 import torch
 
+from mnistlab.core.atomicfile import make_folder
+from mnistlab.core.defaults import TRACE_STEPS, TRACE_WARMUP
 from mnistlab.core.device import synchronize
 from mnistlab.core.errors import MnistlabError
 from mnistlab.core.schema import check
+from mnistlab.core.writer import FILES
 
 MAX_TRACED_STEPS = 100  # a trace of more steps is tens of MB that no viewer opens comfortably
 TRACE_SCHEMA = {"traceEvents": [{"name?": "text", "ph?": "text"}, "nonempty"]}
 
 
-def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = 5, warmup: int = 2) -> bytes:
+def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = TRACE_STEPS,
+                warmup: int = TRACE_WARMUP) -> bytes:
     """Chrome trace-event JSON of `steps` calls of `step` on `device`, after `warmup` untraced ones; each
     traced step is a `ProfilerStep#N` range holding its operators."""
     from torch.profiler import ProfilerActivity, profile, schedule
@@ -50,3 +56,22 @@ def operators(trace: bytes) -> set[str]:
     """The names of the operators a trace recorded (`aten::addmm`, ...), for a reader or a test."""
     events = json.loads(trace)["traceEvents"]
     return {e["name"] for e in events if isinstance(e, dict) and str(e.get("name", "")).startswith("aten::")}
+
+
+def trace_name(*parts: str) -> str:
+    """A trace's file name from its parts (a job folder's name, a model, a device...): `a-b-c.trace.json`, with
+    anything but letters, digits, '.', '_' and '-' (a model spec's path and colon) as '_'."""
+    return "-".join(re.sub(r"[^\w.-]+", "_", p).strip("_") or "_" for p in parts) + ".trace.json"
+
+
+def write_trace(data: bytes, folder: str | Path, name: str) -> Path:
+    """`data` as `folder`/`name` (the folder is created if absent), whole or not at all (core/writer.py);
+    returns the path."""
+    path = make_folder(Path(folder)) / name
+    FILES.bytes(path, data)
+    return path
+
+
+def events(trace: bytes) -> int:
+    """How many events a trace holds."""
+    return len(json.loads(trace)["traceEvents"])

@@ -13,7 +13,6 @@ again, identically. TensorBoard's event files (tblog.py) follow the CSVs, and ar
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +22,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from mnistlab.core import progress as progress_bars
 from mnistlab.core import rundir as rd_files
 from mnistlab.core import threads
 from mnistlab.core.device import describe_choice, device_error_message, enable_deterministic, resolve_device
 from mnistlab.core.distributed import World, agree, from_main, init_process_group, lost_peer_line
 from mnistlab.core.environment import environment, epoch_load, load_snapshot, precision_environment
-from mnistlab.core.errors import (ConfigError, DeviceError, DistributedError, DivergenceError,
-                                  MnistlabError, ModelError)
+from mnistlab.core.errors import ConfigError, DeviceError, DistributedError, DivergenceError, MnistlabError, ModelError
 from mnistlab.core.failures import as_model_error, outcome
 from mnistlab.core.faults import kill_point
 from mnistlab.core.rundir import RunDir
 from mnistlab.core.writer import JobFolder
 from mnistlab.data.datasets import DatasetSpec, get_dataset
 from mnistlab.data.loader import Splits, make_splits
-from mnistlab.training.checkpoint import (load_model_state, load_optimizer_state, restore_rng,
-                                         save_checkpoint)
+from mnistlab.training.checkpoint import load_model_state, load_optimizer_state, restore_rng, save_checkpoint
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.evaluation import evaluate
 from mnistlab.training.levers import WARMUP_DEVICES, Levers, TrainStep, make_step, prepare_model, warm_up
@@ -55,11 +53,12 @@ def check_same_start(state: dict | None, where: str, w: World) -> None:
     so a machine that does not share it would train from another point. One line on every rank instead."""
     if not w.distributed:
         return
-    mine = (int(state["epoch"]), _progress(state).steps if _progress(state) else 0) if state else None
+    within = _progress(state) if state else None
+    mine = (int(state["epoch"]), within.steps if within else 0) if state else None
     main = from_main(mine)
     agree(None if mine == main else DistributedError(
-        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun a resumed "
-        f"run's directory must be the same for every machine (a shared filesystem)"))
+        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun "
+        f"a resumed run's directory must be the same for every machine (a shared filesystem)"))
 
 
 def _progress(state: dict[str, Any]) -> EpochProgress | None:
@@ -133,17 +132,9 @@ def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run:
 
 
 def _bars_redraw_in_place() -> bool:
-    """A terminal redraws a bar in place, and a notebook shows a widget (tqdm.auto, when ipywidgets is
-    installed); a log file, a pipe or a notebook without ipywidgets (where tqdm.auto falls back to the
-    text bar) would get every redraw, '\r' after '\r', so there the epoch lines are the progress."""
-    from tqdm.notebook import tqdm as widget_bar
-
-    try:
-        if sys.stderr.isatty():
-            return True
-    except (AttributeError, ValueError):
-        pass
-    return issubclass(tqdm, widget_bar)
+    """Whether the epoch's bar is drawn (core/progress.py: a terminal or a notebook's widget, and no
+    --no-progress); elsewhere the epoch lines are the progress."""
+    return progress_bars.shown(tqdm)
 
 
 def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.device, stage: str,
@@ -213,7 +204,8 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
     writer.json(run / rd_files.ENV, env)
     writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
-    tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)  # rewound to the checkpoint, as the CSVs
+    # rewound to the checkpoint, as the CSVs
+    tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)
     job.progress(epochs_done=done)
     log(describe_choice(cfg.device, device))
     log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "

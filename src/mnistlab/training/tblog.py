@@ -32,6 +32,9 @@ from typing import Any
 
 from mnistlab.core.errors import CheckpointError, StorageError
 from mnistlab.core.faults import kill_point
+from mnistlab.core.logs import lines
+
+_LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 EVENTS = "events.out.tfevents.*"
 _OUR_EVENTS = re.compile(r"events\.out\.tfevents\.\d+\..+\.\d+\.\d+")  # SummaryWriter's: time, host, pid, count
@@ -163,7 +166,7 @@ class TensorBoardLog(NoLog):
 
 
 def open_log(run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]],
-             enabled: bool = True, log: Callable[[str], None] = print) -> NoLog:
+             enabled: bool = True, log: Callable[[str], None] = _LOG) -> NoLog:
     """The run's TensorBoard log, rewritten to hold exactly `history` and `step_log` (the
     checkpoint's); the caller must hold the run's lock. Disabled, or without the tensorboard package
     (one line says so): a logger that writes nothing."""
