@@ -229,17 +229,19 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_keep_freed_memory_stops_the_page_faults_of_each_speednet_step():
-    """glibc hands the step's larger freed blocks back to the kernel, so every speedrun step faulted in
-    hundreds of fresh pages; kept, they are reused. Counted (minor page faults per step), not timed; in a
-    fresh process each, as the setting is the process's."""
+    """glibc hands the step's larger freed blocks back to the kernel, so speedrun steps fault in hundreds of
+    fresh pages; kept, they are reused. Counted (minor page faults per step), not timed; in a fresh process
+    each, as the setting is the process's. glibc's thresholds adapt to what was freed before, so without the
+    setting a process faults 4-700 times a step (measured): some of 4 processes fault heavily, none of 3 with it."""
     def faults_per_step(mode: str) -> float:
         out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
         return float(out.stdout.strip())
 
-    assert faults_per_step("default") > 100
-    assert faults_per_step("keep") < 20
+    default, keep = [faults_per_step("default") for _ in range(4)], [faults_per_step("keep") for _ in range(3)]
+    assert max(default) > 50 and max(keep) < 30, (default, keep)
 
 
 def test_keep_freed_memory_says_why_not_where_there_is_no_glibc(monkeypatch):
