@@ -32,17 +32,28 @@ def target_checks(result: BenchResult) -> list[tuple[str, bool]]:
         ref, res = result.cell("reference", d, "mlp"), result.cell("resident", d, "mlp")
         if d == "cpu" and ref and res:
             r = Ratio.paired(ref.step_s, res.step_s, result.load)
-            checks.append((f"resident MLP vs reference on cpu: {r.marked()} (floor {MLP_RESIDENT_FLOOR:.0f}x)",
-                           r.median >= MLP_RESIDENT_FLOOR))
+            checks.append(
+                (
+                    f"resident MLP vs reference on cpu: {r.marked()} (floor {MLP_RESIDENT_FLOOR:.0f}x)",
+                    r.median >= MLP_RESIDENT_FLOOR,
+                )
+            )
         ref, res = result.cell("reference", d, "cnn"), result.cell("resident", d, "cnn")
         if ref and res:
             r = Ratio.paired(ref.step_s, res.step_s, result.load)
-            checks.append((f"resident CNN vs reference on {d}: {r.marked()} (floor: never slower)",
-                           r.median >= CNN_RESIDENT_FLOOR))
+            checks.append(
+                (
+                    f"resident CNN vs reference on {d}: {r.marked()} (floor: never slower)",
+                    r.median >= CNN_RESIDENT_FLOOR,
+                )
+            )
     for c in result.cells:
         if c.device == "cpu" and c.model == "cnn" and c.pipeline == "resident":
-            how = (c.decomposition.brief() if c.decomposition else
-                   f"{c.utilisation:.0%} of the measured matmul peak (threshold {COMPUTE_BOUND_UTILISATION:.0%})")
+            how = (
+                c.decomposition.brief()
+                if c.decomposition
+                else f"{c.utilisation:.0%} of the measured matmul peak (threshold {COMPUTE_BOUND_UTILISATION:.0%})"
+            )
             checks.append((f"cnn on cpu is compute-bound (bound by arithmetic): {how}", c.bound == ARITHMETIC))
     return checks
 
@@ -58,9 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     spec, root = get_dataset(args.dataset), data_root()
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     train, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
-    result = run_bench(train, spec, models=["mlp", "cnn"], devices=args.devices or available_devices(),
-                       pipelines=["reference", "resident"], steps=args.steps, repeats=args.repeats,
-                       warmup=args.warmup, log=lambda m: print(m, file=sys.stderr))
+    result = run_bench(
+        train,
+        spec,
+        models=["mlp", "cnn"],
+        devices=args.devices or available_devices(),
+        pipelines=["reference", "resident"],
+        steps=args.steps,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     for w in result.warnings():
         print(f"NOTE  {w}")
     checks = target_checks(result)

@@ -53,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             load = {"start": start, "end": load_snapshot()}
             ratio = Ratio.paired(times[True], times[False], load)
             extra = statistics.median(times[True]) - statistics.median(times[False])
-            print(f"{model}: epoch {statistics.median(times[False]):.2f} s without, {statistics.median(times[True]):.2f} s "
-                  f"with a checkpoint every {args.every} steps ({n} per epoch); without them the epoch is "
-                  f"{ratio.marked()}; "
-                  f"about {1e3 * extra / max(n, 1):.1f} ms per checkpoint (median difference / checkpoints)")
+            print(
+                f"{model}: epoch {statistics.median(times[False]):.2f} s without, "
+                f"{statistics.median(times[True]):.2f} s "
+                f"with a checkpoint every {args.every} steps ({n} per epoch); without them the epoch is "
+                f"{ratio.marked()}; "
+                f"about {1e3 * extra / max(n, 1):.1f} ms per checkpoint (median difference / checkpoints)"
+            )
     return 0
 
 

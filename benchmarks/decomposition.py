@@ -54,9 +54,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out}: no such directory (create it first)", file=sys.stderr)
         return 2
     shape = DataShape((1, 28, 28), 10)
-    results = [measure_decomposition(m, shape, batch_size=args.batch, batches=args.batches, threads=t,
-                                     repeats=args.repeats, chunk_s=args.chunk_s, log=lambda s: print(s, file=sys.stderr))
-               for m in args.models for t in args.threads]
+    results = [
+        measure_decomposition(
+            m,
+            shape,
+            batch_size=args.batch,
+            batches=args.batches,
+            threads=t,
+            repeats=args.repeats,
+            chunk_s=args.chunk_s,
+            log=lambda s: print(s, file=sys.stderr),
+        )
+        for m in args.models
+        for t in args.threads
+    ]
     print_tables(results)
     write_decompositions(results, args.out)
     from mnistlab.report.plots import plot_decomposition
@@ -72,27 +83,64 @@ def print_tables(results: list) -> None:
         fit = d.fit
         for b, ts in sorted(d.timings.items()):
             med = statistics.median(ts)
-            rows.append([d.model, str(d.threads), str(b), f"{med * 1e3:.3f}", f"{min(ts) * 1e3:.3f}-{max(ts) * 1e3:.3f}",
-                         f"{(max(ts) - min(ts)) / med:.0%}", f"{fit.at(b) * 1e3:.3f}", f"{(med - fit.at(b)) / med:+.0%}"])
+            rows.append(
+                [
+                    d.model,
+                    str(d.threads),
+                    str(b),
+                    f"{med * 1e3:.3f}",
+                    f"{min(ts) * 1e3:.3f}-{max(ts) * 1e3:.3f}",
+                    f"{(max(ts) - min(ts)) / med:.0%}",
+                    f"{fit.at(b) * 1e3:.3f}",
+                    f"{(med - fit.at(b)) / med:+.0%}",
+                ]
+            )
         fs, ps, share = d.fixed_spread, d.per_sample_spread, d.fixed_share_spread()
         level, bw, _ = d.bandwidth
-        summary.append([d.model, str(d.threads), f"{fit.fixed_s * 1e3:.3f} ({fs.min * 1e3:.3f}-{fs.max * 1e3:.3f})",
-                        f"{fit.per_sample_s * 1e6:.2f} ({ps.min * 1e6:.2f}-{ps.max * 1e6:.2f})",
-                        f"{percent(d.fixed_share)} ({percent(share.min)}-{percent(share.max)})",
-                        f"{d.compute_per_sample_s * 1e6:.2f} @ {d.compute_flops_per_s / 1e9:,.0f} GFLOP/s",
-                        f"{d.memory_per_sample_s * 1e6:.2f} @ {level} {bw / 1e9:,.0f} GB/s",
-                        f"{d.footprint_bytes / 2**20:.2f}", f"{d.dispatch_floor_s * 1e3:.3f}",
-                        f"{percent(fit.residual_median)} / {percent(fit.residual_max)}", bound_label(d.binds),
-                        "stable" if d.stability.stable else "unstable"])
+        summary.append(
+            [
+                d.model,
+                str(d.threads),
+                f"{fit.fixed_s * 1e3:.3f} ({fs.min * 1e3:.3f}-{fs.max * 1e3:.3f})",
+                f"{fit.per_sample_s * 1e6:.2f} ({ps.min * 1e6:.2f}-{ps.max * 1e6:.2f})",
+                f"{percent(d.fixed_share)} ({percent(share.min)}-{percent(share.max)})",
+                f"{d.compute_per_sample_s * 1e6:.2f} @ {d.compute_flops_per_s / 1e9:,.0f} GFLOP/s",
+                f"{d.memory_per_sample_s * 1e6:.2f} @ {level} {bw / 1e9:,.0f} GB/s",
+                f"{d.footprint_bytes / 2**20:.2f}",
+                f"{d.dispatch_floor_s * 1e3:.3f}",
+                f"{percent(fit.residual_median)} / {percent(fit.residual_max)}",
+                bound_label(d.binds),
+                "stable" if d.stability.stable else "unstable",
+            ]
+        )
     machines = sorted({d.machine.split(" (")[0] for d in results})
     repeats = sorted({len(ts) for d in results for ts in d.timings.values()})
-    print(f"machine: {', '.join(machines)}; the cell's batch: {', '.join(sorted({str(d.batch_size) for d in results}))}; "
-          f"{'/'.join(map(str, repeats))} interleaved repeats per batch; dates {', '.join(sorted({str(d.date) for d in results}))}")
+    print(
+        f"machine: {', '.join(machines)}; the cell's batch: {', '.join(sorted({str(d.batch_size) for d in results}))}; "
+        f"{'/'.join(map(str, repeats))} interleaved repeats per batch; dates "
+        f"{', '.join(sorted({str(d.date) for d in results}))}"
+    )
     print(text_table(["model", "threads", "batch", "ms/step median", "min-max", "spread", "fit ms", "residual"], rows))
     print()
-    print(text_table(["model", "threads", "fixed ms (repeats)", "per sample us (repeats)",
-                      "fixed share at the cell's batch", "arith. floor us/sample", "memory floor us/sample",
-                      "working set MiB", "dispatch floor ms", "residual med/max", "binds", "stability"], summary))
+    print(
+        text_table(
+            [
+                "model",
+                "threads",
+                "fixed ms (repeats)",
+                "per sample us (repeats)",
+                "fixed share at the cell's batch",
+                "arith. floor us/sample",
+                "memory floor us/sample",
+                "working set MiB",
+                "dispatch floor ms",
+                "residual med/max",
+                "binds",
+                "stability",
+            ],
+            summary,
+        )
+    )
     print()
     for d in results:
         print(d.words())

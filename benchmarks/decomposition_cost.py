@@ -36,14 +36,26 @@ def one(decompose: bool, under: Path, dataset: str) -> tuple[float, dict]:
             marks["decompositions"] = time.perf_counter()
 
     t = time.perf_counter()
-    result, _, _ = bench_pipelines(models=["mlp", "cnn"], devices=["cpu"], pipelines=["reference", "resident"],
-                                   batch_size=64, steps=30, repeats=2, warmup=10, dataset_name=dataset,
-                                   out=under / f"{'with' if decompose else 'without'}-{time.monotonic_ns()}",
-                                   decompose=decompose, log=log)
+    result, _, _ = bench_pipelines(
+        models=["mlp", "cnn"],
+        devices=["cpu"],
+        pipelines=["reference", "resident"],
+        batch_size=64,
+        steps=30,
+        repeats=2,
+        warmup=10,
+        dataset_name=dataset,
+        out=under / f"{'with' if decompose else 'without'}-{time.monotonic_ns()}",
+        decompose=decompose,
+        log=log,
+    )
     end = time.perf_counter()
-    return end - t, {"start": start, "end": {"load_avg_1m": os.getloadavg()[0], "cpu_count": os.cpu_count()},
-                     "threads": result.ceilings["cpu"]["threads"],
-                     "decompositions_s": end - marks["decompositions"] if "decompositions" in marks else None}
+    return end - t, {
+        "start": start,
+        "end": {"load_avg_1m": os.getloadavg()[0], "cpu_count": os.cpu_count()},
+        "threads": result.ceilings["cpu"]["threads"],
+        "decompositions_s": end - marks["decompositions"] if "decompositions" in marks else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,17 +75,28 @@ def main(argv: list[str] | None = None) -> int:
             runs[decompose].append(seconds)
             loads.append(info["start"]), loads.append(info["end"])
             part = info["decompositions_s"]
-            rows.append(["with" if decompose else "without", f"{seconds:.1f}",
-                         f"{part:.1f} ({part / (seconds - part):.0%})" if part is not None else "-", str(info["threads"]),
-                         f"{info['start']['load_avg_1m']:.2f} -> {info['end']['load_avg_1m']:.2f}"])
+            rows.append(
+                [
+                    "with" if decompose else "without",
+                    f"{seconds:.1f}",
+                    f"{part:.1f} ({part / (seconds - part):.0%})" if part is not None else "-",
+                    str(info["threads"]),
+                    f"{info['start']['load_avg_1m']:.2f} -> {info['end']['load_avg_1m']:.2f}",
+                ]
+            )
             print(f"  {rows[-1][0]:7} {rows[-1][1]:>7} s", file=sys.stderr)
-    print(text_table(["decompositions", "bench s", "of which decompositions s (of the rest)", "threads",
-                      "load avg 1 min"], rows))
+    print(
+        text_table(
+            ["decompositions", "bench s", "of which decompositions s (of the rest)", "threads", "load avg 1 min"], rows
+        )
+    )
     load = {"start": max(loads, key=lambda s: s["load_avg_1m"]), "end": loads[-1]}
     ratio = Ratio.paired(runs[True], runs[False], load)  # with / without: above 1, the decompositions' cost
-    print(f"with / without the decompositions, per pair: {ratio.median:.2f}x ({ratio.spread.min:.2f}-"
-          f"{ratio.spread.max:.2f}x over {ratio.spread.n} pairs)"
-          + ("" if ratio.stability.stable else f" [{ratio.stability.reason}]"))
+    print(
+        f"with / without the decompositions, per pair: {ratio.median:.2f}x ({ratio.spread.min:.2f}-"
+        f"{ratio.spread.max:.2f}x over {ratio.spread.n} pairs)"
+        + ("" if ratio.stability.stable else f" [{ratio.stability.reason}]")
+    )
     return 0
 
 

@@ -38,33 +38,91 @@ def main(argv: list[str] | None = None) -> int:
         at5 = RunPrediction(gpu, tuple(parts))
         print(f"{name}: {run.source}; published {run.seconds:.2f} s ({run.spread}); {run.accuracy}")
         print(f"  timed: {run.timed}")
-        print(f"  GPU row: {gpu.name}: fp32 {gpu.fp32_flops_per_s / 1e12:.2f} TFLOP/s (TF32: "
-              f"{'none' if gpu.tf32_flops_per_s <= gpu.fp32_flops_per_s else f'{gpu.tf32_flops_per_s / 1e12:.1f}'}), "
-              f"{gpu.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({gpu.source}); {gpu.note}")
+        print(
+            f"  GPU row: {gpu.name}: fp32 {gpu.fp32_flops_per_s / 1e12:.2f} TFLOP/s (TF32: "
+            f"{'none' if gpu.tf32_flops_per_s <= gpu.fp32_flops_per_s else f'{gpu.tf32_flops_per_s / 1e12:.1f}'}), "
+            f"{gpu.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({gpu.source}); {gpu.note}"
+        )
         rows = []
         for part in parts:
             pr = at5.prediction(part)
-            rows.append([part.what, f"{part.times}", f"{part.work.ops}", f"{part.work.flops / 1e6:,.1f}",
-                         f"{part.work.conv_flops / 1e6:,.1f}", f"{part.work.bytes / 1e6:,.2f}",
-                         f"{pr.launch_s * 1e6:,.1f}", f"{pr.bandwidth_s * 1e6:,.1f}", f"{pr.compute_s * 1e6:,.1f}",
-                         pr.binds, f"{part.times * pr.bound_s * 1e3:,.1f}"])
-        print(text_table(["part (counted once here, on the CPU)", "times", "ops", "MFLOP", "of which conv", "MB",
-                          "launch us", "bandwidth us", "compute us", "binds", "x times: ms"], rows))
+            rows.append(
+                [
+                    part.what,
+                    f"{part.times}",
+                    f"{part.work.ops}",
+                    f"{part.work.flops / 1e6:,.1f}",
+                    f"{part.work.conv_flops / 1e6:,.1f}",
+                    f"{part.work.bytes / 1e6:,.2f}",
+                    f"{pr.launch_s * 1e6:,.1f}",
+                    f"{pr.bandwidth_s * 1e6:,.1f}",
+                    f"{pr.compute_s * 1e6:,.1f}",
+                    pr.binds,
+                    f"{part.times * pr.bound_s * 1e3:,.1f}",
+                ]
+            )
+        print(
+            text_table(
+                [
+                    "part (counted once here, on the CPU)",
+                    "times",
+                    "ops",
+                    "MFLOP",
+                    "of which conv",
+                    "MB",
+                    "launch us",
+                    "bandwidth us",
+                    "compute us",
+                    "binds",
+                    "x times: ms",
+                ],
+                rows,
+            )
+        )
         rows = []
         for pred in sweep(gpu, parts, costs):
-            rows.append([f"{pred.dispatch_cost_s * 1e6:g}", f"{pred.floor_s('launch'):.3f}",
-                         f"{pred.floor_s('bandwidth'):.3f}", f"{pred.floor_s('compute'):.3f}",
-                         f"{pred.bound_s:.3f}", pred.binds, f"{pred.no_overlap_s:.3f}", f"{run.seconds:.3f}",
-                         f"{run.seconds / pred.bound_s:.2f}x", "holds" if pred.holds(run.seconds) else "WRONG"])
+            rows.append(
+                [
+                    f"{pred.dispatch_cost_s * 1e6:g}",
+                    f"{pred.floor_s('launch'):.3f}",
+                    f"{pred.floor_s('bandwidth'):.3f}",
+                    f"{pred.floor_s('compute'):.3f}",
+                    f"{pred.bound_s:.3f}",
+                    pred.binds,
+                    f"{pred.no_overlap_s:.3f}",
+                    f"{run.seconds:.3f}",
+                    f"{run.seconds / pred.bound_s:.2f}x",
+                    "holds" if pred.holds(run.seconds) else "WRONG",
+                ]
+            )
             wrong |= not pred.holds(run.seconds)
-        print(text_table(["us per op", "launch s", "bandwidth s", "compute s", "lower bound s", "binds",
-                          "no overlap s", "published s", "published / bound", "model"], rows))
-        print(f"  {at5.ops:,} operations in the run: the published {run.seconds:.2f} s is "
-              f"{run.seconds / at5.ops * 1e6:.1f} us per operation if it were all dispatch and launch")
+        print(
+            text_table(
+                [
+                    "us per op",
+                    "launch s",
+                    "bandwidth s",
+                    "compute s",
+                    "lower bound s",
+                    "binds",
+                    "no overlap s",
+                    "published s",
+                    "published / bound",
+                    "model",
+                ],
+                rows,
+            )
+        )
+        print(
+            f"  {at5.ops:,} operations in the run: the published {run.seconds:.2f} s is "
+            f"{run.seconds / at5.ops * 1e6:.1f} us per operation if it were all dispatch and launch"
+        )
         print()
-    print("lower bound: per part the largest of its floors (launch: operations x us per op; bandwidth: bytes at the "
-          "GPU's bandwidth; compute: convolution FLOPs at the fp32/TF32 rate cuDNN may use, the rest at the FP32 "
-          "rate of float32 matmuls), times the part's count, summed; no overlap: every floor added (not a bound)")
+    print(
+        "lower bound: per part the largest of its floors (launch: operations x us per op; bandwidth: bytes at the "
+        "GPU's bandwidth; compute: convolution FLOPs at the fp32/TF32 rate cuDNN may use, the rest at the FP32 "
+        "rate of float32 matmuls), times the part's count, summed; no overlap: every floor added (not a bound)"
+    )
     return 1 if wrong else 0
 
 

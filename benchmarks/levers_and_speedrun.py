@@ -45,15 +45,27 @@ SPEEDRUN_SECONDS = {"cpu": 1.0, "cuda": 0.25}
 def levers(spec, root, device, steps: int, repeats: int) -> bool:
     tr, _ = split_train_val(read_split(spec, root, train=True), 0.2, 0)
     impls = ["eager", "channels-last", "bf16-mixed", "bf16-mixed+channels-last"]
-    result = run_levers_bench(tr, spec, models=["cnn"], devices=[device.type], implementations=impls,
-                              batch_size=64, steps=steps, repeats=repeats, warmup=5, log=lambda m: None)
+    result = run_levers_bench(
+        tr,
+        spec,
+        models=["cnn"],
+        devices=[device.type],
+        implementations=impls,
+        batch_size=64,
+        steps=steps,
+        repeats=repeats,
+        warmup=5,
+        log=lambda m: None,
+    )
     print(format_table(result))
     best = max((c for c in result.cells if c.implementation != "eager" and c.step_s), key=result.speedup)
     ratio = result.speedup(best)
     ok = ratio >= LEVER_FLOOR
-    print(f"  best lever for the CNN step: {best.implementation}, {ratio:.2f}x eager fp32 "
-          f"(median of the paired repeats, same run)   "
-          f"floor >= {LEVER_FLOOR}   {'PASS' if ok else 'FAIL'}")
+    print(
+        f"  best lever for the CNN step: {best.implementation}, {ratio:.2f}x eager fp32 "
+        f"(median of the paired repeats, same run)   "
+        f"floor >= {LEVER_FLOOR}   {'PASS' if ok else 'FAIL'}"
+    )
     return ok
 
 
@@ -62,44 +74,67 @@ def accuracy(dataset: str, device, seeds: int, epochs: int, models: list[str], l
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             acc: dict[str, list[float]] = {}
-            for name, kw in (("fp32", {}), ("bf16-mixed", {"precision": "bf16-mixed"}),
-                             ("channels-last", {"channels_last": True})):
+            for name, kw in (
+                ("fp32", {}),
+                ("bf16-mixed", {"precision": "bf16-mixed"}),
+                ("channels-last", {"channels_last": True}),
+            ):
                 for seed in range(seeds):
-                    cfg = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed, device=device.type,
-                                      lr=lr, momentum=momentum, **kw)
-                    run = train(cfg, run_dir=Path(tmp) / f"{model}-{name}-{seed}", log=lambda m: None,
-                                progress=False)
+                    cfg = TrainConfig(
+                        model=model,
+                        dataset=dataset,
+                        epochs=epochs,
+                        seed=seed,
+                        device=device.type,
+                        lr=lr,
+                        momentum=momentum,
+                        **kw,
+                    )
+                    run = train(cfg, run_dir=Path(tmp) / f"{model}-{name}-{seed}", log=lambda m: None, progress=False)
                     acc.setdefault(name, []).append(100 * run.test()["accuracy"])
             base = statistics.fmean(acc["fp32"])
             for name in ("bf16-mixed", "channels-last"):
                 mean = statistics.fmean(acc[name])
                 good = abs(mean - base) <= ACCURACY_TOLERANCE
                 ok &= good
-                print(f"  {model} {epochs} epochs (lr {lr:g}, momentum {momentum:g}), seeds 0-{seeds - 1}: {name} {mean:.2f}% vs fp32 {base:.2f}% "
-                      f"(diff {mean - base:+.2f} points; per seed {', '.join(f'{a:.2f}' for a in acc[name])} vs "
-                      f"{', '.join(f'{a:.2f}' for a in acc['fp32'])})   tolerance {ACCURACY_TOLERANCE}   "
-                      f"{'PASS' if good else 'FAIL'}")
+                print(
+                    f"  {model} {epochs} epochs (lr {lr:g}, momentum {momentum:g}), seeds 0-{seeds - 1}: {name} "
+                    f"{mean:.2f}% vs fp32 {base:.2f}% "
+                    f"(diff {mean - base:+.2f} points; per seed {', '.join(f'{a:.2f}' for a in acc[name])} vs "
+                    f"{', '.join(f'{a:.2f}' for a in acc['fp32'])})   tolerance {ACCURACY_TOLERANCE}   "
+                    f"{'PASS' if good else 'FAIL'}"
+                )
     return ok
 
 
 def speed(spec, root, device, seeds: int) -> bool:
-    result = speedrun(read_split(spec, root, train=True), read_split(spec, root, train=False), spec, device,
-                      seeds=seeds, target=SPEEDRUN_TARGET, log=lambda m: print(m))
+    result = speedrun(
+        read_split(spec, root, train=True),
+        read_split(spec, root, train=False),
+        spec,
+        device,
+        seeds=seeds,
+        target=SPEEDRUN_TARGET,
+        log=lambda m: print(m),
+    )
     print(result.table())
     s = result.summary()
     limit = SPEEDRUN_SECONDS.get(device.type)
     acc_ok = s["accuracy_mean"] >= SPEEDRUN_TARGET
     time_ok = limit is None or s["time_median_s"] <= limit
-    print(f"  speedrun mean accuracy {s['accuracy_mean']:.2f}%   floor >= {SPEEDRUN_TARGET}   "
-          f"{'PASS' if acc_ok else 'FAIL'}")
+    print(
+        f"  speedrun mean accuracy {s['accuracy_mean']:.2f}%   floor >= {SPEEDRUN_TARGET}   "
+        f"{'PASS' if acc_ok else 'FAIL'}"
+    )
     print(f"  speedrun median time {s['time_median_s']:.2f} s   floor <= {limit} s   {'PASS' if time_ok else 'FAIL'}")
     return acc_ok and time_ok
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=["levers", "accuracy", "speedrun"],
-                   default=["levers", "accuracy", "speedrun"])
+    p.add_argument(
+        "--only", nargs="+", choices=["levers", "accuracy", "speedrun"], default=["levers", "accuracy", "speedrun"]
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--steps", type=int, default=30, help="timed steps per repeat (levers)")

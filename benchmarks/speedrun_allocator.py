@@ -52,29 +52,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    print(f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"{args.threads} thread(s), {args.steps} steps of speednet's recipe (batch 256, bf16-mixed + channels-last) "
-          f"per process")
+    print(
+        f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"{args.threads} thread(s), {args.steps} steps of speednet's recipe (batch 256, bf16-mixed + channels-last) "
+        f"per process"
+    )
     got: dict[str, list[tuple[float, float, float]]] = {"default": [], "kept": []}
     for _ in range(args.pairs):
         for mode in got:
-            out = subprocess.run([sys.executable, "-c", CHILD, mode, str(args.steps), str(args.threads)],
-                                 capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, mode, str(args.steps), str(args.threads)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             got[mode].append(tuple(float(v) for v in out))
             w, c, f = got[mode][-1]
-            print(f"  {mode:<8} wall {w * 1e3:6.2f} ms/step, CPU {c * 1e3:6.2f} ms/step, {f:6.0f} page faults/step",
-                  flush=True)
+            print(
+                f"  {mode:<8} wall {w * 1e3:6.2f} ms/step, CPU {c * 1e3:6.2f} ms/step, {f:6.0f} page faults/step",
+                flush=True,
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     med = {m: [statistics.median(v[k] for v in got[m]) for k in range(3)] for m in got}
     for m in got:
-        print(f"{m:<8} median: wall {med[m][0] * 1e3:.2f} ms/step, CPU {med[m][1] * 1e3:.2f} ms/step, "
-              f"{med[m][2]:.0f} page faults/step")
+        print(
+            f"{m:<8} median: wall {med[m][0] * 1e3:.2f} ms/step, CPU {med[m][1] * 1e3:.2f} ms/step, "
+            f"{med[m][2]:.0f} page faults/step"
+        )
     wall, cpu = (med["kept"][k] / med["default"][k] for k in (0, 1))
     print(f"kept / default: wall {wall:.2f}x, CPU {cpu:.2f}x (medians)")
     for k, name in ((0, "wall"), (1, "CPU")):  # pair by pair: a change of load between pairs cancels
         ratios = [b[k] / a[k] for a, b in zip(got["default"], got["kept"], strict=True)]
-        print(f"kept / default, pair by pair, {name}: median {statistics.median(ratios):.2f}x "
-              f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+        print(
+            f"kept / default, pair by pair, {name}: median {statistics.median(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
     return 0
 
 

@@ -35,16 +35,27 @@ CANDIDATES = str(Path(__file__).with_name("speedrun_candidates.py"))
 
 
 def rungs(compiled: bool) -> list[Rung]:
-    r = [Rung("speednet, eager bf16-mixed + channels-last (the recipe)", Recipe(), BF16_CL),
-         Rung("speednet in NCHW (bf16-mixed, no channels-last)", Recipe(), Levers(precision="bf16-mixed")),
-         Rung("crop + unshuffle as one reshape copy to channels-last", Recipe(model=f"{CANDIDATES}:UnshuffleView"),
-              BF16_CL),
-         Rung("crop + unshuffle + conv as one 6x6 conv of stride 2", Recipe(model=f"{CANDIDATES}:Conv6Stride2"),
-              BF16_CL),
-         Rung("second conv and its batch norm in NCHW", Recipe(model=f"{CANDIDATES}:Conv2NCHW"), BF16_CL)]
+    r = [
+        Rung("speednet, eager bf16-mixed + channels-last (the recipe)", Recipe(), BF16_CL),
+        Rung("speednet in NCHW (bf16-mixed, no channels-last)", Recipe(), Levers(precision="bf16-mixed")),
+        Rung(
+            "crop + unshuffle as one reshape copy to channels-last",
+            Recipe(model=f"{CANDIDATES}:UnshuffleView"),
+            BF16_CL,
+        ),
+        Rung(
+            "crop + unshuffle + conv as one 6x6 conv of stride 2", Recipe(model=f"{CANDIDATES}:Conv6Stride2"), BF16_CL
+        ),
+        Rung("second conv and its batch norm in NCHW", Recipe(model=f"{CANDIDATES}:Conv2NCHW"), BF16_CL),
+    ]
     if compiled:
-        r.append(Rung("speednet, torch.compile (Inductor, default mode)", Recipe(),
-                      Levers(precision="bf16-mixed", channels_last=True, compile="default")))
+        r.append(
+            Rung(
+                "speednet, torch.compile (Inductor, default mode)",
+                Recipe(),
+                Levers(precision="bf16-mixed", channels_last=True, compile="default"),
+            )
+        )
     return r
 
 
@@ -61,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu, spec = torch.device("cpu"), get_dataset("mnist")
     keep_freed_memory()
     print(f"machine: {device_name(cpu)}, torch {torch.__version__}, {torch.get_num_threads()} threads; {cpu_words()}")
-    print(f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"clock: {'thread CPU time' if args.clock == 'cpu' else 'wall'}")
+    print(
+        f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"clock: {'thread CPU time' if args.clock == 'cpu' else 'wall'}"
+    )
     train, test = read_split(spec, data_root(None), True), read_split(spec, data_root(None), False)
     tr, te, _ = load_to_device(train, test, spec, 256, cpu, dtype=torch.bfloat16)
     chosen = rungs(args.compile)
@@ -72,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     for r, (ep, ev) in zip(chosen, times, strict=True):
         tot = [e + v for e, v in zip(ep, ev, strict=True)]
         paired = [a / b for a, b in zip(ref, tot, strict=True)]
-        print(f"{r.what:<58} {spread(tot):>24} {statistics.median(ref) / statistics.median(tot):>8.2f}x "
-              f"{spread(paired) + 'x':>17}")
+        print(
+            f"{r.what:<58} {spread(tot):>24} {statistics.median(ref) / statistics.median(tot):>8.2f}x "
+            f"{spread(paired) + 'x':>17}"
+        )
     # the evaluation's batch: the speedrun's 1000 against the whole test set in one call
     model = create_model("speednet").to(memory_format=torch.channels_last)
     one = DeviceLoader(test, spec.mean, spec.std, len(test), cpu, shuffle=False, dtype=torch.bfloat16)

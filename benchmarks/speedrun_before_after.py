@@ -5,9 +5,9 @@ cannot share a process as the ladder's rungs do. Each process reads the data, ru
 one side with the speedrun's own run_seed (its timed seconds: training + test evaluation), and probes
 the bfloat16 matmul ceiling once (measure_ceilings, 0.1 s per shape) so that every figure is set beside
 the machine's speed at that moment; with `--threads 1` the process's CPU time over each run_seed (its
-warm-up included) is the figure a busy machine leaves readable. The sides alternate (before, after, before, after, ...) `--rounds`
-times; printed: every seed, then per side the median and range of the seconds and of the ceiling, and
-the ratio of the medians.
+warm-up included) is the figure a busy machine leaves readable. The sides alternate (before, after,
+before, after, ...) `--rounds` times; printed: every seed, then per side the median and range of the
+seconds and of the ceiling, and the ratio of the medians.
 
 - before: issue 20's recipe (SpeedNetV3 of the ladder, batch 256, max lr 0.03, label smoothing 0.1,
   beta2 0.999, whole epoch, plain evaluation) with glibc's default allocator;
@@ -71,16 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     got: dict[str, list[dict]] = {"before": [], "after": []}
     for r in range(args.rounds):
         for side in got:
-            out = subprocess.run([sys.executable, "-c", CHILD, side, str(args.seeds), ladder, str(args.threads)],
-                                 capture_output=True,
-                                 text=True, check=True).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [sys.executable, "-c", CHILD, side, str(args.seeds), ladder, str(args.threads)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             got[side].append(json.loads(out))
             g = got[side][-1]
-            print(f"  round {r} {side:<6} ({g['threads']} threads): seeds "
-                  f"{', '.join(f'{s:.2f} s' for s in g['seconds'])} (CPU {', '.join(f'{c:.2f}' for c in g['cpu'])} "
-                  f"s); test accuracy "
-                  f"{', '.join(f'{a:.2f}' for a in g['accuracy'])}; bf16 ceiling {g['ceiling'] / 1e9:.0f} GFLOP/s; "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            print(
+                f"  round {r} {side:<6} ({g['threads']} threads): seeds "
+                f"{', '.join(f'{s:.2f} s' for s in g['seconds'])} (CPU {', '.join(f'{c:.2f}' for c in g['cpu'])} "
+                f"s); test accuracy "
+                f"{', '.join(f'{a:.2f}' for a in g['accuracy'])}; bf16 ceiling {g['ceiling'] / 1e9:.0f} GFLOP/s; "
+                f"load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%H:%M')}")
     med = {}
     for side, runs in got.items():
@@ -88,14 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         ceil = [g["ceiling"] / 1e9 for g in runs]
         med[side] = statistics.median(secs)
         cpus = [c for g in runs for c in g["cpu"]]
-        print(f"{side:<6}: median {med[side]:.2f} s (range {min(secs):.2f}-{max(secs):.2f} s, {len(secs)} seeds); "
-              f"CPU time of run_seed (warm-up included) median {statistics.median(cpus):.2f} s; "
-              f"ceiling median {statistics.median(ceil):.0f} GFLOP/s (range {min(ceil):.0f}-{max(ceil):.0f})")
+        print(
+            f"{side:<6}: median {med[side]:.2f} s (range {min(secs):.2f}-{max(secs):.2f} s, {len(secs)} seeds); "
+            f"CPU time of run_seed (warm-up included) median {statistics.median(cpus):.2f} s; "
+            f"ceiling median {statistics.median(ceil):.0f} GFLOP/s (range {min(ceil):.0f}-{max(ceil):.0f})"
+        )
     print(f"before / after: {med['before'] / med['after']:.2f}x (medians)")
-    ratios = [statistics.median(b["seconds"]) / statistics.median(a["seconds"])
-              for b, a in zip(got["before"], got["after"], strict=True)]  # round by round
-    print(f"before / after, round by round: median {statistics.median(ratios):.2f}x "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+    ratios = [
+        statistics.median(b["seconds"]) / statistics.median(a["seconds"])
+        for b, a in zip(got["before"], got["after"], strict=True)
+    ]  # round by round
+    print(
+        f"before / after, round by round: median {statistics.median(ratios):.2f}x "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+    )
     return 0
 
 

@@ -57,9 +57,10 @@ class TTA(SpeedNet):
         if self.training or not self.crop:
             return super().forward(x)
         c, (h, w) = self.crop, x.shape[-2:]
-        views = [x[:, :, c + i:h - c + i, c + j:w - c + j] for i, j in self.shifts]
-        probs = sum(self.head(self.dense(self.stem(v).permute(0, 2, 3, 1).flatten(1))).float().softmax(1)
-                    for v in views)
+        views = [x[:, :, c + i : h - c + i, c + j : w - c + j] for i, j in self.shifts]
+        probs = sum(
+            self.head(self.dense(self.stem(v).permute(0, 2, 3, 1).flatten(1))).float().softmax(1) for v in views
+        )
         return probs.div_(len(views)).log()  # log-probabilities: argmax and cross-entropy read them as logits
 
 
@@ -122,7 +123,7 @@ class UnshuffleView(SpeedNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.crop
-        x = x[:, 0, c:x.shape[-2] - c, c:x.shape[-1] - c]
+        x = x[:, 0, c : x.shape[-2] - c, c : x.shape[-1] - c]
         b, h, w = x.shape
         x = x.reshape(b, h // 2, 2, w // 2, 2).permute(0, 1, 3, 2, 4).reshape(b, h // 2, w // 2, 4).permute(0, 3, 1, 2)
         x = self.stem[1:](x)
@@ -145,7 +146,7 @@ class Conv2NCHW(SpeedNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.crop
-        x = self.stem[:5](x[:, :, c:x.shape[-2] - c, c:x.shape[-1] - c])
+        x = self.stem[:5](x[:, :, c : x.shape[-2] - c, c : x.shape[-1] - c])
         conv = self.stem[5]
         x = self.stem[7](self.stem[6](torch.nn.functional.conv2d(x.contiguous(), conv.weight.contiguous())))
         return self.head(self.dense(x.flatten(1)))

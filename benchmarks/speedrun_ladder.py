@@ -46,8 +46,18 @@ class AnchorNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(24, 32, 3), nn.ReLU(),
-                                 nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 24, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(24, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(800, 256),
+            nn.ReLU(),
+            nn.Linear(256, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -58,9 +68,18 @@ class SpeedNetV1(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 32, 5, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Flatten(), nn.Linear(1600, 10))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 5, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(1600, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -73,9 +92,20 @@ class SpeedNetV2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.PixelUnshuffle(2), nn.Conv2d(4, 32, 3, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.Flatten(),
-            nn.Linear(1024, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(4, 32, 3, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(1024, 128, bias=False),
+            nn.BatchNorm1d(128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -89,8 +119,15 @@ class SpeedNetV3(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.PixelUnshuffle(2), nn.Conv2d(4, 16, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(4, 16, 3, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 64, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+        )
         self.dense = nn.Sequential(nn.Linear(576, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU())
         self.head = nn.Linear(256, 10)
 
@@ -100,8 +137,9 @@ class SpeedNetV3(nn.Module):
 
 
 # as model specs (file:Name, the way a user brings a model), so the registry is left as it was
-ANCHOR, SPEEDNET_V1, SPEEDNET_V2, SPEEDNET_V3 = (f"{__file__}:{name}" for name in
-                                                 ("AnchorNet", "SpeedNetV1", "SpeedNetV2", "SpeedNetV3"))
+ANCHOR, SPEEDNET_V1, SPEEDNET_V2, SPEEDNET_V3 = (
+    f"{__file__}:{name}" for name in ("AnchorNet", "SpeedNetV1", "SpeedNetV2", "SpeedNetV3")
+)
 WHOLE = {"epoch_fraction": 1.0, "test_shift": 0}  # whole epochs, the plain evaluation: every recipe before issue 32
 BEFORE = {"batch_size": 128, "max_lr": 0.01, "label_smoothing": 0.0, "adam_beta2": 0.999, **WHOLE}  # until issue 20
 ISSUE20 = {"batch_size": 256, "max_lr": 0.03, "label_smoothing": 0.1, "adam_beta2": 0.999, **WHOLE}  # issue 20's
@@ -131,8 +169,9 @@ RUNGS = [
 ISSUE20_RUNG = 5  # the reference of the ratios: the recipe before issue 32
 
 
-def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps: int,
-               clock=time.perf_counter) -> list[tuple[list[float], list[float]]]:
+def time_rungs(
+    rungs: list[Rung], train, test: dict, device, repeats: int, steps: int, clock=time.perf_counter
+) -> list[tuple[list[float], list[float]]]:
     """Per rung: (the per-repeat epoch estimates, the per-repeat test-pass times), repeats interleaved over
     the rungs; `test`: the test loader per input dtype; `clock`: wall time, or this thread's CPU time."""
     built = []
@@ -140,9 +179,15 @@ def time_rungs(rungs: list[Rung], train, test: dict, device, repeats: int, steps
         torch.manual_seed(0)
         model = prepare_model(create_model(r.recipe.model), r.levers, device, sample_shape=tuple(train.x.shape[1:]))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
-        step = make_step(model, opt, r.levers, device, batch_size=r.recipe.batch_size,
-                         sample_shape=tuple(train.x.shape[1:]),
-                         loss_fn=functools.partial(F.cross_entropy, label_smoothing=r.recipe.label_smoothing))
+        step = make_step(
+            model,
+            opt,
+            r.levers,
+            device,
+            batch_size=r.recipe.batch_size,
+            sample_shape=tuple(train.x.shape[1:]),
+            loss_fn=functools.partial(F.cross_entropy, label_smoothing=r.recipe.label_smoothing),
+        )
         # inputs in the dtype the speedrun keeps them in (measure.speedrun.load_to_device)
         x = train.x[: r.recipe.batch_size].to(r.levers.autocast_dtype or torch.float32)
         y = train.y[: r.recipe.batch_size].clone()
@@ -193,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     p.add_argument("--rungs", default="", help="comma-separated rung numbers (0-based; default: all)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: this thread's CPU time, with 1 thread (sets it): on a shared machine, the time the "
-                        "step computed, not the time other processes held the core; the full runs stay wall time")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this thread's CPU time, with 1 thread (sets it): on a shared machine, the time the "
+        "step computed, not the time other processes held the core; the full runs stay wall time",
+    )
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     if args.clock == "cpu":
@@ -209,46 +258,69 @@ def main(argv: list[str] | None = None) -> int:
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
     train_raw, test_raw = read_split(spec, root, train=True), read_split(spec, root, train=False)
     allocator = keep_freed_memory() if device.type == "cpu" else "not the CPU"  # as run_seed does, for every rung
-    print(f"machine: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{cpu_words()}")
-    print(f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"freed memory kept (levers.keep_freed_memory): {'yes' if allocator is None else allocator}")
+    print(
+        f"machine: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads; {cpu_words()}"
+    )
+    print(
+        f"load average at the start: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"freed memory kept (levers.keep_freed_memory): {'yes' if allocator is None else allocator}"
+    )
     tr, te, _ = load_to_device(train_raw, test_raw, spec, 256, device)
     te_bf16 = load_to_device(train_raw, test_raw, spec, 256, device, dtype=torch.bfloat16)[1]
-    times = time_rungs(rungs, tr, {torch.float32: te, torch.bfloat16: te_bf16}, device, args.repeats, args.steps,
-                       time.thread_time if args.clock == "cpu" else time.perf_counter)
+    times = time_rungs(
+        rungs,
+        tr,
+        {torch.float32: te, torch.bfloat16: te_bf16},
+        device,
+        args.repeats,
+        args.steps,
+        time.thread_time if args.clock == "cpu" else time.perf_counter,
+    )
     totals = [[e + v for e, v in zip(ep, ev, strict=True)] for ep, ev in times]
     runs: list[list[tuple[float, float]]] = [[] for _ in rungs]  # (seconds, accuracy) per seed
     if args.seeds:  # seed by seed, every rung in turn: a change in load hits every rung alike
-        loaders = [load_to_device(train_raw, test_raw, spec, r.recipe.batch_size, device,
-                                  dtype=r.levers.autocast_dtype or torch.float32)[:2] for r in rungs]
+        loaders = [
+            load_to_device(
+                train_raw, test_raw, spec, r.recipe.batch_size, device, dtype=r.levers.autocast_dtype or torch.float32
+            )[:2]
+            for r in rungs
+        ]
         for seed in range(args.seeds):
             for i, r in enumerate(rungs):
                 res = run_seed(r.recipe, r.levers, seed, *loaders[i], spec.shape)
                 runs[i].append((res.seconds, res.accuracy))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%H:%M')}")
-    print(f"{'#':>2} {'rung':<60} {'params':>8} {'epoch s (range)':>17} {'test s':>6} {'total s':>6} "
-          f"{'vs ' + ('issue 20' if rungs[ref] is RUNGS[ISSUE20_RUNG] else 'rung ' + str(chosen[ref])):>11} "
-          f"{'paired (range)':>17}"
-          + (f"  {'full runs s (range)':>19}  accuracy (seeds)" if args.seeds else ""))
+    print(
+        f"{'#':>2} {'rung':<60} {'params':>8} {'epoch s (range)':>17} {'test s':>6} {'total s':>6} "
+        f"{'vs ' + ('issue 20' if rungs[ref] is RUNGS[ISSUE20_RUNG] else 'rung ' + str(chosen[ref])):>11} "
+        f"{'paired (range)':>17}" + (f"  {'full runs s (range)':>19}  accuracy (seeds)" if args.seeds else "")
+    )
     for k, (i, r) in enumerate(zip(chosen, rungs, strict=True)):
         ep, ev = times[k]
         paired = [a / b for a, b in zip(totals[ref], totals[k], strict=True)]  # > 1: faster than the reference
-        line = (f"{i:>2} {r.what:<60} {count_parameters(create_model(r.recipe.model)):>8,} {spread(ep):>17} "
-                f"{statistics.median(ev):>6.3f} {statistics.median(totals[k]):>6.2f} "
-                f"{statistics.median(totals[ref]) / statistics.median(totals[k]):>10.2f}x {spread(paired) + 'x':>17}")
+        line = (
+            f"{i:>2} {r.what:<60} {count_parameters(create_model(r.recipe.model)):>8,} {spread(ep):>17} "
+            f"{statistics.median(ev):>6.3f} {statistics.median(totals[k]):>6.2f} "
+            f"{statistics.median(totals[ref]) / statistics.median(totals[k]):>10.2f}x {spread(paired) + 'x':>17}"
+        )
         if args.seeds:
             secs, accs = [s for s, _ in runs[k]], [a for _, a in runs[k]]
             line += f"  {spread(secs):>19}  {statistics.fmean(accs):.2f}% ({', '.join(f'{a:.2f}' for a in accs)})"
         print(line, flush=True)
     print(f"clock: {'this thread' + chr(39) + 's CPU time, 1 thread' if args.clock == 'cpu' else 'wall time'}")
-    print("epoch s: median (range) over the interleaved repeats of the step time x the steps the recipe trains of one "
-          "epoch of 60k; "
-          "test s: one plain pass over the 10k test images (without the shifted views of unsure ones); "
-          "total = epoch + test; vs: the reference's median total over "
-          "this rung's; paired: the same ratio repeat by repeat (> 1: faster)"
-          + ("; full runs: measure.speedrun.run_seed's timed seconds (train + test evaluation), seeds interleaved "
-             "over the rungs; accuracy: test" if args.seeds else ""))
+    print(
+        "epoch s: median (range) over the interleaved repeats of the step time x the steps the recipe trains of one "
+        "epoch of 60k; "
+        "test s: one plain pass over the 10k test images (without the shifted views of unsure ones); "
+        "total = epoch + test; vs: the reference's median total over "
+        "this rung's; paired: the same ratio repeat by repeat (> 1: faster)"
+        + (
+            "; full runs: measure.speedrun.run_seed's timed seconds (train + test evaluation), seeds interleaved "
+            "over the rungs; accuracy: test"
+            if args.seeds
+            else ""
+        )
+    )
     return 0
 
 

@@ -45,9 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     dtype = levers.autocast_dtype or torch.float32
     torch.manual_seed(0)
     model = prepare_model(create_model(recipe.model, shape), levers, device, sample_shape=shape.sample)
-    step = make_step(model, recipe_optimizer(model, recipe, levers, device), levers, device,
-                     batch_size=recipe.batch_size, sample_shape=shape.sample, input_dtype=dtype,
-                     loss_fn=functools.partial(F.cross_entropy, label_smoothing=recipe.label_smoothing))
+    step = make_step(
+        model,
+        recipe_optimizer(model, recipe, levers, device),
+        levers,
+        device,
+        batch_size=recipe.batch_size,
+        sample_shape=shape.sample,
+        input_dtype=dtype,
+        loss_fn=functools.partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),
+    )
     x = torch.randn(recipe.batch_size, *shape.sample).to(dtype)
     y = torch.randint(0, shape.classes, (recipe.batch_size,))
     for _ in range(10):
@@ -61,26 +68,37 @@ def main(argv: list[str] | None = None) -> int:
             step(x, y)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; freed memory kept: "
-          f"{'yes' if allocator is None else allocator}")
-    print(f"machine: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{recipe.model}, batch {recipe.batch_size}, {levers.describe()}")
-    print(f"step: {plain * 1e3:.2f} ms without the profiler, {total / 1e3 / args.steps:.2f} ms of operations' "
-          f"self time with it")
+    print(
+        f"load average: {os.getloadavg()[0]:.2f} (1 min), {time.strftime('%Y-%m-%d %H:%M')}; freed memory kept: "
+        f"{'yes' if allocator is None else allocator}"
+    )
+    print(
+        f"machine: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{recipe.model}, batch {recipe.batch_size}, {levers.describe()}"
+    )
+    print(
+        f"step: {plain * 1e3:.2f} ms without the profiler, {total / 1e3 / args.steps:.2f} ms of operations' "
+        f"self time with it"
+    )
     print(f"{'operation':<46} {'share':>6} {'ms/step':>8} {'calls/step':>10}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.rows]:
-        print(f"{e.key[:46]:<46} {100 * e.self_cpu_time_total / total:>5.1f}% "
-              f"{e.self_cpu_time_total / 1e3 / args.steps:>8.3f} {e.count / args.steps:>10.1f}")
+        print(
+            f"{e.key[:46]:<46} {100 * e.self_cpu_time_total / total:>5.1f}% "
+            f"{e.self_cpu_time_total / 1e3 / args.steps:>8.3f} {e.count / args.steps:>10.1f}"
+        )
     groups: dict[str, float] = {}
     for e in events:
         groups[category(e.key)] = groups.get(category(e.key), 0.0) + e.self_cpu_time_total
     print(f"\n{'category':<46} {'share':>6} {'ms/step':>8}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"{name:<46} {100 * t / total:>5.1f}% {t / 1e3 / args.steps:>8.3f}")
-    flops = count_step(recipe.model, shape, recipe.batch_size,
-                       lambda m: recipe_optimizer(m, recipe, levers, device)).flops
-    print(f"\ncounted FLOPs per step: {flops / 1e6:.1f} MFLOP; at {plain * 1e3:.2f} ms per step (no profiler): "
-          f"{flops / plain / 1e9:.1f} GFLOP/s")
+    flops = count_step(
+        recipe.model, shape, recipe.batch_size, lambda m: recipe_optimizer(m, recipe, levers, device)
+    ).flops
+    print(
+        f"\ncounted FLOPs per step: {flops / 1e6:.1f} MFLOP; at {plain * 1e3:.2f} ms per step (no profiler): "
+        f"{flops / plain / 1e9:.1f} GFLOP/s"
+    )
     if args.onednn:
         print_onednn(onednn_kernels(lambda: step(x, y), steps=10), 10)
     return 0
@@ -142,8 +160,10 @@ CATEGORIES = (  # (words in the operation's name, category), first match wins
     (("max_pool",), "max-pool forward + backward"),
     (("threshold", "relu", "clamp_min"), "ReLU forward + backward"),
     (("adam", "Optimizer", "_foreach"), "Adam (Python step, fused kernel, zero_grad)"),
-    (("copy_", "_to_copy", "aten::to", "fill_", "zero_", "aten::zeros", "pixel_unshuffle", "contiguous"),
-     "copies, casts, fills, pixel unshuffle"),
+    (
+        ("copy_", "_to_copy", "aten::to", "fill_", "zero_", "aten::zeros", "pixel_unshuffle", "contiguous"),
+        "copies, casts, fills, pixel unshuffle",
+    ),
     (("softmax", "nll_loss", "cross_entropy"), "loss (log-softmax, NLL with smoothing)"),
 )
 

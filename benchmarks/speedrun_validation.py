@@ -22,6 +22,7 @@ on the first 50,000 and evaluated on the last 10,000 training images; the time p
 
     python benchmarks/speedrun_validation.py recipe --seeds 8
 """
+
 import argparse
 import os
 import statistics
@@ -71,18 +72,25 @@ if a.variant == "recipe":  # the speedrun's own run_seed, with the validation sp
 
     from mnistlab.data.loader import RawSplit
     from mnistlab.training.recipe import Recipe, default_levers, load_to_device, run_seed
-    given = {"model": a.model, "batch_size": a.bs if "--bs" in os.sys.argv else None,
-             "max_lr": a.lr if "--lr" in os.sys.argv else None, "pct_start": a.pct if "--pct" in os.sys.argv else None,
-             "label_smoothing": a.ls if "--ls" in os.sys.argv else None,
-             "adam_beta2": a.b2 if "--b2" in os.sys.argv else None,
-             "epoch_fraction": a.frac if "--frac" in os.sys.argv else None,
-             "test_shift": a.shift, "test_shift_below": a.below}
+
+    given = {
+        "model": a.model,
+        "batch_size": a.bs if "--bs" in os.sys.argv else None,
+        "max_lr": a.lr if "--lr" in os.sys.argv else None,
+        "pct_start": a.pct if "--pct" in os.sys.argv else None,
+        "label_smoothing": a.ls if "--ls" in os.sys.argv else None,
+        "adam_beta2": a.b2 if "--b2" in os.sys.argv else None,
+        "epoch_fraction": a.frac if "--frac" in os.sys.argv else None,
+        "test_shift": a.shift,
+        "test_shift_below": a.below,
+    }
     recipe = dataclasses.replace(Recipe(), **{k: v for k, v in given.items() if v is not None})
     cpu = torch.device("cpu")
     levers = default_levers(cpu)
     train, val = RawSplit(tr.images[:50000], tr.labels[:50000]), RawSplit(tr.images[50000:], tr.labels[50000:])
     tl, vl, _ = load_to_device(train, val, spec, recipe.batch_size, cpu, dtype=levers.autocast_dtype or torch.float32)
     import mnistlab.training.recipe as sr
+
     peaks = []  # every evaluated image's softmax peak (the plain pass): how many the shifted views take
     plain_forward = sr.ShiftedViews.forward
 
@@ -90,6 +98,7 @@ if a.variant == "recipe":  # the speedrun's own run_seed, with the validation sp
         with torch.no_grad():
             peaks.append(self.model(x).float().softmax(1).amax(1))
         return plain_forward(self, x)
+
     sr.ShiftedViews.forward = counting
     accs, times = [], []
     timed_peaks = []
@@ -99,22 +108,36 @@ if a.variant == "recipe":  # the speedrun's own run_seed, with the validation sp
         timed_peaks += peaks[1:]  # not the warm-up's batch, evaluated by the untrained net
         accs.append(r.accuracy)
         times.append(r.seconds)
-        print(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, eval {r.eval_s:.2f} s)", flush=True)
+        print(
+            f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, eval {r.eval_s:.2f} s)",
+            flush=True,
+        )
     if timed_peaks:
         allp = torch.cat(timed_peaks)
-        print("share of evaluated images whose softmax peaks below " + ", ".join(
-            f"{t}: {100 * (allp < t).float().mean():.1f}%" for t in (0.5, 0.6, 0.7, 0.8, 0.9)))
-    print(f"recipe {recipe} {levers.describe()}: mean {statistics.fmean(accs):.3f} min {min(accs):.2f} "
-          f"median time {statistics.median(times):.2f}s")
+        print(
+            "share of evaluated images whose softmax peaks below "
+            + ", ".join(f"{t}: {100 * (allp < t).float().mean():.1f}%" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
+        )
+    print(
+        f"recipe {recipe} {levers.describe()}: mean {statistics.fmean(accs):.3f} min {min(accs):.2f} "
+        f"median time {statistics.median(times):.2f}s"
+    )
     raise SystemExit(0)
-def norm(u8): return u8.unsqueeze(1).float().div(255).sub(spec.mean).div(spec.std)
+
+
+def norm(u8):
+    return u8.unsqueeze(1).float().div(255).sub(spec.mean).div(spec.std)
+
+
 Xtr, Ytr, Xva, Yva = norm(tr.images[:50000]), tr.labels[:50000], norm(tr.images[50000:]), tr.labels[50000:]
 CLF = torch.contiguous_format if a.nocl else torch.channels_last
 Xtr = Xtr.contiguous(memory_format=CLF)
 Xva = Xva.contiguous(memory_format=CLF)
 
+
 def whiten_filters(X, k, n=5000, eps=1e-2):
-    """conv1 filters: the top-k eigenvectors of the 3x3 patches of the unshuffled image, scaled by 1/sqrt(eigenvalue), +/-."""
+    """conv1 filters: the top-k eigenvectors of the 3x3 patches of the unshuffled image, scaled by "
+    "1/sqrt(eigenvalue), +/-."""
     x = F.pixel_unshuffle(X[:n].contiguous(), 2)  # (n,4,14,14)
     pt = F.unfold(x, 3).transpose(1, 2).reshape(-1, x.shape[1] * 9).double()
     pt = pt - pt.mean(0)
@@ -123,6 +146,7 @@ def whiten_filters(X, k, n=5000, eps=1e-2):
     ev, V = ev.flip(0)[:k], V.flip(1)[:, :k]
     W = (V / (ev + eps).sqrt()).T.reshape(k, x.shape[1], 3, 3).float()
     return torch.cat([W, -W])
+
 
 class Net(nn.Module):
     def __init__(self, v, X):
@@ -141,16 +165,17 @@ class Net(nn.Module):
         if v == "cd":
             self.conv2 = nn.Linear(c1 * 25, a.c2 * 9, bias=False)
             self.bn2 = nn.BatchNorm1d(a.c2 * 9)
-        side = (((28 - 2 * a.crop) // 2 - 2) // 2 - 2)
+        side = ((28 - 2 * a.crop) // 2 - 2) // 2 - 2
         if v in ("s2", "s2k4"):
             side = 4 if not a.crop else 3
         self.fc = nn.Linear(a.c2 * side * side, a.d, bias=False)
         self.bn3 = nn.BatchNorm1d(a.d)
         self.head = nn.Linear(a.d, 10)
+
     def forward(self, x, off=(0, 0)):
         if a.crop:
             i, j = a.crop + off[0], a.crop + off[1]
-            x = x[..., i:i + 28 - 2 * a.crop, j:j + 28 - 2 * a.crop]
+            x = x[..., i : i + 28 - 2 * a.crop, j : j + 28 - 2 * a.crop]
         x = self.conv1(self.un(x))
         if self.v in ("s2", "s2k4"):
             x = F.relu(self.bn1(x))
@@ -172,6 +197,7 @@ class Net(nn.Module):
         x = F.relu(self.bn3(self.fc(x)))
         return self.head(x)
 
+
 accs, times = [], []
 for seed in range(a.seeds):
     torch.manual_seed(seed)
@@ -181,20 +207,29 @@ for seed in range(a.seeds):
     n = int(len(Ytr) * a.frac)
     steps = n // a.bs
     opt = torch.optim.Adam(params, lr=a.lr, betas=(a.b1, a.b2), fused=True)
-    sch = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=steps, pct_start=a.pct, cycle_momentum=False,
-                                              anneal_strategy=a.anneal, div_factor=a.div, final_div_factor=a.fdiv)
+    sch = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        a.lr,
+        total_steps=steps,
+        pct_start=a.pct,
+        cycle_momentum=False,
+        anneal_strategy=a.anneal,
+        div_factor=a.div,
+        final_div_factor=a.fdiv,
+    )
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(Ytr), generator=g)[:steps * a.bs]
+    idx = torch.randperm(len(Ytr), generator=g)[: steps * a.bs]
     t0 = time.perf_counter()
     m.train()
     for s in range(steps):
-        b = idx[s * a.bs:(s + 1) * a.bs]
+        b = idx[s * a.bs : (s + 1) * a.bs]
         x, y = Xtr[b], Ytr[b]
         if s == 20:
             t0 = time.perf_counter()
             skipped = 20
         if a.prof and s == 30:
             from torch.profiler import profile
+
             pr = profile(record_shapes=True)
             pr.__enter__()
         if a.prof and s == 60:
@@ -212,10 +247,17 @@ for seed in range(a.seeds):
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=not a.fp32):
         for i in range(0, len(Yva), 2000):
             offs = [(0, 0)] + [tuple(int(v) for v in o.split(",")) for o in a.tta.split(";") if o]
-            logits = sum(m(Xva[i:i + 2000], o).float().softmax(1) for o in offs)
-            correct += (logits.argmax(1) == Yva[i:i + 2000]).sum().item()
+            logits = sum(m(Xva[i : i + 2000], o).float().softmax(1) for o in offs)
+            correct += (logits.argmax(1) == Yva[i : i + 2000]).sum().item()
     t2 = time.perf_counter()
     accs.append(100 * correct / len(Yva))
     times.append(t2 - t0)
-    print(f"  seed {seed}: {accs[-1]:.2f}% train {t1 - t0:.2f}s ({(t1-t0)/(steps-20)*1e3:.2f} ms/step after 20) eval {t2 - t1:.2f}s", flush=True)
-print(f"{a.variant} {vars(a)}: mean {statistics.fmean(accs):.3f} min {min(accs):.2f} median time {statistics.median(times):.2f}s")
+    print(
+        f"  seed {seed}: {accs[-1]:.2f}% train {t1 - t0:.2f}s ({(t1 - t0) / (steps - 20) * 1e3:.2f} ms/step after "
+        f"20) eval {t2 - t1:.2f}s",
+        flush=True,
+    )
+print(
+    f"{a.variant} {vars(a)}: mean {statistics.fmean(accs):.3f} min {min(accs):.2f} median time "
+    f"{statistics.median(times):.2f}s"
+)

@@ -59,8 +59,9 @@ def worker(config: str, dataset: str) -> None:
         if model_name not in steps_of:
             torch.manual_seed(0)
             model = create_model(model_name, shape)
-            step = make_step(model, make_optimizer(model, 0.01, 0.5), Levers(), cpu, batch_size=64,
-                             sample_shape=shape.sample)
+            step = make_step(
+                model, make_optimizer(model, 0.01, 0.5), Levers(), cpu, batch_size=64, sample_shape=shape.sample
+            )
             x, y = torch.randn(64, *shape.sample), torch.randint(0, shape.classes, (64,))
             steps_of[model_name] = lambda step=step, x=x, y=y: step(x, y)
             time_steps(steps_of[model_name], 3, cpu)  # warm-up: allocator, thread pool, first calls
@@ -76,8 +77,13 @@ class Worker:
             env["OMP_WAIT_POLICY"] = "PASSIVE"
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
         self.config = config
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", config, "--dataset", dataset],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", config, "--dataset", dataset],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def time(self, model: str, steps: int) -> dict:
         # the worker timed just before may still spin (OpenMP's default wait): this benchmark's own
@@ -144,8 +150,10 @@ def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, 
     for cfg, t in times.items():
         s = Spread.of(t)
         label = "default" if cfg == "default" else _threads(cfg)
-        lines.append(f"    {label:<17} {s.median * 1e3:8.2f} ms/step ({s.min * 1e3:.2f}-{s.max * 1e3:.2f}), "
-                     f"epoch ~{s.median * EPOCH_STEPS:.2f} s")
+        lines.append(
+            f"    {label:<17} {s.median * 1e3:8.2f} ms/step ({s.min * 1e3:.2f}-{s.max * 1e3:.2f}), "
+            f"epoch ~{s.median * EPOCH_STEPS:.2f} s"
+        )
     picked = sorted({c["threads"] for c in data["choices"]})
     why = data["choices"][-1].get("reason", "") if data["choices"] else ""
     lines.append(f"    default chose {'/'.join(map(str, picked))} thread(s) ({why})")
@@ -155,14 +163,19 @@ def report(busy: int, m: str, data: dict, load: dict, cores: int) -> tuple[str, 
     ratio = Ratio.paired(times["default"], times[best])
     r, st = ratio.spread, stability(ratio.ratios, judged_load)
     mark = "" if st.stable else f" [{st.reason}]"
-    lines.append(f"    default / {_threads(best)} (the better fixed): {r.median:.2f} ({r.min:.2f}-{r.max:.2f} over "
-                 f"{r.n} repeats){'; floor ' + format(FLOOR, '.1f') + 'x: ' + ('met' if r.median <= FLOOR else 'MISSED') if busy else ''}{mark}")
+    verdict = f"; floor {FLOOR:.1f}x: {'met' if r.median <= FLOOR else 'MISSED'}" if busy else ""
+    lines.append(
+        f"    default / {_threads(best)} (the better fixed): {r.median:.2f} ({r.min:.2f}-{r.max:.2f} over "
+        f"{r.n} repeats){verdict}{mark}"
+    )
     today = str(cores)
     if busy == 0 and today in times:
         t = Ratio.paired(times["default"], times[today])
         ts, tst = t.spread, stability(t.ratios, judged_load)
-        lines.append(f"    default / torch's own ({today} threads): {ts.median:.2f} ({ts.min:.2f}-{ts.max:.2f})"
-                     + ("" if tst.stable else f" [{tst.reason}]"))
+        lines.append(
+            f"    default / torch's own ({today} threads): {ts.median:.2f} ({ts.min:.2f}-{ts.max:.2f})"
+            + ("" if tst.stable else f" [{tst.reason}]")
+        )
     return "\n".join(lines), r.median if busy else None
 
 
@@ -173,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, help="steps per timed chunk (default: mlp 200, cnn 20)")
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--passive", action="store_true", help="also time the usable CPUs' threads with OMP_WAIT_POLICY=PASSIVE")
+    p.add_argument(
+        "--passive", action="store_true", help="also time the usable CPUs' threads with OMP_WAIT_POLICY=PASSIVE"
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -186,16 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     cores = usable_cpus()
     configs = ["default", *sorted({"1", "2", str(cores)}, key=int)] + ([f"{cores}p"] if args.passive else [])
     steps = {m: args.steps or STEPS.get(m, 20) for m in args.models}
-    print(f"machine: {cpu_name()}, {cores} usable CPUs (shared: other users' load shows below); "
-          f"{args.repeats} interleaved repeats; steps per chunk: {steps}")
+    print(
+        f"machine: {cpu_name()}, {cores} usable CPUs (shared: other users' load shows below); "
+        f"{args.repeats} interleaved repeats; steps per chunk: {steps}"
+    )
     workers = [Worker(c, args.dataset) for c in configs]
     worst = 0.0
     try:
         for busy in args.busy:
             res = measure(workers, args.models, busy, args.repeats, steps)
             ld = res["load"]
-            print(f"\n{busy} busy process(es) beside it; load average (1 min) {ld['start']['load_avg_1m']:.2f} at the "
-                  f"start, {ld['end']['load_avg_1m']:.2f} at the end")
+            print(
+                f"\n{busy} busy process(es) beside it; load average (1 min) {ld['start']['load_avg_1m']:.2f} at the "
+                f"start, {ld['end']['load_avg_1m']:.2f} at the end"
+            )
             for m in args.models:
                 text, r = report(busy, m, res["models"][m], ld, cores)
                 print(f"  {m}:\n{text}")

@@ -81,8 +81,15 @@ def main(argv=None) -> int:
     cfg = TrainConfig(dataset=args.dataset, device="cpu", subset=args.subset)
     spec, root = get_dataset(cfg.dataset), data_root()
     fetch(spec, root, log=lambda m: print(m, file=sys.stderr))
-    splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                         device="cpu", subset=cfg.subset)
+    splits = make_splits(
+        spec,
+        root,
+        batch_size=cfg.batch_size,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        device="cpu",
+        subset=cfg.subset,
+    )
     loader = splits.train
     bare, mine = [], []
     trainer_epoch(cfg, loader, 1)  # warm-up: allocator, thread pool, first-call costs
@@ -93,8 +100,10 @@ def main(argv=None) -> int:
         mine.append(trainer_epoch(cfg, loader, epoch))
     ratio = statistics.median(mine) / statistics.median(bare)
     print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"MLP epoch on the CPU: {loader.num_samples:,} samples, batch {cfg.batch_size}, {len(loader)} steps; "
-          f"{args.repeats} repeats each, interleaved")
+    print(
+        f"MLP epoch on the CPU: {loader.num_samples:,} samples, batch {cfg.batch_size}, {len(loader)} steps; "
+        f"{args.repeats} repeats each, interleaved"
+    )
     print(f"  bare loop (pre-sliced tensors)  min {min(bare):.3f} s  median {statistics.median(bare):.3f} s")
     print(f"  mnistlab trainer                min {min(mine):.3f} s  median {statistics.median(mine):.3f} s")
     verdict = "PASS" if ratio <= FLOOR else "FAIL"
@@ -102,12 +111,16 @@ def main(argv=None) -> int:
     if args.reference_steps > 0:
         train_raw, _ = split_train_val(read_split(spec, root, train=True), cfg.val_fraction, cfg.seed)
         if cfg.subset:
-            train_raw = train_raw.__class__(train_raw.images[:cfg.subset], train_raw.labels[:cfg.subset])
+            train_raw = train_raw.__class__(train_raw.images[: cfg.subset], train_raw.labels[: cfg.subset])
         est, impl = reference_epoch_estimate(cfg, train_raw, spec, min(args.reference_steps, len(loader)))
-        print(f"  notebook pipeline ({impl}): {est:.2f} s per epoch "
-              f"(timed {min(args.reference_steps, len(loader))} steps, extrapolated to {len(loader)})")
-        print(f"  mnistlab trainer vs notebook pipeline: {est / statistics.median(mine):.1f}x faster "
-              f"(the notebook reported ~15 s per MLP epoch on a 2-core machine)")
+        print(
+            f"  notebook pipeline ({impl}): {est:.2f} s per epoch "
+            f"(timed {min(args.reference_steps, len(loader))} steps, extrapolated to {len(loader)})"
+        )
+        print(
+            f"  mnistlab trainer vs notebook pipeline: {est / statistics.median(mine):.1f}x faster "
+            f"(the notebook reported ~15 s per MLP epoch on a 2-core machine)"
+        )
     return 0 if ratio <= FLOOR else 1
 
 

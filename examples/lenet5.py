@@ -30,8 +30,10 @@ class LeNet5(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),  # (B, 400)
-            nn.Linear(16 * 5 * 5, 120), nn.Tanh(),
-            nn.Linear(120, 84), nn.Tanh(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.Tanh(),
+            nn.Linear(120, 84),
+            nn.Tanh(),
             nn.Linear(84, num_classes),  # (B, num_classes) logits
         )
 

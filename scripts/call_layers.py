@@ -28,7 +28,7 @@ LAYERS = {"core": 0, "data": 1, "training": 2, "measure": 3, "report": 4, "jobs"
 def module_of(filename: str, src: str) -> str | None:
     if not filename.startswith(src):
         return None
-    parts = Path(filename[len(src):].lstrip("/")).with_suffix("").parts
+    parts = Path(filename[len(src) :].lstrip("/")).with_suffix("").parts
     return ".".join(("mnistlab", *parts)).removesuffix(".__init__")
 
 
@@ -69,8 +69,15 @@ def main() -> None:
 
     sys.setprofile(profile)
     try:
-        run_lab(quick=True, device="cpu", out=args.out or tmp / "lab", dataset="tiny", subset=512,
-                log=lambda m: None, progress=False)
+        run_lab(
+            quick=True,
+            device="cpu",
+            out=args.out or tmp / "lab",
+            dataset="tiny",
+            subset=512,
+            log=lambda m: None,
+            progress=False,
+        )
     finally:
         sys.setprofile(None)
     for kind in ("by name", "callback"):

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
             first = re.search(r'<h2 id="q\d+">', page)
             if first is None:
                 raise SystemExit("the report has no question section; nothing to cut at")
-            page = page[:first.start()] + "</body></html>\n"
+            page = page[: first.start()] + "</body></html>\n"
         html = Path(tmp) / "report.html"
         html.write_text(page, encoding="utf-8")
         shot = Path(tmp) / "page.png"

@@ -9,7 +9,8 @@ stops TensorBoard and saves the PNG, trimmed of blank space. Nothing leaves the 
 TensorBoard serves its page and scripts itself. Two runs to show, for example:
 
     mnistlab train --model mlp --epochs 4 --subset 12000 --log-every 20 --run-dir tb/mlp
-    mnistlab train --model examples/lenet5.py:LeNet5 --lr 0.05 --epochs 4 --subset 12000 --log-every 20 --run-dir tb/lenet5
+    mnistlab train --model examples/lenet5.py:LeNet5 --lr 0.05 --epochs 4 --subset 12000 --log-every 20 \
+        --run-dir tb/lenet5
 """
 
 from __future__ import annotations
@@ -53,23 +54,39 @@ def wait_for_runs(url: str, need: int, timeout: float = 120) -> list[str]:
 
 def main(argv: list[str]) -> int:
     logdir = Path(argv[0])
-    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "tensorboard-screenshot.png"
+    out = (
+        Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "tensorboard-screenshot.png"
+    )
     exe, tb = find_chromium(), shutil.which("tensorboard") or str(Path(sys.executable).parent / "tensorboard")
     if exe is None:
         raise SystemExit("chromium is not installed (apt-get install -y chromium)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([tb, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
-                               "--reload_interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [tb, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         runs = wait_for_runs(url, need=2)
         print(f"TensorBoard lists {len(runs)} runs: {', '.join(runs)}")
         with tempfile.TemporaryDirectory(prefix="mnistlab-chromium-") as profile:
             shot = Path(profile) / "page.png"
             # virtual time lets the page's scripts fetch and draw every chart before the shot
-            subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", "--window-size=1400,760",
-                            "--virtual-time-budget=30000", f"--screenshot={shot}", f"{url}/#scalars&_smoothingWeight=0&_ignoreYOutliers=false&tagFilter=train%2Floss%7Cval%2F"],
-                           capture_output=True, timeout=180, check=True)
+            subprocess.run(
+                [
+                    exe,
+                    *FLAGS,
+                    f"--user-data-dir={profile}",
+                    "--window-size=1400,760",
+                    "--virtual-time-budget=30000",
+                    f"--screenshot={shot}",
+                    f"{url}/#scalars&_smoothingWeight=0&_ignoreYOutliers=false&tagFilter=train%2Floss%7Cval%2F",
+                ],
+                capture_output=True,
+                timeout=180,
+                check=True,
+            )
             img = Image.open(shot).convert("RGB")
     finally:
         server.terminate()

@@ -22,25 +22,39 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
     for i, k in enumerate(labels):
         r, c = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
-        images[i, r:r + 6, c:c + 6] = 230
+        images[i, r : r + 6, c : c + 6] = 230
     return images, labels
 
 
-def write_tiny_dataset(root: Path, name: str = "tiny", n_train: int = TINY_TRAIN, n_test: int = TINY_TEST
-                       ) -> DatasetSpec:
+def write_tiny_dataset(
+    root: Path, name: str = "tiny", n_train: int = TINY_TRAIN, n_test: int = TINY_TEST
+) -> DatasetSpec:
     raw = root / "TINY" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     tr_x, tr_y = make_images(n_train, 1)
     te_x, te_y = make_images(n_test, 2)
     specs = []
-    for fname, arr in (("train-images-idx3-ubyte", tr_x), ("train-labels-idx1-ubyte", tr_y),
-                       ("t10k-images-idx3-ubyte", te_x), ("t10k-labels-idx1-ubyte", te_y)):
+    for fname, arr in (
+        ("train-images-idx3-ubyte", tr_x),
+        ("train-labels-idx1-ubyte", tr_y),
+        ("t10k-images-idx3-ubyte", te_x),
+        ("t10k-labels-idx1-ubyte", te_y),
+    ):
         data = encode_idx(arr)
         (raw / fname).write_bytes(data)
         specs.append(FileSpec(fname, hashlib.sha256(data).hexdigest(), len(data)))
-    return DatasetSpec(name=name, folder="TINY", train_images=specs[0], train_labels=specs[1],
-                       test_images=specs[2], test_labels=specs[3], mean=0.2, std=0.3,
-                       classes=tuple(str(i) for i in range(10)), mirrors=())
+    return DatasetSpec(
+        name=name,
+        folder="TINY",
+        train_images=specs[0],
+        train_labels=specs[1],
+        test_images=specs[2],
+        test_labels=specs[3],
+        mean=0.2,
+        std=0.3,
+        classes=tuple(str(i) for i in range(10)),
+        mirrors=(),
+    )
 
 
 @pytest.fixture

@@ -69,8 +69,22 @@ def served_scalars(logdir: Path, runs: list[str], timeout: float = 90) -> dict[s
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tempfile.TemporaryFile()
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-                               "--port", str(port), "--load_fast=true"], stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast=true",
+        ],
+        stdout=log,
+        stderr=log,
+    )
 
     def get(route: str) -> object:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/{route}", timeout=10) as r:
@@ -90,9 +104,16 @@ def served_scalars(logdir: Path, runs: list[str], timeout: float = 90) -> dict[s
             if all(tags.get(run) for run in runs):
                 break
         quote = urllib.parse.quote
-        return {run: {tag: [(int(step), float(value)) for _, step, value in
-                            get(f"scalars?run={quote(run, safe='')}&tag={quote(tag, safe='')}")]
-                      for tag in tags[run]} for run in runs}
+        return {
+            run: {
+                tag: [
+                    (int(step), float(value))
+                    for _, step, value in get(f"scalars?run={quote(run, safe='')}&tag={quote(tag, safe='')}")
+                ]
+                for tag in tags[run]
+            }
+            for run in runs
+        }
     finally:
         server.terminate()
         server.wait(30)

@@ -34,14 +34,28 @@ QUICK_DECOMPOSITION = DecomposeSettings((1, 8), repeats=2, chunk_s=0.002)
 def result(tiny_module):
     spec, root = tiny_module
     split = read_split(spec, root, train=True)
-    return run_bench(split, spec, models=["mlp", "cnn"], devices=["cpu"], pipelines=["reference", "resident"],
-                     steps=4, repeats=2, warmup=2, decomposition=QUICK_DECOMPOSITION, log=lambda m: None)
+    return run_bench(
+        split,
+        spec,
+        models=["mlp", "cnn"],
+        devices=["cpu"],
+        pipelines=["reference", "resident"],
+        steps=4,
+        repeats=2,
+        warmup=2,
+        decomposition=QUICK_DECOMPOSITION,
+        log=lambda m: None,
+    )
 
 
 @pytest.mark.slow
 def test_every_cell_is_measured(result):
-    assert [c.key for c in result.cells] == ["reference/cpu/mlp", "resident/cpu/mlp",
-                                              "reference/cpu/cnn", "resident/cpu/cnn"]
+    assert [c.key for c in result.cells] == [
+        "reference/cpu/mlp",
+        "resident/cpu/mlp",
+        "reference/cpu/cnn",
+        "resident/cpu/cnn",
+    ]
     for c in result.cells:
         assert len(c.step_s) == 2 and all(t > 0 for t in c.step_s)
         assert len(c.warmup_s) == 2 and all(t > 0 for t in c.warmup_s)  # reported apart from the steady state
@@ -76,8 +90,17 @@ def test_phase_shares_sum_to_100_percent_and_the_rest_is_timer_overhead(result):
 
 
 def _fake_setup(name, log):
-    return _Setup(name, torch.device("cpu"), "resident", "fake", 10, 3, lambda: log.append(name), lambda clock: None,
-                  DATASETS["mnist"].shape)
+    return _Setup(
+        name,
+        torch.device("cpu"),
+        "resident",
+        "fake",
+        10,
+        3,
+        lambda: log.append(name),
+        lambda clock: None,
+        DATASETS["mnist"].shape,
+    )
 
 
 def test_repeats_are_interleaved_across_cells():
@@ -92,10 +115,24 @@ BUSY = {"start": {"load_avg_1m": 3.5, "cpu_count": 2}, "end": {"load_avg_1m": 3.
 
 
 def _cell(step_s, load=None):
-    return Cell(model="mlp", device="cpu", pipeline="resident", pipeline_detail="x", batch_size=64, steps_timed=10,
-                repeats=len(step_s), steps_per_epoch=10, extrapolated=False, step_s=list(step_s), warmup_s=[0.5],
-                phases_s=dict.fromkeys(PHASES, 0.1), instrumented_step_s=0.6, train_step_flops=1, peak_flops_per_s=1.0,
-                load=load or {})
+    return Cell(
+        model="mlp",
+        device="cpu",
+        pipeline="resident",
+        pipeline_detail="x",
+        batch_size=64,
+        steps_timed=10,
+        repeats=len(step_s),
+        steps_per_epoch=10,
+        extrapolated=False,
+        step_s=list(step_s),
+        warmup_s=[0.5],
+        phases_s=dict.fromkeys(PHASES, 0.1),
+        instrumented_step_s=0.6,
+        train_step_flops=1,
+        peak_flops_per_s=1.0,
+        load=load or {},
+    )
 
 
 def test_spread_and_the_instability_rule():
@@ -124,17 +161,22 @@ def _ratio(ratios):
 
 def test_ratios_are_said_with_their_range_and_never_as_a_fraction_faster():
     # the figure is the median of the paired ratios, and the words say so, beside the ratio of the medians
-    assert _ratio([12.0, 9.0, 14.0]).words() == ("12.0x faster (median of 3 paired ratios, 9.0\u201314.0x; "
-                                                 "ratio of the medians 12.0x)")
-    assert _ratio([0.7, 0.7]).words() == "1.4x slower (median of 2 paired ratios, 1.4\u20131.4x; ratio of the medians 1.4x)"
+    assert _ratio([12.0, 9.0, 14.0]).words() == (
+        "12.0x faster (median of 3 paired ratios, 9.0\u201314.0x; ratio of the medians 12.0x)"
+    )
+    assert (
+        _ratio([0.7, 0.7]).words()
+        == "1.4x slower (median of 2 paired ratios, 1.4\u20131.4x; ratio of the medians 1.4x)"
+    )
     # the issue's case: paired ratios 6.6, 7.0, 7.8 of steps whose medians are 4.092 and 0.610 ms
     r = Ratio.paired([4.092, 4.29, 3.9], [0.62, 0.61, 0.5])
     assert r.median == pytest.approx(4.29 / 0.61) and r.of_medians == pytest.approx(4.092 / 0.610)
     assert r.words() == "7.0x faster (median of 3 paired ratios, 6.6\u20137.8x; ratio of the medians 6.7x)"
     assert Ratio(r.ratios, r.stability).words().endswith("x)")  # no medians known: no second figure
     assert "0.7x" not in _ratio([0.7, 0.65, 0.75]).words()
-    assert _ratio([0.9, 1.2]).words() == ("not clearly different: from 1.11x slower to 1.20x faster over 2 paired "
-                                          "repeats (ratio of the medians 1.05)")
+    assert _ratio([0.9, 1.2]).words() == (
+        "not clearly different: from 1.11x slower to 1.20x faster over 2 paired repeats (ratio of the medians 1.05)"
+    )
     assert _ratio([2.0]).words() == "2.0x faster (1 repeat, no range)"
     # the one stability rule judges a ratio too: 1 repeat, a wide range, a busy machine
     assert not _ratio([2.0]).stability.stable and "1 repeat, no range" in _ratio([2.0]).marked()
@@ -149,8 +191,9 @@ def test_observations_and_speedups_come_from_the_numbers(result):
         line = next(n for n in notes if n.startswith(c.key + ":") and "ms per step" in n)
         assert f"{c.step_median_s * 1e3:.2f} ms per step" in line and "over 2 repeats" in line
         assert bound_label(c.bound) in line
-        assert (f"{c.key}: {c.stability.reason}" in notes) == (not c.stability.stable
-                                                                and c.stability.reason != result.machine_busy)
+        assert (f"{c.key}: {c.stability.reason}" in notes) == (
+            not c.stability.stable and c.stability.reason != result.machine_busy
+        )
     ups = {u.what: u for u in result.speedups()}
     mlp = ups["mlp on cpu: resident vs the notebook's pipeline"]
     ref, res = result.cell("reference", "cpu", "mlp"), result.cell("resident", "cpu", "mlp")
@@ -160,8 +203,10 @@ def test_observations_and_speedups_come_from_the_numbers(result):
     assert mlp.ratio.of_medians == pytest.approx(ref.step_median_s / res.step_median_s)
     assert "ratio of the medians" in mlp.ratio.words()  # faster, slower or not clearly different: always said
     said = next(n for n in notes if n.startswith("mlp on cpu, the resident pipeline"))
-    assert (f"{ref.share('data'):.0%} of a {ref.step_median_s * 1e3:.2f} ms step, "
-            f"{ref.share('data') * ref.step_median_s * 1e3:.2f} ms") in said and "instrumented pass" in said
+    assert (
+        f"{ref.share('data'):.0%} of a {ref.step_median_s * 1e3:.2f} ms step, "
+        f"{ref.share('data') * ref.step_median_s * 1e3:.2f} ms"
+    ) in said and "instrumented pass" in said
     table = format_table(result)
     assert "reference/cpu/cnn" in table and "stability" in table
 
@@ -192,17 +237,20 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     assert isinstance(threads, int) and threads >= 1 and f" GFLOP/s on {threads} thread" in text
 
 
-@pytest.mark.parametrize("damage, field", [
-    (lambda d: d["cells"][0].pop("step_s"), "'step_s'"),
-    (lambda d: d["cells"][1]["phases_s"].update(forward="fast"), "phases_s.forward"),
-    (lambda d: d.update(cells={}), "'cells'"),
-    (lambda d: d["settings"].update(repeats=None), "repeats"),
-    (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
-    (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
-    (lambda d: d["decompositions"][1].update(op_cost_s=-1.0), "decompositions[1]: field 'op_cost_s'"),
-    (lambda d: d["decompositions"][0]["timings"][0].update(step_s=[]), "decompositions[0]: field 'timings'[0]"),
-    (lambda d: d.update(decompositions="x"), "'decompositions'"),
-])
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: d["cells"][0].pop("step_s"), "'step_s'"),
+        (lambda d: d["cells"][1]["phases_s"].update(forward="fast"), "phases_s.forward"),
+        (lambda d: d.update(cells={}), "'cells'"),
+        (lambda d: d["settings"].update(repeats=None), "repeats"),
+        (lambda d: d["cells"][0].update(step_s=[]), "step_s"),  # nothing to take a median of
+        (lambda d: d["cells"][2].update(step_s=[0.01, 0.0]), "step_s[1]"),  # a time a reader divides by
+        (lambda d: d["decompositions"][1].update(op_cost_s=-1.0), "decompositions[1]: field 'op_cost_s'"),
+        (lambda d: d["decompositions"][0]["timings"][0].update(step_s=[]), "decompositions[0]: field 'timings'[0]"),
+        (lambda d: d.update(decompositions="x"), "'decompositions'"),
+    ],
+)
 @pytest.mark.slow
 def test_a_malformed_bench_json_is_one_line_naming_the_file_and_field(result, tmp_path, damage, field):
     from mnistlab.core.errors import CheckpointError
@@ -229,8 +277,23 @@ def test_the_project_floors_live_in_benchmarks(result):
 
 @pytest.mark.slow
 def test_bench_cli_writes_json_png_and_text(tiny, capsys, tmp_path):
-    code = main(["bench", "--dataset", "tiny", "--steps", "2", "--repeats", "1", "--warmup", "1",
-                 "--models", "mlp", "--out", str(tmp_path / "b")])
+    code = main(
+        [
+            "bench",
+            "--dataset",
+            "tiny",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--models",
+            "mlp",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
     out, _ = capsys.readouterr()
     assert code == 0 and "resident/cpu/mlp" in out and out.strip().endswith(str(tmp_path / "b"))
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
@@ -243,8 +306,17 @@ def test_bench_cli_writes_json_png_and_text(tiny, capsys, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_phase_shares_sum_to_100_percent(tiny_module):
     spec, root = tiny_module
-    r = run_bench(read_split(spec, root, train=True), spec, models=["mlp"], devices=["cpu", "cuda"],
-                  pipelines=["resident"], steps=4, repeats=2, warmup=2, log=lambda m: None)
+    r = run_bench(
+        read_split(spec, root, train=True),
+        spec,
+        models=["mlp"],
+        devices=["cpu", "cuda"],
+        pipelines=["resident"],
+        steps=4,
+        repeats=2,
+        warmup=2,
+        log=lambda m: None,
+    )
     gpu = r.cell("resident", "cuda", "mlp")
     assert sum(gpu.share(p) for p in PHASES) == pytest.approx(1.0) and gpu.timer_overhead_s >= 0
     assert any(u.what == "resident/mlp: cuda vs the CPU" for u in r.speedups())
@@ -272,11 +344,28 @@ def test_bench_text_says_each_speed_up_once(result, tmp_path):
 def _floored(step_s, decomposition=None):
     """A resident CPU cell whose floors are the issue's CNN's: 13.376 ms of arithmetic (1.3376 GFLOP at 100
     GFLOP/s), 8.729 ms of memory traffic (87.29 MB at 10 GB/s), 0.17 ms for 85 operations."""
-    return Cell(model="cnn", device="cpu", pipeline="resident", pipeline_detail="x", batch_size=64, steps_timed=10,
-                repeats=len(step_s), steps_per_epoch=10, extrapolated=False, step_s=list(step_s), warmup_s=[0.5],
-                phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
-                train_step_flops=1_337_600_000, peak_flops_per_s=100e9, train_step_bytes=87_290_000, train_step_ops=85,
-                bandwidth_bytes_per_s=10e9, op_cost_s=2e-6, decomposition=decomposition)
+    return Cell(
+        model="cnn",
+        device="cpu",
+        pipeline="resident",
+        pipeline_detail="x",
+        batch_size=64,
+        steps_timed=10,
+        repeats=len(step_s),
+        steps_per_epoch=10,
+        extrapolated=False,
+        step_s=list(step_s),
+        warmup_s=[0.5],
+        phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0},
+        instrumented_step_s=0.6,
+        train_step_flops=1_337_600_000,
+        peak_flops_per_s=100e9,
+        train_step_bytes=87_290_000,
+        train_step_ops=85,
+        bandwidth_bytes_per_s=10e9,
+        op_cost_s=2e-6,
+        decomposition=decomposition,
+    )
 
 
 def test_two_cells_with_equal_floors_get_the_same_label():
@@ -311,19 +400,42 @@ def test_a_gpu_speed_up_is_explained_by_the_gpu_cells_measured_judgement():
     from mnistlab.measure.bench import comparison_sentence
 
     def cell(device, steps):
-        return Cell(model="mlp", device=device, pipeline="resident", pipeline_detail="x", batch_size=64,
-                    steps_timed=10, repeats=3, steps_per_epoch=10, extrapolated=False, step_s=steps, warmup_s=[0.5],
-                    phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0}, instrumented_step_s=0.6,
-                    train_step_flops=29_081_600, peak_flops_per_s=1e11 if device == "cpu" else 5e13,
-                    train_step_bytes=4_088_368, train_step_ops=59, bandwidth_bytes_per_s=1e10, op_cost_s=2e-6)
+        return Cell(
+            model="mlp",
+            device=device,
+            pipeline="resident",
+            pipeline_detail="x",
+            batch_size=64,
+            steps_timed=10,
+            repeats=3,
+            steps_per_epoch=10,
+            extrapolated=False,
+            step_s=steps,
+            warmup_s=[0.5],
+            phases_s={**dict.fromkeys(PHASES, 0.1), "data": 0.0, "h2d": 0.0},
+            instrumented_step_s=0.6,
+            train_step_flops=29_081_600,
+            peak_flops_per_s=1e11 if device == "cpu" else 5e13,
+            train_step_bytes=4_088_368,
+            train_step_ops=59,
+            bandwidth_bytes_per_s=1e10,
+            op_cost_s=2e-6,
+        )
 
     ceilings = {"cpu": {"bandwidth_bytes_per_s": 1e10}, "cuda": {"bandwidth_bytes_per_s": 2e12}}
-    for gpu_part, said, never in (((0.3e-3, 0.5e-6), "its fixed per-step cost (", "bound by arithmetic"),
-                                  ((0.01e-3, 50e-6), "the cuda step is bound by arithmetic", "fixed per-step cost")):
+    for gpu_part, said, never in (
+        ((0.3e-3, 0.5e-6), "its fixed per-step cost (", "bound by arithmetic"),
+        ((0.01e-3, 50e-6), "the cuda step is bound by arithmetic", "fixed per-step cost"),
+    ):
         gpu = fake_decomposition("mlp", *gpu_part, device="cuda")
-        result = BenchResult([cell("cpu", [0.6e-3, 0.61e-3, 0.62e-3]), cell("cuda", [0.3e-3, 0.31e-3, 0.32e-3])],
-                             {"cpu": 1e11, "cuda": 5e13}, {"cpu": "a CPU", "cuda": "a GPU"}, {"batch_size": 64},
-                             ceilings=ceilings, decompositions=[gpu])
+        result = BenchResult(
+            [cell("cpu", [0.6e-3, 0.61e-3, 0.62e-3]), cell("cuda", [0.3e-3, 0.31e-3, 0.32e-3])],
+            {"cpu": 1e11, "cuda": 5e13},
+            {"cpu": "a CPU", "cuda": "a GPU"},
+            {"batch_size": 64},
+            ceilings=ceilings,
+            decompositions=[gpu],
+        )
         (u,) = result.speedups()
         sentence = comparison_sentence(result, u)
         assert result.cell("resident", "cuda", "mlp").bound == gpu.binds and said in sentence, sentence

@@ -1,6 +1,5 @@
 """The benchmark scripts still run (on tiny data; their timings are only meaningful on real data)."""
 
-
 import importlib.util
 import re
 import sys
@@ -38,8 +37,24 @@ def test_levers_and_speedrun_benchmark_runs(tiny, capsys):
     spec = importlib.util.spec_from_file_location("levers_and_speedrun", SCRIPT.parent / "levers_and_speedrun.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    code = module.main(["--dataset", "tiny", "--steps", "2", "--repeats", "1", "--seeds", "1", "--epochs", "1",
-                        "--models", "mlp", "--speedrun-seeds", "1"])
+    code = module.main(
+        [
+            "--dataset",
+            "tiny",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--models",
+            "mlp",
+            "--speedrun-seeds",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code in (0, 1)  # tiny data says nothing about the floors
     assert "best lever for the CNN step" in out and "mlp 1 epochs (lr 0.05, momentum 0.9), seeds 0-0: bf16-mixed" in out
@@ -113,8 +128,13 @@ def test_decomposition_tables_of_a_bench_folder(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("decomposition", SCRIPT.parent / "decomposition.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    bench = BenchResult([], {"cpu": 1e11}, {"cpu": "a CPU"}, {"batch_size": 64, "steps": 10, "repeats": 2, "warmup": 2},
-                        decompositions=[fake_decomposition("mlp", 0.35e-3, 3.6e-6)])
+    bench = BenchResult(
+        [],
+        {"cpu": 1e11},
+        {"cpu": "a CPU"},
+        {"batch_size": 64, "steps": 10, "repeats": 2, "warmup": 2},
+        decompositions=[fake_decomposition("mlp", 0.35e-3, 3.6e-6)],
+    )
     write_bench(bench, tmp_path)
     assert module.main(["--bench", str(tmp_path)]) == 0
     out = capsys.readouterr().out

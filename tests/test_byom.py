@@ -21,7 +21,7 @@ from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import count_parameters, create_model
 from tests.tbcheck import assert_events_match_run
 
-NET = '''
+NET = """
 import torch
 from torch import nn
 
@@ -37,7 +37,7 @@ class Net(nn.Module):
 
 def make():
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
-'''
+"""
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lenet5.py"
 
 
@@ -56,10 +56,14 @@ def one_line_error(capsys, argv) -> str:
 
 # --- building models from specs --------------------------------------------------------------
 
+
 def test_file_and_module_specs_build_models(tmp_path, monkeypatch):
     net = write(tmp_path / "m", "net.py", NET)
     assert create_model(f"{net}:Net")(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
-    assert create_model(f"{net}:Net", DataShape((1, 28, 28), 26))(torch.zeros(3, 1, 28, 28)).shape == (3, 26)  # num_classes=
+    assert create_model(f"{net}:Net", DataShape((1, 28, 28), 26))(torch.zeros(3, 1, 28, 28)).shape == (
+        3,
+        26,
+    )  # num_classes=
     assert count_parameters(create_model(f"{net}:make")) == 7850  # a function, called with no arguments
     write(tmp_path / "pkg" / "mypkg", "__init__.py", "")
     write(tmp_path / "pkg" / "mypkg", "nets.py", NET)
@@ -98,17 +102,27 @@ BAD = {
     "instance.py": (NET + "Net = Net()\n", "Net is an nn.Module instance, not a factory"),
     "returns.py": ("def Net():\n    return 3\n", "Net returned int, not an nn.Module"),
     "plain.py": ("class Net:\n    pass\n", "Net returned Net, not an nn.Module"),
-    "needs.py": ("from torch import nn\ndef Net(width):\n    return nn.Linear(784, width)\n",
-                 "requires the arguments width"),
-    "shape.py": ("from torch import nn\ndef Net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 7))\n",
-                 "its output on a (2, 1, 28, 28) batch is (2, 7), expected (2, 10)"),
-    "forward.py": ("from torch import nn\ndef Net():\n    return nn.Linear(10, 10)\n",
-                   "the forward pass on a (2, 1, 28, 28) batch failed (RuntimeError: mat1 and mat2"),
-    "tuple.py": ("from torch import nn\nclass Net(nn.Linear):\n    def __init__(self):\n        super().__init__(784, 10)\n"
-                 "    def forward(self, x):\n        return (super().forward(x.flatten(1)),)\n",
-                 "its output on a (2, 1, 28, 28) batch is tuple"),
-    "noparams.py": ("from torch import nn\nclass Net(nn.Module):\n    def forward(self, x):\n"
-                    "        return x.flatten(1)[:, :10]\n", "the model has no parameters"),
+    "needs.py": (
+        "from torch import nn\ndef Net(width):\n    return nn.Linear(784, width)\n",
+        "requires the arguments width",
+    ),
+    "shape.py": (
+        "from torch import nn\ndef Net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 7))\n",
+        "its output on a (2, 1, 28, 28) batch is (2, 7), expected (2, 10)",
+    ),
+    "forward.py": (
+        "from torch import nn\ndef Net():\n    return nn.Linear(10, 10)\n",
+        "the forward pass on a (2, 1, 28, 28) batch failed (RuntimeError: mat1 and mat2",
+    ),
+    "tuple.py": (
+        "from torch import nn\nclass Net(nn.Linear):\n    def __init__(self):\n        super().__init__(784, 10)\n"
+        "    def forward(self, x):\n        return (super().forward(x.flatten(1)),)\n",
+        "its output on a (2, 1, 28, 28) batch is tuple",
+    ),
+    "noparams.py": (
+        "from torch import nn\nclass Net(nn.Module):\n    def forward(self, x):\n        return x.flatten(1)[:, :10]\n",
+        "the model has no parameters",
+    ),
     "fails.py": ("def Net():\n    raise ValueError('bad width')\n", "Net() failed (ValueError: bad width)"),
 }
 
@@ -120,16 +134,22 @@ def test_each_bad_model_file_is_one_clear_line(tmp_path, capsys, name):
     assert message in err
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nowhere/net.py:Net", "nowhere/net.py: no such file"),
-    ("NETFILE:Nope", "has no name 'Nope' (its nn.Module classes: Net)"),
-    ("no_such_pkg_xyz.models:Net", "cannot import 'no_such_pkg_xyz.models' (ModuleNotFoundError: "
-                                   "No module named 'no_such_pkg_xyz'); is it installed or on PYTHONPATH?"),
-    ("json:loads", "json is part of the standard library; a model spec must name a class or function of your own"),
-    ("resnet", "unknown model 'resnet'; choose one of: mlp, cnn, speednet, or give package.module:factory"),
-    ("models/net:Net", "is neither a module name (package.module) nor a .py file path"),
-    ("net.py:9lives", "'9lives' after the last ':' is not a Python name"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nowhere/net.py:Net", "nowhere/net.py: no such file"),
+        ("NETFILE:Nope", "has no name 'Nope' (its nn.Module classes: Net)"),
+        (
+            "no_such_pkg_xyz.models:Net",
+            "cannot import 'no_such_pkg_xyz.models' (ModuleNotFoundError: "
+            "No module named 'no_such_pkg_xyz'); is it installed or on PYTHONPATH?",
+        ),
+        ("json:loads", "json is part of the standard library; a model spec must name a class or function of your own"),
+        ("resnet", "unknown model 'resnet'; choose one of: mlp, cnn, speednet, or give package.module:factory"),
+        ("models/net:Net", "is neither a module name (package.module) nor a .py file path"),
+        ("net.py:9lives", "'9lives' after the last ':' is not a Python name"),
+    ],
+)
 def test_each_bad_spec_is_one_clear_line(tmp_path, capsys, spec, message):
     spec = spec.replace("NETFILE", str(write(tmp_path, "net.py", NET)))
     for argv in (["summary", spec], ["profile", spec], ["train", "--model", spec, "--run-dir", str(tmp_path / "r")]):
@@ -140,25 +160,71 @@ def test_each_bad_spec_is_one_clear_line(tmp_path, capsys, spec, message):
 @pytest.mark.slow
 def test_bench_times_a_file_spec(tiny, tmp_path, capsys):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:Net"
-    assert main(["bench", "--dataset", "tiny", "--models", spec, "--devices", "cpu", "--pipelines", "resident",
-                 "--steps", "2", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--dataset",
+                "tiny",
+                "--models",
+                spec,
+                "--devices",
+                "cpu",
+                "--pipelines",
+                "resident",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     cells = json.loads((tmp_path / "b" / "bench.json").read_text())["cells"]
     assert [c["model"] for c in cells] == [spec] and cells[0]["train_step_flops"] > 0
 
 
 # --- a run of a file spec ---------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monkeypatch, capsys):
     src = write(tmp_path / "work" / "models", "net.py", NET)
     monkeypatch.chdir(tmp_path / "work")
     spec, run = "models/net.py:Net", tmp_path / "r"  # relative: the record keeps the absolute path
-    assert main(["train", "--model", spec, "--dataset", "tiny", "--epochs", "1", "--device", "cpu",
-                 "--no-progress", "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                spec,
+                "--dataset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "config.json").read_text())["model"] == spec
     record = json.loads((run / "model.json").read_text())
-    assert record == {"spec": spec, "kind": "file", "path": str(src.resolve()), "copy": "model_source.py", "named": str(src.absolute()),
-                      "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
+    assert record == {
+        "spec": spec,
+        "kind": "file",
+        "path": str(src.resolve()),
+        "copy": "model_source.py",
+        "named": str(src.absolute()),
+        "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+    }
     assert (run / "model_source.py").read_bytes() == src.read_bytes()
 
     monkeypatch.chdir(tmp_path)  # elsewhere: the relative spec no longer points at the file
@@ -182,8 +248,13 @@ def test_file_spec_run_records_its_code_and_is_usable_later(tiny, tmp_path, monk
 
 def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:Net"
-    run = train_run(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu"), run_dir=tmp_path / "r",
-                       log=lambda m: None, progress=False, tensorboard=False)
+    run = train_run(
+        TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu"),
+        run_dir=tmp_path / "r",
+        log=lambda m: None,
+        progress=False,
+        tensorboard=False,
+    )
     marker = tmp_path / "ran"
     (run / "model_source.py").write_text(f"open({str(marker)!r}, 'w').close()\n" + NET)
     for argv in (["eval", str(run.path)], ["train", "--resume", str(run.path), "--epochs", "1", "--no-progress"]):
@@ -197,8 +268,13 @@ def test_a_changed_copy_is_refused_and_never_run(tiny, tmp_path, capsys):
 
 def test_default_run_name_uses_the_factory_name(tiny, tmp_path):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:make"
-    run = train_run(TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu", max_steps=2),
-                       runs_base=tmp_path / "runs", log=lambda m: None, progress=False, tensorboard=False)
+    run = train_run(
+        TrainConfig(model=spec, dataset="tiny", epochs=1, device="cpu", max_steps=2),
+        runs_base=tmp_path / "runs",
+        log=lambda m: None,
+        progress=False,
+        tensorboard=False,
+    )
     assert run.path.parent == tmp_path / "runs" and run.name.startswith("make-tiny-")
 
 

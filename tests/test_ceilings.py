@@ -18,8 +18,15 @@ from mnistlab.measure.ceilings import (
 from mnistlab.measure.profiling import profile_model
 from mnistlab.training.models import create_model
 
-CEIL = Ceilings("cpu", "float32", compute_flops_per_s=1e11, best_shape="matmul", bandwidth_bytes_per_s=1e10,
-                op_cost_s=1e-5, theoretical=Theoretical(None, "not derived"))
+CEIL = Ceilings(
+    "cpu",
+    "float32",
+    compute_flops_per_s=1e11,
+    best_shape="matmul",
+    bandwidth_bytes_per_s=1e10,
+    op_cost_s=1e-5,
+    theoretical=Theoretical(None, "not derived"),
+)
 
 
 def test_floors_arithmetic_on_a_step_known_by_hand():
@@ -96,8 +103,10 @@ from mnistlab.measure.ceilings import (  # noqa: E402
 )
 
 # the Xeon as its VM shows it: cpu MHz is the base clock, 2100
-XEON_CPUINFO = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
-                "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+XEON_CPUINFO = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
+    "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+)
 ZEN4_CPUINFO = "model name\t: AMD EPYC\ncpu MHz\t\t: 2596.138\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n"
 
 
@@ -151,8 +160,15 @@ def test_a_bench_file_without_its_clock_is_checked_without_one():
     # a figure and its derivation but no usable 'hz' (hand-edited, or written by another tool): read as any,
     # the figure above the measurement is dropped and the words say why, without a clock to name
     for hz in ({}, {"hz": 0}, {"hz": "fast"}):
-        t = Theoretical.from_dict({"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x ? GHz x 32-64",
-                                   "cores": 2, "per_cycle": [32, 64], **hz})
+        t = Theoretical.from_dict(
+            {
+                "flops_per_s": [134.4e9, 268.8e9],
+                "derivation": "2 cores x ? GHz x 32-64",
+                "cores": 2,
+                "per_cycle": [32, 64],
+                **hz,
+            }
+        )
         assert t.hz is None
         above = t.checked(314e9)
         assert above.flops_per_s is None and "below the measured 314 GFLOP/s" in above.derivation
@@ -173,11 +189,16 @@ def test_theoretical_bf16_from_the_flags(tmp_path):
 
 
 def test_the_memory_floor_uses_the_bandwidth_of_the_steps_working_set(tmp_path):
-    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
-                                             (3, "Unified", "105 MiB")]):
+    for i, (level, kind, size) in enumerate(
+        [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "105 MiB")]
+    ):
         d = tmp_path / f"index{i}"
         d.mkdir()
-        (d / "level").write_text(f"{level}\n"), (d / "type").write_text(f"{kind}\n"), (d / "size").write_text(f"{size}\n")
+        (
+            (d / "level").write_text(f"{level}\n"),
+            (d / "type").write_text(f"{kind}\n"),
+            (d / "size").write_text(f"{size}\n"),
+        )
     caches = cache_sizes(tmp_path)
     assert caches == {"L1d": 48 * 2**10, "L2": 2 * 2**20, "L3": 105 * 2**20}
     sizes = probe_sizes(caches, threads=2)
@@ -198,10 +219,13 @@ def test_no_theoretical_ceiling_below_a_measured_one_on_either_machine_kind(tmp_
 
     from mnistlab.measure.bench import ceilings_line
 
-    machines = {"xeon": cpu_facts(XEON_CPUINFO, _cpufreq(tmp_path / "xeon", [2_100_000, 2_100_000]), lscpu="",
-                                  cpus=2, caches={}),
-                "zen4, no clock": cpu_facts(ZEN4_CPUINFO, tmp_path / "none", lscpu="", cpus=2, caches={}),
-                "zen4": cpu_facts(ZEN4_CPUINFO, _cpufreq(tmp_path / "zen4", [3_700_000]), lscpu="", cpus=2, caches={})}
+    machines = {
+        "xeon": cpu_facts(
+            XEON_CPUINFO, _cpufreq(tmp_path / "xeon", [2_100_000, 2_100_000]), lscpu="", cpus=2, caches={}
+        ),
+        "zen4, no clock": cpu_facts(ZEN4_CPUINFO, tmp_path / "none", lscpu="", cpus=2, caches={}),
+        "zen4": cpu_facts(ZEN4_CPUINFO, _cpufreq(tmp_path / "zen4", [3_700_000]), lscpu="", cpus=2, caches={}),
+    }
     printed = []
     for name, facts in machines.items():
         for threads, probe, step in ((1, 236e9, 0.0), (2, 314e9, 0.0), (2, 200e9, 330e9), (1, 103e9, 120e9)):
@@ -217,8 +241,13 @@ def test_no_theoretical_ceiling_below_a_measured_one_on_either_machine_kind(tmp_
                 assert "theoretical: not" in line, line
     assert "zen4" in printed and "zen4, no clock" not in printed  # the Xeon: only where 2.10 GHz covers the rate
     # a bench.json from before the derivation was recorded (no cores, no FLOP per cycle): no figure below
-    old = {"theoretical": {"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x 2.10 GHz x 32-64"},
-           "threads": 2, "best_shape": "matmul", "bandwidth_bytes_per_s": 1e10, "op_cost_s": 1e-6}
+    old = {
+        "theoretical": {"flops_per_s": [134.4e9, 268.8e9], "derivation": "2 cores x 2.10 GHz x 32-64"},
+        "threads": 2,
+        "best_shape": "matmul",
+        "bandwidth_bytes_per_s": 1e10,
+        "op_cost_s": 1e-6,
+    }
     line = ceilings_line("cpu", "xeon", old, 314e9)
     assert "theoretical: not given: 2 cores x 2.10 GHz x 32-64 gives 269 GFLOP/s, below the measured 314" in line
     assert "theoretical 134" in ceilings_line("cpu", "xeon", old, 100e9)

@@ -24,7 +24,12 @@ def one_line_error(err):
 
 def test_env(capsys):
     code, out, _ = run_cli(capsys, "env")
-    assert code == 0 and torch.__version__ in out and "CUDA available" in out and re.search(r"torch uses \d+ threads?\b", out)
+    assert (
+        code == 0
+        and torch.__version__ in out
+        and "CUDA available" in out
+        and re.search(r"torch uses \d+ threads?\b", out)
+    )
 
 
 def test_summary(capsys):
@@ -78,8 +83,9 @@ def test_data_commands(tiny, capsys, tmp_path):
     assert hist[0].split() == ["class", "train", "test"] and hist[4].split()[0] == "3" and len(hist[4].split()) == 3
     old = os.umask(0o022)
     try:
-        code, out, _ = run_cli(capsys, "data", "show", "--dataset", "tiny", "--out", str(tmp_path / "s.png"),
-                               "--count", "8")
+        code, out, _ = run_cli(
+            capsys, "data", "show", "--dataset", "tiny", "--out", str(tmp_path / "s.png"), "--count", "8"
+        )
     finally:
         os.umask(old)
     assert code == 0 and (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -90,8 +96,19 @@ def test_data_commands(tiny, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_train_eval_plot_resume(tiny, capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "train", "--dataset", "tiny", "--epochs", "2", "--device", "cpu", "--no-progress",
-                           "--run-dir", str(tmp_path / "r"))
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "r"),
+    )
     assert code == 0 and out.strip().splitlines()[-1] == str(tmp_path / "r")
     assert "epoch 2/2" in out and "test: loss" in out
     code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path / "r"), "--epochs", "1", "--no-progress")
@@ -115,23 +132,29 @@ def test_train_eval_plot_resume(tiny, capsys, tmp_path):
     assert sorted((tmp_path / "r").iterdir()) == run_files
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["train", "--model", "resnet"], "unknown model"),
-    (["train", "--batch-size", "0"], "must be at least 1"),
-    (["train", "--epochs", "-2"], "must be at least 1"),
-    (["train", "--epochs", "two"], "expected a whole number"),
-    (["train", "--val-fraction", "1.5", "--dataset", "tiny"], "val_fraction must be a number strictly between 0 and 1"),
-    (["train", "--val-fraction", "0", "--dataset", "tiny"], "val_fraction must be"),
-    (["train", "--lr", "abc"], "expected a number"),
-    (["train", "--lr", "-1", "--dataset", "tiny"], "lr must be"),
-    (["train", "--dataset", "cifar"], "unknown dataset"),
-    (["train", "--device", "tpu"], "invalid choice"),
-    (["train", "--resume", "no/such/run"], "no such run directory"),
-    (["eval", "no/such/run"], "no such run directory"),
-    (["plot", "no/such/run"], "no such run directory"),
-    (["frobnicate"], "invalid choice"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "--model", "resnet"], "unknown model"),
+        (["train", "--batch-size", "0"], "must be at least 1"),
+        (["train", "--epochs", "-2"], "must be at least 1"),
+        (["train", "--epochs", "two"], "expected a whole number"),
+        (
+            ["train", "--val-fraction", "1.5", "--dataset", "tiny"],
+            "val_fraction must be a number strictly between 0 and 1",
+        ),
+        (["train", "--val-fraction", "0", "--dataset", "tiny"], "val_fraction must be"),
+        (["train", "--lr", "abc"], "expected a number"),
+        (["train", "--lr", "-1", "--dataset", "tiny"], "lr must be"),
+        (["train", "--dataset", "cifar"], "unknown dataset"),
+        (["train", "--device", "tpu"], "invalid choice"),
+        (["train", "--resume", "no/such/run"], "no such run directory"),
+        (["eval", "no/such/run"], "no such run directory"),
+        (["plot", "no/such/run"], "no such run directory"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tiny, capsys, argv, words):
     try:
         code = main(argv)
@@ -159,9 +182,14 @@ def test_cuda_on_a_machine_without_it(tiny, capsys):
     assert code == 2 and "no CUDA GPU" in err and one_line_error(err)
 
 
-@pytest.mark.parametrize("argv, where", [(["train", "--epoch", "1"], "mnistlab train --help"),
-                                         (["bench", "--models", "mlp", "--wat"], "mnistlab bench --help"),
-                                         (["speedrun", "extra"], "mnistlab speedrun --help")])
+@pytest.mark.parametrize(
+    "argv, where",
+    [
+        (["train", "--epoch", "1"], "mnistlab train --help"),
+        (["bench", "--models", "mlp", "--wat"], "mnistlab bench --help"),
+        (["speedrun", "extra"], "mnistlab speedrun --help"),
+    ],
+)
 def test_an_unknown_option_points_at_the_subcommands_help(argv, where, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

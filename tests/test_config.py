@@ -10,15 +10,26 @@ def test_defaults_are_the_notebooks():
     assert (c.model, c.batch_size, c.lr, c.momentum, c.val_fraction) == ("mlp", 64, 0.01, 0.5, 0.2)
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"model": "vit"}, "unknown model"), ({"dataset": "cifar"}, "unknown dataset"),
-    ({"device": "tpu"}, "device must be one of"), ({"epochs": 0}, "epochs must be a whole number in 1..100,000"),
-    ({"epochs": -3}, "epochs must be a whole number in 1"), ({"batch_size": 0}, "batch_size must be a whole number in 1..65,536"),
-    ({"lr": 0}, "lr must be"), ({"lr": float("nan")}, "lr must be"), ({"momentum": 1.0}, "momentum must be"),
-    ({"val_fraction": 0}, "val_fraction must be"), ({"val_fraction": 1.0}, "val_fraction must be"),
-    ({"early_stop": 0}, "early_stop must be"), ({"epochs": 2.5}, "whole number"), ({"seed": -1}, "seed must be"),
-    ({"dist_timeout": 10**20}, "dist_timeout must be a whole number in 1..604,800"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"model": "vit"}, "unknown model"),
+        ({"dataset": "cifar"}, "unknown dataset"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"epochs": 0}, "epochs must be a whole number in 1..100,000"),
+        ({"epochs": -3}, "epochs must be a whole number in 1"),
+        ({"batch_size": 0}, "batch_size must be a whole number in 1..65,536"),
+        ({"lr": 0}, "lr must be"),
+        ({"lr": float("nan")}, "lr must be"),
+        ({"momentum": 1.0}, "momentum must be"),
+        ({"val_fraction": 0}, "val_fraction must be"),
+        ({"val_fraction": 1.0}, "val_fraction must be"),
+        ({"early_stop": 0}, "early_stop must be"),
+        ({"epochs": 2.5}, "whole number"),
+        ({"seed": -1}, "seed must be"),
+        ({"dist_timeout": 10**20}, "dist_timeout must be a whole number in 1..604,800"),
+    ],
+)
 def test_bad_values_are_config_errors(kw, words):
     with pytest.raises(ConfigError, match=words):
         TrainConfig(**kw)

@@ -26,9 +26,16 @@ class _Terminal(io.StringIO):
 
 # --- logging ---------------------------------------------------------------------------------------
 
+
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
 
 
 def test_a_library_line_prints_on_stdout_where_nothing_configured_logging():
@@ -37,15 +44,19 @@ def test_a_library_line_prints_on_stdout_where_nothing_configured_logging():
 
 
 def test_configured_logging_receives_the_lines_and_nothing_else_prints_them():
-    p = _python("import logging, sys\n"
-                "logging.basicConfig(stream=sys.stderr, format='%(name)s %(levelname)s %(message)s')\n"
-                "from mnistlab.core.logs import lines; lines('mnistlab.jobs.x')('epoch 1 done')")
+    p = _python(
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(name)s %(levelname)s %(message)s')\n"
+        "from mnistlab.core.logs import lines; lines('mnistlab.jobs.x')('epoch 1 done')"
+    )
     assert (p.stdout, p.stderr) == ("", "mnistlab.jobs.x INFO epoch 1 done\n")
 
 
 def test_silenced_by_the_mnistlab_loggers_level():
-    p = _python("import logging; logging.getLogger('mnistlab').setLevel(logging.WARNING)\n"
-                "from mnistlab.core.logs import lines; lines('mnistlab.jobs.x')('epoch 1 done')")
+    p = _python(
+        "import logging; logging.getLogger('mnistlab').setLevel(logging.WARNING)\n"
+        "from mnistlab.core.logs import lines; lines('mnistlab.jobs.x')('epoch 1 done')"
+    )
     assert (p.stdout, p.stderr) == ("", "")
 
 
@@ -65,6 +76,7 @@ def test_printing_sends_the_lines_to_its_stream_only_and_restores_the_logger(cap
 
 
 # --- progress bars ---------------------------------------------------------------------------------
+
 
 def test_no_bar_where_stderr_is_not_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
@@ -102,12 +114,15 @@ def test_reading_advances_the_bar_by_the_bytes_read():
     assert bar.n == 1000
 
 
-@pytest.mark.parametrize("argv, shown, printed", [
-    (["speedrun"], True, True),
-    (["speedrun", "--no-progress"], False, True),
-    (["speedrun", "-q"], False, False),
-    (["sweep", "--study", "s", "--trials", "1", "--param", "lr=0.1,0.2", "--no-progress"], False, True),
-])
+@pytest.mark.parametrize(
+    "argv, shown, printed",
+    [
+        (["speedrun"], True, True),
+        (["speedrun", "--no-progress"], False, True),
+        (["speedrun", "-q"], False, False),
+        (["sweep", "--study", "s", "--trials", "1", "--param", "lr=0.1,0.2", "--no-progress"], False, True),
+    ],
+)
 def test_the_command_line_turns_bars_and_lines_off(monkeypatch, argv, shown, printed):
     seen = {}
 
@@ -126,6 +141,7 @@ def test_the_command_line_turns_bars_and_lines_off(monkeypatch, argv, shown, pri
 
 # --- Optuna's log level ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_sweep_leaves_optunas_log_level_as_it_found_it_and_prints_json(tmp_path, monkeypatch, capsys):
     import json
@@ -140,8 +156,22 @@ def test_a_sweep_leaves_optunas_log_level_as_it_found_it_and_prints_json(tmp_pat
     before = optuna.logging.get_verbosity()
     try:
         optuna.logging.set_verbosity(optuna.logging.DEBUG)
-        argv = ["sweep", "--study", "s", "--trials", "1", "--param", "lr=0.01,0.1", "--dataset", "tiny",
-                "--epochs", "1", "--device", "cpu", "--json"]
+        argv = [
+            "sweep",
+            "--study",
+            "s",
+            "--trials",
+            "1",
+            "--param",
+            "lr=0.01,0.1",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ]
         assert cli.main(argv) == 0
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:

@@ -32,14 +32,38 @@ def _timings(fixed=FIXED_S, per=PER_SAMPLE_S, scatter=SCATTER, batches=BATCHES):
     return {b: tuple((fixed + per * b) * s for s in scatter) for b in batches}
 
 
-def _cell(timings, *, batch=64, flops=1_000_000, bytes_per_sample=10_000, bandwidths=None, footprint=2**20,
-          ceiling=100e9, op_cost=2e-6):
+def _cell(
+    timings,
+    *,
+    batch=64,
+    flops=1_000_000,
+    bytes_per_sample=10_000,
+    bandwidths=None,
+    footprint=2**20,
+    ceiling=100e9,
+    op_cost=2e-6,
+):
     """A decomposition of made-up measurements: `flops` and `bytes_per_sample` per sample, 100,000 fixed bytes."""
     lo, hi = min(timings), max(timings)
-    counted = {lo: (flops * lo, 100_000 + bytes_per_sample * lo, 60), hi: (flops * hi, 100_000 + bytes_per_sample * hi, 60)}
+    counted = {
+        lo: (flops * lo, 100_000 + bytes_per_sample * lo, 60),
+        hi: (flops * hi, 100_000 + bytes_per_sample * hi, 60),
+    }
     sizes = {"L2": 2**20, "L3": 16 * 2**20, "DRAM": 512 * 2**20}
-    return Decomposition("mlp", "cpu", "Test CPU (1 thread)", 1, batch, timings, counted, footprint, ceiling, op_cost,
-                         sizes, bandwidths or {"L2": 200e9, "L3": 100e9, "DRAM": 10e9})
+    return Decomposition(
+        "mlp",
+        "cpu",
+        "Test CPU (1 thread)",
+        1,
+        batch,
+        timings,
+        counted,
+        footprint,
+        ceiling,
+        op_cost,
+        sizes,
+        bandwidths or {"L2": 200e9, "L3": 100e9, "DRAM": 10e9},
+    )
 
 
 def test_the_fit_finds_a_known_fixed_part_despite_an_outlier():
@@ -77,7 +101,9 @@ def test_the_parts_at_the_cells_batch_come_from_the_batches_up_to_it():
 def test_the_labels_are_a_function_of_values_with_fixed_tolerances():
     # per sample: 10 us of arithmetic against 1 us of memory traffic; the other way round; within 25%
     assert per_sample_binds(10e-6, 1e-6) == ARITHMETIC and per_sample_binds(1e-6, 10e-6) == MEMORY
-    assert per_sample_binds(10e-6, 9e-6) == "between arithmetic and memory" and per_sample_binds(1e-6, None) == ARITHMETIC
+    assert (
+        per_sample_binds(10e-6, 9e-6) == "between arithmetic and memory" and per_sample_binds(1e-6, None) == ARITHMETIC
+    )
     assert judge(0.61, 10e-6, 1e-6) == FIXED
     assert judge(0.39, 10e-6, 1e-6) == ARITHMETIC and judge(0.39, 1e-6, 10e-6) == MEMORY
     assert judge(0.50, 10e-6, 1e-6) == "between fixed per-step cost and arithmetic"
@@ -105,18 +131,26 @@ def test_two_cells_with_equal_floors_and_overlapping_spreads_get_the_same_label(
     """The issue's two CNN cells: identical floors at batch 64 (13.376 ms of arithmetic, 8.729 ms of memory
     traffic), one measured with 2% scatter and one with 20%, which ranged them once as 'compute-bound' and once
     as 'between compute and memory'. Their medians agree and their ranges overlap: their labels must agree."""
-    floors = {"flops": round(13.376e-3 / 64 * 100e9), "bytes_per_sample": round(8.729e-3 / 64 * 10e9), "footprint": 2**30}
+    floors = {
+        "flops": round(13.376e-3 / 64 * 100e9),
+        "bytes_per_sample": round(8.729e-3 / 64 * 10e9),
+        "footprint": 2**30,
+    }
     tight = _cell(_timings(fixed=0.3e-3, per=220e-6), **floors)
     wide = _cell(_timings(fixed=0.3e-3, per=220e-6, scatter=(1.0, 1.2, 0.8, 1.1, 0.9)), **floors)
-    assert tight.compute_per_sample_s * 64 == pytest.approx(13.376e-3) and wide.memory_per_sample_s * 64 == pytest.approx(8.729e-3)
+    assert tight.compute_per_sample_s * 64 == pytest.approx(
+        13.376e-3
+    ) and wide.memory_per_sample_s * 64 == pytest.approx(8.729e-3)
     assert wide.step.rel_range > 0.3 > tight.step.rel_range
     assert tight.step.min <= wide.step.max and wide.step.min <= tight.step.max  # the spreads overlap
     assert tight.binds == wide.binds == ARITHMETIC
     # and where the two floors are within FLOOR_TOLERANCE, both say 'between', whatever their spreads
     near = {**floors, "bytes_per_sample": round(12e-3 / 64 * 10e9)}
     assert _cell(_timings(fixed=0.3e-3, per=220e-6), **near).binds == "between arithmetic and memory"
-    assert _cell(_timings(fixed=0.3e-3, per=220e-6, scatter=(1.0, 1.2, 0.8, 1.1, 0.9)), **near).binds == \
-        "between arithmetic and memory"
+    assert (
+        _cell(_timings(fixed=0.3e-3, per=220e-6, scatter=(1.0, 1.2, 0.8, 1.1, 0.9)), **near).binds
+        == "between arithmetic and memory"
+    )
     assert not wide.stability.stable and "unstable" in wide.words()
 
 
@@ -127,11 +161,13 @@ def test_a_decomposition_reads_back_and_a_damaged_file_is_one_line(tmp_path):
     assert [b.binds for b in back] == [d.binds, _cell(_timings(), batch=256).binds]
     assert back[0].timings == d.timings and back[0].fit == d.fit
     data = json.loads(path.read_text())
-    for field, value, said in [("batch_size", 63, "not among the timed batches"),
-                               ("compute_flops_per_s", "fast", "FLOP/s in"),
-                               ("op_cost_s", -1.0, r"a duration in \(0"),
-                               ("bandwidths", {"DRAM": 1e30}, "bytes/s in"),
-                               ("timings", [{"batch": 64, "step_s": [0.001]}], "two or more distinct batch sizes")]:
+    for field, value, said in [
+        ("batch_size", 63, "not among the timed batches"),
+        ("compute_flops_per_s", "fast", "FLOP/s in"),
+        ("op_cost_s", -1.0, r"a duration in \(0"),
+        ("bandwidths", {"DRAM": 1e30}, "bytes/s in"),
+        ("timings", [{"batch": 64, "step_s": [0.001]}], "two or more distinct batch sizes"),
+    ]:
         bad = json.loads(json.dumps(data))
         bad["decompositions"][0][field] = value
         path.write_text(json.dumps(bad))
@@ -143,8 +179,17 @@ def test_a_decomposition_reads_back_and_a_damaged_file_is_one_line(tmp_path):
 def test_a_real_step_is_decomposed_and_drawn(tmp_path):
     from mnistlab.report.plots import plot_decomposition
 
-    d = measure_decomposition("mlp", DataShape((1, 28, 28), 10), batch_size=16, batches=(1, 4), threads=1,
-                              repeats=2, chunk_s=0.002, ceiling_s=0.005, log=lambda m: None)
+    d = measure_decomposition(
+        "mlp",
+        DataShape((1, 28, 28), 10),
+        batch_size=16,
+        batches=(1, 4),
+        threads=1,
+        repeats=2,
+        chunk_s=0.002,
+        ceiling_s=0.005,
+        log=lambda m: None,
+    )
     assert sorted(d.timings) == [1, 4, 16] and all(len(t) == 2 for t in d.timings.values())
     assert d.threads == 1 and "1 thread" in d.machine and d.counted[1][2] == d.counted[16][2]  # same ops at any batch
     assert d.flops_per_sample > 0 and d.footprint_bytes > 4 * 100_000  # weights, grads and momentum at least
@@ -162,8 +207,12 @@ def test_a_line_that_misses_its_timings_separates_nothing():
     FIT_TOLERANCE, and the label is 'between', never a single bound read off a line that does not hold."""
     from mnistlab.measure.decomposition import FIT_TOLERANCE
 
-    timings = {1: (6.3e-3, 1.1e-3, 15.2e-3), 8: (1.35e-3, 1.35e-3, 5.1e-3), 64: (2.2e-3, 1.07e-3, 4.0e-3),
-               256: (1.9e-3, 1.7e-3, 2.5e-3)}
+    timings = {
+        1: (6.3e-3, 1.1e-3, 15.2e-3),
+        8: (1.35e-3, 1.35e-3, 5.1e-3),
+        64: (2.2e-3, 1.07e-3, 4.0e-3),
+        256: (1.9e-3, 1.7e-3, 2.5e-3),
+    }
     d = _cell(timings)
     assert d.fit.residual_median > FIT_TOLERANCE and d.binds == "between fixed per-step cost and arithmetic"
     assert "the parts cannot be told apart" in d.brief() and "cannot be told apart" in d.words()

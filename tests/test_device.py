@@ -8,11 +8,12 @@ from mnistlab.training.models import list_models
 
 
 def test_builtin_names_match_the_registry():
-    assert tuple(list_models()[:len(BUILTIN_MODELS)]) == BUILTIN_MODELS
+    assert tuple(list_models()[: len(BUILTIN_MODELS)]) == BUILTIN_MODELS
 
 
-@pytest.mark.parametrize("cuda, mps, expected", [(True, False, "cuda"), (True, True, "cuda"),
-                                                 (False, True, "mps"), (False, False, "cpu")])
+@pytest.mark.parametrize(
+    "cuda, mps, expected", [(True, False, "cuda"), (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(dev, "has_mps", lambda: mps)

@@ -61,8 +61,7 @@ def executed(notebook_dir) -> nbformat.NotebookNode:
         mp.setenv("PYTHONPATH", os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))  # this source tree
         mp.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU plan, whatever the machine: the GPU cells say so
         nb = nbformat.read(NOTEBOOK, as_version=4)
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp)}}).execute()
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp)}}).execute()
     return nb
 
 
@@ -104,12 +103,21 @@ def test_the_notebook_runs_in_a_kernel_with_figures_inline_and_clean_progress(ex
 def test_what_the_notebook_writes_beside_itself_git_ignores(executed, notebook_dir):
     """Run where it lies (examples/), the notebook leaves its runs there: git ignores them all."""
     ours = {"data", "datasets.json"}  # the test's own tiny dataset
-    written = [p.relative_to(notebook_dir) for p in notebook_dir.rglob("*")
-               if p.is_file() and p.relative_to(notebook_dir).parts[0] not in ours]
+    written = [
+        p.relative_to(notebook_dir)
+        for p in notebook_dir.rglob("*")
+        if p.is_file() and p.relative_to(notebook_dir).parts[0] not in ours
+    ]
     assert written and {p.parts[0] for p in written} == {"runs"}
     paths = [f"examples/{p.as_posix()}" for p in written]
-    p = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=SRC.parent, input="\n".join(paths),
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=SRC.parent,
+        input="\n".join(paths),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sorted(p.stdout.split()) == sorted(paths), f"not ignored: {sorted(set(paths) - set(p.stdout.split()))}"
 
 

@@ -122,8 +122,9 @@ def test_mnist_rebuilt_from_classic_pickle(monkeypatch):
     assert train_x.shape == (8, 28, 28) and train_x.dtype == np.uint8
     expected = np.concatenate([np.rint(parts[0][0] * 256), np.rint(parts[1][0] * 256)]).reshape(8, 28, 28)
     np.testing.assert_array_equal(train_x, expected)
-    np.testing.assert_array_equal(parse_idx(files["train-labels-idx1-ubyte"]),
-                                  np.concatenate([parts[0][1], parts[1][1]]))
+    np.testing.assert_array_equal(
+        parse_idx(files["train-labels-idx1-ubyte"]), np.concatenate([parts[0][1], parts[1][1]])
+    )
     assert parse_idx(files["t10k-images-idx3-ubyte"]).shape == (4, 28, 28)
 
 

@@ -77,10 +77,30 @@ def test_deterministic_runs_repeat_exactly(tmp_path, model):
     env = {k: v for k, v in t["env"].items() if k != "CUBLAS_WORKSPACE_CONFIG"}
     runs = []
     for name in ("a", "b"):
-        p = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--dataset", "tiny", "--model", model,
-                            "--epochs", "2", "--device", "cuda", "--deterministic", "--no-progress",
-                            "--run-dir", str(tmp_path / name)], env=env, capture_output=True, text=True,
-                           timeout=300)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mnistlab",
+                "train",
+                "--dataset",
+                "tiny",
+                "--model",
+                model,
+                "--epochs",
+                "2",
+                "--device",
+                "cuda",
+                "--deterministic",
+                "--no-progress",
+                "--run-dir",
+                str(tmp_path / name),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
         runs.append(open_run(tmp_path / name))
     assert runs[0].env()["deterministic_algorithms"] is True
@@ -111,19 +131,27 @@ def test_resume_across_devices(tiny, tmp_path, first, then):
 def test_eval_on_the_cpu_of_a_cuda_run_without_cuda(tiny, tmp_path):
     run = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **quiet())
     env = {**make_tiny_env(tmp_path)["env"], "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "eval", str(run.path), "--device", "cpu", "--json"],
-                       env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "eval", str(run.path), "--device", "cpu", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     on_cpu, on_cuda = json.loads(p.stdout), run.test()
     assert on_cpu["total"] == on_cuda["total"] == 200
-    assert abs(on_cpu["correct"] - on_cuda["correct"]) <= 1 and on_cpu["loss"] == pytest.approx(on_cuda["loss"], abs=1e-4)
+    assert abs(on_cpu["correct"] - on_cuda["correct"]) <= 1 and on_cpu["loss"] == pytest.approx(
+        on_cuda["loss"], abs=1e-4
+    )
 
 
 # 8. syncs: the training epoch syncs at its start, its logged steps and its end; evaluation once
 def _cuda_loader(n: int, batch: int, shuffle: bool = True) -> DeviceLoader:
     images, labels = make_images(n, 3)
-    return DeviceLoader(RawSplit(torch.from_numpy(images), torch.from_numpy(labels).long()), 0.2, 0.3, batch,
-                        CUDA, shuffle=shuffle)
+    return DeviceLoader(
+        RawSplit(torch.from_numpy(images), torch.from_numpy(labels).long()), 0.2, 0.3, batch, CUDA, shuffle=shuffle
+    )
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
@@ -132,17 +160,22 @@ def test_training_and_evaluation_sync_only_where_the_code_says(model_name):
     model = create_model(model_name).to(CUDA)
     opt = loop.make_optimizer(model, 0.01, 0.5)
     data = _cuda_loader(640, 16)
-    levers.warm_up(levers.make_step(model, opt, levers.Levers(), CUDA, batch_size=16,
-        sample_shape=(1, 28, 28)), data.x[:16], data.y[:16])
+    levers.warm_up(
+        levers.make_step(model, opt, levers.Levers(), CUDA, batch_size=16, sample_shape=(1, 28, 28)),
+        data.x[:16],
+        data.y[:16],
+    )
 
     def epoch(steps: int, log_every: int):
-        return lambda: loop.train_epoch(model, opt, data, epoch=1, global_step=0, log_every=log_every,
-                                        max_steps=steps)
+        return lambda: loop.train_epoch(model, opt, data, epoch=1, global_step=0, log_every=log_every, max_steps=steps)
+
     few, many = count_cuda_syncs(epoch(10, 1000)), count_cuda_syncs(epoch(40, 1000))
     assert few == many <= 6, (few, many)  # none per step
     assert count_cuda_syncs(epoch(40, 10)) == many + 3  # one per logged step: 4 logged instead of 1
-    small, large = count_cuda_syncs(lambda: evaluate(model, _cuda_loader(100, 50, False))), \
-        count_cuda_syncs(lambda: evaluate(model, _cuda_loader(640, 50, False)))
+    small, large = (
+        count_cuda_syncs(lambda: evaluate(model, _cuda_loader(100, 50, False))),
+        count_cuda_syncs(lambda: evaluate(model, _cuda_loader(640, 50, False))),
+    )
     assert small == large <= 4, (small, large)  # none per batch
 
 
@@ -163,7 +196,9 @@ def test_cpu_and_cuda_train_alike(model_name):
             opt = loop.make_optimizer(model, 0.01, 0.5)
             curve = []
             for e in range(1, 16):  # 15 epochs of 20 steps: 300 steps
-                curve += [v for _, v in loop.train_epoch(model, opt, data, epoch=e, global_step=0, log_every=5).step_log]
+                curve += [
+                    v for _, v in loop.train_epoch(model, opt, data, epoch=e, global_step=0, log_every=5).step_log
+                ]
             curves.append(curve)
     finally:
         torch.backends.cudnn.allow_tf32 = conv_tf32
@@ -186,6 +221,7 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tiny, tmp_path, mon
                 calls["n"] += 1
                 if calls["n"] == 8 + 1 + 2:  # the warm-up's forward, 8 steps of epoch 1, then step 2
                     torch.empty(2**40, dtype=torch.uint8, device=CUDA)  # 1 TiB
+
         model.register_forward_pre_hook(hook)
         return model
 
@@ -203,8 +239,32 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tiny, tmp_path, mon
 # the bench's CUDA path (CUDA events per phase), through the CLI
 def test_cuda_bench_path(tiny, tmp_path, capsys):
     out = tmp_path / "bench"
-    assert cli.main(["bench", "--devices", "cpu", "cuda", "--models", "mlp", "cnn", "--pipelines", "resident",
-                     "--steps", "20", "--repeats", "2", "--warmup", "3", "--dataset", "tiny", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--devices",
+                "cpu",
+                "cuda",
+                "--models",
+                "mlp",
+                "cnn",
+                "--pipelines",
+                "resident",
+                "--steps",
+                "20",
+                "--repeats",
+                "2",
+                "--warmup",
+                "3",
+                "--dataset",
+                "tiny",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     bench = json.loads((out / "bench.json").read_text())
     cells = [c for c in bench["cells"] if c["device"] == "cuda"]
     assert len(cells) == 2 and bench["peaks_flops_per_s"]["cuda"] > bench["peaks_flops_per_s"]["cpu"]

@@ -35,8 +35,10 @@ def quiet(**kw):
 
 # 1. deterministic mode ------------------------------------------------------------------------------
 
-def test_deterministic_sets_the_cublas_workspace_before_any_device_work(tiny, tmp_path, monkeypatch,
-                                                                        restore_determinism):
+
+def test_deterministic_sets_the_cublas_workspace_before_any_device_work(
+    tiny, tmp_path, monkeypatch, restore_determinism
+):
     seen = []
 
     def resolve(name):  # the first device work of a run
@@ -85,21 +87,35 @@ def test_cnn_pool_is_the_adaptive_pool_in_parameters_outputs_and_gradients():
 
 # 2. device failures -------------------------------------------------------------------------------
 
-OOM = ("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
-       "1.25 GiB is free. Including non-PyTorch memory, this process has 77.9 GiB memory in use.")
-NO_KERNEL = ("CUDA error: no kernel image is available for execution on the device\n"
-             "CUDA kernel errors might be asynchronously reported at some other API call")
+OOM = (
+    "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
+    "1.25 GiB is free. Including non-PyTorch memory, this process has 77.9 GiB memory in use."
+)
+NO_KERNEL = (
+    "CUDA error: no kernel image is available for execution on the device\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call"
+)
 
 
-@pytest.mark.parametrize("error, words", [
-    (RuntimeError(OOM), ["out of memory on cuda at batch size 64", "Tried to allocate 20.00 GiB",
-                         "1.25 GiB is free", "--batch-size 32"]),
-    (torch.cuda.OutOfMemoryError("CUDA out of memory."), ["out of memory on cuda", "--batch-size 32"]),
-    (RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"), ["out of memory on cuda"]),
-    (RuntimeError(NO_KERNEL), ["no kernel image", "compute capability", "--device cpu"]),
-    (RuntimeError("CUDA error: an illegal memory access was encountered\nmore"), ["device error on cuda"]),
-    (RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"), ["device error on cuda"]),
-])
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (
+            RuntimeError(OOM),
+            [
+                "out of memory on cuda at batch size 64",
+                "Tried to allocate 20.00 GiB",
+                "1.25 GiB is free",
+                "--batch-size 32",
+            ],
+        ),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory."), ["out of memory on cuda", "--batch-size 32"]),
+        (RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"), ["out of memory on cuda"]),
+        (RuntimeError(NO_KERNEL), ["no kernel image", "compute capability", "--device cpu"]),
+        (RuntimeError("CUDA error: an illegal memory access was encountered\nmore"), ["device error on cuda"]),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"), ["device error on cuda"]),
+    ],
+)
 def test_device_failures_are_one_line(error, words):
     message = dev.device_error_message(error, torch.device("cuda"), 64)
     assert message is not None and "\n" not in message
@@ -108,11 +124,14 @@ def test_device_failures_are_one_line(error, words):
     assert "Including non-PyTorch" not in message  # the allocator's advice stays out of the one line
 
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("mat1 and mat2 shapes cannot be multiplied (64x784 and 10x10)"),
-    RuntimeError("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"),
-    ValueError("CUDA error: not a RuntimeError"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("mat1 and mat2 shapes cannot be multiplied (64x784 and 10x10)"),
+        RuntimeError("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"),
+        ValueError("CUDA error: not a RuntimeError"),
+    ],
+)
 def test_bugs_are_not_device_failures(error):
     assert dev.device_error_message(error, torch.device("cuda"), 64) is None
 
@@ -122,8 +141,9 @@ def test_out_of_memory_at_batch_size_one_suggests_no_smaller_batch():
     assert "--batch-size" not in message and "--device cpu" in message
 
 
-def _failing_model(monkeypatch, error: Exception, *, training_call: int | None = None,
-                   eval_call: int | None = None) -> None:
+def _failing_model(
+    monkeypatch, error: Exception, *, training_call: int | None = None, eval_call: int | None = None
+) -> None:
     """Runs get the real model, which raises `error` at its n-th forward in train (or eval) mode."""
     real = runner.create_model
     calls = {True: 0, False: 0}
@@ -136,6 +156,7 @@ def _failing_model(monkeypatch, error: Exception, *, training_call: int | None =
             n = training_call if module.training else eval_call
             if n is not None and calls[module.training] == n:
                 raise error
+
         model.register_forward_pre_hook(hook)
         return model
 
@@ -177,8 +198,18 @@ def test_a_bug_fails_the_run_and_keeps_its_traceback(tiny, tmp_path, monkeypatch
 
 def test_cli_device_failures_are_one_line_and_exit_2(tiny, tmp_path, monkeypatch, capsys):
     _failing_model(monkeypatch, RuntimeError(NO_KERNEL), training_call=9)
-    argv = ["train", "--dataset", "tiny", "--epochs", "2", "--device", "cpu", "--no-progress",
-            "--run-dir", str(tmp_path / "r")]
+    argv = [
+        "train",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnistlab: error: cpu: CUDA error: no kernel image")
@@ -187,6 +218,7 @@ def test_cli_device_failures_are_one_line_and_exit_2(tiny, tmp_path, monkeypatch
 
     def broken(*a, **k):
         raise RuntimeError("CUDA error: unspecified launch failure")
+
     monkeypatch.setattr(evaluation, "evaluate", broken)
     assert cli.main(["eval", str(tmp_path / "r"), "--device", "cpu"]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
@@ -195,10 +227,12 @@ def test_cli_device_failures_are_one_line_and_exit_2(tiny, tmp_path, monkeypatch
 
 # 4. warm-up ---------------------------------------------------------------------------------------
 
+
 def _loader(n: int, batch: int, shuffle: bool = True) -> DeviceLoader:
     g = torch.Generator().manual_seed(n)
-    split = RawSplit(torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
-                     torch.randint(0, 10, (n,), generator=g))
+    split = RawSplit(
+        torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    )
     return DeviceLoader(split, 0.1, 0.3, batch, "cpu", shuffle=shuffle, seed=0)
 
 
@@ -209,8 +243,14 @@ def test_warm_up_changes_no_weight_buffer_gradient_mode_or_rng():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     train, val = _loader(100, 32), _loader(50, 1000, shuffle=False)
-    step = levers.make_step(model, loop.make_optimizer(model, 0.01, 0.5), levers.Levers(), torch.device("cpu"),
-                            batch_size=32, sample_shape=(1, 28, 28))
+    step = levers.make_step(
+        model,
+        loop.make_optimizer(model, 0.01, 0.5),
+        levers.Levers(),
+        torch.device("cpu"),
+        batch_size=32,
+        sample_shape=(1, 28, 28),
+    )
     seconds = levers.warm_up(step, train.x[:32], train.y[:32], evaluation=val.x)
     assert seconds > 0 and not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # running stats too
@@ -220,8 +260,7 @@ def test_warm_up_changes_no_weight_buffer_gradient_mode_or_rng():
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 @pytest.mark.slow
-def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path, monkeypatch, model,
-                                                                  pinned_threads):
+def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path, monkeypatch, model, pinned_threads):
     short = cfg(model=model, max_steps=4)
     plain = train_run(short, run_dir=tmp_path / "plain", **quiet())
     calls, logs = [], []
@@ -248,6 +287,7 @@ def test_a_warmed_up_run_is_bit_identical_and_reports_the_warm_up(tiny, tmp_path
 
 # 6. precision -------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def restore_precision():
     matmul, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
@@ -259,8 +299,10 @@ def restore_precision():
         torch.backends.cuda.matmul.fp32_precision = new_api
 
 
-@pytest.mark.parametrize("setting, capability, matmul", [("highest", (9, 0), "FP32"), ("high", (9, 0), "TF32"),
-                                                         ("medium", (8, 0), "TF32"), ("high", (7, 0), "FP32")])
+@pytest.mark.parametrize(
+    "setting, capability, matmul",
+    [("highest", (9, 0), "FP32"), ("high", (9, 0), "TF32"), ("medium", (8, 0), "TF32"), ("high", (7, 0), "FP32")],
+)
 def test_cuda_precision_labels(monkeypatch, restore_precision, setting, capability, matmul):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: capability)
     torch.set_float32_matmul_precision(setting)
@@ -292,14 +334,22 @@ def test_cpu_precision_label(restore_precision):
 
 def test_env_json_records_precision(tiny, tmp_path):
     env = train_run(cfg(epochs=1), run_dir=tmp_path / "r", **quiet()).env()
-    for key in ("float32_matmul_precision", "cuda_matmul_allow_tf32", "cudnn_allow_tf32", "cudnn_benchmark",
-                "cuda_version", "cudnn_version", "deterministic_algorithms"):
+    for key in (
+        "float32_matmul_precision",
+        "cuda_matmul_allow_tf32",
+        "cudnn_allow_tf32",
+        "cudnn_benchmark",
+        "cuda_version",
+        "cudnn_version",
+        "deterministic_algorithms",
+    ):
         assert key in env, key
     assert env["float32_matmul_precision"] == torch.get_float32_matmul_precision()
     assert env["matmul_precision"] == dev.matmul_precision_label(torch.device("cpu"))
 
 
 # 7. fused SGD on resume ---------------------------------------------------------------------------
+
 
 def test_fused_is_set_for_the_device_after_loading():
     model = nn.Linear(4, 2)
@@ -325,6 +375,7 @@ def test_resume_uses_fused_sgd_on_this_device(tiny, tmp_path):
 
 # 8. evaluation without data-dependent shapes --------------------------------------------------------
 
+
 def test_evaluation_counts_into_a_fixed_size_matrix(monkeypatch):
     torch.manual_seed(0)
     model, data = create_model("mlp"), _loader(250, 64, shuffle=False)  # 4 batches, the last partial
@@ -334,6 +385,7 @@ def test_evaluation_counts_into_a_fixed_size_matrix(monkeypatch):
 
     def refuse(*a, **k):
         raise AssertionError("bincount's output size depends on the data: a GPU sync per batch")
+
     monkeypatch.setattr(torch, "bincount", refuse)
     result = evaluate(model, data, 10)
     assert result.confusion == expected.tolist() and result.total == 250

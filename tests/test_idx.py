@@ -22,18 +22,21 @@ def test_header_is_big_endian_like_mnist():
     assert encode_idx(np.array([5, 0], np.uint8))[:8] == b"\x00\x00\x08\x01\x00\x00\x00\x02"
 
 
-@pytest.mark.parametrize("bad, words", [
-    (b"", "only 0 bytes"),
-    (b"\x00\x00\x08", "only 3 bytes"),
-    (b"\x12\x34\x08\x01\x00\x00\x00\x01\x05", "wrong magic"),
-    (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "wrong magic"),
-    (b"\x00\x00\x08\x00", "zero dimensions"),
-    (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated IDX header"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x03\x05", "truncated"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x01\x05\x06", "trailing bytes"),
-    # found by the fuzzer: zero elements, but dimensions too large for numpy to shape
-    (b"\x00\x00\x0b\x04\x00\x00\x00\x00\x00\x00\x00\x07\x1a\x00\x00\x00Z\x05\xa0[", "impossible IDX dimensions"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (b"", "only 0 bytes"),
+        (b"\x00\x00\x08", "only 3 bytes"),
+        (b"\x12\x34\x08\x01\x00\x00\x00\x01\x05", "wrong magic"),
+        (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "wrong magic"),
+        (b"\x00\x00\x08\x00", "zero dimensions"),
+        (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated IDX header"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x03\x05", "truncated"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x01\x05\x06", "trailing bytes"),
+        # found by the fuzzer: zero elements, but dimensions too large for numpy to shape
+        (b"\x00\x00\x0b\x04\x00\x00\x00\x00\x00\x00\x00\x07\x1a\x00\x00\x00Z\x05\xa0[", "impossible IDX dimensions"),
+    ],
+)
 def test_malformed_inputs_name_the_problem(bad, words):
     with pytest.raises(DataError, match=words):
         parse_idx(bad, "f")

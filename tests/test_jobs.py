@@ -17,7 +17,8 @@ ORCHESTRATION = {"fetch", "create_run_dir", "write_json", "write_atomic", "write
 def _names_used(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
+    }
 
 
 def test_the_cli_only_parses_and_calls_jobs():
@@ -25,8 +26,13 @@ def test_the_cli_only_parses_and_calls_jobs():
 
 
 def test_evaluate_run_is_in_the_api_and_only_reads(tiny, tmp_path, capsys):
-    run = jobs.train_run(TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"), run_dir=tmp_path / "r",
-                         log=lambda m: None, progress=False, tensorboard=False)
+    run = jobs.train_run(
+        TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"),
+        run_dir=tmp_path / "r",
+        log=lambda m: None,
+        progress=False,
+        tensorboard=False,
+    )
     before = {p.name: p.stat().st_mtime_ns for p in run.path.iterdir()}
     ev = mnistlab.evaluate_run(run.path, log=lambda m: None)
     assert {p.name: p.stat().st_mtime_ns for p in run.path.iterdir()} == before

@@ -17,8 +17,10 @@ from mnistlab.measure.trace import operators
 
 def _strict(text: str):
     """json.loads that refuses NaN and infinities, as strict parsers do."""
+
     def refuse(word):
         raise AssertionError(f"not strict JSON: {word}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -35,8 +37,20 @@ def trained(tiny_module):
     """One tiny run, trained with --json and --trace (shared by this module's tests)."""
     _, root = tiny_module
     base = root.parent
-    data = run_json("train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--run-dir", str(base / "run"),
-                    "--trace", str(base / "traces"), "--no-tensorboard")
+    data = run_json(
+        "train",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(base / "run"),
+        "--trace",
+        str(base / "traces"),
+        "--no-tensorboard",
+    )
     return data, base
 
 
@@ -62,19 +76,25 @@ def test_train_trace_holds_the_runs_step_and_leaves_the_run_alone(trained):
     assert {p.name: p.read_bytes() for p in (base / "run").iterdir() if p.is_file()} == files
 
 
-@pytest.mark.parametrize("argv, keys", [
-    (["env"], {"environment", "precision"}),
-    (["summary", "cnn"], {"name", "tree", "parameters", "total", "trainable", "input_shape", "output_shape"}),
-    (["data", "info", "--dataset", "tiny"], {"dataset", "train_samples", "test_samples", "classes"}),
-])
+@pytest.mark.parametrize(
+    "argv, keys",
+    [
+        (["env"], {"environment", "precision"}),
+        (["summary", "cnn"], {"name", "tree", "parameters", "total", "trainable", "input_shape", "output_shape"}),
+        (["data", "info", "--dataset", "tiny"], {"dataset", "train_samples", "test_samples", "classes"}),
+    ],
+)
 def test_commands_without_a_run_print_strict_json(tiny_module, argv, keys):
     data = run_json(*argv)
     assert keys <= set(data)
     if argv[0] == "env":
         assert data["environment"]["torch"] == torch.__version__
     if argv[0] == "summary":
-        assert data["total"] == 101_578 and data["parameters"][0] == {"key": "net.0.weight", "shape": [32, 1, 3, 3],
-                                                                      "count": 288}
+        assert data["total"] == 101_578 and data["parameters"][0] == {
+            "key": "net.0.weight",
+            "shape": [32, 1, 3, 3],
+            "count": 288,
+        }
 
 
 def test_eval_and_report_of_a_run_print_json(trained):
@@ -91,8 +111,11 @@ def test_lab_json_names_its_folder_and_report(tmp_path, monkeypatch):
 
     page = tmp_path / "lab" / "report.html"
     monkeypatch.setattr(lab, "run_lab", lambda **kw: page)  # the command's printing, not a lab's minutes
-    assert run_json("lab") == {"folder": str(tmp_path / "lab"), "report_html": str(page),
-                               "report_md": str(tmp_path / "lab" / "report.md")}
+    assert run_json("lab") == {
+        "folder": str(tmp_path / "lab"),
+        "report_html": str(page),
+        "report_md": str(tmp_path / "lab" / "report.md"),
+    }
 
 
 def test_a_trace_dir_that_is_a_file_is_one_line_before_any_work(tiny_module, tmp_path, capsys):
@@ -100,8 +123,10 @@ def test_a_trace_dir_that_is_a_file_is_one_line_before_any_work(tiny_module, tmp
     for argv in (["train", "--dataset", "tiny"], ["bench", "--dataset", "tiny", "--models", "mlp"]):
         assert cli.main([*argv, "--trace", str(tmp_path / "afile")]) == 2
         err = capsys.readouterr().err
-        assert err == (f"mnistlab: error: --trace {tmp_path / 'afile'}: is not a folder (give the folder to write the "
-                       "trace into)\n")
+        assert err == (
+            f"mnistlab: error: --trace {tmp_path / 'afile'}: is not a folder (give the folder to write the "
+            "trace into)\n"
+        )
     assert cli.main(["bench", "--implementations", "eager", "--trace", str(tmp_path / "t")]) == 2
     assert "--trace records the pipeline cells' steps; drop --implementations" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
@@ -121,23 +146,54 @@ def test_bench_json_and_trace_after_the_timing(tiny_module, monkeypatch):
         return real(folder, **kw)
 
     monkeypatch.setattr(jobs, "bench_traces", bench_traces)
-    data = run_json("bench", "--dataset", "tiny", "--models", "cnn", "--devices", "cpu", "--pipelines", "resident",
-                    "--steps", "2", "--repeats", "1", "--warmup", "1", "--out", str(base / "b"),
-                    "--trace", str(base / "bt"))
+    data = run_json(
+        "bench",
+        "--dataset",
+        "tiny",
+        "--models",
+        "cnn",
+        "--devices",
+        "cpu",
+        "--pipelines",
+        "resident",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--out",
+        str(base / "b"),
+        "--trace",
+        str(base / "bt"),
+    )
     assert traced_after == [True]
     assert data["folder"] == str(base / "b") and data["file"] == "bench.json" and len(data["cells"]) == 1
     assert data["traces"] == [str(base / "bt" / "b-cnn-cpu-resident.trace.json")]
     trace = Path(data["traces"][0]).read_bytes()
     events = json.loads(trace)["traceEvents"]
     assert [e["name"] for e in events if str(e.get("name", "")).startswith("ProfilerStep#")] == [
-        f"ProfilerStep#{i}" for i in range(2, 7)]  # 5 steps after 2 untraced ones
+        f"ProfilerStep#{i}" for i in range(2, 7)
+    ]  # 5 steps after 2 untraced ones
     assert {"aten::convolution", "aten::addmm", "aten::convolution_backward"} <= operators(trace)
 
 
 @pytest.mark.slow
 def test_speedrun_json(tiny_module):
     _, root = tiny_module
-    data = run_json("speedrun", "--dataset", "tiny", "--device", "cpu", "--seeds", "1", "--target", "50",
-                    "--no-channels-last", "--out", str(root.parent / "s"))
+    data = run_json(
+        "speedrun",
+        "--dataset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--seeds",
+        "1",
+        "--target",
+        "50",
+        "--no-channels-last",
+        "--out",
+        str(root.parent / "s"),
+    )
     assert data["folder"] == str(root.parent / "s") and data["file"] == "speedrun.json"
     assert len(data["runs"]) == 1 and data["target"] == 50

@@ -37,10 +37,15 @@ def tiny_file(tmp_path, monkeypatch) -> str:
 @pytest.mark.slow
 def test_a_lab_killed_mid_way_is_reported_then_finished_by_resume(tiny_file, tmp_path, capsys):
     lab = tmp_path / "lab"
-    code = (f"from mnistlab.jobs.lab import run_lab; run_lab(quick=True, device='cpu', out={str(lab)!r}, "
-            f"dataset={tiny_file!r}, progress=False)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "MNISTLAB_KILL_AT": "after-checkpoint:2"}  # SIGKILL once the MLP's second epoch is saved
+    code = (
+        f"from mnistlab.jobs.lab import run_lab; run_lab(quick=True, device='cpu', out={str(lab)!r}, "
+        f"dataset={tiny_file!r}, progress=False)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "MNISTLAB_KILL_AT": "after-checkpoint:2",
+    }  # SIGKILL once the MLP's second epoch is saved
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     before = RunDir(lab / "mlp-cpu").metrics()
@@ -48,9 +53,11 @@ def test_a_lab_killed_mid_way_is_reported_then_finished_by_resume(tiny_file, tmp
 
     assert main(["report", str(lab)]) == 0
     md = (lab / "report.md").read_text()
-    sheet = md[:md.index("<a id=")]
-    assert ("Unfinished lab: mlp-cpu stopped after 2 of 10 epochs (its status still says running: killed, or still "
-            "at work); cnn-cpu not run yet; the bench has not finished; the speedrun has not finished.") in sheet
+    sheet = md[: md.index("<a id=")]
+    assert (
+        "Unfinished lab: mlp-cpu stopped after 2 of 10 epochs (its status still says running: killed, or still "
+        "at work); cnn-cpu not run yet; the bench has not finished; the speedrun has not finished."
+    ) in sheet
     assert f"mnistlab lab --resume {md_escape(str(lab), block_start=False)} runs what is missing" in sheet
     assert "no CPU run of the MLP" not in md and "| [Q2](#q2) |" in sheet and "Over its first 2 epochs" in sheet
     assert "Not answered: cnn-cpu not run yet: the lab stopped before it. | not answered |" in sheet

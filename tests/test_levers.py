@@ -30,10 +30,15 @@ def quiet(**kw):
     return dict(log=lambda m: None, progress=False, **kw)
 
 
-@pytest.mark.parametrize("model, kw", [
-    ("cnn", dict(precision="bf16-mixed")), ("cnn", dict(channels_last=True)),
-    ("cnn", dict(precision="bf16-mixed", channels_last=True)), ("mlp", dict(precision="bf16-mixed")),
-])
+@pytest.mark.parametrize(
+    "model, kw",
+    [
+        ("cnn", dict(precision="bf16-mixed")),
+        ("cnn", dict(channels_last=True)),
+        ("cnn", dict(precision="bf16-mixed", channels_last=True)),
+        ("mlp", dict(precision="bf16-mixed")),
+    ],
+)
 @pytest.mark.slow
 def test_each_lever_trains_and_is_recorded(tiny, tmp_path, model, kw):
     run = train_run(cfg(model=model, epochs=2, lr=0.05, subset=128, **kw), run_dir=tmp_path / "r", **quiet())
@@ -61,18 +66,27 @@ def test_levers_change_the_arithmetic_not_the_result():
     for precision in ("32", "bf16-mixed"):
         torch.manual_seed(0)
         model = create_model("cnn")
-        step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(precision=precision), CPU, batch_size=8,
-            sample_shape=(1, 28, 28))
+        step = lv.make_step(
+            model,
+            make_optimizer(model, 0.01, 0.5),
+            Levers(precision=precision),
+            CPU,
+            batch_size=8,
+            sample_shape=(1, 28, 28),
+        )
         x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
         losses[precision] = float(step(x, y))
     assert losses["32"] != losses["bf16-mixed"] and abs(losses["32"] - losses["bf16-mixed"]) < 0.05
 
 
-@pytest.mark.parametrize("levers, words", [
-    (Levers(precision="16-mixed"), "16-mixed needs a CUDA GPU"),
-    (Levers(cuda_graphs=True), "--cuda-graphs needs a CUDA GPU"),
-    (Levers(compile="reduce-overhead"), "reduce-overhead means CUDA graphs"),
-])
+@pytest.mark.parametrize(
+    "levers, words",
+    [
+        (Levers(precision="16-mixed"), "16-mixed needs a CUDA GPU"),
+        (Levers(cuda_graphs=True), "--cuda-graphs needs a CUDA GPU"),
+        (Levers(compile="reduce-overhead"), "reduce-overhead means CUDA graphs"),
+    ],
+)
 def test_a_lever_the_cpu_lacks_is_one_line(levers, words):
     with pytest.raises(ConfigError, match=words) as e:
         levers.check(CPU)
@@ -102,12 +116,14 @@ def test_broken_compiler_at_first_call_is_one_line(monkeypatch):
     def broken(model, mode=None):
         def call(x):
             raise torch._inductor.exc.InductorError(RuntimeError("cc1plus: fatal error\nmore"), "trace")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
     model = create_model("mlp")
-    step = lv.make_step(model, make_optimizer(model, 0.01, 0.5), Levers(compile="default"), CPU, batch_size=4,
-        sample_shape=(1, 28, 28))
+    step = lv.make_step(
+        model, make_optimizer(model, 0.01, 0.5), Levers(compile="default"), CPU, batch_size=4, sample_shape=(1, 28, 28)
+    )
     with pytest.raises(ConfigError, match="torch.compile failed on this machine") as e:
         step(torch.randn(4, 1, 28, 28), torch.arange(4))
     assert "\n" not in str(e.value)
@@ -123,15 +139,19 @@ def test_config_validates_levers():
 
 
 def test_old_config_without_levers_loads_with_defaults():
-    old = {k: v for k, v in TrainConfig().to_dict().items()
-           if k not in ("precision", "channels_last", "compile", "cuda_graphs")}
+    old = {
+        k: v
+        for k, v in TrainConfig().to_dict().items()
+        if k not in ("precision", "channels_last", "compile", "cuda_graphs")
+    }
     c = TrainConfig.from_dict(old)
     assert (c.precision, c.channels_last, c.compile, c.cuda_graphs) == ("32", False, "off", False)
 
 
 def test_resume_keeps_the_levers(tiny, tmp_path):
-    run = train_run(cfg(model="cnn", precision="bf16-mixed", channels_last=True, subset=128),
-                       run_dir=tmp_path / "r", **quiet())
+    run = train_run(
+        cfg(model="cnn", precision="bf16-mixed", channels_last=True, subset=128), run_dir=tmp_path / "r", **quiet()
+    )
     lines = []
     train_run(resume=run.path, overrides={"epochs": 1}, log=lines.append, progress=False)
     assert any("bf16-mixed + channels-last" in line for line in lines)
@@ -155,19 +175,57 @@ def test_warm_up_leaves_weights_and_optimizer_untouched():
     first_after = float(step(x, y))
     torch.manual_seed(0)
     fresh = create_model("cnn")
-    assert first_after == float(lv.make_step(fresh, make_optimizer(fresh, 0.1, 0.9), Levers(), CPU,
-                                             batch_size=8, sample_shape=(1, 28, 28))(x, y))
+    assert first_after == float(
+        lv.make_step(fresh, make_optimizer(fresh, 0.1, 0.9), Levers(), CPU, batch_size=8, sample_shape=(1, 28, 28))(
+            x, y
+        )
+    )
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters(), strict=True))
 
 
 def test_cli_options_come_from_the_config(tiny, tmp_path, capsys):
-    assert cli.main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--subset", "128",
-                     "--precision", "bf16-mixed", "--channels-last", "--model", "cnn", "--no-progress",
-                     "--run-dir", str(tmp_path / "r")]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--subset",
+                "128",
+                "--precision",
+                "bf16-mixed",
+                "--channels-last",
+                "--model",
+                "cnn",
+                "--no-progress",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     stored = json.loads((tmp_path / "r" / "config.json").read_text())
     assert stored["precision"] == "bf16-mixed" and stored["channels_last"] is True
-    assert cli.main(["train", "--dataset", "tiny", "--device", "cpu", "--precision", "16-mixed",
-                     "--run-dir", str(tmp_path / "r2")]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--device",
+                "cpu",
+                "--precision",
+                "16-mixed",
+                "--run-dir",
+                str(tmp_path / "r2"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("mnistlab: error: --precision 16-mixed needs a CUDA GPU")
     assert not (tmp_path / "r2").exists()  # refused before a run directory was made
@@ -178,8 +236,15 @@ def test_cli_options_come_from_the_config(tiny, tmp_path, capsys):
 needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
 
 
-@pytest.mark.parametrize("kw", [dict(cuda_graphs=True), dict(cuda_graphs=True, precision="bf16-mixed", channels_last=True),
-                                dict(precision="16-mixed"), dict(compile="default")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(cuda_graphs=True),
+        dict(cuda_graphs=True, precision="bf16-mixed", channels_last=True),
+        dict(precision="16-mixed"),
+        dict(compile="default"),
+    ],
+)
 @pytest.mark.usefixtures("tiny")
 @needs_cuda[0]
 @needs_cuda[1]
@@ -199,8 +264,11 @@ def test_cuda_graphs_train_like_eager(tmp_path):
     """The captured step is the same arithmetic: same losses as the eager step, short last batch included."""
     rows = {}
     for graphs in (False, True):
-        run = train_run(cfg(model="mlp", device="cuda", batch_size=48, epochs=2, cuda_graphs=graphs),
-                           run_dir=tmp_path / f"r{graphs}", **quiet())
+        run = train_run(
+            cfg(model="mlp", device="cuda", batch_size=48, epochs=2, cuda_graphs=graphs),
+            run_dir=tmp_path / f"r{graphs}",
+            **quiet(),
+        )
         rows[graphs] = run.metrics()
     for a, b in zip(rows[False], rows[True], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
@@ -236,6 +304,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_speednet_step():
     fresh pages; kept, they are reused. Counted (minor page faults per step), not timed; in a fresh process
     each, as the setting is the process's. glibc's thresholds adapt to what was freed before, so without the
     setting a process faults 4-700 times a step (measured): some of 4 processes fault heavily, none of 3 with it."""
+
     def faults_per_step(mode: str) -> float:
         out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
         return float(out.stdout.strip())

@@ -13,9 +13,32 @@ from mnistlab.measure.levers_bench import IMPLEMENTATION_LEVERS, ImplCell, Lever
 
 @pytest.mark.slow
 def test_bench_implementations_table(tiny, tmp_path, capsys):
-    assert cli.main(["bench", "--dataset", "tiny", "--models", "cnn", "--devices", "cpu", "--implementations",
-                     "eager", "bf16-mixed+channels-last", "cuda-graphs", "--steps", "2", "--repeats", "2",
-                     "--warmup", "1", "--out", str(tmp_path / "b")]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--dataset",
+                "tiny",
+                "--models",
+                "cnn",
+                "--devices",
+                "cpu",
+                "--implementations",
+                "eager",
+                "bf16-mixed+channels-last",
+                "cuda-graphs",
+                "--steps",
+                "2",
+                "--repeats",
+                "2",
+                "--warmup",
+                "1",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "not measured: --cuda-graphs needs a CUDA GPU" in out and "bf16-mixed+channels-last" in out
     data = json.loads((tmp_path / "b" / "levers.json").read_text())
@@ -53,10 +76,16 @@ def test_every_implementation_has_its_levers():
 
 
 def _lever_result(eager_s, bf16_s) -> LeversResult:
-    cells = [ImplCell("cnn", "cpu", name, name, "float32", 64, 10, 0.1, list(s), 1_000_000, 1e9)
-             for name, s in (("eager", eager_s), ("bf16-mixed", bf16_s))]
-    return LeversResult(cells, {"cpu": {"float32": 1e9}}, {"cpu": "a CPU"},
-                        {"batch_size": 64, "steps": 10, "repeats": len(eager_s), "warmup": 1})
+    cells = [
+        ImplCell("cnn", "cpu", name, name, "float32", 64, 10, 0.1, list(s), 1_000_000, 1e9)
+        for name, s in (("eager", eager_s), ("bf16-mixed", bf16_s))
+    ]
+    return LeversResult(
+        cells,
+        {"cpu": {"float32": 1e9}},
+        {"cpu": "a CPU"},
+        {"batch_size": 64, "steps": 10, "repeats": len(eager_s), "warmup": 1},
+    )
 
 
 def test_a_levers_cell_with_a_30_percent_spread_is_unstable():
@@ -82,7 +111,7 @@ def test_a_malformed_levers_json_is_one_line_naming_the_file_and_field(tmp_path,
     assert str(tmp_path / "levers.json") in message and field in message and "\n" not in message
 
 
-VIEW_NET = '''
+VIEW_NET = """
 from torch import nn
 class Net(nn.Module):
     def __init__(self):
@@ -92,7 +121,7 @@ class Net(nn.Module):
     def forward(self, x):
         x = self.conv(x).relu()
         return self.fc(x.view(x.size(0), -1))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -102,9 +131,31 @@ def test_a_lever_the_model_cannot_take_leaves_the_other_cells_measured(tiny, tmp
     from mnistlab.measure.levers_bench import LeversResult
 
     (tmp_path / "net.py").write_text(VIEW_NET)
-    assert cli.main(["bench", "--implementations", "eager", "channels-last", "--models", f"{tmp_path}/net.py:Net",
-                     "--dataset", "tiny", "--devices", "cpu", "--steps", "2", "--repeats", "1", "--warmup", "1",
-                     "--out", str(tmp_path / "out")]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--implementations",
+                "eager",
+                "channels-last",
+                "--models",
+                f"{tmp_path}/net.py:Net",
+                "--dataset",
+                "tiny",
+                "--devices",
+                "cpu",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     result = read_result(LeversResult, tmp_path / "out")
     eager, cl = result.cells
     assert eager.step_s and not eager.unavailable
@@ -117,9 +168,32 @@ def test_eager_and_channels_last_cells_are_judged_by_their_floors(tiny, tmp_path
     from mnistlab.core.schema import read_result
     from mnistlab.measure.levers_bench import LeversResult
 
-    assert cli.main(["bench", "--implementations", "eager", "channels-last", "bf16-mixed", "--models", "cnn",
-                     "--dataset", "tiny", "--devices", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1",
-                     "--out", str(tmp_path / "out")]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--implementations",
+                "eager",
+                "channels-last",
+                "bf16-mixed",
+                "--models",
+                "cnn",
+                "--dataset",
+                "tiny",
+                "--devices",
+                "cpu",
+                "--steps",
+                "2",
+                "--repeats",
+                "2",
+                "--warmup",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     result = read_result(LeversResult, tmp_path / "out")
     eager, cl, bf16 = result.cells
     for c in (eager, cl):  # measured at several batches with its own levers, read back from levers.json

@@ -34,7 +34,7 @@ FAILURES = {
     "sigterm": (143, "terminated"),
 }
 
-MODEL = '''
+MODEL = """
 import os, signal
 import torch
 from torch import nn
@@ -71,12 +71,30 @@ class Net(nn.Module):
         if KIND == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)
         return out
-'''
+"""
 
 
 def _train(model: str, run_dir: Path, *extra: str) -> int:
-    return cli.main(["train", "--model", model, "--dataset", "tiny", "--epochs", "2", "--subset", "128",
-                     "--device", "cpu", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard", *extra])
+    return cli.main(
+        [
+            "train",
+            "--model",
+            model,
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "2",
+            "--subset",
+            "128",
+            "--device",
+            "cpu",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-tensorboard",
+            *extra,
+        ]
+    )
 
 
 def _one_line(err: str) -> str:
@@ -119,8 +137,13 @@ def test_a_bug_in_mnistlab_keeps_its_traceback_but_the_status_is_final(tiny, tmp
 
     monkeypatch.setattr(runner, "evaluate", broken)
     with pytest.raises(IndexError):
-        train_run(TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"), run_dir=tmp_path / "r",
-                     log=lambda m: None, progress=False, tensorboard=False)
+        train_run(
+            TrainConfig(dataset="tiny", epochs=1, subset=128, device="cpu"),
+            run_dir=tmp_path / "r",
+            log=lambda m: None,
+            progress=False,
+            tensorboard=False,
+        )
     status = read_json_object(tmp_path / "r" / "status.json")
     assert status["state"] == "failed" and "IndexError: a bug of ours" in status["message"]
 
@@ -128,16 +151,47 @@ def test_a_bug_in_mnistlab_keeps_its_traceback_but_the_status_is_final(tiny, tmp
 @pytest.mark.slow
 def test_a_failing_compiler_ends_the_run_as_failed_in_one_line(tiny, tmp_path):
     """A real compiler that fails (CXX=/bin/false): torch.compile breaks at the first step."""
-    env = {**os.environ, "CXX": "/bin/false", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
-           "MNISTLAB_DATASETS_FILE": ""}
-    script = ("import sys; from mnistlab.data import datasets; from tests.conftest import write_tiny_dataset;"
-              "from pathlib import Path; datasets.DATASETS['tiny'] = write_tiny_dataset(Path(sys.argv[1]));"
-              "from mnistlab import cli; sys.exit(cli.main(sys.argv[2:]))")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "data"), "train", "--dataset", "tiny",
-                          "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--subset", "128", "--device",
-                          "cpu", "--compile", "default", "--run-dir", str(tmp_path / "r"), "--no-progress",
-                          "--no-tensorboard"], env=env, capture_output=True, text=True,
-                         cwd=Path(__file__).parent.parent, timeout=300)
+    env = {
+        **os.environ,
+        "CXX": "/bin/false",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "MNISTLAB_DATASETS_FILE": "",
+    }
+    script = (
+        "import sys; from mnistlab.data import datasets; from tests.conftest import write_tiny_dataset;"
+        "from pathlib import Path; datasets.DATASETS['tiny'] = write_tiny_dataset(Path(sys.argv[1]));"
+        "from mnistlab import cli; sys.exit(cli.main(sys.argv[2:]))"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "data"),
+            "train",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--subset",
+            "128",
+            "--device",
+            "cpu",
+            "--compile",
+            "default",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--no-progress",
+            "--no-tensorboard",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr[-3000:]
     line = _one_line(out.stderr)
     assert "--compile default" in line
@@ -145,11 +199,16 @@ def test_a_failing_compiler_ends_the_run_as_failed_in_one_line(tiny, tmp_path):
     assert status["state"] == "failed" and "--compile" in status["message"]
 
 
-@pytest.mark.parametrize("error, state, code", [
-    (Terminated(), "terminated", 143), (KeyboardInterrupt(), "interrupted", 130),
-    (MemoryError(), "failed", 2), (FileNotFoundError(2, "No such file or directory", "x.csv"), "failed", 2),
-    (ValueError("a bug"), "failed", 1),
-])
+@pytest.mark.parametrize(
+    "error, state, code",
+    [
+        (Terminated(), "terminated", 143),
+        (KeyboardInterrupt(), "interrupted", 130),
+        (MemoryError(), "failed", 2),
+        (FileNotFoundError(2, "No such file or directory", "x.csv"), "failed", 2),
+        (ValueError("a bug"), "failed", 1),
+    ],
+)
 def test_one_mapping_from_exception_to_state_line_and_exit_code(error, state, code):
     end = outcome(error)
     assert (end.state, end.exit_code) == (state, code)
@@ -162,11 +221,16 @@ def test_cpu_out_of_memory_is_the_out_of_memory_line():
     with pytest.raises(RuntimeError) as info:
         torch.empty(10**13)  # the CPU allocator's own refusal, not a stand-in
     end = outcome(info.value)
-    assert (end.state, end.exit_code) == ("failed", 2) and end.line.startswith("out of memory on cpu (tried to allocate")
+    assert (end.state, end.exit_code) == ("failed", 2) and end.line.startswith(
+        "out of memory on cpu (tried to allocate"
+    )
 
 
 def test_a_batch_too_large_for_memory_is_refused_before_it_is_tried(capsys):
-    for argv in (["profile", "mlp", "--batch-size", "100000000000"], ["summary", "mlp", "--batch-size", "100000000000"]):
+    for argv in (
+        ["profile", "mlp", "--batch-size", "100000000000"],
+        ["summary", "mlp", "--batch-size", "100000000000"],
+    ):
         with pytest.raises(SystemExit) as info:  # argparse's refusal: before any tensor is made
             cli.main(argv)
         assert info.value.code == 2 and "must be at most 65536" in _one_line(capsys.readouterr().err)
@@ -179,8 +243,11 @@ JOB_ARGV = {
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(job=st.sampled_from(sorted(JOB_ARGV)), kind=st.sampled_from(["index", "wrong-shape", "ctrl-c", "sigterm"]),
-       at=st.integers(1, 3))
+@given(
+    job=st.sampled_from(sorted(JOB_ARGV)),
+    kind=st.sampled_from(["index", "wrong-shape", "ctrl-c", "sigterm"]),
+    at=st.integers(1, 3),
+)
 @pytest.mark.slow
 def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
     """bench and the levers bench (and lab, speedrun, scaling: the same job_folder) record how they ended."""
@@ -188,8 +255,25 @@ def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
         src = Path(tmp) / "net.py"
         src.write_text(MODEL.format(kind=kind, at=at, mode="train"))
         out = Path(tmp) / "out"
-        code = cli.main([*JOB_ARGV[job], "--models", f"{src}:Net", "--dataset", "tiny", "--devices", "cpu",
-                         "--steps", "2", "--repeats", "1", "--warmup", "1", "--out", str(out)])
+        code = cli.main(
+            [
+                *JOB_ARGV[job],
+                "--models",
+                f"{src}:Net",
+                "--dataset",
+                "tiny",
+                "--devices",
+                "cpu",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
         err = capsys.readouterr().err
         status = read_json_object(out / "status.json")
     want_code, want_state = FAILURES[kind]
@@ -204,8 +288,23 @@ def test_every_job_folder_ends_in_a_final_state(tiny, capsys, job, kind, at):
 def test_a_model_that_fails_in_a_data_parallel_process_is_one_line(tiny, tmp_path, capsys):
     src = tmp_path / "net.py"
     src.write_text(MODEL.format(kind="index", at=1, mode="train"))
-    code = cli.main(["bench", "--nproc", "2", "--models", f"{src}:Net", "--dataset", "tiny", "--steps", "2",
-                     "--repeats", "1", "--out", str(tmp_path / "out")])
+    code = cli.main(
+        [
+            "bench",
+            "--nproc",
+            "2",
+            "--models",
+            f"{src}:Net",
+            "--dataset",
+            "tiny",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     line = _one_line(capsys.readouterr().err)
     assert code == 2 and f"model {src}:Net failed in a data-parallel process: IndexError" in line
     assert read_json_object(tmp_path / "out" / "status.json")["state"] == "failed"

@@ -9,8 +9,9 @@ from mnistlab.data.loader import DeviceLoader, RawSplit, make_splits, read_split
 
 
 def _split(n=10):
-    return RawSplit(torch.arange(n * 784, dtype=torch.int64).remainder(256).to(torch.uint8).view(n, 28, 28),
-                    torch.arange(n) % 10)
+    return RawSplit(
+        torch.arange(n * 784, dtype=torch.int64).remainder(256).to(torch.uint8).view(n, 28, 28), torch.arange(n) % 10
+    )
 
 
 def test_normalises_once_like_totensor_then_normalize():
@@ -77,8 +78,10 @@ def test_count_mismatch_and_label_range_are_data_errors(tmp_path):
 def test_evaluation_shards_serve_every_sample_exactly_once(n, batch, size):
     # labels are the sample indices: the shards' union must be every index, each once
     split = RawSplit(torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n))
-    shards = [DeviceLoader(split, 0.0, 1.0, batch, "cpu", shuffle=False, shard=(r, size), drop_short=False)
-              for r in range(size)]
+    shards = [
+        DeviceLoader(split, 0.0, 1.0, batch, "cpu", shuffle=False, shard=(r, size), drop_short=False)
+        for r in range(size)
+    ]
     served = [[y for _, y in s.batches()] for s in shards]
     assert sorted(torch.cat([y for ys in served for y in ys]).tolist()) == list(range(n))
     assert [len(s) for s in shards] == [len(ys) for ys in served] and all(len(y) for ys in served for y in ys)

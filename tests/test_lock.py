@@ -79,16 +79,20 @@ def test_without_fcntl_or_msvcrt_taking_a_run_is_one_clear_line(tiny, tmp_path, 
     code = main(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert err == (f"mnistlab: error: {tmp_path / 'r'}: cannot lock: this Python has neither fcntl (POSIX) nor "
-                   f"msvcrt (Windows); mnistlab runs on Linux and macOS\n")
+    assert err == (
+        f"mnistlab: error: {tmp_path / 'r'}: cannot lock: this Python has neither fcntl (POSIX) nor "
+        f"msvcrt (Windows); mnistlab runs on Linux and macOS\n"
+    )
 
 
 def test_every_command_imports_without_fcntl():
     """fcntl is imported only when a lock is taken: importing the package and parsing a command never
     needs it (it used to be imported at the top of core/lock.py, which rundir.py imports)."""
-    code = ("import sys; sys.modules['fcntl'] = None\n"
-            "import mnistlab.core.lock, mnistlab.core.rundir, mnistlab.jobs.sweep\n"
-            "from mnistlab.cli import build_parser\n"
-            "build_parser().parse_args(['train', '--epochs', '1'])\nprint('ok')")
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import mnistlab.core.lock, mnistlab.core.rundir, mnistlab.jobs.sweep\n"
+        "from mnistlab.cli import build_parser\n"
+        "build_parser().parse_args(['train', '--epochs', '1'])\nprint('ok')"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout == "ok\n", p.stderr[-2000:]

@@ -44,9 +44,23 @@ def test_unknown_model():
         create_model("resnet")
 
 
-@pytest.mark.parametrize("size, fits", [((28, 28), True), ((24, 24), True), ((26, 26), True), ((30, 30), True),
-                                        ((16, 16), True), ((20, 16), True), ((64, 48), True), ((25, 25), False),
-                                        ((27, 28), False), ((28, 23), False), ((14, 14), False), ((4, 4), False)])
+@pytest.mark.parametrize(
+    "size, fits",
+    [
+        ((28, 28), True),
+        ((24, 24), True),
+        ((26, 26), True),
+        ((30, 30), True),
+        ((16, 16), True),
+        ((20, 16), True),
+        ((64, 48), True),
+        ((25, 25), False),
+        ((27, 28), False),
+        ((28, 23), False),
+        ((14, 14), False),
+        ((4, 4), False),
+    ],
+)
 def test_speednet_says_which_image_sizes_it_takes(size, fits, recwarn):
     """Pixel unshuffle needs an even side, and two 3x3 convs and a pool need 16 pixels: a dataset of another
     size is one line naming the size and the rule (it was torch's 'input.size(-2)=21 is not divisible by 2'

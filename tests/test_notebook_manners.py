@@ -30,21 +30,58 @@ def _run(tmp_path: Path) -> RunDir:
     FILES.json(path / "config.json", TrainConfig(model="mlp", device="cpu", epochs=3).to_dict())
     FILES.json(path / "status.json", {"state": "completed"})
     FILES.json(path / "test.json", {"loss": 0.3, "accuracy": 0.9123, "correct": 9123, "total": 10000, "seconds": 1.0})
-    rows = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.875, "train_seconds": 1.0,
-             "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10, "global_step": 10,
-             "session": 1}]
+    rows = [
+        {
+            "epoch": 1,
+            "train_loss": 0.5,
+            "val_loss": 0.6,
+            "val_accuracy": 0.875,
+            "train_seconds": 1.0,
+            "val_seconds": 0.1,
+            "epoch_seconds": 1.1,
+            "samples_per_s": 1000,
+            "steps": 10,
+            "global_step": 10,
+            "session": 1,
+        }
+    ]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
 
 def _eval() -> EvalResult:
-    return EvalResult(loss=0.25, accuracy=0.9, correct=9, total=10, per_class_accuracy=[1.0, 0.8],
-                      confusion=[[5, 0], [1, 4]], seconds=0.5)
+    return EvalResult(
+        loss=0.25,
+        accuracy=0.9,
+        correct=9,
+        total=10,
+        per_class_accuracy=[1.0, 0.8],
+        confusion=[[5, 0], [1, 4]],
+        seconds=0.5,
+    )
 
 
 def _bench() -> BenchResult:
-    cells = [Cell(HOSTILE, "cpu", p, "eager", 64, 10, 2, 100, False, [0.010, 0.011], [0.05, 0.01],
-                  dict.fromkeys(PHASES, 0.002), 0.011, 1_000_000, 1e10) for p in ("reference", "resident")]
+    cells = [
+        Cell(
+            HOSTILE,
+            "cpu",
+            p,
+            "eager",
+            64,
+            10,
+            2,
+            100,
+            False,
+            [0.010, 0.011],
+            [0.05, 0.01],
+            dict.fromkeys(PHASES, 0.002),
+            0.011,
+            1_000_000,
+            1e10,
+        )
+        for p in ("reference", "resident")
+    ]
     return BenchResult(cells, {"cpu": 1e10}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2})
 
 
@@ -58,15 +95,21 @@ def _profile() -> ModelProfile:
     return ModelProfile(HOSTILE, 1, 7850, 7850, 7840, 15680, 31360, 47040, [layer])
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda tmp: _run(tmp), ["mlp", "completed", "1 of 3", "87.50%", "91.23%"]),
-    (lambda tmp: _eval(), ["90.00% (9 of 10)", "0.2500", "1: 80.0%"]),
-    (lambda tmp: RunEvaluation(tmp / HOSTILE, HOSTILE, "mnist", "best", 3, "cpu", 500, ("0", "1"), _eval()),
-     ["best.pt (epoch 3)", "the first 500", "90.00% (9 of 10)"]),
-    (lambda tmp: _profile(), ["7,850", "47,040", "what thop prints"]),
-    (lambda tmp: _bench(), ["resident/cpu/", "10.500 (10.000", "6,095", "stable"]),
-    (lambda tmp: _speedrun(), ["99.15% \u00b1 0.07 over 2 seeds", "2 of 2 reached 99%", "median 3.50 s"]),
-], ids=["run", "eval", "run-evaluation", "profile", "bench", "speedrun"])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp: _run(tmp), ["mlp", "completed", "1 of 3", "87.50%", "91.23%"]),
+        (lambda tmp: _eval(), ["90.00% (9 of 10)", "0.2500", "1: 80.0%"]),
+        (
+            lambda tmp: RunEvaluation(tmp / HOSTILE, HOSTILE, "mnist", "best", 3, "cpu", 500, ("0", "1"), _eval()),
+            ["best.pt (epoch 3)", "the first 500", "90.00% (9 of 10)"],
+        ),
+        (lambda tmp: _profile(), ["7,850", "47,040", "what thop prints"]),
+        (lambda tmp: _bench(), ["resident/cpu/", "10.500 (10.000", "6,095", "stable"]),
+        (lambda tmp: _speedrun(), ["99.15% \u00b1 0.07 over 2 seeds", "2 of 2 reached 99%", "median 3.50 s"]),
+    ],
+    ids=["run", "eval", "run-evaluation", "profile", "bench", "speedrun"],
+)
 def test_rich_display_is_a_table_with_user_text_escaped(tmp_path, make, expected):
     held = make(tmp_path)
     page = held._repr_html_()

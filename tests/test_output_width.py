@@ -21,13 +21,19 @@ def test_fit_width_wraps_long_lines_only():
 @pytest.mark.slow
 def test_no_command_prints_a_line_over_160_characters(tiny, tmp_path, capsys):
     run, bench, speedrun = tmp_path / "run", tmp_path / "bench", tmp_path / "speedrun"
-    commands = [["env"], ["data", "info", "--dataset", "tiny"], ["data", "fetch", "--dataset", "tiny", "--no-web"],
-                ["summary", "cnn"], ["profile", "mlp", "cnn"],
-                ["train", "--dataset", "tiny", "--epochs", "2", "--run-dir", str(run), "--no-progress", "--no-tensorboard"],
-                ["eval", str(run)], ["plot", str(run), "--out", str(tmp_path / "loss.png")],
-                ["bench", "--dataset", "tiny", "--steps", "2", "--repeats", "2", "--warmup", "1", "--out", str(bench)],
-                ["speedrun", "--dataset", "tiny", "--seeds", "2", "--out", str(speedrun)],
-                ["report", str(run), str(bench), str(speedrun), "--out", str(tmp_path / "report")]]
+    commands = [
+        ["env"],
+        ["data", "info", "--dataset", "tiny"],
+        ["data", "fetch", "--dataset", "tiny", "--no-web"],
+        ["summary", "cnn"],
+        ["profile", "mlp", "cnn"],
+        ["train", "--dataset", "tiny", "--epochs", "2", "--run-dir", str(run), "--no-progress", "--no-tensorboard"],
+        ["eval", str(run)],
+        ["plot", str(run), "--out", str(tmp_path / "loss.png")],
+        ["bench", "--dataset", "tiny", "--steps", "2", "--repeats", "2", "--warmup", "1", "--out", str(bench)],
+        ["speedrun", "--dataset", "tiny", "--seeds", "2", "--out", str(speedrun)],
+        ["report", str(run), str(bench), str(speedrun), "--out", str(tmp_path / "report")],
+    ]
     too_long = []
     for argv in commands:
         capsys.readouterr()

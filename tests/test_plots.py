@@ -26,17 +26,47 @@ def _run(path: Path, losses: list[float], sessions: list[int]) -> RunDir:
     """A run directory with one metrics row per loss (validation a little above training)."""
     path.mkdir(parents=True)
     FILES.json(path / "config.json", TrainConfig(model="mlp", device="cpu").to_dict())
-    rows = [{"epoch": i + 1, "train_loss": loss, "val_loss": 1.1 * loss, "val_accuracy": 0.9, "train_seconds": 1.0,
-             "val_seconds": 0.1, "epoch_seconds": 1.1, "samples_per_s": 1000, "steps": 10,
-             "global_step": 10 * (i + 1), "session": s}
-            for i, (loss, s) in enumerate(zip(losses, sessions, strict=True))]
+    rows = [
+        {
+            "epoch": i + 1,
+            "train_loss": loss,
+            "val_loss": 1.1 * loss,
+            "val_accuracy": 0.9,
+            "train_seconds": 1.0,
+            "val_seconds": 0.1,
+            "epoch_seconds": 1.1,
+            "samples_per_s": 1000,
+            "steps": 10,
+            "global_step": 10 * (i + 1),
+            "session": s,
+        }
+        for i, (loss, s) in enumerate(zip(losses, sessions, strict=True))
+    ]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
 
 def _bench() -> BenchResult:
-    cells = [Cell("mlp", "cpu", p, "eager", 64, 10, 2, 100, False, [0.010, 0.011], [0.05, 0.01],
-                  dict.fromkeys(PHASES, 0.002), 0.011, 1_000_000, 1e10) for p in ("reference", "resident")]
+    cells = [
+        Cell(
+            "mlp",
+            "cpu",
+            p,
+            "eager",
+            64,
+            10,
+            2,
+            100,
+            False,
+            [0.010, 0.011],
+            [0.05, 0.01],
+            dict.fromkeys(PHASES, 0.002),
+            0.011,
+            1_000_000,
+            1e10,
+        )
+        for p in ("reference", "resident")
+    ]
     return BenchResult(cells, {"cpu": 1e10}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2})
 
 
@@ -70,12 +100,23 @@ def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
     plots.plot_epoch_times([one, two], tmp_path / "times.png")
     plots.plot_bench(_bench(), tmp_path / "bench.png")
     plots.plot_label_histogram([str(i) for i in range(10)], [60] * 10, [10] * 10, tmp_path / "labels.png")
-    plots.plot_samples(np.zeros((3, 28, 28), np.uint8), np.array([0, 1, 2]), [str(i) for i in range(10)],
-                       tmp_path / "samples.png")
-    trials = [TrialRow(i, "complete", {"lr": lr}, v, 0.9, 2, 1.0, None)
-              for i, (lr, v) in enumerate([(1e-3, 0.4), (1e-2, 0.2), (1e-1, 0.3)])]
-    sweep.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
-                                 "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
+    plots.plot_samples(
+        np.zeros((3, 28, 28), np.uint8), np.array([0, 1, 2]), [str(i) for i in range(10)], tmp_path / "samples.png"
+    )
+    trials = [
+        TrialRow(i, "complete", {"lr": lr}, v, 0.9, 2, 1.0, None)
+        for i, (lr, v) in enumerate([(1e-3, 0.4), (1e-2, 0.2), (1e-1, 0.3)])
+    ]
+    sweep.plot_objective(
+        {
+            "params": [{"name": "lr", "log": True, "choices": None}],
+            "objective": "val_loss",
+            "study": "s",
+            "direction": "minimize",
+        },
+        trials,
+        tmp_path / "sweep.png",
+    )
     assert {k for k in tick_labels if k.endswith(" log")} == {"loss.png log", "compare.png log", "sweep.png log"}
     for key, labels in tick_labels.items():
         assert not [t for t in labels if "$" in t or "\\mathdefault" in t], (key, labels)
@@ -86,28 +127,64 @@ def test_tick_labels_are_plain_numbers(tmp_path, tick_labels, losses):
 def test_the_roofline_has_plain_tick_labels_and_every_step_on_it(tmp_path, tick_labels):
     from mnistlab.measure.gpus import GPUS
 
-    cells = [Cell(m, "cpu", "resident", "eager", 64, 10, 2, 100, False, [s, s], [0.05, 0.01],
-                  dict.fromkeys(PHASES, 0.002), s, flops, 1e11, nbytes, ops, 3.8e10, 2e-6)
-             for m, s, flops, nbytes, ops in (("mlp", 0.0006, 29_081_600, 4_088_368, 59),
-                                              ("cnn", 0.034, 2_835_726_336, 118_206_640, 85))]
+    cells = [
+        Cell(
+            m,
+            "cpu",
+            "resident",
+            "eager",
+            64,
+            10,
+            2,
+            100,
+            False,
+            [s, s],
+            [0.05, 0.01],
+            dict.fromkeys(PHASES, 0.002),
+            s,
+            flops,
+            1e11,
+            nbytes,
+            ops,
+            3.8e10,
+            2e-6,
+        )
+        for m, s, flops, nbytes, ops in (
+            ("mlp", 0.0006, 29_081_600, 4_088_368, 59),
+            ("cnn", 0.034, 2_835_726_336, 118_206_640, 85),
+        )
+    ]
     bench = BenchResult(cells, {"cpu": 1e11}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2})
     fig = plots.plot_roofline(bench, GPUS["H100 SXM"])
     ax = fig.axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     texts = [t.get_text() for t in ax.texts]
     # a bench.json without decompositions: the floors' verdict, and one CPU roof at DRAM bandwidth
-    assert {"mlp: measured here, bound by arithmetic", "cnn: measured here, bound by arithmetic",
-            "mlp: predicted, launch-bound", "cnn: predicted, launch-bound"} == set(texts)
+    assert {
+        "mlp: measured here, bound by arithmetic",
+        "cnn: measured here, bound by arithmetic",
+        "mlp: predicted, launch-bound",
+        "cnn: predicted, launch-bound",
+    } == set(texts)
     assert [t.get_text() for t in ax.get_legend().get_texts()][0].startswith("this CPU, measured; DRAM bandwidth")
     # measured: the MLP's step mostly fixed, its working set in the L2; the CNN's bound by arithmetic, beyond the
     # caches. Each point says its judgement, and the CPU has one roof per working set
-    decomposed = BenchResult(cells, {"cpu": 1e11}, {"cpu": "a CPU"}, {"warmup": 2, "repeats": 2}, decompositions=[
-        fake_decomposition("mlp", 0.35e-3, 3.6e-6, footprint=900_000),
-        fake_decomposition("cnn", 0.3e-3, 500e-6, flops_per_sample=44_000_000, bytes_per_sample=1_800_000,
-                           footprint=2**25)])
+    decomposed = BenchResult(
+        cells,
+        {"cpu": 1e11},
+        {"cpu": "a CPU"},
+        {"warmup": 2, "repeats": 2},
+        decompositions=[
+            fake_decomposition("mlp", 0.35e-3, 3.6e-6, footprint=900_000),
+            fake_decomposition(
+                "cnn", 0.3e-3, 500e-6, flops_per_sample=44_000_000, bytes_per_sample=1_800_000, footprint=2**25
+            ),
+        ],
+    )
     ax = plots.plot_roofline(decomposed, GPUS["H100 SXM"]).axes[0]
-    assert {"mlp: measured here, bound by its fixed per-step cost", "cnn: measured here, bound by arithmetic"} <= \
-        {t.get_text() for t in ax.texts}
+    assert {"mlp: measured here, bound by its fixed per-step cost", "cnn: measured here, bound by arithmetic"} <= {
+        t.get_text() for t in ax.texts
+    }
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[0].startswith("this CPU, measured; L2 bandwidth (the mlp's working set): 100 GFLOP/s, 200 GB/s")
     assert legend[1].startswith("this CPU, measured; DRAM bandwidth (the cnn's working set)")
@@ -124,11 +201,13 @@ def test_the_roofline_has_plain_tick_labels_and_every_step_on_it(tmp_path, tick_
 def test_importing_plots_leaves_the_backend_alone(tmp_path):
     """A notebook user's backend (here 'svg', which needs no display) stays theirs, and drawing a
     figure leaves no pyplot figure open."""
-    code = ("import matplotlib, matplotlib.pyplot as plt\n"
-            "before = matplotlib.get_backend()\n"
-            "from mnistlab.report.plots import plot_label_histogram\n"
-            f"plot_label_histogram(['0', '1'], [3, 4], [1, 2], __import__('pathlib').Path({str(tmp_path)!r}) / 'h.png')\n"
-            "print(before, matplotlib.get_backend(), plt.get_fignums())\n")
+    code = (
+        "import matplotlib, matplotlib.pyplot as plt\n"
+        "before = matplotlib.get_backend()\n"
+        "from mnistlab.report.plots import plot_label_histogram\n"
+        f"plot_label_histogram(['0', '1'], [3, 4], [1, 2], __import__('pathlib').Path({str(tmp_path)!r}) / 'h.png')\n"
+        "print(before, matplotlib.get_backend(), plt.get_fignums())\n"
+    )
     env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(Path(plots.__file__).parents[2])}  # this source tree
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["svg", "svg", "[]"], out
@@ -163,9 +242,13 @@ def test_without_a_path_a_figure_comes_back_that_shows_inline_and_saves(tmp_path
     """A notebook's way: no file is written, the figure displays as a PNG (IPython's _repr_png_, no
     pyplot needed) and savefig still works."""
     run = _run(tmp_path / "a", [0.9, 0.5, 0.3], [1, 1, 2])
-    figures = [plots.plot_runs([run]), plots.plot_epoch_times([run]), plots.plot_bench(_bench()),
-               plots.plot_label_histogram(["0", "1"], [3, 4], [1, 2]),
-               plots.plot_samples(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ["0", "1"])]
+    figures = [
+        plots.plot_runs([run]),
+        plots.plot_epoch_times([run]),
+        plots.plot_bench(_bench()),
+        plots.plot_label_histogram(["0", "1"], [3, 4], [1, 2]),
+        plots.plot_samples(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ["0", "1"]),
+    ]
     for fig in figures:
         assert isinstance(fig, Figure)
         assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -176,24 +259,44 @@ def test_without_a_path_a_figure_comes_back_that_shows_inline_and_saves(tmp_path
 
 def test_a_categorical_sweep_axis_is_in_the_spaces_order(tmp_path, tick_labels):
     """Trials drew 128 first, then 32: the axis still reads 32, 64, 128 (the space's order), not first-seen."""
-    trials = [TrialRow(i, "complete", {"batch_size": b}, v, 0.9, 2, 1.0, None)
-              for i, (b, v) in enumerate([(128, 0.4), (32, 0.2), (128, 0.3)])]
-    sweep.plot_objective({"params": [{"name": "batch_size", "log": False, "choices": [32, 64, 128]}],
-                          "objective": "val_loss", "study": "s", "direction": "minimize"}, trials,
-                         tmp_path / "sweep.png")
+    trials = [
+        TrialRow(i, "complete", {"batch_size": b}, v, 0.9, 2, 1.0, None)
+        for i, (b, v) in enumerate([(128, 0.4), (32, 0.2), (128, 0.3)])
+    ]
+    sweep.plot_objective(
+        {
+            "params": [{"name": "batch_size", "log": False, "choices": [32, 64, 128]}],
+            "objective": "val_loss",
+            "study": "s",
+            "direction": "minimize",
+        },
+        trials,
+        tmp_path / "sweep.png",
+    )
     assert tick_labels["sweep.png linear"][:3] == ["32", "64", "128"]  # the x axis's labels come first
 
 
-@pytest.mark.parametrize("lrs, want, not_want", [
-    ([0.002, 0.01, 0.05], {"0.002", "0.005", "0.01", "0.02", "0.05"}, {"0.003", "0.004", "0.006"}),  # 1.4 decades
-    ([1e-4, 0.3], {"0.0001", "0.001", "0.01", "0.1"}, {"0.0002", "0.0005", "0.002", "0.005"}),  # 3.5: decades only
-])
+@pytest.mark.parametrize(
+    "lrs, want, not_want",
+    [
+        ([0.002, 0.01, 0.05], {"0.002", "0.005", "0.01", "0.02", "0.05"}, {"0.003", "0.004", "0.006"}),  # 1.4 decades
+        ([1e-4, 0.3], {"0.0001", "0.001", "0.01", "0.1"}, {"0.0002", "0.0005", "0.002", "0.005"}),  # 3.5: decades only
+    ],
+)
 def test_a_horizontal_log_axis_labels_no_more_than_fits(tmp_path, tick_labels, lrs, want, not_want):
     """'0.002 0.003 0.004' ran into each other in a sweep panel: on a horizontal log axis over 0.7 to 2
     decades only 2s and 5s are labelled between the decades, beyond 2 decades only the decades."""
     trials = [TrialRow(i, "complete", {"lr": lr}, 0.1 * i + 0.2, 0.9, 2, 1.0, None) for i, lr in enumerate(lrs)]
-    sweep.plot_objective({"params": [{"name": "lr", "log": True, "choices": None}], "objective": "val_loss",
-                          "study": "s", "direction": "minimize"}, trials, tmp_path / "sweep.png")
+    sweep.plot_objective(
+        {
+            "params": [{"name": "lr", "log": True, "choices": None}],
+            "objective": "val_loss",
+            "study": "s",
+            "direction": "minimize",
+        },
+        trials,
+        tmp_path / "sweep.png",
+    )
     shown = {t for t in tick_labels["sweep.png log"] if t}
     assert want <= shown and not (not_want & shown), shown
 
@@ -207,8 +310,9 @@ def test_two_runs_with_the_same_name_are_told_apart_and_each_resume_is_counted(t
     save = plots.save_figure
 
     def keep(fig, out):
-        legends[Path(out).name] = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes
-                                   if ax.get_legend() is not None]
+        legends[Path(out).name] = [
+            [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend() is not None
+        ]
         return save(fig, out)
 
     monkeypatch.setattr(plots, "save_figure", keep)
@@ -219,8 +323,14 @@ def test_two_runs_with_the_same_name_are_told_apart_and_each_resume_is_counted(t
     out = Path(os.environ.get("MNISTLAB_LEGEND_PNG", tmp_path / "compare.png"))  # set it to look at the figure
     assert main(["plot", str(a.path), str(b.path), "--out", str(out)]) == 0
     loss, accuracy = legends[out.name]
-    assert loss == ["A/mlp-cpu: train", "A/mlp-cpu: validation", "A/mlp-cpu: resumed here",
-                    "B/mlp-cpu: train", "B/mlp-cpu: validation", "B/mlp-cpu: resumed here (2 resumes)"]
+    assert loss == [
+        "A/mlp-cpu: train",
+        "A/mlp-cpu: validation",
+        "A/mlp-cpu: resumed here",
+        "B/mlp-cpu: train",
+        "B/mlp-cpu: validation",
+        "B/mlp-cpu: resumed here (2 resumes)",
+    ]
     assert accuracy == ["A/mlp-cpu", "B/mlp-cpu"]
     plots.plot_epoch_times([a, b], tmp_path / "times.png")
     (times,) = legends["times.png"]

@@ -17,7 +17,9 @@ def test_cnn_parameters_and_output_shapes():
     p = profile_model("cnn")
     assert p.parameters == 101_578
     shapes = {lp.name: lp.output_shape for lp in p.layers}
-    assert shapes["net.0"] == [1, 32, 28, 28] and shapes["net.4"] == [1, 128, 7, 7] and shapes["net.6"] == [1, 128, 1, 1]
+    assert (
+        shapes["net.0"] == [1, 32, 28, 28] and shapes["net.4"] == [1, 128, 7, 7] and shapes["net.6"] == [1, 128, 1, 1]
+    )
     # the first layer computes no input gradient: its step is 2x forward, the others 3x
     first = p.layers[0]
     assert first.train_flops == 2 * first.flops and p.layers[2].train_flops == 3 * p.layers[2].flops
@@ -35,16 +37,18 @@ def test_counts_scale_with_batch_and_layers_sum_to_total(name):
 
 def _without_batch_norm() -> list[str]:
     # thop also counts batch norm's elementwise work as MACs; FlopCounterMode counts matmuls and convs only
-    return [m for m in list_models()
-            if not any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in create_model(m).modules())]
+    return [
+        m
+        for m in list_models()
+        if not any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in create_model(m).modules())
+    ]
 
 
 @pytest.mark.parametrize("name", _without_batch_norm())
 def test_macs_agree_with_thop(name):
     thop = pytest.importorskip("thop")
     model = create_model(name)
-    total, params, layers = thop.profile(model, inputs=(torch.randn(1, 1, 28, 28),), verbose=False,
-                                         ret_layer_info=True)
+    total, params, layers = thop.profile(model, inputs=(torch.randn(1, 1, 28, 28),), verbose=False, ret_layer_info=True)
     p = profile_model(name)
     assert int(total) == p.macs == p.thop_number and int(params) == p.parameters
 
@@ -78,10 +82,12 @@ def test_a_model_that_fails_at_the_counted_batch_is_one_line(tmp_path):
     from mnistlab.core.errors import ConfigError
 
     f = tmp_path / "odd.py"
-    f.write_text("import torch\nfrom torch import nn\nclass Odd(nn.Module):\n"
-                 "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(784, 10)\n"
-                 "    def forward(self, x):\n        if x.shape[0] == 3: raise RuntimeError('no batch of 3')\n"
-                 "        return self.l(x.flatten(1))\n")
+    f.write_text(
+        "import torch\nfrom torch import nn\nclass Odd(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = nn.Linear(784, 10)\n"
+        "    def forward(self, x):\n        if x.shape[0] == 3: raise RuntimeError('no batch of 3')\n"
+        "        return self.l(x.flatten(1))\n"
+    )
     assert profile_model(f"{f}:Odd", batch_size=2).macs == 2 * 7840
     with pytest.raises(ConfigError, match=r"\(3, 1, 28, 28\) batch failed \(RuntimeError: no batch of 3\)"):
         profile_model(f"{f}:Odd", batch_size=3)

@@ -28,8 +28,9 @@ def test_real_mnist_is_the_official_one(mnist_root):
 
 
 def test_one_mlp_epoch_reaches_90_percent(mnist_root, tmp_path):
-    run = train_run(TrainConfig(epochs=1, device="cpu", data_dir=str(mnist_root)), run_dir=tmp_path / "r",
-                       log=print, progress=False)
+    run = train_run(
+        TrainConfig(epochs=1, device="cpu", data_dir=str(mnist_root)), run_dir=tmp_path / "r", log=print, progress=False
+    )
     row = run.metrics()[0]
     assert row["val_accuracy"] >= 0.90
     assert row["steps"] == 750  # 48,000 / 64

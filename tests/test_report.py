@@ -25,8 +25,17 @@ def lab_dir(tiny_module, tmp_path_factory):
 
 @pytest.mark.slow
 def test_lab_writes_runs_and_both_reports(lab_dir):
-    assert {p.name for p in lab_dir.iterdir()} >= {"lab.json", "mlp-cpu", "cnn-cpu", "bench", "report.md",
-                                                    "report.html", "figures", "first-sample.png", "speedrun"}
+    assert {p.name for p in lab_dir.iterdir()} >= {
+        "lab.json",
+        "mlp-cpu",
+        "cnn-cpu",
+        "bench",
+        "report.md",
+        "report.html",
+        "figures",
+        "first-sample.png",
+        "speedrun",
+    }
     mlp = open_run(lab_dir / "mlp-cpu")
     assert [int(r["session"]) for r in mlp.metrics()] == [1] * 5 + [2] * 5  # 5 epochs, resumed for 5 more
     md = (lab_dir / "report.md").read_text()
@@ -37,17 +46,28 @@ def test_lab_writes_runs_and_both_reports(lab_dir):
     assert "validation loss" in md
     # a CPU-only lab says which questions it answers, and why not the others (issue 18: it claimed Q1-Q10), in its
     # answer sheet (issue 28): Q6 and Q9 by a labelled prediction from the bench's counted steps (issue 21, part 3)
-    sheet = md[:md.index("<a id=")]
+    sheet = md[: md.index("<a id=")]
     assert sheet.count("| measured |") == 6 and sheet.count("| predicted for the H100 SXM |") == 2
-    assert sheet.count("Not answered: no GPU run in these directories (the machine that ran them had no GPU). | "
-                       "not answered |") == 2 and "| Q5 |" in sheet and "| Q8 |" in sheet
+    assert (
+        sheet.count(
+            "Not answered: no GPU run in these directories (the machine that ran them had no GPU). | not answered |"
+        )
+        == 2
+        and "| Q5 |" in sheet
+        and "| Q8 |" in sheet
+    )
     answered = [q for q in range(1, 11) if f"## Q{q}. " in md]
     assert answered == [1, 2, 3, 4, 6, 7, 9, 10]
     assert [md.index(f"## Q{q}. ") for q in answered] == sorted(md.index(f"## Q{q}. ") for q in answered)
     assert all(f"[Q{q}](#q{q})" in sheet and f'<a id="q{q}"></a>' in md for q in answered)
     assert "Not answered here" not in md and "Answer: " not in md
-    assert md.count("Predicted, not measured: there is no GPU run in these directories (the machine that ran them had "
-                    "no GPU). On the H100 SXM") == 2
+    assert (
+        md.count(
+            "Predicted, not measured: there is no GPU run in these directories (the machine that ran them had "
+            "no GPU). On the H100 SXM"
+        )
+        == 2
+    )
     assert md.count("Assumptions of the prediction") == 1 and "bench-roofline.png" in md
     assert "PASS" not in md and "FAIL" not in md and "speed floor" not in md  # no pass/fail verdict
     assert "epoch (400 steps)" in md or "epoch (" in md  # capped CNN epochs labelled in their table
@@ -73,8 +93,12 @@ def test_the_labs_terminal_output_is_scannable(lab_dir):
     lines = "\n".join(LAB_LOG).splitlines()
     assert lines and max(len(x) for x in lines) <= 160, max(lines, key=len)
     head = next(i for i, x in enumerate(lines) if x.startswith("cell ") and "ms/step median (min-max)" in x)
-    assert set(lines[head + 1]) == {"-"} and [x.split()[0] for x in lines[head + 2:head + 6]] == [
-        "reference/cpu/mlp", "resident/cpu/mlp", "reference/cpu/cnn", "resident/cpu/cnn"]
+    assert set(lines[head + 1]) == {"-"} and [x.split()[0] for x in lines[head + 2 : head + 6]] == [
+        "reference/cpu/mlp",
+        "resident/cpu/mlp",
+        "reference/cpu/cnn",
+        "resident/cpu/cnn",
+    ]
     assert any(x.startswith("seeds   reached 99%   accuracy mean") for x in lines)
 
 
@@ -97,8 +121,10 @@ def test_the_quick_report_is_short_and_says_each_caveat_once(lab_dir):
 def test_body_words_leaves_out_tables_code_and_image_lines():
     from mnistlab.report.document import body_words
 
-    md = ("# A title\n\n<a id=\"q1\"></a>\n\n## Q1. Two words\n\nOne, two; 3.5 x\n\n| a | b |\n|---|---|\n| c d | e |\n\n"
-          "````\ncode here\n```\nstill code\n````\nthree words here\n\n![alt text](f.png)\n\n*alt text*\n\n- a bullet\n")
+    md = (
+        '# A title\n\n<a id="q1"></a>\n\n## Q1. Two words\n\nOne, two; 3.5 x\n\n| a | b |\n|---|---|\n| c d | e |\n\n'
+        "````\ncode here\n```\nstill code\n````\nthree words here\n\n![alt text](f.png)\n\n*alt text*\n\n- a bullet\n"
+    )
     # 'A title' 2, 'Q1. Two words' 3, 'One, two; 3.5 x' 4, 'three words here' 3, the caption 2, 'a bullet' 2: a fence
     # of 4 backticks is not closed by one of 3 (the text it holds may have one)
     assert body_words(md) == 2 + 3 + 4 + 3 + 2 + 2
@@ -162,10 +188,22 @@ def _fake_run(path, model, device, val_losses, train_seconds):
     path.mkdir(parents=True)
     FILES.json(path / "config.json", TrainConfig(model=model, device="cpu").to_dict())
     FILES.json(path / "env.json", {"device": device})
-    rows = [{"epoch": i + 1, "train_loss": 0.5 / (i + 1), "val_loss": v, "val_accuracy": 0.9, "train_seconds": t,
-             "val_seconds": 0.1, "epoch_seconds": t + 0.1, "samples_per_s": 1000, "steps": 10,
-             "global_step": 10 * (i + 1), "session": 1}
-            for i, (v, t) in enumerate(zip(val_losses, train_seconds, strict=True))]
+    rows = [
+        {
+            "epoch": i + 1,
+            "train_loss": 0.5 / (i + 1),
+            "val_loss": v,
+            "val_accuracy": 0.9,
+            "train_seconds": t,
+            "val_seconds": 0.1,
+            "epoch_seconds": t + 0.1,
+            "samples_per_s": 1000,
+            "steps": 10,
+            "global_step": 10 * (i + 1),
+            "session": 1,
+        }
+        for i, (v, t) in enumerate(zip(val_losses, train_seconds, strict=True))
+    ]
     FILES.csv(path / "metrics.csv", METRIC_FIELDS, rows)
     return RunDir(path)
 
@@ -178,26 +216,32 @@ def test_q4_gives_one_answer_from_one_rule(tmp_path):
     assert PATIENCE == 3
     falling = _fake_run(tmp_path / "a", "mlp", "cpu", [0.5, 0.4, 0.3, 0.2], [9.0, 2.0, 2.0, 2.0])
     t = train_longer(falling)
-    assert not t.too_long and t.answer() == ("Train longer: the validation loss reached a new low at the last epoch "
-                                             "(0.2000, down 60% over the last 3 epochs); early stopping with a "
-                                             "patience of 3 epochs would not have stopped.")
+    assert not t.too_long and t.answer() == (
+        "Train longer: the validation loss reached a new low at the last epoch "
+        "(0.2000, down 60% over the last 3 epochs); early stopping with a "
+        "patience of 3 epochs would not have stopped."
+    )
     recent = _fake_run(tmp_path / "r", "mlp", "cpu", [0.5, 0.3, 0.35, 0.4], [3.0, 0.5, 0.5, 0.5])
     assert not train_longer(recent).too_long  # lowest 2 epochs before the end: patience not spent
     assert "at epoch 2 of 4, fewer than 3 epochs before the end" in train_longer(recent).answer()
     turned = _fake_run(tmp_path / "b", "mlp", "cuda:0", [0.5, 0.3, 0.35, 0.4, 0.45], [3.0, 0.5, 0.5, 0.5, 0.5])
     t = train_longer(turned)
-    assert t.too_long and t.answer() == ("5 epochs is too long: the validation loss was lowest at epoch 2 (0.3000) "
-                                         "and no lower in the 3 epochs after it; early stopping with a patience of 3 "
-                                         "epochs would have stopped at epoch 5, keeping epoch 2.")
+    assert t.too_long and t.answer() == (
+        "5 epochs is too long: the validation loss was lowest at epoch 2 (0.3000) "
+        "and no lower in the 3 epochs after it; early stopping with a patience of 3 "
+        "epochs would have stopped at epoch 5, keeping epoch 2."
+    )
     assert [r[0] for r in t.evidence()] == ["1", "2", "3", "4", "5"] and t.evidence()[-1][3:] == ["0.3000", "3"]
     for run in (falling, recent, turned):
         said = " ".join(training_observations(run)).lower()
         assert "overfit" not in said and ("train longer" in said) != ("too long" in said), said
     (line,) = device_comparisons([falling, turned])
     # steady-state epochs only (the cold first epochs, 9 s and 3 s, are left out), per step (10 steps each)
-    assert line.startswith("mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
-                           "cuda vs the CPU 4.0x faster (median of 3 paired ratios, 4.0\u20134.0x; ratio of the "
-                           "medians 4.0x) (steady-state epochs")
+    assert line.startswith(
+        "mlp: a training step on cuda took 50.00 ms against 200.00 ms on the CPU: "
+        "cuda vs the CPU 4.0x faster (median of 3 paired ratios, 4.0\u20134.0x; ratio of the "
+        "medians 4.0x) (steady-state epochs"
+    )
 
 
 def test_plural_and_percent():
@@ -205,8 +249,15 @@ def test_plural_and_percent():
 
     assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
     assert plural(1, "more epoch") == "1 more epoch"
-    assert [percent(x) for x in (0, 0.0004, 0.004, 0.042, 0.77, 1, -0.042)] == \
-        ["0%", "<0.1%", "0.4%", "4.2%", "77%", "100%", "-4.2%"]
+    assert [percent(x) for x in (0, 0.0004, 0.004, 0.042, 0.77, 1, -0.042)] == [
+        "0%",
+        "<0.1%",
+        "0.4%",
+        "4.2%",
+        "77%",
+        "100%",
+        "-4.2%",
+    ]
 
 
 def test_a_one_epoch_resume_is_one_more_epoch(tmp_path):
@@ -242,8 +293,10 @@ def test_device_comparison_is_per_step_on_equal_work(tmp_path):
 def test_epoch_timing_separates_cold_epochs_and_marks_resumes():
     from mnistlab.measure.epochs import epoch_timing, resume_points
 
-    rows = [{"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": s}
-            for e, t, s in [(1, 19.7, 1), (2, 0.5, 1), (3, 0.6, 1), (4, 3.0, 2), (5, 0.4, 2)]]
+    rows = [
+        {"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": s}
+        for e, t, s in [(1, 19.7, 1), (2, 0.5, 1), (3, 0.6, 1), (4, 3.0, 2), (5, 0.4, 2)]
+    ]
     t = epoch_timing(rows)
     assert t.cold_epochs == [1, 4] and t.steady_epochs == [2, 3, 5] and t.spread.median == 0.5
     assert "steady state 0.50 s per epoch (0.40\u20130.60 s over 3 epochs)" in t.words()
@@ -254,8 +307,10 @@ def test_epoch_timing_separates_cold_epochs_and_marks_resumes():
 def test_cold_is_claimed_only_where_measured_and_a_busy_epoch_is_marked():
     from mnistlab.measure.epochs import epoch_timing
 
-    rows = [{"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": 1}
-            for e, t in [(1, 31.96), (2, 0.5), (3, 0.5)]]
+    rows = [
+        {"epoch": e, "train_seconds": t, "steps": 10, "samples_per_s": 1.0, "session": 1}
+        for e, t in [(1, 31.96), (2, 0.5), (3, 0.5)]
+    ]
     words = epoch_timing(rows).words()  # an old run: no warm-up or load columns
     assert words.startswith("first epoch 31.96 s; steady state") and "cold" not in words and "busy" not in words
     rows[0].update(warmup_s=1.25, load_1m=3.7, cpu_count=2)  # the session's warm-up, timed apart; a busy epoch
@@ -273,25 +328,55 @@ def _bench_result(cnn_utilisation: float, decompositions=()):
     phases = {**dict.fromkeys(PHASES, 0.2), "data": 0.01, "h2d": 0.01}
 
     def cell(model, pipeline, utilisation):
-        return Cell(model, "cpu", pipeline, "x", 64, 10, 3, 100, True, [0.010, 0.0101, 0.0102], [0.05, 0.01],
-                    phases, 0.012, int(utilisation * 1e9 * 0.0101), 1e9, load=load)
+        return Cell(
+            model,
+            "cpu",
+            pipeline,
+            "x",
+            64,
+            10,
+            3,
+            100,
+            True,
+            [0.010, 0.0101, 0.0102],
+            [0.05, 0.01],
+            phases,
+            0.012,
+            int(utilisation * 1e9 * 0.0101),
+            1e9,
+            load=load,
+        )
+
     cells = [cell("mlp", "resident", 0.05), cell("cnn", "resident", cnn_utilisation)]
-    return BenchResult(cells, {"cpu": 1e9}, {"cpu": "a CPU"}, {"batch_size": 64, "steps": 10, "repeats": 3,
-                                                                "warmup": 2}, load, decompositions=list(decompositions))
+    return BenchResult(
+        cells,
+        {"cpu": 1e9},
+        {"cpu": "a CPU"},
+        {"batch_size": 64, "steps": 10, "repeats": 3, "warmup": 2},
+        load,
+        decompositions=list(decompositions),
+    )
 
 
 NOT_FIXED = ("bound by arithmetic", "compute-bound", "memory-bound", "bound by memory", "overhead")
 
 
-@pytest.mark.parametrize("utilisation, decomposition, bound, never", [
-    # a file from before the decompositions and the floors: the threshold, in the judgement's words
-    (0.28, None, "bound by its fixed per-step cost", NOT_FIXED),
-    (0.35, None, "bound by arithmetic", ("fixed per-step cost", "overhead", "memory")),
-    # measured: 60% of the step fixed (the issue's MLP-like CNN step), or 2% of it (an arithmetic one)
-    (0.35, (2.0e-3, 20e-6), "bound by its fixed per-step cost", NOT_FIXED),
-    (0.28, (0.3e-3, 250e-6), "bound by arithmetic", ("bound by its fixed per-step cost", "memory-bound",
-                                                     "bound by memory", "overhead")),
-])
+@pytest.mark.parametrize(
+    "utilisation, decomposition, bound, never",
+    [
+        # a file from before the decompositions and the floors: the threshold, in the judgement's words
+        (0.28, None, "bound by its fixed per-step cost", NOT_FIXED),
+        (0.35, None, "bound by arithmetic", ("fixed per-step cost", "overhead", "memory")),
+        # measured: 60% of the step fixed (the issue's MLP-like CNN step), or 2% of it (an arithmetic one)
+        (0.35, (2.0e-3, 20e-6), "bound by its fixed per-step cost", NOT_FIXED),
+        (
+            0.28,
+            (0.3e-3, 250e-6),
+            "bound by arithmetic",
+            ("bound by its fixed per-step cost", "memory-bound", "bound by memory", "overhead"),
+        ),
+    ],
+)
 def test_every_section_reads_the_cells_one_bound(tmp_path, utilisation, decomposition, bound, never):
     """Each section, written on its own, says of the CPU CNN cell only what its one judgement (Cell.bound)
     says: a fixed-cost step is never called memory- or arithmetic-bound, an arithmetic one never fixed-cost."""
@@ -329,19 +414,27 @@ def test_a_report_says_which_questions_it_answers_and_claims_no_reason_it_does_n
 
     _fake_run(tmp_path / "mlp", "mlp", "cpu", [0.5, 0.4, 0.3], [2.0, 1.0, 1.0])
     md = build_report([tmp_path / "mlp"], tmp_path / "out")[0].read_text()
-    sheet = md[:md.index("<a id=")]  # the answer sheet, before the first section
+    sheet = md[: md.index("<a id=")]  # the answer sheet, before the first section
     for q in ("Q2", "Q3", "Q4", "Q10"):
-        assert f"| [{q}](#{q.lower()}) |" in sheet and sheet.split(f"| [{q}](#")[1].split("\n")[0].endswith("| measured |")
-    for q, why in (("Q1", "the data is described only in a lab directory (lab.json)"),
-                   ("Q5", "no GPU run in these directories"), ("Q6", "no GPU run in these directories"),
-                   ("Q7", "no CPU run of the CNN in these directories")):
-        assert f"| {q} | " in sheet and f"Not answered: {why}. | not answered |" in sheet.split(f"| {q} | ")[1].split("\n")[0]
+        assert f"| [{q}](#{q.lower()}) |" in sheet and sheet.split(f"| [{q}](#")[1].split("\n")[0].endswith(
+            "| measured |"
+        )
+    for q, why in (
+        ("Q1", "the data is described only in a lab directory (lab.json)"),
+        ("Q5", "no GPU run in these directories"),
+        ("Q6", "no GPU run in these directories"),
+        ("Q7", "no CPU run of the CNN in these directories"),
+    ):
+        assert (
+            f"| {q} | " in sheet
+            and f"Not answered: {why}. | not answered |" in sheet.split(f"| {q} | ")[1].split("\n")[0]
+        )
     assert "## Q1." not in md and "## Q7." not in md and "## Q5." not in md and "## Q8." not in md
     assert "this machine has no GPU" not in md.lower() and "had no GPU" not in md
     (tmp_path / "bench").mkdir()
     write_bench(_bench_result(0.35), tmp_path / "bench")
     md = build_report([tmp_path / "bench"], tmp_path / "out2")[0].read_text()
-    sheet = md[:md.index("<a id=")]
+    sheet = md[: md.index("<a id=")]
     assert sheet.count("| measured |") == 1 and "| [Q10](#q10) |" in sheet
     assert "no device" not in md and "Q1-Q10" not in md and "Q1 to Q10" not in md
     assert "Not answered here: no GPU run in these directories. What limits the CNN" in md
@@ -354,18 +447,42 @@ def _counted_bench(gpu_steps: dict[str, list[float]] | None = None):
 
     load = {"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 0.5, "cpu_count": 2}}
     phases = {**dict.fromkeys(PHASES, 0.2), "data": 0.01, "h2d": 0.01}
-    counts = {"mlp": (29_081_600, 4_088_368, 59, [0.0006, 0.00062, 0.00064]),
-              "cnn": (2_835_726_336, 118_206_640, 85, [0.034, 0.035, 0.036])}
+    counts = {
+        "mlp": (29_081_600, 4_088_368, 59, [0.0006, 0.00062, 0.00064]),
+        "cnn": (2_835_726_336, 118_206_640, 85, [0.034, 0.035, 0.036]),
+    }
 
     def cell(model, device, steps):
         flops, nbytes, ops, _ = counts[model]
-        return Cell(model, device, "resident", "x", 64, 10, 3, 100, True, steps, [0.05, 0.01], phases, 0.012,
-                    flops, 1e11, nbytes, ops, 3.8e10, 2e-6, load=load)
+        return Cell(
+            model,
+            device,
+            "resident",
+            "x",
+            64,
+            10,
+            3,
+            100,
+            True,
+            steps,
+            [0.05, 0.01],
+            phases,
+            0.012,
+            flops,
+            1e11,
+            nbytes,
+            ops,
+            3.8e10,
+            2e-6,
+            load=load,
+        )
+
     cells = [cell(m, "cpu", c[3]) for m, c in counts.items()]
     cells += [cell(m, "cuda", steps) for m, steps in (gpu_steps or {}).items()]
     devices = {"cpu": "a CPU", **({"cuda": "NVIDIA H100 80GB HBM3"} if gpu_steps else {})}
-    return BenchResult(cells, dict.fromkeys(devices, 1e11), devices,
-                       {"batch_size": 64, "steps": 10, "repeats": 3, "warmup": 2}, load)
+    return BenchResult(
+        cells, dict.fromkeys(devices, 1e11), devices, {"batch_size": 64, "steps": 10, "repeats": 3, "warmup": 2}, load
+    )
 
 
 def test_a_cpu_only_bench_answers_q6_and_q9_with_a_labelled_prediction(tmp_path):
@@ -375,19 +492,21 @@ def test_a_cpu_only_bench_answers_q6_and_q9_with_a_labelled_prediction(tmp_path)
     (tmp_path / "bench").mkdir()
     write_bench(_counted_bench(), tmp_path / "bench")
     md = build_report([tmp_path / "bench"], tmp_path / "out", gpu="L4")[0].read_text()
-    sheet = md[:md.index("<a id=")]
+    sheet = md[: md.index("<a id=")]
     assert sheet.count("| predicted for the L4 |") == 2 and sheet.count("| measured |") == 1
-    assert "| [Q6](#q6) | Is the MLP faster on the GPU? As expected? | At most 2.1x faster on the L4 than here: " \
-           "launch-bound, its time set by issuing its operations, not by arithmetic. |" in md
-    q6 = md[md.index("## Q6."):md.index("## Q9.")]
+    assert (
+        "| [Q6](#q6) | Is the MLP faster on the GPU? As expected? | At most 2.1x faster on the L4 than here: "
+        "launch-bound, its time set by issuing its operations, not by arithmetic. |" in md
+    )
+    q6 = md[md.index("## Q6.") : md.index("## Q9.")]
     # the MLP on an L4: 59 operations x 5 us = 0.295 ms bind (4.1 MB at 300 GB/s: 13.63 us; 29.1 MFLOP: 0.48 us)
     assert "Predicted, not measured: there is no GPU run in these directories. On the L4" in q6
     assert "at least 0.295 ms per step, launch-bound" in q6 and "13.63 us (bandwidth floor)" in q6
     assert "could be at most 2.1x faster (2.0\u20132.2x over the measured range)" in q6
     assert "The prediction's assumptions: [how to read this](#how-to-read-this)" in q6  # said once, there
-    how = md[md.index("## How to read this"):]
+    how = md[md.index("## How to read this") :]
     assert how.count("Assumptions of the prediction") == 1 and "assumed" in how and "datasheet" in how
-    q9 = md[md.index("## Q9."):md.index("## Q10.")]
+    q9 = md[md.index("## Q9.") : md.index("## Q10.")]
     assert "the CNN's training step would take at least 0.425 ms per step, launch-bound" in q9
     assert "bench-roofline.png" in q9 and (tmp_path / "out" / "figures" / "bench-roofline.png").is_file()
     assert "measured / predicted" not in md  # no GPU cell: nothing to check against
@@ -398,14 +517,17 @@ def test_a_gpu_run_in_the_bench_puts_prediction_and_measurement_side_by_side(tmp
     from mnistlab.report.builder import build_report
 
     (tmp_path / "bench").mkdir()
-    write_bench(_counted_bench({"mlp": [0.00058, 0.00059, 0.00062], "cnn": [0.0009, 0.00095, 0.001]}),
-                tmp_path / "bench")
+    write_bench(
+        _counted_bench({"mlp": [0.00058, 0.00059, 0.00062], "cnn": [0.0009, 0.00095, 0.001]}), tmp_path / "bench"
+    )
     md = build_report([tmp_path / "bench"], tmp_path / "out", gpu="T4")[0].read_text()
-    q6 = md[md.index("## Q6."):md.index("## Q9.")]
+    q6 = md[md.index("## Q6.") : md.index("## Q9.")]
     # the check uses the table's row for the GPU that ran (an H100), whatever --gpu chose
-    assert ("| resident/cuda/mlp | NVIDIA H100 80GB HBM3 | H100 SXM | 0.295 (launch-bound) | "
-            "0.590 (0.580\u20130.620) | 2.00x |") in q6
-    q9 = md[md.index("## Q9."):md.index("## Q10.")]
+    assert (
+        "| resident/cuda/mlp | NVIDIA H100 80GB HBM3 | H100 SXM | 0.295 (launch-bound) | "
+        "0.590 (0.580\u20130.620) | 2.00x |"
+    ) in q6
+    q9 = md[md.index("## Q9.") : md.index("## Q10.")]
     assert "| resident/cuda/cnn | NVIDIA H100 80GB HBM3 | H100 SXM | 0.425 (launch-bound) |" in q9 and "| 2.24x |" in q9
     assert "On the T4, the CNN's training step would take" in q9
 
@@ -515,9 +637,19 @@ def test_a_tiny_benchs_report_says_one_judgement_everywhere(tiny_module, tmp_pat
     from mnistlab.report.inputs import read_inputs
 
     spec, root = tiny_module
-    result = run_bench(read_split(spec, root, train=True), spec, models=["mlp", "cnn"], devices=["cpu"],
-                       pipelines=["resident"], batch_size=16, steps=4, repeats=2, warmup=2,
-                       decomposition=DecomposeSettings((1, 4, 32), repeats=3, chunk_s=0.005), log=lambda m: None)
+    result = run_bench(
+        read_split(spec, root, train=True),
+        spec,
+        models=["mlp", "cnn"],
+        devices=["cpu"],
+        pipelines=["resident"],
+        batch_size=16,
+        steps=4,
+        repeats=2,
+        warmup=2,
+        decomposition=DecomposeSettings((1, 4, 32), repeats=3, chunk_s=0.005),
+        log=lambda m: None,
+    )
     mlp = result.cell("resident", "cpu", "mlp")
     assert mlp.decomposition.fixed_share > 0.6 and mlp.decomposition.binds == FIXED, mlp.decomposition.words()
     (tmp_path / "bench").mkdir()

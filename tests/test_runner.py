@@ -24,8 +24,16 @@ def quiet(**kw):
 def test_a_run_writes_its_whole_directory(tiny, tmp_path):
     run = train_run(cfg(), run_dir=tmp_path / "r", **quiet())
     names = {p.name for p in run.path.iterdir()}
-    assert {"config.json", "env.json", "metrics.csv", "steps.csv", "last.pt", "best.pt", "test.json",
-            "status.json"} <= names
+    assert {
+        "config.json",
+        "env.json",
+        "metrics.csv",
+        "steps.csv",
+        "last.pt",
+        "best.pt",
+        "test.json",
+        "status.json",
+    } <= names
     assert "loss.png" in names  # the train job draws it, for every caller (CLI, notebook, sweep trial)
     assert not [n for n in names if n.endswith(".tmp")]
     rows = run.metrics()
@@ -52,10 +60,12 @@ def test_learns_the_tiny_task(tiny, tmp_path):
 @pytest.mark.slow
 def test_resume_in_two_halves_equals_one_go(tiny, tmp_path, model, pinned_threads):
     n = 10 if model == "mlp" else 2
-    whole = train_run(cfg(model=model, epochs=2 * n, subset=256 if model == "cnn" else None),
-                         run_dir=tmp_path / "whole", **quiet())
-    half = train_run(cfg(model=model, epochs=n, subset=256 if model == "cnn" else None),
-                        run_dir=tmp_path / "half", **quiet())
+    whole = train_run(
+        cfg(model=model, epochs=2 * n, subset=256 if model == "cnn" else None), run_dir=tmp_path / "whole", **quiet()
+    )
+    half = train_run(
+        cfg(model=model, epochs=n, subset=256 if model == "cnn" else None), run_dir=tmp_path / "half", **quiet()
+    )
     train_run(resume=half.path, overrides={"epochs": n}, **quiet())
     keys = ["epoch", "train_loss", "val_loss", "val_accuracy", "global_step"]
     assert [{k: r[k] for k in keys} for r in whole.metrics()] == [{k: r[k] for k in keys} for r in half.metrics()]

@@ -35,21 +35,27 @@ def test_observations_follow_the_numbers():
     one = ScalingCell("mlp", "cpu", 1, 64, [0.010, 0.010], [0.010, 0.010], 437_544)
     slow = ScalingCell("mlp", "cpu", 2, 64, [0.020, 0.020], [0.005, 0.005], 437_544)
     text = " ".join(scaling_observations(_result(one, slow)))
-    assert "2.0x slower (median of 2 paired ratios, 2.0\u20132.0x; ratio of the medians 2.0x)" in text and "75% of each step is the all-reduce" in text
+    assert (
+        "2.0x slower (median of 2 paired ratios, 2.0\u20132.0x; ratio of the medians 2.0x)" in text
+        and "75% of each step is the all-reduce" in text
+    )
     assert "too little work" in text and "unstable" not in text
     noisy = ScalingCell("mlp", "cpu", 2, 64, [0.004, 0.008], [0.003, 0.003], 437_544)
     assert scaling_observations(_result(one, noisy))[0].startswith("mlp with 2 processes on cpu: unstable:")
 
 
-@pytest.mark.parametrize("one_s, two_s", [
-    ([0.44], [0.01]),  # --repeats 1: "44x faster" from one repeat is no evidence
-    ([0.44, 0.02], [0.01, 0.01]),  # a 22x spread between repeats (a busy machine)
-])
+@pytest.mark.parametrize(
+    "one_s, two_s",
+    [
+        ([0.44], [0.01]),  # --repeats 1: "44x faster" from one repeat is no evidence
+        ([0.44, 0.02], [0.01, 0.01]),  # a 22x spread between repeats (a busy machine)
+    ],
+)
 def test_scaling_uses_the_one_stability_rule(one_s, two_s):
     one = ScalingCell("mlp", "cpu", 1, 64, one_s, one_s, 437_544)
     two = ScalingCell("mlp", "cpu", 2, 64, two_s, two_s, 437_544)
     result = _result(one, two)
-    (_, _, ratio), = result.speedups()
+    ((_, _, ratio),) = result.speedups()
     assert not ratio.stability.stable and not one.stability.stable
     line = next(n for n in scaling_observations(result) if "against one" in n)
     assert "faster" in line and "[unstable:" in line

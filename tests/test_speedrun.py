@@ -62,7 +62,9 @@ def test_speedrun_end_to_end_on_tiny_data(tiny, tmp_path, capsys):
     assert data["cold_s"] is None and "cold start not measured: not a fresh process" in details
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
-    assert "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
+    assert (
+        "Speedrun: time to 50% test accuracy" in md and f"{runs[1]['accuracy']:.2f}% ({runs[1]['correct']}/200)" in md
+    )
     assert f"at the ceiling a run would take {flops / ceiling:.2g} s (the floor)" in md
     assert "Cold start: not measured: not a fresh process" in md
     assert run_levers_text({"precision": "bf16-mixed", "channels_last": True}) == "eager bf16-mixed + channels-last"
@@ -100,6 +102,7 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
         def eager(x, y):
             clock.now += 1
             return inner(x, y)
+
         step.eager = eager
         return step
 
@@ -115,6 +118,7 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
         def run(*a, **kw):
             clock.now += seconds
             return real(*a, **kw)
+
         return run
 
     monkeypatch.setattr(rc, "make_step", make_step)
@@ -122,13 +126,30 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
     monkeypatch.setattr(rc, "DeviceLoader", loader)
     monkeypatch.setattr(sr, "count_run", slow(1e7, sr.count_run))
     # the probe's own time budget runs on the (frozen) fake clock: a fixed ceiling instead, at a fake cost
-    monkeypatch.setattr(sr, "measure_ceilings", slow(1e8, lambda device, dtype, seconds: Ceilings(
-        "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, ""))))
+    monkeypatch.setattr(
+        sr,
+        "measure_ceilings",
+        slow(
+            1e8,
+            lambda device, dtype, seconds: Ceilings(
+                "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")
+            ),
+        ),
+    )
     spec, root = get_dataset("tiny"), data_root(None)
     recipe = rc.Recipe(batch_size=128, epochs=2, warmup_steps=3)
-    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=2, target=10, recipe=recipe, levers=Levers(), log=lambda m: None,
-                         cold_since=(-7.0, "process start"))
+    result = sr.speedrun(
+        read_split(spec, root, True),
+        read_split(spec, root, False),
+        spec,
+        torch.device("cpu"),
+        seeds=2,
+        target=10,
+        recipe=recipe,
+        levers=Levers(),
+        log=lambda m: None,
+        cold_since=(-7.0, "process start"),
+    )
     steps = 2 * 4  # two epochs of the first 80% (the recipe's epoch_fraction) of 640 / 128 = 5 batches
     for r in result.seeds:
         assert (r.train_s, r.eval_s, r.seconds) == (steps, 1000, steps + 1000)
@@ -148,12 +169,33 @@ def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     loads = iter([{"load_avg_1m": 0.5, "cpu_count": 2}, {"load_avg_1m": 4.2, "cpu_count": 2}])
     monkeypatch.setattr(sr, "load_snapshot", lambda: next(loads))
     spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=1, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
+    result = sr.speedrun(
+        read_split(spec, root, True),
+        read_split(spec, root, False),
+        spec,
+        torch.device("cpu"),
+        seeds=1,
+        recipe=sr.Recipe(batch_size=320),
+        levers=Levers(),
+        log=lambda m: None,
+    )
     assert "unstable" in result.details() and "4.2 at the end" in result.details()
-    assert result.to_dict()["machine_busy"] == result.machine_busy and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
-    quiet = sr.SpeedrunResult(result.recipe, result.levers, "cpu", "x", 99.0, 0.0, 1, 1, seeds=result.seeds * 2,
-                              load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}})
+    assert (
+        result.to_dict()["machine_busy"] == result.machine_busy
+        and result.to_dict()["load"]["end"]["load_avg_1m"] == 4.2
+    )
+    quiet = sr.SpeedrunResult(
+        result.recipe,
+        result.levers,
+        "cpu",
+        "x",
+        99.0,
+        0.0,
+        1,
+        1,
+        seeds=result.seeds * 2,
+        load={"start": {"load_avg_1m": 0.5, "cpu_count": 2}, "end": {"load_avg_1m": 1.9, "cpu_count": 2}},
+    )
     assert quiet.machine_busy is None and "unstable" not in quiet.details()
 
 
@@ -170,10 +212,13 @@ def test_out_that_is_taken_is_one_line_naming_out(tiny, tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "mine" and (tmp_path / "d" / "speedrun.json").read_text() == "keep"
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--precision", "16-mixed"], "16-mixed needs a CUDA GPU"),
-    (["--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--precision", "16-mixed"], "16-mixed needs a CUDA GPU"),
+        (["--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),
+    ],
+)
 def test_levers_the_device_lacks_are_one_line(tiny, tmp_path, capsys, extra, words):
     assert run_cli(tmp_path, *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -192,29 +237,63 @@ def test_bad_target_is_one_line(tiny, tmp_path, capsys, target):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_speedrun_on_cuda_with_graphs(tiny, tmp_path):
-    assert cli.main(["speedrun", "--dataset", "tiny", "--device", "cuda", "--seeds", "2", "--target", "50",
-                     "--out", str(tmp_path / "s")]) == 0
+    assert (
+        cli.main(
+            [
+                "speedrun",
+                "--dataset",
+                "tiny",
+                "--device",
+                "cuda",
+                "--seeds",
+                "2",
+                "--target",
+                "50",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
     assert data["levers"]["cuda_graphs"] is True and all(r["total"] == 200 for r in data["runs"])
     assert data["summary"]["accuracy_mean"] > 50
 
 
-
-@pytest.mark.parametrize("damage, field", [(lambda d: d["runs"][0].pop("seconds"), "seconds"),
-                                           (lambda d: d["recipe"].update(epochs="one"), "epochs"),
-                                           (lambda d: d.update(runs=[]), "runs"),
-                                           (lambda d: d["ceiling"].update(flops_per_s=0), "flops_per_s"),
-                                           (lambda d: d["flops"].pop("eval"), "eval"),
-                                           (lambda d: d.update(cold_s=-1.0), "cold_s"),
-                                           (lambda d: d.update(not_measured={"cold": 3}), "cold")])
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: d["runs"][0].pop("seconds"), "seconds"),
+        (lambda d: d["recipe"].update(epochs="one"), "epochs"),
+        (lambda d: d.update(runs=[]), "runs"),
+        (lambda d: d["ceiling"].update(flops_per_s=0), "flops_per_s"),
+        (lambda d: d["flops"].pop("eval"), "eval"),
+        (lambda d: d.update(cold_s=-1.0), "cold_s"),
+        (lambda d: d.update(not_measured={"cold": 3}), "cold"),
+    ],
+)
 def test_a_malformed_speedrun_json_is_one_line_naming_the_file_and_field(tmp_path, damage, field):
     from mnistlab.core.errors import CheckpointError
     from mnistlab.core.schema import read_result
 
     seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
-    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds,
-                             flops=sr.RunFlops(10, 50, 20), ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
-                             ceiling_s=1.0, cold_s=9.0, cold_from="process start").to_dict()
+    data = sr.SpeedrunResult(
+        sr.Recipe(),
+        Levers(),
+        "cpu",
+        "a CPU",
+        99.0,
+        0.3,
+        640,
+        200,
+        1000,
+        seeds,
+        flops=sr.RunFlops(10, 50, 20),
+        ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
+        ceiling_s=1.0,
+        cold_s=9.0,
+        cold_from="process start",
+    ).to_dict()
     damage(data)
     (tmp_path / "speedrun.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError) as e:
@@ -249,26 +328,43 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     forward = sum(2 * i * o for i, o in MLP_LAYERS)
     step = forward + forward + sum(2 * i * o for i, o in MLP_LAYERS[1:])  # per image
     run = 2 * 300 * step + 40 * step + 200 * forward
-    assert sr.count_run(sr.Recipe(model="mlp", batch_size=300), get_dataset("tiny").shape, 640, 200) == \
-        sr.RunFlops(300 * step, 2 * 300 * step + 40 * step, 200 * forward)
+    assert sr.count_run(sr.Recipe(model="mlp", batch_size=300), get_dataset("tiny").shape, 640, 200) == sr.RunFlops(
+        300 * step, 2 * 300 * step + 40 * step, 200 * forward
+    )
     assert sr.RunFlops(300 * step, 2 * 300 * step + 40 * step, 200 * forward).run == run
     # two epochs count every step twice; a test set of 2,500 at batch 1000 is two full passes and one of 500
-    assert sr.count_run(sr.Recipe(model="mlp", batch_size=300, epochs=2), get_dataset("tiny").shape, 640, 2500
-                        ) == sr.RunFlops(300 * step, 2 * (640 * step), 2500 * forward)
+    assert sr.count_run(
+        sr.Recipe(model="mlp", batch_size=300, epochs=2), get_dataset("tiny").shape, 640, 2500
+    ) == sr.RunFlops(300 * step, 2 * (640 * step), 2500 * forward)
     # a partial epoch counts the batches it trains: half of 7 (6 of 100, one of 40) is the first 4, all full
-    assert sr.count_run(sr.Recipe(model="mlp", batch_size=100, epoch_fraction=0.5), get_dataset("tiny").shape, 640,
-                        200) == sr.RunFlops(100 * step, 4 * 100 * step, 200 * forward)
+    assert sr.count_run(
+        sr.Recipe(model="mlp", batch_size=100, epoch_fraction=0.5), get_dataset("tiny").shape, 640, 200
+    ) == sr.RunFlops(100 * step, 4 * 100 * step, 200 * forward)
 
-    monkeypatch.setattr(sr, "measure_ceilings", lambda device, dtype, seconds: Ceilings(
-        "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")))
+    monkeypatch.setattr(
+        sr,
+        "measure_ceilings",
+        lambda device, dtype, seconds: Ceilings(
+            "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")
+        ),
+    )
     spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=2, target=10, recipe=sr.Recipe(model="mlp", batch_size=300), levers=Levers(),
-                         log=lambda m: None)
+    result = sr.speedrun(
+        read_split(spec, root, True),
+        read_split(spec, root, False),
+        spec,
+        torch.device("cpu"),
+        seeds=2,
+        target=10,
+        recipe=sr.Recipe(model="mlp", batch_size=300),
+        levers=Levers(),
+        log=lambda m: None,
+    )
     assert result.flops.run == run and result.ceiling == sr.Ceiling(1e9, "bfloat16", "matmul 8x8 @ 8x8")
     assert result.floor_s == pytest.approx(run / 1e9)
-    assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx([run / s.seconds / 1e9
-                                                                               for s in result.seeds])
+    assert [result.ceiling_fraction(s) for s in result.seeds] == pytest.approx(
+        [run / s.seconds / 1e9 for s in result.seeds]
+    )
     assert f"{run / 1e9:,.2f} GFLOP per run" in result.details()
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
@@ -293,8 +389,17 @@ def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch,
     monkeypatch.setattr(sr, "count_step", fail)
     monkeypatch.setattr(sr, "measure_ceilings", fail)
     spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=1, target=10, recipe=sr.Recipe(batch_size=320), levers=Levers(), log=lambda m: None)
+    result = sr.speedrun(
+        read_split(spec, root, True),
+        read_split(spec, root, False),
+        spec,
+        torch.device("cpu"),
+        seeds=1,
+        target=10,
+        recipe=sr.Recipe(batch_size=320),
+        levers=Levers(),
+        log=lambda m: None,
+    )
     assert result.flops is None and result.ceiling is None and result.floor_s is None and len(result.seeds) == 1
     line = result.details()
     assert "FLOPs not counted (RuntimeError: no formula for this op)" in line and "second line" not in line
@@ -328,17 +433,29 @@ def test_the_one_sided_t_test_matches_a_known_value():
 
     seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
-    assert result.summary()["target_test"] == {"alternative": "mean accuracy > target", "n": 5, "t": t.t, "p": t.p,
-                                               "why_not": None}
-    assert ("mean above 99%? t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t at least "
-            "this large if the true mean were 99%, smaller still for any lower mean)") == result.test_words()
+    assert result.summary()["target_test"] == {
+        "alternative": "mean accuracy > target",
+        "n": 5,
+        "t": t.t,
+        "p": t.p,
+        "why_not": None,
+    }
+    assert (
+        "mean above 99%? t = 3.00, p = 0.02 (one-sided t-test over 5 seeds; p is the chance of a t at least "
+        "this large if the true mean were 99%, smaller still for any lower mean)"
+    ) == result.test_words()
     assert "t = 3.00, p = 0.02 (one-sided t-test over 5 seeds)" in result.details()
     assert "t = 3.00, p = 0.02" in result._repr_html_()
 
 
-@pytest.mark.parametrize("accs, why", [([99.5], "1 seed: no spread to test with"),
-                                       ([99.2, 99.2, 99.2], "all 3 seeds have the same accuracy: zero spread"),
-                                       ([99.2, 99.2], "both seeds have the same accuracy")])
+@pytest.mark.parametrize(
+    "accs, why",
+    [
+        ([99.5], "1 seed: no spread to test with"),
+        ([99.2, 99.2, 99.2], "all 3 seeds have the same accuracy: zero spread"),
+        ([99.2, 99.2], "both seeds have the same accuracy"),
+    ],
+)
 def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
@@ -361,15 +478,40 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     from mnistlab.report.sections.speedrun import speedrun_section
 
     seeds = [sr.SeedResult(s, 99.1 + s / 10, 9910, 10000, 3.0 + s, 2.5, 0.5, 0.3, 0.05) for s in range(3)]
-    data = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.4, 60000, 10000, 1234, seeds,
-                             flops=sr.RunFlops(1, 2, 3), ceiling=sr.Ceiling(1e9, "bfloat16", "m"),
-                             ceiling_s=1.0, cold_s=5.0, cold_from="process start").to_dict()
+    data = sr.SpeedrunResult(
+        sr.Recipe(),
+        Levers(),
+        "cpu",
+        "a CPU",
+        99.0,
+        0.4,
+        60000,
+        10000,
+        1234,
+        seeds,
+        flops=sr.RunFlops(1, 2, 3),
+        ceiling=sr.Ceiling(1e9, "bfloat16", "m"),
+        ceiling_s=1.0,
+        cold_s=5.0,
+        cold_from="process start",
+    ).to_dict()
     new = {"flops", "flops_counted", "ceiling", "ceiling_s", "cold_s", "cold_from", "cold_includes", "not_measured"}
     old = {k: v for k, v in data.items() if k not in new}
     old["runs"] = [{k: v for k, v in r.items() if k not in ("flops_per_s", "ceiling_fraction")} for r in data["runs"]]
-    old["summary"] = {k: v for k, v in data["summary"].items()
-                      if k not in ("target_test", "flops_per_run", "flops_per_s_median", "ceiling_fraction_median",
-                                   "floor_s", "ceiling_s", "cold_s")}
+    old["summary"] = {
+        k: v
+        for k, v in data["summary"].items()
+        if k
+        not in (
+            "target_test",
+            "flops_per_run",
+            "flops_per_s_median",
+            "ceiling_fraction_median",
+            "floor_s",
+            "ceiling_s",
+            "cold_s",
+        )
+    }
     (tmp_path / sr.SpeedrunResult.FILE).write_text(json.dumps(old))
     result = read_result(sr.SpeedrunResult, tmp_path)
     assert result.flops is None and result.ceiling is None and result.cold_s is None
@@ -384,7 +526,9 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     assert (r.label_smoothing, r.adam_beta2, r.epoch_fraction, r.test_shift) == (0.0, 0.999, 1.0, 0)
     line = result.details()
     assert "FLOPs not recorded (an older speedrun.json)" in line and "cold start not recorded" in line
-    assert "mean above 99%?  " in line and "t = " in line  # the t-test needs only the seeds' accuracies, which old files have
+    assert (
+        "mean above 99%?  " in line and "t = " in line
+    )  # the t-test needs only the seeds' accuracies, which old files have
     doc = Document("t")
     speedrun_section(doc, result)
     md = doc.to_markdown(tmp_path)
@@ -399,24 +543,50 @@ def test_cold_time_of_a_fresh_command_line_process(tiny, tmp_path):
     and fits inside the wall time the parent saw."""
     spec, root = tiny
     (tmp_path / "datasets.json").write_text(json.dumps([dataclasses.asdict(spec)]))
-    env = {**os.environ, "MNISTLAB_DATA": str(root), "MNISTLAB_DATASETS_FILE": str(tmp_path / "datasets.json"),
-           "PYTHONPATH": str(Path(sr.__file__).parents[2]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MNISTLAB_DATA": str(root),
+        "MNISTLAB_DATASETS_FILE": str(tmp_path / "datasets.json"),
+        "PYTHONPATH": str(Path(sr.__file__).parents[2]),
+        "OMP_NUM_THREADS": "1",
+    }
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "speedrun", "--dataset", "tiny", "--device", "cpu",
-                        "--seeds", "2", "--target", "50", "--out", str(tmp_path / "s")], env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "speedrun",
+            "--dataset",
+            "tiny",
+            "--device",
+            "cpu",
+            "--seeds",
+            "2",
+            "--target",
+            "50",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     wall = time.time() - t0
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
     data = json.loads((tmp_path / "s" / "speedrun.json").read_text())
     first = data["runs"][0]
     expected_from = "process start" if sys.platform.startswith("linux") else "mnistlab import"
-    assert data["cold_from"] == expected_from and data["cold_includes"].startswith("the interpreter's start"
-                                                                                  if expected_from == "process start"
-                                                                                  else "mnistlab's import")
+    assert data["cold_from"] == expected_from and data["cold_includes"].startswith(
+        "the interpreter's start" if expected_from == "process start" else "mnistlab's import"
+    )
     assert first["seconds"] + first["warmup_s"] + data["summary"]["data_s"] < data["cold_s"] < wall
     assert f"   {data['cold_s']:.2f} s   " in p.stdout.splitlines()[3]  # the small table's cold start column
-    assert f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result" in \
-        sr.SpeedrunResult.from_dict(data).details()
+    assert (
+        f"cold {data['cold_s']:.2f} s from {expected_from} to seed 0's result"
+        in sr.SpeedrunResult.from_dict(data).details()
+    )
 
 
 def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
@@ -439,8 +609,10 @@ def test_inputs_kept_in_the_autocast_dtype_train_exactly_as_cast_ones(tiny):
     assert (a.final_loss, a.correct) == (b.final_loss, b.correct)
 
 
-@pytest.mark.parametrize("batches, fraction, trained", [(235, 0.8, 188), (235, 1.0, 235), (196, 0.8, 157),
-                                                        (5, 0.8, 4), (1, 0.01, 1), (10, 0.71, 8)])
+@pytest.mark.parametrize(
+    "batches, fraction, trained",
+    [(235, 0.8, 188), (235, 1.0, 235), (196, 0.8, 157), (5, 0.8, 4), (1, 0.01, 1), (10, 0.71, 8)],
+)
 def test_a_partial_epoch_trains_the_first_ceil_of_its_batches(batches, fraction, trained):
     assert sr.Recipe(epoch_fraction=fraction).batches_per_epoch(batches) == trained
 
@@ -483,26 +655,49 @@ def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
     monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
     spec, root = get_dataset("tiny"), data_root(None)
     for levers in (Levers(), Levers(precision="bf16-mixed")):
-        sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"), seeds=1,
-                    target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0), levers=levers,
-                    log=lambda m: None)
+        sr.speedrun(
+            read_split(spec, root, True),
+            read_split(spec, root, False),
+            spec,
+            torch.device("cpu"),
+            seeds=1,
+            target=10,
+            recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
+            levers=levers,
+            log=lambda m: None,
+        )
     assert seen == [torch.float32, torch.bfloat16]
 
 
 # --- hostile values in speedrun.json: each is one line naming the file and the field ----------------------
 
+
 def _good_record() -> dict:
     seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
-    return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds,
-                             flops=sr.RunFlops(10, 50, 20), ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
-                             ceiling_s=1.0, cold_s=9.0, cold_from="process start").to_dict()
+    return sr.SpeedrunResult(
+        sr.Recipe(),
+        Levers(),
+        "cpu",
+        "a CPU",
+        99.0,
+        0.3,
+        640,
+        200,
+        1000,
+        seeds,
+        flops=sr.RunFlops(10, 50, 20),
+        ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
+        ceiling_s=1.0,
+        cold_s=9.0,
+        cold_from="process start",
+    ).to_dict()
 
 
 HOSTILE = [  # (what, damage, the field the line must name)
     ("flops.step negative", lambda d: d["flops"].update(step=-5), "step"),
     ("flops.train negative", lambda d: d["flops"].update(train=-1), "train"),
     ("flops all zero: a floor of 0 s", lambda d: d["flops"].update(step=0, train=0, eval=0), "train"),
-    ("flops beyond any float", lambda d: d["flops"].update(train=10 ** 400), "train"),
+    ("flops beyond any float", lambda d: d["flops"].update(train=10**400), "train"),
     ("a ceiling so small the floor is inf", lambda d: d["ceiling"].update(flops_per_s=1e-300), "flops_per_s"),
     ("a ceiling of 1e308 FLOP/s", lambda d: d["ceiling"].update(flops_per_s=1e308), "flops_per_s"),
     ("ceiling_s negative", lambda d: d.update(ceiling_s=-3.0), "ceiling_s"),
@@ -570,10 +765,18 @@ def test_what_the_reader_refuses_the_writer_never_writes(tiny, monkeypatch, tmp_
     monkeypatch.setattr(sr, "count_run", lambda *a, **kw: sr.RunFlops(0, 0, 0))
     monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
     spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"),
-                         seeds=1, target=10, recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
-                         levers=Levers(),
-                         log=lambda m: None, cold_since=(time.time() + 3600, "process start"))
+    result = sr.speedrun(
+        read_split(spec, root, True),
+        read_split(spec, root, False),
+        spec,
+        torch.device("cpu"),
+        seeds=1,
+        target=10,
+        recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
+        levers=Levers(),
+        log=lambda m: None,
+        cold_since=(time.time() + 3600, "process start"),
+    )
     assert result.flops is None and "no matmul or convolution" in result.not_measured["flops"]
     assert result.cold_s is None and result.not_measured["cold"].startswith("not measured: the wall clock went back")
     (tmp_path / "r").mkdir()
@@ -587,13 +790,16 @@ def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_p
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
 
-    seeds = [sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1)
-             for i, a in enumerate([98.96, 99.09, 99.08])]
+    seeds = [
+        sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate([98.96, 99.09, 99.08])
+    ]
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.5, 0.3, 60000, 10000, 1000, seeds)
     assert result.target_test.p > 0.99
     line = result.details()
-    assert "mean above 99.5%? t = -10.93, p > 0.99 (one-sided t-test over 3 seeds; p is the chance of a t at least " \
-           "this large if the true mean were 99.5%, smaller still for any lower mean)" == result.test_words()
+    assert (
+        "mean above 99.5%? t = -10.93, p > 0.99 (one-sided t-test over 3 seeds; p is the chance of a t at least "
+        "this large if the true mean were 99.5%, smaller still for any lower mean)" == result.test_words()
+    )
     assert "t = -10.93, p > 0.99 (one-sided t-test over 3 seeds)" in line
     assert "p = 1 " not in line and "mean above 99.5%:" not in line
     doc = Document("t")
@@ -611,8 +817,9 @@ def test_the_report_gives_one_seed_no_spread_and_says_when_seeds_missed_the_targ
     def md(accs, target):
         seeds = [sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
         doc = Document("t")
-        speedrun_section(doc, sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", target, 0.3, 60000, 10000,
-                                                1000, seeds))
+        speedrun_section(
+            doc, sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", target, 0.3, 60000, 10000, 1000, seeds)
+        )
         return doc.to_markdown(tmp_path)
 
     one = md([98.96], 99.0)
@@ -628,8 +835,18 @@ def test_one_seeds_time_has_no_median_or_range():
     result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
     assert "time to train + evaluate  0.77 s (1 seed, no range)" in result.details()
     assert "range 0.77" not in result.details() and "range 0.77" not in result._repr_html_()
-    two = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000,
-                            seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)])
+    two = sr.SpeedrunResult(
+        sr.Recipe(),
+        Levers(),
+        "cpu",
+        "a CPU",
+        99.0,
+        0.3,
+        60000,
+        10000,
+        1000,
+        seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)],
+    )
     assert "median 0.79 s (range 0.77-0.81 s)" in two.details()
 
 

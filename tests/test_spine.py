@@ -42,20 +42,27 @@ def _layer(module: str) -> int:
 def _imports(tree: ast.Module) -> list[str]:
     """Every module imported anywhere in the file, a function's own imports included."""
     return [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module] + [
-        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    ]
 
 
 def _names(tree: ast.Module) -> set[str]:
-    return ({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-            | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-            | {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names})
+    return (
+        {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        | {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    )
 
 
 def test_imports_only_go_down_the_layers():
     """core <- data <- training <- measure <- report <- jobs <- cli: a lower layer never imports a higher one;
     the one exception is core/processstart.py reading when the package itself was imported."""
-    up = [(m, t) for m, tree in _modules().items() for t in _imports(tree)
-          if t.startswith("mnistlab") and _layer(t) > _layer(m)]
+    up = [
+        (m, t)
+        for m, tree in _modules().items()
+        for t in _imports(tree)
+        if t.startswith("mnistlab") and _layer(t) > _layer(m)
+    ]
     assert up == [("mnistlab.core.processstart", "mnistlab")], up
 
 
@@ -64,12 +71,25 @@ def test_only_core_writes_files_and_only_the_writer_writes_status():
     outside = [m for m, tree in mods.items() if not m.startswith("mnistlab.core.") and "write_atomic" in _names(tree)]
     assert outside == []
     # status.json: named by core/writer.py (which writes it) and core/rundir.py (which reads it), nowhere else
-    named = [m for m, tree in mods.items() if any(isinstance(n, ast.Constant) and n.value == "status.json"
-                                                  for n in ast.walk(tree))]
+    named = [
+        m
+        for m, tree in mods.items()
+        if any(isinstance(n, ast.Constant) and n.value == "status.json" for n in ast.walk(tree))
+    ]
     assert sorted(named) == ["mnistlab.core.rundir", "mnistlab.core.writer"]
-    writes_status = [m for m, tree in mods.items() if m != "mnistlab.core.writer" and any(
-        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "status"
-        and isinstance(n.func.value, ast.Attribute) and n.func.value.attr == "writer" for n in ast.walk(tree))]
+    writes_status = [
+        m
+        for m, tree in mods.items()
+        if m != "mnistlab.core.writer"
+        and any(
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "status"
+            and isinstance(n.func.value, ast.Attribute)
+            and n.func.value.attr == "writer"
+            for n in ast.walk(tree)
+        )
+    ]
     assert writes_status == []  # jobs go through JobFolder.progress / end, which call Writer.status
 
 
@@ -89,9 +109,14 @@ def test_hand_written_timers_live_in_core_timing_only():
 
 def test_one_rule_for_numbers_one_error_naming_file_and_field():
     schema = {"a": "seconds", "b": ["count", NONEMPTY]}
-    for bad, field in (({"a": float("nan"), "b": [1]}, "'a'"), ({"a": float("inf"), "b": [1]}, "'a'"),
-                       ({"a": True, "b": [1]}, "'a'"), ({"a": 1.0, "b": [1.5]}, "'b'[0]"),
-                       ({"a": 1.0, "b": [10**400]}, "'b'[0]"), ({"a": -1, "b": [1]}, "'a'")):
+    for bad, field in (
+        ({"a": float("nan"), "b": [1]}, "'a'"),
+        ({"a": float("inf"), "b": [1]}, "'a'"),
+        ({"a": True, "b": [1]}, "'a'"),
+        ({"a": 1.0, "b": [1.5]}, "'b'[0]"),
+        ({"a": 1.0, "b": [10**400]}, "'b'[0]"),
+        ({"a": -1, "b": [1]}, "'a'"),
+    ):
         with pytest.raises(ResultFileError, match=re.escape(f"f.json: field {field} must be")):
             check(bad, schema, "f.json")
     assert check({"a": 0.5, "b": [3]}, schema, "f.json")
@@ -99,9 +124,11 @@ def test_one_rule_for_numbers_one_error_naming_file_and_field():
 
 # --- a new measurement, added the documented way (CONTRIBUTING.md): its module, its job, its section --------
 
+
 @dataclass
 class ToyResult:
     """1. The measurement's module: a result type that owns its file and its validated reading."""
+
     FILE: ClassVar[str] = "toy.json"
     SCHEMA: ClassVar[dict[str, Any]] = {"answer": "count", "seconds": "seconds"}
 

@@ -9,8 +9,22 @@ import pytest
 
 from mnistlab.cli import build_parser
 
-COMMANDS = [[], ["env"], ["data"], ["data", "fetch"], ["data", "info"], ["data", "show"], ["summary"], ["train"],
-            ["eval"], ["plot"], ["profile"], ["bench"], ["lab"], ["report"]]
+COMMANDS = [
+    [],
+    ["env"],
+    ["data"],
+    ["data", "fetch"],
+    ["data", "info"],
+    ["data", "show"],
+    ["summary"],
+    ["train"],
+    ["eval"],
+    ["plot"],
+    ["profile"],
+    ["bench"],
+    ["lab"],
+    ["report"],
+]
 
 # run in a fresh interpreter: this test process has long since imported torch
 PROBE = """
@@ -26,7 +40,7 @@ print("HEAVY=" + ",".join(m for m in ("torch", "matplotlib", "numpy", "tqdm") if
 def heavy_modules_after(code: str) -> list[str]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("HEAVY="))
-    return [m for m in line[len("HEAVY="):].split(",") if m]
+    return [m for m in line[len("HEAVY=") :].split(",") if m]
 
 
 def test_every_help_is_torch_free():
@@ -43,18 +57,23 @@ def test_version_names_mnistlab_torch_and_python_without_importing_torch(capsys)
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["--version"])
     assert e.value.code == 0
-    assert capsys.readouterr().out == (f"mnistlab {mnistlab.__version__} (torch {torch.__version__}, "
-                                       f"Python {platform.python_version()})\n")
-    probe = ("import contextlib, io, sys\nfrom mnistlab.cli import main\n"
-             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-             "    main(['--version'])\n"
-             "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
+    assert capsys.readouterr().out == (
+        f"mnistlab {mnistlab.__version__} (torch {torch.__version__}, Python {platform.python_version()})\n"
+    )
+    probe = (
+        "import contextlib, io, sys\nfrom mnistlab.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--version'])\n"
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))"
+    )
     assert heavy_modules_after(probe) == []
 
 
 def test_import_mnistlab_is_cheap_and_names_load_on_use():
-    code = "import sys, mnistlab\nassert 'mnistlab.training' not in sys.modules\n" \
-           "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = (
+        "import sys, mnistlab\nassert 'mnistlab.training' not in sys.modules\n"
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
     assert heavy_modules_after(code) == []
     import mnistlab
 

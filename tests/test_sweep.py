@@ -15,29 +15,59 @@ from mnistlab.jobs.sweep import ParamSpec
 from mnistlab.measure.sweeps import sweep_results
 from tests.faults.conftest import make_tiny_env
 
-SWEEP = ["sweep", "--study", "s", "--trials", "3", "--param", "lr=0.01:0.2:log", "--param", "momentum=0.5,0.9",
-         "--dataset", "tiny", "--epochs", "2", "--device", "cpu"]
+SWEEP = [
+    "sweep",
+    "--study",
+    "s",
+    "--trials",
+    "3",
+    "--param",
+    "lr=0.01:0.2:log",
+    "--param",
+    "momentum=0.5,0.9",
+    "--dataset",
+    "tiny",
+    "--epochs",
+    "2",
+    "--device",
+    "cpu",
+]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("lr=1e-3:1e-1:log", ParamSpec("lr", low=1e-3, high=1e-1, log=True)),
-    ("momentum=0.5,0.9", ParamSpec("momentum", choices=(0.5, 0.9))),
-    ("batch_size=32,64,128", ParamSpec("batch_size", choices=(32, 64, 128))),
-    ("batch-size=16:128", ParamSpec("batch_size", low=16, high=128, integer=True)),
-    ("epochs=2:4", ParamSpec("epochs", low=2, high=4, integer=True)),
-    ("model=mlp,cnn", ParamSpec("model", choices=("mlp", "cnn"))),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lr=1e-3:1e-1:log", ParamSpec("lr", low=1e-3, high=1e-1, log=True)),
+        ("momentum=0.5,0.9", ParamSpec("momentum", choices=(0.5, 0.9))),
+        ("batch_size=32,64,128", ParamSpec("batch_size", choices=(32, 64, 128))),
+        ("batch-size=16:128", ParamSpec("batch_size", low=16, high=128, integer=True)),
+        ("epochs=2:4", ParamSpec("epochs", low=2, high=4, integer=True)),
+        ("model=mlp,cnn", ParamSpec("model", choices=("mlp", "cnn"))),
+    ],
+)
 def test_param_specs(text, expected):
     assert ParamSpec.parse(text) == expected
 
 
-@pytest.mark.parametrize("text, words", [
-    ("lr", "expected NAME="), ("lr=", "expected NAME="), ("=1,2", "expected NAME="),
-    ("optimizer=adam,sgd", "unknown parameter"), ("device=cpu,cuda", "unknown parameter"),
-    ("lr=0.1:0.1", "empty range"), ("lr=0.2:0.1", "empty range"), ("lr=0:1:log", "log range needs LOW > 0"),
-    ("lr=a:b", "cannot read"), ("lr=1:2:3", "cannot read"), ("batch_size=1.5,2", "cannot read"),
-    ("momentum=0.5,1.5", "momentum must be"), ("lr=nan:1", "empty range"), ("model=mlp,vit", "unknown model"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("lr", "expected NAME="),
+        ("lr=", "expected NAME="),
+        ("=1,2", "expected NAME="),
+        ("optimizer=adam,sgd", "unknown parameter"),
+        ("device=cpu,cuda", "unknown parameter"),
+        ("lr=0.1:0.1", "empty range"),
+        ("lr=0.2:0.1", "empty range"),
+        ("lr=0:1:log", "log range needs LOW > 0"),
+        ("lr=a:b", "cannot read"),
+        ("lr=1:2:3", "cannot read"),
+        ("batch_size=1.5,2", "cannot read"),
+        ("momentum=0.5,1.5", "momentum must be"),
+        ("lr=nan:1", "empty range"),
+        ("model=mlp,vit", "unknown model"),
+    ],
+)
 def test_bad_params_are_config_errors(text, words):
     with pytest.raises(ConfigError, match=words):
         ParamSpec.parse(text)
@@ -68,8 +98,12 @@ def test_a_tiny_sweep_end_to_end(env, capsys):
         # a trial is a train job like `mnistlab train`: its final status, and its own figure
         assert run.status()["state"] in ("completed", "pruned") and (run / "loss.png").stat().st_size > 1000
     # the sweep folder records its own lifecycle, as every job's folder does
-    assert json.loads((sweep_dir / "status.json").read_text()) == {"state": "completed", "job": "sweep", "trials": 3,
-                                                                 "trials_done": 3}
+    assert json.loads((sweep_dir / "status.json").read_text()) == {
+        "state": "completed",
+        "job": "sweep",
+        "trials": 3,
+        "trials_done": 3,
+    }
     assert "best trial:" in out and "trial-000" in out
     # the same command again: the study already has its 3 trials, nothing more is trained
     assert main([*SWEEP, "--pruner", "median"]) == 0
@@ -100,13 +134,22 @@ def test_without_optuna_a_sweep_is_one_line_naming_the_extra(env, capsys, monkey
     assert not (env["tmp"] / "runs").exists()  # refused before anything is made
 
 
-@pytest.mark.parametrize("driver, url, words", [
-    ("psycopg", "postgresql+psycopg://u@127.0.0.1:1/db",
-     "mnistlab sweep --storage postgresql+psycopg://... needs psycopg: pip install 'mnistlab[postgres]'"),
-    ("psycopg2", "postgresql+psycopg2://u@127.0.0.1:1/db",
-     "--storage names the psycopg2 driver, which is not installed: write postgresql+psycopg://... "
-     "and pip install 'mnistlab[postgres]'"),
-])
+@pytest.mark.parametrize(
+    "driver, url, words",
+    [
+        (
+            "psycopg",
+            "postgresql+psycopg://u@127.0.0.1:1/db",
+            "mnistlab sweep --storage postgresql+psycopg://... needs psycopg: pip install 'mnistlab[postgres]'",
+        ),
+        (
+            "psycopg2",
+            "postgresql+psycopg2://u@127.0.0.1:1/db",
+            "--storage names the psycopg2 driver, which is not installed: write postgresql+psycopg://... "
+            "and pip install 'mnistlab[postgres]'",
+        ),
+    ],
+)
 def test_without_the_postgres_driver_is_one_line_naming_the_extra(env, capsys, monkeypatch, driver, url, words):
     monkeypatch.setitem(sys.modules, driver, None)
     assert main([*SWEEP, "--storage", url]) == 2
@@ -124,8 +167,22 @@ def test_duplicate_params_and_a_newline_in_the_study_name_are_one_line(env, caps
 
 
 def _tiny_sweep(tmp, out: str, *extra: str) -> list[str]:
-    return [*SWEEP[:4], "1", *SWEEP[5:9], "--epochs", "1", "--dataset", "tiny", "--device", "cpu",
-            "--storage", f"sqlite:///{tmp}/shared.db", "--out", str(tmp / out), *extra]
+    return [
+        *SWEEP[:4],
+        "1",
+        *SWEEP[5:9],
+        "--epochs",
+        "1",
+        "--dataset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--storage",
+        f"sqlite:///{tmp}/shared.db",
+        "--out",
+        str(tmp / out),
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -167,17 +224,42 @@ def test_report_reads_a_moved_folder_and_creates_no_database(env, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp / "moved")]) == 0
     assert not list(tmp.rglob("*.db")) and "| complete |" in (tmp / "moved" / "report.md").read_text()
-    assert main([*SWEEP[:4], "1", *SWEEP[5:9], "--epochs", "1", "--dataset", "tiny", "--device", "cpu",
-                 "--out", str(tmp / "local")]) == 0
+    assert (
+        main(
+            [
+                *SWEEP[:4],
+                "1",
+                *SWEEP[5:9],
+                "--epochs",
+                "1",
+                "--dataset",
+                "tiny",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp / "local"),
+            ]
+        )
+        == 0
+    )
     (tmp / "local" / "study.db").unlink()
     assert main(["report", str(tmp / "local")]) == 0 and not (tmp / "local" / "study.db").exists()
 
 
 DELETE = object()
 MALFORMED = [  # changes to a real sweep.json: its study and storage stay readable
-    {"direction": "up"}, {"objective": DELETE}, {"objective": "val_accuracy"}, {"params": DELETE},
-    {"params": "lr"}, {"params": []}, {"params": [{"name": "lr"}]}, {"params": ["lr"]}, {"base": []},
-    {"study": 3}, {"study": "s\n"}, {"storage": 5},
+    {"direction": "up"},
+    {"objective": DELETE},
+    {"objective": "val_accuracy"},
+    {"params": DELETE},
+    {"params": "lr"},
+    {"params": []},
+    {"params": [{"name": "lr"}]},
+    {"params": ["lr"]},
+    {"base": []},
+    {"study": 3},
+    {"study": "s\n"},
+    {"storage": 5},
 ]
 
 
@@ -198,8 +280,15 @@ def test_a_malformed_sweep_json_is_one_line(env, capsys, change):
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before
 
 
-@pytest.mark.parametrize("table", [{}, [1], [{"number": 0, "state": "complete", "params": {}, "epochs": "2"}],
-                                   [{"number": 0, "state": "odd", "params": {}, "epochs": 2}]])
+@pytest.mark.parametrize(
+    "table",
+    [
+        {},
+        [1],
+        [{"number": 0, "state": "complete", "params": {}, "epochs": "2"}],
+        [{"number": 0, "state": "odd", "params": {}, "epochs": 2}],
+    ],
+)
 @pytest.mark.slow
 def test_a_malformed_trials_table_is_one_line(env, capsys, table):
     from tests.faults.conftest import one_line_error

@@ -39,8 +39,24 @@ def test_every_scalar_equals_the_csvs_and_hparams_are_in_the_run(tiny, tmp_path)
 
 
 def test_no_tensorboard_writes_no_event_files(tiny, tmp_path, capsys):
-    assert main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
-                 "--no-tensorboard", "--run-dir", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--no-tensorboard",
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     assert not list((tmp_path / "r").glob("*tfevents*"))
     assert open_run(tmp_path / "r").status()["state"] == "completed"
 
@@ -63,9 +79,14 @@ def test_resume_drops_events_written_ahead_of_the_checkpoint(tiny, tmp_path):
     state = load_checkpoint(run / "last.pt")
     history = state["history"][:2]
     best = min(history, key=lambda r: r["val_loss"])
-    state.update(epoch=2, history=history, step_log=[r for r in state["step_log"] if r["epoch"] <= 2],
-                 global_step=int(history[-1]["global_step"]), best_epoch=int(best["epoch"]),
-                 best_val_loss=best["val_loss"])  # a consistent epoch-2 checkpoint: the loader checks all this
+    state.update(
+        epoch=2,
+        history=history,
+        step_log=[r for r in state["step_log"] if r["epoch"] <= 2],
+        global_step=int(history[-1]["global_step"]),
+        best_epoch=int(best["epoch"]),
+        best_val_loss=best["val_loss"],
+    )  # a consistent epoch-2 checkpoint: the loader checks all this
     save_checkpoint(run / "last.pt", state)
     (run / "status.json").write_text('{"state": "running"}')
     (run / "test.json").unlink()
@@ -89,24 +110,48 @@ def test_unwritable_events_are_one_clear_error(tiny, tmp_path, monkeypatch, caps
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tblog, "_summary_writer", refuse)
-    code = main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
-                 "--run-dir", str(tmp_path / "r")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot write TensorBoard events" in err and "--no-tensorboard" in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_without_the_tensorboard_package_the_run_says_so_once_and_writes_no_events(tiny, tmp_path, monkeypatch,
-                                                                                    capsys):
+def test_without_the_tensorboard_package_the_run_says_so_once_and_writes_no_events(tiny, tmp_path, monkeypatch, capsys):
     """TensorBoard is an extra: without it a run trains as usual, with one note naming the pip command."""
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
-    code = main(["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
-                 "--run-dir", str(tmp_path / "r")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     notes = [line for line in out.splitlines() if "TensorBoard" in line]
-    assert notes == ["TensorBoard: no event files, the tensorboard package is not installed "
-                     "(pip install 'mnistlab[tensorboard]')"]
+    assert notes == [
+        "TensorBoard: no event files, the tensorboard package is not installed (pip install 'mnistlab[tensorboard]')"
+    ]
     assert not list((tmp_path / "r").glob("*tfevents*"))
     assert open_run(tmp_path / "r").status()["state"] == "completed"
     # --no-tensorboard: no event files and no note
@@ -121,8 +166,9 @@ def test_screenshot_script_shows_two_runs(tiny, tmp_path):
     for model in ("mlp", "cnn"):
         train_run(cfg(model=model, epochs=1, max_steps=3), run_dir=tmp_path / "tb" / model, **QUIET)
     out = tmp_path / "tb.png"
-    p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "tb"), str(out)], capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "tb"), str(out)], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     listed = p.stdout.splitlines()[0].partition(": ")[2].split(", ")
     assert sorted(listed) == ["cnn", "mlp"]  # what TensorBoard served when the shot was taken

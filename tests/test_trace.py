@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mnistlab.core.errors import MnistlabError
+from mnistlab.data.datasets import get_dataset
 from mnistlab.measure.trace import operators, trace_steps
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
-from mnistlab.data.datasets import get_dataset
 
 CPU = torch.device("cpu")
 
@@ -25,7 +25,10 @@ def test_a_trace_is_chrome_json_with_the_steps_operators():
     data = trace_steps(lambda: step(x, y), CPU, steps=3, warmup=1)
     events = json.loads(data)["traceEvents"]
     assert [e["name"] for e in events if str(e.get("name", "")).startswith("ProfilerStep#")] == [
-        "ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
+        "ProfilerStep#1",
+        "ProfilerStep#2",
+        "ProfilerStep#3",
+    ]
     # the MLP's forward (addmm), backward (mm) and the fused SGD update, each recorded
     assert {"aten::addmm", "aten::mm", "aten::_fused_sgd_"} <= operators(data)
 

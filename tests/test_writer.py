@@ -26,8 +26,26 @@ def test_only_the_silent_writer_skips_and_only_other_ranks_get_it(monkeypatch, t
 
 @pytest.mark.slow
 def test_rank_1_plot_writes_the_file_it_names(tiny, tmp_path, monkeypatch, capsys):
-    assert cli.main(["train", "--dataset", "tiny", "--epochs", "1", "--subset", "128", "--device", "cpu",
-                     "--run-dir", str(tmp_path / "r"), "--no-progress", "--no-tensorboard"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--subset",
+                "128",
+                "--device",
+                "cpu",
+                "--run-dir",
+                str(tmp_path / "r"),
+                "--no-progress",
+                "--no-tensorboard",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("RANK", "1")
     assert cli.main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 1000

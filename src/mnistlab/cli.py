@@ -32,8 +32,11 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"mnistlab: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
-    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+    def parse_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
         """As argparse, but an unknown option is said by the subcommand's parser, so that the line
         points at `mnistlab train --help`, where the options are, not at `mnistlab --help`."""
         ns, extras = self.parse_known_args(args, namespace)
@@ -92,8 +95,13 @@ class _Version(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
         super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         from mnistlab.core.version import version_line
 
         print(version_line())
@@ -103,13 +111,19 @@ class _Version(argparse.Action):
 def _add_gpu(p: argparse.ArgumentParser) -> None:
     from mnistlab.measure.gpus import DEFAULT_GPU, GPUS
 
-    p.add_argument("--gpu", type=_gpu_name, default=DEFAULT_GPU, metavar="NAME",
-                   help=f"the GPU Q6 and Q9 predict a step's time on ({', '.join(GPUS)}; default: {DEFAULT_GPU})")
+    p.add_argument(
+        "--gpu",
+        type=_gpu_name,
+        default=DEFAULT_GPU,
+        metavar="NAME",
+        help=f"the GPU Q6 and Q9 predict a step's time on ({', '.join(GPUS)}; default: {DEFAULT_GPU})",
+    )
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir",
-                   help="data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab)")
+    p.add_argument(
+        "--data-dir", help="data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab)"
+    )
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -137,22 +151,31 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
-    p.add_argument("--json", action="store_true",
-                   help=f"print {what} as JSON on stdout (strict: no NaN); progress lines go to stderr")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what} as JSON on stdout (strict: no NaN); progress lines go to stderr",
+    )
 
 
 def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
     from mnistlab.core.defaults import TRACE_STEPS
 
-    p.add_argument("--trace", metavar="DIR",
-                   help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if "
-                        "absent), "
-                        "taken apart from any timing; open it in ui.perfetto.dev or chrome://tracing")
+    p.add_argument(
+        "--trace",
+        metavar="DIR",
+        help=f"also write a torch.profiler trace of {TRACE_STEPS} {what} steps into DIR (created if "
+        "absent), "
+        "taken apart from any timing; open it in ui.perfetto.dev or chrome://tracing",
+    )
 
 
 def _add_no_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (there are none anyway where stderr is not a terminal)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none anyway where stderr is not a terminal)",
+    )
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -162,17 +185,22 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
             for sub in action.choices.values():
                 _add_quiet(sub)
             return
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress lines or bars: only the answer, warnings and errors")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines or bars: only the answer, warnings and errors"
+    )
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     """The one --threads option (train, bench, speedrun, sweep, lab)."""
     from mnistlab.core.defaults import MAX_THREADS
 
-    p.add_argument("--threads", type=_int_at_least(1, MAX_THREADS), metavar="N",
-                   help="torch's intra-op threads, at most the usable CPUs (default: the usable CPUs less those "
-                        "other processes are running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)")
+    p.add_argument(
+        "--threads",
+        type=_int_at_least(1, MAX_THREADS),
+        metavar="N",
+        help="torch's intra-op threads, at most the usable CPUs (default: the usable CPUs less those "
+        "other processes are running on, chosen again at each epoch; OMP_NUM_THREADS also pins it)",
+    )
 
 
 # commands that compute with torch: their threads are chosen (or pinned) before they start
@@ -190,17 +218,27 @@ def _add_speedrun_parser(sub: Any, datasets: list[str]) -> None:  # sub: argpars
     from mnistlab.core.defaults import COMPILE_MODES, DEVICES, MAX_SEEDS, PRECISIONS, RUNS_DIR
 
     s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
-    s.add_argument("--device", choices=list(DEVICES), default="auto",
-                   help="where to run (auto: cuda, then mps, then cpu)")
-    s.add_argument("--seeds", type=_int_at_least(1, MAX_SEEDS), default=10,
-                   help=f"runs, seeds 0..N-1, at most {MAX_SEEDS} (default: 10)")
+    s.add_argument(
+        "--device", choices=list(DEVICES), default="auto", help="where to run (auto: cuda, then mps, then cpu)"
+    )
+    s.add_argument(
+        "--seeds",
+        type=_int_at_least(1, MAX_SEEDS),
+        default=10,
+        help=f"runs, seeds 0..N-1, at most {MAX_SEEDS} (default: 10)",
+    )
     s.add_argument("--target", type=_target, default=99.0, help="test accuracy to reach, in percent (default: 99.0)")
     s.add_argument("--precision", choices=list(PRECISIONS), help="default: the recipe's for the device")
-    s.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: the recipe's for the device")
+    s.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: the recipe's for the device",
+    )
     s.add_argument("--compile", choices=list(COMPILE_MODES), help="default: off")
-    s.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on with --device cuda")
+    s.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None, help="default: on with --device cuda"
+    )
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
     s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     _add_json(s, "the result (speedrun.json's fields and the folder)")
@@ -240,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="fetch, inspect and show a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    for name, help_ in (("fetch", "fetch and verify the files"), ("info", "counts, shapes, label histogram, mean/std"),
-                        ("show", "write a PNG grid of samples with their labels")):
+    for name, help_ in (
+        ("fetch", "fetch and verify the files"),
+        ("info", "counts, shapes, label histogram, mean/std"),
+        ("show", "write a PNG grid of samples with their labels"),
+    ):
         p = data_sub.add_parser(name, help=help_)
         p.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
         _add_data_dir(p)
@@ -251,78 +292,128 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "info":
             p.add_argument("--json", action="store_true", help="print the figures as JSON")
         if name == "show":
-            p.add_argument("--out", default=None,
-                           help="PNG path; its folder must exist (default: <dataset>-samples.png)")
-            p.add_argument("--count", type=_int_at_least(1, MAX_SHOWN), default=32,
-                           help=f"how many samples, at most {MAX_SHOWN} (default: 32)")
+            p.add_argument(
+                "--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)"
+            )
+            p.add_argument(
+                "--count",
+                type=_int_at_least(1, MAX_SHOWN),
+                default=32,
+                help=f"how many samples, at most {MAX_SHOWN} (default: 32)",
+            )
 
     p = sub.add_parser("summary", help="module tree, state_dict shapes, parameter count, output shape")
     p.add_argument("model", help=f"model name ({models}) or spec ({SPECS})")
-    p.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
-                   help="batch of the example input (default: 1)")
+    p.add_argument(
+        "--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1, help="batch of the example input (default: 1)"
+    )
     _add_json(p, "the summary (tree, state_dict shapes, counts, shapes)")
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
     t.add_argument("--run-dir", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
-    t.add_argument("--resume-if-exists", action="store_true",
-                   help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
-                        "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)")
+    t.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
+        "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_json(t, "the run (its folder, state, config, epochs, test result and epoch times)")
     _add_trace(t, "training (after the run, of its model, levers and batch)")
-    t.add_argument("--no-tensorboard", action="store_true",
-                   help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
-                        "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)")
+    t.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="write no TensorBoard event files (on by default where the tensorboard package is installed, "
+        "pip install 'mnistlab[tensorboard]'; then: tensorboard --logdir runs)",
+    )
     _add_threads(t)
 
     e = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
     e.add_argument("run_dir", help="a run directory written by mnistlab train")
-    e.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                   help="last.pt (the last epoch) or best.pt (lowest validation loss) (default: last)")
-    e.add_argument("--device", choices=list(DEVICES), default="auto",
-                   help="auto: CUDA, then MPS, then the CPU (default: auto)")
+    e.add_argument(
+        "--checkpoint",
+        choices=["last", "best"],
+        default="last",
+        help="last.pt (the last epoch) or best.pt (lowest validation loss) (default: last)",
+    )
+    e.add_argument(
+        "--device", choices=list(DEVICES), default="auto", help="auto: CUDA, then MPS, then the CPU (default: auto)"
+    )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_no_progress(e)
     _add_data_dir(e)
 
     pl = sub.add_parser("plot", help="loss (log scale) and accuracy curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (several overlay)")
-    pl.add_argument("--out",
-                    help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)")
+    pl.add_argument(
+        "--out", help="PNG path (default: RUN-loss.png, or compare.png for several runs, in the current directory)"
+    )
     pr = sub.add_parser("profile", help="parameters, MACs and FLOPs (forward and training step), per layer")
     pr.add_argument("models", nargs="+", metavar="MODEL", help=f"model names ({models}) or specs ({SPECS})")
-    pr.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1,
-                    help="batch to count for (default: 1)")
+    pr.add_argument(
+        "--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1, help="batch to count for (default: 1)"
+    )
     pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
-    b.add_argument("--models", nargs="+", default=list(BUILTIN_MODELS),
-                   help=f"model names or specs ({SPECS}; default: {models})")
-    b.add_argument("--devices", nargs="+", choices=[d for d in DEVICES if d != "auto"],
-                   help="default: cpu, and cuda / mps when present")
-    b.add_argument("--pipelines", nargs="+", choices=list(PIPELINES),
-                   help="resident: mnistlab's device-resident tensors; reference: the notebook's per-sample PIL "
-                        "+ DataLoader (default: both; not with --implementations or --nproc)")
-    b.add_argument("--steps", type=_int_at_least(0, MAX_TIMED_STEPS),
-                   help="timed steps per repeat (0: a whole epoch, not with --nproc) (default: 100; 50 with --nproc)")
-    b.add_argument("--repeats", type=_int_at_least(1, MAX_REPEATS), default=3,
-                   help="timed repeats per cell, interleaved across cells; the median and min-max are shown "
-                        "(default: 3)")
-    b.add_argument("--warmup", type=_int_at_least(0, MAX_TIMED_STEPS),
-                   help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart "
-                        "(default: 10; not with --nproc, whose processes warm up max(3, steps/10) steps)")
-    b.add_argument("--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=DEFAULT_BATCH_SIZE,
-                   help=f"samples per step (default: {DEFAULT_BATCH_SIZE})")
+    b.add_argument(
+        "--models", nargs="+", default=list(BUILTIN_MODELS), help=f"model names or specs ({SPECS}; default: {models})"
+    )
+    b.add_argument(
+        "--devices",
+        nargs="+",
+        choices=[d for d in DEVICES if d != "auto"],
+        help="default: cpu, and cuda / mps when present",
+    )
+    b.add_argument(
+        "--pipelines",
+        nargs="+",
+        choices=list(PIPELINES),
+        help="resident: mnistlab's device-resident tensors; reference: the notebook's per-sample PIL "
+        "+ DataLoader (default: both; not with --implementations or --nproc)",
+    )
+    b.add_argument(
+        "--steps",
+        type=_int_at_least(0, MAX_TIMED_STEPS),
+        help="timed steps per repeat (0: a whole epoch, not with --nproc) (default: 100; 50 with --nproc)",
+    )
+    b.add_argument(
+        "--repeats",
+        type=_int_at_least(1, MAX_REPEATS),
+        default=3,
+        help="timed repeats per cell, interleaved across cells; the median and min-max are shown (default: 3)",
+    )
+    b.add_argument(
+        "--warmup",
+        type=_int_at_least(0, MAX_TIMED_STEPS),
+        help="warm-up steps per cell, left out of the result; the first (cold) one is shown apart "
+        "(default: 10; not with --nproc, whose processes warm up max(3, steps/10) steps)",
+    )
+    b.add_argument(
+        "--batch-size",
+        type=_int_at_least(1, MAX_BATCH_SIZE),
+        default=DEFAULT_BATCH_SIZE,
+        help=f"samples per step (default: {DEFAULT_BATCH_SIZE})",
+    )
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
     b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
-    b.add_argument("--nproc", type=_int_at_least(2, MAX_THREADS), metavar="N",
-                   help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU) on random "
-                        "inputs of the dataset's shape, on one device (--devices: at most one; no --data-dir)")
-    b.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), metavar="IMPL",
-                   help="compare speed levers on resident data instead of pipelines: "
-                        f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)")
+    b.add_argument(
+        "--nproc",
+        type=_int_at_least(2, MAX_THREADS),
+        metavar="N",
+        help="instead: data-parallel scaling, 1 against N processes (DDP; gloo on the CPU) on random "
+        "inputs of the dataset's shape, on one device (--devices: at most one; no --data-dir)",
+    )
+    b.add_argument(
+        "--implementations",
+        nargs="+",
+        choices=list(IMPLEMENTATIONS),
+        metavar="IMPL",
+        help="compare speed levers on resident data instead of pipelines: "
+        f"{', '.join(IMPLEMENTATIONS)} (levers.txt, levers.json)",
+    )
     _add_json(b, "the result (bench.json's, levers.json's or scaling.json's fields, and the folder)")
     _add_trace(b, "each cell's (not with --implementations or --nproc)")
     _add_no_progress(b)
@@ -333,12 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
     lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
-    lab.add_argument("--device", choices=list(DEVICES), default="auto",
-                     help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
+    lab.add_argument(
+        "--device",
+        choices=list(DEVICES),
+        default="auto",
+        help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)",
+    )
     lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
-    lab.add_argument("--resume", metavar="LAB_DIR",
-                     help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
-                          "plan; not with --quick or --out)")
+    lab.add_argument(
+        "--resume",
+        metavar="LAB_DIR",
+        help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
+        "plan; not with --quick or --out)",
+    )
     lab.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_json(lab, "the lab's folder and its report's files")
     _add_gpu(lab)
@@ -347,21 +445,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="a hyper-parameter study on Optuna; each trial is a run directory")
     sw.add_argument("--study", required=True, help="the study's name (also names its folder: runs/sweep-NAME)")
-    sw.add_argument("--trials", type=_int_at_least(1, MAX_TRIALS), required=True,
-                    help="completed or pruned trials the study must reach (the same command continues it)")
-    sw.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[:log] | NAME=A,B,C",
-                    help="a parameter to vary, e.g. lr=1e-3:1e-1:log, momentum=0.5,0.9, batch_size=32,64,128")
-    sw.add_argument("--direction", choices=["minimize", "maximize"], default="minimize",
-                    help="minimize: the best validation loss; maximize: the best validation accuracy")
-    sw.add_argument("--pruner", choices=["none", "median"], default="none",
-                    help="median: stop a trial whose validation loss is worse than the median at the same epoch")
-    sw.add_argument("--storage", help="an SQLAlchemy URL of the study's database, shared by workers on any machine, "
-                                      "e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the sweep folder)")
-    sw.add_argument("--heartbeat-interval", type=_int_at_least(1, MAX_WAIT_S), default=HEARTBEAT_S, metavar="SECONDS",
-                    help=f"a running trial's worker records a heartbeat this often (default: {HEARTBEAT_S})")
-    sw.add_argument("--grace-period", type=_int_at_least(1, MAX_WAIT_S), default=GRACE_S, metavar="SECONDS",
-                    help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
-                         f"and run again (default: {GRACE_S})")
+    sw.add_argument(
+        "--trials",
+        type=_int_at_least(1, MAX_TRIALS),
+        required=True,
+        help="completed or pruned trials the study must reach (the same command continues it)",
+    )
+    sw.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH[:log] | NAME=A,B,C",
+        help="a parameter to vary, e.g. lr=1e-3:1e-1:log, momentum=0.5,0.9, batch_size=32,64,128",
+    )
+    sw.add_argument(
+        "--direction",
+        choices=["minimize", "maximize"],
+        default="minimize",
+        help="minimize: the best validation loss; maximize: the best validation accuracy",
+    )
+    sw.add_argument(
+        "--pruner",
+        choices=["none", "median"],
+        default="none",
+        help="median: stop a trial whose validation loss is worse than the median at the same epoch",
+    )
+    sw.add_argument(
+        "--storage",
+        help="an SQLAlchemy URL of the study's database, shared by workers on any machine, "
+        "e.g. postgresql+psycopg://USER@HOST/DB (default: SQLite in the sweep folder)",
+    )
+    sw.add_argument(
+        "--heartbeat-interval",
+        type=_int_at_least(1, MAX_WAIT_S),
+        default=HEARTBEAT_S,
+        metavar="SECONDS",
+        help=f"a running trial's worker records a heartbeat this often (default: {HEARTBEAT_S})",
+    )
+    sw.add_argument(
+        "--grace-period",
+        type=_int_at_least(1, MAX_WAIT_S),
+        default=GRACE_S,
+        metavar="SECONDS",
+        help="a running trial without a heartbeat this long has lost its worker: it is marked failed "
+        f"and run again (default: {GRACE_S})",
+    )
     sw.add_argument("--out", help=f"the sweep folder (default: {RUNS_DIR}/sweep-STUDY)")
     _add_json(sw, "the study's record and its trials (sweep.json, trials.json) and the folder")
     _add_no_progress(sw)
@@ -370,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the report from a lab directory, or from run and bench directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="a lab directory, or run and bench directories")
-    rep.add_argument("--out", help="where to write report.md/.html (default: a lab directory itself, else the current "
-                                   "directory)")
+    rep.add_argument(
+        "--out", help="where to write report.md/.html (default: a lab directory itself, else the current directory)"
+    )
     _add_gpu(rep)
     _add_json(rep, "the report's files")
     _add_quiet(parser)
@@ -441,8 +570,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     if args.resume:
         run = jobs.train_run(resume=args.resume, run_dir=args.run_dir, overrides=given, **options)
     else:
-        run = jobs.train_run(TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists,
-                             **options)
+        run = jobs.train_run(
+            TrainConfig(**given), run_dir=args.run_dir, resume_if_exists=args.resume_if_exists, **options
+        )
     if world().is_main:  # under torchrun, rank 0 alone prints
         trace = jobs.trace_run(run.path, args.trace) if args.trace else None  # after the run, apart from it
         timing = epoch_timing(run.metrics()) if run.metrics() else None
@@ -467,10 +597,19 @@ def _run_record(run: Any, timing: Any) -> dict[str, Any]:
     """train --json: the run as its files hold it, and its epoch times read with core/timing.py's rules."""
     times = None
     if timing is not None:
-        times = {**dataclasses.asdict(timing), "words": timing.words(),
-                 "steady": timing.spread.to_dict() if timing.steady_s else None}
-    return {"folder": str(run.path), "status": run.status(), "config": run.config(), "epochs": run.metrics(),
-            "test": run.test(), "epoch_times": times}
+        times = {
+            **dataclasses.asdict(timing),
+            "words": timing.words(),
+            "steady": timing.spread.to_dict() if timing.steady_s else None,
+        }
+    return {
+        "folder": str(run.path),
+        "status": run.status(),
+        "config": run.config(),
+        "epochs": run.metrics(),
+        "test": run.test(),
+        "epoch_times": times,
+    }
 
 
 def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
@@ -485,8 +624,11 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt {ev.when}, {ev.device})", file=out)
     if ev.subset:
         print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run", file=out)
-    print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
-          f"in {result.seconds:.2f} s", file=out)
+    print(
+        f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%} ({result.correct}/{result.total})  "
+        f"in {result.seconds:.2f} s",
+        file=out,
+    )
     print("per-class accuracy:", file=out)
     names = [class_label(i, c) for i, c in enumerate(ev.classes)]
     w = max(len(n) for n in names)
@@ -542,26 +684,51 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     devices = args.devices or available_devices()
     steps = 100 if args.steps is None else args.steps
     warmup = 10 if args.warmup is None else args.warmup
-    common = dict(models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset,
-                  out=args.out)
+    common = dict(
+        models=args.models, batch_size=args.batch_size, repeats=args.repeats, dataset_name=args.dataset, out=args.out
+    )
     if args.nproc:
-        result, folder, text = jobs.bench_scaling(device=devices[0], nproc=args.nproc,
-                                             steps=50 if args.steps is None else args.steps, **common)
+        result, folder, text = jobs.bench_scaling(
+            device=devices[0], nproc=args.nproc, steps=50 if args.steps is None else args.steps, **common
+        )
     elif args.implementations:  # the lever axis
-        result, folder, text = jobs.bench_levers(devices=devices, implementations=args.implementations, steps=steps,
-                                            warmup=warmup, data_dir=args.data_dir, **common)
+        result, folder, text = jobs.bench_levers(
+            devices=devices,
+            implementations=args.implementations,
+            steps=steps,
+            warmup=warmup,
+            data_dir=args.data_dir,
+            **common,
+        )
     else:
         pipelines = args.pipelines or list(PIPELINES)
-        result, folder, text = jobs.bench_pipelines(devices=devices, pipelines=pipelines, steps=steps or None,
-                                                    warmup=warmup, data_dir=args.data_dir, **common)
+        result, folder, text = jobs.bench_pipelines(
+            devices=devices, pipelines=pipelines, steps=steps or None, warmup=warmup, data_dir=args.data_dir, **common
+        )
     traces = []
     if args.trace:  # after the timing, in a pass of its own: the profiler slows what it records
-        traces = jobs.bench_traces(args.trace, models=args.models, devices=devices, pipelines=pipelines,
-                                   batch_size=args.batch_size, dataset_name=args.dataset, data_dir=args.data_dir,
-                                   name=folder.path.name)
+        traces = jobs.bench_traces(
+            args.trace,
+            models=args.models,
+            devices=devices,
+            pipelines=pipelines,
+            batch_size=args.batch_size,
+            dataset_name=args.dataset,
+            data_dir=args.data_dir,
+            name=folder.path.name,
+        )
     if args.json:  # the result file's fields (bench.json, levers.json or scaling.json), where it is, the traces
-        print(json_text({"folder": str(folder.path), "file": result.FILE, "traces": [str(t) for t in traces],
-                         **result.to_dict()}), file=out)
+        print(
+            json_text(
+                {
+                    "folder": str(folder.path),
+                    "file": result.FILE,
+                    "traces": [str(t) for t in traces],
+                    **result.to_dict(),
+                }
+            ),
+            file=out,
+        )
         return 0
     print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
     print(folder.path, file=out)
@@ -580,26 +747,46 @@ def _bench_conflict(args: argparse.Namespace) -> str | None:
         return "--implementations times the levers on resident data only; drop --pipelines"
     if not args.nproc:
         return None
-    ignored = {"--pipelines": args.pipelines, "--warmup": args.warmup is not None, "--data-dir": args.data_dir,
-               "--steps 0": args.steps == 0, "a second device in --devices": len(args.devices or []) > 1}
+    ignored = {
+        "--pipelines": args.pipelines,
+        "--warmup": args.warmup is not None,
+        "--data-dir": args.data_dir,
+        "--steps 0": args.steps == 0,
+        "a second device in --devices": len(args.devices or []) > 1,
+    }
     given = [name for name, on in ignored.items() if on]
-    return (f"--nproc times DDP steps on random inputs on one device, with its own warm-up: it cannot honour "
-            f"{given[0]}; drop it" if given else None)
+    return (
+        f"--nproc times DDP steps on random inputs on one device, with its own warm-up: it cannot honour "
+        f"{given[0]}; drop it"
+        if given
+        else None
+    )
 
 
 def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.jobs import speedrun as jobs
 
-    given = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "cuda_graphs")
-             if getattr(args, k) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in ("precision", "channels_last", "compile", "cuda_graphs")
+        if getattr(args, k) is not None
+    }
     # a cold time only where this command is the process (`mnistlab ...`, not main([...]) in a test or notebook)
     cold = None
     if args.as_program:
         from mnistlab.core.processstart import process_start
 
         cold = process_start()
-    result, folder = jobs.speedrun(device=args.device, seeds=args.seeds, target=args.target, levers=given,
-                                   dataset_name=args.dataset, data_dir=args.data_dir, out=args.out, cold_since=cold)
+    result, folder = jobs.speedrun(
+        device=args.device,
+        seeds=args.seeds,
+        target=args.target,
+        levers=given,
+        dataset_name=args.dataset,
+        data_dir=args.data_dir,
+        out=args.out,
+        cold_since=cold,
+    )
     if args.json:
         print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
         return 0
@@ -614,13 +801,25 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
     if args.resume and (args.quick or args.out):
         from mnistlab.core.errors import ConfigError
 
-        raise ConfigError("--resume finishes a lab with its own plan and folder: drop "
-                            + ("--quick" if args.quick else "--out"))
-    page = run_lab(quick=args.quick, device=args.device, out=args.out, data_dir=args.data_dir,
-                   progress=not args.no_progress, gpu=args.gpu, resume=args.resume)
+        raise ConfigError(
+            "--resume finishes a lab with its own plan and folder: drop " + ("--quick" if args.quick else "--out")
+        )
+    page = run_lab(
+        quick=args.quick,
+        device=args.device,
+        out=args.out,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+        gpu=args.gpu,
+        resume=args.resume,
+    )
     if args.json:
-        print(json_text({"folder": str(page.parent), "report_html": str(page),
-                         "report_md": str(page.with_suffix(".md"))}), file=out)
+        print(
+            json_text(
+                {"folder": str(page.parent), "report_html": str(page), "report_md": str(page.with_suffix(".md"))}
+            ),
+            file=out,
+        )
         return 0
     print(page, file=out)
     return 0
@@ -633,15 +832,32 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
 
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
     base = TrainConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
-    plan = SweepPlan(study=args.study, trials=args.trials, params=parse_params(args.param), base=base,
-                     direction=args.direction, pruner=args.pruner, storage=args.storage,
-                     heartbeat=args.heartbeat_interval, grace=args.grace_period)
+    plan = SweepPlan(
+        study=args.study,
+        trials=args.trials,
+        params=parse_params(args.param),
+        base=base,
+        direction=args.direction,
+        pruner=args.pruner,
+        storage=args.storage,
+        heartbeat=args.heartbeat_interval,
+        grace=args.grace_period,
+    )
     sweep_dir = run_sweep(plan, out=args.out)
     record, rows = sweep_results(sweep_dir)
     if args.json:
         best = best_trial(record, rows)
-        print(json_text({"folder": str(sweep_dir), "sweep": record, "trials": [r.to_dict() for r in rows],
-                         "best_trial": None if best is None else best.number}), file=out)
+        print(
+            json_text(
+                {
+                    "folder": str(sweep_dir),
+                    "sweep": record,
+                    "trials": [r.to_dict() for r in rows],
+                    "best_trial": None if best is None else best.number,
+                }
+            ),
+            file=out,
+        )
         return 0
     print(format_results(record, rows), file=out)
     print(sweep_dir, file=out)
@@ -660,10 +876,20 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-_COMMANDS = {"env": _cmd_env, "data": _cmd_data, "summary": _cmd_summary, "train": _cmd_train,
-             "eval": _cmd_eval, "plot": _cmd_plot,
-             "profile": _cmd_profile, "bench": _cmd_bench, "speedrun": _cmd_speedrun, "lab": _cmd_lab,
-             "sweep": _cmd_sweep, "report": _cmd_report}
+_COMMANDS = {
+    "env": _cmd_env,
+    "data": _cmd_data,
+    "summary": _cmd_summary,
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "plot": _cmd_plot,
+    "profile": _cmd_profile,
+    "bench": _cmd_bench,
+    "speedrun": _cmd_speedrun,
+    "lab": _cmd_lab,
+    "sweep": _cmd_sweep,
+    "report": _cmd_report,
+}
 
 
 def _lines_stream(args: argparse.Namespace, answer: TextIO) -> TextIO:
@@ -728,9 +954,11 @@ def _run(argv: Sequence[str] | None) -> int:
             # stdout holds only the command's answer: whatever else prints while it works (a user's model,
             # a library) goes to stderr, so that `eval --json` or a printed run path stays parseable
             quiet = getattr(args, "quiet", False)
-            with contextlib.redirect_stdout(sys.stderr), \
-                    logs.printing(_lines_stream(args, answer), logging.WARNING if quiet else logging.INFO), \
-                    progress.turned_off(quiet or getattr(args, "no_progress", False)):
+            with (
+                contextlib.redirect_stdout(sys.stderr),
+                logs.printing(_lines_stream(args, answer), logging.WARNING if quiet else logging.INFO),
+                progress.turned_off(quiet or getattr(args, "no_progress", False)),
+            ):
                 code = _COMMANDS[args.command](args, answer)
                 kill_point("command-done")
             answer.flush()  # a closed pipe shows up here, inside the handlers below, not at interpreter exit
@@ -759,8 +987,7 @@ def _late_stop(signum: int | None) -> None:
         import signal
 
         what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-        print(f"mnistlab: {what} came after the job had recorded how it ended; nothing was changed",
-              file=sys.stderr)
+        print(f"mnistlab: {what} came after the job had recorded how it ended; nothing was changed", file=sys.stderr)
 
 
 def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:
@@ -770,8 +997,11 @@ def _exit_if_threads_left(before: set[threading.Thread], code: int) -> None:
     left = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     if not left:
         return
-    print(f"mnistlab: warning: not waiting for {len(left)} thread(s) still running ({left[0].name}, started by "
-          f"the model's code or, with --compile, by torch.compile's workers)", file=sys.stderr)
+    print(
+        f"mnistlab: warning: not waiting for {len(left)} thread(s) still running ({left[0].name}, started by "
+        f"the model's code or, with --compile, by torch.compile's workers)",
+        file=sys.stderr,
+    )
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

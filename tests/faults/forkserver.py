@@ -52,18 +52,24 @@ def _stream(fd: int, unbuffered: bool, stderr: bool) -> io.TextIOWrapper:
     encoding, _, errors = spec.partition(":")
     encoding = encoding or sys.__stdout__.encoding or "utf-8"
     errors = errors or ("backslashreplace" if stderr else sys.__stdout__.errors or "strict")
-    return io.TextIOWrapper(buffered, encoding=encoding, errors=errors,
-                            line_buffering=stderr or (not unbuffered and os.isatty(fd)),
-                            write_through=unbuffered)
+    return io.TextIOWrapper(
+        buffered,
+        encoding=encoding,
+        errors=errors,
+        line_buffering=stderr or (not unbuffered and os.isatty(fd)),
+        write_through=unbuffered,
+    )
 
 
 def _child(request: dict) -> None:
     """In the forked child: become `python -m mnistlab *argv`, run it, exit like the interpreter."""
     code = 1
     try:
-        for fd, path, flags in ((0, request["stdin"], os.O_RDONLY),
-                                (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        for fd, path, flags in (
+            (0, request["stdin"], os.O_RDONLY),
+            (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        ):
             if path == "STDOUT":
                 os.dup2(1, fd)
                 continue

@@ -53,8 +53,10 @@ class PostgresServer:
         pytest.importorskip("psycopg", reason="the PostgreSQL driver (pip install 'mnistlab[test]') is not installed")
         self.bin_dir = _bin_dir()
         if self.bin_dir is None:
-            pytest.skip("PostgreSQL's server programs are absent (Debian: apt-get install postgresql; "
-                        "scripts/test.sh does it as root)")
+            pytest.skip(
+                "PostgreSQL's server programs are absent (Debian: apt-get install postgresql; "
+                "scripts/test.sh does it as root)"
+            )
         self.user = _server_user()
         self.home = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # in /tmp: pytest's folders are root's alone
         shutil.chown(self.home, self.user)
@@ -67,13 +69,28 @@ class PostgresServer:
         return f"postgresql+psycopg://{who}@127.0.0.1:{self.port}/{database}"
 
     def run(self, *args: str) -> None:
-        p = subprocess.run([str(self.bin_dir / args[0]), *args[1:]], user=self.user, cwd=self.home,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [str(self.bin_dir / args[0]), *args[1:]],
+            user=self.user,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 0, (args, p.stdout[-1000:], p.stderr[-1000:])
 
     def start(self) -> None:
-        self.run("pg_ctl", "-D", str(self.home / "data"), "-l", str(self.home / "server.log"), "-w", "start", "-o",
-                 f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self.run(
+            "pg_ctl",
+            "-D",
+            str(self.home / "data"),
+            "-l",
+            str(self.home / "server.log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off",
+        )
 
     def stop(self) -> None:
         if (self.home / "data" / "postmaster.pid").exists():

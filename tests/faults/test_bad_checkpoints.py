@@ -41,21 +41,44 @@ def test_truncated_checkpoint(run, capsys, reliability, keep):
     (run / "last.pt").write_bytes(data[:keep] if keep >= 0 else data[:keep])
     for argv in (["eval", str(run)], ["train", "--resume", str(run), "--epochs", "1", "--no-progress"]):
         assert "not a readable checkpoint (truncated or corrupt)" in attempt(capsys, *argv)
-    reliability.record("Checkpoints", "truncated `.pt` (0, 100, 5000 bytes, all but 10)",
-                       "clear error (exit 2, one line), for eval and resume", trials=2)
+    reliability.record(
+        "Checkpoints",
+        "truncated `.pt` (0, 100, 5000 bytes, all but 10)",
+        "clear error (exit 2, one line), for eval and resume",
+        trials=2,
+    )
 
 
 def test_checkpoint_from_another_model(run, tiny, tmp_path, capsys, reliability):
     cnn = tmp_path / "cnn"
-    assert main(["train", "--dataset", "tiny", "--model", "cnn", "--epochs", "1", "--subset", "64", "--no-progress",
-                 "--run-dir", str(cnn)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--model",
+                "cnn",
+                "--epochs",
+                "1",
+                "--subset",
+                "64",
+                "--no-progress",
+                "--run-dir",
+                str(cnn),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     shutil.copy(cnn / "last.pt", run / "last.pt")
     assert "was written by model 'cnn', the run is 'mlp'" in attempt(
-        capsys, "train", "--resume", str(run), "--epochs", "1", "--no-progress")
+        capsys, "train", "--resume", str(run), "--epochs", "1", "--no-progress"
+    )
     assert "does not fit this model" in attempt(capsys, "eval", str(run))
-    reliability.record("Checkpoints", "a `.pt` from another model", "clear error (exit 2, one line), for eval and resume",
-                       trials=2)
+    reliability.record(
+        "Checkpoints", "a `.pt` from another model", "clear error (exit 2, one line), for eval and resume", trials=2
+    )
 
 
 class _RunsCode:
@@ -75,5 +98,9 @@ def test_pickle_that_would_run_code_is_refused(run, tmp_path, capsys, reliabilit
     for argv in (["eval", str(run)], ["train", "--resume", str(run), "--epochs", "1", "--no-progress"]):
         assert "refused" in attempt(capsys, *argv)
     assert not marker.exists()
-    reliability.record("Checkpoints", "a pickle that would run code when loaded",
-                       "refused (weights_only), clear error; the code never ran", trials=2)
+    reliability.record(
+        "Checkpoints",
+        "a pickle that would run code when loaded",
+        "refused (weights_only), clear error; the code never ran",
+        trials=2,
+    )

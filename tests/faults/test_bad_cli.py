@@ -10,21 +10,49 @@ from mnistlab.cli import build_parser, main
 
 # option -> (wrong type, out of range) for each command; None where an option has no range
 OPTIONS = {
-    "train": {"--epochs": ("ten", "0"), "--batch-size": ("1.5", "0"), "--lr": ("fast", "-0.1"),
-              "--momentum": ("x", "1.5"), "--val-fraction": ("half", "1.0"), "--seed": ("s", "-1"),
-              "--early-stop": ("y", "0"), "--subset": ("z", "0"), "--max-steps": ("w", "0"),
-              "--log-every": ("often", "0"),
-              "--threads": ("all", "0"), "--dist-timeout": ("soon", "0"), "--checkpoint-every": ("often", "0"),
-              "--trace": (None, "/dev/null"),  # not a folder
-              "--model": (None, "resnet"), "--dataset": (None, "cifar10"), "--device": (None, "tpu"),
-              "--precision": (None, "fp8"), "--compile": (None, "fast")},
-    "bench": {"--steps": ("many", "-1"), "--repeats": ("r", "0"), "--warmup": ("w", "-2"),
-              "--batch-size": ("b", "0"), "--models": (None, "vit"), "--devices": (None, "auto"),
-              "--pipelines": (None, "dali"), "--dataset": (None, "svhn"), "--implementations": (None, "xla"),
-              "--threads": ("all", "0"), "--trace": (None, "/dev/null")},
-    "speedrun": {"--seeds": ("many", "0"), "--target": ("high", "101"), "--precision": (None, "fp8"),
-                 "--compile": (None, "fast"), "--device": (None, "tpu"), "--dataset": (None, "svhn"),
-                 "--threads": ("all", "0")},
+    "train": {
+        "--epochs": ("ten", "0"),
+        "--batch-size": ("1.5", "0"),
+        "--lr": ("fast", "-0.1"),
+        "--momentum": ("x", "1.5"),
+        "--val-fraction": ("half", "1.0"),
+        "--seed": ("s", "-1"),
+        "--early-stop": ("y", "0"),
+        "--subset": ("z", "0"),
+        "--max-steps": ("w", "0"),
+        "--log-every": ("often", "0"),
+        "--threads": ("all", "0"),
+        "--dist-timeout": ("soon", "0"),
+        "--checkpoint-every": ("often", "0"),
+        "--trace": (None, "/dev/null"),  # not a folder
+        "--model": (None, "resnet"),
+        "--dataset": (None, "cifar10"),
+        "--device": (None, "tpu"),
+        "--precision": (None, "fp8"),
+        "--compile": (None, "fast"),
+    },
+    "bench": {
+        "--steps": ("many", "-1"),
+        "--repeats": ("r", "0"),
+        "--warmup": ("w", "-2"),
+        "--batch-size": ("b", "0"),
+        "--models": (None, "vit"),
+        "--devices": (None, "auto"),
+        "--pipelines": (None, "dali"),
+        "--dataset": (None, "svhn"),
+        "--implementations": (None, "xla"),
+        "--threads": ("all", "0"),
+        "--trace": (None, "/dev/null"),
+    },
+    "speedrun": {
+        "--seeds": ("many", "0"),
+        "--target": ("high", "101"),
+        "--precision": (None, "fp8"),
+        "--compile": (None, "fast"),
+        "--device": (None, "tpu"),
+        "--dataset": (None, "svhn"),
+        "--threads": ("all", "0"),
+    },
     "profile": {"--batch-size": ("one", "0")},
     "summary": {"--batch-size": ("one", "0")},
     "lab": {"--device": (None, "tpu")},
@@ -60,16 +88,28 @@ def test_bad_option(tiny, capsys, reliability, name):
     code, err = exit_code_and_err(CASES[name], capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "error" in lines[0] and "Traceback" not in err, err
-    kind = {"missing value": "no value", "wrong type": "a value of the wrong type",
-            "out of range": "a value out of range"}[name[name.rindex("(") + 1:-1]]
-    reliability.record("Command line", f"an option given {kind} (every numeric and choice option of "
-                       f"train, bench, profile, summary, lab, eval, data show)", "clear error (exit 2, one line)")
+    kind = {
+        "missing value": "no value",
+        "wrong type": "a value of the wrong type",
+        "out of range": "a value out of range",
+    }[name[name.rindex("(") + 1 : -1]]
+    reliability.record(
+        "Command line",
+        f"an option given {kind} (every numeric and choice option of "
+        f"train, bench, profile, summary, lab, eval, data show)",
+        "clear error (exit 2, one line)",
+    )
 
 
 def test_every_train_option_is_covered():
     train = build_parser()._subparsers._group_actions[0].choices["train"]  # noqa: SLF001
-    valued = {a.option_strings[0] for a in train._actions if a.option_strings and a.nargs != 0  # noqa: SLF001
-              and a.option_strings[0] not in ("--data-dir", "--run-dir", "--resume", "-h")}
+    valued = {
+        a.option_strings[0]
+        for a in train._actions
+        if a.option_strings
+        and a.nargs != 0  # noqa: SLF001
+        and a.option_strings[0] not in ("--data-dir", "--run-dir", "--resume", "-h")
+    }
     assert valued <= set(OPTIONS["train"]), valued - set(OPTIONS["train"])
 
 
@@ -81,8 +121,15 @@ def test_unknown_command_and_no_command(capsys, reliability):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-@pytest.mark.parametrize("argv", [["train", "--dataset", "tiny", "--device", "cuda"], ["bench", "--devices", "cuda"],
-                                  ["lab", "--device", "cuda"], ["eval", "some/run", "--device", "cuda"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--dataset", "tiny", "--device", "cuda"],
+        ["bench", "--devices", "cuda"],
+        ["lab", "--device", "cuda"],
+        ["eval", "some/run", "--device", "cuda"],
+    ],
+)
 @pytest.mark.slow
 def test_cuda_requested_without_cuda(tiny, tmp_path, capsys, reliability, argv):
     if argv[0] == "eval":

@@ -32,23 +32,47 @@ def _tiny_labels(n: int, value: int = 1) -> bytes:
 
 # (what the row is called, how to break the files, whether the bad bytes are pinned, words the error must hold)
 CASES = {
-    "truncated file": (lambda raw: (raw / IMG).write_bytes((raw / IMG).read_bytes()[:5000]), None,
-                       "truncated or wrong file"),
+    "truncated file": (
+        lambda raw: (raw / IMG).write_bytes((raw / IMG).read_bytes()[:5000]),
+        None,
+        "truncated or wrong file",
+    ),
     "empty file": (lambda raw: (raw / LBL).write_bytes(b""), None, "0 bytes"),
-    "hash mismatch (same size)": (lambda raw: (raw / LBL).write_bytes(_tiny_labels(200, 3)), None,
-                                  "does not match the pin"),
-    "a directory where a file should be": (lambda raw: ((raw / LBL).unlink(), (raw / LBL).mkdir()), None,
-                                           "is a directory"),
-    "wrong magic (pinned)": (lambda raw: (raw / LBL).write_bytes(b"\x00\x01\x08\x01" + (raw / LBL).read_bytes()[4:]),
-                             LBL, "wrong magic number"),
-    "image/label count mismatch (pinned)": (lambda raw: (raw / LBL).write_bytes(_tiny_labels(150)), LBL,
-                                            "200 images but 150 labels"),
-    "label out of range (pinned)": (lambda raw: (raw / LBL).write_bytes(_tiny_labels(200, 12)), LBL,
-                                    "label 12 out of range 0..9"),
-    "gzip where a raw file is expected (pinned)": (lambda raw: (raw / LBL).write_bytes(gzip.compress((raw / LBL).read_bytes())),
-                                                   LBL, "is gzip-compressed"),
-    "truncated IDX (pinned)": (lambda raw: (raw / IMG).write_bytes((raw / IMG).read_bytes()[:-100]), IMG,
-                               "truncated: header (200, 28, 28)"),
+    "hash mismatch (same size)": (
+        lambda raw: (raw / LBL).write_bytes(_tiny_labels(200, 3)),
+        None,
+        "does not match the pin",
+    ),
+    "a directory where a file should be": (
+        lambda raw: ((raw / LBL).unlink(), (raw / LBL).mkdir()),
+        None,
+        "is a directory",
+    ),
+    "wrong magic (pinned)": (
+        lambda raw: (raw / LBL).write_bytes(b"\x00\x01\x08\x01" + (raw / LBL).read_bytes()[4:]),
+        LBL,
+        "wrong magic number",
+    ),
+    "image/label count mismatch (pinned)": (
+        lambda raw: (raw / LBL).write_bytes(_tiny_labels(150)),
+        LBL,
+        "200 images but 150 labels",
+    ),
+    "label out of range (pinned)": (
+        lambda raw: (raw / LBL).write_bytes(_tiny_labels(200, 12)),
+        LBL,
+        "label 12 out of range 0..9",
+    ),
+    "gzip where a raw file is expected (pinned)": (
+        lambda raw: (raw / LBL).write_bytes(gzip.compress((raw / LBL).read_bytes())),
+        LBL,
+        "is gzip-compressed",
+    ),
+    "truncated IDX (pinned)": (
+        lambda raw: (raw / IMG).write_bytes((raw / IMG).read_bytes()[:-100]),
+        IMG,
+        "truncated: header (200, 28, 28)",
+    ),
 }
 
 
@@ -60,8 +84,10 @@ def test_bad_data_file(tiny_env, reliability, case, command):
     breaker(raw)
     if pinned:
         _pin(tiny_env, pinned, (raw / pinned).read_bytes())
-    args = {"train": ["train", "--dataset", "tiny", "--no-progress", "--run-dir", str(tiny_env["tmp"] / "r")],
-            "data info": ["data", "info", "--dataset", "tiny"]}[command]
+    args = {
+        "train": ["train", "--dataset", "tiny", "--no-progress", "--run-dir", str(tiny_env["tmp"] / "r")],
+        "data info": ["data", "info", "--dataset", "tiny"],
+    }[command]
     p = mnistlab(args, tiny_env["env"])
     line = next(ln for ln in p.stderr.splitlines() if ln.startswith("mnistlab: error:"))
     assert is_one_line_error(p) and words in line and str(raw) in line, p.stderr
@@ -74,4 +100,6 @@ def test_raw_file_where_gzip_is_expected(tiny_env, reliability):
     p = mnistlab(["data", "fetch", "--dataset", "tiny", "--no-web"], tiny_env["env"])
     line = next(ln for ln in p.stderr.splitlines() if ln.startswith("mnistlab: error:"))
     assert is_one_line_error(p) and f"{LBL}.gz: not a valid gzip file" in line
-    reliability.record("Bad data files", "a raw file where a .gz is expected", "clear error (exit 2, one line naming the file)")
+    reliability.record(
+        "Bad data files", "a raw file where a .gz is expected", "clear error (exit 2, one line naming the file)"
+    )

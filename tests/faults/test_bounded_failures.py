@@ -25,8 +25,15 @@ def free_port() -> int:
 
 
 def rank_env(env: dict, rank: int, port: int, **extra: str) -> dict:
-    return {**env, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port), **extra}
+    return {
+        **env,
+        "WORLD_SIZE": "2",
+        "RANK": str(rank),
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        **extra,
+    }
 
 
 def start(args: list, env: dict) -> subprocess.Popen:
@@ -46,8 +53,9 @@ def test_missing_peer_is_one_line_within_the_timeout(tiny_env, reliability):
     assert is_one_line_error(p), p.stderr[-1500:]
     assert "did not start (--dist-timeout 3 s)" in p.stderr and "1/2 clients joined" in p.stderr
     assert time.monotonic() - t0 < BOUND_S
-    reliability.record("Data parallel: bounded failures", "WORLD_SIZE=2, one process started",
-                       "one line after --dist-timeout, exit 2")
+    reliability.record(
+        "Data parallel: bounded failures", "WORLD_SIZE=2, one process started", "one line after --dist-timeout, exit 2"
+    )
 
 
 @pytest.mark.parametrize("case", ["MASTER_ADDR unset", "MASTER_PORT in use"])
@@ -70,8 +78,10 @@ def test_stopped_or_dead_peer_fails_the_run_within_the_timeout(tiny_env, fault, 
     """Rank 1 stops itself (SIGSTOP) or dies (SIGKILL) after epoch 1's training steps, before validation:
     rank 0 waits at most --dist-timeout in its exchange, then says so in one line and the run is `failed`."""
     port, run_dir = free_port(), tiny_env["tmp"] / "run"
-    peer = start([*TRAIN, "--run-dir", str(run_dir)],
-                 rank_env(tiny_env["env"], 1, port, MNISTLAB_KILL_AT="epoch-end:1", MNISTLAB_KILL_SIGNAL=fault))
+    peer = start(
+        [*TRAIN, "--run-dir", str(run_dir)],
+        rank_env(tiny_env["env"], 1, port, MNISTLAB_KILL_AT="epoch-end:1", MNISTLAB_KILL_SIGNAL=fault),
+    )
     try:
         t0 = time.monotonic()
         p = ended(start([*TRAIN, "--run-dir", str(run_dir)], rank_env(tiny_env["env"], 0, port)))
@@ -84,8 +94,11 @@ def test_stopped_or_dead_peer_fails_the_run_within_the_timeout(tiny_env, fault, 
     status = open_run(run_dir).status()
     assert status["state"] == "failed" and "a peer of this data-parallel job" in status["message"]
     assert took < BOUND_S
-    reliability.record("Data parallel: bounded failures", f"rank 1 {'stopped (SIGSTOP)' if fault == 'STOP' else 'killed (SIGKILL)'} "
-                       "mid-run", "rank 0: one line and status `failed` within --dist-timeout")
+    reliability.record(
+        "Data parallel: bounded failures",
+        f"rank 1 {'stopped (SIGSTOP)' if fault == 'STOP' else 'killed (SIGKILL)'} mid-run",
+        "rank 0: one line and status `failed` within --dist-timeout",
+    )
 
 
 @pytest.mark.slow

@@ -15,8 +15,14 @@ from .conftest import HERE, background, in_background, is_one_line_error, make_t
 def test_two_runs_at_once(tiny_env, reliability):
     base = tiny_env["tmp"] / "work"
     base.mkdir()
-    procs = [popen(["train", "--dataset", "tiny", "--epochs", "2", "--seed", str(seed), "--no-progress"], tiny_env["env"],
-                   cwd=base) for seed in (1, 2)]
+    procs = [
+        popen(
+            ["train", "--dataset", "tiny", "--epochs", "2", "--seed", str(seed), "--no-progress"],
+            tiny_env["env"],
+            cwd=base,
+        )
+        for seed in (1, 2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     dirs = [out.strip().splitlines()[-1] for out, _ in outs]
@@ -25,8 +31,11 @@ def test_two_runs_at_once(tiny_env, reliability):
         run = open_run(base / d if not d.startswith("/") else d)
         assert run.config()["seed"] == seed and len(run.metrics()) == 2 and run.status()["state"] == "completed"
     assert sorted(p.name for p in (base / "runs").iterdir()) == sorted(d.split("/")[-1] for d in dirs)
-    reliability.record("Concurrency", "two runs started at the same moment, same runs/ folder",
-                       "distinct run directories; each holds only its own run")
+    reliability.record(
+        "Concurrency",
+        "two runs started at the same moment, same runs/ folder",
+        "distinct run directories; each holds only its own run",
+    )
 
 
 COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_step"]
@@ -64,26 +73,34 @@ def test_readers_in_a_loop_while_training(reliability):
     assert reads >= 3, "the readers never overlapped the training; make it longer"
     assert open_run(watched).status()["state"] == "completed"
     assert _numbers(watched) == _numbers(alone)
-    reliability.record("Concurrency", f"plot, eval and report in a loop on a run while it trains ({reads} rounds)",
-                       "the run finishes with the numbers of a run left alone; readers delete nothing")
+    reliability.record(
+        "Concurrency",
+        f"plot, eval and report in a loop on a run while it trains ({reads} rounds)",
+        "the run finishes with the numbers of a run left alone; readers delete nothing",
+    )
 
 
 def test_second_trainer_on_a_run_is_refused_naming_the_first(tiny_env, reliability):
     run_dir = tiny_env["tmp"] / "run"
-    first = popen(["train", "--dataset", "tiny", "--epochs", "200", "--no-progress", "--run-dir", str(run_dir)],
-                  tiny_env["env"])
+    first = popen(
+        ["train", "--dataset", "tiny", "--epochs", "200", "--no-progress", "--run-dir", str(run_dir)], tiny_env["env"]
+    )
     try:
         while not (run_dir / "last.pt").exists():
             assert first.poll() is None, first.communicate()[1][-800:]
             time.sleep(0.01)
-        second = mnistlab(["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], tiny_env["env"],
-                          timeout=120)
+        second = mnistlab(
+            ["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], tiny_env["env"], timeout=120
+        )
     finally:
         first.kill()
         first.wait()
     assert is_one_line_error(second) and f"in use by process {first.pid}" in second.stderr, second.stderr
-    reliability.record("Concurrency", "a second --resume of a run that is training",
-                       "clear error naming the holder's pid; the first run goes on")
+    reliability.record(
+        "Concurrency",
+        "a second --resume of a run that is training",
+        "clear error naming the holder's pid; the first run goes on",
+    )
 
 
 def test_two_fetches_at_once_both_succeed(tiny_env, reliability):
@@ -102,5 +119,8 @@ def test_two_fetches_at_once_both_succeed(tiny_env, reliability):
     for f in spec.files:
         check_file(raw / f.name, f)
     assert not list(raw.glob(".*.part"))
-    reliability.record("Concurrency", "two data fetches of one folder at the same moment",
-                       "both succeed (the second waits for the first); only verified files")
+    reliability.record(
+        "Concurrency",
+        "two data fetches of one folder at the same moment",
+        "both succeed (the second waits for the first); only verified files",
+    )

@@ -20,9 +20,23 @@ TRAIN = ["train", "--dataset", "tiny", "--device", "cpu", "--deterministic", "--
 
 def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.Popen:
     # --standalone: a free local port for the rendezvous, so parallel test runs never collide
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                             str(nproc), "-m", "mnistlab", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(nproc),
+            "-m",
+            "mnistlab",
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finished(p: subprocess.Popen) -> subprocess.CompletedProcess:
@@ -66,8 +80,11 @@ def test_two_processes_give_the_losses_of_one(runs, reliability):
         assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-5) and y["val_accuracy"] == x["val_accuracy"]
     assert two.test()["total"] == one.test()["total"] == 200
     assert two.test()["accuracy"] == one.test()["accuracy"]
-    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)", "losses against one process at batch 64",
-                       "equal up to float rounding (rel 1e-5) at every step; validation and test reduced over ranks")
+    reliability.record(
+        "Data parallel (torchrun, gloo, 2 CPU processes)",
+        "losses against one process at batch 64",
+        "equal up to float rounding (rel 1e-5) at every step; validation and test reduced over ranks",
+    )
 
 
 def test_rank_zero_alone_writes_and_prints(runs):
@@ -82,8 +99,11 @@ def test_resume_with_another_number_of_processes(runs, reliability):
     one, two, _, _ = runs
     x, y = one.metrics()[-1], two.metrics()[-1]
     assert y["epoch"] == 3 and y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
-    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)", "started with 2 processes, resumed with 1",
-                       "continues where it stopped; equals a 1-process run up to float rounding")
+    reliability.record(
+        "Data parallel (torchrun, gloo, 2 CPU processes)",
+        "started with 2 processes, resumed with 1",
+        "continues where it stopped; equals a 1-process run up to float rounding",
+    )
 
 
 def test_batch_that_does_not_divide_is_one_line(runs):
@@ -116,9 +136,13 @@ def test_every_evaluation_sample_counts_once_under_any_number_of_processes(relia
     for n in (2, 3):
         test, val = runs[n].test(), runs[n].metrics()[-1]
         assert test["total"] == 1001 and test["confusion"] == one.test()["confusion"], n
-        assert test["accuracy"] == one.test()["accuracy"] and test["loss"] == pytest.approx(one.test()["loss"], rel=1e-5)
+        assert test["accuracy"] == one.test()["accuracy"] and test["loss"] == pytest.approx(
+            one.test()["loss"], rel=1e-5
+        )
         assert val["val_accuracy"] == one.metrics()[-1]["val_accuracy"]
         assert val["val_loss"] == pytest.approx(one.metrics()[-1]["val_loss"], rel=1e-5)
-    reliability.record("Data parallel (torchrun, gloo, 2 CPU processes)",
-                       "1001 validation and test samples over 2 and 3 processes (last batch of 1)",
-                       "every sample counted once: totals, accuracy and loss equal one process's")
+    reliability.record(
+        "Data parallel (torchrun, gloo, 2 CPU processes)",
+        "1001 validation and test samples over 2 and 3 processes (last batch of 1)",
+        "every sample counted once: totals, accuracy and loss equal one process's",
+    )

@@ -56,6 +56,7 @@ def trained(net, tmp_path, capsys):
 
 # --- sys.exit in a user's model ------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("code", ["0", "3", "bye"])
 def test_sys_exit_in_a_model_is_a_failure_everywhere(net, trained, tmp_path, capsys, monkeypatch, reliability, code):
@@ -63,12 +64,49 @@ def test_sys_exit_in_a_model_is_a_failure_everywhere(net, trained, tmp_path, cap
     monkeypatch.setenv("MISBEHAVE", f"exit:{code}")
     shown = repr(int(code) if code.isdigit() else code)
     monkeypatch.setenv("CALLS", "3")  # past the build check: inside the command's own work
-    cases = {"train": [*TRAIN, "--model", net, "--run-dir", str(tmp_path / "t")],
-             "profile --json": ["profile", net, "--json"], "summary": ["summary", net, "--batch-size", "3"],
-             "bench": ["bench", "--models", net, "--devices", "cpu", "--pipelines", "resident", "--steps", "2",
-                       "--repeats", "1", "--warmup", "0", "--dataset", "tiny", "--out", str(tmp_path / "b")],
-             "sweep": ["sweep", "--study", "s", "--trials", "2", "--param", "lr=0.01,0.02", "--dataset", "tiny",
-                       "--epochs", "1", "--device", "cpu", "--model", net, "--out", str(tmp_path / "sw")]}
+    cases = {
+        "train": [*TRAIN, "--model", net, "--run-dir", str(tmp_path / "t")],
+        "profile --json": ["profile", net, "--json"],
+        "summary": ["summary", net, "--batch-size", "3"],
+        "bench": [
+            "bench",
+            "--models",
+            net,
+            "--devices",
+            "cpu",
+            "--pipelines",
+            "resident",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--dataset",
+            "tiny",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        "sweep": [
+            "sweep",
+            "--study",
+            "s",
+            "--trials",
+            "2",
+            "--param",
+            "lr=0.01,0.02",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--model",
+            net,
+            "--out",
+            str(tmp_path / "sw"),
+        ],
+    }
     for name, argv in cases.items():
         monkeypatch.setenv("CALLS", "1" if name in ("profile --json", "summary") else "3")
         line = one_line_error(capsys, argv)
@@ -82,22 +120,30 @@ def test_sys_exit_in_a_model_is_a_failure_everywhere(net, trained, tmp_path, cap
         assert json.loads((tmp_path / folder / "status.json").read_text())["state"] == "failed"
     trials = json.loads((tmp_path / "sw" / "trials.json").read_text())
     assert [t["state"] for t in trials] == ["fail"]
-    reliability.record("One exit door", f"`sys.exit({shown})` in a user's model: train, eval, eval --json, profile "
-                       "--json, summary, bench, sweep", "clear error (exit 2, one line naming sys.exit); every folder "
-                       "it started records `failed`; a sweep's trial `fail`", trials=7)
+    reliability.record(
+        "One exit door",
+        f"`sys.exit({shown})` in a user's model: train, eval, eval --json, profile --json, summary, bench, sweep",
+        "clear error (exit 2, one line naming sys.exit); every folder "
+        "it started records `failed`; a sweep's trial `fail`",
+        trials=7,
+    )
 
 
 @pytest.mark.parametrize("how, words", [("none", "NoneType"), ("classes", "5"), ("rows", "1")])
-def test_a_model_that_fails_at_another_batch_is_one_line_in_eval_and_summary(net, trained, capsys, monkeypatch,
-                                                                            reliability, how, words):
+def test_a_model_that_fails_at_another_batch_is_one_line_in_eval_and_summary(
+    net, trained, capsys, monkeypatch, reliability, how, words
+):
     monkeypatch.setenv("MISBEHAVE", how)
     for argv in (["eval", str(trained)], ["eval", str(trained), "--json"], ["summary", net, "--batch-size", "3"]):
         line = one_line_error(capsys, argv)
         assert "net.py:Net" in line and words in line, line
     returns = {"none": "None", "classes": "5 logits", "rows": "one row"}[how]
-    reliability.record("One exit door", f"a model that returns {returns} "
-                       "at a batch other than its build check's (eval, eval --json, summary)",
-                       "clear error naming the model (exit 2, one line), as train gives", trials=3)
+    reliability.record(
+        "One exit door",
+        f"a model that returns {returns} at a batch other than its build check's (eval, eval --json, summary)",
+        "clear error naming the model (exit 2, one line), as train gives",
+        trials=3,
+    )
 
 
 def test_eval_json_is_strict_json_even_for_an_infinite_loss(trained, capsys, monkeypatch, reliability):
@@ -112,15 +158,29 @@ def test_eval_json_is_strict_json_even_for_an_infinite_loss(trained, capsys, mon
 
     result = json.loads(out, parse_constant=refuse)
     assert result["loss"] is None and 0 <= result["accuracy"] <= 1
-    reliability.record("One exit door", "`eval --json` of a model whose loss is infinite or NaN",
-                       "strict JSON: the value is null, never `NaN`")
+    reliability.record(
+        "One exit door",
+        "`eval --json` of a model whose loss is infinite or NaN",
+        "strict JSON: the value is null, never `NaN`",
+    )
 
 
 # --- SIGTERM and Ctrl-C from a job's first write to its last --------------------------------------
 
 # named moments (core/faults.py) from the first write (status.json `running`) to the last, and after it
-POINTS = ["write:status.json:1", "write:config.json", "write:env.json", "write:metrics.csv:1", "write:steps.csv:1",
-          "evaluate:1", "write:last.pt:1", "write:test.json", "write:loss.png", "job-end", "command-done"]
+POINTS = [
+    "write:status.json:1",
+    "write:config.json",
+    "write:env.json",
+    "write:metrics.csv:1",
+    "write:steps.csv:1",
+    "evaluate:1",
+    "write:last.pt:1",
+    "write:test.json",
+    "write:loss.png",
+    "job-end",
+    "command-done",
+]
 ENDS = {"TERM": ("terminated", 143), "INT": ("interrupted", 130)}
 
 
@@ -144,9 +204,12 @@ def test_a_stop_at_any_point_ends_in_a_state_that_agrees_with_the_exit_code(tiny
         assert done.returncode == 0, done.stderr[-600:]
     final = open_run(run)
     assert final.status()["state"] == "completed" and final.test() is not None and (run / "loss.png").is_file()
-    reliability.record("One exit door: stopped at any point, then resumed", f"SIG{sig} at `{point}`",
-                       f"state `{state}` and exit {code} (or, once the job has recorded `completed`, exit 0 with a "
-                       f"line); a resume (or, before config.json, the same command) completes the run")
+    reliability.record(
+        "One exit door: stopped at any point, then resumed",
+        f"SIG{sig} at `{point}`",
+        f"state `{state}` and exit {code} (or, once the job has recorded `completed`, exit 0 with a "
+        f"line); a resume (or, before config.json, the same command) completes the run",
+    )
 
 
 # a stop while config.json is written leaves the old one (1 epoch: the stopped command's request is gone); once it
@@ -156,22 +219,30 @@ def test_a_stop_at_any_point_ends_in_a_state_that_agrees_with_the_exit_code(tiny
 def test_a_resume_stopped_while_it_writes_its_config_is_not_completed(tiny_env, reliability, point, epochs):
     env, run = tiny_env["env"], tiny_env["tmp"] / "r"
     assert mnistlab([*TRAIN, "--run-dir", str(run)], env).returncode == 0
-    p = mnistlab(["train", "--resume", str(run), "--epochs", "2", "--no-progress"], env, kill_at=point,
-                 kill_signal="TERM")
+    p = mnistlab(
+        ["train", "--resume", str(run), "--epochs", "2", "--no-progress"], env, kill_at=point, kill_signal="TERM"
+    )
     assert p.returncode == 143 and open_run(run).status()["state"] == "terminated", p.stderr[-600:]
     p = mnistlab(["train", "--resume", str(run), "--no-progress"], env)
     assert p.returncode == 0 and len(open_run(run).metrics()) == epochs, p.stderr[-600:]
     assert open_run(run).status()["state"] == "completed"
-    reliability.record("One exit door: stopped at any point, then resumed", "SIGTERM while a resume of a completed "
-                       f"run (`--epochs 2`) writes `{point.split(':')[1]}`", "state `terminated`, exit 143 (not "
-                       "`completed`); a plain --resume trains what config.json then says")
+    reliability.record(
+        "One exit door: stopped at any point, then resumed",
+        f"SIGTERM while a resume of a completed run (`--epochs 2`) writes `{point.split(':')[1]}`",
+        "state `terminated`, exit 143 (not `completed`); a plain --resume trains what config.json then says",
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv, point", [
-    (["eval", "{run}"], "evaluate"), (["data", "fetch", "--dataset", "tiny"], "fetch"),
-    (["report", "{run}", "--out", "{tmp}/rep"], "write:report.md"), (["plot", "{run}", "--out", "{tmp}/p.png"],
-                                                                        "write:p.png")])
+@pytest.mark.parametrize(
+    "argv, point",
+    [
+        (["eval", "{run}"], "evaluate"),
+        (["data", "fetch", "--dataset", "tiny"], "fetch"),
+        (["report", "{run}", "--out", "{tmp}/rep"], "write:report.md"),
+        (["plot", "{run}", "--out", "{tmp}/p.png"], "write:p.png"),
+    ],
+)
 def test_readers_stop_on_sigterm_with_one_line(tiny_env, reliability, argv, point):
     env, tmp = tiny_env["env"], tiny_env["tmp"]
     run = tmp / "r"
@@ -180,23 +251,33 @@ def test_readers_stop_on_sigterm_with_one_line(tiny_env, reliability, argv, poin
     p = mnistlab(args, env, kill_at=point, kill_signal="TERM")
     assert p.returncode == 143 and p.stderr.strip().splitlines()[-1] == "mnistlab: terminated", p.stderr[-600:]
     assert "Traceback" not in p.stderr and not list(tmp.rglob(".*.tmp"))
-    reliability.record("One exit door", f"SIGTERM during `{argv[0]}{' ' + argv[1] if argv[0] == 'data' else ''}`",
-                       "exit 143 with the line `mnistlab: terminated`; no temporary file left")
+    reliability.record(
+        "One exit door",
+        f"SIGTERM during `{argv[0]}{' ' + argv[1] if argv[0] == 'data' else ''}`",
+        "exit 143 with the line `mnistlab: terminated`; no temporary file left",
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["write:speedrun.json:1", "speedrun-floor"])
 def test_a_speedrun_stopped_just_after_its_first_seed_keeps_it(tiny_env, reliability, point):
     out = tiny_env["tmp"] / "S"
-    p = mnistlab(["speedrun", "--dataset", "tiny", "--seeds", "3", "--device", "cpu", "--out", str(out)],
-                 tiny_env["env"], kill_at=point, kill_signal="TERM")
+    p = mnistlab(
+        ["speedrun", "--dataset", "tiny", "--seeds", "3", "--device", "cpu", "--out", str(out)],
+        tiny_env["env"],
+        kill_at=point,
+        kill_signal="TERM",
+    )
     assert p.returncode == 143 and "Traceback" not in p.stderr, p.stderr[-800:]
     assert f"stopped after 1 of 3 seeds; {out / 'speedrun.json'} holds them" in p.stderr, p.stderr[-800:]
     assert "RunDir(" not in p.stderr
     assert len(json.loads((out / "speedrun.json").read_text())["runs"]) == 1
     assert json.loads((out / "status.json").read_text())["state"] == "terminated"
-    reliability.record("One exit door", f"SIGTERM just after a speedrun's first seed (`{point}`)",
-                       "exit 143; the finished seed kept in speedrun.json and named in the line; status terminated")
+    reliability.record(
+        "One exit door",
+        f"SIGTERM just after a speedrun's first seed (`{point}`)",
+        "exit 143; the finished seed kept in speedrun.json and named in the line; status terminated",
+    )
 
 
 # --- what the refactor (issue 29) already fixed, held to it -----------------------------------------
@@ -230,14 +311,23 @@ class Net(nn.Module):  # a state_dict with a number in it: saved, it could never
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code, state, words", [(NAN_IN_EVAL, "diverged", "the validation loss became nan"),
-                                                 (EXTRA_STATE, "failed", "holds 'calls', a int, not a tensor")])
+@pytest.mark.parametrize(
+    "code, state, words",
+    [
+        (NAN_IN_EVAL, "diverged", "the validation loss became nan"),
+        (EXTRA_STATE, "failed", "holds 'calls', a int, not a tensor"),
+    ],
+)
 def test_a_run_that_could_not_be_used_does_not_end_completed(tiny, tmp_path, capsys, reliability, code, state, words):
     (tmp_path / "m.py").write_text(code)
     line = one_line_error(capsys, [*TRAIN, "--model", f"{tmp_path / 'm.py'}:Net", "--run-dir", str(tmp_path / "r")])
     assert words in line, line
     assert open_run(tmp_path / "r").status()["state"] == state
     assert not (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "test.json").exists()
-    reliability.record("One exit door", "a model whose validation loss is NaN (each step's finite)" if state ==
-                       "diverged" else "a model whose state_dict holds a number", f"clear error; status `{state}`; no "
-                       f"checkpoint or test.json that eval and resume would refuse")
+    reliability.record(
+        "One exit door",
+        "a model whose validation loss is NaN (each step's finite)"
+        if state == "diverged"
+        else "a model whose state_dict holds a number",
+        f"clear error; status `{state}`; no checkpoint or test.json that eval and resume would refuse",
+    )

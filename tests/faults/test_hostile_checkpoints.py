@@ -52,8 +52,10 @@ def _set(path: str, value):
         if value is _DELETE:
             del target[int(last) if last.isdigit() else last]
         else:
-            target[int(last) if last.isdigit() else last] = value(target[int(last) if last.isdigit() else last]) \
-                if callable(value) else value
+            target[int(last) if last.isdigit() else last] = (
+                value(target[int(last) if last.isdigit() else last]) if callable(value) else value
+            )
+
     return change
 
 
@@ -79,15 +81,27 @@ CASES = {
     "`step_log` rows that are not numbers": (_set("step_log", [{"step": "a"}]), "field 'step_log'", BOTH),
     "`config` with a boolean as a number": (_set("config/subset", True), "field 'config'", BOTH),
     "`optimizer` as a list": (_set("optimizer", [1, 2]), "field 'optimizer'", BOTH),
-    "a momentum buffer of the wrong dtype": (_set("optimizer/state/0/momentum_buffer", lambda t: t.double()),
-                                             "optimizer.state[0].momentum_buffer", RESUME_ONLY),
-    "a NaN momentum buffer": (_set("optimizer/state/1/momentum_buffer", lambda t: t.fill_(float("nan"))),
-                              "NaN or infinite", RESUME_ONLY),
+    "a momentum buffer of the wrong dtype": (
+        _set("optimizer/state/0/momentum_buffer", lambda t: t.double()),
+        "optimizer.state[0].momentum_buffer",
+        RESUME_ONLY,
+    ),
+    "a NaN momentum buffer": (
+        _set("optimizer/state/1/momentum_buffer", lambda t: t.fill_(float("nan"))),
+        "NaN or infinite",
+        RESUME_ONLY,
+    ),
     "a NaN learning rate": (_set("optimizer/param_groups/0/lr", float("nan")), "param_groups[0].lr", RESUME_ONLY),
-    "parameter ids out of range": (_set("optimizer/param_groups/0/params", lambda p: [i + 100 for i in p]),
-                                   "field 'optimizer.param_groups'", RESUME_ONLY),
-    "state for a parameter the model lacks": (_set("optimizer/state/99", {"momentum_buffer": torch.zeros(3)}),
-                                              "optimizer.state[99]", RESUME_ONLY),
+    "parameter ids out of range": (
+        _set("optimizer/param_groups/0/params", lambda p: [i + 100 for i in p]),
+        "field 'optimizer.param_groups'",
+        RESUME_ONLY,
+    ),
+    "state for a parameter the model lacks": (
+        _set("optimizer/state/99", {"momentum_buffer": torch.zeros(3)}),
+        "optimizer.state[99]",
+        RESUME_ONLY,
+    ),
 }
 
 
@@ -100,8 +114,12 @@ def test_altered_checkpoint(run, capsys, reliability, case):
         line = one_line_error(capsys, argv)
         assert words in line and str(run / "last.pt") in line, (command, line)
         assert (run / "last.pt").read_bytes() == altered  # refused before anything was written
-    reliability.record("Checkpoints (validated before use)", f"last.pt with {case}",
-                       f"clear error naming the file and field ({' and '.join(commands)})", trials=len(commands))
+    reliability.record(
+        "Checkpoints (validated before use)",
+        f"last.pt with {case}",
+        f"clear error naming the file and field ({' and '.join(commands)})",
+        trials=len(commands),
+    )
 
 
 def test_wrong_shape_momentum_buffer_does_not_crash(trained, tiny_env, reliability):
@@ -109,8 +127,14 @@ def test_wrong_shape_momentum_buffer_does_not_crash(trained, tiny_env, reliabili
     run = tiny_env["tmp"] / "run"
     shutil.copytree(trained, run)
     _alter(run, _set("optimizer/state/0/momentum_buffer", lambda t: torch.zeros(3)))
-    p = mnistlab(["train", "--resume", str(run), "--epochs", "1", "--no-progress", "--device", "cpu"],
-                 tiny_env["env"], timeout=120)
+    p = mnistlab(
+        ["train", "--resume", str(run), "--epochs", "1", "--no-progress", "--device", "cpu"],
+        tiny_env["env"],
+        timeout=120,
+    )
     assert is_one_line_error(p) and "optimizer.state[0].momentum_buffer" in p.stderr, (p.returncode, p.stderr[-800:])
-    reliability.record("Checkpoints (validated before use)", "last.pt with a momentum buffer of the wrong shape "
-                       "(fused SGD read out of bounds)", "clear error naming the file and field (resume); no crash")
+    reliability.record(
+        "Checkpoints (validated before use)",
+        "last.pt with a momentum buffer of the wrong shape (fused SGD read out of bounds)",
+        "clear error naming the file and field (resume); no crash",
+    )

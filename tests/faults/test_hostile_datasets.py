@@ -61,8 +61,11 @@ def test_row_cannot_write_outside_the_data_root(rows, tiny, tmp_path, capsys, re
     line = one_line_error(capsys, ["data", "fetch", "--dataset", "extra", "--no-web"])
     assert "must be a plain" in line and "extra" in line, line
     assert not target.exists() and not list(target.parent.glob(".*"))
-    reliability.record("Security: dataset rows", f"a row with an {how}" if how[0] == "a" else f"a row with a {how}",
-                       "refused before any disk or network work (exit 2, one line); nothing written")
+    reliability.record(
+        "Security: dataset rows",
+        f"a row with an {how}" if how[0] == "a" else f"a row with a {how}",
+        "refused before any disk or network work (exit 2, one line); nothing written",
+    )
 
 
 def test_symlinked_folder_cannot_lead_outside(rows, tiny, tmp_path, capsys, reliability):
@@ -78,12 +81,18 @@ def test_symlinked_folder_cannot_lead_outside(rows, tiny, tmp_path, capsys, reli
     line = one_line_error(capsys, ["data", "fetch", "--dataset", "extra", "--no-web"])
     assert "outside the data root" in line, line
     assert sorted(p.name for p in (outside / "raw").iterdir()) == sorted(f.name + ".gz" for f in spec.files)
-    reliability.record("Security: dataset rows", "a plain folder name that is a symlink out of the data root",
-                       "refused before any write (exit 2, one line); nothing written")
+    reliability.record(
+        "Security: dataset rows",
+        "a plain folder name that is a symlink out of the data root",
+        "refused before any write (exit 2, one line); nothing written",
+    )
 
 
 BAD_FILES = {
-    "`{}`": {}, "`[1]`": [1], "`null`": None, "not UTF-8": b"\xff\xfe[]",
+    "`{}`": {},
+    "`[1]`": [1],
+    "`null`": None,
+    "not UTF-8": b"\xff\xfe[]",
 }
 
 
@@ -92,8 +101,11 @@ def test_bad_datasets_file(rows, capsys, reliability, case):
     rows[1](BAD_FILES[case])
     line = one_line_error(capsys, ["data", "info", "--dataset", "tiny"])
     assert "MNISTLAB_DATASETS_FILE" in line, line
-    reliability.record("Bad dataset rows ($MNISTLAB_DATASETS_FILE)", f"a datasets file that is {case}",
-                       "clear error (exit 2, one line naming the file)")
+    reliability.record(
+        "Bad dataset rows ($MNISTLAB_DATASETS_FILE)",
+        f"a datasets file that is {case}",
+        "clear error (exit 2, one line naming the file)",
+    )
 
 
 BAD_ROWS = {
@@ -121,8 +133,11 @@ def test_bad_dataset_row(rows, capsys, reliability, case):
     write([row])
     line = one_line_error(capsys, ["data", "info", "--dataset", "tiny"])
     assert words in line, line
-    reliability.record("Bad dataset rows ($MNISTLAB_DATASETS_FILE)", f"a row with {case}",
-                       "clear error (exit 2, one line naming the row and field)")
+    reliability.record(
+        "Bad dataset rows ($MNISTLAB_DATASETS_FILE)",
+        f"a row with {case}",
+        "clear error (exit 2, one line naming the row and field)",
+    )
 
 
 def _bomb_source(raw, spec):
@@ -147,13 +162,17 @@ def test_decompression_bomb_stops_at_the_pinned_size(tiny, capsys, monkeypatch, 
             produced.append(source.tell())  # how far into the compressed stream it read
             raise
         return out
+
     monkeypatch.setattr(fetching, "gunzip_bounded", watched)
     line = one_line_error(capsys, ["data", "fetch", "--dataset", "tiny", "--no-web"])
     assert "decompresses to more than" in line and str(raw / LBL) in line, line
     assert written == [] and not (raw / LBL).exists() and not list(raw.glob(".*.part"))
     assert produced and produced[0] < (raw / (LBL + ".gz")).stat().st_size  # stopped early, not read to the end
-    reliability.record("Decompression", "a local `.gz` that expands to 20,000x its pinned size",
-                       "stopped as the output passed the pinned size; nothing written; clear error")
+    reliability.record(
+        "Decompression",
+        "a local `.gz` that expands to 20,000x its pinned size",
+        "stopped as the output passed the pinned size; nothing written; clear error",
+    )
 
 
 def test_decompression_bomb_from_a_mirror(tiny, monkeypatch, reliability):
@@ -175,8 +194,11 @@ def test_decompression_bomb_from_a_mirror(tiny, monkeypatch, reliability):
         fetching.fetch(spec, root, log=logs.append, web=True)
     assert any("decompresses to more than" in m for m in logs), logs
     assert body.tell() < len(body.getvalue())  # the download stopped early
-    reliability.record("Decompression", "a mirror serving a bomb", "download stopped at the pinned size; "
-                       "the mirror is reported as failed; nothing written")
+    reliability.record(
+        "Decompression",
+        "a mirror serving a bomb",
+        "download stopped at the pinned size; the mirror is reported as failed; nothing written",
+    )
 
 
 @pytest.mark.parametrize("case", ["a corrupt deflate body after a valid gzip header", "a truncated gzip stream"])

@@ -38,8 +38,12 @@ def _write(folder, name: str, text: str):
     return folder / name
 
 
-SPECS = {"signal:pause": "is part of the standard library", "os:abort": "is part of the standard library",
-         "mnistlab.cli:main": "is part of mnistlab", "FILE:pause": "is defined in _signal, part of the standard library"}
+SPECS = {
+    "signal:pause": "is part of the standard library",
+    "os:abort": "is part of the standard library",
+    "mnistlab.cli:main": "is part of mnistlab",
+    "FILE:pause": "is defined in _signal, part of the standard library",
+}
 
 
 @pytest.mark.parametrize("spec", list(SPECS))
@@ -49,8 +53,12 @@ def test_a_spec_must_name_the_users_own_code(env, tmp_path, reliability, spec):
         p = mnistlab(argv, env["env"], timeout=60)
         assert is_one_line_error(p) and SPECS[spec.replace(str(tmp_path / "reexport.py"), "FILE")] in p.stderr, p
     assert not (tmp_path / "run").exists()
-    reliability.record("Your own model", f"a model spec `{spec.replace(str(tmp_path) + '/', '')}` (not the user's "
-                       "code)", "clear error before it is imported or called (summary, train)", trials=2)
+    reliability.record(
+        "Your own model",
+        f"a model spec `{spec.replace(str(tmp_path) + '/', '')}` (not the user's code)",
+        "clear error before it is imported or called (summary, train)",
+        trials=2,
+    )
 
 
 @pytest.mark.slow
@@ -62,12 +70,17 @@ def test_a_runs_config_naming_a_callable_is_refused(env, tmp_path, reliability):
     for argv in (["eval", run], ["report", run, "--out", tmp_path / "rep"]):
         p = mnistlab(argv, env["env"], timeout=60)
         assert is_one_line_error(p) and "signal is part of the standard library" in p.stderr, p
-    reliability.record("Your own model", "a run's config.json whose model is `signal:pause`",
-                       "clear error, nothing called (eval, report)", trials=2)
+    reliability.record(
+        "Your own model",
+        "a run's config.json whose model is `signal:pause`",
+        "clear error, nothing called (eval, report)",
+        trials=2,
+    )
 
 
 LOUD = NET.replace("class Net", 'print("HELLO from the model file")\n\n\nclass Net').replace(
-    "        return self.fc", '        print("HELLO from forward")\n        return self.fc')
+    "        return self.fc", '        print("HELLO from forward")\n        return self.fc'
+)
 
 
 @pytest.mark.slow
@@ -78,24 +91,34 @@ def test_a_model_that_prints_leaves_json_intact(env, tmp_path, reliability):
     assert mnistlab([*TRAIN, "--model", model, "--run-dir", tmp_path / "run"], env["env"]).returncode == 0
     p = mnistlab(["eval", tmp_path / "run", "--json"], env["env"], timeout=120)
     assert p.returncode == 0 and json.loads(p.stdout)["total"] == 64 and "HELLO from forward" in p.stderr, p
-    reliability.record("Your own model", "a model that prints (at import and in forward)",
-                       "its output goes to stderr; `profile --json` and `eval --json` stay valid JSON", trials=2)
+    reliability.record(
+        "Your own model",
+        "a model that prints (at import and in forward)",
+        "its output goes to stderr; `profile --json` and `eval --json` stay valid JSON",
+        trials=2,
+    )
 
 
 THREAD = NET.replace("import torch\n", "import threading\nimport time\n\nimport torch\n").replace(
     "        self.fc = nn.Linear(784, 10)\n",
-    "        self.fc = nn.Linear(784, 10)\n        threading.Thread(target=time.sleep, args=(3600,), name='forever').start()\n")
+    "        self.fc = nn.Linear(784, 10)\n        threading.Thread(target=time.sleep, args=(3600,), "
+    "name='forever').start()\n",
+)
 
 
 @pytest.mark.slow
 def test_a_model_that_leaves_a_thread_running_does_not_keep_train_alive(env, tmp_path, reliability):
     run = tmp_path / "run"
-    p = mnistlab([*TRAIN, "--model", f"{_write(tmp_path, 'thread.py', THREAD)}:Net", "--run-dir", run], env["env"],
-                 timeout=120)
+    p = mnistlab(
+        [*TRAIN, "--model", f"{_write(tmp_path, 'thread.py', THREAD)}:Net", "--run-dir", run], env["env"], timeout=120
+    )
     assert p.returncode == 0 and p.stdout.splitlines()[-1] == str(run) and (run / "test.json").is_file(), p
     assert "not waiting for 1 thread(s) still running (forever" in p.stderr, p.stderr
-    reliability.record("Your own model", "a model that starts a non-daemon thread that never ends",
-                       "`train` finishes, prints its run and exits, saying it did not wait for the thread")
+    reliability.record(
+        "Your own model",
+        "a model that starts a non-daemon thread that never ends",
+        "`train` finishes, prints its run and exits, saying it did not wait for the thread",
+    )
 
 
 @pytest.mark.slow
@@ -108,18 +131,26 @@ def test_resume_notices_a_symlinked_model_file_now_points_at_other_code(env, tmp
     link.symlink_to(b)
     p = mnistlab(["train", "--resume", run, "--epochs", "1", "--no-progress"], env["env"])
     assert is_one_line_error(p) and f"{link}, now a link to {b}: changed since this run started" in p.stderr, p
-    reliability.record("Your own model", "`--resume` after the model file (a symbolic link) was pointed at other code",
-                       "clear error naming the link and its new target; nothing trained")
+    reliability.record(
+        "Your own model",
+        "`--resume` after the model file (a symbolic link) was pointed at other code",
+        "clear error naming the link and its new target; nothing trained",
+    )
 
 
-VIEW = NET.replace("self.fc = nn.Linear(784, 10)", "self.conv = nn.Conv2d(1, 8, 3)\n        self.fc = nn.Linear(8 * 26 * 26, 10)"
-                   ).replace("return self.fc(x.flatten(1))", "x = torch.relu(self.conv(x))\n        return self.fc(x.view(x.size(0), -1))")
+VIEW = NET.replace(
+    "self.fc = nn.Linear(784, 10)", "self.conv = nn.Conv2d(1, 8, 3)\n        self.fc = nn.Linear(8 * 26 * 26, 10)"
+).replace("return self.fc(x.flatten(1))", "x = torch.relu(self.conv(x))\n        return self.fc(x.view(x.size(0), -1))")
 
 
 def test_channels_last_with_a_model_that_flattens_with_view(env, tmp_path, reliability):
     run = tmp_path / "run"
-    p = mnistlab([*TRAIN, "--model", f"{_write(tmp_path, 'view.py', VIEW)}:Net", "--channels-last", "--run-dir", run],
-                 env["env"])
+    p = mnistlab(
+        [*TRAIN, "--model", f"{_write(tmp_path, 'view.py', VIEW)}:Net", "--channels-last", "--run-dir", run], env["env"]
+    )
     assert is_one_line_error(p) and "flatten with x.flatten(1)" in p.stderr and not run.exists(), p
-    reliability.record("Speed levers", "`--channels-last` with a CNN that flattens with `x.view(x.size(0), -1)`",
-                       "clear error naming the model and the fix, before any run folder")
+    reliability.record(
+        "Speed levers",
+        "`--channels-last` with a CNN that flattens with `x.view(x.size(0), -1)`",
+        "clear error naming the model and the fix, before any run folder",
+    )

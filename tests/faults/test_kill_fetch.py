@@ -39,13 +39,17 @@ def test_kill_fetch_mid_write(tiny_env, reliability, seed):
     assert p.returncode == -signal.SIGKILL
     assert not (raw / victim).exists() and list(raw.glob(f".{victim}.*.part"))  # half a file, never under its name
     only_verified_files(spec, root)
-    p = mnistlab(["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir",
-                  str(tiny_env["tmp"] / "r")], env)  # any use of the data verifies first, then fetches
+    p = mnistlab(
+        ["train", "--dataset", "tiny", "--epochs", "1", "--no-progress", "--run-dir", str(tiny_env["tmp"] / "r")], env
+    )  # any use of the data verifies first, then fetches
     assert p.returncode == 0, p.stderr
     only_verified_files(spec, root)
     assert all((raw / n).exists() for n in FILES) and not list(raw.glob(".*.part"))
-    reliability.record("Killed with SIGKILL during a data fetch", "while writing a data file (random file, seeded)",
-                       "nothing lost: the next fetch completed; no unverified file used")
+    reliability.record(
+        "Killed with SIGKILL during a data fetch",
+        "while writing a data file (random file, seeded)",
+        "nothing lost: the next fetch completed; no unverified file used",
+    )
 
 
 def test_unverified_bytes_never_replace_a_file(tiny_env, reliability):
@@ -58,5 +62,8 @@ def test_unverified_bytes_never_replace_a_file(tiny_env, reliability):
     assert p.returncode == 2 and not (raw / FILES[1]).exists() and not list(raw.glob(".*.part"))
     with pytest.raises(DataError):
         check_file(raw / FILES[1], spec.train_labels)
-    reliability.record("Killed with SIGKILL during a data fetch", "a source serving wrong bytes",
-                       "clear error; the file is not written")
+    reliability.record(
+        "Killed with SIGKILL during a data fetch",
+        "a source serving wrong bytes",
+        "clear error; the file is not written",
+    )

@@ -30,8 +30,12 @@ pytestmark = pytest.mark.slow  # training processes, killed and resumed; a Tenso
 
 # the tiny data: 8 steps per epoch; --log-every 2: the train loss at steps 1, 3, 5, 7 of each epoch
 TRAIN = ["train", "--dataset", "tiny", "--epochs", "3", "--device", "cpu", "--no-progress", "--log-every", "2"]
-STAGES = ["1-killed-ahead-of-its-checkpoint", "2-resume-killed-before-its-events", "3-resumed-to-the-end",
-          "4-completed-and-resumed"]
+STAGES = [
+    "1-killed-ahead-of-its-checkpoint",
+    "2-resume-killed-before-its-events",
+    "3-resumed-to-the-end",
+    "4-completed-and-resumed",
+]
 
 
 def steps(scalars: dict, tag: str) -> list[int]:
@@ -43,10 +47,12 @@ def stages(tmp_path_factory):
     """The run after each stage, copied into logs/STAGE (each a run of its own for TensorBoard)."""
     tmp = tmp_path_factory.mktemp("tensorboard-resume")
     env, run_dir, logs = make_tiny_env(tmp)["env"], tmp / "run", tmp / "logs"
-    commands = [([*TRAIN, "--run-dir", str(run_dir)], "write:last.pt:2"),  # epoch 2's events on disk, its last.pt not
-                (["train", "--resume", str(run_dir), "--no-progress"], "epoch-end:1"),  # trained epoch 2 again, unsaved
-                (["train", "--resume", str(run_dir), "--no-progress"], None),
-                (["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], None)]
+    commands = [
+        ([*TRAIN, "--run-dir", str(run_dir)], "write:last.pt:2"),  # epoch 2's events on disk, its last.pt not
+        (["train", "--resume", str(run_dir), "--no-progress"], "epoch-end:1"),  # trained epoch 2 again, unsaved
+        (["train", "--resume", str(run_dir), "--no-progress"], None),
+        (["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"], None),
+    ]
     for stage, (args, kill_at) in zip(STAGES, commands, strict=True):
         p = mnistlab(args, env, kill_at=kill_at)
         assert p.returncode == (-signal.SIGKILL if kill_at else 0), (stage, p.stderr[-800:])

@@ -25,8 +25,11 @@ COMPARED = ["epoch", "train_loss", "val_loss", "val_accuracy", "steps", "global_
 def final_numbers(run_path):
     run = open_run(run_path)
     test = run.test()
-    return ([{k: r[k] for k in COMPARED} for r in run.metrics()], run.steps(),
-            (test["loss"], test["accuracy"], test["confusion"]))
+    return (
+        [{k: r[k] for k in COMPARED} for r in run.metrics()],
+        run.steps(),
+        (test["loss"], test["accuracy"], test["confusion"]),
+    )
 
 
 @in_background
@@ -59,8 +62,10 @@ def readers_of(run_dir) -> list[tuple[list[str], bool]]:
     """eval works once a checkpoint exists and plot once an epoch is recorded; before that, both say so clearly."""
     has_checkpoint = (run_dir / "last.pt").exists()
     has_epoch = (run_dir / "config.json").exists() and bool(open_run(run_dir).metrics())
-    return [(["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
-            (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch)]
+    return [
+        (["eval", str(run_dir), "--device", "cpu"], has_checkpoint),
+        (["plot", str(run_dir), "--out", str(run_dir.parent / "p.png")], has_epoch),
+    ]
 
 
 def reader_did_right(code: int, err: str, works: bool) -> bool:
@@ -89,9 +94,19 @@ def resume_until_finished(run_dir, env) -> None:
     assert p.returncode == 0, p.stderr
 
 
-KILL_POINTS = ["write:config.json", "epoch-end:1", "write:best.pt:1", "write:last.pt:1", "after-checkpoint:1",
-               "write:metrics.csv:2", "epoch-end:3", "write:last.pt:3", "write:steps.csv:4", "final-eval",
-               "write:test.json"]
+KILL_POINTS = [
+    "write:config.json",
+    "epoch-end:1",
+    "write:best.pt:1",
+    "write:last.pt:1",
+    "after-checkpoint:1",
+    "write:metrics.csv:2",
+    "epoch-end:3",
+    "write:last.pt:3",
+    "write:steps.csv:4",
+    "final-eval",
+    "write:test.json",
+]
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
@@ -110,8 +125,11 @@ def test_kill_at_a_named_moment_then_resume(tiny_env, reference, reliability, su
     assert not list(run_dir.glob(".*.tmp"))  # a killed write's temporary file is cleaned up on resume
     assert final_numbers(run_dir) == reference[0]
     assert_events_match_run(run_dir)  # TensorBoard: every scalar once, equal to the CSVs
-    reliability.record("Killed with SIGKILL during training, then --resume",
-                       f"at `{point}`", "nothing lost: final metrics equal an uninterrupted run's")
+    reliability.record(
+        "Killed with SIGKILL during training, then --resume",
+        f"at `{point}`",
+        "nothing lost: final metrics equal an uninterrupted run's",
+    )
 
 
 @in_background
@@ -155,8 +173,11 @@ def test_kill_at_a_random_moment_then_resume(tiny_env, reference, reliability, s
             resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == numbers
     assert_events_match_run(run_dir)
-    reliability.record("Killed with SIGKILL during training, then --resume",
-                       "at a random moment (seeded)", "nothing lost: final metrics equal an uninterrupted run's")
+    reliability.record(
+        "Killed with SIGKILL during training, then --resume",
+        "at a random moment (seeded)",
+        "nothing lost: final metrics equal an uninterrupted run's",
+    )
 
 
 # SIGTERM at: the start of epoch 2's validation (nothing of epoch 2 saved yet), and halfway through
@@ -171,14 +192,23 @@ def test_sigterm_stops_like_ctrl_c_then_resume(tiny_env, reference, reliability,
     saved = TERM_POINTS[point]
     assert p.returncode == 143 and "mnistlab: terminated" in p.stderr and "Traceback" not in p.stderr, p.stderr[-800:]
     assert f"terminated after epoch {saved} (last.pt holds epoch {saved})" in p.stdout
-    assert open_run(run_dir).status() == {"state": "terminated", "job": "train", "message": "terminated",
-                                          "epochs_done": saved}
+    assert open_run(run_dir).status() == {
+        "state": "terminated",
+        "job": "train",
+        "message": "terminated",
+        "epochs_done": saved,
+    }
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == saved == len(open_run(run_dir).metrics())
     resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == reference[0]
-    reliability.record("Stopped with SIGTERM during training, then --resume", f"at `{point}`",
-                       "state `terminated`, exit 143, the message and status.json name the epoch last.pt holds; "
-                       "nothing lost: final metrics equal an uninterrupted run's")
+    reliability.record(
+        "Stopped with SIGTERM during training, then --resume",
+        f"at `{point}`",
+        "state `terminated`, exit 143, the message and status.json name the epoch last.pt holds; "
+        "nothing lost: final metrics equal an uninterrupted run's",
+    )
+
+
 def test_kill_while_resume_rewrites_tensorboard_events(tiny_env, reference, reliability):
     """A kill between the rewritten event file's move and the stale files' deletion leaves duplicates
     behind; the next resume removes them: in the end every scalar is there once."""
@@ -191,8 +221,11 @@ def test_kill_while_resume_rewrites_tensorboard_events(tiny_env, reference, reli
     resume_until_finished(run_dir, env)
     assert final_numbers(run_dir) == reference[0]
     assert_events_match_run(run_dir)
-    reliability.record("Killed with SIGKILL during training, then --resume", "while resume rewrites the "
-                       "TensorBoard event files", "nothing lost, nothing duplicated after the next resume")
+    reliability.record(
+        "Killed with SIGKILL during training, then --resume",
+        "while resume rewrites the TensorBoard event files",
+        "nothing lost, nothing duplicated after the next resume",
+    )
 
 
 def test_kill_a_run_of_your_own_model_then_resume(tiny_env, reliability):
@@ -200,8 +233,10 @@ def test_kill_a_run_of_your_own_model_then_resume(tiny_env, reliability):
     run's verified copy and ends exactly where an uninterrupted run of the same model ends."""
     env, tmp = tiny_env["env"], tiny_env["tmp"]
     net = tmp / "net.py"
-    net.write_text("from torch import nn\n\ndef Net(num_classes=10):\n"
-                   "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))\n")
+    net.write_text(
+        "from torch import nn\n\ndef Net(num_classes=10):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))\n"
+    )
     args = [*TRAIN, "--epochs", "2", "--model", f"{net}:Net"]
     p = mnistlab([*args, "--run-dir", str(tmp / "whole")], env)
     assert p.returncode == 0, p.stderr
@@ -210,22 +245,43 @@ def test_kill_a_run_of_your_own_model_then_resume(tiny_env, reliability):
     resume_until_finished(tmp / "killed", env)
     assert final_numbers(tmp / "killed") == final_numbers(tmp / "whole")
     assert_events_match_run(tmp / "killed")
-    reliability.record("Killed with SIGKILL during training, then --resume", "a run of your own model "
-                       "(`file.py:Name`) at `write:last.pt:2`", "nothing lost: final metrics equal an uninterrupted run's")
+    reliability.record(
+        "Killed with SIGKILL during training, then --resume",
+        "a run of your own model (`file.py:Name`) at `write:last.pt:2`",
+        "nothing lost: final metrics equal an uninterrupted run's",
+    )
 
 
 def test_diverging_run_stops_clearly_and_keeps_best(tiny_env, reliability):
     env, tmp = tiny_env["env"], tiny_env["tmp"]
-    p = mnistlab(["train", "--dataset", "tiny", "--epochs", "5", "--lr", "100", "--no-progress",
-                  "--run-dir", str(tmp / "lr100")], env)
+    p = mnistlab(
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "5",
+            "--lr",
+            "100",
+            "--no-progress",
+            "--run-dir",
+            str(tmp / "lr100"),
+        ],
+        env,
+    )
     assert is_one_line_error(p) and "diverged" in p.stderr and "at epoch 1, step" in p.stderr
     assert "no checkpoint written" in p.stderr
     reliability.record("Diverging runs", "`--lr 100` (diverges in epoch 1)", "clear error naming epoch and step")
-    p = mnistlab(["train", "--dataset", "tiny", "--epochs", "5", "--lr", "2", "--no-progress",
-                  "--run-dir", str(tmp / "lr2")], env)
+    p = mnistlab(
+        ["train", "--dataset", "tiny", "--epochs", "5", "--lr", "2", "--no-progress", "--run-dir", str(tmp / "lr2")],
+        env,
+    )
     assert is_one_line_error(p) and "at epoch 2, step" in p.stderr and "best.pt from epoch 1 kept" in p.stderr
     assert open_run(tmp / "lr2").status()["state"] == "diverged"
     p = mnistlab(["eval", str(tmp / "lr2"), "--checkpoint", "best", "--json"], env)
     assert p.returncode == 0 and '"epoch": 1' in p.stdout
-    reliability.record("Diverging runs", "`--lr 2` (diverges in epoch 2)",
-                       "clear error naming epoch and step; best.pt of epoch 1 kept and usable")
+    reliability.record(
+        "Diverging runs",
+        "`--lr 2` (diverges in epoch 2)",
+        "clear error naming epoch and step; best.pt of epoch 1 kept and usable",
+    )

@@ -60,8 +60,12 @@ def test_a_link_planted_as_a_reports_figures_folder(trained, tiny, tmp_path, out
         assert "figures: is a symbolic link" in line, line
     assert nothing_in(outside) and not (tmp_path / "nowhere").exists()
     assert not (lab / "report.md").exists() and not (rep / "report.md").exists()
-    reliability.record("Output folders follow no link", f"`figures/` of a lab and of a report's --out, a link to "
-                       f"{target}", "clear error (exit 2, one line); nothing written where it points", trials=2)
+    reliability.record(
+        "Output folders follow no link",
+        f"`figures/` of a lab and of a report's --out, a link to {target}",
+        "clear error (exit 2, one line); nothing written where it points",
+        trials=2,
+    )
 
 
 def test_a_link_given_or_planted_as_a_jobs_folder(trained, tiny, tmp_path, outside, capsys, reliability):
@@ -70,22 +74,43 @@ def test_a_link_given_or_planted_as_a_jobs_folder(trained, tiny, tmp_path, outsi
     shutil.copytree(trained, tmp_path / "real")
     resumed = tmp_path / "resumed"
     resumed.symlink_to(tmp_path / "real")
-    cases = {"train --run-dir": [*TRAIN, "--run-dir", str(linked)],
-             "train --resume": ["train", "--resume", str(resumed), "--epochs", "1", "--no-progress"],
-             "bench --out": ["bench", "--models", "mlp", "--devices", "cpu", "--pipelines", "resident", "--steps", "2",
-                             "--repeats", "1", "--warmup", "0", "--dataset", "tiny", "--out", str(linked)],
-             "speedrun --out": ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out",
-                                str(linked)],
-             "plot --out": ["plot", str(trained), "--out", str(linked / "loss.png")]}
+    cases = {
+        "train --run-dir": [*TRAIN, "--run-dir", str(linked)],
+        "train --resume": ["train", "--resume", str(resumed), "--epochs", "1", "--no-progress"],
+        "bench --out": [
+            "bench",
+            "--models",
+            "mlp",
+            "--devices",
+            "cpu",
+            "--pipelines",
+            "resident",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--dataset",
+            "tiny",
+            "--out",
+            str(linked),
+        ],
+        "speedrun --out": ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out", str(linked)],
+        "plot --out": ["plot", str(trained), "--out", str(linked / "loss.png")],
+    }
     for name, argv in cases.items():
         line = one_line_error(capsys, argv)
         assert "is a symbolic link" in line, (name, line)
     assert nothing_in(outside)
     real = open_run(tmp_path / "real")
     assert len(real.metrics()) == 1 and real.status()["state"] == "completed"
-    reliability.record("Output folders follow no link", "a link as train --run-dir, --resume, bench --out, "
-                       "speedrun --out, plot --out's folder", "clear error (exit 2, one line); nothing written "
-                       "through it; a resumed run is left as it was", trials=len(cases))
+    reliability.record(
+        "Output folders follow no link",
+        "a link as train --run-dir, --resume, bench --out, speedrun --out, plot --out's folder",
+        "clear error (exit 2, one line); nothing written through it; a resumed run is left as it was",
+        trials=len(cases),
+    )
 
 
 @pytest.mark.slow
@@ -94,8 +119,23 @@ def test_a_link_planted_as_a_sweeps_trial_folder(tiny, tmp_path, outside, capsys
     sweep = tmp_path / "sw"
     sweep.mkdir()
     (sweep / "trial-0000").symlink_to(outside)
-    argv = ["sweep", "--study", "s", "--trials", "1", "--param", "lr=0.01,0.02", "--dataset", "tiny", "--epochs", "1",
-            "--device", "cpu", "--out", str(sweep)]
+    argv = [
+        "sweep",
+        "--study",
+        "s",
+        "--trials",
+        "1",
+        "--param",
+        "lr=0.01,0.02",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(sweep),
+    ]
     line = one_line_error(capsys, argv)
     assert "trial-0000: is a symbolic link" in line, line
     assert nothing_in(outside)
@@ -104,6 +144,9 @@ def test_a_link_planted_as_a_sweeps_trial_folder(tiny, tmp_path, outside, capsys
     (sweep / "trial-0000").unlink()  # the link removed, the same command continues with the next trial
     assert main(argv) == 0
     assert (sweep / "trial-0001" / "test.json").is_file()
-    reliability.record("Output folders follow no link", "a sweep's `trial-0000` planted as a link",
-                       "clear error (exit 2, one line), the trial `fail`; nothing written where it points; the "
-                       "same command continues once it is removed")
+    reliability.record(
+        "Output folders follow no link",
+        "a sweep's `trial-0000` planted as a link",
+        "clear error (exit 2, one line), the trial `fail`; nothing written where it points; the "
+        "same command continues once it is removed",
+    )

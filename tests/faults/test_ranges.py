@@ -30,20 +30,58 @@ def folders(tmp_path_factory):
     """One of each folder the report reads, made by the real commands (scaling.json written from its result)."""
     pytest.importorskip("optuna")
     base = tmp_path_factory.mktemp("ranges")
-    bench = ["--models", "mlp", "--devices", "cpu", "--steps", "2", "--repeats", "1", "--warmup", "0",
-             "--dataset", "tiny"]
+    bench = [
+        "--models",
+        "mlp",
+        "--devices",
+        "cpu",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--dataset",
+        "tiny",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(datasets.DATASETS, "tiny", write_tiny_dataset(base / "data"))
         mp.setenv("MNISTLAB_DATA", str(base / "data"))
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            for argv in (["train", "--dataset", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
-                          "--run-dir", str(base / "run")],
-                         ["bench", *bench, "--pipelines", "resident", "--out", str(base / "bench")],
-                         ["bench", *bench, "--implementations", "eager", "--out", str(base / "levers")],
-                         ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out",
-                          str(base / "speedrun")],
-                         ["sweep", "--study", "s", "--trials", "1", "--param", "lr=0.01,0.02", "--dataset", "tiny",
-                          "--epochs", "1", "--device", "cpu", "--out", str(base / "sweep")]):
+            for argv in (
+                [
+                    "train",
+                    "--dataset",
+                    "tiny",
+                    "--epochs",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--no-progress",
+                    "--run-dir",
+                    str(base / "run"),
+                ],
+                ["bench", *bench, "--pipelines", "resident", "--out", str(base / "bench")],
+                ["bench", *bench, "--implementations", "eager", "--out", str(base / "levers")],
+                ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out", str(base / "speedrun")],
+                [
+                    "sweep",
+                    "--study",
+                    "s",
+                    "--trials",
+                    "1",
+                    "--param",
+                    "lr=0.01,0.02",
+                    "--dataset",
+                    "tiny",
+                    "--epochs",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(base / "sweep"),
+                ],
+            ):
                 assert main(argv) == 0, argv
     (base / "scaling").mkdir()
     cells = [ScalingCell("mlp", "cpu", n, 64, [0.01, 0.011], [0.009, 0.01], 437_544) for n in (1, 2)]
@@ -60,21 +98,41 @@ def _set(data, path, value):
 
 # (folder, file, field path, value, words the line must hold)
 CASES = {
-    "bench.json: a 400-digit train_step_flops": ("bench", "bench.json", ["cells", 0, "train_step_flops"], HUGE,
-                                                 "train_step_flops"),
+    "bench.json: a 400-digit train_step_flops": (
+        "bench",
+        "bench.json",
+        ["cells", 0, "train_step_flops"],
+        HUGE,
+        "train_step_flops",
+    ),
     "bench.json: peak_flops_per_s 0": ("bench", "bench.json", ["cells", 0, "peak_flops_per_s"], 0, "peak_flops_per_s"),
     "bench.json: batch_size -64": ("bench", "bench.json", ["cells", 0, "batch_size"], -64, "batch_size"),
     "bench.json: a step of -1 s": ("bench", "bench.json", ["cells", 0, "step_s"], [-1.0], "step_s"),
     "bench.json: settings' batch_size -64": ("bench", "bench.json", ["settings", "batch_size"], -64, "batch_size"),
-    "levers.json: a 400-digit train_step_flops": ("levers", "levers.json", ["cells", 0, "train_step_flops"], HUGE,
-                                                  "train_step_flops"),
+    "levers.json: a 400-digit train_step_flops": (
+        "levers",
+        "levers.json",
+        ["cells", 0, "train_step_flops"],
+        HUGE,
+        "train_step_flops",
+    ),
     "levers.json: batch_size -64": ("levers", "levers.json", ["cells", 0, "batch_size"], -64, "batch_size"),
-    "levers.json: peak_flops_per_s -1": ("levers", "levers.json", ["cells", 0, "peak_flops_per_s"], -1,
-                                         "peak_flops_per_s"),
+    "levers.json: peak_flops_per_s -1": (
+        "levers",
+        "levers.json",
+        ["cells", 0, "peak_flops_per_s"],
+        -1,
+        "peak_flops_per_s",
+    ),
     "scaling.json: global_batch -64": ("scaling", "scaling.json", ["cells", 0, "global_batch"], -64, "global_batch"),
     "scaling.json: a step of 0 s": ("scaling", "scaling.json", ["cells", 1, "step_s"], [0], "step_s"),
-    "scaling.json: a 400-digit gradient_bytes": ("scaling", "scaling.json", ["cells", 0, "gradient_bytes"], HUGE,
-                                                 "gradient_bytes"),
+    "scaling.json: a 400-digit gradient_bytes": (
+        "scaling",
+        "scaling.json",
+        ["cells", 0, "gradient_bytes"],
+        HUGE,
+        "gradient_bytes",
+    ),
     "test.json: accuracy 5": ("run", "test.json", ["accuracy"], 5, "accuracy"),
     "test.json: loss -1": ("run", "test.json", ["loss"], -1, "loss"),
     "config.json: batch_size -64": ("run", "config.json", ["batch_size"], -64, "batch_size"),
@@ -90,8 +148,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_number_out_of_its_range_is_one_line_naming_file_and_field(folders, tiny, tmp_path, capsys, reliability,
-                                                                     case):
+def test_a_number_out_of_its_range_is_one_line_naming_file_and_field(
+    folders, tiny, tmp_path, capsys, reliability, case
+):
     folder, name, path, value, words = CASES[case]
     copy = shutil.copytree(folders / folder, tmp_path / folder)
     data = json.loads((copy / name).read_text())
@@ -100,8 +159,11 @@ def test_a_number_out_of_its_range_is_one_line_naming_file_and_field(folders, ti
     line = one_line_error(capsys, ["report", str(copy), "--out", str(tmp_path / "rep")])
     assert name in line and words in line, line
     assert not (tmp_path / "rep" / "report.md").exists()
-    reliability.record("Ranges: every number read back", case, "clear error naming the file and field (report); "
-                       "no figure printed from it")
+    reliability.record(
+        "Ranges: every number read back",
+        case,
+        "clear error naming the file and field (report); no figure printed from it",
+    )
 
 
 @pytest.mark.parametrize("value", ["x", -0.5, float("nan"), 1e300])
@@ -113,13 +175,16 @@ def test_a_checkpoints_learning_rate_out_of_range_is_one_line(folders, tiny, tmp
     for argv in (["train", "--resume", str(run), "--epochs", "1", "--no-progress"], ["eval", str(run)]):
         line = one_line_error(capsys, argv)
         assert "last.pt" in line and "param_groups" in line and "lr" in line, line
-    reliability.record("Ranges: every number read back", f"last.pt with `param_groups[0].lr` = {value!r}",
-                       "clear error naming the file and field (resume, eval)", trials=2)
+    reliability.record(
+        "Ranges: every number read back",
+        f"last.pt with `param_groups[0].lr` = {value!r}",
+        "clear error naming the file and field (resume, eval)",
+        trials=2,
+    )
 
 
 @pytest.mark.parametrize("there", ["absent", "empty", "another copy of the data"])
-def test_a_config_json_data_dir_never_makes_a_resume_fetch_there(folders, tiny, tmp_path, capsys, reliability,
-                                                                  there):
+def test_a_config_json_data_dir_never_makes_a_resume_fetch_there(folders, tiny, tmp_path, capsys, reliability, there):
     run = shutil.copytree(folders / "run", tmp_path / "run")
     elsewhere = tmp_path / "elsewhere"
     if there == "empty":
@@ -138,5 +203,8 @@ def test_a_config_json_data_dir_never_makes_a_resume_fetch_there(folders, tiny, 
         assert "a resume does not fetch into it: pass --data-dir" in line and str(run / "config.json") in line, line
         assert not elsewhere.exists() if there == "absent" else not any(elsewhere.iterdir())
         assert main([*argv, "--data-dir", str(tiny[1])]) == 0  # the user's own data root
-    reliability.record("Ranges: every number read back", f"a resume whose config.json names a data_dir that is "
-                       f"{there}", "only read there, never fetched into (clear error suggesting --data-dir)")
+    reliability.record(
+        "Ranges: every number read back",
+        f"a resume whose config.json names a data_dir that is {there}",
+        "only read there, never fetched into (clear error suggesting --data-dir)",
+    )

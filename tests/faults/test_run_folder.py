@@ -65,7 +65,8 @@ def test_a_model_that_changes_directory_moves_no_write(moving, reliability, when
     run = open_run(tmp / "r")
     assert run.status()["state"] == "completed" and run.test() is not None
     assert {"config.json", "last.pt", "best.pt", "metrics.csv", "test.json", "loss.png", ".lock"} <= {
-        f.name for f in (tmp / "r").iterdir()}
+        f.name for f in (tmp / "r").iterdir()
+    }
     assert any((tmp / "r").glob("events.out.tfevents.*")) or "tensorboard" in p.stdout.lower()
     assert p.stdout.strip().splitlines()[-1] == str(tmp / "r")
     # resumed, evaluated, and the run's files drawn into a report, each with the model moving again
@@ -77,30 +78,56 @@ def test_a_model_that_changes_directory_moves_no_write(moving, reliability, when
     p = run_in(moving, ["report", "r", "--out", "rep"], tmp, CHDIR_AT=when)
     assert p.returncode == 0 and (tmp / "rep" / "report.md").is_file(), p.stderr[-800:]
     assert list((tmp / "elsewhere").iterdir()) == []
-    reliability.record("The run folder: a model that changes the working directory",
-                       f"`os.chdir` at the model's {when}, relative --run-dir and $MNISTLAB_DATA: train, resume, "
-                       f"eval, report", "every file in the folder the command named; nothing where the model went",
-                       trials=4)
+    reliability.record(
+        "The run folder: a model that changes the working directory",
+        f"`os.chdir` at the model's {when}, relative --run-dir and $MNISTLAB_DATA: train, resume, eval, report",
+        "every file in the folder the command named; nothing where the model went",
+        trials=4,
+    )
 
 
 def test_a_model_that_moves_to_a_missing_folder_fails_in_its_own_folder(moving, reliability):
     tmp = moving["tmp"]
-    p = run_in(moving, [*TRAIN, "--run-dir", "r"], tmp, CHDIR_AT="forward", CHDIR_AFTER="3",
-               CHDIR_TO=str(tmp / "missing"))
+    p = run_in(
+        moving, [*TRAIN, "--run-dir", "r"], tmp, CHDIR_AT="forward", CHDIR_AFTER="3", CHDIR_TO=str(tmp / "missing")
+    )
     assert is_one_line_error(p) and "missing: No such file or directory (during training)" in p.stderr, p.stderr
     status = open_run(tmp / "r").status()
     assert status["state"] == "failed" and "missing: No such file or directory" in status["message"]
-    reliability.record("The run folder: a model that changes the working directory",
-                       "`os.chdir` to a folder that does not exist, mid-epoch",
-                       "clear error (exit 2, one line); status `failed` in the run's own folder")
+    reliability.record(
+        "The run folder: a model that changes the working directory",
+        "`os.chdir` to a folder that does not exist, mid-epoch",
+        "clear error (exit 2, one line); status `failed` in the run's own folder",
+    )
 
 
 def test_bench_and_a_sweep_stay_in_their_folders(moving, reliability):
     pytest.importorskip("optuna")
     tmp = moving["tmp"]
-    p = run_in(moving, ["bench", "--models", "net.py:Net", "--devices", "cpu", "--pipelines", "resident",
-                        "--steps", "2", "--repeats", "1", "--warmup", "0", "--dataset", "tiny", "--out", "b"], tmp,
-               CHDIR_AT="forward")
+    p = run_in(
+        moving,
+        [
+            "bench",
+            "--models",
+            "net.py:Net",
+            "--devices",
+            "cpu",
+            "--pipelines",
+            "resident",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--dataset",
+            "tiny",
+            "--out",
+            "b",
+        ],
+        tmp,
+        CHDIR_AT="forward",
+    )
     # the bench builds the model again for each cell: a relative spec then names a file where the model went,
     # which is said in one line; either way its folder is where --out said, and nothing is written elsewhere
     assert p.returncode == 0 or (is_one_line_error(p) and "elsewhere/net.py: no such file" in p.stderr), p.stderr
@@ -108,13 +135,37 @@ def test_bench_and_a_sweep_stay_in_their_folders(moving, reliability):
         assert (tmp / "b" / "bench.json").is_file()
     else:
         assert json.loads((tmp / "b" / "status.json").read_text())["state"] == "failed"
-    p = run_in(moving, ["sweep", "--study", "s", "--trials", "2", "--param", "lr=0.01,0.02", "--dataset", "tiny",
-                        "--epochs", "1", "--device", "cpu", "--model", "net.py:Net", "--out", "sw"], tmp,
-               CHDIR_AT="forward")
+    p = run_in(
+        moving,
+        [
+            "sweep",
+            "--study",
+            "s",
+            "--trials",
+            "2",
+            "--param",
+            "lr=0.01,0.02",
+            "--dataset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--model",
+            "net.py:Net",
+            "--out",
+            "sw",
+        ],
+        tmp,
+        CHDIR_AT="forward",
+    )
     assert p.returncode == 0, p.stderr[-800:]
     made = {f.name for f in (tmp / "sw").iterdir()}
     assert {"trial-0000", "trial-0001", "sweep.json", "trials.json", "study.db"} <= made
     assert list((tmp / "elsewhere").iterdir()) == []
-    reliability.record("The run folder: a model that changes the working directory",
-                       "`os.chdir` in the forward pass of `bench --models` and of a sweep's trials, relative --out",
-                       "every file in the folder the command named; nothing where the model went", trials=2)
+    reliability.record(
+        "The run folder: a model that changes the working directory",
+        "`os.chdir` in the forward pass of `bench --models` and of a sweep's trials, relative --out",
+        "every file in the folder the command named; nothing where the model went",
+        trials=2,
+    )

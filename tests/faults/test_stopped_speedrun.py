@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow  # a speedrun process stopped mid-way
 
 def test_sigterm_during_a_speedrun_keeps_the_finished_seeds(tiny_env, reliability):
     out = tiny_env["tmp"] / "S"
-    p = popen(["speedrun", "--dataset", "tiny", "--seeds", "50", "--device", "cpu", "--out", str(out)],
-              tiny_env["env"])
+    p = popen(["speedrun", "--dataset", "tiny", "--seeds", "50", "--device", "cpu", "--out", str(out)], tiny_env["env"])
     record = out / "speedrun.json"
     deadline = time.monotonic() + 120
     while not record.exists() and p.poll() is None and time.monotonic() < deadline:
@@ -33,5 +32,9 @@ def test_sigterm_during_a_speedrun_keeps_the_finished_seeds(tiny_env, reliabilit
 
     md, _ = build_report([out], tiny_env["tmp"] / "rep")
     assert "of the 50 asked for finished: the speedrun was stopped" in md.read_text()
-    reliability.record("Stopped with SIGTERM", "during `speedrun --seeds 50`, after the first seed",
-                       "exit 143 with a line; speedrun.json holds every finished seed; status terminated", trials=1)
+    reliability.record(
+        "Stopped with SIGTERM",
+        "during `speedrun --seeds 50`, after the first seed",
+        "exit 143 with a line; speedrun.json holds every finished seed; status terminated",
+        trials=1,
+    )

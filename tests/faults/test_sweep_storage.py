@@ -30,8 +30,9 @@ def test_the_password_is_masked_everywhere(tmp_path, postgres_server, reliabilit
     secret = PostgresServer.PASSWORD
     url = postgres_server.url("postgres", password=True)
     out = tmp_path / "sw"
-    p = mnistlab([*SWEEP, "--study", "masked", "--trials", "1", "--epochs", "1", "--storage", url, "--out", str(out)],
-                 env)
+    p = mnistlab(
+        [*SWEEP, "--study", "masked", "--trials", "1", "--epochs", "1", "--storage", url, "--out", str(out)], env
+    )
     assert p.returncode == 0, p.stderr[-800:]
     assert "mnistlab:***@" in p.stderr and secret not in p.stdout + p.stderr
     rep = mnistlab(["report", str(out)], env)
@@ -39,24 +40,61 @@ def test_the_password_is_masked_everywhere(tmp_path, postgres_server, reliabilit
     assert (out / "report.html").is_file() and secret not in _everything_in(out)
     assert "mnistlab:***@" in (out / "sweep.json").read_text()
     # the same password in error lines: a closed port, a database that does not exist, another study's settings
-    bad = {"a closed port": url.replace(f":{postgres_server.port}/", ":1/"),
-           "a wrong database name": postgres_server.url("nosuchdb", password=True)}
+    bad = {
+        "a closed port": url.replace(f":{postgres_server.port}/", ":1/"),
+        "a wrong database name": postgres_server.url("nosuchdb", password=True),
+    }
     for name, wrong in bad.items():
         q = mnistlab([*SWEEP, "--study", "x", "--trials", "1", "--storage", wrong, "--out", str(tmp_path / name)], env)
         assert is_one_line_error(q) and "mnistlab:***@" in q.stderr and secret not in q.stderr, (name, q.stderr)
         assert not (tmp_path / name).exists()
-    q = mnistlab([*SWEEP[:2], "lr=0.2,0.3", *SWEEP[3:], "--study", "masked", "--trials", "1", "--storage", url,
-                  "--out", str(tmp_path / "other")], env)
+    q = mnistlab(
+        [
+            *SWEEP[:2],
+            "lr=0.2,0.3",
+            *SWEEP[3:],
+            "--study",
+            "masked",
+            "--trials",
+            "1",
+            "--storage",
+            url,
+            "--out",
+            str(tmp_path / "other"),
+        ],
+        env,
+    )
     assert is_one_line_error(q) and "other settings" in q.stderr and secret not in q.stderr, q.stderr
-    reliability.record("Secrets: a storage URL's password", "a PostgreSQL URL with a password: the sweep's lines, "
-                       "sweep.json, trials.json, every run file, report.md and report.html; error lines for a "
-                       "closed port, a wrong database name and another study's settings",
-                       "shown and stored as `user:***@host` only; never in any line or file", trials=5)
+    reliability.record(
+        "Secrets: a storage URL's password",
+        "a PostgreSQL URL with a password: the sweep's lines, "
+        "sweep.json, trials.json, every run file, report.md and report.html; error lines for a "
+        "closed port, a wrong database name and another study's settings",
+        "shown and stored as `user:***@host` only; never in any line or file",
+        trials=5,
+    )
 
 
 def _worker(env, url, out, *extra, trials=2, epochs=6):
-    return popen([*SWEEP, "--study", "s", "--trials", str(trials), "--epochs", str(epochs), "--storage", url,
-                  "--out", str(out), "--heartbeat-interval", "1", *extra], env)
+    return popen(
+        [
+            *SWEEP,
+            "--study",
+            "s",
+            "--trials",
+            str(trials),
+            "--epochs",
+            str(epochs),
+            "--storage",
+            url,
+            "--out",
+            str(out),
+            "--heartbeat-interval",
+            "1",
+            *extra,
+        ],
+        env,
+    )
 
 
 def _wait_for(predicate, what, timeout=120):
@@ -73,11 +111,23 @@ def _epochs(run_dir) -> int:
         return 0
 
 
-def test_the_database_stopped_mid_trial_is_one_line_then_the_same_command_continues(tmp_path, postgres_server,
-                                                                                 reliability):
+def test_the_database_stopped_mid_trial_is_one_line_then_the_same_command_continues(
+    tmp_path, postgres_server, reliability
+):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run("psql", "-h", str(postgres_server.home), "-p", str(postgres_server.port), "-U", "mnistlab",
-                        "-d", "postgres", "-c", "CREATE DATABASE stopped")
+    postgres_server.run(
+        "psql",
+        "-h",
+        str(postgres_server.home),
+        "-p",
+        str(postgres_server.port),
+        "-U",
+        "mnistlab",
+        "-d",
+        "postgres",
+        "-c",
+        "CREATE DATABASE stopped",
+    )
     url, out = postgres_server.url("stopped"), tmp_path / "sw"
     w = _worker(env, url, out, "--grace-period", "3")
     try:
@@ -96,15 +146,29 @@ def test_the_database_stopped_mid_trial_is_one_line_then_the_same_command_contin
     assert again.returncode == 0, err[-1500:]
     states = [t["state"] for t in json.loads((out / "trials.json").read_text())]
     assert states.count("complete") == 2 and states[0] == "fail", states
-    reliability.record("Sweeps: the storage", "the database stopped in the middle of a trial",
-                       "one line within the grace period (what failed, not Optuna's 'exceeding max length'); the "
-                       "sweep and the trial's run `failed`; once it is back the same command continues the study")
+    reliability.record(
+        "Sweeps: the storage",
+        "the database stopped in the middle of a trial",
+        "one line within the grace period (what failed, not Optuna's 'exceeding max length'); the "
+        "sweep and the trial's run `failed`; once it is back the same command continues the study",
+    )
 
 
 def test_the_database_restarted_mid_trial_changes_nothing(tmp_path, postgres_server, reliability):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run("psql", "-h", str(postgres_server.home), "-p", str(postgres_server.port), "-U", "mnistlab",
-                        "-d", "postgres", "-c", "CREATE DATABASE restarted")
+    postgres_server.run(
+        "psql",
+        "-h",
+        str(postgres_server.home),
+        "-p",
+        str(postgres_server.port),
+        "-U",
+        "mnistlab",
+        "-d",
+        "postgres",
+        "-c",
+        "CREATE DATABASE restarted",
+    )
     url, out = postgres_server.url("restarted"), tmp_path / "sw"
     w = _worker(env, url, out, "--grace-period", "60", epochs=20)
     try:
@@ -118,14 +182,28 @@ def test_the_database_restarted_mid_trial_changes_nothing(tmp_path, postgres_ser
     assert w.returncode == 0 and "Traceback" not in err, err[-1500:]
     states = [t["state"] for t in json.loads((out / "trials.json").read_text())]
     assert states.count("complete") == 2, states
-    reliability.record("Sweeps: the storage", "the database restarted in the middle of a trial (down about 1 s)",
-                       "the worker waits for it and goes on: the study reaches N trials, exit 0, no traceback")
+    reliability.record(
+        "Sweeps: the storage",
+        "the database restarted in the middle of a trial (down about 1 s)",
+        "the worker waits for it and goes on: the study reaches N trials, exit 0, no traceback",
+    )
 
 
 def test_a_worker_stopped_past_the_grace_period_goes_on(tmp_path, postgres_server, reliability):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run("psql", "-h", str(postgres_server.home), "-p", str(postgres_server.port), "-U", "mnistlab",
-                        "-d", "postgres", "-c", "CREATE DATABASE paused")
+    postgres_server.run(
+        "psql",
+        "-h",
+        str(postgres_server.home),
+        "-p",
+        str(postgres_server.port),
+        "-U",
+        "mnistlab",
+        "-d",
+        "postgres",
+        "-c",
+        "CREATE DATABASE paused",
+    )
     url = postgres_server.url("paused")
     a = _worker(env, url, tmp_path / "A", "--grace-period", "2", trials=3, epochs=8)
     _wait_for(lambda: _epochs(tmp_path / "A" / "trial-0000") >= 1, "worker A's first epoch")
@@ -143,9 +221,12 @@ def test_a_worker_stopped_past_the_grace_period_goes_on(tmp_path, postgres_serve
     assert open_run(tmp_path / "A" / "trial-0000").status()["state"] == "failed"
     states = [t["state"] for t in _trials(tmp_path / "A")]
     assert states[0] == "fail" and states.count("complete") >= 3, states
-    reliability.record("Sweeps: the storage", "a worker stopped (SIGSTOP) past the grace period while another "
-                       "fails its trial, then continued (SIGCONT)", "one line (no `Cannot tell a FAIL trial`); its "
-                       "trial `fail` and its run `failed`; it goes on with new trials; the study reaches N")
+    reliability.record(
+        "Sweeps: the storage",
+        "a worker stopped (SIGSTOP) past the grace period while another fails its trial, then continued (SIGCONT)",
+        "one line (no `Cannot tell a FAIL trial`); its "
+        "trial `fail` and its run `failed`; it goes on with new trials; the study reaches N",
+    )
 
 
 def _trials(folder) -> list[dict]:

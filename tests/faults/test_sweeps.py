@@ -43,8 +43,11 @@ def test_killed_sweep_continues_with_the_same_command(env, reliability):
     states = [r.state for r in rows]
     assert states.count("complete") + states.count("pruned") == 3 and states[1] == "fail", states
     assert "marked failed" in err
-    reliability.record("Sweeps", "kill -9 in the middle of a trial, then the same command",
-                       "finished trials kept, the interrupted one marked failed, the study reaches N trials")
+    reliability.record(
+        "Sweeps",
+        "kill -9 in the middle of a trial, then the same command",
+        "finished trials kept, the interrupted one marked failed, the study reaches N trials",
+    )
 
 
 def test_two_workers_share_one_sqlite_study(env, reliability):
@@ -55,8 +58,11 @@ def test_two_workers_share_one_sqlite_study(env, reliability):
     done = [r for r in rows if r.state in ("complete", "pruned")]
     assert len(done) >= 4 and not [r for r in rows if r.state == "fail"]
     assert len({r.run_dir for r in rows}) == len(rows)  # one run directory per trial, never shared
-    reliability.record("Sweeps", "two worker processes on one SQLite study at once",
-                       "both finish; every trial has its own run directory; no trial lost")
+    reliability.record(
+        "Sweeps",
+        "two worker processes on one SQLite study at once",
+        "both finish; every trial has its own run directory; no trial lost",
+    )
 
 
 def test_two_folders_on_one_study_never_fail_each_others_live_trials(env, reliability):
@@ -73,5 +79,8 @@ def test_two_folders_on_one_study_never_fail_each_others_live_trials(env, reliab
         _, rows = sweep_results(env["tmp"] / folder)
         assert [r.state for r in rows].count("complete") >= 3 and "fail" not in [r.state for r in rows], rows
     assert {r.worker for r in rows} and len({r.run_dir for r in rows}) == len(rows)
-    reliability.record("Sweeps", "two workers in different folders (two machines) on one study",
-                       "both finish; no live trial marked failed (Optuna heartbeat, not a local lock)")
+    reliability.record(
+        "Sweeps",
+        "two workers in different folders (two machines) on one study",
+        "both finish; no live trial marked failed (Optuna heartbeat, not a local lock)",
+    )

@@ -25,8 +25,21 @@ def _worker(env: dict, url: str, out: str, kill_at: str | None = None):
     e = dict(env["env"])
     if kill_at:
         e["MNISTLAB_KILL_AT"] = kill_at
-    args = [*SWEEP[:4], str(TRIALS), *SWEEP[5:], "--epochs", "10", "--storage", url, "--out", out,
-            "--heartbeat-interval", str(HEARTBEAT_S), "--grace-period", str(GRACE_S)]
+    args = [
+        *SWEEP[:4],
+        str(TRIALS),
+        *SWEEP[5:],
+        "--epochs",
+        "10",
+        "--storage",
+        url,
+        "--out",
+        out,
+        "--heartbeat-interval",
+        str(HEARTBEAT_S),
+        "--grace-period",
+        str(GRACE_S),
+    ]
     return popen(args, e, cwd=env["tmp"])
 
 
@@ -54,8 +67,9 @@ def test_a_killed_worker_on_postgres(tmp_path, postgres_url, reliability):  # no
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") + states.count("PRUNED") >= TRIALS, states
     failed = [t for t in trials if t.state.name == "FAIL"]
-    assert len(failed) == 1 and failed[0].user_attrs["worker"].endswith(f":{victim.pid}"), \
-        [(t.number, t.state.name, t.user_attrs.get("worker")) for t in trials]
+    assert len(failed) == 1 and failed[0].user_attrs["worker"].endswith(f":{victim.pid}"), [
+        (t.number, t.state.name, t.user_attrs.get("worker")) for t in trials
+    ]
     assert all(t.user_attrs["worker"].endswith(f":{survivor.pid}") for t in trials if t.state.name != "FAIL")
     lag = (failed[0].datetime_complete - killed_at).total_seconds()
     # its last heartbeat was at most one interval before the kill; the survivor checks after every epoch
@@ -65,6 +79,9 @@ def test_a_killed_worker_on_postgres(tmp_path, postgres_url, reliability):  # no
     assert f"trial {failed[0].number}: no heartbeat" in err
     _, rows = sweep_results(tmp_path / "A")  # the survivor's folder reports the whole study
     assert [r.state for r in rows] == [t.state.name.lower() for t in trials]
-    reliability.record("Sweeps", "two workers (two folders) on one PostgreSQL study, one killed with SIGKILL "
-                       "mid-trial", f"study reaches N trials; only the dead worker's trial failed, {lag:.1f} s "
-                       f"after the kill (grace {GRACE_S} s), and run again with its parameters")
+    reliability.record(
+        "Sweeps",
+        "two workers (two folders) on one PostgreSQL study, one killed with SIGKILL mid-trial",
+        f"study reaches N trials; only the dead worker's trial failed, {lag:.1f} s "
+        f"after the kill (grace {GRACE_S} s), and run again with its parameters",
+    )

@@ -15,8 +15,7 @@ from mnistlab.core.faults import kill_point
 _TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}(\.[a-z]+)")
 
 
-def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None = None,
-                 suffix: str = ".tmp") -> None:
+def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None = None, suffix: str = ".tmp") -> None:
     """Write to a temporary file beside `path`, fsync, optionally `verify` it, then rename.
 
     A disk or permission failure is a StorageError; whatever `verify` raises propagates,
@@ -35,7 +34,7 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
         with os.fdopen(fd, "wb") as f:
             f.write(data[: len(data) // 2])
             kill_point(f"write:{path.name}")
-            f.write(data[len(data) // 2:])
+            f.write(data[len(data) // 2 :])
             f.flush()
             os.fsync(f.fileno())
         if verify is not None:
@@ -50,8 +49,10 @@ def write_atomic(path: Path, data: bytes, verify: Callable[[Path], None] | None 
 def refuse_link(folder: Path, consequence: str) -> None:
     """A StorageError if `folder` is a symbolic link: mnistlab writes into no folder through one."""
     if os.path.islink(folder):
-        raise StorageError(f"{folder}: is a symbolic link; mnistlab writes into no folder through a link "
-                           f"(give the folder itself); {consequence}")
+        raise StorageError(
+            f"{folder}: is a symbolic link; mnistlab writes into no folder through a link "
+            f"(give the folder itself); {consequence}"
+        )
 
 
 def make_folder(folder: Path) -> Path:

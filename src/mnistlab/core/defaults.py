@@ -26,5 +26,12 @@ MAX_SEEDS = 1_000
 MAX_TRIALS = 10_000
 MAX_THREADS = 1024  # --threads, OMP_NUM_THREADS, bench --nproc: above any machine's cores (torch crashes at 100,000)
 MAX_WAIT_S = 7 * 24 * 3600  # --heartbeat-interval, --grace-period: a week (a larger one overflows Optuna's timers)
-IMPLEMENTATIONS = ("eager", "channels-last", "bf16-mixed", "bf16-mixed+channels-last", "16-mixed", "compiled",
-                   "cuda-graphs")
+IMPLEMENTATIONS = (
+    "eager",
+    "channels-last",
+    "bf16-mixed",
+    "bf16-mixed+channels-last",
+    "16-mixed",
+    "compiled",
+    "cuda-graphs",
+)

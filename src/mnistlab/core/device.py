@@ -35,8 +35,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         return torch.device("mps") if has_mps() else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: this torch build sees no CUDA GPU "
-                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+        raise ConfigError(
+            "--device cuda: this torch build sees no CUDA GPU "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+        )
     if name == "mps" and not has_mps():
         raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu")
     return torch.device(name)
@@ -107,8 +109,10 @@ def enable_deterministic() -> None:
     if not current:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC_CONFIGS[0]
     elif current not in CUBLAS_DETERMINISTIC_CONFIGS:
-        raise ConfigError(f"--deterministic needs CUBLAS_WORKSPACE_CONFIG unset or one of "
-                          f"{', '.join(CUBLAS_DETERMINISTIC_CONFIGS)}; it is {current!r}")
+        raise ConfigError(
+            f"--deterministic needs CUBLAS_WORKSPACE_CONFIG unset or one of "
+            f"{', '.join(CUBLAS_DETERMINISTIC_CONFIGS)}; it is {current!r}"
+        )
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
 
@@ -120,8 +124,10 @@ def float32_matmul_precision() -> str:
         return torch.get_float32_matmul_precision()
     except RuntimeError:
         b = torch.backends
-        return (f"cuda {getattr(b.cuda.matmul, 'fp32_precision', '?')}, "
-                f"cpu {getattr(getattr(b.mkldnn, 'matmul', None), 'fp32_precision', '?')}")
+        return (
+            f"cuda {getattr(b.cuda.matmul, 'fp32_precision', '?')}, "
+            f"cpu {getattr(getattr(b.mkldnn, 'matmul', None), 'fp32_precision', '?')}"
+        )
 
 
 def _tf32_flag(legacy: Callable[[], Any], *nodes: Any) -> bool:
@@ -188,8 +194,17 @@ def conv_precision_label(device: torch.device) -> str:
 
 
 # Text that only the device runtimes put in their errors (a shape or dtype bug mentions "cuda" too).
-_DEVICE_ERROR_MARKERS = ("CUDA error", "CUDA driver", "CUBLAS_STATUS_", "CUDNN_STATUS_", "cuDNN error",
-                         "no kernel image", "device-side assert", "MPS backend", "NVML")
+_DEVICE_ERROR_MARKERS = (
+    "CUDA error",
+    "CUDA driver",
+    "CUBLAS_STATUS_",
+    "CUDNN_STATUS_",
+    "cuDNN error",
+    "no kernel image",
+    "device-side assert",
+    "MPS backend",
+    "NVML",
+)
 
 
 # how the CPU allocator says it (c10's alloc_cpu), besides Python's own MemoryError
@@ -199,11 +214,13 @@ _CPU_OOM_MARKERS = ("DefaultCPUAllocator", "can't allocate memory", "not enough 
 def is_out_of_memory(e: BaseException) -> bool:
     text = str(e)
     return isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or (
-        isinstance(e, RuntimeError) and ("out of memory" in text.lower() or any(m in text for m in _CPU_OOM_MARKERS)))
+        isinstance(e, RuntimeError) and ("out of memory" in text.lower() or any(m in text for m in _CPU_OOM_MARKERS))
+    )
 
 
-def device_error_message(e: BaseException, device: torch.device | None = None,
-                         batch_size: int | None = None) -> str | None:
+def device_error_message(
+    e: BaseException, device: torch.device | None = None, batch_size: int | None = None
+) -> str | None:
     """One line for a failure of the device (out of memory, no kernel for this GPU, a driver error),
     or None when `e` is something else: a bug, which keeps its traceback."""
     if not isinstance(e, (RuntimeError, MemoryError)):
@@ -218,16 +235,21 @@ def device_error_message(e: BaseException, device: torch.device | None = None,
     if is_out_of_memory(e):
         first = ". ".join(first.split(". ")[:3]).rstrip(".")  # what was asked for and what is free
         if batch_size is not None and batch_size > 1:
-            return (f"out of memory{where} at batch size {batch_size} ({first}); "
-                    f"try a smaller batch size, e.g. --batch-size {batch_size // 2}")
+            return (
+                f"out of memory{where} at batch size {batch_size} ({first}); "
+                f"try a smaller batch size, e.g. --batch-size {batch_size // 2}"
+            )
         if cpu or (device is not None and device.type == "cpu"):
             return f"out of memory{where} ({first}); ask for less (a smaller batch), or free memory"
         return f"out of memory{where} ({first}); free the device's memory or use --device cpu"
     if "no kernel image" in text:
-        return (f"{device.type if device is not None else 'the GPU'}: {first}: this torch build has no kernels "
-                f"for this GPU; install a torch build for its compute capability, or use --device cpu")
+        return (
+            f"{device.type if device is not None else 'the GPU'}: {first}: this torch build has no kernels "
+            f"for this GPU; install a torch build for its compute capability, or use --device cpu"
+        )
     accelerator_error = getattr(torch, "AcceleratorError", None)
     if (accelerator_error is not None and isinstance(e, accelerator_error)) or any(
-            m in text for m in _DEVICE_ERROR_MARKERS):
+        m in text for m in _DEVICE_ERROR_MARKERS
+    ):
         return f"device error{where}: {first}"
     return None

@@ -49,7 +49,9 @@ def world() -> World:
     except ValueError:
         raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
     if w.size < 1 or not 0 <= w.rank < w.size or w.local_rank < 0:
-        raise ConfigError(f"inconsistent torchrun variables: RANK={w.rank} WORLD_SIZE={w.size} LOCAL_RANK={w.local_rank}")
+        raise ConfigError(
+            f"inconsistent torchrun variables: RANK={w.rank} WORLD_SIZE={w.size} LOCAL_RANK={w.local_rank}"
+        )
     return w
 
 
@@ -69,12 +71,17 @@ def init_process_group(w: World, device_type: str, timeout_s: int = DEFAULT_TIME
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
     try:
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=timeout_s), **_store_of_this_attempt(w, timeout_s))
+        dist.init_process_group(
+            backend="nccl" if device_type == "cuda" else "gloo",
+            timeout=timedelta(seconds=timeout_s),
+            **_store_of_this_attempt(w, timeout_s),
+        )
     except (ValueError, RuntimeError) as e:  # no MASTER_ADDR, a port in use, a peer that never came
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise DistributedError(f"rank {w.rank} of {w.size}: the process group at {where} did not start "
-                               f"(--dist-timeout {timeout_s} s): {_first(e)}") from None
+        raise DistributedError(
+            f"rank {w.rank} of {w.size}: the process group at {where} did not start "
+            f"(--dist-timeout {timeout_s} s): {_first(e)}"
+        ) from None
     return True
 
 
@@ -87,8 +94,13 @@ def _store_of_this_attempt(w: World, timeout_s: int) -> dict:
         return {}
     import torch.distributed as dist
 
-    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), w.size, is_master=False,
-                         timeout=timedelta(seconds=timeout_s))
+    base = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        w.size,
+        is_master=False,
+        timeout=timedelta(seconds=timeout_s),
+    )
     return {"store": dist.PrefixStore(f"mnistlab-attempt-{attempt}", base), "rank": w.rank, "world_size": w.size}
 
 

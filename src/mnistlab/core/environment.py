@@ -37,8 +37,13 @@ def load_snapshot() -> dict[str, Any]:
         one, five, fifteen = os.getloadavg()
     except (OSError, AttributeError):
         one = five = fifteen = None
-    return {"load_avg_1m": one, "load_avg_5m": five, "load_avg_15m": fifteen, "cpu_count": os.cpu_count(),
-            "time": time.time()}
+    return {
+        "load_avg_1m": one,
+        "load_avg_5m": five,
+        "load_avg_15m": fifteen,
+        "cpu_count": os.cpu_count(),
+        "time": time.time(),
+    }
 
 
 def epoch_load() -> dict[str, Any]:
@@ -74,9 +79,12 @@ def format_environment(env: dict[str, Any]) -> str:
     lines = [
         f"torch {env['torch']} (CUDA build: {env['cuda_version'] or 'none'}), numpy {env['numpy']}, "
         f"python {env['python']}, mnistlab {env['mnistlab']}",
-        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} thread{'s' * (env['torch_threads'] != 1)}: "
-        f"{env['threads']['reason']}; OpenMP wait policy {env['threads']['wait_policy'] or 'its default (spin a while, then sleep)'})",
-        f"CUDA available: {env['cuda_available']}" + (f" ({', '.join(env['cuda_devices'])})" if env["cuda_devices"] else ""),
+        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['torch_threads']} "
+        f"thread{'s' * (env['torch_threads'] != 1)}: "
+        f"{env['threads']['reason']}; OpenMP wait policy "
+        f"{env['threads']['wait_policy'] or 'its default (spin a while, then sleep)'})",
+        f"CUDA available: {env['cuda_available']}"
+        + (f" ({', '.join(env['cuda_devices'])})" if env["cuda_devices"] else ""),
         f"MPS available: {env['mps_available']}",
     ]
     return "\n".join(lines)
@@ -112,6 +120,8 @@ def precision_environment(device: torch.device | None = None) -> dict[str, Any]:
 
 
 def format_precision(env: dict[str, Any]) -> str:
-    return (f"float32 matmul precision: {env['float32_matmul_precision']} (TF32 in cuBLAS: "
-            f"{env['cuda_matmul_allow_tf32']}, in cuDNN: {env['cudnn_allow_tf32']}), cudnn.benchmark "
-            f"{env['cudnn_benchmark']}, cuDNN {env['cudnn_version'] or 'none'}")
+    return (
+        f"float32 matmul precision: {env['float32_matmul_precision']} (TF32 in cuBLAS: "
+        f"{env['cuda_matmul_allow_tf32']}, in cuDNN: {env['cudnn_allow_tf32']}), cudnn.benchmark "
+        f"{env['cudnn_benchmark']}, cuDNN {env['cudnn_version'] or 'none'}"
+    )

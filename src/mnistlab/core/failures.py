@@ -52,8 +52,11 @@ def outcome(e: BaseException, *, device: object | None = None, batch_size: int |
     if isinstance(e, DivergenceError):
         return Outcome("diverged", str(e), e.exit_code)
     if isinstance(e, SystemExit):
-        return Outcome("failed", f"sys.exit({e.code!r}) was called while the command ran (by a user's model, or a "
-                                 f"library it uses); stopped", 2)
+        return Outcome(
+            "failed",
+            f"sys.exit({e.code!r}) was called while the command ran (by a user's model, or a library it uses); stopped",
+            2,
+        )
     if isinstance(e, MnistlabError):
         return Outcome("failed", str(e), e.exit_code)
     line = _device_line(e, device, batch_size) or lost_peer_line(e)

@@ -48,8 +48,9 @@ class FolderLock:
             os.close(fd)
             if e.errno in _IN_USE:
                 who = f"process {holder}" if holder else "another process"
-                raise CheckpointError(f"{self.path.parent}: this {self.what} is in use by {who}; "
-                                      f"wait for it to finish or stop it first") from None
+                raise CheckpointError(
+                    f"{self.path.parent}: this {self.what} is in use by {who}; wait for it to finish or stop it first"
+                ) from None
             raise StorageError(f"{self.path.parent}: cannot lock ({e.strerror})") from None
         except StorageError:
             os.close(fd)
@@ -87,8 +88,10 @@ def _lock_msvcrt(fd: int, wait: bool, folder: Path) -> None:
     try:
         import msvcrt
     except ImportError:
-        raise StorageError(f"{folder}: cannot lock: this Python has neither fcntl (POSIX) nor msvcrt (Windows); "
-                           f"mnistlab runs on Linux and macOS") from None
+        raise StorageError(
+            f"{folder}: cannot lock: this Python has neither fcntl (POSIX) nor msvcrt (Windows); "
+            f"mnistlab runs on Linux and macOS"
+        ) from None
     os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
     while True:
         try:

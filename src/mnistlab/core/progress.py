@@ -54,8 +54,9 @@ def bar(total: float | None, desc: str, unit: str = "it", *, enabled: bool = Tru
     it closes; a disabled one, which draws nothing, where no bar is shown (see the module's docstring)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not (enabled and shown()),
-                dynamic_ncols=True, **options)
+    return tqdm(
+        total=total, desc=desc, unit=unit, leave=False, disable=not (enabled and shown()), dynamic_ncols=True, **options
+    )
 
 
 class Reading:

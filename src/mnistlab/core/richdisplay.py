@@ -19,5 +19,4 @@ def html_table(caption: str, rows: Sequence[Row], headers: Row = ()) -> str:
     """A table with a caption, an optional header row and one row per sequence of values."""
     head = f"<tr>{''.join(_cell(h, 'th') for h in headers)}</tr>" if headers else ""
     body = "".join(f"<tr>{''.join(_cell(v, 'td') for v in row)}</tr>" for row in rows)
-    return (f"<table><caption style='text-align:left'><b>{html.escape(caption)}</b></caption>"
-            f"{head}{body}</table>")
+    return f"<table><caption style='text-align:left'><b>{html.escape(caption)}</b></caption>{head}{body}</table>"

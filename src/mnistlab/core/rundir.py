@@ -24,14 +24,37 @@ from mnistlab.core.schema import LARGE, Range, check, check_rows, json_kind, one
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
 RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written atomically (core/writer.py)
-METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
-                 "epoch_seconds", "samples_per_s", "steps", "global_step", "session",
-                 "load_1m", "cpu_count", "warmup_s",  # load at the epoch's end; the session's warm-up (its 1st row)
-                 "threads"]  # torch's intra-op threads in the epoch, chosen at its start (core.threads)
+METRIC_FIELDS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "train_seconds",
+    "val_seconds",
+    "epoch_seconds",
+    "samples_per_s",
+    "steps",
+    "global_step",
+    "session",
+    "load_1m",
+    "cpu_count",
+    "warmup_s",  # load at the epoch's end; the session's warm-up (its 1st row)
+    "threads",
+]  # torch's intra-op threads in the epoch, chosen at its start (core.threads)
 STEP_FIELDS = ["step", "epoch", "train_loss"]
 # what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
-REQUIRED_METRICS = ["epoch", "train_loss", "val_loss", "val_accuracy", "train_seconds", "val_seconds",
-                    "epoch_seconds", "samples_per_s", "steps", "global_step"]
+REQUIRED_METRICS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "train_seconds",
+    "val_seconds",
+    "epoch_seconds",
+    "samples_per_s",
+    "steps",
+    "global_step",
+]
 # bounds on what a reader reads, so that plot and report stay bounded in time and memory
 MAX_EPOCHS = 100_000  # rows of metrics.csv (and epochs a run may have)
 MAX_STEP_ROWS = 1_000_000  # rows of steps.csv
@@ -39,10 +62,23 @@ MAX_FILE_BYTES = 64 * 2**20  # a JSON or CSV file (metrics.csv at MAX_EPOCHS row
 
 _COUNT, _NUMBER = Range(0, 2**53, whole=True), Range(0, LARGE)  # sums over MAX_EPOCHS rows stay finite
 _EPOCH, _THREADS = Range(1, MAX_EPOCHS, whole=True), Range(1, 2**20, whole=True)
-METRIC_RANGES = {"epoch": _EPOCH, "train_loss": _NUMBER, "val_loss": _NUMBER, "val_accuracy": Range(0, 1),
-                 "train_seconds": _NUMBER, "val_seconds": _NUMBER, "epoch_seconds": _NUMBER,
-                 "samples_per_s": _NUMBER, "steps": _COUNT, "global_step": _COUNT, "session": _EPOCH,
-                 "load_1m": _NUMBER, "cpu_count": _THREADS, "warmup_s": _NUMBER, "threads": _THREADS}
+METRIC_RANGES = {
+    "epoch": _EPOCH,
+    "train_loss": _NUMBER,
+    "val_loss": _NUMBER,
+    "val_accuracy": Range(0, 1),
+    "train_seconds": _NUMBER,
+    "val_seconds": _NUMBER,
+    "epoch_seconds": _NUMBER,
+    "samples_per_s": _NUMBER,
+    "steps": _COUNT,
+    "global_step": _COUNT,
+    "session": _EPOCH,
+    "load_1m": _NUMBER,
+    "cpu_count": _THREADS,
+    "warmup_s": _NUMBER,
+    "threads": _THREADS,
+}
 STEP_RANGES = {"step": _COUNT, "epoch": _EPOCH, "train_loss": _NUMBER}
 # a metrics row as a checkpoint's history holds it (JSON-like): the required columns, the others optional
 METRIC_ROW = {k if k in REQUIRED_METRICS else f"{k}?": r for k, r in METRIC_RANGES.items()}
@@ -50,14 +86,42 @@ STEP_ROW = dict(STEP_RANGES)
 # the states a status.json may hold: a job running, its final states (core/failures.py), and runs written
 # before the one lifecycle ("finished")
 STATES = ("running", "completed", "failed", "interrupted", "terminated", "diverged", "pruned", "finished")
-STATUS_SCHEMA = {"state": one_of(STATES), "job?": "text", "message?": "text", "epochs_done?": "count",
-                 "best_epoch?": "count", "steps_done?": "count", "stopped_early?": "bool", "warmup_seconds?": "seconds"}
-TEST_SCHEMA = {"loss": "loss", "accuracy": "fraction", "correct": "count", "total": "positive count",
-               "seconds": "seconds", "epoch?": "count", "checkpoint?": "text", "classes?": ["text"],
-               "per_class_accuracy?": ["fraction"], "confusion?": [["count"]]}
-ENV_SCHEMA = {"torch": "text", "cuda_version": "text?", "numpy": "text", "python": "text", "mnistlab": "text",
-              "cpu": "text", "cpu_count": "int?", "torch_threads": "int", "cuda_available": "bool",
-              "cuda_devices": ["text"], "mps_available": "bool", "device?": "text"}
+STATUS_SCHEMA = {
+    "state": one_of(STATES),
+    "job?": "text",
+    "message?": "text",
+    "epochs_done?": "count",
+    "best_epoch?": "count",
+    "steps_done?": "count",
+    "stopped_early?": "bool",
+    "warmup_seconds?": "seconds",
+}
+TEST_SCHEMA = {
+    "loss": "loss",
+    "accuracy": "fraction",
+    "correct": "count",
+    "total": "positive count",
+    "seconds": "seconds",
+    "epoch?": "count",
+    "checkpoint?": "text",
+    "classes?": ["text"],
+    "per_class_accuracy?": ["fraction"],
+    "confusion?": [["count"]],
+}
+ENV_SCHEMA = {
+    "torch": "text",
+    "cuda_version": "text?",
+    "numpy": "text",
+    "python": "text",
+    "mnistlab": "text",
+    "cpu": "text",
+    "cpu_count": "int?",
+    "torch_threads": "int",
+    "cuda_available": "bool",
+    "cuda_devices": ["text"],
+    "mps_available": "bool",
+    "device?": "text",
+}
 RUN_ENV_SCHEMA = {k.rstrip("?") + "?": v for k, v in ENV_SCHEMA.items()}  # a run's env.json: typed, all optional
 
 
@@ -75,8 +139,13 @@ def open_regular(path: Path, what: str = "file") -> BinaryIO:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else (
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        )
         raise ResultFileError(f"{path}: is {kind}, expected {what}; mnistlab reads only regular files")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
@@ -87,8 +156,9 @@ def read_bytes(path: Path, what: str = "file", limit: int = MAX_FILE_BYTES) -> b
     with open_regular(path, what) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise ResultFileError(f"{path}: larger than {limit / 2**20:g} MiB, more than {what} of mnistlab's can be; "
-                              f"not read")
+        raise ResultFileError(
+            f"{path}: larger than {limit / 2**20:g} MiB, more than {what} of mnistlab's can be; not read"
+        )
     return data
 
 
@@ -132,14 +202,17 @@ def read_csv(path: Path, required: Sequence[str] = (), max_rows: int = MAX_EPOCH
         raise ResultFileError(f"{path}: malformed CSV ({e})") from None
 
 
-def check_history(where: Path | str, rows: list[dict[str, float]], label: str = "line", first: int = 2
-                  ) -> list[dict[str, float]]:
+def check_history(
+    where: Path | str, rows: list[dict[str, float]], label: str = "line", first: int = 2
+) -> list[dict[str, float]]:
     """Epoch rows in their order: row i is epoch i + 1 (a run writes them so; a reader never shows rows
     out of order as if they were a history)."""
     for i, row in enumerate(rows):
         if row["epoch"] != i + 1:
-            raise ResultFileError(f"{where}: {label} {i + first}: epoch is {row['epoch']:g}, expected {i + 1} "
-                                  f"(epochs must follow each other from 1)")
+            raise ResultFileError(
+                f"{where}: {label} {i + first}: epoch is {row['epoch']:g}, expected {i + 1} "
+                f"(epochs must follow each other from 1)"
+            )
     return rows
 
 
@@ -161,12 +234,17 @@ class RunDir:
     def metrics(self) -> list[dict[str, float]]:
         """metrics.csv's rows, checked (every known column in its range); [] before the first epoch."""
         path = self.path / METRICS
-        return check_history(path, check_rows(path, read_csv(path, REQUIRED_METRICS), METRIC_RANGES)) \
-            if path.exists() else []
+        return (
+            check_history(path, check_rows(path, read_csv(path, REQUIRED_METRICS), METRIC_RANGES))
+            if path.exists()
+            else []
+        )
 
     def steps(self) -> list[dict[str, float]]:
         path = self.path / STEPS
-        return check_rows(path, read_csv(path, STEP_FIELDS, max_rows=MAX_STEP_ROWS), STEP_RANGES) if path.exists() else []
+        return (
+            check_rows(path, read_csv(path, STEP_FIELDS, max_rows=MAX_STEP_ROWS), STEP_RANGES) if path.exists() else []
+        )
 
     def test(self) -> dict[str, Any] | None:
         """test.json, checked: every figure in its range, and no more correct answers than tests."""
@@ -198,14 +276,22 @@ class RunDir:
         cfg, metrics, test = self.config(), self.metrics(), self.test()
         ran_on = self.env().get("device")  # what `auto` resolved to, once training started
         subset = f" (its first {cfg['subset']:,} samples)" if isinstance(cfg.get("subset"), int) else ""
-        rows: list[tuple[str, object]] = [("model", cfg.get("model")), ("dataset", f"{cfg.get('dataset')}{subset}"),
-                                          ("device", ran_on or cfg.get("device")),
-                                          ("state", self.status().get("state", "-"))]
+        rows: list[tuple[str, object]] = [
+            ("model", cfg.get("model")),
+            ("dataset", f"{cfg.get('dataset')}{subset}"),
+            ("device", ran_on or cfg.get("device")),
+            ("state", self.status().get("state", "-")),
+        ]
         if metrics:
             last = metrics[-1]
-            rows += [("epochs", f"{int(last['epoch'])} of {cfg.get('epochs')}"),
-                     ("last epoch", f"train loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}, "
-                                    f"validation accuracy {last['val_accuracy']:.2%}, {last['epoch_seconds']:.2f} s")]
+            rows += [
+                ("epochs", f"{int(last['epoch'])} of {cfg.get('epochs')}"),
+                (
+                    "last epoch",
+                    f"train loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}, "
+                    f"validation accuracy {last['val_accuracy']:.2%}, {last['epoch_seconds']:.2f} s",
+                ),
+            ]
         if test and isinstance(test.get("accuracy"), (int, float)):
             rows.append(("test accuracy", f"{test['accuracy']:.2%}"))
         return rows

@@ -40,8 +40,15 @@ def is_int(v: Any) -> bool:
 
 def json_kind(obj: Any) -> str:
     """The JSON name of a value's type, for messages."""
-    names = {dict: "an object", list: "a list", str: "text", bool: "a boolean", type(None): "null",
-             int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "text",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }
     return names.get(type(obj), type(obj).__name__)
 
 
@@ -58,8 +65,11 @@ class Range:
         return is_number(v) and self.low <= v <= self.high and (not self.whole or v == int(v))
 
     def words(self) -> str:
-        return (f"a whole number in {int(self.low):,}..{int(self.high):,}" if self.whole
-                else f"a number in [{self.low:g}, {self.high:g}]")
+        return (
+            f"a whole number in {int(self.low):,}..{int(self.high):,}"
+            if self.whole
+            else f"a number in [{self.low:g}, {self.high:g}]"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,10 @@ class Check:
 
 def one_of(values: tuple[Any, ...] | list[Any]) -> Check:
     allowed = tuple(values)
-    return Check(lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool) and v in allowed,
-                 "one of " + ", ".join(map(repr, allowed)))
+    return Check(
+        lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool) and v in allowed,
+        "one of " + ", ".join(map(repr, allowed)),
+    )
 
 
 class Closed(dict[str, Any]):
@@ -85,20 +97,41 @@ MAX_COUNT = 2**63 - 1
 MAX_FLOP_RATE = 1e21  # FLOP/s: a zettaFLOP, far above any one device
 MAX_BYTE_RATE = 1e16  # B/s: 10 PB/s, far above any memory
 LARGE = 3.4e38  # float32's largest: no loss computed in float32 is larger
-RANGED = {"seconds": Range(0, MAX_SECONDS), "positive seconds": Range(math.ulp(0), MAX_SECONDS),
-          "count": Range(0, MAX_COUNT, whole=True), "positive count": Range(1, MAX_COUNT, whole=True),
-          "percent": Range(0, 100), "fraction": Range(0, 1), "flop rate": Range(1, MAX_FLOP_RATE),
-          "byte rate": Range(0, MAX_BYTE_RATE), "loss": Range(0, LARGE)}
-_WORDS = {"seconds": f"a duration in [0, {MAX_SECONDS:g}] s", "positive seconds": f"a duration in (0, {MAX_SECONDS:g}] s",
-          "count": "a whole number in 0..2**63-1", "positive count": "a whole number in 1..2**63-1",
-          "percent": "a percentage in [0, 100]", "fraction": "a number in [0, 1]",
-          "flop rate": f"FLOP/s in [1, {MAX_FLOP_RATE:g}]", "byte rate": f"bytes/s in [0, {MAX_BYTE_RATE:g}]",
-          "loss": "a loss in [0, 3.4e38]", "number": "a finite number", "positive": "a finite number above 0",
-          "int": "a whole number", "bool": "true or false"}
+RANGED = {
+    "seconds": Range(0, MAX_SECONDS),
+    "positive seconds": Range(math.ulp(0), MAX_SECONDS),
+    "count": Range(0, MAX_COUNT, whole=True),
+    "positive count": Range(1, MAX_COUNT, whole=True),
+    "percent": Range(0, 100),
+    "fraction": Range(0, 1),
+    "flop rate": Range(1, MAX_FLOP_RATE),
+    "byte rate": Range(0, MAX_BYTE_RATE),
+    "loss": Range(0, LARGE),
+}
+_WORDS = {
+    "seconds": f"a duration in [0, {MAX_SECONDS:g}] s",
+    "positive seconds": f"a duration in (0, {MAX_SECONDS:g}] s",
+    "count": "a whole number in 0..2**63-1",
+    "positive count": "a whole number in 1..2**63-1",
+    "percent": "a percentage in [0, 100]",
+    "fraction": "a number in [0, 1]",
+    "flop rate": f"FLOP/s in [1, {MAX_FLOP_RATE:g}]",
+    "byte rate": f"bytes/s in [0, {MAX_BYTE_RATE:g}]",
+    "loss": "a loss in [0, 3.4e38]",
+    "number": "a finite number",
+    "positive": "a finite number above 0",
+    "int": "a whole number",
+    "bool": "true or false",
+}
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
-    "number": is_number, "positive": lambda v: is_number(v) and v > 0, "int": is_int,
-    "text": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool), "any": lambda v: True}
+    "number": is_number,
+    "positive": lambda v: is_number(v) and v > 0,
+    "int": is_int,
+    "text": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "any": lambda v: True,
+}
 
 
 def _fits(value: Any, leaf: Any) -> bool:
@@ -152,8 +185,10 @@ def _check(value: Any, schema: Any, where: str, path: str, error: type[MnistlabE
         if isinstance(schema, Closed):
             unknown = sorted(str(k) for k in value if k not in {s.rstrip("?") for s in schema})
             if unknown:
-                raise error(f"{_in(where, path)}unknown field {unknown[0]!r} (known: "
-                            f"{', '.join(sorted(s.rstrip('?') for s in schema))})")
+                raise error(
+                    f"{_in(where, path)}unknown field {unknown[0]!r} (known: "
+                    f"{', '.join(sorted(s.rstrip('?') for s in schema))})"
+                )
         items = [(k, schema["*"]) for k in value] if set(schema) == {"*"} else list(schema.items())
         for key, sub in items:
             name = key.rstrip("?")
@@ -198,6 +233,7 @@ def check_rows(path: Path | str, rows: list[dict[str, float]], columns: dict[str
 
 class Result(Protocol):
     """A typed measurement result: it names its file and reads itself back, validated."""
+
     FILE: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]: ...

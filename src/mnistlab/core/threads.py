@@ -31,6 +31,7 @@ from mnistlab.core.errors import ConfigError
 @dataclass(frozen=True)
 class ThreadChoice:
     """The intra-op thread count and why: recorded in env.json and every result file."""
+
     threads: int
     source: str  # "auto", "--threads" or "OMP_NUM_THREADS"
     cpus: int  # CPUs this process may run on
@@ -117,8 +118,10 @@ def _pinned_by_env() -> int | None:
     except ValueError:
         return None
     if v > MAX_THREADS:
-        raise ConfigError(f"OMP_NUM_THREADS={v}: at most {MAX_THREADS} threads (this process may use "
-                          f"{usable_cpus()} CPUs); set it to the CPUs to use, or unset it")
+        raise ConfigError(
+            f"OMP_NUM_THREADS={v}: at most {MAX_THREADS} threads (this process may use "
+            f"{usable_cpus()} CPUs); set it to the CPUs to use, or unset it"
+        )
     return v if v >= 1 else None
 
 
@@ -158,9 +161,11 @@ def pin_for_repeatability(recorded: int | None = None) -> ThreadChoice:
             raise ConfigError(f"--deterministic: the run records {recorded} threads, not a count in 1..{MAX_THREADS}")
         if asked is not None and asked != recorded:
             source = _pin_source if _pinned is not None else "OMP_NUM_THREADS"
-            raise ConfigError(f"--deterministic: this run computed with {recorded} thread{'s' * (recorded != 1)}; "
-                              f"{source} {asked} would change the rounding of its remaining epochs: give "
-                              f"{recorded}, or leave it out")
+            raise ConfigError(
+                f"--deterministic: this run computed with {recorded} thread{'s' * (recorded != 1)}; "
+                f"{source} {asked} would change the rounding of its remaining epochs: give "
+                f"{recorded}, or leave it out"
+            )
         _pinned, _pin_source, _exact = recorded, "--deterministic", True
     elif _pinned is None and _pinned_by_env() is None:
         _pinned, _pin_source = max(1, usable_cpus() // _workers()), "--deterministic"
@@ -179,9 +184,13 @@ def refresh(samples: int = 5) -> ThreadChoice:
         n = _pinned if _pinned is not None else env_pin
         assert n is not None
         source = _pin_source if _pinned is not None else "OMP_NUM_THREADS"
-        reason = (f"pinned by {source}" if source != "--deterministic"
-                  else "--deterministic: the run's recorded count, kept for its rounding" if _exact
-                  else "--deterministic: the usable CPUs' share, the same whatever the load")
+        reason = (
+            f"pinned by {source}"
+            if source != "--deterministic"
+            else "--deterministic: the run's recorded count, kept for its rounding"
+            if _exact
+            else "--deterministic: the usable CPUs' share, the same whatever the load"
+        )
         if n > cpus and not _exact and source != "--deterministic":
             reason = f"{source} {n} capped to the {cpus} usable CPU{'s' * (cpus != 1)}"
             n = cpus

@@ -34,12 +34,15 @@ LOAD_SCHEMA = {"start?": _SNAPSHOT, "end?": _SNAPSHOT}  # a result's `load`, as 
 def indistinct(a: float, b: float, spread: float = 0.0) -> bool:
     """Two timings (a >= b) that the measurement cannot order: within their spread, or NOISE_FLOOR, of a."""
     return a - b <= max(spread, NOISE_FLOOR) * a
+
+
 C = TypeVar("C")
 
 
 @dataclass(frozen=True)
 class Stability:
     """Whether a figure can be trusted; `reason` says why not, in words starting with 'unstable:'."""
+
     stable: bool
     reason: str | None = None
 
@@ -53,6 +56,7 @@ STABLE = Stability(True)
 @dataclass(frozen=True)
 class Spread:
     """Repeated measurements of one thing: median, min, max, count."""
+
     median: float
     min: float
     max: float
@@ -84,13 +88,18 @@ def is_busy(load_1m: float | None, cores: int | None) -> bool:
 def busy_words(load: Load | None) -> str | None:
     """The fact that the machine was busy at the start or the end of a measurement, in words, or None
     (also where the OS has no load average: no claim either way)."""
-    snaps = [(w, s) for w, s in (load or {}).items()
-             if w in ("start", "end") and s and s.get("load_avg_1m") is not None and s.get("cpu_count")]
+    snaps = [
+        (w, s)
+        for w, s in (load or {}).items()
+        if w in ("start", "end") and s and s.get("load_avg_1m") is not None and s.get("cpu_count")
+    ]
     if not any(is_busy(s["load_avg_1m"], s["cpu_count"]) for _, s in snaps):
         return None
     said = ", ".join(f"{s['load_avg_1m']:.1f} at the {w}" for w, s in snaps)
-    return (f"another process used the CPU during this measurement (load average {said}, "
-            f"on {snaps[0][1]['cpu_count']} cores)")
+    return (
+        f"another process used the CPU during this measurement (load average {said}, "
+        f"on {snaps[0][1]['cpu_count']} cores)"
+    )
 
 
 def _judged(why: list[str], advice: str) -> Stability:
@@ -123,16 +132,18 @@ def stability(values: Sequence[float], load: Load | None = None) -> Stability:
     elif s.n == 1:
         why.append(ONE_REPEAT)
     elif s.rel_range > UNSTABLE_SPREAD:
-        why.append(f"its {s.n} repeats spread over {_over(s.rel_range)} of their median (more than {UNSTABLE_SPREAD:.0%})")
+        why.append(
+            f"its {s.n} repeats spread over {_over(s.rel_range)} of their median (more than {UNSTABLE_SPREAD:.0%})"
+        )
     busy = busy_words(load)
     if busy:
         why.append(busy)
     elif s.n > 1 and why:
         why.append("another process probably used the CPU")
-    advice = ("rerun with 3 or more repeats (--repeats; --seeds for a speedrun)" if s.n == 1
-              else "rerun on a quiet machine")
+    advice = (
+        "rerun with 3 or more repeats (--repeats; --seeds for a speedrun)" if s.n == 1 else "rerun on a quiet machine"
+    )
     return _judged(why, advice)
-
 
 
 class Repeats:
@@ -179,6 +190,7 @@ class Ratio:
     change in the machine's load hits both alike. >1: `fast` is faster. Its figure (`median`) is the
     median of the paired ratios, which is not the ratio of the two medians a table shows beside it; the
     words say which is which and give both (`of_medians`)."""
+
     ratios: tuple[float, ...]
     stability: Stability
     of_medians: float | None = None  # median(slow) / median(fast); None: not known (made from ratios alone)
@@ -211,24 +223,36 @@ class Ratio:
         if s.n == 0:
             return "not measured"
         if s.n == 1:
-            return (f"{s.median:.1f}x faster (1 repeat, no range)" if s.median >= 1
-                    else f"{1 / s.median:.1f}x slower (1 repeat, no range)")
+            return (
+                f"{s.median:.1f}x faster (1 repeat, no range)"
+                if s.median >= 1
+                else f"{1 / s.median:.1f}x slower (1 repeat, no range)"
+            )
         what = f"median of {s.n} paired ratios"
         if s.min >= 1:
             return f"{s.median:.1f}x faster ({what}, {s.min:.1f}\u2013{s.max:.1f}x{self._of_medians_words(False)})"
         if s.max <= 1:
-            return (f"{1 / s.median:.1f}x slower ({what}, {1 / s.max:.1f}\u2013{1 / s.min:.1f}x"
-                    f"{self._of_medians_words(True)})")
+            return (
+                f"{1 / s.median:.1f}x slower ({what}, {1 / s.max:.1f}\u2013{1 / s.min:.1f}x"
+                f"{self._of_medians_words(True)})"
+            )
         m = f" (ratio of the medians {self.of_medians:.2f})" if self.of_medians else ""
-        return f"not clearly different: from {1 / s.min:.2f}x slower to {s.max:.2f}x faster over {s.n} paired repeats{m}"
+        return (
+            f"not clearly different: from {1 / s.min:.2f}x slower to {s.max:.2f}x faster over {s.n} paired repeats{m}"
+        )
 
     def marked(self) -> str:
         """The words, and why they are not to be trusted when they are not."""
         return self.words() + ("" if self.stability.stable else f" [{self.stability.reason}]")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratios": list(self.ratios), "spread": self.spread.to_dict(), "of_medians": self.of_medians,
-                "words": self.words(), "stability": self.stability.to_dict()}
+        return {
+            "ratios": list(self.ratios),
+            "spread": self.spread.to_dict(),
+            "of_medians": self.of_medians,
+            "words": self.words(),
+            "stability": self.stability.to_dict(),
+        }
 
 
 class Timer:
@@ -279,8 +303,9 @@ def best_rate(fn: Callable[[], Any], work: float, device: torch.device, seconds:
     return best
 
 
-def interleave(cells: Sequence[C], *, warm_up: Callable[[C], None], time_once: Callable[[C], float],
-               repeats: int) -> list[list[float]]:
+def interleave(
+    cells: Sequence[C], *, warm_up: Callable[[C], None], time_once: Callable[[C], float], repeats: int
+) -> list[list[float]]:
     """Warm every cell up, then time the repeats interleaved (A B A B ...: repeat 1 of every cell,
     then repeat 2 of every cell), so that a drift in the machine's load hits every cell alike.
     Returns each cell's times, in the order of `cells`."""

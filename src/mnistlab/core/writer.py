@@ -62,8 +62,9 @@ def csv_bytes(fields: list[str], rows: list[dict[str, Any]]) -> bytes:
 class Writer:
     writes: bool
 
-    def bytes(self, path: Path, data: bytes, verify: Callable[[Path], None] | None = None,
-              suffix: str = ".tmp") -> None:
+    def bytes(
+        self, path: Path, data: bytes, verify: Callable[[Path], None] | None = None, suffix: str = ".tmp"
+    ) -> None:
         if self.writes:
             write_atomic(path, data, verify, suffix=suffix)
 
@@ -78,8 +79,10 @@ class Writer:
 
     def status(self, folder: Path, state: str, job: str, message: str | None = None, **fields: Any) -> None:
         """THE writer of status.json: {state, job, message (a failure's line), the job's own fields}."""
-        self.json(Path(folder) / STATUS, {"state": state, "job": job,
-                                          **({"message": message} if message is not None else {}), **fields})
+        self.json(
+            Path(folder) / STATUS,
+            {"state": state, "job": job, **({"message": message} if message is not None else {}), **fields},
+        )
 
 
 FILES = Writer(writes=True)

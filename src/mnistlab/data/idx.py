@@ -47,9 +47,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     actual = len(data) - header_len
     if actual != expected:
         kind = "truncated" if actual < expected else "has trailing bytes"
-        raise DataError(
-            f"{name}: {kind}: header {shape} needs {expected} data bytes, file has {actual}"
-        )
+        raise DataError(f"{name}: {kind}: header {shape} needs {expected} data bytes, file has {actual}")
     try:
         arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     except ValueError:  # e.g. an empty array whose other dimensions overflow numpy's size limit

@@ -44,15 +44,18 @@ def read_split(spec: DatasetSpec, root: Path, train: bool, verify: bool = True) 
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{raw}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}")
     if tuple(images.shape[1:]) != spec.image_size:
-        raise DataError(f"{raw / img_spec.name}: images of {images.shape[1]}x{images.shape[2]}, but the dataset "
-                        f"{spec.name} is {spec.image_size[0]}x{spec.image_size[1]}")
+        raise DataError(
+            f"{raw / img_spec.name}: images of {images.shape[1]}x{images.shape[2]}, but the dataset "
+            f"{spec.name} is {spec.image_size[0]}x{spec.image_size[1]}"
+        )
     if len(images) != len(labels):
         raise DataError(f"{raw / img_spec.name}: {len(images)} images but {len(labels)} labels in {lbl_spec.name}")
     n_classes = len(spec.classes)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(f"{raw / lbl_spec.name}: label {int(labels.max())} out of range 0..{n_classes - 1}")
-    return RawSplit(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
-                    torch.from_numpy(labels.astype(np.int64)))
+    return RawSplit(
+        torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)), torch.from_numpy(labels.astype(np.int64))
+    )
 
 
 def split_train_val(train: RawSplit, val_fraction: float, seed: int) -> tuple[RawSplit, RawSplit]:
@@ -62,7 +65,7 @@ def split_train_val(train: RawSplit, val_fraction: float, seed: int) -> tuple[Ra
     if not 0 < n_val < n:
         raise DataError(f"val fraction {val_fraction} leaves an empty split of {n} samples")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    tr, va = perm[: n - n_val], perm[n - n_val:]
+    tr, va = perm[: n - n_val], perm[n - n_val :]
     return RawSplit(train.images[tr], train.labels[tr]), RawSplit(train.images[va], train.labels[va])
 
 
@@ -80,9 +83,19 @@ class DeviceLoader:
     are added over the job at the end, with no collective per batch).
     """
 
-    def __init__(self, split: RawSplit, mean: float, std: float, batch_size: int,
-                 device: torch.device | str, shuffle: bool, seed: int = 0, shard: tuple[int, int] = (0, 1),
-                 drop_short: bool = True, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        split: RawSplit,
+        mean: float,
+        std: float,
+        batch_size: int,
+        device: torch.device | str,
+        shuffle: bool,
+        seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
+        drop_short: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         device = torch.device(device)
         # (N, 1, H, W) in one conversion: ToTensor's /255 then Normalize (then `dtype`: the speedrun keeps
         # its inputs in the dtype its first layer computes in, which autocast would cast them to each step)
@@ -108,18 +121,19 @@ class DeviceLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.y), generator=g).to(self.device)
 
-    def batches(self, epoch: int = 0, out: tuple[torch.Tensor, torch.Tensor] | None = None, skip: int = 0
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, epoch: int = 0, out: tuple[torch.Tensor, torch.Tensor] | None = None, skip: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`out`: buffers that full batches are gathered into, in place (a CUDA graph's static inputs);
         they are overwritten by the next batch, and a short last batch comes in fresh tensors.
         `skip`: start after that many batches of the epoch (a resume from a mid-epoch checkpoint)."""
         idx = self.order(epoch)
         for start in range(skip * self.batch_size, len(idx), self.batch_size):
-            b = idx[start:start + self.batch_size]
+            b = idx[start : start + self.batch_size]
             if self.world_size > 1:
                 if len(b) < self.world_size and self.drop_short:
                     break
-                b = b[self.rank::self.world_size]
+                b = b[self.rank :: self.world_size]
                 if not len(b):  # a batch shorter than the job had no sample for this process
                     continue
             # index_select: about half the cost of advanced indexing for these small gathers
@@ -139,9 +153,18 @@ class Splits:
     test: DeviceLoader
 
 
-def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction: float, seed: int,
-                device: torch.device | str, eval_batch_size: int = EVAL_BATCH_SIZE,
-                subset: int | None = None, shard: tuple[int, int] = (0, 1)) -> Splits:
+def make_splits(
+    spec: DatasetSpec,
+    root: Path,
+    *,
+    batch_size: int,
+    val_fraction: float,
+    seed: int,
+    device: torch.device | str,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
+    subset: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> Splits:
     """Read, split and move to `device` the train/val/test loaders of a dataset.
 
     `subset` keeps only the first N samples of each split (quick runs and tests); `shard` splits every
@@ -155,15 +178,22 @@ def make_splits(spec: DatasetSpec, root: Path, *, batch_size: int, val_fraction:
         train, val, test = (RawSplit(s.images[:subset], s.labels[:subset]) for s in (train, val, test))
     return Splits(
         train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed, shard=shard),
-        val=DeviceLoader(val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard,
-                         drop_short=False),
-        test=DeviceLoader(test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard,
-                          drop_short=False),
+        val=DeviceLoader(
+            val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard, drop_short=False
+        ),
+        test=DeviceLoader(
+            test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard, drop_short=False
+        ),
     )
 
 
-def make_test_loader(spec: DatasetSpec, root: Path, device: torch.device | str,
-                     batch_size: int = EVAL_BATCH_SIZE, subset: int | None = None) -> DeviceLoader:
+def make_test_loader(
+    spec: DatasetSpec,
+    root: Path,
+    device: torch.device | str,
+    batch_size: int = EVAL_BATCH_SIZE,
+    subset: int | None = None,
+) -> DeviceLoader:
     """The test split; `subset` keeps its first N samples, as make_splits does for a --subset run."""
     test = read_split(spec, root, train=False)
     if subset:

@@ -54,7 +54,8 @@ class PILSampleDataset(Dataset):
         return x.clone().sub_(mean).div_(std), int(self.labels[i])
 
 
-def reference_loader(split: RawSplit, mean: float, std: float, batch_size: int = DEFAULT_BATCH_SIZE,
-                     seed: int = 0) -> DataLoader:
+def reference_loader(
+    split: RawSplit, mean: float, std: float, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0
+) -> DataLoader:
     ds = PILSampleDataset(split, mean, std)
     return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

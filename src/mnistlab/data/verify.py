@@ -39,7 +39,6 @@ def check_file(path: Path, spec: FileSpec) -> None:
     digest = sha256_of(path)
     if digest != spec.sha256:
         raise DataError(
-            f"{path}: SHA-256 {digest} does not match the pin {spec.sha256}; "
-            f"remove it and run `mnistlab data fetch`"
+            f"{path}: SHA-256 {digest} does not match the pin {spec.sha256}; remove it and run `mnistlab data fetch`"
         )
     _verified.add(key)

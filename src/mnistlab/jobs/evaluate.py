@@ -41,19 +41,29 @@ class RunEvaluation:
         return f"after epoch {self.epoch}{within}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.result.to_dict(), "checkpoint": self.checkpoint, "epoch": self.epoch,
-                **({"steps": self.steps} if self.steps else {}), "subset": self.subset,
-                "device": self.device, "model": self.model, "dataset": self.dataset}
+        return {
+            **self.result.to_dict(),
+            "checkpoint": self.checkpoint,
+            "epoch": self.epoch,
+            **({"steps": self.steps} if self.steps else {}),
+            "subset": self.subset,
+            "device": self.device,
+            "model": self.model,
+            "dataset": self.dataset,
+        }
 
     def _repr_html_(self) -> str:
         test_set = "all" if self.subset is None else f"the first {self.subset:,}"
         when = f"epoch {self.epoch}" + (f" and {self.steps} steps of epoch {self.epoch + 1}" if self.steps else "")
-        return html_table(f"{self.model} on {self.dataset}: {self.checkpoint}.pt ({when}), tested",
-                          [("run", self.run), ("device", self.device), ("test images", test_set), *self.result.rows()])
+        return html_table(
+            f"{self.model} on {self.dataset}: {self.checkpoint}.pt ({when}), tested",
+            [("run", self.run), ("device", self.device), ("test images", test_set), *self.result.rows()],
+        )
 
 
-def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None,
-                 log: Log = _LOG) -> RunEvaluation:
+def evaluate_run(
+    run_dir: PathLike, *, checkpoint: str = "last", device: str = "auto", data_dir: str | None = None, log: Log = _LOG
+) -> RunEvaluation:
     """Test a run's `last` or `best` checkpoint with the code it was trained with. Reads only."""
     from mnistlab.core.device import resolve_device
     from mnistlab.data.loader import make_test_loader
@@ -73,11 +83,22 @@ def evaluate_run(run_dir: PathLike, *, checkpoint: str = "last", device: str = "
     # the code the run was trained with (a file spec: the run's copy, after its SHA-256 is checked)
     model = create_model(model_code_for_run(run.path, cfg.model), get_dataset(cfg.dataset).shape)
     load_model_state(model, state, run / f"{checkpoint}.pt")
-    spec, root = (dataset(cfg.dataset, root, log=log) if may_fetch
-                  else recorded_data(cfg.dataset, root, run / CONFIG, "a reader"))
+    spec, root = (
+        dataset(cfg.dataset, root, log=log) if may_fetch else recorded_data(cfg.dataset, root, run / CONFIG, "a reader")
+    )
     loader = make_test_loader(spec, root, dev, subset=cfg.subset)
     with blame_model(cfg.model, "during the test evaluation"):  # one line, as train gives for the same error
         result = evaluate(model.to(dev), loader, len(spec.classes))
     partial = state.get("partial")
-    return RunEvaluation(run.path, cfg.model, cfg.dataset, checkpoint, int(state["epoch"]), str(dev), cfg.subset,
-                         tuple(spec.classes), result, int(partial["steps"]) if partial else 0)
+    return RunEvaluation(
+        run.path,
+        cfg.model,
+        cfg.dataset,
+        checkpoint,
+        int(state["epoch"]),
+        str(dev),
+        cfg.subset,
+        tuple(spec.classes),
+        result,
+        int(partial["steps"]) if partial else 0,
+    )

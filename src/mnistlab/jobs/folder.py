@@ -52,8 +52,9 @@ def fixed(path: PathLike | None) -> Path | None:
     return None if path is None else Path(path).absolute()
 
 
-def new_folder(explicit: PathLike | None, base: PathLike, stem: str, *, option: str = "--out",
-               resumable: bool = False) -> Path:
+def new_folder(
+    explicit: PathLike | None, base: PathLike, stem: str, *, option: str = "--out", resumable: bool = False
+) -> Path:
     """A new, empty output folder, as an absolute path (a job's writes go there even if a user's model
     changes the working directory). An explicit path may exist only if it is empty (or holds only what a
     job killed while starting left); otherwise a fresh name under `base` (timestamp plus a random suffix, so
@@ -63,8 +64,10 @@ def new_folder(explicit: PathLike | None, base: PathLike, stem: str, *, option: 
     if explicit is not None:
         p = Path(explicit)
         if p.is_symlink():  # planted in a sweep or lab folder, it would take the whole run outside
-            raise CheckpointError(f"{p}: is a symbolic link; mnistlab writes no output folder through a link: "
-                                  f"give the folder itself, or choose another {option}")
+            raise CheckpointError(
+                f"{p}: is a symbolic link; mnistlab writes no output folder through a link: "
+                f"give the folder itself, or choose another {option}"
+            )
         if p.exists() and not p.is_dir():
             raise CheckpointError(f"{p}: is a file, not a folder; choose another {option}")
         if p.exists() and not only_leftovers(p):
@@ -94,16 +97,25 @@ def new_folder(explicit: PathLike | None, base: PathLike, stem: str, *, option: 
 
 
 @contextmanager
-def job_folder(folder: PathLike | None, under: PathLike = "runs", stem: str = "job", job: str = "job", *,
-               writer: Writer = FILES, existing: bool = False, lock: bool = False,
-               claim: Callable[[Path], None] | None = None) -> Iterator[JobFolder]:
+def job_folder(
+    folder: PathLike | None,
+    under: PathLike = "runs",
+    stem: str = "job",
+    job: str = "job",
+    *,
+    writer: Writer = FILES,
+    existing: bool = False,
+    lock: bool = False,
+    claim: Callable[[Path], None] | None = None,
+) -> Iterator[JobFolder]:
     """The job's open folder: `folder` (created, empty, or a fresh name under `under` named after `stem`),
     or with `existing` the folder as it is (a run to resume). With `lock`, the job owns it (core.lock: a
     second owner gets one line) and removes what a killed writer of it left; `claim(path)` then checks,
     before the first write, that it is still the job's to write (another trainer may have taken it)."""
     if existing and folder is not None and Path(folder).is_symlink():
-        raise CheckpointError(f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: "
-                              f"give the folder itself")
+        raise CheckpointError(
+            f"{folder}: is a symbolic link; mnistlab writes no output folder through a link: give the folder itself"
+        )
     if existing and folder is None:
         raise TypeError("job_folder(existing=True) needs the folder")  # a caller's bug, not the user's
     path = Path(folder).absolute() if existing and folder is not None else new_folder(folder, under, stem)
@@ -152,8 +164,9 @@ def _recorded(outermost: bool) -> None:
         stopping.hold()
 
 
-def dataset(name: str, data_dir: PathLike | None = None, *, log: Log = _LOG, web: bool = True
-            ) -> tuple[DatasetSpec, Path]:
+def dataset(
+    name: str, data_dir: PathLike | None = None, *, log: Log = _LOG, web: bool = True
+) -> tuple[DatasetSpec, Path]:
     """The dataset's spec and its data root, with its four files fetched and verified there."""
     spec, root = get_dataset(name), data_root(data_dir)
     fetch(spec, root, log=log, web=web)

@@ -75,10 +75,18 @@ class LabPlan:
     def for_mode(cls, quick: bool) -> LabPlan:
         if quick:
             # the notebook's CNN recipe needs ~400 steps to leave its initial plateau
-            return cls(mlp_epochs=5, cnn_epochs=2, cnn_cpu_max_steps=400, bench_steps=30, bench_repeats=2,
-                       speedrun_seeds=2)
-        return cls(mlp_epochs=10, cnn_epochs=2, cnn_cpu_max_steps=None, bench_steps=100, bench_repeats=3,
-                   speedrun_seeds=10, cnn_longer_epochs=LONGER_EPOCHS)
+            return cls(
+                mlp_epochs=5, cnn_epochs=2, cnn_cpu_max_steps=400, bench_steps=30, bench_repeats=2, speedrun_seeds=2
+            )
+        return cls(
+            mlp_epochs=10,
+            cnn_epochs=2,
+            cnn_cpu_max_steps=None,
+            bench_steps=100,
+            bench_repeats=3,
+            speedrun_seeds=10,
+            cnn_longer_epochs=LONGER_EPOCHS,
+        )
 
     @classmethod
     def from_record(cls, plan: dict[str, Any]) -> LabPlan:
@@ -104,10 +112,19 @@ class LabPlan:
         return {**self.__dict__, "runs": {r.name: r.epochs for r in runs}}
 
 
-def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None = None,
-            data_dir: str | None = None, dataset: str = "mnist", subset: int | None = None,
-            log: Callable[[str], None] = _LOG, progress: bool = True, gpu: str = DEFAULT_GPU,
-            resume: str | Path | None = None) -> Path:
+def run_lab(
+    *,
+    quick: bool = False,
+    device: str = "auto",
+    out: str | Path | None = None,
+    data_dir: str | None = None,
+    dataset: str = "mnist",
+    subset: int | None = None,
+    log: Callable[[str], None] = _LOG,
+    progress: bool = True,
+    gpu: str = DEFAULT_GPU,
+    resume: str | Path | None = None,
+) -> Path:
     """Run the plan; return the path of report.html. `subset` shrinks the data (tests only); `gpu`: the
     GPU of measure/gpus.py's table whose step time the report predicts. `resume`: a lab directory to
     finish (its own plan, mode, dataset and data subset; `quick`, `out`, `dataset` and `subset` are not given)."""
@@ -121,12 +138,33 @@ def run_lab(*, quick: bool = False, device: str = "auto", out: str | Path | None
         subset = record.plan.get("subset")
         with job_folder(folder, job="lab", existing=True, lock=True) as lab:
             log(f"finishing {lab.path}: what is done is kept")
-            return _run_plan(lab, plan, accel, record, data_dir=data_dir, dataset=record.data["dataset"],
-                             subset=subset, log=log, progress=progress, gpu=gpu)
+            return _run_plan(
+                lab,
+                plan,
+                accel,
+                record,
+                data_dir=data_dir,
+                dataset=record.data["dataset"],
+                subset=subset,
+                log=log,
+                progress=progress,
+                gpu=gpu,
+            )
     plan = LabPlan.for_mode(quick)
     with job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab", lock=True) as lab:
-        return _run_plan(lab, plan, accel, None, quick=quick, data_dir=data_dir, dataset=dataset, subset=subset,
-                         log=log, progress=progress, gpu=gpu)
+        return _run_plan(
+            lab,
+            plan,
+            accel,
+            None,
+            quick=quick,
+            data_dir=data_dir,
+            dataset=dataset,
+            subset=subset,
+            log=log,
+            progress=progress,
+            gpu=gpu,
+        )
 
 
 def _fresh_name(lab: JobFolder, stem: str) -> str:
@@ -146,9 +184,20 @@ def _done(lab: JobFolder, name: str | None, kind: Any, complete: Callable[[Any],
     return complete(read_result(kind, lab / name))
 
 
-def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record: LabRecord | None, *,
-              quick: bool = False, data_dir: str | None, dataset: str, subset: int | None,
-              log: Callable[[str], None], progress: bool, gpu: str) -> Path:
+def _run_plan(
+    lab: JobFolder,
+    plan: LabPlan,
+    accel: torch.device | None,
+    record: LabRecord | None,
+    *,
+    quick: bool = False,
+    data_dir: str | None,
+    dataset: str,
+    subset: int | None,
+    log: Callable[[str], None],
+    progress: bool,
+    gpu: str,
+) -> Path:
     clock = Timer().start()
     total_steps = 9
 
@@ -172,8 +221,15 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
     base = TrainConfig(dataset=spec.name, data_dir=data_dir, subset=subset, device="cpu")
     planned = plan.runs(base, accel)
     if record is None:
-        record = LabRecord(quick=quick, plan={**plan.to_record(planned), **({"subset": subset} if subset else {})},
-                           env=env, data=info, split="48k/12k (0.2)", seed=base.seed, models=list(BUILTIN_MODELS))
+        record = LabRecord(
+            quick=quick,
+            plan={**plan.to_record(planned), **({"subset": subset} if subset else {})},
+            env=env,
+            data=info,
+            split="48k/12k (0.2)",
+            seed=base.seed,
+            models=list(BUILTIN_MODELS),
+        )
     else:  # a GPU here that the first machine did not have adds its runs to the plan
         record.plan["runs"] = {**plan.to_record(planned)["runs"], **record.plan.get("runs", {})}
     lab.save(record)
@@ -202,15 +258,24 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
     step(4, f"MLP on the CPU: {plan.mlp_epochs} epochs, then resumed for {plan.mlp_epochs} more")
     train(by_name["mlp-cpu"])
 
-    step(5, f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel
-         else "MLP on the GPU: no GPU here, skipped")
+    step(
+        5,
+        f"MLP on the GPU ({accel.type}): {plan.mlp_epochs} epochs" if accel else "MLP on the GPU: no GPU here, skipped",
+    )
     if accel:
         train(by_name[f"mlp-{accel.type}"])
 
-    step(6, f"CNN: {plan.cnn_epochs} epochs on the CPU" + (f" and on {accel.type}" if accel else "")
-         + (f" (CPU limited to {plan.cnn_cpu_max_steps} steps per epoch)" if plan.cnn_cpu_max_steps else "")
-         + (f"; then a fresh CNN for {plan.cnn_longer_epochs} epochs on the CPU (which epoch reaches 97.4%?)"
-            if plan.cnn_longer_epochs else ""))
+    step(
+        6,
+        f"CNN: {plan.cnn_epochs} epochs on the CPU"
+        + (f" and on {accel.type}" if accel else "")
+        + (f" (CPU limited to {plan.cnn_cpu_max_steps} steps per epoch)" if plan.cnn_cpu_max_steps else "")
+        + (
+            f"; then a fresh CNN for {plan.cnn_longer_epochs} epochs on the CPU (which epoch reaches 97.4%?)"
+            if plan.cnn_longer_epochs
+            else ""
+        ),
+    )
     train(by_name["cnn-cpu"])
     if accel:
         train(by_name[f"cnn-{accel.type}"])
@@ -223,10 +288,21 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
     else:
         devices = ["cpu"] + ([accel.type] if accel else [])
         name = _fresh_name(lab, "bench")
-        result, _, _ = bench_pipelines(models=list(BUILTIN_MODELS), devices=devices, pipelines=list(PIPELINES),
-                                       batch_size=base.batch_size, steps=plan.bench_steps, repeats=plan.bench_repeats,
-                                       warmup=10, dataset_name=dataset, data_dir=data_dir, out=lab / name,
-                                       under=lab.path, subset=subset, log=log)
+        result, _, _ = bench_pipelines(
+            models=list(BUILTIN_MODELS),
+            devices=devices,
+            pipelines=list(PIPELINES),
+            batch_size=base.batch_size,
+            steps=plan.bench_steps,
+            repeats=plan.bench_repeats,
+            warmup=10,
+            dataset_name=dataset,
+            data_dir=data_dir,
+            out=lab / name,
+            under=lab.path,
+            subset=subset,
+            log=log,
+        )
         log(bench_summary(result))
         record.bench = name
         lab.save(record)
@@ -237,8 +313,17 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
         log(f"{record.speedrun}: done, kept")
     else:
         name = _fresh_name(lab, "speedrun")
-        sr, _ = speedrun(device=fastest.type, seeds=plan.speedrun_seeds, target=DEFAULT_TARGET, dataset_name=dataset,
-                         data_dir=data_dir, out=lab / name, under=lab.path, subset=subset, log=log)
+        sr, _ = speedrun(
+            device=fastest.type,
+            seeds=plan.speedrun_seeds,
+            target=DEFAULT_TARGET,
+            dataset_name=dataset,
+            data_dir=data_dir,
+            out=lab / name,
+            under=lab.path,
+            subset=subset,
+            log=log,
+        )
         log(sr.table())
         record.speedrun = name
         lab.save(record)
@@ -252,8 +337,22 @@ def _run_plan(lab: JobFolder, plan: LabPlan, accel: torch.device | None, record:
 
 def bench_summary(result: BenchResult) -> str:
     """The bench's cells as the lab prints them: step time, throughput, data share, bound, stability."""
-    rows = [[c.key, f"{c.step_median_s * 1e3:.2f} ({c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f})",
-             f"{c.samples_per_s:,.0f}", f"{c.share('data', 'h2d'):.0%}", f"{c.utilisation:.1%}", c.bound,
-             "stable" if c.stability.stable else "unstable"] for c in result.cells]
-    return fit_width(text_table(["cell", "ms/step median (min-max)", "samples/s", "data + copy", "of the ceiling",
-                                 "bound", "stability"], rows) + "\n(bench.txt in the bench folder: every column)")
+    rows = [
+        [
+            c.key,
+            f"{c.step_median_s * 1e3:.2f} ({c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f})",
+            f"{c.samples_per_s:,.0f}",
+            f"{c.share('data', 'h2d'):.0%}",
+            f"{c.utilisation:.1%}",
+            c.bound,
+            "stable" if c.stability.stable else "unstable",
+        ]
+        for c in result.cells
+    ]
+    return fit_width(
+        text_table(
+            ["cell", "ms/step median (min-max)", "samples/s", "data + copy", "of the ceiling", "bound", "stability"],
+            rows,
+        )
+        + "\n(bench.txt in the bench folder: every column)"
+    )

@@ -17,10 +17,20 @@ _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 __all__ = ["speedrun"]
 
 
-def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[str, Any] | None = None,
-             dataset_name: str = "mnist", data_dir: str | None = None, out: PathLike | None = None,
-             under: PathLike = RUNS_DIR, subset: int | None = None, log: Log = _LOG,
-             cold_since: tuple[float, str] | None = None) -> tuple[Any, RunDir]:
+def speedrun(
+    *,
+    device: str = "auto",
+    seeds: int,
+    target: float,
+    levers: dict[str, Any] | None = None,
+    dataset_name: str = "mnist",
+    data_dir: str | None = None,
+    out: PathLike | None = None,
+    under: PathLike = RUNS_DIR,
+    subset: int | None = None,
+    log: Log = _LOG,
+    cold_since: tuple[float, str] | None = None,
+) -> tuple[Any, RunDir]:
     """Time to `target`% test accuracy from scratch over `seeds` seeds (measure.speedrun): speedrun.json.
     `levers`: overrides of the recipe's own (precision, channels_last, compile, cuda_graphs).
     `cold_since`: core.processstart.process_start(), given by the command line only: in a notebook the
@@ -51,10 +61,23 @@ def speedrun(*, device: str = "auto", seeds: int, target: float, levers: dict[st
                 job.progress(seeds_done=len(so_far.seeds))
 
         try:
-            result = run_speedrun(train, test, spec, dev, seeds=seeds, target=target, levers=chosen, log=log,
-                                  on_seed=keep, cold_since=cold_since)
+            result = run_speedrun(
+                train,
+                test,
+                spec,
+                dev,
+                seeds=seeds,
+                target=target,
+                levers=chosen,
+                log=log,
+                on_seed=keep,
+                cold_since=cold_since,
+            )
         except KeyboardInterrupt:
-            log(f"stopped after {kept[-1]} of {seeds} seeds; {job / 'speedrun.json'} holds them" if kept
-                else f"stopped before the first seed finished; {job.path} holds no result")
+            log(
+                f"stopped after {kept[-1]} of {seeds} seeds; {job / 'speedrun.json'} holds them"
+                if kept
+                else f"stopped before the first seed finished; {job.path} holds no result"
+            )
             raise
     return result, RunDir(job.path)

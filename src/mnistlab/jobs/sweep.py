@@ -150,14 +150,21 @@ class SweepPlan:
 
     def record(self) -> dict[str, Any]:
         """What must match when the same sweep folder is used again (the storage's password masked)."""
-        return {"study": self.study, "params": [p.to_dict() for p in self.params], "base": self.base.to_dict(),
-                "direction": self.direction, "objective": self.objective, "pruner": self.pruner,
-                "storage": masked(self.storage) if self.storage else None}
+        return {
+            "study": self.study,
+            "params": [p.to_dict() for p in self.params],
+            "base": self.base.to_dict(),
+            "direction": self.direction,
+            "objective": self.objective,
+            "pruner": self.pruner,
+            "storage": masked(self.storage) if self.storage else None,
+        }
 
     def check(self) -> None:
         if not NAME.fullmatch(self.study):
-            raise ConfigError(f"--study {self.study!r}: use letters, digits, '.', '_' and '-' "
-                              f"(a folder is named after it)")
+            raise ConfigError(
+                f"--study {self.study!r}: use letters, digits, '.', '_' and '-' (a folder is named after it)"
+            )
         if self.trials < 1:
             raise ConfigError(f"--trials must be at least 1, got {self.trials}")
         if not self.params:
@@ -165,8 +172,10 @@ class SweepPlan:
         if self.grace > MAX_WAIT_S:
             raise ConfigError(f"--grace-period must be at most {MAX_WAIT_S} s (a week), got {self.grace}")
         if not 0 < self.heartbeat < self.grace:
-            raise ConfigError(f"--grace-period ({self.grace} s) must be longer than --heartbeat-interval "
-                              f"({self.heartbeat} s), which must be positive")
+            raise ConfigError(
+                f"--grace-period ({self.grace} s) must be longer than --heartbeat-interval "
+                f"({self.heartbeat} s), which must be positive"
+            )
 
 
 def study_identity(plan: SweepPlan) -> dict[str, Any]:
@@ -177,9 +186,15 @@ def study_identity(plan: SweepPlan) -> dict[str, Any]:
     fixed = {k: v for k, v in plan.base.to_dict().items() if k not in swept | MACHINE_LOCAL}
     data = get_dataset(plan.base.dataset)
     files = (data.train_images, data.train_labels, data.test_images, data.test_labels)
-    return {"params": [p.to_dict() for p in plan.params], "fixed": fixed, "model_sha256": _model_hashes(plan),
-            "dataset_sha256": {f.name: f.sha256 for f in files},
-            "direction": plan.direction, "objective": plan.objective, "pruner": plan.pruner}
+    return {
+        "params": [p.to_dict() for p in plan.params],
+        "fixed": fixed,
+        "model_sha256": _model_hashes(plan),
+        "dataset_sha256": {f.name: f.sha256 for f in files},
+        "direction": plan.direction,
+        "objective": plan.objective,
+        "pruner": plan.pruner,
+    }
 
 
 def _model_hashes(plan: SweepPlan) -> dict[str, str | None]:
@@ -250,8 +265,10 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  
     def stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with _quiet_optuna():
             retry(study, trial)
-        log(f"trial {trial.number}: no heartbeat from its worker ({trial.user_attrs.get('worker', '?')}) for "
-            f"{plan.grace} s; marked failed, and queued again unless it was retried {MAX_RETRY} times")
+        log(
+            f"trial {trial.number}: no heartbeat from its worker ({trial.user_attrs.get('worker', '?')}) for "
+            f"{plan.grace} s; marked failed, and queued again unless it was retried {MAX_RETRY} times"
+        )
 
     # a generous SQLite timeout: two workers on one file wait for each other instead of failing
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {"pool_pre_ping": True}
@@ -259,10 +276,20 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  
         try:
             with _quiet_optuna():
                 retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-                storage = _beating_storage()(url, engine_kwargs=kwargs, heartbeat_interval=plan.heartbeat,
-                                             grace_period=plan.grace, heartbeat_stale_trial_callback=stale)
-            return optuna.create_study(study_name=plan.study, storage=storage, load_if_exists=True,
-                                       direction=cast(Literal["minimize", "maximize"], plan.direction), pruner=pruner)
+                storage = _beating_storage()(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=plan.heartbeat,
+                    grace_period=plan.grace,
+                    heartbeat_stale_trial_callback=stale,
+                )
+            return optuna.create_study(
+                study_name=plan.study,
+                storage=storage,
+                load_if_exists=True,
+                direction=cast(Literal["minimize", "maximize"], plan.direction),
+                pruner=pruner,
+            )
         except Exception as e:  # sqlalchemy, a missing driver, a bad URL: the storage cannot be used
             if attempt < OPEN_TRIES and _lost_creation_race(e):
                 time.sleep(0.5 * attempt)
@@ -271,8 +298,10 @@ def _open_study(plan: SweepPlan, url: str, log: Callable[[str], None]) -> Any:  
             if driver == "psycopg":
                 raise missing("psycopg", "mnistlab sweep --storage postgresql+psycopg://...", "postgres") from None
             if driver == "psycopg2":  # postgresql+psycopg2:// (or, before SQLAlchemy 2.1, postgresql://)
-                raise ConfigError("--storage names the psycopg2 driver, which is not installed: write "
-                                  "postgresql+psycopg://... and pip install 'mnistlab[postgres]'") from None
+                raise ConfigError(
+                    "--storage names the psycopg2 driver, which is not installed: write "
+                    "postgresql+psycopg://... and pip install 'mnistlab[postgres]'"
+                ) from None
             raise ConfigError(masked(f"--storage {url}: cannot open the study ({_first_line(e)})", url)) from None
     raise AssertionError("unreachable")
 
@@ -326,16 +355,20 @@ def _pin_identity(study: Any, plan: SweepPlan, url: str) -> str:
     theirs = study.user_attrs.get(IDENTITY_ATTR)
     if theirs is None:
         if study.get_trials(deepcopy=False):
-            raise ConfigError(f"study {plan.study} in {masked(url)}: has trials but no mnistlab settings "
-                              f"(not started by mnistlab sweep); use another --study")
+            raise ConfigError(
+                f"study {plan.study} in {masked(url)}: has trials but no mnistlab settings "
+                f"(not started by mnistlab sweep); use another --study"
+            )
         study.set_user_attr(IDENTITY_ATTR, mine)
         if TOKEN_ATTR not in study.user_attrs:
             study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
         theirs = study.user_attrs.get(IDENTITY_ATTR)  # re-read: a worker that started with us may have won
     diff = _difference(theirs, mine)
     if diff:
-        raise ConfigError(f"study {plan.study} in {masked(url)} was started with other settings ({diff}); "
-                          f"use the study's settings, or another --study")
+        raise ConfigError(
+            f"study {plan.study} in {masked(url)} was started with other settings ({diff}); "
+            f"use the study's settings, or another --study"
+        )
     token = study.user_attrs.get(TOKEN_ATTR)
     if token is None:  # a study pinned before tokens existed: drawn now, once
         study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
@@ -354,13 +387,16 @@ def _check_folder(plan: SweepPlan, sweep_dir: Path) -> None:
     if (sweep_dir / SWEEP_FILE).exists():
         old = read_record(sweep_dir)
         if {k: old.get(k) for k in plan.record()} != plan.record():
-            raise ConfigError(f"{sweep_dir}: holds a sweep started with other settings or storage (see its "
-                              f"{SWEEP_FILE}); use the same --param, --storage and train options, or another "
-                              f"--study / --out")
+            raise ConfigError(
+                f"{sweep_dir}: holds a sweep started with other settings or storage (see its "
+                f"{SWEEP_FILE}); use the same --param, --storage and train options, or another "
+                f"--study / --out"
+            )
 
 
-def run_sweep(plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs",
-              log: Callable[[str], None] = _LOG) -> Path:
+def run_sweep(
+    plan: SweepPlan, *, out: str | Path | None = None, runs_base: str | Path = "runs", log: Callable[[str], None] = _LOG
+) -> Path:
     """Run (or continue) the study until `plan.trials` trials have completed or been pruned. The sweep folder
     records its own status (status.json) besides sweep.json and trials.json; each trial is a train job.
     The storage is opened and checked before the folder's first write: a refused study changes nothing in
@@ -410,21 +446,34 @@ def _check_same_study(sweep_dir: Path, token: str, plan: SweepPlan) -> None:
         return
     recorded = read_record(sweep_dir).get("study_token")
     if recorded is not None and recorded != token:
-        raise ConfigError(f"{sweep_dir}: holds the trials of an earlier study named {plan.study} (kept, with its "
-                          f"{TRIALS_FILE}); the storage now holds another study of that name (deleted and created "
-                          f"again, or in memory): give this one another --out")
+        raise ConfigError(
+            f"{sweep_dir}: holds the trials of an earlier study named {plan.study} (kept, with its "
+            f"{TRIALS_FILE}); the storage now holds another study of that name (deleted and created "
+            f"again, or in memory): give this one another --out"
+        )
 
 
 def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log: Callable[[str], None]) -> None:
     import optuna
 
-    job.writer.json(job / SWEEP_FILE, {**plan.record(), "trials": plan.trials, "url": masked(url),
-                                       "heartbeat": plan.heartbeat, "grace": plan.grace, "study_token": token})
+    job.writer.json(
+        job / SWEEP_FILE,
+        {
+            **plan.record(),
+            "trials": plan.trials,
+            "url": masked(url),
+            "heartbeat": plan.heartbeat,
+            "grace": plan.grace,
+            "study_token": token,
+        },
+    )
     storage = _Guard(plan, url, log)
     storage.call(lambda: _snapshot(study, job), "reading the study's trials")
     done = storage.call(lambda: _counted(study), "reading the study")
-    log(f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
-        f"{done} of {plan.trials} trials done; storage {masked(url)}")
+    log(
+        f"sweep {plan.study}: {plan.direction} {plan.objective} over {len(plan.params)} parameter(s); "
+        f"{done} of {plan.trials} trials done; storage {masked(url)}"
+    )
     current: dict[str, int] = {}
     objective = _objective(plan, study, job.path, log, storage, current)
     with progress.bar(plan.trials, f"sweep {plan.study}", "trial", initial=done) as bar:
@@ -433,12 +482,22 @@ def _run(plan: SweepPlan, job: JobFolder, study: Any, url: str, token: str, log:
         storage.call(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials")
     storage.call(lambda: _snapshot(study, job), "reading the study's trials")
     if _counted(study) < plan.trials:
-        raise MnistlabError(f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
-                            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)")
+        raise MnistlabError(
+            f"sweep {plan.study}: only {_counted(study)} of {plan.trials} trials finished after "
+            f"{attempts} attempts (the others failed: see `mnistlab report {job.path}`)"
+        )
 
 
-def _trials(plan: SweepPlan, job: JobFolder, study: Any, storage: Any, objective: Callable[[Any], float],
-            current: dict[str, int], bar: Any, log: Callable[[str], None]) -> int:
+def _trials(
+    plan: SweepPlan,
+    job: JobFolder,
+    study: Any,
+    storage: Any,
+    objective: Callable[[Any], float],
+    current: dict[str, int],
+    bar: Any,
+    log: Callable[[str], None],
+) -> int:
     """Trials one at a time until `plan.trials` are counted (completed or pruned), or 3 times as many attempts;
     the bar shows the counted trials (other workers' too). Returns the attempts made."""
     import optuna
@@ -453,16 +512,20 @@ def _trials(plan: SweepPlan, job: JobFolder, study: Any, storage: Any, objective
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             if "trial" not in current or not storage.finished(study, current["trial"]):
                 raise
-            log(f"trial {current['trial']}: marked failed while this worker was stopped (no heartbeat for "
-                f"{plan.grace} s), and queued again; this worker goes on")
+            log(
+                f"trial {current['trial']}: marked failed while this worker was stopped (no heartbeat for "
+                f"{plan.grace} s), and queued again; this worker goes on"
+            )
         except Exception as e:  # noqa: BLE001 - a storage fault, however Optuna passes it on; anything else raised
             fault = storage.fault_in(e)
             if fault is None:
                 raise
             doing = f"ending trial {current.get('trial', '?')}"
             storage.wait_for(study, fault, doing)  # one line if it stays unreachable, else the worker goes on
-            log(f"trial {current.get('trial', '?')}: the storage failed while it ended ({storage.line(fault)}), and "
-                f"is back; this worker goes on")
+            log(
+                f"trial {current.get('trial', '?')}: the storage failed while it ended ({storage.line(fault)}), and "
+                f"is back; this worker goes on"
+            )
         finally:
             with contextlib.suppress(*storage.errors):  # the storage down: the last snapshot stays as it was
                 _snapshot(study, job)
@@ -497,10 +560,12 @@ class _Guard:
         return masked(_first_line(cause), self.url)
 
     def unreachable(self, e: BaseException, doing: str) -> StorageUnreachable:
-        return StorageUnreachable(f"--storage {masked(self.url)}: unreachable for {self.plan.grace} s (the grace "
-                                  f"period) while {doing} ({self.line(e)}); this worker stops, its trial is failed "
-                                  f"by the next worker once its heartbeat is stale, and the same command continues "
-                                  f"the study")
+        return StorageUnreachable(
+            f"--storage {masked(self.url)}: unreachable for {self.plan.grace} s (the grace "
+            f"period) while {doing} ({self.line(e)}); this worker stops, its trial is failed "
+            f"by the next worker once its heartbeat is stale, and the same command continues "
+            f"the study"
+        )
 
     def call(self, fn: Callable[[], Any], doing: str) -> Any:
         deadline, delay = time.monotonic() + self.plan.grace, 0.25
@@ -536,8 +601,9 @@ class _Guard:
         return any(t.number == number and t.state != TrialState.RUNNING for t in trials)
 
 
-def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None], storage: _Guard,
-               current: dict[str, int]) -> Callable[[Any], float]:
+def _objective(
+    plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str], None], storage: _Guard, current: dict[str, int]
+) -> Callable[[Any], float]:
     import optuna
 
     started_in = os.getcwd()
@@ -547,8 +613,10 @@ def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str]
         try:
             return storage.call(fn, doing)
         except optuna.exceptions.UpdateFinishedTrialError:
-            raise TakenOver(f"trial {current['trial']}: marked failed by another worker while this one was stopped "
-                            f"(no heartbeat for {plan.grace} s); its parameters run again as a new trial") from None
+            raise TakenOver(
+                f"trial {current['trial']}: marked failed by another worker while this one was stopped "
+                f"(no heartbeat for {plan.grace} s); its parameters run again as a new trial"
+            ) from None
 
     def objective(trial: optuna.Trial) -> float:
         current["trial"] = trial.number
@@ -595,9 +663,12 @@ def _objective(plan: SweepPlan, study: Any, sweep_dir: Path, log: Callable[[str]
 
 def _result(rows: list[dict[str, float]]) -> dict[str, Any]:
     """A trial's progress as its epochs' metrics give it, kept in the study for every worker's report."""
-    return {"best_val_loss": min((r["val_loss"] for r in rows), default=None),
-            "best_val_accuracy": max((r["val_accuracy"] for r in rows), default=None),
-            "epochs": len(rows), "seconds": sum(r["epoch_seconds"] for r in rows)}
+    return {
+        "best_val_loss": min((r["val_loss"] for r in rows), default=None),
+        "best_val_accuracy": max((r["val_accuracy"] for r in rows), default=None),
+        "epochs": len(rows),
+        "seconds": sum(r["epoch_seconds"] for r in rows),
+    }
 
 
 def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, float]], bool]) -> RunDir:
@@ -607,8 +678,9 @@ def _train_trial(cfg: TrainConfig, run_dir: Path, report: Callable[[dict[str, fl
     # reuses a number; a leftover from a crash before the first write is handled by jobs.folder.new_folder.
     # One that holds a run belongs to another study of this name: said in the sweep's words (it has no --resume)
     if run_dir.is_dir() and not run_dir.is_symlink() and not only_leftovers(run_dir):
-        raise ConfigError(f"{run_dir}: already holds a run, of another study with this name; give this sweep "
-                          f"another --out")
+        raise ConfigError(
+            f"{run_dir}: already holds a run, of another study with this name; give this sweep another --out"
+        )
     return train_run(cfg, run_dir=run_dir, log=quiet, progress=False, on_epoch=report)
 
 
@@ -617,8 +689,16 @@ def _snapshot(study: Any, job: JobFolder) -> None:
     rows = []
     for t in study.get_trials(deepcopy=False):
         result = t.user_attrs.get("result") or _result([])
-        rows.append({"number": t.number, "state": t.state.name.lower(), "params": dict(t.params),
-                     "value": t.value if t.values else None, "run_dir": t.user_attrs.get("run_dir"),
-                     "worker": t.user_attrs.get("worker"), "retry_of": t.system_attrs.get("failed_trial"),
-                     **result})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "params": dict(t.params),
+                "value": t.value if t.values else None,
+                "run_dir": t.user_attrs.get("run_dir"),
+                "worker": t.user_attrs.get("worker"),
+                "retry_of": t.system_attrs.get("failed_trial"),
+                **result,
+            }
+        )
     job.writer.json(job / TRIALS_FILE, rows)

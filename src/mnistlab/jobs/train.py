@@ -42,8 +42,9 @@ def _check_overrides(stored: Any, overrides: dict[str, Any]) -> None:
         if key in RESUME_OVERRIDES or value is None:
             continue
         if getattr(stored, key) != value:
-            raise ConfigError(f"cannot resume with {key}={value!r}: the run was started with "
-                              f"{key}={getattr(stored, key)!r}")
+            raise ConfigError(
+                f"cannot resume with {key}={value!r}: the run was started with {key}={getattr(stored, key)!r}"
+            )
 
 
 def _checkpoint_was_written(run: RunDir) -> int | None:
@@ -71,9 +72,11 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[Any, dict | No
     if not (run / rd.LAST).exists():
         saved = _checkpoint_was_written(run)
         if saved is not None:
-            raise CheckpointError(f"{run / rd.LAST}: missing, but this run had saved {saved} epoch(s); "
-                                  f"it is not started over (that would silently discard them): restore last.pt, "
-                                  f"or train a new run")
+            raise CheckpointError(
+                f"{run / rd.LAST}: missing, but this run had saved {saved} epoch(s); "
+                f"it is not started over (that would silently discard them): restore last.pt, "
+                f"or train a new run"
+            )
         # stopped before its first last.pt: it starts again in place
         if overrides.get("epochs") is not None:
             cfg = cfg.replace(epochs=overrides["epochs"])
@@ -86,15 +89,26 @@ def _plan_resume(run: RunDir, overrides: dict[str, Any]) -> tuple[Any, dict | No
     if overrides.get("epochs") is not None:
         cfg = cfg.replace(epochs=done + overrides["epochs"])
     elif run.status().get("state") in LEGACY_COMPLETED:
-        raise ConfigError(f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to "
-                          "train N more")
+        raise ConfigError(
+            f"{run.path}: already finished ({done} epoch{'' if done == 1 else 's'}); pass --epochs N to train N more"
+        )
     return cfg, state
 
 
-def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: PathLike | None = None,
-              overrides: dict[str, Any] | None = None, log: Log = _LOG, progress: bool = True,
-              tensorboard: bool = True, on_epoch: Callable[[dict[str, float]], bool] | None = None,
-              runs_base: PathLike = RUNS_DIR, figure: bool = True, resume_if_exists: bool = False) -> RunDir:
+def train_run(
+    config: Any = None,
+    *,
+    run_dir: PathLike | None = None,
+    resume: PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    log: Log = _LOG,
+    progress: bool = True,
+    tensorboard: bool = True,
+    on_epoch: Callable[[dict[str, float]], bool] | None = None,
+    runs_base: PathLike = RUNS_DIR,
+    figure: bool = True,
+    resume_if_exists: bool = False,
+) -> RunDir:
     """Train a new run (`config`, a TrainConfig) or continue one (`resume`); return its run directory.
 
     With `resume`, `overrides["epochs"]` means that many more epochs; without it the run finishes the
@@ -122,8 +136,15 @@ def train_run(config: Any = None, *, run_dir: PathLike | None = None, resume: Pa
             if existing is not None and _completed(existing, log):
                 return existing
             resume = existing.path if existing is not None else None
-        return _train(config or TrainConfig(), run_dir, runs_base, resume, overrides,
-                      dict(log=log, progress=progress, on_epoch=on_epoch, tensorboard=tensorboard, w=w), figure)
+        return _train(
+            config or TrainConfig(),
+            run_dir,
+            runs_base,
+            resume,
+            overrides,
+            dict(log=log, progress=progress, on_epoch=on_epoch, tensorboard=tensorboard, w=w),
+            figure,
+        )
     finally:
         if w.distributed:
             from torch.distributed import destroy_process_group, is_initialized
@@ -167,16 +188,20 @@ def _existing_run(cfg: Any, run_dir: PathLike | None, overrides: dict[str, Any])
     from mnistlab.training.config import load_run_config
 
     if run_dir is None:
-        raise ConfigError("--resume-if-exists (and torchrun --max-restarts) needs --run-dir: the run directory "
-                          "that a rerun of the same command continues")
+        raise ConfigError(
+            "--resume-if-exists (and torchrun --max-restarts) needs --run-dir: the run directory "
+            "that a rerun of the same command continues"
+        )
     if not (Path(run_dir) / rd.CONFIG).is_file():
         return None
     run = open_run(run_dir)
     stored = load_run_config(run / rd.CONFIG).to_dict()
     for key, value in cfg.to_dict().items():
         if key not in RESUMABLE_SETTINGS and stored[key] != value:
-            raise ConfigError(f"{run.path}: holds a run with {key}={stored[key]!r}, this command has {key}={value!r}; "
-                              f"it continues only a run of the same configuration (choose another --run-dir)")
+            raise ConfigError(
+                f"{run.path}: holds a run with {key}={stored[key]!r}, this command has {key}={value!r}; "
+                f"it continues only a run of the same configuration (choose another --run-dir)"
+            )
         if key in RESUMABLE_SETTINGS:
             overrides[key] = value
     return run
@@ -227,8 +252,15 @@ def _fetch(cfg: Any, root: Path, log: Log, w: World, may_fetch: bool = True, con
     return root
 
 
-def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: PathLike | None,
-           overrides: dict[str, Any], options: dict[str, Any], figure: bool) -> RunDir:
+def _train(
+    cfg: Any,
+    run_dir: PathLike | None,
+    runs_base: PathLike,
+    resume: PathLike | None,
+    overrides: dict[str, Any],
+    options: dict[str, Any],
+    figure: bool,
+) -> RunDir:
     from mnistlab.training import runner
 
     w: World = options["w"]
@@ -241,8 +273,13 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
             plan["cfg"], plan["state"] = _plan_resume(run, overrides)
             root, may_fetch = _resume_root(plan["cfg"], overrides)  # before the model's code runs
             plan["prepared"] = runner.prepare(
-                plan["cfg"], lambda: _fetch(plan["cfg"], root, options["log"], w, may_fetch, run / rd.CONFIG),
-                options["log"], w, run, _recorded_threads(run, plan["state"]) if plan["cfg"].deterministic else None)
+                plan["cfg"],
+                lambda: _fetch(plan["cfg"], root, options["log"], w, may_fetch, run / rd.CONFIG),
+                options["log"],
+                w,
+                run,
+                _recorded_threads(run, plan["state"]) if plan["cfg"].deterministic else None,
+            )
             runner.check_same_start(plan["state"], str(run.path), w)
 
         with job_folder(run.path, job="train", writer=writer, existing=True, lock=w.is_main, claim=before) as job:
@@ -257,8 +294,9 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
     made: Path | MnistlabError | None = None
     if w.is_main:  # rank 0 creates the directory and tells the others where it is, or why it failed
         try:
-            made = new_folder(run_dir, runs_base, f"{_label(cfg.model)}-{cfg.dataset}", option="--run-dir",
-                              resumable=True)
+            made = new_folder(
+                run_dir, runs_base, f"{_label(cfg.model)}-{cfg.dataset}", option="--run-dir", resumable=True
+            )
         except MnistlabError as e:
             made = e
     made = from_main(made)
@@ -270,8 +308,9 @@ def _train(cfg: Any, run_dir: PathLike | None, runs_base: PathLike, resume: Path
         if (path / rd.CONFIG).exists():
             raise CheckpointError(f"{path}: already holds a run; use --resume {path} to continue it")
 
-    with job_folder(made, job="train", writer=writer, existing=True, lock=w.is_main,
-                    claim=claim if w.is_main else None) as job:
+    with job_folder(
+        made, job="train", writer=writer, existing=True, lock=w.is_main, claim=claim if w.is_main else None
+    ) as job:
         job.fields["epochs_done"] = 0
         runner.train(job, cfg, None, prepared, **options)
         _figure(job.path, figure and w.is_main)

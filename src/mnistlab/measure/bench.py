@@ -78,8 +78,13 @@ from mnistlab.training.models import create_model
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 PHASES = ("data", "h2d", "forward", "backward", "optimizer")
-PHASE_WORDS = {"data": "data loading (fetch and collate)", "h2d": "the host-to-device copy",
-               "forward": "the forward pass", "backward": "the backward pass", "optimizer": "the optimizer step"}
+PHASE_WORDS = {
+    "data": "data loading (fetch and collate)",
+    "h2d": "the host-to-device copy",
+    "forward": "the forward pass",
+    "backward": "the backward pass",
+    "optimizer": "the optimizer step",
+}
 COMPUTE_BOUND_UTILISATION = 0.30  # only for a bench.json from before the floors were counted
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
 INPUT = "input"
@@ -97,8 +102,12 @@ def floors_binds(floors_bound: str) -> str:
     return FLOOR_BINDS[floors_bound]
 
 
-def bound(utilisation: float, input_share: float = 0.0, floors: Floors | None = None,
-          decomposition: Decomposition | None = None) -> str:
+def bound(
+    utilisation: float,
+    input_share: float = 0.0,
+    floors: Floors | None = None,
+    decomposition: Decomposition | None = None,
+) -> str:
     """THE judgement of what limits a step: 'input' (half of it or more is getting the batch in), else what
     the step's measured decomposition says (measure/decomposition.judge: 'fixed per-step cost', 'arithmetic',
     'memory', or 'between' two). A file from before the decompositions falls back on the step's floors
@@ -121,17 +130,29 @@ def bound_label(b: str) -> str:
 
 # a cell's measurements (its judgements are recomputed on reading); older files lack the step's bytes and
 # operations and the device's bandwidth and per-operation cost
-CELL_SCHEMA = {**STEP_CELL_SCHEMA, "pipeline": "text", "pipeline_detail": "text", "repeats": "positive count",
-               "steps_per_epoch": "positive count", "extrapolated": "bool", "step_s": TIMED_STEPS,
-               "warmup_s": ["positive seconds"], "phases_s": {p: "seconds" for p in PHASES},
-               "instrumented_step_s": "seconds", "peak_flops_per_s": "flop rate",
-               "train_step_conv_flops?": "count?"}
-BENCH_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "count?", "repeats": "positive count",
-                             "warmup": "count"},
-                "devices": {"*": "text"}, "peaks_flops_per_s": {"*": "flop rate"}, "load?": LOAD_SCHEMA,
-                "ceilings?": {"*": {"*": "any"}},
-                "cells": [CELL_SCHEMA],
-                "decompositions?": [{"*": "any"}]}  # each checked by Decomposition.from_dict
+CELL_SCHEMA = {
+    **STEP_CELL_SCHEMA,
+    "pipeline": "text",
+    "pipeline_detail": "text",
+    "repeats": "positive count",
+    "steps_per_epoch": "positive count",
+    "extrapolated": "bool",
+    "step_s": TIMED_STEPS,
+    "warmup_s": ["positive seconds"],
+    "phases_s": {p: "seconds" for p in PHASES},
+    "instrumented_step_s": "seconds",
+    "peak_flops_per_s": "flop rate",
+    "train_step_conv_flops?": "count?",
+}
+BENCH_SCHEMA = {
+    "settings": {"batch_size": "positive count", "steps": "count?", "repeats": "positive count", "warmup": "count"},
+    "devices": {"*": "text"},
+    "peaks_flops_per_s": {"*": "flop rate"},
+    "load?": LOAD_SCHEMA,
+    "ceilings?": {"*": {"*": "any"}},
+    "cells": [CELL_SCHEMA],
+    "decompositions?": [{"*": "any"}],
+}  # each checked by Decomposition.from_dict
 
 
 @dataclass
@@ -211,15 +232,25 @@ class Cell(StepCell):
         return "decomposition" if self.decomposition else "floors" if self.floors else "threshold"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in self.FIELDS}, "key": self.key, "step_median_s": self.step_median_s,
-                "step_spread": self.step.to_dict(), "epoch_s_min": self.epoch_s_min,
-                "epoch_s_max": self.epoch_s_max, "epoch_s_median": self.epoch_s_median,
-                "samples_per_s": self.samples_per_s, "achieved_flops_per_s": self.achieved_flops_per_s,
-                "utilisation": self.utilisation, "shares": {p: self.share(p) for p in PHASES},
-                "timer_overhead_s": self.timer_overhead_s, "bound": self.bound, "judged_by": self.judged_by,
-                "ceiling_raised": self.ceiling_raised,
-                "floors": self.floors.to_dict() if self.floors else None,
-                "stability": self.stability.to_dict()}
+        return {
+            **{k: getattr(self, k) for k in self.FIELDS},
+            "key": self.key,
+            "step_median_s": self.step_median_s,
+            "step_spread": self.step.to_dict(),
+            "epoch_s_min": self.epoch_s_min,
+            "epoch_s_max": self.epoch_s_max,
+            "epoch_s_median": self.epoch_s_median,
+            "samples_per_s": self.samples_per_s,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "utilisation": self.utilisation,
+            "shares": {p: self.share(p) for p in PHASES},
+            "timer_overhead_s": self.timer_overhead_s,
+            "bound": self.bound,
+            "judged_by": self.judged_by,
+            "ceiling_raised": self.ceiling_raised,
+            "floors": self.floors.to_dict() if self.floors else None,
+            "stability": self.stability.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], load: Load) -> Cell:
@@ -230,6 +261,7 @@ class Cell(StepCell):
 @dataclass(frozen=True)
 class Comparison:
     """One speed-up of the bench: `subject` against `baseline`, from their paired repeats."""
+
     what: str
     subject: str  # a cell key
     baseline: str
@@ -240,6 +272,7 @@ class Comparison:
         r = self.ratio.to_dict()
         return {"what": self.what, "subject": self.subject, "baseline": self.baseline, "model": self.model, **r}
 
+
 class _PhaseClock:
     """Times phases of a step: perf_counter after a synchronisation; on a GPU, CUDA events that are
     created once per pass and reused at every step (creating them per phase costs time of its own)."""
@@ -248,8 +281,11 @@ class _PhaseClock:
         self.device = device
         self.cuda = device.type == "cuda"
         self.total = dict.fromkeys(PHASES, 0.0)
-        self.events = ({p: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                        for p in PHASES} if self.cuda else {})
+        self.events = (
+            {p: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for p in PHASES}
+            if self.cuda
+            else {}
+        )
 
     def run(self, phase: str, fn: Callable[[], Any]) -> Any:
         synchronize(self.device)
@@ -267,21 +303,27 @@ class _PhaseClock:
         return out
 
 
-def _stream(pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, device: torch.device,
-            seed: int) -> tuple[Callable[[], Iterator], str]:
+def _stream(
+    pipeline: str, split: RawSplit, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int
+) -> tuple[Callable[[], Iterator], str]:
     """An endless batch iterator factory and a description of the pipeline."""
     if pipeline == "resident":
         loader = DeviceLoader(split, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed)
-        return (lambda: itertools.chain.from_iterable(loader.batches(e) for e in itertools.count(1)),
-                "device-resident tensors (mnistlab)")
+        return (
+            lambda: itertools.chain.from_iterable(loader.batches(e) for e in itertools.count(1)),
+            "device-resident tensors (mnistlab)",
+        )
     ref = reference_loader(split, spec.mean, spec.std, batch_size, seed)
-    return (lambda: itertools.chain.from_iterable(ref for _ in itertools.count()),
-            f"per-sample PIL + DataLoader ({cast(Any, ref.dataset).implementation})")  # the notebook's dataset
+    return (
+        lambda: itertools.chain.from_iterable(ref for _ in itertools.count()),
+        f"per-sample PIL + DataLoader ({cast(Any, ref.dataset).implementation})",
+    )  # the notebook's dataset
 
 
 @dataclass
 class _Setup:
     """A cell ready to time: its step function, its instrumented step, and what it measured so far."""
+
     model: str
     device: torch.device
     pipeline: str
@@ -295,8 +337,17 @@ class _Setup:
     step_s: list[float] = field(default_factory=list)
 
 
-def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: RawSplit, spec: DatasetSpec, *,
-                 batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, seed: int = 0) -> _Setup:
+def prepare_cell(
+    model_name: str,
+    device: torch.device,
+    pipeline: str,
+    split: RawSplit,
+    spec: DatasetSpec,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    steps: int | None = 100,
+    seed: int = 0,
+) -> _Setup:
     """The cell's step is training.levers.make_step's (eager fp32): what train_epoch runs, after the
     batch is copied to the device (the reference pipeline yields host tensors)."""
     steps_per_epoch = -(-len(split) // batch_size)
@@ -304,8 +355,7 @@ def prepare_cell(model_name: str, device: torch.device, pipeline: str, split: Ra
     torch.manual_seed(seed)
     model = create_model(model_name, spec.shape).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
-    train_step = make_step(model, opt, Levers(), device, batch_size=batch_size,
-                           sample_shape=spec.shape.sample)
+    train_step = make_step(model, opt, Levers(), device, batch_size=batch_size, sample_shape=spec.shape.sample)
     make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed)
     it = make_iter()
 
@@ -355,14 +405,28 @@ def run_cells(setups: Sequence[_Setup], *, repeats: int, warmup: int) -> None:
 def _finish(s: _Setup, batch_size: int, repeats: int, ceilings: Ceilings, cost: StepCost) -> Cell:
     with blame_model(s.model, "in the instrumented pass"):
         phases, outer = _instrumented(s)
-    return Cell(model=s.model, device=s.device.type, pipeline=s.pipeline, pipeline_detail=s.pipeline_detail,
-                batch_size=batch_size, steps_timed=s.n, repeats=repeats, steps_per_epoch=s.steps_per_epoch,
-                extrapolated=s.n < s.steps_per_epoch, step_s=s.step_s, warmup_s=s.warmup_s, phases_s=phases,
-                instrumented_step_s=outer,
-                train_step_flops=cost.flops, peak_flops_per_s=ceilings.compute_flops_per_s,
-                train_step_bytes=cost.bytes, train_step_ops=cost.ops,
-                bandwidth_bytes_per_s=ceilings.bandwidth_bytes_per_s, op_cost_s=ceilings.op_cost_s,
-                train_step_conv_flops=cost.conv_flops)
+    return Cell(
+        model=s.model,
+        device=s.device.type,
+        pipeline=s.pipeline,
+        pipeline_detail=s.pipeline_detail,
+        batch_size=batch_size,
+        steps_timed=s.n,
+        repeats=repeats,
+        steps_per_epoch=s.steps_per_epoch,
+        extrapolated=s.n < s.steps_per_epoch,
+        step_s=s.step_s,
+        warmup_s=s.warmup_s,
+        phases_s=phases,
+        instrumented_step_s=outer,
+        train_step_flops=cost.flops,
+        peak_flops_per_s=ceilings.compute_flops_per_s,
+        train_step_bytes=cost.bytes,
+        train_step_ops=cost.ops,
+        bandwidth_bytes_per_s=ceilings.bandwidth_bytes_per_s,
+        op_cost_s=ceilings.op_cost_s,
+        train_step_conv_flops=cost.conv_flops,
+    )
 
 
 @dataclass
@@ -382,8 +446,14 @@ class BenchResult:
             c.decomposition = self.decomposition(c.device, c.model, c.batch_size)
 
     def decomposition(self, device: str, model: str, batch_size: int) -> Decomposition | None:
-        return next((d for d in self.decompositions if (d.device, d.model, d.batch_size, d.implementation)
-                     == (device, model, batch_size, "eager")), None)
+        return next(
+            (
+                d
+                for d in self.decompositions
+                if (d.device, d.model, d.batch_size, d.implementation) == (device, model, batch_size, "eager")
+            ),
+            None,
+        )
 
     def achieved(self, device: str) -> float:
         """The fastest FLOP/s any cell reached on `device` (0: none)."""
@@ -399,8 +469,11 @@ class BenchResult:
     def warnings(self) -> list[str]:
         """Every reason, in words, not to trust a figure of this run."""
         out = [self.machine_busy] if self.machine_busy else []
-        out += [f"{c.key}: {c.stability.reason}" for c in self.cells
-                if not c.stability.stable and c.stability.reason != self.machine_busy]
+        out += [
+            f"{c.key}: {c.stability.reason}"
+            for c in self.cells
+            if not c.stability.stable and c.stability.reason != self.machine_busy
+        ]
         return out
 
     def speedups(self) -> list[Comparison]:
@@ -412,31 +485,67 @@ class BenchResult:
         for m, d in itertools.product(models, devices):
             ref, res = self.cell("reference", d, m), self.cell("resident", d, m)
             if ref and res:
-                out.append(Comparison(f"{m} on {d}: resident vs the notebook's pipeline", res.key, ref.key, m,
-                                      Ratio.paired(ref.step_s, res.step_s, self.load)))
+                out.append(
+                    Comparison(
+                        f"{m} on {d}: resident vs the notebook's pipeline",
+                        res.key,
+                        ref.key,
+                        m,
+                        Ratio.paired(ref.step_s, res.step_s, self.load),
+                    )
+                )
         for m, p, d in itertools.product(models, PIPELINES, devices):
             cpu, acc = self.cell(p, "cpu", m), self.cell(p, d, m)
             if d != "cpu" and cpu and acc:
-                out.append(Comparison(f"{p}/{m}: {d} vs the CPU", acc.key, cpu.key, m,
-                                      Ratio.paired(cpu.step_s, acc.step_s, self.load)))
+                out.append(
+                    Comparison(
+                        f"{p}/{m}: {d} vs the CPU", acc.key, cpu.key, m, Ratio.paired(cpu.step_s, acc.step_s, self.load)
+                    )
+                )
         return out
 
     def _repr_html_(self) -> str:
-        rows = [(c.key, f"{c.step.median * 1e3:.3f} ({c.step.min * 1e3:.3f}–{c.step.max * 1e3:.3f})",
-                 f"{c.samples_per_s:,.0f}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
-                 "stable" if c.stability.stable else "unstable") for c in self.cells]
-        table = html_table("bench: one training step per cell", rows, headers=(
-            "cell", "ms/step median (min–max)", "samples/s", "GFLOP/s", "of measured peak", "bound by", "stability"))
+        rows = [
+            (
+                c.key,
+                f"{c.step.median * 1e3:.3f} ({c.step.min * 1e3:.3f}–{c.step.max * 1e3:.3f})",
+                f"{c.samples_per_s:,.0f}",
+                f"{c.achieved_flops_per_s / 1e9:.1f}",
+                f"{c.utilisation:.1%}",
+                c.bound,
+                "stable" if c.stability.stable else "unstable",
+            )
+            for c in self.cells
+        ]
+        table = html_table(
+            "bench: one training step per cell",
+            rows,
+            headers=(
+                "cell",
+                "ms/step median (min–max)",
+                "samples/s",
+                "GFLOP/s",
+                "of measured peak",
+                "bound by",
+                "stability",
+            ),
+        )
         speedups = [(u.what, u.ratio.marked()) for u in self.speedups()]
         return table + (html_table("speed-ups", speedups) if speedups else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "ceilings": self.ceilings, "load": self.load, "warnings": self.warnings(),
-                "speedups": [u.to_dict() for u in self.speedups()],
-                "cells": [c.to_dict() for c in self.cells],
-                "decompositions": [d.to_dict() for d in self.decompositions],
-                "observations": observations(self)}
+        return {
+            "settings": self.settings,
+            "devices": self.devices,
+            "peaks_flops_per_s": self.peaks,
+            "ceilings": self.ceilings,
+            "load": self.load,
+            "warnings": self.warnings(),
+            "speedups": [u.to_dict() for u in self.speedups()],
+            "cells": [c.to_dict() for c in self.cells],
+            "decompositions": [d.to_dict() for d in self.decompositions],
+            "observations": observations(self),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> BenchResult:
@@ -445,16 +554,31 @@ class BenchResult:
         measurements, so that they cannot disagree with them."""
         check(data, BENCH_SCHEMA, where)
         load = data.get("load") or {}
-        decompositions = [Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
-                          for i, d in enumerate(data.get("decompositions") or [])]
-        return cls([Cell.from_dict(c, load) for c in data["cells"]], dict(data["peaks_flops_per_s"]),
-                   dict(data["devices"]), dict(data["settings"]), dict(load), dict(data.get("ceilings") or {}),
-                   decompositions)
+        decompositions = [
+            Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
+            for i, d in enumerate(data.get("decompositions") or [])
+        ]
+        return cls(
+            [Cell.from_dict(c, load) for c in data["cells"]],
+            dict(data["peaks_flops_per_s"]),
+            dict(data["devices"]),
+            dict(data["settings"]),
+            dict(load),
+            dict(data.get("ceilings") or {}),
+            decompositions,
+        )
 
 
-def decompose(models: Sequence[str], devices: Sequence[torch.device], shape: DataShape, batch_size: int,
-              ceilings: dict[str, Ceilings], costs: dict[str, StepCost], settings: DecomposeSettings,
-              log: Callable[[str], None] = _LOG) -> list[Decomposition]:
+def decompose(
+    models: Sequence[str],
+    devices: Sequence[torch.device],
+    shape: DataShape,
+    batch_size: int,
+    ceilings: dict[str, Ceilings],
+    costs: dict[str, StepCost],
+    settings: DecomposeSettings,
+    log: Callable[[str], None] = _LOG,
+) -> list[Decomposition]:
     """Each model's step decomposed on each device, at the cells' batch and thread count, reusing the bench's
     ceilings and counts (measure/decomposition.py); the working set's bandwidths are measured once per device."""
     out = []
@@ -463,16 +587,38 @@ def decompose(models: Sequence[str], devices: Sequence[torch.device], shape: Dat
         bandwidths = working_set_bandwidths(dev, torch.get_num_threads(), c.bandwidth_bytes_per_s, c.op_cost_s)
         for m in models:
             with blame_model(m, "while its step was timed at several batch sizes"):
-                out.append(measure_decomposition(m, shape, batch_size=batch_size, batches=settings.batches,
-                                                 repeats=settings.repeats, chunk_s=settings.chunk_s, device=dev.type,
-                                                 ceilings=c, cost=costs[m], bandwidths=bandwidths, log=log))
+                out.append(
+                    measure_decomposition(
+                        m,
+                        shape,
+                        batch_size=batch_size,
+                        batches=settings.batches,
+                        repeats=settings.repeats,
+                        chunk_s=settings.chunk_s,
+                        device=dev.type,
+                        ceilings=c,
+                        cost=costs[m],
+                        bandwidths=bandwidths,
+                        log=log,
+                    )
+                )
     return out
 
 
-def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str], pipelines: list[str],
-              batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = 100, repeats: int = 3, warmup: int = 10,
-              decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
-              log: Callable[[str], None] = _LOG) -> BenchResult:
+def run_bench(
+    split: RawSplit,
+    spec: DatasetSpec,
+    *,
+    models: list[str],
+    devices: list[str],
+    pipelines: list[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    steps: int | None = 100,
+    repeats: int = 3,
+    warmup: int = 10,
+    decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
+    log: Callable[[str], None] = _LOG,
+) -> BenchResult:
     """The cells, timed interleaved; then, unless `decomposition` is None, each model's step decomposed on each
     device (`decompose`), which every cell's bound reads."""
     load_start = load_snapshot()
@@ -487,13 +633,17 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
         peaks[dev.type] = ceilings[dev.type].compute_flops_per_s
         names[dev.type] = device_name(dev)
         c = ceilings[dev.type]
-        log(f"{dev.type}: {names[dev.type]}, measured float32 ceiling {c.compute_flops_per_s / 1e9:,.1f} GFLOP/s "
+        log(
+            f"{dev.type}: {names[dev.type]}, measured float32 ceiling {c.compute_flops_per_s / 1e9:,.1f} GFLOP/s "
             f"({c.best_shape}), bandwidth {c.bandwidth_bytes_per_s / 1e9:,.1f} GB/s, "
-            f"{c.op_cost_s * 1e6:.1f} us per trivial operation")
+            f"{c.op_cost_s * 1e6:.1f} us per trivial operation"
+        )
         for model, pipeline in itertools.product(models, pipelines):
             setups.append(prepare_cell(model, dev, pipeline, split, spec, batch_size=batch_size, steps=steps))
-    log(f"timing {len(setups)} cells: {warmup} warm-up steps each, then {repeats} interleaved repeats of "
-        f"{setups[0].n if setups else 0} steps")
+    log(
+        f"timing {len(setups)} cells: {warmup} warm-up steps each, then {repeats} interleaved repeats of "
+        f"{setups[0].n if setups else 0} steps"
+    )
     run_cells(setups, repeats=repeats, warmup=warmup)
     log("instrumented pass (a synchronisation at each phase boundary) ...")
     cells = [_finish(s, batch_size, repeats, ceilings[s.device.type], costs[s.model]) for s in setups]
@@ -502,16 +652,31 @@ def run_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices:
         cell.load = load
     decompositions = []
     if decomposition is not None:
-        log(f"decomposing each model's step: batches {sorted({*decomposition.batches, batch_size})}, "
-            f"{decomposition.repeats} interleaved repeats of about {decomposition.chunk_s:g} s each")
+        log(
+            f"decomposing each model's step: batches {sorted({*decomposition.batches, batch_size})}, "
+            f"{decomposition.repeats} interleaved repeats of about {decomposition.chunk_s:g} s each"
+        )
         decompositions = decompose(models, devs, spec.shape, batch_size, ceilings, costs, decomposition, log)
-    settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
-                "samples": len(split), "dataset": spec.name, "torch": torch.__version__,
-                "interleaved": True, "unstable_spread": UNSTABLE_SPREAD, "threads": current_threads().to_dict(),
-                "decomposition": ({"batches": list(decomposition.batches), "repeats": decomposition.repeats,
-                                   "chunk_s": decomposition.chunk_s} if decomposition else None)}
-    return BenchResult(cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()},
-                       decompositions)
+    settings = {
+        "batch_size": batch_size,
+        "steps": steps,
+        "repeats": repeats,
+        "warmup": warmup,
+        "samples": len(split),
+        "dataset": spec.name,
+        "torch": torch.__version__,
+        "interleaved": True,
+        "unstable_spread": UNSTABLE_SPREAD,
+        "threads": current_threads().to_dict(),
+        "decomposition": (
+            {"batches": list(decomposition.batches), "repeats": decomposition.repeats, "chunk_s": decomposition.chunk_s}
+            if decomposition
+            else None
+        ),
+    }
+    return BenchResult(
+        cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()}, decompositions
+    )
 
 
 def bound_words(c: Cell) -> str:
@@ -526,17 +691,21 @@ def bound_words(c: Cell) -> str:
     f = c.floors
     if f is None:  # a bench.json from before the floors: the threshold's judgement
         return f"{bound_label(c.bound)}: {util}"
-    return (f"{bound_label(c.bound)}, judged from its floors (this bench.json has no measured decomposition): "
-            f"{f.compute_s * 1e3:.3f} ms of arithmetic, {f.memory_s * 1e3:.3f} ms of memory traffic at DRAM "
-            f"bandwidth, {f.overhead_s * 1e3:.3f} ms for its {c.train_step_ops} operations; {util}")
+    return (
+        f"{bound_label(c.bound)}, judged from its floors (this bench.json has no measured decomposition): "
+        f"{f.compute_s * 1e3:.3f} ms of arithmetic, {f.memory_s * 1e3:.3f} ms of memory traffic at DRAM "
+        f"bandwidth, {f.overhead_s * 1e3:.3f} ms for its {c.train_step_ops} operations; {util}"
+    )
 
 
 def cell_sentence(c: Cell) -> str:
     """What dominates one cell, its time with its range, and its bound."""
     dom, sp = c.dominant_phase(), c.step
-    return (f"{c.key}: {c.share(dom):.0%} of each step is {PHASE_WORDS[dom]}; {sp.median * 1e3:.2f} ms per step "
-            f"({sp.min * 1e3:.2f}\u2013{sp.max * 1e3:.2f} over {sp.n} repeats), {c.samples_per_s:,.0f} samples/s; "
-            f"{bound_words(c)}.")
+    return (
+        f"{c.key}: {c.share(dom):.0%} of each step is {PHASE_WORDS[dom]}; {sp.median * 1e3:.2f} ms per step "
+        f"({sp.min * 1e3:.2f}\u2013{sp.max * 1e3:.2f} over {sp.n} repeats), {c.samples_per_s:,.0f} samples/s; "
+        f"{bound_words(c)}."
+    )
 
 
 def comparison_sentence(result: BenchResult, u: Comparison) -> str:
@@ -547,25 +716,30 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
         # the phases' shares come from the separate instrumented pass; their milliseconds are those shares of
         # the steps the table shows, so that a reader's share x step gives the figure printed
         before, after = baseline.share("data"), subject.share("data")
-        return (f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
-                f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
-                f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a "
-                f"{subject.step_median_s * 1e3:.2f} ms step, {after * subject.step_median_s * 1e3:.3f} ms; the shares "
-                "are from the separate instrumented pass).")
+        return (
+            f"{u.model} on {subject.device}, the resident pipeline against the notebook's: {u.ratio.marked()} "
+            f"(data loading falls from {before:.0%} of a {baseline.step_median_s * 1e3:.2f} ms step, "
+            f"{before * baseline.step_median_s * 1e3:.2f} ms, to {after:.0%} of a "
+            f"{subject.step_median_s * 1e3:.2f} ms step, {after * subject.step_median_s * 1e3:.3f} ms; the shares "
+            "are from the separate instrumented pass)."
+        )
     d = subject.device
     here, there = ((result.ceilings.get(x) or {}).get("bandwidth_bytes_per_s") for x in ("cpu", d))
-    more_bandwidth = (f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"
-                      if isinstance(here, (int, float)) and isinstance(there, (int, float)) and here > 0 else "")
+    more_bandwidth = (
+        f", and the {d}'s measured bandwidth is {there / here:.0f}x the CPU's"
+        if isinstance(here, (int, float)) and isinstance(there, (int, float)) and here > 0
+        else ""
+    )
     share = f" ({percent(subject.decomposition.fixed_share)} of it)" if subject.decomposition else ""
     reason = {
         INPUT: f"both wait on the input: on {d} {subject.share('data', 'h2d'):.0%} of the step is data and copy, "
-               f"which the {d} cannot speed up",
+        f"which the {d} cannot speed up",
         ARITHMETIC: f"the {d} step is bound by arithmetic ({percent(subject.utilisation)} of its ceiling), and the {d} "
-                    f"has {result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured ceiling",
+        f"has {result.peaks[d] / result.peaks['cpu']:.0f}x the CPU's measured ceiling",
         FIXED: f"a step is only {subject.train_step_flops / 1e6:,.1f} MFLOP, which the {d} could do in "
-               f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured ceiling, yet the step "
-               f"takes {subject.step_median_s * 1e6:,.0f} us: its fixed per-step cost{share}, launching each of its "
-               f"{subject.train_step_ops} operations, dominates, and more arithmetic does not shrink it",
+        f"{subject.train_step_flops / result.peaks[d] * 1e6:.1f} us at its measured ceiling, yet the step "
+        f"takes {subject.step_median_s * 1e6:,.0f} us: its fixed per-step cost{share}, launching each of its "
+        f"{subject.train_step_ops} operations, dominates, and more arithmetic does not shrink it",
         MEMORY: f"the {d} step is bound by memory traffic{more_bandwidth}",
     }.get(subject.bound, f"the {d} step is {bound_label(subject.bound)}")
     return f"{subject.pipeline}/{u.model}: {d} vs the CPU per step on equal work: {u.ratio.marked()}; {reason}."
@@ -573,8 +747,9 @@ def comparison_sentence(result: BenchResult, u: Comparison) -> str:
 
 def observations(result: BenchResult) -> list[str]:
     """Sentences computed from this run's numbers and judgements: warnings, each cell, each speed-up."""
-    return ([*result.warnings(), *(cell_sentence(c) for c in result.cells)]
-            + [comparison_sentence(result, u) for u in result.speedups()])
+    return [*result.warnings(), *(cell_sentence(c) for c in result.cells)] + [
+        comparison_sentence(result, u) for u in result.speedups()
+    ]
 
 
 def format_table(result: BenchResult) -> str:
@@ -582,37 +757,75 @@ def format_table(result: BenchResult) -> str:
     for c in result.cells:
         ovh = c.timer_overhead_s / c.instrumented_step_s if c.instrumented_step_s > 0 else 0.0
         star = "*" if c.extrapolated else ""
-        rows.append([c.key, f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}",
-                     f"{c.step_median_s * 1e3:.3f}", f"{c.step.rel_range:.0%}", f"{c.samples_per_s:,.0f}",
-                     f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-", *(f"{c.share(p):.0%}" for p in PHASES),
-                     f"{ovh:.0%}", f"{c.achieved_flops_per_s / 1e9:.1f}", f"{c.utilisation:.1%}", c.bound,
-                     "stable" if c.stability.stable else "unstable"])
-    lines = [text_table(["cell", "epoch s median (min-max)", "ms/step", "spread", "samples/s", "1st step ms", *PHASES,
-                         "timer ovh", "GFLOP/s", "util", "bound by", "stability"], rows)]
+        rows.append(
+            [
+                c.key,
+                f"{c.epoch_s_median:.2f} ({c.epoch_s_min:.2f}-{c.epoch_s_max:.2f}){star}",
+                f"{c.step_median_s * 1e3:.3f}",
+                f"{c.step.rel_range:.0%}",
+                f"{c.samples_per_s:,.0f}",
+                f"{c.warmup_s[0] * 1e3:.2f}" if c.warmup_s else "-",
+                *(f"{c.share(p):.0%}" for p in PHASES),
+                f"{ovh:.0%}",
+                f"{c.achieved_flops_per_s / 1e9:.1f}",
+                f"{c.utilisation:.1%}",
+                c.bound,
+                "stable" if c.stability.stable else "unstable",
+            ]
+        )
+    lines = [
+        text_table(
+            [
+                "cell",
+                "epoch s median (min-max)",
+                "ms/step",
+                "spread",
+                "samples/s",
+                "1st step ms",
+                *PHASES,
+                "timer ovh",
+                "GFLOP/s",
+                "util",
+                "bound by",
+                "stability",
+            ],
+            rows,
+        )
+    ]
     if any(c.extrapolated for c in result.cells):
         n = result.cells[0].steps_timed
-        lines.append(f"* epoch time extrapolated from {n} timed steps to a full epoch "
-                     f"({result.cells[0].steps_per_epoch} steps of {result.cells[0].batch_size})")
+        lines.append(
+            f"* epoch time extrapolated from {n} timed steps to a full epoch "
+            f"({result.cells[0].steps_per_epoch} steps of {result.cells[0].batch_size})"
+        )
     s = result.settings
-    lines.append(f"epoch s, ms/step, samples/s: steady state after {s.get('warmup', 0)} warm-up steps, median "
-                 f"(min-max) of {s.get('repeats')} repeats interleaved across cells; spread: (max-min)/median, "
-                 f"above {UNSTABLE_SPREAD:.0%} (or 1 repeat, or a busy machine) is unstable; 1st step: the first "
-                 f"warm-up step; phase columns: share of the sum of the phases in a separate instrumented pass (a "
-                 f"synchronisation at each phase boundary); timer ovh: what that pass's outer timer saw beyond the "
-                 f"phases, as a share of its step; util: of the measured compute ceiling (never above 100%); "
-                 f"bound by: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the step), else what the model's "
-                 f"decomposition measured (below)" + (
-                     "" if all(c.decomposition for c in result.cells) else
-                     "; a cell without one: the largest of its floors (FLOPs at the ceiling, bytes at DRAM "
-                     "bandwidth, operations at the cost of one), or 'between' two within 25%"))
+    lines.append(
+        f"epoch s, ms/step, samples/s: steady state after {s.get('warmup', 0)} warm-up steps, median "
+        f"(min-max) of {s.get('repeats')} repeats interleaved across cells; spread: (max-min)/median, "
+        f"above {UNSTABLE_SPREAD:.0%} (or 1 repeat, or a busy machine) is unstable; 1st step: the first "
+        f"warm-up step; phase columns: share of the sum of the phases in a separate instrumented pass (a "
+        f"synchronisation at each phase boundary); timer ovh: what that pass's outer timer saw beyond the "
+        f"phases, as a share of its step; util: of the measured compute ceiling (never above 100%); "
+        f"bound by: input (data + copy >= {INPUT_BOUND_SHARE:.0%} of the step), else what the model's "
+        f"decomposition measured (below)"
+        + (
+            ""
+            if all(c.decomposition for c in result.cells)
+            else "; a cell without one: the largest of its floors (FLOPs at the ceiling, bytes at DRAM "
+            "bandwidth, operations at the cost of one), or 'between' two within 25%"
+        )
+    )
     return "\n".join(lines)
 
 
 def _load_line(result: BenchResult) -> str:
     parts = [f"{w} {s['load_avg_1m']:.2f}" for w, s in result.load.items() if s and s.get("load_avg_1m") is not None]
     cores = next((s["cpu_count"] for s in result.load.values() if s), None)
-    return (f"load average (1 min): {', '.join(parts)}; {cores} logical cores" if parts
-            else "load average: not available on this OS")
+    return (
+        f"load average (1 min): {', '.join(parts)}; {cores} logical cores"
+        if parts
+        else "load average: not available on this OS"
+    )
 
 
 def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak: float, achieved: float = 0.0) -> str:
@@ -630,18 +843,29 @@ def ceilings_line(device: str, name: str, ceilings: dict[str, Any] | None, peak:
         theoretical = f"theoretical {low}{span[1] / 1e9:,.0f} GFLOP/s ({theory.derivation})"
     threads = ceilings.get("threads")
     on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) and threads > 0 else ""
-    return (f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "
-            f"({ceilings.get('best_shape')}), memory bandwidth {ceilings.get('bandwidth_bytes_per_s', 0) / 1e9:,.1f} "
-            f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}")
+    return (
+        f"{device}: {name}; measured float32 compute ceiling {peak / 1e9:,.1f} GFLOP/s{on} "
+        f"({ceilings.get('best_shape')}), memory bandwidth {ceilings.get('bandwidth_bytes_per_s', 0) / 1e9:,.1f} "
+        f"GB/s, {ceilings.get('op_cost_s', 0) * 1e6:.1f} us per trivial operation; {theoretical}"
+    )
 
 
 def bench_text(result: BenchResult) -> str:
     """bench.txt: ceilings, load, table, sentences (the job writes it beside bench.json). The figure is
     the report layer's (`report.plots.plot_bench`), drawn from bench.json alone. No pass/fail floors
     here: those are the project's own checks (benchmarks/bench_targets.py)."""
-    peaks = [ceilings_line(d, name, result.ceilings.get(d), result.peaks[d], result.achieved(d))
-             for d, name in result.devices.items()]
+    peaks = [
+        ceilings_line(d, name, result.ceilings.get(d), result.peaks[d], result.achieved(d))
+        for d, name in result.devices.items()
+    ]
     # each speed-up is said once, in its observation (the ratio, its range and why it is what it is)
-    decomposed = (["", "What binds each model's step, measured (step time against batch; measure/decomposition.py):",
-                   *(d.words() for d in result.decompositions)] if result.decompositions else [])
+    decomposed = (
+        [
+            "",
+            "What binds each model's step, measured (step time against batch; measure/decomposition.py):",
+            *(d.words() for d in result.decompositions),
+        ]
+        if result.decompositions
+        else []
+    )
     return "\n".join([*peaks, _load_line(result), format_table(result), "", *observations(result), *decomposed])

@@ -46,9 +46,11 @@ from mnistlab.data.datasets import DataShape
 FLOORS = ("compute", "memory", "overhead")
 NEEDS = "; the measured "  # where Theoretical.checked's words on the clock a measurement needs begin
 FLOOR_TOLERANCE = 0.25  # two floors within 25% of each other: "between" them (a fixed tolerance, never the spread)
-FLOOR_WORDS = {"compute": "arithmetic (FLOPs at the compute ceiling)",
-               "memory": "memory traffic (bytes at the measured bandwidth)",
-               "overhead": "per-operation costs (operations dispatched at the measured cost of a trivial one)"}
+FLOOR_WORDS = {
+    "compute": "arithmetic (FLOPs at the compute ceiling)",
+    "memory": "memory traffic (bytes at the measured bandwidth)",
+    "overhead": "per-operation costs (operations dispatched at the measured cost of a trivial one)",
+}
 
 
 @dataclass(frozen=True)
@@ -69,38 +71,62 @@ class Theoretical:
             return self
         if not (self.cores and self.per_cycle):  # a file from before the derivation was recorded
             if self.flops_per_s and m > self.flops_per_s[1]:
-                return replace(self, flops_per_s=None, derivation=(
-                    f"not given: {self.derivation} gives {self.flops_per_s[1] / 1e9:,.0f} GFLOP/s, below the "
-                    f"measured {m / 1e9:,.0f} GFLOP/s"))
+                return replace(
+                    self,
+                    flops_per_s=None,
+                    derivation=(
+                        f"not given: {self.derivation} gives {self.flops_per_s[1] / 1e9:,.0f} GFLOP/s, below the "
+                        f"measured {m / 1e9:,.0f} GFLOP/s"
+                    ),
+                )
             return self
         needs = m / (self.cores * self.per_cycle[1])  # Hz, at the most FLOP per cycle assumed
         if self.flops_per_s is None:
             if self.hz is None:  # derived but for the clock (checked again: the clock the faster rate needs)
                 base = self.derivation.split(NEEDS)[0]
-                return replace(self, derivation=f"{base}{NEEDS}{m / 1e9:,.0f} GFLOP/s needs "
-                                                f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle")
+                return replace(
+                    self,
+                    derivation=f"{base}{NEEDS}{m / 1e9:,.0f} GFLOP/s needs "
+                    f"at least {needs / 1e9:.2f} GHz at {self.per_cycle[1]:g} FLOP per cycle",
+                )
             return self
         low, high = self.flops_per_s
         if m > high:
             # a bench file read back may hold a figure without its clock
             clock = "the clock assumed" if self.hz is None else f"the clock stated ({self.hz / 1e9:.2f} GHz)"
-            return replace(self, flops_per_s=None, derivation=(
-                f"not given: {self.derivation} gives {high / 1e9:,.0f} GFLOP/s, below the measured "
-                f"{m / 1e9:,.0f} GFLOP/s, so {clock} is below the one the "
-                f"cores ran at (at least {needs / 1e9:.2f} GHz), or the FLOP per cycle assumed are too few"))
+            return replace(
+                self,
+                flops_per_s=None,
+                derivation=(
+                    f"not given: {self.derivation} gives {high / 1e9:,.0f} GFLOP/s, below the measured "
+                    f"{m / 1e9:,.0f} GFLOP/s, so {clock} is below the one the "
+                    f"cores ran at (at least {needs / 1e9:.2f} GHz), or the FLOP per cycle assumed are too few"
+                ),
+            )
         if m > low:
-            return replace(self, flops_per_s=(high, high), derivation=(
-                f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s rules out the low end "
-                f"({low / 1e9:,.0f} GFLOP/s), so the high one is given"))
+            return replace(
+                self,
+                flops_per_s=(high, high),
+                derivation=(
+                    f"{self.derivation}; the measured {m / 1e9:,.0f} GFLOP/s rules out the low end "
+                    f"({low / 1e9:,.0f} GFLOP/s), so the high one is given"
+                ),
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops_per_s": list(self.flops_per_s) if self.flops_per_s else None, "derivation": self.derivation,
-                "cores": self.cores, "per_cycle": list(self.per_cycle) if self.per_cycle else None, "hz": self.hz}
+        return {
+            "flops_per_s": list(self.flops_per_s) if self.flops_per_s else None,
+            "derivation": self.derivation,
+            "cores": self.cores,
+            "per_cycle": list(self.per_cycle) if self.per_cycle else None,
+            "hz": self.hz,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Theoretical:
         """From a bench file's ceilings (read as 'any': what does not fit is left out, never trusted)."""
+
         def pair(v: Any) -> tuple[float, float] | None:
             ok = isinstance(v, list) and len(v) == 2 and all(is_number(x) and x > 0 for x in v)
             return (float(v[0]), float(v[1])) if ok else None
@@ -108,8 +134,9 @@ class Theoretical:
         cores, hz = d.get("cores"), d.get("hz")
         cores = cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
         hz = float(hz) if isinstance(hz, (int, float)) and is_number(hz) and hz > 0 else None
-        return cls(pair(d.get("flops_per_s")), str(d.get("derivation") or "not derived"), cores,
-                   pair(d.get("per_cycle")), hz)
+        return cls(
+            pair(d.get("flops_per_s")), str(d.get("derivation") or "not derived"), cores, pair(d.get("per_cycle")), hz
+        )
 
 
 @dataclass(frozen=True)
@@ -128,9 +155,17 @@ class Ceilings:
         """The same ceilings, with compute raised to what a step reached if it reached more."""
         if seen_flops_per_s <= self.compute_flops_per_s:
             return self
-        return Ceilings(self.device, self.dtype, seen_flops_per_s, "a training step of this run",
-                        self.bandwidth_bytes_per_s, self.op_cost_s, self.theoretical.checked(seen_flops_per_s),
-                        seen_flops_per_s, self.threads)
+        return Ceilings(
+            self.device,
+            self.dtype,
+            seen_flops_per_s,
+            "a training step of this run",
+            self.bandwidth_bytes_per_s,
+            self.op_cost_s,
+            self.theoretical.checked(seen_flops_per_s),
+            seen_flops_per_s,
+            self.threads,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "theoretical": self.theoretical.to_dict()}
@@ -155,8 +190,9 @@ def compute_probes(device: torch.device, dtype: torch.dtype, seconds: float) -> 
     x = torch.randn(bsz, cin, h, w, device=device, dtype=dtype)
     weight = torch.randn(cout, cin, 3, 3, device=device, dtype=dtype)
     conv_flops = 2.0 * bsz * cout * h * w * cin * 9
-    out[f"conv 3x3 {cin}->{cout} on {bsz}x{h}x{w}"] = best_rate(lambda: F.conv2d(x, weight, padding=1), conv_flops,
-                                                                 device, seconds)
+    out[f"conv 3x3 {cin}->{cout} on {bsz}x{h}x{w}"] = best_rate(
+        lambda: F.conv2d(x, weight, padding=1), conv_flops, device, seconds
+    )
     return out
 
 
@@ -239,8 +275,13 @@ def cache_sizes(root: Path = SYS_CPU / "cpu0" / "cache") -> dict[str, int]:
     return out
 
 
-def cpu_facts(cpuinfo: str | None = None, cpufreq: Path = SYS_CPU, lscpu: str | None = None,
-              cpus: int | None = None, caches: dict[str, int] | None = None) -> CpuFacts:
+def cpu_facts(
+    cpuinfo: str | None = None,
+    cpufreq: Path = SYS_CPU,
+    lscpu: str | None = None,
+    cpus: int | None = None,
+    caches: dict[str, int] | None = None,
+) -> CpuFacts:
     """The CPU's flags, highest stated clock and caches. Each source may be given (a test's fake text
     or folder); by default /proc/cpuinfo, /sys/devices/system/cpu and the `lscpu` command are read."""
     if cpuinfo is None:
@@ -254,12 +295,16 @@ def cpu_facts(cpuinfo: str | None = None, cpufreq: Path = SYS_CPU, lscpu: str | 
     hz, source = _max_freq_hz(Path(cpufreq)), "cpufreq's cpuinfo_max_freq"
     if hz is None:
         found = re.search(r"^CPU max MHz:\s*([\d.]+)", _lscpu_text() if lscpu is None else lscpu, re.M)
-        hz, source = (float(found.group(1)) * 1e6, "lscpu's CPU max MHz") if found and float(found.group(1)) > 0 \
+        hz, source = (
+            (float(found.group(1)) * 1e6, "lscpu's CPU max MHz")
+            if found and float(found.group(1)) > 0
             else (None, "neither cpufreq's cpuinfo_max_freq nor lscpu's CPU max MHz is readable here")
+        )
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return CpuFacts(flags, hz, source, float(mhz.group(1)) if mhz else None, cpus,
-                    cache_sizes() if caches is None else caches)
+    return CpuFacts(
+        flags, hz, source, float(mhz.group(1)) if mhz else None, cpus, cache_sizes() if caches is None else caches
+    )
 
 
 def flop_per_cycle(dtype: torch.dtype, flags: frozenset[str]) -> tuple[tuple[float, float] | None, str]:
@@ -270,19 +315,25 @@ def flop_per_cycle(dtype: torch.dtype, flags: frozenset[str]) -> tuple[tuple[flo
     else the fp32 rate (bf16 converted to fp32 and computed there)."""
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "fma" in flags else 4
     isa = {16: "AVX-512", 8: "AVX2", 4: "SSE"}[lanes]
-    fp32 = ((lanes * 2 * 1, lanes * 2 * 2),
-            f"{lanes} fp32 lanes ({isa}) x 2 (FMA) x 1 or 2 FMA units per core (assumed: not stated by the CPU)")
+    fp32 = (
+        (lanes * 2 * 1, lanes * 2 * 2),
+        f"{lanes} fp32 lanes ({isa}) x 2 (FMA) x 1 or 2 FMA units per core (assumed: not stated by the CPU)",
+    )
     if dtype == torch.float32:
         return fp32
     if dtype == torch.bfloat16:
         if {"amx_bf16", "amx_tile"} <= flags:
-            return ((AMX_BF16_FLOP_PER_CYCLE, AMX_BF16_FLOP_PER_CYCLE),
-                    f"AMX tiles: {AMX_BF16_FLOP_PER_CYCLE} bf16 FLOP per cycle per core (TDPBF16PS: 16x16x32 "
-                    f"multiply-adds every 16 cycles; Intel's figure for 4th Gen Xeon)")
+            return (
+                (AMX_BF16_FLOP_PER_CYCLE, AMX_BF16_FLOP_PER_CYCLE),
+                f"AMX tiles: {AMX_BF16_FLOP_PER_CYCLE} bf16 FLOP per cycle per core (TDPBF16PS: 16x16x32 "
+                f"multiply-adds every 16 cycles; Intel's figure for 4th Gen Xeon)",
+            )
         if "avx512_bf16" in flags:
-            return ((lanes * 4 * 1, lanes * 4 * 2),
-                    f"AVX512_BF16 dot products: {lanes} fp32 lanes x 2 bf16 products x 2 (FMA) x 1 or 2 units "
-                    f"per core (2x the fp32 rate; the unit count assumed)")
+            return (
+                (lanes * 4 * 1, lanes * 4 * 2),
+                f"AVX512_BF16 dot products: {lanes} fp32 lanes x 2 bf16 products x 2 (FMA) x 1 or 2 units "
+                f"per core (2x the fp32 rate; the unit count assumed)",
+            )
         return fp32[0], f"no bf16 instructions: bf16 computed at the fp32 rate, {fp32[1]}"
     return None, f"not derived for {str(dtype).removeprefix('torch.')}"
 
@@ -299,15 +350,27 @@ def theoretical_cpu(dtype: torch.dtype, facts: CpuFacts | None = None, threads: 
     lo, hi = per_cycle
     span = f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
     if facts.max_hz is None:
-        base = (f"; /proc/cpuinfo's cpu MHz ({facts.stated_mhz:,.0f}) is not used: in a VM it is the base clock"
-                if facts.stated_mhz else "")
-        return Theoretical(None, f"not derived: the clock is unknown ({facts.clock_source}{base}); "
-                                 f"{cores} core{'s' * (cores != 1)} x {span} FLOP per cycle: {how}",
-                           cores, per_cycle, None)
+        base = (
+            f"; /proc/cpuinfo's cpu MHz ({facts.stated_mhz:,.0f}) is not used: in a VM it is the base clock"
+            if facts.stated_mhz
+            else ""
+        )
+        return Theoretical(
+            None,
+            f"not derived: the clock is unknown ({facts.clock_source}{base}); "
+            f"{cores} core{'s' * (cores != 1)} x {span} FLOP per cycle: {how}",
+            cores,
+            per_cycle,
+            None,
+        )
     hz = facts.max_hz
-    return Theoretical((cores * hz * lo, cores * hz * hi),
-                       f"{cores} core{'s' * (cores != 1)} (the step's threads) x {hz / 1e9:.2f} GHz ({facts.clock_source}) "
-                       f"x {how}", cores, per_cycle, hz)
+    return Theoretical(
+        (cores * hz * lo, cores * hz * hi),
+        f"{cores} core{'s' * (cores != 1)} (the step's threads) x {hz / 1e9:.2f} GHz ({facts.clock_source}) x {how}",
+        cores,
+        per_cycle,
+        hz,
+    )
 
 
 def theoretical(device: torch.device, dtype: torch.dtype, threads: int | None = None) -> Theoretical:
@@ -333,8 +396,13 @@ def probe_sizes(caches: dict[str, int], threads: int) -> dict[str, int]:
     return sizes
 
 
-def measure_bandwidths(device: torch.device, sizes: dict[str, int], repeats: int = 5,
-                       op_cost_s: float | None = None, moved_bytes: int = 64 * 2**20) -> dict[str, float]:
+def measure_bandwidths(
+    device: torch.device,
+    sizes: dict[str, int],
+    repeats: int = 5,
+    op_cost_s: float | None = None,
+    moved_bytes: int = 64 * 2**20,
+) -> dict[str, float]:
     """Bytes read plus written per second by a copy whose source and destination together are each
     size: the best of `repeats` timings (core/timing.time_steps) of about `moved_bytes` each, each copy less one
     dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
@@ -351,9 +419,14 @@ def measure_bandwidths(device: torch.device, sizes: dict[str, int], repeats: int
     return out
 
 
-def working_set_bandwidths(device: torch.device, threads: int, dram_bytes_per_s: float | None = None,
-                           op_cost_s: float | None = None, repeats: int = 3,
-                           moved_bytes: int = 16 * 2**20) -> tuple[dict[str, int], dict[str, float]]:
+def working_set_bandwidths(
+    device: torch.device,
+    threads: int,
+    dram_bytes_per_s: float | None = None,
+    op_cost_s: float | None = None,
+    repeats: int = 3,
+    moved_bytes: int = 16 * 2**20,
+) -> tuple[dict[str, int], dict[str, float]]:
     """The probes' working sets and bandwidths for `device` on `threads`: on a CPU the L2- and L3-sized copies
     (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory.
     Fewer and shorter timings than measure_bandwidths' defaults: a bench measures them beside its cells (on 2
@@ -366,17 +439,24 @@ def working_set_bandwidths(device: torch.device, threads: int, dram_bytes_per_s:
     return sizes, rates
 
 
-def bandwidth_for(working_set_bytes: int, sizes: dict[str, int], bandwidths: dict[str, float]
-                  ) -> tuple[str, float, str]:
+def bandwidth_for(
+    working_set_bytes: int, sizes: dict[str, int], bandwidths: dict[str, float]
+) -> tuple[str, float, str]:
     """The probe whose working set holds the step's: (level, bytes/s, why, in words)."""
     for level in sorted(sizes, key=sizes.__getitem__):
         if working_set_bytes <= sizes[level] and level in bandwidths:
-            fits = (f"the step's working set ({working_set_bytes / 2**20:.2f} MiB) fits in the {level}-sized probe's "
-                    f"{sizes[level] / 2**20:.2f} MiB" if level != "DRAM" else
-                    f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond the caches")
+            fits = (
+                f"the step's working set ({working_set_bytes / 2**20:.2f} MiB) fits in the {level}-sized probe's "
+                f"{sizes[level] / 2**20:.2f} MiB"
+                if level != "DRAM"
+                else f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond the caches"
+            )
             return level, bandwidths[level], fits
-    return "DRAM", bandwidths["DRAM"], (f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond "
-                                        f"every probe: DRAM bandwidth")
+    return (
+        "DRAM",
+        bandwidths["DRAM"],
+        (f"the step's working set ({working_set_bytes / 2**20:.1f} MiB) is beyond every probe: DRAM bandwidth"),
+    )
 
 
 def measure_ceilings(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.1) -> Ceilings:
@@ -384,12 +464,20 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype = torch.float32, s
     probes = compute_probes(device, dtype, seconds)
     best = max(probes, key=probes.__getitem__)
     threads = torch.get_num_threads() if device.type == "cpu" else None
-    return Ceilings(device.type, str(dtype).removeprefix("torch."), probes[best], best, measure_bandwidth(device),
-                    measure_op_cost(device), theoretical(device, dtype, threads).checked(probes[best]),
-                    threads=threads)
+    return Ceilings(
+        device.type,
+        str(dtype).removeprefix("torch."),
+        probes[best],
+        best,
+        measure_bandwidth(device),
+        measure_op_cost(device),
+        theoretical(device, dtype, threads).checked(probes[best]),
+        threads=threads,
+    )
 
 
 # --- a step's cost and floors -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StepCost:
@@ -413,8 +501,9 @@ class _OpCounter(TorchDispatchMode):
         self.ops = 0
         self.bytes = 0
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         out = func(*args, **(kwargs or {}))
         self.ops += 1
         if not getattr(func, "is_view", False):
@@ -435,8 +524,7 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-              optimizer: torch.optim.Optimizer) -> StepCost:
+def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> StepCost:
     """Count one training step (forward, loss, backward, optimizer step) of `model` on (x, y). The
     model's weights and the optimizer's state change as in a real step: count on a copy if they matter."""
     counter = _OpCounter()
@@ -462,8 +550,12 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return int(flops.get_total_flops())
 
 
-def count_step(model_name: str, shape: DataShape, batch_size: int,
-               optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None) -> StepCost:
+def count_step(
+    model_name: str,
+    shape: DataShape,
+    batch_size: int,
+    optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None,
+) -> StepCost:
     """One training step of a fresh `model_name` at `batch_size`, counted on the CPU (the operations and
     bytes of a step are the device's too, kernel for operation). `optimizer(model)`: the one to step
     (default: the notebook's SGD; the speedrun passes its Adam)."""
@@ -500,8 +592,13 @@ class Floors:
 
     @classmethod
     def of(cls, cost: StepCost, ceilings: Ceilings, measured_s: float, spread: float = 0.0) -> Floors:
-        return cls(cost.flops / ceilings.compute_flops_per_s, cost.bytes / ceilings.bandwidth_bytes_per_s,
-                   cost.ops * ceilings.op_cost_s, measured_s, spread)
+        return cls(
+            cost.flops / ceilings.compute_flops_per_s,
+            cost.bytes / ceilings.bandwidth_bytes_per_s,
+            cost.ops * ceilings.op_cost_s,
+            measured_s,
+            spread,
+        )
 
     def floor(self, name: str) -> float:
         return {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.overhead_s}[name]
@@ -528,9 +625,11 @@ class Floors:
     def words(self) -> str:
         top = self.ranked[0]
         what = f"bound {self.bound}" if self.bound.startswith("between") else f"{self.bound}-bound"
-        return (f"{what}: its floors are {self.compute_s * 1e3:.3f} ms of arithmetic, {self.memory_s * 1e3:.3f} ms "
-                f"of memory traffic and {self.overhead_s * 1e3:.3f} ms of per-operation costs; the largest "
-                f"({top}) is {self.closeness:.0%} of the {self.measured_s * 1e3:.2f} ms measured")
+        return (
+            f"{what}: its floors are {self.compute_s * 1e3:.3f} ms of arithmetic, {self.memory_s * 1e3:.3f} ms "
+            f"of memory traffic and {self.overhead_s * 1e3:.3f} ms of per-operation costs; the largest "
+            f"({top}) is {self.closeness:.0%} of the {self.measured_s * 1e3:.2f} ms measured"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bound": self.bound, "closeness": self.closeness}

@@ -76,16 +76,27 @@ BENCH_DECOMPOSE = DecomposeSettings(DEFAULT_BATCHES, repeats=3, chunk_s=0.02)
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
 _COUNT = {"batch": "positive count", "flops": "count", "bytes": "count", "ops": "positive count"}
 DECOMPOSITION_SCHEMA = {
-    "model": "text", "device": "text", "machine": "text", "threads": "positive count", "batch_size": "positive count",
+    "model": "text",
+    "device": "text",
+    "machine": "text",
+    "threads": "positive count",
+    "batch_size": "positive count",
     "timings": [{"batch": "positive count", "step_s": ["positive seconds", NONEMPTY]}, NONEMPTY],
-    "counted": [_COUNT, NONEMPTY], "footprint_bytes": "positive count",
-    "compute_flops_per_s": "flop rate", "op_cost_s": "positive seconds",
-    "probe_sizes": {"*": "positive count"}, "bandwidths": {"*": "byte rate"},
-    "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT}, "date?": "text?", "implementation?": "text"}
+    "counted": [_COUNT, NONEMPTY],
+    "footprint_bytes": "positive count",
+    "compute_flops_per_s": "flop rate",
+    "op_cost_s": "positive seconds",
+    "probe_sizes": {"*": "positive count"},
+    "bandwidths": {"*": "byte rate"},
+    "load?": {"start?": _SNAPSHOT, "end?": _SNAPSHOT},
+    "date?": "text?",
+    "implementation?": "text",
+}
 FILE_SCHEMA = {"decompositions": [DECOMPOSITION_SCHEMA, NONEMPTY]}
 
 
 # --- the fit --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LineFit:
@@ -104,13 +115,22 @@ class LineFit:
         return self.fixed_s + self.per_sample_s * batch
 
     def words(self) -> str:
-        return (f"{self.method} over {self.points} timings: residuals median {percent(self.residual_median)}, "
-                f"at most {percent(self.residual_max)}")
+        return (
+            f"{self.method} over {self.points} timings: residuals median {percent(self.residual_median)}, "
+            f"at most {percent(self.residual_max)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fixed_s": self.fixed_s, "per_sample_s": self.per_sample_s, "per_sample_low_s": self.per_sample_low_s,
-                "per_sample_high_s": self.per_sample_high_s, "residual_median": self.residual_median,
-                "residual_max": self.residual_max, "points": self.points, "method": self.method}
+        return {
+            "fixed_s": self.fixed_s,
+            "per_sample_s": self.per_sample_s,
+            "per_sample_low_s": self.per_sample_low_s,
+            "per_sample_high_s": self.per_sample_high_s,
+            "residual_median": self.residual_median,
+            "residual_max": self.residual_max,
+            "points": self.points,
+            "method": self.method,
+        }
 
 
 def fit_line(batches: Sequence[float], times: Sequence[float]) -> LineFit:
@@ -122,12 +142,19 @@ def fit_line(batches: Sequence[float], times: Sequence[float]) -> LineFit:
     slope, intercept, low, high = theilslopes(times, batches, alpha=0.95)
     fitted = [intercept + slope * b for b in batches]
     rel = [abs(t - f) / t for t, f in zip(times, fitted, strict=True)]
-    return LineFit(float(intercept), float(slope), float(low), float(high), float(statistics.median(rel)),
-                   float(max(rel)),
-                   len(times))
+    return LineFit(
+        float(intercept),
+        float(slope),
+        float(low),
+        float(high),
+        float(statistics.median(rel)),
+        float(max(rel)),
+        len(times),
+    )
 
 
 # --- the judgement --------------------------------------------------------------------------------------
+
 
 def per_sample_binds(compute_s: float, memory_s: float | None) -> str:
     """What the per-sample part is closer to: the larger of its floors (its FLOPs at the compute ceiling, its
@@ -141,8 +168,9 @@ def per_sample_binds(compute_s: float, memory_s: float | None) -> str:
     return ARITHMETIC if compute_s >= memory_s else MEMORY
 
 
-def judge(fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None,
-          fit_residual: float = 0.0) -> str:
+def judge(
+    fixed_share: float, compute_per_sample_s: float, memory_per_sample_s: float | None, fit_residual: float = 0.0
+) -> str:
     """THE judgement of what binds a step, from measured values with fixed tolerances (deterministic: equal
     values, equal labels). 'fixed per-step cost' when the fixed part is more than half the step by
     SHARE_BAND; the per-sample part's floor (`per_sample_binds`) when it is less than half by SHARE_BAND;
@@ -167,6 +195,7 @@ def bound_label(binds: str) -> str:
 
 
 # --- the result -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Decomposition:
@@ -208,8 +237,11 @@ class Decomposition:
     def beyond(self) -> dict[int, float]:
         """Each larger batch's median step over the line's extrapolation, less 1: +0.3 is 30% slower than the line."""
         fit = self.fit
-        return {b: statistics.median(ts) / fit.at(b) - 1 for b, ts in sorted(self.timings.items())
-                if b not in self.fitted_batches and fit.at(b) > 0}
+        return {
+            b: statistics.median(ts) / fit.at(b) - 1
+            for b, ts in sorted(self.timings.items())
+            if b not in self.fitted_batches and fit.at(b) > 0
+        }
 
     def repeat_fits(self) -> list[LineFit]:
         """One fit per repeat (repeat i of every batch ran side by side): the parts' spread."""
@@ -298,66 +330,106 @@ class Decomposition:
         within = f", repeats {percent(share.min)}\u2013{percent(share.max)}" if share.n > 1 else ""
         a, m = self.compute_per_sample_s, self.memory_per_sample_s
         floors = (f"{fit.per_sample_s / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic") + (
-            f", {fit.per_sample_s / m:.1f}x its memory floor ({self.bandwidth[0]})" if m > 0 else "")
-        per = (f"each sample adds {fit.per_sample_s * 1e6:,.2f} us ({floors})" if fit.per_sample_s > 0 else
-               f"no per-sample part can be told from zero (the fit gives {fit.per_sample_s * 1e6:,.2f} us)")
-        misfit = (f"; the line misses its timings by {percent(fit.residual_median)} (median): the parts cannot be "
-                  f"told apart" if fit.residual_median > FIT_TOLERANCE else "")
+            f", {fit.per_sample_s / m:.1f}x its memory floor ({self.bandwidth[0]})" if m > 0 else ""
+        )
+        per = (
+            f"each sample adds {fit.per_sample_s * 1e6:,.2f} us ({floors})"
+            if fit.per_sample_s > 0
+            else f"no per-sample part can be told from zero (the fit gives {fit.per_sample_s * 1e6:,.2f} us)"
+        )
+        misfit = (
+            f"; the line misses its timings by {percent(fit.residual_median)} (median): the parts cannot be told apart"
+            if fit.residual_median > FIT_TOLERANCE
+            else ""
+        )
         unstable = "" if self.stability.stable else " [unstable]"
         span = sorted(self.timings)
-        return (f"{bound_label(self.binds)}: timed apart at batches {span[0]}\u2013{span[-1]}, "
-                f"{max(fit.fixed_s, 0.0) * 1e3:,.3f} ms of its {sp.median * 1e3:,.3f} ms step at batch {b} is fixed "
-                f"({percent(self.fixed_share)}{within}) and {per}{misfit}{unstable}")
+        return (
+            f"{bound_label(self.binds)}: timed apart at batches {span[0]}\u2013{span[-1]}, "
+            f"{max(fit.fixed_s, 0.0) * 1e3:,.3f} ms of its {sp.median * 1e3:,.3f} ms step at batch {b} is fixed "
+            f"({percent(self.fixed_share)}{within}) and {per}{misfit}{unstable}"
+        )
 
     def words(self) -> str:
         fit, sp, b = self.fit, self.step, self.batch_size
         share = self.fixed_share_spread()
-        share_range = (f"; each repeat's own fit: {percent(share.min)}\u2013{percent(share.max)}" if share.n > 1
-                       else "")
+        share_range = f"; each repeat's own fit: {percent(share.min)}\u2013{percent(share.max)}" if share.n > 1 else ""
         ps = fit.per_sample_s
         a, m = self.compute_per_sample_s, self.memory_per_sample_s
         level, bw, why = self.bandwidth
-        fixed = (f"{fit.fixed_s * 1e3:.3f} ms of the {sp.median * 1e3:.3f} ms step at batch {b} is fixed "
-                 f"({percent(self.fixed_share)}{share_range}): it does not grow with the batch; {self.ops} operations "
-                 f"at {self.op_cost_s * 1e6:.1f} us each account for {self.dispatch_floor_s * 1e3:.3f} ms of it, the "
-                 f"rest is Python, autograd and the optimizer over the parameters"
-                 if fit.fixed_s > 0 else
-                 f"no fixed part can be told from zero (the fit gives {fit.fixed_s * 1e3:.3f} ms)")
+        fixed = (
+            f"{fit.fixed_s * 1e3:.3f} ms of the {sp.median * 1e3:.3f} ms step at batch {b} is fixed "
+            f"({percent(self.fixed_share)}{share_range}): it does not grow with the batch; {self.ops} operations "
+            f"at {self.op_cost_s * 1e6:.1f} us each account for {self.dispatch_floor_s * 1e3:.3f} ms of it, the "
+            f"rest is Python, autograd and the optimizer over the parameters"
+            if fit.fixed_s > 0
+            else f"no fixed part can be told from zero (the fit gives {fit.fixed_s * 1e3:.3f} ms)"
+        )
         times = f"{ps / a:.1f}x its arithmetic floor" if a > 0 else "no counted arithmetic"
-        per = (f"{'each sample adds' if ps > 0 else 'no per-sample part can be told from zero: the fit gives'} "
-               f"{ps * 1e6:.2f} us ({times}, "
-               f"{a * 1e6:.2f} us at the {self.compute_flops_per_s / 1e9:,.0f} GFLOP/s measured on "
-               f"{self.threads} thread{'s' * (self.threads != 1)}; its memory floor is {m * 1e6:.2f} us at "
-               f"{bw / 1e9:,.0f} GB/s, the {level} probe's: {why})")
+        per = (
+            f"{'each sample adds' if ps > 0 else 'no per-sample part can be told from zero: the fit gives'} "
+            f"{ps * 1e6:.2f} us ({times}, "
+            f"{a * 1e6:.2f} us at the {self.compute_flops_per_s / 1e9:,.0f} GFLOP/s measured on "
+            f"{self.threads} thread{'s' * (self.threads != 1)}; its memory floor is {m * 1e6:.2f} us at "
+            f"{bw / 1e9:,.0f} GB/s, the {level} probe's: {why})"
+        )
         beyond = self.beyond()
-        held = ("; beyond it, the measured step is " + ", ".join(f"{v:+.0%} at batch {b}" for b, v in beyond.items())
-                + " of the line" if beyond else "")
+        held = (
+            "; beyond it, the measured step is "
+            + ", ".join(f"{v:+.0%} at batch {b}" for b, v in beyond.items())
+            + " of the line"
+            if beyond
+            else ""
+        )
         span = self.fitted_batches
-        misfit = (f" (a median above {percent(FIT_TOLERANCE)}: the parts cannot be told apart)"
-                  if fit.residual_median > FIT_TOLERANCE else "")
-        return (f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. "
-                f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{misfit}{held}"
-                + ("" if self.stability.stable else f" [{self.stability.reason}]") + ".")
+        misfit = (
+            f" (a median above {percent(FIT_TOLERANCE)}: the parts cannot be told apart)"
+            if fit.residual_median > FIT_TOLERANCE
+            else ""
+        )
+        return (
+            f"{self.model} on {self.machine}: {bound_label(self.binds)}. {fixed[0].upper()}{fixed[1:]}; {per}. "
+            f"Fit, batches {span[0]}\u2013{span[-1]}: {fit.words()}{misfit}{held}"
+            + ("" if self.stability.stable else f" [{self.stability.reason}]")
+            + "."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The measurements, then the judgements made from them (recomputed on reading, never read back)."""
         level, bw, why = self.bandwidth
-        return {"model": self.model, "device": self.device, "machine": self.machine, "threads": self.threads,
-                "batch_size": self.batch_size, "date": self.date, "implementation": self.implementation,
-                "timings": [{"batch": b, "step_s": list(ts)} for b, ts in sorted(self.timings.items())],
-                "counted": [{"batch": b, "flops": c[0], "bytes": c[1], "ops": c[2]}
-                            for b, c in sorted(self.counted.items())],
-                "footprint_bytes": self.footprint_bytes, "compute_flops_per_s": self.compute_flops_per_s,
-                "op_cost_s": self.op_cost_s, "probe_sizes": dict(self.probe_sizes), "bandwidths": dict(self.bandwidths),
-                "load": dict(self.load),
-                "fitted_batches": self.fitted_batches, "fit": self.fit.to_dict(),
-                "beyond": {str(b): v for b, v in self.beyond().items()}, "fixed_spread": self.fixed_spread.to_dict(),
-                "per_sample_spread": self.per_sample_spread.to_dict(), "fixed_share": self.fixed_share,
-                "fixed_share_spread": self.fixed_share_spread().to_dict(),
-                "compute_per_sample_s": self.compute_per_sample_s, "memory_per_sample_s": self.memory_per_sample_s,
-                "memory_bandwidth": {"level": level, "bytes_per_s": bw, "why": why},
-                "dispatch_floor_s": self.dispatch_floor_s, "binds": self.binds,
-                "stability": self.stability.to_dict(), "words": self.words()}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "machine": self.machine,
+            "threads": self.threads,
+            "batch_size": self.batch_size,
+            "date": self.date,
+            "implementation": self.implementation,
+            "timings": [{"batch": b, "step_s": list(ts)} for b, ts in sorted(self.timings.items())],
+            "counted": [
+                {"batch": b, "flops": c[0], "bytes": c[1], "ops": c[2]} for b, c in sorted(self.counted.items())
+            ],
+            "footprint_bytes": self.footprint_bytes,
+            "compute_flops_per_s": self.compute_flops_per_s,
+            "op_cost_s": self.op_cost_s,
+            "probe_sizes": dict(self.probe_sizes),
+            "bandwidths": dict(self.bandwidths),
+            "load": dict(self.load),
+            "fitted_batches": self.fitted_batches,
+            "fit": self.fit.to_dict(),
+            "beyond": {str(b): v for b, v in self.beyond().items()},
+            "fixed_spread": self.fixed_spread.to_dict(),
+            "per_sample_spread": self.per_sample_spread.to_dict(),
+            "fixed_share": self.fixed_share,
+            "fixed_share_spread": self.fixed_share_spread().to_dict(),
+            "compute_per_sample_s": self.compute_per_sample_s,
+            "memory_per_sample_s": self.memory_per_sample_s,
+            "memory_bandwidth": {"level": level, "bytes_per_s": bw, "why": why},
+            "dispatch_floor_s": self.dispatch_floor_s,
+            "binds": self.binds,
+            "stability": self.stability.to_dict(),
+            "words": self.words(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = FILE) -> Decomposition:
@@ -370,11 +442,26 @@ class Decomposition:
         if d["batch_size"] not in timings:
             raise CheckpointError(f"{where}: field 'batch_size' ({d['batch_size']}) is not among the timed batches")
         if not d["bandwidths"] or set(d["bandwidths"]) != set(d["probe_sizes"]) or "DRAM" not in d["bandwidths"]:
-            raise CheckpointError(f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM "
-                                  "among them")
-        return cls(d["model"], d["device"], d["machine"], d["threads"], d["batch_size"], timings, counted,
-                   d["footprint_bytes"], d["compute_flops_per_s"], d["op_cost_s"], dict(d["probe_sizes"]),
-                   dict(d["bandwidths"]), dict(d.get("load") or {}), d.get("date"), d.get("implementation", "eager"))
+            raise CheckpointError(
+                f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM among them"
+            )
+        return cls(
+            d["model"],
+            d["device"],
+            d["machine"],
+            d["threads"],
+            d["batch_size"],
+            timings,
+            counted,
+            d["footprint_bytes"],
+            d["compute_flops_per_s"],
+            d["op_cost_s"],
+            dict(d["probe_sizes"]),
+            dict(d["bandwidths"]),
+            dict(d.get("load") or {}),
+            d.get("date"),
+            d.get("implementation", "eager"),
+        )
 
 
 def write_decompositions(results: Sequence[Decomposition], folder: Path, writer: Writer = FILES) -> Path:
@@ -394,6 +481,7 @@ def read_decompositions(folder: Path) -> list[Decomposition]:
 
 
 # --- measuring ------------------------------------------------------------------------------------------
+
 
 class _Footprint(TorchDispatchMode):
     """The distinct memory a step touches: every storage an operation reads or writes, once, by address."""
@@ -457,12 +545,24 @@ class _Batch:
     n: int = 1
 
 
-def measure_decomposition(model_name: str, shape: DataShape, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                          batches: Sequence[int] = DEFAULT_BATCHES, threads: int | None = None, repeats: int = 5,
-                          chunk_s: float = CHUNK_S, device: str = "cpu", ceiling_s: float = 0.1,
-                          ceilings: Ceilings | None = None, cost: StepCost | None = None,
-                          bandwidths: tuple[dict[str, int], dict[str, float]] | None = None, levers: Any = None,
-                          implementation: str = "eager", log: Callable[[str], None] = _LOG) -> Decomposition:
+def measure_decomposition(
+    model_name: str,
+    shape: DataShape,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    threads: int | None = None,
+    repeats: int = 5,
+    chunk_s: float = CHUNK_S,
+    device: str = "cpu",
+    ceiling_s: float = 0.1,
+    ceilings: Ceilings | None = None,
+    cost: StepCost | None = None,
+    bandwidths: tuple[dict[str, int], dict[str, float]] | None = None,
+    levers: Any = None,
+    implementation: str = "eager",
+    log: Callable[[str], None] = _LOG,
+) -> Decomposition:
     """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
     count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
     `ceilings` (the compute ceiling, the cost of one operation and DRAM's bandwidth), `cost` (the step counted at
@@ -489,17 +589,21 @@ def measure_decomposition(model_name: str, shape: DataShape, *, batch_size: int 
         load_start = load_snapshot()
         top = batch_size if cost is not None else sizes[-1]
         log(f"{model_name}: counting one step at batches {sizes[0]} and {top}, and its working set at {batch_size}")
-        counted = {sizes[0]: count_step(model_name, shape, sizes[0]),
-                   top: cost if cost is not None else count_step(model_name, shape, top)}
+        counted = {
+            sizes[0]: count_step(model_name, shape, sizes[0]),
+            top: cost if cost is not None else count_step(model_name, shape, top),
+        }
         footprint = step_footprint(model_name, shape, batch_size)
         ceilings = ceilings or measure_ceilings(dev, seconds=ceiling_s)
-        levels, rates = bandwidths or working_set_bandwidths(dev, n_threads, ceilings.bandwidth_bytes_per_s,
-                                                             ceilings.op_cost_s)
+        levels, rates = bandwidths or working_set_bandwidths(
+            dev, n_threads, ceilings.bandwidth_bytes_per_s, ceilings.op_cost_s
+        )
         cells = []
         for b in sizes:
             torch.manual_seed(0)
-            model = prepare_model(create_model(model_name, shape), levers, dev, sample_shape=shape.sample,
-                                  name=model_name)
+            model = prepare_model(
+                create_model(model_name, shape), levers, dev, sample_shape=shape.sample, name=model_name
+            )
             opt = make_optimizer(model, lr=0.01, momentum=0.5)
             step = make_step(model, opt, levers, dev, batch_size=b, sample_shape=shape.sample)
             x, y = torch.randn(b, *shape.sample, device=dev), torch.randint(0, shape.classes, (b,), device=dev)
@@ -514,8 +618,20 @@ def measure_decomposition(model_name: str, shape: DataShape, *, batch_size: int 
         times = interleave(cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=repeats)
         load = {"start": load_start, "end": load_snapshot()}
         machine = device_name(dev)
-    return Decomposition(model_name, dev.type, machine, n_threads, batch_size,
-                         {c.batch: tuple(t) for c, t in zip(cells, times, strict=True)},
-                         {b: (c.flops, c.bytes, c.ops) for b, c in counted.items()}, footprint,
-                         ceilings.compute_flops_per_s, ceilings.op_cost_s, dict(levels), dict(rates), load,
-                         datetime.date.today().isoformat(), implementation)
+    return Decomposition(
+        model_name,
+        dev.type,
+        machine,
+        n_threads,
+        batch_size,
+        {c.batch: tuple(t) for c, t in zip(cells, times, strict=True)},
+        {b: (c.flops, c.bytes, c.ops) for b, c in counted.items()},
+        footprint,
+        ceilings.compute_flops_per_s,
+        ceilings.op_cost_s,
+        dict(levels),
+        dict(rates),
+        load,
+        datetime.date.today().isoformat(),
+        implementation,
+    )

@@ -51,32 +51,83 @@ class Gpu:
 
 
 T = 1e12
-GPUS: dict[str, Gpu] = {g.name: g for g in (
-    Gpu("H100 SXM", 989.4 * T, 494.7 * T, 66.9 * T, 3.35e12,
-        "NVIDIA H100 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/h100/"),
-    Gpu("H200", 989.4 * T, 494.7 * T, 66.9 * T, 4.8e12,
-        "NVIDIA H200 Tensor Core GPU datasheet (SXM)", "https://www.nvidia.com/en-us/data-center/h200/"),
-    Gpu("A100 80GB", 312 * T, 156 * T, 19.5 * T, 2.039e12,
-        "NVIDIA A100 Tensor Core GPU datasheet (80GB SXM)", "https://www.nvidia.com/en-us/data-center/a100/"),
-    Gpu("L4", 121 * T, 60 * T, 30.3 * T, 300e9,
-        "NVIDIA L4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/l4/"),
-    Gpu("T4", 8.1 * T, 8.1 * T, 8.1 * T, 320e9,
-        "NVIDIA T4 Tensor Core GPU datasheet", "https://www.nvidia.com/en-us/data-center/tesla-t4/",
-        "Turing has no bf16 or TF32 tensor cores: both rows are the fp32 rate"),
-    Gpu("RTX 4090", 165.2 * T, 82.6 * T, 82.6 * T, 1008e9,
-        "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090)",
-        "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
-        "bf16 with fp32 accumulate, the rate PyTorch's bf16 matmuls use"),
-    # the GPU of the one public, reproducible MNIST time we know (tuomaso/train_mnist_fast: 0.76 s to 99%);
-    # desktop TU116: 1,536 CUDA cores x 2 FLOP (FMA) x 1.77 GHz boost = 5.44 TFLOP/s; 6 GB GDDR6 at 12 Gbps on
-    # 192 bits = 288 GB/s
-    Gpu("GTX 1660 Ti", 5.44 * T, 5.44 * T, 5.44 * T, 288e9,
-        "NVIDIA GeForce GTX 1660 Ti specifications (1,536 CUDA cores, 1,770 MHz boost, 288 GB/s) and the NVIDIA "
-        "Turing GPU architecture whitepaper", "https://www.nvidia.com/en-us/geforce/graphics-cards/gtx-1660-ti/",
-        "Turing TU116 has no tensor cores (no TF32, no bf16: both rows are the fp32 rate); the published run was "
-        "on a laptop's GTX 1660 Ti (boost 1,335-1,590 MHz: 4.1-4.9 TFLOP/s, NVIDIA's notebook figures), and the "
-        "desktop's faster clock keeps a lower bound one"),
-)}
+GPUS: dict[str, Gpu] = {
+    g.name: g
+    for g in (
+        Gpu(
+            "H100 SXM",
+            989.4 * T,
+            494.7 * T,
+            66.9 * T,
+            3.35e12,
+            "NVIDIA H100 Tensor Core GPU datasheet",
+            "https://www.nvidia.com/en-us/data-center/h100/",
+        ),
+        Gpu(
+            "H200",
+            989.4 * T,
+            494.7 * T,
+            66.9 * T,
+            4.8e12,
+            "NVIDIA H200 Tensor Core GPU datasheet (SXM)",
+            "https://www.nvidia.com/en-us/data-center/h200/",
+        ),
+        Gpu(
+            "A100 80GB",
+            312 * T,
+            156 * T,
+            19.5 * T,
+            2.039e12,
+            "NVIDIA A100 Tensor Core GPU datasheet (80GB SXM)",
+            "https://www.nvidia.com/en-us/data-center/a100/",
+        ),
+        Gpu(
+            "L4",
+            121 * T,
+            60 * T,
+            30.3 * T,
+            300e9,
+            "NVIDIA L4 Tensor Core GPU datasheet",
+            "https://www.nvidia.com/en-us/data-center/l4/",
+        ),
+        Gpu(
+            "T4",
+            8.1 * T,
+            8.1 * T,
+            8.1 * T,
+            320e9,
+            "NVIDIA T4 Tensor Core GPU datasheet",
+            "https://www.nvidia.com/en-us/data-center/tesla-t4/",
+            "Turing has no bf16 or TF32 tensor cores: both rows are the fp32 rate",
+        ),
+        Gpu(
+            "RTX 4090",
+            165.2 * T,
+            82.6 * T,
+            82.6 * T,
+            1008e9,
+            "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (GeForce RTX 4090)",
+            "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
+            "bf16 with fp32 accumulate, the rate PyTorch's bf16 matmuls use",
+        ),
+        # the GPU of the one public, reproducible MNIST time we know (tuomaso/train_mnist_fast: 0.76 s to 99%);
+        # desktop TU116: 1,536 CUDA cores x 2 FLOP (FMA) x 1.77 GHz boost = 5.44 TFLOP/s; 6 GB GDDR6 at 12 Gbps on
+        # 192 bits = 288 GB/s
+        Gpu(
+            "GTX 1660 Ti",
+            5.44 * T,
+            5.44 * T,
+            5.44 * T,
+            288e9,
+            "NVIDIA GeForce GTX 1660 Ti specifications (1,536 CUDA cores, 1,770 MHz boost, 288 GB/s) and the NVIDIA "
+            "Turing GPU architecture whitepaper",
+            "https://www.nvidia.com/en-us/geforce/graphics-cards/gtx-1660-ti/",
+            "Turing TU116 has no tensor cores (no TF32, no bf16: both rows are the fp32 rate); the published run was "
+            "on a laptop's GTX 1660 Ti (boost 1,335-1,590 MHz: 4.1-4.9 TFLOP/s, NVIDIA's notebook figures), and the "
+            "desktop's faster clock keeps a lower bound one",
+        ),
+    )
+}
 
 
 def gpu(name: str) -> Gpu:
@@ -92,7 +143,21 @@ def match(device_name: str) -> Gpu | None:
     """The row for a GPU as torch names it ('NVIDIA H100 80GB HBM3'), or None when the table has none.
     An A100 40GB gets the 80GB row: its higher bandwidth only lowers a lower bound."""
     text = device_name.replace(" ", "").lower()
-    found = ("H100 SXM" if "h100" in text else "H200" if "h200" in text else "A100 80GB" if "a100" in text
-             else "RTX 4090" if "4090" in text else "GTX 1660 Ti" if "1660ti" in text
-             else "L4" if text.endswith("l4") else "T4" if text.endswith("t4") else None)
+    found = (
+        "H100 SXM"
+        if "h100" in text
+        else "H200"
+        if "h200" in text
+        else "A100 80GB"
+        if "a100" in text
+        else "RTX 4090"
+        if "4090" in text
+        else "GTX 1660 Ti"
+        if "1660ti" in text
+        else "L4"
+        if text.endswith("l4")
+        else "T4"
+        if text.endswith("t4")
+        else None
+    )
     return GPUS[found] if found else None

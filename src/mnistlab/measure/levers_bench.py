@@ -55,16 +55,30 @@ IMPLEMENTATION_LEVERS: dict[str, Levers] = {
 }
 assert tuple(IMPLEMENTATION_LEVERS) == IMPLEMENTATIONS
 
-LEVER_CELL_SCHEMA = {**STEP_CELL_SCHEMA, "implementation": "text", "levers": "text", "compute_dtype": "text",
-                     "warmup_s": "seconds", "unavailable": "text?"}
+LEVER_CELL_SCHEMA = {
+    **STEP_CELL_SCHEMA,
+    "implementation": "text",
+    "levers": "text",
+    "compute_dtype": "text",
+    "warmup_s": "seconds",
+    "unavailable": "text?",
+}
 # the lever sets whose step dispatches the eager fp32 step's operations on the same bytes (channels-last
 # changes only the layout): their floors come from the eager count; the others keep the threshold
 FLOORS_COUNTED = ("eager", "channels-last")
-LEVERS_SCHEMA = {"settings": {"batch_size": "positive count", "steps": "positive count", "repeats": "positive count",
-                              "warmup": "count"},
-                 "devices": {"*": "text"}, "peaks_flops_per_s": {"*": {"*": "flop rate"}}, "load?": LOAD_SCHEMA,
-                 "cells": [LEVER_CELL_SCHEMA],
-                 "decompositions?": [{"*": "any"}]}  # each checked by Decomposition.from_dict
+LEVERS_SCHEMA = {
+    "settings": {
+        "batch_size": "positive count",
+        "steps": "positive count",
+        "repeats": "positive count",
+        "warmup": "count",
+    },
+    "devices": {"*": "text"},
+    "peaks_flops_per_s": {"*": {"*": "flop rate"}},
+    "load?": LOAD_SCHEMA,
+    "cells": [LEVER_CELL_SCHEMA],
+    "decompositions?": [{"*": "any"}],
+}  # each checked by Decomposition.from_dict
 
 
 @dataclass
@@ -100,9 +114,15 @@ class ImplCell(StepCell):
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
         if self.step_s:
-            d.update(step_median_s=self.step_median_s, step_min_s=self.step.min, step_max_s=self.step.max,
-                     step_spread=self.step.to_dict(), utilisation=self.utilisation, bound=self.bound,
-                     stability=self.stability.to_dict())
+            d.update(
+                step_median_s=self.step_median_s,
+                step_min_s=self.step.min,
+                step_max_s=self.step.max,
+                step_spread=self.step.to_dict(),
+                utilisation=self.utilisation,
+                bound=self.bound,
+                stability=self.stability.to_dict(),
+            )
         return d
 
 
@@ -120,12 +140,19 @@ class LeversResult:
     def __post_init__(self) -> None:
         for c in self.cells:
             key = (c.device, c.model, c.batch_size, c.implementation)
-            c.decomposition = next((d for d in self.decompositions
-                                    if (d.device, d.model, d.batch_size, d.implementation) == key), None)
+            c.decomposition = next(
+                (d for d in self.decompositions if (d.device, d.model, d.batch_size, d.implementation) == key), None
+            )
 
     def cell(self, device: str, model: str, implementation: str) -> ImplCell | None:
-        return next((c for c in self.cells if (c.device, c.model, c.implementation) == (device, model, implementation)
-                     and not c.unavailable), None)
+        return next(
+            (
+                c
+                for c in self.cells
+                if (c.device, c.model, c.implementation) == (device, model, implementation) and not c.unavailable
+            ),
+            None,
+        )
 
     def vs_eager(self, c: ImplCell) -> Ratio | None:
         """Eager fp32's time over this one's, repeat by repeat (they ran interleaved)."""
@@ -140,11 +167,18 @@ class LeversResult:
         cells = []
         for c in self.cells:
             r = self.vs_eager(c)
-            cells.append({**c.to_dict(), "speedup_vs_eager": r.median if r else None,
-                          "vs_eager": r.to_dict() if r else None})
-        return {"settings": self.settings, "devices": self.devices, "peaks_flops_per_s": self.peaks,
-                "load": self.load, "cells": cells, "decompositions": [d.to_dict() for d in self.decompositions],
-                "observations": observations(self)}
+            cells.append(
+                {**c.to_dict(), "speedup_vs_eager": r.median if r else None, "vs_eager": r.to_dict() if r else None}
+            )
+        return {
+            "settings": self.settings,
+            "devices": self.devices,
+            "peaks_flops_per_s": self.peaks,
+            "load": self.load,
+            "cells": cells,
+            "decompositions": [d.to_dict() for d in self.decompositions],
+            "observations": observations(self),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> LeversResult:
@@ -153,20 +187,38 @@ class LeversResult:
         check(data, LEVERS_SCHEMA, where)
         load = data.get("load") or {}
         cells = [ImplCell(**{k: c[k] for k in ImplCell.FIELDS if k in c}, load=load) for c in data["cells"]]
-        decompositions = [Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
-                          for i, d in enumerate(data.get("decompositions") or [])]
-        return cls(cells, {d: dict(p) for d, p in data["peaks_flops_per_s"].items()}, dict(data["devices"]),
-                   dict(data["settings"]), dict(load), decompositions)
+        decompositions = [
+            Decomposition.from_dict(d, f"{where}: decompositions[{i}]")
+            for i, d in enumerate(data.get("decompositions") or [])
+        ]
+        return cls(
+            cells,
+            {d: dict(p) for d, p in data["peaks_flops_per_s"].items()},
+            dict(data["devices"]),
+            dict(data["settings"]),
+            dict(load),
+            decompositions,
+        )
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], devices: list[str],
-                     implementations: list[str], batch_size: int = DEFAULT_BATCH_SIZE, steps: int = 50,
-                     repeats: int = 3, warmup: int = 5, decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
-                     log: Callable[[str], None] = _LOG) -> LeversResult:
+def run_levers_bench(
+    split: RawSplit,
+    spec: DatasetSpec,
+    *,
+    models: list[str],
+    devices: list[str],
+    implementations: list[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    steps: int = 50,
+    repeats: int = 3,
+    warmup: int = 5,
+    decomposition: DecomposeSettings | None = BENCH_DECOMPOSE,
+    log: Callable[[str], None] = _LOG,
+) -> LeversResult:
     """The lever sets side by side; then, unless `decomposition` is None, each FLOORS_COUNTED cell's step
     decomposed with its levers (measure/decomposition.py), which its bound reads."""
     unknown = [i for i in implementations if i not in IMPLEMENTATION_LEVERS]
@@ -179,9 +231,11 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
 
     def bandwidths(dev: torch.device, c: Any) -> tuple[dict[str, int], dict[str, float]]:  # once per device
         if dev.type not in measured_bandwidths:
-            measured_bandwidths[dev.type] = working_set_bandwidths(dev, torch.get_num_threads(),
-                                                                   c.bandwidth_bytes_per_s, c.op_cost_s)
+            measured_bandwidths[dev.type] = working_set_bandwidths(
+                dev, torch.get_num_threads(), c.bandwidth_bytes_per_s, c.op_cost_s
+            )
         return measured_bandwidths[dev.type]
+
     for m in models:  # FLOPs, bytes and operations of the eager fp32 step, per model
         with blame_model(m, "while its training step was counted"):
             counts[m] = count_step(m, spec.shape, batch_size)
@@ -193,8 +247,17 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
             live: list[tuple[ImplCell, TrainStep]] = []
             for impl in implementations:
                 levers = IMPLEMENTATION_LEVERS[impl]
-                cell = ImplCell(model_name, dev.type, impl, levers.describe(), _dtype_name(levers.compute_dtype),
-                                batch_size, steps, 0.0, train_step_flops=counts[model_name].flops)
+                cell = ImplCell(
+                    model_name,
+                    dev.type,
+                    impl,
+                    levers.describe(),
+                    _dtype_name(levers.compute_dtype),
+                    batch_size,
+                    steps,
+                    0.0,
+                    train_step_flops=counts[model_name].flops,
+                )
                 cells.append(cell)
                 try:
                     levers.check(dev)
@@ -206,8 +269,10 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                 if dtype not in peaks.setdefault(dev.type, {}):
                     ceilings[dev.type, dtype] = measure_ceilings(dev, levers.compute_dtype)
                     peaks[dev.type][dtype] = ceilings[dev.type, dtype].compute_flops_per_s
-                    log(f"{dev.type}: {names[dev.type]}, measured {dtype} compute ceiling "
-                        f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s ({ceilings[dev.type, dtype].best_shape})")
+                    log(
+                        f"{dev.type}: {names[dev.type]}, measured {dtype} compute ceiling "
+                        f"{peaks[dev.type][dtype] / 1e9:,.1f} GFLOP/s ({ceilings[dev.type, dtype].best_shape})"
+                    )
                 cell.peak_flops_per_s = peaks[dev.type][dtype]
                 if impl in FLOORS_COUNTED:
                     c = ceilings[dev.type, dtype]
@@ -215,14 +280,30 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                     cell.bandwidth_bytes_per_s, cell.op_cost_s = c.bandwidth_bytes_per_s, c.op_cost_s
                 torch.manual_seed(0)
                 try:  # a lever this model cannot take (channels-last with .view()) leaves the other cells measured
-                    model = prepare_model(create_model(model_name, spec.shape), levers, dev,
-                                          sample_shape=spec.shape.sample, name=model_name)
+                    model = prepare_model(
+                        create_model(model_name, spec.shape),
+                        levers,
+                        dev,
+                        sample_shape=spec.shape.sample,
+                        name=model_name,
+                    )
                 except ConfigError as e:
                     cell.unavailable = str(e)
                     log(f"  {dev.type}/{model_name}/{impl}: not possible with this model ({e})")
                     continue
-                live.append((cell, make_step(model, make_optimizer(model, lr=0.01, momentum=0.5), levers, dev,
-                                             batch_size=batch_size, sample_shape=spec.shape.sample)))
+                live.append(
+                    (
+                        cell,
+                        make_step(
+                            model,
+                            make_optimizer(model, lr=0.01, momentum=0.5),
+                            levers,
+                            dev,
+                            batch_size=batch_size,
+                            sample_shape=spec.shape.sample,
+                        ),
+                    )
+                )
 
             # warm and time_once are called within this iteration (interleave below), so the loop's variables
             # they read are this iteration's
@@ -245,18 +326,37 @@ def run_levers_bench(split: RawSplit, spec: DatasetSpec, *, models: list[str], d
                 if decomposition is not None and cell.implementation in FLOORS_COUNTED:
                     ceiling = ceilings[dev.type, cell.compute_dtype]
                     with blame_model(model_name, "while its step was timed at several batch sizes"):
-                        decompositions.append(measure_decomposition(
-                            model_name, spec.shape, batch_size=batch_size, batches=decomposition.batches,
-                            repeats=decomposition.repeats, chunk_s=decomposition.chunk_s, device=dev.type,
-                            ceilings=ceiling, cost=counts[model_name], bandwidths=bandwidths(dev, ceiling),
-                            levers=IMPLEMENTATION_LEVERS[cell.implementation], implementation=cell.implementation,
-                            log=log))
+                        decompositions.append(
+                            measure_decomposition(
+                                model_name,
+                                spec.shape,
+                                batch_size=batch_size,
+                                batches=decomposition.batches,
+                                repeats=decomposition.repeats,
+                                chunk_s=decomposition.chunk_s,
+                                device=dev.type,
+                                ceilings=ceiling,
+                                cost=counts[model_name],
+                                bandwidths=bandwidths(dev, ceiling),
+                                levers=IMPLEMENTATION_LEVERS[cell.implementation],
+                                implementation=cell.implementation,
+                                log=log,
+                            )
+                        )
     load = {"start": load_start, "end": load_snapshot()}
     for done in cells:
         done.load = load
-    settings = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "warmup": warmup,
-                "implementations": implementations, "dataset": spec.name, "torch": torch.__version__,
-                "torch_threads": torch.get_num_threads(), "threads": current_threads().to_dict()}
+    settings = {
+        "batch_size": batch_size,
+        "steps": steps,
+        "repeats": repeats,
+        "warmup": warmup,
+        "implementations": implementations,
+        "dataset": spec.name,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "threads": current_threads().to_dict(),
+    }
     return LeversResult(cells, peaks, names, settings, load, decompositions)
 
 
@@ -272,26 +372,37 @@ def observations(result: LeversResult) -> list[str]:
         unstable = "" if c.stability.stable else f" [{c.stability.reason}]"
         if c.implementation == "eager" or base is None or r is None:
             judged = c.decomposition.brief() if c.decomposition else bound_label(c.bound)
-            out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
-                       f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling; {judged}"
-                       f"{unstable}.")
+            out.append(
+                f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step, "
+                f"{percent(c.utilisation)} of the measured {c.compute_dtype} compute ceiling; {judged}"
+                f"{unstable}."
+            )
             continue
         faster = r.median >= 1
         why = []
         if c.compute_dtype != "float32":
             gain = c.peak_flops_per_s / base.peak_flops_per_s
-            why.append(f"its compute ceiling in {c.compute_dtype} is {gain:.1f}x float32's and it reaches "
-                       f"{c.utilisation:.0%} of it (eager fp32: {base.utilisation:.0%} of float32's)")
+            why.append(
+                f"its compute ceiling in {c.compute_dtype} is {gain:.1f}x float32's and it reaches "
+                f"{c.utilisation:.0%} of it (eager fp32: {base.utilisation:.0%} of float32's)"
+            )
         if "channels-last" in c.implementation:
-            why.append("channels-last lets the convolutions skip the layout reorders around oneDNN/cuDNN kernels"
-                       if faster else "for this model the layout change costs more than it saves")
+            why.append(
+                "channels-last lets the convolutions skip the layout reorders around oneDNN/cuDNN kernels"
+                if faster
+                else "for this model the layout change costs more than it saves"
+            )
         if c.implementation == "compiled":
-            why.append(f"compiling took {c.warmup_s:.1f} s (untimed); fused elementwise work "
-                       + ("pays off" if faster else "does not pay off when the matmuls and convs dominate"))
+            why.append(
+                f"compiling took {c.warmup_s:.1f} s (untimed); fused elementwise work "
+                + ("pays off" if faster else "does not pay off when the matmuls and convs dominate")
+            )
         if c.implementation == "cuda-graphs":
             why.append("one graph launch replaces every per-kernel launch of the step")
-        out.append(f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step; against "
-                   f"eager fp32 in the same run: {r.marked()}" + (f"; {'; '.join(why)}" if why else "") + ".")
+        out.append(
+            f"{c.device}/{c.model} {c.implementation}: {c.step_median_s * 1e3:.2f} ms per step; against "
+            f"eager fp32 in the same run: {r.marked()}" + (f"; {'; '.join(why)}" if why else "") + "."
+        )
     return out
 
 
@@ -302,23 +413,59 @@ def format_table(result: LeversResult) -> str:
             rows.append([f"{c.device}/{c.model}", c.implementation, "not measured (see below)", *[""] * 7])
             continue
         r = result.vs_eager(c)
-        ratio = (f"{r.median:.2f}x ({r.spread.min:.2f}-{r.spread.max:.2f})" if r and r.spread.n > 1
-                 else f"{r.median:.2f}x (1 repeat, no range)" if r and r.spread.n else "-")
-        rows.append([f"{c.device}/{c.model}", c.implementation, f"{c.step_median_s * 1e3:.2f}",
-                     f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", ratio,
-                     c.compute_dtype, f"{c.utilisation:.0%}", c.bound, f"{c.warmup_s:.2f}",
-                     "stable" if c.stability.stable else "unstable"])
-    lines = [text_table(["device/model", "implementation", "ms/step", "min-max", "eager/this", "dtype", "util", "bound",
-                         "warm-up s", "stability"], rows, left=2)]
-    lines.append("ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
-                 "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling "
-                 "of the dtype the "
-                 "step computes in; stability: core/timing.py's one rule")
+        ratio = (
+            f"{r.median:.2f}x ({r.spread.min:.2f}-{r.spread.max:.2f})"
+            if r and r.spread.n > 1
+            else f"{r.median:.2f}x (1 repeat, no range)"
+            if r and r.spread.n
+            else "-"
+        )
+        rows.append(
+            [
+                f"{c.device}/{c.model}",
+                c.implementation,
+                f"{c.step_median_s * 1e3:.2f}",
+                f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}",
+                ratio,
+                c.compute_dtype,
+                f"{c.utilisation:.0%}",
+                c.bound,
+                f"{c.warmup_s:.2f}",
+                "stable" if c.stability.stable else "unstable",
+            ]
+        )
+    lines = [
+        text_table(
+            [
+                "device/model",
+                "implementation",
+                "ms/step",
+                "min-max",
+                "eager/this",
+                "dtype",
+                "util",
+                "bound",
+                "warm-up s",
+                "stability",
+            ],
+            rows,
+            left=2,
+        )
+    ]
+    lines.append(
+        "ms/step: median of the interleaved repeats (min-max beside it); eager/this: median (min-max) of the "
+        "per-repeat ratios eager fp32 / this one; util: achieved FLOP/s over the measured compute ceiling "
+        "of the dtype the "
+        "step computes in; stability: core/timing.py's one rule"
+    )
     return "\n".join(lines)
 
 
 def levers_text(result: LeversResult) -> str:
     """levers.txt: ceilings, table, sentences (the job writes it beside levers.json)."""
-    peaks = [f"{d}: {result.devices[d]}, measured compute ceilings: "
-             + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in p.items()) for d, p in result.peaks.items()]
+    peaks = [
+        f"{d}: {result.devices[d]}, measured compute ceilings: "
+        + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in p.items())
+        for d, p in result.peaks.items()
+    ]
     return "\n".join([*peaks, format_table(result), "", *observations(result)])

@@ -38,8 +38,14 @@ class Prediction:
     conv_flops: int | None = None  # of cost.flops, those in convolutions (None: not split)
 
     @classmethod
-    def of(cls, cost: StepCost, gpu: Gpu, dtype: str = "float32", dispatch_cost_s: float = DISPATCH_COST_S,
-           conv_flops: int | None = None) -> Prediction:
+    def of(
+        cls,
+        cost: StepCost,
+        gpu: Gpu,
+        dtype: str = "float32",
+        dispatch_cost_s: float = DISPATCH_COST_S,
+        conv_flops: int | None = None,
+    ) -> Prediction:
         """The step's floors. Its FLOPs at the rate PyTorch uses by default: where `conv_flops` says which are
         convolutions, those at Gpu.peak (TF32 may serve a float32 convolution) and the rest (matmuls) at
         Gpu.matmul_peak (float32 matmuls at the FP32 rate); where it does not, all at Gpu.peak, which only
@@ -50,8 +56,16 @@ class Prediction:
         else:
             conv = min(max(conv_flops, 0), cost.flops)
             compute = conv / gpu.peak(dtype) + (cost.flops - conv) / gpu.matmul_peak(dtype)
-        return cls(gpu, dtype, cost, cost.ops * dispatch_cost_s, cost.bytes / gpu.bandwidth_bytes_per_s, compute,
-                   dispatch_cost_s, conv_flops)
+        return cls(
+            gpu,
+            dtype,
+            cost,
+            cost.ops * dispatch_cost_s,
+            cost.bytes / gpu.bandwidth_bytes_per_s,
+            compute,
+            dispatch_cost_s,
+            conv_flops,
+        )
 
     def floor(self, name: str) -> float:
         return {"launch": self.launch_s, "bandwidth": self.bandwidth_s, "compute": self.compute_s}[name]
@@ -81,21 +95,35 @@ class Prediction:
             return f"{peak / 1e12:,.1f} TFLOP/s ({self.dtype})"
         if not self.conv_flops:  # no convolution: every FLOP at the matmul rate
             return f"{mm / 1e12:,.1f} TFLOP/s (float32 matmuls at the FP32 rate)"
-        return (f"{peak / 1e12:,.1f} TFLOP/s for the {self.conv_flops / 1e6:,.1f} MFLOP of convolutions (TF32 allowed) "
-                f"and {mm / 1e12:,.1f} TFLOP/s for the rest (float32 matmuls at the FP32 rate)")
+        return (
+            f"{peak / 1e12:,.1f} TFLOP/s for the {self.conv_flops / 1e6:,.1f} MFLOP of convolutions (TF32 allowed) "
+            f"and {mm / 1e12:,.1f} TFLOP/s for the rest (float32 matmuls at the FP32 rate)"
+        )
 
     def words(self) -> str:
-        return (f"at least {self.bound_s * 1e3:.3f} ms per step, {self.binds}-bound: {self.cost.ops} operations at "
-                f"{self.dispatch_cost_s * 1e6:g} us each take {self.launch_s * 1e6:,.2f} us (launch floor); "
-                f"{self.cost.bytes / 1e6:,.1f} MB read and written at {self.gpu.bandwidth_bytes_per_s / 1e12:.2f} TB/s "
-                f"take {self.bandwidth_s * 1e6:,.2f} us (bandwidth floor); {self.cost.flops / 1e6:,.1f} MFLOP at "
-                f"{self.rate_words()} take {self.compute_s * 1e6:,.2f} us (compute floor)")
+        return (
+            f"at least {self.bound_s * 1e3:.3f} ms per step, {self.binds}-bound: {self.cost.ops} operations at "
+            f"{self.dispatch_cost_s * 1e6:g} us each take {self.launch_s * 1e6:,.2f} us (launch floor); "
+            f"{self.cost.bytes / 1e6:,.1f} MB read and written at {self.gpu.bandwidth_bytes_per_s / 1e12:.2f} TB/s "
+            f"take {self.bandwidth_s * 1e6:,.2f} us (bandwidth floor); {self.cost.flops / 1e6:,.1f} MFLOP at "
+            f"{self.rate_words()} take {self.compute_s * 1e6:,.2f} us (compute floor)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gpu": self.gpu.name, "dtype": self.dtype, "flops": self.cost.flops, "bytes": self.cost.bytes,
-                "ops": self.cost.ops, "launch_s": self.launch_s, "bandwidth_s": self.bandwidth_s,
-                "compute_s": self.compute_s, "bound_s": self.bound_s, "binds": self.binds,
-                "dispatch_cost_s": self.dispatch_cost_s, "conv_flops": self.conv_flops}
+        return {
+            "gpu": self.gpu.name,
+            "dtype": self.dtype,
+            "flops": self.cost.flops,
+            "bytes": self.cost.bytes,
+            "ops": self.cost.ops,
+            "launch_s": self.launch_s,
+            "bandwidth_s": self.bandwidth_s,
+            "compute_s": self.compute_s,
+            "bound_s": self.bound_s,
+            "binds": self.binds,
+            "dispatch_cost_s": self.dispatch_cost_s,
+            "conv_flops": self.conv_flops,
+        }
 
 
 def cell_cost(cell: Cell) -> StepCost | None:
@@ -118,9 +146,11 @@ class Expected:
 
     def speedup_words(self) -> str:
         mid, low, high = self.prediction.speedup(self.here.step)
-        return (f"measured here on the CPU: {self.here.step.median * 1e3:.3f} ms per step "
-                f"({self.here.step.min * 1e3:.3f}\u2013{self.here.step.max * 1e3:.3f}), so the {self.prediction.gpu.name} "
-                f"could be at most {mid:,.1f}x faster ({low:,.1f}\u2013{high:,.1f}x over the measured range)")
+        return (
+            f"measured here on the CPU: {self.here.step.median * 1e3:.3f} ms per step "
+            f"({self.here.step.min * 1e3:.3f}\u2013{self.here.step.max * 1e3:.3f}), so the {self.prediction.gpu.name} "
+            f"could be at most {mid:,.1f}x faster ({low:,.1f}\u2013{high:,.1f}x over the measured range)"
+        )
 
     @property
     def ratio(self) -> float | None:

@@ -58,14 +58,32 @@ class ModelProfile:
         return {**asdict(self), "thop_number": self.thop_number}
 
     def _repr_html_(self) -> str:
-        totals = html_table(f"{self.model} (batch size {self.batch_size})", [
-            ("parameters", f"{self.parameters:,} ({self.trainable_parameters:,} trainable)"),
-            ("MACs (forward)", f"{self.macs:,} (what thop prints as 'FLOPs')"),
-            ("FLOPs (forward)", f"{self.forward_flops:,}"), ("FLOPs (backward)", f"{self.backward_flops:,}"),
-            ("FLOPs (training step)", f"{self.train_step_flops:,}")])
-        layers = html_table("per layer", [(lp.name, lp.type, lp.output_shape, f"{lp.parameters:,}", f"{lp.macs:,}",
-                                           f"{lp.flops:,}", f"{lp.train_flops:,}") for lp in self.layers],
-                            headers=("layer", "type", "output shape", "params", "MACs", "FLOPs", "train FLOPs"))
+        totals = html_table(
+            f"{self.model} (batch size {self.batch_size})",
+            [
+                ("parameters", f"{self.parameters:,} ({self.trainable_parameters:,} trainable)"),
+                ("MACs (forward)", f"{self.macs:,} (what thop prints as 'FLOPs')"),
+                ("FLOPs (forward)", f"{self.forward_flops:,}"),
+                ("FLOPs (backward)", f"{self.backward_flops:,}"),
+                ("FLOPs (training step)", f"{self.train_step_flops:,}"),
+            ],
+        )
+        layers = html_table(
+            "per layer",
+            [
+                (
+                    lp.name,
+                    lp.type,
+                    lp.output_shape,
+                    f"{lp.parameters:,}",
+                    f"{lp.macs:,}",
+                    f"{lp.flops:,}",
+                    f"{lp.train_flops:,}",
+                )
+                for lp in self.layers
+            ],
+            headers=("layer", "type", "output shape", "params", "MACs", "FLOPs", "train FLOPs"),
+        )
         return totals + layers
 
 
@@ -85,8 +103,9 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape |
     y = torch.zeros(batch_size, dtype=torch.long)
     leaves = [(p, m) for p, m in model.named_modules() if p and not list(m.children())]
     shapes: dict[str, list[int]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, p=p: shapes.__setitem__(p, list(out.shape)))
-             for p, m in leaves]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, p=p: shapes.__setitem__(p, list(out.shape))) for p, m in leaves
+    ]
     try:  # a model of one's own may fail at a batch size its construction check did not try
         with FlopCounterMode(display=False) as fwd:
             model(x)
@@ -95,39 +114,61 @@ def profile_model(name: str | ModelCode, batch_size: int = 1, shape: DataShape |
         with FlopCounterMode(display=False) as step:
             F.cross_entropy(model(x), y).backward()
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: any failure (sys.exit too) is one line
-        raise ConfigError(f"model {spec_name(name)}: counting its FLOPs on a {(batch_size, *shape.sample)} batch "
-                          f"failed ({first_line(e)})") from None
+        raise ConfigError(
+            f"model {spec_name(name)}: counting its FLOPs on a {(batch_size, *shape.sample)} batch "
+            f"failed ({first_line(e)})"
+        ) from None
     fwd_counts, step_counts = fwd.get_flop_counts(), step.get_flop_counts()
 
     def total(counts: dict, p: str) -> int:
         return int(sum(counts.get(_module_key(model, p), {}).values()))
 
     layers = [
-        LayerProfile(name=p, type=type(m).__name__, output_shape=shapes.get(p, []),
-                     parameters=sum(t.numel() for t in m.parameters(recurse=False)),
-                     macs=total(fwd_counts, p) // 2, flops=total(fwd_counts, p), train_flops=total(step_counts, p))
+        LayerProfile(
+            name=p,
+            type=type(m).__name__,
+            output_shape=shapes.get(p, []),
+            parameters=sum(t.numel() for t in m.parameters(recurse=False)),
+            macs=total(fwd_counts, p) // 2,
+            flops=total(fwd_counts, p),
+            train_flops=total(step_counts, p),
+        )
         for p, m in leaves
     ]
     forward_flops, step_flops = int(fwd.get_total_flops()), int(step.get_total_flops())
     return ModelProfile(
-        model=spec_name(name), batch_size=batch_size, parameters=count_parameters(model),
-        trainable_parameters=count_parameters(model, trainable_only=True), macs=forward_flops // 2,
-        forward_flops=forward_flops, backward_flops=step_flops - forward_flops, train_step_flops=step_flops,
+        model=spec_name(name),
+        batch_size=batch_size,
+        parameters=count_parameters(model),
+        trainable_parameters=count_parameters(model, trainable_only=True),
+        macs=forward_flops // 2,
+        forward_flops=forward_flops,
+        backward_flops=step_flops - forward_flops,
+        train_step_flops=step_flops,
         layers=layers,
     )
 
 
 def format_profile(p: ModelProfile) -> str:
-    head = f"{'layer':<10} {'type':<18} {'output shape':<18} {'params':>9} {'MACs':>13} {'FLOPs':>14} {'train FLOPs':>14}"
-    rows = [f"{lp.name:<10} {lp.type:<18} {str(lp.output_shape):<18} {lp.parameters:>9,} {lp.macs:>13,} "
-            f"{lp.flops:>14,} {lp.train_flops:>14,}" for lp in p.layers]
+    head = (
+        f"{'layer':<10} {'type':<18} {'output shape':<18} {'params':>9} {'MACs':>13} {'FLOPs':>14} {'train FLOPs':>14}"
+    )
+    rows = [
+        f"{lp.name:<10} {lp.type:<18} {str(lp.output_shape):<18} {lp.parameters:>9,} {lp.macs:>13,} "
+        f"{lp.flops:>14,} {lp.train_flops:>14,}"
+        for lp in p.layers
+    ]
     ratio = p.train_step_flops / p.forward_flops if p.forward_flops else float("nan")
-    return "\n".join([
-        f"== {p.model} (batch size {p.batch_size}) ==",
-        f"parameters:            {p.parameters:,} ({p.trainable_parameters:,} trainable)",
-        f"MACs (forward):        {p.macs:,}   <- the number thop prints as 'FLOPs'",
-        f"FLOPs (forward):       {p.forward_flops:,}",
-        f"FLOPs (backward):      {p.backward_flops:,}",
-        f"FLOPs (training step): {p.train_step_flops:,}   ({ratio:.2f}x forward, counted, not assumed to be 3x)",
-        head, "-" * len(head), *rows,
-    ])
+    return "\n".join(
+        [
+            f"== {p.model} (batch size {p.batch_size}) ==",
+            f"parameters:            {p.parameters:,} ({p.trainable_parameters:,} trainable)",
+            f"MACs (forward):        {p.macs:,}   <- the number thop prints as 'FLOPs'",
+            f"FLOPs (forward):       {p.forward_flops:,}",
+            f"FLOPs (backward):      {p.backward_flops:,}",
+            f"FLOPs (training step): {p.train_step_flops:,}   ({ratio:.2f}x forward, counted, not assumed to be 3x)",
+            head,
+            "-" * len(head),
+            *rows,
+        ]
+    )

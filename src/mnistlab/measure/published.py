@@ -40,20 +40,33 @@ class PublishedRun:
     url: str
 
 
-PUBLISHED = {r.name: r for r in (
-    PublishedRun("train_mnist_fast", "GTX 1660 Ti", 0.762, "mean 762 ms, std 24.9 ms over 7 runs (%%timeit)",
-                 "99.04% mean test accuracy over 30 runs (std 0.066)",
-                 "main(): build the CNN and move it to the GPU, Adam and OneCycleLR, one epoch of 235 steps at batch "
-                 "256 on data already on the GPU, then one test pass (5 batches of 2,000, two .item() each)",
-                 "tuomaso/train_mnist_fast, 8_Final_00s76.ipynb (PyTorch 1.8, a laptop's GeForce GTX 1660 Ti)",
-                 "https://github.com/tuomaso/train_mnist_fast"),
-    PublishedRun("train_mnist_fast step 7", "GTX 1660 Ti", 1.74, "mean 1.74 s, std 18.3 ms over 7 runs (%%timeit)",
-                 "99.02-99.18% after 2 epochs (8 runs printed)",
-                 "main(): build the CNN, Adadelta and OneCycleLR, two epochs of 235 steps at batch 256 on data on the "
-                 "GPU, each followed by a test pass (10 batches of 1,000, two .item() each) and a print",
-                 "tuomaso/train_mnist_fast, 7_Smaller_NN2_01s74.ipynb (the same laptop)",
-                 "https://github.com/tuomaso/train_mnist_fast"),
-)}
+PUBLISHED = {
+    r.name: r
+    for r in (
+        PublishedRun(
+            "train_mnist_fast",
+            "GTX 1660 Ti",
+            0.762,
+            "mean 762 ms, std 24.9 ms over 7 runs (%%timeit)",
+            "99.04% mean test accuracy over 30 runs (std 0.066)",
+            "main(): build the CNN and move it to the GPU, Adam and OneCycleLR, one epoch of 235 steps at batch "
+            "256 on data already on the GPU, then one test pass (5 batches of 2,000, two .item() each)",
+            "tuomaso/train_mnist_fast, 8_Final_00s76.ipynb (PyTorch 1.8, a laptop's GeForce GTX 1660 Ti)",
+            "https://github.com/tuomaso/train_mnist_fast",
+        ),
+        PublishedRun(
+            "train_mnist_fast step 7",
+            "GTX 1660 Ti",
+            1.74,
+            "mean 1.74 s, std 18.3 ms over 7 runs (%%timeit)",
+            "99.02-99.18% after 2 epochs (8 runs printed)",
+            "main(): build the CNN, Adadelta and OneCycleLR, two epochs of 235 steps at batch 256 on data on the "
+            "GPU, each followed by a test pass (10 batches of 1,000, two .item() each) and a print",
+            "tuomaso/train_mnist_fast, 7_Smaller_NN2_01s74.ipynb (the same laptop)",
+            "https://github.com/tuomaso/train_mnist_fast",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -118,8 +131,10 @@ class RunPrediction:
     @property
     def binds(self) -> str:
         """The floor that makes most of the bound."""
-        share = {f: sum(p.times * self.prediction(p).floor(f) for p in self.parts if self.prediction(p).binds == f)
-                 for f in FLOORS}
+        share = {
+            f: sum(p.times * self.prediction(p).floor(f) for p in self.parts if self.prediction(p).binds == f)
+            for f in FLOORS
+        }
         return max(FLOORS, key=share.__getitem__)
 
     def holds(self, published_s: float) -> bool:
@@ -176,17 +191,24 @@ def _linear(small: Work, larger: Work, b0: int, b1: int, batch: int) -> Work:
     batch (every operation of these runs is per sample, but for the weights' and the optimizer's, which do not
     grow), and the operations are the same at any batch (tests/test_prediction.py checks it against a count
     at the run's own batches)."""
+
     def at(a: int, b: int) -> int:
         return a + (b - a) * (batch - b0) // (b1 - b0)
 
     if small.ops != larger.ops:
         raise ValueError("a call dispatched different operations at two batches: it cannot be extrapolated")
-    return Work(at(small.flops, larger.flops), at(small.conv_flops, larger.conv_flops),
-                at(small.bytes, larger.bytes), small.ops)
+    return Work(
+        at(small.flops, larger.flops), at(small.conv_flops, larger.conv_flops), at(small.bytes, larger.bytes), small.ops
+    )
 
 
-def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Optimizer], epochs: int,
-              test_batch: int, exact: bool = False) -> list[RunPart]:
+def count_run(
+    net: type[nn.Module],
+    optimizer: Callable[[list], torch.optim.Optimizer],
+    epochs: int,
+    test_batch: int,
+    exact: bool = False,
+) -> list[RunPart]:
     """The parts of one published main(), counted here on the CPU: the model built and copied to the GPU, per
     epoch the first step (the optimizer creates its state), the steady steps, the short last step and a test
     pass. `exact`: each part counted at its own batch (seconds); else at batches 2 and 4 and extrapolated
@@ -200,17 +222,19 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
         params = list(model.parameters())
         copy = sum(2 * p.nbytes for p in params)  # .to(device): each parameter read on the host, written on the GPU
         opt = optimizer(params)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps * epochs,
-                                                    cycle_momentum=False)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps * epochs, cycle_momentum=False
+        )
         data, labels = torch.randn(2 * BATCH, *MNIST.sample), torch.randint(0, MNIST.classes, (2 * BATCH,))
 
         def step(i: int, size: int) -> Callable[[], None]:  # the notebook's loop body, its slicing included
             def run() -> None:
-                x, y = data[i * size:(i + 1) * size], labels[i * size:(i + 1) * size]
+                x, y = data[i * size : (i + 1) * size], labels[i * size : (i + 1) * size]
                 opt.zero_grad(set_to_none=False)
                 F.nll_loss(model(x), y).backward()
                 opt.step()
                 sched.step()
+
             return run
 
         def test_pass(size: int) -> Callable[[], None]:
@@ -225,6 +249,7 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
                     pred = out.argmax(dim=1, keepdim=True)
                     pred.eq(y.view_as(pred)).sum().item()
                 model.train()
+
             return run
 
         def counted(call: Callable[[int], Callable[[], None]], batch: int) -> Work:
@@ -239,16 +264,25 @@ def count_run(net: type[nn.Module], optimizer: Callable[[list], torch.optim.Opti
         else:
             first_small, steady_small = count_call(step(0, 2)), count_call(step(1, 2))
             steady = counted(lambda b: step(1, b), BATCH)
-            first = Work(*(getattr(steady, f) + getattr(first_small, f) - getattr(steady_small, f)
-                           for f in ("flops", "conv_flops", "bytes", "ops")))
+            first = Work(
+                *(
+                    getattr(steady, f) + getattr(first_small, f) - getattr(steady_small, f)
+                    for f in ("flops", "conv_flops", "bytes", "ops")
+                )
+            )
         short = counted(lambda b: step(0, b), last)
         tested = counted(test_pass, test_batch)
-    return [RunPart("model built on the host, copied to the GPU", 1,
-                    Work(built.flops, built.conv_flops, built.bytes + copy, built.ops + len(params))),
-            RunPart("first training step of an epoch (optimizer state created)", 1 if epochs == 1 else epochs, first),
-            RunPart(f"training step at batch {BATCH}", (steps - 2) * epochs, steady),
-            RunPart(f"last training step (batch {last})", epochs, short),
-            RunPart(f"test batch of {test_batch}", (10_000 // test_batch) * epochs, tested)]
+    return [
+        RunPart(
+            "model built on the host, copied to the GPU",
+            1,
+            Work(built.flops, built.conv_flops, built.bytes + copy, built.ops + len(params)),
+        ),
+        RunPart("first training step of an epoch (optimizer state created)", 1 if epochs == 1 else epochs, first),
+        RunPart(f"training step at batch {BATCH}", (steps - 2) * epochs, steady),
+        RunPart(f"last training step (batch {last})", epochs, short),
+        RunPart(f"test batch of {test_batch}", (10_000 // test_batch) * epochs, tested),
+    ]
 
 
 def _final(exact: bool = False) -> list[RunPart]:

@@ -37,8 +37,13 @@ from mnistlab.measure.table import text_table
 
 _TIMES = ["positive seconds", NONEMPTY]
 WORKER_SCHEMA = {"step_s": _TIMES, "local_step_s": _TIMES, "gradient_bytes": "count"}
-SCALING_CELL_SCHEMA = {"model": "text", "device": "text", "processes": "positive count",
-                       "global_batch": "positive count", **WORKER_SCHEMA}
+SCALING_CELL_SCHEMA = {
+    "model": "text",
+    "device": "text",
+    "processes": "positive count",
+    "global_batch": "positive count",
+    **WORKER_SCHEMA,
+}
 SCALING_SCHEMA = {"cells": [SCALING_CELL_SCHEMA], "load?": LOAD_SCHEMA, "env?": {"*": "any"}}
 
 
@@ -66,9 +71,14 @@ class ScalingCell(TimedSteps):
         return max(0.0, 1 - statistics.median(self.local_step_s) / self.step_median_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in self.FIELDS}, "step_median_s": self.step_median_s,
-                "step_spread": self.step.to_dict(), "samples_per_s": self.samples_per_s,
-                "communication_share": self.communication_share, "stability": self.stability.to_dict()}
+        return {
+            **{k: getattr(self, k) for k in self.FIELDS},
+            "step_median_s": self.step_median_s,
+            "step_spread": self.step.to_dict(),
+            "samples_per_s": self.samples_per_s,
+            "communication_share": self.communication_share,
+            "stability": self.stability.to_dict(),
+        }
 
 
 @dataclass
@@ -93,18 +103,27 @@ class ScalingResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "load": self.load, "cells": [c.to_dict() for c in self.cells],
-                "speedups": [{"model": c.model, "device": c.device, "processes": c.processes, **r.to_dict()}
-                             for _, c, r in self.speedups()],
-                "observations": scaling_observations(self)}
+        return {
+            "env": self.env,
+            "load": self.load,
+            "cells": [c.to_dict() for c in self.cells],
+            "speedups": [
+                {"model": c.model, "device": c.device, "processes": c.processes, **r.to_dict()}
+                for _, c, r in self.speedups()
+            ],
+            "observations": scaling_observations(self),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> ScalingResult:
         """A validated scaling.json (one CheckpointError line naming the file and field)."""
         check(data, SCALING_SCHEMA, where)
         load = data.get("load") or {}
-        return cls([ScalingCell(**{k: c[k] for k in ScalingCell.FIELDS}, load=load) for c in data["cells"]],
-                   dict(load), dict(data.get("env") or {}))
+        return cls(
+            [ScalingCell(**{k: c[k] for k in ScalingCell.FIELDS}, load=load) for c in data["cells"]],
+            dict(load),
+            dict(data.get("env") or {}),
+        )
 
 
 SLACK = 1.25  # a smaller batch per process may run a little faster per sample (caches): no more than this
@@ -122,9 +141,11 @@ def judged(ratio: Ratio, c: ScalingCell) -> Ratio:
     bound = ceiling(c) * SLACK
     if ratio.spread.n == 0 or ratio.median <= bound:
         return ratio
-    why = (f"unstable: {ratio.median:.1f}x cannot be, with {c.communication_share:.0%} of each step in the "
-           f"all-reduce {c.processes} processes can be at most about {ceiling(c):.1f}x faster: the runs saw "
-           f"different loads; rerun on a quiet machine")
+    why = (
+        f"unstable: {ratio.median:.1f}x cannot be, with {c.communication_share:.0%} of each step in the "
+        f"all-reduce {c.processes} processes can be at most about {ceiling(c):.1f}x faster: the runs saw "
+        f"different loads; rerun on a quiet machine"
+    )
     prior = ratio.stability.reason.removeprefix("unstable: ") if ratio.stability.reason else None
     return Ratio(ratio.ratios, Stability(False, why + (f"; {prior}" if prior else "")), ratio.of_medians)
 
@@ -134,8 +155,10 @@ def why_it_scales(c: ScalingCell, ratio: Ratio) -> str:
     if not ratio.stability.stable:
         return "No reason is given for a speed-up that is not trusted."
     if c.communication_share >= 0.5:
-        return ("Most of each step is the exchange: a model this small has too little work per step to hide it; "
-                "data parallelism pays off when a step's compute is large against the gradient exchange.")
+        return (
+            "Most of each step is the exchange: a model this small has too little work per step to hide it; "
+            "data parallelism pays off when a step's compute is large against the gradient exchange."
+        )
     if ratio.spread.min > 1:
         return "The compute per step is large enough to hide most of the exchange."
     return "Less than half of each step is the exchange, yet the processes are not clearly faster than one."
@@ -150,8 +173,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape, device_type: str, batch: int,
-            steps: int, repeats: int, threads: int, out: str) -> None:
+def _worker(
+    rank: int,
+    world: int,
+    port: int,
+    model_name: str,
+    shape: DataShape,
+    device_type: str,
+    batch: int,
+    steps: int,
+    repeats: int,
+    threads: int,
+    out: str,
+) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -160,8 +194,9 @@ def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape,
 
     torch.set_num_threads(threads)
     device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world,
-                            init_method=f"tcp://127.0.0.1:{port}")
+    dist.init_process_group(
+        "nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}"
+    )
     try:
         torch.manual_seed(0)
         model = create_model(model_name, shape).to(device)
@@ -193,9 +228,17 @@ def _worker(rank: int, world: int, port: int, model_name: str, shape: DataShape,
         dist.destroy_process_group()
 
 
-def measure_scaling(models: Sequence[str], device_type: str, processes: list[int], *, batch: int = 64,
-                    steps: int = 50, repeats: int = 3, shape: DataShape | None = None,
-                    scratch: Path | None = None) -> ScalingResult:
+def measure_scaling(
+    models: Sequence[str],
+    device_type: str,
+    processes: list[int],
+    *,
+    batch: int = 64,
+    steps: int = 50,
+    repeats: int = 3,
+    shape: DataShape | None = None,
+    scratch: Path | None = None,
+) -> ScalingResult:
     """Time each model at global batch `batch` with each number of processes in `processes`. `scratch`: where
     the workers' temporary folder goes (the job's own folder: a SIGKILL leaves it there, not in /tmp)."""
     import torch.multiprocessing as mp
@@ -216,8 +259,12 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
         with tempfile.TemporaryDirectory(prefix=".scaling-" if scratch else "mnistlab-scaling-", dir=scratch) as tmp:
             out = os.path.join(tmp, "rank0.json")
             try:
-                mp.spawn(_worker, args=(n, _free_port(), model, as_shape(shape), device_type, batch, steps, repeats,
-                                        threads, out), nprocs=n, join=True)
+                mp.spawn(
+                    _worker,
+                    args=(n, _free_port(), model, as_shape(shape), device_type, batch, steps, repeats, threads, out),
+                    nprocs=n,
+                    join=True,
+                )
             except mp.ProcessRaisedException as e:  # a worker's exception, with its traceback as text
                 last = [line for line in str(e).strip().splitlines() if line.strip()][-1].strip()
                 if is_builtin_model(model):
@@ -228,11 +275,13 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
                 if is_builtin_model(model):
                     raise
                 how = f"was killed by signal {e.signal_name}" if e.signal_name else f"exited with code {e.exit_code}"
-                raise ModelError(f"model {model}: a data-parallel process {how} before it finished "
-                                 f"(the model's code ended it)") from None
+                raise ModelError(
+                    f"model {model}: a data-parallel process {how} before it finished (the model's code ended it)"
+                ) from None
             data = check(read_json_object(Path(out)), WORKER_SCHEMA, out)
-        cells.append(ScalingCell(model, device_type, n, batch, data["step_s"], data["local_step_s"],
-                                 data["gradient_bytes"]))
+        cells.append(
+            ScalingCell(model, device_type, n, batch, data["step_s"], data["local_step_s"], data["gradient_bytes"])
+        )
     load = {"start": load_start, "end": load_snapshot()}
     for c in cells:
         c.load = load
@@ -241,27 +290,44 @@ def measure_scaling(models: Sequence[str], device_type: str, processes: list[int
 
 def scaling_observations(result: ScalingResult) -> list[str]:
     """What the measurement shows, in sentences computed from it and its judgements."""
-    out = [f"{c.model} with {c.processes} process{'es' if c.processes > 1 else ''} on {c.device}: "
-           f"{c.stability.reason}" for c in result.cells if not c.stability.stable]
+    out = [
+        f"{c.model} with {c.processes} process{'es' if c.processes > 1 else ''} on {c.device}: {c.stability.reason}"
+        for c in result.cells
+        if not c.stability.stable
+    ]
     for one, c, ratio in result.speedups():
         n = c.processes
         compute = statistics.median(c.local_step_s)
         out.append(
-                f"{c.model} on {c.device}: {n} processes against one at global batch {c.global_batch}: "
-                f"{ratio.marked()} "
-                f"({c.step_median_s * 1e3:.2f} against {one.step_median_s * 1e3:.2f} ms per step). "
-                f"{c.communication_share:.0%} of each step is the all-reduce of {c.gradient_bytes / 1e6:.2f} MB of "
-                f"gradients; the compute per process is {compute * 1e3:.2f} ms for {c.global_batch // n} samples. "
-                + why_it_scales(c, ratio))
+            f"{c.model} on {c.device}: {n} processes against one at global batch {c.global_batch}: "
+            f"{ratio.marked()} "
+            f"({c.step_median_s * 1e3:.2f} against {one.step_median_s * 1e3:.2f} ms per step). "
+            f"{c.communication_share:.0%} of each step is the all-reduce of {c.gradient_bytes / 1e6:.2f} MB of "
+            f"gradients; the compute per process is {compute * 1e3:.2f} ms for {c.global_batch // n} samples. "
+            + why_it_scales(c, ratio)
+        )
     return out
 
 
 def format_scaling(result: ScalingResult) -> str:
-    rows = [[c.model, c.device, str(c.processes), f"{c.step_median_s * 1e3:.2f}",
-             f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}", f"{c.samples_per_s:,.0f}",
-             f"{c.communication_share:.0%}", "stable" if c.stability.stable else "unstable"] for c in result.cells]
-    lines = [text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows,
-                        left=2)]
-    lines.append("ms/step: median over repeats (all-reduce included); comm: share of the step spent communicating "
-                 "(the step against the same step under no_sync()); stability: core/timing.py's one rule")
+    rows = [
+        [
+            c.model,
+            c.device,
+            str(c.processes),
+            f"{c.step_median_s * 1e3:.2f}",
+            f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}",
+            f"{c.samples_per_s:,.0f}",
+            f"{c.communication_share:.0%}",
+            "stable" if c.stability.stable else "unstable",
+        ]
+        for c in result.cells
+    ]
+    lines = [
+        text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows, left=2)
+    ]
+    lines.append(
+        "ms/step: median over repeats (all-reduce included); comm: share of the step spent communicating "
+        "(the step against the same step under no_sync()); stability: core/timing.py's one rule"
+    )
     return "\n".join(lines + [""] + scaling_observations(result))

@@ -56,38 +56,74 @@ from mnistlab.training.recipe import (
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
 __all__ = ["DEFAULT_LEVERS", "Recipe", "SeedResult", "SpeedrunResult", "default_levers", "speedrun"]
-COLD = {"process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
-                         "warm-up and seed 0's training and test evaluation",
-        "mnistlab import": "mnistlab's import (this platform has no process start time to read), reading and "
-                           "checking the data, data to the device, warm-up and seed 0's training and test "
-                           "evaluation"}
+COLD = {
+    "process start": "the interpreter's start, imports, reading and checking the data, data to the device, "
+    "warm-up and seed 0's training and test evaluation",
+    "mnistlab import": "mnistlab's import (this platform has no process start time to read), reading and "
+    "checking the data, data to the device, warm-up and seed 0's training and test "
+    "evaluation",
+}
 # every value the report prints or divides by has its range (core/schema.py's ranged names)
-SEED_SCHEMA = {"seed": "count", "accuracy": "percent", "correct": "count", "total": "positive count",
-               "seconds": "positive seconds", "train_s": "seconds", "eval_s": "seconds", "warmup_s": "seconds",
-               "final_loss": "number"}
-SPEEDRUN_SCHEMA = {"recipe": {"model": "text", "batch_size": "positive count", "epochs": "positive count",
-                              "max_lr": "positive", "pct_start": "fraction", "warmup_steps": "count",
-                              "label_smoothing?": "fraction", "adam_beta2?": "fraction", "epoch_fraction?": "fraction",
-                              "test_shift?": "count", "test_shift_below?": "fraction"},
-                   "levers": {"precision": one_of(PRECISIONS), "channels_last": "bool",
-                              "compile": one_of(COMPILE_MODES),
-                              "cuda_graphs": "bool"},
-                   "device": "text", "device_name": "text", "target": "percent", "summary": {"data_s": "seconds"},
-                   "train_samples": "positive count", "test_samples": "positive count", "model_parameters?": "count",
-                   "seeds_planned?": "count", "runs": [SEED_SCHEMA, NONEMPTY],
-                   "env?": {"*": "any"}, "load?": LOAD_SCHEMA,
-                   # added with issue 20's floor; absent from older files, which still read
-                   "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
-                   "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
-                   "ceiling_s?": "seconds?", "cold_s?": "positive seconds?", "cold_from?": maybe(one_of(tuple(COLD))),
-                   "not_measured?": {"*": "text"}, "dataset?": "text?"}
+SEED_SCHEMA = {
+    "seed": "count",
+    "accuracy": "percent",
+    "correct": "count",
+    "total": "positive count",
+    "seconds": "positive seconds",
+    "train_s": "seconds",
+    "eval_s": "seconds",
+    "warmup_s": "seconds",
+    "final_loss": "number",
+}
+SPEEDRUN_SCHEMA = {
+    "recipe": {
+        "model": "text",
+        "batch_size": "positive count",
+        "epochs": "positive count",
+        "max_lr": "positive",
+        "pct_start": "fraction",
+        "warmup_steps": "count",
+        "label_smoothing?": "fraction",
+        "adam_beta2?": "fraction",
+        "epoch_fraction?": "fraction",
+        "test_shift?": "count",
+        "test_shift_below?": "fraction",
+    },
+    "levers": {
+        "precision": one_of(PRECISIONS),
+        "channels_last": "bool",
+        "compile": one_of(COMPILE_MODES),
+        "cuda_graphs": "bool",
+    },
+    "device": "text",
+    "device_name": "text",
+    "target": "percent",
+    "summary": {"data_s": "seconds"},
+    "train_samples": "positive count",
+    "test_samples": "positive count",
+    "model_parameters?": "count",
+    "seeds_planned?": "count",
+    "runs": [SEED_SCHEMA, NONEMPTY],
+    "env?": {"*": "any"},
+    "load?": LOAD_SCHEMA,
+    # added with issue 20's floor; absent from older files, which still read
+    "flops?": {"step": "count", "train": "positive count", "eval": "positive count"},
+    "ceiling?": {"flops_per_s": "flop rate", "dtype": "text", "probe": "text"},
+    "ceiling_s?": "seconds?",
+    "cold_s?": "positive seconds?",
+    "cold_from?": maybe(one_of(tuple(COLD))),
+    "not_measured?": {"*": "text"},
+    "dataset?": "text?",
+}
 TIMED = "training steps, schedule and the whole test-set evaluation; not data_s or warmup_s"
 DEFAULT_SEEDS = 10
 DEFAULT_TARGET = 99.0  # percent of the 10,000 test images
-COUNTED = ("torch.utils.flop_counter: matmuls and convolutions, forward and backward; not elementwise work, "
-           "normalisation or Adam's update, which it has no formula for; the evaluation counted as one forward "
-           "pass per test image, not the shifted views of the images the model is unsure of (recipe.test_shift: "
-           "about 2% of MNIST's validation images, 2 views each)")
+COUNTED = (
+    "torch.utils.flop_counter: matmuls and convolutions, forward and backward; not elementwise work, "
+    "normalisation or Adam's update, which it has no formula for; the evaluation counted as one forward "
+    "pass per test image, not the shifted views of the images the model is unsure of (recipe.test_shift: "
+    "about 2% of MNIST's validation images, 2 views each)"
+)
 NOT_FRESH = "not measured: not a fresh process (only the command line records it)"
 OLDER = "not recorded (an older speedrun.json)"
 CEILING_PROBE_S = 0.1  # per probe of measure_ceilings: about 1-2 s in all on a CPU
@@ -106,9 +142,11 @@ class RunFlops:
         return self.train + self.eval
 
 
-def count_run(recipe: Recipe, shape: DataShape, train_samples: int, test_samples: int,
-              test_batch: int = EVAL_BATCH_SIZE) -> RunFlops:
+def count_run(
+    recipe: Recipe, shape: DataShape, train_samples: int, test_samples: int, test_batch: int = EVAL_BATCH_SIZE
+) -> RunFlops:
     """A run's FLOPs, counted on the CPU by measure/ceilings.py (a step's FLOPs are the device's too)."""
+
     def adam(model: torch.nn.Module) -> torch.optim.Adam:
         return recipe_optimizer(model, recipe, Levers(), torch.device("cpu"))
 
@@ -117,8 +155,9 @@ def count_run(recipe: Recipe, shape: DataShape, train_samples: int, test_samples
     step = count_step(recipe.model, shape, recipe.batch_size, adam).flops if full else 0
     last = count_step(recipe.model, shape, rest, adam).flops if rest and trained > full else 0
     eval_full, eval_rest = divmod(test_samples, test_batch)
-    forward = ((eval_full * count_forward(recipe.model, shape, test_batch) if eval_full else 0)
-               + (count_forward(recipe.model, shape, eval_rest) if eval_rest else 0))
+    forward = (eval_full * count_forward(recipe.model, shape, test_batch) if eval_full else 0) + (
+        count_forward(recipe.model, shape, eval_rest) if eval_rest else 0
+    )
     return RunFlops(step, recipe.epochs * (min(trained, full) * step + last), forward)
 
 
@@ -160,8 +199,9 @@ def target_test(accuracies: Sequence[float], target: float) -> TargetTest:
     if n < 2:
         return TargetTest(n, None, None, "1 seed: no spread to test with")
     if len(set(accuracies)) == 1:
-        return TargetTest(n, None, None, f"{'both' if n == 2 else f'all {n}'} seeds have the same accuracy: "
-                                         f"zero spread, no t")
+        return TargetTest(
+            n, None, None, f"{'both' if n == 2 else f'all {n}'} seeds have the same accuracy: zero spread, no t"
+        )
     from scipy.stats import ttest_1samp  # scipy is heavy: imported when a test is made
 
     r = ttest_1samp(list(accuracies), target, alternative="greater")
@@ -258,55 +298,91 @@ class SpeedrunResult(Repeats):
             return statistics.median(known) if known else None
 
         return {
-            "seeds": len(self.seeds), "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std,
-            "reached_target": self.reached, "fraction_reached": self.reached / len(self.seeds),
+            "seeds": len(self.seeds),
+            "accuracy_mean": self.accuracy_mean,
+            "accuracy_std": self.accuracy_std,
+            "reached_target": self.reached,
+            "fraction_reached": self.reached / len(self.seeds),
             "target_test": self.target_test.to_dict(),
-            "time_median_s": self.spread.median, "time_min_s": self.spread.min, "time_max_s": self.spread.max,
+            "time_median_s": self.spread.median,
+            "time_min_s": self.spread.min,
+            "time_max_s": self.spread.max,
             "time_stability": self.stability.to_dict(),
-            "warmup_median_s": statistics.median(s.warmup_s for s in self.seeds), "data_s": self.data_s,
+            "warmup_median_s": statistics.median(s.warmup_s for s in self.seeds),
+            "data_s": self.data_s,
             "flops_per_run": self.flops.run if self.flops else None,
             "flops_per_s_median": median([self.flops_per_s(s) for s in self.seeds]),
             "ceiling_fraction_median": median([self.ceiling_fraction(s) for s in self.seeds]),
-            "floor_s": self.floor_s, "ceiling_s": self.ceiling_s, "cold_s": self.cold_s,
+            "floor_s": self.floor_s,
+            "ceiling_s": self.ceiling_s,
+            "cold_s": self.cold_s,
         }
 
     def to_dict(self) -> dict[str, Any]:
-        runs = [{**asdict(s), "flops_per_s": self.flops_per_s(s), "ceiling_fraction": self.ceiling_fraction(s)}
-                for s in self.seeds]
-        return {"recipe": self.recipe.to_dict(), "levers": asdict(self.levers), "levers_text": self.levers.describe(),
-                "device": self.device, "device_name": self.device_name, "dataset": self.dataset,
-                "target": self.target, "train_samples": self.train_samples, "test_samples": self.test_samples,
-                "model_parameters": self.parameters,
-                "timed": TIMED,
-                "summary": self.summary(), "runs": runs, "env": self.env,
-                "load": self.load, "machine_busy": self.machine_busy, "seeds_planned": self.seeds_planned,
-                **({"flops": asdict(self.flops), "flops_counted": COUNTED} if self.flops else {}),
-                **({"ceiling": asdict(self.ceiling)} if self.ceiling else {}),
-                "ceiling_s": self.ceiling_s, "cold_s": self.cold_s, "cold_from": self.cold_from,
-                **({"cold_includes": COLD[self.cold_from]} if self.cold_from in COLD else {}),
-                "not_measured": self.not_measured}
+        runs = [
+            {**asdict(s), "flops_per_s": self.flops_per_s(s), "ceiling_fraction": self.ceiling_fraction(s)}
+            for s in self.seeds
+        ]
+        return {
+            "recipe": self.recipe.to_dict(),
+            "levers": asdict(self.levers),
+            "levers_text": self.levers.describe(),
+            "device": self.device,
+            "device_name": self.device_name,
+            "dataset": self.dataset,
+            "target": self.target,
+            "train_samples": self.train_samples,
+            "test_samples": self.test_samples,
+            "model_parameters": self.parameters,
+            "timed": TIMED,
+            "summary": self.summary(),
+            "runs": runs,
+            "env": self.env,
+            "load": self.load,
+            "machine_busy": self.machine_busy,
+            "seeds_planned": self.seeds_planned,
+            **({"flops": asdict(self.flops), "flops_counted": COUNTED} if self.flops else {}),
+            **({"ceiling": asdict(self.ceiling)} if self.ceiling else {}),
+            "ceiling_s": self.ceiling_s,
+            "cold_s": self.cold_s,
+            "cold_from": self.cold_from,
+            **({"cold_includes": COLD[self.cold_from]} if self.cold_from in COLD else {}),
+            "not_measured": self.not_measured,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> SpeedrunResult:
         """A validated speedrun.json (one CheckpointError line naming the file and field)."""
         check(data, SPEEDRUN_SCHEMA, where)
         _check_across_fields(data, where)
+
         def fields(d: dict[str, Any], schema: Any) -> dict[str, Any]:  # optional keys where present
             return {k.rstrip("?"): d[k.rstrip("?")] for k in schema if k.rstrip("?") in d}
 
         # what a recipe without the key trained with
         older = {"label_smoothing": 0.0, "adam_beta2": 0.999, "epoch_fraction": 1.0, "test_shift": 0}
-        return cls(Recipe(**{**older, **fields(data["recipe"], SPEEDRUN_SCHEMA["recipe"])}),
-                   Levers(**fields(data["levers"], SPEEDRUN_SCHEMA["levers"])), data["device"], data["device_name"],
-                   data["target"], data["summary"]["data_s"], data["train_samples"], data["test_samples"],
-                   data.get("model_parameters", 0), [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
-                   dict(data.get("env") or {}), dict(data.get("load") or {}),
-                   data.get("seeds_planned", len(data["runs"])),
-                   RunFlops(**fields(data["flops"], SPEEDRUN_SCHEMA["flops?"])) if "flops" in data else None,
-                   Ceiling(**fields(data["ceiling"], SPEEDRUN_SCHEMA["ceiling?"])) if "ceiling" in data else None,
-                   data.get("ceiling_s"), data.get("cold_s"), data.get("cold_from"),
-                   dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))),
-                   data.get("dataset"))
+        return cls(
+            Recipe(**{**older, **fields(data["recipe"], SPEEDRUN_SCHEMA["recipe"])}),
+            Levers(**fields(data["levers"], SPEEDRUN_SCHEMA["levers"])),
+            data["device"],
+            data["device_name"],
+            data["target"],
+            data["summary"]["data_s"],
+            data["train_samples"],
+            data["test_samples"],
+            data.get("model_parameters", 0),
+            [SeedResult(**fields(r, SEED_SCHEMA)) for r in data["runs"]],
+            dict(data.get("env") or {}),
+            dict(data.get("load") or {}),
+            data.get("seeds_planned", len(data["runs"])),
+            RunFlops(**fields(data["flops"], SPEEDRUN_SCHEMA["flops?"])) if "flops" in data else None,
+            Ceiling(**fields(data["ceiling"], SPEEDRUN_SCHEMA["ceiling?"])) if "ceiling" in data else None,
+            data.get("ceiling_s"),
+            data.get("cold_s"),
+            data.get("cold_from"),
+            dict(data.get("not_measured", dict.fromkeys(("flops", "ceiling", "cold"), OLDER))),
+            data.get("dataset"),
+        )
 
     # --- words, made here from the fields and nowhere else -------------------------------------------
 
@@ -316,16 +392,21 @@ class SpeedrunResult(Repeats):
         t = self.target_test
         if t.p is None:
             return f"no t-test of a mean above {self.target:g}%: {t.why_not}"
-        return (f"mean above {self.target:g}%? t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds; "
-                f"p is the chance of a t at least this large if the true mean were {self.target:g}%, smaller still "
-                f"for any lower mean)")
+        return (
+            f"mean above {self.target:g}%? t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds; "
+            f"p is the chance of a t at least this large if the true mean were {self.target:g}%, smaller still "
+            f"for any lower mean)"
+        )
 
     def floor_words(self) -> str:
         """'floor 0.09 s (the counted FLOPs at the ceiling)', or why there is none."""
         if self.floor_s is not None:
             return f"floor {self.floor_s:.2g} s (the counted FLOPs at the ceiling)"
-        return "floor unknown (" + (f"FLOPs {self.why_not('flops')}" if self.flops is None
-                                    else f"ceiling {self.why_not('ceiling')}") + ")"
+        return (
+            "floor unknown ("
+            + (f"FLOPs {self.why_not('flops')}" if self.flops is None else f"ceiling {self.why_not('ceiling')}")
+            + ")"
+        )
 
     def flops_words(self) -> str:
         """FLOPs per run and the median share of the ceiling they were done at, denominator named."""
@@ -345,7 +426,7 @@ class SpeedrunResult(Repeats):
     def not_timed_words(self) -> str:
         s = self.summary()
         probe = f", FLOP count + ceiling probe {self.ceiling_s:.2f} s once" if self.ceiling_s is not None else ""
-        return (f"data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed{probe}")
+        return f"data to device {s['data_s']:.2f} s once, warm-up {s['warmup_median_s']:.2f} s per seed{probe}"
 
     def rows(self) -> list[tuple[str, str]]:
         """The result as (what, value) rows: the command line's table, a notebook's, the report's."""
@@ -353,14 +434,23 @@ class SpeedrunResult(Repeats):
         on = f"{self.dataset}, {self.device}" if self.dataset else self.device
         stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"
         cold = self.cold_words() + (f" ({COLD[self.cold_from]})" if self.cold_from in COLD else "")
-        return [("speedrun", f"{self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}"),
-                ("seeds", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%{stopped}"),
-                ("test accuracy", _accuracy_words(s)),
-                (f"mean above {self.target:g}%?", f"no t-test: {t.why_not}" if t.p is None
-                 else f"t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds)"),
-                ("time to train + evaluate", _time_words(s)), ("floor", self.floor_words()),
-                ("arithmetic", self.flops_words()), ("cold start", cold), ("not timed", self.not_timed_words()),
-                ("stability", "stable" if self.stability.stable else self.stability.reason or "unstable")]
+        return [
+            ("speedrun", f"{self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}"),
+            ("seeds", f"{s['reached_target']} of {s['seeds']} reached {self.target:g}%{stopped}"),
+            ("test accuracy", _accuracy_words(s)),
+            (
+                f"mean above {self.target:g}%?",
+                f"no t-test: {t.why_not}"
+                if t.p is None
+                else f"t = {t.t:.2f}, p {p_words(t.p)} (one-sided t-test over {t.n} seeds)",
+            ),
+            ("time to train + evaluate", _time_words(s)),
+            ("floor", self.floor_words()),
+            ("arithmetic", self.flops_words()),
+            ("cold start", cold),
+            ("not timed", self.not_timed_words()),
+            ("stability", "stable" if self.stability.stable else self.stability.reason or "unstable"),
+        ]
 
     def table(self, width: int = LINE_WIDTH) -> str:
         """The summary a terminal shows: what ran, then one small table (seeds, accuracy mean ± std, the t-test's
@@ -370,19 +460,46 @@ class SpeedrunResult(Repeats):
         s, t = self.summary(), self.target_test
         on = f"{self.dataset}, {self.device}" if self.dataset else self.device
         stopped = "" if self.complete else f" (stopped after {s['seeds']} of {self.seeds_planned} seeds)"
-        accuracy = (f"{s['accuracy_mean']:.2f}%" if s["seeds"] == 1
-                    else f"{s['accuracy_mean']:.2f}% \u00b1 {s['accuracy_std']:.2f}")
-        time = (f"{s['time_median_s']:.2f} s" if s["seeds"] == 1
-                else f"{s['time_median_s']:.2f} s ({s['time_min_s']:.2f}-{s['time_max_s']:.2f})")
-        table = text_table(["seeds", f"reached {self.target:g}%", "accuracy mean \u00b1 std",
-                            f"p (mean > {self.target:g}%)", "time median (range)", "floor", "cold start", "stability"],
-                           [[str(s["seeds"]), f"{s['reached_target']}/{s['seeds']}", accuracy,
-                             "-" if t.p is None else p_value_text(t.p), time,
-                             "-" if self.floor_s is None else f"{self.floor_s:.2g} s",
-                             "-" if self.cold_s is None else f"{self.cold_s:.2f} s",
-                             "stable" if self.stability.stable else "unstable"]], left=0, gap=3)
-        lines = [f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}",
-                 table]
+        accuracy = (
+            f"{s['accuracy_mean']:.2f}%"
+            if s["seeds"] == 1
+            else f"{s['accuracy_mean']:.2f}% \u00b1 {s['accuracy_std']:.2f}"
+        )
+        time = (
+            f"{s['time_median_s']:.2f} s"
+            if s["seeds"] == 1
+            else f"{s['time_median_s']:.2f} s ({s['time_min_s']:.2f}-{s['time_max_s']:.2f})"
+        )
+        table = text_table(
+            [
+                "seeds",
+                f"reached {self.target:g}%",
+                "accuracy mean \u00b1 std",
+                f"p (mean > {self.target:g}%)",
+                "time median (range)",
+                "floor",
+                "cold start",
+                "stability",
+            ],
+            [
+                [
+                    str(s["seeds"]),
+                    f"{s['reached_target']}/{s['seeds']}",
+                    accuracy,
+                    "-" if t.p is None else p_value_text(t.p),
+                    time,
+                    "-" if self.floor_s is None else f"{self.floor_s:.2g} s",
+                    "-" if self.cold_s is None else f"{self.cold_s:.2f} s",
+                    "stable" if self.stability.stable else "unstable",
+                ]
+            ],
+            left=0,
+            gap=3,
+        )
+        lines = [
+            f"speedrun: {self.recipe.model} on {on} ({self.device_name}); {self.levers.describe()}{stopped}",
+            table,
+        ]
         if not self.stability.stable and self.stability.reason:
             lines.append(f"time {self.stability.reason}")
         return fit_width("\n".join(lines), width)
@@ -391,8 +508,9 @@ class SpeedrunResult(Repeats):
         """Every row as two columns of text, no line wider than `width` (a long value wraps under itself)."""
         rows = self.rows()
         left = max(len(k) for k, _ in rows) + 2
-        return "\n".join(textwrap.fill(v, width, initial_indent=f"{k:<{left}}", subsequent_indent=" " * left)
-                         for k, v in rows)
+        return "\n".join(
+            textwrap.fill(v, width, initial_indent=f"{k:<{left}}", subsequent_indent=" " * left) for k, v in rows
+        )
 
     def _repr_html_(self) -> str:
         return html_table("speedrun", self.rows())
@@ -410,16 +528,20 @@ def _check_across_fields(data: dict[str, Any], where: str) -> None:
     0's warm-up and timed run and says where it started (CheckpointError, one line)."""
     for i, run in enumerate(data["runs"]):
         if run["correct"] > run["total"]:
-            raise CheckpointError(f"{where}: field 'runs'[{i}].correct: {run['correct']} is more than its total "
-                                  f"{run['total']}")
+            raise CheckpointError(
+                f"{where}: field 'runs'[{i}].correct: {run['correct']} is more than its total {run['total']}"
+            )
     cold, start = data.get("cold_s"), data.get("cold_from")
     if cold is not None and start is None:
-        raise CheckpointError(f"{where}: field 'cold_from': a cold time runs from one of {', '.join(map(repr, COLD))}"
-                              f", found None")
+        raise CheckpointError(
+            f"{where}: field 'cold_from': a cold time runs from one of {', '.join(map(repr, COLD))}, found None"
+        )
     first = data["runs"][0]
     if cold is not None and cold < first["seconds"] + first["warmup_s"]:
-        raise CheckpointError(f"{where}: field 'cold_s': {cold:g} s is less than seed 0's warm-up and run "
-                              f"({first['warmup_s']:g} + {first['seconds']:g} s), which it includes")
+        raise CheckpointError(
+            f"{where}: field 'cold_s': {cold:g} s is less than seed 0's warm-up and run "
+            f"({first['warmup_s']:g} + {first['seconds']:g} s), which it includes"
+        )
 
 
 def _accuracy_words(s: dict[str, Any]) -> str:
@@ -429,8 +551,9 @@ def _accuracy_words(s: dict[str, Any]) -> str:
     return f"{s['accuracy_mean']:.2f}% ± {s['accuracy_std']:.2f} over {s['seeds']} seeds"
 
 
-def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader, test: DeviceLoader,
-                  device: torch.device) -> None:
+def measure_floor(
+    result: SpeedrunResult, shape: DataShape, train: DeviceLoader, test: DeviceLoader, device: torch.device
+) -> None:
     """Count a run's FLOPs and measure the ceiling into `result` (once, outside every timed part); a
     failure of either (a user's model the counter cannot run, a device without the dtype) is recorded
     as a reason, never raised: the seeds' results stand without it."""
@@ -453,11 +576,20 @@ def measure_floor(result: SpeedrunResult, shape: DataShape, train: DeviceLoader,
     result.ceiling_s = timer.lap()
 
 
-def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.device, *,
-             seeds: int = DEFAULT_SEEDS, target: float = DEFAULT_TARGET, recipe: Recipe | None = None,
-             levers: Levers | None = None, log: Callable[[str], None] = _LOG,
-             on_seed: Callable[[SpeedrunResult], None] | None = None,
-             cold_since: tuple[float, str] | None = None) -> SpeedrunResult:
+def speedrun(
+    train: RawSplit,
+    test: RawSplit,
+    spec: DatasetSpec,
+    device: torch.device,
+    *,
+    seeds: int = DEFAULT_SEEDS,
+    target: float = DEFAULT_TARGET,
+    recipe: Recipe | None = None,
+    levers: Levers | None = None,
+    log: Callable[[str], None] = _LOG,
+    on_seed: Callable[[SpeedrunResult], None] | None = None,
+    cold_since: tuple[float, str] | None = None,
+) -> SpeedrunResult:
     """`seeds` from-scratch runs; `on_seed(result so far)` after each one, so that a job can keep the
     seeds already finished when a signal stops the rest. `cold_since`: (time.time() of the process's
     start, "process start" or "mnistlab import"; core/processstart.py), given only by a fresh process
@@ -467,11 +599,23 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     levers = levers or default_levers(device)
     levers.check(device)
     load_start = load_snapshot()
-    tr, te, data_s = load_to_device(train, test, spec, recipe.batch_size, device,
-                                    dtype=levers.autocast_dtype or torch.float32)
-    result = SpeedrunResult(recipe, levers, device.type, device_name(device), target, data_s, len(train), len(test),
-                            parameters=count_parameters(create_model(recipe.model, spec.shape)), env=environment(),
-                            seeds_planned=seeds, dataset=spec.name)
+    tr, te, data_s = load_to_device(
+        train, test, spec, recipe.batch_size, device, dtype=levers.autocast_dtype or torch.float32
+    )
+    result = SpeedrunResult(
+        recipe,
+        levers,
+        device.type,
+        device_name(device),
+        target,
+        data_s,
+        len(train),
+        len(test),
+        parameters=count_parameters(create_model(recipe.model, spec.shape)),
+        env=environment(),
+        seeds_planned=seeds,
+        dataset=spec.name,
+    )
     if cold_since is None:
         result.not_measured["cold"] = NOT_FRESH
     with progress.bar(seeds, "speedrun seeds", "seed") as bar:
@@ -479,10 +623,21 @@ def speedrun(train: RawSplit, test: RawSplit, spec: DatasetSpec, device: torch.d
     return result
 
 
-def _seeds(result: SpeedrunResult, recipe: Recipe, levers: Levers, seeds: int, tr: DeviceLoader, te: DeviceLoader,
-           spec: DatasetSpec, device: torch.device, bar: Any, log: Callable[[str], None],
-           on_seed: Callable[[SpeedrunResult], None] | None, cold_since: tuple[float, str] | None,
-           load_start: Any) -> None:
+def _seeds(
+    result: SpeedrunResult,
+    recipe: Recipe,
+    levers: Levers,
+    seeds: int,
+    tr: DeviceLoader,
+    te: DeviceLoader,
+    spec: DatasetSpec,
+    device: torch.device,
+    bar: Any,
+    log: Callable[[str], None],
+    on_seed: Callable[[SpeedrunResult], None] | None,
+    cold_since: tuple[float, str] | None,
+    load_start: Any,
+) -> None:
     """The seeds, one after another; the bar moves after each (outside its timed part)."""
     for seed in range(seeds):
         r = run_seed(recipe, levers, seed, tr, te, spec.shape)
@@ -493,15 +648,21 @@ def _seeds(result: SpeedrunResult, recipe: Recipe, levers: Levers, seeds: int, t
                 result.cold_s, result.cold_from = cold, cold_since[1]
             else:  # only a wall clock set back while it ran does this
                 result.not_measured["cold"] = "not measured: the wall clock went back during it"
-        log(f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
-            f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)")
+        log(
+            f"  seed {seed}: {r.accuracy:.2f}% in {r.seconds:.2f} s (train {r.train_s:.2f} s, test eval "
+            f"{r.eval_s:.2f} s; warm-up {r.warmup_s:.2f} s apart)"
+        )
         result.seeds.append(r)
         result.load = {"start": load_start, "end": load_snapshot()}
         if on_seed is not None:  # kept before the floor is measured: a stop during it loses no finished seed
             on_seed(result)
         if seed == 0:
             measure_floor(result, spec.shape, tr, te, device)
-            log(fit_width(f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: "
-                          f"{result.flops_words()}; {result.floor_words()}"))
+            log(
+                fit_width(
+                    f"  FLOPs counted and ceiling probed in {result.ceiling_s:.2f} s, apart: "
+                    f"{result.flops_words()}; {result.floor_words()}"
+                )
+            )
             if on_seed is not None:
                 on_seed(result)

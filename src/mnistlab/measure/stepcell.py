@@ -14,11 +14,19 @@ from mnistlab.core.timing import TimedSteps
 from mnistlab.measure.ceilings import Floors
 
 # the fields every step cell's file holds, with their ranges (core/schema.py)
-STEP_CELL_SCHEMA = {"model": "text", "device": "text", "batch_size": "positive count", "steps_timed": "count",
-                    "step_s": ["positive seconds"], "train_step_flops": "count",
-                    "peak_flops_per_s": Range(0, MAX_FLOP_RATE),  # 0: a lever set not measured here
-                    "train_step_bytes?": "count", "train_step_ops?": "count", "bandwidth_bytes_per_s?": "byte rate",
-                    "op_cost_s?": "seconds"}
+STEP_CELL_SCHEMA = {
+    "model": "text",
+    "device": "text",
+    "batch_size": "positive count",
+    "steps_timed": "count",
+    "step_s": ["positive seconds"],
+    "train_step_flops": "count",
+    "peak_flops_per_s": Range(0, MAX_FLOP_RATE),  # 0: a lever set not measured here
+    "train_step_bytes?": "count",
+    "train_step_ops?": "count",
+    "bandwidth_bytes_per_s?": "byte rate",
+    "op_cost_s?": "seconds",
+}
 TIMED_STEPS = ["positive seconds", NONEMPTY]  # a cell that was measured has at least one repeat
 
 
@@ -59,6 +67,10 @@ class StepCell(TimedSteps):
         if not (self.train_step_ops and self.bandwidth_bytes_per_s and self.op_cost_s and self.step_s):
             return None
         ceiling = self.ceiling_flops_per_s
-        return Floors(self.train_step_flops / ceiling if ceiling > 0 else 0.0,
-                      self.train_step_bytes / self.bandwidth_bytes_per_s, self.train_step_ops * self.op_cost_s,
-                      self.step_median_s, self.step.rel_range)
+        return Floors(
+            self.train_step_flops / ceiling if ceiling > 0 else 0.0,
+            self.train_step_bytes / self.bandwidth_bytes_per_s,
+            self.train_step_ops * self.op_cost_s,
+            self.step_median_s,
+            self.step.rel_range,
+        )

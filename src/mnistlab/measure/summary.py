@@ -25,21 +25,35 @@ class ModelSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """summary --json: every field, each parameter as {key, shape, count}."""
-        return {"name": self.name, "tree": self.tree, "total": self.total, "trainable": self.trainable,
-                "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-                "parameters": [{"key": k, "shape": list(shape), "count": n} for k, shape, n in self.parameters]}
+        return {
+            "name": self.name,
+            "tree": self.tree,
+            "total": self.total,
+            "trainable": self.trainable,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "parameters": [{"key": k, "shape": list(shape), "count": n} for k, shape, n in self.parameters],
+        }
 
     def format(self) -> str:
         shapes = [str(list(s)) for _, s, _ in self.parameters]
         width = max(len("key"), *(len(n) for n, _, _ in self.parameters))
         sw = max(len("shape"), *(len(s) for s in shapes))
         cw = max(len("parameters"), *(len(f"{c:,}") for _, _, c in self.parameters))
-        lines = [f"== {self.name} ==", self.tree, "", "state_dict:",
-                 f"  {'key':<{width}}  {'shape':<{sw}}  {'parameters':>{cw}}"]
-        lines += [f"  {n:<{width}}  {sh:<{sw}}  {c:>{cw},}"
-                  for (n, _, c), sh in zip(self.parameters, shapes, strict=True)]
-        lines += [f"parameters: {self.total:,} ({self.trainable:,} trainable)",
-                  f"output shape for input {list(self.input_shape)}: {list(self.output_shape)}"]
+        lines = [
+            f"== {self.name} ==",
+            self.tree,
+            "",
+            "state_dict:",
+            f"  {'key':<{width}}  {'shape':<{sw}}  {'parameters':>{cw}}",
+        ]
+        lines += [
+            f"  {n:<{width}}  {sh:<{sw}}  {c:>{cw},}" for (n, _, c), sh in zip(self.parameters, shapes, strict=True)
+        ]
+        lines += [
+            f"parameters: {self.total:,} ({self.trainable:,} trainable)",
+            f"output shape for input {list(self.input_shape)}: {list(self.output_shape)}",
+        ]
         return "\n".join(lines)
 
 
@@ -53,8 +67,17 @@ def summarize(name: str | ModelCode, batch_size: int = 1, shape: DataShape | Non
         out = model(torch.zeros(batch))
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch_size, shape.classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"model {spec_name(name)}: its output on a {batch} batch is {got}, expected "
-                         f"{(batch_size, shape.classes)} (one logit per class)")
+        raise ModelError(
+            f"model {spec_name(name)}: its output on a {batch} batch is {got}, expected "
+            f"{(batch_size, shape.classes)} (one logit per class)"
+        )
     params = [(k, tuple(v.shape), v.numel()) for k, v in model.state_dict().items()]
-    return ModelSummary(spec_name(name), str(model), params, count_parameters(model), count_parameters(model, True),
-                        (batch_size, *shape.sample), tuple(out.shape))
+    return ModelSummary(
+        spec_name(name),
+        str(model),
+        params,
+        count_parameters(model),
+        count_parameters(model, True),
+        (batch_size, *shape.sample),
+        tuple(out.shape),
+    )

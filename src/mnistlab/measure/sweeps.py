@@ -22,14 +22,33 @@ STATES = ("complete", "pruned", "fail", "running", "waiting")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 _PARAM = {"name": "text", "choices": ["any"], "log?": "bool"}
-RECORD_SCHEMA = {"study": Check(lambda v: isinstance(v, str) and bool(NAME.fullmatch(v)), "a study name"),
-                 "direction": one_of(tuple(OBJECTIVES)), "objective": one_of(tuple(OBJECTIVES.values())),
-                 "params": [_PARAM, "nonempty"], "base": {"*": "any"}, "storage?": "text?", "url?": "text",
-                 "trials?": "positive count", "heartbeat?": "positive count", "grace?": "positive count",
-                 "pruner?": "text", "study_token?": "text"}
-TRIAL_SCHEMA = {"number": "count", "state": one_of(STATES), "params": {"*": "any"},
-                "best_val_loss?": "loss?", "best_val_accuracy?": "fraction?", "epochs": "count", "seconds?": "seconds",
-                "run_dir?": "text?", "worker?": "text?", "retry_of?": "count?", "value?": "number?"}
+RECORD_SCHEMA = {
+    "study": Check(lambda v: isinstance(v, str) and bool(NAME.fullmatch(v)), "a study name"),
+    "direction": one_of(tuple(OBJECTIVES)),
+    "objective": one_of(tuple(OBJECTIVES.values())),
+    "params": [_PARAM, "nonempty"],
+    "base": {"*": "any"},
+    "storage?": "text?",
+    "url?": "text",
+    "trials?": "positive count",
+    "heartbeat?": "positive count",
+    "grace?": "positive count",
+    "pruner?": "text",
+    "study_token?": "text",
+}
+TRIAL_SCHEMA = {
+    "number": "count",
+    "state": one_of(STATES),
+    "params": {"*": "any"},
+    "best_val_loss?": "loss?",
+    "best_val_accuracy?": "fraction?",
+    "epochs": "count",
+    "seconds?": "seconds",
+    "run_dir?": "text?",
+    "worker?": "text?",
+    "retry_of?": "count?",
+    "value?": "number?",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +67,18 @@ class TrialRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialRow:
         """From a row already checked against TRIAL_SCHEMA."""
-        return cls(d["number"], d["state"], d["params"], d.get("best_val_loss"), d.get("best_val_accuracy"),
-                   d["epochs"], d.get("seconds") or 0.0, d.get("run_dir"), d.get("worker"), d.get("retry_of"))
+        return cls(
+            d["number"],
+            d["state"],
+            d["params"],
+            d.get("best_val_loss"),
+            d.get("best_val_accuracy"),
+            d["epochs"],
+            d.get("seconds") or 0.0,
+            d.get("run_dir"),
+            d.get("worker"),
+            d.get("retry_of"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,8 +89,10 @@ def read_record(sweep_dir: Path) -> dict[str, Any]:
     path = Path(sweep_dir) / SWEEP_FILE
     record = check(read_json_object(path), RECORD_SCHEMA, str(path), ConfigError)
     if record["objective"] != OBJECTIVES[record["direction"]]:
-        raise ConfigError(f"{path}: field 'objective' must be {OBJECTIVES[record['direction']]!r} for the direction "
-                          f"{record['direction']!r}, got {record['objective']!r}")
+        raise ConfigError(
+            f"{path}: field 'objective' must be {OBJECTIVES[record['direction']]!r} for the direction "
+            f"{record['direction']!r}, got {record['objective']!r}"
+        )
     return record
 
 
@@ -73,8 +104,10 @@ def sweep_results(sweep_dir: str | Path) -> tuple[dict[str, Any], list[TrialRow]
     record = read_record(sweep_dir)
     path = sweep_dir / TRIALS_FILE
     if not path.exists():
-        raise ConfigError(f"{path}: missing; `mnistlab sweep` with the same options writes it (and runs "
-                          f"nothing more once the study has its trials)")
+        raise ConfigError(
+            f"{path}: missing; `mnistlab sweep` with the same options writes it (and runs "
+            f"nothing more once the study has its trials)"
+        )
     rows = check(read_json(path), [TRIAL_SCHEMA], str(path), ConfigError)
     return record, [TrialRow.from_dict(d) for d in rows]
 
@@ -92,10 +125,17 @@ def format_results(record: dict[str, Any], rows: list[TrialRow]) -> str:
     head = ["trial", *names, "best val loss", "best val acc", "epochs", "time s", "state"]
     table = [head]
     for r in rows:
-        table.append([str(r.number), *(fmt_param(r.params.get(n)) for n in names),
-                      "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
-                      "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
-                      str(r.epochs), fmt_seconds(r.seconds), r.state])
+        table.append(
+            [
+                str(r.number),
+                *(fmt_param(r.params.get(n)) for n in names),
+                "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
+                "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
+                str(r.epochs),
+                fmt_seconds(r.seconds),
+                r.state,
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     best = best_trial(record, rows)

@@ -11,8 +11,14 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: i
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        return (" " * gap).join(str(c).ljust(w) if i < left else str(c).rjust(w)
-                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return (
+            (" " * gap)
+            .join(
+                str(c).ljust(w) if i < left else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            .rstrip()
+        )
 
     head = line(headers)
     return "\n".join([head, "-" * len(head), *(line(r) for r in rows)])
@@ -31,7 +37,16 @@ def fit_width(text: str, width: int = LINE_WIDTH) -> str:
         if len(line) <= width:
             out.append(line)
             continue
-        indent = line[:len(line) - len(line.lstrip())]
-        out.extend(textwrap.wrap(line, width, initial_indent="", subsequent_indent=indent + "  ",
-                                 break_long_words=True, break_on_hyphens=False) or [line[:width]])
+        indent = line[: len(line) - len(line.lstrip())]
+        out.extend(
+            textwrap.wrap(
+                line,
+                width,
+                initial_indent="",
+                subsequent_indent=indent + "  ",
+                break_long_words=True,
+                break_on_hyphens=False,
+            )
+            or [line[:width]]
+        )
     return "\n".join(out)

@@ -29,8 +29,9 @@ MAX_TRACED_STEPS = 100  # a trace of more steps is tens of MB that no viewer ope
 TRACE_SCHEMA = {"traceEvents": [{"name?": "text", "ph?": "text"}, "nonempty"]}
 
 
-def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = TRACE_STEPS,
-                warmup: int = TRACE_WARMUP) -> bytes:
+def trace_steps(
+    step: Callable[[], Any], device: torch.device, steps: int = TRACE_STEPS, warmup: int = TRACE_WARMUP
+) -> bytes:
     """Chrome trace-event JSON of `steps` calls of `step` on `device`, after `warmup` untraced ones; each
     traced step is a `ProfilerStep#N` range holding its operators."""
     from torch.profiler import ProfilerActivity, profile, schedule
@@ -38,8 +39,9 @@ def trace_steps(step: Callable[[], Any], device: torch.device, steps: int = TRAC
     if not 1 <= steps <= MAX_TRACED_STEPS:
         raise MnistlabError(f"a trace holds 1 to {MAX_TRACED_STEPS} steps, got {steps}")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities, schedule=schedule(wait=0, warmup=warmup, active=steps, repeat=1),
-                 record_shapes=True) as prof:
+    with profile(
+        activities=activities, schedule=schedule(wait=0, warmup=warmup, active=steps, repeat=1), record_shapes=True
+    ) as prof:
         for _ in range(warmup + steps):
             step()
             synchronize(device)

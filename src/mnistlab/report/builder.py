@@ -24,8 +24,9 @@ from mnistlab.report.sections import sections
 FIGURES = "figures"
 
 
-def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU,
-                 writer: Writer = FILES) -> tuple[Path, Path]:
+def build_report(
+    paths: list[Path], out_dir: Path | None = None, gpu: str = DEFAULT_GPU, writer: Writer = FILES
+) -> tuple[Path, Path]:
     """Write report.md and report.html, with their figures folder, into `out_dir`: by default a lab or
     sweep directory itself (the report's home), else the current directory (a reader writes into no run).
     `gpu`: the row of measure/gpus.py's table whose step time Q6 and Q9 predict."""
@@ -40,8 +41,9 @@ def build_report(paths: list[Path], out_dir: Path | None = None, gpu: str = DEFA
         doc = Document(f"mnistlab sweep {inputs.sweep[0]['study']}")
         parts = sections("sweep")
     else:
-        doc = Document("mnistlab report" + (" (quick run)" if inputs.quick else "")
-                       + ": the notebook's questions, answered")
+        doc = Document(
+            "mnistlab report" + (" (quick run)" if inputs.quick else "") + ": the notebook's questions, answered"
+        )
         parts = sections()  # the answer sheet first (report/sections/answers.py)
     for section in parts:
         section.write(doc, inputs)

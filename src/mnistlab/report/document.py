@@ -13,8 +13,17 @@ from urllib.parse import quote
 from mnistlab.core.rundir import read_bytes
 from mnistlab.core.words import percent, plural
 
-__all__ = ["Document", "Link", "anchor_of", "body_words", "md_escape", "percent", "plain_text", "plain_text_block",
-           "plural"]  # percent, plural: core.words'
+__all__ = [
+    "Document",
+    "Link",
+    "anchor_of",
+    "body_words",
+    "md_escape",
+    "percent",
+    "plain_text",
+    "plain_text_block",
+    "plural",
+]  # percent, plural: core.words'
 
 # characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
 # tables, strikethrough, math): a backslash makes each literal
@@ -59,6 +68,7 @@ def _fence(text: str) -> str:
 @dataclass(frozen=True)
 class Link:
     """A link to a section of the same report (its anchor: anchor_of its heading), in a paragraph or a table cell."""
+
     text: str
     anchor: str
 
@@ -142,6 +152,7 @@ class Document:
             if isinstance(x, Link):
                 return f"[{inline(x.text)}](#{quote(x.anchor)})"
             return md_escape(x, block_start=first)
+
         out = [f"# {inline(self.title)}", ""]
         for b in self.blocks:
             kind = b[0]
@@ -172,6 +183,7 @@ class Document:
             if isinstance(x, Link):
                 return f'<a href="#{html.escape(quote(x.anchor))}">{e(x.text)}</a>'
             return e(x)
+
         body = [f"<h1>{e(self.title)}</h1>"]
         for b in self.blocks:
             kind = b[0]
@@ -188,8 +200,10 @@ class Document:
                 body.append(f"<table{css}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif kind == "img":
                 data = base64.b64encode(read_bytes(b[1], "an image")).decode()
-                body.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{e(b[2])}</figcaption></figure>")
+                body.append(
+                    f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{e(b[2])}</figcaption></figure>"
+                )
             elif kind == "pre":
                 body.append(f"<pre>{html.escape(plain_text_block(b[1]))}</pre>")
         return _PAGE.format(title=e(self.title), body="\n".join(body))
@@ -208,7 +222,8 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 figcaption {{ font-size: 13px; color: #555; }}
 pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }}
 h1 {{ font-size: 26px; margin: 0.4em 0 0.3em; }}
-table.answers, table.text {{ width: 100%; }} table.answers td, table.text td {{ text-align: left; vertical-align: top; }}
+table.answers, table.text {{ width: 100%; }}
+table.answers td, table.text td {{ text-align: left; vertical-align: top; }}
 table.answers th, table.text th {{ text-align: left; }} table.answers {{ margin-top: 0.4em; line-height: 1.3; }}
 table.answers td:nth-child(2) {{ width: 21%; color: #444; }} table.answers td:nth-child(4) {{ width: 11%; }}
 table.text td:first-child {{ width: 16%; }} table.text td:nth-child(2), table.text td:nth-child(3) {{ width: 25%; }}

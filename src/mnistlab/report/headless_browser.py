@@ -9,8 +9,17 @@ from pathlib import Path
 
 # no network at all: the report is self-contained, and a closed network makes Chromium's
 # background services fail slowly
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--hide-scrollbars",
+]
 
 
 def find_chromium() -> str | None:
@@ -21,8 +30,9 @@ def find_chromium() -> str | None:
     return None
 
 
-def render(page: Path, screenshot: Path | None = None, width: int = 1200, height: int = 3000,
-           timeout: float = 120) -> str:
+def render(
+    page: Path, screenshot: Path | None = None, width: int = 1200, height: int = 3000, timeout: float = 120
+) -> str:
     """The page's DOM after its load event (and a PNG screenshot, if asked)."""
     exe = find_chromium()
     if exe is None:
@@ -31,7 +41,11 @@ def render(page: Path, screenshot: Path | None = None, width: int = 1200, height
     with tempfile.TemporaryDirectory(prefix="mnistlab-chromium-") as profile:
         base = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
         if screenshot is not None:
-            subprocess.run([*base, f"--screenshot={Path(screenshot).resolve()}", url], capture_output=True,
-                           timeout=timeout, check=True)
+            subprocess.run(
+                [*base, f"--screenshot={Path(screenshot).resolve()}", url],
+                capture_output=True,
+                timeout=timeout,
+                check=True,
+            )
         dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout, check=True)
     return dom.stdout

@@ -25,11 +25,30 @@ from mnistlab.report.runs import config, device_of
 from mnistlab.training.models import DEFAULT_SHAPE, ModelCode, model_code, model_code_for_run
 
 LAB_FILE = "lab.json"
-DATA_SCHEMA = {"dataset": "text", "train_samples": "int", "test_samples": "int", "image_shape": ["int"],
-               "stored_dtype": "text", "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
-               "label_dtype": "text", "first_train_label": "any", "pixel_mean": "number", "pixel_std": "number"}
-LAB_SCHEMA = {"runs": ["text"], "bench?": "text?", "speedrun?": "text?", "quick?": "bool", "env?": {**ENV_SCHEMA},
-              "data?": DATA_SCHEMA, "split?": "text", "seed?": "int", "models?": ["text"], "plan?": {"*": "any"}}
+DATA_SCHEMA = {
+    "dataset": "text",
+    "train_samples": "int",
+    "test_samples": "int",
+    "image_shape": ["int"],
+    "stored_dtype": "text",
+    "model_input": {"shape": ["int"], "dtype": "text", "transform": "text"},
+    "label_dtype": "text",
+    "first_train_label": "any",
+    "pixel_mean": "number",
+    "pixel_std": "number",
+}
+LAB_SCHEMA = {
+    "runs": ["text"],
+    "bench?": "text?",
+    "speedrun?": "text?",
+    "quick?": "bool",
+    "env?": {**ENV_SCHEMA},
+    "data?": DATA_SCHEMA,
+    "split?": "text",
+    "seed?": "int",
+    "models?": ["text"],
+    "plan?": {"*": "any"},
+}
 
 
 @dataclass
@@ -55,16 +74,26 @@ class LabRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabRecord:
         """A lab.json read back (read_lab has checked it), to be continued by `lab --resume`."""
-        return cls(quick=bool(data.get("quick")), plan=dict(data.get("plan") or {}), env=dict(data.get("env") or {}),
-                   data=dict(data.get("data") or {}), split=data.get("split", ""), seed=int(data.get("seed", 0)),
-                   models=list(data.get("models") or []), runs=list(data["runs"]), bench=data.get("bench"),
-                   speedrun=data.get("speedrun"))
+        return cls(
+            quick=bool(data.get("quick")),
+            plan=dict(data.get("plan") or {}),
+            env=dict(data.get("env") or {}),
+            data=dict(data.get("data") or {}),
+            split=data.get("split", ""),
+            seed=int(data.get("seed", 0)),
+            models=list(data.get("models") or []),
+            runs=list(data["runs"]),
+            bench=data.get("bench"),
+            speedrun=data.get("speedrun"),
+        )
 
 
 def read_lab(folder: Path) -> dict[str, Any]:
     """lab.json, validated (LAB_SCHEMA)."""
     path = folder / LAB_FILE
     return check(read_json_object(path), LAB_SCHEMA, str(path))
+
+
 MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 
 
@@ -158,7 +187,9 @@ class Inputs:
                 codes[cfg["model"]] = (model_code_for_run(r.path, cfg["model"]), shape)
         if codes:
             return codes
-        names = (self.lab or {}).get("models") or list(dict.fromkeys(c.model for c in self.bench.cells) if self.bench else [])
+        names = (self.lab or {}).get("models") or list(
+            dict.fromkeys(c.model for c in self.bench.cells) if self.bench else []
+        )
         return {m: (model_code(m), DEFAULT_SHAPE) for m in names}
 
 
@@ -205,10 +236,17 @@ def read_inputs(paths: list[Path]) -> Inputs:
             others.append(p)
         else:
             raise CheckpointError(f"{p}: neither a run directory, a bench or scaling directory nor a lab directory")
-    extra: dict[type, list[Any]] = {kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()]
-                                    for kind in kinds}
+    extra: dict[type, list[Any]] = {
+        kind: [read_result(kind, p) for p in others if (p / kind.FILE).is_file()] for kind in kinds
+    }
     bench_dir = bench_dirs[0] if bench_dirs else None
-    return Inputs(root=paths[0], lab=lab, runs=[r for r in runs if r.metrics()],
-                  unfinished=[r for r in runs if not r.metrics()],
-                  bench=read_result(BenchResult, bench_dir) if bench_dir else None, bench_dir=bench_dir,
-                  results=extra, sweep=sweep)
+    return Inputs(
+        root=paths[0],
+        lab=lab,
+        runs=[r for r in runs if r.metrics()],
+        unfinished=[r for r in runs if not r.metrics()],
+        bench=read_result(BenchResult, bench_dir) if bench_dir else None,
+        bench_dir=bench_dir,
+        results=extra,
+        sweep=sweep,
+    )

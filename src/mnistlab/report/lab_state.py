@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 LONGER_RUN = "cnn-cpu-longer"  # the full lab's fresh CNN, trained on to see which epoch reaches the notebook's 97.4%
 LONGER_EPOCHS = 12  # its epochs: a bound on the measurement's time (a fresh CNN had 96.4% test accuracy after 5)
 FINISHED = ("completed", "finished")  # a training session that ended as planned ("finished": older runs)
-WHY = {"running": "its status still says running: killed, or still at work",
-       "interrupted": "stopped by Ctrl-C", "terminated": "stopped by SIGTERM"}
+WHY = {
+    "running": "its status still says running: killed, or still at work",
+    "interrupted": "stopped by Ctrl-C",
+    "terminated": "stopped by SIGTERM",
+}
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,20 @@ def unfinished(inputs: Inputs) -> list[str]:
     if lab is None or RunDir(inputs.root).status().get("state") == "completed":
         return []
     plan = lab.get("plan") or {}
-    out = [s.words() for s in (run_state(inputs.root / name, int(n)) for name, n in (plan.get("runs") or {}).items())
-           if not s.done]
+    out = [
+        s.words()
+        for s in (run_state(inputs.root / name, int(n)) for name, n in (plan.get("runs") or {}).items())
+        if not s.done
+    ]
     if not lab.get("bench"):
         out.append("the bench has not finished")
     if not lab.get("speedrun"):
         out.append("the speedrun has not finished")
-    out += [f"the speedrun stopped after {len(s.seeds)} of {plural(s.seeds_planned, 'seed')}"
-            for s in inputs.speedruns if not s.complete]
+    out += [
+        f"the speedrun stopped after {len(s.seeds)} of {plural(s.seeds_planned, 'seed')}"
+        for s in inputs.speedruns
+        if not s.complete
+    ]
     return out
 
 
@@ -80,8 +89,10 @@ def unfinished_line(inputs: Inputs) -> str | None:
     parts = unfinished(inputs)
     if not parts:
         return None
-    return (f"Unfinished lab: {'; '.join(parts)}. Every answer below is from what is there; "
-            f"mnistlab lab --resume {inputs.root} runs what is missing and keeps what is done.")
+    return (
+        f"Unfinished lab: {'; '.join(parts)}. Every answer below is from what is there; "
+        f"mnistlab lab --resume {inputs.root} runs what is missing and keeps what is done."
+    )
 
 
 def no_run(inputs: Inputs, model: str, cpu: bool) -> str | None:
@@ -95,7 +106,11 @@ def no_run(inputs: Inputs, model: str, cpu: bool) -> str | None:
             return f"{r.name} has no finished epoch yet"
     runs = ((inputs.lab or {}).get("plan") or {}).get("runs") or {}
     for name in runs:
-        if name.startswith(f"{model}-") and name != LONGER_RUN and (name == f"{model}-cpu") == cpu \
-                and not (inputs.root / name / CONFIG).is_file():
+        if (
+            name.startswith(f"{model}-")
+            and name != LONGER_RUN
+            and (name == f"{model}-cpu") == cpu
+            and not (inputs.root / name / CONFIG).is_file()
+        ):
             return f"{name} not run yet: the lab stopped before it"
     return None

@@ -86,8 +86,9 @@ def plain_log_labels(axis: Axis) -> None:
     panel."""
     axis.set_major_formatter(PlainLogFormatter())
     horizontal = isinstance(axis, XAxis)
-    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False,
-                                               mantissas=frozenset({2, 5}) if horizontal else None))
+    axis.set_minor_formatter(
+        PlainLogFormatter(labelOnlyBase=False, mantissas=frozenset({2, 5}) if horizontal else None)
+    )
 
 
 def _integer_epochs(ax: Axes) -> None:
@@ -129,13 +130,15 @@ def _legend(ax: Axes, lines: list[Artist], labels: list[str], **kw: Any) -> None
 @overload
 def plot_runs(runs: Sequence[RunDir], out: Path, upto_epoch: int | None = None, title: str | None = None) -> Path: ...
 @overload
-def plot_runs(runs: Sequence[RunDir], out: None = None, upto_epoch: int | None = None,
-              title: str | None = None) -> Figure: ...
+def plot_runs(
+    runs: Sequence[RunDir], out: None = None, upto_epoch: int | None = None, title: str | None = None
+) -> Figure: ...
 
 
 @literal_text
-def plot_runs(runs: Sequence[RunDir], out: Path | None = None, upto_epoch: int | None = None,
-              title: str | None = None) -> Path | Figure:
+def plot_runs(
+    runs: Sequence[RunDir], out: Path | None = None, upto_epoch: int | None = None, title: str | None = None
+) -> Path | Figure:
     """Train and validation loss (log-scale y) and validation accuracy per epoch; runs overlay."""
     fig = InlineFigure(figsize=(11, 4.2))
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -178,7 +181,11 @@ def first_epoch_label(t: EpochTiming) -> str:
     """The legend of the first epochs: cold only where the warm-up was timed apart, and then it says so."""
     if not t.warmup_s:
         return "first epoch of a session"
-    return "first epoch of a session (after a cold start of " + ", ".join(f"{w:.2f}" for w in t.warmup_s) + " s, timed apart)"
+    return (
+        "first epoch of a session (after a cold start of "
+        + ", ".join(f"{w:.2f}" for w in t.warmup_s)
+        + " s, timed apart)"
+    )
 
 
 @overload
@@ -198,19 +205,46 @@ def plot_epoch_times(runs: Sequence[RunDir], out: Path | None = None, title: str
         t = epoch_timing(rows)
         color = f"C{i % 10}"
         name = "" if len(runs) == 1 else f"{label}: "
-        ax.plot([int(r["epoch"]) for r in rows], [r["train_seconds"] for r in rows], "-o", ms=4, color=color,
-                label=f"{name}train seconds per epoch")
-        ax.plot(t.cold_epochs, t.cold_s, "o", ms=10, mfc="none", mec="red", mew=1.5,
-                label=first_epoch_label(t) if i == 0 else None)
+        ax.plot(
+            [int(r["epoch"]) for r in rows],
+            [r["train_seconds"] for r in rows],
+            "-o",
+            ms=4,
+            color=color,
+            label=f"{name}train seconds per epoch",
+        )
+        ax.plot(
+            t.cold_epochs,
+            t.cold_s,
+            "o",
+            ms=10,
+            mfc="none",
+            mec="red",
+            mew=1.5,
+            label=first_epoch_label(t) if i == 0 else None,
+        )
         busy = [r for r in rows if int(r["epoch"]) in t.busy_epochs]
         if busy:
-            ax.plot([int(r["epoch"]) for r in busy], [r["train_seconds"] for r in busy], "x", ms=11, color="darkorange",
-                    mew=2, label=f"{name}measured while the machine was busy")
+            ax.plot(
+                [int(r["epoch"]) for r in busy],
+                [r["train_seconds"] for r in busy],
+                "x",
+                ms=11,
+                color="darkorange",
+                mew=2,
+                label=f"{name}measured while the machine was busy",
+            )
         if t.steady_s:
-            ax.axhline(t.spread.median, color=color, ls="--", lw=1,
-                       label=f"{name}steady state: median {t.spread.median:.2f} s")
-            ax.axhspan(t.spread.min, t.spread.max, color=color, alpha=0.12,
-                       label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None)
+            ax.axhline(
+                t.spread.median, color=color, ls="--", lw=1, label=f"{name}steady state: median {t.spread.median:.2f} s"
+            )
+            ax.axhspan(
+                t.spread.min,
+                t.spread.max,
+                color=color,
+                alpha=0.12,
+                label=f"{name}steady state min\u2013max" if i == 0 or len(runs) > 1 else None,
+            )
         marks = _mark_resumes(ax, rows, color)
         if marks:  # one entry per run, saying how many times it was resumed
             marks[0].set_label(resumed_label(marks, name))
@@ -241,8 +275,10 @@ def plot_bench(result: BenchResult, out: Path | None = None) -> Path | Figure:
     labels = []
     for c in cells:  # the step time and its range in the bar's label, so the share axis ends at 100%
         sp = c.step
-        labels.append(f"{c.key}\n{sp.median * 1e3:.2f} ms/step ({sp.min * 1e3:.2f}\u2013"
-                      f"{sp.max * 1e3:.2f})" + ("" if c.stability.stable else " unstable"))
+        labels.append(
+            f"{c.key}\n{sp.median * 1e3:.2f} ms/step ({sp.min * 1e3:.2f}\u2013"
+            f"{sp.max * 1e3:.2f})" + ("" if c.stability.stable else " unstable")
+        )
     for i, p in enumerate(PHASES):
         vals = [100 * c.share(p) for c in cells]
         ax.barh(labels, vals, left=left, color=f"C{i}", label=p)
@@ -287,30 +323,58 @@ def plot_roofline(result: BenchResult, gpu: Gpu, out: Path | None = None) -> Pat
     cpu = expected[0].here
     threads = (result.ceilings.get("cpu") or {}).get("threads")
     on = f" on {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) else ""
-    roofs = [(f"this CPU, measured{on}; {level} bandwidth (the {' and '.join(models)}'s working set)",
-              cpu.ceiling_flops_per_s, bw, "C0", "-" if i == 0 else "--") for i, (level, bw, models) in
-             enumerate(cpu_roofs(expected))]
+    roofs = [
+        (
+            f"this CPU, measured{on}; {level} bandwidth (the {' and '.join(models)}'s working set)",
+            cpu.ceiling_flops_per_s,
+            bw,
+            "C0",
+            "-" if i == 0 else "--",
+        )
+        for i, (level, bw, models) in enumerate(cpu_roofs(expected))
+    ]
     roofs.append((f"{gpu.name}, datasheet (float32/TF32)", gpu.peak("float32"), gpu.bandwidth_bytes_per_s, "C1", "-"))
     intensity = [e.here.train_step_flops / e.here.train_step_bytes for e in expected]
     ridges = [peak / bw for _, peak, bw, _, _ in roofs]
     xs = np.logspace(np.log10(min(intensity + ridges) / 10), np.log10(max(intensity + ridges) * 10), 200)
     for label, peak, bw, color, style in roofs:
-        ax.plot(xs, np.minimum(peak, bw * xs) / 1e9, style, color=color, lw=2,
-                label=f"{label}: {peak / 1e9:,.0f} GFLOP/s, {bw / 1e9:,.0f} GB/s")
+        ax.plot(
+            xs,
+            np.minimum(peak, bw * xs) / 1e9,
+            style,
+            color=color,
+            lw=2,
+            label=f"{label}: {peak / 1e9:,.0f} GFLOP/s, {bw / 1e9:,.0f} GB/s",
+        )
     for e, x in zip(expected, intensity, strict=True):
         here = e.here.achieved_flops_per_s / 1e9
         there = e.prediction.attainable_flops_per_s / 1e9
         ax.plot([x], [here], "o", ms=9, color="C0")
         ax.plot([x], [there], "^", ms=10, mfc="none", mec="C1", mew=2)
         # measured labels below their point, predicted ones above: the two may lie close together
-        ax.annotate(f"{e.model}: measured here, {bound_label(e.here.bound)}", (x, here), textcoords="offset points",
-                    xytext=(8, -12), fontsize=8)
-        ax.annotate(f"{e.model}: predicted, {e.prediction.binds}-bound", (x, there), textcoords="offset points",
-                    xytext=(8, 4), fontsize=8)
+        ax.annotate(
+            f"{e.model}: measured here, {bound_label(e.here.bound)}",
+            (x, here),
+            textcoords="offset points",
+            xytext=(8, -12),
+            fontsize=8,
+        )
+        ax.annotate(
+            f"{e.model}: predicted, {e.prediction.binds}-bound",
+            (x, there),
+            textcoords="offset points",
+            xytext=(8, 4),
+            fontsize=8,
+        )
         if e.there is not None:
             ax.plot([x], [e.there.achieved_flops_per_s / 1e9], "x", ms=10, mew=2, color="C2")
-            ax.annotate(f"{e.model}: measured on {result.devices.get('cuda', 'the GPU')}",
-                        (x, e.there.achieved_flops_per_s / 1e9), textcoords="offset points", xytext=(8, -4), fontsize=8)
+            ax.annotate(
+                f"{e.model}: measured on {result.devices.get('cuda', 'the GPU')}",
+                (x, e.there.achieved_flops_per_s / 1e9),
+                textcoords="offset points",
+                xytext=(8, -4),
+                fontsize=8,
+            )
     ax.plot([], [], "o", color="C0", label="a training step measured on this CPU")
     ax.plot([], [], "^", mfc="none", mec="C1", mew=2, label=f"the same step predicted on the {gpu.name} (a bound)")
     if any(e.there is not None for e in expected):
@@ -346,18 +410,30 @@ def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None
     for i, d in enumerate(results):
         color, fit = f"C{i % 10}", d.fit
         batches = sorted(d.timings)
-        ax.plot([b for b in batches for _ in d.timings[b]], [t * 1e3 for b in batches for t in d.timings[b]],
-                ".", ms=3, alpha=0.5, color=color)
+        ax.plot(
+            [b for b in batches for _ in d.timings[b]],
+            [t * 1e3 for b in batches for t in d.timings[b]],
+            ".",
+            ms=3,
+            alpha=0.5,
+            color=color,
+        )
         ax.plot(batches, [statistics.median(d.timings[b]) * 1e3 for b in batches], "o", ms=6, color=color)
         span = d.fitted_batches
         if batches[-1] > span[-1]:  # the line beyond the batches it was fitted to: dotted
             xs = np.logspace(np.log10(span[-1]), np.log10(batches[-1]), 50)
             ax.plot(xs, [fit.at(x) * 1e3 for x in xs], ":", lw=1.2, color=color)
         xs = np.logspace(np.log10(span[0]), np.log10(span[-1]), 100)
-        ax.plot(xs, [fit.at(x) * 1e3 for x in xs], "-", lw=1.5, color=color,
-                label=f"{d.model}, {d.threads} thread{'s' * (d.threads != 1)}: {fit.fixed_s * 1e3:.3f} ms + "
-                      f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}"
-                      + ("" if d.stability.stable else " (unstable)"))
+        ax.plot(
+            xs,
+            [fit.at(x) * 1e3 for x in xs],
+            "-",
+            lw=1.5,
+            color=color,
+            label=f"{d.model}, {d.threads} thread{'s' * (d.threads != 1)}: {fit.fixed_s * 1e3:.3f} ms + "
+            f"{fit.per_sample_s * 1e6:.2f} us x batch; {bound_label(d.binds)} at batch {d.batch_size}"
+            + ("" if d.stability.stable else " (unstable)"),
+        )
         if fit.fixed_s > 0:
             ax.axhline(fit.fixed_s * 1e3, color=color, ls="--", lw=0.8)
         ax.axvline(d.batch_size, color="grey", ls=":", lw=0.8)
@@ -377,13 +453,15 @@ def plot_decomposition(results: Sequence[Decomposition], out: Path | None = None
 @overload
 def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path) -> Path: ...
 @overload
-def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int],
-                         out: None = None) -> Figure: ...
+def plot_label_histogram(
+    classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: None = None
+) -> Figure: ...
 
 
 @literal_text
-def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Sequence[int],
-                         out: Path | None = None) -> Path | Figure:
+def plot_label_histogram(
+    classes: Sequence[str], train: Sequence[int], test: Sequence[int], out: Path | None = None
+) -> Path | Figure:
     """How many training and test samples carry each label."""
     fig = InlineFigure(figsize=(8, 3.6))
     ax = fig.subplots()
@@ -402,13 +480,15 @@ def plot_label_histogram(classes: Sequence[str], train: Sequence[int], test: Seq
 @overload
 def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path, n: int = 32) -> Path: ...
 @overload
-def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: None = None,
-                 n: int = 32) -> Figure: ...
+def plot_samples(
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: None = None, n: int = 32
+) -> Figure: ...
 
 
 @literal_text
-def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path | None = None,
-                 n: int = 32) -> Path | Figure:
+def plot_samples(
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path | None = None, n: int = 32
+) -> Path | Figure:
     """A grid of the first `n` images (uint8, (N, H, W)) titled with their labels."""
     n = min(n, len(images))
     cols = min(8, n)
@@ -420,8 +500,12 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
         ax.axis("off")
         if i < n:
             ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{int(labels[i])}: {classes[int(labels[i])]}" if classes[int(labels[i])] != str(int(labels[i]))
-                         else str(int(labels[i])), fontsize=8)
+            ax.set_title(
+                f"{int(labels[i])}: {classes[int(labels[i])]}"
+                if classes[int(labels[i])] != str(int(labels[i]))
+                else str(int(labels[i])),
+                fontsize=8,
+            )
     return _finish(fig, out)
 
 

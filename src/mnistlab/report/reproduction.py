@@ -97,9 +97,11 @@ def _pipeline_words(bench: BenchResult | None, model: str) -> str:
     ref, res = bench.cell("reference", "cpu", model), bench.cell("resident", "cpu", model)
     if ref is None:
         return "the bench did not time the notebook's pipeline"
-    said = (f"the notebook's per-sample pipeline, timed here: {ref.step_median_s * 1e3:.1f} ms a step, "
-            f"{ref.share('data', 'h2d'):.0%} of it getting the batch in, "
-            f"{ref.epoch_s_median:.1f} s an epoch's training")
+    said = (
+        f"the notebook's per-sample pipeline, timed here: {ref.step_median_s * 1e3:.1f} ms a step, "
+        f"{ref.share('data', 'h2d'):.0%} of it getting the batch in, "
+        f"{ref.epoch_s_median:.1f} s an epoch's training"
+    )
     if res is not None:
         said += f"; with the data resident, {res.step_median_s * 1e3:.1f} ms a step"
     return said
@@ -117,33 +119,52 @@ def reproduction(inputs: Inputs) -> Reproduction:
         for epoch in (1, 10, 20):
             train, val = nb["mlp_cpu_epochs"][epoch]
             ours = _losses(m, epoch)
-            rows.append([f"MLP, CPU, epoch {epoch}: train / validation loss", f"{train:.4f} / {val:.4f}",
-                         ours if ours != "-" else f"- ({plural(n, 'epoch')} trained here)",
-                         same if ours != "-" else "fewer epochs were trained here"])
+            rows.append(
+                [
+                    f"MLP, CPU, epoch {epoch}: train / validation loss",
+                    f"{train:.4f} / {val:.4f}",
+                    ours if ours != "-" else f"- ({plural(n, 'epoch')} trained here)",
+                    same if ours != "-" else "fewer epochs were trained here",
+                ]
+            )
         test = mlp.test()
         acc, loss, secs = nb["mlp_cpu_test"]
         if test:
-            rows.append(["MLP, CPU: test set", f"{acc:.2f}% (loss {loss:.4f}) after 20 epochs, in {secs:.2f} s",
-                         f"{test['accuracy']:.2%} (loss {test['loss']:.4f}) after {plural(n, 'epoch')}, in "
-                         f"{test['seconds']:.2f} s",
-                         ("fewer epochs; " if n < 20 else "") + "the test images are decoded once and kept as one "
-                         "tensor, not per sample at each pass"])
+            rows.append(
+                [
+                    "MLP, CPU: test set",
+                    f"{acc:.2f}% (loss {loss:.4f}) after 20 epochs, in {secs:.2f} s",
+                    f"{test['accuracy']:.2%} (loss {test['loss']:.4f}) after {plural(n, 'epoch')}, in "
+                    f"{test['seconds']:.2f} s",
+                    ("fewer epochs; " if n < 20 else "") + "the test images are decoded once and kept as one "
+                    "tensor, not per sample at each pass",
+                ]
+            )
         epoch_s = _steady_epoch_s(mlp)
-        rows.append(["MLP, CPU: seconds per epoch (train + validation)",
-                     f"about {nb['mlp_cpu_epoch_s']:.1f} s; {nb['mlp_cpu_10_epochs_s']:.2f} s for 10 epochs",
-                     "-" if epoch_s is None else f"{epoch_s:.2f} s (steady-state median)",
-                     _pipeline_words(bench, "mlp")])
+        rows.append(
+            [
+                "MLP, CPU: seconds per epoch (train + validation)",
+                f"about {nb['mlp_cpu_epoch_s']:.1f} s; {nb['mlp_cpu_10_epochs_s']:.2f} s for 10 epochs",
+                "-" if epoch_s is None else f"{epoch_s:.2f} s (steady-state median)",
+                _pipeline_words(bench, "mlp"),
+            ]
+        )
     gpu_mlp = inputs.gpu_runs("mlp")
     g = nb["mlp_gpu"]
-    quoted = (f"epoch 1: train loss {g['epoch_1'][0]:.4f}, test {g['epoch_1'][1]:.2f}%; epoch 10: train loss "
-              f"{g['epoch_10'][0]:.4f}, test {g['epoch_10'][1]:.2f}% (loss {g['epoch_10'][2]:.4f}); about "
-              f"{g['epoch_s']:.1f} s per epoch")
+    quoted = (
+        f"epoch 1: train loss {g['epoch_1'][0]:.4f}, test {g['epoch_1'][1]:.2f}%; epoch 10: train loss "
+        f"{g['epoch_10'][0]:.4f}, test {g['epoch_10'][1]:.2f}% (loss {g['epoch_10'][2]:.4f}); about "
+        f"{g['epoch_s']:.1f} s per epoch"
+    )
     if gpu_mlp:
         r = gpu_mlp[0]
         test, epoch_s = r.test(), _steady_epoch_s(r)
-        ours = (f"{r.env().get('device')}: train loss {r.metrics()[-1]['train_loss']:.4f} after "
-                f"{plural(len(r.metrics()), 'epoch')}" + (f", test {test['accuracy']:.2%}" if test else "")
-                + ("" if epoch_s is None else f"; {epoch_s:.2f} s per epoch"))
+        ours = (
+            f"{r.env().get('device')}: train loss {r.metrics()[-1]['train_loss']:.4f} after "
+            f"{plural(len(r.metrics()), 'epoch')}"
+            + (f", test {test['accuracy']:.2%}" if test else "")
+            + ("" if epoch_s is None else f"; {epoch_s:.2f} s per epoch")
+        )
         why = "on the T4 the notebook still decoded every image on the CPU at each step; ours are resident on the GPU"
     else:
         ours, why = "- (no GPU on this machine)", "not measured here: Q6 predicts it instead"
@@ -153,33 +174,51 @@ def reproduction(inputs: Inputs) -> Reproduction:
     if cnn is not None:
         rows_ = cnn.metrics()
         first = _first_loss(cnn)
-        rows.append(["CNN, CPU: loss at the first step", f"{c['step_0_loss']:.4f} (step 0)",
-                     "-" if first is None else f"{first:.4f} (step 1)",
-                     f"a fresh 10-class model starts near ln 10 = {FRESH_LOSS:.2f}: the notebook's CNN had been "
-                     f"trained before (it continued a model from an earlier cell)"])
+        rows.append(
+            [
+                "CNN, CPU: loss at the first step",
+                f"{c['step_0_loss']:.4f} (step 0)",
+                "-" if first is None else f"{first:.4f} (step 1)",
+                f"a fresh 10-class model starts near ln 10 = {FRESH_LOSS:.2f}: the notebook's CNN had been "
+                f"trained before (it continued a model from an earlier cell)",
+            ]
+        )
         cap = capped(cnn)
-        rows.append(["CNN, CPU: training seconds, epochs 1 and 2", f"{c['epoch_s'][0]:.2f} s, {c['epoch_s'][1]:.2f} s",
-                     ", ".join(f"{r['train_seconds']:.2f} s" for r in rows_[:2])
-                     + (f" ({int(rows_[0]['steps'])} steps each)" if cap else ""),
-                     (f"each epoch capped at {plural(cap, 'step')} here; " if cap else "")
-                     + _pipeline_words(bench, "cnn")])
+        rows.append(
+            [
+                "CNN, CPU: training seconds, epochs 1 and 2",
+                f"{c['epoch_s'][0]:.2f} s, {c['epoch_s'][1]:.2f} s",
+                ", ".join(f"{r['train_seconds']:.2f} s" for r in rows_[:2])
+                + (f" ({int(rows_[0]['steps'])} steps each)" if cap else ""),
+                (f"each epoch capped at {plural(cap, 'step')} here; " if cap else "") + _pipeline_words(bench, "cnn"),
+            ]
+        )
         test = cnn.test()
         val_accs = ", ".join(f"{r['val_accuracy']:.2%}" for r in rows_[:2])
-        rows.append(["CNN, CPU: accuracy after epochs 1 and 2", f"test {c['test'][0]:.2f}%, {c['test'][1]:.2f}%",
-                     f"validation {val_accs}" + (f"; test {test['accuracy']:.2%} after {len(rows_)}" if test else ""),
-                     "the notebook's CNN had been trained before (the row above); a fresh one needs more epochs "
-                     "(the row below)"])
+        rows.append(
+            [
+                "CNN, CPU: accuracy after epochs 1 and 2",
+                f"test {c['test'][0]:.2f}%, {c['test'][1]:.2f}%",
+                f"validation {val_accs}" + (f"; test {test['accuracy']:.2%} after {len(rows_)}" if test else ""),
+                "the notebook's CNN had been trained before (the row above); a fresh one needs more epochs "
+                "(the row below)",
+            ]
+        )
     rows.append(_longer_row(inputs))
     gc = nb["cnn_gpu"]
     gpu_cnn = inputs.gpu_runs("cnn")
-    quoted = (f"step-0 loss {gc['step_0_loss']:.4f}; {gc['epoch_s'][0]:.2f} s, {gc['epoch_s'][1]:.2f} s; test "
-              f"{gc['test'][0]:.2f}%, {gc['test'][1]:.2f}%")
+    quoted = (
+        f"step-0 loss {gc['step_0_loss']:.4f}; {gc['epoch_s'][0]:.2f} s, {gc['epoch_s'][1]:.2f} s; test "
+        f"{gc['test'][0]:.2f}%, {gc['test'][1]:.2f}%"
+    )
     if gpu_cnn:
         r = gpu_cnn[0]
         first, test = _first_loss(r), r.test()
-        ours = (("" if first is None else f"step-1 loss {first:.4f}; ")
-                + ", ".join(f"{x['train_seconds']:.2f} s" for x in r.metrics()[:2])
-                + (f"; test {test['accuracy']:.2%}" if test else ""))
+        ours = (
+            ("" if first is None else f"step-1 loss {first:.4f}; ")
+            + ", ".join(f"{x['train_seconds']:.2f} s" for x in r.metrics()[:2])
+            + (f"; test {test['accuracy']:.2%}" if test else "")
+        )
         why = "a fresh model again (the notebook continued one), and the data resident on the GPU"
     else:
         ours, why = "- (no GPU on this machine)", "not measured here: Q9 predicts it instead"
@@ -193,20 +232,26 @@ def _longer_row(inputs: Inputs) -> list[str]:
     quoted = "- (not printed: its CNN was not fresh)"
     run = next((r for r in inputs.runs if r.name == LONGER_RUN), None)
     if run is None:
-        return [what, quoted, "- (not measured here)",
-                f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for {LONGER_EPOCHS} epochs and names the "
-                f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn "
-                f"--epochs {LONGER_EPOCHS}"]
+        return [
+            what,
+            quoted,
+            "- (not measured here)",
+            f"the full lab (mnistlab lab) trains a fresh CNN on the CPU for {LONGER_EPOCHS} epochs and names the "
+            f"first at {CNN_TARGET:.1%} validation accuracy; or: mnistlab train --model cnn "
+            f"--epochs {LONGER_EPOCHS}",
+        ]
     rows, test = run.metrics(), run.test()
     hit = next((r for r in rows if r["val_accuracy"] >= CNN_TARGET), None)
     cfg = config(run)
-    ours = (f"epoch {int(hit['epoch'])} ({hit['val_accuracy']:.2%} validation accuracy)" if hit
-            else f"not within {plural(len(rows), 'epoch')} "
-                 f"(best {max(r['val_accuracy'] for r in rows):.2%} validation)")
+    ours = (
+        f"epoch {int(hit['epoch'])} ({hit['val_accuracy']:.2%} validation accuracy)"
+        if hit
+        else f"not within {plural(len(rows), 'epoch')} (best {max(r['val_accuracy'] for r in rows):.2%} validation)"
+    )
     if test:
         ours += f"; test {test['accuracy']:.2%} after {plural(len(rows), 'epoch')}"
     recipe = f"{run.name}: the notebook's recipe (SGD lr {cfg['lr']}, momentum {cfg['momentum']}) from a fresh model"
-    needs = (f"needs {plural(int(hit['epoch']), 'epoch')}" if hit else f"needs more than {plural(len(rows), 'epoch')}")
+    needs = f"needs {plural(int(hit['epoch']), 'epoch')}" if hit else f"needs more than {plural(len(rows), 'epoch')}"
     return [what, quoted, ours, f"{recipe} {needs}: the notebook's 2 epochs came on top of earlier training"]
 
 

@@ -21,9 +21,19 @@ from mnistlab.report.plots import plot_runs
 from mnistlab.training.config import check_run_config
 
 BUSY = "busy"  # the mark of an epoch measured while the machine was busy
-RUN_HEADERS = ["run", "model", "device", "recipe", "epochs", "first epoch s",
-               "steady train s/epoch median (min\u2013max)", "steady ms/step", "steady samples/s", "test accuracy",
-               "test s"]
+RUN_HEADERS = [
+    "run",
+    "model",
+    "device",
+    "recipe",
+    "epochs",
+    "first epoch s",
+    "steady train s/epoch median (min\u2013max)",
+    "steady ms/step",
+    "steady samples/s",
+    "test accuracy",
+    "test s",
+]
 
 
 def config(run: RunDir) -> dict[str, Any]:
@@ -88,12 +98,28 @@ def run_summary_row(run: RunDir) -> list[str]:
         sps = f"{statistics.median(t.steady_samples_per_s):,.0f}"
     else:
         steady = step = sps = "- (no steady epoch)"
-    first = ", ".join(_fmt_s(r["train_seconds"]) + epoch_marks(r, t, first_column=True)
-                      for r in rows if int(r["epoch"]) in t.cold_epochs)
-    recipe = (f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum {cfg['momentum']}, {run_levers_text(cfg)}, "
-              f"seed {cfg['seed']}")
-    return [run.name, cfg["model"], run.env().get("device", cfg["device"]), recipe, n, first or "-", steady, step, sps,
-            f"{test['accuracy']:.2%}" if test else "-", _fmt_s(test["seconds"]) if test else "-"]
+    first = ", ".join(
+        _fmt_s(r["train_seconds"]) + epoch_marks(r, t, first_column=True)
+        for r in rows
+        if int(r["epoch"]) in t.cold_epochs
+    )
+    recipe = (
+        f"batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum {cfg['momentum']}, {run_levers_text(cfg)}, "
+        f"seed {cfg['seed']}"
+    )
+    return [
+        run.name,
+        cfg["model"],
+        run.env().get("device", cfg["device"]),
+        recipe,
+        n,
+        first or "-",
+        steady,
+        step,
+        sps,
+        f"{test['accuracy']:.2%}" if test else "-",
+        _fmt_s(test["seconds"]) if test else "-",
+    ]
 
 
 def run_section(doc: Document, r: RunDir, figs: Path) -> None:
@@ -105,11 +131,29 @@ def run_section(doc: Document, r: RunDir, figs: Path) -> None:
     doc.image(f, f"{r.name}: train and validation loss after {after} (log scale)")
     t = epoch_timing(rows)
     cap = capped(r)
-    doc.table([f"epoch ({cap} steps)" if cap else "epoch", "train loss", "val loss", "val accuracy", "train s",
-               "val s", "samples/s"],
-              [[int(x["epoch"]), f"{x['train_loss']:.4f}", f"{x['val_loss']:.4f}", f"{x['val_accuracy']:.2%}",
-                _fmt_s(x["train_seconds"]) + epoch_marks(x, t), _fmt_s(x["val_seconds"]),
-                f"{x['samples_per_s']:,.0f}"] for x in rows])
+    doc.table(
+        [
+            f"epoch ({cap} steps)" if cap else "epoch",
+            "train loss",
+            "val loss",
+            "val accuracy",
+            "train s",
+            "val s",
+            "samples/s",
+        ],
+        [
+            [
+                int(x["epoch"]),
+                f"{x['train_loss']:.4f}",
+                f"{x['val_loss']:.4f}",
+                f"{x['val_accuracy']:.2%}",
+                _fmt_s(x["train_seconds"]) + epoch_marks(x, t),
+                _fmt_s(x["val_seconds"]),
+                f"{x['samples_per_s']:,.0f}",
+            ]
+            for x in rows
+        ],
+    )
 
 
 PATIENCE = 3  # Q4's rule: epochs without a new low of the validation loss after which training stops
@@ -145,15 +189,19 @@ class TrainLonger:
         b, best = int(self.best["epoch"]), self.best["val_loss"]
         rule = f"early stopping with a patience of {PATIENCE} epochs"
         if self.too_long:
-            return (f"{n} epochs is too long: the validation loss was lowest at epoch {b} ({best:.4f}) and no lower in "
-                    f"the {plural(n - b, 'epoch')} after it; {rule} would have stopped at epoch {b + PATIENCE}, "
-                    f"keeping epoch {b}.")
+            return (
+                f"{n} epochs is too long: the validation loss was lowest at epoch {b} ({best:.4f}) and no lower in "
+                f"the {plural(n - b, 'epoch')} after it; {rule} would have stopped at epoch {b + PATIENCE}, "
+                f"keeping epoch {b}."
+            )
         k = min(5, n - 1)
         before = self.rows[-1 - k]["val_loss"]
         fall = f", down {percent(_ratio(before - best, before))} over the last {plural(k, 'epoch')}" if b == n else ""
         when = "at the last epoch" if b == n else f"at epoch {b} of {n}, fewer than {PATIENCE} epochs before the end"
-        return (f"Train longer: the validation loss reached a new low {when} ({best:.4f}{fall}); {rule} would not "
-                f"have stopped.")
+        return (
+            f"Train longer: the validation loss reached a new low {when} ({best:.4f}{fall}); {rule} would not "
+            f"have stopped."
+        )
 
     def evidence(self) -> list[list[str]]:
         """The curve's last epochs: each validation loss, the lowest so far and the epochs since that low."""
@@ -161,9 +209,16 @@ class TrainLonger:
         for r in rows:
             if r["val_loss"] < low:
                 low, low_epoch = r["val_loss"], int(r["epoch"])
-            out.append([str(int(r["epoch"])), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{low:.4f}",
-                        str(int(r["epoch"]) - low_epoch)])
-        return out[-(PATIENCE + 3):]
+            out.append(
+                [
+                    str(int(r["epoch"])),
+                    f"{r['train_loss']:.4f}",
+                    f"{r['val_loss']:.4f}",
+                    f"{low:.4f}",
+                    str(int(r["epoch"]) - low_epoch),
+                ]
+            )
+        return out[-(PATIENCE + 3) :]
 
 
 TRAIN_LONGER_HEADERS = ["epoch", "train loss", "validation loss", "lowest so far", "epochs since the lowest"]
@@ -179,8 +234,10 @@ def training_observations(run: RunDir) -> list[str]:
     out = [f"{run.name}: {t.answer()}"]
     if t.epochs >= 2:
         last = t.rows[-1]
-        out.append(f"{run.name}: at the last epoch the validation loss is {last['val_loss']:.4f} and the training loss "
-                   f"{last['train_loss']:.4f} (the training loss is averaged over an epoch of still-changing weights).")
+        out.append(
+            f"{run.name}: at the last epoch the validation loss is {last['val_loss']:.4f} and the training loss "
+            f"{last['train_loss']:.4f} (the training loss is averaged over an epoch of still-changing weights)."
+        )
     return out
 
 
@@ -202,11 +259,15 @@ def device_comparisons(runs: list[RunDir], model: str | None = None) -> list[str
                 continue
             a, b = epoch_timing(cpu.metrics()).steady_step_s, epoch_timing(run.metrics()).steady_step_s
             if not a or not b:
-                out.append(f"{m}: no steady-state epoch on both devices (every epoch of one of them is the first "
-                           f"of its session), so no fair comparison.")
+                out.append(
+                    f"{m}: no steady-state epoch on both devices (every epoch of one of them is the first "
+                    f"of its session), so no fair comparison."
+                )
                 continue
-            out.append(f"{m}: a training step on {dev} took {statistics.median(b) * 1e3:.2f} ms against "
-                       f"{statistics.median(a) * 1e3:.2f} ms on the CPU: {dev} vs the CPU "
-                       f"{Ratio.paired(a, b).words()} (steady-state epochs, each device's paired in order; "
-                       f"per step so that runs with different step limits compare equal work).")
+            out.append(
+                f"{m}: a training step on {dev} took {statistics.median(b) * 1e3:.2f} ms against "
+                f"{statistics.median(a) * 1e3:.2f} ms on the CPU: {dev} vs the CPU "
+                f"{Ratio.paired(a, b).words()} (steady-state epochs, each device's paired in order; "
+                f"per step so that runs with different step limits compare equal work)."
+            )
     return out

@@ -25,25 +25,50 @@ from mnistlab.training.config import CONFIG_SCHEMA, MAX_STEPS
 
 _FLAG = maybe(Check(lambda v: isinstance(v, bool), "true/false"))
 # an optimizer group's settings: the numbers the update multiplies by, each in its range, and its flags
-PARAM_GROUP = {"params": ["count"], "lr?": Check(lambda v: is_number(v) and 0 < v < 1e6, "a number in (0, 1e6)"),
-               "momentum?": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-               "dampening?": Range(0, 1), "weight_decay?": Range(0, 1e6), "nesterov?": _FLAG, "maximize?": _FLAG,
-               "foreach?": _FLAG, "differentiable?": _FLAG, "fused?": _FLAG, "capturable?": _FLAG}
+PARAM_GROUP = {
+    "params": ["count"],
+    "lr?": Check(lambda v: is_number(v) and 0 < v < 1e6, "a number in (0, 1e6)"),
+    "momentum?": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "dampening?": Range(0, 1),
+    "weight_decay?": Range(0, 1e6),
+    "nesterov?": _FLAG,
+    "maximize?": _FLAG,
+    "foreach?": _FLAG,
+    "differentiable?": _FLAG,
+    "fused?": _FLAG,
+    "capturable?": _FLAG,
+}
 CHECKPOINT_SCHEMA = {
-    "model": Check(lambda m: isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                         for k, v in m.items()), "a map of parameter names to tensors"),
+    "model": Check(
+        lambda m: isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in m.items()),
+        "a map of parameter names to tensors",
+    ),
     "optimizer": {"state": Check(lambda v: isinstance(v, dict), "an object"), "param_groups": [PARAM_GROUP]},
-    "epoch": Range(0, rd.MAX_EPOCHS, whole=True), "global_step": "count",
+    "epoch": Range(0, rd.MAX_EPOCHS, whole=True),
+    "global_step": "count",
     # types and ranges only: a checkpoint stays readable where its dataset is not registered
-    "config": CONFIG_SCHEMA, "history": [Closed(rd.METRIC_ROW), (0, rd.MAX_EPOCHS)],
-    "step_log": [Closed(rd.STEP_ROW), (0, rd.MAX_STEP_ROWS)], "best_val_loss": Check(lambda v: is_number(v) or v == float("inf"), "a number (inf before the first epoch)"), "best_epoch": "count",
-    "rng_cpu": Check(lambda r: isinstance(r, torch.Tensor) and r.dtype == torch.uint8
-                     and r.shape == torch.get_rng_state().shape, "the CPU generator's state (a uint8 tensor)"),
+    "config": CONFIG_SCHEMA,
+    "history": [Closed(rd.METRIC_ROW), (0, rd.MAX_EPOCHS)],
+    "step_log": [Closed(rd.STEP_ROW), (0, rd.MAX_STEP_ROWS)],
+    "best_val_loss": Check(lambda v: is_number(v) or v == float("inf"), "a number (inf before the first epoch)"),
+    "best_epoch": "count",
+    "rng_cpu": Check(
+        lambda r: isinstance(r, torch.Tensor) and r.dtype == torch.uint8 and r.shape == torch.get_rng_state().shape,
+        "the CPU generator's state (a uint8 tensor)",
+    ),
     "partial?": maybe(Check(lambda v: isinstance(v, dict), "an object")),
 }
-PARTIAL_SCHEMA = Closed({"steps": Range(1, MAX_STEPS, whole=True), "losses": Check(
-    lambda t: isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.dim() == 1, "a float32 tensor of losses"),
-    "samples": "positive count", "seconds": "seconds"})
+PARTIAL_SCHEMA = Closed(
+    {
+        "steps": Range(1, MAX_STEPS, whole=True),
+        "losses": Check(
+            lambda t: isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.dim() == 1,
+            "a float32 tensor of losses",
+        ),
+        "samples": "positive count",
+        "seconds": "seconds",
+    }
+)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], writer: Writer = FILES) -> None:
@@ -51,8 +76,10 @@ def save_checkpoint(path: Path, state: dict[str, Any], writer: Writer = FILES) -
         return
     bad = next(((k, v) for k, v in state["model"].items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:  # it would save, and then no eval or resume could read it back: fail now
-        raise ModelError(f"the model's state_dict() holds {bad[0]!r}, a {type(bad[1]).__name__}, not a tensor; "
-                         f"a checkpoint must hold only tensors (keep other state out of state_dict())")
+        raise ModelError(
+            f"the model's state_dict() holds {bad[0]!r}, a {type(bad[1]).__name__}, not a tensor; "
+            f"a checkpoint must hold only tensors (keep other state out of state_dict())"
+        )
     buf = io.BytesIO()
     torch.save(state, buf)
     writer.bytes(path, buf.getvalue())
@@ -68,11 +95,23 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             state = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
-            raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data "
-                                  f"(loading it could run code)") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds objects other than tensors and plain data (loading it could run code)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
-            TypeError, IndexError, RecursionError, MemoryError):
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        IndexError,
+        RecursionError,
+        MemoryError,
+    ):
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt)") from None
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise CheckpointError(f"{path}: not a mnistlab checkpoint (missing model or epoch)")
@@ -109,8 +148,10 @@ def _check_tensor(t: Any, like: torch.Tensor, path: Path, field: str) -> None:
     if t.shape != like.shape or t.dtype != like.dtype:
         raise _bad(path, field, f"is {t.dtype} {list(t.shape)}, expected {like.dtype} {list(like.shape)}")
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise CheckpointError(f"{path}: {field} holds NaN or infinite values: these weights are unusable "
-                              f"(the run diverged or the file was altered); evaluate or resume another checkpoint")
+        raise CheckpointError(
+            f"{path}: {field} holds NaN or infinite values: these weights are unusable "
+            f"(the run diverged or the file was altered); evaluate or resume another checkpoint"
+        )
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
@@ -124,8 +165,10 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) 
     for name, like in expected.items():
         t = got[name]
         if isinstance(t, torch.Tensor) and (t.shape != like.shape or t.dtype != like.dtype):
-            raise CheckpointError(f"{path}: does not fit this model (field 'model.{name}' is {t.dtype} "
-                                  f"{list(t.shape)}, the model's is {like.dtype} {list(like.shape)})")
+            raise CheckpointError(
+                f"{path}: does not fit this model (field 'model.{name}' is {t.dtype} "
+                f"{list(t.shape)}, the model's is {like.dtype} {list(like.shape)})"
+            )
         _check_tensor(t, like, path, f"model.{name}")
     try:
         model.load_state_dict(got)

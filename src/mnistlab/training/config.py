@@ -31,15 +31,29 @@ def _open(low: float, high: float) -> Check:
 
 
 # every field's type and range: what config.json, a checkpoint's config, the command line and Python may give
-_FIELDS = {"model": "text", "dataset": "text", "epochs": _whole(1, MAX_EPOCHS),
-           "batch_size": _whole(1, MAX_BATCH_SIZE), "lr": _open(0, 1e6),
-           "momentum": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-           "val_fraction": _open(0, 1), "seed": _whole(0, MAX_SEED), "device": one_of(DEVICES),
-           "early_stop": maybe(_whole(1, MAX_EPOCHS)), "data_dir": "text?", "subset": maybe(_whole(1, MAX_STEPS)),
-           "max_steps": maybe(_whole(1, MAX_STEPS)), "log_every": _whole(1, MAX_STEPS),
-           "checkpoint_every": maybe(_whole(1, MAX_STEPS)), "dist_timeout": _whole(1, MAX_TIMEOUT_S),
-           "deterministic": "bool", "precision": one_of(PRECISIONS), "channels_last": "bool",
-           "compile": one_of(COMPILE_MODES), "cuda_graphs": "bool"}
+_FIELDS = {
+    "model": "text",
+    "dataset": "text",
+    "epochs": _whole(1, MAX_EPOCHS),
+    "batch_size": _whole(1, MAX_BATCH_SIZE),
+    "lr": _open(0, 1e6),
+    "momentum": Check(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "val_fraction": _open(0, 1),
+    "seed": _whole(0, MAX_SEED),
+    "device": one_of(DEVICES),
+    "early_stop": maybe(_whole(1, MAX_EPOCHS)),
+    "data_dir": "text?",
+    "subset": maybe(_whole(1, MAX_STEPS)),
+    "max_steps": maybe(_whole(1, MAX_STEPS)),
+    "log_every": _whole(1, MAX_STEPS),
+    "checkpoint_every": maybe(_whole(1, MAX_STEPS)),
+    "dist_timeout": _whole(1, MAX_TIMEOUT_S),
+    "deterministic": "bool",
+    "precision": one_of(PRECISIONS),
+    "channels_last": "bool",
+    "compile": one_of(COMPILE_MODES),
+    "cuda_graphs": "bool",
+}
 CONFIG_SCHEMA = Closed({k if k in REQUIRED_KEYS else f"{k}?": v for k, v in _FIELDS.items()})
 
 
@@ -59,26 +73,41 @@ class TrainConfig:
     val_fraction: float = _opt(0.2, "share of the official training set held out for validation")
     seed: int = _opt(0, "seed of the split, the initial weights and the batch order")
     device: str = _opt("auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES)
-    early_stop: int | None = _opt(None, "stop after this many epochs without a better validation loss",
-                                  metavar="PATIENCE")
-    data_dir: str | None = _opt(None, "data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, "
-                                      "else ~/.cache/mnistlab)")
+    early_stop: int | None = _opt(
+        None, "stop after this many epochs without a better validation loss", metavar="PATIENCE"
+    )
+    data_dir: str | None = _opt(
+        None, "data root (default: $MNISTLAB_DATA, else $XDG_CACHE_HOME/mnistlab, else ~/.cache/mnistlab)"
+    )
     subset: int | None = _opt(None, "keep only the first N samples of each split (quick runs, tests)", metavar="N")
     max_steps: int | None = _opt(None, "at most N optimizer steps per epoch (quick runs)", metavar="N")
     log_every: int = _opt(100, "record the train loss every N steps, as the notebook does", metavar="N")
-    checkpoint_every: int | None = _opt(None, "also write last.pt every N steps within an epoch: a kill costs at "
-                                        "most N steps, and a resume continues mid-epoch", metavar="STEPS")
-    dist_timeout: int = _opt(DEFAULT_TIMEOUT_S, "under torchrun: seconds a process waits for its peers (start-up, "
-                             "each exchange) before the run fails with one line", metavar="SECONDS")
+    checkpoint_every: int | None = _opt(
+        None,
+        "also write last.pt every N steps within an epoch: a kill costs at "
+        "most N steps, and a resume continues mid-epoch",
+        metavar="STEPS",
+    )
+    dist_timeout: int = _opt(
+        DEFAULT_TIMEOUT_S,
+        "under torchrun: seconds a process waits for its peers (start-up, "
+        "each exchange) before the run fails with one line",
+        metavar="SECONDS",
+    )
     deterministic: bool = _opt(False, "use only deterministic kernels (slower; same result on every rerun)")
     # speed levers (training/levers.py); a lever a device lacks is a ConfigError when the device is known
-    precision: str = _opt("32", "32: float32; bf16-mixed / 16-mixed: autocast to bfloat16 / float16 "
-                          "(16-mixed: CUDA, with a GradScaler)", choices=PRECISIONS)
+    precision: str = _opt(
+        "32",
+        "32: float32; bf16-mixed / 16-mixed: autocast to bfloat16 / float16 (16-mixed: CUDA, with a GradScaler)",
+        choices=PRECISIONS,
+    )
     channels_last: bool = _opt(False, "keep conv weights and inputs in channels-last (NHWC) memory format")
-    compile: str = _opt("off", "torch.compile the model's training forward/backward in this mode",
-                        choices=COMPILE_MODES)
-    cuda_graphs: bool = _opt(False, "CUDA only: capture the whole training step (forward, backward, "
-                             "optimizer) once and replay it")
+    compile: str = _opt(
+        "off", "torch.compile the model's training forward/backward in this mode", choices=COMPILE_MODES
+    )
+    cuda_graphs: bool = _opt(
+        False, "CUDA only: capture the whole training step (forward, backward, optimizer) once and replay it"
+    )
 
     def __post_init__(self) -> None:
         from mnistlab.training.models import check_model_spec  # torch: only when a config is built

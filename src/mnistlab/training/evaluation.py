@@ -32,9 +32,12 @@ class EvalResult:
     def rows(self) -> list[tuple[str, str]]:
         """Name and value of each figure, as a notebook shows them."""
         per_class = ", ".join(f"{i}: {a:.1%}" for i, a in enumerate(self.per_class_accuracy))
-        return [("accuracy", f"{self.accuracy:.2%} ({self.correct:,} of {self.total:,})"),
-                ("loss", f"{self.loss:.4f} (mean cross-entropy per sample)"), ("seconds", f"{self.seconds:.2f}"),
-                ("per-class accuracy", per_class)]
+        return [
+            ("accuracy", f"{self.accuracy:.2%} ({self.correct:,} of {self.total:,})"),
+            ("loss", f"{self.loss:.4f} (mean cross-entropy per sample)"),
+            ("seconds", f"{self.seconds:.2f}"),
+            ("per-class accuracy", per_class),
+        ]
 
     def _repr_html_(self) -> str:
         return html_table("test result", self.rows())

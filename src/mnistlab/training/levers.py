@@ -67,26 +67,36 @@ class Levers:
             raise ConfigError(f"unknown compile mode {self.compile!r}; choose one of: {', '.join(COMPILE_MODES)}")
         kind = device.type
         if self.precision == "16-mixed" and kind != "cuda":
-            raise ConfigError(f"--precision 16-mixed needs a CUDA GPU (float16 autocast with a GradScaler); "
-                              f"on {kind} use --precision bf16-mixed or 32")
+            raise ConfigError(
+                f"--precision 16-mixed needs a CUDA GPU (float16 autocast with a GradScaler); "
+                f"on {kind} use --precision bf16-mixed or 32"
+            )
         if self.precision == "bf16-mixed":
             if kind == "mps":
                 raise ConfigError("--precision bf16-mixed is not supported on mps here; use --precision 32")
             if kind == "cuda" and not torch.cuda.is_bf16_supported():
-                raise ConfigError(f"--precision bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 "
-                                  f"support; use --precision 16-mixed")
+                raise ConfigError(
+                    f"--precision bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 "
+                    f"support; use --precision 16-mixed"
+                )
         if self.cuda_graphs:
             if kind != "cuda":
                 raise ConfigError(f"--cuda-graphs needs a CUDA GPU; there are no CUDA graphs on {kind}")
             if self.compile != "off":
-                raise ConfigError("--cuda-graphs and --compile cannot be combined (compile's reduce-overhead mode "
-                                  "is its own CUDA graphs); choose one")
+                raise ConfigError(
+                    "--cuda-graphs and --compile cannot be combined (compile's reduce-overhead mode "
+                    "is its own CUDA graphs); choose one"
+                )
             if self.precision == "16-mixed":
-                raise ConfigError("--cuda-graphs and --precision 16-mixed cannot be combined: the GradScaler checks "
-                                  "for overflow on the host every step; use bf16-mixed")
+                raise ConfigError(
+                    "--cuda-graphs and --precision 16-mixed cannot be combined: the GradScaler checks "
+                    "for overflow on the host every step; use bf16-mixed"
+                )
         if self.compile == "reduce-overhead" and kind != "cuda":
-            raise ConfigError(f"--compile reduce-overhead means CUDA graphs, which {kind} does not have; "
-                              f"use --compile default or max-autotune")
+            raise ConfigError(
+                f"--compile reduce-overhead means CUDA graphs, which {kind} does not have; "
+                f"use --compile default or max-autotune"
+            )
         if self.compile != "off":
             check_compiler(device)
 
@@ -97,15 +107,18 @@ def check_compiler(device: torch.device) -> None:
         import torch._dynamo  # noqa: F401
         from torch._inductor import config as inductor_config
     except Exception as e:  # a broken or stripped install
-        raise ConfigError(f"--compile: torch.compile is not usable in this torch install ({first_line(e)}); "
-                          f"use --compile off") from None
+        raise ConfigError(
+            f"--compile: torch.compile is not usable in this torch install ({first_line(e)}); use --compile off"
+        ) from None
     if not torch._dynamo.is_dynamo_supported():
         raise ConfigError("--compile: torch.compile does not support this Python version; use --compile off")
     if device.type == "cpu":
         cxx = inductor_config.cpp.cxx[-1] if isinstance(inductor_config.cpp.cxx, tuple) else inductor_config.cpp.cxx
         if not shutil.which(str(cxx or "g++")):
-            raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx or 'g++'} not found); "
-                              f"install one or use --compile off")
+            raise ConfigError(
+                f"--compile on the CPU needs a C++ compiler ({cxx or 'g++'} not found); "
+                f"install one or use --compile off"
+            )
     if device.type == "cuda":
         try:
             import triton  # noqa: F401
@@ -126,8 +139,9 @@ def keep_freed_memory() -> str | None:
     when it is freed (its threshold then rises, but the heap's top is trimmed again past twice that),
     so every step of a small net faults in fresh pages for its larger activations and their gradients:
     320-640 minor page faults per speedrun step, and 1.11-1.14x its time with 1 thread (issue 32;
-    benchmarks/speedrun_allocator.py, docs/speedrun.md). Raising both thresholds keeps the blocks for reuse, as CUDA's caching allocator
-    does on a GPU. Process-wide and idempotent; returns None, or why nothing was set (not glibc)."""
+    benchmarks/speedrun_allocator.py, docs/speedrun.md). Raising both thresholds keeps the blocks for reuse,
+    as CUDA's caching allocator does on a GPU. Process-wide and idempotent; returns None, or why nothing was
+    set (not glibc)."""
     import ctypes
     import platform
 
@@ -173,14 +187,22 @@ class TrainStep:
 
     static_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device,
-                 loss_fn: LossFn = F.cross_entropy) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        levers: Levers,
+        device: torch.device,
+        loss_fn: LossFn = F.cross_entropy,
+    ) -> None:
         levers.check(device)
         self.model, self.optimizer, self.levers, self.device, self.loss_fn = model, optimizer, levers, device, loss_fn
         # compile a separate callable: the module itself (its state_dict keys, eval) stays the eager one
         self.forward: Callable[[torch.Tensor], torch.Tensor] = (
-            model if levers.compile == "off"
-            else torch.compile(model, mode=None if levers.compile == "default" else levers.compile))
+            model
+            if levers.compile == "off"
+            else torch.compile(model, mode=None if levers.compile == "default" else levers.compile)
+        )
         self.scaler = make_grad_scaler(levers, device)
         self._compiled_once = levers.compile == "off"
 
@@ -209,8 +231,10 @@ class TrainStep:
         try:  # the compiler runs on the first call: a missing or broken toolchain fails here
             loss = self.eager(x, y)
         except (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.InductorError) as e:
-            raise ConfigError(f"--compile {self.levers.compile}: torch.compile failed on this machine "
-                              f"({first_line(e)}); use --compile off") from None
+            raise ConfigError(
+                f"--compile {self.levers.compile}: torch.compile failed on this machine "
+                f"({first_line(e)}); use --compile off"
+            ) from None
         self._compiled_once = True
         return loss
 
@@ -232,13 +256,23 @@ class GraphedStep(TrainStep):
 
     static_inputs: tuple[torch.Tensor, torch.Tensor]  # always there: made in __init__
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device,
-                 batch_size: int, sample_shape: tuple[int, ...], loss_fn: LossFn = F.cross_entropy,
-                 input_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        levers: Levers,
+        device: torch.device,
+        batch_size: int,
+        sample_shape: tuple[int, ...],
+        loss_fn: LossFn = F.cross_entropy,
+        input_dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__(model, optimizer, levers, device, loss_fn)
         self.batch_size = batch_size
-        self.static_inputs = (torch.zeros((batch_size, *sample_shape), device=device, dtype=input_dtype),
-                              torch.zeros(batch_size, dtype=torch.long, device=device))
+        self.static_inputs = (
+            torch.zeros((batch_size, *sample_shape), device=device, dtype=input_dtype),
+            torch.zeros(batch_size, dtype=torch.long, device=device),
+        )
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_loss: torch.Tensor | None = None
 
@@ -284,9 +318,17 @@ class GraphedStep(TrainStep):
         return self.static_loss.clone()  # the next replay overwrites the static one
 
 
-def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers, device: torch.device, *,
-              batch_size: int, sample_shape: tuple[int, ...],
-              loss_fn: LossFn = F.cross_entropy, input_dtype: torch.dtype = torch.float32) -> TrainStep:
+def make_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    levers: Levers,
+    device: torch.device,
+    *,
+    batch_size: int,
+    sample_shape: tuple[int, ...],
+    loss_fn: LossFn = F.cross_entropy,
+    input_dtype: torch.dtype = torch.float32,
+) -> TrainStep:
     """The step for these levers; the model must already be on `device` (see `prepare_model`).
     `input_dtype`: the loader's (a CUDA graph's input buffer is filled in place, so it must match)."""
     if levers.cuda_graphs:
@@ -294,8 +336,9 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, levers: Levers
     return TrainStep(model, optimizer, levers, device, loss_fn)
 
 
-def prepare_model(model: nn.Module, levers: Levers, device: torch.device, *, sample_shape: tuple[int, ...],
-                  name: str = "the model") -> nn.Module:
+def prepare_model(
+    model: nn.Module, levers: Levers, device: torch.device, *, sample_shape: tuple[int, ...], name: str = "the model"
+) -> nn.Module:
     """Check the levers against the device, move the model there in its memory format (`name`: the
     model, for an error; `sample_shape`: one input sample's, for the channels-last check)."""
     levers.check(device)
@@ -314,10 +357,14 @@ def _check_channels_last(model: nn.Module, device: torch.device, sample_shape: t
         with torch.no_grad():
             model(torch.zeros(2, *sample_shape, device=device).contiguous(memory_format=torch.channels_last))
     except Exception as e:  # noqa: BLE001 - the model's code: any failure is one line
-        hint = ("flatten with x.flatten(1) or x.reshape(x.size(0), -1), or drop --channels-last"
-                if "view size is not compatible" in str(e) else "drop --channels-last")
-        raise ConfigError(f"model {name}: its forward pass on channels-last input failed ({first_line(e)}); "
-                          f"{hint}") from None
+        hint = (
+            "flatten with x.flatten(1) or x.reshape(x.size(0), -1), or drop --channels-last"
+            if "view size is not compatible" in str(e)
+            else "drop --channels-last"
+        )
+        raise ConfigError(
+            f"model {name}: its forward pass on channels-last input failed ({first_line(e)}); {hint}"
+        ) from None
     finally:
         model.train(was_training)
 
@@ -328,8 +375,9 @@ def restored(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[Non
     (the same tensors: a captured graph or compiled code keeps pointing at them). Optimizer state
     that the body created starts from zero, which is what a fresh SGD/Adam state means."""
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    before = {id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
-              for p, s in optimizer.state.items()}
+    before = {
+        id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for p, s in optimizer.state.items()
+    }
     lrs = [g["lr"].clone() if torch.is_tensor(g["lr"]) else g["lr"] for g in optimizer.param_groups]
     yield
     with torch.no_grad():
@@ -369,8 +417,9 @@ def _rng_kept(device: torch.device) -> Iterator[None]:
             torch.mps.set_rng_state(mps)
 
 
-def warm_up(step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2,
-            evaluation: torch.Tensor | None = None) -> float:
+def warm_up(
+    step: TrainStep, x: torch.Tensor, y: torch.Tensor, steps: int = 2, evaluation: torch.Tensor | None = None
+) -> float:
     """The one warm-up (trainer, bench, levers bench, speedrun): run `steps` steps (compiling,
     capturing, autotuning on the way) and, given `evaluation`, one eval-mode forward at its shape;
     then undo their effect on weights, buffers, gradients, optimizer state, the train/eval mode and

@@ -72,12 +72,23 @@ class ProgressBar(Protocol):
     def set_postfix(self, *, refresh: bool = ..., **kwargs: Any) -> object: ...
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DeviceLoader, *,
-                epoch: int, global_step: int, log_every: int = 100, max_steps: int | None = None,
-                progress: ProgressBar | None = None, distributed: bool = False,
-                step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                resume_from: EpochProgress | None = None, checkpoint_every: int | None = None,
-                on_checkpoint: Checkpoint | None = None, on_step: Callable[[], Any] | None = None) -> EpochStats:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DeviceLoader,
+    *,
+    epoch: int,
+    global_step: int,
+    log_every: int = 100,
+    max_steps: int | None = None,
+    progress: ProgressBar | None = None,
+    distributed: bool = False,
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    resume_from: EpochProgress | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Checkpoint | None = None,
+    on_step: Callable[[], Any] | None = None,
+) -> EpochStats:
     """Run one epoch of SGD steps; `progress` is an optional tqdm-like bar (update/set_postfix).
 
     `step(x, y) -> loss` replaces the plain fp32 eager step (training.levers.make_step builds one
@@ -130,15 +141,18 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Devi
             on_checkpoint(EpochProgress(i + 1, done, samples, timer.lap()))
     all_losses = _checked(done, losses, distributed, epoch, global_step).double()  # MPS has no float64: on the CPU
     if not len(all_losses):
-        raise DataError(f"epoch {epoch} has no training step: {loader.num_samples} training samples, fewer than "
-                        f"the {loader.world_size} processes of the job")
+        raise DataError(
+            f"epoch {epoch} has no training step: {loader.num_samples} training samples, fewer than "
+            f"the {loader.world_size} processes of the job"
+        )
     seconds = timer.lap()
     step_log = [(global_step + i + 1, float(all_losses[i])) for i in range(0, len(all_losses), log_every)]
     return EpochStats(float(all_losses.mean()), len(all_losses), samples, seconds, step_log)
 
 
-def _checked(done: torch.Tensor, losses: list[torch.Tensor], distributed: bool, epoch: int,
-             global_step: int) -> torch.Tensor:
+def _checked(
+    done: torch.Tensor, losses: list[torch.Tensor], distributed: bool, epoch: int, global_step: int
+) -> torch.Tensor:
     """`done` and the new step losses, averaged over the processes, on the CPU (one transfer), all finite."""
     if losses:
         stacked = torch.stack(losses)

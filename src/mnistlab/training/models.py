@@ -16,8 +16,19 @@ from mnistlab.data.datasets import DATASETS, DataShape
 from mnistlab.training import modelspec
 from mnistlab.training.modelspec import ModelCode
 
-__all__ = ["MLP", "CNN", "ModelCode", "check_model_spec", "count_parameters", "create_model", "list_models",
-           "model_code", "model_code_for_run", "register_model", "spec_name"]
+__all__ = [
+    "MLP",
+    "CNN",
+    "ModelCode",
+    "check_model_spec",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_code",
+    "model_code_for_run",
+    "register_model",
+    "spec_name",
+]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 DEFAULT_SHAPE = DATASETS["mnist"].shape  # what a model is built for when no dataset is named
@@ -27,6 +38,7 @@ def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[]
     def deco(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         _REGISTRY[name] = factory
         return factory
+
     return deco
 
 
@@ -44,11 +56,13 @@ def model_code(spec: str | ModelCode) -> ModelCode:
     return spec if isinstance(spec, ModelCode) else modelspec.resolve(spec, list_models())
 
 
-def model_code_for_run(run_path: Path, spec: str, *, check_original: bool = False,
-                       fallback_to_spec: bool = False) -> ModelCode:
+def model_code_for_run(
+    run_path: Path, spec: str, *, check_original: bool = False, fallback_to_spec: bool = False
+) -> ModelCode:
     """The code a run was trained with (a file spec: the run's copy, after its SHA-256 is checked)."""
-    return modelspec.resolve_for_run(Path(run_path), spec, list_models(), check_original=check_original,
-                                     fallback_to_spec=fallback_to_spec)
+    return modelspec.resolve_for_run(
+        Path(run_path), spec, list_models(), check_original=check_original, fallback_to_spec=fallback_to_spec
+    )
 
 
 def as_shape(shape: DataShape | None) -> DataShape:
@@ -77,8 +91,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 class MLP(nn.Module):
     """784-128-64-10 with ReLU on MNIST: 109,386 parameters. Input and output follow the data's shape."""
 
-    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
-                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
+    def __init__(
+        self, num_classes: int = DEFAULT_SHAPE.classes, sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample
+    ) -> None:
         super().__init__()
         self.inputs = math.prod(sample_shape)
         self.fc1 = nn.Linear(self.inputs, 128)
@@ -106,8 +121,9 @@ class GlobalMaxPool(nn.Module):
 class CNN(nn.Module):
     """Three 3x3 convs (32, 64, 128; strides 1, 2, 2), global max-pool, 128-64-10 head: 101,578 parameters."""
 
-    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
-                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
+    def __init__(
+        self, num_classes: int = DEFAULT_SHAPE.classes, sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample
+    ) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(sample_shape[0], 32, kernel_size=3, stride=1, padding=1),  # (B, 32, 28, 28)
@@ -143,20 +159,27 @@ class SpeedNet(nn.Module):
     Then conv 3x3 -> 32 + batch norm, dense 288 -> 256 + batch norm, dense 256 -> classes.
     82,090 parameters, 0.35 MFLOP forward and 0.94 MFLOP per trained image (`mnistlab profile speednet`)."""
 
-    def __init__(self, num_classes: int = DEFAULT_SHAPE.classes,
-                 sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample) -> None:
+    def __init__(
+        self, num_classes: int = DEFAULT_SHAPE.classes, sample_shape: tuple[int, ...] = DEFAULT_SHAPE.sample
+    ) -> None:
         super().__init__()
         channels, height, width = sample_shape
         if height % 2 or width % 2 or min(height, width) < 16:  # else torch's error names the cropped size
-            raise ValueError(f"speednet takes images whose height and width are even and at least 16 (pixel "
-                             f"unshuffle halves them, then two 3x3 convs and a 2x2 pool); these are {height}x{width}")
+            raise ValueError(
+                f"speednet takes images whose height and width are even and at least 16 (pixel "
+                f"unshuffle halves them, then two 3x3 convs and a 2x2 pool); these are {height}x{width}"
+            )
         self.crop = 2 if min(height, width) >= 24 else 0  # smaller images keep their border
         side_h, side_w = (((n - 2 * self.crop) // 2 - 2) // 2 - 2 for n in (height, width))
         self.stem = nn.Sequential(
             nn.PixelUnshuffle(2),  # (B, 4, 12, 12)
             nn.Conv2d(4 * channels, 16, kernel_size=3, bias=False),  # (B, 16, 10, 10)
-            nn.MaxPool2d(2), nn.BatchNorm2d(16), nn.ReLU(),  # (B, 16, 5, 5)
-            nn.Conv2d(16, 32, kernel_size=3, bias=False), nn.BatchNorm2d(32), nn.ReLU(),  # (B, 32, 3, 3)
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),  # (B, 16, 5, 5)
+            nn.Conv2d(16, 32, kernel_size=3, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),  # (B, 32, 3, 3)
         )
         self.dense = nn.Sequential(nn.Linear(32 * side_h * side_w, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU())
         self.head = nn.Linear(256, num_classes)

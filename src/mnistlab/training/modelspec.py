@@ -78,8 +78,9 @@ def parse_spec(spec: Any, registry: list[str]) -> tuple[str, str, str | None]:
     if where.endswith(".py"):
         return "file", where, attr
     if not _MODULE_RE.fullmatch(where):
-        raise ConfigError(f"model spec {spec!r}: {where!r} is neither a module name (package.module) "
-                          f"nor a .py file path")
+        raise ConfigError(
+            f"model spec {spec!r}: {where!r} is neither a module name (package.module) nor a .py file path"
+        )
     owner = _not_users(where)
     if owner:
         raise ConfigError(f"model spec {spec!r}: {where} is part of {owner}; {_RULE}")
@@ -108,8 +109,10 @@ def _check_defined_by_user(factory: Any, code: ModelCode) -> None:
     where = getattr(factory, "__module__", None)
     owner = _not_users(where)
     if owner:
-        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is defined in {where or 'no named module'}, "
-                          f"part of {owner}; {_RULE}")
+        raise ConfigError(
+            f"model spec {code.spec!r}: {code.attr} is defined in {where or 'no named module'}, "
+            f"part of {owner}; {_RULE}"
+        )
 
 
 def label(spec: str) -> str:
@@ -164,8 +167,11 @@ def _import_module(code: ModelCode) -> types.ModuleType:
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        hint = (f"; is it installed or on PYTHONPATH? (for a file, give path/to/file.py:{code.attr})"
-                if isinstance(e, ModuleNotFoundError) and e.name == code.target.split(".")[0] else "")
+        hint = (
+            f"; is it installed or on PYTHONPATH? (for a file, give path/to/file.py:{code.attr})"
+            if isinstance(e, ModuleNotFoundError) and e.name == code.target.split(".")[0]
+            else ""
+        )
         raise ConfigError(f"model spec {code.spec!r}: cannot import {code.target!r} ({first_line(e)}){hint}") from None
 
 
@@ -182,11 +188,16 @@ def factory_of(code: ModelCode, registry: dict[str, Callable[..., Any]]) -> Call
         if not hasattr(obj, part):
             from torch import nn
 
-            found = sorted(n for n, v in vars(module).items()
-                           if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
+            found = sorted(
+                n
+                for n, v in vars(module).items()
+                if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+            )
             where = code.origin if code.kind == "file" else code.target
-            raise ConfigError(f"model spec {code.spec!r}: {where} has no name {code.attr!r}"
-                              + (f" (its nn.Module classes: {', '.join(found)})" if found else ""))
+            raise ConfigError(
+                f"model spec {code.spec!r}: {where} has no name {code.attr!r}"
+                + (f" (its nn.Module classes: {', '.join(found)})" if found else "")
+            )
         obj = getattr(obj, part)
     return obj
 
@@ -200,11 +211,15 @@ def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
     from torch import nn
 
     if isinstance(factory, nn.Module):
-        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is an nn.Module instance, not a factory; "
-                          f"name its class, or a function that builds it")
+        raise ConfigError(
+            f"model spec {code.spec!r}: {code.attr} is an nn.Module instance, not a factory; "
+            f"name its class, or a function that builds it"
+        )
     if not callable(factory):
-        raise ConfigError(f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
-                          f"{type(factory).__name__}), so it cannot build an nn.Module")
+        raise ConfigError(
+            f"model spec {code.spec!r}: {code.attr} is not a class or function (it is of type "
+            f"{type(factory).__name__}), so it cannot build an nn.Module"
+        )
     if code.kind != "builtin":
         _check_defined_by_user(factory, code)
     params: Mapping[str, inspect.Parameter]
@@ -215,11 +230,18 @@ def call_factory(factory: Any, code: ModelCode, shape: DataShape) -> Any:
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     values = {"num_classes": shape.classes, "sample_shape": shape.sample}
     kwargs = {k: v for k, v in values.items() if k in params and params[k].kind in named}
-    required = [p.name for p in params.values() if p.default is p.empty and p.name not in SHAPE_ARGUMENTS
-                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    required = [
+        p.name
+        for p in params.values()
+        if p.default is p.empty
+        and p.name not in SHAPE_ARGUMENTS
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     if required:
-        raise ConfigError(f"model spec {code.spec!r}: {code.attr} requires the arguments {', '.join(required)}; "
-                          f"a model factory must take none, or only {' and '.join(SHAPE_ARGUMENTS)}")
+        raise ConfigError(
+            f"model spec {code.spec!r}: {code.attr} requires the arguments {', '.join(required)}; "
+            f"a model factory must take none, or only {' and '.join(SHAPE_ARGUMENTS)}"
+        )
     try:
         return factory(**kwargs)
     except KeyboardInterrupt:
@@ -248,17 +270,21 @@ def check_model(model: Any, code: ModelCode, data: DataShape) -> None:
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        raise ConfigError(f"model spec {code.spec!r}: the forward pass on a {shape} batch failed "
-                          f"({first_line(e)})") from None
+        raise ConfigError(
+            f"model spec {code.spec!r}: the forward pass on a {shape} batch failed ({first_line(e)})"
+        ) from None
     finally:
         model.train(was_training)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if got != (CHECK_BATCH, data.classes):
-        raise ConfigError(f"model spec {code.spec!r}: its output on a {shape} batch is {got}, expected "
-                          f"{(CHECK_BATCH, data.classes)} (one logit per class)")
+        raise ConfigError(
+            f"model spec {code.spec!r}: its output on a {shape} batch is {got}, expected "
+            f"{(CHECK_BATCH, data.classes)} (one logit per class)"
+        )
 
 
 # --- the run directory's record of a file spec -------------------------------------------------
+
 
 def record_in_run(run_path: Path, code: ModelCode, writer: Writer = FILES) -> None:
     """Copy a file spec's bytes into the run and record their hash (nothing for other specs).
@@ -267,13 +293,27 @@ def record_in_run(run_path: Path, code: ModelCode, writer: Writer = FILES) -> No
         return
     assert code.source is not None
     writer.bytes(run_path / MODEL_COPY, code.source)
-    writer.json(run_path / MODEL_RECORD, {"spec": code.spec, "kind": "file", "path": code.target,
-                                         "named": str(code.named or code.target), "sha256": code.sha256,
-                                         "copy": MODEL_COPY})
+    writer.json(
+        run_path / MODEL_RECORD,
+        {
+            "spec": code.spec,
+            "kind": "file",
+            "path": code.target,
+            "named": str(code.named or code.target),
+            "sha256": code.sha256,
+            "copy": MODEL_COPY,
+        },
+    )
 
 
-RECORD_SCHEMA = {"spec": "text", "kind?": "text", "path": "text", "named?": "text", "copy": one_of((MODEL_COPY,)),
-                 "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA_RE.fullmatch(h)), "a SHA-256 in hex")}
+RECORD_SCHEMA = {
+    "spec": "text",
+    "kind?": "text",
+    "path": "text",
+    "named?": "text",
+    "copy": one_of((MODEL_COPY,)),
+    "sha256": Check(lambda h: isinstance(h, str) and bool(_SHA_RE.fullmatch(h)), "a SHA-256 in hex"),
+}
 
 
 def _read_record(run_path: Path, spec: str) -> dict[str, Any]:
@@ -284,8 +324,9 @@ def _read_record(run_path: Path, spec: str) -> dict[str, Any]:
     return rec
 
 
-def resolve_for_run(run_path: Path, spec: str, registry: list[str], *, check_original: bool,
-                    fallback_to_spec: bool = False) -> ModelCode:
+def resolve_for_run(
+    run_path: Path, spec: str, registry: list[str], *, check_original: bool, fallback_to_spec: bool = False
+) -> ModelCode:
     """The code a run was trained with. A file spec runs from the run's verified copy; with
     `check_original` (resume), a changed original file is refused. `fallback_to_spec`: a run
     killed before its record was written (so before any weights were saved) reads the spec anew."""
@@ -300,8 +341,9 @@ def resolve_for_run(run_path: Path, spec: str, registry: list[str], *, check_ori
     copy = run_path / MODEL_COPY
     data = read_bytes(copy, "a .py file")
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
-        raise CheckpointError(f"{copy}: does not match the SHA-256 in {MODEL_RECORD} (changed or corrupt); "
-                              f"refusing to run it")
+        raise CheckpointError(
+            f"{copy}: does not match the SHA-256 in {MODEL_RECORD} (changed or corrupt); refusing to run it"
+        )
     if check_original:
         # the file the bytes came from, and the path the spec names: a symbolic link there may now
         # point at other code (runs recorded before "named" was kept check the first only)
@@ -318,7 +360,8 @@ def _check_unchanged(original: Path, spec: str, recorded: str) -> None:
     if now != recorded:
         target = original.resolve()
         now_at = f", now a link to {target}" if target != original else ""
-        raise ConfigError(f"{original}{now_at}: changed since this run started (SHA-256 {now[:12]}..., recorded "
-                          f"{recorded[:12]}...); cannot resume with different model code: restore the file or "
-                          f"start a new run")
-
+        raise ConfigError(
+            f"{original}{now_at}: changed since this run started (SHA-256 {now[:12]}..., recorded "
+            f"{recorded[:12]}...); cannot resume with different model code: restore the file or "
+            f"start a new run"
+        )

@@ -84,23 +84,25 @@ def evaluated(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
 
 
 # the recipe's own levers per device: measured best on the CPU (docs/speedrun.md); the GPU's guesses
-DEFAULT_LEVERS = {"cpu": Levers(precision="bf16-mixed", channels_last=True),
-                  "cuda": Levers(precision="bf16-mixed", channels_last=True, cuda_graphs=True)}
+DEFAULT_LEVERS = {
+    "cpu": Levers(precision="bf16-mixed", channels_last=True),
+    "cuda": Levers(precision="bf16-mixed", channels_last=True, cuda_graphs=True),
+}
 
 
 def default_levers(device: torch.device) -> Levers:
     return DEFAULT_LEVERS.get(device.type, Levers())
 
 
-def recipe_optimizer(model: torch.nn.Module, recipe: Recipe, levers: Levers, device: torch.device
-                     ) -> torch.optim.Adam:
+def recipe_optimizer(model: torch.nn.Module, recipe: Recipe, levers: Levers, device: torch.device) -> torch.optim.Adam:
     """The recipe's Adam, as a seed steps it and as its FLOPs are counted."""
     lr: float | torch.Tensor = recipe.max_lr
     if levers.cuda_graphs:  # a captured step reads the learning rate from device memory, which the schedule fills
         lr = torch.tensor(recipe.max_lr, device=device)
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, recipe.adam_beta2), capturable=levers.cuda_graphs,
-                            fused=fused or None)
+    return torch.optim.Adam(
+        model.parameters(), lr=lr, betas=(0.9, recipe.adam_beta2), capturable=levers.cuda_graphs, fused=fused or None
+    )
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,15 @@ class SeedResult:
     final_loss: float  # the last epoch's mean training loss
 
 
-def load_to_device(train: RawSplit, test: RawSplit, spec: DatasetSpec, batch_size: int,
-                   device: torch.device, seed: int = 0, dtype: torch.dtype = torch.float32
-                   ) -> tuple[DeviceLoader, DeviceLoader, float]:
+def load_to_device(
+    train: RawSplit,
+    test: RawSplit,
+    spec: DatasetSpec,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[DeviceLoader, DeviceLoader, float]:
     """Both splits on the device, normalised, in `dtype`; returns the loaders and the seconds it took.
     With mixed precision the inputs are kept in its dtype: the first layer computes in it anyway (autocast
     would cast them at every step), so the arithmetic is the same, with half the bytes to gather."""
@@ -139,8 +147,9 @@ class _FirstBatchOnly:
         yield next(self._loader.batches(epoch))
 
 
-def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, test: DeviceLoader,
-             shape: DataShape) -> SeedResult:
+def run_seed(
+    recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, test: DeviceLoader, shape: DataShape
+) -> SeedResult:
     """One from-scratch run: build, warm up (untimed, undone), then train + evaluate (timed)."""
     device = train.device
     if device.type == "cpu":  # no page faults for each step's activations (issue 32)
@@ -152,13 +161,23 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     # no momentum cycling: Adam's betas are host floats that a captured CUDA graph would freeze, and the
     # recipe must be the same arithmetic with every lever
     per_epoch = recipe.batches_per_epoch(len(train))  # the first ones of each epoch's shuffled order
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr,
-                                                   total_steps=recipe.epochs * per_epoch,
-                                                   pct_start=recipe.pct_start, cycle_momentum=False)
-    step = make_step(model, optimizer, levers, device, batch_size=recipe.batch_size,
-                     sample_shape=tuple(train.x.shape[1:]),
-                     loss_fn=functools.partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),
-                     input_dtype=train.x.dtype)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=recipe.max_lr,
+        total_steps=recipe.epochs * per_epoch,
+        pct_start=recipe.pct_start,
+        cycle_momentum=False,
+    )
+    step = make_step(
+        model,
+        optimizer,
+        levers,
+        device,
+        batch_size=recipe.batch_size,
+        sample_shape=tuple(train.x.shape[1:]),
+        loss_fn=functools.partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),
+        input_dtype=train.x.dtype,
+    )
     with Timer(device) as warm:
         x0, y0 = next(train.batches(0))
         warm_up(step, x0.clone(), y0.clone(), steps=recipe.warmup_steps)
@@ -168,10 +187,27 @@ def run_seed(recipe: Recipe, levers: Levers, seed: int, train: DeviceLoader, tes
     with Timer(device) as timed:
         with Timer(device) as training:
             for epoch in range(1, recipe.epochs + 1):
-                stats = train_epoch(model, optimizer, train, epoch=epoch, global_step=0, log_every=NO_LOG,
-                                    max_steps=per_epoch, step=step, on_step=schedule.step)
+                stats = train_epoch(
+                    model,
+                    optimizer,
+                    train,
+                    epoch=epoch,
+                    global_step=0,
+                    log_every=NO_LOG,
+                    max_steps=per_epoch,
+                    step=step,
+                    on_step=schedule.step,
+                )
         with Timer(device) as scoring, autocast(levers, device):
             result = evaluate(evaluation, test, shape.classes)  # the whole test set; ends in a host read (a sync)
-    return SeedResult(seed=seed, accuracy=100.0 * result.correct / result.total, correct=result.correct,
-                      total=result.total, seconds=timed.seconds, train_s=training.seconds,
-                      eval_s=scoring.seconds, warmup_s=warm.seconds, final_loss=stats.train_loss)
+    return SeedResult(
+        seed=seed,
+        accuracy=100.0 * result.correct / result.total,
+        correct=result.correct,
+        total=result.total,
+        seconds=timed.seconds,
+        train_s=training.seconds,
+        eval_s=scoring.seconds,
+        warmup_s=warm.seconds,
+        final_loss=stats.train_loss,
+    )

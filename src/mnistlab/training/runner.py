@@ -56,9 +56,14 @@ def check_same_start(state: dict | None, where: str, w: World) -> None:
     within = _progress(state) if state else None
     mine = (int(state["epoch"]), within.steps if within else 0) if state else None
     main = from_main(mine)
-    agree(None if mine == main else DistributedError(
-        f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun "
-        f"a resumed run's directory must be the same for every machine (a shared filesystem)"))
+    agree(
+        None
+        if mine == main
+        else DistributedError(
+            f"rank {w.rank} sees {where} at {mine}, rank 0 at {main} (epochs, steps; None: a new run): under torchrun "
+            f"a resumed run's directory must be the same for every machine (a shared filesystem)"
+        )
+    )
 
 
 def _progress(state: dict[str, Any]) -> EpochProgress | None:
@@ -78,45 +83,72 @@ class Prepared:
     step: TrainStep  # the training step with the config's speed levers (on the DDP wrapper under torchrun)
 
 
-def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run: RunDir | None = None,
-            recorded_threads: int | None = None) -> Prepared:
+def prepare(
+    cfg: TrainConfig,
+    data: Callable[[], Path],
+    log: Log,
+    w: World,
+    run: RunDir | None = None,
+    recorded_threads: int | None = None,
+) -> Prepared:
     """Device, the data on it, and a freshly seeded model and optimizer. `data()` is the job's: it fetches and
     verifies the dataset and returns its root, called once the process group is up (under torchrun every
     rank must take part in agreeing on its outcome). Resuming `run`, the model's code is the run's own (a
     file spec: its verified copy), and a --deterministic run keeps its `recorded_threads` (the count its
     epochs so far computed with: another count would round differently)."""
-    code = model_code(cfg.model) if run is None else model_code_for_run(
-        run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists())
+    code = (
+        model_code(cfg.model)
+        if run is None
+        else model_code_for_run(
+            run.path, cfg.model, check_original=True, fallback_to_spec=not (run / rd_files.LAST).exists()
+        )
+    )
     if cfg.deterministic:
         enable_deterministic()  # before any CUDA work: it sets CUBLAS_WORKSPACE_CONFIG
         chosen = threads.pin_for_repeatability(recorded_threads)  # the same count, so the same rounding, always
         if chosen.threads > chosen.cpus:
-            log(f"--deterministic: {chosen.threads} threads, as this run recorded, on {chosen.cpus} usable CPU"
-                f"{'s' * (chosen.cpus != 1)} (slower, and bit-exact)")
+            log(
+                f"--deterministic: {chosen.threads} threads, as this run recorded, on {chosen.cpus} usable CPU"
+                f"{'s' * (chosen.cpus != 1)} (slower, and bit-exact)"
+            )
     device = resolve_device(cfg.device)
     levers = Levers.of(cfg)
     levers.check(device)  # a lever this device lacks fails before any data work
     if w.distributed and levers.cuda_graphs:
-        raise ConfigError("--cuda-graphs cannot run under torchrun (a captured step would not include DDP's "
-                          "all-reduce); drop one of the two")
+        raise ConfigError(
+            "--cuda-graphs cannot run under torchrun (a captured step would not include DDP's "
+            "all-reduce); drop one of the two"
+        )
     spec = get_dataset(cfg.dataset)
     if w.distributed:
         if cfg.batch_size % w.size:
-            raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch: it must divide evenly over "
-                              f"{w.size} processes")
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} is the global batch: it must divide evenly over {w.size} processes"
+            )
         if device.type == "cuda":
             device = torch.device("cuda", w.local_rank)
             torch.cuda.set_device(device)
         init_process_group(w, device.type, cfg.dist_timeout)
-        log(f"data parallel: {w.size} processes, {cfg.batch_size // w.size} samples each per step of "
-            f"{cfg.batch_size} ({'NCCL' if device.type == 'cuda' else 'gloo'})")
+        log(
+            f"data parallel: {w.size} processes, {cfg.batch_size // w.size} samples each per step of "
+            f"{cfg.batch_size} ({'NCCL' if device.type == 'cuda' else 'gloo'})"
+        )
     root = data()
     try:
-        splits = make_splits(spec, root, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-                             seed=cfg.seed, device=device, subset=cfg.subset, shard=(w.rank, w.size))
+        splits = make_splits(
+            spec,
+            root,
+            batch_size=cfg.batch_size,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            device=device,
+            subset=cfg.subset,
+            shard=(w.rank, w.size),
+        )
         torch.manual_seed(cfg.seed)
-        model = prepare_model(create_model(code, spec.shape), levers, device, sample_shape=spec.shape.sample,
-                              name=cfg.model)
+        model = prepare_model(
+            create_model(code, spec.shape), levers, device, sample_shape=spec.shape.sample, name=cfg.model
+        )
     except RuntimeError as e:
         message = device_error_message(e, device)
         if message is None:
@@ -124,10 +156,19 @@ def prepare(cfg: TrainConfig, data: Callable[[], Path], log: Log, w: World, run:
         raise DeviceError(message) from None
     optimizer = make_optimizer(model, cfg.lr, cfg.momentum)
     # under torchrun the wrapper averages gradients over the processes; checkpoints keep the plain model
-    train_model = model if not w.distributed else DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
-    step = make_step(train_model, optimizer, levers, device, batch_size=cfg.batch_size // w.size,
-                     sample_shape=tuple(splits.train.x.shape[1:]))
+    train_model = (
+        model
+        if not w.distributed
+        else DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    )
+    step = make_step(
+        train_model,
+        optimizer,
+        levers,
+        device,
+        batch_size=cfg.batch_size // w.size,
+        sample_shape=tuple(splits.train.x.shape[1:]),
+    )
     return Prepared(device, spec, splits, model, optimizer, code, step)
 
 
@@ -137,8 +178,16 @@ def _bars_redraw_in_place() -> bool:
     return progress_bars.shown(tqdm)
 
 
-def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.device, stage: str,
-              saved: int, best_epoch: int, log: Log) -> BaseException | None:
+def _one_line(
+    job: JobFolder,
+    e: BaseException,
+    cfg: TrainConfig,
+    device: torch.device,
+    stage: str,
+    saved: int,
+    best_epoch: int,
+    log: Log,
+) -> BaseException | None:
     """The one-line error to raise instead of `e` (None: raise `e` itself: a signal, or a bug that keeps
     its traceback); the job records the state (core.failures) with the run's fields set here."""
     batch = cfg.batch_size if stage in ("warm-up", "training") else None  # the one the user can change
@@ -146,20 +195,29 @@ def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.
     end = outcome(model_error or e, device=device, batch_size=batch)
     line = end.line
     if isinstance(e, DivergenceError):
-        line = (f"{e}; {job.path}: best.pt from epoch {best_epoch} kept" if best_epoch
-                else f"{e}; {job.path}: no epoch finished, no checkpoint written")
+        line = (
+            f"{e}; {job.path}: best.pt from epoch {best_epoch} kept"
+            if best_epoch
+            else f"{e}; {job.path}: no epoch finished, no checkpoint written"
+        )
     elif end.state == "failed" and line is not None and not isinstance(e, MnistlabError):
-        kept = (f"checkpoints kept (mnistlab train --resume {job.path} continues from last.pt)"
-                if (job / rd_files.LAST).exists() else "no epoch finished, no checkpoint written")
+        kept = (
+            f"checkpoints kept (mnistlab train --resume {job.path} continues from last.pt)"
+            if (job / rd_files.LAST).exists()
+            else "no epoch finished, no checkpoint written"
+        )
         during = "" if model_error is not None else f" (during {stage})"  # a model's line names the stage itself
         line = f"{line}{during}; {job.path}: {kept}"
     job.fields["epochs_done"] = saved
     if end.state in ("failed", "diverged"):
         job.fields["best_epoch"] = best_epoch
     if isinstance(e, KeyboardInterrupt):
-        log(f"\n{end.state} after epoch {saved} (last.pt holds epoch {saved}); continue with: "
-            f"mnistlab train --resume {job.path}" if saved else
-            f"\n{end.state} before the first checkpoint; start it again with: mnistlab train --resume {job.path}")
+        log(
+            f"\n{end.state} after epoch {saved} (last.pt holds epoch {saved}); continue with: "
+            f"mnistlab train --resume {job.path}"
+            if saved
+            else f"\n{end.state} before the first checkpoint; start it again with: mnistlab train --resume {job.path}"
+        )
         return None
     if line is None:
         return None
@@ -172,8 +230,18 @@ def _one_line(job: JobFolder, e: BaseException, cfg: TrainConfig, device: torch.
     return DivergenceError(line) if isinstance(e, DivergenceError) else DeviceError(line)
 
 
-def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, *, log: Log, progress: bool,
-          on_epoch: EpochHook | None, w: World, tensorboard: bool) -> None:
+def train(
+    job: JobFolder,
+    cfg: TrainConfig,
+    state: dict | None,
+    prep: Prepared,
+    *,
+    log: Log,
+    progress: bool,
+    on_epoch: EpochHook | None,
+    w: World,
+    tensorboard: bool,
+) -> None:
     """Train `cfg`'s epochs into the open run folder `job`, from `state` (a checkpoint; None: a new run).
     `on_epoch(row)` sees each epoch's metrics once they are saved; if it returns True the run stops there
     and ends `pruned` (a sweep's pruner). `tensorboard`: write TensorBoard event files (see tblog.py).
@@ -195,12 +263,18 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
         restore_rng(state, run / rd_files.LAST)
         history, step_log = list(state["history"]), list(state["step_log"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        log(f"resuming {run.path} after epoch {done} of {cfg.epochs}"
-            + (f" and {partial.steps} steps of epoch {done + 1}" if partial else ""))
+        log(
+            f"resuming {run.path} after epoch {done} of {cfg.epochs}"
+            + (f" and {partial.steps} steps of epoch {done + 1}" if partial else "")
+        )
     writer.json(run / rd_files.CONFIG, cfg.to_dict())
     record_in_run(run.path, prep.code, writer)  # a file spec: its copy and SHA-256
-    env = {**environment(), **precision_environment(device), "device": str(device),
-           "load_start": load_snapshot()}  # load: was the machine busy?
+    env = {
+        **environment(),
+        **precision_environment(device),
+        "device": str(device),
+        "load_start": load_snapshot(),
+    }  # load: was the machine busy?
     writer.json(run / rd_files.ENV, env)
     writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
@@ -208,17 +282,26 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
     tb = open_log(run.path, history, step_log, enabled=tensorboard and writer.writes, log=log)
     job.progress(epochs_done=done)
     log(describe_choice(cfg.device, device))
-    log(f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
+    log(
+        f"{cfg.model} on {cfg.dataset}: {splits.train.num_samples} train / {splits.val.num_samples} val / "
         f"{splits.test.num_samples} test samples, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum}, "
-        f"{prep.step.levers.describe()}")
+        f"{prep.step.levers.describe()}"
+    )
 
     def checkpoint_state(epoch: int, within: EpochProgress | None = None) -> dict[str, Any]:
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
             "global_step": int(history[-1]["global_step"]) if history else 0,
-            "config": cfg.to_dict(), "history": history, "step_log": step_log,
-            "best_val_loss": best_val, "best_epoch": best_epoch, "rng_cpu": torch.get_rng_state(),
-            **prep.step.state_dict(), **({"partial": vars(within)} if within else {}),
+            "config": cfg.to_dict(),
+            "history": history,
+            "step_log": step_log,
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "rng_cpu": torch.get_rng_state(),
+            **prep.step.state_dict(),
+            **({"partial": vars(within)} if within else {}),
         }
 
     def save_within(within: EpochProgress) -> None:
@@ -238,36 +321,67 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
         levers = prep.step.levers
         if (device.type in WARMUP_DEVICES or levers.compile != "off" or levers.cuda_graphs) and done < cfg.epochs:
             n = min(splits.train.batch_size, splits.train.num_samples)
-            warmup_s = warm_up(prep.step, splits.train.x[:n].clone(), splits.train.y[:n].clone(),
-                               evaluation=splits.val.x[:splits.val.batch_size] if splits.val.num_samples else None)
+            warmup_s = warm_up(
+                prep.step,
+                splits.train.x[:n].clone(),
+                splits.train.y[:n].clone(),
+                evaluation=splits.val.x[: splits.val.batch_size] if splits.val.num_samples else None,
+            )
             env["warmup_seconds"] = warmup_s
             writer.json(run / rd_files.ENV, env)
             job.progress(warmup_seconds=warmup_s)
-            log(f"warm-up on {device.type}: {warmup_s:.2f} s (untimed steps, compile and capture included, then "
-                f"undone; not counted in epoch {done + 1})")
+            log(
+                f"warm-up on {device.type}: {warmup_s:.2f} s (untimed steps, compile and capture included, then "
+                f"undone; not counted in epoch {done + 1})"
+            )
         for epoch in range(done + 1, cfg.epochs + 1):
             stage = "training"
             chosen = threads.refresh()  # the load may have changed since the last epoch
             steps = len(splits.train) if cfg.max_steps is None else min(cfg.max_steps, len(splits.train))
-            with tqdm(total=min(steps * cfg.batch_size, splits.train.num_samples), unit="sample", unit_scale=True,
-                      desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress) as bar:
-                stats = train_epoch(model, optimizer, splits.train, epoch=epoch, global_step=global_step,
-                                    log_every=cfg.log_every, max_steps=cfg.max_steps, progress=bar,
-                                    distributed=w.distributed, step=prep.step, resume_from=partial,
-                                    checkpoint_every=cfg.checkpoint_every, on_checkpoint=save_within)
+            with tqdm(
+                total=min(steps * cfg.batch_size, splits.train.num_samples),
+                unit="sample",
+                unit_scale=True,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                leave=False,
+                disable=not progress,
+            ) as bar:
+                stats = train_epoch(
+                    model,
+                    optimizer,
+                    splits.train,
+                    epoch=epoch,
+                    global_step=global_step,
+                    log_every=cfg.log_every,
+                    max_steps=cfg.max_steps,
+                    progress=bar,
+                    distributed=w.distributed,
+                    step=prep.step,
+                    resume_from=partial,
+                    checkpoint_every=cfg.checkpoint_every,
+                    on_checkpoint=save_within,
+                )
             partial = None
             global_step += stats.steps
             kill_point("epoch-end")
             stage = "validation"
             val = evaluate(model, splits.val, len(spec.classes), distributed=w.distributed)
             if not math.isfinite(val.loss):  # the weights are unusable even though each step's loss was finite
-                raise DivergenceError(f"training diverged: the validation loss became {val.loss} at epoch {epoch}; "
-                                      f"lower --lr")
+                raise DivergenceError(
+                    f"training diverged: the validation loss became {val.loss} at epoch {epoch}; lower --lr"
+                )
             row = {
-                "epoch": epoch, "train_loss": stats.train_loss, "val_loss": val.loss,
-                "val_accuracy": val.accuracy, "train_seconds": stats.seconds, "val_seconds": val.seconds,
-                "epoch_seconds": stats.seconds + val.seconds, "samples_per_s": stats.samples * w.size / stats.seconds,
-                "steps": stats.steps, "global_step": global_step, "session": session,
+                "epoch": epoch,
+                "train_loss": stats.train_loss,
+                "val_loss": val.loss,
+                "val_accuracy": val.accuracy,
+                "train_seconds": stats.seconds,
+                "val_seconds": val.seconds,
+                "epoch_seconds": stats.seconds + val.seconds,
+                "samples_per_s": stats.samples * w.size / stats.seconds,
+                "steps": stats.steps,
+                "global_step": global_step,
+                "session": session,
                 **epoch_load(),  # was the machine busy during this epoch?
                 "threads": chosen.threads,
                 **({"warmup_s": warmup_s} if warmup_s is not None and epoch == done + 1 else {}),
@@ -286,12 +400,16 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
                 job.fields.pop("steps_done", None)
                 job.progress(epochs_done=saved)
             kill_point("after-checkpoint")
-            log(f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
+            log(
+                f"epoch {epoch}/{cfg.epochs}  train loss {stats.train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val acc {val.accuracy:.2%}  {row['epoch_seconds']:.2f} s "
-                f"(train {stats.seconds:.2f} s, {row['samples_per_s']:,.0f} samples/s)")
+                f"(train {stats.seconds:.2f} s, {row['samples_per_s']:,.0f} samples/s)"
+            )
             if cfg.early_stop is not None and epoch - best_epoch >= cfg.early_stop:
-                log(f"early stop: no better validation loss for {cfg.early_stop} epochs "
-                    f"(best {best_val:.4f} at epoch {best_epoch}; best.pt kept)")
+                log(
+                    f"early stop: no better validation loss for {cfg.early_stop} epochs "
+                    f"(best {best_val:.4f} at epoch {best_epoch}; best.pt kept)"
+                )
                 stopped_early = True
                 break
             if on_epoch is not None and on_epoch(row):
@@ -305,11 +423,15 @@ def train(job: JobFolder, cfg: TrainConfig, state: dict | None, prep: Prepared, 
         stage = "the final test evaluation"
         test = evaluate(model, splits.test, len(spec.classes), distributed=w.distributed)
         stage = "writing the results"
-        writer.json(run / rd_files.TEST, {**test.to_dict(), "epoch": len(history), "checkpoint": "last",
-                                          "classes": list(spec.classes)})
+        writer.json(
+            run / rd_files.TEST,
+            {**test.to_dict(), "epoch": len(history), "checkpoint": "last", "classes": list(spec.classes)},
+        )
         tb.finish(cfg.to_dict(), test.to_dict(), global_step)
-        log(f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
-            f"in {test.seconds:.2f} s")
+        log(
+            f"test: loss {test.loss:.4f}  accuracy {test.accuracy:.2%} ({test.correct}/{test.total})  "
+            f"in {test.seconds:.2f} s"
+        )
         job.fields.update(epochs_done=len(history), stopped_early=stopped_early, best_epoch=best_epoch)
     except BaseException as e:  # the job records the final state: no run is left "running"
         tb.close()

@@ -40,8 +40,13 @@ EVENTS = "events.out.tfevents.*"
 _OUR_EVENTS = re.compile(r"events\.out\.tfevents\.\d+\..+\.\d+\.\d+")  # SummaryWriter's: time, host, pid, count
 _REWRITE_DIR = ".tensorboard-rewrite"  # not *.tmp: remove_leftovers deletes files of that name
 STEP_TAG = "train/loss"
-EPOCH_TAGS = {"train/epoch_loss": "train_loss", "val/loss": "val_loss", "val/accuracy": "val_accuracy",
-              "time/epoch_seconds": "epoch_seconds", "time/samples_per_s": "samples_per_s"}
+EPOCH_TAGS = {
+    "train/epoch_loss": "train_loss",
+    "val/loss": "val_loss",
+    "val/accuracy": "val_accuracy",
+    "time/epoch_seconds": "epoch_seconds",
+    "time/samples_per_s": "samples_per_s",
+}
 TEST_TAGS = {"test/loss": "loss", "test/accuracy": "accuracy"}
 HPARAM_METRICS = ("test/loss", "test/accuracy", "val/loss", "val/accuracy")
 _NOT_HPARAMS = ("data_dir",)  # where the data lives is not a hyper-parameter
@@ -52,8 +57,10 @@ def _storage(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise StorageError(f"{path}: cannot write TensorBoard events ({e.strerror or e}); "
-                           f"the run's other files are intact (or train with --no-tensorboard)") from None
+        raise StorageError(
+            f"{path}: cannot write TensorBoard events ({e.strerror or e}); "
+            f"the run's other files are intact (or train with --no-tensorboard)"
+        ) from None
 
 
 def _summary_writer(log_dir: Path) -> Any:
@@ -91,9 +98,11 @@ def _remove_rewrite_dir(tmp: Path) -> None:
     """Remove the rewrite's own folder. Anything else of that name (a link, a file) is refused: the
     rewrite never writes through a link, moves files in from elsewhere or deletes outside the run."""
     if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
-        raise CheckpointError(f"{tmp}: is {'a symbolic link' if tmp.is_symlink() else 'not a folder'}; mnistlab "
-                              f"rewrites TensorBoard events in a folder of this name: remove it (or train with "
-                              f"--no-tensorboard)")
+        raise CheckpointError(
+            f"{tmp}: is {'a symbolic link' if tmp.is_symlink() else 'not a folder'}; mnistlab "
+            f"rewrites TensorBoard events in a folder of this name: remove it (or train with "
+            f"--no-tensorboard)"
+        )
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -111,8 +120,9 @@ class NoLog:
 
 
 class TensorBoardLog(NoLog):
-    def __init__(self, run_path: Path, history: Sequence[dict[str, float]],
-                 step_log: Sequence[dict[str, float]]) -> None:
+    def __init__(
+        self, run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]]
+    ) -> None:
         self.path = Path(run_path)
         with _storage(self.path):
             self._rewrite(history, step_log)
@@ -151,8 +161,11 @@ class TensorBoardLog(NoLog):
             for tag, key in TEST_TAGS.items():
                 self._writer.add_scalar(tag, float(test[key]), global_step)
             # torch's hparams() would store a bool as the number 0 or 1: shown as text instead
-            values = {k: str(v) if isinstance(v, bool) else v for k, v in hparams.items()
-                      if k not in _NOT_HPARAMS and v is not None}
+            values = {
+                k: str(v) if isinstance(v, bool) else v
+                for k, v in hparams.items()
+                if k not in _NOT_HPARAMS and v is not None
+            }
             # add_hparams would write into a new timestamped subfolder (a second run in TensorBoard's
             # list); the same three summaries go into this run's own file instead
             # the metrics are named only: the dashboard reads their values from these scalar tags
@@ -165,21 +178,30 @@ class TensorBoardLog(NoLog):
             self._writer.close()
 
 
-def open_log(run_path: Path, history: Sequence[dict[str, float]], step_log: Sequence[dict[str, float]],
-             enabled: bool = True, log: Callable[[str], None] = _LOG) -> NoLog:
+def open_log(
+    run_path: Path,
+    history: Sequence[dict[str, float]],
+    step_log: Sequence[dict[str, float]],
+    enabled: bool = True,
+    log: Callable[[str], None] = _LOG,
+) -> NoLog:
     """The run's TensorBoard log, rewritten to hold exactly `history` and `step_log` (the
     checkpoint's); the caller must hold the run's lock. Disabled, or without the tensorboard package
     (one line says so): a logger that writes nothing."""
     if not enabled:
         return NoLog()
     if not installed():
-        log("TensorBoard: no event files, the tensorboard package is not installed "
-            "(pip install 'mnistlab[tensorboard]')")
+        log(
+            "TensorBoard: no event files, the tensorboard package is not installed "
+            "(pip install 'mnistlab[tensorboard]')"
+        )
         return NoLog()
     try:
         str(run_path).encode("utf-8")
     except UnicodeEncodeError:  # TensorBoard's writer names its files in UTF-8 only
-        log(f"TensorBoard: skipped, its event files need a folder name that is valid UTF-8 "
-            f"({str(run_path).encode('utf-8', 'backslashreplace').decode()})")
+        log(
+            f"TensorBoard: skipped, its event files need a folder name that is valid UTF-8 "
+            f"({str(run_path).encode('utf-8', 'backslashreplace').decode()})"
+        )
         return NoLog()
     return TensorBoardLog(run_path, history, step_log)

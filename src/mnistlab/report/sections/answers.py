@@ -30,12 +30,17 @@ def plan_line(inputs: Inputs) -> str | None:
     plan = (inputs.lab or {}).get("plan") or {}
     if not plan:
         return None
-    cnn = (f"CNN {plan['cnn_epochs']} x {plan['cnn_cpu_max_steps']} steps" if plan.get("cnn_cpu_max_steps")
-           else f"CNN {plural(plan['cnn_epochs'], 'epoch')}")
+    cnn = (
+        f"CNN {plan['cnn_epochs']} x {plan['cnn_cpu_max_steps']} steps"
+        if plan.get("cnn_cpu_max_steps")
+        else f"CNN {plural(plan['cnn_epochs'], 'epoch')}"
+    )
     longer = f", a fresh CNN {plan['cnn_longer_epochs']} epochs" if plan.get("cnn_longer_epochs") else ""
-    return (f"Plan: {'quick' if inputs.quick else 'full'} (MLP {plan['mlp_epochs']} + {plan['mlp_epochs']} epochs, "
-            f"{cnn}{longer}, bench {plan['bench_repeats']} x {plan['bench_steps']} steps, speedrun "
-            f"{plural(plan['speedrun_seeds'], 'seed')}).")
+    return (
+        f"Plan: {'quick' if inputs.quick else 'full'} (MLP {plan['mlp_epochs']} + {plan['mlp_epochs']} epochs, "
+        f"{cnn}{longer}, bench {plan['bench_repeats']} x {plan['bench_steps']} steps, speedrun "
+        f"{plural(plan['speedrun_seeds'], 'seed')})."
+    )
 
 
 def stability_line(inputs: Inputs) -> str:
@@ -62,8 +67,10 @@ def stability_line(inputs: Inputs) -> str:
             return "Stability: not judged (no load average was recorded with these measurements)."
         measured = "the bench's cells and the training epochs" if bench and inputs.runs else "what was repeated"
         return f"Stability: the machine was quiet, and {measured} were stable."
-    return ("Stability (said once, here): " + "; ".join(loud) + ". The times are this busy machine's; the ratios "
-            "of side-by-side repeats are the robust part. Rerun on a quiet machine to compare times.")
+    return (
+        "Stability (said once, here): " + "; ".join(loud) + ". The times are this busy machine's; the ratios "
+        "of side-by-side repeats are the robust part. Rerun on a quiet machine to compare times."
+    )
 
 
 def rows(inputs: Inputs) -> list[list[object]]:
@@ -97,8 +104,10 @@ def write(doc: Document, inputs: Inputs) -> None:
         doc.p(stability_line(inputs))
     trained_on = sorted({str(config(r).get("dataset")) for r in inputs.runs})
     if len(trained_on) > 1:  # a comparison across datasets compares the data as much as the models
-        doc.p(f"These runs were trained on {len(trained_on)} different datasets ({', '.join(trained_on)}): where "
-              f"this report compares them, their numbers differ by the data as well as by the model and device.")
+        doc.p(
+            f"These runs were trained on {len(trained_on)} different datasets ({', '.join(trained_on)}): where "
+            f"this report compares them, their numbers differ by the data as well as by the model and device."
+        )
     doc.table(HEADERS, rows(inputs), css="answers")
 
 

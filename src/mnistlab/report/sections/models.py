@@ -14,10 +14,14 @@ def write(doc: Document, inputs: Inputs) -> None:
     doc.h2("The models (the notebook's MyModule, MLP and CNN cells)")
     for m, (code, shape) in inputs.model_codes.items():
         sm = summarize(code, batch_size=64, shape=shape)
-        doc.table(["model", "parameters", "trainable", "input", "output"],
-                  [[m, f"{sm.total:,}", f"{sm.trainable:,}", str(list(sm.input_shape)), str(list(sm.output_shape))]])
+        doc.table(
+            ["model", "parameters", "trainable", "input", "output"],
+            [[m, f"{sm.total:,}", f"{sm.trainable:,}", str(list(sm.input_shape)), str(list(sm.output_shape))]],
+        )
         doc.pre(sm.tree)
-        doc.table(["state_dict key", "shape", "parameters"], [[n, str(list(sh)), f"{c:,}"] for n, sh, c in sm.parameters])
+        doc.table(
+            ["state_dict key", "shape", "parameters"], [[n, str(list(sh)), f"{c:,}"] for n, sh, c in sm.parameters]
+        )
 
 
 SECTION = Section(write, order=196)

@@ -10,8 +10,16 @@ from mnistlab.report.sections.section import Section
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    shown = {r.name for r in [inputs.cpu_run("mlp"), inputs.cpu_run("cnn"), *inputs.gpu_runs("mlp")[:1],
-                              *inputs.gpu_runs("cnn")[:1]] if r}
+    shown = {
+        r.name
+        for r in [
+            inputs.cpu_run("mlp"),
+            inputs.cpu_run("cnn"),
+            *inputs.gpu_runs("mlp")[:1],
+            *inputs.gpu_runs("cnn")[:1],
+        ]
+        if r
+    }
     others = [r for r in inputs.runs if r.name not in shown]
     if not others:
         return

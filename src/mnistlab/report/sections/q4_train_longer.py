@@ -25,5 +25,4 @@ def write(doc: Document, inputs: Inputs) -> None:
     doc.p(f"{t.answer()} The rule is the trainer's: mnistlab train --early-stop {PATIENCE}.")
 
 
-SECTION = Section(write, "Q4", missing, order=70, sentence=sentence,
-                  ask="Train longer, or are 20 epochs too long?")
+SECTION = Section(write, "Q4", missing, order=70, sentence=sentence, ask="Train longer, or are 20 epochs too long?")

@@ -17,8 +17,10 @@ def sentence(inputs: Inputs) -> str:
     g = inputs.gpu_runs("mlp")[0]
     t, test = epoch_timing(g.metrics()), g.test()
     steady = f"a steady-state epoch trained in {t.spread.median:.2f} s" if t.steady_s else "no steady-state epoch yet"
-    return (f"The same train and test loops, with the model and each batch moved by .to(device): on "
-            f"{g.env().get('device')} {steady}" + (f", test accuracy {test['accuracy']:.2%}." if test else "."))
+    return (
+        f"The same train and test loops, with the model and each batch moved by .to(device): on "
+        f"{g.env().get('device')} {steady}" + (f", test accuracy {test['accuracy']:.2%}." if test else ".")
+    )
 
 
 def write(doc: Document, inputs: Inputs) -> None:

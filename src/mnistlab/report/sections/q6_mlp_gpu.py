@@ -16,5 +16,12 @@ def write(doc: Document, inputs: Inputs) -> None:
     answer(doc, inputs, "mlp", evidence, "What limits each MLP cell")
 
 
-SECTION = Section(write, "Q6", lambda inputs: missing(inputs, "mlp"), lambda inputs: predicted(inputs, "mlp"), order=90,
-                  sentence=lambda inputs: sentence(inputs, "mlp"), ask="Is the MLP faster on the GPU? As expected?")
+SECTION = Section(
+    write,
+    "Q6",
+    lambda inputs: missing(inputs, "mlp"),
+    lambda inputs: predicted(inputs, "mlp"),
+    order=90,
+    sentence=lambda inputs: sentence(inputs, "mlp"),
+    ask="Is the MLP faster on the GPU? As expected?",
+)

@@ -34,9 +34,11 @@ def sentence(inputs: Inputs) -> str:
     step = f"; a training step takes {cnn_ms:.1f} ms on this CPU" if cnn_ms else ""
     step += f", {cnn_ms / mlp_ms:.0f}x the MLP's" if cnn_ms and mlp_ms else ""
     epochs = plural(len(rows), "epoch") + (f" of {int(rows[-1]['steps'])} steps" if cap else "")  # capped: as run
-    return (f"The CNN has {percent(abs(fewer))} {'fewer' if fewer > 0 else 'more'} parameters than the MLP but "
-            f"{c.macs / m.macs:.0f}x its MACs per image{step}"
-            + (f"; after {epochs} its test accuracy is {test['accuracy']:.2%}." if test else "."))
+    return (
+        f"The CNN has {percent(abs(fewer))} {'fewer' if fewer > 0 else 'more'} parameters than the MLP but "
+        f"{c.macs / m.macs:.0f}x its MACs per image{step}"
+        + (f"; after {epochs} its test accuracy is {test['accuracy']:.2%}." if test else ".")
+    )
 
 
 def write(doc: Document, inputs: Inputs) -> None:
@@ -45,9 +47,17 @@ def write(doc: Document, inputs: Inputs) -> None:
         return
     doc.h2("Q7. The CNN: fewer parameters; how does it train on the CPU?")
     run_section(doc, cnn, inputs.figs)
-    doc.p(f"{sentence(inputs)} Each convolution weight is reused at every position of the image: few parameters, "
-          f"much arithmetic.")
+    doc.p(
+        f"{sentence(inputs)} Each convolution weight is reused at every position of the image: few parameters, "
+        f"much arithmetic."
+    )
 
 
-SECTION = Section(write, "Q7", missing, order=100, sentence=sentence,
-                  ask="The CNN has fewer parameters: how does it train on the CPU?")
+SECTION = Section(
+    write,
+    "Q7",
+    missing,
+    order=100,
+    sentence=sentence,
+    ask="The CNN has fewer parameters: how does it train on the CPU?",
+)

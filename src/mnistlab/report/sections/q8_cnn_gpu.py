@@ -16,8 +16,11 @@ def missing(inputs: Inputs) -> str | None:
 def sentence(inputs: Inputs) -> str:
     g = inputs.gpu_runs("cnn")[0]
     t, test = epoch_timing(g.metrics()), g.test()
-    steady = f"a steady-state epoch trained in {t.spread.median:.2f} s" if t.steady_s else \
-        f"its first epoch trained in {t.cold_s[0]:.2f} s"
+    steady = (
+        f"a steady-state epoch trained in {t.spread.median:.2f} s"
+        if t.steady_s
+        else f"its first epoch trained in {t.cold_s[0]:.2f} s"
+    )
     return f"On {g.env().get('device')} {steady}" + (f"; test accuracy {test['accuracy']:.2%}." if test else ".")
 
 

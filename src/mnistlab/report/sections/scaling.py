@@ -9,14 +9,37 @@ from mnistlab.report.sections.section import Section
 
 
 def scaling_section(doc: Document, result: ScalingResult) -> None:
-    rows = [[c.model, c.device, c.processes, f"{c.step_median_s * 1e3:.2f}",
-             f"{c.step.min * 1e3:.2f}\u2013{c.step.max * 1e3:.2f}", f"{c.samples_per_s:,.0f}",
-             f"{c.communication_share:.0%}", "stable" if c.stability.stable else "unstable"] for c in result.cells]
+    rows = [
+        [
+            c.model,
+            c.device,
+            c.processes,
+            f"{c.step_median_s * 1e3:.2f}",
+            f"{c.step.min * 1e3:.2f}\u2013{c.step.max * 1e3:.2f}",
+            f"{c.samples_per_s:,.0f}",
+            f"{c.communication_share:.0%}",
+            "stable" if c.stability.stable else "unstable",
+        ]
+        for c in result.cells
+    ]
     doc.h2("Data-parallel scaling (mnistlab bench --nproc)")
-    doc.table(["model", "device", "processes", "ms/step (median)", "min\u2013max", "samples/s",
-               "all-reduce share", "stability"], rows)
-    doc.p("Each configuration ran in fresh processes at the same global batch; the all-reduce share is the "
-          "step as DDP trains against the same step under no_sync() (compute alone).")
+    doc.table(
+        [
+            "model",
+            "device",
+            "processes",
+            "ms/step (median)",
+            "min\u2013max",
+            "samples/s",
+            "all-reduce share",
+            "stability",
+        ],
+        rows,
+    )
+    doc.p(
+        "Each configuration ran in fresh processes at the same global batch; the all-reduce share is the "
+        "step as DDP trains against the same step under no_sync() (compute alone)."
+    )
     doc.bullets(scaling_observations(result))
 
 

@@ -30,8 +30,11 @@ def plot_objective(record: dict[str, Any], rows: list[TrialRow], out: Path) -> P
         order = [str(c) for c in spec["choices"] or []]
         order += sorted({str(r.params[name]) for r in rows if name in r.params} - set(order)) if order else []
         for state, color in STATE_COLORS.items():
-            pts = [(r.params[name], getattr(r, f"best_{objective}")) for r in rows
-                   if r.state == state and name in r.params and getattr(r, f"best_{objective}") is not None]
+            pts = [
+                (r.params[name], getattr(r, f"best_{objective}"))
+                for r in rows
+                if r.state == state and name in r.params and getattr(r, f"best_{objective}") is not None
+            ]
             if pts:
                 xs = [order.index(str(x)) for x, _ in pts] if order else [x for x, _ in pts]
                 ax.scatter(xs, [y for _, y in pts], color=color, label=state, s=24)
@@ -54,16 +57,30 @@ def write(doc: Document, inputs: Inputs) -> None:
         return
     record, rows = inputs.sweep
     counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
-    doc.p(f"Objective: {record['direction']} {record['objective']} (the best epoch of each trial). "
-          f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-          + f". Storage: {record.get('url') or record.get('storage') or 'SQLite in the sweep folder'} "
-          f"(this table: the study as this folder's worker last saw it, {TRIALS_FILE}).")
+    doc.p(
+        f"Objective: {record['direction']} {record['objective']} (the best epoch of each trial). "
+        f"{len(rows)} trials: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f". Storage: {record.get('url') or record.get('storage') or 'SQLite in the sweep folder'} "
+        f"(this table: the study as this folder's worker last saw it, {TRIALS_FILE})."
+    )
     names = list(dict.fromkeys(k for r in rows for k in r.params))
-    doc.table(["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
-              [[r.number, *(fmt_param(r.params.get(n)) for n in names),
+    doc.table(
+        ["trial", *names, "best val loss", "best val accuracy", "epochs", "time s", "state", "run directory"],
+        [
+            [
+                r.number,
+                *(fmt_param(r.params.get(n)) for n in names),
                 "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
                 "-" if r.best_val_accuracy is None else f"{r.best_val_accuracy:.2%}",
-                r.epochs, fmt_seconds(r.seconds), r.state, Path(r.run_dir).name if r.run_dir else "-"] for r in rows])
+                r.epochs,
+                fmt_seconds(r.seconds),
+                r.state,
+                Path(r.run_dir).name if r.run_dir else "-",
+            ]
+            for r in rows
+        ],
+    )
     best = best_trial(record, rows)
     doc.p(f"Best trial: {best.number}, run directory {best.run_dir}." if best else "No trial has completed yet.")
     if rows:
