@@ -24,25 +24,7 @@ from mnistlab.core.schema import LARGE, Range, check, check_rows, json_kind, one
 CONFIG, ENV, METRICS, STEPS, TEST = "config.json", "env.json", "metrics.csv", "steps.csv", "test.json"
 LAST, BEST, STATUS = "last.pt", "best.pt", "status.json"
 RUN_FILES = (CONFIG, ENV, METRICS, STEPS, TEST, LAST, BEST, STATUS)  # written atomically (core/writer.py)
-METRIC_FIELDS = [
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "train_seconds",
-    "val_seconds",
-    "epoch_seconds",
-    "samples_per_s",
-    "steps",
-    "global_step",
-    "session",
-    "load_1m",
-    "cpu_count",
-    "warmup_s",  # load at the epoch's end; the session's warm-up (its 1st row)
-    "threads",
-]  # torch's intra-op threads in the epoch, chosen at its start (core.threads)
-STEP_FIELDS = ["step", "epoch", "train_loss"]
-# what a reader may rely on in metrics.csv (and a checkpoint's history); later columns are optional
+# what a reader may rely on in metrics.csv (and a checkpoint's history); the later columns are optional
 REQUIRED_METRICS = [
     "epoch",
     "train_loss",
@@ -55,6 +37,15 @@ REQUIRED_METRICS = [
     "steps",
     "global_step",
 ]
+METRIC_FIELDS = [
+    *REQUIRED_METRICS,
+    "session",
+    "load_1m",  # the load at the epoch's end
+    "cpu_count",
+    "warmup_s",  # the session's warm-up (in its first row)
+    "threads",  # torch's intra-op threads in the epoch, chosen at its start (core.threads)
+]
+STEP_FIELDS = ["step", "epoch", "train_loss"]
 # bounds on what a reader reads, so that plot and report stay bounded in time and memory
 MAX_EPOCHS = 100_000  # rows of metrics.csv (and epochs a run may have)
 MAX_STEP_ROWS = 1_000_000  # rows of steps.csv
