@@ -281,19 +281,21 @@ from mnistlab.measure.speedrun import Recipe, recipe_optimizer
 from mnistlab.training.levers import Levers, keep_freed_memory, make_step, prepare_model
 from mnistlab.training.models import create_model
 torch.set_num_threads(1)
-if sys.argv[1] == "keep":
-    assert keep_freed_memory() is None
 levers, cpu = Levers(precision="bf16-mixed", channels_last=True), torch.device("cpu")
 model = prepare_model(create_model("speednet"), levers, cpu, sample_shape=(1, 28, 28))
 step = make_step(model, recipe_optimizer(model, Recipe(), levers, cpu), levers, cpu, batch_size=256,
                  sample_shape=(1, 28, 28), input_dtype=torch.bfloat16)
 x, y = torch.randn(256, 1, 28, 28).to(torch.bfloat16), torch.randint(0, 10, (256,))
-for _ in range(5):
-    step(x, y)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    step(x, y)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+def faults_per_step():
+    for _ in range(5):
+        step(x, y)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        step(x, y)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+default = faults_per_step()
+assert keep_freed_memory() is None
+print(default, faults_per_step())
 """
 
 
@@ -301,15 +303,17 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_keep_freed_memory_stops_the_page_faults_of_each_speednet_step():
     """glibc hands the step's larger freed blocks back to the kernel, so speedrun steps fault in hundreds of
-    fresh pages; kept, they are reused. Counted (minor page faults per step), not timed; in a fresh process
-    each, as the setting is the process's. glibc's thresholds adapt to what was freed before, so without the
-    setting a process faults 4-700 times a step (measured): some of 4 processes fault heavily, none of 3 with it."""
+    fresh pages; kept, they are reused. Counted (minor page faults per step), not timed, in fresh processes
+    (the setting is the process's): glibc's default first, then the setting. Its thresholds adapt to what was
+    freed before, so by default a process faults 0-700 times a step (measured): some of 4 fault heavily, and
+    none once the setting is made."""
 
-    def faults_per_step(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
-        return float(out.stdout.strip())
+    def faults_per_step() -> tuple[float, float]:
+        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True)
+        default, keep = map(float, out.stdout.split())
+        return default, keep
 
-    default, keep = [faults_per_step("default") for _ in range(4)], [faults_per_step("keep") for _ in range(3)]
+    default, keep = zip(*(faults_per_step() for _ in range(4)), strict=True)
     assert max(default) > 50 and max(keep) < 30, (default, keep)
 
 
