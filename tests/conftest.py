@@ -26,6 +26,23 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def tiny_train_argv(run_dir: Path | str, *extra: str) -> list[str]:
+    """`mnistlab train` for one quiet epoch on the tiny dataset on the CPU, into `run_dir`."""
+    return [
+        "train",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+        "--run-dir",
+        str(run_dir),
+    ]
+
+
 def write_tiny_dataset(
     root: Path, name: str = "tiny", n_train: int = TINY_TRAIN, n_test: int = TINY_TEST
 ) -> DatasetSpec:

@@ -276,24 +276,7 @@ def test_a_malformed_speedrun_json_is_one_line_naming_the_file_and_field(tmp_pat
     from mnistlab.core.errors import CheckpointError
     from mnistlab.core.schema import read_result
 
-    seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
-    data = sr.SpeedrunResult(
-        sr.Recipe(),
-        Levers(),
-        "cpu",
-        "a CPU",
-        99.0,
-        0.3,
-        640,
-        200,
-        1000,
-        seeds,
-        flops=sr.RunFlops(10, 50, 20),
-        ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
-        ceiling_s=1.0,
-        cold_s=9.0,
-        cold_from="process start",
-    ).to_dict()
+    data = _good_record()
     damage(data)
     (tmp_path / "speedrun.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError) as e:

@@ -16,6 +16,7 @@ from mnistlab.report.headless_browser import find_chromium
 from mnistlab.training import tblog
 from mnistlab.training.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.training.config import TrainConfig
+from tests.conftest import tiny_train_argv
 from tests.tbcheck import assert_events_match_run, hparams_of, read_scalars
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tensorboard_screenshot.py"
@@ -39,24 +40,7 @@ def test_every_scalar_equals_the_csvs_and_hparams_are_in_the_run(tiny, tmp_path)
 
 
 def test_no_tensorboard_writes_no_event_files(tiny, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "tiny",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-                "--no-progress",
-                "--no-tensorboard",
-                "--run-dir",
-                str(tmp_path / "r"),
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_argv(tmp_path / "r", "--no-tensorboard")) == 0
     assert not list((tmp_path / "r").glob("*tfevents*"))
     assert open_run(tmp_path / "r").status()["state"] == "completed"
 
@@ -110,20 +94,7 @@ def test_unwritable_events_are_one_clear_error(tiny, tmp_path, monkeypatch, caps
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tblog, "_summary_writer", refuse)
-    code = main(
-        [
-            "train",
-            "--dataset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--run-dir",
-            str(tmp_path / "r"),
-        ]
-    )
+    code = main(tiny_train_argv(tmp_path / "r"))
     err = capsys.readouterr().err
     assert code == 2 and "cannot write TensorBoard events" in err and "--no-tensorboard" in err
     assert len(err.strip().splitlines()) == 1
@@ -132,20 +103,7 @@ def test_unwritable_events_are_one_clear_error(tiny, tmp_path, monkeypatch, caps
 def test_without_the_tensorboard_package_the_run_says_so_once_and_writes_no_events(tiny, tmp_path, monkeypatch, capsys):
     """TensorBoard is an extra: without it a run trains as usual, with one note naming the pip command."""
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
-    code = main(
-        [
-            "train",
-            "--dataset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--run-dir",
-            str(tmp_path / "r"),
-        ]
-    )
+    code = main(tiny_train_argv(tmp_path / "r"))
     out, err = capsys.readouterr()
     assert code == 0, err
     notes = [line for line in out.splitlines() if "TensorBoard" in line]

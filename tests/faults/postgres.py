@@ -68,6 +68,21 @@ class PostgresServer:
         who = f"mnistlab:{self.PASSWORD}" if password else "mnistlab"
         return f"postgresql+psycopg://{who}@127.0.0.1:{self.port}/{database}"
 
+    def create_database(self, name: str) -> None:
+        self.run(
+            "psql",
+            "-h",
+            str(self.home),
+            "-p",
+            str(self.port),
+            "-U",
+            "mnistlab",
+            "-d",
+            "postgres",
+            "-c",
+            f"CREATE DATABASE {name}",
+        )
+
     def run(self, *args: str) -> None:
         p = subprocess.run(
             [str(self.bin_dir / args[0]), *args[1:]],

@@ -12,7 +12,7 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.stopping import Terminated
 from mnistlab.data import datasets, fetching
-from tests.conftest import write_tiny_dataset
+from tests.conftest import tiny_train_argv, write_tiny_dataset
 
 from .conftest import is_one_line_error, mnistlab, one_line_error
 
@@ -189,23 +189,7 @@ def test_a_stopped_offline_fetch_leaves_no_scratch_and_a_killed_ones_is_removed(
 
 @pytest.mark.slow
 def test_config_json_as_a_device_is_said_as_such(tiny, tmp_path, capsys, reliability):
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "tiny",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-                "--no-progress",
-                "--run-dir",
-                str(tmp_path / "run"),
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_argv(tmp_path / "run")) == 0
     (tmp_path / "run" / "config.json").unlink()
     (tmp_path / "run" / "config.json").symlink_to("/dev/urandom")
     for argv in (
@@ -244,20 +228,7 @@ def test_wording_a_models_failure_names_its_stage_once_and_metrics_out_of_order_
     (tmp_path / "m.py").write_text(FAILS_IN_EVAL)
     line = one_line_error(
         capsys,
-        [
-            "train",
-            "--dataset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--model",
-            f"{tmp_path / 'm.py'}:Net",
-            "--run-dir",
-            str(tmp_path / "v"),
-        ],
+        tiny_train_argv(tmp_path / "v", "--model", f"{tmp_path / 'm.py'}:Net"),
     )
     assert "failed during validation: ValueError: no validation for me" in line and line.count("validation") == 2, line
     assert (

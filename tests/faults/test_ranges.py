@@ -16,7 +16,7 @@ import torch
 from mnistlab.cli import main
 from mnistlab.data import datasets
 from mnistlab.measure.scaling import ScalingCell, ScalingResult
-from tests.conftest import write_tiny_dataset
+from tests.conftest import tiny_train_argv, write_tiny_dataset
 
 from .conftest import one_line_error
 
@@ -49,18 +49,7 @@ def folders(tmp_path_factory):
         mp.setenv("MNISTLAB_DATA", str(base / "data"))
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             for argv in (
-                [
-                    "train",
-                    "--dataset",
-                    "tiny",
-                    "--epochs",
-                    "1",
-                    "--device",
-                    "cpu",
-                    "--no-progress",
-                    "--run-dir",
-                    str(base / "run"),
-                ],
+                tiny_train_argv(base / "run"),
                 ["bench", *bench, "--pipelines", "resident", "--out", str(base / "bench")],
                 ["bench", *bench, "--implementations", "eager", "--out", str(base / "levers")],
                 ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out", str(base / "speedrun")],

@@ -115,19 +115,7 @@ def test_the_database_stopped_mid_trial_is_one_line_then_the_same_command_contin
     tmp_path, postgres_server, reliability
 ):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run(
-        "psql",
-        "-h",
-        str(postgres_server.home),
-        "-p",
-        str(postgres_server.port),
-        "-U",
-        "mnistlab",
-        "-d",
-        "postgres",
-        "-c",
-        "CREATE DATABASE stopped",
-    )
+    postgres_server.create_database("stopped")
     url, out = postgres_server.url("stopped"), tmp_path / "sw"
     w = _worker(env, url, out, "--grace-period", "3")
     try:
@@ -156,19 +144,7 @@ def test_the_database_stopped_mid_trial_is_one_line_then_the_same_command_contin
 
 def test_the_database_restarted_mid_trial_changes_nothing(tmp_path, postgres_server, reliability):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run(
-        "psql",
-        "-h",
-        str(postgres_server.home),
-        "-p",
-        str(postgres_server.port),
-        "-U",
-        "mnistlab",
-        "-d",
-        "postgres",
-        "-c",
-        "CREATE DATABASE restarted",
-    )
+    postgres_server.create_database("restarted")
     url, out = postgres_server.url("restarted"), tmp_path / "sw"
     w = _worker(env, url, out, "--grace-period", "60", epochs=20)
     try:
@@ -191,19 +167,7 @@ def test_the_database_restarted_mid_trial_changes_nothing(tmp_path, postgres_ser
 
 def test_a_worker_stopped_past_the_grace_period_goes_on(tmp_path, postgres_server, reliability):
     env = make_tiny_env(tmp_path)["env"]
-    postgres_server.run(
-        "psql",
-        "-h",
-        str(postgres_server.home),
-        "-p",
-        str(postgres_server.port),
-        "-U",
-        "mnistlab",
-        "-d",
-        "postgres",
-        "-c",
-        "CREATE DATABASE paused",
-    )
+    postgres_server.create_database("paused")
     url = postgres_server.url("paused")
     a = _worker(env, url, tmp_path / "A", "--grace-period", "2", trials=3, epochs=8)
     _wait_for(lambda: _epochs(tmp_path / "A" / "trial-0000") >= 1, "worker A's first epoch")
