@@ -127,6 +127,23 @@ def test_a_trace_dir_that_is_a_file_is_one_line_before_any_work(tiny_module, tmp
             f"mnistlab: error: --trace {tmp_path / 'afile'}: is not a folder (give the folder to write the "
             "trace into)\n"
         )
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    for bad, said in (
+        ("", "--trace needs a folder name"),
+        (" ", "--trace needs a folder name"),
+        (str(tmp_path / "link"), "is a symbolic link"),
+    ):
+        for argv in (["train", "--dataset", "tiny"], ["bench", "--dataset", "tiny", "--models", "mlp"]):
+            assert (
+                cli.main(
+                    [*argv, "--trace", bad, "--run-dir" if argv[0] == "train" else "--out", str(tmp_path / "never")]
+                )
+                == 2
+            )
+            err = capsys.readouterr().err
+            assert said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "never").exists() and not any((tmp_path / "elsewhere").iterdir())
     assert cli.main(["bench", "--implementations", "eager", "--trace", str(tmp_path / "t")]) == 2
     assert "--trace records the pipeline cells' steps; drop --implementations" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()

@@ -586,10 +586,20 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_trace_dir(trace: str | None) -> None:
-    """--trace DIR, refused before any work where DIR is there and is not a folder."""
+    """--trace DIR, refused before any work where DIR is empty, a link (the writer refuses to follow it, but
+    only after the run), or there and not a folder."""
     from mnistlab.core.errors import ConfigError
 
-    if trace is not None and Path(trace).exists() and not Path(trace).is_dir():
+    if trace is None:
+        return
+    if not trace.strip():
+        raise ConfigError("--trace needs a folder name (got an empty one)")
+    if Path(trace).is_symlink():
+        raise ConfigError(
+            f"--trace {trace}: is a symbolic link; mnistlab writes into no folder through a link "
+            "(give the folder itself)"
+        )
+    if Path(trace).exists() and not Path(trace).is_dir():
         raise ConfigError(f"--trace {trace}: is not a folder (give the folder to write the trace into)")
 
 
