@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnistlab.report.headless_browser import render
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the browser helper
+from tests.headless_browser import render  # noqa: E402
 
 WIDTH = 1100  # about a laptop browser's content width (the report's text column is at most 1100 px)
 

@@ -4,7 +4,7 @@
 
 Starts `tensorboard --logdir LOGDIR` on a free local port, waits until it lists the runs (at
 least two), opens its Scalars dashboard (train loss, validation loss and accuracy, unsmoothed) in headless
-Chromium (see mnistlab/report/headless_browser.py),
+Chromium (see tests/headless_browser.py),
 stops TensorBoard and saves the PNG, trimmed of blank space. Nothing leaves the machine:
 TensorBoard serves its page and scripts itself. Two runs to show, for example:
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnistlab.report.headless_browser import FLAGS, find_chromium
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the browser helper
+from tests.headless_browser import FLAGS, find_chromium  # noqa: E402
 
 
 def free_port() -> int:

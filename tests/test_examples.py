@@ -15,8 +15,8 @@ import pytest
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
-from mnistlab.report.headless_browser import find_chromium, render
 from tests.conftest import write_tiny_dataset
+from tests.headless_browser import find_chromium, render
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 NOTEBOOK = SRC.parent / "examples" / "intro_to_training.ipynb"

@@ -12,11 +12,11 @@ import pytest
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
 from mnistlab.jobs.train import train_run
-from mnistlab.report.headless_browser import find_chromium
 from mnistlab.training import tblog
 from mnistlab.training.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.training.config import TrainConfig
 from tests.conftest import tiny_train_argv
+from tests.headless_browser import find_chromium
 from tests.tbcheck import assert_events_match_run, hparams_of, read_scalars
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tensorboard_screenshot.py"

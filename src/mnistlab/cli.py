@@ -171,11 +171,19 @@ def _add_trace(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_no_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bars (there are none anyway where stderr is not a terminal)",
-    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (none where stderr is no terminal)")
+
+
+def _add_device(p: argparse.ArgumentParser, help: str) -> None:
+    from mnistlab.core.defaults import DEVICES
+
+    p.add_argument("--device", choices=list(DEVICES), default="auto", help=help)
+
+
+def _add_new_folder(p: argparse.ArgumentParser, flag: str = "--out", what: str = "output") -> None:
+    from mnistlab.core.defaults import RUNS_DIR
+
+    p.add_argument(flag, help=f"the {what} directory to create (default: a new one under {RUNS_DIR}/)")
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -215,12 +223,10 @@ def _target(text: str) -> float:
 
 
 def _add_speedrun_parser(sub: Any, datasets: list[str]) -> None:  # sub: argparse's _SubParsersAction
-    from mnistlab.core.defaults import COMPILE_MODES, DEVICES, MAX_SEEDS, PRECISIONS, RUNS_DIR
+    from mnistlab.core.defaults import COMPILE_MODES, MAX_SEEDS, PRECISIONS
 
     s = sub.add_parser("speedrun", help="time to a target test accuracy (default 99%%) from scratch, over N seeds")
-    s.add_argument(
-        "--device", choices=list(DEVICES), default="auto", help="where to run (auto: cuda, then mps, then cpu)"
-    )
+    _add_device(s, "where to run (auto: cuda, then mps, then cpu)")
     s.add_argument(
         "--seeds",
         type=_int_at_least(1, MAX_SEEDS),
@@ -240,7 +246,7 @@ def _add_speedrun_parser(sub: Any, datasets: list[str]) -> None:  # sub: argpars
         "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None, help="default: on with --device cuda"
     )
     s.add_argument("--dataset", default="mnist", choices=datasets, help="dataset (default: mnist)")
-    s.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_new_folder(s)
     _add_json(s, "the result (speedrun.json's fields and the folder)")
     _add_no_progress(s)
     _add_threads(s)
@@ -290,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fetch":
             p.add_argument("--no-web", action="store_true", help="skip the web mirrors")
         if name == "info":
-            p.add_argument("--json", action="store_true", help="print the figures as JSON")
+            _add_json(p, "the figures")
         if name == "show":
             p.add_argument(
                 "--out", default=None, help="PNG path; its folder must exist (default: <dataset>-samples.png)"
@@ -311,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model, or resume a run")
     _add_config_options(t)
-    t.add_argument("--run-dir", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_new_folder(t, "--run-dir", "run")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     t.add_argument(
         "--resume-if-exists",
@@ -319,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start or resume: continue the run in --run-dir if it holds one of the same configuration "
         "(a rerun of the same command: a requeued batch job; torchrun --max-restarts does this always)",
     )
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_no_progress(t)
     _add_json(t, "the run (its folder, state, config, epochs, test result and epoch times)")
     _add_trace(t, "training (after the run, of its model, levers and batch)")
     t.add_argument(
@@ -338,10 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="last",
         help="last.pt (the last epoch) or best.pt (lowest validation loss) (default: last)",
     )
-    e.add_argument(
-        "--device", choices=list(DEVICES), default="auto", help="auto: CUDA, then MPS, then the CPU (default: auto)"
-    )
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_device(e, "auto: CUDA, then MPS, then the CPU (default: auto)")
+    _add_json(e)
     _add_no_progress(e)
     _add_data_dir(e)
 
@@ -355,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--batch-size", type=_int_at_least(1, MAX_BATCH_SIZE), default=1, help="batch to count for (default: 1)"
     )
-    pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    _add_json(pr, "the profiles")
 
     b = sub.add_parser("bench", help="time models x devices x input pipelines and show where the time goes")
     b.add_argument(
@@ -398,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"samples per step (default: {DEFAULT_BATCH_SIZE})",
     )
     b.add_argument("--dataset", default="mnist", choices=datasets, help="which dataset (default: mnist)")
-    b.add_argument("--out", help=f"the run directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_new_folder(b)
     b.add_argument(
         "--nproc",
         type=_int_at_least(2, MAX_THREADS),
@@ -424,20 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="reproduce the whole notebook and write report.html and report.md")
     lab.add_argument("--quick", action="store_true", help="a smaller plan that ends in a few minutes on 2 CPU cores")
-    lab.add_argument(
-        "--device",
-        choices=list(DEVICES),
-        default="auto",
-        help="the GPU to compare with the CPU (default: auto, the GPU there is, if any)",
-    )
-    lab.add_argument("--out", help=f"the lab directory to create (default: a new one under {RUNS_DIR}/)")
+    _add_device(lab, "the GPU to compare with the CPU (default: auto, the GPU there is, if any)")
+    _add_new_folder(lab, what="lab")
     lab.add_argument(
         "--resume",
         metavar="LAB_DIR",
         help="finish a lab that was stopped or killed: run what is missing, keep what is done (its own "
         "plan; not with --quick or --out)",
     )
-    lab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_no_progress(lab)
     _add_json(lab, "the lab's folder and its report's files")
     _add_gpu(lab)
     _add_threads(lab)
@@ -507,16 +506,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _answer(args: argparse.Namespace, out: TextIO, record: Any, *lines: Any) -> int:
+    """A command's answer on stdout: `record` as strict JSON with --json, else `lines`, one per print."""
+    for line in [json_text(record)] if getattr(args, "json", False) else lines:
+        print(line, file=out)
+    return 0
+
+
 def _cmd_env(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.core.environment import environment, format_environment, format_precision, precision_environment
     from mnistlab.measure.table import fit_width
 
-    if args.json:
-        print(json_text({"environment": environment(), "precision": precision_environment()}), file=out)
-        return 0
-    print(fit_width(format_environment(environment())), file=out)  # no line over 160 characters (issue 28)
-    print(fit_width(format_precision(precision_environment())), file=out)
-    return 0
+    env, precision = environment(), precision_environment()
+    return _answer(  # no line over 160 characters (issue 28)
+        args,
+        out,
+        {"environment": env, "precision": precision},
+        fit_width(format_environment(env)),
+        fit_width(format_precision(precision)),
+    )
 
 
 def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
@@ -534,8 +542,7 @@ def _cmd_data(args: argparse.Namespace, out: TextIO) -> int:
         from mnistlab.data.info import dataset_info, format_info
 
         info = dataset_info(spec, root)
-        print(json_text(info) if args.json else format_info(info), file=out)
-        return 0
+        return _answer(args, out, info, format_info(info))
     from mnistlab.data.loader import read_split
     from mnistlab.report.plots import plot_samples
 
@@ -550,8 +557,7 @@ def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.summary import summarize
 
     summary = summarize(args.model, args.batch_size)
-    print(json_text(summary.to_dict()) if args.json else summary.format(), file=out)
-    return 0
+    return _answer(args, out, summary.to_dict(), summary.format())
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
@@ -629,8 +635,7 @@ def _cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     ev = jobs.evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, data_dir=args.data_dir)
     result = ev.result
     if args.json:
-        print(json_text(ev.to_dict()), file=out)
-        return 0
+        return _answer(args, out, ev.to_dict())
     print(f"{ev.run} ({ev.model} on {ev.dataset}, {ev.checkpoint}.pt {ev.when}, {ev.device})", file=out)
     if ev.subset:
         print(f"test set: the first {result.total:,} test images only, as in this --subset {ev.subset} run", file=out)
@@ -670,14 +675,8 @@ def _cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.measure.table import fit_width
 
     profiles = [profile_model(m, args.batch_size) for m in args.models]
-    if args.json:
-        print(json_text([p.to_dict() for p in profiles]), file=out)
-        return 0
-    for p in profiles:
-        print(format_profile(p), file=out)
-        print(file=out)
-    print(fit_width(MACS_VS_FLOPS), file=out)
-    return 0
+    texts = [f"{format_profile(p)}\n" for p in profiles]
+    return _answer(args, out, [p.to_dict() for p in profiles], *texts, fit_width(MACS_VS_FLOPS))
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
@@ -727,22 +726,10 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
             data_dir=args.data_dir,
             name=folder.path.name,
         )
-    if args.json:  # the result file's fields (bench.json, levers.json or scaling.json), where it is, the traces
-        print(
-            json_text(
-                {
-                    "folder": str(folder.path),
-                    "file": result.FILE,
-                    "traces": [str(t) for t in traces],
-                    **result.to_dict(),
-                }
-            ),
-            file=out,
-        )
-        return 0
-    print(fit_width(text), file=out)  # its table fits; its legend wraps (no line over 160 characters)
-    print(folder.path, file=out)
-    return 0
+    # JSON: the result file's fields (bench.json, levers.json or scaling.json), where it is, the traces; text:
+    # its table fits, its legend wraps (no line over 160 characters)
+    record = {"folder": str(folder.path), "file": result.FILE, "traces": [str(t) for t in traces]}
+    return _answer(args, out, {**record, **result.to_dict()}, fit_width(text), folder.path)
 
 
 def _bench_conflict(args: argparse.Namespace) -> str | None:
@@ -797,12 +784,8 @@ def _cmd_speedrun(args: argparse.Namespace, out: TextIO) -> int:
         out=args.out,
         cold_since=cold,
     )
-    if args.json:
-        print(json_text({"folder": str(folder.path), "file": result.FILE, **result.to_dict()}), file=out)
-        return 0
-    print(result.table(), file=out)
-    print(folder.path, file=out)
-    return 0
+    record = {"folder": str(folder.path), "file": result.FILE, **result.to_dict()}
+    return _answer(args, out, record, result.table(), folder.path)
 
 
 def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
@@ -823,16 +806,8 @@ def _cmd_lab(args: argparse.Namespace, out: TextIO) -> int:
         gpu=args.gpu,
         resume=args.resume,
     )
-    if args.json:
-        print(
-            json_text(
-                {"folder": str(page.parent), "report_html": str(page), "report_md": str(page.with_suffix(".md"))}
-            ),
-            file=out,
-        )
-        return 0
-    print(page, file=out)
-    return 0
+    record = {"folder": str(page.parent), "report_html": str(page), "report_md": str(page.with_suffix(".md"))}
+    return _answer(args, out, record, page)
 
 
 def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
@@ -855,51 +830,21 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     )
     sweep_dir = run_sweep(plan, out=args.out)
     record, rows = sweep_results(sweep_dir)
-    if args.json:
-        best = best_trial(record, rows)
-        print(
-            json_text(
-                {
-                    "folder": str(sweep_dir),
-                    "sweep": record,
-                    "trials": [r.to_dict() for r in rows],
-                    "best_trial": None if best is None else best.number,
-                }
-            ),
-            file=out,
-        )
-        return 0
-    print(format_results(record, rows), file=out)
-    print(sweep_dir, file=out)
-    return 0
+    best = best_trial(record, rows)
+    trials = [r.to_dict() for r in rows]
+    number = None if best is None else best.number
+    as_json = {"folder": str(sweep_dir), "sweep": record, "trials": trials, "best_trial": number}
+    return _answer(args, out, as_json, format_results(record, rows), sweep_dir)
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from mnistlab.report.builder import build_report
 
     md, page = build_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, gpu=args.gpu)
-    if args.json:
-        print(json_text({"report_md": str(md), "report_html": str(page)}), file=out)
-        return 0
-    print(md, file=out)
-    print(page, file=out)
-    return 0
+    return _answer(args, out, {"report_md": str(md), "report_html": str(page)}, md, page)
 
 
-_COMMANDS = {
-    "env": _cmd_env,
-    "data": _cmd_data,
-    "summary": _cmd_summary,
-    "train": _cmd_train,
-    "eval": _cmd_eval,
-    "plot": _cmd_plot,
-    "profile": _cmd_profile,
-    "bench": _cmd_bench,
-    "speedrun": _cmd_speedrun,
-    "lab": _cmd_lab,
-    "sweep": _cmd_sweep,
-    "report": _cmd_report,
-}
+_COMMANDS = {name.removeprefix("_cmd_"): f for name, f in list(globals().items()) if name.startswith("_cmd_")}
 
 
 def _lines_stream(args: argparse.Namespace, answer: TextIO) -> TextIO:

@@ -21,19 +21,11 @@ import torch
 from mnistlab.core.device import synchronize
 
 UNSTABLE_SPREAD = 0.10  # (max - min) / median of the repeats beyond which a figure is not trusted
-# the least relative spread any timing has on a shared machine, even when its repeats agree more closely:
-# two figures closer than this (or than their spread) are not told apart
-NOISE_FLOOR = 0.05
 ONE_REPEAT = "1 repeat, no range (a single measurement is no evidence of a stable figure)"
 
 Load = Mapping[str, Mapping[str, Any] | None]  # {"start": load_snapshot(), "end": ...}
 _SNAPSHOT = {"load_avg_1m": "number?", "cpu_count": "int?"}
 LOAD_SCHEMA = {"start?": _SNAPSHOT, "end?": _SNAPSHOT}  # a result's `load`, as core/schema.py checks it
-
-
-def indistinct(a: float, b: float, spread: float = 0.0) -> bool:
-    """Two timings (a >= b) that the measurement cannot order: within their spread, or NOISE_FLOOR, of a."""
-    return a - b <= max(spread, NOISE_FLOOR) * a
 
 
 C = TypeVar("C")

@@ -28,6 +28,7 @@ from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
 from mnistlab.core.schema import read_result
 from mnistlab.core.timing import Timer
+from mnistlab.core.words import plural
 from mnistlab.core.writer import JobFolder
 from mnistlab.data.info import dataset_info
 from mnistlab.data.loader import read_split
@@ -42,7 +43,6 @@ from mnistlab.measure.gpus import gpu as gpu_row
 from mnistlab.measure.speedrun import DEFAULT_TARGET, SpeedrunResult
 from mnistlab.measure.table import fit_width, text_table
 from mnistlab.report.builder import build_report
-from mnistlab.report.document import plural
 from mnistlab.report.inputs import LabRecord, read_lab
 from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN, run_state
 from mnistlab.report.plots import plot_samples

@@ -11,19 +11,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from mnistlab.core.rundir import read_bytes
-from mnistlab.core.words import percent, plural
-
-__all__ = [
-    "Document",
-    "Link",
-    "anchor_of",
-    "body_words",
-    "md_escape",
-    "percent",
-    "plain_text",
-    "plain_text_block",
-    "plural",
-]  # percent, plural: core.words'
 
 # characters with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, links, code,
 # tables, strikethrough, math): a backslash makes each literal
@@ -87,30 +74,6 @@ def anchor_of(heading: str) -> str:
         return m.group(1).lower()
     words = re.findall(r"[a-z0-9]+", plain_text(heading).lower())[:4]
     return "-".join(words) or "section"
-
-
-_FENCE = re.compile(r"^\s*(`{3,})")
-
-
-def body_words(markdown: str) -> int:
-    """Words a reader reads in a report.md, outside its tables and code blocks: paragraphs, bullets, headings and
-    figure captions (an image's line repeats its caption as alt text: not counted twice). A word is a
-    whitespace-separated token with a letter or a digit in it."""
-    words, fence = 0, None
-    for line in markdown.splitlines():
-        stripped = line.strip()
-        if fence is not None:
-            if stripped.startswith(fence) and not stripped.strip("`"):  # as long as its opening fence, or longer
-                fence = None
-            continue
-        m = _FENCE.match(line)
-        if m:
-            fence = m.group(1)
-            continue
-        if stripped.startswith(("|", "![", "<a id=")):
-            continue
-        words += sum(1 for t in stripped.split() if re.search(r"[^\W_]", t))
-    return words
 
 
 @dataclass

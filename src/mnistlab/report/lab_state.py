@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnistlab.core.rundir import CONFIG, RunDir
-from mnistlab.report.document import plural
+from mnistlab.core.words import plural
 
 if TYPE_CHECKING:
     from mnistlab.report.inputs import Inputs

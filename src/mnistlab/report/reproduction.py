@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, TypedDict
 
 from mnistlab.core.richdisplay import html_table
 from mnistlab.core.rundir import RunDir
+from mnistlab.core.words import plural
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.document import plural
 from mnistlab.report.lab_state import LONGER_EPOCHS, LONGER_RUN
 from mnistlab.report.runs import capped, config
 

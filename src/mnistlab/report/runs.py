@@ -15,8 +15,9 @@ from typing import Any
 
 from mnistlab.core.rundir import CONFIG, RunDir
 from mnistlab.core.timing import Ratio
+from mnistlab.core.words import percent, plural
 from mnistlab.measure.epochs import EpochTiming, epoch_timing
-from mnistlab.report.document import Document, percent, plural
+from mnistlab.report.document import Document
 from mnistlab.report.plots import plot_runs
 from mnistlab.training.config import check_run_config
 

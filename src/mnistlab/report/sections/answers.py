@@ -5,8 +5,9 @@ said once, and each of the notebook's questions with its one-sentence answer, ho
 from __future__ import annotations
 
 from mnistlab.core.timing import is_busy
+from mnistlab.core.words import plural
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.document import Document, Link, plural
+from mnistlab.report.document import Document, Link
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.runs import config
 from mnistlab.report.sections.section import Section

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mnistlab.report.document import Document, plural
+from mnistlab.core.words import plural
+from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_runs
 from mnistlab.report.sections.mlp_cpu import first_training, missing, mlp_run

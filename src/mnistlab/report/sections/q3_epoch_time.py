@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mnistlab.core.words import plural
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.document import Document, plural
+from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.plots import plot_epoch_times
 from mnistlab.report.runs import run_section

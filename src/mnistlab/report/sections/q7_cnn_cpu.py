@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 
+from mnistlab.core.words import percent, plural
 from mnistlab.measure.epochs import epoch_timing
-from mnistlab.report.document import Document, percent, plural
+from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.lab_state import no_run
 from mnistlab.report.runs import capped, run_section

@@ -11,16 +11,12 @@ from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 
 
-def _always(inputs: Inputs) -> str | None:
+def _nothing(inputs: Inputs) -> str | None:
     return None
 
 
 def _never(inputs: Inputs) -> bool:
     return False
-
-
-def _unsaid(inputs: Inputs) -> str | None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -29,7 +25,7 @@ class Section:
     write: Callable[[Document, Inputs], None]
     question: str | None = None  # "Q5": one of the notebook's questions, listed in the report's opening line
     # why the question cannot be answered from these inputs (the absent input, never a guessed cause); None: it can
-    missing: Callable[[Inputs], str | None] = _always
+    missing: Callable[[Inputs], str | None] = _nothing
     # True when the question is answered by a prediction (measure/prediction.py), not by a measurement
     predicted: Callable[[Inputs], bool] = _never
     order: float = 1000  # its place in the report (the built-in sections are 10, 20, ... 190)
@@ -39,5 +35,5 @@ class Section:
     report: str = "lab"  # "lab": the report of labs, runs and measurements; "sweep": a sweep folder's own
     # a question's answer in one sentence, for the answer sheet (report/sections/answers.py); called only where
     # `missing` is None
-    sentence: Callable[[Inputs], str | None] = _unsaid
+    sentence: Callable[[Inputs], str | None] = _nothing
     ask: str = ""  # a question's words, short, as the answer sheet lists it ("What are the sample and the label?")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mnistlab.core.words import percent
+from mnistlab.core.words import percent, plural
 from mnistlab.measure.speedrun import COLD, SpeedrunResult, p_value_text, p_words
-from mnistlab.report.document import Document, plural
+from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
 
