@@ -15,51 +15,33 @@ from typing import Any
 _IMPORTED_AT = time.time()
 
 # public name -> module that defines it (layers: core <- data <- training <- measure <- report <- jobs <- cli, lab)
+# train: train_run's short name; gpus/prediction: a bench's steps predicted on a GPU of the table (Q6, Q9
+# without a GPU); reproduction: the notebook's printed figures beside a run's (issue 28)
 _EXPORTS = {
-    "MnistlabError": "mnistlab.core.errors",
-    "ConfigError": "mnistlab.core.errors",
-    "DataError": "mnistlab.core.errors",
-    "CheckpointError": "mnistlab.core.errors",
-    "DivergenceError": "mnistlab.core.errors",
-    "StorageError": "mnistlab.core.errors",
-    "resolve_device": "mnistlab.core.device",
-    "RunDir": "mnistlab.core.rundir",
-    "open_run": "mnistlab.core.rundir",
-    "DATASETS": "mnistlab.data.datasets",
-    "data_root": "mnistlab.data.datasets",
-    "get_dataset": "mnistlab.data.datasets",
-    "fetch": "mnistlab.data.fetching",
-    "DeviceLoader": "mnistlab.data.loader",
-    "make_splits": "mnistlab.data.loader",
-    "read_split": "mnistlab.data.loader",
-    "split_train_val": "mnistlab.data.loader",
-    "TrainConfig": "mnistlab.training.config",
-    "count_parameters": "mnistlab.training.models",
-    "create_model": "mnistlab.training.models",
-    "list_models": "mnistlab.training.models",
-    "evaluate": "mnistlab.training.evaluation",
-    "train": "mnistlab.jobs.train",  # train_run's short name
-    "MACS_VS_FLOPS": "mnistlab.measure.profiling",
-    "format_profile": "mnistlab.measure.profiling",
-    "profile_model": "mnistlab.measure.profiling",
-    "run_bench": "mnistlab.measure.bench",
-    "bench_observations": "mnistlab.measure.bench",
-    "format_bench_table": "mnistlab.measure.bench",
-    "summarize": "mnistlab.measure.summary",
-    "plot_runs": "mnistlab.report.plots",
-    "plot_epoch_times": "mnistlab.report.plots",
-    "plot_bench": "mnistlab.report.plots",
-    "plot_samples": "mnistlab.report.plots",
-    "plot_roofline": "mnistlab.report.plots",
-    # a bench's steps predicted on a GPU of the table (Q6, Q9 without a GPU)
-    "GPUS": "mnistlab.measure.gpus",
-    "gpu": "mnistlab.measure.gpus",
-    "predict_on_gpu": "mnistlab.measure.prediction",
-    "build_report": "mnistlab.report.builder",
-    "training_observations": "mnistlab.report.runs",
-    "reproduction": "mnistlab.report.reproduction",  # the notebook's printed figures beside a run's (issue 28)
-    "ModelError": "mnistlab.core.errors",
-    "ResultFileError": "mnistlab.core.errors",
+    name: module
+    for module, names in {
+        "mnistlab.core.errors": "MnistlabError ConfigError DataError CheckpointError DivergenceError StorageError "
+        "ModelError ResultFileError",
+        "mnistlab.core.device": "resolve_device",
+        "mnistlab.core.rundir": "RunDir open_run",
+        "mnistlab.data.datasets": "DATASETS data_root get_dataset",
+        "mnistlab.data.fetching": "fetch",
+        "mnistlab.data.loader": "DeviceLoader make_splits read_split split_train_val",
+        "mnistlab.training.config": "TrainConfig",
+        "mnistlab.training.models": "count_parameters create_model list_models",
+        "mnistlab.training.evaluation": "evaluate",
+        "mnistlab.jobs.train": "train",
+        "mnistlab.measure.profiling": "MACS_VS_FLOPS format_profile profile_model",
+        "mnistlab.measure.bench": "run_bench bench_observations format_bench_table",
+        "mnistlab.measure.summary": "summarize",
+        "mnistlab.report.plots": "plot_runs plot_epoch_times plot_bench plot_samples plot_roofline",
+        "mnistlab.measure.gpus": "GPUS gpu",
+        "mnistlab.measure.prediction": "predict_on_gpu",
+        "mnistlab.report.builder": "build_report",
+        "mnistlab.report.runs": "training_observations",
+        "mnistlab.report.reproduction": "reproduction",
+    }.items()
+    for name in names.split()
 }
 # and every job's public functions (train_run, evaluate_run, the benches, speedrun, run_lab, ...): found in
 # mnistlab.jobs, so that a new job needs no line here
@@ -81,18 +63,14 @@ def __getattr__(name: str) -> Any:
         return package_version()
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
-    elif not name.startswith("_") and name in _jobs().public_names():
+    elif not name.startswith("_") and name in importlib.import_module("mnistlab.jobs").public_names():
         # from its module: a job module may share its function's name (mnistlab.jobs.speedrun.speedrun)
-        value = getattr(importlib.import_module(_jobs().public_names()[name]), name)
+        value = getattr(importlib.import_module(importlib.import_module("mnistlab.jobs").public_names()[name]), name)
     else:
         raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
     globals()[name] = value  # cached: later lookups skip this function
     return value
 
 
-def _jobs() -> Any:
-    return importlib.import_module("mnistlab.jobs")
-
-
 def __dir__() -> list[str]:
-    return sorted({*__all__, *_jobs().public_names()})
+    return sorted({*__all__, *importlib.import_module("mnistlab.jobs").public_names()})

@@ -154,7 +154,7 @@ def _words(leaf: Any) -> str:
     return _WORDS.get(name, name) + (" or null" if leaf.endswith("?") else "")
 
 
-def _found(value: Any) -> str:
+def short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."  # a 400-digit int: one line
 
@@ -208,7 +208,7 @@ def _check(value: Any, schema: Any, where: str, path: str, error: type[MnistlabE
         for i, item in enumerate(value):
             _check(item, schema[0], where, f"{path}[{i}]", error)
     elif not _fits(value, schema):
-        raise error(f"{_at(where, path)} must be {_words(schema)}, got {_found(value)}")
+        raise error(f"{_at(where, path)} must be {_words(schema)}, got {short_repr(value)}")
 
 
 def maybe(leaf: Any) -> Check:

@@ -131,32 +131,22 @@ def run_lab(
     gpu_row(gpu)  # an unknown name fails before anything runs
     resolved = resolve_device(device)
     accel = resolved if resolved.type != "cpu" else None
-    if resume is not None:
-        folder = Path(resume)
-        record = LabRecord.from_dict(read_lab(folder))  # a folder that is no lab fails here, before any lock
-        plan = LabPlan.from_record(record.plan)
-        subset = record.plan.get("subset")
-        with job_folder(folder, job="lab", existing=True, lock=True) as lab:
+    record = None
+    if resume is not None:  # a folder that is no lab fails in read_lab, before any lock
+        record = LabRecord.from_dict(read_lab(Path(resume)))
+        plan, dataset, subset = LabPlan.from_record(record.plan), record.data["dataset"], record.plan.get("subset")
+        opened = job_folder(resume, job="lab", existing=True, lock=True)
+    else:
+        plan = LabPlan.for_mode(quick)
+        opened = job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab", lock=True)
+    with opened as lab:
+        if record is not None:
             log(f"finishing {lab.path}: what is done is kept")
-            return _run_plan(
-                lab,
-                plan,
-                accel,
-                record,
-                data_dir=data_dir,
-                dataset=record.data["dataset"],
-                subset=subset,
-                log=log,
-                progress=progress,
-                gpu=gpu,
-            )
-    plan = LabPlan.for_mode(quick)
-    with job_folder(out, RUNS_DIR, "lab" + ("-quick" if quick else ""), "lab", lock=True) as lab:
         return _run_plan(
             lab,
             plan,
             accel,
-            None,
+            record,
             quick=quick,
             data_dir=data_dir,
             dataset=dataset,

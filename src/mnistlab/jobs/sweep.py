@@ -39,6 +39,7 @@ from mnistlab.core.extras import missing, require
 from mnistlab.core.lock import FolderLock
 from mnistlab.core.logs import lines
 from mnistlab.core.rundir import RunDir, only_leftovers
+from mnistlab.core.schema import short_repr
 from mnistlab.core.writer import JobFolder
 from mnistlab.jobs.folder import job_folder, quiet
 from mnistlab.measure.sweeps import NAME, OBJECTIVES, SWEEP_FILE, TRIALS_FILE, read_record
@@ -214,12 +215,7 @@ def _difference(old: Any, new: Any, where: str = "") -> str | None:
             if found:
                 return found
         return None
-    return None if old == new else f"{where}: {_short(old)} in the study, {_short(new)} here"
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text[:60] + "..." if len(text) > 63 else text
+    return None if old == new else f"{where}: {short_repr(old)} in the study, {short_repr(new)} here"
 
 
 _PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)(?P<password>[^@/\s]*)@")
@@ -233,14 +229,6 @@ def masked(text: str, url: str | None = None) -> str:
     if m and m.group("password"):
         text = text.replace(m.group("password"), "***")
     return _PASSWORD.sub(lambda g: f"{g.group('head')}***@" if g.group("password") else g.group(0), text)
-
-
-def default_sweep_dir(study: str, runs_base: str | Path) -> Path:
-    return Path(runs_base) / f"sweep-{study}"
-
-
-def _storage(plan: SweepPlan, sweep_dir: Path) -> str:
-    return plan.storage or f"sqlite:///{(sweep_dir / STUDY_DB).resolve()}"
 
 
 @contextmanager
@@ -323,17 +311,23 @@ def _beating_storage() -> type:
     return BeatingStorage
 
 
-def _missing_driver(e: BaseException) -> str | None:
-    """The database driver whose absence made opening the storage fail (Optuna wraps SQLAlchemy's
-    ModuleNotFoundError in an ImportError of its own), or None."""
+def _in_chain(e: BaseException, wanted: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in `e`'s chain of causes and contexts (e first) that is `wanted`, or None."""
     seen: set[int] = set()
     cause: BaseException | None = e
     while cause is not None and id(cause) not in seen:
+        if wanted(cause):
+            return cause
         seen.add(id(cause))
-        if isinstance(cause, ImportError) and cause.name in ("psycopg", "psycopg2"):
-            return cause.name
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _missing_driver(e: BaseException) -> str | None:
+    """The database driver whose absence made opening the storage fail (Optuna wraps SQLAlchemy's
+    ModuleNotFoundError in an ImportError of its own), or None."""
+    cause = _in_chain(e, lambda c: isinstance(c, ImportError) and c.name in ("psycopg", "psycopg2"))
+    return cast(ImportError, cause).name if cause else None
 
 
 def _lost_creation_race(e: Exception) -> bool:
@@ -360,8 +354,6 @@ def _pin_identity(study: Any, plan: SweepPlan, url: str) -> str:
                 f"(not started by mnistlab sweep); use another --study"
             )
         study.set_user_attr(IDENTITY_ATTR, mine)
-        if TOKEN_ATTR not in study.user_attrs:
-            study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
         theirs = study.user_attrs.get(IDENTITY_ATTR)  # re-read: a worker that started with us may have won
     diff = _difference(theirs, mine)
     if diff:
@@ -370,7 +362,7 @@ def _pin_identity(study: Any, plan: SweepPlan, url: str) -> str:
             f"use the study's settings, or another --study"
         )
     token = study.user_attrs.get(TOKEN_ATTR)
-    if token is None:  # a study pinned before tokens existed: drawn now, once
+    if token is None:  # drawn once, by the worker that pins the study (or one pinned before tokens existed)
         study.set_user_attr(TOKEN_ATTR, secrets.token_hex(8))
         token = study.user_attrs.get(TOKEN_ATTR)
     return str(token)
@@ -405,7 +397,7 @@ def run_sweep(
     import optuna
 
     plan.check()
-    sweep_dir = (Path(out) if out else default_sweep_dir(plan.study, runs_base)).absolute()
+    sweep_dir = (Path(out) if out else Path(runs_base) / f"sweep-{plan.study}").absolute()
     created = not sweep_dir.exists() and not sweep_dir.is_symlink()
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +408,7 @@ def run_sweep(
 
     def claim(path: Path) -> None:  # before the first write: the folder's record, then the study it names
         _check_folder(plan, path)
-        opened["url"] = url = _storage(plan, path)
+        opened["url"] = url = plan.storage or f"sqlite:///{(path / STUDY_DB).resolve()}"
         # workers started together would race to create the storage's tables: one at a time on this machine
         with FolderLock(path, what="sweep", wait=True, name=STUDY_LOCK):
             opened["study"] = _open_study(plan, url, log)
@@ -521,7 +513,8 @@ def _trials(
             if fault is None:
                 raise
             doing = f"ending trial {current.get('trial', '?')}"
-            storage.wait_for(study, fault, doing)  # one line if it stays unreachable, else the worker goes on
+            # back once the storage answers again; one line if it stays unreachable
+            storage.call(lambda: study.get_trials(deepcopy=False), doing)
             log(
                 f"trial {current.get('trial', '?')}: the storage failed while it ended ({storage.line(fault)}), and "
                 f"is back; this worker goes on"
@@ -581,18 +574,7 @@ class _Guard:
     def fault_in(self, e: BaseException) -> BaseException | None:
         """The storage error that `e` is, or that caused it: when its final write fails, Optuna's trial loop can
         end in an UnboundLocalError of its own, raised while handling the database's error."""
-        seen: set[int] = set()
-        cause: BaseException | None = e
-        while cause is not None and id(cause) not in seen:
-            if isinstance(cause, (*self.errors, StorageUnreachable)):
-                return cause
-            seen.add(id(cause))
-            cause = cause.__cause__ or cause.__context__
-        return None
-
-    def wait_for(self, study: Any, e: BaseException, doing: str) -> None:
-        """The storage failed `doing`: return once it answers again, else raise its one line."""
-        self.call(lambda: study.get_trials(deepcopy=False), doing)
+        return _in_chain(e, lambda c: isinstance(c, (*self.errors, StorageUnreachable)))
 
     def finished(self, study: Any, number: int) -> bool:
         from optuna.trial import TrialState

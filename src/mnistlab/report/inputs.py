@@ -16,10 +16,7 @@ from mnistlab.core.schema import check, read_result
 from mnistlab.data.datasets import DataShape, get_dataset, plain_name
 from mnistlab.measure.bench import BenchResult
 from mnistlab.measure.gpus import DEFAULT_GPU, GPUS, Gpu
-from mnistlab.measure.levers_bench import LeversResult
 from mnistlab.measure.prediction import Expected, expectations
-from mnistlab.measure.scaling import ScalingResult
-from mnistlab.measure.speedrun import SpeedrunResult
 from mnistlab.measure.sweeps import SWEEP_FILE, TrialRow, sweep_results
 from mnistlab.report.runs import config, device_of
 from mnistlab.training.models import DEFAULT_SHAPE, ModelCode, model_code, model_code_for_run
@@ -112,18 +109,6 @@ class Inputs:
 
     def results_of(self, kind: type) -> list[Any]:
         return self.results.get(kind, [])
-
-    @property
-    def scaling(self) -> list[ScalingResult]:
-        return self.results_of(ScalingResult)
-
-    @property
-    def levers(self) -> list[LeversResult]:
-        return self.results_of(LeversResult)
-
-    @property
-    def speedruns(self) -> list[SpeedrunResult]:
-        return self.results_of(SpeedrunResult)
 
     @cached_property
     def expected(self) -> dict[str, Expected]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from mnistlab.core.rundir import CONFIG, RunDir
 from mnistlab.core.words import plural
+from mnistlab.measure.speedrun import SpeedrunResult
 
 if TYPE_CHECKING:
     from mnistlab.report.inputs import Inputs
@@ -79,7 +80,7 @@ def unfinished(inputs: Inputs) -> list[str]:
         out.append("the speedrun has not finished")
     out += [
         f"the speedrun stopped after {len(s.seeds)} of {plural(s.seeds_planned, 'seed')}"
-        for s in inputs.speedruns
+        for s in inputs.results_of(SpeedrunResult)
         if not s.complete
     ]
     return out

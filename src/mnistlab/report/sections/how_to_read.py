@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mnistlab.core.timing import UNSTABLE_SPREAD
 from mnistlab.measure.profiling import MACS_VS_FLOPS
-from mnistlab.measure.speedrun import TIMED
+from mnistlab.measure.speedrun import TIMED, SpeedrunResult
 from mnistlab.report.document import Document, Link
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
@@ -61,7 +61,7 @@ def glossary(inputs: Inputs) -> list[list[str]]:
                 f"convolutions), the backward pass as it runs",
             ]
         )
-    if inputs.speedruns:
+    if inputs.results_of(SpeedrunResult):
         out.append(["speedrun time", TIMED])
     return out
 

@@ -43,7 +43,7 @@ def levers_section(doc: Document, levers: LeversResult) -> None:
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    for result in inputs.levers:
+    for result in inputs.results_of(LeversResult):
         levers_section(doc, result)
 
 

@@ -44,7 +44,7 @@ def scaling_section(doc: Document, result: ScalingResult) -> None:
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    for result in inputs.scaling:
+    for result in inputs.results_of(ScalingResult):
         scaling_section(doc, result)
 
 

@@ -163,7 +163,7 @@ def _cold(result: SpeedrunResult) -> str:
 
 
 def write(doc: Document, inputs: Inputs) -> None:
-    for result in inputs.speedruns:
+    for result in inputs.results_of(SpeedrunResult):
         speedrun_section(doc, result)
 
 
