@@ -309,20 +309,26 @@ def scaling_observations(result: ScalingResult) -> list[str]:
     return out
 
 
-def format_scaling(result: ScalingResult) -> str:
-    rows = [
+def scaling_rows(result: ScalingResult, dash: str = "-") -> list[list[str]]:
+    """One row per configuration: model, device, processes, median ms per step, its range, samples/s, the
+    all-reduce's share, stability (the text table's and the report's)."""
+    return [
         [
             c.model,
             c.device,
             str(c.processes),
             f"{c.step_median_s * 1e3:.2f}",
-            f"{c.step.min * 1e3:.2f}-{c.step.max * 1e3:.2f}",
+            f"{c.step.min * 1e3:.2f}{dash}{c.step.max * 1e3:.2f}",
             f"{c.samples_per_s:,.0f}",
             f"{c.communication_share:.0%}",
             "stable" if c.stability.stable else "unstable",
         ]
         for c in result.cells
     ]
+
+
+def format_scaling(result: ScalingResult) -> str:
+    rows = scaling_rows(result)
     lines = [
         text_table(["model", "device", "procs", "ms/step", "min-max", "samples/s", "comm", "stability"], rows, left=2)
     ]

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from mnistlab.measure.scaling import ScalingResult, scaling_observations
+from mnistlab.measure.scaling import ScalingResult, scaling_observations, scaling_rows
 from mnistlab.report.document import Document
 from mnistlab.report.inputs import Inputs
 from mnistlab.report.sections.section import Section
 
 
 def scaling_section(doc: Document, result: ScalingResult) -> None:
-    rows = [
-        [
-            c.model,
-            c.device,
-            c.processes,
-            f"{c.step_median_s * 1e3:.2f}",
-            f"{c.step.min * 1e3:.2f}\u2013{c.step.max * 1e3:.2f}",
-            f"{c.samples_per_s:,.0f}",
-            f"{c.communication_share:.0%}",
-            "stable" if c.stability.stable else "unstable",
-        ]
-        for c in result.cells
-    ]
+    rows = scaling_rows(result, "\u2013")
     doc.h2("Data-parallel scaling (mnistlab bench --nproc)")
     doc.table(
         [
