@@ -220,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="", help="comma-separated numbers (0-based) of VARIANTS; default: all")
     p.add_argument("--breakdown", action="store_true", help="then time the data-parallel step's parts")
     args = p.parse_args(argv)
-    names = [list(VARIANTS)[int(i)] for i in args.variants.split(",")] if args.variants else list(VARIANTS)
+    known = list(VARIANTS)
+    try:
+        names = [known[int(i)] for i in args.variants.split(",")] if args.variants else known
+    except (ValueError, IndexError):
+        p.error(f"--variants: comma-separated numbers from 0 to {len(known) - 1} ({', '.join(known)})")
+    if args.repeats < 1 or args.steps < 1:
+        p.error("--repeats and --steps must be at least 1")
     cpu, recipe, spec = torch.device("cpu"), Recipe(), get_dataset("mnist")
     levers = default_levers(cpu)
     keep_freed_memory()
