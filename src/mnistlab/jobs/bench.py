@@ -57,13 +57,6 @@ def _distinct(option: str, values: Sequence[str]) -> None:
         raise ConfigError(f"{option} names {twice!r} twice; each cell is measured once: drop the repeat")
 
 
-def _check_devices(devices: Sequence[str]) -> None:
-    from mnistlab.core.device import resolve_device
-
-    for d in devices:
-        resolve_device(d)  # fail before any work on a device that is not there
-
-
 def _bench_inputs(
     models: Sequence[str],
     devices: Sequence[str] | None,
@@ -83,7 +76,10 @@ def _bench_inputs(
     for option, values in (("--models", models), ("--devices", devices), axis):
         _distinct(option, list(values))
     _check_models(models, spec)
-    _check_devices(devices)
+    from mnistlab.core.device import resolve_device
+
+    for d in devices:
+        resolve_device(d)  # fail before any work on a device that is not there
     spec, root = dataset(dataset_name, root, log=log)
     return spec, _train_split(spec, root, subset), devices
 

@@ -262,6 +262,7 @@ def _train(
     figure: bool,
 ) -> RunDir:
     from mnistlab.training import runner
+    from mnistlab.training.modelspec import label
 
     w: World = options["w"]
     writer = writer_for(w)  # rank 0 writes; under torchrun the other ranks hold the silent writer
@@ -295,7 +296,7 @@ def _train(
     if w.is_main:  # rank 0 creates the directory and tells the others where it is, or why it failed
         try:
             made = new_folder(
-                run_dir, runs_base, f"{_label(cfg.model)}-{cfg.dataset}", option="--run-dir", resumable=True
+                run_dir, runs_base, f"{label(cfg.model)}-{cfg.dataset}", option="--run-dir", resumable=True
             )
         except MnistlabError as e:
             made = e
@@ -315,12 +316,6 @@ def _train(
         runner.train(job, cfg, None, prepared, **options)
         _figure(job.path, figure and w.is_main)
     return RunDir(job.path)
-
-
-def _label(spec: str) -> str:
-    from mnistlab.training.modelspec import label
-
-    return label(spec)
 
 
 def _figure(path: Path, draw: bool) -> None:

@@ -50,10 +50,6 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else (math.inf if a else 1.0)
 
 
-def _fmt_s(x: float) -> str:
-    return f"{x:.2f}"
-
-
 def run_levers_text(cfg: dict[str, Any]) -> str:
     """A run's speed levers in words, from its config.json (old runs without the keys: eager fp32)."""
     precision = cfg.get("precision", "32")
@@ -100,7 +96,7 @@ def run_summary_row(run: RunDir) -> list[str]:
     else:
         steady = step = sps = "- (no steady epoch)"
     first = ", ".join(
-        _fmt_s(r["train_seconds"]) + epoch_marks(r, t, first_column=True)
+        f"{r['train_seconds']:.2f}" + epoch_marks(r, t, first_column=True)
         for r in rows
         if int(r["epoch"]) in t.cold_epochs
     )
@@ -119,7 +115,7 @@ def run_summary_row(run: RunDir) -> list[str]:
         step,
         sps,
         f"{test['accuracy']:.2%}" if test else "-",
-        _fmt_s(test["seconds"]) if test else "-",
+        f"{test['seconds']:.2f}" if test else "-",
     ]
 
 
@@ -148,8 +144,8 @@ def run_section(doc: Document, r: RunDir, figs: Path) -> None:
                 f"{x['train_loss']:.4f}",
                 f"{x['val_loss']:.4f}",
                 f"{x['val_accuracy']:.2%}",
-                _fmt_s(x["train_seconds"]) + epoch_marks(x, t),
-                _fmt_s(x["val_seconds"]),
+                f"{x['train_seconds']:.2f}" + epoch_marks(x, t),
+                f"{x['val_seconds']:.2f}",
                 f"{x['samples_per_s']:,.0f}",
             ]
             for x in rows
