@@ -88,7 +88,6 @@ PHASE_WORDS = {
 COMPUTE_BOUND_UTILISATION = 0.30  # only for a bench.json from before the floors were counted
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
 INPUT = "input"
-BOUNDS = (INPUT, *BINDS)  # and "between X and Y" of two of BINDS
 # the floors' names (measure/ceilings.Floors) in the judgement's words: a file from before the decompositions
 FLOOR_BINDS = {"compute": ARITHMETIC, "memory": MEMORY, "overhead": FIXED}
 

@@ -46,11 +46,6 @@ from mnistlab.data.datasets import DataShape
 FLOORS = ("compute", "memory", "overhead")
 NEEDS = "; the measured "  # where Theoretical.checked's words on the clock a measurement needs begin
 FLOOR_TOLERANCE = 0.25  # two floors within 25% of each other: "between" them (a fixed tolerance, never the spread)
-FLOOR_WORDS = {
-    "compute": "arithmetic (FLOPs at the compute ceiling)",
-    "memory": "memory traffic (bytes at the measured bandwidth)",
-    "overhead": "per-operation costs (operations dispatched at the measured cost of a trivial one)",
-}
 
 
 @dataclass(frozen=True)

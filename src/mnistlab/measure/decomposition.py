@@ -29,7 +29,7 @@ import contextlib
 import functools
 import statistics
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,7 +92,6 @@ DECOMPOSITION_SCHEMA = {
     "date?": "text?",
     "implementation?": "text",
 }
-FILE_SCHEMA = {"decompositions": [DECOMPOSITION_SCHEMA, NONEMPTY]}
 
 
 # --- the fit --------------------------------------------------------------------------------------------
@@ -119,18 +118,6 @@ class LineFit:
             f"{self.method} over {self.points} timings: residuals median {percent(self.residual_median)}, "
             f"at most {percent(self.residual_max)}"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fixed_s": self.fixed_s,
-            "per_sample_s": self.per_sample_s,
-            "per_sample_low_s": self.per_sample_low_s,
-            "per_sample_high_s": self.per_sample_high_s,
-            "residual_median": self.residual_median,
-            "residual_max": self.residual_max,
-            "points": self.points,
-            "method": self.method,
-        }
 
 
 def fit_line(batches: Sequence[float], times: Sequence[float]) -> LineFit:
@@ -290,12 +277,6 @@ class Decomposition:
         return max(0.0, slope)
 
     @property
-    def bytes_fixed(self) -> float:
-        """Bytes a step moves whatever its batch (weights, gradients, optimizer state)."""
-        lo = min(self.counted)
-        return max(0.0, self.counted[lo][1] - self.bytes_per_sample * lo)
-
-    @property
     def ops(self) -> int:
         return self.counted[max(self.counted)][2]
 
@@ -416,7 +397,7 @@ class Decomposition:
             "bandwidths": dict(self.bandwidths),
             "load": dict(self.load),
             "fitted_batches": self.fitted_batches,
-            "fit": self.fit.to_dict(),
+            "fit": asdict(self.fit),
             "beyond": {str(b): v for b, v in self.beyond().items()},
             "fixed_spread": self.fixed_spread.to_dict(),
             "per_sample_spread": self.per_sample_spread.to_dict(),
