@@ -2,8 +2,8 @@
 
 Ceilings, per device and dtype, measured as ceilings:
 - compute: the best FLOP/s over several matmul shapes (square, and the shapes the built-in models run)
-  and a 3x3 convolution, each repeated; a step seen running faster raises it (`raised_to`), so that no
-  utilisation is ever above 100% of it;
+  and a 3x3 convolution, each repeated; a step seen running faster raises it (measure/stepcell.py's
+  ceiling_flops_per_s), so that no utilisation is ever above 100% of it;
 - memory bandwidth: a copy of a tensor far larger than the caches (bytes read plus bytes written);
   and, for a step whose working set is smaller, copies sized to the L2 and the L3 (`measure_bandwidths`,
   `bandwidth_for`), so that a floor can use the bandwidth of the memory the step actually touches;
@@ -138,29 +138,12 @@ class Theoretical:
 class Ceilings:
     device: str
     dtype: str
-    compute_flops_per_s: float  # best measured (matmul shapes, convolution), or what a step was seen to reach
+    compute_flops_per_s: float  # best measured (matmul shapes, convolution)
     best_shape: str  # which measurement gave it
     bandwidth_bytes_per_s: float
     op_cost_s: float  # one trivial dispatched operation
     theoretical: Theoretical
-    raised_to: float | None = None  # set when a step ran faster than every probe: the ceiling is what was seen
     threads: int | None = None  # the CPU threads the probes ran with: the ceiling is for this count (None: a GPU)
-
-    def raised(self, seen_flops_per_s: float) -> Ceilings:
-        """The same ceilings, with compute raised to what a step reached if it reached more."""
-        if seen_flops_per_s <= self.compute_flops_per_s:
-            return self
-        return Ceilings(
-            self.device,
-            self.dtype,
-            seen_flops_per_s,
-            "a training step of this run",
-            self.bandwidth_bytes_per_s,
-            self.op_cost_s,
-            self.theoretical.checked(seen_flops_per_s),
-            seen_flops_per_s,
-            self.threads,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "theoretical": self.theoretical.to_dict()}
