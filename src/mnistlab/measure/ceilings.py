@@ -472,22 +472,27 @@ class StepCost:
 
 class _OpCounter(TorchDispatchMode):
     """Counts the operations dispatched, and the bytes they move: each operation's tensor inputs read
-    once and its new outputs written once (an in-place result is its input; a view moves nothing)."""
+    once and its new outputs written once (an in-place result is its input; a view moves nothing).
+    `storages`: the distinct memory they touch, every storage read or written once, by address (bytes)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
         self.bytes = 0
+        self.storages: dict[int, int] = {}
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         out = func(*args, **(kwargs or {}))
         self.ops += 1
+        inputs, outputs = _tensors((args, kwargs)), _tensors(out)
+        for t in inputs + outputs:
+            s = t.untyped_storage()
+            self.storages[s.data_ptr()] = max(self.storages.get(s.data_ptr(), 0), s.nbytes())
         if not getattr(func, "is_view", False):
-            inputs = _tensors((args, kwargs))
             seen = {t.untyped_storage().data_ptr() for t in inputs}
-            written = [t for t in _tensors(out) if t.untyped_storage().data_ptr() not in seen]
+            written = [t for t in outputs if t.untyped_storage().data_ptr() not in seen]
             self.bytes += sum(t.nbytes for t in inputs) + sum(t.nbytes for t in written)
         return out
 

@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.core.errors import CheckpointError, ConfigError
@@ -45,7 +44,7 @@ from mnistlab.core.timing import Load, Spread, Stability, stability
 from mnistlab.core.words import percent
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.data.datasets import DataShape
-from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _tensors
+from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _OpCounter
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
@@ -464,25 +463,6 @@ def read_decompositions(folder: Path) -> list[Decomposition]:
 # --- measuring ------------------------------------------------------------------------------------------
 
 
-class _Footprint(TorchDispatchMode):
-    """The distinct memory a step touches: every storage an operation reads or writes, once, by address."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.storages: dict[int, int] = {}
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # torch's protocol
-        out = func(*args, **(kwargs or {}))
-        for t in _tensors((args, kwargs)) + _tensors(out):
-            s = t.untyped_storage()
-            self.storages[s.data_ptr()] = max(self.storages.get(s.data_ptr(), 0), s.nbytes())
-        return out
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.storages.values())
-
-
 def step_footprint(model_name: str, shape: DataShape, batch_size: int) -> int:
     """Bytes of the distinct memory one steady training step (after the first) of a fresh `model_name` touches:
     its weights, gradients, momentum buffers, batch and activations. The allocator reuses freed blocks, which
@@ -502,9 +482,9 @@ def step_footprint(model_name: str, shape: DataShape, batch_size: int) -> int:
             opt.step()
 
         one()
-        with _Footprint() as seen:
+        with _OpCounter() as seen:
             one()
-    return seen.bytes
+    return sum(seen.storages.values())
 
 
 @contextlib.contextmanager
