@@ -507,15 +507,25 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+def count_call(fn: Callable[[], Any]) -> StepCost:
+    """Count one call of `fn`: torch's FLOP counter (those in convolutions apart), every dispatched operation
+    and the bytes it reads and writes once."""
+    counter = _OpCounter()
+    with FlopCounterMode(display=False) as flops, counter:
+        fn()
+    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops, conv_flops_of(flops))
+
+
 def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> StepCost:
     """Count one training step (forward, loss, backward, optimizer step) of `model` on (x, y). The
     model's weights and the optimizer's state change as in a real step: count on a copy if they matter."""
-    counter = _OpCounter()
     optimizer.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as flops, counter:
+
+    def step() -> None:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops, conv_flops_of(flops))
+
+    return count_call(step)
 
 
 def conv_flops_of(counter: FlopCounterMode) -> int:
