@@ -29,7 +29,7 @@ import contextlib
 import functools
 import statistics
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -425,23 +425,9 @@ class Decomposition:
             raise CheckpointError(
                 f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM among them"
             )
-        return cls(
-            d["model"],
-            d["device"],
-            d["machine"],
-            d["threads"],
-            d["batch_size"],
-            timings,
-            counted,
-            d["footprint_bytes"],
-            d["compute_flops_per_s"],
-            d["op_cost_s"],
-            dict(d["probe_sizes"]),
-            dict(d["bandwidths"]),
-            dict(d.get("load") or {}),
-            d.get("date"),
-            d.get("implementation", "eager"),
-        )
+        given = {f.name: d.get(f.name) for f in fields(cls)}
+        load, implementation = dict(d.get("load") or {}), d.get("implementation", "eager")
+        return cls(**{**given, "timings": timings, "counted": counted, "load": load, "implementation": implementation})
 
 
 def write_decompositions(results: Sequence[Decomposition], folder: Path, writer: Writer = FILES) -> Path:
