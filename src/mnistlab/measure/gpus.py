@@ -140,20 +140,14 @@ def gpu(name: str) -> Gpu:
 
 
 # the row of a name that contains the key (torch's name, spaces removed, lower case), the first that does
-NAME_KEYS = (
-    ("h100", "H100 SXM"),
-    ("h200", "H200"),
-    ("a100", "A100 80GB"),
-    ("4090", "RTX 4090"),
-    ("1660ti", "GTX 1660 Ti"),
-)
+NAME_KEYS = {"h100": "H100 SXM", "h200": "H200", "a100": "A100 80GB", "4090": "RTX 4090", "1660ti": "GTX 1660 Ti"}
 
 
 def match(device_name: str) -> Gpu | None:
     """The row for a GPU as torch names it ('NVIDIA H100 80GB HBM3'), or None when the table has none.
     An A100 40GB gets the 80GB row: its higher bandwidth only lowers a lower bound."""
     text = device_name.replace(" ", "").lower()
-    for key, row in NAME_KEYS:
+    for key, row in NAME_KEYS.items():
         if key in text:
             return GPUS[row]
     for row in ("L4", "T4"):  # only at the end of the name: an L40S is not an L4
