@@ -13,6 +13,7 @@ from mnistlab.measure.decomposition import (
     ARITHMETIC,
     FIXED,
     MEMORY,
+    DecomposeSettings,
     Decomposition,
     fit_line,
     judge,
@@ -183,10 +184,8 @@ def test_a_real_step_is_decomposed_and_drawn(tmp_path):
         "mlp",
         DataShape((1, 28, 28), 10),
         batch_size=16,
-        batches=(1, 4),
+        settings=DecomposeSettings((1, 4), repeats=2, chunk_s=0.002),
         threads=1,
-        repeats=2,
-        chunk_s=0.002,
         ceiling_s=0.005,
         log=lambda m: None,
     )
@@ -198,7 +197,7 @@ def test_a_real_step_is_decomposed_and_drawn(tmp_path):
     out = plot_decomposition([d], tmp_path / "decomposition.png")
     assert out.stat().st_size > 1000
     with pytest.raises(ConfigError, match="2 repeats"):
-        measure_decomposition("mlp", DataShape((1, 28, 28), 10), repeats=1)
+        measure_decomposition("mlp", DataShape((1, 28, 28), 10), settings=DecomposeSettings(repeats=1))
 
 
 def test_a_line_that_misses_its_timings_separates_nothing():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, cast
 
 import torch
@@ -591,9 +591,7 @@ def decompose(
                         m,
                         shape,
                         batch_size=batch_size,
-                        batches=settings.batches,
-                        repeats=settings.repeats,
-                        chunk_s=settings.chunk_s,
+                        settings=settings,
                         device=dev.type,
                         ceilings=c,
                         cost=costs[m],
@@ -667,11 +665,7 @@ def run_bench(
         "interleaved": True,
         "unstable_spread": UNSTABLE_SPREAD,
         "threads": current_threads().to_dict(),
-        "decomposition": (
-            {"batches": list(decomposition.batches), "repeats": decomposition.repeats, "chunk_s": decomposition.chunk_s}
-            if decomposition
-            else None
-        ),
+        "decomposition": {**asdict(decomposition), "batches": list(decomposition.batches)} if decomposition else None,
     }
     return BenchResult(
         cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()}, decompositions

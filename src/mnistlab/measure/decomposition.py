@@ -497,10 +497,8 @@ def measure_decomposition(
     shape: DataShape,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    batches: Sequence[int] = DEFAULT_BATCHES,
+    settings: DecomposeSettings = DecomposeSettings(),
     threads: int | None = None,
-    repeats: int = 5,
-    chunk_s: float = CHUNK_S,
     device: str = "cpu",
     ceiling_s: float = 0.1,
     ceilings: Ceilings | None = None,
@@ -510,8 +508,8 @@ def measure_decomposition(
     implementation: str = "eager",
     log: Callable[[str], None] = _LOG,
 ) -> Decomposition:
-    """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
-    count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
+    """Time `model_name`'s training step at `settings.batches` and `batch_size` on `threads` (default: torch's count
+    now), count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
     `ceilings` (the compute ceiling, the cost of one operation and DRAM's bandwidth), `cost` (the step counted at
     `batch_size`) and `bandwidths` (the probes' sizes and rates); what is not given is measured here. `levers`: the
     step's (training.levers.Levers; default eager fp32), named `implementation`."""
@@ -525,9 +523,9 @@ def measure_decomposition(
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
 
-    if repeats < 2:
+    if settings.repeats < 2:
         raise ConfigError("a decomposition needs 2 repeats or more (each repeat's fit gives the parts' spread)")
-    sizes = sorted({*batches, batch_size})
+    sizes = sorted({*settings.batches, batch_size})
     if len(sizes) < 2 or sizes[0] < 1:
         raise ConfigError(f"batch sizes {sizes}: two or more, each 1 or more")
     dev = resolve_device(device)
@@ -559,10 +557,12 @@ def measure_decomposition(
         def warm(c: _Batch) -> None:  # three steps, timed together: a repeat is as many steps as fill chunk_s
             # (at least one); their mean, not one step's time, so that one step's luck on a busy machine does not
             # make a repeat of thousands of steps (the first, which creates the optimizer's state, errs short)
-            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
+            c.n = max(1, min(2000, round(settings.chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
 
-        log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {repeats} interleaved repeats")
-        times = interleave(cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=repeats)
+        log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {settings.repeats} interleaved repeats")
+        times = interleave(
+            cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=settings.repeats
+        )
         load = {"start": load_start, "end": load_snapshot()}
         machine = device_name(dev)
     return Decomposition(
