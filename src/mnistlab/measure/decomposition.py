@@ -437,15 +437,6 @@ def write_decompositions(results: Sequence[Decomposition], folder: Path, writer:
     return path
 
 
-def read_decompositions(folder: Path) -> list[Decomposition]:
-    from mnistlab.core.rundir import read_json_object
-
-    path = Path(folder) / Decomposition.FILE
-    data = read_json_object(path)
-    check(data, {"decompositions": [{"*": "any"}, NONEMPTY]}, str(path))
-    return [Decomposition.from_dict(d, f"{path}: decompositions[{i}]") for i, d in enumerate(data["decompositions"])]
-
-
 # --- measuring ------------------------------------------------------------------------------------------
 
 
