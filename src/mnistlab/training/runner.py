@@ -269,12 +269,8 @@ def train(
         )
     writer.json(run / rd_files.CONFIG, cfg.to_dict())
     record_in_run(run.path, prep.code, writer)  # a file spec: its copy and SHA-256
-    env = {
-        **environment(),
-        **precision_environment(device),
-        "device": str(device),
-        "load_start": load_snapshot(),
-    }  # load: was the machine busy?
+    # load: was the machine busy?
+    env = {**environment(), **precision_environment(device), "device": str(device), "load_start": load_snapshot()}
     writer.json(run / rd_files.ENV, env)
     writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
