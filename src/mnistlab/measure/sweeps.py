@@ -67,7 +67,7 @@ class TrialRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialRow:
         """From a row already checked against TRIAL_SCHEMA."""
-        row = {f.name: d.get(f.name) for f in fields(cls)}
+        row: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
         return cls(**{**row, "seconds": row["seconds"] or 0.0})  # optional in a row: 0 when absent
 
     def to_dict(self) -> dict[str, Any]:
