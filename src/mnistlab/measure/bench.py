@@ -66,6 +66,7 @@ from mnistlab.measure.decomposition import (
     MEMORY,
     DecomposeSettings,
     Decomposition,
+    find_decomposition,
     measure_decomposition,
 )
 from mnistlab.measure.decomposition import bound_label as _binds_label
@@ -445,14 +446,7 @@ class BenchResult:
             c.decomposition = self.decomposition(c.device, c.model, c.batch_size)
 
     def decomposition(self, device: str, model: str, batch_size: int) -> Decomposition | None:
-        return next(
-            (
-                d
-                for d in self.decompositions
-                if (d.device, d.model, d.batch_size, d.implementation) == (device, model, batch_size, "eager")
-            ),
-            None,
-        )
+        return find_decomposition(self.decompositions, device, model, batch_size)
 
     def achieved(self, device: str) -> float:
         """The fastest FLOP/s any cell reached on `device` (0: none)."""

@@ -430,6 +430,14 @@ class Decomposition:
         return cls(**{**given, "timings": timings, "counted": counted, "load": load, "implementation": implementation})
 
 
+def find_decomposition(
+    decompositions: Sequence[Decomposition], device: str, model: str, batch_size: int, implementation: str = "eager"
+) -> Decomposition | None:
+    """The one of `model`'s step at `batch_size` on `device` with `implementation`'s levers (None: not measured)."""
+    key = (device, model, batch_size, implementation)
+    return next((d for d in decompositions if (d.device, d.model, d.batch_size, d.implementation) == key), None)
+
+
 def write_decompositions(results: Sequence[Decomposition], folder: Path, writer: Writer = FILES) -> Path:
     """decomposition.json in `folder`, through the job's writer (a benchmark script's: FILES)."""
     path = Path(folder) / Decomposition.FILE
