@@ -122,10 +122,6 @@ def sweep(gpu: Gpu, parts: Sequence[RunPart], costs_s: Sequence[float], dtype: s
     return [RunPrediction(gpu, tuple(parts), c, dtype) for c in costs_s]
 
 
-def published_gpu(run: PublishedRun) -> Gpu:
-    return GPUS[run.gpu]
-
-
 # --- the published runs' own code, counted -----------------------------------------------------------------
 
 TRAIN, BATCH = 60_000, 256  # train_mnist_fast: the full MNIST training set at batch 256
@@ -280,4 +276,4 @@ CHECK_COSTS_S = (2e-6, 5e-6, 10e-6)  # the dispatch costs the check is shown at:
 def published_check(name: str = "train_mnist_fast") -> tuple[PublishedRun, tuple[RunPrediction, ...]]:
     """A published run and its predicted lower bound at each of CHECK_COSTS_S (counted once per process)."""
     run = PUBLISHED[name]
-    return run, tuple(sweep(published_gpu(run), RUNS[name](False), CHECK_COSTS_S))
+    return run, tuple(sweep(GPUS[run.gpu], RUNS[name](False), CHECK_COSTS_S))
