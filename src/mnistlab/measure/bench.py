@@ -346,17 +346,16 @@ def prepare_cell(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     steps: int | None = 100,
-    seed: int = 0,
 ) -> _Setup:
     """The cell's step is training.levers.make_step's (eager fp32): what train_epoch runs, after the
     batch is copied to the device (the reference pipeline yields host tensors)."""
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     model = create_model(model_name, spec.shape).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
     train_step = make_step(model, opt, Levers(), device, batch_size=batch_size, sample_shape=spec.shape.sample)
-    make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed)
+    make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed=0)
     it = make_iter()
 
     def step() -> None:

@@ -377,13 +377,15 @@ def probe_sizes(caches: dict[str, int], threads: int) -> dict[str, int]:
 def measure_bandwidths(
     device: torch.device,
     sizes: dict[str, int],
-    repeats: int = 5,
+    repeats: int = 3,
     op_cost_s: float | None = None,
-    moved_bytes: int = 64 * 2**20,
+    moved_bytes: int = 16 * 2**20,
 ) -> dict[str, float]:
     """Bytes read plus written per second by a copy whose source and destination together are each
     size: the best of `repeats` timings (core/timing.time_steps) of about `moved_bytes` each, each copy less one
-    dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
+    dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy.
+    Few and short timings: a bench measures them beside its cells (on 2 threads of a busy machine, each small copy
+    can wait a scheduler's time slice at its barrier)."""
     op = measure_op_cost(device) if op_cost_s is None else op_cost_s
     out = {}
     for level, size in sizes.items():
@@ -402,16 +404,12 @@ def working_set_bandwidths(
     threads: int,
     dram_bytes_per_s: float | None = None,
     op_cost_s: float | None = None,
-    repeats: int = 3,
-    moved_bytes: int = 16 * 2**20,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """The probes' working sets and bandwidths for `device` on `threads`: on a CPU the L2- and L3-sized copies
-    (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory.
-    Fewer and shorter timings than measure_bandwidths' defaults: a bench measures them beside its cells (on 2
-    threads of a busy machine, each small copy can wait a scheduler's time slice at its barrier)."""
+    (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory."""
     sizes = probe_sizes(cpu_facts().caches, threads) if device.type == "cpu" else {"DRAM": FAR_BEYOND_BYTES}
     todo = {k: v for k, v in sizes.items() if not (k == "DRAM" and dram_bytes_per_s)}
-    rates = measure_bandwidths(device, todo, repeats, op_cost_s, moved_bytes) if todo else {}
+    rates = measure_bandwidths(device, todo, op_cost_s=op_cost_s) if todo else {}
     if dram_bytes_per_s:
         rates["DRAM"] = dram_bytes_per_s
     return sizes, rates
