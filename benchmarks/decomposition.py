@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mnistlab.core.words import percent
 from mnistlab.data.datasets import DataShape
-from mnistlab.measure.decomposition import bound_label, measure_decomposition, write_decompositions
+from mnistlab.measure.decomposition import DecomposeSettings, bound_label, measure_decomposition, write_decompositions
 from mnistlab.measure.table import text_table
 
 
@@ -59,10 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             m,
             shape,
             batch_size=args.batch,
-            batches=args.batches,
+            settings=DecomposeSettings(tuple(args.batches), args.repeats, args.chunk_s),
             threads=t,
-            repeats=args.repeats,
-            chunk_s=args.chunk_s,
             log=lambda s: print(s, file=sys.stderr),
         )
         for m in args.models

@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnistlab.measure.published import PUBLISHED, RUNS, RunPrediction, published_gpu, sweep
+from mnistlab.measure.gpus import GPUS
+from mnistlab.measure.published import PUBLISHED, RUNS, RunPrediction, sweep
 from mnistlab.measure.table import text_table
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong = False
     for name, parts_of in RUNS.items():
         run = PUBLISHED[name]
-        gpu = published_gpu(run)
+        gpu = GPUS[run.gpu]
         parts = parts_of(True)  # each part counted at its own batch
         at5 = RunPrediction(gpu, tuple(parts))
         print(f"{name}: {run.source}; published {run.seconds:.2f} s ({run.spread}); {run.accuracy}")

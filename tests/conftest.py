@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,12 @@ def tiny_train_argv(run_dir: Path | str, *extra: str) -> list[str]:
         "--run-dir",
         str(run_dir),
     ]
+
+
+def operators(trace: bytes) -> set[str]:
+    """The names of the operators a profiler trace recorded (`aten::addmm`, ...)."""
+    events = json.loads(trace)["traceEvents"]
+    return {e["name"] for e in events if isinstance(e, dict) and str(e.get("name", "")).startswith("aten::")}
 
 
 def write_tiny_dataset(

@@ -230,6 +230,8 @@ def test_bench_json_round_trips_and_keeps_its_judgements(result, tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     back = BenchResult.from_dict(data)
     assert back.to_dict() == result.to_dict()
+    data["ceilings"]["cpu"]["raised_to"] = None  # a file from before Ceilings.raised was removed still reads
+    assert BenchResult.from_dict(data).ceilings["cpu"]["raised_to"] is None
     assert [(c.bound, c.stability) for c in back.cells] == [(c.bound, c.stability) for c in result.cells]
     # the measured ceiling says the thread count it is for (issue 27)
     threads = result.ceilings["cpu"]["threads"]

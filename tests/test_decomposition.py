@@ -13,12 +13,12 @@ from mnistlab.measure.decomposition import (
     ARITHMETIC,
     FIXED,
     MEMORY,
+    DecomposeSettings,
     Decomposition,
     fit_line,
     judge,
     measure_decomposition,
     per_sample_binds,
-    read_decompositions,
     write_decompositions,
 )
 
@@ -154,10 +154,16 @@ def test_two_cells_with_equal_floors_and_overlapping_spreads_get_the_same_label(
     assert not wide.stability.stable and "unstable" in wide.words()
 
 
+def _read(path):
+    """decomposition.json's entries, each read as bench.json reads its decompositions."""
+    data = json.loads(path.read_text())
+    return [Decomposition.from_dict(d, f"{path}: decompositions[{i}]") for i, d in enumerate(data["decompositions"])]
+
+
 def test_a_decomposition_reads_back_and_a_damaged_file_is_one_line(tmp_path):
     d = _cell(_timings())
     path = write_decompositions([d, _cell(_timings(), batch=256)], tmp_path)
-    back = read_decompositions(tmp_path)
+    back = _read(path)
     assert [b.binds for b in back] == [d.binds, _cell(_timings(), batch=256).binds]
     assert back[0].timings == d.timings and back[0].fit == d.fit
     data = json.loads(path.read_text())
@@ -172,7 +178,7 @@ def test_a_decomposition_reads_back_and_a_damaged_file_is_one_line(tmp_path):
         bad["decompositions"][0][field] = value
         path.write_text(json.dumps(bad))
         with pytest.raises(CheckpointError, match=said) as e:
-            read_decompositions(tmp_path)
+            _read(path)
         assert len(str(e.value).splitlines()) == 1 and "decompositions[0]" in str(e.value)
 
 
@@ -183,10 +189,8 @@ def test_a_real_step_is_decomposed_and_drawn(tmp_path):
         "mlp",
         DataShape((1, 28, 28), 10),
         batch_size=16,
-        batches=(1, 4),
+        settings=DecomposeSettings((1, 4), repeats=2, chunk_s=0.002),
         threads=1,
-        repeats=2,
-        chunk_s=0.002,
         ceiling_s=0.005,
         log=lambda m: None,
     )
@@ -198,7 +202,7 @@ def test_a_real_step_is_decomposed_and_drawn(tmp_path):
     out = plot_decomposition([d], tmp_path / "decomposition.png")
     assert out.stat().st_size > 1000
     with pytest.raises(ConfigError, match="2 repeats"):
-        measure_decomposition("mlp", DataShape((1, 28, 28), 10), repeats=1)
+        measure_decomposition("mlp", DataShape((1, 28, 28), 10), settings=DecomposeSettings(repeats=1))
 
 
 def test_a_line_that_misses_its_timings_separates_nothing():

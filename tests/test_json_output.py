@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mnistlab import cli
-from mnistlab.measure.trace import operators
+from tests.conftest import operators
 
 
 def _strict(text: str):

@@ -138,11 +138,9 @@ def test_progress_is_a_bar_only_where_it_redraws_in_place(monkeypatch):
     from tqdm.notebook import tqdm as widget_bar
     from tqdm.std import tqdm as text_bar
 
-    from mnistlab.training import runner
+    from mnistlab.core import progress
 
     monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or types.ModuleType("ipykernel"))
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a kernel's stderr is no terminal
-    monkeypatch.setattr(runner, "tqdm", text_bar)
-    assert not runner._bars_redraw_in_place()
-    monkeypatch.setattr(runner, "tqdm", type("auto", (widget_bar,), {}))
-    assert runner._bars_redraw_in_place()
+    assert not progress.shown(text_bar)  # the runner asks with tqdm.auto's class
+    assert progress.shown(type("auto", (widget_bar,), {}))

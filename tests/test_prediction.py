@@ -72,16 +72,16 @@ def test_float32_matmuls_at_the_fp32_rate_and_convolutions_at_tf32():
 
 
 def test_the_gtx_1660_ti_row_and_a_published_run_checked():
-    from mnistlab.measure.published import PUBLISHED, RunPart, RunPrediction, Work, published_gpu
+    from mnistlab.measure.published import PUBLISHED, RunPart, RunPrediction
 
     g = GPUS["GTX 1660 Ti"]
     assert g.fp32_flops_per_s == pytest.approx(1536 * 2 * 1.77e9, rel=0.01) and g.bandwidth_bytes_per_s == 288e9
     assert g.tf32_flops_per_s == g.fp32_flops_per_s == g.bf16_flops_per_s and "no tensor cores" in g.note
     assert match("NVIDIA GeForce GTX 1660 Ti") is g and gpu("gtx 1660 ti") is g
     run = PUBLISHED["train_mnist_fast"]
-    assert published_gpu(run) is g and run.seconds == pytest.approx(0.762) and "99.04%" in run.accuracy
+    assert GPUS[run.gpu] is g and run.seconds == pytest.approx(0.762) and "99.04%" in run.accuracy
     # 200 steps of 100 operations at 5 us: 0.1 s of launches; 10 test batches bound by their bytes
-    parts = (RunPart("step", 200, Work(10**9, 0, 10**6, 100)), RunPart("test", 10, Work(0, 0, 288 * 10**6, 10)))
+    parts = (RunPart("step", 200, StepCost(10**9, 10**6, 100, 0)), RunPart("test", 10, StepCost(0, 288 * 10**6, 10, 0)))
     pred = RunPrediction(g, parts)
     assert pred.floor_s("launch") == pytest.approx(0.1 + 10 * 50e-6)
     assert pred.bound_s == pytest.approx(200 * max(500e-6, 1e9 / g.fp32_flops_per_s) + 10 * 1e-3)

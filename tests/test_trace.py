@@ -9,10 +9,11 @@ import torch
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.data.datasets import get_dataset
-from mnistlab.measure.trace import operators, trace_steps
+from mnistlab.measure.trace import trace_steps
 from mnistlab.training.levers import Levers, make_step
 from mnistlab.training.loop import make_optimizer
 from mnistlab.training.models import create_model
+from tests.conftest import operators
 
 CPU = torch.device("cpu")
 

@@ -84,10 +84,7 @@ DATASETS: dict[str, DatasetSpec] = {
         mean=0.1307,
         std=0.3081,
         classes=tuple(str(d) for d in range(10)),
-        mirrors=(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
-        ),
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",

@@ -105,10 +105,6 @@ OfflineSource = Callable[[DatasetSpec, list[FileSpec], Log, Path], dict[str, byt
 SCRATCH = ".scratch-"  # the prefix of a fetch's scratch folders in a data folder
 
 
-def _from_local_gz(spec: DatasetSpec, missing: list[FileSpec], log: Log, root: Path) -> dict[str, bytes]:
-    return _gz_files_in(spec.raw_dir(root), missing)
-
-
 def _from_web(spec: DatasetSpec, missing: list[FileSpec], log: Log) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     errors = []
@@ -294,7 +290,7 @@ def fetch(spec: DatasetSpec, root: Path, log: Log = _LOG, web: bool = True) -> P
         # of a fetch killed before its rename; we own the folder now
         remove_leftovers(raw, ".part", names=[f.name for f in spec.files])
         _remove_scratch(raw)
-        return _fetch_missing(spec, root, raw, verify_present(spec, root), log, web)
+        return _fetch_missing(spec, raw, verify_present(spec, root), log, web)
 
 
 def _scratch_left(raw: Path) -> list[Path]:
@@ -307,14 +303,12 @@ def _remove_scratch(raw: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, missing: list[FileSpec], log: Log, web: bool) -> Path:
+def _fetch_missing(spec: DatasetSpec, raw: Path, missing: list[FileSpec], log: Log, web: bool) -> Path:
     if not missing:
         log(f"{spec.name}: all {len(spec.files)} files present and verified in {raw}")
         return raw
     log(f"{spec.name}: {len(missing)} of {len(spec.files)} files missing in {raw}")
-    sources: list[tuple[str, Source]] = [
-        ("local .gz files", lambda s, m, lg: _from_local_gz(s, m, lg, root)),
-    ]
+    sources: list[tuple[str, Source]] = [("local .gz files", lambda s, m, lg: _gz_files_in(raw, m))]
     if web:
         sources.append((f"web mirrors ({', '.join(spec.mirrors)})", _from_web))
     if spec.name in OFFLINE_SOURCES:

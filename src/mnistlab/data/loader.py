@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,6 @@ def make_splits(
     val_fraction: float,
     seed: int,
     device: torch.device | str,
-    eval_batch_size: int = EVAL_BATCH_SIZE,
     subset: int | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> Splits:
@@ -176,14 +176,11 @@ def make_splits(
     train, val = split_train_val(train_val, val_fraction, seed)
     if subset:
         train, val, test = (RawSplit(s.images[:subset], s.labels[:subset]) for s in (train, val, test))
+    held_out = partial(DeviceLoader, batch_size=EVAL_BATCH_SIZE, shuffle=False, shard=shard, drop_short=False)
     return Splits(
         train=DeviceLoader(train, spec.mean, spec.std, batch_size, device, shuffle=True, seed=seed, shard=shard),
-        val=DeviceLoader(
-            val, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard, drop_short=False
-        ),
-        test=DeviceLoader(
-            test, spec.mean, spec.std, eval_batch_size, device, shuffle=False, shard=shard, drop_short=False
-        ),
+        val=held_out(val, spec.mean, spec.std, device=device),
+        test=held_out(test, spec.mean, spec.std, device=device),
     )
 
 
@@ -191,11 +188,10 @@ def make_test_loader(
     spec: DatasetSpec,
     root: Path,
     device: torch.device | str,
-    batch_size: int = EVAL_BATCH_SIZE,
     subset: int | None = None,
 ) -> DeviceLoader:
     """The test split; `subset` keeps its first N samples, as make_splits does for a --subset run."""
     test = read_split(spec, root, train=False)
     if subset:
         test = RawSplit(test.images[:subset], test.labels[:subset])
-    return DeviceLoader(test, spec.mean, spec.std, batch_size, device, shuffle=False)
+    return DeviceLoader(test, spec.mean, spec.std, EVAL_BATCH_SIZE, device, shuffle=False)

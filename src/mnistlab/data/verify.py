@@ -26,13 +26,12 @@ def check_file(path: Path, spec: FileSpec) -> None:
         raise DataError(f"{path}: is a directory, expected the file {spec.name}")
     if not path.exists():
         raise DataError(f"{path}: missing; run `mnistlab data fetch`")
-    size = path.stat().st_size
-    if size != spec.size:
+    st = path.stat()
+    if st.st_size != spec.size:
         raise DataError(
-            f"{path}: {size} bytes, expected {spec.size} (truncated or wrong file); "
+            f"{path}: {st.st_size} bytes, expected {spec.size} (truncated or wrong file); "
             f"remove it and run `mnistlab data fetch`"
         )
-    st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, spec.sha256)
     if key in _verified:  # fetch, then read: hash each unchanged file once per process
         return

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, cast
 
 import torch
@@ -66,6 +66,7 @@ from mnistlab.measure.decomposition import (
     MEMORY,
     DecomposeSettings,
     Decomposition,
+    find_decomposition,
     measure_decomposition,
 )
 from mnistlab.measure.decomposition import bound_label as _binds_label
@@ -88,7 +89,6 @@ PHASE_WORDS = {
 COMPUTE_BOUND_UTILISATION = 0.30  # only for a bench.json from before the floors were counted
 INPUT_BOUND_SHARE = 0.50  # of the step spent in data + h2d
 INPUT = "input"
-BOUNDS = (INPUT, *BINDS)  # and "between X and Y" of two of BINDS
 # the floors' names (measure/ceilings.Floors) in the judgement's words: a file from before the decompositions
 FLOOR_BINDS = {"compute": ARITHMETIC, "memory": MEMORY, "overhead": FIXED}
 
@@ -346,17 +346,16 @@ def prepare_cell(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     steps: int | None = 100,
-    seed: int = 0,
 ) -> _Setup:
     """The cell's step is training.levers.make_step's (eager fp32): what train_epoch runs, after the
     batch is copied to the device (the reference pipeline yields host tensors)."""
     steps_per_epoch = -(-len(split) // batch_size)
     n = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     model = create_model(model_name, spec.shape).to(device)
     opt = make_optimizer(model, lr=0.01, momentum=0.5)
     train_step = make_step(model, opt, Levers(), device, batch_size=batch_size, sample_shape=spec.shape.sample)
-    make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed)
+    make_iter, detail = _stream(pipeline, split, spec, batch_size, device, seed=0)
     it = make_iter()
 
     def step() -> None:
@@ -446,14 +445,7 @@ class BenchResult:
             c.decomposition = self.decomposition(c.device, c.model, c.batch_size)
 
     def decomposition(self, device: str, model: str, batch_size: int) -> Decomposition | None:
-        return next(
-            (
-                d
-                for d in self.decompositions
-                if (d.device, d.model, d.batch_size, d.implementation) == (device, model, batch_size, "eager")
-            ),
-            None,
-        )
+        return find_decomposition(self.decompositions, device, model, batch_size)
 
     def achieved(self, device: str) -> float:
         """The fastest FLOP/s any cell reached on `device` (0: none)."""
@@ -592,9 +584,7 @@ def decompose(
                         m,
                         shape,
                         batch_size=batch_size,
-                        batches=settings.batches,
-                        repeats=settings.repeats,
-                        chunk_s=settings.chunk_s,
+                        settings=settings,
                         device=dev.type,
                         ceilings=c,
                         cost=costs[m],
@@ -668,11 +658,7 @@ def run_bench(
         "interleaved": True,
         "unstable_spread": UNSTABLE_SPREAD,
         "threads": current_threads().to_dict(),
-        "decomposition": (
-            {"batches": list(decomposition.batches), "repeats": decomposition.repeats, "chunk_s": decomposition.chunk_s}
-            if decomposition
-            else None
-        ),
+        "decomposition": {**asdict(decomposition), "batches": list(decomposition.batches)} if decomposition else None,
     }
     return BenchResult(
         cells, peaks, names, settings, load, {d: c.to_dict() for d, c in ceilings.items()}, decompositions

@@ -2,8 +2,8 @@
 
 Ceilings, per device and dtype, measured as ceilings:
 - compute: the best FLOP/s over several matmul shapes (square, and the shapes the built-in models run)
-  and a 3x3 convolution, each repeated; a step seen running faster raises it (`raised_to`), so that no
-  utilisation is ever above 100% of it;
+  and a 3x3 convolution, each repeated; a step seen running faster raises it (measure/stepcell.py's
+  ceiling_flops_per_s), so that no utilisation is ever above 100% of it;
 - memory bandwidth: a copy of a tensor far larger than the caches (bytes read plus bytes written);
   and, for a step whose working set is smaller, copies sized to the L2 and the L3 (`measure_bandwidths`,
   `bandwidth_for`), so that a floor can use the bandwidth of the memory the step actually touches;
@@ -46,11 +46,6 @@ from mnistlab.data.datasets import DataShape
 FLOORS = ("compute", "memory", "overhead")
 NEEDS = "; the measured "  # where Theoretical.checked's words on the clock a measurement needs begin
 FLOOR_TOLERANCE = 0.25  # two floors within 25% of each other: "between" them (a fixed tolerance, never the spread)
-FLOOR_WORDS = {
-    "compute": "arithmetic (FLOPs at the compute ceiling)",
-    "memory": "memory traffic (bytes at the measured bandwidth)",
-    "overhead": "per-operation costs (operations dispatched at the measured cost of a trivial one)",
-}
 
 
 @dataclass(frozen=True)
@@ -143,29 +138,12 @@ class Theoretical:
 class Ceilings:
     device: str
     dtype: str
-    compute_flops_per_s: float  # best measured (matmul shapes, convolution), or what a step was seen to reach
+    compute_flops_per_s: float  # best measured (matmul shapes, convolution)
     best_shape: str  # which measurement gave it
     bandwidth_bytes_per_s: float
     op_cost_s: float  # one trivial dispatched operation
     theoretical: Theoretical
-    raised_to: float | None = None  # set when a step ran faster than every probe: the ceiling is what was seen
     threads: int | None = None  # the CPU threads the probes ran with: the ceiling is for this count (None: a GPU)
-
-    def raised(self, seen_flops_per_s: float) -> Ceilings:
-        """The same ceilings, with compute raised to what a step reached if it reached more."""
-        if seen_flops_per_s <= self.compute_flops_per_s:
-            return self
-        return Ceilings(
-            self.device,
-            self.dtype,
-            seen_flops_per_s,
-            "a training step of this run",
-            self.bandwidth_bytes_per_s,
-            self.op_cost_s,
-            self.theoretical.checked(seen_flops_per_s),
-            seen_flops_per_s,
-            self.threads,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "theoretical": self.theoretical.to_dict()}
@@ -399,13 +377,15 @@ def probe_sizes(caches: dict[str, int], threads: int) -> dict[str, int]:
 def measure_bandwidths(
     device: torch.device,
     sizes: dict[str, int],
-    repeats: int = 5,
+    repeats: int = 3,
     op_cost_s: float | None = None,
-    moved_bytes: int = 64 * 2**20,
+    moved_bytes: int = 16 * 2**20,
 ) -> dict[str, float]:
     """Bytes read plus written per second by a copy whose source and destination together are each
     size: the best of `repeats` timings (core/timing.time_steps) of about `moved_bytes` each, each copy less one
-    dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy."""
+    dispatched operation's cost (`op_cost_s`, measured if not given), which would otherwise dominate a small copy.
+    Few and short timings: a bench measures them beside its cells (on 2 threads of a busy machine, each small copy
+    can wait a scheduler's time slice at its barrier)."""
     op = measure_op_cost(device) if op_cost_s is None else op_cost_s
     out = {}
     for level, size in sizes.items():
@@ -424,16 +404,12 @@ def working_set_bandwidths(
     threads: int,
     dram_bytes_per_s: float | None = None,
     op_cost_s: float | None = None,
-    repeats: int = 3,
-    moved_bytes: int = 16 * 2**20,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """The probes' working sets and bandwidths for `device` on `threads`: on a CPU the L2- and L3-sized copies
-    (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory.
-    Fewer and shorter timings than measure_bandwidths' defaults: a bench measures them beside its cells (on 2
-    threads of a busy machine, each small copy can wait a scheduler's time slice at its barrier)."""
+    (`probe_sizes`), and DRAM's (given, as measure_ceilings measured it, or measured here); on a GPU its memory."""
     sizes = probe_sizes(cpu_facts().caches, threads) if device.type == "cpu" else {"DRAM": FAR_BEYOND_BYTES}
     todo = {k: v for k, v in sizes.items() if not (k == "DRAM" and dram_bytes_per_s)}
-    rates = measure_bandwidths(device, todo, repeats, op_cost_s, moved_bytes) if todo else {}
+    rates = measure_bandwidths(device, todo, op_cost_s=op_cost_s) if todo else {}
     if dram_bytes_per_s:
         rates["DRAM"] = dram_bytes_per_s
     return sizes, rates
@@ -494,22 +470,27 @@ class StepCost:
 
 class _OpCounter(TorchDispatchMode):
     """Counts the operations dispatched, and the bytes they move: each operation's tensor inputs read
-    once and its new outputs written once (an in-place result is its input; a view moves nothing)."""
+    once and its new outputs written once (an in-place result is its input; a view moves nothing).
+    `storages`: the distinct memory they touch, every storage read or written once, by address (bytes)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
         self.bytes = 0
+        self.storages: dict[int, int] = {}
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         out = func(*args, **(kwargs or {}))
         self.ops += 1
+        inputs, outputs = _tensors((args, kwargs)), _tensors(out)
+        for t in inputs + outputs:
+            s = t.untyped_storage()
+            self.storages[s.data_ptr()] = max(self.storages.get(s.data_ptr(), 0), s.nbytes())
         if not getattr(func, "is_view", False):
-            inputs = _tensors((args, kwargs))
             seen = {t.untyped_storage().data_ptr() for t in inputs}
-            written = [t for t in _tensors(out) if t.untyped_storage().data_ptr() not in seen]
+            written = [t for t in outputs if t.untyped_storage().data_ptr() not in seen]
             self.bytes += sum(t.nbytes for t in inputs) + sum(t.nbytes for t in written)
         return out
 
@@ -524,15 +505,25 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+def count_call(fn: Callable[[], Any]) -> StepCost:
+    """Count one call of `fn`: torch's FLOP counter (those in convolutions apart), every dispatched operation
+    and the bytes it reads and writes once."""
+    counter = _OpCounter()
+    with FlopCounterMode(display=False) as flops, counter:
+        fn()
+    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops, conv_flops_of(flops))
+
+
 def step_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> StepCost:
     """Count one training step (forward, loss, backward, optimizer step) of `model` on (x, y). The
     model's weights and the optimizer's state change as in a real step: count on a copy if they matter."""
-    counter = _OpCounter()
     optimizer.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as flops, counter:
+
+    def step() -> None:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    return StepCost(int(flops.get_total_flops()), counter.bytes, counter.ops, conv_flops_of(flops))
+
+    return count_call(step)
 
 
 def conv_flops_of(counter: FlopCounterMode) -> int:

@@ -29,13 +29,12 @@ import contextlib
 import functools
 import statistics
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnistlab.core.defaults import DEFAULT_BATCH_SIZE
 from mnistlab.core.errors import CheckpointError, ConfigError
@@ -45,7 +44,7 @@ from mnistlab.core.timing import Load, Spread, Stability, stability
 from mnistlab.core.words import percent
 from mnistlab.core.writer import FILES, Writer
 from mnistlab.data.datasets import DataShape
-from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _tensors
+from mnistlab.measure.ceilings import FLOOR_TOLERANCE, Ceilings, StepCost, _OpCounter
 
 _LOG = lines(__name__)  # the default `log`: this module's logger (core/logs.py)
 
@@ -92,7 +91,6 @@ DECOMPOSITION_SCHEMA = {
     "date?": "text?",
     "implementation?": "text",
 }
-FILE_SCHEMA = {"decompositions": [DECOMPOSITION_SCHEMA, NONEMPTY]}
 
 
 # --- the fit --------------------------------------------------------------------------------------------
@@ -119,18 +117,6 @@ class LineFit:
             f"{self.method} over {self.points} timings: residuals median {percent(self.residual_median)}, "
             f"at most {percent(self.residual_max)}"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fixed_s": self.fixed_s,
-            "per_sample_s": self.per_sample_s,
-            "per_sample_low_s": self.per_sample_low_s,
-            "per_sample_high_s": self.per_sample_high_s,
-            "residual_median": self.residual_median,
-            "residual_max": self.residual_max,
-            "points": self.points,
-            "method": self.method,
-        }
 
 
 def fit_line(batches: Sequence[float], times: Sequence[float]) -> LineFit:
@@ -290,12 +276,6 @@ class Decomposition:
         return max(0.0, slope)
 
     @property
-    def bytes_fixed(self) -> float:
-        """Bytes a step moves whatever its batch (weights, gradients, optimizer state)."""
-        lo = min(self.counted)
-        return max(0.0, self.counted[lo][1] - self.bytes_per_sample * lo)
-
-    @property
     def ops(self) -> int:
         return self.counted[max(self.counted)][2]
 
@@ -416,7 +396,7 @@ class Decomposition:
             "bandwidths": dict(self.bandwidths),
             "load": dict(self.load),
             "fitted_batches": self.fitted_batches,
-            "fit": self.fit.to_dict(),
+            "fit": asdict(self.fit),
             "beyond": {str(b): v for b, v in self.beyond().items()},
             "fixed_spread": self.fixed_spread.to_dict(),
             "per_sample_spread": self.per_sample_spread.to_dict(),
@@ -445,23 +425,17 @@ class Decomposition:
             raise CheckpointError(
                 f"{where}: fields 'bandwidths' and 'probe_sizes' must name the same levels, DRAM among them"
             )
-        return cls(
-            d["model"],
-            d["device"],
-            d["machine"],
-            d["threads"],
-            d["batch_size"],
-            timings,
-            counted,
-            d["footprint_bytes"],
-            d["compute_flops_per_s"],
-            d["op_cost_s"],
-            dict(d["probe_sizes"]),
-            dict(d["bandwidths"]),
-            dict(d.get("load") or {}),
-            d.get("date"),
-            d.get("implementation", "eager"),
-        )
+        given = {f.name: d.get(f.name) for f in fields(cls)}
+        load, implementation = dict(d.get("load") or {}), d.get("implementation", "eager")
+        return cls(**{**given, "timings": timings, "counted": counted, "load": load, "implementation": implementation})
+
+
+def find_decomposition(
+    decompositions: Sequence[Decomposition], device: str, model: str, batch_size: int, implementation: str = "eager"
+) -> Decomposition | None:
+    """The one of `model`'s step at `batch_size` on `device` with `implementation`'s levers (None: not measured)."""
+    key = (device, model, batch_size, implementation)
+    return next((d for d in decompositions if (d.device, d.model, d.batch_size, d.implementation) == key), None)
 
 
 def write_decompositions(results: Sequence[Decomposition], folder: Path, writer: Writer = FILES) -> Path:
@@ -471,35 +445,7 @@ def write_decompositions(results: Sequence[Decomposition], folder: Path, writer:
     return path
 
 
-def read_decompositions(folder: Path) -> list[Decomposition]:
-    from mnistlab.core.rundir import read_json_object
-
-    path = Path(folder) / Decomposition.FILE
-    data = read_json_object(path)
-    check(data, {"decompositions": [{"*": "any"}, NONEMPTY]}, str(path))
-    return [Decomposition.from_dict(d, f"{path}: decompositions[{i}]") for i, d in enumerate(data["decompositions"])]
-
-
 # --- measuring ------------------------------------------------------------------------------------------
-
-
-class _Footprint(TorchDispatchMode):
-    """The distinct memory a step touches: every storage an operation reads or writes, once, by address."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.storages: dict[int, int] = {}
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # torch's protocol
-        out = func(*args, **(kwargs or {}))
-        for t in _tensors((args, kwargs)) + _tensors(out):
-            s = t.untyped_storage()
-            self.storages[s.data_ptr()] = max(self.storages.get(s.data_ptr(), 0), s.nbytes())
-        return out
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.storages.values())
 
 
 def step_footprint(model_name: str, shape: DataShape, batch_size: int) -> int:
@@ -521,9 +467,9 @@ def step_footprint(model_name: str, shape: DataShape, batch_size: int) -> int:
             opt.step()
 
         one()
-        with _Footprint() as seen:
+        with _OpCounter() as seen:
             one()
-    return seen.bytes
+    return sum(seen.storages.values())
 
 
 @contextlib.contextmanager
@@ -550,10 +496,8 @@ def measure_decomposition(
     shape: DataShape,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    batches: Sequence[int] = DEFAULT_BATCHES,
+    settings: DecomposeSettings = DecomposeSettings(),
     threads: int | None = None,
-    repeats: int = 5,
-    chunk_s: float = CHUNK_S,
     device: str = "cpu",
     ceiling_s: float = 0.1,
     ceilings: Ceilings | None = None,
@@ -563,8 +507,8 @@ def measure_decomposition(
     implementation: str = "eager",
     log: Callable[[str], None] = _LOG,
 ) -> Decomposition:
-    """Time `model_name`'s training step at `batches` and `batch_size` on `threads` (default: torch's count now),
-    count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
+    """Time `model_name`'s training step at `settings.batches` and `batch_size` on `threads` (default: torch's count
+    now), count it, and return the decomposition. What a caller has measured on the same device and threads is reused:
     `ceilings` (the compute ceiling, the cost of one operation and DRAM's bandwidth), `cost` (the step counted at
     `batch_size`) and `bandwidths` (the probes' sizes and rates); what is not given is measured here. `levers`: the
     step's (training.levers.Levers; default eager fp32), named `implementation`."""
@@ -578,9 +522,9 @@ def measure_decomposition(
     from mnistlab.training.loop import make_optimizer
     from mnistlab.training.models import create_model
 
-    if repeats < 2:
+    if settings.repeats < 2:
         raise ConfigError("a decomposition needs 2 repeats or more (each repeat's fit gives the parts' spread)")
-    sizes = sorted({*batches, batch_size})
+    sizes = sorted({*settings.batches, batch_size})
     if len(sizes) < 2 or sizes[0] < 1:
         raise ConfigError(f"batch sizes {sizes}: two or more, each 1 or more")
     dev = resolve_device(device)
@@ -612,10 +556,12 @@ def measure_decomposition(
         def warm(c: _Batch) -> None:  # three steps, timed together: a repeat is as many steps as fill chunk_s
             # (at least one); their mean, not one step's time, so that one step's luck on a busy machine does not
             # make a repeat of thousands of steps (the first, which creates the optimizer's state, errs short)
-            c.n = max(1, min(2000, round(chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
+            c.n = max(1, min(2000, round(settings.chunk_s / max(time_steps(c.step, 3, dev), 1e-7))))
 
-        log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {repeats} interleaved repeats")
-        times = interleave(cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=repeats)
+        log(f"{model_name}: timing batches {sizes} on {n_threads} thread(s), {settings.repeats} interleaved repeats")
+        times = interleave(
+            cells, warm_up=warm, time_once=lambda c: time_steps(c.step, c.n, dev), repeats=settings.repeats
+        )
         load = {"start": load_start, "end": load_snapshot()}
         machine = device_name(dev)
     return Decomposition(

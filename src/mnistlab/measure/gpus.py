@@ -139,25 +139,18 @@ def gpu(name: str) -> Gpu:
     raise ConfigError(f"unknown GPU {name!r}: the table knows {', '.join(GPUS)}")
 
 
+# the row of a name that contains the key (torch's name, spaces removed, lower case), the first that does
+NAME_KEYS = {"h100": "H100 SXM", "h200": "H200", "a100": "A100 80GB", "4090": "RTX 4090", "1660ti": "GTX 1660 Ti"}
+
+
 def match(device_name: str) -> Gpu | None:
     """The row for a GPU as torch names it ('NVIDIA H100 80GB HBM3'), or None when the table has none.
     An A100 40GB gets the 80GB row: its higher bandwidth only lowers a lower bound."""
     text = device_name.replace(" ", "").lower()
-    found = (
-        "H100 SXM"
-        if "h100" in text
-        else "H200"
-        if "h200" in text
-        else "A100 80GB"
-        if "a100" in text
-        else "RTX 4090"
-        if "4090" in text
-        else "GTX 1660 Ti"
-        if "1660ti" in text
-        else "L4"
-        if text.endswith("l4")
-        else "T4"
-        if text.endswith("t4")
-        else None
-    )
-    return GPUS[found] if found else None
+    for key, row in NAME_KEYS.items():
+        if key in text:
+            return GPUS[row]
+    for row in ("L4", "T4"):  # only at the end of the name: an L40S is not an L4
+        if text.endswith(row.lower()):
+            return GPUS[row]
+    return None

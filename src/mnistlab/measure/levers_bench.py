@@ -35,7 +35,13 @@ from mnistlab.data.datasets import DatasetSpec
 from mnistlab.data.loader import DeviceLoader, RawSplit
 from mnistlab.measure.bench import bound, bound_label
 from mnistlab.measure.ceilings import count_step, measure_ceilings, working_set_bandwidths
-from mnistlab.measure.decomposition import BENCH_DECOMPOSE, DecomposeSettings, Decomposition, measure_decomposition
+from mnistlab.measure.decomposition import (
+    BENCH_DECOMPOSE,
+    DecomposeSettings,
+    Decomposition,
+    find_decomposition,
+    measure_decomposition,
+)
 from mnistlab.measure.stepcell import STEP_CELL_SCHEMA, StepCell
 from mnistlab.measure.table import text_table
 from mnistlab.training.levers import Levers, TrainStep, make_step, prepare_model, warm_up
@@ -139,10 +145,7 @@ class LeversResult:
 
     def __post_init__(self) -> None:
         for c in self.cells:
-            key = (c.device, c.model, c.batch_size, c.implementation)
-            c.decomposition = next(
-                (d for d in self.decompositions if (d.device, d.model, d.batch_size, d.implementation) == key), None
-            )
+            c.decomposition = find_decomposition(self.decompositions, c.device, c.model, c.batch_size, c.implementation)
 
     def cell(self, device: str, model: str, implementation: str) -> ImplCell | None:
         return next(
@@ -331,9 +334,7 @@ def run_levers_bench(
                                 model_name,
                                 spec.shape,
                                 batch_size=batch_size,
-                                batches=decomposition.batches,
-                                repeats=decomposition.repeats,
-                                chunk_s=decomposition.chunk_s,
+                                settings=decomposition,
                                 device=dev.type,
                                 ceilings=ceiling,
                                 cost=counts[model_name],

@@ -14,7 +14,6 @@ step beside its bound checks the model: the ratio is 1 or more if the bound hold
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mnistlab.core.timing import Spread
 from mnistlab.measure.bench import BenchResult, Cell
@@ -108,22 +107,6 @@ class Prediction:
             f"take {self.bandwidth_s * 1e6:,.2f} us (bandwidth floor); {self.cost.flops / 1e6:,.1f} MFLOP at "
             f"{self.rate_words()} take {self.compute_s * 1e6:,.2f} us (compute floor)"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gpu": self.gpu.name,
-            "dtype": self.dtype,
-            "flops": self.cost.flops,
-            "bytes": self.cost.bytes,
-            "ops": self.cost.ops,
-            "launch_s": self.launch_s,
-            "bandwidth_s": self.bandwidth_s,
-            "compute_s": self.compute_s,
-            "bound_s": self.bound_s,
-            "binds": self.binds,
-            "dispatch_cost_s": self.dispatch_cost_s,
-            "conv_flops": self.conv_flops,
-        }
 
 
 def cell_cost(cell: Cell) -> StepCost | None:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from mnistlab.data.datasets import DATASETS
-from mnistlab.measure.ceilings import StepCost, _OpCounter, conv_flops_of
+from mnistlab.measure.ceilings import StepCost, count_call
 from mnistlab.measure.gpus import DISPATCH_COST_S, GPUS, Gpu
 from mnistlab.measure.prediction import FLOORS, Prediction
 
@@ -70,33 +68,10 @@ PUBLISHED = {
 
 
 @dataclass(frozen=True)
-class Work:
-    """What one call dispatches, counted on the CPU: FLOPs (those in convolutions apart), bytes, operations."""
-
-    flops: int
-    conv_flops: int
-    bytes: int
-    ops: int
-
-    @property
-    def cost(self) -> StepCost:
-        return StepCost(self.flops, self.bytes, self.ops, self.conv_flops)
-
-
-def count_call(fn: Callable[[], Any]) -> Work:
-    """Count one call of `fn` with the counters of measure/ceilings.step_cost (torch's FLOP counter, every
-    dispatched operation and the bytes it reads and writes once)."""
-    counter = _OpCounter()
-    with FlopCounterMode(display=False) as flops, counter:
-        fn()
-    return Work(int(flops.get_total_flops()), conv_flops_of(flops), counter.bytes, counter.ops)
-
-
-@dataclass(frozen=True)
 class RunPart:
     what: str
     times: int  # how often the run does it
-    work: Work
+    work: StepCost  # what one call dispatches, counted on the CPU (ceilings.count_call)
 
 
 @dataclass(frozen=True)
@@ -109,7 +84,7 @@ class RunPrediction:
     dtype: str = "float32"
 
     def prediction(self, part: RunPart) -> Prediction:
-        return Prediction.of(part.work.cost, self.gpu, self.dtype, self.dispatch_cost_s, part.work.conv_flops)
+        return Prediction.of(part.work, self.gpu, self.dtype, self.dispatch_cost_s)
 
     @property
     def bound_s(self) -> float:
@@ -147,10 +122,6 @@ def sweep(gpu: Gpu, parts: Sequence[RunPart], costs_s: Sequence[float], dtype: s
     return [RunPrediction(gpu, tuple(parts), c, dtype) for c in costs_s]
 
 
-def published_gpu(run: PublishedRun) -> Gpu:
-    return GPUS[run.gpu]
-
-
 # --- the published runs' own code, counted -----------------------------------------------------------------
 
 TRAIN, BATCH = 60_000, 256  # train_mnist_fast: the full MNIST training set at batch 256
@@ -186,7 +157,7 @@ class Step7Net(nn.Module):
         return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
 
 
-def _linear(small: Work, larger: Work, b0: int, b1: int, batch: int) -> Work:
+def _linear(small: StepCost, larger: StepCost, b0: int, b1: int, batch: int) -> StepCost:
     """A call's work at `batch` from its counts at two small batches: FLOPs and bytes grow linearly with the
     batch (every operation of these runs is per sample, but for the weights' and the optimizer's, which do not
     grow), and the operations are the same at any batch (tests/test_prediction.py checks it against a count
@@ -197,8 +168,11 @@ def _linear(small: Work, larger: Work, b0: int, b1: int, batch: int) -> Work:
 
     if small.ops != larger.ops:
         raise ValueError("a call dispatched different operations at two batches: it cannot be extrapolated")
-    return Work(
-        at(small.flops, larger.flops), at(small.conv_flops, larger.conv_flops), at(small.bytes, larger.bytes), small.ops
+    return StepCost(
+        at(small.flops, larger.flops),
+        at(small.bytes, larger.bytes),
+        small.ops,
+        at(small.conv_flops or 0, larger.conv_flops or 0),  # count_call always splits them
     )
 
 
@@ -252,7 +226,7 @@ def count_run(
 
             return run
 
-        def counted(call: Callable[[int], Callable[[], None]], batch: int) -> Work:
+        def counted(call: Callable[[int], Callable[[], None]], batch: int) -> StepCost:
             if exact:
                 return count_call(call(batch))
             return _linear(count_call(call(2)), count_call(call(4)), 2, 4, batch)
@@ -264,10 +238,10 @@ def count_run(
         else:
             first_small, steady_small = count_call(step(0, 2)), count_call(step(1, 2))
             steady = counted(lambda b: step(1, b), BATCH)
-            first = Work(
+            first = StepCost(
                 *(
                     getattr(steady, f) + getattr(first_small, f) - getattr(steady_small, f)
-                    for f in ("flops", "conv_flops", "bytes", "ops")
+                    for f in ("flops", "bytes", "ops", "conv_flops")
                 )
             )
         short = counted(lambda b: step(0, b), last)
@@ -276,7 +250,7 @@ def count_run(
         RunPart(
             "model built on the host, copied to the GPU",
             1,
-            Work(built.flops, built.conv_flops, built.bytes + copy, built.ops + len(params)),
+            replace(built, bytes=built.bytes + copy, ops=built.ops + len(params)),
         ),
         RunPart("first training step of an epoch (optimizer state created)", 1 if epochs == 1 else epochs, first),
         RunPart(f"training step at batch {BATCH}", (steps - 2) * epochs, steady),
@@ -302,4 +276,4 @@ CHECK_COSTS_S = (2e-6, 5e-6, 10e-6)  # the dispatch costs the check is shown at:
 def published_check(name: str = "train_mnist_fast") -> tuple[PublishedRun, tuple[RunPrediction, ...]]:
     """A published run and its predicted lower bound at each of CHECK_COSTS_S (counted once per process)."""
     run = PUBLISHED[name]
-    return run, tuple(sweep(published_gpu(run), RUNS[name](False), CHECK_COSTS_S))
+    return run, tuple(sweep(GPUS[run.gpu], RUNS[name](False), CHECK_COSTS_S))

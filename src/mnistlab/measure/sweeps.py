@@ -7,7 +7,7 @@ never opens the storage, so nothing is created or changed, and a moved folder st
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +67,8 @@ class TrialRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialRow:
         """From a row already checked against TRIAL_SCHEMA."""
-        return cls(
-            d["number"],
-            d["state"],
-            d["params"],
-            d.get("best_val_loss"),
-            d.get("best_val_accuracy"),
-            d["epochs"],
-            d.get("seconds") or 0.0,
-            d.get("run_dir"),
-            d.get("worker"),
-            d.get("retry_of"),
-        )
+        row: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**{**row, "seconds": row["seconds"] or 0.0})  # optional in a row: 0 when absent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

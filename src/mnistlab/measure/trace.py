@@ -54,12 +54,6 @@ def trace_steps(
     return data
 
 
-def operators(trace: bytes) -> set[str]:
-    """The names of the operators a trace recorded (`aten::addmm`, ...), for a reader or a test."""
-    events = json.loads(trace)["traceEvents"]
-    return {e["name"] for e in events if isinstance(e, dict) and str(e.get("name", "")).startswith("aten::")}
-
-
 def trace_name(*parts: str) -> str:
     """A trace's file name from its parts (a job folder's name, a model, a device...): `a-b-c.trace.json`, with
     anything but letters, digits, '.', '_' and '-' (a model spec's path and colon) as '_'."""

@@ -12,7 +12,7 @@ from mnistlab.core.distributed import DEFAULT_TIMEOUT_S
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.rundir import MAX_EPOCHS
 from mnistlab.core.schema import Check, Closed, Range, check, is_number, maybe, one_of
-from mnistlab.data.datasets import all_datasets
+from mnistlab.data.datasets import get_dataset
 
 # the epoch's shuffle seed is seed * 1_000_003 + epoch, and torch seeds are 64-bit: keep far inside
 MAX_SEED = 2**32 - 1
@@ -114,9 +114,7 @@ class TrainConfig:
 
         check(self.to_dict(), CONFIG_SCHEMA, error=ConfigError)
         check_model_spec(self.model)  # its form only: the code is imported when the model is built
-        datasets = all_datasets()
-        if self.dataset not in datasets:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets)}")
+        get_dataset(self.dataset)  # an unknown one is a ConfigError naming the known ones
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

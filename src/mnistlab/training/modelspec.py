@@ -40,8 +40,7 @@ from mnistlab.data.datasets import DataShape
 
 MODEL_RECORD, MODEL_COPY = "model.json", "model_source.py"  # in the run directory, for file specs
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_MODULE_RE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
-_ATTR_RE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
+_DOTTED_RE = re.compile(rf"{_IDENT}(\.{_IDENT})*")  # package.module, and the (dotted) name after the ':'
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 FORMS = "package.module:factory or path/to/file.py:Name"
 CHECK_BATCH = 2  # the output-shape check's batch: 1 would hide a model that mixes up batch and features
@@ -73,11 +72,11 @@ def parse_spec(spec: Any, registry: list[str]) -> tuple[str, str, str | None]:
     where, colon, attr = spec.rpartition(":")
     if not colon:
         raise ConfigError(f"unknown model {spec!r}; choose one of: {', '.join(registry)}, or give {FORMS}")
-    if not _ATTR_RE.fullmatch(attr):
+    if not _DOTTED_RE.fullmatch(attr):
         raise ConfigError(f"model spec {spec!r}: {attr!r} after the last ':' is not a Python name")
     if where.endswith(".py"):
         return "file", where, attr
-    if not _MODULE_RE.fullmatch(where):
+    if not _DOTTED_RE.fullmatch(where):
         raise ConfigError(
             f"model spec {spec!r}: {where!r} is neither a module name (package.module) nor a .py file path"
         )

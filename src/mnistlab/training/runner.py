@@ -172,12 +172,6 @@ def prepare(
     return Prepared(device, spec, splits, model, optimizer, code, step)
 
 
-def _bars_redraw_in_place() -> bool:
-    """Whether the epoch's bar is drawn (core/progress.py: a terminal or a notebook's widget, and no
-    --no-progress); elsewhere the epoch lines are the progress."""
-    return progress_bars.shown(tqdm)
-
-
 def _one_line(
     job: JobFolder,
     e: BaseException,
@@ -250,7 +244,8 @@ def train(
     device, spec, splits, model, optimizer = prep.device, prep.spec, prep.splits, prep.model, prep.optimizer
     done = int(state["epoch"]) if state else 0
     partial = _progress(state) if state else None  # a resume from a mid-epoch checkpoint
-    progress = progress and _bars_redraw_in_place()
+    # the epoch's bar where it redraws in place (a terminal, a notebook's widget); elsewhere epoch lines
+    progress = progress and progress_bars.shown(tqdm)
     if state is None:
         history: list[dict[str, float]] = []
         step_log: list[dict[str, float]] = []
@@ -269,12 +264,8 @@ def train(
         )
     writer.json(run / rd_files.CONFIG, cfg.to_dict())
     record_in_run(run.path, prep.code, writer)  # a file spec: its copy and SHA-256
-    env = {
-        **environment(),
-        **precision_environment(device),
-        "device": str(device),
-        "load_start": load_snapshot(),
-    }  # load: was the machine busy?
+    # load: was the machine busy?
+    env = {**environment(), **precision_environment(device), "device": str(device), "load_start": load_snapshot()}
     writer.json(run / rd_files.ENV, env)
     writer.csv(run / rd_files.METRICS, rd_files.METRIC_FIELDS, history)
     writer.csv(run / rd_files.STEPS, rd_files.STEP_FIELDS, step_log)
