@@ -17,9 +17,12 @@ Variants (`--variants`, 0-based):
 Timed in interleaved repeats (the order rotated each repeat), `--steps` steps per repeat after one untimed
 step; printed: ms per step, median (range), and the ratio to the first variant chosen (the recipe's step by
 default), medians and repeat by repeat (> 1: faster). `--clock cpu`: 1 thread, the thread's CPU time (for a
-shared machine).
+shared machine). `--casts`: then torch.profiler over `--steps` steps of variants 0 and 1 (1 thread): the CPU time
+per step of the weight casts and conversions (`to` inside conv2d, linear and convolution_backward, and the
+ToCopyBackward0 nodes) and of the foreach copies that replace them, beside the step's whole CPU time.
 
     python benchmarks/speedrun_bf16_weights.py [--repeats 21] [--steps 20] [--clock wall|cpu] [--variants 0,1]
+                                               [--casts]
 """
 
 from __future__ import annotations
@@ -101,12 +104,40 @@ def build(kind: tuple[bool, bool, bool] | None, recipe: Recipe, cpu: torch.devic
     return MasterStep(model, recipe, loss_fn, channels_last, bn_bf16)
 
 
+def casts(recipe: Recipe, cpu: torch.device, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """Where the idea's saving can come from: autocast's weight casts, per step, against the foreach copies."""
+    torch.set_num_threads(1)
+    print(f"torch.profiler, {steps} steps, 1 thread; CPU time per step (the profiler's own cost included):")
+    for name, kind in VARIANTS[:2]:
+        step = build(kind, recipe, cpu, tuple(x.shape[1:]))
+        for _ in range(5):
+            step(x, y)
+        with torch.profiler.profile() as prof:
+            for _ in range(steps):
+                step(x, y)
+        whole = cast = copy = 0.0
+        for e in prof.events():
+            parent = e.cpu_parent.name if e.cpu_parent is not None else ""
+            whole += e.cpu_time_total if e.cpu_parent is None else 0.0
+            if e.name == "aten::to" and parent in ("aten::conv2d", "aten::linear", "aten::convolution_backward"):
+                cast += e.cpu_time_total
+            elif e.name.startswith("autograd::engine::evaluate_function: ToCopyBackward0"):
+                cast += e.cpu_time_total
+            elif e.name == "aten::_foreach_copy_":
+                copy += e.cpu_time_total
+        print(
+            f"  {name:<52} step {whole / steps:7.0f} us; weight casts and conversions {cast / steps:5.0f} us "
+            f"({cast / whole:.1%}); foreach copies {copy / steps:4.0f} us ({copy / whole:.1%})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=21)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--variants", default="", help="comma-separated numbers (0-based) of VARIANTS; default: all")
+    p.add_argument("--casts", action="store_true", help="then profile the casts of variants 0 and 1 (1 thread)")
     args = p.parse_args(argv)
     try:
         chosen = [VARIANTS[int(i)] for i in args.variants.split(",")] if args.variants else list(VARIANTS)
@@ -153,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<52} {spread(v):>20} {statistics.median(ref) / statistics.median(v):>11.2f}x "
             f"{spread(paired) + 'x':>18}"
         )
+    if args.casts:
+        casts(recipe, cpu, x, y, args.steps)
+        print(f"load average after the profile: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 
