@@ -17,12 +17,13 @@ Variants (`--variants`, 0-based):
 Timed in interleaved repeats (the order rotated each repeat), `--steps` steps per repeat after one untimed
 step; printed: ms per step, median (range), and the ratio to the first variant chosen (the recipe's step by
 default), medians and repeat by repeat (> 1: faster). `--clock cpu`: 1 thread, the thread's CPU time (for a
-shared machine). `--casts`: then torch.profiler over `--steps` steps of variants 0 and 1 (1 thread): the CPU time
+shared machine). `--casts K`: then torch.profiler over `--steps` steps of variant K (1 thread): the CPU time
 per step of the weight casts and conversions (`to` inside conv2d, linear and convolution_backward, and the
-ToCopyBackward0 nodes) and of the foreach copies that replace them, beside the step's whole CPU time.
+ToCopyBackward0 nodes) and of the foreach copies that replace them (variant 1), beside the step's whole CPU
+time; and the step's largest copies and fills, by the operation they serve.
 
     python benchmarks/speedrun_bf16_weights.py [--repeats 21] [--steps 20] [--clock wall|cpu] [--variants 0,1]
-                                               [--casts]
+                                               [--casts K]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import resource
 import statistics
 import sys
 import time
@@ -104,31 +106,48 @@ def build(kind: tuple[bool, bool, bool] | None, recipe: Recipe, cpu: torch.devic
     return MasterStep(model, recipe, loss_fn, channels_last, bn_bf16)
 
 
-def casts(recipe: Recipe, cpu: torch.device, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
-    """Where the idea's saving can come from: autocast's weight casts, per step, against the foreach copies."""
+WRAPPERS = ("aten::to", "aten::_to_copy", "aten::clone", "aten::contiguous", "aten::zero_", "aten::zeros_like")
+
+
+def casts(which: int, recipe: Recipe, cpu: torch.device, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """Where the idea's saving can come from: a variant's weight casts and copies per step (one profile per
+    process: a second one, of either step, was seen to fault ~250 pages in every step, which the timing never does)."""
     torch.set_num_threads(1)
     print(f"torch.profiler, {steps} steps, 1 thread; CPU time per step (the profiler's own cost included):")
-    for name, kind in VARIANTS[:2]:
-        step = build(kind, recipe, cpu, tuple(x.shape[1:]))
-        for _ in range(5):
+    name, kind = VARIANTS[which]
+    step = build(kind, recipe, cpu, tuple(x.shape[1:]))
+    for _ in range(5):
+        step(x, y)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with torch.profiler.profile() as prof:
+        for _ in range(steps):
             step(x, y)
-        with torch.profiler.profile() as prof:
-            for _ in range(steps):
-                step(x, y)
-        whole = cast = copy = 0.0
-        for e in prof.events():
-            parent = e.cpu_parent.name if e.cpu_parent is not None else ""
-            whole += e.cpu_time_total if e.cpu_parent is None else 0.0
-            if e.name == "aten::to" and parent in ("aten::conv2d", "aten::linear", "aten::convolution_backward"):
-                cast += e.cpu_time_total
-            elif e.name.startswith("autograd::engine::evaluate_function: ToCopyBackward0"):
-                cast += e.cpu_time_total
-            elif e.name == "aten::_foreach_copy_":
-                copy += e.cpu_time_total
-        print(
-            f"  {name:<52} step {whole / steps:7.0f} us; weight casts and conversions {cast / steps:5.0f} us "
-            f"({cast / whole:.1%}); foreach copies {copy / steps:4.0f} us ({copy / whole:.1%})"
-        )
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    whole = cast = copy = 0.0
+    moved: dict[str, float] = {}  # the copies' and fills' own time, by the operation they serve
+    for e in prof.events():
+        if e.name in ("aten::copy_", "aten::fill_"):
+            q = e.cpu_parent
+            while q is not None and q.name in WRAPPERS:
+                q = q.cpu_parent
+            where = f"{e.name[6:-1]} in {q.name if q is not None else 'the step'}"
+            moved[where] = moved.get(where, 0.0) + e.self_cpu_time_total
+        parent = e.cpu_parent.name if e.cpu_parent is not None else ""
+        whole += e.cpu_time_total if e.cpu_parent is None else 0.0
+        if e.name == "aten::to" and parent in ("aten::conv2d", "aten::linear", "aten::convolution_backward"):
+            cast += e.cpu_time_total
+        elif e.name.startswith("autograd::engine::evaluate_function: ToCopyBackward0"):
+            cast += e.cpu_time_total
+        elif e.name == "aten::_foreach_copy_":
+            copy += e.cpu_time_total
+    print(
+        f"  {name:<52} step {whole / steps:7.0f} us; weight casts and conversions {cast / steps:5.0f} us "
+        f"({cast / whole:.1%}); foreach copies {copy / steps:4.0f} us ({copy / whole:.1%}); "
+        f"{faults / steps:.0f} page faults per step"
+    )
+    print(f"    copies and fills, {sum(moved.values()) / whole:.1%} of the step; the largest, by what they serve:")
+    for where, us in sorted(moved.items(), key=lambda kv: -kv[1])[:6]:
+        print(f"      {where:<70} {us / steps:5.0f} us ({us / whole:.1%})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--variants", default="", help="comma-separated numbers (0-based) of VARIANTS; default: all")
-    p.add_argument("--casts", action="store_true", help="then profile the casts of variants 0 and 1 (1 thread)")
+    p.add_argument("--casts", type=int, metavar="K", help="then profile variant K's casts and copies (1 thread)")
     args = p.parse_args(argv)
     try:
         chosen = [VARIANTS[int(i)] for i in args.variants.split(",")] if args.variants else list(VARIANTS)
     except (ValueError, IndexError):
         p.error(f"--variants: comma-separated numbers from 0 to {len(VARIANTS) - 1}")
+    if args.casts is not None and not 0 <= args.casts < len(VARIANTS):
+        p.error(f"--casts: a variant's number, from 0 to {len(VARIANTS) - 1}")
     if args.repeats < 1 or args.steps < 1:
         p.error("--repeats and --steps must be at least 1")
     if args.clock == "cpu":
@@ -166,26 +187,28 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):
             steps[-1](inputs[-1], y)
     ms: list[list[float]] = [[] for _ in chosen]
+    faults: list[list[float]] = [[] for _ in chosen]
     order = list(range(len(chosen)))
     for r in range(args.repeats):
         for i in order[r % len(order) :] + order[: r % len(order)]:
             steps[i](inputs[i], y)  # untimed
-            t0 = clock()
+            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, clock()
             for _ in range(args.steps):
                 steps[i](inputs[i], y)
             ms[i].append((clock() - t0) / args.steps * 1e3)
+            faults[i].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / args.steps)
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {time.strftime('%F %T')}")
     print(f"ms per step over {args.repeats} interleaved repeats of {args.steps} steps (batch {recipe.batch_size})")
-    print(f"{'variant':<52} {'ms/step (range)':>20} {'vs the first':>12} {'paired (range)':>18}")
+    print(f"{'variant':<52} {'ms/step (range)':>20} {'vs the first':>12} {'paired (range)':>18} {'faults/step':>11}")
     ref = ms[0]
-    for (name, _), v in zip(chosen, ms, strict=True):
+    for (name, _), v, f in zip(chosen, ms, faults, strict=True):
         paired = [a / b for a, b in zip(ref, v, strict=True)]
         print(
             f"{name:<52} {spread(v):>20} {statistics.median(ref) / statistics.median(v):>11.2f}x "
-            f"{spread(paired) + 'x':>18}"
+            f"{spread(paired) + 'x':>18} {statistics.median(f):>11.0f}"
         )
-    if args.casts:
-        casts(recipe, cpu, x, y, args.steps)
+    if args.casts is not None:
+        casts(args.casts, recipe, cpu, x, y, args.steps)
         print(f"load average after the profile: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
