@@ -1,6 +1,6 @@
 """What the decompositions add to the quick lab's bench (issue 27): the same bench with and without them, side by side.
 
-    python benchmarks/decomposition_cost.py [--pairs 3] [--threads N] [--dataset mnist]
+    python benchmarks/decomposition_cost.py [--pairs 3] [--threads N] [--dataset mnist] [--models mlp cnn] [--steps 30]
 
 Runs jobs/bench.bench_pipelines with the quick lab's arguments (jobs/lab.py: mlp and cnn, both pipelines, batch 64,
 2 repeats of 30 steps after 10 warm-up steps, on the CPU) into temporary folders, alternately without and with
@@ -27,7 +27,7 @@ from mnistlab.jobs.bench import bench_pipelines
 from mnistlab.measure.table import text_table
 
 
-def one(decompose: bool, under: Path, dataset: str) -> tuple[float, dict]:
+def one(decompose: bool, under: Path, dataset: str, models: list[str], steps: int) -> tuple[float, dict]:
     start = {"load_avg_1m": os.getloadavg()[0], "cpu_count": os.cpu_count()}
     marks: dict[str, float] = {}
 
@@ -37,11 +37,11 @@ def one(decompose: bool, under: Path, dataset: str) -> tuple[float, dict]:
 
     t = time.perf_counter()
     result, _, _ = bench_pipelines(
-        models=["mlp", "cnn"],
+        models=models,
         devices=["cpu"],
         pipelines=["reference", "resident"],
         batch_size=64,
-        steps=30,
+        steps=steps,
         repeats=2,
         warmup=10,
         dataset_name=dataset,
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=3, choices=range(1, 11), metavar="1..10")
     p.add_argument("--threads", type=int, choices=range(1, 257), metavar="1..256")
     p.add_argument("--dataset", default="mnist")
+    # the quick lab's; fewer only to check that the script runs (its test)
+    p.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    p.add_argument("--steps", type=int, default=30, choices=range(1, 1001), metavar="1..1000")
     args = p.parse_args(argv)
     chosen = thread_choice.apply(args.threads)  # once: every run on the same count
     print(f"threads: {chosen.threads} ({chosen.reason})", file=sys.stderr)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, loads = [], []
     with tempfile.TemporaryDirectory(prefix="decomposition-cost-") as tmp:
         for decompose in order:
-            seconds, info = one(decompose, Path(tmp), args.dataset)
+            seconds, info = one(decompose, Path(tmp), args.dataset, args.models, args.steps)
             runs[decompose].append(seconds)
             loads.append(info["start"]), loads.append(info["end"])
             part = info["decompositions_s"]

@@ -111,7 +111,7 @@ def test_decomposition_cost_benchmark_runs(tiny, capsys):
     spec = importlib.util.spec_from_file_location("decomposition_cost", SCRIPT.parent / "decomposition_cost.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--pairs", "1", "--dataset", "tiny"]) == 0
+    assert module.main(["--pairs", "1", "--dataset", "tiny", "--models", "mlp", "--steps", "4"]) == 0
     out = capsys.readouterr().out
     rows = [ln.split()[0] for ln in out.splitlines() if re.match(r"(with|without) +[\d.]+ ", ln)]
     assert rows == ["without", "with"] and re.search(r"with / without the decompositions, per pair: [\d.]+x", out)
