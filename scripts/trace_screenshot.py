@@ -38,6 +38,9 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the browser helper
+from tests.headless_browser import find_chromium  # noqa: E402
+
 TB_PROFILER = "torch-tb-profiler==0.4.3"
 POLYFILL = "webcomponents.js@0.7.24"
 WIDTH, HEIGHT = 1400, 800
@@ -93,14 +96,6 @@ FOCUS_STEP = """() => {
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def fetch_viewer(site: Path) -> None:
