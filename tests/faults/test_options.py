@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -167,11 +168,13 @@ def test_deterministic_resume_keeps_the_recorded_thread_count_under_another_affi
     env = make_tiny_env(tmp_path)["env"]
     env.pop("OMP_NUM_THREADS")  # the count is --deterministic's own: the usable CPUs' share
     cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))
-    whole = _on_cpus(cpus, [*DETERMINISTIC, "--run-dir", str(tmp_path / "whole")], env)
+    # the uninterrupted run and the one killed mid-epoch at once (deterministic: neither depends on the other's load)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(_on_cpus, cpus, [*DETERMINISTIC, "--run-dir", str(tmp_path / "whole")], env)
+        cut = {**env, "MNISTLAB_KILL_AT": "step-checkpoint:2"}
+        killed = _on_cpus(cpus, [*DETERMINISTIC, "--run-dir", str(tmp_path / "cut")], cut)
+        whole = running.result()
     assert whole.returncode == 0, whole.stderr[-800:]
-    killed = _on_cpus(
-        cpus, [*DETERMINISTIC, "--run-dir", str(tmp_path / "cut")], {**env, "MNISTLAB_KILL_AT": "step-checkpoint:2"}
-    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-800:]
     one = str(sorted(os.sched_getaffinity(0))[0])
     refused = _on_cpus(one, ["train", "--resume", str(tmp_path / "cut"), "--no-progress", "--threads", "1"], env)
