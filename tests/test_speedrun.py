@@ -19,6 +19,13 @@ from mnistlab.training import recipe as rc
 from mnistlab.training.levers import Levers
 
 
+def _result(
+    seeds: list, *, target: float = 99.0, data_s: float = 0.3, images: tuple = (60000, 10000), params: int = 1000, **kw
+) -> sr.SpeedrunResult:
+    """A speedrun result of the default recipe on the CPU over `seeds` (the rest as its fields)."""
+    return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", target, data_s, *images, params, seeds, **kw)
+
+
 def run_cli(tmp_path, *extra):
     return cli.main(["speedrun", "--dataset", "tiny", "--device", "cpu", "--out", str(tmp_path / "s"), *extra])
 
@@ -288,7 +295,7 @@ def test_a_malformed_speedrun_json_is_one_line_naming_the_file_and_field(tmp_pat
 def test_speedrun_times_are_judged_by_the_one_stability_rule():
     def result(times):
         seeds = [sr.SeedResult(i, 99.0, 198, 200, t, t, 0.0, 0.2, 0.1) for i, t in enumerate(times)]
-        return sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 640, 200, 1000, seeds)
+        return _result(seeds, images=(640, 200))
 
     assert result([4.0, 4.1, 4.05]).stability.stable
     assert not result([4.0, 5.0]).stability.stable and "unstable" in result([4.0, 5.0]).details()
@@ -415,7 +422,7 @@ def test_the_one_sided_t_test_matches_a_known_value():
     assert below.p == pytest.approx(1 - t_upper_tail_4_degrees(3.0), rel=1e-9)
 
     seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
-    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    result = _result(seeds)
     assert result.summary()["target_test"] == {
         "alternative": "mean accuracy > target",
         "n": 5,
@@ -446,7 +453,7 @@ def test_no_t_test_with_one_seed_or_no_spread(accs, why, tmp_path):
     t = sr.target_test(accs, 99.0)
     assert t.p is None and t.t is None and why in t.why_not
     seeds = [sr.SeedResult(i, a, 0, 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
-    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    result = _result(seeds)
     assert f"no t-test: {why}" in result.details() and "p = " not in result.details()
     assert result.to_dict()["summary"]["target_test"]["p"] is None
     doc = Document("t")
@@ -461,17 +468,10 @@ def test_an_older_speedrun_json_without_the_new_keys_reads_and_reports(tmp_path)
     from mnistlab.report.sections.speedrun import speedrun_section
 
     seeds = [sr.SeedResult(s, 99.1 + s / 10, 9910, 10000, 3.0 + s, 2.5, 0.5, 0.3, 0.05) for s in range(3)]
-    data = sr.SpeedrunResult(
-        sr.Recipe(),
-        Levers(),
-        "cpu",
-        "a CPU",
-        99.0,
-        0.4,
-        60000,
-        10000,
-        1234,
+    data = _result(
         seeds,
+        data_s=0.4,
+        params=1234,
         flops=sr.RunFlops(1, 2, 3),
         ceiling=sr.Ceiling(1e9, "bfloat16", "m"),
         ceiling_s=1.0,
@@ -657,17 +657,9 @@ def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
 
 def _good_record() -> dict:
     seeds = [sr.SeedResult(s, 99.0, 198, 200, 4.0 + s, 3.5, 0.5, 0.2, 0.1) for s in range(2)]
-    return sr.SpeedrunResult(
-        sr.Recipe(),
-        Levers(),
-        "cpu",
-        "a CPU",
-        99.0,
-        0.3,
-        640,
-        200,
-        1000,
+    return _result(
         seeds,
+        images=(640, 200),
         flops=sr.RunFlops(10, 50, 20),
         ceiling=sr.Ceiling(1e9, "bfloat16", "matmul"),
         ceiling_s=1.0,
@@ -776,7 +768,7 @@ def test_the_t_tests_words_are_correct_statistics_and_never_round_p_to_one(tmp_p
     seeds = [
         sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate([98.96, 99.09, 99.08])
     ]
-    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.5, 0.3, 60000, 10000, 1000, seeds)
+    result = _result(seeds, target=99.5)
     assert result.target_test.p > 0.99
     line = result.details()
     assert (
@@ -800,9 +792,7 @@ def test_the_report_gives_one_seed_no_spread_and_says_when_seeds_missed_the_targ
     def md(accs, target):
         seeds = [sr.SeedResult(i, a, round(a * 100), 10000, 4.0, 4.0, 0.0, 0.1, 0.1) for i, a in enumerate(accs)]
         doc = Document("t")
-        speedrun_section(
-            doc, sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", target, 0.3, 60000, 10000, 1000, seeds)
-        )
+        speedrun_section(doc, _result(seeds, target=target))
         return doc.to_markdown(tmp_path)
 
     one = md([98.96], 99.0)
@@ -815,21 +805,10 @@ def test_the_report_gives_one_seed_no_spread_and_says_when_seeds_missed_the_targ
 def test_one_seeds_time_has_no_median_or_range():
     """'median 0.77 s (range 0.77-0.77 s)' for one seed said a spread it does not have."""
     seeds = [sr.SeedResult(0, 99.0, 9900, 10000, 0.77, 0.74, 0.03, 0.01, 0.1)]
-    result = sr.SpeedrunResult(sr.Recipe(), Levers(), "cpu", "a CPU", 99.0, 0.3, 60000, 10000, 1000, seeds)
+    result = _result(seeds)
     assert "time to train + evaluate  0.77 s (1 seed, no range)" in result.details()
     assert "range 0.77" not in result.details() and "range 0.77" not in result._repr_html_()
-    two = sr.SpeedrunResult(
-        sr.Recipe(),
-        Levers(),
-        "cpu",
-        "a CPU",
-        99.0,
-        0.3,
-        60000,
-        10000,
-        1000,
-        seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)],
-    )
+    two = _result(seeds + [sr.SeedResult(1, 99.1, 9910, 10000, 0.81, 0.78, 0.03, 0.01, 0.1)])
     assert "median 0.79 s (range 0.77-0.81 s)" in two.details()
 
 
