@@ -27,6 +27,12 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def tiny_sweep_argv(*extra: str, trials: int = 1) -> list[str]:
+    """`mnistlab sweep` of study s over two learning rates, one epoch per trial on the tiny dataset on the CPU."""
+    argv = ["sweep", "--study", "s", "--trials", str(trials), "--param", "lr=0.01,0.02", "--dataset", "tiny"]
+    return [*argv, "--epochs", "1", "--device", "cpu", *extra]
+
+
 def tiny_train_argv(run_dir: Path | str, *extra: str) -> list[str]:
     """`mnistlab train` for one quiet epoch on the tiny dataset on the CPU, into `run_dir`."""
     return [

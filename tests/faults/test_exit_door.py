@@ -9,6 +9,7 @@ import json
 import pytest
 
 from mnistlab.core.rundir import open_run
+from tests.conftest import tiny_sweep_argv
 
 from .conftest import mnistlab, one_line_error
 
@@ -87,25 +88,7 @@ def test_sys_exit_in_a_model_is_a_failure_everywhere(net, trained, tmp_path, cap
             "--out",
             str(tmp_path / "b"),
         ],
-        "sweep": [
-            "sweep",
-            "--study",
-            "s",
-            "--trials",
-            "2",
-            "--param",
-            "lr=0.01,0.02",
-            "--dataset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--model",
-            net,
-            "--out",
-            str(tmp_path / "sw"),
-        ],
+        "sweep": tiny_sweep_argv("--model", net, "--out", str(tmp_path / "sw"), trials=2),
     }
     for name, argv in cases.items():
         monkeypatch.setenv("CALLS", "1" if name in ("profile --json", "summary") else "3")

@@ -11,6 +11,7 @@ import pytest
 
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
+from tests.conftest import tiny_sweep_argv
 
 from .conftest import one_line_error
 
@@ -119,23 +120,7 @@ def test_a_link_planted_as_a_sweeps_trial_folder(tiny, tmp_path, outside, capsys
     sweep = tmp_path / "sw"
     sweep.mkdir()
     (sweep / "trial-0000").symlink_to(outside)
-    argv = [
-        "sweep",
-        "--study",
-        "s",
-        "--trials",
-        "1",
-        "--param",
-        "lr=0.01,0.02",
-        "--dataset",
-        "tiny",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        str(sweep),
-    ]
+    argv = tiny_sweep_argv("--out", str(sweep))
     line = one_line_error(capsys, argv)
     assert "trial-0000: is a symbolic link" in line, line
     assert nothing_in(outside)

@@ -16,7 +16,7 @@ import torch
 from mnistlab.cli import main
 from mnistlab.data import datasets
 from mnistlab.measure.scaling import ScalingCell, ScalingResult
-from tests.conftest import tiny_train_argv, write_tiny_dataset
+from tests.conftest import tiny_sweep_argv, tiny_train_argv, write_tiny_dataset
 
 from .conftest import one_line_error
 
@@ -53,23 +53,7 @@ def folders(tmp_path_factory):
                 ["bench", *bench, "--pipelines", "resident", "--out", str(base / "bench")],
                 ["bench", *bench, "--implementations", "eager", "--out", str(base / "levers")],
                 ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out", str(base / "speedrun")],
-                [
-                    "sweep",
-                    "--study",
-                    "s",
-                    "--trials",
-                    "1",
-                    "--param",
-                    "lr=0.01,0.02",
-                    "--dataset",
-                    "tiny",
-                    "--epochs",
-                    "1",
-                    "--device",
-                    "cpu",
-                    "--out",
-                    str(base / "sweep"),
-                ],
+                tiny_sweep_argv("--out", str(base / "sweep")),
             ):
                 assert main(argv) == 0, argv
     (base / "scaling").mkdir()

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from mnistlab.core.rundir import open_run
+from tests.conftest import tiny_sweep_argv
 
 from .conftest import is_one_line_error, make_tiny_env, mnistlab
 
@@ -137,25 +138,7 @@ def test_bench_and_a_sweep_stay_in_their_folders(moving, reliability):
         assert json.loads((tmp / "b" / "status.json").read_text())["state"] == "failed"
     p = run_in(
         moving,
-        [
-            "sweep",
-            "--study",
-            "s",
-            "--trials",
-            "2",
-            "--param",
-            "lr=0.01,0.02",
-            "--dataset",
-            "tiny",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--model",
-            "net.py:Net",
-            "--out",
-            "sw",
-        ],
+        tiny_sweep_argv("--model", "net.py:Net", "--out", "sw", trials=2),
         tmp,
         CHDIR_AT="forward",
     )

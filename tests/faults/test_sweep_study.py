@@ -9,26 +9,13 @@ import json
 import pytest
 
 from mnistlab.cli import main
+from tests.conftest import tiny_sweep_argv
 
 from .conftest import one_line_error
 
 pytest.importorskip("optuna")
 
-SWEEP = [
-    "sweep",
-    "--study",
-    "s",
-    "--trials",
-    "1",
-    "--param",
-    "lr=0.01,0.02",
-    "--dataset",
-    "tiny",
-    "--epochs",
-    "1",
-    "--device",
-    "cpu",
-]
+SWEEP = tiny_sweep_argv()
 
 
 def _files(folder) -> dict[str, bytes]:
