@@ -19,6 +19,18 @@ from mnistlab.training import recipe as rc
 from mnistlab.training.levers import Levers
 
 
+def _tiny_speedrun(**kw) -> sr.SpeedrunResult:
+    """sr.speedrun on the tiny dataset (written by the `tiny` fixture) on the CPU, quiet; fp32 eager unless `levers`."""
+    from mnistlab.data.datasets import data_root, get_dataset
+    from mnistlab.data.loader import read_split
+
+    spec, root = get_dataset("tiny"), data_root(None)
+    kw.setdefault("levers", Levers())
+    return sr.speedrun(
+        read_split(spec, root, True), read_split(spec, root, False), spec, torch.device("cpu"), log=lambda m: None, **kw
+    )
+
+
 def _result(
     seeds: list, *, target: float = 99.0, data_s: float = 0.3, images: tuple = (60000, 10000), params: int = 1000, **kw
 ) -> sr.SpeedrunResult:
@@ -93,8 +105,6 @@ class FakeClock:
 def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny, monkeypatch):
     """Each step costs 1 s, the full test evaluation 1000 s, the warm-up's evaluation 50 s, loading 10^6 s."""
     from mnistlab.core import timing
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
     from mnistlab.training import recipe as rc
 
     clock = FakeClock()
@@ -143,18 +153,11 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
             ),
         ),
     )
-    spec, root = get_dataset("tiny"), data_root(None)
     recipe = rc.Recipe(batch_size=128, epochs=2, warmup_steps=3)
-    result = sr.speedrun(
-        read_split(spec, root, True),
-        read_split(spec, root, False),
-        spec,
-        torch.device("cpu"),
+    result = _tiny_speedrun(
         seeds=2,
         target=10,
         recipe=recipe,
-        levers=Levers(),
-        log=lambda m: None,
         cold_since=(-7.0, "process start"),
     )
     steps = 2 * 4  # two epochs of the first 80% (the recipe's epoch_fraction) of 640 / 128 = 5 batches
@@ -170,21 +173,12 @@ def test_the_time_covers_training_and_the_whole_evaluation_and_nothing_else(tiny
 @pytest.mark.slow
 def test_a_busy_machine_is_said_in_the_line_and_the_record(tiny, monkeypatch):
     """Timings taken while other processes held the cores are not the machine's: the result says so."""
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
 
     loads = iter([{"load_avg_1m": 0.5, "cpu_count": 2}, {"load_avg_1m": 4.2, "cpu_count": 2}])
     monkeypatch.setattr(sr, "load_snapshot", lambda: next(loads))
-    spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(
-        read_split(spec, root, True),
-        read_split(spec, root, False),
-        spec,
-        torch.device("cpu"),
+    result = _tiny_speedrun(
         seeds=1,
         recipe=sr.Recipe(batch_size=320),
-        levers=Levers(),
-        log=lambda m: None,
     )
     assert "unstable" in result.details() and "4.2 at the end" in result.details()
     assert (
@@ -311,8 +305,7 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
     """mlp at batch 300 on 640 images: 2 full steps and a short one of 40; the test set's 200 images in one
     forward pass. A linear layer is 2*in*out FLOPs an image forward, as much again for its weight's
     gradient, and as much again for its input's, except the first (the image needs no gradient)."""
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
+    from mnistlab.data.datasets import get_dataset
     from mnistlab.measure.ceilings import Ceilings, Theoretical
 
     forward = sum(2 * i * o for i, o in MLP_LAYERS)
@@ -338,17 +331,10 @@ def test_a_runs_flops_match_a_hand_count(tiny, monkeypatch):
             "cpu", str(dtype).removeprefix("torch."), 1e9, "matmul 8x8 @ 8x8", 1.0, 1.0, Theoretical(None, "")
         ),
     )
-    spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(
-        read_split(spec, root, True),
-        read_split(spec, root, False),
-        spec,
-        torch.device("cpu"),
+    result = _tiny_speedrun(
         seeds=2,
         target=10,
         recipe=sr.Recipe(model="mlp", batch_size=300),
-        levers=Levers(),
-        log=lambda m: None,
     )
     assert result.flops.run == run and result.ceiling == sr.Ceiling(1e9, "bfloat16", "matmul 8x8 @ 8x8")
     assert result.floor_s == pytest.approx(run / 1e9)
@@ -368,8 +354,6 @@ def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch,
     """A user's model the counter cannot run, or a device without the dtype: the seeds stand, the line says
     'not counted' / 'not measured' with the first line of the error, and the file reads back."""
     from mnistlab.core.schema import read_result
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
     from mnistlab.report.document import Document
     from mnistlab.report.sections.speedrun import speedrun_section
 
@@ -378,17 +362,10 @@ def test_a_count_or_a_probe_that_fails_is_recorded_not_raised(tiny, monkeypatch,
 
     monkeypatch.setattr(sr, "count_step", fail)
     monkeypatch.setattr(sr, "measure_ceilings", fail)
-    spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(
-        read_split(spec, root, True),
-        read_split(spec, root, False),
-        spec,
-        torch.device("cpu"),
+    result = _tiny_speedrun(
         seeds=1,
         target=10,
         recipe=sr.Recipe(batch_size=320),
-        levers=Levers(),
-        log=lambda m: None,
     )
     assert result.flops is None and result.ceiling is None and result.floor_s is None and len(result.seeds) == 1
     line = result.details()
@@ -629,25 +606,17 @@ def test_the_recipes_adam_has_its_beta2():
 
 
 def test_the_speedrun_stores_its_inputs_in_the_levers_dtype(tiny, monkeypatch):
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
 
     seen = []
     real = sr.load_to_device
     monkeypatch.setattr(sr, "load_to_device", lambda *a, **kw: seen.append(kw.get("dtype")) or real(*a, **kw))
     monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
-    spec, root = get_dataset("tiny"), data_root(None)
     for levers in (Levers(), Levers(precision="bf16-mixed")):
-        sr.speedrun(
-            read_split(spec, root, True),
-            read_split(spec, root, False),
-            spec,
-            torch.device("cpu"),
+        _tiny_speedrun(
             seeds=1,
             target=10,
             recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
             levers=levers,
-            log=lambda m: None,
         )
     assert seen == [torch.float32, torch.bfloat16]
 
@@ -734,22 +703,13 @@ def test_what_the_reader_refuses_the_writer_never_writes(tiny, monkeypatch, tmp_
     """A count of no FLOPs (a model with no matmul or convolution) is 'not counted', not a floor of 0 s; a cold
     time shorter than seed 0's warm-up and run (a wall clock set back) is 'not measured'; the file reads back."""
     from mnistlab.core.schema import read_result
-    from mnistlab.data.datasets import data_root, get_dataset
-    from mnistlab.data.loader import read_split
 
     monkeypatch.setattr(sr, "count_run", lambda *a, **kw: sr.RunFlops(0, 0, 0))
     monkeypatch.setattr(sr, "measure_ceilings", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("skipped")))
-    spec, root = get_dataset("tiny"), data_root(None)
-    result = sr.speedrun(
-        read_split(spec, root, True),
-        read_split(spec, root, False),
-        spec,
-        torch.device("cpu"),
+    result = _tiny_speedrun(
         seeds=1,
         target=10,
         recipe=sr.Recipe(batch_size=128, warmup_steps=1, epoch_fraction=1.0),
-        levers=Levers(),
-        log=lambda m: None,
         cold_since=(time.time() + 3600, "process start"),
     )
     assert result.flops is None and "no matmul or convolution" in result.not_measured["flops"]
