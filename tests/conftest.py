@@ -27,6 +27,12 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def tiny_bench_argv(model: str, out: Path | str) -> list[str]:
+    """`mnistlab bench` of one model on the resident pipeline on the CPU: 2 steps, 1 repeat, no warm-up, tiny data."""
+    argv = ["bench", "--models", model, "--devices", "cpu", "--pipelines", "resident", "--steps", "2"]
+    return [*argv, "--repeats", "1", "--warmup", "0", "--dataset", "tiny", "--out", str(out)]
+
+
 def tiny_sweep_argv(*extra: str, trials: int = 1) -> list[str]:
     """`mnistlab sweep` of study s over two learning rates, one epoch per trial on the tiny dataset on the CPU."""
     argv = ["sweep", "--study", "s", "--trials", str(trials), "--param", "lr=0.01,0.02", "--dataset", "tiny"]

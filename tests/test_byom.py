@@ -19,6 +19,7 @@ from mnistlab.report.builder import build_report
 from mnistlab.report.document import md_escape
 from mnistlab.training.config import TrainConfig
 from mnistlab.training.models import count_parameters, create_model
+from tests.conftest import tiny_bench_argv
 from tests.tbcheck import assert_events_match_run
 
 NET = """
@@ -160,30 +161,7 @@ def test_each_bad_spec_is_one_clear_line(tmp_path, capsys, spec, message):
 @pytest.mark.slow
 def test_bench_times_a_file_spec(tiny, tmp_path, capsys):
     spec = f"{write(tmp_path / 'm', 'net.py', NET)}:Net"
-    assert (
-        main(
-            [
-                "bench",
-                "--dataset",
-                "tiny",
-                "--models",
-                spec,
-                "--devices",
-                "cpu",
-                "--pipelines",
-                "resident",
-                "--steps",
-                "2",
-                "--repeats",
-                "1",
-                "--warmup",
-                "0",
-                "--out",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_bench_argv(spec, tmp_path / "b")) == 0
     cells = json.loads((tmp_path / "b" / "bench.json").read_text())["cells"]
     assert [c["model"] for c in cells] == [spec] and cells[0]["train_step_flops"] > 0
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from mnistlab.core.rundir import open_run
-from tests.conftest import tiny_sweep_argv
+from tests.conftest import tiny_bench_argv, tiny_sweep_argv
 
 from .conftest import mnistlab, one_line_error
 
@@ -69,25 +69,7 @@ def test_sys_exit_in_a_model_is_a_failure_everywhere(net, trained, tmp_path, cap
         "train": [*TRAIN, "--model", net, "--run-dir", str(tmp_path / "t")],
         "profile --json": ["profile", net, "--json"],
         "summary": ["summary", net, "--batch-size", "3"],
-        "bench": [
-            "bench",
-            "--models",
-            net,
-            "--devices",
-            "cpu",
-            "--pipelines",
-            "resident",
-            "--steps",
-            "2",
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--dataset",
-            "tiny",
-            "--out",
-            str(tmp_path / "b"),
-        ],
+        "bench": tiny_bench_argv(net, tmp_path / "b"),
         "sweep": tiny_sweep_argv("--model", net, "--out", str(tmp_path / "sw"), trials=2),
     }
     for name, argv in cases.items():

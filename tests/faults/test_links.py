@@ -11,7 +11,7 @@ import pytest
 
 from mnistlab.cli import main
 from mnistlab.core.rundir import open_run
-from tests.conftest import tiny_sweep_argv
+from tests.conftest import tiny_bench_argv, tiny_sweep_argv
 
 from .conftest import one_line_error
 
@@ -78,25 +78,7 @@ def test_a_link_given_or_planted_as_a_jobs_folder(trained, tiny, tmp_path, outsi
     cases = {
         "train --run-dir": [*TRAIN, "--run-dir", str(linked)],
         "train --resume": ["train", "--resume", str(resumed), "--epochs", "1", "--no-progress"],
-        "bench --out": [
-            "bench",
-            "--models",
-            "mlp",
-            "--devices",
-            "cpu",
-            "--pipelines",
-            "resident",
-            "--steps",
-            "2",
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--dataset",
-            "tiny",
-            "--out",
-            str(linked),
-        ],
+        "bench --out": tiny_bench_argv("mlp", linked),
         "speedrun --out": ["speedrun", "--dataset", "tiny", "--seeds", "1", "--device", "cpu", "--out", str(linked)],
         "plot --out": ["plot", str(trained), "--out", str(linked / "loss.png")],
     }

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from mnistlab.core.rundir import open_run
-from tests.conftest import tiny_sweep_argv
+from tests.conftest import tiny_bench_argv, tiny_sweep_argv
 
 from .conftest import is_one_line_error, make_tiny_env, mnistlab
 
@@ -107,25 +107,7 @@ def test_bench_and_a_sweep_stay_in_their_folders(moving, reliability):
     tmp = moving["tmp"]
     p = run_in(
         moving,
-        [
-            "bench",
-            "--models",
-            "net.py:Net",
-            "--devices",
-            "cpu",
-            "--pipelines",
-            "resident",
-            "--steps",
-            "2",
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--dataset",
-            "tiny",
-            "--out",
-            "b",
-        ],
+        tiny_bench_argv("net.py:Net", "b"),
         tmp,
         CHDIR_AT="forward",
     )
